@@ -1,0 +1,33 @@
+# The two set-up commands (README): `make demo` runs the main job, `make test` runs the tests.
+# Both create .venv and install into it, torch==2.13.0 first (the CPU build; a plain `torch`
+# requirement resolved first would pull several GB of CUDA packages).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install data
+
+$(BIN)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+# Fashion-MNIST from Debian where apt is available; elsewhere the loader downloads it (checksummed).
+data:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) \
+		|| echo "note: could not apt-get dataset-fashion-mnist; widthnas will download Fashion-MNIST"; \
+	fi
+
+test: install
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+demo: install data
+	$(BIN)/widthnas profile --out runs/demo/samples.jsonl -n 800 --sampling coverage
+	$(BIN)/widthnas profile --out runs/demo/heldout.jsonl -n 200 --sampling uniform --seed 7
+	$(BIN)/widthnas fit --samples runs/demo/samples.jsonl --heldout runs/demo/heldout.jsonl \
+		--out runs/demo/profile.json --plot runs/demo/latency_fit.png

@@ -1,0 +1,79 @@
+"""Latency backends: open a network by widths and return a zero-argument call that runs it once."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from models.space import SearchSpace
+
+from . import standalone_runner as sr
+from .onnx_graph import space_onnx
+
+
+class OrtBackend:
+    """onnxruntime with any installed execution provider (CPU by default)."""
+
+    def __init__(self, space: SearchSpace, provider: str = "CPUExecutionProvider", threads: int = 1,
+                 batch: int = 1, opt_level: str = "all"):
+        sr.check_provider(provider)
+        self.space, self.provider, self.threads, self.batch, self.opt_level = space, provider, threads, batch, opt_level
+
+    def device_info(self) -> dict:
+        import onnxruntime as ort
+
+        return sr.device_info("onnxruntime", self.provider, self.threads, self.batch, self.opt_level, ort.__version__)
+
+    def open(self, widths: Sequence[int]) -> Callable[[], None]:
+        model = space_onnx(self.space, widths, batch=self.batch).SerializeToString()
+        sess = sr.ort_session(model, self.provider, self.threads, self.opt_level)
+        return sr.ort_runner(sess, self.batch, self.provider)
+
+    def open_file(self, path: str) -> Callable[[], None]:
+        """An exported model (dynamic batch) timed the same way, for verifying predictions."""
+        return sr.ort_runner(sr.ort_session(path, self.provider, self.threads, self.opt_level), self.batch,
+                             self.provider)
+
+
+class TorchBackend:
+    """PyTorch eager on CPU or CUDA (synchronised around every run)."""
+
+    def __init__(self, space: SearchSpace, device: str = "cpu", threads: int = 1, batch: int = 1):
+        import torch
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError("torch backend on CUDA asked for, but this torch build sees no CUDA device")
+        if not (device == "cpu" or device.startswith("cuda")):
+            raise ValueError(f"torch device {device!r}: use 'cpu' or 'cuda[:N]'")
+        self.space, self.device, self.threads, self.batch = space, device, threads, batch
+
+    def device_info(self) -> dict:
+        import torch
+
+        gpu = torch.cuda.get_device_name(self.device) if self.device.startswith("cuda") else ""
+        return sr.device_info("torch", self.device, self.threads, self.batch, "eager", torch.__version__, gpu)
+
+    def open(self, widths: Sequence[int]) -> Callable[[], None]:
+        import torch
+
+        from models.mobilenet import build_network
+
+        torch.set_num_threads(self.threads)
+        net = build_network(self.space, widths).eval().to(self.device)
+        x = torch.rand(self.batch, *self.space.input_shape, device=self.device)
+        cuda = self.device.startswith("cuda")
+
+        @torch.no_grad()
+        def run() -> None:
+            net(x)
+            if cuda:
+                torch.cuda.synchronize()
+
+        return run
+
+
+def make_backend(space: SearchSpace, backend: str = "onnxruntime", provider: str | None = None,
+                 threads: int = 1, batch: int = 1, opt_level: str = "all"):
+    if backend in ("onnxruntime", "ort"):
+        return OrtBackend(space, provider or "CPUExecutionProvider", threads, batch, opt_level)
+    if backend == "torch":
+        return TorchBackend(space, provider or "cpu", threads, batch)
+    raise ValueError(f"unknown backend {backend!r}; choose 'onnxruntime' or 'torch'")

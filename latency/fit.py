@@ -1,0 +1,182 @@
+"""`widthnas fit`: solve the networks x table-entries system into a per-layer LatencyTable.
+
+Model of block k's entry (c_in, c_out), in ms:
+    T_k[c_in, c_out] = theta_k . (c_in', c_out', c_in' c_out') + R_k[c_in, c_out]
+with c' = c / (widest choice), theta >= 0 (a bilinear cost, as a convolution's work is), and a
+residual R ridge-penalised by `lam`, which lets measured entries leave the bilinear surface where
+the data say so while unmeasured ones stay on it. Entries of a table are not identifiable one by
+one (only network sums are); the bilinear anchor and the ridge make them so.
+
+Also penalised (squared hinge, weight `mu`): an entry cheaper than a neighbour with fewer
+channels (monotonicity), and negative entries. Residuals are relative errors, since the target
+is "within ±10 %" for small and large networks alike. lam and mu come from k-fold cross-validation.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.linalg import lsmr
+
+from models.space import SearchSpace
+
+from .sampling import block_entries, block_shapes
+from .samples import Samples
+from .table import LatencyTable
+
+
+@dataclass
+class FitSettings:
+    lams: tuple[float, ...] = (1e-2, 1.0, 10.0, 100.0, 1000.0)  # ridge on residual entries, relative units
+    mus: tuple[float, ...] = (0.0, 0.1, 10.0)  # monotonicity / non-negativity penalty weight
+    folds: int = 5  # cross-validation folds for choosing lam and mu
+    active_set_iters: int = 6  # re-solves while adding violated monotonicity pairs
+    seed: int = 0
+
+
+class _System:
+    """Index bookkeeping shared by every solve on one space."""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+        self.shapes = [(len(ci), len(co)) for ci, co in block_shapes(space)]
+        self.offsets = np.cumsum([0] + [a * b for a, b in self.shapes])
+        self.E = int(self.offsets[-1])  # number of table entries
+        rows, cols, vals, P = [], [], [], 0
+        for k, ((ci, co), off) in enumerate(zip(block_shapes(space), self.offsets)):
+            ci_n, co_n = np.asarray(ci) / max(ci), np.asarray(co) / max(co)
+            feats = []
+            if len(ci) > 1:
+                feats.append(np.repeat(ci_n, len(co)))
+            if len(co) > 1:
+                feats.append(np.tile(co_n, len(ci)))
+            if len(ci) > 1 and len(co) > 1:
+                feats.append(np.outer(ci_n, co_n).ravel())
+            for f in feats:
+                rows.extend(range(off, off + f.size))
+                cols.extend([P] * f.size)
+                vals.extend(f)
+                P += 1
+        self.P = P  # number of bilinear coefficients
+        self.B = sp.csr_matrix((vals, (rows, cols)), shape=(self.E, P))
+        # [B | I]: table entries as a function of (theta, R)
+        self.T = sp.hstack([self.B, sp.identity(self.E)]).tocsr()
+        pairs = []  # (cheaper-by-channels entry, more-channels entry)
+        for (a, b), off in zip(self.shapes, self.offsets):
+            g = off + np.arange(a * b).reshape(a, b)
+            pairs.append(np.stack([g[:-1, :].ravel(), g[1:, :].ravel()], 1))
+            pairs.append(np.stack([g[:, :-1].ravel(), g[:, 1:].ravel()], 1))
+        self.pairs = np.concatenate(pairs)
+
+    def design(self, widths: np.ndarray) -> sp.csr_matrix:
+        """(n, E) counts of every table entry in each network."""
+        n = len(widths)
+        cols = np.empty((n, len(self.shapes)), int)
+        for r, w in enumerate(widths):
+            for k, (a, b) in enumerate(block_entries(self.space.indices(w))):
+                cols[r, k] = self.offsets[k] + a * self.shapes[k][1] + b
+        return sp.csr_matrix((np.ones(cols.size), (np.repeat(np.arange(n), cols.shape[1]), cols.ravel())),
+                             shape=(n, self.E))
+
+    def solve(self, A: sp.csr_matrix, y: np.ndarray, lam: float, mu: float, iters: int) -> tuple[np.ndarray, float]:
+        """Table entries (E,) ms and intercept ms.
+
+        Sparse least squares (lsmr); theta >= 0 by an active set that pins negative coefficients
+        at zero, and the hinge penalties by re-solving with the violated pairs added.
+        """
+        s = float(np.median(y))
+        n, E, P = A.shape[0], self.E, self.P
+        W = sp.diags(1.0 / y)
+        T1 = sp.hstack([self.T, sp.csr_matrix((E, 1))]).tocsr()  # (E, P+E+1) entries from z
+        data = sp.hstack([W @ A @ self.T, sp.csr_matrix(1.0 / y[:, None])]).tocsr()  # (n, P+E+1)
+        ridge = sp.hstack([sp.csr_matrix((E, P)), sp.identity(E) * (np.sqrt(lam) / s), sp.csr_matrix((E, 1))])
+        active_pairs = np.zeros(len(self.pairs), bool)
+        active_neg = np.zeros(E, bool)
+        free = np.ones(P + E + 1, bool)  # columns not pinned at zero
+        for _ in range(max(1, iters)):
+            blocks = [data, ridge]
+            if active_pairs.any() or active_neg.any():
+                p = self.pairs[active_pairs]
+                blocks += [(T1[p[:, 0]] - T1[p[:, 1]]) * (np.sqrt(mu) / s),
+                           T1[np.flatnonzero(active_neg)] * (np.sqrt(mu) / s)]
+            M = sp.vstack(blocks).tocsc()
+            rhs = np.r_[np.ones(n), np.zeros(M.shape[0] - n)]
+            for _ in range(P + 1):  # theta >= 0
+                z = np.zeros(P + E + 1)
+                z[free] = lsmr(M[:, free], rhs, atol=1e-10, btol=1e-10, maxiter=5000)[0]
+                neg = np.flatnonzero(z[:P] < 0)
+                if neg.size == 0:
+                    break
+                free[neg] = False
+            entries = self.T @ z[:-1]
+            if mu <= 0:
+                break
+            viol = entries[self.pairs[:, 0]] > entries[self.pairs[:, 1]] + 1e-9 * s
+            negs = entries < 0
+            if not (viol & ~active_pairs).any() and not (negs & ~active_neg).any():
+                break
+            active_pairs |= viol
+            active_neg |= negs
+        return entries, float(z[-1])
+
+
+def _split(entries: np.ndarray, sys_: _System) -> list[np.ndarray]:
+    return [entries[o:o + a * b].reshape(a, b) for (a, b), o in zip(sys_.shapes, sys_.offsets)]
+
+
+def _rmspe(pred: np.ndarray, y: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(((pred - y) / y) ** 2)))
+
+
+def fit_table(space: SearchSpace, samples: Samples, settings: FitSettings | None = None,
+              name: str = "", log=print) -> LatencyTable:
+    """Fit a LatencyTable to reference-normalised samples, choosing lam and mu by cross-validation."""
+    settings = settings or FitSettings()
+    if len(samples) < settings.folds * 2:
+        raise ValueError(f"{len(samples)} samples are too few to fit; profile at least {settings.folds * 10}")
+    t0 = time.time()
+    sys_ = _System(space)
+    reference_ms = float(np.median(samples.ref_ms))
+    y = samples.norm * reference_ms  # ms at the reference network's typical speed
+    A = sys_.design(samples.widths)
+    fold = np.random.default_rng(settings.seed).permutation(len(y)) % settings.folds
+    cv = {}
+    for lam in settings.lams:
+        for mu in settings.mus:
+            errs = []
+            for f in range(settings.folds):
+                tr, te = fold != f, fold == f
+                e, c = sys_.solve(A[tr], y[tr], lam, mu, settings.active_set_iters)
+                errs.append(_rmspe(A[te] @ e + c, y[te]))
+            cv[(lam, mu)] = float(np.mean(errs))
+    lam, mu = min(cv, key=cv.get)
+    entries, c = sys_.solve(A, y, lam, mu, settings.active_set_iters)
+    train_err = _rmspe(A @ entries + c, y)
+    log(f"fit: {len(y)} samples, {sys_.E} entries; cv RMSPE {cv[(lam, mu)]:.4f} at lam={lam:g} mu={mu:g}; "
+        f"train RMSPE {train_err:.4f}; {time.time() - t0:.1f} s")
+    fit = {"samples": int(len(y)), "entries": sys_.E, "lam": lam, "mu": mu, "cv_rmspe": cv[(lam, mu)],
+           "train_rmspe": train_err, "settings": asdict(settings), "seconds": round(time.time() - t0, 2),
+           "cv_grid": [{"lam": k[0], "mu": k[1], "rmspe": v} for k, v in cv.items()]}
+    return LatencyTable(space, _split(entries, sys_), c, reference_ms, samples.header["device"], fit, {}, name)
+
+
+@dataclass
+class FlopsProxy:
+    """latency ≈ a + b * MACs, the baseline the table must beat."""
+    a: float  # ms
+    b: float  # ms per MAC
+    reference_ms: float
+
+    def predict_many(self, space: SearchSpace, widths: np.ndarray) -> np.ndarray:
+        return self.a + self.b * np.array([space.macs(w) for w in widths], float)
+
+
+def fit_flops_proxy(space: SearchSpace, samples: Samples) -> FlopsProxy:
+    reference_ms = float(np.median(samples.ref_ms))
+    y = samples.norm * reference_ms
+    m = np.array([space.macs(w) for w in samples.widths], float)
+    X = np.stack([np.ones_like(m), m], 1) / y[:, None]  # relative least squares, like the table
+    a, b = np.linalg.lstsq(X, np.ones_like(y), rcond=None)[0]
+    return FlopsProxy(float(a), float(b), reference_ms)

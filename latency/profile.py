@@ -1,0 +1,105 @@
+"""`widthnas profile`: time many random-width networks on this device into a samples JSONL,
+or write a bundle of ONNX networks plus a torch-free runner for an edge device."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from models.space import SearchSpace
+
+from . import standalone_runner as sr
+from .onnx_graph import space_onnx
+from .sampling import make_sampler
+
+
+def _header(space: SearchSpace, device: dict, sampling: str, seed: int, rounds: int, round_ms: float) -> dict:
+    return {
+        "type": "header", "format": sr.SAMPLES_FORMAT,
+        "space": {"name": space.name, "fingerprint": space.fingerprint, "def": space.to_dict()},
+        "device": device,
+        "settings": {"sampling": sampling, "seed": seed, "rounds": rounds, "round_ms": round_ms},
+        "reference_widths": space.reference_widths, "created": time.time(),
+    }
+
+
+def profile(space: SearchSpace, out: str | Path, n: int, backend, sampling: str = "coverage", seed: int = 0,
+            rounds: int = 5, round_ms: float = 10.0, progress: bool = True, time_limit_s: float | None = None) -> int:
+    """Measure networks until `out` holds `n` samples; returns how many were added.
+
+    Resumable: an existing `out` is checked (space and device) and continued; a killed run loses
+    at most the sample in flight.
+    """
+    out = str(out)
+    device = backend.device_info()
+    seen = []
+    if os.path.exists(out) and os.path.getsize(out) > 0:
+        header, recs, bad = sr.read_samples(out)
+        if header["space"]["fingerprint"] != space.fingerprint:
+            raise ValueError(f"{out} holds samples of search space {header['space']['name']} "
+                             f"({header['space']['fingerprint']}), not {space.name} ({space.fingerprint}); "
+                             "choose another --out")
+        if sr.device_key(header["device"]) != sr.device_key(device):
+            raise ValueError(f"{out} was measured with other device settings ({sr.device_key(header['device'])}); "
+                             "choose another --out or the same --backend/--provider/--threads/--batch")
+        seen = [r["widths"] for r in recs]
+    else:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        sr.append_line(out, _header(space, device, sampling, seed, rounds, round_ms))
+    # a resumed run draws from a fresh stream; coverage sampling continues from the recorded counts
+    sampler = make_sampler(space, sampling, seed + len(seen), seen)
+    todo = max(0, n - len(seen))
+    ref = backend.open(space.reference_widths)
+    bar = _bar(todo, progress, f"profile {space.name}")
+    t0, added = time.time(), 0
+    for _ in range(todo):
+        if time_limit_s is not None and time.time() - t0 > time_limit_s:
+            break
+        widths = sampler.next()
+        rec = sr.measure(backend.open(widths), ref, rounds=rounds, round_ms=round_ms)
+        sr.append_line(out, {"type": "sample", "widths": widths, **rec, "t": time.time()})
+        sampler.observe(widths)
+        added += 1
+        bar.update(1)
+        bar.set_postfix_str(f"{rec['ms']['median']:.3f} ms, ref {rec['ref_ms']['median']:.3f} ms")
+    bar.close()
+    return added
+
+
+def _bar(total: int, enabled: bool, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="net", dynamic_ncols=True)
+
+
+def write_bundle(space: SearchSpace, out_dir: str | Path, n: int, sampling: str = "coverage", seed: int = 0,
+                 batch: int = 1) -> Path:
+    """N ONNX networks, the reference network, a manifest and the runner, for timing on an edge device.
+
+    Copy the directory to the device and run `python3 runner.py` there (numpy and onnxruntime only).
+    Then `widthnas fit --samples samples.jsonl` on the host.
+    """
+    out = Path(out_dir)
+    (out / "networks").mkdir(parents=True, exist_ok=True)
+    sampler = make_sampler(space, sampling, seed)
+    nets = []
+    ref_file = "networks/reference.onnx"
+    (out / ref_file).write_bytes(space_onnx(space, space.reference_widths, batch=batch).SerializeToString())
+    for i in range(n):
+        widths = sampler.next()
+        sampler.observe(widths)
+        f = f"networks/net_{i:05d}.onnx"
+        (out / f).write_bytes(space_onnx(space, widths, batch=batch).SerializeToString())
+        nets.append({"file": f, "widths": widths})
+    manifest = {
+        "space": {"name": space.name, "fingerprint": space.fingerprint, "def": space.to_dict()},
+        "batch": batch, "sampling": sampling, "seed": seed,
+        "reference": {"file": ref_file, "widths": space.reference_widths}, "networks": nets,
+    }
+    tmp = out / (sr.MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, out / sr.MANIFEST)
+    shutil.copyfile(Path(sr.__file__), out / "runner.py")
+    return out

@@ -1,0 +1,46 @@
+"""Shipped profiles in hw_profiles/, and choosing one that matches this machine."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from models.space import SearchSpace
+
+from .standalone_runner import device_key
+from .table import LatencyTable
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "hw_profiles"
+
+
+def load_profile(name_or_path: str | Path) -> LatencyTable:
+    """A profile file, or the name of a shipped one (hw_profiles/<name>.json)."""
+    p = Path(name_or_path)
+    if not p.exists() and (PROFILE_DIR / f"{name_or_path}.json").exists():
+        p = PROFILE_DIR / f"{name_or_path}.json"
+    return LatencyTable.load(p)
+
+
+def shipped_profiles() -> list[Path]:
+    return sorted(PROFILE_DIR.glob("*.json"))
+
+
+def find_profile(space: SearchSpace, device: dict) -> tuple[Path | None, str]:
+    """(a shipped profile for this space and device key, or None; why)."""
+    want = device_key(device)
+    reasons = []
+    for p in shipped_profiles():
+        try:
+            d = json.loads(p.read_text())
+        except (OSError, ValueError):
+            reasons.append(f"{p.name}: unreadable")
+            continue
+        if d.get("space", {}).get("fingerprint") != space.fingerprint:
+            continue
+        got = device_key(d.get("device", {}))
+        diff = [k for k in want if want[k] != got.get(k)]
+        if not diff:
+            return p, f"shipped profile {p.name} matches this space and device ({want['cpu']}, {want['provider']}, " \
+                      f"{want['threads']} thread(s), batch {want['batch']})"
+        reasons.append(f"{p.name}: differs in {', '.join(diff)}")
+    why = "; ".join(reasons) if reasons else f"no shipped profile for space {space.name}"
+    return None, f"no matching profile ({why})"

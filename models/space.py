@@ -1,0 +1,226 @@
+"""The search space: the single source of truth for layers, strides, channels and width choices.
+
+Every artefact that depends on the space (samples, profiles, unaries, checkpoints, chosen
+configurations) records `SearchSpace.fingerprint` and consumers refuse a mismatch.
+
+Layer layout of a MobileNet-v1 space with L searchable layers:
+  layer 0      stem: full 3x3 conv, input channels -> widths[0]
+  layer 1..L-1 depthwise-separable block: 3x3 depthwise on widths[i-1], 1x1 pointwise -> widths[i]
+  head         global average pool + linear widths[L-1] -> num_classes (not searchable)
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+FORMAT = "widthnas-space/1"
+
+
+class WidthError(ValueError):
+    """A width configuration that does not fit the search space."""
+
+
+def width_choices(base: int, lo: float = 0.2, hi: float = 1.5, levels: int = 14, round_to: int = 8) -> tuple[int, ...]:
+    """Multipliers lo..hi of `base` in `levels` steps, rounded to multiples of `round_to`.
+
+    Multiples of 8 keep the vector units of CPUs and GPUs full, so widths map to real speed.
+    """
+    mults = np.linspace(lo, hi, levels)
+    rounded = {max(round_to, int(np.floor(base * m / round_to + 0.5)) * round_to) for m in mults}
+    return tuple(sorted(rounded))
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    name: str
+    kind: str  # "conv" (stem, full 3x3) or "dwsep" (3x3 depthwise + 1x1 pointwise)
+    stride: int
+    base: int  # base output channels
+    choices: tuple[int, ...]  # allowed output channels, ascending
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    num_classes: int
+    layers: tuple[LayerSpec, ...]
+    _fp: str = field(default="", compare=False, repr=False)
+
+    # ---- serialisation ---------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "layers": [
+                {"name": l.name, "kind": l.kind, "stride": l.stride, "base": l.base, "choices": list(l.choices)}
+                for l in self.layers
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SearchSpace":
+        if d.get("format") != FORMAT:
+            raise ValueError(f"not a widthnas search space (format {d.get('format')!r}, expected {FORMAT!r})")
+        layers = tuple(
+            LayerSpec(l["name"], l["kind"], int(l["stride"]), int(l["base"]), tuple(int(c) for c in l["choices"]))
+            for l in d["layers"]
+        )
+        space = cls(d["name"], tuple(int(x) for x in d["input_shape"]), int(d["num_classes"]), layers)
+        space.check()
+        return space
+
+    @property
+    def fingerprint(self) -> str:
+        """Short hash of the JSON form: equal fingerprints mean interchangeable artefacts."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def check(self) -> None:
+        if not self.layers or self.layers[0].kind != "conv":
+            raise ValueError("a space starts with a 'conv' stem layer")
+        for l in self.layers[1:]:
+            if l.kind != "dwsep":
+                raise ValueError(f"layer {l.name}: kind {l.kind!r}; only the stem is 'conv', the rest 'dwsep'")
+        for l in self.layers:
+            if not l.choices or list(l.choices) != sorted(set(l.choices)) or l.choices[0] <= 0:
+                raise ValueError(f"layer {l.name}: choices must be positive, unique and ascending: {l.choices}")
+
+    # ---- widths ----------------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def choices(self) -> list[tuple[int, ...]]:
+        return [l.choices for l in self.layers]
+
+    @property
+    def base_widths(self) -> list[int]:
+        return [l.base for l in self.layers]
+
+    @property
+    def reference_widths(self) -> list[int]:
+        """The 1.0x network (nearest choices to the base): the profiling reference."""
+        return self.uniform(1.0)
+
+    @property
+    def max_widths(self) -> list[int]:
+        return [l.choices[-1] for l in self.layers]
+
+    @property
+    def min_widths(self) -> list[int]:
+        return [l.choices[0] for l in self.layers]
+
+    def validate(self, widths: Sequence[int]) -> list[int]:
+        """Return widths as ints, or raise WidthError naming the first bad layer and its choices."""
+        widths = [int(w) for w in widths]
+        if len(widths) != self.num_layers:
+            raise WidthError(f"{len(widths)} widths given; space {self.name!r} has {self.num_layers} layers")
+        for i, (w, l) in enumerate(zip(widths, self.layers)):
+            if w not in l.choices:
+                raise WidthError(f"layer {i} ({l.name}): width {w} is not a choice; choices are {list(l.choices)}")
+        return widths
+
+    def indices(self, widths: Sequence[int]) -> list[int]:
+        """Width -> index into each layer's choices."""
+        return [self.layers[i].choices.index(w) for i, w in enumerate(self.validate(widths))]
+
+    def widths_from_indices(self, idx: Sequence[int]) -> list[int]:
+        return [self.layers[i].choices[int(k)] for i, k in enumerate(idx)]
+
+    def uniform(self, mult: float) -> list[int]:
+        """The choice nearest to mult x base in every layer (the uniform width-multiplier network)."""
+        return [min(l.choices, key=lambda c: (abs(c - mult * l.base), c)) for l in self.layers]
+
+    def parse_widths(self, text: str) -> list[int]:
+        """'32,64,...' or a JSON list or a uniform multiplier like 'x0.75'."""
+        text = text.strip()
+        if text.startswith("x"):
+            return self.uniform(float(text[1:]))
+        if text.startswith("["):
+            return self.validate(json.loads(text))
+        return self.validate([int(t) for t in text.split(",") if t.strip()])
+
+    # ---- geometry --------------------------------------------------------------------
+    def spatial_sizes(self) -> list[int]:
+        """Output side length of every layer (conv padding 1, kernel 3)."""
+        h = self.input_shape[1]
+        out = []
+        for l in self.layers:
+            h = (h + 2 - 3) // l.stride + 1
+            out.append(h)
+        return out
+
+    def macs(self, widths: Sequence[int]) -> int:
+        """Multiply-accumulates of one image, the FLOPs proxy."""
+        widths = self.validate(widths)
+        sizes = self.spatial_sizes()
+        total = 9 * self.input_shape[0] * widths[0] * sizes[0] ** 2
+        for i in range(1, self.num_layers):
+            hw = sizes[i] ** 2
+            total += 9 * widths[i - 1] * hw + widths[i - 1] * widths[i] * hw
+        return total + widths[-1] * self.num_classes
+
+    def with_input(self, input_shape: Sequence[int] | None = None, num_classes: int | None = None) -> "SearchSpace":
+        """The same layers for another input shape or class count (a different fingerprint)."""
+        return SearchSpace(
+            self.name, tuple(input_shape or self.input_shape), num_classes or self.num_classes, self.layers
+        )
+
+
+# ---- shipped spaces ------------------------------------------------------------------
+_MBV1_CHANNELS = [32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024]
+_MBV1_STRIDES = [2, 1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]
+# Small inputs: stem and block 6 keep stride 1, so 28 px ends at 4x4 after three stride-2 layers.
+_SMALL_STRIDES = [1, 1, 2, 1, 2, 1, 1, 1, 1, 1, 1, 1, 2, 1]
+
+
+def _mobilenet(name: str, channels, strides, input_shape, num_classes) -> SearchSpace:
+    layers = tuple(
+        LayerSpec("stem" if i == 0 else f"block{i}", "conv" if i == 0 else "dwsep", s, c, width_choices(c))
+        for i, (c, s) in enumerate(zip(channels, strides))
+    )
+    space = SearchSpace(name, tuple(input_shape), num_classes, layers)
+    space.check()
+    return space
+
+
+def mobilenet_v1() -> SearchSpace:
+    """The paper's space: MobileNet-v1 on 224x224x3, 1000 classes."""
+    return _mobilenet("mobilenet_v1", _MBV1_CHANNELS, _MBV1_STRIDES, (3, 224, 224), 1000)
+
+
+def mobilenet_v1_small() -> SearchSpace:
+    """The demo space: half-width MobileNet-v1 for 28-32 px images, 10 classes."""
+    return _mobilenet("mobilenet_v1_small", [c // 2 for c in _MBV1_CHANNELS], _SMALL_STRIDES, (1, 28, 28), 10)
+
+
+SPACES = {"mobilenet_v1": mobilenet_v1, "mobilenet_v1_small": mobilenet_v1_small}
+
+
+def get_space(name_or_path: str) -> SearchSpace:
+    """A shipped space by name, or a space JSON file."""
+    if name_or_path in SPACES:
+        return SPACES[name_or_path]()
+    p = Path(name_or_path)
+    if p.suffix == ".json" and p.exists():
+        return SearchSpace.from_dict(json.loads(p.read_text()))
+    raise ValueError(f"unknown search space {name_or_path!r}; shipped: {sorted(SPACES)}, or give a space JSON file")
+
+
+def check_fingerprint(found: str, expected: SearchSpace, what: str) -> None:
+    """Refuse an artefact made for another search space."""
+    if found != expected.fingerprint:
+        raise ValueError(
+            f"{what} was made for search space fingerprint {found}, but this space "
+            f"({expected.name}, {expected.input_shape}) has {expected.fingerprint}; "
+            "use the same --space (and input shape) that produced it, or regenerate it"
+        )

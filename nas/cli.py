@@ -1,0 +1,213 @@
+"""The `widthnas` command line: one subcommand per pipeline stage."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+
+class UserError(Exception):
+    """Bad input: printed as one clear line, exit code 2."""
+
+
+def _space(args, header_space: dict | None = None):
+    from models.space import SearchSpace, get_space
+
+    if header_space is not None and not args.space:
+        return SearchSpace.from_dict(header_space)
+    space = get_space(args.space or "mobilenet_v1_small")
+    if getattr(args, "input_shape", None):
+        space = space.with_input([int(x) for x in args.input_shape.split(",")])
+    return space
+
+
+# ---- profile ---------------------------------------------------------------------------
+def cmd_profile(args) -> int:
+    from latency.profile import profile, write_bundle
+
+    space = _space(args)
+    if args.bundle:
+        out = write_bundle(space, args.bundle, args.networks, args.sampling, args.seed, args.batch)
+        print(f"bundle of {args.networks} networks in {out}: copy it to the device and run "
+              f"`python3 runner.py --out samples.jsonl` there (needs numpy and onnxruntime only)")
+        return 0
+    from latency.backends import make_backend
+
+    backend = make_backend(space, args.backend, args.provider, args.threads, args.batch, args.opt_level)
+    added = profile(space, args.out, args.networks, backend, args.sampling, args.seed, args.rounds, args.round_ms,
+                    progress=not args.quiet, time_limit_s=args.time_limit)
+    print(f"{added} networks measured; {args.out} now holds the samples ({space.name}, {backend.device_info()['provider']})")
+    return 0
+
+
+# ---- fit / validate --------------------------------------------------------------------
+def _load(paths, args):
+    from latency.standalone_runner import read_samples
+    from latency.samples import load_samples
+
+    for p in paths:
+        if not Path(p).exists():
+            raise UserError(f"samples file {p} not found; create it with `widthnas profile --out {p}`")
+    header, _, _ = read_samples(paths[0])
+    space = _space(args, header["space"].get("def"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s = load_samples(paths, space)
+    if s.skipped:
+        print(f"warning: {s.skipped} corrupt or truncated line(s) skipped", file=sys.stderr)
+    return space, s
+
+
+def cmd_fit(args) -> int:
+    from latency.fit import FitSettings, fit_flops_proxy, fit_table
+    from latency.validate import scatter_plot, validate
+
+    space, s = _load(args.samples, args)
+    table = fit_table(space, s, FitSettings(folds=args.folds), name=args.name or Path(args.out).stem)
+    proxy = fit_flops_proxy(space, s)
+    table.fit["flops_proxy"] = {"a_ms": proxy.a, "b_ms_per_mac": proxy.b, "reference_ms": proxy.reference_ms}
+    if args.heldout:
+        _, h = _load(args.heldout, args)
+        table.validation = validate(table, h, proxy)
+        table.validation["heldout_files"] = [str(p) for p in args.heldout]
+        _print_validation(table.validation)
+        if args.plot:
+            _plot(args.plot, table, h, proxy)
+    table.save(args.out)
+    print(f"profile written to {args.out}: {sum(e.size for e in table.entries)} entries, "
+          f"reference {table.reference_ms:.3f} ms, intercept {table.intercept:.4f} ms")
+    return 0
+
+
+def _plot(path, table, h, proxy) -> None:
+    from latency.validate import scatter_plot
+
+    meas = h.norm * table.reference_ms
+    scatter_plot(path, meas, {"table": table.predict_many(h.widths),
+                              "FLOPs proxy": proxy.predict_many(table.space, h.widths) * table.reference_ms
+                              / proxy.reference_ms},
+                 f"{table.name}: held-out n={len(h)}")
+    print(f"plot: {path}")
+
+
+def _print_validation(v: dict) -> None:
+    for name, m in v.items():
+        if isinstance(m, dict) and "nrmse" in m:
+            print(f"{name:12s} n={m['n']}  NRMSE {m['nrmse']:.2%}  RMSPE {m['rmspe']:.2%}  "
+                  f"within ±5% {m['within_5']:.1%}  ±10% {m['within_10']:.1%}  Kendall τ {m['kendall_tau']:.3f}")
+
+
+def cmd_validate(args) -> int:
+    from latency.fit import FlopsProxy
+    from latency.registry import load_profile
+    from latency.samples import load_samples
+    from latency.validate import validate
+
+    table = load_profile(args.profile)
+    _, h = _load(args.samples, argparse.Namespace(space=None, input_shape=None))
+    h = load_samples(args.samples, table.space, table.device)
+    fp = table.fit.get("flops_proxy")
+    proxy = FlopsProxy(fp["a_ms"], fp["b_ms_per_mac"], fp["reference_ms"]) if fp else None
+    v = validate(table, h, proxy)
+    _print_validation(v)
+    if args.plot and proxy:
+        _plot(args.plot, table, h, proxy)
+    if args.json:
+        from latency.table import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(v, indent=1))
+    return 0
+
+
+def cmd_profiles(args) -> int:
+    from latency.registry import shipped_profiles
+
+    for p in shipped_profiles():
+        d = json.loads(p.read_text())
+        dev, v = d.get("device", {}), d.get("validation", {}).get("table", {})
+        acc = f"held-out ±10% {v['within_10']:.1%}, NRMSE {v['nrmse']:.2%}" if v else "not validated"
+        print(f"{p.stem:40s} {d['space']['name']:20s} {dev.get('backend')}/{dev.get('provider')} "
+              f"{dev.get('threads')}T b{dev.get('batch')} ref {d['reference_ms']:.3f} ms  {acc}")
+    return 0
+
+
+def cmd_space(args) -> int:
+    space = _space(args)
+    print(f"{space.name}  input {space.input_shape}  classes {space.num_classes}  fingerprint {space.fingerprint}")
+    for l in space.layers:
+        print(f"  {l.name:8s} {l.kind:5s} stride {l.stride}  base {l.base:5d}  choices {list(l.choices)}")
+    if args.json:
+        print(json.dumps(space.to_dict(), indent=1))
+    return 0
+
+
+# ---- parser ----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="widthnas", description="Hardware-aware channel-width search (AOWS).")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def space_opts(q, default=None):
+        q.add_argument("--space", default=default, help="mobilenet_v1_small (default), mobilenet_v1, or a JSON file")
+        q.add_argument("--input-shape", help="C,H,W to override the space's input shape")
+
+    q = sub.add_parser("space", help="show a search space")
+    space_opts(q)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(fn=cmd_space)
+
+    q = sub.add_parser("profile", help="time random-width networks on this device into a samples JSONL")
+    space_opts(q)
+    q.add_argument("--out", default="samples.jsonl")
+    q.add_argument("-n", "--networks", type=int, default=1000, help="total networks the file should hold")
+    q.add_argument("--sampling", choices=("coverage", "uniform"), default="coverage")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--backend", choices=("onnxruntime", "torch"), default="onnxruntime")
+    q.add_argument("--provider", help="ORT execution provider (default CPUExecutionProvider) or torch device (cpu, cuda)")
+    q.add_argument("--threads", type=int, default=1)
+    q.add_argument("--batch", type=int, default=1)
+    q.add_argument("--opt-level", choices=("disable", "basic", "extended", "all"), default="all")
+    q.add_argument("--rounds", type=int, default=5, help="alternating net/reference timing rounds per sample")
+    q.add_argument("--round-ms", type=float, default=10.0, help="length of one timing round, ms")
+    q.add_argument("--time-limit", type=float, help="stop after this many seconds (rerun to continue)")
+    q.add_argument("--bundle", help="write an edge-device bundle to this directory instead of timing here")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(fn=cmd_profile)
+
+    q = sub.add_parser("fit", help="fit a per-layer latency table to samples")
+    space_opts(q)
+    q.add_argument("--samples", nargs="+", required=True)
+    q.add_argument("--heldout", nargs="+", help="samples from a separate run to validate on")
+    q.add_argument("--out", required=True, help="profile JSON, e.g. hw_profiles/<device>.json")
+    q.add_argument("--name")
+    q.add_argument("--folds", type=int, default=5)
+    q.add_argument("--plot", help="predicted-vs-measured PNG (needs --heldout)")
+    q.set_defaults(fn=cmd_fit)
+
+    q = sub.add_parser("validate", help="judge a profile on held-out samples")
+    q.add_argument("--profile", required=True)
+    q.add_argument("--samples", nargs="+", required=True)
+    q.add_argument("--plot")
+    q.add_argument("--json")
+    q.set_defaults(fn=cmd_validate)
+
+    q = sub.add_parser("profiles", help="list shipped device profiles")
+    q.set_defaults(fn=cmd_profiles)
+
+    from . import cli_search
+
+    cli_search.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (UserError, ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to continue where it stopped", file=sys.stderr)
+        return 130

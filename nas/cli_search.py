@@ -1,0 +1,5 @@
+"""Subcommands added by later stages register here (search, train, evaluate, export, run)."""
+
+
+def register(sub) -> None:
+    pass

@@ -1,0 +1,43 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def small():
+    from models.space import mobilenet_v1_small
+
+    return mobilenet_v1_small()
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """A 4-layer space small enough to enumerate and to time quickly."""
+    from models.space import LayerSpec, SearchSpace
+
+    layers = (
+        LayerSpec("stem", "conv", 1, 16, (8, 16)),
+        LayerSpec("block1", "dwsep", 2, 32, (8, 16, 24)),
+        LayerSpec("block2", "dwsep", 1, 32, (16, 32)),
+        LayerSpec("block3", "dwsep", 2, 64, (16, 32, 48)),
+    )
+    return SearchSpace("tiny", (1, 16, 16), 10, layers)

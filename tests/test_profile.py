@@ -1,0 +1,117 @@
+"""Profiling: protocol, JSONL robustness, resume, bundle runner without torch, bad input."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+from latency import standalone_runner as sr
+from latency.backends import make_backend
+from latency.profile import profile, write_bundle
+from latency.sampling import CoverageSampler, UniformSampler, block_entries, block_shapes
+from latency.samples import load_samples
+
+FAST = dict(rounds=2, round_ms=1.0)
+
+
+def test_measure_orders_networks_by_size(tiny):
+    be = make_backend(tiny)
+    ref = be.open(tiny.max_widths)
+    small = sr.measure(be.open(tiny.min_widths), ref, **FAST)
+    big = sr.measure(be.open(tiny.max_widths), ref, **FAST)
+    assert small["ms"]["median"] < big["ms"]["median"]
+    assert 0.8 < big["norm"] < 1.25  # the reference against itself
+    assert small["ms"]["count"] >= 10 and small["ms"]["iqr"] >= 0
+
+
+def test_torch_backend_times_too(tiny):
+    be = make_backend(tiny, "torch", threads=1)
+    rec = sr.measure(be.open(tiny.min_widths), be.open(tiny.max_widths), **FAST)
+    assert rec["ms"]["median"] > 0 and be.device_info()["backend"] == "torch"
+
+
+def test_profile_resumes_without_losing_samples(tiny, tmp_path):
+    out = tmp_path / "s.jsonl"
+    be = make_backend(tiny)
+    assert profile(tiny, out, 3, be, progress=False, **FAST) == 3
+    # a killed run leaves a torn last line
+    with open(out, "a") as f:
+        f.write('{"type": "sample", "widths": [8, 8')
+    with pytest.warns(UserWarning, match="corrupt or truncated"):
+        assert profile(tiny, out, 5, be, progress=False, **FAST) == 2
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        header, recs, bad = sr.read_samples(str(out))
+    assert len(recs) == 5 and bad == 1
+    assert sum(1 for line in out.read_text().splitlines() if '"header"' in line) == 1
+
+
+def test_profile_refuses_another_space_or_device(tiny, small, tmp_path):
+    out = tmp_path / "s.jsonl"
+    profile(tiny, out, 1, make_backend(tiny), progress=False, **FAST)
+    with pytest.raises(ValueError, match="search space"):
+        profile(small, out, 2, make_backend(small), progress=False, **FAST)
+    with pytest.raises(ValueError, match="other device settings"):
+        profile(tiny, out, 2, make_backend(tiny, threads=2), progress=False, **FAST)
+
+
+def test_unknown_provider_is_named():
+    with pytest.raises(ValueError, match="NopeExecutionProvider.*offers"):
+        sr.check_provider("NopeExecutionProvider")
+
+
+def test_coverage_sampling_covers_entries_faster_than_uniform(small):
+    def covered(sampler, n):
+        seen = [set() for _ in block_shapes(small)]
+        for _ in range(n):
+            w = sampler.next()
+            sampler.observe(w)
+            for k, e in enumerate(block_entries(small.indices(w))):
+                seen[k].add(e)
+        return sum(len(s) for s in seen)
+
+    n = 60
+    best_possible = sum(min(n, len(ci) * len(co)) for ci, co in block_shapes(small))
+    assert covered(CoverageSampler(small, 0), n) == best_possible
+    assert covered(UniformSampler(small, 0), n) < best_possible
+
+
+def test_load_samples_refuses_mixed_devices(tiny, tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    profile(tiny, a, 1, make_backend(tiny), progress=False, **FAST)
+    profile(tiny, b, 1, make_backend(tiny, threads=2), progress=False, **FAST)
+    with pytest.raises(ValueError, match="another device"):
+        load_samples([str(a), str(b)], tiny)
+
+
+BLOCK_TORCH = textwrap.dedent("""
+    import sys, runpy
+    class Block:
+        def find_spec(self, name, path=None, target=None):
+            if name.split('.')[0] in ('torch', 'models', 'latency', 'nas', 'mrf'):
+                raise ImportError('blocked in this test: ' + name)
+    sys.meta_path.insert(0, Block())
+    sys.argv = ['runner.py'] + sys.argv[1:]
+    runpy.run_path('runner.py', run_name='__main__')
+""")
+
+
+def test_bundle_runner_needs_no_torch(tiny, tmp_path):
+    bundle = write_bundle(tiny, tmp_path / "bundle", 3, seed=1)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert len(manifest["networks"]) == 3 and (bundle / "runner.py").exists()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    cmd = [sys.executable, "-c", BLOCK_TORCH, "--out", "samples.jsonl", "--rounds", "2", "--round-ms", "1"]
+    r = subprocess.run(cmd, cwd=bundle, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    header, recs, bad = sr.read_samples(str(bundle / "samples.jsonl"))
+    assert [x["widths"] for x in recs] == [n["widths"] for n in manifest["networks"]]
+    s = load_samples(str(bundle / "samples.jsonl"), tiny)  # the host reads what the device wrote
+    assert len(s) == 3 and np.all(s.norm > 0)
+    # rerunning continues: nothing left to do, nothing duplicated
+    r = subprocess.run(cmd, cwd=bundle, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and len(sr.read_samples(str(bundle / "samples.jsonl"))[1]) == 3
