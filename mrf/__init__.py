@@ -1,0 +1,36 @@
+"""The width MRF and its solvers: pure numpy/scipy (pgmpy as reference), no torch."""
+from .baselines import greedy, uniform
+from .model import InfeasibleBudget, WidthMRF
+from .solvers import Solution, exact, fastest, lagrangian, marginals, pareto_front, sample_configs, viterbi
+from .unaries import Unaries
+
+__all__ = ["WidthMRF", "InfeasibleBudget", "Unaries", "Solution", "viterbi", "lagrangian", "exact",
+           "pareto_front", "marginals", "sample_configs", "fastest", "uniform", "greedy", "solve", "parse_budget"]
+
+METHODS = ("exact", "lagrangian", "greedy", "uniform")
+
+
+def parse_budget(text: str | float, widest_ms: float) -> float:
+    """'0.8ms', '0.8' (ms) or '60%' of the widest network's predicted latency -> ms."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    t = str(text).strip().lower()
+    try:
+        if t.endswith("%"):
+            return float(t[:-1]) / 100.0 * widest_ms
+        return float(t[:-2] if t.endswith("ms") else t)
+    except ValueError:
+        raise ValueError(f"budget {text!r}: give milliseconds ('0.8ms') or a share of the widest network ('60%')")
+
+
+def solve(mrf: WidthMRF, budget: float, method: str = "exact", **kw) -> Solution:
+    """One entry point for every method, same inputs, same output."""
+    if method == "exact":
+        return exact(mrf, budget, **kw)
+    if method == "lagrangian":
+        return lagrangian(mrf, budget, **kw)
+    if method == "greedy":
+        return greedy(mrf, budget, **kw)
+    if method == "uniform":
+        return uniform(mrf, budget, **kw)
+    raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")

@@ -11,7 +11,13 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy.special import logsumexp
+
+
+def _lse(a: np.ndarray, axis: int) -> np.ndarray:
+    """log-sum-exp along axis; a lean version of scipy's for small arrays on the hot path."""
+    m = a.max(axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    return np.log(np.exp(a - m).sum(axis=axis)) + np.squeeze(m, axis)
 
 
 def _check(unary: Sequence[np.ndarray], pair: Sequence[np.ndarray]) -> None:
@@ -50,12 +56,12 @@ def forward_backward(unary: Sequence[np.ndarray], pair: Sequence[np.ndarray],
     p = [np.asarray(a, float) / temperature for a in pair]
     fwd = [u[0]]
     for i, pi in enumerate(p):
-        fwd.append(logsumexp(fwd[-1][:, None] + pi, axis=0) + u[i + 1])
+        fwd.append(_lse(fwd[-1][:, None] + pi, 0) + u[i + 1])
     bwd = [np.zeros_like(u[-1])]
     for i in range(len(p) - 1, -1, -1):
-        bwd.append(logsumexp(p[i] + (u[i + 1] + bwd[-1])[None, :], axis=1))
+        bwd.append(_lse(p[i] + (u[i + 1] + bwd[-1])[None, :], 1))
     bwd = bwd[::-1]
-    logz = float(logsumexp(fwd[-1]))
+    logz = float(_lse(fwd[-1], 0))
     margs = [np.exp(f + b - logz) for f, b in zip(fwd, bwd)]
     return [m / m.sum() for m in margs], logz
 
@@ -69,7 +75,7 @@ def sample(unary: Sequence[np.ndarray], pair: Sequence[np.ndarray], temperature:
     p = [np.asarray(a, float) / temperature for a in pair]
     fwd = [u[0]]
     for i, pi in enumerate(p):
-        fwd.append(logsumexp(fwd[-1][:, None] + pi, axis=0) + u[i + 1])
+        fwd.append(_lse(fwd[-1][:, None] + pi, 0) + u[i + 1])
     out = np.empty((n, len(u)), int)
 
     def draw(logw: np.ndarray) -> np.ndarray:  # (n, K) log weights -> (n,) states

@@ -1,0 +1,99 @@
+"""unaries.json: per layer, per width, the recorded accuracy-loss statistic (written by training).
+
+Sign: `loss` is how much worse (higher cross-entropy, nats) the sampled networks were than the
+widest network on the same images, credited to each layer's width. Lower is better; the MRF's
+score is its negative, so higher scores are better. Widths never sampled have count 0 and
+loss null; they are given the layer's worst observed loss so they never look free.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+FORMAT = "widthnas-unaries/1"
+
+
+@dataclass
+class Unaries:
+    space_name: str
+    space_fingerprint: str
+    widths: list[list[int]]  # per layer, the width choices
+    loss: list[np.ndarray]  # per layer (K_i,) mean loss increase, nats; NaN where never sampled
+    count: list[np.ndarray]  # per layer (K_i,) samples behind each mean
+    meta: dict = field(default_factory=dict)
+
+    def scores(self) -> list[np.ndarray]:
+        """Per layer (K_i,) MRF scores (= -loss), never-sampled widths at the layer's worst."""
+        out = []
+        for i, (l, c) in enumerate(zip(self.loss, self.count)):
+            l = np.array(l, float)
+            seen = (c > 0) & np.isfinite(l)
+            if not seen.any():
+                raise ValueError(f"unaries: layer {i} has no sampled width; train longer or check the file")
+            l[~seen] = l[seen].max()
+            out.append(-l)
+        return out
+
+    def to_dict(self) -> dict:
+        layers = []
+        for w, l, c in zip(self.widths, self.loss, self.count):
+            layers.append({"widths": list(map(int, w)),
+                           "loss": [None if not np.isfinite(x) else float(x) for x in l],
+                           "count": [int(x) for x in c]})
+        return {"format": FORMAT, "space": {"name": self.space_name, "fingerprint": self.space_fingerprint},
+                "statistic": "mean cross-entropy increase against the widest network (nats); lower is better",
+                "layers": layers, "meta": self.meta}
+
+    def save(self, path: str | Path) -> None:
+        from latency.table import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "unaries") -> "Unaries":
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise ValueError(f"{where}: not a widthnas unaries file (format {d.get('format') if isinstance(d, dict) else None!r}, "
+                             f"expected {FORMAT!r})")
+        try:
+            widths, loss, count = [], [], []
+            for i, l in enumerate(d["layers"]):
+                vals = l["loss"]
+                for x in vals:
+                    if x is not None and (not isinstance(x, (int, float)) or not math.isfinite(x)):
+                        raise ValueError(f"{where}: layer {i} has a non-finite loss {x!r}; "
+                                         "unaries must be finite numbers (null = never sampled)")
+                if len(vals) != len(l["widths"]) or len(l["count"]) != len(l["widths"]):
+                    raise ValueError(f"{where}: layer {i} lists {len(l['widths'])} widths but "
+                                     f"{len(vals)} losses and {len(l['count'])} counts")
+                widths.append([int(w) for w in l["widths"]])
+                loss.append(np.array([np.nan if x is None else float(x) for x in vals]))
+                count.append(np.array(l["count"], int))
+            return cls(d["space"]["name"], d["space"]["fingerprint"], widths, loss, count, d.get("meta", {}))
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{where}: missing or malformed field {e}")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Unaries":
+        try:
+            d = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"unaries file {path} not found; `widthnas train` writes one into its run directory")
+        except json.JSONDecodeError as e:
+            raise ValueError(f"unaries file {path} does not parse ({e})")
+        return cls.from_dict(d, str(path))
+
+
+def from_arrays(space, loss: Sequence[np.ndarray], count: Sequence[np.ndarray], meta: dict | None = None) -> Unaries:
+    """Unaries for a space from per-layer arrays (NaN or count 0: never sampled)."""
+    loss = [np.asarray(l, float) for l in loss]
+    if any(np.isinf(l).any() for l in loss):
+        warnings.warn("infinite unaries replaced by 'never sampled'")
+        loss = [np.where(np.isinf(l), np.nan, l) for l in loss]
+    return Unaries(space.name, space.fingerprint, [list(c) for c in space.choices], loss,
+                   [np.asarray(c, int) for c in count], meta or {})

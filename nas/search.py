@@ -1,0 +1,72 @@
+"""`widthnas search`: choose widths under a latency budget from a profile and unaries."""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def chosen_config(space, table, sol, unaries_path: str | None, budget_spec: str) -> dict:
+    """The chosen-configuration JSON (design.md section 2)."""
+    return {
+        "format": "widthnas-config/1",
+        "widths": sol.widths,
+        "base_widths": space.base_widths,
+        "predicted_ms": sol.latency,
+        "score": sol.score,
+        "budget_ms": sol.budget,
+        "budget": budget_spec,
+        "method": sol.method,
+        "info": {k: (v if not isinstance(v, (np.floating, np.integer)) else v.item()) for k, v in sol.info.items()},
+        "space": {"name": space.name, "fingerprint": space.fingerprint},
+        "profile": {"name": table.name, "reference_ms": table.reference_ms, "device": table.device},
+        "unaries": unaries_path,
+        "created": time.time(),
+    }
+
+
+def print_widths(space, sol, uniform_sol=None, out=print) -> None:
+    out(f"{'layer':8s} {'base':>5s} {'chosen':>7s}" + (f" {'uniform':>8s}" if uniform_sol else ""))
+    for i, l in enumerate(space.layers):
+        row = f"{l.name:8s} {l.base:5d} {sol.widths[i]:7d}"
+        if uniform_sol:
+            row += f" {uniform_sol.widths[i]:8d}"
+        out(row)
+
+
+def write_pareto(path: str | Path, front, chosen=None, uniform_sol=None, budget=None) -> Path:
+    """The front as CSV (latency_ms, score, widths) and a PNG beside it with the chosen point."""
+    from latency.table import atomic_write_text
+
+    path = Path(path)
+    rows = [["latency_ms", "score", "widths"]] + [[f"{s.latency:.6f}", f"{s.score:.6f}", " ".join(map(str, s.widths))]
+                                                  for s in front]
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+    png = path.with_suffix(".png")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.step([s.latency for s in front], [s.score for s in front], where="post", label="Pareto front (exact)")
+    if budget is not None:
+        ax.axvline(budget, color="0.6", ls="--", label=f"budget {budget:.3f} ms")
+    if chosen is not None:
+        ax.plot([chosen.latency], [chosen.score], "r*", ms=14, label=f"chosen ({chosen.method})")
+    if uniform_sol is not None:
+        ax.plot([uniform_sol.latency], [uniform_sol.score], "ks", label="uniform multiplier")
+    ax.set_xlabel("predicted latency (ms)")
+    ax.set_ylabel("score (−accuracy loss)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return png
