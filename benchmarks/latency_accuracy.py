@@ -30,7 +30,8 @@ from models.space import get_space  # noqa: E402
 def profile_name(device: dict, space_name: str) -> str:
     cpu = "".join(ch if ch.isalnum() else "-" for ch in device["cpu"].lower()).strip("-")
     prov = device["provider"].replace("ExecutionProvider", "").lower()
-    return f"{cpu}-{device['cores']}c_{device['backend'][:3]}-{prov}-{device['threads']}t-b{device['batch']}_{space_name}"
+    backend = {"onnxruntime": "ort"}.get(device["backend"], device["backend"])
+    return f"{cpu}-{device['cores']}c_{backend}-{prov}-{device['threads']}t-b{device['batch']}_{space_name}"
 
 
 def main() -> int:
@@ -75,14 +76,14 @@ def main() -> int:
             fit_s = time.time() - t
             meas = held.norm * table.reference_ms
             m = metrics(table.predict_many(held.widths), meas)
-            rows.append({"predictor": f"table/{strat}", "n": n, "fit_s": fit_s, **m})
+            rows.append({**m, "predictor": f"table/{strat}", "n": n, "heldout_n": m["n"], "fit_s": fit_s})
             if strat == strategies[0]:
                 proxy = fit_flops_proxy(space, sub)
                 mp = metrics(proxy.predict_many(space, held.widths) * table.reference_ms / proxy.reference_ms, meas)
-                rows.append({"predictor": f"flops/{strat}", "n": n, "fit_s": 0.0, **mp})
+                rows.append({**mp, "predictor": f"flops/{strat}", "n": n, "heldout_n": mp["n"], "fit_s": 0.0})
                 if n == sizes[-1]:
                     final = (table, proxy, m, mp, fit_s)
-            print(f"{rows[-1]['predictor'] if strat != strategies[0] else 'table/' + strat:18s} n={n:5d}  "
+            print(f"{'table/' + strat:18s} n={n:5d}  "
                   f"±5% {m['within_5']:6.1%}  ±10% {m['within_10']:6.1%}  NRMSE {m['nrmse']:6.2%}  "
                   f"τ {m['kendall_tau']:.3f}  fit {fit_s:5.1f} s", flush=True)
     for r in rows:

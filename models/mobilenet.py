@@ -52,26 +52,27 @@ def build_network(space: SearchSpace, widths: Sequence[int]) -> MobileNet:
 class SlimmableMobileNet(nn.Module):
     """The supernet: holds the widest weights; `forward(x, widths)` runs any configuration.
 
-    BatchNorm statistics are shared across widths during training; recalibrate them per chosen
-    configuration (`nas.bn_calibration`) before judging its accuracy.
+    BatchNorm affine weights are shared across widths during training. Running statistics are
+    only updated by passes with `update_bn_stats=True` (the trainer's widest pass), since a mix of
+    widths' statistics fits none; recalibrate them per chosen configuration
+    (`nas.evaluate.recalibrate_bn`) before judging its accuracy.
     """
 
     def __init__(self, space: SearchSpace):
         super().__init__()
         self.space = space
         self.full = MobileNet(space, space.max_widths)
+        self._update_bn = True
 
     @property
     def max_widths(self) -> list[int]:
         return self.space.max_widths
 
-    @staticmethod
-    def _bn(x: torch.Tensor, bn: nn.BatchNorm2d, c: int) -> torch.Tensor:
-        training = bn.training
-        return F.batch_norm(
-            x, bn.running_mean[:c], bn.running_var[:c], bn.weight[:c], bn.bias[:c],
-            training, bn.momentum, bn.eps,
-        )
+    def _bn(self, x: torch.Tensor, bn: nn.BatchNorm2d, c: int) -> torch.Tensor:
+        if bn.training and not self._update_bn:  # batch statistics, running ones untouched
+            return F.batch_norm(x, None, None, bn.weight[:c], bn.bias[:c], True, 0.0, bn.eps)
+        return F.batch_norm(x, bn.running_mean[:c], bn.running_var[:c], bn.weight[:c], bn.bias[:c],
+                            bn.training, bn.momentum, bn.eps)
 
     def _cbr(self, x: torch.Tensor, seq: nn.Sequential, c_out: int, depthwise: bool) -> torch.Tensor:
         conv, bn = seq[0], seq[1]
@@ -82,8 +83,10 @@ class SlimmableMobileNet(nn.Module):
         y = F.conv2d(x, conv.weight[:c_out, : x.shape[1]], None, conv.stride, conv.padding)
         return F.relu(self._bn(y, bn, c_out))
 
-    def forward(self, x: torch.Tensor, widths: Sequence[int] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, widths: Sequence[int] | None = None,
+                update_bn_stats: bool = True) -> torch.Tensor:
         widths = self.space.validate(widths) if widths is not None else self.max_widths
+        self._update_bn = update_bn_stats
         feats = self.full.features
         x = self._cbr(x, feats[0], widths[0], depthwise=False)
         for i in range(1, len(widths)):

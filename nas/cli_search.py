@@ -53,3 +53,116 @@ def register(sub) -> None:
     q.add_argument("--out", default="config.json", help="chosen configuration JSON")
     q.add_argument("--pareto", help="write the Pareto front CSV here (and a PNG beside it)")
     q.set_defaults(fn=cmd_search)
+    register_train(sub)
+
+
+# ---- train / evaluate ---------------------------------------------------------------------
+def _train_config(args):
+    from .train import TrainConfig
+
+    cfg = TrainConfig()
+    for f in ("space", "input_shape", "dataset", "data", "limit", "val_fraction", "epochs", "batch_size", "lr",
+              "momentum", "weight_decay", "schedule", "n_random", "sampling", "warmup_epochs", "budget",
+              "profile", "t_start", "t_end", "threads", "seed"):
+        v = getattr(args, f, None)
+        if v is not None:
+            setattr(cfg, f, v)
+    if getattr(args, "no_augment", False):
+        cfg.augment = False
+    return cfg
+
+
+def cmd_train(args) -> int:
+    import json
+    from pathlib import Path
+
+    from .train import TrainConfig, train
+
+    run = Path(args.out)
+    if args.resume and (run / "train_config.json").exists():
+        saved = json.loads((run / "train_config.json").read_text())
+        saved.pop("space_fingerprint", None)
+        saved.pop("world_size", None)
+        cfg = TrainConfig.from_dict(saved)
+        if args.epochs:
+            cfg.epochs = args.epochs  # extending a finished run is allowed
+    else:
+        cfg = _train_config(args)
+    t = train(cfg, run, resume=args.resume, progress=not args.quiet)
+    if t.rank == 0:
+        print(f"unaries: {run / 'unaries.json'}; checkpoint: {run / 'checkpoint.pt'}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from models.mobilenet import SlimmableMobileNet
+
+    from .data import check_fits, load_dataset, split
+    from .evaluate import evaluate_config
+    from .train import CKPT, TrainConfig, build_space, load_checkpoint
+
+    run = Path(args.run)
+    saved = json.loads((run / "train_config.json").read_text())
+    saved.pop("space_fingerprint", None)
+    saved.pop("world_size", None)
+    cfg = TrainConfig.from_dict(saved)
+    space = build_space(cfg)
+    ck = load_checkpoint(run / CKPT, space)
+    sup = SlimmableMobileNet(space)
+    sup.load_state_dict(ck["model"])
+    ds = load_dataset(cfg.dataset, cfg.data)
+    check_fits(ds, space)
+    splits = split(ds, cfg.val_fraction, cfg.seed, cfg.limit)
+    if args.widths:
+        widths = space.parse_widths(args.widths)
+    elif args.config:
+        widths = space.validate(json.loads(Path(args.config).read_text())["widths"])
+    else:
+        widths = space.max_widths
+    r = evaluate_config(sup, widths, splits, args.split, args.calib_images)
+    print(f"{args.split} accuracy {r['accuracy']:.4f} (loss {r['loss']:.4f}, {r['images']} images) for widths "
+          f"{widths} after BN recalibration on {args.calib_images} training images")
+    return 0
+
+
+def register_train(sub) -> None:
+    q = sub.add_parser("train", help="train the slimmable supernet and record per-layer accuracy loss")
+    q.add_argument("--out", required=True, help="run directory")
+    q.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    q.add_argument("--space")
+    q.add_argument("--input-shape")
+    q.add_argument("--dataset", help="fashion_mnist (default), cifar10, imagefolder, npz")
+    q.add_argument("--data", help="dataset path")
+    q.add_argument("--limit", type=int, help="train on only this many images")
+    q.add_argument("--val-fraction", type=float)
+    q.add_argument("--epochs", type=int)
+    q.add_argument("--batch-size", type=int)
+    q.add_argument("--lr", type=float)
+    q.add_argument("--momentum", type=float)
+    q.add_argument("--weight-decay", type=float)
+    q.add_argument("--schedule", choices=("cosine", "constant"))
+    q.add_argument("--n-random", type=int, help="sampled configurations per step (besides widest, narrowest)")
+    q.add_argument("--sampling", choices=("ows", "aows"))
+    q.add_argument("--warmup-epochs", type=int)
+    q.add_argument("--budget", help="aows target: ms or %% of the widest network")
+    q.add_argument("--profile", help="aows latency profile")
+    q.add_argument("--t-start", type=float)
+    q.add_argument("--t-end", type=float)
+    q.add_argument("--threads", type=int)
+    q.add_argument("--seed", type=int)
+    q.add_argument("--no-augment", action="store_true")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(fn=cmd_train)
+
+    q = sub.add_parser("evaluate", help="accuracy of a configuration after BN recalibration")
+    q.add_argument("--run", required=True, help="training run directory")
+    q.add_argument("--widths", help="'8,16,...', a JSON list, or 'x0.75'")
+    q.add_argument("--config", help="chosen configuration JSON from `widthnas search`")
+    q.add_argument("--split", choices=("val", "test"), default="val")
+    q.add_argument("--calib-images", type=int, default=512)
+    q.set_defaults(fn=cmd_evaluate)

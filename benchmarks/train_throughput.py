@@ -1,0 +1,136 @@
+"""Cost of one sandwich step against one plain training step of the widest network.
+
+    python benchmarks/train_throughput.py [--batch 128] [--steps 12]
+Modes, timed interleaved in one process (ratios of medians), peak memory each in a fresh process:
+  plain     one step of a plain MobileNet at the space's widest widths
+  sandwich  widest + narrowest + 2 random configurations, slicing weights (widthnas)
+  masked    the same four passes as full-width networks with channel masks (what slicing avoids)
+Target (issue 4): sandwich <= 2.0x plain; masking costs ~4x.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from models.mobilenet import SlimmableMobileNet, build_network  # noqa: E402
+from models.space import get_space  # noqa: E402
+from nas.train import sandwich_step  # noqa: E402
+
+
+def make_mode(mode: str, space, batch: int, device: str, channels_last: bool):
+    torch.manual_seed(0)
+    x = torch.randn(batch, *space.input_shape, device=device)
+    y = torch.randint(0, space.num_classes, (batch,), device=device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    rng = np.random.default_rng(0)
+    sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
+    if mode == "plain":
+        net = build_network(space, space.max_widths).to(device)
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+
+        def step():
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            sync()
+        return step
+    sup = SlimmableMobileNet(space).to(device)
+    if channels_last:
+        sup = sup.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(sup.parameters(), lr=0.01, momentum=0.9)
+    draw = lambda: np.stack([rng.integers(0, len(c), 2) for c in space.choices], 1)  # noqa: E731
+    if mode == "sandwich":
+        def step():
+            sandwich_step(sup, opt, x, y, draw())
+            sync()
+        return step
+    if mode == "masked":
+        masks = lambda widths: [torch.arange(m, device=device) < w for m, w in zip(space.max_widths, widths)]  # noqa: E731
+
+        def masked_forward(widths):
+            ms = masks(widths)
+            feats = sup.full.features
+            h = feats[0](x) * ms[0][None, :, None, None]
+            for i in range(1, len(widths)):
+                h = feats[i](h) * ms[i][None, :, None, None]
+            return sup.full.classifier(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+
+        def step():
+            out = masked_forward(space.max_widths)
+            F.cross_entropy(out, y).backward()
+            soft = out.detach().softmax(1)
+            for w in [space.min_widths] + [space.widths_from_indices(i) for i in draw()]:
+                (-(soft * masked_forward(w).log_softmax(1)).sum(1).mean()).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            sync()
+        return step
+    raise ValueError(mode)
+
+
+def peak_memory_mb(mode: str, a) -> float:
+    """Peak resident memory of a fresh process running a few steps of `mode`."""
+    code = (f"import sys; sys.argv=['x','--child','{mode}','--space','{a.space}','--batch','{a.batch}',"
+            f"'--device','{a.device}']; exec(open({str(Path(__file__))!r}).read())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    return json.loads(r.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--space", default="mobilenet_v1_small")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-channels-last", action="store_true")
+    p.add_argument("--child")
+    a = p.parse_args()
+    space = get_space(a.space)
+    cl = not a.no_channels_last and a.device == "cpu"
+    if a.child:
+        step = make_mode(a.child, space, a.batch, a.device, cl)
+        for _ in range(3):
+            step()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if a.device.startswith("cuda"):
+            peak = torch.cuda.max_memory_allocated() / 2 ** 20
+        print(json.dumps({"peak_mb": peak}))
+        return 0
+    modes = ["plain", "sandwich", "masked"]
+    steps = {m: make_mode(m, space, a.batch, a.device, cl) for m in modes}
+    for m in modes:
+        steps[m]()  # warm-up
+    times = {m: [] for m in modes}
+    for _ in range(a.steps):  # interleaved, so drift hits every mode alike
+        for m in modes:
+            t = time.perf_counter()
+            steps[m]()
+            times[m].append(time.perf_counter() - t)
+    med = {m: float(np.median(v)) for m, v in times.items()}
+    print(f"{space.name} {space.input_shape}, batch {a.batch}, {a.device}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, channels_last={cl}; medians of {a.steps} interleaved steps")
+    for m in modes:
+        imgs = a.batch / med[m]
+        print(f"  {m:9s} {med[m] * 1e3:8.1f} ms/step  {imgs:8.0f} img/s  {med[m] / med['plain']:5.2f}x plain  "
+              f"peak memory {peak_memory_mb(m, a):7.0f} MB")
+    print(f"sandwich / plain = {med['sandwich'] / med['plain']:.2f} (target <= 2.0); "
+          f"masked / plain = {med['masked'] / med['plain']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Accuracy of one width configuration: BatchNorm recalibration, then evaluation on a split."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import normalize
+
+
+@torch.no_grad()
+def recalibrate_bn(net: nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                   n_images: int = 512, batch: int = 128) -> None:
+    """Reset every BatchNorm's running statistics and re-estimate them from training images
+    (cumulative average, weights frozen). Shared supernet statistics fit no single configuration."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.training) for m in bns]
+    was_training = net.training
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average: every batch counts equally
+    net.train()
+    for i in range(0, min(n_images, len(images)), batch):
+        net(normalize(images[i:i + batch], mean, std))
+    for m, (mom, _) in zip(bns, saved):
+        m.momentum = mom
+    net.train(was_training)
+
+
+@torch.no_grad()
+def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+             batch: int = 512) -> tuple[float, float]:
+    """(top-1 accuracy, mean cross-entropy) in eval mode."""
+    was = net.training
+    net.eval()
+    correct, loss = 0, 0.0
+    for i in range(0, len(y), batch):
+        out = net(normalize(x[i:i + batch], mean, std))
+        loss += F.cross_entropy(out, y[i:i + batch], reduction="sum").item()
+        correct += (out.argmax(1) == y[i:i + batch]).sum().item()
+    net.train(was)
+    return correct / len(y), loss / len(y)
+
+
+def evaluate_config(supernet, widths: Sequence[int], splits, split: str = "val", calib_images: int = 512,
+                    seed: int = 0) -> dict:
+    """Materialize `widths` from the supernet, recalibrate BN on training images, evaluate."""
+    net = supernet.materialize(widths)
+    g = torch.Generator().manual_seed(seed)
+    xtr = splits.train[0]
+    idx = torch.randperm(len(xtr), generator=g)[:calib_images]
+    recalibrate_bn(net, xtr[idx], splits.mean, splits.std, calib_images)
+    x, y = getattr(splits, split)
+    acc, loss = accuracy(net, x, y, splits.mean, splits.std)
+    return {"widths": list(widths), "split": split, "accuracy": acc, "loss": loss, "images": len(y)}

@@ -1,0 +1,414 @@
+"""`widthnas train`: a slimmable MobileNet-v1 supernet trained with the sandwich rule, recording
+how much each (layer, width) loses against the widest network; OWS or AOWS (progressive narrowing).
+
+Every step: the widest network on the labels; the narrowest and `n_random` sampled configurations
+distilled in place from the widest network's detached softmax; one optimiser step.
+
+Accuracy-loss recording: for each *sampled* configuration, (its cross-entropy - the widest
+network's) on the same images is credited to each layer's chosen width. The narrowest network is
+trained but not recorded: it always pairs every layer's narrowest width, which would bias those
+means. Means are kept per epoch; unaries.json holds the last completed epoch's.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from latency.table import atomic_write_text
+from models.mobilenet import SlimmableMobileNet
+from models.space import SearchSpace, get_space
+
+from .data import augment, check_fits, load_dataset, normalize, split
+
+CKPT = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    space: str = "mobilenet_v1_small"  # search space name or JSON file
+    input_shape: str | None = None  # "C,H,W" to override the space's input
+    dataset: str = "fashion_mnist"  # fashion_mnist | cifar10 | imagefolder | npz
+    data: str | None = None  # dataset path (default: the Debian package, else a checksummed download)
+    limit: int | None = None  # train on only this many images (quick runs)
+    val_fraction: float = 0.1  # validation split carved from train; the test set is never used here
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.1  # peak SGD learning rate
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+    schedule: str = "cosine"  # cosine | constant
+    n_random: int = 2  # sampled configurations per step, besides the widest and the narrowest
+    sampling: str = "ows"  # ows: uniform widths; aows: MRF marginals under the budget
+    warmup_epochs: int = 1  # aows: uniform sampling first
+    budget: str | None = None  # aows: "50%" of the widest network or "0.8ms"
+    profile: str | None = None  # aows: latency profile (hw_profiles name or path)
+    t_start: float = 1.0  # aows: temperature after warm-up, relative to the unaries' spread
+    t_end: float = 0.05  # aows: temperature at the last step
+    refresh: int = 20  # aows: steps between MRF rebuilds (and narrowing log lines)
+    augment: bool = True  # random shifts and flips
+    channels_last: bool = True  # faster convolutions on CPU
+    threads: int = 0  # torch threads; 0 = all cores
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown training settings {sorted(unknown)}")
+        return cls(**d)
+
+
+def build_space(cfg: TrainConfig) -> SearchSpace:
+    space = get_space(cfg.space)
+    if cfg.input_shape:
+        space = space.with_input([int(v) for v in cfg.input_shape.split(",")])
+    return space
+
+
+# ---- unary statistics ------------------------------------------------------------------
+class LossStats:
+    """Per (layer, width) sums and counts of the recorded loss increase."""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+        self.sum = [torch.zeros(len(c), dtype=torch.float64) for c in space.choices]
+        self.count = [torch.zeros(len(c), dtype=torch.float64) for c in space.choices]
+
+    def add(self, idx, delta: float) -> None:
+        for i, k in enumerate(idx):
+            self.sum[i][k] += delta
+            self.count[i][k] += 1
+
+    def merged(self, other: "LossStats") -> "LossStats":
+        out = LossStats(self.space)
+        out.sum = [a + b for a, b in zip(self.sum, other.sum)]
+        out.count = [a + b for a, b in zip(self.count, other.count)]
+        return out
+
+    def all_reduce(self) -> None:
+        if dist.is_initialized():
+            for t in self.sum + self.count:
+                dist.all_reduce(t)
+
+    def unaries(self, meta: dict | None = None):
+        from mrf.unaries import from_arrays
+
+        loss = [np.where(c.numpy() > 0, s.numpy() / np.maximum(c.numpy(), 1), np.nan) for s, c in zip(self.sum, self.count)]
+        return from_arrays(self.space, loss, [c.numpy().astype(int) for c in self.count], meta)
+
+    def state(self) -> dict:
+        return {"sum": [t.clone() for t in self.sum], "count": [t.clone() for t in self.count]}
+
+    def load(self, st: dict) -> "LossStats":
+        self.sum, self.count = [t.clone() for t in st["sum"]], [t.clone() for t in st["count"]]
+        return self
+
+
+# ---- samplers ----------------------------------------------------------------------------
+class UniformConfigs:
+    """OWS: every layer's width uniformly at random."""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+
+    def draw(self, n: int, rng: np.random.Generator, **_) -> np.ndarray:
+        return np.stack([rng.integers(0, len(c), n) for c in self.space.choices], axis=1)
+
+
+class NarrowingConfigs:
+    """AOWS: joint samples from the chain MRF of (score - gamma * latency) / T, where gamma meets
+    the budget and T falls from t_start to t_end (relative to the unaries' spread)."""
+
+    def __init__(self, space: SearchSpace, table, budget_ms: float, cfg: TrainConfig, log_path: Path | None):
+        self.space, self.table, self.budget, self.cfg, self.log_path = space, table, budget_ms, cfg, log_path
+        self.mrf, self.gamma, self.temp, self.built_at = None, 0.0, cfg.t_start, -10 ** 9
+
+    def temperature(self, progress: float) -> float:
+        c = self.cfg
+        return c.t_start * (c.t_end / c.t_start) ** min(max(progress, 0.0), 1.0)
+
+    def refresh(self, stats: LossStats, step: int, epoch: int, progress: float) -> None:
+        from mrf import WidthMRF, lagrangian, marginals
+
+        u = stats.unaries()
+        if any((c > 0).sum() == 0 for c in u.count):
+            return  # not every layer measured yet: keep the previous distribution
+        self.mrf = WidthMRF.from_table(self.table, u)
+        sol = lagrangian(self.mrf, self.budget)
+        self.gamma = sol.info["gamma"] if math.isfinite(sol.info["gamma"]) else 1e6
+        spread = float(np.mean([np.ptp(s) for s in self.mrf.score_unary])) or 1e-3
+        self.temp = self.temperature(progress) * spread
+        self.built_at = step
+        if self.log_path is not None:
+            margs = marginals(self.mrf, self.gamma, self.temp)
+            expected = [float(np.dot(m, c)) for m, c in zip(margs, self.space.choices)]
+            rec = {"step": step, "epoch": epoch, "temperature": self.temp, "gamma": self.gamma,
+                   "map_widths": sol.widths, "map_ms": sol.latency, "expected_widths": expected,
+                   "marginals": [np.round(m, 5).tolist() for m in margs]}
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+
+    def draw(self, n: int, rng: np.random.Generator, **_) -> np.ndarray:
+        from mrf import sample_configs
+
+        return sample_configs(self.mrf, self.gamma, self.temp, n, rng)
+
+
+# ---- the loop ----------------------------------------------------------------------------
+def sandwich_step(model: SlimmableMobileNet, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                  configs: np.ndarray, stats: "LossStats | None" = None, world: int = 1) -> tuple[float, float]:
+    """One sandwich-rule step; returns (widest loss, widest accuracy) on the batch.
+
+    configs: (n, layers) width indices of the sampled configurations.
+    """
+    space = model.space
+    out = model(x, space.max_widths, update_bn_stats=True)
+    loss_max = F.cross_entropy(out, y)
+    loss_max.backward()
+    soft = out.detach().softmax(1)
+    base = loss_max.item()
+    _soft_ce(model(x, space.min_widths, update_bn_stats=False), soft).backward()
+    for idx in configs:
+        o = model(x, space.widths_from_indices(idx), update_bn_stats=False)
+        _soft_ce(o, soft).backward()
+        if stats is not None:
+            stats.add(idx, F.cross_entropy(o.detach(), y).item() - base)
+    if world > 1:  # average gradients across ranks once per step
+        for p in model.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= world
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return base, (out.argmax(1) == y).float().mean().item()
+
+
+def _lr(cfg: TrainConfig, step: int, total: int) -> float:
+    if cfg.schedule == "constant":
+        return cfg.lr
+    return 0.5 * cfg.lr * (1 + math.cos(math.pi * step / max(total, 1)))
+
+
+def _soft_ce(logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+    return -(soft * logits.log_softmax(1)).sum(1).mean()
+
+
+def _dist_info() -> tuple[int, int]:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Atomic: write a temporary file, then rename over the old checkpoint."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, space: SearchSpace) -> dict:
+    from models.space import check_fingerprint
+
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no checkpoint at {path}; start without --resume")
+    except Exception as e:  # a torn or foreign file
+        raise ValueError(f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); "
+                         "it may be from another tool or truncated")
+    if "space_fingerprint" not in ck:
+        raise ValueError(f"{path} is not a widthnas checkpoint")
+    check_fingerprint(ck["space_fingerprint"], space, f"checkpoint {path}")
+    return ck
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: str | Path, log=print, progress: bool = True):
+        self.cfg, self.run_dir, self.log, self.progress = cfg, Path(run_dir), log, progress
+        self.rank, self.world = _dist_info()
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if cfg.sampling not in ("ows", "aows"):
+            raise ValueError(f"sampling {cfg.sampling!r}: choose 'ows' or 'aows'")
+        if cfg.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule {cfg.schedule!r}: choose 'cosine' or 'constant'")
+        self.space = build_space(cfg)
+        ds = load_dataset(cfg.dataset, cfg.data)
+        check_fits(ds, self.space)
+        self.splits = split(ds, cfg.val_fraction, cfg.seed, cfg.limit)
+        torch.manual_seed(cfg.seed)
+        self.model = SlimmableMobileNet(self.space)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                   weight_decay=cfg.weight_decay, nesterov=True)
+        self.epoch, self.step = 0, 0
+        self.last = LossStats(self.space)  # last completed epoch
+        self.history: list[dict] = []
+        self.table, self.budget_ms = None, None
+        if cfg.sampling == "aows":
+            self._setup_aows()
+
+    def _setup_aows(self) -> None:
+        from latency.registry import load_profile
+        from mrf import parse_budget
+
+        if not self.cfg.profile or not self.cfg.budget:
+            raise ValueError("aows sampling needs --profile and --budget (it narrows toward that budget)")
+        self.table = load_profile(self.cfg.profile)
+        if self.table.space.fingerprint != self.space.fingerprint:
+            raise ValueError(f"profile {self.cfg.profile} is for space {self.table.space.name} "
+                             f"({self.table.space.fingerprint}), training uses {self.space.fingerprint}")
+        self.budget_ms = parse_budget(self.cfg.budget, self.table.predict(self.space.max_widths))
+        from mrf import WidthMRF
+        from mrf.solvers import check_budget
+
+        lu, lp = self.table.chain()  # refuse an infeasible budget now, not after the warm-up
+        check_budget(WidthMRF(list(self.space.choices), [np.zeros(len(c)) for c in self.space.choices], lu, lp,
+                              self.table.intercept), self.budget_ms)
+
+    # ---- state ---------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"space_fingerprint": self.space.fingerprint, "space": self.space.to_dict(),
+                "config": asdict(self.cfg), "epoch": self.epoch, "step": self.step,
+                "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "last_stats": self.last.state(), "history": self.history}
+
+    def resume(self) -> None:
+        ck = load_checkpoint(self.run_dir / CKPT, self.space)
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.epoch, self.step, self.history = ck["epoch"], ck["step"], ck["history"]
+        self.last.load(ck["last_stats"])
+        self.log(f"resumed {self.run_dir} at epoch {self.epoch} (step {self.step})")
+
+    # ---- one step --------------------------------------------------------------------------
+    def _sandwich(self, x: torch.Tensor, y: torch.Tensor, configs: np.ndarray, stats: LossStats) -> tuple[float, float]:
+        return sandwich_step(self.model, self.opt, x, y, configs, stats, self.world)
+
+    # ---- the run ---------------------------------------------------------------------------
+    def fit(self, stop_after: int | None = None) -> dict:
+        """Train to cfg.epochs, or stop after `stop_after` epochs of this call (as a kill would)."""
+        from tqdm import tqdm
+
+        cfg, main = self.cfg, self.rank == 0
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if main:
+            atomic_write_text(self.run_dir / "train_config.json", json.dumps(
+                {**asdict(cfg), "space_fingerprint": self.space.fingerprint, "world_size": self.world}, indent=1))
+        xtr, ytr = self.splits.train
+        n = len(ytr)
+        per_rank = n // self.world
+        steps_per_epoch = max(1, per_rank // cfg.batch_size)
+        total = steps_per_epoch * cfg.epochs
+        narrowing = None
+        if cfg.sampling == "aows":
+            narrowing = NarrowingConfigs(self.space, self.table, self.budget_ms, cfg,
+                                         self.run_dir / "narrowing.jsonl" if main else None)
+        uniform = UniformConfigs(self.space)
+        stop = cfg.epochs if stop_after is None else min(cfg.epochs, self.epoch + stop_after)
+        while self.epoch < stop:
+            e = self.epoch
+            g = torch.Generator().manual_seed(cfg.seed * 100003 + e)
+            rng = np.random.default_rng([cfg.seed, e, self.rank])
+            perm = torch.randperm(n, generator=g)[self.rank::self.world][: steps_per_epoch * cfg.batch_size]
+            stats = LossStats(self.space)
+            aows_now = narrowing is not None and e >= cfg.warmup_epochs
+            t0, seen, loss_sum, acc_sum = time.time(), 0, 0.0, 0.0
+            bar = tqdm(range(steps_per_epoch), disable=not (self.progress and main), dynamic_ncols=True,
+                       desc=f"epoch {e + 1}/{cfg.epochs} {'aows' if aows_now else 'ows'}", unit="step")
+            self.model.train()
+            for s in bar:
+                if aows_now and self.step - narrowing.built_at >= cfg.refresh:
+                    post = max(1, (cfg.epochs - cfg.warmup_epochs) * steps_per_epoch)
+                    narrowing.refresh(self.last.merged(stats), self.step, e,
+                                      (self.step - cfg.warmup_epochs * steps_per_epoch) / post)
+                sampler = narrowing if aows_now and narrowing.mrf is not None else uniform
+                b = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+                xb = augment(xtr[b], g) if cfg.augment else xtr[b]
+                xb = normalize(xb, self.splits.mean, self.splits.std)
+                if cfg.channels_last:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                for group in self.opt.param_groups:
+                    group["lr"] = _lr(cfg, self.step, total)
+                loss, acc = self._sandwich(xb, ytr[b], sampler.draw(cfg.n_random, rng), stats)
+                self.step += 1
+                seen += len(b)
+                loss_sum += loss
+                acc_sum += acc
+                bar.set_postfix_str(f"loss {loss_sum / (s + 1):.3f} acc {acc_sum / (s + 1):.3f} "
+                                    f"{seen * self.world / (time.time() - t0):.0f} img/s")
+            bar.close()
+            stats.all_reduce()
+            self.last = stats
+            self.epoch += 1
+            if main:
+                self._end_epoch(e, loss_sum / steps_per_epoch, acc_sum / steps_per_epoch,
+                                seen * self.world / (time.time() - t0), aows_now, narrowing)
+            if self.world > 1:
+                dist.barrier()
+        return self.history[-1] if self.history else {}
+
+    def _end_epoch(self, e: int, loss: float, acc: float, ips: float, aows_now: bool, narrowing) -> None:
+        from .evaluate import accuracy
+
+        val_acc, val_loss = accuracy(_WidestView(self.model), *self.splits.val,
+                                     self.splits.mean, self.splits.std)
+        rec = {"epoch": e + 1, "step": self.step, "train_loss": loss, "train_acc": acc, "val_acc_widest": val_acc,
+               "val_loss_widest": val_loss, "images_per_s": ips, "lr": self.opt.param_groups[0]["lr"],
+               "sampling": "aows" if aows_now else "ows", "time": time.time()}
+        if narrowing is not None and narrowing.mrf is not None and aows_now:
+            rec["temperature"] = narrowing.temp
+        self.history.append(rec)
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        meta = {"epoch": e + 1, "sampling": rec["sampling"], "config": asdict(self.cfg),
+                "space_fingerprint": self.space.fingerprint}
+        self.last.unaries(meta).save(self.run_dir / "unaries.json")
+        save_checkpoint(self.run_dir / CKPT, self.state())
+        line = (f"epoch {e + 1}: train loss {loss:.3f} acc {acc:.3f} | widest val acc {val_acc:.3f} | "
+                f"{ips:.0f} img/s | {rec['sampling']}")
+        if aows_now and narrowing is not None and narrowing.mrf is not None:
+            from mrf import marginals
+
+            margs = marginals(narrowing.mrf, narrowing.gamma, narrowing.temp)
+            ew = [float(np.dot(m, c)) for m, c in zip(margs, self.space.choices)]
+            line += f" | T {narrowing.temp:.3g}, expected widths {[int(round(w)) for w in ew]}"
+        self.log(line)
+
+
+class _WidestView(torch.nn.Module):
+    """The supernet at its widest, as a plain module for `accuracy`."""
+
+    def __init__(self, sup: SlimmableMobileNet):
+        super().__init__()
+        self.sup = sup
+
+    def forward(self, x):
+        return self.sup(x, self.sup.max_widths, update_bn_stats=False)
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, log=print, progress: bool = True,
+          stop_after: int | None = None) -> Trainer:
+    """Train (or continue) a supernet in run_dir; refuses to overwrite a run without --resume."""
+    run_dir = Path(run_dir)
+    if (run_dir / CKPT).exists() and not resume:
+        raise ValueError(f"{run_dir} already holds a training checkpoint; pass --resume to continue it, "
+                         "or choose another --out")
+    t = Trainer(cfg, run_dir, log, progress)
+    if resume and (run_dir / CKPT).exists():
+        t.resume()
+    t.fit(stop_after)
+    return t

@@ -1,0 +1,184 @@
+"""Supernet training: recording, resume equivalence, AOWS narrowing, DDP, BN recalibration, bad input."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nas.data import DatasetError
+from nas.train import CKPT, TrainConfig, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny_run_inputs(tmp_path_factory, tiny):
+    """A tiny space JSON and a learnable .npz dataset of 16x16 grey images."""
+    d = tmp_path_factory.mktemp("tiny")
+    (d / "space.json").write_text(json.dumps(tiny.to_dict()))
+    rng = np.random.default_rng(0)
+
+    def make(n):
+        y = rng.integers(0, 10, n)
+        x = rng.integers(0, 60, (n, 16, 16)).astype(np.uint8)
+        for i, c in enumerate(y):  # a bright bar whose row encodes the class
+            x[i, c + 3, 2:14] = 250
+        return x, y
+
+    xtr, ytr = make(320)
+    xte, yte = make(80)
+    np.savez(d / "data.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    return d
+
+
+def cfg_for(d, **kw):
+    base = dict(space=str(d / "space.json"), dataset="npz", data=str(d / "data.npz"), epochs=2, batch_size=32,
+                lr=0.05, threads=1, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_records_unaries_for_sampled_configs(tiny_run_inputs, tmp_path):
+    t = train(cfg_for(tiny_run_inputs, epochs=1, n_random=3), tmp_path / "r", progress=False, log=lambda *_: None)
+    u = json.loads((tmp_path / "r" / "unaries.json").read_text())
+    steps = t.step
+    for layer in u["layers"]:
+        assert sum(layer["count"]) == steps * 3  # every sampled configuration credited once per layer
+        for loss, c in zip(layer["loss"], layer["count"]):
+            assert (loss is None) == (c == 0)
+    metrics = [json.loads(l) for l in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["epoch"] == 1 and metrics[-1]["images_per_s"] > 0
+
+
+def test_resume_reaches_the_same_result(tiny_run_inputs, tmp_path):
+    full = train(cfg_for(tiny_run_inputs), tmp_path / "full", progress=False, log=lambda *_: None)
+    train(cfg_for(tiny_run_inputs), tmp_path / "cut", progress=False, log=lambda *_: None, stop_after=1)
+    with pytest.raises(ValueError, match="--resume"):  # a second start refuses to overwrite
+        train(cfg_for(tiny_run_inputs), tmp_path / "cut", progress=False, log=lambda *_: None)
+    resumed = train(cfg_for(tiny_run_inputs), tmp_path / "cut", resume=True, progress=False, log=lambda *_: None)
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert (tmp_path / "full" / "unaries.json").read_text().split('"meta"')[0] == \
+        (tmp_path / "cut" / "unaries.json").read_text().split('"meta"')[0]
+
+
+def test_killed_process_resumes_to_the_same_result(tiny_run_inputs, tmp_path):
+    """SIGKILL a real training process after its first checkpoint, then --resume it."""
+    import signal
+    import time
+
+    args = ["--space", str(tiny_run_inputs / "space.json"), "--dataset", "npz", "--data",
+            str(tiny_run_inputs / "data.npz"), "--epochs", "3", "--batch-size", "32", "--threads", "1",
+            "--seed", "3", "--lr", "0.05", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = lambda out, *extra: subprocess.Popen([sys.executable, "-m", "nas", "train", "--out", str(out), *args,  # noqa: E731
+                                                *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                               stderr=subprocess.PIPE)
+    p = run(tmp_path / "killed")
+    deadline = time.time() + 120
+    while not (tmp_path / "killed" / CKPT).exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert (tmp_path / "killed" / CKPT).exists()
+    ck = torch.load(tmp_path / "killed" / CKPT, weights_only=True)
+    assert ck["epoch"] < 3  # it really was cut short
+    assert run(tmp_path / "killed", "--resume").wait(timeout=300) == 0
+    assert run(tmp_path / "whole").wait(timeout=300) == 0
+    a = torch.load(tmp_path / "killed" / CKPT, weights_only=True)
+    b = torch.load(tmp_path / "whole" / CKPT, weights_only=True)
+    assert a["epoch"] == b["epoch"] == 3
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0, msg=k)
+
+
+def test_training_learns(tiny_run_inputs, tmp_path):
+    t = train(cfg_for(tiny_run_inputs, epochs=4, augment=False), tmp_path / "r", progress=False, log=lambda *_: None)
+    assert t.history[-1]["val_acc_widest"] > 0.3  # chance is 0.1
+
+
+def test_aows_narrows_toward_the_budget(tiny_run_inputs, tiny, tmp_path):
+    from latency.sampling import block_shapes
+    from latency.table import LatencyTable
+
+    entries = [np.add.outer(np.asarray(ci, float), np.asarray(co, float)) * 1e-3 for ci, co in block_shapes(tiny)]
+    prof = tmp_path / "p.json"
+    LatencyTable(tiny, entries, 0.01, 1.0, {"cpu": "synthetic"}).save(prof)
+    t = train(cfg_for(tiny_run_inputs, epochs=3, sampling="aows", warmup_epochs=1, budget="60%", profile=str(prof), refresh=3,
+                      n_random=2), tmp_path / "r", progress=False, log=lambda *_: None)
+    snaps = [json.loads(l) for l in (tmp_path / "r" / "narrowing.jsonl").read_text().splitlines()]
+    assert len(snaps) >= 2
+    temps = [s["temperature"] for s in snaps]
+    assert temps[-1] < temps[0]
+    ent = lambda s: sum(-(np.asarray(m) * np.log(np.asarray(m) + 1e-12)).sum() for m in s["marginals"])  # noqa: E731
+    assert ent(snaps[-1]) < ent(snaps[0])  # the sampling distribution narrows
+    assert all(s["map_ms"] <= t.budget_ms + 1e-9 for s in snaps)
+
+
+def test_ddp_two_cpu_processes(tiny_run_inputs, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "nas", "train", "--out", str(out), "--space", str(tiny_run_inputs / "space.json"),
+           "--dataset", "npz", "--data", str(tiny_run_inputs / "data.npz"), "--epochs", "1", "--batch-size", "32",
+           "--threads", "1", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    cfg = json.loads((out / "train_config.json").read_text())
+    assert cfg["world_size"] == 2
+    ck = torch.load(out / CKPT, weights_only=True)
+    u = json.loads((out / "unaries.json").read_text())
+    # 288 training images / 2 ranks / 32 per batch = 4 steps per rank; 2 configs per step; summed over ranks
+    assert sum(u["layers"][0]["count"]) == 2 * ck["step"] * 2
+
+
+def test_bn_recalibration_matches_calibration_statistics(small):
+    from models.mobilenet import SlimmableMobileNet
+    from nas.data import normalize
+    from nas.evaluate import recalibrate_bn
+
+    torch.manual_seed(0)
+    sup = SlimmableMobileNet(small)
+    net = sup.materialize(small.uniform(0.5))
+    imgs = torch.randint(0, 255, (96, *small.input_shape), dtype=torch.uint8)
+    mean, std = torch.tensor([0.3]), torch.tensor([0.3])
+    recalibrate_bn(net, imgs, mean, std, n_images=96, batch=32)
+    conv, bn = net.features[0][0], net.features[0][1]
+    with torch.no_grad():
+        z = conv(normalize(imgs, mean, std))
+    torch.testing.assert_close(bn.running_mean, z.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+
+
+def test_bad_input_is_named(tiny_run_inputs, tmp_path, small):
+    with pytest.raises(DatasetError, match="does not exist"):
+        train(cfg_for(tiny_run_inputs, data=str(tmp_path / "missing.npz")), tmp_path / "a", progress=False)
+    with pytest.raises(DatasetError, match="16x16 images but space mobilenet_v1_small expects 1x28x28"):
+        train(cfg_for(tiny_run_inputs, space="mobilenet_v1_small"), tmp_path / "b", progress=False)
+    train(cfg_for(tiny_run_inputs, epochs=1), tmp_path / "c", progress=False, log=lambda *_: None)
+    small_json = tmp_path / "other.json"
+    other = json.loads((tiny_run_inputs / "space.json").read_text())
+    other["layers"][1]["choices"] = [8, 16]
+    small_json.write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="fingerprint"):
+        train(cfg_for(tiny_run_inputs, space=str(small_json)), tmp_path / "c", resume=True, progress=False)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / CKPT).write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot be read"):
+        train(cfg_for(tiny_run_inputs), tmp_path / "d", resume=True, progress=False)
+    from latency.sampling import block_shapes
+    from latency.table import LatencyTable
+    from models.space import SearchSpace
+
+    tiny = SearchSpace.from_dict(json.loads((tiny_run_inputs / "space.json").read_text()))
+    prof = tmp_path / "p.json"
+    LatencyTable(tiny, [np.ones((len(a), len(b))) for a, b in block_shapes(tiny)], 0.0, 1.0).save(prof)
+    with pytest.raises(ValueError, match="below the fastest network"):
+        train(cfg_for(tiny_run_inputs, sampling="aows", profile=str(prof), budget="10%"), tmp_path / "f",
+              progress=False)
+    with pytest.raises(ValueError, match="aows sampling needs"):
+        train(cfg_for(tiny_run_inputs, sampling="aows"), tmp_path / "e", progress=False)
