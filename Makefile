@@ -27,7 +27,4 @@ test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 demo: install data
-	$(BIN)/widthnas profile --out runs/demo/samples.jsonl -n 800 --sampling coverage
-	$(BIN)/widthnas profile --out runs/demo/heldout.jsonl -n 200 --sampling uniform --seed 7
-	$(BIN)/widthnas fit --samples runs/demo/samples.jsonl --heldout runs/demo/heldout.jsonl \
-		--out runs/demo/profile.json --plot runs/demo/latency_fit.png
+	$(BIN)/widthnas run --out runs/demo $(ARGS)

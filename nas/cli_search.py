@@ -54,6 +54,7 @@ def register(sub) -> None:
     q.add_argument("--pareto", help="write the Pareto front CSV here (and a PNG beside it)")
     q.set_defaults(fn=cmd_search)
     register_train(sub)
+    register_run(sub)
 
 
 # ---- train / evaluate ---------------------------------------------------------------------
@@ -166,3 +167,108 @@ def register_train(sub) -> None:
     q.add_argument("--split", choices=("val", "test"), default="val")
     q.add_argument("--calib-images", type=int, default=512)
     q.set_defaults(fn=cmd_evaluate)
+
+
+# ---- export / run -------------------------------------------------------------------------
+def cmd_export(args) -> int:
+    import json
+    from pathlib import Path
+
+    from models.mobilenet import SlimmableMobileNet
+
+    from .data import check_fits, load_dataset, normalize, split
+    from .evaluate import accuracy, recalibrate_bn
+    from .export import export_onnx, measure_exported, write_sidecar
+    from .train import CKPT, TrainConfig, build_space, load_checkpoint
+
+    run = Path(args.run)
+    saved = json.loads((run / "train_config.json").read_text())
+    saved.pop("space_fingerprint", None)
+    saved.pop("world_size", None)
+    cfg = TrainConfig.from_dict(saved)
+    space = build_space(cfg)
+    sup = SlimmableMobileNet(space)
+    sup.load_state_dict(load_checkpoint(run / CKPT, space)["model"])
+    if args.widths:
+        widths = space.parse_widths(args.widths)
+    elif args.config:
+        widths = space.validate(json.loads(Path(args.config).read_text())["widths"])
+    else:
+        raise ValueError("give --config (from `widthnas search`) or --widths")
+    ds = load_dataset(cfg.dataset, cfg.data)
+    check_fits(ds, space)
+    sp = split(ds, cfg.val_fraction, cfg.seed, cfg.limit)
+    net = sup.materialize(widths)
+    recalibrate_bn(net, sp.train[0][:args.calib_images], sp.mean, sp.std, args.calib_images)
+    val_acc = accuracy(net, *sp.val, sp.mean, sp.std)[0]
+    v = export_onnx(net, space, args.out, normalize(sp.val[0][:256], sp.mean, sp.std))
+    extra = {"accuracy": {"val": val_acc}, "verify": v}
+    table = None
+    if args.profile:
+        from latency.registry import load_profile
+
+        table = load_profile(args.profile)
+        m = measure_exported(args.out, table)
+        m["predicted_ms"] = table.predict(widths)
+        extra["latency"] = m
+        print(f"latency: measured {m['normalised_ms']:.4f} ms (reference-normalised) vs predicted {m['predicted_ms']:.4f} ms")
+    side = write_sidecar(args.out, widths, space, table, **extra)
+    print(f"exported {args.out} (widths {widths}); val acc {val_acc:.4f} after BN recalibration; "
+          f"ORT vs torch max abs diff {v['max_abs_diff']:.2e}; sidecar {side}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .run import Run, RunConfig, full_config
+
+    cfg = RunConfig()
+    if args.full:
+        cfg = full_config(cfg)
+    for f in ("space", "dataset", "data", "budget", "profile", "sampling", "epochs", "limit", "batch_size",
+              "finetune_epochs", "retrain_epochs", "method", "seed", "profile_networks"):
+        v = getattr(args, f, None)
+        if v is not None:
+            setattr(cfg, f, v)
+    if args.all_data:
+        cfg.limit = None
+    if cfg.sampling == "aows" and cfg.warmup_epochs >= cfg.epochs:
+        cfg.warmup_epochs = max(0, cfg.epochs - 1)
+    run = Run(cfg, args.out, progress=not args.quiet)
+    run.go()
+    print()
+    print(run.summary())
+    return 0
+
+
+def register_run(sub) -> None:
+    from mrf import METHODS
+
+    q = sub.add_parser("export", help="materialize widths from a supernet run and export verified ONNX")
+    q.add_argument("--run", required=True, help="supernet training run directory")
+    q.add_argument("--config", help="chosen configuration JSON")
+    q.add_argument("--widths", help="'8,16,...', a JSON list, or 'x0.75'")
+    q.add_argument("--out", required=True, help="model.onnx path (a sidecar .json is written beside it)")
+    q.add_argument("--profile", help="also measure latency against this profile's prediction")
+    q.add_argument("--calib-images", type=int, default=1024)
+    q.set_defaults(fn=cmd_export)
+
+    q = sub.add_parser("run", help="the whole pipeline: profile, train, search, fine-tune, export, verify, report")
+    q.add_argument("--out", default="runs/demo", help="run directory (a rerun resumes it)")
+    q.add_argument("--space")
+    q.add_argument("--dataset")
+    q.add_argument("--data")
+    q.add_argument("--budget", help="ms or %% of the widest network (default 50%%)")
+    q.add_argument("--profile", help="profile to use (default: a shipped one matching this machine, else profile)")
+    q.add_argument("--profile-networks", type=int)
+    q.add_argument("--sampling", choices=("ows", "aows"))
+    q.add_argument("--epochs", type=int, help="supernet epochs")
+    q.add_argument("--limit", type=int, help="training images (default 12000 for the quick demo)")
+    q.add_argument("--all-data", action="store_true", help="train on the whole training split")
+    q.add_argument("--batch-size", type=int)
+    q.add_argument("--finetune-epochs", type=int)
+    q.add_argument("--retrain-epochs", type=int)
+    q.add_argument("--method", choices=METHODS)
+    q.add_argument("--seed", type=int)
+    q.add_argument("--full", action="store_true", help="longer, better: all data, 20 epochs, 5 fine-tune epochs")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(fn=cmd_run)

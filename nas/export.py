@@ -1,0 +1,89 @@
+"""`widthnas export`: a materialized network to ONNX with its real channel counts, checked and verified."""
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latency.table import atomic_write_text
+
+
+def export_onnx(net, space, path: str | Path, real_inputs: torch.Tensor | None = None, opset: int = 17) -> dict:
+    """Export with a dynamic batch axis; check the graph; compare onnxruntime with torch.
+
+    Runs a forward pass first (shapes, eval-mode BN), exports through the TorchScript-based
+    exporter, checks with onnx.checker(full_check=True), then compares outputs on fresh random
+    inputs at two batch sizes and on `real_inputs` (already normalised) when given.
+    Returns the verification figures; the file appears only when all checks passed.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    path = Path(path)
+    net = net.eval()
+    x = torch.randn(2, *space.input_shape)
+    with torch.no_grad():
+        net(x)
+    tmp = path.with_suffix(".onnx.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    model = onnx.load(str(tmp))
+    onnx.checker.check_model(model, full_check=True)
+    sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    g = torch.Generator().manual_seed(123)
+    diffs = {}
+    for b in (1, 5):
+        xi = torch.randn(b, *space.input_shape, generator=g)
+        with torch.no_grad():
+            ref = net(xi).numpy()
+        diffs[f"random_batch{b}"] = float(np.abs(sess.run(None, {"input": xi.numpy()})[0] - ref).max())
+    if real_inputs is not None:
+        with torch.no_grad():
+            ref = net(real_inputs).numpy()
+        got = sess.run(None, {"input": real_inputs.numpy().astype(np.float32)})[0]
+        diffs["real"] = float(np.abs(got - ref).max())
+        diffs["real_argmax_agree"] = float((got.argmax(1) == ref.argmax(1)).mean())
+    worst = max(v for k, v in diffs.items() if not k.endswith("agree"))
+    if worst > 1e-3:
+        tmp.unlink()
+        raise RuntimeError(f"onnxruntime and torch disagree (max abs diff {worst:.2e}); model not written")
+    os.replace(tmp, path)
+    convs = [i for i in model.graph.initializer if len(i.dims) == 4]
+    return {"max_abs_diff": worst, "diffs": diffs, "opset": opset, "onnx_bytes": path.stat().st_size,
+            "conv_out_channels": [int(i.dims[0]) for i in convs][:: 1]}
+
+
+def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float = 20.0) -> dict:
+    """Latency of the exported model on this machine, timed like the profile was (beside the
+    reference network), so it compares with the profile's prediction."""
+    from latency import standalone_runner as sr
+    from latency.backends import OrtBackend
+
+    dev = table.device
+    be = OrtBackend(table.space, dev.get("provider", "CPUExecutionProvider"), int(dev.get("threads", 1)),
+                    int(dev.get("batch", 1)), dev.get("opt_level", "all"))
+    ref = be.open(table.space.reference_widths)
+    rec = sr.measure(be.open_file(str(path)), ref, rounds=rounds, round_ms=round_ms)
+    return {"measured_ms": rec["ms"]["median"], "measured_ms_min": rec["ms"]["min"],
+            "reference_ms_now": rec["ref_ms"]["median"], "normalised_ms": rec["norm"] * table.reference_ms,
+            "runs": rec["ms"]["count"]}
+
+
+def write_sidecar(path: str | Path, widths, space, table=None, **extra) -> Path:
+    side = Path(path).with_suffix(".json")
+    d = {"format": "widthnas-export/1", "model": Path(path).name, "widths": list(widths),
+         "base_widths": space.base_widths,
+         "space": {"name": space.name, "fingerprint": space.fingerprint, "input_shape": list(space.input_shape)},
+         "profile": ({"name": table.name, "reference_ms": table.reference_ms, "device": table.device}
+                     if table is not None else None),
+         "created": time.time(), **extra}
+    atomic_write_text(side, json.dumps(d, indent=1))
+    return side

@@ -1,0 +1,42 @@
+"""Fine-tune (or retrain from scratch) one chosen network: plain supervised training."""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+from .data import augment, normalize
+from .evaluate import accuracy
+
+
+def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 128, weight_decay: float = 4e-5,
+                seed: int = 0, log=print, desc: str = "finetune") -> list[dict]:
+    """SGD with momentum and a cosine schedule; returns per-epoch metrics (val accuracy)."""
+    xtr, ytr = splits.train
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    steps = max(1, len(ytr) // batch_size)
+    total, step, history = steps * epochs, 0, []
+    for e in range(epochs):
+        g = torch.Generator().manual_seed(seed * 7919 + e)
+        perm = torch.randperm(len(ytr), generator=g)
+        net.train()
+        t0, loss_sum = time.time(), 0.0
+        for s in range(steps):
+            b = perm[s * batch_size:(s + 1) * batch_size]
+            for group in opt.param_groups:
+                group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * step / total))
+            loss = F.cross_entropy(net(normalize(augment(xtr[b], g), splits.mean, splits.std)), ytr[b])
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            loss_sum += loss.item()
+            step += 1
+        val_acc, val_loss = accuracy(net, *splits.val, splits.mean, splits.std)
+        rec = {"epoch": e + 1, "train_loss": loss_sum / steps, "val_acc": val_acc, "val_loss": val_loss,
+               "images_per_s": steps * batch_size / (time.time() - t0)}
+        history.append(rec)
+        log(f"{desc} epoch {e + 1}/{epochs}: loss {rec['train_loss']:.3f}, val acc {val_acc:.4f}, "
+            f"{rec['images_per_s']:.0f} img/s")
+    return history

@@ -1,0 +1,120 @@
+"""The run report: report.md and report.json with PNG plots, from a run directory's artefacts."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from latency.table import atomic_write_text
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_widths(path: Path, space, chosen: list[int], uniform: list[int] | None) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    x = np.arange(space.num_layers)
+    ax.bar(x - 0.27, space.base_widths, 0.27, label="base MobileNet", color="0.7")
+    ax.bar(x, chosen, 0.27, label="chosen")
+    if uniform:
+        ax.bar(x + 0.27, uniform, 0.27, label="uniform multiplier")
+    ax.set_xticks(x, [l.name for l in space.layers], rotation=45, fontsize=7)
+    ax.set_ylabel("channels")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_training(path: Path, supernet_metrics: list[dict], finetune: dict[str, list[dict]]) -> None:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    if supernet_metrics:
+        ep = [m["epoch"] for m in supernet_metrics]
+        axes[0].plot(ep, [m["train_loss"] for m in supernet_metrics], "o-", label="supernet widest (train)")
+        axes[1].plot(ep, [m["val_acc_widest"] for m in supernet_metrics], "o-", label="supernet widest (val)")
+    for name, hist in finetune.items():
+        if hist:
+            ep = [h["epoch"] for h in hist]
+            axes[0].plot(ep, [h["train_loss"] for h in hist], "s--", label=f"{name} (train)")
+            axes[1].plot(ep, [h["val_acc"] for h in hist], "s--", label=f"{name} (val)")
+    axes[0].set_ylabel("loss")
+    axes[1].set_ylabel("validation accuracy")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_narrowing(path: Path, space, snaps: list[dict]) -> bool:
+    """Expected width per layer (relative to its widest choice) over training steps."""
+    if not snaps:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    steps = [s["step"] for s in snaps]
+    for i, l in enumerate(space.layers):
+        axes[0].plot(steps, [s["expected_widths"][i] / l.choices[-1] for s in snaps], label=l.name)
+    axes[0].set_xlabel("training step")
+    axes[0].set_ylabel("expected width / widest choice")
+    axes[0].legend(fontsize=6, ncol=2)
+    ent = [[float(-(np.asarray(m) * np.log(np.asarray(m) + 1e-12)).sum()) for m in s["marginals"]] for s in snaps]
+    axes[1].plot(steps, np.mean(ent, axis=1), "k-")
+    axes[1].set_xlabel("training step")
+    axes[1].set_ylabel("mean entropy of the width distribution (nats)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write_report(run_dir: Path, res: dict) -> Path:
+    """report.md (for people) and report.json (for tools) from the run's collected results."""
+    atomic_write_text(run_dir / "report.json", json.dumps(res, indent=1, default=float))
+    s, p = res["search"], res["profile"]
+    ver, fin = res.get("verify", {}), res.get("finetune", {})
+    lines = [f"# widthnas run: {res['space']['name']} on {res['dataset']}", "",
+             f"Budget **{s['budget_ms']:.4f} ms** ({res['budget']}; widest network {s['widest_ms']:.4f} ms predicted).",
+             f"Profile: `{p['name']}`: {p['why']}.", ""]
+    lines += ["## Result", "", "| | chosen | uniform |", "|---|---|---|"]
+    ch, un = ver.get("chosen", {}), ver.get("uniform", {})
+    lines.append(f"| widths | {s['chosen']['widths']} | {s['uniform']['widths']} (x{s['uniform']['info'].get('multiplier')}) |")
+    lines.append(f"| predicted latency (ms) | {s['chosen']['predicted_ms']:.4f} | {s['uniform']['predicted_ms']:.4f} |")
+    if ch:
+        lines.append(f"| measured latency, exported ONNX (ms, reference-normalised) | {ch['normalised_ms']:.4f} | "
+                     f"{un.get('normalised_ms', float('nan')):.4f} |")
+        lines.append(f"| measured latency, raw median now (ms) | {ch['measured_ms']:.4f} | {un.get('measured_ms', float('nan')):.4f} |")
+    if fin:
+        lines.append(f"| test accuracy after {fin['mode']} | {fin['chosen']['test_acc']:.4f} | {fin['uniform']['test_acc']:.4f} |")
+        lines.append(f"| validation accuracy | {fin['chosen']['val_acc']:.4f} | {fin['uniform']['val_acc']:.4f} |")
+    if ch:
+        lines.append(f"| ONNX vs torch max abs diff | {ch['max_abs_diff']:.2e} | {un.get('max_abs_diff', float('nan')):.2e} |")
+    lines += ["", f"ONNX model: `{res.get('onnx')}` (sidecar `{Path(res.get('onnx', 'model.onnx')).with_suffix('.json').name}`).", ""]
+    lc = p.get("check")
+    if lc:
+        lines += ["## Latency model", "",
+                  f"{lc['n']} random networks measured during this run against the profile: "
+                  f"within ±10% {lc['within_10']:.1%}, ±5% {lc['within_5']:.1%}, NRMSE {lc['nrmse']:.2%}, "
+                  f"Kendall τ {lc['kendall_tau']:.3f}.", "", "![latency fit](latency_fit.png)", ""]
+    lines += ["## Search", "", f"Exact budgeted optimum (certified: {s['chosen']['info'].get('certified')}); "
+              f"Lagrangian answer score {s['lagrangian']['score']:.4f} vs exact {s['chosen']['score']:.4f}; "
+              f"greedy {s['greedy']['score']:.4f}; uniform {s['uniform']['score']:.4f} (higher is better).", "",
+              "![Pareto front](pareto.png)", "", "![widths](widths.png)", ""]
+    lines += ["## Training", "", "![training curves](training.png)", ""]
+    if res.get("narrowing_plot"):
+        lines += ["## Narrowing (AOWS)", "", "Expected width per layer and the entropy of the sampling distribution "
+                  "over training: the search space narrows toward the budget.", "", "![narrowing](narrowing.png)", ""]
+    lines += ["## Timing", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in res.get("stage_seconds", {}).items()]
+    atomic_write_text(run_dir / "report.md", "\n".join(lines) + "\n")
+    return run_dir / "report.md"

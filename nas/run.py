@@ -1,0 +1,318 @@
+"""`widthnas run`: dataset + device + budget -> a verified ONNX model, in resumable stages.
+
+Stages (each recorded in run_state.json when done; a rerun continues at the first undone one):
+  profile   use --profile, a shipped profile matching this machine, or profile this machine
+  train     the slimmable supernet (OWS or AOWS), resumable from its checkpoint
+  search    exact budgeted optimum, with the uniform, greedy and Lagrangian answers beside it
+  finetune  materialize, recalibrate BN, fine-tune (or retrain) the chosen and the uniform network
+  export    ONNX with real channel counts, checked against torch
+  verify    measured latency of the exported models against prediction and budget
+  report    report.md / report.json with plots
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latency.table import atomic_write_text
+
+STAGES = ("profile", "train", "search", "finetune", "export", "verify", "report")
+
+
+@dataclass
+class RunConfig:
+    space: str = "mobilenet_v1_small"  # search space
+    dataset: str = "fashion_mnist"  # fashion_mnist | cifar10 | imagefolder | npz
+    data: str | None = None  # dataset path
+    budget: str = "50%"  # ms, or % of the widest network's predicted latency
+    profile: str | None = None  # a profile to use; default: a shipped one matching this machine
+    profile_networks: int = 800  # networks to time when this machine must be profiled
+    sampling: str = "aows"  # ows | aows
+    epochs: int = 3  # supernet epochs
+    warmup_epochs: int = 1  # aows: uniform epochs first
+    limit: int | None = 12000  # training images (None: all); the demo trains on a subset
+    batch_size: int = 128
+    n_random: int = 2
+    lr: float = 0.1
+    finetune_epochs: int = 2  # fine-tune the chosen network from the supernet's weights
+    retrain_epochs: int = 0  # > 0: retrain from scratch instead
+    method: str = "exact"  # exact | lagrangian | greedy | uniform
+    seed: int = 0
+
+
+def full_config(cfg: RunConfig) -> RunConfig:
+    """--full: the whole training set and longer training."""
+    cfg.limit, cfg.epochs, cfg.warmup_epochs, cfg.finetune_epochs = None, 20, 4, 5
+    return cfg
+
+
+class Run:
+    def __init__(self, cfg: RunConfig, out: str | Path, log=print, progress: bool = True):
+        self.cfg, self.dir, self.log, self.progress = cfg, Path(out), log, progress
+        self.dir.mkdir(parents=True, exist_ok=True)
+        saved = self.dir / "run_config.json"
+        if saved.exists():
+            old = json.loads(saved.read_text())
+            diff = {k: (old.get(k), v) for k, v in asdict(cfg).items() if old.get(k) != v}
+            if diff:
+                raise ValueError(f"{self.dir} holds a run with other settings {diff} (saved vs now); "
+                                 "rerun with the same settings to resume, or choose another --out")
+        else:
+            atomic_write_text(saved, json.dumps(asdict(cfg), indent=1))
+        self.state_path = self.dir / "run_state.json"
+        self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        from models.space import get_space
+
+        self.space = get_space(cfg.space)
+        self._splits = None
+
+    # ---- plumbing --------------------------------------------------------------------------
+    def _done(self, stage: str, result: dict, seconds: float) -> None:
+        self.state[stage] = {"done": True, "seconds": seconds, **result}
+        atomic_write_text(self.state_path, json.dumps(self.state, indent=1, default=float))
+
+    @property
+    def splits(self):
+        if self._splits is None:
+            from .data import check_fits, load_dataset, split
+
+            ds = load_dataset(self.cfg.dataset, self.cfg.data)
+            check_fits(ds, self.space)
+            self._splits = split(ds, 0.1, self.cfg.seed, self.cfg.limit)
+        return self._splits
+
+    def table(self):
+        from latency.registry import load_profile
+
+        return load_profile(self.state["profile"]["path"])
+
+    def go(self) -> dict:
+        for stage in STAGES:
+            if self.state.get(stage, {}).get("done"):
+                self.log(f"[{stage}] done earlier, skipped")
+                continue
+            t0 = time.time()
+            self.log(f"[{stage}]")
+            result = getattr(self, f"stage_{stage}")()
+            self._done(stage, result, time.time() - t0)
+        return self.state
+
+    # ---- stages ----------------------------------------------------------------------------
+    def stage_profile(self) -> dict:
+        from latency.backends import OrtBackend
+        from latency.registry import find_profile, load_profile
+
+        backend = OrtBackend(self.space)
+        if self.cfg.profile:
+            path, why = self.cfg.profile, "given with --profile"
+            table = load_profile(path)
+            if table.space.fingerprint != self.space.fingerprint:
+                raise ValueError(f"profile {path} is for space {table.space.name}, not {self.space.name}")
+        else:
+            found, why = find_profile(self.space, backend.device_info())
+            if found is not None:
+                path = str(found)
+            else:
+                why += "; profiling this machine"
+                self.log(f"profile: {why}")
+                path = self._profile_here(backend)
+            table = load_profile(path)
+        self.log(f"profile: {table.name or path}: {why}")
+        check = self._latency_check(table, backend)
+        return {"path": str(path), "name": table.name or Path(path).stem, "why": why, "check": check}
+
+    def _profile_here(self, backend) -> str:
+        from latency.fit import fit_flops_proxy, fit_table
+        from latency.profile import profile
+        from latency.samples import load_samples
+        from latency.validate import validate
+
+        samples, held = self.dir / "samples.jsonl", self.dir / "heldout.jsonl"
+        profile(self.space, samples, self.cfg.profile_networks, backend, "coverage", self.cfg.seed,
+                progress=self.progress)
+        profile(self.space, held, 150, backend, "uniform", self.cfg.seed + 1000, progress=self.progress)
+        s = load_samples(str(samples), self.space)
+        table = fit_table(self.space, s, name="this-machine", log=self.log)
+        proxy = fit_flops_proxy(self.space, s)
+        table.fit["flops_proxy"] = {"a_ms": proxy.a, "b_ms_per_mac": proxy.b, "reference_ms": proxy.reference_ms}
+        table.validation = validate(table, load_samples(str(held), self.space), proxy)
+        out = self.dir / "profile.json"
+        table.save(out)
+        return str(out)
+
+    def _latency_check(self, table, backend, n: int = 40) -> dict:
+        """Time n random networks now and compare with the profile: is it valid here today?"""
+        from latency.profile import profile
+        from latency.samples import load_samples
+        from latency.validate import metrics, scatter_plot
+
+        path = self.dir / "latency_check.jsonl"
+        profile(self.space, path, n, backend, "uniform", self.cfg.seed + 77, rounds=3, progress=False)
+        s = load_samples(str(path), self.space)
+        pred, meas = table.predict_many(s.widths), s.norm * table.reference_ms
+        m = metrics(pred, meas)
+        scatter_plot(self.dir / "latency_fit.png", meas, {"table": pred},
+                     f"{table.name}: {n} networks measured in this run")
+        self.log(f"latency check on {n} fresh networks: within ±10% {m['within_10']:.0%}, NRMSE {m['nrmse']:.2%}")
+        return m
+
+    def stage_train(self) -> dict:
+        from .train import CKPT, TrainConfig, Trainer
+
+        c = self.cfg
+        tc = TrainConfig(space=c.space, dataset=c.dataset, data=c.data, limit=c.limit, epochs=c.epochs,
+                         batch_size=c.batch_size, lr=c.lr, n_random=c.n_random, sampling=c.sampling,
+                         warmup_epochs=c.warmup_epochs, budget=c.budget, profile=self.state["profile"]["path"],
+                         seed=c.seed)
+        sup_dir = self.dir / "supernet"
+        t = Trainer(tc, sup_dir, self.log, self.progress)
+        if (sup_dir / CKPT).exists():
+            t.resume()
+        t.fit()
+        return {"dir": str(sup_dir), "epochs": t.epoch, "final": t.history[-1] if t.history else {}}
+
+    def _mrf(self):
+        from mrf import WidthMRF
+        from mrf.unaries import Unaries
+
+        return WidthMRF.from_table(self.table(), Unaries.load(self.dir / "supernet" / "unaries.json"))
+
+    def stage_search(self) -> dict:
+        from mrf import parse_budget, solve
+        from mrf.baselines import greedy, uniform
+        from mrf.solvers import lagrangian
+
+        from .search import chosen_config, write_pareto
+
+        table, mrf = self.table(), self._mrf()
+        widest = table.predict(self.space.max_widths)
+        budget = parse_budget(self.cfg.budget, widest)
+        sol = solve(mrf, budget, self.cfg.method)
+        uni, gre, lag = uniform(mrf, budget), greedy(mrf, budget), lagrangian(mrf, budget)
+        front = sol.pareto
+        if front is None:
+            from mrf.solvers import pareto_front
+
+            front = pareto_front(mrf)
+        write_pareto(self.dir / "pareto.csv", front, sol, uni, budget)
+        cfg = chosen_config(self.space, table, sol, str(self.dir / "supernet" / "unaries.json"), self.cfg.budget)
+        atomic_write_text(self.dir / "config.json", json.dumps(cfg, indent=1))
+        self.log(f"search: {sol.method} widths {sol.widths}, predicted {sol.latency:.4f} ms "
+                 f"(budget {budget:.4f} ms), score {sol.score:.4f}; uniform x{uni.info['multiplier']} "
+                 f"{uni.latency:.4f} ms score {uni.score:.4f}")
+        d = lambda s: {**s.to_dict(), "info": {k: (float(v) if isinstance(v, (np.floating, float)) else v)  # noqa: E731
+                                               for k, v in s.info.items()}}
+        return {"budget_ms": budget, "widest_ms": widest, "chosen": d(sol), "uniform": d(uni), "greedy": d(gre),
+                "lagrangian": d(lag), "pareto_points": len(front)}
+
+    def stage_finetune(self) -> dict:
+        from models.mobilenet import SlimmableMobileNet, build_network
+
+        from .evaluate import accuracy, recalibrate_bn
+        from .finetune import train_plain
+        from .train import CKPT, load_checkpoint
+
+        sp, c = self.splits, self.cfg
+        sup = SlimmableMobileNet(self.space)
+        sup.load_state_dict(load_checkpoint(self.dir / "supernet" / CKPT, self.space)["model"])
+        out = {"mode": f"retrain {c.retrain_epochs} epochs" if c.retrain_epochs else f"finetune {c.finetune_epochs} epochs"}
+        for name in ("chosen", "uniform"):
+            widths = self.state["search"][name]["widths"]
+            if c.retrain_epochs:
+                torch.manual_seed(c.seed)
+                net = build_network(self.space, widths)
+                hist = train_plain(net, sp, c.retrain_epochs, lr=c.lr, seed=c.seed, log=self.log, desc=f"{name} retrain")
+            else:
+                net = sup.materialize(widths)
+                recalibrate_bn(net, sp.train[0][:1024], sp.mean, sp.std, 1024)
+                before = accuracy(net, *sp.val, sp.mean, sp.std)[0]
+                self.log(f"{name}: val acc {before:.4f} from the supernet after BN recalibration")
+                hist = train_plain(net, sp, c.finetune_epochs, lr=c.lr * 0.2, seed=c.seed, log=self.log,
+                                   desc=f"{name} finetune") if c.finetune_epochs else []
+            val_acc = accuracy(net, *sp.val, sp.mean, sp.std)[0]
+            test_acc = accuracy(net, *sp.test, sp.mean, sp.std)[0]  # reported, never used for decisions
+            torch.save(net.state_dict(), self.dir / f"final_{name}.pt")
+            out[name] = {"widths": widths, "val_acc": val_acc, "test_acc": test_acc, "history": hist}
+            self.log(f"{name}: val acc {val_acc:.4f}, test acc {test_acc:.4f}")
+        return out
+
+    def _final_net(self, name: str):
+        from models.mobilenet import build_network
+
+        net = build_network(self.space, self.state["finetune"][name]["widths"])
+        net.load_state_dict(torch.load(self.dir / f"final_{name}.pt", weights_only=True))
+        return net.eval()
+
+    def stage_export(self) -> dict:
+        from .data import normalize
+        from .export import export_onnx, write_sidecar
+
+        sp, out = self.splits, {}
+        real = normalize(sp.test[0][:256], sp.mean, sp.std)
+        for name, fname in (("chosen", "model.onnx"), ("uniform", "uniform.onnx")):
+            v = export_onnx(self._final_net(name), self.space, self.dir / fname, real)
+            out[name] = {"path": str(self.dir / fname), **v}
+            self.log(f"export {name}: {self.dir / fname}, ORT vs torch max abs diff {v['max_abs_diff']:.2e}")
+        return out
+
+    def stage_verify(self) -> dict:
+        from .export import measure_exported, write_sidecar
+
+        table, out = self.table(), {}
+        budget = self.state["search"]["budget_ms"]
+        for name in ("chosen", "uniform"):
+            path = self.state["export"][name]["path"]
+            m = measure_exported(path, table)
+            pred = self.state["search"][name]["predicted_ms"]
+            m.update({"predicted_ms": pred, "budget_ms": budget, "within_budget": m["normalised_ms"] <= budget,
+                      "error": m["normalised_ms"] / pred - 1, "max_abs_diff": self.state["export"][name]["max_abs_diff"]})
+            fin = self.state["finetune"][name]
+            write_sidecar(path, fin["widths"], self.space, table, accuracy={"val": fin["val_acc"], "test": fin["test_acc"]},
+                          latency=m, verify=self.state["export"][name], budget=self.cfg.budget)
+            out[name] = m
+            self.log(f"verify {name}: measured {m['normalised_ms']:.4f} ms (reference-normalised; raw median "
+                     f"{m['measured_ms']:.4f} ms) vs predicted {pred:.4f} ms ({m['error']:+.1%}); budget {budget:.4f} ms")
+        return out
+
+    def stage_report(self) -> dict:
+        from .report import plot_narrowing, plot_training, plot_widths, write_report
+
+        st = self.state
+        sup_metrics = [json.loads(l) for l in (self.dir / "supernet" / "metrics.jsonl").read_text().splitlines()]
+        nar = self.dir / "supernet" / "narrowing.jsonl"
+        snaps = [json.loads(l) for l in nar.read_text().splitlines()] if nar.exists() else []
+        plot_widths(self.dir / "widths.png", self.space, st["search"]["chosen"]["widths"], st["search"]["uniform"]["widths"])
+        plot_training(self.dir / "training.png", sup_metrics,
+                      {k: st["finetune"][k]["history"] for k in ("chosen", "uniform")})
+        has_nar = plot_narrowing(self.dir / "narrowing.png", self.space, snaps)
+        res = {"space": {"name": self.space.name, "fingerprint": self.space.fingerprint}, "dataset": self.cfg.dataset,
+               "budget": self.cfg.budget, "config": asdict(self.cfg), "profile": st["profile"], "search": st["search"],
+               "finetune": {k: v if not isinstance(v, dict) else {kk: vv for kk, vv in v.items() if kk != "history"}
+                            for k, v in st["finetune"].items()},
+               "verify": st["verify"], "onnx": st["export"]["chosen"]["path"], "narrowing_plot": has_nar,
+               "supernet": sup_metrics,
+               "stage_seconds": {k: st[k]["seconds"] for k in STAGES if k in st and "seconds" in st[k]}}
+        path = write_report(self.dir, res)
+        return {"report": str(path)}
+
+    # ---- summary ---------------------------------------------------------------------------
+    def summary(self) -> str:
+        st = self.state
+        s, f, v = st["search"], st["finetune"], st["verify"]
+        rows = [f"{'layer':8s} {'base':>5s} {'chosen':>7s} {'uniform':>8s}"]
+        for i, l in enumerate(self.space.layers):
+            rows.append(f"{l.name:8s} {l.base:5d} {s['chosen']['widths'][i]:7d} {s['uniform']['widths'][i]:8d}")
+        rows.append(f"uniform network: width multiplier x{s['uniform']['info']['multiplier']} (the largest within budget)")
+        rows.append(f"test accuracy: chosen {f['chosen']['test_acc']:.2%}, uniform {f['uniform']['test_acc']:.2%} "
+                    f"({f['mode']})")
+        for name in ("chosen", "uniform"):
+            rows.append(f"latency {name}: predicted {v[name]['predicted_ms']:.4f} ms, measured "
+                        f"{v[name]['normalised_ms']:.4f} ms ({v[name]['error']:+.1%}), budget {s['budget_ms']:.4f} ms"
+                        f" -> {'within' if v[name]['within_budget'] else 'OVER'} budget")
+        rows.append(f"ONNX: {st['export']['chosen']['path']}  (report: {st['report']['report']})")
+        return "\n".join(rows)

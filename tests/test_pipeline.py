@@ -1,0 +1,125 @@
+"""End to end on a tiny space: `widthnas run` (profiling this machine), resume, and the CLIs."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from nas.cli import main
+from nas.run import Run, RunConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """A small space whose widest network is several times slower than its narrowest."""
+    from models.space import LayerSpec, SearchSpace
+
+    space = SearchSpace("pipe", (1, 16, 16), 10, (
+        LayerSpec("stem", "conv", 1, 16, (8, 16, 32)),
+        LayerSpec("block1", "dwsep", 1, 64, (16, 32, 64, 96)),
+        LayerSpec("block2", "dwsep", 2, 64, (16, 32, 64, 96)),
+        LayerSpec("block3", "dwsep", 1, 128, (32, 64, 128, 192)),
+    ))
+    d = tmp_path_factory.mktemp("pipe")
+    (d / "space.json").write_text(json.dumps(space.to_dict()))
+    rng = np.random.default_rng(1)
+
+    def make(n):
+        y = rng.integers(0, 10, n)
+        x = rng.integers(0, 60, (n, 16, 16)).astype(np.uint8)
+        for i, c in enumerate(y):
+            x[i, c + 3, 2:14] = 250
+        return x, y
+
+    (xtr, ytr), (xte, yte) = make(256), make(64)
+    np.savez(d / "data.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    return d
+
+
+@pytest.fixture(scope="module")
+def finished_run(inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "r"
+    cfg = RunConfig(space=str(inputs / "space.json"), dataset="npz", data=str(inputs / "data.npz"), budget="60%",
+                    profile_networks=40, epochs=2, warmup_epochs=1, limit=None, batch_size=32, finetune_epochs=1)
+    logs = []
+    run = Run(cfg, out, log=logs.append, progress=False)
+    run.go()
+    return cfg, out, run, logs
+
+
+def test_run_goes_from_data_to_verified_onnx(finished_run):
+    cfg, out, run, logs = finished_run
+    st = run.state
+    assert "profiling this machine" in st["profile"]["why"]  # no shipped profile for the tiny space
+    side = json.loads((out / "model.json").read_text())
+    assert side["widths"] == st["search"]["chosen"]["widths"] and side["space"]["fingerprint"] == run.space.fingerprint
+    assert st["search"]["chosen"]["predicted_ms"] <= st["search"]["budget_ms"]
+    v = st["verify"]["chosen"]
+    assert abs(v["error"]) < 0.3 and v["max_abs_diff"] < 1e-3
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"input": np.zeros((3, 1, 16, 16), np.float32)})[0].shape == (3, 10)  # dynamic batch
+    report = (out / "report.md").read_text()
+    for section in ("## Result", "## Latency model", "## Search", "## Training", "## Narrowing"):
+        assert section in report
+    for png in ("latency_fit.png", "pareto.png", "widths.png", "training.png", "narrowing.png"):
+        assert (out / png).stat().st_size > 1000
+    assert "test accuracy" in run.summary()
+
+
+def test_rerun_resumes_and_other_settings_are_refused(finished_run):
+    cfg, out, run, _ = finished_run
+    logs = []
+    Run(cfg, out, log=logs.append, progress=False).go()
+    assert sum("done earlier" in l for l in logs) == 7
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match="other settings.*budget"):
+        Run(replace(cfg, budget="70%"), out, progress=False)
+
+
+def test_export_and_evaluate_clis(finished_run, tmp_path, capsys):
+    _, out, run, _ = finished_run
+    m = tmp_path / "m.onnx"
+    assert main(["export", "--run", str(out / "supernet"), "--widths", "x0.5", "--out", str(m)]) == 0
+    side = json.loads(m.with_suffix(".json").read_text())
+    assert side["widths"] == run.space.uniform(0.5) and side["verify"]["max_abs_diff"] < 1e-3
+    assert main(["evaluate", "--run", str(out / "supernet"), "--widths", "x0.5"]) == 0
+    assert "val accuracy" in capsys.readouterr().out
+
+
+def test_search_cli_and_bad_budget(finished_run, tmp_path, capsys):
+    _, out, run, _ = finished_run
+    prof, un = run.state["profile"]["path"], str(out / "supernet" / "unaries.json")
+    cfgp = tmp_path / "c.json"
+    for method in ("exact", "lagrangian", "greedy", "uniform"):
+        assert main(["search", "--profile", prof, "--unaries", un, "--budget", "70%", "--method", method,
+                     "--out", str(cfgp), "--pareto", str(tmp_path / "front.csv")]) == 0
+        c = json.loads(cfgp.read_text())
+        assert c["predicted_ms"] <= c["budget_ms"] and run.space.validate(c["widths"])
+    assert (tmp_path / "front.png").exists() and len((tmp_path / "front.csv").read_text().splitlines()) > 2
+    capsys.readouterr()
+    assert main(["search", "--profile", prof, "--unaries", un, "--budget", "0.0001ms", "--out", str(cfgp)]) == 2
+    assert "below the fastest network" in capsys.readouterr().err
+
+
+def test_fit_cli_refuses_samples_of_another_space(finished_run, tmp_path, capsys, small):
+    _, out, run, _ = finished_run
+    code = main(["fit", "--space", "mobilenet_v1_small", "--samples", str(out / "samples.jsonl"),
+                 "--out", str(tmp_path / "p.json")])
+    assert code == 2 and "fingerprint" in capsys.readouterr().err
+    assert main(["fit", "--samples", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "p.json")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_console_script_entry_point():
+    r = subprocess.run([sys.executable, "-m", "nas", "--help"], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 0
+    for cmd in ("profile", "fit", "validate", "train", "search", "export", "evaluate", "run"):
+        assert cmd in r.stdout
