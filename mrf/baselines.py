@@ -39,6 +39,7 @@ def greedy(mrf: WidthMRF, budget: float, score_fn: Callable[[list[int]], float] 
     idx = [len(c) - 1 for c in mrf.choices]
     score = (lambda i: score_fn(mrf.widths(i))) if score_fn else mrf.score
     cur_s, cur_l, steps, evals = score(idx), mrf.latency(idx), 0, 0
+    path = [(mrf.widths(idx), cur_l, cur_s)]  # the slimming trajectory: answers every larger budget too
     while cur_l > budget:
         best = None
         for i in range(mrf.n):
@@ -60,10 +61,12 @@ def greedy(mrf: WidthMRF, budget: float, score_fn: Callable[[list[int]], float] 
             return _solution(mrf, fastest(mrf).idx, "greedy", budget, steps=steps, evals=evals)
         _, idx, cur_s = best
         cur_l = mrf.latency(idx)
+        path.append((mrf.widths(idx), cur_l, cur_s))
         steps += 1
         if log:
             log(f"greedy step {steps}: {mrf.widths(idx)} {cur_l:.4f} ms score {cur_s:.4f}")
     sol = _solution(mrf, idx, "greedy", budget, steps=steps, evals=evals)
+    sol.info["path"] = path
     if score_fn:
         sol.info["evaluated_score"] = cur_s
     return sol

@@ -23,9 +23,9 @@ class Solution:
     pareto: list["Solution"] | None = None  # exact method: the whole front, by latency
 
     def to_dict(self) -> dict:
-        d = {"widths": self.widths, "score": self.score, "predicted_ms": self.latency, "method": self.method,
-             "budget_ms": self.budget, "info": self.info}
-        return d
+        info = {k: v for k, v in self.info.items() if k != "path"}  # greedy's trajectory stays in memory
+        return {"widths": self.widths, "score": self.score, "predicted_ms": self.latency, "method": self.method,
+                "budget_ms": self.budget, "info": info}
 
 
 def _solution(mrf: WidthMRF, idx, method: str, budget=None, **info) -> Solution:

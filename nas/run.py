@@ -206,7 +206,7 @@ class Run:
                  f"(budget {budget:.4f} ms), score {sol.score:.4f}; uniform x{uni.info['multiplier']} "
                  f"{uni.latency:.4f} ms score {uni.score:.4f}")
         d = lambda s: {**s.to_dict(), "info": {k: (float(v) if isinstance(v, (np.floating, float)) else v)  # noqa: E731
-                                               for k, v in s.info.items()}}
+                                               for k, v in s.to_dict()["info"].items()}}
         return {"budget_ms": budget, "widest_ms": widest, "chosen": d(sol), "uniform": d(uni), "greedy": d(gre),
                 "lagrangian": d(lag), "pareto_points": len(front)}
 

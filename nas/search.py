@@ -20,7 +20,8 @@ def chosen_config(space, table, sol, unaries_path: str | None, budget_spec: str)
         "budget_ms": sol.budget,
         "budget": budget_spec,
         "method": sol.method,
-        "info": {k: (v if not isinstance(v, (np.floating, np.integer)) else v.item()) for k, v in sol.info.items()},
+        "info": {k: (v if not isinstance(v, (np.floating, np.integer)) else v.item())
+                 for k, v in sol.to_dict()["info"].items()},
         "space": {"name": space.name, "fingerprint": space.fingerprint},
         "profile": {"name": table.name, "reference_ms": table.reference_ms, "device": table.device},
         "unaries": unaries_path,
