@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+
+import numpy as np
 import sys
 import time
 import warnings
@@ -63,6 +65,8 @@ def main() -> int:
         t = time.time()
         profile(space, out / f"{strat}.jsonl", a.n, be, strat, seed=1, rounds=a.rounds, round_ms=a.round_ms)
         timing[f"profile_{strat}_s"] = time.time() - t
+    for name in ["heldout"] + strategies:  # from the files' own timestamps, so resumed runs report true figures
+        timing[f"profile_{name}_s"] = _profiling_seconds(out / f"{name}.jsonl")
     held = load_samples(str(out / "heldout.jsonl"), space, dev)
     rows = []
     sizes = [int(s) for s in a.sizes.split(",") if int(s) <= a.n]
@@ -115,6 +119,16 @@ def main() -> int:
     print(f"results: {out / 'results.json'}, plots: {out / 'accuracy_vs_samples.png'}, {out / 'latency_fit.png'}")
     print(f"suggested name for this device: {profile_name(dev, space.name)}")
     return 0
+
+
+def _profiling_seconds(path: Path) -> float:
+    """Wall time from a samples file's header to its last sample (excludes pauses > 60 s between samples)."""
+    from latency.standalone_runner import read_samples
+
+    header, recs, _ = read_samples(str(path))
+    ts = [header["created"]] + [r["t"] for r in recs]
+    gaps = np.diff(ts)
+    return float(gaps[gaps < 60].sum())
 
 
 def _curve(path: Path, rows: list[dict]) -> None:

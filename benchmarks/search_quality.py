@@ -78,7 +78,15 @@ def main() -> int:
     space_name = "mobilenet_v1_small"
     from models.space import get_space
 
+    ds = load_dataset(a.dataset, a.data)
     space = get_space(space_name)
+    input_shape = None
+    if ds.shape != space.input_shape:  # e.g. CIFAR-10 (3x32x32): the same layers, another input
+        space = space.with_input(ds.shape)
+        input_shape = ",".join(map(str, ds.shape))
+        if not a.profile:
+            raise SystemExit(f"{ds.name} images are {ds.shape}: profile that space first, e.g. `widthnas profile "
+                             f"--input-shape {input_shape} --out s.jsonl` and `widthnas fit`, then pass --profile")
     if a.profile:
         prof_path = a.profile
     else:
@@ -90,10 +98,9 @@ def main() -> int:
     widest = table.predict(space.max_widths)
     log(f"mode {'quick' if a.quick else 'full'} {mode}; profile {table.name}; widest {widest:.4f} ms; "
         f"torch threads {torch.get_num_threads()}")
-    ds = load_dataset(a.dataset, a.data)
     sp = split(ds, 0.1, a.seed, mode["limit"])
-    base = dict(space=space_name, dataset=a.dataset, data=a.data, limit=mode["limit"], epochs=mode["epochs"],
-                seed=a.seed)
+    base = dict(space=space_name, input_shape=input_shape, dataset=a.dataset, data=a.data, limit=mode["limit"],
+                epochs=mode["epochs"], seed=a.seed)
 
     # ---- OWS supernet (its warm-up checkpoint seeds every AOWS run: identical uniform epochs) ----
     ows_dir, warm_dir = out / "ows", out / "warmup"

@@ -70,7 +70,9 @@ def main() -> int:
     print(f"  exact optimum + front     {med[1]:8.1f} ms   (target <= 50 ms)")
     print(f"  forward-backward marginals{med[2]:8.3f} ms   (target <= 1 ms)")
     print(f"  pgmpy marginals (VE)      {med[3]:8.1f} ms   = {med[3] / med[2]:.0f}x ours")
-    print(f"  Lagrangian below exact in {np.mean(r[:, 4] > 1e-9):.0%} of instances")
+    gaps = r[:, 4][r[:, 4] > 1e-9]
+    print(f"  Lagrangian below exact in {len(gaps)} of {len(r)} instances"
+          + (f", by {np.mean(gaps):.3f} score on average (max {np.max(gaps):.3f})" if len(gaps) else ""))
     return 0
 
 

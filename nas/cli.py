@@ -52,7 +52,7 @@ def _load(paths, args):
             raise UserError(f"samples file {p} not found; create it with `widthnas profile --out {p}`")
     header, _, _ = read_samples(paths[0])
     space = _space(args, header["space"].get("def"))
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True):  # counted and reported below, once
         warnings.simplefilter("always")
         s = load_samples(paths, space)
     if s.skipped:
@@ -62,7 +62,7 @@ def _load(paths, args):
 
 def cmd_fit(args) -> int:
     from latency.fit import FitSettings, fit_flops_proxy, fit_table
-    from latency.validate import scatter_plot, validate
+    from latency.validate import validate
 
     space, s = _load(args.samples, args)
     table = fit_table(space, s, FitSettings(folds=args.folds), name=args.name or Path(args.out).stem)
@@ -195,9 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("profiles", help="list shipped device profiles")
     q.set_defaults(fn=cmd_profiles)
 
-    from . import cli_search
+    from . import cli_stages
 
-    cli_search.register(sub)
+    cli_stages.register(sub)
     return p
 
 

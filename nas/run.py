@@ -250,7 +250,7 @@ class Run:
 
     def stage_export(self) -> dict:
         from .data import normalize
-        from .export import export_onnx, write_sidecar
+        from .export import export_onnx
 
         sp, out = self.splits, {}
         real = normalize(sp.test[0][:256], sp.mean, sp.std)

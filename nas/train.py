@@ -236,8 +236,17 @@ def load_checkpoint(path: Path, space: SearchSpace) -> dict:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, log=print, progress: bool = True):
-        self.cfg, self.run_dir, self.log, self.progress = cfg, Path(run_dir), log, progress
+        self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
         self.rank, self.world = _dist_info()
+
+        def log_both(msg: str) -> None:  # the caller's log, and train.log in the run directory
+            log(msg)
+            if self.rank == 0:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                with open(self.run_dir / "train.log", "a") as f:
+                    f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n")
+
+        self.log = log_both
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         if cfg.sampling not in ("ows", "aows"):
@@ -398,6 +407,28 @@ class _WidestView(torch.nn.Module):
 
     def forward(self, x):
         return self.sup(x, self.sup.max_widths, update_bn_stats=False)
+
+
+def load_train_config(run_dir: str | Path) -> TrainConfig:
+    """The resolved settings a training run recorded (train_config.json)."""
+    path = Path(run_dir) / "train_config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found; {run_dir} is not a `widthnas train` run directory")
+    saved = json.loads(path.read_text())
+    for k in ("space_fingerprint", "world_size"):
+        saved.pop(k, None)
+    return TrainConfig.from_dict(saved)
+
+
+def load_run(run_dir: str | Path):
+    """(config, space, supernet with the checkpoint's weights, data splits) of a training run."""
+    cfg = load_train_config(run_dir)
+    space = build_space(cfg)
+    sup = SlimmableMobileNet(space)
+    sup.load_state_dict(load_checkpoint(Path(run_dir) / CKPT, space)["model"])
+    ds = load_dataset(cfg.dataset, cfg.data)
+    check_fits(ds, space)
+    return cfg, space, sup, split(ds, cfg.val_fraction, cfg.seed, cfg.limit)
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, log=print, progress: bool = True,

@@ -1,4 +1,4 @@
-"""The search subcommand (and the later stages' subcommands register here too)."""
+"""Subcommands of the later stages: search, train, evaluate, export, run."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,9 @@ import json
 def cmd_search(args) -> int:
     from latency.registry import load_profile
     from latency.table import atomic_write_text
-    from mrf import METHODS, WidthMRF, parse_budget, solve
+    from mrf import WidthMRF, parse_budget, solve
     from mrf.baselines import uniform
-    from mrf.solvers import pareto_front, slowest_latency
+    from mrf.solvers import pareto_front
     from mrf.unaries import Unaries
 
     from .search import chosen_config, print_widths, write_pareto
@@ -74,17 +74,13 @@ def _train_config(args):
 
 
 def cmd_train(args) -> int:
-    import json
     from pathlib import Path
 
-    from .train import TrainConfig, train
+    from .train import load_train_config, train
 
     run = Path(args.out)
     if args.resume and (run / "train_config.json").exists():
-        saved = json.loads((run / "train_config.json").read_text())
-        saved.pop("space_fingerprint", None)
-        saved.pop("world_size", None)
-        cfg = TrainConfig.from_dict(saved)
+        cfg = load_train_config(run)
         if args.epochs:
             cfg.epochs = args.epochs  # extending a finished run is allowed
     else:
@@ -99,26 +95,10 @@ def cmd_evaluate(args) -> int:
     import json
     from pathlib import Path
 
-    import torch
-
-    from models.mobilenet import SlimmableMobileNet
-
-    from .data import check_fits, load_dataset, split
     from .evaluate import evaluate_config
-    from .train import CKPT, TrainConfig, build_space, load_checkpoint
+    from .train import load_run
 
-    run = Path(args.run)
-    saved = json.loads((run / "train_config.json").read_text())
-    saved.pop("space_fingerprint", None)
-    saved.pop("world_size", None)
-    cfg = TrainConfig.from_dict(saved)
-    space = build_space(cfg)
-    ck = load_checkpoint(run / CKPT, space)
-    sup = SlimmableMobileNet(space)
-    sup.load_state_dict(ck["model"])
-    ds = load_dataset(cfg.dataset, cfg.data)
-    check_fits(ds, space)
-    splits = split(ds, cfg.val_fraction, cfg.seed, cfg.limit)
+    cfg, space, sup, splits = load_run(args.run)
     if args.widths:
         widths = space.parse_widths(args.widths)
     elif args.config:
@@ -174,30 +154,18 @@ def cmd_export(args) -> int:
     import json
     from pathlib import Path
 
-    from models.mobilenet import SlimmableMobileNet
-
-    from .data import check_fits, load_dataset, normalize, split
+    from .data import normalize
     from .evaluate import accuracy, recalibrate_bn
     from .export import export_onnx, measure_exported, write_sidecar
-    from .train import CKPT, TrainConfig, build_space, load_checkpoint
+    from .train import load_run
 
-    run = Path(args.run)
-    saved = json.loads((run / "train_config.json").read_text())
-    saved.pop("space_fingerprint", None)
-    saved.pop("world_size", None)
-    cfg = TrainConfig.from_dict(saved)
-    space = build_space(cfg)
-    sup = SlimmableMobileNet(space)
-    sup.load_state_dict(load_checkpoint(run / CKPT, space)["model"])
+    cfg, space, sup, sp = load_run(args.run)
     if args.widths:
         widths = space.parse_widths(args.widths)
     elif args.config:
         widths = space.validate(json.loads(Path(args.config).read_text())["widths"])
     else:
         raise ValueError("give --config (from `widthnas search`) or --widths")
-    ds = load_dataset(cfg.dataset, cfg.data)
-    check_fits(ds, space)
-    sp = split(ds, cfg.val_fraction, cfg.seed, cfg.limit)
     net = sup.materialize(widths)
     recalibrate_bn(net, sp.train[0][:args.calib_images], sp.mean, sp.std, args.calib_images)
     val_acc = accuracy(net, *sp.val, sp.mean, sp.std)[0]
