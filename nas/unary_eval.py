@@ -30,6 +30,37 @@ def _isotonic_decreasing(y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.concatenate([[v] * n for v, _, n in blocks])
 
 
+def fit_additive(idx: np.ndarray, delta: np.ndarray, sizes: list[int], ridge: float = 1e-3,
+                 monotone: bool = True) -> tuple[list[np.ndarray], list[np.ndarray], float]:
+    """Per-layer values u_i (K_i,) with delta ≈ c + sum_i u_i[idx_i] and u_i[widest] = 0.
+
+    idx: (n, layers) width indices; delta: (n,) loss increases. Returns (u, counts, R²).
+    """
+    n = len(delta)
+    cols, offsets = [], []
+    for i, k_i in enumerate(sizes):
+        offsets.append(len(cols))
+        cols.extend((i, k) for k in range(k_i - 1))
+    A = np.zeros((n, len(cols) + 1))
+    for j, (i, k) in enumerate(cols):
+        A[:, j] = idx[:, i] == k
+    A[:, -1] = 1.0  # intercept: what the additive terms do not explain on average
+    reg = np.sqrt(ridge) * np.eye(A.shape[1])
+    reg[-1, -1] = 0
+    coef = np.linalg.lstsq(np.vstack([A, reg]), np.r_[delta, np.zeros(A.shape[1])], rcond=None)[0]
+    u_all, counts = [], []
+    for i, k_i in enumerate(sizes):
+        u = np.r_[coef[offsets[i]:offsets[i] + k_i - 1], 0.0]
+        cnt = np.array([(idx[:, i] == k).sum() for k in range(k_i)])
+        if monotone:
+            u = _isotonic_decreasing(u, cnt)
+            u = u - u[-1]  # pooling may move the widest off its anchor: shift back to 0
+        u_all.append(u)
+        counts.append(cnt)
+    resid = delta - A @ coef
+    return u_all, counts, float(1 - resid.var() / max(delta.var(), 1e-12))
+
+
 @torch.no_grad()
 def measure_unaries(supernet, splits, n_configs: int = 400, batch: int = 256, seed: int = 0,
                     ridge: float = 1e-3, monotone: bool = True, log=print):
@@ -50,28 +81,7 @@ def measure_unaries(supernet, splits, n_configs: int = 400, batch: int = 256, se
         out = supernet(x, space.widths_from_indices(row), update_bn_stats=False)
         delta[r] = F.cross_entropy(out, y).item() - base
     supernet.train(was)
-    # design: one column per (layer, width) except each layer's widest (anchored at 0)
-    cols, offsets = [], []
-    for i, c in enumerate(space.choices):
-        offsets.append(len(cols))
-        cols.extend((i, k) for k in range(len(c) - 1))
-    A = np.zeros((n_configs, len(cols)))
-    for j, (i, k) in enumerate(cols):
-        A[:, j] = idx[:, i] == k
-    A = np.hstack([A, np.ones((n_configs, 1))])  # intercept: interactions not in the additive model
-    reg = np.sqrt(ridge) * np.eye(A.shape[1])
-    reg[-1, -1] = 0
-    coef = np.linalg.lstsq(np.vstack([A, reg]), np.r_[delta, np.zeros(A.shape[1])], rcond=None)[0]
-    loss, count = [], []
-    for i, c in enumerate(space.choices):
-        u = np.r_[coef[offsets[i]:offsets[i] + len(c) - 1], 0.0]
-        n = np.array([(idx[:, i] == k).sum() for k in range(len(c))])
-        if monotone:
-            u = _isotonic_decreasing(u, n)
-        loss.append(u)
-        count.append(n)
-    resid = delta - A @ coef
-    r2 = 1 - resid.var() / max(delta.var(), 1e-12)
+    loss, count, r2 = fit_additive(idx, delta, [len(c) for c in space.choices], ridge, monotone)
     log(f"unaries from {n_configs} configurations on {batch} validation images: additive model R² {r2:.3f}")
     return from_arrays(space, loss, count, {"method": "post-training additive fit", "configs": n_configs,
                                             "batch": batch, "r2": float(r2), "monotone": monotone})

@@ -1,0 +1,43 @@
+import itertools
+
+import numpy as np
+import torch
+
+from nas.unary_eval import _isotonic_decreasing, fit_additive, measure_unaries
+
+
+def test_additive_fit_recovers_known_unaries():
+    rng = np.random.default_rng(0)
+    sizes = [3, 5, 4]
+    true = [np.r_[np.sort(rng.uniform(0, 2, k - 1))[::-1], 0.0] for k in sizes]  # widest = 0, narrower worse
+    idx = np.stack([rng.integers(0, k, 400) for k in sizes], 1)
+    delta = 0.3 + sum(t[idx[:, i]] for i, t in enumerate(true)) + rng.normal(0, 0.01, 400)
+    u, counts, r2 = fit_additive(idx, delta, sizes, ridge=1e-6, monotone=False)
+    for a, b in zip(u, true):
+        np.testing.assert_allclose(a, b, atol=0.01)
+    assert r2 > 0.99 and [c.sum() for c in counts] == [400] * 3
+
+
+def test_isotonic_is_the_best_monotone_fit():
+    rng = np.random.default_rng(1)
+    y, w = rng.normal(0, 1, 5), rng.uniform(0.5, 2, 5)
+    fit = _isotonic_decreasing(y, w)
+    assert np.all(np.diff(fit) <= 1e-12)
+    # brute force over a grid of non-increasing sequences near the data
+    grid = np.linspace(y.min(), y.max(), 9)
+    best = min((sum(wi * (a - b) ** 2 for a, b, wi in zip(seq, y, w)), seq)
+               for seq in itertools.combinations_with_replacement(grid[::-1], 5))
+    assert sum(wi * (a - b) ** 2 for a, b, wi in zip(fit, y, w)) <= best[0] + 1e-9
+
+
+def test_measure_unaries_on_a_supernet(small):
+    from models.mobilenet import SlimmableMobileNet
+    from nas.data import Splits
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 255, (64, *small.input_shape), dtype=torch.uint8)
+    y = torch.randint(0, 10, (64,))
+    sp = Splits((x, y), (x, y), (x, y), torch.tensor([0.3]), torch.tensor([0.3]))
+    u = measure_unaries(SlimmableMobileNet(small), sp, n_configs=40, batch=32, log=lambda *_: None)
+    assert len(u.loss) == small.num_layers and all(l[-1] == 0 for l in u.loss)
+    assert all(np.all(np.diff(l) <= 1e-12) for l in u.loss)  # monotone: narrower never loses less
