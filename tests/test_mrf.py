@@ -197,3 +197,17 @@ def test_chain_primitives_check_shapes():
     margs, logz = forward_backward(u, p)
     assert logz == pytest.approx(np.log(6)) and np.allclose(margs[1], 1 / 3)
     assert sample(u, p, 1.0, 5, np.random.default_rng(0)).shape == (5, 2)
+
+
+def test_tied_unaries_prefer_the_wider_width(small):
+    from latency.sampling import block_shapes
+    from latency.table import LatencyTable
+
+    table = LatencyTable(small, [np.add.outer(np.asarray(a, float), np.asarray(b, float)) * 1e-4
+                                 for a, b in block_shapes(small)], 0.0, 1.0)
+    flat = from_arrays(small, [np.zeros(len(c)) for c in small.choices], [np.ones(len(c)) for c in small.choices])
+    m = WidthMRF.from_table(table, flat)
+    budget = table.predict(small.uniform(0.8))
+    e = exact(m, budget)
+    # nothing distinguishes the widths, so the answer should use (nearly) all of the budget
+    assert e.latency <= budget and e.latency > 0.97 * budget

@@ -1,0 +1,59 @@
+"""Does the search-quality ordering hold when retraining is long enough for capacity to matter?
+
+    python benchmarks/capacity_check.py --results runs/search_quality/search_quality.json \
+        --methods uniform:35,ows:35,uniform:70 --limit 20000 --epochs 5 --seeds 2
+Retrains the named (method:budget%) choices from a search_quality run with a longer protocol and
+prints test accuracy mean ± std; a 70 % network that is not better than a 35 % one means the
+protocol cannot tell capacity apart.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from models.mobilenet import build_network  # noqa: E402
+from models.space import get_space  # noqa: E402
+from nas.data import load_dataset, split  # noqa: E402
+from nas.evaluate import accuracy  # noqa: E402
+from nas.finetune import train_plain  # noqa: E402
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--results", default="runs/search_quality/search_quality.json")
+    p.add_argument("--methods", default="uniform:35,ows:35,uniform:70")
+    p.add_argument("--limit", type=int, default=20000)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--seeds", type=int, default=2)
+    a = p.parse_args()
+    warnings.simplefilter("ignore")
+    rows = json.loads(Path(a.results).read_text())["rows"]
+    space = get_space("mobilenet_v1_small")
+    sp = split(load_dataset("fashion_mnist"), 0.1, 0, a.limit)
+    print(f"retraining {a.epochs} epochs on {len(sp.train[1])} images, {a.seeds} seeds, test on {len(sp.test[1])}")
+    for spec in a.methods.split(","):
+        method, pct = spec.split(":")
+        r = next(x for x in rows if x["method"] == method and x["budget_pct"] == int(pct))
+        accs, t0 = [], time.time()
+        for s in range(a.seeds):
+            torch.manual_seed(2000 + s)
+            net = build_network(space, r["widths"])
+            train_plain(net, sp, a.epochs, lr=0.1, seed=2000 + s, log=lambda *_: None)
+            accs.append(accuracy(net, *sp.test, sp.mean, sp.std)[0])
+        print(f"{method:10s} {pct}%  measured {r['measured_ms']:.4f} ms  test acc {np.mean(accs):.4f} ± {np.std(accs):.4f} "
+              f"({', '.join(f'{x:.4f}' for x in accs)})  [quick protocol: {r['acc_mean']:.4f}]  {time.time() - t0:.0f} s",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
