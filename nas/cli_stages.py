@@ -91,20 +91,26 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_evaluate(args) -> int:
+def _widths_arg(space, args, default=None) -> list[int]:
+    """--widths ('8,16,...', a JSON list, 'x0.75') or --config (a chosen-configuration JSON)."""
     import json
     from pathlib import Path
 
+    if args.widths:
+        return space.parse_widths(args.widths)
+    if args.config:
+        return space.validate(json.loads(Path(args.config).read_text())["widths"])
+    if default is None:
+        raise ValueError("give --config (from `widthnas search`) or --widths")
+    return default
+
+
+def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_config
     from .train import load_run
 
     cfg, space, sup, splits = load_run(args.run)
-    if args.widths:
-        widths = space.parse_widths(args.widths)
-    elif args.config:
-        widths = space.validate(json.loads(Path(args.config).read_text())["widths"])
-    else:
-        widths = space.max_widths
+    widths = _widths_arg(space, args, space.max_widths)
     r = evaluate_config(sup, widths, splits, args.split, args.calib_images)
     print(f"{args.split} accuracy {r['accuracy']:.4f} (loss {r['loss']:.4f}, {r['images']} images) for widths "
           f"{widths} after BN recalibration on {args.calib_images} training images")
@@ -151,21 +157,13 @@ def register_train(sub) -> None:
 
 # ---- export / run -------------------------------------------------------------------------
 def cmd_export(args) -> int:
-    import json
-    from pathlib import Path
-
     from .data import normalize
     from .evaluate import accuracy, recalibrate_bn
     from .export import export_onnx, measure_exported, write_sidecar
     from .train import load_run
 
     cfg, space, sup, sp = load_run(args.run)
-    if args.widths:
-        widths = space.parse_widths(args.widths)
-    elif args.config:
-        widths = space.validate(json.loads(Path(args.config).read_text())["widths"])
-    else:
-        raise ValueError("give --config (from `widthnas search`) or --widths")
+    widths = _widths_arg(space, args)
     net = sup.materialize(widths)
     recalibrate_bn(net, sp.train[0][:args.calib_images], sp.mean, sp.std, args.calib_images)
     val_acc = accuracy(net, *sp.val, sp.mean, sp.std)[0]
