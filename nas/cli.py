@@ -106,8 +106,10 @@ def cmd_validate(args) -> int:
     from latency.validate import validate
 
     table = load_profile(args.profile)
-    _, h = _load(args.samples, argparse.Namespace(space=None, input_shape=None))
-    h = load_samples(args.samples, table.space, table.device)
+    for p in args.samples:
+        if not Path(p).exists():
+            raise UserError(f"samples file {p} not found; create it with `widthnas profile --out {p}`")
+    h = load_samples(args.samples, table.space, table.device)  # refuses another space or device
     fp = table.fit.get("flops_proxy")
     proxy = FlopsProxy(fp["a_ms"], fp["b_ms_per_mac"], fp["reference_ms"]) if fp else None
     v = validate(table, h, proxy)

@@ -58,7 +58,7 @@ def export_onnx(net, space, path: str | Path, real_inputs: torch.Tensor | None =
     os.replace(tmp, path)
     convs = [i for i in model.graph.initializer if len(i.dims) == 4]
     return {"max_abs_diff": worst, "diffs": diffs, "opset": opset, "onnx_bytes": path.stat().st_size,
-            "conv_out_channels": [int(i.dims[0]) for i in convs][:: 1]}
+            "conv_out_channels": [int(i.dims[0]) for i in convs]}
 
 
 def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float = 20.0) -> dict:

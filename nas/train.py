@@ -304,9 +304,6 @@ class Trainer:
         self.log(f"resumed {self.run_dir} at epoch {self.epoch} (step {self.step})")
 
     # ---- one step --------------------------------------------------------------------------
-    def _sandwich(self, x: torch.Tensor, y: torch.Tensor, configs: np.ndarray, stats: LossStats) -> tuple[float, float]:
-        return sandwich_step(self.model, self.opt, x, y, configs, stats, self.world)
-
     # ---- the run ---------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> dict:
         """Train to cfg.epochs, or stop after `stop_after` epochs of this call (as a kill would)."""
@@ -352,7 +349,8 @@ class Trainer:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 for group in self.opt.param_groups:
                     group["lr"] = _lr(cfg, self.step, total)
-                loss, acc = self._sandwich(xb, ytr[b], sampler.draw(cfg.n_random, rng), stats)
+                loss, acc = sandwich_step(self.model, self.opt, xb, ytr[b], sampler.draw(cfg.n_random, rng), stats,
+                                          self.world)
                 self.step += 1
                 seen += len(b)
                 loss_sum += loss

@@ -117,6 +117,16 @@ def test_fit_cli_refuses_samples_of_another_space(finished_run, tmp_path, capsys
     assert "not found" in capsys.readouterr().err
 
 
+def test_validate_cli_judges_the_profile_on_new_samples(finished_run, tmp_path, capsys):
+    _, out, run, _ = finished_run
+    plot = tmp_path / "v.png"
+    assert main(["validate", "--profile", run.state["profile"]["path"], "--samples", str(out / "latency_check.jsonl"),
+                 "--plot", str(plot), "--json", str(tmp_path / "v.json")]) == 0
+    v = json.loads((tmp_path / "v.json").read_text())
+    assert v["table"]["n"] == 40 and 0 <= v["table"]["nrmse"] < 0.5 and plot.exists()
+    assert "NRMSE" in capsys.readouterr().out
+
+
 def test_console_script_entry_point():
     r = subprocess.run([sys.executable, "-m", "nas", "--help"], cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
