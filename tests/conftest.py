@@ -41,3 +41,25 @@ def tiny():
         LayerSpec("block3", "dwsep", 2, 64, (16, 32, 48)),
     )
     return SearchSpace("tiny", (1, 16, 16), 10, layers)
+
+
+@pytest.fixture(scope="session")
+def write_bar_dataset():
+    """Writes a learnable .npz of 16x16 grey images: a bright bar whose row encodes the class."""
+    import numpy as np
+
+    def write(path, n_train: int, n_test: int, seed: int):
+        rng = np.random.default_rng(seed)
+
+        def make(n):
+            y = rng.integers(0, 10, n)
+            x = rng.integers(0, 60, (n, 16, 16)).astype(np.uint8)
+            for i, c in enumerate(y):
+                x[i, c + 3, 2:14] = 250
+            return x, y
+
+        (xtr, ytr), (xte, yte) = make(n_train), make(n_test)
+        np.savez(path, x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+        return path
+
+    return write

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
+def inputs(tmp_path_factory, write_bar_dataset):
     """A small space whose widest network is several times slower than its narrowest."""
     from models.space import LayerSpec, SearchSpace
 
@@ -28,17 +28,7 @@ def inputs(tmp_path_factory):
     ))
     d = tmp_path_factory.mktemp("pipe")
     (d / "space.json").write_text(json.dumps(space.to_dict()))
-    rng = np.random.default_rng(1)
-
-    def make(n):
-        y = rng.integers(0, 10, n)
-        x = rng.integers(0, 60, (n, 16, 16)).astype(np.uint8)
-        for i, c in enumerate(y):
-            x[i, c + 3, 2:14] = 250
-        return x, y
-
-    (xtr, ytr), (xte, yte) = make(256), make(64)
-    np.savez(d / "data.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    write_bar_dataset(d / "data.npz", 256, 64, seed=1)
     return d
 
 

@@ -16,22 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def tiny_run_inputs(tmp_path_factory, tiny):
+def tiny_run_inputs(tmp_path_factory, tiny, write_bar_dataset):
     """A tiny space JSON and a learnable .npz dataset of 16x16 grey images."""
     d = tmp_path_factory.mktemp("tiny")
     (d / "space.json").write_text(json.dumps(tiny.to_dict()))
-    rng = np.random.default_rng(0)
-
-    def make(n):
-        y = rng.integers(0, 10, n)
-        x = rng.integers(0, 60, (n, 16, 16)).astype(np.uint8)
-        for i, c in enumerate(y):  # a bright bar whose row encodes the class
-            x[i, c + 3, 2:14] = 250
-        return x, y
-
-    xtr, ytr = make(320)
-    xte, yte = make(80)
-    np.savez(d / "data.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    write_bar_dataset(d / "data.npz", 320, 80, seed=0)
     return d
 
 
