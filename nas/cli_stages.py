@@ -7,7 +7,7 @@ import json
 def cmd_search(args) -> int:
     from latency.registry import load_profile
     from latency.table import atomic_write_text
-    from mrf import WidthMRF, parse_budget, solve
+    from mrf import WidthMRF, parse_budget, solve, with_margin
     from mrf.baselines import uniform
     from mrf.solvers import pareto_front
     from mrf.unaries import Unaries
@@ -19,25 +19,27 @@ def cmd_search(args) -> int:
     mrf = WidthMRF.from_table(table, Unaries.load(args.unaries))
     widest = table.predict(space.max_widths)
     budget = parse_budget(args.budget, widest)
-    sol = solve(mrf, budget, args.method)
+    target = with_margin(budget, args.margin)
+    sol = solve(mrf, target, args.method)
     uni = None
     try:
-        uni = uniform(mrf, budget)
+        uni = uniform(mrf, target)
     except ValueError:
         pass
     print(f"search on {space.name} with profile {table.name or args.profile}: budget {budget:.4f} ms "
-          f"({args.budget}; widest network {widest:.4f} ms)")
+          f"({args.budget}; widest network {widest:.4f} ms)"
+          + (f", aiming at {target:.4f} ms ({args.margin:g} % margin)" if args.margin else ""))
     print_widths(space, sol, uni)
     print(f"method {sol.method}: predicted {sol.latency:.4f} ms, score {sol.score:.4f}"
           + (f" (uniform x{uni.info['multiplier']}: {uni.latency:.4f} ms, score {uni.score:.4f})" if uni else ""))
     if sol.method == "exact":
         print(f"exact optimum certified: {sol.info['certified']} ({sol.info['proof']})")
-    cfg = chosen_config(space, table, sol, args.unaries, args.budget)
+    cfg = chosen_config(space, table, sol, args.unaries, args.budget, budget, args.margin)
     atomic_write_text(args.out, json.dumps(cfg, indent=1))
     print(f"chosen configuration: {args.out}")
     if args.pareto:
         front = sol.pareto if sol.pareto is not None else pareto_front(mrf)
-        png = write_pareto(args.pareto, front, sol, uni, budget)
+        png = write_pareto(args.pareto, front, sol, uni, target)
         print(f"Pareto front ({len(front)} points): {args.pareto}, plot {png}")
     return 0
 
@@ -50,6 +52,8 @@ def register(sub) -> None:
     q.add_argument("--unaries", required=True, help="unaries.json from `widthnas train`")
     q.add_argument("--budget", required=True, help="ms ('0.8ms') or share of the widest network ('60%%')")
     q.add_argument("--method", choices=METHODS, default="exact")
+    q.add_argument("--margin", type=float, default=0.0,
+                   help="aim this many %% under the budget, against prediction error (e.g. 1)")
     q.add_argument("--out", default="config.json", help="chosen configuration JSON")
     q.add_argument("--pareto", help="write the Pareto front CSV here (and a PNG beside it)")
     q.set_defaults(fn=cmd_search)
@@ -190,7 +194,7 @@ def cmd_run(args) -> int:
     cfg = RunConfig()
     if args.full:
         cfg = full_config(cfg)
-    for f in ("space", "dataset", "data", "budget", "profile", "sampling", "epochs", "limit", "batch_size",
+    for f in ("space", "dataset", "data", "budget", "margin", "profile", "sampling", "epochs", "limit", "batch_size",
               "finetune_epochs", "retrain_epochs", "method", "seed", "profile_networks"):
         v = getattr(args, f, None)
         if v is not None:
@@ -224,6 +228,7 @@ def register_run(sub) -> None:
     q.add_argument("--dataset")
     q.add_argument("--data")
     q.add_argument("--budget", help="ms or %% of the widest network (default 50%%)")
+    q.add_argument("--margin", type=float, help="aim this many %% under the budget (default 0)")
     q.add_argument("--profile", help="profile to use (default: a shipped one matching this machine, else profile)")
     q.add_argument("--profile-networks", type=int)
     q.add_argument("--sampling", choices=("ows", "aows"))

@@ -1,7 +1,6 @@
 """Fine-tune (or retrain from scratch) one chosen network: plain supervised training."""
 from __future__ import annotations
 
-import math
 import time
 
 import torch
@@ -9,15 +8,18 @@ import torch.nn.functional as F
 
 from .data import augment, normalize
 from .evaluate import accuracy
+from .schedule import lr_at, warmup_steps
 
 
 def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 128, weight_decay: float = 4e-5,
                 seed: int = 0, log=print, desc: str = "finetune") -> list[dict]:
-    """SGD with momentum and a cosine schedule; returns per-epoch metrics (val accuracy)."""
+    """SGD with momentum, a linear warm-up (nas.schedule), then cosine decay; returns per-epoch
+    metrics (val accuracy)."""
     xtr, ytr = splits.train
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     steps = max(1, len(ytr) // batch_size)
     total, step, history = steps * epochs, 0, []
+    warm = warmup_steps(total, steps)
     for e in range(epochs):
         g = torch.Generator().manual_seed(seed * 7919 + e)
         perm = torch.randperm(len(ytr), generator=g)
@@ -26,7 +28,7 @@ def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 12
         for s in range(steps):
             b = perm[s * batch_size:(s + 1) * batch_size]
             for group in opt.param_groups:
-                group["lr"] = 0.5 * lr * (1 + math.cos(math.pi * step / total))
+                group["lr"] = lr_at(lr, step, total, warm)
             loss = F.cross_entropy(net(normalize(augment(xtr[b], g), splits.mean, splits.std)), ytr[b])
             loss.backward()
             opt.step()

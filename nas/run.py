@@ -30,6 +30,7 @@ class RunConfig:
     dataset: str = "fashion_mnist"  # fashion_mnist | cifar10 | imagefolder | npz
     data: str | None = None  # dataset path
     budget: str = "50%"  # ms, or % of the widest network's predicted latency
+    margin: float = 0.0  # % under the budget the search aims at (against prediction error)
     profile: str | None = None  # a profile to use; default: a shipped one matching this machine
     profile_networks: int = 800  # networks to time when this machine must be profiled
     sampling: str = "aows"  # ows | aows
@@ -58,7 +59,8 @@ class Run:
         saved = self.dir / "run_config.json"
         if saved.exists():
             old = json.loads(saved.read_text())
-            diff = {k: (old.get(k), v) for k, v in asdict(cfg).items() if old.get(k) != v}
+            defaults = asdict(RunConfig())  # settings added since that run was saved hold their defaults
+            diff = {k: (old.get(k, defaults[k]), v) for k, v in asdict(cfg).items() if old.get(k, defaults[k]) != v}
             if diff:
                 raise ValueError(f"{self.dir} holds a run with other settings {diff} (saved vs now); "
                                  "rerun with the same settings to resume, or choose another --out")
@@ -183,7 +185,7 @@ class Run:
         return WidthMRF.from_table(self.table(), Unaries.load(self.dir / "supernet" / "unaries.json"))
 
     def stage_search(self) -> dict:
-        from mrf import parse_budget, solve
+        from mrf import parse_budget, solve, with_margin
         from mrf.baselines import greedy, uniform
         from mrf.solvers import lagrangian
 
@@ -192,15 +194,17 @@ class Run:
         table, mrf = self.table(), self._mrf()
         widest = table.predict(self.space.max_widths)
         budget = parse_budget(self.cfg.budget, widest)
-        sol = solve(mrf, budget, self.cfg.method)
-        uni, gre, lag = uniform(mrf, budget), greedy(mrf, budget), lagrangian(mrf, budget)
+        target = with_margin(budget, self.cfg.margin)
+        sol = solve(mrf, target, self.cfg.method)
+        uni, gre, lag = uniform(mrf, target), greedy(mrf, target), lagrangian(mrf, target)
         front = sol.pareto
         if front is None:
             from mrf.solvers import pareto_front
 
             front = pareto_front(mrf)
-        write_pareto(self.dir / "pareto.csv", front, sol, uni, budget)
-        cfg = chosen_config(self.space, table, sol, str(self.dir / "supernet" / "unaries.json"), self.cfg.budget)
+        write_pareto(self.dir / "pareto.csv", front, sol, uni, target)
+        cfg = chosen_config(self.space, table, sol, str(self.dir / "supernet" / "unaries.json"), self.cfg.budget,
+                            budget, self.cfg.margin)
         atomic_write_text(self.dir / "config.json", json.dumps(cfg, indent=1))
         self.log(f"search: {sol.method} widths {sol.widths}, predicted {sol.latency:.4f} ms "
                  f"(budget {budget:.4f} ms), score {sol.score:.4f}; uniform x{uni.info['multiplier']} "

@@ -8,16 +8,20 @@ from pathlib import Path
 import numpy as np
 
 
-def chosen_config(space, table, sol, unaries_path: str | None, budget_spec: str) -> dict:
-    """The chosen-configuration JSON (design.md section 2)."""
+def chosen_config(space, table, sol, unaries_path: str | None, budget_spec: str, budget_ms: float | None = None,
+                  margin_pct: float = 0.0) -> dict:
+    """The chosen-configuration JSON (design.md section 2). budget_ms: the user's budget; the solver
+    aimed at sol.budget (margin_pct % under it)."""
     return {
         "format": "widthnas-config/1",
         "widths": sol.widths,
         "base_widths": space.base_widths,
         "predicted_ms": sol.latency,
         "score": sol.score,
-        "budget_ms": sol.budget,
+        "budget_ms": sol.budget if budget_ms is None else budget_ms,
         "budget": budget_spec,
+        "margin_pct": margin_pct,
+        "target_ms": sol.budget,
         "method": sol.method,
         "info": {k: (v if not isinstance(v, (np.floating, np.integer)) else v.item())
                  for k, v in sol.to_dict()["info"].items()},

@@ -28,6 +28,7 @@ from models.mobilenet import SlimmableMobileNet
 from models.space import SearchSpace, get_space
 
 from .data import augment, check_fits, load_dataset, normalize, split
+from .schedule import lr_at, warmup_steps
 
 CKPT = "checkpoint.pt"
 
@@ -46,6 +47,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 4e-5
     schedule: str = "cosine"  # cosine | constant
+    lr_warmup: float = 0.1  # linear lr ramp over this fraction of the steps (at most one epoch); 0: none
     n_random: int = 2  # sampled configurations per step, besides the widest and the narrowest
     sampling: str = "ows"  # ows: uniform widths; aows: MRF marginals under the budget
     warmup_epochs: int = 1  # aows: uniform sampling first
@@ -193,12 +195,6 @@ def sandwich_step(model: SlimmableMobileNet, opt: torch.optim.Optimizer, x: torc
     return base, (out.argmax(1) == y).float().mean().item()
 
 
-def _lr(cfg: TrainConfig, step: int, total: int) -> float:
-    if cfg.schedule == "constant":
-        return cfg.lr
-    return 0.5 * cfg.lr * (1 + math.cos(math.pi * step / max(total, 1)))
-
-
 def _soft_ce(logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
     return -(soft * logits.log_softmax(1)).sum(1).mean()
 
@@ -319,6 +315,7 @@ class Trainer:
         per_rank = n // self.world
         steps_per_epoch = max(1, per_rank // cfg.batch_size)
         total = steps_per_epoch * cfg.epochs
+        warm = warmup_steps(total, steps_per_epoch, cfg.lr_warmup)
         narrowing = None
         if cfg.sampling == "aows":
             narrowing = NarrowingConfigs(self.space, self.table, self.budget_ms, cfg,
@@ -348,7 +345,7 @@ class Trainer:
                 if cfg.channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 for group in self.opt.param_groups:
-                    group["lr"] = _lr(cfg, self.step, total)
+                    group["lr"] = lr_at(cfg.lr, self.step, total, warm, cfg.schedule)
                 loss, acc = sandwich_step(self.model, self.opt, xb, ytr[b], sampler.draw(cfg.n_random, rng), stats,
                                           self.world)
                 self.step += 1

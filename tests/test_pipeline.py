@@ -98,6 +98,24 @@ def test_search_cli_and_bad_budget(finished_run, tmp_path, capsys):
     assert "below the fastest network" in capsys.readouterr().err
 
 
+def test_search_margin_aims_under_the_budget(finished_run, tmp_path, capsys):
+    _, out, run, _ = finished_run
+    prof, un = run.state["profile"]["path"], str(out / "supernet" / "unaries.json")
+    got = {}
+    for margin in ("0", "5"):
+        cfgp = tmp_path / f"m{margin}.json"
+        assert main(["search", "--profile", prof, "--unaries", un, "--budget", "70%", "--margin", margin,
+                     "--out", str(cfgp)]) == 0
+        got[margin] = json.loads(cfgp.read_text())
+    assert got["5"]["budget_ms"] == got["0"]["budget_ms"]  # the user's budget is kept as given
+    assert got["5"]["target_ms"] == pytest.approx(0.95 * got["0"]["budget_ms"])
+    assert got["5"]["predicted_ms"] <= got["5"]["target_ms"] < got["0"]["budget_ms"]
+    capsys.readouterr()
+    assert main(["search", "--profile", prof, "--unaries", un, "--budget", "70%", "--margin", "120",
+                 "--out", str(tmp_path / "x.json")]) == 2
+    assert "margin" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+
+
 def test_fit_cli_refuses_samples_of_another_space(finished_run, tmp_path, capsys, small):
     _, out, run, _ = finished_run
     code = main(["fit", "--space", "mobilenet_v1_small", "--samples", str(out / "samples.jsonl"),

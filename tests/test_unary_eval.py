@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import torch
 
-from nas.unary_eval import _isotonic_decreasing, fit_additive, measure_unaries
+from nas.unary_eval import _isotonic_decreasing, choose_smooth, fit_additive, measure_unaries
 
 
 def test_additive_fit_recovers_known_unaries():
@@ -41,3 +41,31 @@ def test_measure_unaries_on_a_supernet(small):
     u = measure_unaries(SlimmableMobileNet(small), sp, n_configs=40, batch=32, log=lambda *_: None)
     assert len(u.loss) == small.num_layers and all(l[-1] == 0 for l in u.loss)
     assert all(np.all(np.diff(l) <= 1e-12) for l in u.loss)  # monotone: narrower never loses less
+
+
+def _smooth_truth(sizes, rng):
+    # convex, decreasing in width, 0 at the widest: the shape a layer's loss takes
+    return [rng.uniform(0.2, 1.0) * (1 - np.linspace(0, 1, k)) ** 2 for k in sizes]
+
+
+def test_curvature_penalty_helps_when_samples_are_few_and_noisy():
+    rng = np.random.default_rng(3)
+    sizes = [14] * 8
+    true = _smooth_truth(sizes, rng)
+    idx = np.stack([rng.integers(0, k, 150) for k in sizes], 1)  # ~11 samples per (layer, width)
+    delta = 0.1 + sum(t[idx[:, i]] for i, t in enumerate(true)) + rng.normal(0, 0.1, 150)
+    best, mse = choose_smooth(idx, delta, sizes)
+    assert best > 0 and mse[best] < mse[0.0]
+    err = {s: np.mean([np.abs(a - b).mean() for a, b in zip(fit_additive(idx, delta, sizes, smooth=s)[0], true)])
+           for s in (0.0, best)}
+    assert err[best] < 0.7 * err[0.0]  # closer to the truth, not only to held-out samples
+
+
+def test_cross_validation_rejects_smoothing_a_jagged_truth():
+    rng = np.random.default_rng(4)
+    sizes = [10] * 4
+    true = [np.r_[np.where(np.arange(k - 1) % 2, 1.0, 0.0), 0.0] for k in sizes]  # zig-zag: curvature is real
+    idx = np.stack([rng.integers(0, k, 600) for k in sizes], 1)
+    delta = sum(t[idx[:, i]] for i, t in enumerate(true)) + rng.normal(0, 0.01, 600)
+    best, mse = choose_smooth(idx, delta, sizes, monotone=False)
+    assert best == 0.0 and mse[0.0] < 0.1 * mse[max(mse)]

@@ -1,0 +1,24 @@
+"""The learning-rate schedule shared by supernet training and plain (re)training."""
+from __future__ import annotations
+
+import math
+
+
+def warmup_steps(total: int, steps_per_epoch: int, fraction: float = 0.1) -> int:
+    """Linear warm-up length: `fraction` of the run, at most one epoch (0 when fraction is 0)."""
+    if fraction <= 0:
+        return 0
+    return max(1, min(int(total * fraction), steps_per_epoch))
+
+
+def lr_at(peak: float, step: int, total: int, warm: int = 0, schedule: str = "cosine") -> float:
+    """Linear ramp to `peak` over `warm` steps, then cosine decay to 0 at `total` (or constant).
+
+    From scratch at lr 0.1 with no ramp, BatchNorm networks sometimes start astray: the supernet's
+    first epoch ended above chance-level loss and one short retraining reached 67 % instead of 77 %.
+    """
+    if step < warm:
+        return peak * (step + 1) / warm
+    if schedule == "constant":
+        return peak
+    return 0.5 * peak * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
