@@ -67,7 +67,7 @@ def _train_config(args):
 
     cfg = TrainConfig()
     for f in ("space", "input_shape", "dataset", "data", "limit", "val_fraction", "epochs", "batch_size", "lr",
-              "momentum", "weight_decay", "schedule", "n_random", "sampling", "warmup_epochs", "budget",
+              "momentum", "weight_decay", "schedule", "lr_warmup", "n_random", "sampling", "warmup_epochs", "budget",
               "profile", "t_start", "t_end", "threads", "seed"):
         v = getattr(args, f, None)
         if v is not None:
@@ -137,6 +137,7 @@ def register_train(sub) -> None:
     q.add_argument("--momentum", type=float)
     q.add_argument("--weight-decay", type=float)
     q.add_argument("--schedule", choices=("cosine", "constant"))
+    q.add_argument("--lr-warmup", type=float, help="linear lr ramp over this fraction of the steps (default 0.1; 0: none)")
     q.add_argument("--n-random", type=int, help="sampled configurations per step (besides widest, narrowest)")
     q.add_argument("--sampling", choices=("ows", "aows"))
     q.add_argument("--warmup-epochs", type=int)

@@ -412,6 +412,7 @@ def load_train_config(run_dir: str | Path) -> TrainConfig:
     saved = json.loads(path.read_text())
     for k in ("space_fingerprint", "world_size"):
         saved.pop(k, None)
+    saved.setdefault("lr_warmup", 0.0)  # runs recorded before the ramp existed resume without one
     return TrainConfig.from_dict(saved)
 
 

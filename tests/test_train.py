@@ -171,3 +171,19 @@ def test_bad_input_is_named(tiny_run_inputs, tmp_path, small):
               progress=False)
     with pytest.raises(ValueError, match="aows sampling needs"):
         train(cfg_for(tiny_run_inputs, sampling="aows"), tmp_path / "e", progress=False)
+
+
+def test_lr_schedule_ramps_then_decays_and_training_records_it(tiny_run_inputs, tmp_path):
+    from nas.schedule import lr_at, warmup_steps
+
+    total, per_epoch = 100, 20
+    warm = warmup_steps(total, per_epoch, 0.1)
+    lrs = [lr_at(0.1, s, total, warm) for s in range(total)]
+    assert warm == 10 and lrs[0] == pytest.approx(0.01) and lrs[warm - 1] == pytest.approx(0.1)
+    assert all(a < b for a, b in zip(lrs[:warm], lrs[1:warm]))  # ramps up
+    assert all(a >= b for a, b in zip(lrs[warm:], lrs[warm + 1:])) and lrs[-1] < 0.001  # then decays
+    assert warmup_steps(1000, 20, 0.1) == 20 and warmup_steps(100, 20, 0.0) == 0  # capped at an epoch; off
+    assert lr_at(0.1, 50, total, 0, "constant") == 0.1
+    # wired into the trainer: with the ramp one epoch long, the first epoch ends exactly at the peak
+    t = train(cfg_for(tiny_run_inputs, epochs=2, lr_warmup=0.5), tmp_path / "r", log=lambda *_: None, progress=False)
+    assert t.history[0]["lr"] == pytest.approx(0.05) and t.history[1]["lr"] < 0.01
