@@ -120,7 +120,8 @@ def main() -> int:
     mrf_train, mrf_ows = WidthMRF.from_table(table, u_train), WidthMRF.from_table(table, u_ows)
 
     # ---- greedy slimming on the supernet itself (AutoSlim): one descent answers every budget ----
-    xv, yv = normalize(sp.val[0][:256], sp.mean, sp.std), sp.val[1][:256]  # 256 images: ~900 evaluations fit the quick budget
+    dev = next(ows.parameters()).device
+    xv, yv = normalize(sp.val[0][:256], sp.mean, sp.std).to(dev), sp.val[1][:256].to(dev)  # 256 images: ~900 evaluations fit the quick budget
 
     @torch.no_grad()
     def supernet_score(widths) -> float:

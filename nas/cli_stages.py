@@ -68,7 +68,7 @@ def _train_config(args):
     cfg = TrainConfig()
     for f in ("space", "input_shape", "dataset", "data", "limit", "val_fraction", "epochs", "batch_size", "lr",
               "momentum", "weight_decay", "schedule", "lr_warmup", "n_random", "sampling", "warmup_epochs", "budget",
-              "profile", "t_start", "t_end", "threads", "seed"):
+              "profile", "t_start", "t_end", "threads", "device", "seed"):
         v = getattr(args, f, None)
         if v is not None:
             setattr(cfg, f, v)
@@ -146,6 +146,7 @@ def register_train(sub) -> None:
     q.add_argument("--t-start", type=float)
     q.add_argument("--t-end", type=float)
     q.add_argument("--threads", type=int)
+    q.add_argument("--device", help="auto (default: a CUDA GPU if present, else cpu), cpu, cuda, cuda:N")
     q.add_argument("--seed", type=int)
     q.add_argument("--no-augment", action="store_true")
     q.add_argument("--quiet", action="store_true")

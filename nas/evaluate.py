@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import normalize
+from .device import device_of
 
 
 @torch.no_grad()
@@ -22,8 +23,9 @@ def recalibrate_bn(net: nn.Module, images: torch.Tensor, mean: torch.Tensor, std
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average: every batch counts equally
     net.train()
+    dev = device_of(net)
     for i in range(0, min(n_images, len(images)), batch):
-        net(normalize(images[i:i + batch], mean, std))
+        net(normalize(images[i:i + batch], mean, std).to(dev))
     for m, (mom, _) in zip(bns, saved):
         m.momentum = mom
     net.train(was_training)
@@ -35,11 +37,13 @@ def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, mean: torch.Tenso
     """(top-1 accuracy, mean cross-entropy) in eval mode."""
     was = net.training
     net.eval()
+    dev = device_of(net)
     correct, loss = 0, 0.0
     for i in range(0, len(y), batch):
-        out = net(normalize(x[i:i + batch], mean, std))
-        loss += F.cross_entropy(out, y[i:i + batch], reduction="sum").item()
-        correct += (out.argmax(1) == y[i:i + batch]).sum().item()
+        out = net(normalize(x[i:i + batch], mean, std).to(dev))
+        yb = y[i:i + batch].to(dev)
+        loss += F.cross_entropy(out, yb, reduction="sum").item()
+        correct += (out.argmax(1) == yb).sum().item()
     net.train(was)
     return correct / len(y), loss / len(y)
 
@@ -47,7 +51,7 @@ def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, mean: torch.Tenso
 def evaluate_config(supernet, widths: Sequence[int], splits, split: str = "val", calib_images: int = 512,
                     seed: int = 0) -> dict:
     """Materialize `widths` from the supernet, recalibrate BN on training images, evaluate."""
-    net = supernet.materialize(widths)
+    net = supernet.materialize(widths).to(device_of(supernet))
     g = torch.Generator().manual_seed(seed)
     xtr = splits.train[0]
     idx = torch.randperm(len(xtr), generator=g)[:calib_images]

@@ -25,7 +25,7 @@ def export_onnx(net, space, path: str | Path, real_inputs: torch.Tensor | None =
     import onnxruntime as ort
 
     path = Path(path)
-    net = net.eval()
+    net = net.cpu().eval()  # the exporter traces on the CPU, whatever the network trained on
     x = torch.randn(2, *space.input_shape)
     with torch.no_grad():
         net(x)

@@ -7,15 +7,18 @@ import torch
 import torch.nn.functional as F
 
 from .data import augment, normalize
+from .device import resolve_device
 from .evaluate import accuracy
 from .schedule import lr_at, warmup_steps
 
 
 def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 128, weight_decay: float = 4e-5,
-                seed: int = 0, log=print, desc: str = "finetune") -> list[dict]:
+                seed: int = 0, log=print, desc: str = "finetune", device: str = "auto") -> list[dict]:
     """SGD with momentum, a linear warm-up (nas.schedule), then cosine decay; returns per-epoch
     metrics (val accuracy)."""
     xtr, ytr = splits.train
+    dev = resolve_device(device)
+    net.to(dev)
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     steps = max(1, len(ytr) // batch_size)
     total, step, history = steps * epochs, 0, []
@@ -29,7 +32,8 @@ def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 12
             b = perm[s * batch_size:(s + 1) * batch_size]
             for group in opt.param_groups:
                 group["lr"] = lr_at(lr, step, total, warm)
-            loss = F.cross_entropy(net(normalize(augment(xtr[b], g), splits.mean, splits.std)), ytr[b])
+            xb = normalize(augment(xtr[b], g), splits.mean, splits.std).to(dev, non_blocking=True)
+            loss = F.cross_entropy(net(xb), ytr[b].to(dev, non_blocking=True))
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)

@@ -249,7 +249,7 @@ class Run:
         from models.mobilenet import build_network
 
         net = build_network(self.space, self.state["finetune"][name]["widths"])
-        net.load_state_dict(torch.load(self.dir / f"final_{name}.pt", weights_only=True))
+        net.load_state_dict(torch.load(self.dir / f"final_{name}.pt", map_location="cpu", weights_only=True))
         return net.eval()
 
     def stage_export(self) -> dict:

@@ -28,6 +28,7 @@ from models.mobilenet import SlimmableMobileNet
 from models.space import SearchSpace, get_space
 
 from .data import augment, check_fits, load_dataset, normalize, split
+from .device import resolve_device
 from .schedule import lr_at, warmup_steps
 
 CKPT = "checkpoint.pt"
@@ -59,6 +60,7 @@ class TrainConfig:
     augment: bool = True  # random shifts and flips
     channels_last: bool = True  # faster convolutions on CPU
     threads: int = 0  # torch threads; 0 = all cores
+    device: str = "auto"  # auto (a CUDA GPU if present, else cpu) | cpu | cuda | cuda:N
     seed: int = 0
 
     @classmethod
@@ -254,7 +256,8 @@ class Trainer:
         check_fits(ds, self.space)
         self.splits = split(ds, cfg.val_fraction, cfg.seed, cfg.limit)
         torch.manual_seed(cfg.seed)
-        self.model = SlimmableMobileNet(self.space)
+        self.device = resolve_device(cfg.device)
+        self.model = SlimmableMobileNet(self.space).to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
@@ -346,7 +349,8 @@ class Trainer:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 for group in self.opt.param_groups:
                     group["lr"] = lr_at(cfg.lr, self.step, total, warm, cfg.schedule)
-                loss, acc = sandwich_step(self.model, self.opt, xb, ytr[b], sampler.draw(cfg.n_random, rng), stats,
+                xb, yb = xb.to(self.device, non_blocking=True), ytr[b].to(self.device, non_blocking=True)
+                loss, acc = sandwich_step(self.model, self.opt, xb, yb, sampler.draw(cfg.n_random, rng), stats,
                                           self.world)
                 self.step += 1
                 seen += len(b)

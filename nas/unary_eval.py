@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import normalize
+from .device import device_of
 
 
 def _isotonic_decreasing(y: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -120,8 +121,9 @@ def sample_deltas(supernet, splits, n_configs: int, batch: int = 256, seed: int 
     widest network, every one on the same `batch` validation images."""
     space = supernet.space
     xv, yv = splits.val
-    x = normalize(xv[:batch], splits.mean, splits.std)
-    y = yv[:batch]
+    dev = device_of(supernet)
+    x = normalize(xv[:batch], splits.mean, splits.std).to(dev)
+    y = yv[:batch].to(dev)
     was = supernet.training
     supernet.train()  # batch statistics: the shared running ones fit no sliced configuration
     base = F.cross_entropy(supernet(x, space.max_widths, update_bn_stats=False), y).item()

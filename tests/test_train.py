@@ -187,3 +187,14 @@ def test_lr_schedule_ramps_then_decays_and_training_records_it(tiny_run_inputs, 
     # wired into the trainer: with the ramp one epoch long, the first epoch ends exactly at the peak
     t = train(cfg_for(tiny_run_inputs, epochs=2, lr_warmup=0.5), tmp_path / "r", log=lambda *_: None, progress=False)
     assert t.history[0]["lr"] == pytest.approx(0.05) and t.history[1]["lr"] < 0.01
+
+
+def test_device_choice_is_checked():
+    from nas.device import device_of, resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+    assert device_of(torch.nn.Linear(2, 2)).type == "cpu" and device_of(torch.nn.ReLU()).type == "cpu"
