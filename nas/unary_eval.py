@@ -15,20 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mrf.unaries import isotonic_decreasing
+
 from .data import normalize
 from .device import device_of
-
-
-def _isotonic_decreasing(y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Weighted least-squares fit that is non-increasing in the index (pool adjacent violators)."""
-    blocks = []  # (value, weight, length)
-    for v, wt in zip(y, w):
-        blocks.append([v, max(wt, 1e-9), 1])
-        while len(blocks) > 1 and blocks[-2][0] < blocks[-1][0]:
-            v2, w2, n2 = blocks.pop()
-            v1, w1, n1 = blocks.pop()
-            blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
-    return np.concatenate([[v] * n for v, _, n in blocks])
 
 
 def _design(idx: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, list[int]]:
@@ -77,7 +67,7 @@ def fit_additive(idx: np.ndarray, delta: np.ndarray, sizes: list[int], ridge: fl
         u = np.r_[coef[offsets[i]:offsets[i] + k_i - 1], 0.0]
         cnt = np.array([(idx[:, i] == k).sum() for k in range(k_i)])
         if monotone:
-            u = _isotonic_decreasing(u, cnt)
+            u = isotonic_decreasing(u, cnt)
             u = u - u[-1]  # pooling may move the widest off its anchor: shift back to 0
         u_all.append(u)
         counts.append(cnt)

@@ -211,3 +211,24 @@ def test_tied_unaries_prefer_the_wider_width(small):
     e = exact(m, budget)
     # nothing distinguishes the widths, so the answer should use (nearly) all of the budget
     assert e.latency <= budget and e.latency > 0.97 * budget
+
+
+def test_noisy_unaries_are_scored_monotone_in_width(small):
+    from latency.sampling import block_shapes
+    from latency.table import LatencyTable
+
+    rng = np.random.default_rng(5)
+    # true loss falls with width, but the noisy means make some narrower widths look better
+    loss = [np.linspace(0.2, 0, len(c)) + rng.normal(0, 0.05, len(c)) for c in small.choices]
+    count = [rng.integers(1, 20, len(c)) for c in small.choices]
+    u = from_arrays(small, loss, count)
+    raw, mono = u.scores(monotone=False), u.scores()
+    assert any(np.any(np.diff(r) < -1e-9) for r in raw)  # the raw scores do dip somewhere
+    assert all(np.all(np.diff(m) >= 0) for m in mono)  # never worse for a wider width
+    for l, c, m in zip(loss, count, mono):  # the count-weighted mean is kept per layer (isotonic fit)
+        assert np.dot(c, -m) == pytest.approx(np.dot(c, l), abs=1e-4)
+    table = LatencyTable(small, [np.add.outer(np.asarray(a, float), np.asarray(b, float)) * 1e-4
+                                 for a, b in block_shapes(small)], 0.0, 1.0)
+    budget = table.predict(small.uniform(0.8))
+    spent = exact(WidthMRF.from_table(table, u), budget).latency
+    assert spent <= budget and spent > 0.95 * budget

@@ -3,7 +3,8 @@ import itertools
 import numpy as np
 import torch
 
-from nas.unary_eval import _isotonic_decreasing, choose_smooth, fit_additive, measure_unaries
+from mrf.unaries import isotonic_decreasing as _isotonic_decreasing
+from nas.unary_eval import choose_smooth, fit_additive, measure_unaries
 
 
 def test_additive_fit_recovers_known_unaries():
