@@ -32,6 +32,7 @@ from models.mobilenet import SlimmableMobileNet, build_network  # noqa: E402
 from mrf import WidthMRF, exact, greedy, uniform, with_margin  # noqa: E402
 from mrf.unaries import Unaries  # noqa: E402
 from nas.data import load_dataset, normalize, split  # noqa: E402
+from nas.device import device_of  # noqa: E402
 from nas.evaluate import accuracy  # noqa: E402
 from nas.export import export_onnx, measure_exported  # noqa: E402
 from nas.finetune import train_plain  # noqa: E402
@@ -120,7 +121,7 @@ def main() -> int:
     mrf_train, mrf_ows = WidthMRF.from_table(table, u_train), WidthMRF.from_table(table, u_ows)
 
     # ---- greedy slimming on the supernet itself (AutoSlim): one descent answers every budget ----
-    dev = next(ows.parameters()).device
+    dev = device_of(ows)
     xv, yv = normalize(sp.val[0][:256], sp.mean, sp.std).to(dev), sp.val[1][:256].to(dev)  # 256 images: ~900 evaluations fit the quick budget
 
     @torch.no_grad()
@@ -159,26 +160,24 @@ def main() -> int:
     # ---- evaluate every choice the same way: latency first (on a quiet machine), then retraining ----
     cache_path = out / "retrain_cache.json"
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    networks = {",".join(map(str, w)): w for w in choices.values()}  # several methods may pick the same widths
     lat_cache: dict = {}
-    for widths in choices.values():
-        key = ",".join(map(str, widths))
-        if key not in lat_cache:
-            onnx_path = out / "onnx" / f"{key.replace(',', '_')}.onnx"
-            export_onnx(build_network(space, widths), space, onnx_path)
-            lat_cache[key] = measure_exported(onnx_path, table)["normalised_ms"]
+    for key, widths in networks.items():
+        onnx_path = out / "onnx" / f"{key.replace(',', '_')}.onnx"
+        export_onnx(build_network(space, widths), space, onnx_path)
+        lat_cache[key] = measure_exported(onnx_path, table)["normalised_ms"]
 
     def tag(key: str, s: int) -> str:  # the retraining protocol is part of the key (nas.schedule's warm-up)
         return f"{key}|{s}|{mode['retrain_epochs']}|{mode['limit']}|warm-up"
 
-    jobs = list(dict.fromkeys((",".join(map(str, w)), s) for w in choices.values() for s in range(mode["seeds"])))
-    log(f"retraining {len([j for j in jobs if tag(*j) not in cache])} networks ({len(cache)} cached)")
+    jobs = [(key, s) for key in networks for s in range(mode["seeds"]) if tag(key, s) not in cache]
+    log(f"retraining {len(jobs)} networks ({len(cache)} cached)")
     for key, s in jobs:
-        if tag(key, s) not in cache:
-            torch.manual_seed(1000 + s)
-            net = build_network(space, [int(v) for v in key.split(",")])
-            train_plain(net, sp, mode["retrain_epochs"], lr=0.1, seed=1000 + s, log=lambda *_: None)
-            cache[tag(key, s)] = accuracy(net, *sp.test, sp.mean, sp.std)[0]
-            atomic_write_text(cache_path, json.dumps(cache, indent=1))  # a killed run resumes here
+        torch.manual_seed(1000 + s)
+        net = build_network(space, networks[key])
+        train_plain(net, sp, mode["retrain_epochs"], lr=0.1, seed=1000 + s, log=lambda *_: None)
+        cache[tag(key, s)] = accuracy(net, *sp.test, sp.mean, sp.std)[0]
+        atomic_write_text(cache_path, json.dumps(cache, indent=1))  # a killed run resumes here
     rows = []
     for (method, b), widths in choices.items():
         key = ",".join(map(str, widths))

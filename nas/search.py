@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 
-def chosen_config(space, table, sol, unaries_path: str | None, budget_spec: str, budget_ms: float | None = None,
+def chosen_config(space, table, sol, unaries_path: str | None, budget_spec: str, budget_ms: float,
                   margin_pct: float = 0.0) -> dict:
     """The chosen-configuration JSON (design.md section 2). budget_ms: the user's budget; the solver
     aimed at sol.budget (margin_pct % under it)."""
@@ -18,7 +18,7 @@ def chosen_config(space, table, sol, unaries_path: str | None, budget_spec: str,
         "base_widths": space.base_widths,
         "predicted_ms": sol.latency,
         "score": sol.score,
-        "budget_ms": sol.budget if budget_ms is None else budget_ms,
+        "budget_ms": budget_ms,
         "budget": budget_spec,
         "margin_pct": margin_pct,
         "target_ms": sol.budget,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mrf.unaries import isotonic_decreasing
+from mrf.unaries import from_arrays, isotonic_decreasing
 
 from .data import normalize
 from .device import device_of
@@ -133,8 +133,6 @@ def measure_unaries(supernet, splits, n_configs: int = 400, batch: int = 256, se
 
     smooth=None picks the curvature penalty by 5-fold cross-validation over SMOOTH_GRID.
     """
-    from mrf.unaries import from_arrays
-
     space = supernet.space
     sizes = [len(c) for c in space.choices]
     idx, delta = sample_deltas(supernet, splits, n_configs, batch, seed)
