@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from models.mobilenet import build_network  # noqa: E402
-from models.space import get_space  # noqa: E402
-from nas.data import load_dataset, split  # noqa: E402
-from nas.evaluate import accuracy  # noqa: E402
-from nas.finetune import train_plain  # noqa: E402
+from widthnas.models.mobilenet import build_network
+from widthnas.models.space import get_space
+from widthnas.nas.data import load_dataset, split
+from widthnas.nas.evaluate import accuracy
+from widthnas.nas.finetune import train_plain
 
 
 def main() -> int:

@@ -18,15 +18,14 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from latency.backends import make_backend  # noqa: E402
-from latency.fit import FitSettings, fit_flops_proxy, fit_table  # noqa: E402
-from latency.profile import profile  # noqa: E402
-from latency.samples import load_samples  # noqa: E402
-from latency.table import atomic_write_text  # noqa: E402
-from latency.validate import metrics, scatter_plot  # noqa: E402
-from models.space import get_space  # noqa: E402
+from widthnas.latency.backends import make_backend
+from widthnas.latency.fit import FitSettings, fit_flops_proxy, fit_table
+from widthnas.latency.profile import profile
+from widthnas.latency.samples import load_samples
+from widthnas.latency.table import atomic_write_text
+from widthnas.latency.validate import metrics, scatter_plot
+from widthnas.models.space import get_space
 
 
 def profile_name(device: dict, space_name: str) -> str:
@@ -123,7 +122,7 @@ def main() -> int:
 
 def _profiling_seconds(path: Path) -> float:
     """Wall time from a samples file's header to its last sample (excludes pauses > 60 s between samples)."""
-    from latency.standalone_runner import read_samples
+    from widthnas.latency.standalone_runner import read_samples
 
     header, recs, _ = read_samples(str(path))
     ts = [header["created"]] + [r["t"] for r in recs]

@@ -23,21 +23,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from latency.backends import OrtBackend  # noqa: E402
-from latency.registry import find_profile, load_profile  # noqa: E402
-from latency.table import atomic_write_text  # noqa: E402
-from models.mobilenet import SlimmableMobileNet, build_network  # noqa: E402
-from mrf import WidthMRF, exact, greedy, uniform, with_margin  # noqa: E402
-from mrf.unaries import Unaries  # noqa: E402
-from nas.data import load_dataset, normalize, split  # noqa: E402
-from nas.device import device_of  # noqa: E402
-from nas.evaluate import accuracy  # noqa: E402
-from nas.export import export_onnx, measure_exported  # noqa: E402
-from nas.finetune import train_plain  # noqa: E402
-from nas.train import CKPT, TrainConfig, Trainer  # noqa: E402
-from nas.unary_eval import measure_unaries  # noqa: E402
+from widthnas.latency.backends import OrtBackend
+from widthnas.latency.registry import find_profile, load_profile
+from widthnas.latency.table import atomic_write_text
+from widthnas.models.mobilenet import SlimmableMobileNet, build_network
+from widthnas.mrf import WidthMRF, exact, greedy, uniform, with_margin
+from widthnas.mrf.unaries import Unaries
+from widthnas.nas.data import load_dataset, normalize, split
+from widthnas.nas.device import device_of
+from widthnas.nas.evaluate import accuracy
+from widthnas.nas.export import export_onnx, measure_exported
+from widthnas.nas.finetune import train_plain
+from widthnas.nas.train import CKPT, TrainConfig, Trainer
+from widthnas.nas.unary_eval import measure_unaries
 
 MODES = {  # quick fits 30 min on 2 CPU cores; full is meant for a GPU
     "quick": dict(limit=6000, epochs=3, warmup=1, retrain_epochs=2, seeds=3, unary_configs=300),
@@ -80,7 +79,7 @@ def main() -> int:
         logf.flush()
 
     space_name = "mobilenet_v1_small"
-    from models.space import get_space
+    from widthnas.models.space import get_space
 
     ds = load_dataset(a.dataset, a.data)
     space = get_space(space_name)

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mrf import WidthMRF, exact, lagrangian, marginals  # noqa: E402
-from mrf.pgmpy_ref import pgmpy_marginals  # noqa: E402
-from mrf.solvers import fastest, slowest_latency  # noqa: E402
+from widthnas.mrf import WidthMRF, exact, lagrangian, marginals
+from widthnas.mrf.pgmpy_ref import pgmpy_marginals
+from widthnas.mrf.solvers import fastest, slowest_latency
 
 
 def instance(seed: int, n: int = 14, k: int = 14) -> WidthMRF:

@@ -22,12 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16384")  # as nas/__init__ sets for training
 
-from models.mobilenet import SlimmableMobileNet, build_network  # noqa: E402
-from models.space import get_space  # noqa: E402
-from nas.train import sandwich_step  # noqa: E402
+from widthnas.models.mobilenet import SlimmableMobileNet, build_network
+from widthnas.models.space import get_space
+from widthnas.nas.train import sandwich_step
 
 
 def make_mode(mode: str, space, batch: int, device: str, channels_last: bool):
@@ -148,7 +147,7 @@ def main() -> int:
 
 def _warm_shapes(space, a, cl) -> int:
     """Run one forward/backward of configurations that together cover every (layer, c_in, c_out)."""
-    from latency.sampling import CoverageSampler
+    from widthnas.latency.sampling import CoverageSampler
 
     sup = SlimmableMobileNet(space).to(a.device)
     if cl:

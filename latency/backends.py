@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from models.space import SearchSpace
+from widthnas.models.space import SearchSpace
 
 from . import standalone_runner as sr
 from .onnx_graph import space_onnx
@@ -54,7 +54,7 @@ class TorchBackend:
     def open(self, widths: Sequence[int]) -> Callable[[], None]:
         import torch
 
-        from models.mobilenet import build_network
+        from widthnas.models.mobilenet import build_network
 
         torch.set_num_threads(self.threads)
         net = build_network(self.space, widths).eval().to(self.device)

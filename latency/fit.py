@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import lsmr
 
-from models.space import SearchSpace
+from widthnas.models.space import SearchSpace
 
 from .sampling import block_entries, block_shapes
 from .samples import Samples

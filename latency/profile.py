@@ -8,7 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
-from models.space import SearchSpace
+from widthnas.models.space import SearchSpace
 
 from . import standalone_runner as sr
 from .onnx_graph import space_onnx

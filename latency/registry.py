@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from models.space import SearchSpace
+from widthnas.models.space import SearchSpace
 
 from .standalone_runner import device_key
 from .table import LatencyTable

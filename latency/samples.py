@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from models.space import SearchSpace, check_fingerprint
+from widthnas.models.space import SearchSpace, check_fingerprint
 
 from .standalone_runner import device_key, read_samples
 

@@ -6,7 +6,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from models.space import SearchSpace
+from widthnas.models.space import SearchSpace
 
 
 def block_shapes(space: SearchSpace) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -51,7 +51,7 @@ class CoverageSampler:
             self.counts[k][a, b] += 1
 
     def next(self) -> list[int]:
-        from mrf.chain import max_sum
+        from widthnas.mrf.chain import max_sum
 
         L = self.space.num_layers
         jitter = 1.0 / (len(self.counts) + 1)

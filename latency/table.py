@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from models.space import SearchSpace, check_fingerprint
+from widthnas.models.space import SearchSpace, check_fingerprint
 
 from .sampling import block_entries, block_shapes
 

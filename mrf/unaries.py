@@ -74,7 +74,7 @@ class Unaries:
                 "layers": layers, "meta": self.meta}
 
     def save(self, path: str | Path) -> None:
-        from latency.table import atomic_write_text
+        from widthnas.latency.table import atomic_write_text
 
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 

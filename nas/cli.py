@@ -13,7 +13,7 @@ class UserError(Exception):
 
 
 def _space(args, header_space: dict | None = None):
-    from models.space import SearchSpace, get_space
+    from widthnas.models.space import SearchSpace, get_space
 
     if header_space is not None and not args.space:
         return SearchSpace.from_dict(header_space)
@@ -25,7 +25,7 @@ def _space(args, header_space: dict | None = None):
 
 # ---- profile ---------------------------------------------------------------------------
 def cmd_profile(args) -> int:
-    from latency.profile import profile, write_bundle
+    from widthnas.latency.profile import profile, write_bundle
 
     space = _space(args)
     if args.bundle:
@@ -33,7 +33,7 @@ def cmd_profile(args) -> int:
         print(f"bundle of {args.networks} networks in {out}: copy it to the device and run "
               f"`python3 runner.py --out samples.jsonl` there (needs numpy and onnxruntime only)")
         return 0
-    from latency.backends import make_backend
+    from widthnas.latency.backends import make_backend
 
     backend = make_backend(space, args.backend, args.provider, args.threads, args.batch, args.opt_level)
     added = profile(space, args.out, args.networks, backend, args.sampling, args.seed, args.rounds, args.round_ms,
@@ -44,8 +44,8 @@ def cmd_profile(args) -> int:
 
 # ---- fit / validate --------------------------------------------------------------------
 def _load(paths, args):
-    from latency.standalone_runner import read_samples
-    from latency.samples import load_samples
+    from widthnas.latency.standalone_runner import read_samples
+    from widthnas.latency.samples import load_samples
 
     for p in paths:
         if not Path(p).exists():
@@ -61,8 +61,8 @@ def _load(paths, args):
 
 
 def cmd_fit(args) -> int:
-    from latency.fit import FitSettings, fit_flops_proxy, fit_table
-    from latency.validate import validate
+    from widthnas.latency.fit import FitSettings, fit_flops_proxy, fit_table
+    from widthnas.latency.validate import validate
 
     space, s = _load(args.samples, args)
     table = fit_table(space, s, FitSettings(folds=args.folds), name=args.name or Path(args.out).stem)
@@ -82,7 +82,7 @@ def cmd_fit(args) -> int:
 
 
 def _plot(path, table, h, proxy) -> None:
-    from latency.validate import scatter_plot
+    from widthnas.latency.validate import scatter_plot
 
     meas = h.norm * table.reference_ms
     scatter_plot(path, meas, {"table": table.predict_many(h.widths),
@@ -100,10 +100,10 @@ def _print_validation(v: dict) -> None:
 
 
 def cmd_validate(args) -> int:
-    from latency.fit import FlopsProxy
-    from latency.registry import load_profile
-    from latency.samples import load_samples
-    from latency.validate import validate
+    from widthnas.latency.fit import FlopsProxy
+    from widthnas.latency.registry import load_profile
+    from widthnas.latency.samples import load_samples
+    from widthnas.latency.validate import validate
 
     table = load_profile(args.profile)
     for p in args.samples:
@@ -117,14 +117,14 @@ def cmd_validate(args) -> int:
     if args.plot and proxy:
         _plot(args.plot, table, h, proxy)
     if args.json:
-        from latency.table import atomic_write_text
+        from widthnas.latency.table import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(v, indent=1))
     return 0
 
 
 def cmd_profiles(args) -> int:
-    from latency.registry import shipped_profiles
+    from widthnas.latency.registry import shipped_profiles
 
     for p in shipped_profiles():
         d = json.loads(p.read_text())

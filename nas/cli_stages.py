@@ -5,12 +5,12 @@ import json
 
 
 def cmd_search(args) -> int:
-    from latency.registry import load_profile
-    from latency.table import atomic_write_text
-    from mrf import WidthMRF, parse_budget, solve, with_margin
-    from mrf.baselines import uniform
-    from mrf.solvers import pareto_front
-    from mrf.unaries import Unaries
+    from widthnas.latency.registry import load_profile
+    from widthnas.latency.table import atomic_write_text
+    from widthnas.mrf import WidthMRF, parse_budget, solve, with_margin
+    from widthnas.mrf.baselines import uniform
+    from widthnas.mrf.solvers import pareto_front
+    from widthnas.mrf.unaries import Unaries
 
     from .search import chosen_config, print_widths, write_pareto
 
@@ -45,7 +45,7 @@ def cmd_search(args) -> int:
 
 
 def register(sub) -> None:
-    from mrf import METHODS
+    from widthnas.mrf import METHODS
 
     q = sub.add_parser("search", help="choose widths under a latency budget (MRF)")
     q.add_argument("--profile", required=True, help="hw_profiles name or profile JSON")
@@ -177,7 +177,7 @@ def cmd_export(args) -> int:
     extra = {"accuracy": {"val": val_acc}, "verify": v}
     table = None
     if args.profile:
-        from latency.registry import load_profile
+        from widthnas.latency.registry import load_profile
 
         table = load_profile(args.profile)
         m = measure_exported(args.out, table)
@@ -213,7 +213,7 @@ def cmd_run(args) -> int:
 
 
 def register_run(sub) -> None:
-    from mrf import METHODS
+    from widthnas.mrf import METHODS
 
     q = sub.add_parser("export", help="materialize widths from a supernet run and export verified ONNX")
     q.add_argument("--run", required=True, help="supernet training run directory")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latency.table import atomic_write_text
+from widthnas.latency.table import atomic_write_text
 
 
 def export_onnx(net, space, path: str | Path, real_inputs: torch.Tensor | None = None, opset: int = 17) -> dict:
@@ -64,8 +64,8 @@ def export_onnx(net, space, path: str | Path, real_inputs: torch.Tensor | None =
 def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float = 20.0) -> dict:
     """Latency of the exported model on this machine, timed like the profile was (beside the
     reference network), so it compares with the profile's prediction."""
-    from latency import standalone_runner as sr
-    from latency.backends import OrtBackend
+    from widthnas.latency import standalone_runner as sr
+    from widthnas.latency.backends import OrtBackend
 
     dev = table.device
     be = OrtBackend(table.space, dev.get("provider", "CPUExecutionProvider"), int(dev.get("threads", 1)),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latency.table import atomic_write_text
+from widthnas.latency.table import atomic_write_text
 
 
 def _plt():

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from latency.table import atomic_write_text
+from widthnas.latency.table import atomic_write_text
 
 STAGES = ("profile", "train", "search", "finetune", "export", "verify", "report")
 
@@ -68,7 +68,7 @@ class Run:
             atomic_write_text(saved, json.dumps(asdict(cfg), indent=1))
         self.state_path = self.dir / "run_state.json"
         self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
-        from models.space import get_space
+        from widthnas.models.space import get_space
 
         self.space = get_space(cfg.space)
         self._splits = None
@@ -89,7 +89,7 @@ class Run:
         return self._splits
 
     def table(self):
-        from latency.registry import load_profile
+        from widthnas.latency.registry import load_profile
 
         return load_profile(self.state["profile"]["path"])
 
@@ -106,8 +106,8 @@ class Run:
 
     # ---- stages ----------------------------------------------------------------------------
     def stage_profile(self) -> dict:
-        from latency.backends import OrtBackend
-        from latency.registry import find_profile, load_profile
+        from widthnas.latency.backends import OrtBackend
+        from widthnas.latency.registry import find_profile, load_profile
 
         backend = OrtBackend(self.space)
         if self.cfg.profile:
@@ -129,10 +129,10 @@ class Run:
         return {"path": str(path), "name": table.name or Path(path).stem, "why": why, "check": check}
 
     def _profile_here(self, backend) -> str:
-        from latency.fit import fit_flops_proxy, fit_table
-        from latency.profile import profile
-        from latency.samples import load_samples
-        from latency.validate import validate
+        from widthnas.latency.fit import fit_flops_proxy, fit_table
+        from widthnas.latency.profile import profile
+        from widthnas.latency.samples import load_samples
+        from widthnas.latency.validate import validate
 
         samples, held = self.dir / "samples.jsonl", self.dir / "heldout.jsonl"
         profile(self.space, samples, self.cfg.profile_networks, backend, "coverage", self.cfg.seed,
@@ -149,9 +149,9 @@ class Run:
 
     def _latency_check(self, table, backend, n: int = 40) -> dict:
         """Time n random networks now and compare with the profile: is it valid here today?"""
-        from latency.profile import profile
-        from latency.samples import load_samples
-        from latency.validate import metrics, scatter_plot
+        from widthnas.latency.profile import profile
+        from widthnas.latency.samples import load_samples
+        from widthnas.latency.validate import metrics, scatter_plot
 
         path = self.dir / "latency_check.jsonl"
         profile(self.space, path, n, backend, "uniform", self.cfg.seed + 77, rounds=3, progress=False)
@@ -179,15 +179,15 @@ class Run:
         return {"dir": str(sup_dir), "epochs": t.epoch, "final": t.history[-1] if t.history else {}}
 
     def _mrf(self):
-        from mrf import WidthMRF
-        from mrf.unaries import Unaries
+        from widthnas.mrf import WidthMRF
+        from widthnas.mrf.unaries import Unaries
 
         return WidthMRF.from_table(self.table(), Unaries.load(self.dir / "supernet" / "unaries.json"))
 
     def stage_search(self) -> dict:
-        from mrf import parse_budget, solve, with_margin
-        from mrf.baselines import greedy, uniform
-        from mrf.solvers import lagrangian
+        from widthnas.mrf import parse_budget, solve, with_margin
+        from widthnas.mrf.baselines import greedy, uniform
+        from widthnas.mrf.solvers import lagrangian
 
         from .search import chosen_config, write_pareto
 
@@ -199,7 +199,7 @@ class Run:
         uni, gre, lag = uniform(mrf, target), greedy(mrf, target), lagrangian(mrf, target)
         front = sol.pareto
         if front is None:
-            from mrf.solvers import pareto_front
+            from widthnas.mrf.solvers import pareto_front
 
             front = pareto_front(mrf)
         write_pareto(self.dir / "pareto.csv", front, sol, uni, target)
@@ -215,7 +215,7 @@ class Run:
                 "lagrangian": d(lag), "pareto_points": len(front)}
 
     def stage_finetune(self) -> dict:
-        from models.mobilenet import SlimmableMobileNet, build_network
+        from widthnas.models.mobilenet import SlimmableMobileNet, build_network
 
         from .evaluate import accuracy, recalibrate_bn
         from .finetune import train_plain
@@ -246,7 +246,7 @@ class Run:
         return out
 
     def _final_net(self, name: str):
-        from models.mobilenet import build_network
+        from widthnas.models.mobilenet import build_network
 
         net = build_network(self.space, self.state["finetune"][name]["widths"])
         net.load_state_dict(torch.load(self.dir / f"final_{name}.pt", map_location="cpu", weights_only=True))

@@ -23,9 +23,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from latency.table import atomic_write_text
-from models.mobilenet import SlimmableMobileNet
-from models.space import SearchSpace, get_space
+from widthnas.latency.table import atomic_write_text
+from widthnas.models.mobilenet import SlimmableMobileNet
+from widthnas.models.space import SearchSpace, get_space
 
 from .data import augment, check_fits, load_dataset, normalize, split
 from .device import resolve_device
@@ -105,7 +105,7 @@ class LossStats:
                 dist.all_reduce(t)
 
     def unaries(self, meta: dict | None = None):
-        from mrf.unaries import from_arrays
+        from widthnas.mrf.unaries import from_arrays
 
         loss = [np.where(c.numpy() > 0, s.numpy() / np.maximum(c.numpy(), 1), np.nan) for s, c in zip(self.sum, self.count)]
         return from_arrays(self.space, loss, [c.numpy().astype(int) for c in self.count], meta)
@@ -142,7 +142,7 @@ class NarrowingConfigs:
         return c.t_start * (c.t_end / c.t_start) ** min(max(progress, 0.0), 1.0)
 
     def refresh(self, stats: LossStats, step: int, epoch: int, progress: float) -> None:
-        from mrf import WidthMRF, lagrangian, marginals
+        from widthnas.mrf import WidthMRF, lagrangian, marginals
 
         u = stats.unaries()
         if any((c > 0).sum() == 0 for c in u.count):
@@ -163,7 +163,7 @@ class NarrowingConfigs:
                 f.write(json.dumps(rec) + "\n")
 
     def draw(self, n: int, rng: np.random.Generator, **_) -> np.ndarray:
-        from mrf import sample_configs
+        from widthnas.mrf import sample_configs
 
         return sample_configs(self.mrf, self.gamma, self.temp, n, rng)
 
@@ -217,7 +217,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path, space: SearchSpace) -> dict:
-    from models.space import check_fingerprint
+    from widthnas.models.space import check_fingerprint
 
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
@@ -270,8 +270,8 @@ class Trainer:
             self._setup_aows()
 
     def _setup_aows(self) -> None:
-        from latency.registry import load_profile
-        from mrf import parse_budget
+        from widthnas.latency.registry import load_profile
+        from widthnas.mrf import parse_budget
 
         if not self.cfg.profile or not self.cfg.budget:
             raise ValueError("aows sampling needs --profile and --budget (it narrows toward that budget)")
@@ -280,8 +280,8 @@ class Trainer:
             raise ValueError(f"profile {self.cfg.profile} is for space {self.table.space.name} "
                              f"({self.table.space.fingerprint}), training uses {self.space.fingerprint}")
         self.budget_ms = parse_budget(self.cfg.budget, self.table.predict(self.space.max_widths))
-        from mrf import WidthMRF
-        from mrf.solvers import check_budget
+        from widthnas.mrf import WidthMRF
+        from widthnas.mrf.solvers import check_budget
 
         lu, lp = self.table.chain()  # refuse an infeasible budget now, not after the warm-up
         check_budget(WidthMRF(list(self.space.choices), [np.zeros(len(c)) for c in self.space.choices], lu, lp,
@@ -389,7 +389,7 @@ class Trainer:
         line = (f"epoch {e + 1}: train loss {loss:.3f} acc {acc:.3f} | widest val acc {val_acc:.3f} | "
                 f"{ips:.0f} img/s | {rec['sampling']}")
         if aows_now and narrowing is not None and narrowing.mrf is not None:
-            from mrf import marginals
+            from widthnas.mrf import marginals
 
             margs = marginals(narrowing.mrf, narrowing.gamma, narrowing.temp)
             ew = [float(np.dot(m, c)) for m, c in zip(margs, self.space.choices)]

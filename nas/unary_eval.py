@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mrf.unaries import from_arrays, isotonic_decreasing
+from widthnas.mrf.unaries import from_arrays, isotonic_decreasing
 
 from .data import normalize
 from .device import device_of

@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
@@ -24,7 +23,7 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def small():
-    from models.space import mobilenet_v1_small
+    from widthnas.models.space import mobilenet_v1_small
 
     return mobilenet_v1_small()
 
@@ -32,7 +31,7 @@ def small():
 @pytest.fixture(scope="session")
 def tiny():
     """A 4-layer space small enough to enumerate and to time quickly."""
-    from models.space import LayerSpec, SearchSpace
+    from widthnas.models.space import LayerSpec, SearchSpace
 
     layers = (
         LayerSpec("stem", "conv", 1, 16, (8, 16)),

@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 
-from nas.data import DEBIAN_FASHION, DatasetError, augment, cifar10, fashion_mnist, image_folder, load_dataset, npz, split
+from widthnas.nas.data import DEBIAN_FASHION, DatasetError, augment, cifar10, fashion_mnist, image_folder, load_dataset, npz, split
 
 
 def test_npz_layouts(tmp_path):

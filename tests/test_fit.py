@@ -4,12 +4,12 @@ import json
 import numpy as np
 import pytest
 
-from latency.fit import FitSettings, _System, fit_flops_proxy, fit_table
-from latency.sampling import UniformSampler, block_shapes
-from latency.samples import Samples
-from latency.table import LatencyTable, ProfileError
-from latency.validate import metrics
-from models.space import WidthError
+from widthnas.latency.fit import FitSettings, _System, fit_flops_proxy, fit_table
+from widthnas.latency.sampling import UniformSampler, block_shapes
+from widthnas.latency.samples import Samples
+from widthnas.latency.table import LatencyTable, ProfileError
+from widthnas.latency.validate import metrics
+from widthnas.models.space import WidthError
 
 
 def synthetic(space, n, seed, noise=0.0, quirk=0.0):

@@ -1,6 +1,6 @@
 import torch
 
-from models.mobilenet import SlimmableMobileNet, build_network
+from widthnas.models.mobilenet import SlimmableMobileNet, build_network
 
 
 def test_plain_network_shapes(tiny):

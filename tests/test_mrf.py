@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from mrf import InfeasibleBudget, WidthMRF, exact, greedy, lagrangian, marginals, parse_budget, solve, uniform, viterbi
-from mrf.chain import forward_backward, max_sum, sample
-from mrf.pgmpy_ref import pgmpy_map, pgmpy_marginals
-from mrf.solvers import fastest, pareto_front, sample_configs, slowest_latency
-from mrf.unaries import Unaries, from_arrays
+from widthnas.mrf import InfeasibleBudget, WidthMRF, exact, greedy, lagrangian, marginals, parse_budget, solve, uniform, viterbi
+from widthnas.mrf.chain import forward_backward, max_sum, sample
+from widthnas.mrf.pgmpy_ref import pgmpy_map, pgmpy_marginals
+from widthnas.mrf.solvers import fastest, pareto_front, sample_configs, slowest_latency
+from widthnas.mrf.unaries import Unaries, from_arrays
 
 
 def random_mrf(rng, n, kmin=2, kmax=5):
@@ -176,8 +176,8 @@ def test_unaries_file_round_trip_and_never_sampled(small, tmp_path):
 
 
 def test_mrf_refuses_unaries_of_another_space(small, tiny):
-    from latency.sampling import block_shapes
-    from latency.table import LatencyTable
+    from widthnas.latency.sampling import block_shapes
+    from widthnas.latency.table import LatencyTable
 
     table = LatencyTable(small, [np.ones((len(a), len(b))) for a, b in block_shapes(small)], 0.0, 1.0)
     u = from_arrays(tiny, [np.zeros(len(c)) for c in tiny.choices], [np.ones(len(c)) for c in tiny.choices])
@@ -200,8 +200,8 @@ def test_chain_primitives_check_shapes():
 
 
 def test_tied_unaries_prefer_the_wider_width(small):
-    from latency.sampling import block_shapes
-    from latency.table import LatencyTable
+    from widthnas.latency.sampling import block_shapes
+    from widthnas.latency.table import LatencyTable
 
     table = LatencyTable(small, [np.add.outer(np.asarray(a, float), np.asarray(b, float)) * 1e-4
                                  for a, b in block_shapes(small)], 0.0, 1.0)
@@ -214,8 +214,8 @@ def test_tied_unaries_prefer_the_wider_width(small):
 
 
 def test_noisy_unaries_are_scored_monotone_in_width(small):
-    from latency.sampling import block_shapes
-    from latency.table import LatencyTable
+    from widthnas.latency.sampling import block_shapes
+    from widthnas.latency.table import LatencyTable
 
     rng = np.random.default_rng(5)
     # true loss falls with width, but the noisy means make some narrower widths look better

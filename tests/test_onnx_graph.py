@@ -5,8 +5,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from latency.onnx_graph import build_onnx, folded_weights, space_onnx
-from models.mobilenet import build_network
+from widthnas.latency.onnx_graph import build_onnx, folded_weights, space_onnx
+from widthnas.models.mobilenet import build_network
 
 
 def _run(model_bytes, x):

@@ -9,8 +9,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from nas.cli import main
-from nas.run import Run, RunConfig
+from widthnas.nas.cli import main
+from widthnas.nas.run import Run, RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, write_bar_dataset):
     """A small space whose widest network is several times slower than its narrowest."""
-    from models.space import LayerSpec, SearchSpace
+    from widthnas.models.space import LayerSpec, SearchSpace
 
     space = SearchSpace("pipe", (1, 16, 16), 10, (
         LayerSpec("stem", "conv", 1, 16, (8, 16, 32)),
@@ -136,7 +136,7 @@ def test_validate_cli_judges_the_profile_on_new_samples(finished_run, tmp_path, 
 
 
 def test_console_script_entry_point():
-    r = subprocess.run([sys.executable, "-m", "nas", "--help"], cwd=ROOT, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "widthnas", "--help"], cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 0
     for cmd in ("profile", "fit", "validate", "train", "search", "export", "evaluate", "run"):

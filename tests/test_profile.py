@@ -9,11 +9,11 @@ import warnings
 import numpy as np
 import pytest
 
-from latency import standalone_runner as sr
-from latency.backends import make_backend
-from latency.profile import profile, write_bundle
-from latency.sampling import CoverageSampler, UniformSampler, block_entries, block_shapes
-from latency.samples import load_samples
+from widthnas.latency import standalone_runner as sr
+from widthnas.latency.backends import make_backend
+from widthnas.latency.profile import profile, write_bundle
+from widthnas.latency.sampling import CoverageSampler, UniformSampler, block_entries, block_shapes
+from widthnas.latency.samples import load_samples
 
 FAST = dict(rounds=2, round_ms=1.0)
 
@@ -92,7 +92,7 @@ BLOCK_TORCH = textwrap.dedent("""
     import sys, runpy
     class Block:
         def find_spec(self, name, path=None, target=None):
-            if name.split('.')[0] in ('torch', 'models', 'latency', 'nas', 'mrf'):
+            if name.split('.')[0] in ('torch', 'widthnas', 'models', 'latency', 'nas', 'mrf'):
                 raise ImportError('blocked in this test: ' + name)
     sys.meta_path.insert(0, Block())
     sys.argv = ['runner.py'] + sys.argv[1:]

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from models.space import SearchSpace, WidthError, get_space, mobilenet_v1, mobilenet_v1_small, width_choices
+from widthnas.models.space import SearchSpace, WidthError, get_space, mobilenet_v1, mobilenet_v1_small, width_choices
 
 
 def test_width_choices_round_to_eight_and_deduplicate():

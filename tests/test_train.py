@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from nas.data import DatasetError
-from nas.train import CKPT, TrainConfig, train
+from widthnas.nas.data import DatasetError
+from widthnas.nas.train import CKPT, TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,7 +65,7 @@ def test_killed_process_resumes_to_the_same_result(tiny_run_inputs, tmp_path):
             str(tiny_run_inputs / "data.npz"), "--epochs", "3", "--batch-size", "32", "--threads", "1",
             "--seed", "3", "--lr", "0.05", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    run = lambda out, *extra: subprocess.Popen([sys.executable, "-m", "nas", "train", "--out", str(out), *args,  # noqa: E731
+    run = lambda out, *extra: subprocess.Popen([sys.executable, "-m", "widthnas", "train", "--out", str(out), *args,  # noqa: E731
                                                 *extra], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                                stderr=subprocess.PIPE)
     p = run(tmp_path / "killed")
@@ -92,8 +92,8 @@ def test_training_learns(tiny_run_inputs, tmp_path):
 
 
 def test_aows_narrows_toward_the_budget(tiny_run_inputs, tiny, tmp_path):
-    from latency.sampling import block_shapes
-    from latency.table import LatencyTable
+    from widthnas.latency.sampling import block_shapes
+    from widthnas.latency.table import LatencyTable
 
     entries = [np.add.outer(np.asarray(ci, float), np.asarray(co, float)) * 1e-3 for ci, co in block_shapes(tiny)]
     prof = tmp_path / "p.json"
@@ -112,7 +112,7 @@ def test_aows_narrows_toward_the_budget(tiny_run_inputs, tiny, tmp_path):
 def test_ddp_two_cpu_processes(tiny_run_inputs, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "nas", "train", "--out", str(out), "--space", str(tiny_run_inputs / "space.json"),
+           "-m", "widthnas", "train", "--out", str(out), "--space", str(tiny_run_inputs / "space.json"),
            "--dataset", "npz", "--data", str(tiny_run_inputs / "data.npz"), "--epochs", "1", "--batch-size", "32",
            "--threads", "1", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -127,9 +127,9 @@ def test_ddp_two_cpu_processes(tiny_run_inputs, tmp_path):
 
 
 def test_bn_recalibration_matches_calibration_statistics(small):
-    from models.mobilenet import SlimmableMobileNet
-    from nas.data import normalize
-    from nas.evaluate import recalibrate_bn
+    from widthnas.models.mobilenet import SlimmableMobileNet
+    from widthnas.nas.data import normalize
+    from widthnas.nas.evaluate import recalibrate_bn
 
     torch.manual_seed(0)
     sup = SlimmableMobileNet(small)
@@ -159,9 +159,9 @@ def test_bad_input_is_named(tiny_run_inputs, tmp_path, small):
     (tmp_path / "d" / CKPT).write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot be read"):
         train(cfg_for(tiny_run_inputs), tmp_path / "d", resume=True, progress=False)
-    from latency.sampling import block_shapes
-    from latency.table import LatencyTable
-    from models.space import SearchSpace
+    from widthnas.latency.sampling import block_shapes
+    from widthnas.latency.table import LatencyTable
+    from widthnas.models.space import SearchSpace
 
     tiny = SearchSpace.from_dict(json.loads((tiny_run_inputs / "space.json").read_text()))
     prof = tmp_path / "p.json"
@@ -174,7 +174,7 @@ def test_bad_input_is_named(tiny_run_inputs, tmp_path, small):
 
 
 def test_lr_schedule_ramps_then_decays_and_training_records_it(tiny_run_inputs, tmp_path):
-    from nas.schedule import lr_at, warmup_steps
+    from widthnas.nas.schedule import lr_at, warmup_steps
 
     total, per_epoch = 100, 20
     warm = warmup_steps(total, per_epoch, 0.1)
@@ -190,7 +190,7 @@ def test_lr_schedule_ramps_then_decays_and_training_records_it(tiny_run_inputs, 
 
 
 def test_device_choice_is_checked():
-    from nas.device import device_of, resolve_device
+    from widthnas.nas.device import device_of, resolve_device
 
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -3,8 +3,8 @@ import itertools
 import numpy as np
 import torch
 
-from mrf.unaries import isotonic_decreasing as _isotonic_decreasing
-from nas.unary_eval import choose_smooth, fit_additive, measure_unaries
+from widthnas.mrf.unaries import isotonic_decreasing as _isotonic_decreasing
+from widthnas.nas.unary_eval import choose_smooth, fit_additive, measure_unaries
 
 
 def test_additive_fit_recovers_known_unaries():
@@ -32,8 +32,8 @@ def test_isotonic_is_the_best_monotone_fit():
 
 
 def test_measure_unaries_on_a_supernet(small):
-    from models.mobilenet import SlimmableMobileNet
-    from nas.data import Splits
+    from widthnas.models.mobilenet import SlimmableMobileNet
+    from widthnas.nas.data import Splits
 
     torch.manual_seed(0)
     x = torch.randint(0, 255, (64, *small.input_shape), dtype=torch.uint8)
