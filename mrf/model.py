@@ -1,6 +1,7 @@
 """The width MRF: a chain over searchable layers with accuracy scores and latency terms.
 
-score(x)   = sum_i score_unary[i][x_i]                       (higher is better; = -accuracy loss)
+score(x)   = sum_i score_unary[i][x_i] + sum_i score_pair[i][x_i, x_{i+1}]
+                                                             (higher is better; = -accuracy loss)
 latency(x) = intercept + sum_i lat_unary[i][x_i] + sum_i lat_pair[i][x_i, x_{i+1}]   (ms)
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ class WidthMRF:
     intercept: float = 0.0  # ms
     base: tuple[int, ...] = ()  # base widths, for the uniform-multiplier baseline
     space_fingerprint: str = ""
+    score_pair: list[np.ndarray] | None = None  # per edge (K_i, K_{i+1}), e.g. a smoothness prior; None: zeros
 
     def __post_init__(self) -> None:
         n = len(self.choices)
@@ -47,6 +49,14 @@ class WidthMRF:
                                  f"{(len(self.choices[i]), len(self.choices[i + 1]))}")
             if not np.all(np.isfinite(p)):
                 raise ValueError(f"pairwise latency {i}: NaN or inf entries")
+        if self.score_pair is None:
+            self.score_pair = [np.zeros(np.shape(p)) for p in self.lat_pair]
+        if len(self.score_pair) != n - 1:
+            raise ValueError(f"{n} layers need {n - 1} pairwise score tables, got {len(self.score_pair)}")
+        for i, (sp, lp) in enumerate(zip(self.score_pair, self.lat_pair)):
+            if np.shape(sp) != np.shape(lp) or not np.all(np.isfinite(sp)):
+                raise ValueError(f"pairwise score {i}: shape {np.shape(sp)} (expected {np.shape(lp)}) or non-finite entries")
+        self.score_pair = [np.asarray(p, float) for p in self.score_pair]
         self.score_unary = [np.asarray(s, float) for s in self.score_unary]
         self.lat_unary = [np.asarray(s, float) for s in self.lat_unary]
         self.lat_pair = [np.asarray(p, float) for p in self.lat_pair]
@@ -82,7 +92,8 @@ class WidthMRF:
         return [int(self.choices[i][k]) for i, k in enumerate(idx)]
 
     def score(self, idx: Sequence[int]) -> float:
-        return float(sum(s[k] for s, k in zip(self.score_unary, idx)))
+        return float(sum(s[k] for s, k in zip(self.score_unary, idx))
+                     + sum(p[idx[i], idx[i + 1]] for i, p in enumerate(self.score_pair)))
 
     def latency(self, idx: Sequence[int]) -> float:
         return float(self.intercept + sum(l[k] for l, k in zip(self.lat_unary, idx))
@@ -91,4 +102,4 @@ class WidthMRF:
     def lagrangian_terms(self, gamma: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Chain potentials of score - gamma * latency."""
         return ([s - gamma * l for s, l in zip(self.score_unary, self.lat_unary)],
-                [-gamma * p for p in self.lat_pair])
+                [sp - gamma * p for sp, p in zip(self.score_pair, self.lat_pair)])

@@ -68,7 +68,7 @@ def _viterbi_batch(mrf: WidthMRF, gammas: np.ndarray) -> np.ndarray:
     msg = mrf.score_unary[0][None] - g * mrf.lat_unary[0][None]  # (G, K0)
     back = []
     for i, p in enumerate(mrf.lat_pair):
-        cand = msg[:, :, None] - gammas[:, None, None] * p[None]  # (G, Ki, Kj)
+        cand = msg[:, :, None] + mrf.score_pair[i][None] - gammas[:, None, None] * p[None]  # (G, Ki, Kj)
         b = cand.argmax(axis=1)  # (G, Kj)
         back.append(b)
         msg = cand.max(axis=1) + (mrf.score_unary[i + 1][None] - g * mrf.lat_unary[i + 1][None])
@@ -88,6 +88,7 @@ def _lat_score_batch(mrf: WidthMRF, idx: np.ndarray) -> tuple[np.ndarray, np.nda
         sc += mrf.score_unary[i][idx[:, i]]
     for i, p in enumerate(mrf.lat_pair):
         lat += p[idx[:, i], idx[:, i + 1]]
+        sc += mrf.score_pair[i][idx[:, i], idx[:, i + 1]]
     return lat, sc
 
 
@@ -100,7 +101,7 @@ def lagrangian(mrf: WidthMRF, budget: float, rounds: int = 2, width: int = 12) -
     best in-budget configuration seen. Only configurations on the convex hull of the
     score/latency front are reachable this way; `exact` finds the true budgeted optimum.
     """
-    srange = sum(float(np.ptp(s)) for s in mrf.score_unary) + 1e-12
+    srange = sum(float(np.ptp(s)) for s in mrf.score_unary) + sum(float(np.ptp(p)) for p in mrf.score_pair) + 1e-12
     lrange = sum(float(np.ptp(l)) for l in mrf.lat_unary) + sum(float(np.ptp(p)) for p in mrf.lat_pair) + 1e-12
     gammas = np.r_[0.0, (srange / lrange) * 8.0 ** np.arange(-4, 7)]
     best, best_g, passes = None, None, 0
@@ -157,6 +158,7 @@ def _dp(mrf: WidthMRF, delta: float, bins: int, rounding) -> tuple[np.ndarray, l
         Vp = np.concatenate([np.full((V.shape[0], m), -np.inf), V], axis=1)
         win = sliding_window_view(Vp, bins + 1, axis=1)  # (Ki, m+1, bins+1): win[k, s] = V[k] shifted right by m-s
         cand = win[np.arange(V.shape[0])[:, None], m - np.minimum(shift, m)]  # (Ki, Kj, bins+1)
+        cand = cand + mrf.score_pair[i][:, :, None]
         arg = cand.argmax(axis=0)  # (Kj, bins+1)
         V = cand.max(axis=0) + mrf.score_unary[i + 1][:, None]
         back.append(arg.astype(np.int16))
@@ -221,7 +223,7 @@ def _suffix_upper(mrf: WidthMRF, delta: float, bins: int) -> list[np.ndarray]:
         Vp = np.concatenate([np.full((nxt.shape[0], m), -np.inf), nxt], axis=1)
         win = sliding_window_view(Vp, bins + 1, axis=1)
         cand = win[np.arange(nxt.shape[0])[:, None], m - np.minimum(shift, m)]  # (Kj, Ki, bins+1)
-        W[i] = cand.max(axis=0)
+        W[i] = (cand + mrf.score_pair[i].T[:, :, None]).max(axis=0)
     return W
 
 
@@ -253,7 +255,7 @@ def _branch_and_bound(mrf: WidthMRF, budget: float, lower: float, bins: int, max
     for i, p in enumerate(lp):
         K = len(lu[i + 1])
         T2 = (T[:, None] + p[J] + lu[i + 1][None, :]).ravel()
-        S2 = (S[:, None] + mrf.score_unary[i + 1][None, :]).ravel()
+        S2 = (S[:, None] + mrf.score_pair[i][J] + mrf.score_unary[i + 1][None, :]).ravel()
         J2 = np.tile(np.arange(K), len(J))
         P2 = np.repeat(np.arange(len(J)), K)
         keep = bound(i + 1, J2, T2, S2) >= lower - 1e-12

@@ -12,14 +12,15 @@ from widthnas.mrf.solvers import fastest, pareto_front, sample_configs, slowest_
 from widthnas.mrf.unaries import Unaries, from_arrays
 
 
-def random_mrf(rng, n, kmin=2, kmax=5):
+def random_mrf(rng, n, kmin=2, kmax=5, pair_scores=False):
     ks = rng.integers(kmin, kmax + 1, n)
     ch = [tuple(sorted(rng.choice(np.arange(8, 400, 8), k, replace=False))) for k in ks]
     score = [np.sort(rng.normal(0, 1, k)) for k in ks]  # wider is better
     lu = [rng.uniform(0, 0.1, k) for k in ks]
     lp = [np.add.outer(np.sort(rng.uniform(0, 1, ks[i])), np.sort(rng.uniform(0, 1, ks[i + 1])))
           + rng.uniform(0, 0.2, (ks[i], ks[i + 1])) for i in range(n - 1)]
-    return WidthMRF(ch, score, lu, lp, 0.1, tuple(c[len(c) // 2] for c in ch))
+    sp = [rng.normal(0, 0.5, p.shape) for p in lp] if pair_scores else None
+    return WidthMRF(ch, score, lu, lp, 0.1, tuple(c[len(c) // 2] for c in ch), score_pair=sp)
 
 
 def enumerate_all(m):
@@ -60,6 +61,32 @@ def test_exact_is_exact_against_enumeration():
     below = np.array(below)
     assert (below > 1e-9).any()  # the Lagrangian misses non-hull optima, which is why exact exists
     print(f"lagrangian below exact in {np.mean(below > 1e-9):.0%} of instances, mean gap {below[below > 1e-9].mean():.3f}")
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_pairwise_scores_every_solver_against_enumeration(seed):
+    """A pairwise score term (the smoothness prior) is honoured by Viterbi, marginals, exact and the front."""
+    rng = np.random.default_rng(100 + seed)
+    m = random_mrf(rng, int(rng.integers(2, 6)), pair_scores=True)
+    idx, lat, sc = enumerate_all(m)
+    assert sc.std() > 0 and any(np.ptp(p) > 0 for p in m.score_pair)
+    gamma, T = rng.uniform(0, 3), rng.uniform(0.3, 2)
+    obj = sc - gamma * lat
+    assert viterbi(m, gamma).idx == list(idx[int(np.argmax(obj))])
+    w = np.exp((obj - obj.max()) / T)
+    w /= w.sum()
+    got = marginals(m, gamma, T)
+    for i in range(m.n):
+        ref = np.array([w[[x[i] == k for x in idx]].sum() for k in range(len(m.choices[i]))])
+        np.testing.assert_allclose(got[i], ref, atol=1e-10)
+    budget = float(rng.choice(lat)) if seed % 2 else float(rng.uniform(lat.min(), lat.max()))
+    e = exact(m, budget, bins=int(rng.choice([16, 256, 2048])))
+    assert e.latency <= budget and e.score == pytest.approx(sc[lat <= budget].max(), abs=1e-9)
+    lag = lagrangian(m, budget)
+    assert lag.latency <= budget and lag.score <= sc[lat <= budget].max() + 1e-9
+    front = pareto_front(m, bins=8192)
+    best_under = [sc[lat <= f.latency + 1e-12].max() for f in front]
+    assert [f.score for f in front] == pytest.approx(best_under, abs=1e-9)
 
 
 def test_pareto_front_matches_enumeration():

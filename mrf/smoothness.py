@@ -1,0 +1,33 @@
+"""A smoothness prior between consecutive layers' width multipliers, as pairwise MRF scores.
+
+Noisy unaries let an exact optimiser pick jagged networks (152 channels next to 768) whose
+noise flatters them. Penalising the change of log-multiplier between neighbouring layers pulls
+the choice toward smooth width profiles, of which the uniform network is the smoothest; the
+weight decides how far, and is chosen on held-out images (nas.selection), not fixed here.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Sequence
+
+import numpy as np
+
+from .model import WidthMRF
+
+
+def smoothness_pairs(choices: Sequence[Sequence[int]], base: Sequence[int], weight: float) -> list[np.ndarray]:
+    """Per edge (K_i, K_{i+1}): -weight * (log(w_i / base_i) - log(w_{i+1} / base_{i+1}))**2 (score units)."""
+    if not (np.isfinite(weight) and weight >= 0):
+        raise ValueError(f"smoothness weight {weight!r}: give a finite number >= 0")
+    if len(base) != len(choices):
+        raise ValueError(f"{len(choices)} layers but {len(base)} base widths")
+    logm = [np.log(np.asarray(c, float) / b) for c, b in zip(choices, base)]
+    return [-weight * np.subtract.outer(logm[i], logm[i + 1]) ** 2 for i in range(len(choices) - 1)]
+
+
+def with_smoothness(mrf: WidthMRF, weight: float) -> WidthMRF:
+    """The same MRF with the prior added to its pairwise scores (weight 0: unchanged)."""
+    if not mrf.base:
+        raise ValueError("the smoothness prior needs the base widths (build the MRF with from_table)")
+    pairs = smoothness_pairs(mrf.choices, mrf.base, weight)
+    return replace(mrf, score_pair=[s + p for s, p in zip(mrf.score_pair, pairs)])
