@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 
 def cmd_search(args) -> int:
     from widthnas.latency.registry import load_profile
+    from widthnas.models.space import check_fingerprint
     from widthnas.latency.table import atomic_write_text
     from widthnas.mrf import WidthMRF, parse_budget, solve, with_margin
     from widthnas.mrf.baselines import uniform
@@ -16,11 +18,40 @@ def cmd_search(args) -> int:
 
     table = load_profile(args.profile)
     space = table.space
-    mrf = WidthMRF.from_table(table, Unaries.load(args.unaries))
+    method = args.method
+    if method == "auto":
+        method = "select" if args.run else "exact"
+        print(f"method {method}: " + ("held-out selection on the supernet of --run (the default)" if args.run else
+              "exact budgeted optimum on --unaries (give --run DIR for the default held-out selection)"))
+    if method == "select" and not args.run:
+        raise ValueError("--method select judges candidates with the supernet: give --run DIR (a `widthnas train` "
+                         "directory), or choose --method exact")
+    if not args.run and not args.unaries:
+        raise ValueError("give --run DIR (a `widthnas train` directory) or --unaries FILE")
+    sup = splits = None
+    if args.run:
+        from .selection import cached_measured_unaries
+        from .train import load_run
+
+        _, run_space, sup, splits = load_run(args.run)
+        check_fingerprint(run_space.fingerprint, space, f"the supernet in {args.run}")
+        if args.unaries:
+            unaries = Unaries.load(args.unaries)
+        else:  # measured after training: paired against the widest network, many configurations
+            args.unaries = str(Path(args.run) / "unaries_measured.json")
+            unaries = cached_measured_unaries(sup, splits, args.unaries)
+    else:
+        unaries = Unaries.load(args.unaries)
+    mrf = WidthMRF.from_table(table, unaries)
     widest = table.predict(space.max_widths)
     budget = parse_budget(args.budget, widest)
     target = with_margin(budget, args.margin)
-    sol = solve(mrf, target, args.method)
+    if method == "select":
+        from .selection import default_search
+
+        sol = default_search(sup, splits, table, unaries, target)
+    else:
+        sol = solve(mrf, target, method)
     uni = None
     try:
         uni = uniform(mrf, target)
@@ -34,6 +65,8 @@ def cmd_search(args) -> int:
           + (f" (uniform x{uni.info['multiplier']}: {uni.latency:.4f} ms, score {uni.score:.4f})" if uni else ""))
     if sol.method == "exact":
         print(f"exact optimum certified: {sol.info['certified']} ({sol.info['proof']})")
+    if sol.method == "select":
+        print(f"selected {sol.info['selected']!r} of {len(sol.info['candidates'])} candidates by held-out supernet accuracy")
     cfg = chosen_config(space, table, sol, args.unaries, args.budget, budget, args.margin)
     atomic_write_text(args.out, json.dumps(cfg, indent=1))
     print(f"chosen configuration: {args.out}")
@@ -49,9 +82,13 @@ def register(sub) -> None:
 
     q = sub.add_parser("search", help="choose widths under a latency budget (MRF)")
     q.add_argument("--profile", required=True, help="hw_profiles name or profile JSON")
-    q.add_argument("--unaries", required=True, help="unaries.json from `widthnas train`")
+    q.add_argument("--run", help="a `widthnas train` directory: its supernet measures the unaries and judges "
+                                 "the candidates (the default search)")
+    q.add_argument("--unaries", help="unaries.json (default with --run: measured after training, cached in the run)")
     q.add_argument("--budget", required=True, help="ms ('0.8ms') or share of the widest network ('60%%')")
-    q.add_argument("--method", choices=METHODS, default="exact")
+    q.add_argument("--method", choices=("auto", "select") + METHODS, default="auto",
+                   help="auto (default): select with --run, else exact. select: MRF candidates, uniform and greedy "
+                        "judged by the supernet on held-out validation images")
     q.add_argument("--margin", type=float, default=0.0,
                    help="aim this many %% under the budget, against prediction error (e.g. 1)")
     q.add_argument("--out", default="config.json", help="chosen configuration JSON")
@@ -240,7 +277,8 @@ def register_run(sub) -> None:
     q.add_argument("--batch-size", type=int)
     q.add_argument("--finetune-epochs", type=int)
     q.add_argument("--retrain-epochs", type=int)
-    q.add_argument("--method", choices=METHODS)
+    q.add_argument("--method", choices=("select",) + METHODS,
+                   help="select (default): MRF candidates, uniform and greedy judged by the supernet on held-out images")
     q.add_argument("--seed", type=int)
     q.add_argument("--full", action="store_true", help="longer, better: all data, 20 epochs, 5 fine-tune epochs")
     q.add_argument("--quiet", action="store_true")

@@ -42,7 +42,7 @@ class RunConfig:
     lr: float = 0.1
     finetune_epochs: int = 2  # fine-tune the chosen network from the supernet's weights
     retrain_epochs: int = 0  # > 0: retrain from scratch instead
-    method: str = "exact"  # exact | lagrangian | greedy | uniform
+    method: str = "select"  # select (held-out selection, nas.selection) | exact | lagrangian | greedy | uniform
     seed: int = 0
 
 
@@ -184,48 +184,86 @@ class Run:
 
         return WidthMRF.from_table(self.table(), Unaries.load(self.dir / "supernet" / "unaries.json"))
 
+    def _supernet(self):
+        from widthnas.models.mobilenet import SlimmableMobileNet
+
+        from .train import CKPT, load_checkpoint
+
+        sup = SlimmableMobileNet(self.space)
+        sup.load_state_dict(load_checkpoint(self.dir / "supernet" / CKPT, self.space)["model"])
+        return sup
+
     def stage_search(self) -> dict:
         from widthnas.mrf import parse_budget, solve, with_margin
         from widthnas.mrf.baselines import greedy, uniform
         from widthnas.mrf.solvers import lagrangian
 
         from .search import chosen_config, write_pareto
+        from .selection import cached_measured_unaries, default_search, holdout_split, supernet_accuracy
 
-        table, mrf = self.table(), self._mrf()
+        table, sup, sp = self.table(), self._supernet(), self.splits
+        unaries_path = self.dir / "supernet" / "unaries.json"  # training-time statistics
+        if self.cfg.method == "select":  # measured after training, on validation images selection never sees
+            unaries_path = self.dir / "supernet" / "unaries_measured.json"
+            unaries = cached_measured_unaries(sup, sp, unaries_path, log=self.log)
+        else:
+            from widthnas.mrf.unaries import Unaries
+
+            unaries = Unaries.load(unaries_path)
+        from widthnas.mrf import WidthMRF
+
+        mrf = WidthMRF.from_table(table, unaries)
         widest = table.predict(self.space.max_widths)
         budget = parse_budget(self.cfg.budget, widest)
         target = with_margin(budget, self.cfg.margin)
-        sol = solve(mrf, target, self.cfg.method)
-        uni, gre, lag = uniform(mrf, target), greedy(mrf, target), lagrangian(mrf, target)
+        if self.cfg.method == "select":
+            self.log("search: MRF candidates, uniform and greedy, judged by the supernet on held-out validation images")
+            sol = default_search(sup, sp, table, unaries, target, log=self.log)
+        else:
+            sol = solve(mrf, target, self.cfg.method)
+        try:
+            uni = uniform(mrf, target)
+        except ValueError as e:  # the search may still fit a budget no uniform multiplier meets
+            uni = None
+            self.log(f"search: no uniform network fits {target:.4f} ms ({e}); reporting the chosen network alone")
+        gre, lag = greedy(mrf, target), lagrangian(mrf, target)
         front = sol.pareto
         if front is None:
             from widthnas.mrf.solvers import pareto_front
 
             front = pareto_front(mrf)
         write_pareto(self.dir / "pareto.csv", front, sol, uni, target)
-        cfg = chosen_config(self.space, table, sol, str(self.dir / "supernet" / "unaries.json"), self.cfg.budget,
-                            budget, self.cfg.margin)
+        cfg = chosen_config(self.space, table, sol, str(unaries_path), self.cfg.budget, budget, self.cfg.margin)
         atomic_write_text(self.dir / "config.json", json.dumps(cfg, indent=1))
+        # what the supernet itself says of the chosen and the uniform network, on held-out images:
+        # the MRF's predicted gain is only real if this agrees
+        held = holdout_split(sp)
+        sup_acc = {name: supernet_accuracy(sup, s.widths, sp, held)[0] for name, s in (("chosen", sol), ("uniform", uni))
+                   if s is not None}
         self.log(f"search: {sol.method} widths {sol.widths}, predicted {sol.latency:.4f} ms "
-                 f"(budget {budget:.4f} ms), score {sol.score:.4f}; uniform x{uni.info['multiplier']} "
-                 f"{uni.latency:.4f} ms score {uni.score:.4f}")
-        d = lambda s: {**s.to_dict(), "info": {k: (float(v) if isinstance(v, (np.floating, float)) else v)  # noqa: E731
-                                               for k, v in s.to_dict()["info"].items()}}
+                 f"(budget {budget:.4f} ms), MRF score {sol.score:.4f}, supernet held-out acc {sup_acc['chosen']:.4f}"
+                 + (f"; uniform x{uni.info['multiplier']} {uni.latency:.4f} ms, MRF score {uni.score:.4f}, "
+                    f"supernet held-out acc {sup_acc['uniform']:.4f}" if uni else ""))
+        d = lambda s: None if s is None else {**s.to_dict(), "info": {  # noqa: E731
+            k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in s.to_dict()["info"].items()}}
         return {"budget_ms": budget, "widest_ms": widest, "chosen": d(sol), "uniform": d(uni), "greedy": d(gre),
-                "lagrangian": d(lag), "pareto_points": len(front)}
+                "lagrangian": d(lag), "pareto_points": len(front), "unaries": str(unaries_path),
+                "supernet_holdout_acc": sup_acc, "holdout_images": len(held[1])}
+
+    def _names(self) -> tuple[str, ...]:
+        """The networks this run carries through: the chosen one, and the uniform one when it fits."""
+        return ("chosen", "uniform") if self.state["search"].get("uniform") else ("chosen",)
 
     def stage_finetune(self) -> dict:
-        from widthnas.models.mobilenet import SlimmableMobileNet, build_network
+        from widthnas.models.mobilenet import build_network
 
         from .evaluate import accuracy, recalibrate_bn
         from .finetune import train_plain
-        from .train import CKPT, load_checkpoint
 
         sp, c = self.splits, self.cfg
-        sup = SlimmableMobileNet(self.space)
-        sup.load_state_dict(load_checkpoint(self.dir / "supernet" / CKPT, self.space)["model"])
+        sup = self._supernet()
         out = {"mode": f"retrain {c.retrain_epochs} epochs" if c.retrain_epochs else f"finetune {c.finetune_epochs} epochs"}
-        for name in ("chosen", "uniform"):
+        for name in self._names():
             widths = self.state["search"][name]["widths"]
             if c.retrain_epochs:
                 torch.manual_seed(c.seed)
@@ -258,7 +296,7 @@ class Run:
 
         sp, out = self.splits, {}
         real = normalize(sp.test[0][:256], sp.mean, sp.std)
-        for name, fname in (("chosen", "model.onnx"), ("uniform", "uniform.onnx")):
+        for name, fname in (("chosen", "model.onnx"), ("uniform", "uniform.onnx"))[:len(self._names())]:
             v = export_onnx(self._final_net(name), self.space, self.dir / fname, real)
             out[name] = {"path": str(self.dir / fname), **v}
             self.log(f"export {name}: {self.dir / fname}, ORT vs torch max abs diff {v['max_abs_diff']:.2e}")
@@ -269,7 +307,7 @@ class Run:
 
         table, out = self.table(), {}
         budget = self.state["search"]["budget_ms"]
-        for name in ("chosen", "uniform"):
+        for name in self._names():
             path = self.state["export"][name]["path"]
             m = measure_exported(path, table)
             pred = self.state["search"][name]["predicted_ms"]
@@ -290,9 +328,9 @@ class Run:
         sup_metrics = [json.loads(l) for l in (self.dir / "supernet" / "metrics.jsonl").read_text().splitlines()]
         nar = self.dir / "supernet" / "narrowing.jsonl"
         snaps = [json.loads(l) for l in nar.read_text().splitlines()] if nar.exists() else []
-        plot_widths(self.dir / "widths.png", self.space, st["search"]["chosen"]["widths"], st["search"]["uniform"]["widths"])
-        plot_training(self.dir / "training.png", sup_metrics,
-                      {k: st["finetune"][k]["history"] for k in ("chosen", "uniform")})
+        plot_widths(self.dir / "widths.png", self.space, st["search"]["chosen"]["widths"],
+                    (st["search"].get("uniform") or {}).get("widths"))
+        plot_training(self.dir / "training.png", sup_metrics, {k: st["finetune"][k]["history"] for k in self._names()})
         has_nar = plot_narrowing(self.dir / "narrowing.png", self.space, snaps)
         res = {"space": {"name": self.space.name, "fingerprint": self.space.fingerprint}, "dataset": self.cfg.dataset,
                "budget": self.cfg.budget, "config": asdict(self.cfg), "profile": st["profile"], "search": st["search"],
@@ -308,13 +346,21 @@ class Run:
     def summary(self) -> str:
         st = self.state
         s, f, v = st["search"], st["finetune"], st["verify"]
+        uni = s.get("uniform")
         rows = [f"{'layer':8s} {'base':>5s} {'chosen':>7s} {'uniform':>8s}"]
         for i, l in enumerate(self.space.layers):
-            rows.append(f"{l.name:8s} {l.base:5d} {s['chosen']['widths'][i]:7d} {s['uniform']['widths'][i]:8d}")
-        rows.append(f"uniform network: width multiplier x{s['uniform']['info']['multiplier']} (the largest within budget)")
-        rows.append(f"test accuracy: chosen {f['chosen']['test_acc']:.2%}, uniform {f['uniform']['test_acc']:.2%} "
-                    f"({f['mode']})")
-        for name in ("chosen", "uniform"):
+            rows.append(f"{l.name:8s} {l.base:5d} {s['chosen']['widths'][i]:7d} {uni['widths'][i] if uni else '-':>8}")
+        if uni:
+            rows.append(f"uniform network: width multiplier x{uni['info']['multiplier']} (the largest within budget)")
+            rows.append(f"test accuracy: chosen {f['chosen']['test_acc']:.2%}, uniform {f['uniform']['test_acc']:.2%} "
+                        f"({f['mode']})")
+        else:
+            rows.append(f"no uniform network fits the budget; test accuracy: chosen {f['chosen']['test_acc']:.2%} ({f['mode']})")
+        sa = s.get("supernet_holdout_acc")
+        if sa:
+            rows.append("supernet held-out accuracy (measured, before fine-tuning): chosen "
+                        f"{sa['chosen']:.2%}" + (f", uniform {sa['uniform']:.2%}" if "uniform" in sa else ""))
+        for name in self._names():
             rows.append(f"latency {name}: predicted {v[name]['predicted_ms']:.4f} ms, measured "
                         f"{v[name]['normalised_ms']:.4f} ms ({v[name]['error']:+.1%}), budget {s['budget_ms']:.4f} ms"
                         f" -> {'within' if v[name]['within_budget'] else 'OVER'} budget")

@@ -106,9 +106,15 @@ def choose_smooth(idx: np.ndarray, delta: np.ndarray, sizes: list[int], grid=SMO
 
 
 @torch.no_grad()
-def sample_deltas(supernet, splits, n_configs: int, batch: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(idx (n, layers), delta (n,) nats): uniformly sampled configurations' loss increase over the
-    widest network, every one on the same `batch` validation images."""
+def sample_deltas(supernet, splits, n_configs: int, batch: int = 256, seed: int = 0,
+                  design: str = "random") -> tuple[np.ndarray, np.ndarray]:
+    """(idx (n, layers), delta (n,) nats): configurations' loss increase over the widest network,
+    every one on the same first `batch` validation images.
+
+    design "random": n_configs configurations drawn uniformly; "one-at-a-time": every width of
+    every layer with all other layers at their widest (the source article's measurement; n_configs
+    is ignored, sum of the layers' choice counts minus one per layer are evaluated).
+    """
     space = supernet.space
     xv, yv = splits.val
     dev = device_of(supernet)
@@ -117,9 +123,21 @@ def sample_deltas(supernet, splits, n_configs: int, batch: int = 256, seed: int 
     was = supernet.training
     supernet.train()  # batch statistics: the shared running ones fit no sliced configuration
     base = F.cross_entropy(supernet(x, space.max_widths, update_bn_stats=False), y).item()
-    rng = np.random.default_rng(seed)
-    idx = np.stack([rng.integers(0, len(c), n_configs) for c in space.choices], 1)  # (n, layers)
-    delta = np.empty(n_configs)
+    if design == "random":
+        rng = np.random.default_rng(seed)
+        idx = np.stack([rng.integers(0, len(c), n_configs) for c in space.choices], 1)  # (n, layers)
+    elif design == "one-at-a-time":
+        top = np.array([len(c) - 1 for c in space.choices])
+        rows = []
+        for i, c in enumerate(space.choices):
+            for k in range(len(c) - 1):
+                r = top.copy()
+                r[i] = k
+                rows.append(r)
+        idx = np.array(rows)
+    else:
+        raise ValueError(f"unary design {design!r}: choose 'random' or 'one-at-a-time'")
+    delta = np.empty(len(idx))
     for r, row in enumerate(idx):
         out = supernet(x, space.widths_from_indices(row), update_bn_stats=False)
         delta[r] = F.cross_entropy(out, y).item() - base
@@ -128,20 +146,41 @@ def sample_deltas(supernet, splits, n_configs: int, batch: int = 256, seed: int 
 
 
 def measure_unaries(supernet, splits, n_configs: int = 400, batch: int = 256, seed: int = 0,
-                    ridge: float = 1e-3, monotone: bool = True, smooth: float | None = None, log=print):
-    """Per-(layer, width) loss increase from `n_configs` uniformly sampled configurations.
+                    ridge: float = 1e-3, monotone: bool = True, smooth: float | None = None, log=print,
+                    design: str = "random"):
+    """Per-(layer, width) loss increase, from `n_configs` uniformly sampled configurations
+    (design "random") or from one layer varied at a time against the widest network.
 
     smooth=None picks the curvature penalty by 5-fold cross-validation over SMOOTH_GRID.
     """
     space = supernet.space
     sizes = [len(c) for c in space.choices]
-    idx, delta = sample_deltas(supernet, splits, n_configs, batch, seed)
+    idx, delta = sample_deltas(supernet, splits, n_configs, batch, seed, design)
     cv = {}
-    if smooth is None:
-        smooth, cv = choose_smooth(idx, delta, sizes, ridge=ridge, monotone=monotone, seed=seed)
-    loss, count, r2 = fit_additive(idx, delta, sizes, ridge, monotone, smooth)
-    log(f"unaries from {n_configs} configurations on {batch} validation images: smoothing {smooth:g}"
+    if design == "one-at-a-time":  # each value measured directly: no fit, no cross-validation
+        loss, count, r2, smooth = _one_at_a_time(idx, delta, sizes, monotone), [np.ones(k, int) for k in sizes], float("nan"), 0.0
+    else:
+        if smooth is None:
+            smooth, cv = choose_smooth(idx, delta, sizes, ridge=ridge, monotone=monotone, seed=seed)
+        loss, count, r2 = fit_additive(idx, delta, sizes, ridge, monotone, smooth)
+    log(f"unaries ({design}) from {len(idx)} configurations on {batch} validation images: smoothing {smooth:g}"
         f"{' (cross-validated)' if cv else ''}, additive model R² {r2:.3f}")
-    return from_arrays(space, loss, count, {"method": "post-training additive fit", "configs": n_configs,
-                                            "batch": batch, "r2": float(r2), "monotone": monotone,
+    return from_arrays(space, loss, count, {"method": f"post-training, {design}", "configs": int(len(idx)),
+                                            "batch": batch, "r2": float(r2), "monotone": monotone, "design": design,
                                             "smooth": float(smooth), "cv_mse": {str(k): v for k, v in cv.items()}})
+
+
+def _one_at_a_time(idx: np.ndarray, delta: np.ndarray, sizes: list[int], monotone: bool) -> list[np.ndarray]:
+    """Per layer (K_i,): the measured loss increase of each width, 0 at the widest."""
+    out = []
+    for i, k_i in enumerate(sizes):
+        u = np.zeros(k_i)
+        varied = idx[:, i] < k_i - 1
+        others_top = np.all(np.delete(idx, i, axis=1) == np.delete(np.array(sizes) - 1, i), axis=1)
+        for r in np.flatnonzero(varied & others_top):
+            u[idx[r, i]] = delta[r]
+        if monotone:
+            u = isotonic_decreasing(u, np.ones(k_i))
+            u = u - u[-1]
+        out.append(u)
+    return out

@@ -98,6 +98,33 @@ def test_search_cli_and_bad_budget(finished_run, tmp_path, capsys):
     assert "below the fastest network" in capsys.readouterr().err
 
 
+def test_search_cli_default_selects_on_held_out_images(finished_run, tmp_path, capsys):
+    _, out, run, _ = finished_run
+    prof, cfgp = run.state["profile"]["path"], tmp_path / "sel.json"
+    assert main(["search", "--profile", prof, "--run", str(out / "supernet"), "--budget", "70%", "--out", str(cfgp)]) == 0
+    c = json.loads(cfgp.read_text())
+    assert c["method"] == "select" and c["predicted_ms"] <= c["budget_ms"]
+    cands = c["info"]["candidates"]
+    best = max(cands, key=lambda r: (r["holdout_acc"], -r["holdout_loss"]))
+    assert c["info"]["selected"] == best["name"] and c["widths"] == best["widths"]
+    assert any(r["name"] == "uniform" for r in cands) and len({tuple(r["widths"]) for r in cands}) == len(cands)
+    assert (out / "supernet" / "unaries_measured.json").exists()  # measured once, reused
+    capsys.readouterr()
+    assert main(["search", "--profile", prof, "--unaries", str(out / "supernet" / "unaries.json"), "--budget", "70%",
+                 "--method", "select", "--out", str(tmp_path / "x.json")]) == 2
+    assert "--run" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+
+
+def test_run_report_shows_measured_supernet_accuracy(finished_run):
+    _, out, run, _ = finished_run
+    s = run.state["search"]
+    assert s["chosen"]["method"] == "select"
+    assert set(s["supernet_holdout_acc"]) == {"chosen", "uniform"}
+    report = (out / "report.md").read_text()
+    assert "supernet accuracy on" in report and "Held-out selection" in report and "(selected)" in report
+    assert "Exact budgeted optimum" not in report
+
+
 def test_search_margin_aims_under_the_budget(finished_run, tmp_path, capsys):
     _, out, run, _ = finished_run
     prof, un = run.state["profile"]["path"], str(out / "supernet" / "unaries.json")

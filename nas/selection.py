@@ -1,0 +1,165 @@
+"""Selection that survives noise: estimate on one set of images, select on another.
+
+An exact optimiser over noisy unaries returns the configuration whose noise flatters it most
+(the winner's curse): the MRF's predicted gain over uniform is then not realised. Here the MRF
+only *proposes* a few diverse candidates under the budget (its optimum at several strengths of
+the smoothness prior), the uniform network and greedy slimming's choice join them, and the
+supernet itself, after BN recalibration, judges them on validation images that were not used to
+estimate the unaries. The smoothness weight is thereby chosen by validation too.
+
+Validation images: the first `unary_images` of the validation split estimate the unaries
+(nas.unary_eval); selection uses the rest.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from widthnas.mrf import WidthMRF, exact, greedy, uniform
+from widthnas.mrf.smoothness import with_smoothness
+
+from .data import normalize
+from .device import device_of
+from .evaluate import accuracy, recalibrate_bn
+
+SMOOTH_RATIOS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0)  # prior weight / mean per-layer score range
+UNARY_IMAGES = 512  # validation images reserved for estimating the unaries
+
+
+@dataclass
+class Selection:
+    widths: list[int]
+    name: str  # the winning candidate, e.g. "mrf λ=0.1", "uniform", "greedy"
+    table: list[dict] = field(default_factory=list)  # every candidate: name, widths, predicted ms, score, holdout acc
+
+    def to_info(self) -> dict:
+        return {"selected": self.name, "candidates": self.table}
+
+
+def unary_image_count(splits) -> int:
+    """Validation images that estimate the unaries: UNARY_IMAGES, or half of a smaller split."""
+    return min(UNARY_IMAGES, len(splits.val[1]) // 2)
+
+
+def holdout_split(splits, unary_images: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) validation images disjoint from those the unaries were estimated on."""
+    x, y = splits.val
+    unary_images = unary_image_count(splits) if unary_images is None else unary_images
+    if len(y) - unary_images < 1 or unary_images < 1:
+        raise ValueError(f"the validation split has {len(y)} images; {unary_images} estimate the unaries and "
+                         "selection needs the others: train on more images (--limit) or a larger --val-fraction")
+    return x[unary_images:], y[unary_images:]
+
+
+@torch.no_grad()
+def supernet_accuracy(supernet, widths: Sequence[int], splits, images: tuple[torch.Tensor, torch.Tensor],
+                      calib_images: int = 1024, seed: int = 0) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy) of the sliced network on `images`, BN recalibrated on training images."""
+    net = supernet.materialize(list(widths)).to(device_of(supernet))
+    g = torch.Generator().manual_seed(seed)  # the same calibration images for every candidate
+    xtr = splits.train[0]
+    idx = torch.randperm(len(xtr), generator=g)[:calib_images]
+    recalibrate_bn(net, xtr[idx], splits.mean, splits.std, calib_images)
+    return accuracy(net, *images, splits.mean, splits.std)
+
+
+def estimation_scorer(supernet, splits, images: int | None = None) -> Callable[[list[int]], float]:
+    """Supernet accuracy (cross-entropy as tie-break) on the unary-estimation images, batch statistics:
+    what greedy slimming (AutoSlim) ranks its steps by. Never the selection images."""
+    images = unary_image_count(splits) if images is None else images
+    dev = device_of(supernet)
+    x = normalize(splits.val[0][:images], splits.mean, splits.std).to(dev)
+    y = splits.val[1][:images].to(dev)
+
+    @torch.no_grad()
+    def score(widths: list[int]) -> float:
+        supernet.train()  # batch statistics, as in nas.unary_eval
+        out = supernet(x, widths, update_bn_stats=False)
+        return float((out.argmax(1) == y).float().mean()) - 1e-3 * float(torch.nn.functional.cross_entropy(out, y))
+
+    return score
+
+
+def smoothness_weights(mrf: WidthMRF, ratios: Sequence[float] = SMOOTH_RATIOS) -> list[float]:
+    """Prior weights on the scale of the unaries: ratio x the mean per-layer score range."""
+    scale = float(np.mean([np.ptp(s) for s in mrf.score_unary])) or 1e-3
+    return [r * scale for r in ratios]
+
+
+def propose(mrf: WidthMRF, budget_ms: float, ratios: Sequence[float] = SMOOTH_RATIOS,
+            greedy_score: Callable[[list[int]], float] | None = None) -> dict[str, list[int]]:
+    """Candidate networks under the budget: the MRF optimum at each prior weight, uniform, greedy.
+
+    Distinct widths only; the first name that proposed a network keeps it.
+    """
+    cands: dict[str, list[int]] = {}
+    for r, w in zip(ratios, smoothness_weights(mrf, ratios)):
+        cands[f"mrf smooth={r:g}"] = exact(with_smoothness(mrf, w), budget_ms, with_front=False).widths
+    try:
+        cands["uniform"] = uniform(mrf, budget_ms).widths
+    except ValueError:  # no uniform multiplier fits this budget: the others still compete
+        pass
+    cands["greedy"] = greedy(mrf, budget_ms, score_fn=greedy_score).widths
+    seen, out = set(), {}
+    for name, w in cands.items():
+        if tuple(w) not in seen:
+            seen.add(tuple(w))
+            out[name] = w
+    return out
+
+
+def select(supernet, mrf: WidthMRF, cands: dict[str, list[int]], splits, unary_images: int | None = None,
+           log=print) -> Selection:
+    """The candidate with the highest held-out supernet accuracy (cross-entropy breaks ties)."""
+    images = holdout_split(splits, unary_images)
+    if len(images[1]) < 500:
+        log(f"  note: selection on {len(images[1])} held-out images is noisy (±{100 / np.sqrt(len(images[1])):.0f} "
+            "points); more training images (--limit) give a larger validation split")
+    rows = []
+    for name, w in cands.items():
+        acc, loss = supernet_accuracy(supernet, w, splits, images)
+        idx = mrf.indices(w)
+        rows.append({"name": name, "widths": list(map(int, w)), "predicted_ms": mrf.latency(idx),
+                     "mrf_score": mrf.score(idx), "holdout_acc": acc, "holdout_loss": loss})
+        log(f"  candidate {name:18s} predicted {rows[-1]['predicted_ms']:.4f} ms, MRF score {rows[-1]['mrf_score']:+.4f}, "
+            f"supernet held-out acc {acc:.4f} ({len(images[1])} images)")
+    best = max(rows, key=lambda r: (r["holdout_acc"], -r["holdout_loss"]))
+    return Selection(best["widths"], best["name"], rows)
+
+
+def cached_measured_unaries(supernet, splits, path, n_configs: int = 1000, batch: int | None = None, seed: int = 0,
+                            log=print):
+    """Post-training unaries of this supernet (nas.unary_eval, random design), kept at `path` and
+    reused while they match the supernet's space."""
+    from pathlib import Path
+
+    from widthnas.models.space import check_fingerprint
+    from widthnas.mrf.unaries import Unaries
+
+    from .unary_eval import measure_unaries
+
+    path = Path(path)
+    if path.exists():
+        u = Unaries.load(path)
+        check_fingerprint(u.space_fingerprint, supernet.space, f"unaries {path}")
+        return u
+    batch = unary_image_count(splits) if batch is None else batch
+    u = measure_unaries(supernet, splits, n_configs, batch=batch, seed=seed, log=log)
+    u.save(path)
+    return u
+
+
+def default_search(supernet, splits, table, unaries, target_ms: float, unary_images: int | None = None,
+                   log=print):
+    """The default of `widthnas search` and `widthnas run`: MRF candidates (several smoothness
+    weights), uniform and greedy, judged by the supernet on held-out validation images."""
+    from widthnas.mrf.solvers import Solution
+
+    mrf = WidthMRF.from_table(table, unaries)
+    cands = propose(mrf, target_ms, greedy_score=estimation_scorer(supernet, splits, unary_images))
+    sel = select(supernet, mrf, cands, splits, unary_images, log)
+    idx = mrf.indices(sel.widths)
+    return Solution(sel.widths, idx, mrf.score(idx), mrf.latency(idx), "select", target_ms, sel.to_info())

@@ -1,0 +1,121 @@
+"""Held-out selection among MRF candidates, the smoothness prior, and one-at-a-time unaries."""
+import numpy as np
+import pytest
+import torch
+
+from widthnas.mrf import WidthMRF, exact
+from widthnas.mrf.smoothness import smoothness_pairs, with_smoothness
+from widthnas.nas.data import Splits
+
+
+def chain_mrf(tiny, rng, noise=0.0):
+    lu = [rng.uniform(0.01, 0.1, len(c)) * np.arange(1, len(c) + 1) for c in tiny.choices]
+    lp = [np.add.outer(np.asarray(a, float), np.asarray(b, float)) * 1e-3 for a, b in zip(tiny.choices, tiny.choices[1:])]
+    score = [np.sort(rng.normal(0, 1, len(c))) + rng.normal(0, noise, len(c)) for c in tiny.choices]
+    return WidthMRF([tuple(c) for c in tiny.choices], score, lu, lp, 0.05, tuple(tiny.base_widths), tiny.fingerprint)
+
+
+def test_smoothness_pairs_follow_the_formula(tiny):
+    w = 0.7
+    pairs = smoothness_pairs(tiny.choices, tiny.base_widths, w)
+    for i, p in enumerate(pairs):
+        for a, ca in enumerate(tiny.choices[i]):
+            for b, cb in enumerate(tiny.choices[i + 1]):
+                ref = -w * (np.log(ca / tiny.base_widths[i]) - np.log(cb / tiny.base_widths[i + 1])) ** 2
+                assert p[a, b] == pytest.approx(ref)
+    with pytest.raises(ValueError, match="smoothness weight"):
+        smoothness_pairs(tiny.choices, tiny.base_widths, -1.0)
+    with pytest.raises(ValueError, match="smoothness weight"):
+        smoothness_pairs(tiny.choices, tiny.base_widths, float("nan"))
+
+
+def _roughness(mrf, idx):
+    logm = [np.log(mrf.choices[i][k] / mrf.base[i]) for i, k in enumerate(idx)]
+    return float(np.sum(np.diff(logm) ** 2))
+
+
+def test_a_strong_prior_gives_smoother_choices_at_the_same_budget(tiny):
+    rng = np.random.default_rng(0)
+    rough = {0: [], 1: []}
+    for t in range(20):
+        m = chain_mrf(tiny, rng, noise=1.0)
+        lat = [m.latency(list(i)) for i in np.ndindex(*[len(c) for c in m.choices])]
+        budget = float(np.quantile(lat, 0.4))
+        plain = exact(m, budget, with_front=False)
+        smooth = exact(with_smoothness(m, 100.0), budget, with_front=False)
+        assert smooth.latency <= budget
+        rough[0].append(_roughness(m, plain.idx))
+        rough[1].append(_roughness(m, smooth.idx))
+    assert np.mean(rough[1]) < np.mean(rough[0])
+    assert all(b <= a + 1e-12 for a, b in zip(rough[0], rough[1]))  # the prior's optimum is never rougher
+
+
+def test_weight_zero_changes_nothing(tiny):
+    m = chain_mrf(tiny, np.random.default_rng(1))
+    m0 = with_smoothness(m, 0.0)
+    for a, b in zip(m.score_pair, m0.score_pair):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.fixture(scope="module")
+def tiny_supernet_and_splits(tiny):
+    from widthnas.models.mobilenet import SlimmableMobileNet
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 255, (900, *tiny.input_shape), dtype=torch.uint8)
+    y = torch.randint(0, 10, (900,))
+    sp = Splits((x[:200], y[:200]), (x[200:800], y[200:800]), (x[800:], y[800:]), torch.tensor([0.4]), torch.tensor([0.3]))
+    return SlimmableMobileNet(tiny), sp
+
+
+def test_select_picks_the_best_held_out_candidate(tiny, tiny_supernet_and_splits):
+    from widthnas.nas.selection import holdout_split, propose, select, supernet_accuracy
+
+    sup, sp = tiny_supernet_and_splits
+    m = chain_mrf(tiny, np.random.default_rng(2), noise=0.5)
+    budget = m.latency([len(c) // 2 for c in m.choices])
+    cands = propose(m, budget, ratios=(0.0, 1.0, 10.0))
+    from widthnas.mrf import uniform
+
+    assert uniform(m, budget).widths in cands.values()  # the baseline always competes
+    assert len({tuple(w) for w in cands.values()}) == len(cands)  # distinct networks only
+    assert all(m.latency(m.indices(w)) <= budget for w in cands.values())
+    sel = select(sup, m, cands, sp, unary_images=64, log=lambda *_: None)
+    images = holdout_split(sp, 64)
+    assert len(images[1]) == 600 - 64
+    accs = {name: supernet_accuracy(sup, w, sp, images)[0] for name, w in cands.items()}
+    assert sel.name in cands and accs[sel.name] == max(accs.values())
+    assert {r["name"] for r in sel.table} == set(cands)
+
+
+def test_holdout_refuses_a_validation_split_too_small(tiny_supernet_and_splits):
+    from widthnas.nas.selection import holdout_split
+
+    _, sp = tiny_supernet_and_splits
+    assert len(holdout_split(sp)[1]) == 300  # half of a split smaller than 2 x UNARY_IMAGES
+    with pytest.raises(ValueError, match="validation split has 600 images"):
+        holdout_split(sp, 600)
+
+
+def test_one_at_a_time_unaries_are_the_measured_losses(tiny, tiny_supernet_and_splits):
+    import torch.nn.functional as F
+
+    from widthnas.nas.data import normalize
+    from widthnas.nas.unary_eval import measure_unaries, sample_deltas
+
+    sup, sp = tiny_supernet_and_splits
+    idx, delta = sample_deltas(sup, sp, 0, batch=64, design="one-at-a-time")
+    assert len(idx) == sum(len(c) - 1 for c in tiny.choices)
+    x = normalize(sp.val[0][:64], sp.mean, sp.std)
+    sup.train()
+    with torch.no_grad():
+        base = F.cross_entropy(sup(x, tiny.max_widths, update_bn_stats=False), sp.val[1][:64]).item()
+        w = list(tiny.max_widths)
+        w[1] = tiny.choices[1][0]
+        direct = F.cross_entropy(sup(x, w, update_bn_stats=False), sp.val[1][:64]).item() - base
+    row = [r for r, i in enumerate(idx) if i[1] == 0 and all(i[j] == len(tiny.choices[j]) - 1 for j in (0, 2, 3))]
+    assert delta[row[0]] == pytest.approx(direct, abs=1e-6)
+    u = measure_unaries(sup, sp, batch=64, design="one-at-a-time", monotone=False, log=lambda *_: None)
+    assert u.loss[1][0] == pytest.approx(direct, abs=1e-6) and all(l[-1] == 0 for l in u.loss)
+    with pytest.raises(ValueError, match="unary design"):
+        sample_deltas(sup, sp, 10, design="leave-one-out")
