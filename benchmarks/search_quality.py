@@ -1,12 +1,15 @@
-"""Search quality at equal latency: uniform multiplier, greedy slimming (AutoSlim), OWS and AOWS.
+"""Search quality at equal latency: uniform multiplier, greedy slimming (AutoSlim), OWS, AOWS and
+the default search (held-out selection among MRF candidates, nas.selection).
 
-    python benchmarks/search_quality.py --quick          # <= 30 min on 2 CPU cores
-    python benchmarks/search_quality.py                  # full: meant for a GPU
-Setup: Fashion-MNIST, mobilenet_v1_small, this machine's shipped CPU profile, budgets 35/50/70 % of
-the widest network's predicted latency. Every chosen network is retrained from scratch the same
-way with several seeds; test accuracy is reported as mean ± std next to its measured latency
-(exported ONNX, onnxruntime, reference-normalised) and its predicted latency.
-Resumable: supernets keep checkpoints and finished retrainings are cached in --out.
+    python benchmarks/search_quality.py --decisive       # <= 90 min on 2 CPU cores: 3 low budgets, 5 paired seeds
+    python benchmarks/search_quality.py --quick          # smoke mode, <= 30 min
+    python benchmarks/search_quality.py                  # full: meant for a GPU (never run here)
+Setup: Fashion-MNIST, mobilenet_v1_small, this machine's shipped CPU profile. Every chosen network
+is retrained from scratch with the same paired seeds (benchmarks/retrain_pool.py: same seed, same
+initialisation stream and data order); reported per method and budget: test accuracy, the paired
+difference against uniform and against greedy with a 95 % t-interval over seeds, and predicted and
+measured latency of the exported ONNX (onnxruntime, reference-normalised, measured before any
+retraining) against the budget. Resumable: supernets keep checkpoints and every retraining is kept in --out.
 """
 from __future__ import annotations
 
@@ -23,51 +26,112 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
+from retrain_pool import Protocol, retrain_many
+from stats import paired_diff
 from widthnas.latency.backends import OrtBackend
 from widthnas.latency.registry import find_profile, load_profile
 from widthnas.latency.table import atomic_write_text
 from widthnas.models.mobilenet import SlimmableMobileNet, build_network
 from widthnas.mrf import WidthMRF, exact, greedy, uniform, with_margin
 from widthnas.mrf.unaries import Unaries
-from widthnas.nas.data import load_dataset, normalize, split
-from widthnas.nas.device import device_of
-from widthnas.nas.evaluate import accuracy
+from widthnas.nas.data import load_dataset, split
 from widthnas.nas.export import export_onnx, measure_exported
-from widthnas.nas.finetune import train_plain
+from widthnas.nas.selection import estimation_scorer, propose, select
 from widthnas.nas.train import CKPT, TrainConfig, Trainer
 from widthnas.nas.unary_eval import measure_unaries
 
-MODES = {  # quick fits 30 min on 2 CPU cores; full is meant for a GPU
-    "quick": dict(limit=6000, epochs=3, warmup=1, retrain_epochs=2, seeds=3, unary_configs=300),
-    "full": dict(limit=None, epochs=30, warmup=10, retrain_epochs=15, seeds=3, unary_configs=1000),
+MODES = {
+    # decisive: low budgets where capacity binds (docs/RESULTS.md, headroom), 5 paired seeds, <= 90 min here
+    "decisive": dict(limit=20000, epochs=4, warmup=1, retrain_epochs=4, seeds=5, unary_configs=1000,
+                     unary_batch=512, budgets=(0.10, 0.14, 0.20)),
+    "quick": dict(limit=6000, epochs=3, warmup=1, retrain_epochs=2, seeds=3, unary_configs=300,
+                  unary_batch=256, budgets=(0.35, 0.50, 0.70)),
+    "smoke": dict(limit=1500, epochs=2, warmup=1, retrain_epochs=1, seeds=2, unary_configs=30,
+                  unary_batch=64, budgets=(0.12, 0.20)),  # checks that the script runs end to end (~5 min)
+    "full": dict(limit=None, epochs=30, warmup=10, retrain_epochs=15, seeds=3, unary_configs=1000,
+                 unary_batch=512, budgets=(0.35, 0.50, 0.70)),  # meant for a GPU; never run here
 }
-BUDGETS = (0.35, 0.50, 0.70)
+METHODS = ("uniform", "greedy", "ows", "aows", "default")
 MARGIN_PCT = 1.0  # every method aims 1 % under the budget: measured latency strays ~1 % from prediction
 
 
-def train_supernet(out: Path, cfg: TrainConfig, log) -> SlimmableMobileNet:
+def train_supernet(out: Path, cfg: TrainConfig, log, stop_after: int | None = None) -> SlimmableMobileNet:
     t = Trainer(cfg, out, log=log, progress=False)
     if (out / CKPT).exists():
         t.resume()
-    t.fit()
+    t.fit(stop_after=stop_after)
     return t.model
+
+
+def cached_unaries(path: Path, sup, sp, mode: dict, seed: int, log) -> Unaries:
+    """Measured unaries, kept on disk so a resumed run makes the same choices."""
+    if path.exists():
+        return Unaries.load(path)
+    u = measure_unaries(sup, sp, mode["unary_configs"], batch=mode["unary_batch"], seed=seed, log=log)
+    u.save(path)
+    return u
+
+
+def wait_for_quiet(log, load: float = 0.6, max_minutes: float = 60.0) -> bool:
+    """Wait until the 1-minute load average falls below `load` (other work disturbs every latency
+    figure); say so, and go on after `max_minutes` with a note in the log."""
+    import os
+
+    t0 = time.time()
+    said = False
+    while os.getloadavg()[0] >= load and time.time() - t0 < 60 * max_minutes:
+        if not said:
+            log(f"machine busy (load {os.getloadavg()[0]:.2f}): waiting for it to settle before timing latency")
+            said = True
+        time.sleep(20)
+    quiet = os.getloadavg()[0] < load
+    log(f"latency measured {'on a quiet machine' if quiet else 'UNDER LOAD'} (load {os.getloadavg()[0]:.2f}"
+        f"{f', after waiting {(time.time() - t0) / 60:.1f} min' if said else ''})")
+    return quiet
+
+
+def cached_json(path: Path, make):
+    if path.exists():
+        return json.loads(path.read_text())
+    v = make()
+    atomic_write_text(path, json.dumps(v, indent=1))
+    return v
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default="runs/search_quality")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--decisive", action="store_true", help="3 low budgets, 5 paired seeds, <= 90 min on 2 CPU cores")
+    g.add_argument("--quick", action="store_true", help="the earlier quick mode, <= 30 min")
+    g.add_argument("--smoke", action="store_true", help="a few minutes: checks the script end to end, measures nothing")
+    p.add_argument("--out", default=None, help="default: runs/search_quality_<mode>")
     p.add_argument("--profile", help="default: the shipped profile matching this machine")
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--data")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--diagnostics", action="store_true",
-                   help="also evaluate OWS with the training-time unaries (the effect of measuring them after training)")
+    p.add_argument("--seed", type=int, default=0, help="split, supernet and unary-sampling seed")
+    p.add_argument("--budgets", help="override the mode's budgets, e.g. 12,17,25 (%% of the widest network)")
+    p.add_argument("--seeds", type=int, help="override the mode's number of retraining seeds")
+    p.add_argument("--seed-offset", type=int, default=0, help="retraining seeds start here (re-checks on fresh seeds)")
+    p.add_argument("--workers", type=int, default=2, help="single-thread retraining processes")
+    p.add_argument("--docs", help="also copy the CSV and plot to this path stem, e.g. docs/search_quality_decisive")
     a = p.parse_args()
     warnings.simplefilter("ignore")
-    mode = MODES["quick" if a.quick else "full"]
-    out = Path(a.out)
+    mode_name = "decisive" if a.decisive else "quick" if a.quick else "smoke" if a.smoke else "full"
+    mode = dict(MODES[mode_name])
+    if a.budgets:
+        try:
+            mode["budgets"] = tuple(float(b) / 100 for b in a.budgets.split(","))
+        except ValueError:
+            raise SystemExit(f"--budgets {a.budgets!r}: give percentages separated by commas, e.g. 12,17,25")
+        if not all(0 < b <= 1 for b in mode["budgets"]):
+            raise SystemExit(f"--budgets {a.budgets!r}: every budget is a percentage in (0, 100]")
+    if a.seeds is not None:
+        if a.seeds < 2:
+            raise SystemExit(f"--seeds {a.seeds}: a confidence interval needs at least 2 seeds")
+        mode["seeds"] = a.seeds
+    if a.workers < 1 or a.seed_offset < 0:
+        raise SystemExit("--workers must be >= 1 and --seed-offset >= 0")
+    out = Path(a.out or f"runs/search_quality_{mode_name}")
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     logf = open(out / "log.txt", "a")
@@ -99,8 +163,8 @@ def main() -> int:
         prof_path = str(found)
     table = load_profile(prof_path)
     widest = table.predict(space.max_widths)
-    log(f"mode {'quick' if a.quick else 'full'} {mode}; profile {table.name}; widest {widest:.4f} ms; "
-        f"torch threads {torch.get_num_threads()}")
+    budgets = mode["budgets"]
+    log(f"mode {mode_name} {mode}; profile {table.name}; widest {widest:.4f} ms; torch threads {torch.get_num_threads()}")
     sp = split(ds, 0.1, a.seed, mode["limit"])
     base = dict(space=space_name, input_shape=input_shape, dataset=a.dataset, data=a.data, limit=mode["limit"],
                 epochs=mode["epochs"], seed=a.seed)
@@ -114,108 +178,144 @@ def main() -> int:
         t.fit(stop_after=max(0, mode["warmup"] - t.epoch))
         shutil.copytree(ows_dir, warm_dir, dirs_exist_ok=True)
     ows = train_supernet(ows_dir, TrainConfig(**base, sampling="ows"), log)
-    u_train = Unaries.load(ows_dir / "unaries.json")
-    u_ows = measure_unaries(ows, sp, mode["unary_configs"], seed=a.seed, log=log)
-    u_ows.save(out / "unaries_ows_measured.json")
-    mrf_train, mrf_ows = WidthMRF.from_table(table, u_train), WidthMRF.from_table(table, u_ows)
+    u_ows = cached_unaries(out / "unaries_ows_measured.json", ows, sp, mode, a.seed, log)
+    mrf_ows = WidthMRF.from_table(table, u_ows)
 
     # ---- greedy slimming on the supernet itself (AutoSlim): one descent answers every budget ----
-    dev = device_of(ows)
-    xv, yv = normalize(sp.val[0][:256], sp.mean, sp.std).to(dev), sp.val[1][:256].to(dev)  # 256 images: ~900 evaluations fit the quick budget
+    def greedy_path():
+        t0 = time.time()
+        gsol = greedy(mrf_ows, with_margin(min(budgets) * widest, MARGIN_PCT),
+                      score_fn=estimation_scorer(ows, sp, mode["unary_batch"]))
+        log(f"greedy AutoSlim: {len(gsol.info['path'])} steps, {gsol.info['evals']} supernet evaluations, "
+            f"{time.time() - t0:.0f} s")
+        return [[w, lat] for w, lat, _ in gsol.info["path"]]
 
-    @torch.no_grad()
-    def supernet_score(widths) -> float:
-        ows.train()  # batch statistics, as in measure_unaries
-        out_ = ows(xv, widths, update_bn_stats=False)
-        return float((out_.argmax(1) == yv).float().mean()) - 1e-3 * float(torch.nn.functional.cross_entropy(out_, yv))
+    path = cached_json(out / "greedy_path.json", greedy_path)
 
-    t0 = time.time()
-    g = greedy(mrf_ows, with_margin(min(BUDGETS) * widest, MARGIN_PCT), score_fn=supernet_score)
-    log(f"greedy AutoSlim: {len(g.info['path'])} steps, {g.info['evals']} supernet evaluations, {time.time() - t0:.0f} s")
-
-    choices = {}  # (method, budget) -> widths
-    for b in BUDGETS:
-        budget = with_margin(b * widest, MARGIN_PCT)  # what each method aims at; "met" is judged on b * widest
-        choices[("uniform", b)] = uniform(mrf_ows, budget).widths
-        choices[("greedy", b)] = next(w for w, lat, _ in g.info["path"] if lat <= budget)
-        choices[("ows", b)] = exact(mrf_ows, budget, with_front=False).widths
-        if a.diagnostics:
-            choices[("ows-training-unaries", b)] = exact(mrf_train, budget, with_front=False).widths
-    # ---- AOWS: narrowing toward each budget, continuing from the shared warm-up ----
-    for b in BUDGETS:
-        d = out / f"aows_{int(b * 100)}"
+    choices: dict[tuple[str, float], list[int]] = {}
+    selections = {}
+    for b in budgets:
+        target = with_margin(b * widest, MARGIN_PCT)  # what each method aims at; "met" is judged on b * widest
+        try:
+            choices[("uniform", b)] = uniform(mrf_ows, target).widths
+        except ValueError as e:
+            log(f"uniform {b:.0%}: {e}")
+        choices[("greedy", b)] = next(w for w, lat in path if lat <= target)
+        choices[("ows", b)] = exact(mrf_ows, target, with_front=False).widths
+    # ---- AOWS: narrowing toward each budget, continuing from the shared warm-up; the default
+    #      search (held-out selection) runs on the same supernet, as `widthnas run` does ----
+    for b in budgets:
+        d = out / f"aows_{b * 100:g}"
         if not (d / CKPT).exists():
             shutil.copytree(warm_dir, d, dirs_exist_ok=True)
             (d / "narrowing.jsonl").unlink(missing_ok=True)
         cfg = TrainConfig(**base, sampling="aows", warmup_epochs=mode["warmup"], budget=f"{b * 100:g}%",
                           profile=prof_path)
         sup = train_supernet(d, cfg, log)
-        u = measure_unaries(sup, sp, mode["unary_configs"], seed=a.seed, log=log)
-        u.save(d / "unaries_measured.json")
-        choices[("aows", b)] = exact(WidthMRF.from_table(table, u), with_margin(b * widest, MARGIN_PCT),
-                                     with_front=False).widths
-        log(f"aows {b:.0%}: {choices[('aows', b)]}")
+        u = cached_unaries(d / "unaries_measured.json", sup, sp, mode, a.seed, log)
+        mrf = WidthMRF.from_table(table, u)
+        target = with_margin(b * widest, MARGIN_PCT)
+        choices[("aows", b)] = exact(mrf, target, with_front=False).widths
 
-    # ---- evaluate every choice the same way: latency first (on a quiet machine), then retraining ----
-    cache_path = out / "retrain_cache.json"
-    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    networks = {",".join(map(str, w)): w for w in choices.values()}  # several methods may pick the same widths
-    lat_cache: dict = {}
-    for key, widths in networks.items():
-        onnx_path = out / "onnx" / f"{key.replace(',', '_')}.onnx"
-        export_onnx(build_network(space, widths), space, onnx_path)
-        lat_cache[key] = measure_exported(onnx_path, table)["normalised_ms"]
+        def make_selection():
+            log(f"default search at {b:.0%}: candidates judged on held-out validation images")
+            cands = propose(mrf, target, greedy_score=estimation_scorer(sup, sp, mode["unary_batch"]))
+            sel = select(sup, mrf, cands, sp, unary_images=mode["unary_batch"], log=log)
+            return {"widths": sel.widths, **sel.to_info()}
 
-    def tag(key: str, s: int) -> str:  # the retraining protocol is part of the key (nas.schedule's warm-up)
-        return f"{key}|{s}|{mode['retrain_epochs']}|{mode['limit']}|warm-up"
+        selections[b] = cached_json(d / "selection.json", make_selection)
+        choices[("default", b)] = selections[b]["widths"]
+        log(f"{b:.0%}: aows {choices[('aows', b)]}; default ({selections[b]['selected']}) {choices[('default', b)]}")
 
-    jobs = [(key, s) for key in networks for s in range(mode["seeds"]) if tag(key, s) not in cache]
-    log(f"retraining {len(jobs)} networks ({len(cache)} cached)")
-    for key, s in jobs:
-        torch.manual_seed(1000 + s)
-        net = build_network(space, networks[key])
-        train_plain(net, sp, mode["retrain_epochs"], lr=0.1, seed=1000 + s, log=lambda *_: None)
-        cache[tag(key, s)] = accuracy(net, *sp.test, sp.mean, sp.std)[0]
-        atomic_write_text(cache_path, json.dumps(cache, indent=1))  # a killed run resumes here
+    # ---- latency first (on a quiet machine: nothing else of ours runs yet), then retraining ----
+    wait_for_quiet(log)
+    networks = {tuple(w) for w in choices.values()}
+    lat_path = out / "latency.json"
+    lat = json.loads(lat_path.read_text()) if lat_path.exists() else {}
+    for widths in sorted(networks):
+        key = " ".join(map(str, widths))
+        if key not in lat:
+            onnx_path = out / "onnx" / f"{key.replace(' ', '_')}.onnx"
+            export_onnx(build_network(space, list(widths)), space, onnx_path)
+            lat[key] = measure_exported(onnx_path, table)["normalised_ms"]
+            atomic_write_text(lat_path, json.dumps(lat, indent=1))
+    seeds = list(range(a.seed_offset, a.seed_offset + mode["seeds"]))
+    proto = Protocol(dataset=a.dataset, data=a.data, space=space_name if input_shape is None else "mobilenet_v1_small",
+                     limit=mode["limit"], epochs=mode["retrain_epochs"], lr=0.1, split_seed=a.seed)
+    res = retrain_many(out, proto, [(list(w), s) for w in sorted(networks) for s in seeds], a.workers, log=log)
+    acc = {w: [res[(w, s)]["test_acc"] for s in seeds] for w in networks}
+
     rows = []
     for (method, b), widths in choices.items():
-        key = ",".join(map(str, widths))
-        accs = [cache[tag(key, s)] for s in range(mode["seeds"])]
-        pred = table.predict(widths)
-        row = {"method": method, "budget_pct": int(b * 100), "budget_ms": b * widest, "predicted_ms": pred,
-               "measured_ms": lat_cache[key], "met": lat_cache[key] <= b * widest, "acc_mean": float(np.mean(accs)),
-               "acc_std": float(np.std(accs)), "accs": accs, "widths": widths}
+        w = tuple(widths)
+        key = " ".join(map(str, widths))
+        row = {"method": method, "budget": f"{b * 100:g}%", "budget_ms": b * widest, "predicted_ms": table.predict(widths),
+               "measured_ms": lat[key], "budget_met": lat[key] <= b * widest, "acc_mean": float(np.mean(acc[w])),
+               "acc_std": float(np.std(acc[w], ddof=1))}
+        for ref in ("uniform", "greedy"):
+            other = choices.get((ref, b))
+            d = paired_diff(acc[w], acc[tuple(other)]) if other is not None else None
+            sfx = "" if ref == "uniform" else "_greedy"
+            row[f"diff_vs_{ref}"] = d["diff"] if d else float("nan")
+            row[f"ci_low{sfx}"] = d["ci_low"] if d else float("nan")
+            row[f"ci_high{sfx}"] = d["ci_high"] if d else float("nan")
+        row["accs"] = " ".join(f"{x:.4f}" for x in acc[w])
+        row["widths"] = key
+        if method == "default":
+            row["selected"] = selections[b]["selected"]
         rows.append(row)
-        log(f"{method:22s} {b:4.0%}  acc {row['acc_mean']:.4f} ± {row['acc_std']:.4f}  predicted {pred:.4f} ms  "
-            f"measured {row['measured_ms']:.4f} ms  {'met' if row['met'] else 'OVER'}")
+        log(f"{method:8s} {b:4.0%}  acc {100 * row['acc_mean']:.2f} ± {100 * row['acc_std']:.2f}  vs uniform "
+            f"{100 * row['diff_vs_uniform']:+.2f} [{100 * row['ci_low']:+.2f}, {100 * row['ci_high']:+.2f}]  vs greedy "
+            f"{100 * row['diff_vs_greedy']:+.2f} [{100 * row['ci_low_greedy']:+.2f}, {100 * row['ci_high_greedy']:+.2f}]  "
+            f"predicted {row['predicted_ms']:.4f} ms measured {row['measured_ms']:.4f} ms "
+            f"{'met' if row['budget_met'] else 'OVER'}")
+    fields = list(dict.fromkeys(k for r in rows for k in r))
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    w.writeheader()
-    for r in rows:
-        w.writerow({**r, "accs": " ".join(f"{x:.4f}" for x in r["accs"]), "widths": " ".join(map(str, r["widths"]))})
+    wr = csv.DictWriter(buf, fieldnames=fields)
+    wr.writeheader()
+    wr.writerows(rows)
     atomic_write_text(out / "search_quality.csv", buf.getvalue())
     _plot(out / "search_quality.png", rows)
     atomic_write_text(out / "search_quality.json", json.dumps(
-        {"mode": "quick" if a.quick else "full", "settings": mode, "margin_pct": MARGIN_PCT, "profile": table.name, "widest_ms": widest,
-         "seconds": time.time() - t_start, "rows": rows}, indent=1))
+        {"mode": mode_name, "settings": {**mode, "budgets": list(budgets)}, "seeds": seeds, "margin_pct": MARGIN_PCT,
+         "profile": table.name, "widest_ms": widest, "seconds": time.time() - t_start, "selections": {
+             f"{b * 100:g}%": v for b, v in selections.items()}, "rows": rows}, indent=1))
+    if a.docs:
+        Path(a.docs).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / "search_quality.csv", f"{a.docs}.csv")
+        shutil.copyfile(out / "search_quality.png", f"{a.docs}.png")
     log(f"done in {(time.time() - t_start) / 60:.1f} min: {out / 'search_quality.csv'}, {out / 'search_quality.png'}")
     return 0
 
 
 def _plot(path: Path, rows: list[dict]) -> None:
+    """Left: accuracy against measured latency. Right: paired difference against uniform, 95 % CI."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for m in dict.fromkeys(r["method"] for r in rows):
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    budgets = list(dict.fromkeys(r["budget"] for r in rows))
+    for j, m in enumerate(methods):
         rs = sorted((r for r in rows if r["method"] == m), key=lambda r: r["measured_ms"])
         ax.errorbar([r["measured_ms"] for r in rs], [100 * r["acc_mean"] for r in rs],
                     yerr=[100 * r["acc_std"] for r in rs], marker="o", capsize=3, label=m)
+        if m == "uniform":
+            continue
+        x = [budgets.index(r["budget"]) + 0.12 * (j - len(methods) / 2) for r in rs]
+        d = np.array([100 * r["diff_vs_uniform"] for r in rs])
+        err = np.array([[100 * (r["diff_vs_uniform"] - r["ci_low"]), 100 * (r["ci_high"] - r["diff_vs_uniform"])]
+                        for r in rs]).T
+        bx.errorbar(x, d, yerr=err, marker="o", ls="", capsize=3, label=m, color=f"C{j}")
     ax.set_xlabel("measured latency (ms, exported ONNX, onnxruntime CPU)")
     ax.set_ylabel("test accuracy after retraining (%)")
     ax.legend(fontsize=8)
+    bx.axhline(0, color="0.5", lw=1)
+    bx.set_xticks(range(len(budgets)), [f"budget {b}" for b in budgets])
+    bx.set_ylabel("paired difference vs uniform (points, 95 % CI)")
+    bx.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -28,21 +28,25 @@ def enumerate_all(m):
     return idx, np.array([m.latency(i) for i in idx]), np.array([m.score(i) for i in idx])
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_viterbi_and_marginals_match_brute_force(seed):
-    rng = np.random.default_rng(seed)
-    m = random_mrf(rng, int(rng.integers(2, 6)))
-    idx, lat, sc = enumerate_all(m)
+def check_viterbi_and_marginals(m, idx, lat, sc, rng):
+    """Viterbi's argmax and the temperature marginals of score - γ·latency against enumeration."""
     gamma, T = rng.uniform(0, 3), rng.uniform(0.3, 2)
     obj = sc - gamma * lat
-    v = viterbi(m, gamma)
-    assert v.idx == list(idx[int(np.argmax(obj))])
+    assert viterbi(m, gamma).idx == list(idx[int(np.argmax(obj))])
     w = np.exp((obj - obj.max()) / T)
     w /= w.sum()
     got = marginals(m, gamma, T)
     for i in range(m.n):
         ref = np.array([w[[x[i] == k for x in idx]].sum() for k in range(len(m.choices[i]))])
         np.testing.assert_allclose(got[i], ref, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_viterbi_and_marginals_match_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    m = random_mrf(rng, int(rng.integers(2, 6)))
+    idx, lat, sc = enumerate_all(m)
+    check_viterbi_and_marginals(m, idx, lat, sc, rng)
 
 
 def test_exact_is_exact_against_enumeration():
@@ -70,15 +74,7 @@ def test_pairwise_scores_every_solver_against_enumeration(seed):
     m = random_mrf(rng, int(rng.integers(2, 6)), pair_scores=True)
     idx, lat, sc = enumerate_all(m)
     assert sc.std() > 0 and any(np.ptp(p) > 0 for p in m.score_pair)
-    gamma, T = rng.uniform(0, 3), rng.uniform(0.3, 2)
-    obj = sc - gamma * lat
-    assert viterbi(m, gamma).idx == list(idx[int(np.argmax(obj))])
-    w = np.exp((obj - obj.max()) / T)
-    w /= w.sum()
-    got = marginals(m, gamma, T)
-    for i in range(m.n):
-        ref = np.array([w[[x[i] == k for x in idx]].sum() for k in range(len(m.choices[i]))])
-        np.testing.assert_allclose(got[i], ref, atol=1e-10)
+    check_viterbi_and_marginals(m, idx, lat, sc, rng)
     budget = float(rng.choice(lat)) if seed % 2 else float(rng.uniform(lat.min(), lat.max()))
     e = exact(m, budget, bins=int(rng.choice([16, 256, 2048])))
     assert e.latency <= budget and e.score == pytest.approx(sc[lat <= budget].max(), abs=1e-9)

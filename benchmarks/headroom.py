@@ -1,0 +1,172 @@
+"""Headroom: can this testbed show that some network beats the uniform one at equal latency?
+
+    python benchmarks/headroom.py --budget 15 --configs 12 --seeds 5 --limit 20000 --epochs 4
+    python benchmarks/headroom.py --curve 0.25,0.35,0.5,0.7,1.0 --seeds 2      # uniform accuracy curve
+
+Random configurations whose *measured* latency (exported ONNX, onnxruntime, reference-normalised)
+lies within ±2 % of the budget, drawn from the max-entropy distribution p(x) ∝ exp(-γ·latency(x))
+with γ set so that the samples centre on the budget, and the uniform network at the budget, are
+all retrained from scratch with the same paired seeds. Reported: each configuration's paired
+difference against uniform with its 95 % t-interval, the spread between configurations, and the
+best one (its interval also Bonferroni-widened, since it is the best of several). If nothing
+beats uniform beyond noise, no search can be judged on this testbed.
+Resumable: retrainings are kept in --out.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from retrain_pool import Protocol, retrain_many
+from stats import paired_diff
+from widthnas.latency.backends import OrtBackend
+from widthnas.latency.registry import find_profile, load_profile
+from widthnas.latency.table import atomic_write_text
+from widthnas.models.mobilenet import build_network
+from widthnas.models.space import get_space
+from widthnas.mrf import WidthMRF, sample_configs, uniform
+from widthnas.nas.export import export_onnx, measure_exported
+
+
+def latency_mrf(table) -> WidthMRF:
+    """The latency model with flat scores: sampling it is sampling architectures, not searching."""
+    space = table.space
+    lu, lp = table.chain()
+    return WidthMRF([tuple(c) for c in space.choices], [np.zeros(len(c)) for c in space.choices], lu, lp,
+                    table.intercept, tuple(space.base_widths), space.fingerprint)
+
+
+def sample_near(mrf: WidthMRF, budget_ms: float, n: int, tol: float, rng: np.random.Generator) -> list[list[int]]:
+    """n distinct configurations with predicted latency within ±tol of the budget."""
+    lo, hi = 1e-3, 1e4  # γ (1/ms): bisection so that the mean sampled latency is the budget
+    for _ in range(40):
+        g = np.sqrt(lo * hi)
+        lat = np.mean([mrf.latency(x) for x in sample_configs(mrf, g, 1.0, 400, rng)])
+        lo, hi = (g, hi) if lat > budget_ms else (lo, g)
+    out: dict[tuple, None] = {}
+    for _ in range(50):
+        for x in sample_configs(mrf, g, 1.0, 2000, rng):
+            if abs(mrf.latency(x) / budget_ms - 1) <= tol:
+                out[tuple(mrf.widths(x))] = None
+        if len(out) >= n:
+            break
+    keys = list(out)
+    return [list(keys[i]) for i in rng.permutation(len(keys))[:n]]
+
+
+def measure(widths, space, table, path: Path) -> float:
+    export_onnx(build_network(space, widths), space, path)
+    return measure_exported(path, table)["normalised_ms"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--budget", type=float, default=15.0, help="% of the widest network's predicted latency")
+    p.add_argument("--configs", type=int, default=12)
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--limit", type=int, default=20000, help="training images (0: the whole split)")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--curve", help="instead: retrain these uniform multipliers (comma-separated)")
+    p.add_argument("--profile")
+    p.add_argument("--out", default="runs/headroom")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    for name in ("configs", "seeds", "epochs", "workers"):
+        if getattr(a, name) < 1 or (name == "seeds" and a.seeds < 2):
+            raise SystemExit(f"--{name} {getattr(a, name)}: give a positive count (seeds >= 2 for an interval)")
+    if not 0 < a.budget <= 100:
+        raise SystemExit(f"--budget {a.budget}: give a percentage of the widest network in (0, 100]")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    space = get_space("mobilenet_v1_small")
+    prof = a.profile or find_profile(space, OrtBackend(space).device_info())[0]
+    if prof is None:
+        raise SystemExit("no shipped profile matches this machine: profile it and pass --profile")
+    table = load_profile(prof)
+    widest = table.predict(space.max_widths)
+    proto = Protocol(limit=a.limit or None, epochs=a.epochs)
+    mrf = latency_mrf(table)
+
+    if a.curve:
+        nets = {f"x{m}": space.uniform(float(m)) for m in a.curve.split(",")}
+        res = retrain_many(out, proto, [(w, s) for w in nets.values() for s in range(a.seeds)], a.workers)
+        rows = []
+        for name, w in nets.items():
+            acc = [res[(tuple(w), s)]["test_acc"] for s in range(a.seeds)]
+            rows.append({"network": name, "predicted_pct": 100 * table.predict(w) / widest,
+                         "macs_M": space.macs(w) / 1e6, "acc_mean": float(np.mean(acc)), "acc_std": float(np.std(acc, ddof=1)),
+                         "accs": " ".join(f"{x:.4f}" for x in acc)})
+            print(f"{name:6s} {rows[-1]['predicted_pct']:5.1f} % latency {rows[-1]['macs_M']:6.2f} M MACs  "
+                  f"acc {rows[-1]['acc_mean']:.4f} ± {rows[-1]['acc_std']:.4f}")
+        _write_csv(out / "curve.csv", rows)
+        return 0
+
+    budget = a.budget / 100 * widest
+    state_path = out / f"configs_{a.budget:g}.json"
+    if state_path.exists():  # the configurations and their measured latency, fixed for a resumed run
+        state = json.loads(state_path.read_text())
+    else:
+        rng = np.random.default_rng(a.seed)
+        cands = sample_near(mrf, budget, 4 * a.configs, 0.015, rng)
+        u = uniform(mrf, budget).widths
+        state = {"budget_ms": budget, "uniform": {"widths": u, "measured_ms": measure(u, space, table, out / "u.onnx")},
+                 "configs": []}
+        for w in cands:
+            ms = measure(w, space, table, out / "c.onnx")
+            if abs(ms / budget - 1) <= 0.02:
+                state["configs"].append({"widths": w, "measured_ms": ms, "predicted_ms": table.predict(w)})
+            if len(state["configs"]) == a.configs:
+                break
+        atomic_write_text(state_path, json.dumps(state, indent=1))
+    print(f"budget {a.budget:g} % = {budget:.4f} ms; uniform {state['uniform']['widths']} measured "
+          f"{state['uniform']['measured_ms']:.4f} ms; {len(state['configs'])} random configurations within ±2 %")
+    nets = [state["uniform"]["widths"]] + [c["widths"] for c in state["configs"]]
+    res = retrain_many(out, proto, [(w, s) for w in nets for s in range(a.seeds)], a.workers)
+    acc = {tuple(w): [res[(tuple(w), s)]["test_acc"] for s in range(a.seeds)] for w in nets}
+    ua = acc[tuple(nets[0])]
+    rows = [{"network": "uniform", "measured_ms": state["uniform"]["measured_ms"], "acc_mean": float(np.mean(ua)),
+             "acc_std": float(np.std(ua, ddof=1)), "diff_vs_uniform": 0.0, "ci_low": 0.0, "ci_high": 0.0,
+             "widths": " ".join(map(str, nets[0]))}]
+    for k, c in enumerate(state["configs"]):
+        ca = acc[tuple(c["widths"])]
+        d = paired_diff(ca, ua)
+        rows.append({"network": f"random{k}", "measured_ms": c["measured_ms"], "acc_mean": float(np.mean(ca)),
+                     "acc_std": float(np.std(ca, ddof=1)), "diff_vs_uniform": d["diff"], "ci_low": d["ci_low"],
+                     "ci_high": d["ci_high"], "widths": " ".join(map(str, c["widths"]))})
+    for r in rows:
+        print(f"{r['network']:9s} {r['measured_ms']:.4f} ms  acc {100 * r['acc_mean']:.2f} ± {100 * r['acc_std']:.2f}  "
+              f"vs uniform {100 * r['diff_vs_uniform']:+.2f} [{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]  {r['widths']}")
+    best = max(rows[1:], key=lambda r: r["diff_vs_uniform"])
+    bk = rows.index(best) - 1
+    bon = paired_diff(acc[tuple(state["configs"][bk]["widths"])], ua, comparisons=len(rows) - 1)
+    means = np.array([r["acc_mean"] for r in rows[1:]])
+    summary = {"budget_pct": a.budget, "budget_ms": budget, "protocol": proto.__dict__, "seeds": a.seeds,
+               "spread_of_config_means_sd": float(means.std(ddof=1)), "range": [float(means.min()), float(means.max())],
+               "best": best["network"], "best_diff": best["diff_vs_uniform"], "best_ci": [best["ci_low"], best["ci_high"]],
+               "best_ci_bonferroni": [bon["ci_low"], bon["ci_high"]],
+               "beats_uniform": sum(r["ci_low"] > 0 for r in rows[1:]),
+               "below_uniform": sum(r["ci_high"] < 0 for r in rows[1:]), "minutes": (time.time() - t0) / 60}
+    print(json.dumps(summary, indent=1))
+    _write_csv(out / f"headroom_{a.budget:g}.csv", rows)
+    atomic_write_text(out / f"headroom_{a.budget:g}.json", json.dumps({"summary": summary, "rows": rows}, indent=1))
+    return 0
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
