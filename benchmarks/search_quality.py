@@ -36,7 +36,7 @@ from widthnas.mrf import WidthMRF, exact, greedy, uniform, with_margin
 from widthnas.mrf.unaries import Unaries
 from widthnas.nas.data import load_dataset, split
 from widthnas.nas.export import export_onnx, measure_exported
-from widthnas.nas.selection import estimation_scorer, propose, select
+from widthnas.nas.selection import GREEDY_STEP, estimation_scorer, propose, select
 from widthnas.nas.train import CKPT, TrainConfig, Trainer
 from widthnas.nas.unary_eval import measure_unaries
 
@@ -185,7 +185,7 @@ def main() -> int:
     def greedy_path():
         t0 = time.time()
         gsol = greedy(mrf_ows, with_margin(min(budgets) * widest, MARGIN_PCT),
-                      score_fn=estimation_scorer(ows, sp, mode["unary_batch"]))
+                      score_fn=estimation_scorer(ows, sp, min(256, mode["unary_batch"])), step=GREEDY_STEP)
         log(f"greedy AutoSlim: {len(gsol.info['path'])} steps, {gsol.info['evals']} supernet evaluations, "
             f"{time.time() - t0:.0f} s")
         return [[w, lat] for w, lat, _ in gsol.info["path"]]
@@ -219,7 +219,9 @@ def main() -> int:
 
         def make_selection():
             log(f"default search at {b:.0%}: candidates judged on held-out validation images")
-            cands = propose(mrf, target, greedy_score=estimation_scorer(sup, sp, mode["unary_batch"]))
+            # greedy's answer from the OWS descent above (one descent answers every budget; the
+            # same network the greedy method retrains), so the default costs no second descent
+            cands = propose(mrf, target, greedy_widths=choices[("greedy", b)])
             sel = select(sup, mrf, cands, sp, unary_images=mode["unary_batch"], log=log)
             return {"widths": sel.widths, **sel.to_info()}
 

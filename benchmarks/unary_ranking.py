@@ -45,6 +45,9 @@ def main() -> int:
     p.add_argument("--n", type=int, default=200, help="test configurations per set")
     p.add_argument("--out", help="default: <run>/unary_ranking")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--measured", help="reuse these measured unaries (1000 random configurations) instead of "
+                                      "measuring them again, e.g. the search-quality run's unaries_ows_measured.json")
+    p.add_argument("--with-300", action="store_true", help="also 300 random configurations (the quick mode's count)")
     a = p.parse_args()
     if a.n < 10:
         raise SystemExit(f"--n {a.n}: a rank correlation needs at least 10 configurations")
@@ -61,13 +64,18 @@ def main() -> int:
     print(f"{a.run}: unaries on the first {k} validation images, supernet accuracy on the other {len(held[1])}")
 
     variants = {"training-time": Unaries.load(Path(a.run) / "unaries.json")}
-    for name, kw in (("measured, 300 random", dict(n_configs=300)), ("measured, 1000 random", dict(n_configs=1000)),
-                     ("measured, one at a time", dict(design="one-at-a-time"))):
+    todo = [("measured, 1000 random", dict(n_configs=1000)), ("measured, one at a time", dict(design="one-at-a-time"))]
+    if a.with_300:
+        todo.insert(0, ("measured, 300 random", dict(n_configs=300)))
+    if a.measured:
+        variants["measured, 1000 random"] = Unaries.load(a.measured)
+        todo = [t for t in todo if t[0] != "measured, 1000 random"]
+    for name, kw in todo:
         path = out / f"unaries_{name.replace(', ', '_').replace(' ', '-')}.json"
         if path.exists():
             variants[name] = Unaries.load(path)
         else:
-            variants[name] = measure_unaries(sup, sp, batch=k, seed=0, log=lambda *_: None, **kw)
+            variants[name] = measure_unaries(sup, sp, batch=k, seed=0, log=print, **kw)
             variants[name].save(path)
 
     rng = np.random.default_rng(a.seed)

@@ -27,6 +27,8 @@ from .evaluate import accuracy, recalibrate_bn
 
 SMOOTH_RATIOS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0)  # prior weight / mean per-layer score range
 UNARY_IMAGES = 512  # validation images reserved for estimating the unaries
+GREEDY_IMAGES = 256  # of those, the ones greedy slimming scores its ~1 000 steps on (cost: one forward each)
+GREEDY_STEP = 2  # greedy narrows a layer by this many width choices per step (~10 % of its channels, as AutoSlim)
 
 
 @dataclass
@@ -67,9 +69,9 @@ def supernet_accuracy(supernet, widths: Sequence[int], splits, images: tuple[tor
 
 
 def estimation_scorer(supernet, splits, images: int | None = None) -> Callable[[list[int]], float]:
-    """Supernet accuracy (cross-entropy as tie-break) on the unary-estimation images, batch statistics:
-    what greedy slimming (AutoSlim) ranks its steps by. Never the selection images."""
-    images = unary_image_count(splits) if images is None else images
+    """Supernet accuracy (cross-entropy as tie-break) on the first unary-estimation images, batch
+    statistics: what greedy slimming (AutoSlim) ranks its steps by. Never the selection images."""
+    images = min(GREEDY_IMAGES, unary_image_count(splits)) if images is None else images
     dev = device_of(supernet)
     x = normalize(splits.val[0][:images], splits.mean, splits.std).to(dev)
     y = splits.val[1][:images].to(dev)
@@ -90,9 +92,12 @@ def smoothness_weights(mrf: WidthMRF, ratios: Sequence[float] = SMOOTH_RATIOS) -
 
 
 def propose(mrf: WidthMRF, budget_ms: float, ratios: Sequence[float] = SMOOTH_RATIOS,
-            greedy_score: Callable[[list[int]], float] | None = None) -> dict[str, list[int]]:
+            greedy_score: Callable[[list[int]], float] | None = None,
+            greedy_widths: list[int] | None = None) -> dict[str, list[int]]:
     """Candidate networks under the budget: the MRF optimum at each prior weight, uniform, greedy.
 
+    greedy_widths: greedy slimming's answer computed elsewhere (one descent answers every budget);
+    otherwise greedy runs here, scored by `greedy_score` (the supernet) or by the MRF.
     Distinct widths only; the first name that proposed a network keeps it.
     """
     cands: dict[str, list[int]] = {}
@@ -102,7 +107,7 @@ def propose(mrf: WidthMRF, budget_ms: float, ratios: Sequence[float] = SMOOTH_RA
         cands["uniform"] = uniform(mrf, budget_ms).widths
     except ValueError:  # no uniform multiplier fits this budget: the others still compete
         pass
-    cands["greedy"] = greedy(mrf, budget_ms, score_fn=greedy_score).widths
+    cands["greedy"] = greedy_widths or greedy(mrf, budget_ms, score_fn=greedy_score, step=GREEDY_STEP).widths
     seen, out = set(), {}
     for name, w in cands.items():
         if tuple(w) not in seen:
@@ -159,7 +164,7 @@ def default_search(supernet, splits, table, unaries, target_ms: float, unary_ima
     from widthnas.mrf.solvers import Solution
 
     mrf = WidthMRF.from_table(table, unaries)
-    cands = propose(mrf, target_ms, greedy_score=estimation_scorer(supernet, splits, unary_images))
+    cands = propose(mrf, target_ms, greedy_score=estimation_scorer(supernet, splits))
     sel = select(supernet, mrf, cands, splits, unary_images, log)
     idx = mrf.indices(sel.widths)
     return Solution(sel.widths, idx, mrf.score(idx), mrf.latency(idx), "select", target_ms, sel.to_info())
