@@ -234,12 +234,14 @@ def cmd_run(args) -> int:
     if args.full:
         cfg = full_config(cfg)
     for f in ("space", "dataset", "data", "budget", "margin", "profile", "sampling", "epochs", "limit", "batch_size",
-              "finetune_epochs", "retrain_epochs", "method", "seed", "profile_networks"):
+              "finetune_epochs", "retrain_epochs", "method", "unary_configs", "seed", "profile_networks"):
         v = getattr(args, f, None)
         if v is not None:
             setattr(cfg, f, v)
     if args.all_data:
         cfg.limit = None
+    if cfg.unary_configs < 10:
+        raise ValueError(f"--unary-configs {cfg.unary_configs}: measure at least 10 configurations (default 300)")
     if cfg.sampling == "aows" and cfg.warmup_epochs >= cfg.epochs:
         cfg.warmup_epochs = max(0, cfg.epochs - 1)
     run = Run(cfg, args.out, progress=not args.quiet)
@@ -279,6 +281,8 @@ def register_run(sub) -> None:
     q.add_argument("--retrain-epochs", type=int)
     q.add_argument("--method", choices=("select",) + METHODS,
                    help="select (default): MRF candidates, uniform and greedy judged by the supernet on held-out images")
+    q.add_argument("--unary-configs", type=int,
+                   help="select: configurations measured for the unaries after training (default 300; --full 1000)")
     q.add_argument("--seed", type=int)
     q.add_argument("--full", action="store_true", help="longer, better: all data, 20 epochs, 5 fine-tune epochs")
     q.add_argument("--quiet", action="store_true")

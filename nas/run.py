@@ -43,12 +43,13 @@ class RunConfig:
     finetune_epochs: int = 2  # fine-tune the chosen network from the supernet's weights
     retrain_epochs: int = 0  # > 0: retrain from scratch instead
     method: str = "select"  # select (held-out selection, nas.selection) | exact | lagrangian | greedy | uniform
+    unary_configs: int = 300  # select: configurations measured for the unaries after training (--full: 1000)
     seed: int = 0
 
 
 def full_config(cfg: RunConfig) -> RunConfig:
     """--full: the whole training set and longer training."""
-    cfg.limit, cfg.epochs, cfg.warmup_epochs, cfg.finetune_epochs = None, 20, 4, 5
+    cfg.limit, cfg.epochs, cfg.warmup_epochs, cfg.finetune_epochs, cfg.unary_configs = None, 20, 4, 5, 1000
     return cfg
 
 
@@ -205,7 +206,7 @@ class Run:
         unaries_path = self.dir / "supernet" / "unaries.json"  # training-time statistics
         if self.cfg.method == "select":  # measured after training, on validation images selection never sees
             unaries_path = self.dir / "supernet" / "unaries_measured.json"
-            unaries = cached_measured_unaries(sup, sp, unaries_path, log=self.log)
+            unaries = cached_measured_unaries(sup, sp, unaries_path, self.cfg.unary_configs, log=self.log)
         else:
             from widthnas.mrf.unaries import Unaries
 
