@@ -9,6 +9,10 @@ import numpy as np
 from widthnas.latency.table import atomic_write_text
 
 
+METHOD_LABELS = {"exact": "exact budgeted optimum", "lagrangian": "Lagrangian (the paper's method)",
+                 "greedy": "greedy slimming (AutoSlim-style)", "uniform": "uniform width multiplier"}
+
+
 def _plt():
     import matplotlib
 
@@ -88,15 +92,18 @@ def write_report(run_dir: Path, res: dict) -> Path:
              f"Profile: `{p['name']}`: {p['why']}.", ""]
     lines += ["## Result", "", "| | chosen | uniform |", "|---|---|---|"]
     ch, un = ver.get("chosen", {}), ver.get("uniform", {})
-    lines.append(f"| widths | {s['chosen']['widths']} | {s['uniform']['widths']} (x{s['uniform']['info'].get('multiplier')}) |")
-    lines.append(f"| predicted latency (ms) | {s['chosen']['predicted_ms']:.4f} | {s['uniform']['predicted_ms']:.4f} |")
+    su, fu = s["uniform"] or {}, fin.get("uniform") or {}  # no uniform network may fit the budget
+    nan = float("nan")
+    lines.append(f"| widths | {s['chosen']['widths']} | " + (
+        f"{su['widths']} (x{su['info'].get('multiplier')}) |" if su else "none fits the budget |"))
+    lines.append(f"| predicted latency (ms) | {s['chosen']['predicted_ms']:.4f} | {su.get('predicted_ms', nan):.4f} |")
     if ch:
         lines.append(f"| measured latency, exported ONNX (ms, reference-normalised) | {ch['normalised_ms']:.4f} | "
                      f"{un.get('normalised_ms', float('nan')):.4f} |")
         lines.append(f"| measured latency, raw median now (ms) | {ch['measured_ms']:.4f} | {un.get('measured_ms', float('nan')):.4f} |")
     if fin:
-        lines.append(f"| test accuracy after {fin['mode']} | {fin['chosen']['test_acc']:.4f} | {fin['uniform']['test_acc']:.4f} |")
-        lines.append(f"| validation accuracy | {fin['chosen']['val_acc']:.4f} | {fin['uniform']['val_acc']:.4f} |")
+        lines.append(f"| test accuracy after {fin['mode']} | {fin['chosen']['test_acc']:.4f} | {fu.get('test_acc', nan):.4f} |")
+        lines.append(f"| validation accuracy | {fin['chosen']['val_acc']:.4f} | {fu.get('val_acc', nan):.4f} |")
     if ch:
         lines.append(f"| ONNX vs torch max abs diff | {ch['max_abs_diff']:.2e} | {un.get('max_abs_diff', float('nan')):.2e} |")
     lines += ["", f"ONNX model: `{res.get('onnx')}` (sidecar `{Path(res.get('onnx', 'model.onnx')).with_suffix('.json').name}`).", ""]
@@ -106,9 +113,13 @@ def write_report(run_dir: Path, res: dict) -> Path:
                   f"{lc['n']} random networks measured during this run against the profile: "
                   f"within ±10% {lc['within_10']:.1%}, ±5% {lc['within_5']:.1%}, NRMSE {lc['nrmse']:.2%}, "
                   f"Kendall τ {lc['kendall_tau']:.3f}.", "", "![latency fit](latency_fit.png)", ""]
-    lines += ["## Search", "", f"Exact budgeted optimum (certified: {s['chosen']['info'].get('certified')}); "
-              f"Lagrangian answer score {s['lagrangian']['score']:.4f} vs exact {s['chosen']['score']:.4f}; "
-              f"greedy {s['greedy']['score']:.4f}; uniform {s['uniform']['score']:.4f} (higher is better).", "",
+    method = s["chosen"].get("method", "exact")
+    label = METHOD_LABELS.get(method, method)
+    if method == "exact":
+        label += f" (certified: {s['chosen']['info'].get('certified')})"
+    lines += ["## Search", "", f"Chosen by --method {method}: {label}, score {s['chosen']['score']:.4f}; "
+              f"Lagrangian answer score {s['lagrangian']['score']:.4f}; greedy {s['greedy']['score']:.4f}; "
+              + (f"uniform {su['score']:.4f}" if su else "no uniform network fits") + " (higher is better).", "",
               "![Pareto front](pareto.png)", "", "![widths](widths.png)", ""]
     lines += ["## Training", "", "![training curves](training.png)", ""]
     if res.get("narrowing_plot"):

@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from widthnas.latency.table import atomic_write_text
+from widthnas._io import atomic_write_text, read_json, read_jsonl
+
+RECOVER = "delete it to redo the run's stages (finished artefacts stay), or choose another --out"
 
 STAGES = ("profile", "train", "search", "finetune", "export", "verify", "report")
 
@@ -58,7 +60,7 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         saved = self.dir / "run_config.json"
         if saved.exists():
-            old = json.loads(saved.read_text())
+            old = read_json(saved, "run settings", RECOVER)
             defaults = asdict(RunConfig())  # settings added since that run was saved hold their defaults
             diff = {k: (old.get(k, defaults[k]), v) for k, v in asdict(cfg).items() if old.get(k, defaults[k]) != v}
             if diff:
@@ -67,7 +69,7 @@ class Run:
         else:
             atomic_write_text(saved, json.dumps(asdict(cfg), indent=1))
         self.state_path = self.dir / "run_state.json"
-        self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        self.state = read_json(self.state_path, "run state", RECOVER) if self.state_path.exists() else {}
         from widthnas.models.space import get_space
 
         self.space = get_space(cfg.space)
@@ -108,13 +110,16 @@ class Run:
     def stage_profile(self) -> dict:
         from widthnas.latency.backends import OrtBackend
         from widthnas.latency.registry import find_profile, load_profile
+        from widthnas.models.space import check_fingerprint
+
+        from .export import check_onnx_profile
 
         backend = OrtBackend(self.space)
         if self.cfg.profile:
             path, why = self.cfg.profile, "given with --profile"
             table = load_profile(path)
-            if table.space.fingerprint != self.space.fingerprint:
-                raise ValueError(f"profile {path} is for space {table.space.name}, not {self.space.name}")
+            check_fingerprint(table.space.fingerprint, self.space, f"profile {path}")
+            check_onnx_profile(table)  # the run times its exported models with onnxruntime
         else:
             found, why = find_profile(self.space, backend.device_info())
             if found is not None:
@@ -141,7 +146,7 @@ class Run:
         s = load_samples(str(samples), self.space)
         table = fit_table(self.space, s, name="this-machine", log=self.log)
         proxy = fit_flops_proxy(self.space, s)
-        table.fit["flops_proxy"] = {"a_ms": proxy.a, "b_ms_per_mac": proxy.b, "reference_ms": proxy.reference_ms}
+        table.fit["flops_proxy"] = proxy.to_dict()
         table.validation = validate(table, load_samples(str(held), self.space), proxy)
         out = self.dir / "profile.json"
         table.save(out)
@@ -185,7 +190,7 @@ class Run:
         return WidthMRF.from_table(self.table(), Unaries.load(self.dir / "supernet" / "unaries.json"))
 
     def stage_search(self) -> dict:
-        from widthnas.mrf import parse_budget, solve, with_margin
+        from widthnas.mrf import InfeasibleBudget, parse_budget, solve, with_margin
         from widthnas.mrf.baselines import greedy, uniform
         from widthnas.mrf.solvers import lagrangian
 
@@ -196,7 +201,14 @@ class Run:
         budget = parse_budget(self.cfg.budget, widest)
         target = with_margin(budget, self.cfg.margin)
         sol = solve(mrf, target, self.cfg.method)
-        uni, gre, lag = uniform(mrf, target), greedy(mrf, target), lagrangian(mrf, target)
+        gre, lag = greedy(mrf, target), lagrangian(mrf, target)
+        try:
+            uni = uniform(mrf, target)
+        except InfeasibleBudget:
+            raise
+        except ValueError as e:  # the exact solver met the budget; no single multiplier does
+            uni = None
+            self.log(f"search: no uniform network fits the budget ({e}); going on without the uniform baseline")
         front = sol.pareto
         if front is None:
             from widthnas.mrf.solvers import pareto_front
@@ -207,17 +219,19 @@ class Run:
                             budget, self.cfg.margin)
         atomic_write_text(self.dir / "config.json", json.dumps(cfg, indent=1))
         self.log(f"search: {sol.method} widths {sol.widths}, predicted {sol.latency:.4f} ms "
-                 f"(budget {budget:.4f} ms), score {sol.score:.4f}; uniform x{uni.info['multiplier']} "
-                 f"{uni.latency:.4f} ms score {uni.score:.4f}")
+                 f"(budget {budget:.4f} ms), score {sol.score:.4f}; " + (
+                     f"uniform x{uni.info['multiplier']} {uni.latency:.4f} ms score {uni.score:.4f}" if uni
+                     else "no uniform network fits"))
         d = lambda s: {**s.to_dict(), "info": {k: (float(v) if isinstance(v, (np.floating, float)) else v)  # noqa: E731
                                                for k, v in s.to_dict()["info"].items()}}
-        return {"budget_ms": budget, "widest_ms": widest, "chosen": d(sol), "uniform": d(uni), "greedy": d(gre),
+        return {"budget_ms": budget, "widest_ms": widest, "chosen": d(sol), "uniform": d(uni) if uni else None,
+                "greedy": d(gre),
                 "lagrangian": d(lag), "pareto_points": len(front)}
 
     def stage_finetune(self) -> dict:
         from widthnas.models.mobilenet import SlimmableMobileNet, build_network
 
-        from .evaluate import accuracy, recalibrate_bn
+        from .evaluate import accuracy, calibration_images, recalibrate_bn
         from .finetune import train_plain
         from .train import CKPT, load_checkpoint
 
@@ -225,7 +239,7 @@ class Run:
         sup = SlimmableMobileNet(self.space)
         sup.load_state_dict(load_checkpoint(self.dir / "supernet" / CKPT, self.space)["model"])
         out = {"mode": f"retrain {c.retrain_epochs} epochs" if c.retrain_epochs else f"finetune {c.finetune_epochs} epochs"}
-        for name in ("chosen", "uniform"):
+        for name in self._networks():
             widths = self.state["search"][name]["widths"]
             if c.retrain_epochs:
                 torch.manual_seed(c.seed)
@@ -233,7 +247,7 @@ class Run:
                 hist = train_plain(net, sp, c.retrain_epochs, lr=c.lr, seed=c.seed, log=self.log, desc=f"{name} retrain")
             else:
                 net = sup.materialize(widths)
-                recalibrate_bn(net, sp.train[0][:1024], sp.mean, sp.std, 1024)
+                recalibrate_bn(net, calibration_images(sp, 1024), sp.mean, sp.std)
                 before = accuracy(net, *sp.val, sp.mean, sp.std)[0]
                 self.log(f"{name}: val acc {before:.4f} from the supernet after BN recalibration")
                 hist = train_plain(net, sp, c.finetune_epochs, lr=c.lr * 0.2, seed=c.seed, log=self.log,
@@ -244,6 +258,10 @@ class Run:
             out[name] = {"widths": widths, "val_acc": val_acc, "test_acc": test_acc, "history": hist}
             self.log(f"{name}: val acc {val_acc:.4f}, test acc {test_acc:.4f}")
         return out
+
+    def _networks(self) -> tuple[str, ...]:
+        """The networks carried past the search: the chosen one, and the uniform one when one fits."""
+        return ("chosen", "uniform") if self.state["search"].get("uniform") else ("chosen",)
 
     def _final_net(self, name: str):
         from widthnas.models.mobilenet import build_network
@@ -258,7 +276,8 @@ class Run:
 
         sp, out = self.splits, {}
         real = normalize(sp.test[0][:256], sp.mean, sp.std)
-        for name, fname in (("chosen", "model.onnx"), ("uniform", "uniform.onnx")):
+        for name in self._networks():
+            fname = {"chosen": "model.onnx", "uniform": "uniform.onnx"}[name]
             v = export_onnx(self._final_net(name), self.space, self.dir / fname, real)
             out[name] = {"path": str(self.dir / fname), **v}
             self.log(f"export {name}: {self.dir / fname}, ORT vs torch max abs diff {v['max_abs_diff']:.2e}")
@@ -269,7 +288,7 @@ class Run:
 
         table, out = self.table(), {}
         budget = self.state["search"]["budget_ms"]
-        for name in ("chosen", "uniform"):
+        for name in self._networks():
             path = self.state["export"][name]["path"]
             m = measure_exported(path, table)
             pred = self.state["search"][name]["predicted_ms"]
@@ -287,12 +306,14 @@ class Run:
         from .report import plot_narrowing, plot_training, plot_widths, write_report
 
         st = self.state
-        sup_metrics = [json.loads(l) for l in (self.dir / "supernet" / "metrics.jsonl").read_text().splitlines()]
+        fix = "delete the run's supernet/ directory and run_state.json to retrain, or choose another --out"
+        sup_metrics = read_jsonl(self.dir / "supernet" / "metrics.jsonl", "supernet metrics", fix)
         nar = self.dir / "supernet" / "narrowing.jsonl"
-        snaps = [json.loads(l) for l in nar.read_text().splitlines()] if nar.exists() else []
-        plot_widths(self.dir / "widths.png", self.space, st["search"]["chosen"]["widths"], st["search"]["uniform"]["widths"])
+        snaps = read_jsonl(nar, "narrowing log", fix) if nar.exists() else []
+        uni = st["search"]["uniform"]
+        plot_widths(self.dir / "widths.png", self.space, st["search"]["chosen"]["widths"], uni and uni["widths"])
         plot_training(self.dir / "training.png", sup_metrics,
-                      {k: st["finetune"][k]["history"] for k in ("chosen", "uniform")})
+                      {k: st["finetune"][k]["history"] for k in self._networks()})
         has_nar = plot_narrowing(self.dir / "narrowing.png", self.space, snaps)
         res = {"space": {"name": self.space.name, "fingerprint": self.space.fingerprint}, "dataset": self.cfg.dataset,
                "budget": self.cfg.budget, "config": asdict(self.cfg), "profile": st["profile"], "search": st["search"],
@@ -308,13 +329,18 @@ class Run:
     def summary(self) -> str:
         st = self.state
         s, f, v = st["search"], st["finetune"], st["verify"]
+        uni = s["uniform"]["widths"] if s["uniform"] else ["-"] * self.space.num_layers
         rows = [f"{'layer':8s} {'base':>5s} {'chosen':>7s} {'uniform':>8s}"]
         for i, l in enumerate(self.space.layers):
-            rows.append(f"{l.name:8s} {l.base:5d} {s['chosen']['widths'][i]:7d} {s['uniform']['widths'][i]:8d}")
-        rows.append(f"uniform network: width multiplier x{s['uniform']['info']['multiplier']} (the largest within budget)")
-        rows.append(f"test accuracy: chosen {f['chosen']['test_acc']:.2%}, uniform {f['uniform']['test_acc']:.2%} "
-                    f"({f['mode']})")
-        for name in ("chosen", "uniform"):
+            rows.append(f"{l.name:8s} {l.base:5d} {s['chosen']['widths'][i]:7d} {uni[i]:>8}")
+        if "uniform" in f:
+            rows.append(f"uniform network: width multiplier x{s['uniform']['info']['multiplier']} (the largest within budget)")
+            rows.append(f"test accuracy: chosen {f['chosen']['test_acc']:.2%}, uniform {f['uniform']['test_acc']:.2%} "
+                        f"({f['mode']})")
+        else:
+            rows.append("uniform network: no uniform width multiplier fits the budget")
+            rows.append(f"test accuracy: chosen {f['chosen']['test_acc']:.2%} ({f['mode']})")
+        for name in self._networks():
             rows.append(f"latency {name}: predicted {v[name]['predicted_ms']:.4f} ms, measured "
                         f"{v[name]['normalised_ms']:.4f} ms ({v[name]['error']:+.1%}), budget {s['budget_ms']:.4f} ms"
                         f" -> {'within' if v[name]['within_budget'] else 'OVER'} budget")
