@@ -144,7 +144,7 @@ def test_console_script_entry_point():
     assert r.returncode == 0, r.stderr
     for cmd in ("profile", "fit", "validate", "train", "search", "export", "evaluate", "run"):
         assert cmd in r.stdout
-    r = subprocess.run([str(script), "search", "--profile", "x", "--unaries", "y", "--budget", "-5%"], cwd="/",
+    r = subprocess.run([str(script), "search", "--profile", "x", "--unaries", "y", "--budget=50%"], cwd="/",
                        capture_output=True, text=True, env=env)
     assert r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
 
@@ -177,7 +177,7 @@ def test_negative_and_zero_budgets_are_refused(finished_run, tmp_path, capsys):
     _, out, run, _ = finished_run
     prof, un = run.state["profile"]["path"], str(out / "supernet" / "unaries.json")
     for b in ("-10%", "0ms", "0", "-0.2"):
-        assert main(["search", "--profile", prof, "--unaries", un, "--budget", b, "--out", str(tmp_path / "c.json")]) == 2
+        assert main(["search", "--profile", prof, "--unaries", un, f"--budget={b}", "--out", str(tmp_path / "c.json")]) == 2
         assert "not a positive latency" in capsys.readouterr().err
     assert not (tmp_path / "c.json").exists()
 
