@@ -377,6 +377,11 @@ class Trainer:
                                     f"{seen * self.world / (time.time() - t0):.0f} img/s")
             bar.close()
             stats.all_reduce(self.device)
+            if self.world > 1:  # BatchNorm running statistics saw each rank's own images: average them
+                for b in self.model.buffers():
+                    if b.is_floating_point():
+                        dist.all_reduce(b)
+                        b /= self.world
             self.last = stats
             self.epoch += 1
             if main:
