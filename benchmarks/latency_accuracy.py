@@ -23,7 +23,7 @@ from widthnas.latency.backends import make_backend
 from widthnas.latency.fit import FitSettings, fit_flops_proxy, fit_table
 from widthnas.latency.profile import profile
 from widthnas.latency.samples import load_samples
-from widthnas.latency.table import atomic_write_text
+from widthnas._io import atomic_write_text
 from widthnas.latency.validate import metrics, scatter_plot
 from widthnas.models.space import get_space
 
@@ -110,7 +110,7 @@ def main() -> int:
     atomic_write_text(out / "results.json", json.dumps(result, indent=1))
     if a.ship:
         table.name = Path(a.ship).stem
-        table.fit["flops_proxy"] = {"a_ms": proxy.a, "b_ms_per_mac": proxy.b, "reference_ms": proxy.reference_ms}
+        table.fit["flops_proxy"] = proxy.to_dict()
         table.validation = {"table": m, "flops_proxy": mp, "heldout": len(held), "heldout_separate_run": True,
                             "command": "python benchmarks/latency_accuracy.py " + " ".join(sys.argv[1:])}
         table.save(a.ship)

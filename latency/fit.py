@@ -18,8 +18,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.optimize import lsq_linear
 from scipy.sparse.linalg import lsmr
 
+from widthnas._cv import kfold
 from widthnas.models.space import SearchSpace
 
 from .sampling import block_entries, block_shapes
@@ -83,8 +85,8 @@ class _System:
     def solve(self, A: sp.csr_matrix, y: np.ndarray, lam: float, mu: float, iters: int) -> tuple[np.ndarray, float]:
         """Table entries (E,) ms and intercept ms.
 
-        Sparse least squares (lsmr); theta >= 0 by an active set that pins negative coefficients
-        at zero, and the hinge penalties by re-solving with the violated pairs added.
+        Sparse bounded least squares for theta >= 0 (`_nonneg_lsq`, exact), and the hinge
+        penalties by re-solving with the violated pairs added.
         """
         s = float(np.median(y))
         n, E, P = A.shape[0], self.E, self.P
@@ -94,22 +96,15 @@ class _System:
         ridge = sp.hstack([sp.csr_matrix((E, P)), sp.identity(E) * (np.sqrt(lam) / s), sp.csr_matrix((E, 1))])
         active_pairs = np.zeros(len(self.pairs), bool)
         active_neg = np.zeros(E, bool)
-        free = np.ones(P + E + 1, bool)  # columns not pinned at zero
         for _ in range(max(1, iters)):
             blocks = [data, ridge]
             if active_pairs.any() or active_neg.any():
                 p = self.pairs[active_pairs]
                 blocks += [(T1[p[:, 0]] - T1[p[:, 1]]) * (np.sqrt(mu) / s),
                            T1[np.flatnonzero(active_neg)] * (np.sqrt(mu) / s)]
-            M = sp.vstack(blocks).tocsc()
+            M = sp.vstack(blocks).tocsr()
             rhs = np.r_[np.ones(n), np.zeros(M.shape[0] - n)]
-            for _ in range(P + 1):  # theta >= 0
-                z = np.zeros(P + E + 1)
-                z[free] = lsmr(M[:, free], rhs, atol=1e-10, btol=1e-10, maxiter=5000)[0]
-                neg = np.flatnonzero(z[:P] < 0)
-                if neg.size == 0:
-                    break
-                free[neg] = False
+            z = _nonneg_lsq(M, rhs, P)
             entries = self.T @ z[:-1]
             if mu <= 0:
                 break
@@ -120,6 +115,33 @@ class _System:
             active_pairs |= viol
             active_neg |= negs
         return entries, float(z[-1])
+
+
+def _nonneg_lsq(M: sp.csr_matrix, rhs: np.ndarray, P: int) -> np.ndarray:
+    """argmin ||M z - rhs|| subject to z[:P] >= 0, the other columns free.
+
+    An active set on sparse least squares (lsmr on the free columns): negative coefficients are
+    pinned at zero, and a pinned one is released when the gradient says the objective falls as it
+    grows; it stops when the optimality (KKT) conditions hold. Should that not settle, scipy's
+    bounded solver (lsq_linear, exact but several times slower here) decides.
+    """
+    M = M.tocsc()
+    free = np.ones(M.shape[1], bool)  # columns not pinned at zero
+    tol = 1e-7 * max(1e-300, float(np.abs(M[:, :P].T @ rhs).max(initial=0.0)))
+    for _ in range(3 * P + 3):
+        z = np.zeros(M.shape[1])
+        z[free] = lsmr(M[:, free], rhs, atol=1e-10, btol=1e-10, maxiter=5000)[0]
+        neg = np.flatnonzero(z[:P] < 0)
+        if neg.size:
+            free[neg] = False
+            continue
+        grad = M[:, :P].T @ (M @ z - rhs)  # a pinned coefficient with grad < 0 should grow
+        release = np.flatnonzero(~free[:P] & (grad < -tol))
+        if release.size == 0:
+            return z
+        free[release] = True
+    lower = np.r_[np.zeros(P), np.full(M.shape[1] - P, -np.inf)]
+    return lsq_linear(M, rhs, bounds=(lower, np.inf), method="trf", tol=1e-10, lsmr_tol="auto", max_iter=1000).x
 
 
 def _split(entries: np.ndarray, sys_: _System) -> list[np.ndarray]:
@@ -141,13 +163,11 @@ def fit_table(space: SearchSpace, samples: Samples, settings: FitSettings | None
     reference_ms = float(np.median(samples.ref_ms))
     y = samples.norm * reference_ms  # ms at the reference network's typical speed
     A = sys_.design(samples.widths)
-    fold = np.random.default_rng(settings.seed).permutation(len(y)) % settings.folds
     cv = {}
     for lam in settings.lams:
         for mu in settings.mus:
             errs = []
-            for f in range(settings.folds):
-                tr, te = fold != f, fold == f
+            for tr, te in kfold(len(y), settings.folds, settings.seed):
                 e, c = sys_.solve(A[tr], y[tr], lam, mu, settings.active_set_iters)
                 errs.append(_rmspe(A[te] @ e + c, y[te]))
             cv[(lam, mu)] = float(np.mean(errs))
@@ -171,6 +191,16 @@ class FlopsProxy:
 
     def predict_many(self, space: SearchSpace, widths: np.ndarray) -> np.ndarray:
         return self.a + self.b * np.array([space.macs(w) for w in widths], float)
+
+    def to_dict(self) -> dict:
+        """The form a profile keeps in its `fit.flops_proxy`."""
+        return {"a_ms": self.a, "b_ms_per_mac": self.b, "reference_ms": self.reference_ms}
+
+    @classmethod
+    def from_profile(cls, table) -> "FlopsProxy | None":
+        """The proxy fitted beside a profile's table, if it has one."""
+        d = table.fit.get("flops_proxy")
+        return cls(d["a_ms"], d["b_ms_per_mac"], d["reference_ms"]) if d else None
 
 
 def fit_flops_proxy(space: SearchSpace, samples: Samples) -> FlopsProxy:

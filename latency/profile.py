@@ -8,7 +8,8 @@ import shutil
 import time
 from pathlib import Path
 
-from widthnas.models.space import SearchSpace
+from widthnas._io import atomic_write_text
+from widthnas.models.space import SearchSpace, check_fingerprint
 
 from . import standalone_runner as sr
 from .onnx_graph import space_onnx
@@ -37,10 +38,8 @@ def profile(space: SearchSpace, out: str | Path, n: int, backend, sampling: str 
     seen = []
     if os.path.exists(out) and os.path.getsize(out) > 0:
         header, recs, bad = sr.read_samples(out)
-        if header["space"]["fingerprint"] != space.fingerprint:
-            raise ValueError(f"{out} holds samples of search space {header['space']['name']} "
-                             f"({header['space']['fingerprint']}), not {space.name} ({space.fingerprint}); "
-                             "choose another --out")
+        check_fingerprint(header["space"]["fingerprint"], space,
+                          f"{out} (samples of space {header['space']['name']}; or choose another --out)")
         if sr.device_key(header["device"]) != sr.device_key(device):
             raise ValueError(f"{out} was measured with other device settings ({sr.device_key(header['device'])}); "
                              "choose another --out or the same --backend/--provider/--threads/--batch")
@@ -98,8 +97,6 @@ def write_bundle(space: SearchSpace, out_dir: str | Path, n: int, sampling: str 
         "batch": batch, "sampling": sampling, "seed": seed,
         "reference": {"file": ref_file, "widths": space.reference_widths}, "networks": nets,
     }
-    tmp = out / (sr.MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / sr.MANIFEST)
+    atomic_write_text(out / sr.MANIFEST, json.dumps(manifest, indent=1))
     shutil.copyfile(Path(sr.__file__), out / "runner.py")
     return out

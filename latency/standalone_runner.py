@@ -172,12 +172,12 @@ def measure(run_net: Callable[[], None], run_ref: Callable[[], None], rounds: in
 
 
 # ---- samples JSONL --------------------------------------------------------------------
-def append_line(path: str, record: dict) -> None:
-    """Append one JSON line durably: a crash loses at most this line (a torn tail is skipped on read)."""
-    data = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+def append_text(path, text: str) -> None:
+    """Append text durably (fsynced): a crash loses at most this text, and a torn last line left by a
+    killed writer is ended first, so it never glues onto this one (it is skipped on read)."""
+    data = text.encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        # a torn last line from a killed run must not glue onto this record
         if os.fstat(fd).st_size > 0:
             with open(path, "rb") as f:
                 f.seek(-1, os.SEEK_END)
@@ -187,6 +187,11 @@ def append_line(path: str, record: dict) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def append_line(path, record: dict) -> None:
+    """Append one JSON line durably (append_text)."""
+    append_text(path, json.dumps(record, separators=(",", ":")) + "\n")
 
 
 def read_samples(path: str) -> tuple[dict, list[dict], int]:

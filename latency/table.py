@@ -7,17 +7,17 @@ and j-th c_out choice. A network's predicted latency is intercept + the sum over
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from widthnas._io import atomic_write_text  # noqa: F401  (also imported from here by older callers)
 from widthnas.models.space import SearchSpace, check_fingerprint
+from widthnas.mrf import chain
 
-from .sampling import block_entries, block_shapes
+from .sampling import block_shapes
 
 FORMAT = "widthnas-profile/1"
 
@@ -40,8 +40,7 @@ class LatencyTable:
     # ---- prediction ------------------------------------------------------------------
     def predict(self, widths: Sequence[int]) -> float:
         """Predicted latency of one configuration, ms."""
-        idx = self.space.indices(widths)
-        return float(self.intercept + sum(self.entries[k][a, b] for k, (a, b) in enumerate(block_entries(idx))))
+        return float(self.predict_many(np.asarray([self.space.validate(widths)]))[0])
 
     def predict_many(self, widths: np.ndarray) -> np.ndarray:
         """(n, layers) channels -> (n,) ms."""
@@ -51,11 +50,7 @@ class LatencyTable:
             bad = (idx[:, i] >= len(c)) | (np.asarray(c)[np.minimum(idx[:, i], len(c) - 1)] != widths[:, i])
             if bad.any():
                 self.space.validate(widths[np.argmax(bad)])  # raises with the layer and choices named
-        L = self.space.num_layers
-        out = self.intercept + self.entries[0][0, idx[:, 0]] + self.entries[L][idx[:, -1], 0]
-        for k in range(1, L):
-            out = out + self.entries[k][idx[:, k - 1], idx[:, k]]
-        return out
+        return chain.evaluate(*self.chain(), idx, self.intercept)  # as the MRF sums it
 
     def chain(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Latency as a chain over searchable layers: (unary (K_i,) ms, pairwise (K_{i-1}, K_i) ms).
@@ -125,21 +120,3 @@ class LatencyTable:
         except json.JSONDecodeError as e:
             raise ProfileError(f"profile {path} does not parse as JSON ({e}); refit it with `widthnas fit`")
         return cls.from_dict(d, str(path))
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write via a temporary file and rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; these files are shared artefacts
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

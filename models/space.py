@@ -141,13 +141,31 @@ class SearchSpace:
         return [min(l.choices, key=lambda c: (abs(c - mult * l.base), c)) for l in self.layers]
 
     def parse_widths(self, text: str) -> list[int]:
-        """'32,64,...' or a JSON list or a uniform multiplier like 'x0.75'."""
+        """'32,64,...' or a JSON list or a uniform multiplier like 'x0.75'; WidthError says what is wrong."""
         text = text.strip()
         if text.startswith("x"):
-            return self.uniform(float(text[1:]))
-        if text.startswith("["):
-            return self.validate(json.loads(text))
-        return self.validate([int(t) for t in text.split(",") if t.strip()])
+            return self.uniform(self._multiplier(text))
+        try:
+            widths = json.loads(text) if text.startswith("[") else [int(t) for t in text.split(",") if t.strip()]
+        except ValueError:
+            raise WidthError(f"widths {text!r}: give channels as '8,16,...' or a JSON list, or a uniform "
+                             "multiplier such as 'x0.75'")
+        if not isinstance(widths, list) or not all(isinstance(w, int) for w in widths):
+            raise WidthError(f"widths {text!r}: a JSON list of whole channel counts, e.g. [8, 16, ...]")
+        return self.validate(widths)
+
+    def _multiplier(self, text: str) -> float:
+        """'x0.75' -> 0.75, within the multipliers the space's choices span (never a silent clamp)."""
+        lo = min(l.choices[0] / l.base for l in self.layers)
+        hi = max(l.choices[-1] / l.base for l in self.layers)
+        try:
+            m = float(text[1:])
+        except ValueError:
+            m = float("nan")
+        if not lo <= m <= hi:  # also NaN, inf
+            raise WidthError(f"widths {text!r}: a uniform multiplier is 'x' and a number between x{lo:g} and "
+                             f"x{hi:g} (the widths space {self.name!r} offers), e.g. x0.75")
+        return m
 
     # ---- geometry --------------------------------------------------------------------
     def spatial_sizes(self) -> list[int]:

@@ -11,16 +11,16 @@ METHODS = ("exact", "lagrangian", "greedy", "uniform")
 
 
 def parse_budget(text: str | float, widest_ms: float) -> float:
-    """'0.8ms', '0.8' (ms) or '60%' of the widest network's predicted latency -> ms."""
-    if isinstance(text, (int, float)):
-        return float(text)
+    """'0.8ms', '0.8' (ms) or '60%' of the widest network's predicted latency -> ms (positive)."""
     t = str(text).strip().lower()
     try:
-        if t.endswith("%"):
-            return float(t[:-1]) / 100.0 * widest_ms
-        return float(t[:-2] if t.endswith("ms") else t)
+        ms = float(t[:-1]) / 100.0 * widest_ms if t.endswith("%") else float(t[:-2] if t.endswith("ms") else t)
     except ValueError:
         raise ValueError(f"budget {text!r}: give milliseconds ('0.8ms') or a share of the widest network ('60%')")
+    if not 0 < ms < float("inf"):
+        raise ValueError(f"budget {text!r} is not a positive latency; give milliseconds ('0.8ms') or a share "
+                         "of the widest network ('60%')")
+    return ms
 
 
 def with_margin(budget_ms: float, margin_pct: float) -> float:

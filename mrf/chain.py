@@ -20,6 +20,14 @@ def _lse(a: np.ndarray, axis: int) -> np.ndarray:
     return np.log(np.exp(a - m).sum(axis=axis)) + np.squeeze(m, axis)
 
 
+def evaluate(unary: Sequence[np.ndarray], pair: Sequence[np.ndarray], idx, offset: float = 0.0) -> np.ndarray:
+    """(n,) offset + sum_i unary[i][x_i] + sum_i pair[i][x_i, x_{i+1}] for configurations idx (n, nodes):
+    the one way a chain's latency (or score) is summed, so every caller gets the same floats."""
+    idx = np.asarray(idx)
+    return (offset + sum(u[idx[:, i]] for i, u in enumerate(unary))
+            + sum(p[idx[:, i], idx[:, i + 1]] for i, p in enumerate(pair)))
+
+
 def _check(unary: Sequence[np.ndarray], pair: Sequence[np.ndarray]) -> None:
     if len(unary) == 0:
         raise ValueError("empty chain: no unaries")

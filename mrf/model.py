@@ -64,10 +64,10 @@ class WidthMRF:
     @classmethod
     def from_table(cls, table, unaries) -> "WidthMRF":
         """From a latency.LatencyTable and mrf.unaries.Unaries; refuses another space."""
+        from widthnas.models.space import check_fingerprint
+
         space = table.space
-        if unaries.space_fingerprint != space.fingerprint:
-            raise ValueError(f"unaries were recorded on search space {unaries.space_name} ({unaries.space_fingerprint}) "
-                             f"but the profile is for {space.name} ({space.fingerprint}); use a matching pair")
+        check_fingerprint(unaries.space_fingerprint, space, f"unaries of search space {unaries.space_name} (for this profile)")
         if len(unaries.widths) != space.num_layers:
             raise ValueError(f"unaries have {len(unaries.widths)} layers, the profile's space {space.num_layers}")
         for i, (w, c) in enumerate(zip(unaries.widths, space.choices)):
@@ -96,8 +96,9 @@ class WidthMRF:
                      + sum(p[idx[i], idx[i + 1]] for i, p in enumerate(self.score_pair)))
 
     def latency(self, idx: Sequence[int]) -> float:
-        return float(self.intercept + sum(l[k] for l, k in zip(self.lat_unary, idx))
-                     + sum(p[idx[i], idx[i + 1]] for i, p in enumerate(self.lat_pair)))
+        from .chain import evaluate
+
+        return float(evaluate(self.lat_unary, self.lat_pair, [idx], self.intercept)[0])
 
     def lagrangian_terms(self, gamma: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Chain potentials of score - gamma * latency."""

@@ -319,8 +319,8 @@ def exact(mrf: WidthMRF, budget: float, bins: int = 2048, with_front: bool = Tru
     if lower < upper - 1e-9 * max(1.0, abs(upper)):
         found, explored, certified = _branch_and_bound(mrf, budget, lower, bins, max_labels, W)
         how = "branch-and-bound"
-        if found is not None and mrf.score(found) > lower:
-            best = found
+        if found is not None and mrf.score(found) > lower and mrf.latency(found) <= budget:  # B&B's own sums
+            best = found  # may differ from mrf.latency in the last bit; the exact check decides
     sol = _solution(mrf, best, "exact", budget, certified=certified, proof=how, labels=explored,
                     bound_gap=max(0.0, upper - mrf.score(best)) if not certified else 0.0)
     sol.pareto = front

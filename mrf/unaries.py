@@ -24,15 +24,12 @@ TIE_BREAK = 1e-6
 
 
 def isotonic_decreasing(y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Weighted least-squares fit that is non-increasing in the index (pool adjacent violators)."""
-    blocks = []  # (value, weight, length)
-    for v, wt in zip(y, w):
-        blocks.append([v, max(wt, 1e-9), 1])
-        while len(blocks) > 1 and blocks[-2][0] < blocks[-1][0]:
-            v2, w2, n2 = blocks.pop()
-            v1, w1, n1 = blocks.pop()
-            blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
-    return np.concatenate([[v] * n for v, _, n in blocks])
+    """Weighted least-squares fit that is non-increasing in the index (scipy's pool adjacent
+    violators); zero weights count as 1e-9, so an unweighted value takes its neighbours'."""
+    from scipy.optimize import isotonic_regression
+
+    return isotonic_regression(np.asarray(y, float), weights=np.maximum(np.asarray(w, float), 1e-9),
+                               increasing=False).x
 
 
 @dataclass
@@ -74,7 +71,7 @@ class Unaries:
                 "layers": layers, "meta": self.meta}
 
     def save(self, path: str | Path) -> None:
-        from widthnas.latency.table import atomic_write_text
+        from widthnas._io import atomic_write_text
 
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 

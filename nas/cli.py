@@ -64,10 +64,11 @@ def cmd_fit(args) -> int:
     from widthnas.latency.fit import FitSettings, fit_flops_proxy, fit_table
     from widthnas.latency.validate import validate
 
+    _refuse_shipped(args.out, args.force)
     space, s = _load(args.samples, args)
     table = fit_table(space, s, FitSettings(folds=args.folds), name=args.name or Path(args.out).stem)
     proxy = fit_flops_proxy(space, s)
-    table.fit["flops_proxy"] = {"a_ms": proxy.a, "b_ms_per_mac": proxy.b, "reference_ms": proxy.reference_ms}
+    table.fit["flops_proxy"] = proxy.to_dict()
     if args.heldout:
         _, h = _load(args.heldout, args)
         table.validation = validate(table, h, proxy)
@@ -79,6 +80,16 @@ def cmd_fit(args) -> int:
     print(f"profile written to {args.out}: {sum(e.size for e in table.entries)} entries, "
           f"reference {table.reference_ms:.3f} ms, intercept {table.intercept:.4f} ms")
     return 0
+
+
+def _refuse_shipped(out: str, force: bool) -> None:
+    """A shipped profile holds validated figures: overwrite it only when asked to."""
+    from widthnas.latency.registry import PROFILE_DIR
+
+    p = Path(out).resolve()
+    if p.exists() and p.parent == PROFILE_DIR.resolve() and not force:
+        raise UserError(f"{out} is a shipped, validated profile; write the new fit elsewhere "
+                        f"(e.g. --out {p.stem}_new.json), or pass --force to replace it")
 
 
 def _plot(path, table, h, proxy) -> None:
@@ -110,14 +121,13 @@ def cmd_validate(args) -> int:
         if not Path(p).exists():
             raise UserError(f"samples file {p} not found; create it with `widthnas profile --out {p}`")
     h = load_samples(args.samples, table.space, table.device)  # refuses another space or device
-    fp = table.fit.get("flops_proxy")
-    proxy = FlopsProxy(fp["a_ms"], fp["b_ms_per_mac"], fp["reference_ms"]) if fp else None
+    proxy = FlopsProxy.from_profile(table)
     v = validate(table, h, proxy)
     _print_validation(v)
     if args.plot and proxy:
         _plot(args.plot, table, h, proxy)
     if args.json:
-        from widthnas.latency.table import atomic_write_text
+        from widthnas._io import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(v, indent=1))
     return 0
@@ -185,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--name")
     q.add_argument("--folds", type=int, default=5)
     q.add_argument("--plot", help="predicted-vs-measured PNG (needs --heldout)")
+    q.add_argument("--force", action="store_true", help="allow --out to replace a shipped profile in hw_profiles/")
     q.set_defaults(fn=cmd_fit)
 
     q = sub.add_parser("validate", help="judge a profile on held-out samples")

@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from widthnas.models.space import check_fingerprint
+
 
 def cmd_search(args) -> int:
     from widthnas.latency.registry import load_profile
-    from widthnas.models.space import check_fingerprint
-    from widthnas.latency.table import atomic_write_text
+    from widthnas._io import atomic_write_text
     from widthnas.mrf import WidthMRF, parse_budget, solve, with_margin
     from widthnas.mrf.baselines import uniform
     from widthnas.mrf.solvers import pareto_front
@@ -99,33 +100,39 @@ def register(sub) -> None:
 
 
 # ---- train / evaluate ---------------------------------------------------------------------
-def _train_config(args):
-    from .train import TrainConfig
+TRAIN_FLAGS = ("space", "input_shape", "dataset", "data", "limit", "val_fraction", "epochs", "batch_size", "lr",
+               "momentum", "weight_decay", "schedule", "lr_warmup", "n_random", "sampling", "warmup_epochs", "budget",
+               "profile", "t_start", "t_end", "threads", "device", "seed")
 
-    cfg = TrainConfig()
-    for f in ("space", "input_shape", "dataset", "data", "limit", "val_fraction", "epochs", "batch_size", "lr",
-              "momentum", "weight_decay", "schedule", "lr_warmup", "n_random", "sampling", "warmup_epochs", "budget",
-              "profile", "t_start", "t_end", "threads", "device", "seed"):
-        v = getattr(args, f, None)
-        if v is not None:
-            setattr(cfg, f, v)
+
+def _given_train_settings(args) -> dict:
+    """The training settings given on the command line (flags left out are absent)."""
+    given = {f: getattr(args, f) for f in TRAIN_FLAGS if getattr(args, f, None) is not None}
     if getattr(args, "no_augment", False):
-        cfg.augment = False
-    return cfg
+        given["augment"] = False
+    return given
 
 
 def cmd_train(args) -> int:
     from pathlib import Path
 
-    from .train import load_train_config, train
+    from .train import RESUMABLE, TrainConfig, load_train_config, train
 
     run = Path(args.out)
+    given = _given_train_settings(args)
     if args.resume and (run / "train_config.json").exists():
         cfg = load_train_config(run)
-        if args.epochs:
-            cfg.epochs = args.epochs  # extending a finished run is allowed
+        differ = {k: v for k, v in given.items() if k not in RESUMABLE and getattr(cfg, k) != v}
+        if differ:
+            flags = ", ".join(f"--{k.replace('_', '-')} {v} (the run has {getattr(cfg, k)})" for k, v in differ.items())
+            raise ValueError(f"--resume continues {run} with its own settings; these flags differ and would be "
+                             f"ignored: {flags}. Drop them to resume (only {', '.join('--' + k for k in RESUMABLE)} "
+                             "may change), or start a new run with another --out")
+        for k in RESUMABLE:  # extending a finished run, or moving it to other threads or a device, is allowed
+            if k in given:
+                setattr(cfg, k, given[k])
     else:
-        cfg = _train_config(args)
+        cfg = TrainConfig(**given)
     t = train(cfg, run, resume=args.resume, progress=not args.quiet)
     if t.rank == 0:
         print(f"unaries: {run / 'unaries.json'}; checkpoint: {run / 'checkpoint.pt'}")
@@ -133,14 +140,21 @@ def cmd_train(args) -> int:
 
 
 def _widths_arg(space, args, default=None) -> list[int]:
-    """--widths ('8,16,...', a JSON list, 'x0.75') or --config (a chosen-configuration JSON)."""
-    import json
-    from pathlib import Path
+    """--widths ('8,16,...', a JSON list, 'x0.75') or --config (a chosen-configuration JSON, checked
+    against the space's fingerprint)."""
+    from widthnas._io import read_json
 
     if args.widths:
         return space.parse_widths(args.widths)
     if args.config:
-        return space.validate(json.loads(Path(args.config).read_text())["widths"])
+        d = read_json(args.config, "configuration", "make one with `widthnas search --out FILE`")
+        if not isinstance(d, dict) or "widths" not in d:
+            raise ValueError(f"configuration {args.config} has no \"widths\": it is not a chosen configuration; "
+                             "make one with `widthnas search --out FILE`, or give --widths")
+        fp = d.get("space", {}).get("fingerprint") if isinstance(d.get("space"), dict) else None
+        if fp is not None:
+            check_fingerprint(fp, space, f"configuration {args.config}")
+        return space.validate(d["widths"])
     if default is None:
         raise ValueError("give --config (from `widthnas search`) or --widths")
     return default
@@ -201,22 +215,26 @@ def register_train(sub) -> None:
 # ---- export / run -------------------------------------------------------------------------
 def cmd_export(args) -> int:
     from .data import normalize
-    from .evaluate import accuracy, recalibrate_bn
-    from .export import export_onnx, measure_exported, write_sidecar
+    from .evaluate import accuracy, calibration_images, recalibrate_bn
+    from .export import check_onnx_profile, export_onnx, measure_exported, write_sidecar
     from .train import load_run
 
-    cfg, space, sup, sp = load_run(args.run)
-    widths = _widths_arg(space, args)
-    net = sup.materialize(widths)
-    recalibrate_bn(net, sp.train[0][:args.calib_images], sp.mean, sp.std, args.calib_images)
-    val_acc = accuracy(net, *sp.val, sp.mean, sp.std)[0]
-    v = export_onnx(net, space, args.out, normalize(sp.val[0][:256], sp.mean, sp.std))
-    extra = {"accuracy": {"val": val_acc}, "verify": v}
     table = None
-    if args.profile:
+    if args.profile:  # checked before anything is written
         from widthnas.latency.registry import load_profile
 
         table = load_profile(args.profile)
+        check_onnx_profile(table)
+    cfg, space, sup, sp = load_run(args.run)
+    if table is not None:
+        check_fingerprint(table.space.fingerprint, space, f"profile {args.profile}")
+    widths = _widths_arg(space, args)
+    net = sup.materialize(widths)
+    recalibrate_bn(net, calibration_images(sp, args.calib_images), sp.mean, sp.std)
+    val_acc = accuracy(net, *sp.val, sp.mean, sp.std)[0]
+    v = export_onnx(net, space, args.out, normalize(sp.val[0][:256], sp.mean, sp.std))
+    extra = {"accuracy": {"val": val_acc}, "verify": v}
+    if table is not None:
         m = measure_exported(args.out, table)
         m["predicted_ms"] = table.predict(widths)
         extra["latency"] = m

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from widthnas._io import atomic_path
+
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
 # SHA-256 of the *decompressed* idx files (robust to recompression, e.g. Debian's package)
@@ -78,18 +80,15 @@ def _fashion_file(name: str, root: Path | None, cache: Path, download: bool) -> 
     if not download:
         raise DatasetError(f"Fashion-MNIST not found in {DEBIAN_FASHION} or {cache}; "
                            "`apt-get install dataset-fashion-mnist` (Debian) or allow the download")
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache / (name + ".part")
-    try:
-        urllib.request.urlretrieve(FASHION_URL + name, tmp)
-    except OSError as e:
-        raise DatasetError(f"could not download {FASHION_URL + name} ({e}); install dataset-fashion-mnist or "
-                           f"place the idx files in {cache}")
-    raw = gzip.decompress(tmp.read_bytes())
-    if hashlib.sha256(raw).hexdigest() != FASHION_FILES[name]:
-        tmp.unlink()
-        raise DatasetError(f"downloaded {name} fails its checksum; try again later")
-    os.replace(tmp, cache / name)
+    with atomic_path(cache / name, suffix=".part") as tmp:  # appears only whole and checked
+        try:
+            urllib.request.urlretrieve(FASHION_URL + name, tmp)
+        except OSError as e:
+            raise DatasetError(f"could not download {FASHION_URL + name} ({e}); install dataset-fashion-mnist or "
+                               f"place the idx files in {cache}")
+        raw = gzip.decompress(tmp.read_bytes())
+        if hashlib.sha256(raw).hexdigest() != FASHION_FILES[name]:
+            raise DatasetError(f"downloaded {name} fails its checksum; try again later")
     return raw
 
 

@@ -11,24 +11,21 @@ from .data import normalize
 from .device import device_of
 
 
-@torch.no_grad()
+def calibration_images(splits, n: int, seed: int = 0) -> torch.Tensor:
+    """The training images BatchNorm is recalibrated on: `n` of them, drawn by a seeded permutation."""
+    xtr = splits.train[0]
+    return xtr[torch.randperm(len(xtr), generator=torch.Generator().manual_seed(seed))[:n]]
+
+
 def recalibrate_bn(net: nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                   n_images: int = 512, batch: int = 128) -> None:
-    """Reset every BatchNorm's running statistics and re-estimate them from training images
-    (cumulative average, weights frozen). Shared supernet statistics fit no single configuration."""
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.momentum, m.training) for m in bns]
-    was_training = net.training
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average: every batch counts equally
-    net.train()
-    dev = device_of(net)
-    for i in range(0, min(n_images, len(images)), batch):
-        net(normalize(images[i:i + batch], mean, std).to(dev))
-    for m, (mom, _) in zip(bns, saved):
-        m.momentum = mom
-    net.train(was_training)
+                   n_images: int | None = None, batch: int = 128) -> None:
+    """Reset every BatchNorm's running statistics and re-estimate them from (the first `n_images`
+    of) `images`: torch.optim.swa_utils.update_bn, a cumulative average with the weights frozen.
+    Shared supernet statistics fit no single configuration."""
+    from torch.optim.swa_utils import update_bn
+
+    images = images[:n_images]
+    update_bn((normalize(images[i:i + batch], mean, std) for i in range(0, len(images), batch)), net, device_of(net))
 
 
 @torch.no_grad()
@@ -52,10 +49,7 @@ def evaluate_config(supernet, widths: Sequence[int], splits, split: str = "val",
                     seed: int = 0) -> dict:
     """Materialize `widths` from the supernet, recalibrate BN on training images, evaluate."""
     net = supernet.materialize(widths).to(device_of(supernet))
-    g = torch.Generator().manual_seed(seed)
-    xtr = splits.train[0]
-    idx = torch.randperm(len(xtr), generator=g)[:calib_images]
-    recalibrate_bn(net, xtr[idx], splits.mean, splits.std, calib_images)
+    recalibrate_bn(net, calibration_images(splits, calib_images, seed), splits.mean, splits.std)
     x, y = getattr(splits, split)
     acc, loss = accuracy(net, x, y, splits.mean, splits.std)
     return {"widths": list(widths), "split": split, "accuracy": acc, "loss": loss, "images": len(y)}

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from pathlib import Path
@@ -10,10 +9,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from widthnas.latency.table import atomic_write_text
+from widthnas._io import atomic_path, atomic_write_text
 
 
-def export_onnx(net, space, path: str | Path, real_inputs: torch.Tensor | None = None, opset: int = 17) -> dict:
+class ExportError(ValueError):
+    """The exported graph failed its checks; nothing was written."""
+
+
+def export_onnx(net, space, path: str | Path, real_inputs: torch.Tensor | None = None, opset: int = 17,
+                tolerance: float = 1e-3) -> dict:
     """Export with a dynamic batch axis; check the graph; compare onnxruntime with torch.
 
     Runs a forward pass first (shapes, eval-mode BN), exports through the TorchScript-based
@@ -29,15 +33,26 @@ def export_onnx(net, space, path: str | Path, real_inputs: torch.Tensor | None =
     x = torch.randn(2, *space.input_shape)
     with torch.no_grad():
         net(x)
-    tmp = path.with_suffix(".onnx.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (x,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-    model = onnx.load(str(tmp))
-    onnx.checker.check_model(model, full_check=True)
-    sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    with atomic_path(path, suffix=".onnx.tmp") as tmp:  # removed, not left behind, when a check fails
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (x,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"],
+                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        model = onnx.load(str(tmp))
+        onnx.checker.check_model(model, full_check=True)
+        worst, diffs = _compare(net, space, ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"]),
+                                real_inputs)
+        if worst > tolerance:
+            raise ExportError(f"onnxruntime and torch disagree on the exported network (max abs diff {worst:.2e} > "
+                              f"{tolerance:g}; per input: {diffs}); {path} was not written. The ONNX graph does "
+                              "not compute what the network does: report it with the widths and opset")
+    convs = [i for i in model.graph.initializer if len(i.dims) == 4]
+    return {"max_abs_diff": worst, "diffs": diffs, "opset": opset, "onnx_bytes": path.stat().st_size,
+            "conv_out_channels": [int(i.dims[0]) for i in convs]}
+
+
+def _compare(net, space, sess, real_inputs) -> tuple[float, dict]:
+    """(worst max abs difference, per-input differences) of onnxruntime against torch."""
     g = torch.Generator().manual_seed(123)
     diffs = {}
     for b in (1, 5):
@@ -51,14 +66,16 @@ def export_onnx(net, space, path: str | Path, real_inputs: torch.Tensor | None =
         got = sess.run(None, {"input": real_inputs.numpy().astype(np.float32)})[0]
         diffs["real"] = float(np.abs(got - ref).max())
         diffs["real_argmax_agree"] = float((got.argmax(1) == ref.argmax(1)).mean())
-    worst = max(v for k, v in diffs.items() if not k.endswith("agree"))
-    if worst > 1e-3:
-        tmp.unlink()
-        raise RuntimeError(f"onnxruntime and torch disagree (max abs diff {worst:.2e}); model not written")
-    os.replace(tmp, path)
-    convs = [i for i in model.graph.initializer if len(i.dims) == 4]
-    return {"max_abs_diff": worst, "diffs": diffs, "opset": opset, "onnx_bytes": path.stat().st_size,
-            "conv_out_channels": [int(i.dims[0]) for i in convs]}
+    return max(v for k, v in diffs.items() if not k.endswith("agree")), diffs
+
+
+def check_onnx_profile(table, where: str = "--profile") -> None:
+    """Refuse a profile that was not measured with onnxruntime: an exported model is timed with it."""
+    backend = table.device.get("backend", "onnxruntime")
+    if backend != "onnxruntime":
+        raise ValueError(f"{where} {table.name or 'profile'} was measured with the {backend} backend, but an exported "
+                         "ONNX model is timed with onnxruntime, so the two cannot be compared; give an onnxruntime "
+                         "profile (`widthnas profiles` lists them), or leave --profile out")
 
 
 def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float = 20.0) -> dict:
@@ -67,6 +84,7 @@ def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float =
     from widthnas.latency import standalone_runner as sr
     from widthnas.latency.backends import OrtBackend
 
+    check_onnx_profile(table)
     dev = table.device
     be = OrtBackend(table.space, dev.get("provider", "CPUExecutionProvider"), int(dev.get("threads", 1)),
                     int(dev.get("batch", 1)), dev.get("opt_level", "all"))

@@ -6,7 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from widthnas.latency.table import atomic_write_text
+from widthnas._io import atomic_write_text
+
+
+METHOD_LABELS = {"exact": "exact budgeted optimum", "lagrangian": "Lagrangian (the paper's method)",
+                 "greedy": "greedy slimming (AutoSlim-style)", "uniform": "uniform width multiplier"}
 
 
 def _plt():
@@ -82,12 +86,13 @@ def _method_line(chosen: dict) -> str:
     """What produced the chosen network, in words (the report names the method actually used)."""
     m, info = chosen["method"], chosen.get("info", {})
     if m == "select":
-        return (f"Held-out selection: {len(info.get('candidates', []))} candidates (the MRF's exact optimum at several "
-                f"smoothness weights, uniform, greedy) judged by the supernet; selected **{info.get('selected')}**.")
+        return (f"Chosen by --method select: held-out selection among {len(info.get('candidates', []))} candidates "
+                f"(the MRF's exact optimum at several smoothness weights, uniform, greedy) judged by the supernet; "
+                f"selected **{info.get('selected')}**.")
+    label = METHOD_LABELS.get(m, m)
     if m == "exact":
-        return f"Exact budgeted optimum (certified: {info.get('certified')})."
-    names = {"lagrangian": "The paper's Lagrangian relaxation", "greedy": "Greedy slimming", "uniform": "Uniform multiplier"}
-    return f"{names.get(m, m)}."
+        label += f" (certified: {info.get('certified')})"
+    return f"Chosen by --method {m}: {label}, MRF score {chosen['score']:.4f}."
 
 
 def write_report(run_dir: Path, res: dict) -> Path:
@@ -100,7 +105,7 @@ def write_report(run_dir: Path, res: dict) -> Path:
              f"Profile: `{p['name']}`: {p['why']}.", ""]
     un_s = s.get("uniform") or {}  # None when no uniform multiplier fits the budget
     ch, un = ver.get("chosen", {}), ver.get("uniform", {})
-    na = "no uniform network fits"
+    na = "none fits the budget"
 
     def cell(d: dict, key: str, fmt: str) -> str:
         return format(d[key], fmt) if d.get(key) is not None else "–"

@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from widthnas.latency.table import atomic_write_text
+from widthnas._io import atomic_write_text, read_json, read_jsonl
+
+RECOVER = "delete it to redo the run's stages (finished artefacts stay), or choose another --out"
 
 STAGES = ("profile", "train", "search", "finetune", "export", "verify", "report")
 
@@ -59,7 +61,7 @@ class Run:
         self.dir.mkdir(parents=True, exist_ok=True)
         saved = self.dir / "run_config.json"
         if saved.exists():
-            old = json.loads(saved.read_text())
+            old = read_json(saved, "run settings", RECOVER)
             defaults = asdict(RunConfig())  # settings added since that run was saved hold their defaults
             diff = {k: (old.get(k, defaults[k]), v) for k, v in asdict(cfg).items() if old.get(k, defaults[k]) != v}
             if diff:
@@ -68,7 +70,7 @@ class Run:
         else:
             atomic_write_text(saved, json.dumps(asdict(cfg), indent=1))
         self.state_path = self.dir / "run_state.json"
-        self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        self.state = read_json(self.state_path, "run state", RECOVER) if self.state_path.exists() else {}
         from widthnas.models.space import get_space
 
         self.space = get_space(cfg.space)
@@ -109,13 +111,16 @@ class Run:
     def stage_profile(self) -> dict:
         from widthnas.latency.backends import OrtBackend
         from widthnas.latency.registry import find_profile, load_profile
+        from widthnas.models.space import check_fingerprint
+
+        from .export import check_onnx_profile
 
         backend = OrtBackend(self.space)
         if self.cfg.profile:
             path, why = self.cfg.profile, "given with --profile"
             table = load_profile(path)
-            if table.space.fingerprint != self.space.fingerprint:
-                raise ValueError(f"profile {path} is for space {table.space.name}, not {self.space.name}")
+            check_fingerprint(table.space.fingerprint, self.space, f"profile {path}")
+            check_onnx_profile(table)  # the run times its exported models with onnxruntime
         else:
             found, why = find_profile(self.space, backend.device_info())
             if found is not None:
@@ -142,7 +147,7 @@ class Run:
         s = load_samples(str(samples), self.space)
         table = fit_table(self.space, s, name="this-machine", log=self.log)
         proxy = fit_flops_proxy(self.space, s)
-        table.fit["flops_proxy"] = {"a_ms": proxy.a, "b_ms_per_mac": proxy.b, "reference_ms": proxy.reference_ms}
+        table.fit["flops_proxy"] = proxy.to_dict()
         table.validation = validate(table, load_samples(str(held), self.space), proxy)
         out = self.dir / "profile.json"
         table.save(out)
@@ -251,20 +256,17 @@ class Run:
                 "lagrangian": d(lag), "pareto_points": len(front), "unaries": str(unaries_path),
                 "supernet_holdout_acc": sup_acc, "holdout_images": len(held[1])}
 
-    def _names(self) -> tuple[str, ...]:
-        """The networks this run carries through: the chosen one, and the uniform one when it fits."""
-        return ("chosen", "uniform") if self.state["search"].get("uniform") else ("chosen",)
 
     def stage_finetune(self) -> dict:
         from widthnas.models.mobilenet import build_network
 
-        from .evaluate import accuracy, recalibrate_bn
+        from .evaluate import accuracy, calibration_images, recalibrate_bn
         from .finetune import train_plain
 
         sp, c = self.splits, self.cfg
         sup = self._supernet()
         out = {"mode": f"retrain {c.retrain_epochs} epochs" if c.retrain_epochs else f"finetune {c.finetune_epochs} epochs"}
-        for name in self._names():
+        for name in self._networks():
             widths = self.state["search"][name]["widths"]
             if c.retrain_epochs:
                 torch.manual_seed(c.seed)
@@ -272,7 +274,7 @@ class Run:
                 hist = train_plain(net, sp, c.retrain_epochs, lr=c.lr, seed=c.seed, log=self.log, desc=f"{name} retrain")
             else:
                 net = sup.materialize(widths)
-                recalibrate_bn(net, sp.train[0][:1024], sp.mean, sp.std, 1024)
+                recalibrate_bn(net, calibration_images(sp, 1024), sp.mean, sp.std)
                 before = accuracy(net, *sp.val, sp.mean, sp.std)[0]
                 self.log(f"{name}: val acc {before:.4f} from the supernet after BN recalibration")
                 hist = train_plain(net, sp, c.finetune_epochs, lr=c.lr * 0.2, seed=c.seed, log=self.log,
@@ -283,6 +285,10 @@ class Run:
             out[name] = {"widths": widths, "val_acc": val_acc, "test_acc": test_acc, "history": hist}
             self.log(f"{name}: val acc {val_acc:.4f}, test acc {test_acc:.4f}")
         return out
+
+    def _networks(self) -> tuple[str, ...]:
+        """The networks carried past the search: the chosen one, and the uniform one when one fits."""
+        return ("chosen", "uniform") if self.state["search"].get("uniform") else ("chosen",)
 
     def _final_net(self, name: str):
         from widthnas.models.mobilenet import build_network
@@ -297,7 +303,8 @@ class Run:
 
         sp, out = self.splits, {}
         real = normalize(sp.test[0][:256], sp.mean, sp.std)
-        for name, fname in (("chosen", "model.onnx"), ("uniform", "uniform.onnx"))[:len(self._names())]:
+        for name in self._networks():
+            fname = {"chosen": "model.onnx", "uniform": "uniform.onnx"}[name]
             v = export_onnx(self._final_net(name), self.space, self.dir / fname, real)
             out[name] = {"path": str(self.dir / fname), **v}
             self.log(f"export {name}: {self.dir / fname}, ORT vs torch max abs diff {v['max_abs_diff']:.2e}")
@@ -308,7 +315,7 @@ class Run:
 
         table, out = self.table(), {}
         budget = self.state["search"]["budget_ms"]
-        for name in self._names():
+        for name in self._networks():
             path = self.state["export"][name]["path"]
             m = measure_exported(path, table)
             pred = self.state["search"][name]["predicted_ms"]
@@ -326,12 +333,14 @@ class Run:
         from .report import plot_narrowing, plot_training, plot_widths, write_report
 
         st = self.state
-        sup_metrics = [json.loads(l) for l in (self.dir / "supernet" / "metrics.jsonl").read_text().splitlines()]
+        fix = "delete the run's supernet/ directory and run_state.json to retrain, or choose another --out"
+        sup_metrics = read_jsonl(self.dir / "supernet" / "metrics.jsonl", "supernet metrics", fix)
         nar = self.dir / "supernet" / "narrowing.jsonl"
-        snaps = [json.loads(l) for l in nar.read_text().splitlines()] if nar.exists() else []
-        plot_widths(self.dir / "widths.png", self.space, st["search"]["chosen"]["widths"],
-                    (st["search"].get("uniform") or {}).get("widths"))
-        plot_training(self.dir / "training.png", sup_metrics, {k: st["finetune"][k]["history"] for k in self._names()})
+        snaps = read_jsonl(nar, "narrowing log", fix) if nar.exists() else []
+        uni = st["search"]["uniform"]
+        plot_widths(self.dir / "widths.png", self.space, st["search"]["chosen"]["widths"], uni and uni["widths"])
+        plot_training(self.dir / "training.png", sup_metrics,
+                      {k: st["finetune"][k]["history"] for k in self._networks()})
         has_nar = plot_narrowing(self.dir / "narrowing.png", self.space, snaps)
         res = {"space": {"name": self.space.name, "fingerprint": self.space.fingerprint}, "dataset": self.cfg.dataset,
                "budget": self.cfg.budget, "config": asdict(self.cfg), "profile": st["profile"], "search": st["search"],
@@ -356,12 +365,13 @@ class Run:
             rows.append(f"test accuracy: chosen {f['chosen']['test_acc']:.2%}, uniform {f['uniform']['test_acc']:.2%} "
                         f"({f['mode']})")
         else:
-            rows.append(f"no uniform network fits the budget; test accuracy: chosen {f['chosen']['test_acc']:.2%} ({f['mode']})")
+            rows.append("uniform network: no uniform width multiplier fits the budget")
+            rows.append(f"test accuracy: chosen {f['chosen']['test_acc']:.2%} ({f['mode']})")
         sa = s.get("supernet_holdout_acc")
         if sa:
             rows.append("supernet held-out accuracy (measured, before fine-tuning): chosen "
                         f"{sa['chosen']:.2%}" + (f", uniform {sa['uniform']:.2%}" if "uniform" in sa else ""))
-        for name in self._names():
+        for name in self._networks():
             rows.append(f"latency {name}: predicted {v[name]['predicted_ms']:.4f} ms, measured "
                         f"{v[name]['normalised_ms']:.4f} ms ({v[name]['error']:+.1%}), budget {s['budget_ms']:.4f} ms"
                         f" -> {'within' if v[name]['within_budget'] else 'OVER'} budget")

@@ -43,7 +43,7 @@ def print_widths(space, sol, uniform_sol=None, out=print) -> None:
 
 def write_pareto(path: str | Path, front, chosen=None, uniform_sol=None, budget=None) -> Path:
     """The front as CSV (latency_ms, score, widths) and a PNG beside it with the chosen point."""
-    from widthnas.latency.table import atomic_write_text
+    from widthnas._io import atomic_write_text
 
     path = Path(path)
     rows = [["latency_ms", "score", "widths"]] + [[f"{s.latency:.6f}", f"{s.score:.6f}", " ".join(map(str, s.widths))]

@@ -23,15 +23,17 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from widthnas.latency.table import atomic_write_text
+from widthnas._io import append_line, append_text, atomic_path, atomic_write_text, read_jsonl
 from widthnas.models.mobilenet import SlimmableMobileNet
-from widthnas.models.space import SearchSpace, get_space
+from widthnas.models.space import SearchSpace, check_fingerprint, get_space
 
 from .data import augment, check_fits, load_dataset, normalize, split
 from .device import resolve_device
 from .schedule import lr_at, warmup_steps
 
 CKPT = "checkpoint.pt"
+# Settings a resumed run may change: more epochs extend it; threads and device only change where it runs.
+RESUMABLE = ("epochs", "threads", "device")
 
 
 @dataclass
@@ -99,10 +101,15 @@ class LossStats:
         out.count = [a + b for a, b in zip(self.count, other.count)]
         return out
 
-    def all_reduce(self) -> None:
+    def all_reduce(self, device: torch.device | str = "cpu") -> None:
+        """Sum over ranks in one all-reduce on the training device (NCCL rejects CPU tensors); the
+        counts stay on the CPU between reductions, where `add` is cheap."""
         if dist.is_initialized():
-            for t in self.sum + self.count:
-                dist.all_reduce(t)
+            flat = torch.cat(self.sum + self.count).to(device)
+            dist.all_reduce(flat)
+            parts = flat.cpu().split([len(t) for t in self.sum + self.count])
+            k = len(self.sum)
+            self.sum, self.count = list(parts[:k]), list(parts[k:])
 
     def unaries(self, meta: dict | None = None):
         from widthnas.mrf.unaries import from_arrays
@@ -159,8 +166,7 @@ class NarrowingConfigs:
             rec = {"step": step, "epoch": epoch, "temperature": self.temp, "gamma": self.gamma,
                    "map_widths": sol.widths, "map_ms": sol.latency, "expected_widths": expected,
                    "marginals": [np.round(m, 5).tolist() for m in margs]}
-            with open(self.log_path, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            append_line(self.log_path, rec)
 
     def draw(self, n: int, rng: np.random.Generator, **_) -> np.ndarray:
         from widthnas.mrf import sample_configs
@@ -210,15 +216,12 @@ def _dist_info() -> tuple[int, int]:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Atomic: write a temporary file, then rename over the old checkpoint."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    """Atomic and fsynced: a temporary file renamed over the old checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: Path, space: SearchSpace) -> dict:
-    from widthnas.models.space import check_fingerprint
-
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -241,8 +244,7 @@ class Trainer:
             log(msg)
             if self.rank == 0:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
-                with open(self.run_dir / "train.log", "a") as f:
-                    f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n")
+                append_text(self.run_dir / "train.log", time.strftime("%Y-%m-%d %H:%M:%S ") + msg + "\n")
 
         self.log = log_both
         if cfg.threads:
@@ -276,9 +278,7 @@ class Trainer:
         if not self.cfg.profile or not self.cfg.budget:
             raise ValueError("aows sampling needs --profile and --budget (it narrows toward that budget)")
         self.table = load_profile(self.cfg.profile)
-        if self.table.space.fingerprint != self.space.fingerprint:
-            raise ValueError(f"profile {self.cfg.profile} is for space {self.table.space.name} "
-                             f"({self.table.space.fingerprint}), training uses {self.space.fingerprint}")
+        check_fingerprint(self.table.space.fingerprint, self.space, f"profile {self.cfg.profile}")
         self.budget_ms = parse_budget(self.cfg.budget, self.table.predict(self.space.max_widths))
         from widthnas.mrf import WidthMRF
         from widthnas.mrf.solvers import check_budget
@@ -296,13 +296,30 @@ class Trainer:
 
     def resume(self) -> None:
         ck = load_checkpoint(self.run_dir / CKPT, self.space)
+        now = asdict(self.cfg)
+        diff = {k: (v, now[k]) for k, v in ck.get("config", {}).items()
+                if k in now and k not in RESUMABLE and now[k] != v}
+        if diff:
+            raise ValueError(f"{self.run_dir} was trained with other settings {diff} (checkpoint vs now); "
+                             "resume with the run's own settings, or start a new run with another --out")
         self.model.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         self.epoch, self.step, self.history = ck["epoch"], ck["step"], ck["history"]
         self.last.load(ck["last_stats"])
+        if self.rank == 0:
+            self._rewrite_records()
         self.log(f"resumed {self.run_dir} at epoch {self.epoch} (step {self.step})")
 
-    # ---- one step --------------------------------------------------------------------------
+    def _rewrite_records(self) -> None:
+        """Make metrics.jsonl and narrowing.jsonl agree with the checkpoint: a run killed after its
+        checkpoint but before a record, or while logging an epoch it will redo, neither loses nor
+        repeats a row."""
+        atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
+        nar = self.run_dir / "narrowing.jsonl"
+        if nar.exists():
+            keep = [r for r in read_jsonl(nar, "narrowing log") if r["step"] <= self.step]
+            atomic_write_text(nar, "".join(json.dumps(r) + "\n" for r in keep))
+
     # ---- the run ---------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> dict:
         """Train to cfg.epochs, or stop after `stop_after` epochs of this call (as a kill would)."""
@@ -359,7 +376,12 @@ class Trainer:
                 bar.set_postfix_str(f"loss {loss_sum / (s + 1):.3f} acc {acc_sum / (s + 1):.3f} "
                                     f"{seen * self.world / (time.time() - t0):.0f} img/s")
             bar.close()
-            stats.all_reduce()
+            stats.all_reduce(self.device)
+            if self.world > 1:  # BatchNorm running statistics saw each rank's own images: average them
+                for b in self.model.buffers():
+                    if b.is_floating_point():
+                        dist.all_reduce(b)
+                        b /= self.world
             self.last = stats
             self.epoch += 1
             if main:
@@ -380,12 +402,11 @@ class Trainer:
         if narrowing is not None and narrowing.mrf is not None and aows_now:
             rec["temperature"] = narrowing.temp
         self.history.append(rec)
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(rec) + "\n")
         meta = {"epoch": e + 1, "sampling": rec["sampling"], "config": asdict(self.cfg),
                 "space_fingerprint": self.space.fingerprint}
         self.last.unaries(meta).save(self.run_dir / "unaries.json")
-        save_checkpoint(self.run_dir / CKPT, self.state())
+        save_checkpoint(self.run_dir / CKPT, self.state())  # before its metrics row: see _rewrite_records
+        append_line(self.run_dir / "metrics.jsonl", rec)
         line = (f"epoch {e + 1}: train loss {loss:.3f} acc {acc:.3f} | widest val acc {val_acc:.3f} | "
                 f"{ips:.0f} img/s | {rec['sampling']}")
         if aows_now and narrowing is not None and narrowing.mrf is not None:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from widthnas._cv import kfold
 from widthnas.mrf.unaries import from_arrays, isotonic_decreasing
 
 from .data import normalize
@@ -90,14 +91,10 @@ def choose_smooth(idx: np.ndarray, delta: np.ndarray, sizes: list[int], grid=SMO
     Returns (best weight, {weight: held-out MSE}). The error is measured after removing each
     fold's mean, since the intercept is not part of the unaries the search uses.
     """
-    order = np.random.default_rng(seed).permutation(len(delta))
-    parts = np.array_split(order, folds)
     mse = {}
     for s in grid:
         err = []
-        for f in range(folds):
-            test = parts[f]
-            train = np.concatenate([parts[g] for g in range(folds) if g != f])
+        for train, test in kfold(len(delta), folds, seed):
             u, _, _ = fit_additive(idx[train], delta[train], sizes, ridge, monotone, s)
             r = delta[test] - predict_additive(u, idx[test])
             err.append(((r - r.mean()) ** 2).mean())

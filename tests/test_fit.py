@@ -38,22 +38,51 @@ def test_fit_recovers_a_known_device(small):
     assert m["nrmse"] < mp["nrmse"]
 
 
-def test_solver_equals_dense_least_squares(tiny):
-    """Without active constraints the sparse solve is the least-squares solution of the same system."""
+@pytest.mark.parametrize("falling", [False, True])
+def test_solver_equals_dense_bounded_least_squares(tiny, falling):
+    """The sparse solve is the exact bounded least-squares optimum of the same system (theta >= 0),
+    also when bounds are active (a device whose cost falls as the stem widens)."""
+    from scipy.optimize import lsq_linear
+
     _, s = synthetic(tiny, 60, 3, noise=0.01)
     sys_ = _System(tiny)
     A = sys_.design(s.widths)
-    y = s.norm
+    y = s.norm * (3 - 2 * s.widths[:, 0] / tiny.choices[0][-1]) if falling else s.norm
     lam = 0.5
     e, c = sys_.solve(A, y, lam, 0.0, 1)
     # dense reference: z = (theta, R, c); rows (A [B I] z + c)/y = 1 and sqrt(lam)/median(y) R = 0
     M = np.hstack([(A @ sys_.T).toarray(), np.ones((len(y), 1))]) / y[:, None]
     R = np.zeros((sys_.E, sys_.P + sys_.E + 1))
     R[:, sys_.P:sys_.P + sys_.E] = np.eye(sys_.E) * np.sqrt(lam) / np.median(y)
-    z = np.linalg.lstsq(np.vstack([M, R]), np.r_[np.ones(len(y)), np.zeros(sys_.E)], rcond=None)[0]
-    if np.all(z[:sys_.P] >= 0):
-        np.testing.assert_allclose(e, sys_.T @ z[:-1], atol=1e-6)
-        assert abs(c - z[-1]) < 1e-6
+    lower = np.r_[np.zeros(sys_.P), np.full(sys_.E + 1, -np.inf)]
+    ref = lsq_linear(np.vstack([M, R]), np.r_[np.ones(len(y)), np.zeros(sys_.E)], bounds=(lower, np.inf),
+                     method="bvls", tol=1e-12)
+    z = ref.x
+    if falling:
+        assert (z[:sys_.P] < 1e-9).sum() >= 2  # the case really has active bounds
+    # the minimiser need not be unique (entries trade off between blocks), its fitted values are
+    np.testing.assert_allclose(A @ e + c, A @ (sys_.T @ z[:-1]) + z[-1], rtol=1e-6)
+
+
+def test_nonnegative_least_squares_is_exact_where_pinning_is_not():
+    """Correlated columns: pinning every negative coefficient at zero for good (the old active set)
+    misses the optimum on about half of these problems; released pins reach scipy's BVLS optimum."""
+    import scipy.sparse as sp_
+    from scipy.optimize import lsq_linear
+
+    from widthnas.latency.fit import _nonneg_lsq
+
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        base = rng.standard_normal((40, 2))
+        M = np.hstack([base @ rng.standard_normal((2, 6)) + 0.3 * rng.standard_normal((40, 6)),
+                       rng.standard_normal((40, 2))])  # 6 columns >= 0, 2 free
+        rhs = rng.standard_normal(40)
+        ref = lsq_linear(M, rhs, bounds=(np.r_[np.zeros(6), -np.inf, -np.inf], np.inf), method="bvls", tol=1e-14).x
+        z = _nonneg_lsq(sp_.csr_matrix(M), rhs, 6)
+        assert z[:6].min() >= 0
+        cost = lambda v: np.sum((M @ v - rhs) ** 2)  # noqa: E731
+        assert cost(z) <= cost(ref) * (1 + 1e-7) + 1e-12, seed
 
 
 def test_monotonicity_penalty_removes_violations(small):

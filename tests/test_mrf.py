@@ -255,3 +255,61 @@ def test_noisy_unaries_are_scored_monotone_in_width(small):
     budget = table.predict(small.uniform(0.8))
     spent = exact(WidthMRF.from_table(table, u), budget).latency
     assert spent <= budget and spent > 0.95 * budget
+
+
+def _pava(y, w):
+    """The textbook pool-adjacent-violators fit (non-increasing), the reference for scipy's."""
+    blocks = []  # (value, weight, length)
+    for v, wt in zip(y, w):
+        blocks.append([v, max(wt, 1e-9), 1])
+        while len(blocks) > 1 and blocks[-2][0] < blocks[-1][0]:
+            v2, w2, n2 = blocks.pop()
+            v1, w1, n1 = blocks.pop()
+            blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    return np.concatenate([[v] * n for v, _, n in blocks])
+
+
+def test_isotonic_fit_equals_pool_adjacent_violators():
+    from widthnas.mrf.unaries import isotonic_decreasing
+
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        n = int(rng.integers(1, 16))
+        y = rng.standard_normal(n) * rng.choice([1e-3, 1.0, 100.0])
+        w = rng.integers(0, 50, n) * rng.choice([0, 1], n, p=[0.3, 0.7])  # unsampled widths weigh nothing
+        np.testing.assert_allclose(isotonic_decreasing(y, w), _pava(y, w), rtol=1e-12, atol=1e-12 * np.abs(y).max())
+
+
+@pytest.mark.parametrize("budget", ["0", "-1ms", "-20%", "0%", "nan", "inf", -3.0])
+def test_nonpositive_budgets_are_refused(budget):
+    with pytest.raises(ValueError, match="not a positive latency"):
+        parse_budget(budget, 2.0)
+    assert parse_budget("50%", 2.0) == 1.0 and parse_budget("0.8ms", 2.0) == 0.8
+
+
+def test_mrf_imports_without_torch(tmp_path):
+    """mrf/ is pure numpy/scipy (design.md): importing it, solving and saving unaries needs no torch."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split('.')[0] == 'torch':
+                    raise ImportError('blocked in this test: ' + name)
+        sys.meta_path.insert(0, Block())
+        import numpy as np
+        import widthnas.mrf as mrf
+        from widthnas.mrf.unaries import Unaries
+        m = mrf.WidthMRF([(8, 16), (8, 16)], [np.zeros(2), np.array([0., 1.])], [np.zeros(2)] * 2, [np.ones((2, 2))])
+        print(mrf.exact(m, 10.0).widths)
+        Unaries('s', 'f', [[8, 16]], [np.array([0.1, 0.0])], [np.array([1, 1])]).save(sys.argv[1])
+        assert 'torch' not in sys.modules
+    """)
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "u.json")], capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "[8, 16]" in r.stdout and (tmp_path / "u.json").exists()

@@ -121,7 +121,7 @@ def test_run_report_shows_measured_supernet_accuracy(finished_run):
     assert s["chosen"]["method"] == "select"
     assert set(s["supernet_holdout_acc"]) == {"chosen", "uniform"}
     report = (out / "report.md").read_text()
-    assert "supernet accuracy on" in report and "Held-out selection" in report and "(selected)" in report
+    assert "supernet accuracy on" in report and "--method select: held-out selection" in report and "(selected)" in report
     assert "Exact budgeted optimum" not in report
 
 
@@ -163,8 +163,168 @@ def test_validate_cli_judges_the_profile_on_new_samples(finished_run, tmp_path, 
 
 
 def test_console_script_entry_point():
-    r = subprocess.run([sys.executable, "-m", "widthnas", "--help"], cwd=ROOT, capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert r.returncode == 0
+    """The `widthnas` script the install put beside this interpreter (the venv's bin), not `python -m`."""
+    script = Path(sys.executable).parent / "widthnas"
+    assert script.exists(), f"no console script at {script}; install the package (`make install`)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([str(script), "--help"], cwd="/", capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
     for cmd in ("profile", "fit", "validate", "train", "search", "export", "evaluate", "run"):
         assert cmd in r.stdout
+    r = subprocess.run([str(script), "search", "--profile", "x", "--unaries", "y", "--budget=50%"], cwd="/",
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
+
+
+def _no_temporaries(d: Path) -> bool:
+    return not [p for p in d.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_config_files_are_checked(finished_run, tmp_path, capsys):
+    _, out, run, _ = finished_run
+    sup = str(out / "supernet")
+    bad = tmp_path / "c.json"
+    bad.write_text(json.dumps({"format": "widthnas-config/1", "predicted_ms": 1.0}))
+    assert main(["evaluate", "--run", sup, "--config", str(bad)]) == 2
+    assert 'has no "widths"' in capsys.readouterr().err
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["space"]["fingerprint"] = "0" * 16  # made for another space
+    bad.write_text(json.dumps(cfg))
+    assert main(["export", "--run", sup, "--config", str(bad), "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "fingerprint" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()
+    bad.write_text('{"widths": [8, ')
+    assert main(["evaluate", "--run", sup, "--config", str(bad)]) == 2
+    assert "is corrupt" in capsys.readouterr().err
+    for w in ("x abc", "x-1", "x100"):
+        assert main(["evaluate", "--run", sup, "--widths", w]) == 2
+        assert "uniform multiplier" in capsys.readouterr().err
+
+
+def test_negative_and_zero_budgets_are_refused(finished_run, tmp_path, capsys):
+    _, out, run, _ = finished_run
+    prof, un = run.state["profile"]["path"], str(out / "supernet" / "unaries.json")
+    for b in ("-10%", "0ms", "0", "-0.2"):
+        assert main(["search", "--profile", prof, "--unaries", un, f"--budget={b}", "--out", str(tmp_path / "c.json")]) == 2
+        assert "not a positive latency" in capsys.readouterr().err
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_export_parity_failure_writes_nothing(finished_run, tmp_path, capsys, monkeypatch):
+    import widthnas.nas.export as ex
+
+    _, out, run, _ = finished_run
+    monkeypatch.setattr(ex, "_compare", lambda *a: (0.5, {"random_batch1": 0.5}))
+    m = tmp_path / "m.onnx"
+    assert main(["export", "--run", str(out / "supernet"), "--widths", "x0.5", "--out", str(m)]) == 2
+    err = capsys.readouterr().err
+    assert "disagree" in err and "was not written" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # no model, no .onnx.tmp, no sidecar
+
+
+def test_export_refuses_a_torch_profile(finished_run, tmp_path, capsys):
+    _, out, run, _ = finished_run
+    d = json.loads(Path(run.state["profile"]["path"]).read_text())
+    d["device"]["backend"], d["device"]["provider"] = "torch", "cpu"
+    prof = tmp_path / "torch_profile.json"
+    prof.write_text(json.dumps(d))
+    m = tmp_path / "m.onnx"
+    assert main(["export", "--run", str(out / "supernet"), "--widths", "x0.5", "--out", str(m), "--profile", str(prof)]) == 2
+    assert "torch backend" in capsys.readouterr().err and not m.exists()
+
+
+def test_train_resume_names_the_flags_it_would_ignore(finished_run, capsys):
+    from widthnas.nas.train import CKPT
+
+    _, out, run, _ = finished_run
+    ck = out / "supernet" / CKPT
+    before = ck.stat().st_mtime_ns
+    assert main(["train", "--out", str(out / "supernet"), "--resume", "--lr", "0.3", "--seed", "9"]) == 2
+    err = capsys.readouterr().err
+    assert "--lr 0.3" in err and "--seed 9" in err and ck.stat().st_mtime_ns == before
+
+
+def test_fit_refuses_to_overwrite_a_shipped_profile(finished_run, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from widthnas.latency import registry
+
+    _, out, run, _ = finished_run
+    shipped = tmp_path / "hw_profiles"  # a stand-in directory, so a failing test cannot damage the real one
+    shipped.mkdir()
+    target = shipped / "device.json"
+    shutil.copy(run.state["profile"]["path"], target)
+    monkeypatch.setattr(registry, "PROFILE_DIR", shipped)
+    before = target.read_bytes()
+    args = ["fit", "--samples", str(out / "samples.jsonl"), "--out", str(target), "--folds", "2"]
+    assert main(args) == 2
+    assert "shipped" in capsys.readouterr().err and target.read_bytes() == before
+    assert main(args + ["--force"]) == 0 and target.read_bytes() != before
+
+
+def test_corrupt_run_records_are_named(finished_run, tmp_path):
+    import shutil
+
+    from widthnas._io import CorruptFileError
+
+    cfg, out, run, _ = finished_run
+    d = tmp_path / "r"
+    shutil.copytree(out, d)
+    (d / "run_state.json").write_text('{"profile": {"done": tr')
+    with pytest.raises(CorruptFileError, match=r"run state .*run_state\.json is corrupt"):
+        Run(cfg, d, progress=False)
+    state = dict(run.state)
+    del state["report"]
+    (d / "run_state.json").write_text(json.dumps(state))
+    for name in ("narrowing.jsonl", "metrics.jsonl"):
+        good = (out / "supernet" / name).read_text()
+        (d / "supernet" / name).write_text(good[: len(good) // 2])
+        with pytest.raises(CorruptFileError, match=name.replace(".", r"\.") + " is corrupt at line"):
+            Run(cfg, d, log=lambda *_: None, progress=False).go()
+        (d / "supernet" / name).write_text(good)
+
+
+def test_run_goes_on_when_no_uniform_network_fits(finished_run, tmp_path):
+    """A device where the fastest network is not uniform: the exact solver meets a budget that no
+    width multiplier does; the run reports that and finishes with the chosen network alone."""
+    import shutil
+    from dataclasses import replace
+
+    from widthnas.latency.sampling import block_shapes
+    from widthnas.latency.table import LatencyTable
+    from widthnas.mrf import WidthMRF, exact, fastest
+    from widthnas.mrf.baselines import uniform
+    from widthnas.mrf.unaries import Unaries
+
+    cfg, out, run, _ = finished_run
+    space, real = run.space, run.table()
+    rng = np.random.default_rng(0)
+    unaries = Unaries.load(out / "supernet" / "unaries.json")
+    for _ in range(200):
+        table = LatencyTable(space, [rng.uniform(0.01, 0.2, (len(a), len(b))) for a, b in block_shapes(space)],
+                             0.01, real.reference_ms, real.device, name="non-uniform-device")
+        m = WidthMRF.from_table(table, unaries)
+        uni_ms = min(table.predict(space.uniform(k)) for k in np.arange(0.05, 2.0001, 0.005))
+        if fastest(m).latency < 0.9 * uni_ms:
+            break
+    budget = 0.5 * (fastest(m).latency + uni_ms)
+    with pytest.raises(ValueError, match="no uniform multiplier"):
+        uniform(m, budget)
+    assert exact(m, budget).latency <= budget  # the precondition: exact fits, uniform cannot
+    prof = tmp_path / "p.json"
+    table.save(prof)
+    d = tmp_path / "r"
+    d.mkdir()
+    shutil.copytree(out / "supernet", d / "supernet")
+    cfg2 = replace(cfg, budget=f"{budget}ms", method="lagrangian", profile=str(prof))
+    r = Run(cfg2, d, log=lambda *_: None, progress=False)
+    r.state = {"profile": {"done": True, "path": str(prof), "name": table.name, "why": "test"},
+               "train": dict(run.state["train"])}
+    logs = []
+    r.log = logs.append
+    r.go()
+    assert r.state["search"]["uniform"] is None and any("no uniform network fits" in l for l in logs)
+    assert (d / "model.onnx").exists() and not (d / "uniform.onnx").exists()
+    report = (d / "report.md").read_text()
+    assert "none fits the budget" in report and "--method lagrangian" in report
+    assert "Exact budgeted optimum" not in report and "exact budgeted optimum" not in report
+    assert "no uniform width multiplier fits" in r.summary()

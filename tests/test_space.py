@@ -54,3 +54,13 @@ def test_parse_widths_and_uniform():
 def test_unknown_space_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown search space"):
         get_space("resnet")
+
+
+@pytest.mark.parametrize("text, msg", [("x abc", "uniform multiplier"), ("x-1", "between x"), ("x100", "between x"),
+                                       ("xnan", "between x"), ("8,sixteen", "channels"), ("[8, 1.5]", "whole")])
+def test_bad_widths_are_named_not_clamped(small, text, msg):
+    from widthnas.models.space import WidthError
+
+    with pytest.raises(WidthError, match=msg):
+        small.parse_widths(text)
+    assert small.parse_widths("x1.5") == small.max_widths and small.parse_widths("x0.2") == small.min_widths

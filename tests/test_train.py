@@ -109,12 +109,23 @@ def test_aows_narrows_toward_the_budget(tiny_run_inputs, tiny, tmp_path):
     assert all(s["map_ms"] <= t.budget_ms + 1e-9 for s in snaps)
 
 
+DDP_SCRIPT = """
+import sys
+import torch
+from widthnas.nas.train import TrainConfig, train
+d, out = sys.argv[1], sys.argv[2]
+cfg = TrainConfig(space=d + "/space.json", dataset="npz", data=d + "/data.npz", epochs=1, batch_size=32, threads=1)
+t = train(cfg, out, progress=False, log=lambda *_: None)
+torch.save(t.model.state_dict(), f"{out}/rank{t.rank}.pt")  # each rank's own weights
+"""
+
+
 def test_ddp_two_cpu_processes(tiny_run_inputs, tmp_path):
     out = tmp_path / "ddp"
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "widthnas", "train", "--out", str(out), "--space", str(tiny_run_inputs / "space.json"),
-           "--dataset", "npz", "--data", str(tiny_run_inputs / "data.npz"), "--epochs", "1", "--batch-size", "32",
-           "--threads", "1", "--quiet"]
+           str(script), str(tiny_run_inputs), str(out)]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
@@ -124,6 +135,43 @@ def test_ddp_two_cpu_processes(tiny_run_inputs, tmp_path):
     u = json.loads((out / "unaries.json").read_text())
     # 288 training images / 2 ranks / 32 per batch = 4 steps per rank; 2 configs per step; summed over ranks
     assert sum(u["layers"][0]["count"]) == 2 * ck["step"] * 2
+    # both ranks end with identical weights (same start, gradients averaged every step), the checkpoint's
+    ranks = [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert ranks[0].keys() == ck["model"].keys()
+    for k in ck["model"]:
+        torch.testing.assert_close(ranks[1][k], ranks[0][k], rtol=0, atol=0, msg=k)
+        torch.testing.assert_close(ck["model"][k], ranks[0][k], rtol=0, atol=0, msg=k)
+
+
+def test_loss_stats_reduce_on_the_training_device(tiny, monkeypatch):
+    """NCCL takes only CUDA tensors: the all-reduce must see the training device's tensors."""
+    import torch.distributed as dist
+
+    from widthnas.nas.train import LossStats
+
+    st = LossStats(tiny)
+    st.add([0, 1, 0, 2], 0.5)
+    seen = []
+
+    class Reduced(Exception):
+        pass
+
+    def fake_all_reduce(t):
+        seen.append(t.device.type)
+        if t.device.type == "meta":  # a stand-in for a GPU: its values cannot be copied back
+            raise Reduced
+        t.mul_(2)  # as if a second rank held the same counts
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "all_reduce", fake_all_reduce)
+    with pytest.raises(Reduced):
+        st.all_reduce(torch.device("meta"))
+    assert seen == ["meta"]  # one all-reduce, on the training device
+    seen.clear()
+    st = LossStats(tiny)
+    st.add([0, 1, 0, 2], 0.5)
+    st.all_reduce("cpu")
+    assert float(st.count[1][1]) == 2.0 and float(st.sum[3][2]) == 1.0 and st.sum[0].device.type == "cpu"
 
 
 def test_bn_recalibration_matches_calibration_statistics(small):
@@ -141,6 +189,10 @@ def test_bn_recalibration_matches_calibration_statistics(small):
     with torch.no_grad():
         z = conv(normalize(imgs, mean, std))
     torch.testing.assert_close(bn.running_mean, z.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    # a cumulative average over the three batches: the mean of their unbiased variances
+    var = torch.stack([z[i:i + 32].var(dim=(0, 2, 3), unbiased=True) for i in (0, 32, 64)]).mean(0)
+    torch.testing.assert_close(bn.running_var, var, rtol=1e-4, atol=1e-5)
+    assert int(bn.num_batches_tracked) == 3 and bn.momentum == 0.1 and net.training  # settings restored
 
 
 def test_bad_input_is_named(tiny_run_inputs, tmp_path, small):
@@ -198,3 +250,33 @@ def test_device_choice_is_checked():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
     assert device_of(torch.nn.Linear(2, 2)).type == "cpu" and device_of(torch.nn.ReLU()).type == "cpu"
+
+
+def test_checkpoint_precedes_its_metrics_row_and_resume_repairs_the_records(tiny_run_inputs, tmp_path, monkeypatch):
+    import widthnas.nas.train as tr
+
+    order = []
+    save, append = tr.save_checkpoint, tr.append_line
+    monkeypatch.setattr(tr, "save_checkpoint", lambda p, st: (order.append("checkpoint"), save(p, st)))
+    monkeypatch.setattr(tr, "append_line", lambda p, rec: (order.append(p.name), append(p, rec)))
+    out = tmp_path / "r"
+    train(cfg_for(tiny_run_inputs, epochs=2), out, progress=False, log=lambda *_: None, stop_after=1)
+    assert order == ["checkpoint", "metrics.jsonl"]  # a kill between them cannot leave a row without its epoch
+    monkeypatch.undo()
+    rows = (out / "metrics.jsonl").read_text()
+    (out / "metrics.jsonl").write_text(rows + rows)  # as a kill after an old-style row would leave it
+    train(cfg_for(tiny_run_inputs, epochs=2), out, resume=True, progress=False, log=lambda *_: None)
+    assert [json.loads(l)["epoch"] for l in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    (out / "metrics.jsonl").write_text(rows)  # killed after the checkpoint, before its row
+    with pytest.raises(ValueError, match="other settings.*'lr'"):  # another setting is refused, not dropped
+        train(cfg_for(tiny_run_inputs, epochs=3, lr=0.2), out, resume=True, progress=False, log=lambda *_: None)
+    train(cfg_for(tiny_run_inputs, epochs=3), out, resume=True, progress=False, log=lambda *_: None)
+    assert [json.loads(l)["epoch"] for l in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+
+
+def test_resume_with_a_corrupt_narrowing_log_names_the_file(tiny_run_inputs, tmp_path):
+    out = tmp_path / "r"
+    train(cfg_for(tiny_run_inputs, epochs=2), out, progress=False, log=lambda *_: None, stop_after=1)
+    (out / "narrowing.jsonl").write_text('{"step": 1}\n{"step": \n')
+    with pytest.raises(ValueError, match=r"narrowing log .*narrowing\.jsonl is corrupt at line 2"):
+        train(cfg_for(tiny_run_inputs, epochs=2), out, resume=True, progress=False, log=lambda *_: None)
