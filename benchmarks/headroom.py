@@ -27,7 +27,7 @@ from retrain_pool import Protocol, retrain_many
 from stats import paired_diff
 from widthnas.latency.backends import OrtBackend
 from widthnas.latency.registry import find_profile, load_profile
-from widthnas.latency.table import atomic_write_text
+from widthnas._io import atomic_write_text
 from widthnas.models.mobilenet import build_network
 from widthnas.models.space import get_space
 from widthnas.mrf import WidthMRF, sample_configs, uniform
@@ -77,6 +77,8 @@ def main() -> int:
     p.add_argument("--profile")
     p.add_argument("--out", default="runs/headroom")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: report the finished retrainings (configurations with >= 3 paired seeds)")
     a = p.parse_args()
     for name in ("configs", "seeds", "epochs", "workers"):
         if getattr(a, name) < 1 or (name == "seeds" and a.seeds < 2):
@@ -129,26 +131,36 @@ def main() -> int:
     print(f"budget {a.budget:g} % = {budget:.4f} ms; uniform {state['uniform']['widths']} measured "
           f"{state['uniform']['measured_ms']:.4f} ms; {len(state['configs'])} random configurations within ±2 %")
     nets = [state["uniform"]["widths"]] + [c["widths"] for c in state["configs"]]
-    res = retrain_many(out, proto, [(w, s) for w in nets for s in range(a.seeds)], a.workers)
-    acc = {tuple(w): [res[(tuple(w), s)]["test_acc"] for s in range(a.seeds)] for w in nets}
-    ua = acc[tuple(nets[0])]
-    rows = [{"network": "uniform", "measured_ms": state["uniform"]["measured_ms"], "acc_mean": float(np.mean(ua)),
-             "acc_std": float(np.std(ua, ddof=1)), "diff_vs_uniform": 0.0, "ci_low": 0.0, "ci_high": 0.0,
-             "widths": " ".join(map(str, nets[0]))}]
+    res = retrain_many(out, proto, [(w, s) for w in nets for s in range(a.seeds)], a.workers, done_only=a.report_only)
+    acc = {tuple(w): {s: res[(tuple(w), s)]["test_acc"] for s in range(a.seeds) if (tuple(w), s) in res} for w in nets}
+    u_acc = acc[tuple(nets[0])]
+    ua = list(u_acc.values())
+    rows = [{"network": "uniform", "seeds": len(ua), "measured_ms": state["uniform"]["measured_ms"],
+             "acc_mean": float(np.mean(ua)), "acc_std": float(np.std(ua, ddof=1)), "diff_vs_uniform": 0.0,
+             "ci_low": 0.0, "ci_high": 0.0, "widths": " ".join(map(str, nets[0]))}]
+    paired = {}
     for k, c in enumerate(state["configs"]):
-        ca = acc[tuple(c["widths"])]
-        d = paired_diff(ca, ua)
-        rows.append({"network": f"random{k}", "measured_ms": c["measured_ms"], "acc_mean": float(np.mean(ca)),
-                     "acc_std": float(np.std(ca, ddof=1)), "diff_vs_uniform": d["diff"], "ci_low": d["ci_low"],
-                     "ci_high": d["ci_high"], "widths": " ".join(map(str, c["widths"]))})
+        common = sorted(set(acc[tuple(c["widths"])]) & set(u_acc))  # paired seeds: the same seed for both
+        if len(common) < 3:
+            print(f"random{k}: {len(common)} paired seeds finished; left out (needs >= 3)")
+            continue
+        ca, ub = [acc[tuple(c["widths"])][s] for s in common], [u_acc[s] for s in common]
+        paired[k] = (ca, ub)
+        d = paired_diff(ca, ub)
+        rows.append({"network": f"random{k}", "seeds": len(common), "measured_ms": c["measured_ms"],
+                     "acc_mean": float(np.mean(ca)), "acc_std": float(np.std(ca, ddof=1)), "diff_vs_uniform": d["diff"],
+                     "ci_low": d["ci_low"], "ci_high": d["ci_high"], "widths": " ".join(map(str, c["widths"]))})
     for r in rows:
         print(f"{r['network']:9s} {r['measured_ms']:.4f} ms  acc {100 * r['acc_mean']:.2f} ± {100 * r['acc_std']:.2f}  "
               f"vs uniform {100 * r['diff_vs_uniform']:+.2f} [{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]  {r['widths']}")
     best = max(rows[1:], key=lambda r: r["diff_vs_uniform"])
-    bk = rows.index(best) - 1
-    bon = paired_diff(acc[tuple(state["configs"][bk]["widths"])], ua, comparisons=len(rows) - 1)
+    bon = paired_diff(*paired[int(best["network"][6:])], comparisons=len(rows) - 1)
+    diffs = np.array([r["diff_vs_uniform"] for r in rows[1:]])
     means = np.array([r["acc_mean"] for r in rows[1:]])
-    summary = {"budget_pct": a.budget, "budget_ms": budget, "protocol": proto.__dict__, "seeds": a.seeds,
+    summary = {"budget_pct": a.budget, "budget_ms": budget, "protocol": proto.__dict__,
+               "paired_seeds": {r["network"]: r["seeds"] for r in rows}, "configs_reported": len(rows) - 1,
+               "mean_diff_of_random_configs": float(diffs.mean()),
+               "sd_of_paired_differences": float(np.mean([np.std(np.subtract(*paired[k]), ddof=1) for k in paired])),
                "spread_of_config_means_sd": float(means.std(ddof=1)), "range": [float(means.min()), float(means.max())],
                "best": best["network"], "best_diff": best["diff_vs_uniform"], "best_ci": [best["ci_low"], best["ci_high"]],
                "best_ci_bonferroni": [bon["ci_low"], bon["ci_high"]],

@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from widthnas.latency.table import atomic_write_text
+from widthnas._io import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,9 @@ def _train_one(job: tuple[list[int], int, str]) -> tuple[str, dict]:
 
 
 def retrain_many(out: str | Path, proto: Protocol, jobs: list[tuple[list[int], int]], workers: int = 2,
-                 threads: int = 1, log=print) -> dict[tuple[tuple[int, ...], int], dict]:
-    """{(widths tuple, seed): record} for every job; finished jobs are read from disk, not rerun."""
+                 threads: int = 1, log=print, done_only: bool = False) -> dict[tuple[tuple[int, ...], int], dict]:
+    """{(widths tuple, seed): record} for every job; finished jobs are read from disk, not rerun.
+    done_only: train nothing, return only the finished ones (a report on a partial run)."""
     out = Path(out)
     todo, results = [], {}
     for widths, seed in jobs:
@@ -91,6 +92,9 @@ def retrain_many(out: str | Path, proto: Protocol, jobs: list[tuple[list[int], i
         else:
             p.parent.mkdir(parents=True, exist_ok=True)
             todo.append((list(map(int, widths)), int(seed), str(p)))
+    if done_only:
+        log(f"{len(results)} retrainings finished, {len(todo)} not (not trained: report only)")
+        return results
     log(f"retraining {len(todo)} networks ({len(results)} done before), {workers} worker(s) x {threads} thread(s)")
     if todo:
         t0 = time.time()

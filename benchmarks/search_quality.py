@@ -30,7 +30,7 @@ from retrain_pool import Protocol, retrain_many
 from stats import paired_diff
 from widthnas.latency.backends import OrtBackend
 from widthnas.latency.registry import find_profile, load_profile
-from widthnas.latency.table import atomic_write_text
+from widthnas._io import atomic_write_text
 from widthnas.models.mobilenet import SlimmableMobileNet, build_network
 from widthnas.mrf import WidthMRF, exact, greedy, uniform, with_margin
 from widthnas.mrf.unaries import Unaries
@@ -43,7 +43,7 @@ from widthnas.nas.unary_eval import measure_unaries
 MODES = {
     # decisive: low budgets where capacity binds (docs/RESULTS.md, headroom), 5 paired seeds, <= 90 min here
     "decisive": dict(limit=20000, epochs=4, warmup=1, retrain_epochs=4, seeds=5, unary_configs=1000,
-                     unary_batch=512, budgets=(0.10, 0.14, 0.20)),
+                     aows_unary_configs=400, unary_batch=512, budgets=(0.10, 0.14, 0.20)),
     "quick": dict(limit=6000, epochs=3, warmup=1, retrain_epochs=2, seeds=3, unary_configs=300,
                   unary_batch=256, budgets=(0.35, 0.50, 0.70)),
     "smoke": dict(limit=1500, epochs=2, warmup=1, retrain_epochs=1, seeds=2, unary_configs=30,
@@ -63,11 +63,11 @@ def train_supernet(out: Path, cfg: TrainConfig, log, stop_after: int | None = No
     return t.model
 
 
-def cached_unaries(path: Path, sup, sp, mode: dict, seed: int, log) -> Unaries:
+def cached_unaries(path: Path, sup, sp, mode: dict, seed: int, log, n_configs: int | None = None) -> Unaries:
     """Measured unaries, kept on disk so a resumed run makes the same choices."""
     if path.exists():
         return Unaries.load(path)
-    u = measure_unaries(sup, sp, mode["unary_configs"], batch=mode["unary_batch"], seed=seed, log=log)
+    u = measure_unaries(sup, sp, n_configs or mode["unary_configs"], batch=mode["unary_batch"], seed=seed, log=log)
     u.save(path)
     return u
 
@@ -212,7 +212,7 @@ def main() -> int:
         cfg = TrainConfig(**base, sampling="aows", warmup_epochs=mode["warmup"], budget=f"{b * 100:g}%",
                           profile=prof_path)
         sup = train_supernet(d, cfg, log)
-        u = cached_unaries(d / "unaries_measured.json", sup, sp, mode, a.seed, log)
+        u = cached_unaries(d / "unaries_measured.json", sup, sp, mode, a.seed, log, mode.get("aows_unary_configs"))
         mrf = WidthMRF.from_table(table, u)
         target = with_margin(b * widest, MARGIN_PCT)
         choices[("aows", b)] = exact(mrf, target, with_front=False).widths

@@ -24,7 +24,7 @@ from scipy.stats import kendalltau
 
 from widthnas.latency.backends import OrtBackend
 from widthnas.latency.registry import find_profile, load_profile
-from widthnas.latency.table import atomic_write_text
+from widthnas._io import atomic_write_text
 from widthnas.mrf import WidthMRF
 from widthnas.mrf.unaries import Unaries
 from widthnas.nas.selection import holdout_split, smoothness_weights, supernet_accuracy, unary_image_count
@@ -47,6 +47,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--measured", help="reuse these measured unaries (1000 random configurations) instead of "
                                       "measuring them again, e.g. the search-quality run's unaries_ows_measured.json")
+    p.add_argument("--images", type=int, default=0, help="judge on only this many held-out images (0: all)")
     p.add_argument("--with-300", action="store_true", help="also 300 random configurations (the quick mode's count)")
     a = p.parse_args()
     if a.n < 10:
@@ -61,6 +62,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     k = unary_image_count(sp)
     held = holdout_split(sp, k)
+    if a.images:
+        held = (held[0][:a.images], held[1][:a.images])
     print(f"{a.run}: unaries on the first {k} validation images, supernet accuracy on the other {len(held[1])}")
 
     variants = {"training-time": Unaries.load(Path(a.run) / "unaries.json")}
@@ -85,7 +88,7 @@ def main() -> int:
                                        for _ in range(a.n)]}
     for b in a.budgets.split(","):
         sets[f"near {b} %"] = sample_near(lat, float(b) / 100 * widest, a.n, 0.03, rng)
-    acc_path = out / "accuracies.json"
+    acc_path = out / f"accuracies_{len(held[1])}.json"
     accs = json.loads(acc_path.read_text()) if acc_path.exists() else {}
     for name, configs in sets.items():
         for w in configs:
