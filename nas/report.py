@@ -78,8 +78,9 @@ def plot_narrowing(path: Path, space, snaps: list[dict]) -> bool:
     return True
 
 
-def write_report(run_dir: Path, res: dict) -> Path:
-    """report.md (for people) and report.json (for tools) from the run's collected results."""
+def write_report(run_dir: Path, res: dict, sections: list[str] = ()) -> Path:
+    """report.md (for people) and report.json (for tools) from the run's collected results;
+    `sections`: further markdown lines (negative flips, width-error curve) placed before the timing."""
     atomic_write_text(run_dir / "report.json", json.dumps(res, indent=1, default=float))
     s, p = res["search"], res["profile"]
     ver, fin = res.get("verify", {}), res.get("finetune", {})
@@ -114,6 +115,7 @@ def write_report(run_dir: Path, res: dict) -> Path:
     if res.get("narrowing_plot"):
         lines += ["## Narrowing (AOWS)", "", "Expected width per layer and the entropy of the sampling distribution "
                   "over training: the search space narrows toward the budget.", "", "![narrowing](narrowing.png)", ""]
+    lines += list(sections)
     lines += ["## Timing", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in res.get("stage_seconds", {}).items()]
     atomic_write_text(run_dir / "report.md", "\n".join(lines) + "\n")

@@ -141,3 +141,42 @@ def test_console_script_entry_point():
     assert r.returncode == 0
     for cmd in ("profile", "fit", "validate", "train", "search", "export", "evaluate", "run"):
         assert cmd in r.stdout
+
+
+def test_report_has_negative_flips_and_the_width_error_curve(finished_run):
+    _, out, run, _ = finished_run
+    report = (out / "report.md").read_text()
+    assert "## Negative flips" in report and "| uniform network |" in report
+    assert "## Width-error curve (supernet)" in report and "![width-error curve](curve.png)" in report
+    from widthnas.nas.curve import read_curve
+
+    rows = read_curve(out / "curve.csv")
+    assert len(rows) >= 3 and all(r["predicted_ms"] is not None for r in rows)
+    assert (out / "curve.png").stat().st_size > 1000
+    flips = json.loads((out / "report.json").read_text())["flips"]["uniform network"]
+    fin = run.state["finetune"]
+    assert flips["new_accuracy"] == pytest.approx(fin["chosen"]["test_acc"])
+    assert flips["old_accuracy"] == pytest.approx(fin["uniform"]["test_acc"])
+    # --previous: the exported uniform.onnx (own normalisation from its sidecar) gives the same flips
+    run.cfg.previous = str(out / "uniform.onnx")
+    try:
+        lines = run._flips_section()
+    finally:
+        run.cfg.previous = None
+    assert any("previous model" in l for l in lines)
+    prev = run._flips[f"previous model `{out / 'uniform.onnx'}`"]
+    assert prev["nfr"] == pytest.approx(flips["nfr"], abs=2 / flips["n"])  # ORT vs torch may differ on a tie
+
+
+@pytest.mark.parametrize("extra, msg", [(["--previous", "nowhere.onnx"], "--previous: previous model nowhere.onnx not found"),
+                                        (["--congruent-weight", "2"], "needs --congruent"),
+                                        (["--greedy", "factor=0.5"], "add --schedule greedy"),
+                                        (["--schedule", "greedy", "--greedy", "window=0"], "window 0"),
+                                        (["--congruent", "{out}/model.onnx", "--congruent-weight", "0"], "> 0"),
+                                        (["--congruent", "{out}/model.onnx", "--finetune-epochs", "0"],
+                                         "during fine-tuning or retraining")])
+def test_run_refuses_bad_feature_options(finished_run, tmp_path, capsys, extra, msg):
+    _, out, _, _ = finished_run
+    rc = main(["run", "--out", str(tmp_path / "r"), *[e.format(out=out) for e in extra]])
+    assert rc == 2 and msg in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # refused before anything was written
