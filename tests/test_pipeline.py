@@ -180,3 +180,15 @@ def test_run_refuses_bad_feature_options(finished_run, tmp_path, capsys, extra, 
     rc = main(["run", "--out", str(tmp_path / "r"), *[e.format(out=out) for e in extra]])
     assert rc == 2 and msg in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+def test_curve_cli_on_a_run_measures_latency(finished_run, tmp_path, capsys):
+    from widthnas.nas.curve import read_curve
+
+    _, out, run, _ = finished_run
+    csv_path = tmp_path / "curve.csv"
+    assert main(["curve", "--run", str(out), "--calib-images", "128", "--out", str(csv_path)]) == 0
+    rows = read_curve(csv_path)
+    assert all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 for r in rows)  # the run's profile, measured
+    assert rows[-1]["measured_ms"] > rows[0]["measured_ms"]  # the widest uniform network is slower
+    assert (tmp_path / "curve.png").stat().st_size > 1000
