@@ -55,11 +55,13 @@ def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 12
             opt.zero_grad(set_to_none=True)
             loss_sum += loss.item()
             step += 1
+            if sched is not None:
+                sched.after_batch(loss.item())
         val_acc, val_loss = accuracy(net, *splits.val, splits.mean, splits.std)
         rec = {"epoch": e + 1, "train_loss": loss_sum / steps, "val_acc": val_acc, "val_loss": val_loss,
                "images_per_s": steps * batch_size / (time.time() - t0), "lr": opt.param_groups[0]["lr"]}
         if sched is not None:
-            sched.step(val_loss)  # the rate for the next epoch
+            sched.after_epoch(val_loss)  # the rate for the next epoch (unless stepped every N steps)
             rec["next_lr"], rec["lr_action"] = sched.get_last_lr()[0], sched.last_action
         history.append(rec)
         log(f"{desc} epoch {e + 1}/{epochs}: loss {rec['train_loss']:.3f}, val acc {val_acc:.4f}, "

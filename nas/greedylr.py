@@ -1,6 +1,7 @@
 """GreedyLR: a learning rate that follows the validation loss instead of a fixed curve.
 
-After each reading (an epoch's validation loss, or any loss the caller steps it with) the rate
+After each reading (an epoch's validation loss, or with `every` = N the mean training loss of the
+last N steps, or any loss the caller steps it with) the rate
 rises by `1 / factor` when the smoothed loss improved for more than `patience` readings in a row and
 falls by `factor` when it worsened for more than `patience` readings. A change smaller than
 `threshold` (relative) counts as no change: it neither extends nor breaks a streak. After a rise,
@@ -30,13 +31,14 @@ class GreedyOptions:
     warmup: int = 0  # after a rise, keep rising for this many readings
     min_lr: float | None = None  # lower bound, absolute; None: 1/1000 of the starting rate
     max_lr: float | None = None  # upper bound, absolute; None: twice the starting rate
+    every: int = 0  # 0: one reading per epoch (validation loss); N: every N steps (mean training loss)
 
     def check(self) -> "GreedyOptions":
         """Refuse settings that cannot work, naming the setting and what to use instead."""
         if not 0 < self.factor < 1:
             raise ValueError(f"greedy factor {self.factor}: use a value between 0 and 1 (e.g. 0.5; "
                              "the rate is multiplied by it on a fall and divided by it on a rise)")
-        for name in ("patience", "cooldown", "warmup"):
+        for name in ("patience", "cooldown", "warmup", "every"):
             if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 0:
                 raise ValueError(f"greedy {name} {getattr(self, name)}: use a whole number >= 0")
         if int(self.window) != self.window or self.window < 1:
@@ -84,6 +86,7 @@ class GreedyLR:
         self.rising = self.falling = 0  # readings left in a warm-up (rising) or cooldown (falling) phase
         self.last_epoch = 0
         self.last_action = "none"  # rise | fall | hold (for logs and tests)
+        self.pending: list[float] = []  # training losses since the last reading (every > 0)
         self._apply()
 
     # ---- the rules -----------------------------------------------------------------------
@@ -129,6 +132,21 @@ class GreedyLR:
             return float("inf") if now > prev else float("-inf")
         return (now - prev) / max(abs(prev), 1e-12)
 
+    # ---- the training loop's two hooks ---------------------------------------------------
+    def after_batch(self, loss: float) -> None:
+        """With `every` = N: one reading, the mean training loss, every N steps."""
+        if self.opts.every:
+            self.pending.append(float(loss))
+            if len(self.pending) == self.opts.every:
+                self.step(sum(self.pending) / len(self.pending))
+                self.pending = []
+
+    def after_epoch(self, val_loss: float) -> bool:
+        """With `every` = 0: the epoch's validation loss is the reading. True when it stepped."""
+        if not self.opts.every:
+            self.step(val_loss)
+        return not self.opts.every
+
     # ---- the optimizer -------------------------------------------------------------------
     def _apply(self, scale: float = 1.0) -> None:
         for g, lr in zip(self.optimizer.param_groups, self.lrs):
@@ -145,7 +163,8 @@ class GreedyLR:
     def state_dict(self) -> dict:
         return {"options": asdict(self.opts), "lrs": list(self.lrs), "history": list(self.history),
                 "prev": self.prev, "good": self.good, "bad": self.bad, "rising": self.rising,
-                "falling": self.falling, "last_epoch": self.last_epoch, "last_action": self.last_action}
+                "falling": self.falling, "last_epoch": self.last_epoch, "last_action": self.last_action,
+                "pending": list(self.pending)}
 
     def load_state_dict(self, state: dict) -> None:
         self.opts = GreedyOptions(**state["options"]).check()
@@ -155,4 +174,5 @@ class GreedyLR:
         self.good, self.bad = int(state["good"]), int(state["bad"])
         self.rising, self.falling = int(state["rising"]), int(state["falling"])
         self.last_epoch, self.last_action = int(state["last_epoch"]), state["last_action"]
+        self.pending = [float(v) for v in state.get("pending", [])]
         self._apply()

@@ -327,7 +327,7 @@ class Run:
                "stage_seconds": {k: st[k]["seconds"] for k in STAGES if k in st and "seconds" in st[k]}}
         res["flips"] = self._flips
         path = write_report(self.dir, res, extra)
-        return {"report": str(path)}
+        return {"report": str(path), "flips": {k: {m: r[m] for m in ("nfr", "pfr")} for k, r in self._flips.items()}}
 
     def _flips_section(self) -> list[str]:
         """Negative flips of the chosen network against the uniform one (and --previous) on the test set."""
@@ -370,5 +370,8 @@ class Run:
             rows.append(f"latency {name}: predicted {v[name]['predicted_ms']:.4f} ms, measured "
                         f"{v[name]['normalised_ms']:.4f} ms ({v[name]['error']:+.1%}), budget {s['budget_ms']:.4f} ms"
                         f" -> {'within' if v[name]['within_budget'] else 'OVER'} budget")
+        for name, r in st["report"].get("flips", {}).items():
+            rows.append(f"negative flip rate of the chosen network against the {name}: {r['nfr']:.2%} "
+                        f"(positive {r['pfr']:.2%})")
         rows.append(f"ONNX: {st['export']['chosen']['path']}  (report: {st['report']['report']})")
         return "\n".join(rows)

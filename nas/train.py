@@ -268,6 +268,9 @@ class Trainer:
             from .greedylr import GreedyLR, GreedyOptions
 
             self.sched = GreedyLR(self.opt, GreedyOptions.parse(cfg.greedy))
+            if self.sched.opts.every and self.world > 1:  # rank-local training losses would split the rates
+                raise ValueError("GreedyLR every=N reads each rank's own training loss; under DDP use the "
+                                 "per-epoch validation reading (leave out every=)")
         self.epoch, self.step = 0, 0
         self.last = LossStats(self.space)  # last completed epoch
         self.history: list[dict] = []
@@ -365,6 +368,8 @@ class Trainer:
                 loss, acc = sandwich_step(self.model, self.opt, xb, yb, sampler.draw(cfg.n_random, rng), stats,
                                           self.world)
                 self.step += 1
+                if self.sched is not None:
+                    self.sched.after_batch(loss)  # (every N steps: the widest network's training loss)
                 seen += len(b)
                 loss_sum += loss
                 acc_sum += acc
@@ -396,7 +401,7 @@ class Trainer:
         if narrowing is not None and narrowing.mrf is not None and aows_now:
             rec["temperature"] = narrowing.temp
         if self.sched is not None:  # before the checkpoint, so a resume continues with the next epoch's rate
-            self.sched.step(val_loss)
+            self.sched.after_epoch(val_loss)
             rec["next_lr"], rec["lr_action"] = self.sched.get_last_lr()[0], self.sched.last_action
         self.history.append(rec)
         with open(self.run_dir / "metrics.jsonl", "a") as f:

@@ -76,6 +76,19 @@ def test_nan_reads_as_worse():
     assert run(s, [1.0, float("nan")]) == pytest.approx([0.1, 0.05])
 
 
+def test_every_n_steps_reads_the_mean_training_loss():
+    s, _ = sched(factor=0.5, patience=0, threshold=0.0, every=2, min_lr=1e-6, max_lr=10)
+    assert not s.after_epoch(5.0) and s.last_epoch == 0  # per-epoch readings are off
+    lrs = []
+    for loss in [1.0, 1.2, 0.8, 0.8, 2.0, 2.0, 0.1]:  # readings: 1.1, 0.8 (better), 2.0 (worse); 0.1 pending
+        s.after_batch(loss)
+        lrs.append(s.get_last_lr()[0])
+    assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.2, 0.2, 0.1, 0.1])
+    assert s.last_epoch == 3 and s.pending == [0.1] and s.state_dict()["pending"] == [0.1]
+    s0, _ = sched()
+    assert s0.after_epoch(1.0) and s0.last_epoch == 1
+
+
 def test_state_dict_resume_is_bit_identical():
     losses = [1.0, 0.9, 0.95, 1.2, 0.7, 0.71, 0.69, 0.8, 0.9, 0.5, 0.4, 0.45]
     opts = dict(factor=0.7, patience=1, threshold=0.01, window=3, cooldown=1, warmup=1)
@@ -152,6 +165,21 @@ def test_supernet_training_with_greedy_resumes_bit_identically(tiny_inputs, tmp_
     for prev, now in zip(h, h[1:]):
         assert now["lr"] == pytest.approx(prev["next_lr"])
     assert [r["lr"] for r in h] == [r["lr"] for r in resumed.history]
+
+
+def test_supernet_greedy_every_n_steps_resumes_bit_identically(tiny_inputs, tmp_path):
+    """7 steps per epoch, a reading every 3: a reading's steps straddle the checkpoint."""
+    from widthnas.nas.train import train
+
+    quiet = dict(progress=False, log=lambda *_: None)
+    cfg = lambda: _cfg(tiny_inputs, epochs=2, greedy="factor=0.5,threshold=0,every=3")  # noqa: E731
+    full = train(cfg(), tmp_path / "full", **quiet)
+    cut = train(cfg(), tmp_path / "cut", stop_after=1, **quiet)
+    assert cut.sched.pending  # the half-collected reading is part of the checkpoint
+    resumed = train(cfg(), tmp_path / "cut", resume=True, **quiet)
+    assert full.sched.last_epoch == full.step // 3 and full.sched.state_dict() == resumed.sched.state_dict()
+    for k, v in full.model.state_dict().items():
+        torch.testing.assert_close(v, resumed.model.state_dict()[k], rtol=0, atol=0, msg=k)
 
 
 def test_train_plain_steps_greedy_on_validation_loss(tiny_inputs, tiny):

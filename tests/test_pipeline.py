@@ -60,6 +60,7 @@ def test_run_goes_from_data_to_verified_onnx(finished_run):
     for png in ("latency_fit.png", "pareto.png", "widths.png", "training.png", "narrowing.png"):
         assert (out / png).stat().st_size > 1000
     assert "test accuracy" in run.summary()
+    assert "negative flip rate of the chosen network against the uniform network" in run.summary()
 
 
 def test_rerun_resumes_and_other_settings_are_refused(finished_run):
