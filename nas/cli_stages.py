@@ -147,7 +147,7 @@ def register_train(sub) -> None:
     q.add_argument("--schedule", choices=("cosine", "constant", "greedy"),
                    help="cosine (default); greedy: GreedyLR on the widest network's validation loss")
     q.add_argument("--greedy", help="GreedyLR options, e.g. 'factor=0.5,patience=1,window=2,threshold=0.01,"
-                   "cooldown=0,warmup=0,min_lr=1e-4,max_lr=0.2'")
+                   "cooldown=0,warmup=0,min_lr=1e-4,max_lr=0.2,every=0' (every=N: read the training loss every N steps)")
     q.add_argument("--lr-warmup", type=float, help="linear lr ramp over this fraction of the steps (default 0.1; 0: none)")
     q.add_argument("--n-random", type=int, help="sampled configurations per step (besides widest, narrowest)")
     q.add_argument("--sampling", choices=("ows", "aows"))
