@@ -62,6 +62,8 @@ def main() -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--weight", type=float, default=1.0, help="focal distillation weight")
     p.add_argument("--old-mult", type=float, default=0.5, help="uniform multiplier of the previous model")
+    p.add_argument("--old-epochs", type=int, help="the previous model's training epochs (default --epochs)")
+    p.add_argument("--old-lr", type=float, default=0.05, help="the previous model's learning rate")
     p.add_argument("--supernet-epochs", type=int, default=2)
     p.add_argument("--budget", default="50%")
     p.add_argument("--profile", default=PROFILE)
@@ -78,7 +80,7 @@ def main() -> int:
     t0 = time.time()
     torch.manual_seed(100)
     old_net = build_network(space, space.uniform(a.old_mult))
-    train_plain(old_net, sp, a.epochs, lr=0.1, seed=100, log=lambda *_: None, device="cpu")
+    train_plain(old_net, sp, a.old_epochs or a.epochs, lr=a.old_lr, seed=100, log=lambda *_: None, device="cpu")
     old_path = work / "old.onnx"
     export_onnx(old_net, space, old_path, normalize(sp.val[0][:64], sp.mean, sp.std))
     write_sidecar(old_path, space.uniform(a.old_mult), space,
