@@ -208,9 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("profiles", help="list shipped device profiles")
     q.set_defaults(fn=cmd_profiles)
 
-    from . import cli_stages
+    from . import cli_features, cli_stages
 
     cli_stages.register(sub)
+    cli_features.register(sub)
     return p
 
 

@@ -101,7 +101,7 @@ def register(sub) -> None:
 
 # ---- train / evaluate ---------------------------------------------------------------------
 TRAIN_FLAGS = ("space", "input_shape", "dataset", "data", "limit", "val_fraction", "epochs", "batch_size", "lr",
-               "momentum", "weight_decay", "schedule", "lr_warmup", "n_random", "sampling", "warmup_epochs", "budget",
+               "momentum", "weight_decay", "schedule", "greedy", "lr_warmup", "n_random", "sampling", "warmup_epochs", "budget",
                "profile", "t_start", "t_end", "threads", "device", "seed")
 
 
@@ -164,11 +164,19 @@ def cmd_evaluate(args) -> int:
     from .evaluate import evaluate_config
     from .train import load_run
 
+    if args.against:
+        from .flips import resolve_previous
+
+        resolve_previous(args.against)  # a wrong path fails before the data is loaded
     cfg, space, sup, splits = load_run(args.run)
     widths = _widths_arg(space, args, space.max_widths)
     r = evaluate_config(sup, widths, splits, args.split, args.calib_images)
     print(f"{args.split} accuracy {r['accuracy']:.4f} (loss {r['loss']:.4f}, {r['images']} images) for widths "
           f"{widths} after BN recalibration on {args.calib_images} training images")
+    if args.against:
+        from .flips import compare_with_previous
+
+        compare_with_previous(sup, space, widths, splits, args.split, args.calib_images, args.against, args.json)
     return 0
 
 
@@ -187,7 +195,10 @@ def register_train(sub) -> None:
     q.add_argument("--lr", type=float)
     q.add_argument("--momentum", type=float)
     q.add_argument("--weight-decay", type=float)
-    q.add_argument("--schedule", choices=("cosine", "constant"))
+    q.add_argument("--schedule", choices=("cosine", "constant", "greedy"),
+                   help="cosine (default); greedy: GreedyLR on the widest network's validation loss")
+    q.add_argument("--greedy", help="GreedyLR options, e.g. 'factor=0.5,patience=1,window=2,threshold=0.01,"
+                   "cooldown=0,warmup=0,min_lr=1e-4,max_lr=0.2,every=0' (every=N: read the training loss every N steps)")
     q.add_argument("--lr-warmup", type=float, help="linear lr ramp over this fraction of the steps (default 0.1; 0: none)")
     q.add_argument("--n-random", type=int, help="sampled configurations per step (besides widest, narrowest)")
     q.add_argument("--sampling", choices=("ows", "aows"))
@@ -209,6 +220,9 @@ def register_train(sub) -> None:
     q.add_argument("--config", help="chosen configuration JSON from `widthnas search`")
     q.add_argument("--split", choices=("val", "test"), default="val")
     q.add_argument("--calib-images", type=int, default=512)
+    q.add_argument("--against", metavar="OLD", help="a deployed model (.onnx or a `widthnas run` directory): "
+                   "report both accuracies and the negative / positive flip rates")
+    q.add_argument("--json", help="with --against: write the flip report here")
     q.set_defaults(fn=cmd_evaluate)
 
 
@@ -233,7 +247,8 @@ def cmd_export(args) -> int:
     recalibrate_bn(net, calibration_images(sp, args.calib_images), sp.mean, sp.std)
     val_acc = accuracy(net, *sp.val, sp.mean, sp.std)[0]
     v = export_onnx(net, space, args.out, normalize(sp.val[0][:256], sp.mean, sp.std))
-    extra = {"accuracy": {"val": val_acc}, "verify": v}
+    extra = {"accuracy": {"val": val_acc}, "verify": v,
+             "normalization": {"mean": sp.mean.tolist(), "std": sp.std.tolist()}}  # for --against / --congruent
     if table is not None:
         m = measure_exported(args.out, table)
         m["predicted_ms"] = table.predict(widths)
@@ -252,10 +267,12 @@ def cmd_run(args) -> int:
     if args.full:
         cfg = full_config(cfg)
     for f in ("space", "dataset", "data", "budget", "margin", "profile", "sampling", "epochs", "limit", "batch_size",
-              "finetune_epochs", "retrain_epochs", "method", "unary_configs", "seed", "profile_networks"):
+              "finetune_epochs", "retrain_epochs", "method", "unary_configs", "seed", "profile_networks", "schedule",
+              "greedy", "previous", "congruent", "congruent_weight"):
         v = getattr(args, f, None)
         if v is not None:
             setattr(cfg, f, v)
+    _check_feature_options(cfg, args)
     if args.all_data:
         cfg.limit = None
     if cfg.unary_configs < 10:
@@ -267,6 +284,29 @@ def cmd_run(args) -> int:
     print()
     print(run.summary())
     return 0
+
+
+def _check_feature_options(cfg, args) -> None:
+    """Refuse bad --schedule/--greedy/--previous/--congruent settings before any stage runs."""
+    from .flips import resolve_previous
+    from .greedylr import GreedyOptions
+
+    GreedyOptions.parse(cfg.greedy)
+    if cfg.greedy and cfg.schedule != "greedy":
+        raise ValueError("--greedy sets GreedyLR options; add --schedule greedy to use them")
+    if args.congruent_weight is not None and not cfg.congruent:
+        raise ValueError("--congruent-weight needs --congruent OLD.onnx (the model to stay congruent with)")
+    if not cfg.congruent_weight > 0:
+        raise ValueError(f"--congruent-weight {cfg.congruent_weight}: use a value > 0 (e.g. 1)")
+    for opt in ("previous", "congruent"):
+        if getattr(cfg, opt):
+            try:
+                resolve_previous(getattr(cfg, opt))
+            except ValueError as e:
+                raise ValueError(f"--{opt}: {e}") from None
+    if cfg.congruent and not (cfg.finetune_epochs or cfg.retrain_epochs):
+        raise ValueError("--congruent acts during fine-tuning or retraining; set --finetune-epochs or "
+                         "--retrain-epochs above 0")
 
 
 def register_run(sub) -> None:
@@ -303,5 +343,13 @@ def register_run(sub) -> None:
                    help="select: configurations measured for the unaries after training (default 300; --full 1000)")
     q.add_argument("--seed", type=int)
     q.add_argument("--full", action="store_true", help="longer, better: all data, 20 epochs, 5 fine-tune epochs")
+    q.add_argument("--schedule", choices=("cosine", "greedy"),
+                   help="learning rate for supernet training, fine-tuning and retraining (default cosine)")
+    q.add_argument("--greedy", help="GreedyLR options, e.g. 'factor=0.5,patience=1' (see `widthnas train --help`)")
+    q.add_argument("--previous", metavar="OLD", help="a deployed model (.onnx or run directory): the report gives "
+                   "the negative flips of the new network against it")
+    q.add_argument("--congruent", metavar="OLD", help="fine-tune/retrain with focal distillation toward this "
+                   "model (.onnx or run directory) on the images it gets right (positive-congruent training)")
+    q.add_argument("--congruent-weight", type=float, help="weight of that term (default 1)")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(fn=cmd_run)

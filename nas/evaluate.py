@@ -45,11 +45,17 @@ def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, mean: torch.Tenso
     return correct / len(y), loss / len(y)
 
 
+def calibrated_network(supernet, widths: Sequence[int], splits, calib_images: int = 512, seed: int = 0) -> nn.Module:
+    """`widths` materialized from the supernet, BN recalibrated on seeded random training images."""
+    net = supernet.materialize(widths).to(device_of(supernet))
+    recalibrate_bn(net, calibration_images(splits, calib_images, seed), splits.mean, splits.std)
+    return net
+
+
 def evaluate_config(supernet, widths: Sequence[int], splits, split: str = "val", calib_images: int = 512,
                     seed: int = 0) -> dict:
     """Materialize `widths` from the supernet, recalibrate BN on training images, evaluate."""
-    net = supernet.materialize(widths).to(device_of(supernet))
-    recalibrate_bn(net, calibration_images(splits, calib_images, seed), splits.mean, splits.std)
+    net = calibrated_network(supernet, widths, splits, calib_images, seed)
     x, y = getattr(splits, split)
     acc, loss = accuracy(net, x, y, splits.mean, splits.std)
     return {"widths": list(widths), "split": split, "accuracy": acc, "loss": loss, "images": len(y)}

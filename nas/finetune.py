@@ -9,13 +9,18 @@ import torch.nn.functional as F
 from .data import augment, normalize
 from .device import resolve_device
 from .evaluate import accuracy
-from .schedule import lr_at, warmup_steps
+from .schedule import SCHEDULES, lr_at, ramp, warmup_steps
 
 
 def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 128, weight_decay: float = 4e-5,
-                seed: int = 0, log=print, desc: str = "finetune", device: str = "auto") -> list[dict]:
-    """SGD with momentum, a linear warm-up (nas.schedule), then cosine decay; returns per-epoch
-    metrics (val accuracy)."""
+                seed: int = 0, log=print, desc: str = "finetune", device: str = "auto", schedule: str = "cosine",
+                greedy=None, loss_fn=None) -> list[dict]:
+    """SGD with momentum, a linear warm-up (nas.schedule), then cosine decay, or GreedyLR
+    (`schedule="greedy"`, options `greedy`, stepped on the validation loss after every epoch);
+    returns per-epoch metrics (val accuracy, lr).
+
+    loss_fn(logits, labels, uint8 images) replaces the cross-entropy, e.g. nas.flips.congruent_loss.
+    """
     xtr, ytr = splits.train
     dev = resolve_device(device)
     net.to(dev)
@@ -23,6 +28,13 @@ def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 12
     steps = max(1, len(ytr) // batch_size)
     total, step, history = steps * epochs, 0, []
     warm = warmup_steps(total, steps)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
+    sched = None
+    if schedule == "greedy":
+        from .greedylr import GreedyLR
+
+        sched = GreedyLR(opt, greedy)
     for e in range(epochs):
         g = torch.Generator().manual_seed(seed * 7919 + e)
         perm = torch.randperm(len(ytr), generator=g)
@@ -30,18 +42,27 @@ def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 12
         t0, loss_sum = time.time(), 0.0
         for s in range(steps):
             b = perm[s * batch_size:(s + 1) * batch_size]
-            for group in opt.param_groups:
-                group["lr"] = lr_at(lr, step, total, warm)
-            xb = normalize(augment(xtr[b], g), splits.mean, splits.std).to(dev, non_blocking=True)
-            loss = F.cross_entropy(net(xb), ytr[b].to(dev, non_blocking=True))
+            if sched is not None:
+                sched.set_scale(ramp(step, warm))
+            else:
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(lr, step, total, warm, schedule)
+            raw = augment(xtr[b], g)
+            xb, yb = normalize(raw, splits.mean, splits.std).to(dev, non_blocking=True), ytr[b].to(dev, non_blocking=True)
+            loss = F.cross_entropy(net(xb), yb) if loss_fn is None else loss_fn(net(xb), yb, raw)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
             loss_sum += loss.item()
             step += 1
+            if sched is not None:
+                sched.after_batch(loss.item())
         val_acc, val_loss = accuracy(net, *splits.val, splits.mean, splits.std)
         rec = {"epoch": e + 1, "train_loss": loss_sum / steps, "val_acc": val_acc, "val_loss": val_loss,
-               "images_per_s": steps * batch_size / (time.time() - t0)}
+               "images_per_s": steps * batch_size / (time.time() - t0), "lr": opt.param_groups[0]["lr"]}
+        if sched is not None:
+            sched.after_epoch(val_loss)  # the rate for the next epoch (unless stepped every N steps)
+            rec["next_lr"], rec["lr_action"] = sched.get_last_lr()[0], sched.last_action
         history.append(rec)
         log(f"{desc} epoch {e + 1}/{epochs}: loss {rec['train_loss']:.3f}, val acc {val_acc:.4f}, "
             f"{rec['images_per_s']:.0f} img/s")

@@ -95,8 +95,9 @@ def _method_line(chosen: dict) -> str:
     return f"Chosen by --method {m}: {label}, MRF score {chosen['score']:.4f}."
 
 
-def write_report(run_dir: Path, res: dict) -> Path:
-    """report.md (for people) and report.json (for tools) from the run's collected results."""
+def write_report(run_dir: Path, res: dict, sections: list[str] = ()) -> Path:
+    """report.md (for people) and report.json (for tools) from the run's collected results;
+    `sections`: further markdown lines (negative flips, width-error curve) placed before the timing."""
     atomic_write_text(run_dir / "report.json", json.dumps(res, indent=1, default=float))
     s, p = res["search"], res["profile"]
     ver, fin = res.get("verify", {}), res.get("finetune", {})
@@ -154,6 +155,7 @@ def write_report(run_dir: Path, res: dict) -> Path:
     if res.get("narrowing_plot"):
         lines += ["## Narrowing (AOWS)", "", "Expected width per layer and the entropy of the sampling distribution "
                   "over training: the search space narrows toward the budget.", "", "![narrowing](narrowing.png)", ""]
+    lines += list(sections)
     lines += ["## Timing", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in res.get("stage_seconds", {}).items()]
     atomic_write_text(run_dir / "report.md", "\n".join(lines) + "\n")

@@ -47,6 +47,11 @@ class RunConfig:
     method: str = "select"  # select (held-out selection, nas.selection) | exact | lagrangian | greedy | uniform
     unary_configs: int = 300  # select: configurations measured for the unaries after training (--full: 1000)
     seed: int = 0
+    schedule: str = "cosine"  # cosine | greedy (GreedyLR) for supernet training, fine-tuning and retraining
+    greedy: str = ""  # GreedyLR options ("factor=0.5,patience=0,..."); "": defaults
+    previous: str | None = None  # a deployed model (.onnx or run directory): the report gives the flips against it
+    congruent: str | None = None  # fine-tune/retrain with focal distillation toward this model (.onnx or run dir)
+    congruent_weight: float = 1.0  # weight of that term beside the cross-entropy
 
 
 def full_config(cfg: RunConfig) -> RunConfig:
@@ -75,6 +80,7 @@ class Run:
 
         self.space = get_space(cfg.space)
         self._splits = None
+        self._flips: dict = {}
 
     # ---- plumbing --------------------------------------------------------------------------
     def _done(self, stage: str, result: dict, seconds: float) -> None:
@@ -176,7 +182,7 @@ class Run:
         tc = TrainConfig(space=c.space, dataset=c.dataset, data=c.data, limit=c.limit, epochs=c.epochs,
                          batch_size=c.batch_size, lr=c.lr, n_random=c.n_random, sampling=c.sampling,
                          warmup_epochs=c.warmup_epochs, budget=c.budget, profile=self.state["profile"]["path"],
-                         seed=c.seed)
+                         seed=c.seed, schedule=c.schedule, greedy=c.greedy)
         sup_dir = self.dir / "supernet"
         t = Trainer(tc, sup_dir, self.log, self.progress)
         if (sup_dir / CKPT).exists():
@@ -266,19 +272,23 @@ class Run:
         sp, c = self.splits, self.cfg
         sup = self._supernet()
         out = {"mode": f"retrain {c.retrain_epochs} epochs" if c.retrain_epochs else f"finetune {c.finetune_epochs} epochs"}
+        kw = self._plain_training_options()
+        if c.congruent:
+            out["mode"] += f", positive-congruent toward {Path(c.congruent).name} (weight {c.congruent_weight:g})"
         for name in self._networks():
             widths = self.state["search"][name]["widths"]
             if c.retrain_epochs:
                 torch.manual_seed(c.seed)
                 net = build_network(self.space, widths)
-                hist = train_plain(net, sp, c.retrain_epochs, lr=c.lr, seed=c.seed, log=self.log, desc=f"{name} retrain")
+                hist = train_plain(net, sp, c.retrain_epochs, lr=c.lr, seed=c.seed, log=self.log, desc=f"{name} retrain",
+                                   **kw)
             else:
                 net = sup.materialize(widths)
                 recalibrate_bn(net, calibration_images(sp, 1024), sp.mean, sp.std)
                 before = accuracy(net, *sp.val, sp.mean, sp.std)[0]
                 self.log(f"{name}: val acc {before:.4f} from the supernet after BN recalibration")
                 hist = train_plain(net, sp, c.finetune_epochs, lr=c.lr * 0.2, seed=c.seed, log=self.log,
-                                   desc=f"{name} finetune") if c.finetune_epochs else []
+                                   desc=f"{name} finetune", **kw) if c.finetune_epochs else []
             val_acc = accuracy(net, *sp.val, sp.mean, sp.std)[0]
             test_acc = accuracy(net, *sp.test, sp.mean, sp.std)[0]  # reported, never used for decisions
             torch.save(net.state_dict(), self.dir / f"final_{name}.pt")
@@ -289,6 +299,18 @@ class Run:
     def _networks(self) -> tuple[str, ...]:
         """The networks carried past the search: the chosen one, and the uniform one when one fits."""
         return ("chosen", "uniform") if self.state["search"].get("uniform") else ("chosen",)
+
+    def _plain_training_options(self) -> dict:
+        """Schedule and positive-congruent loss for fine-tuning / retraining."""
+        from .greedylr import GreedyOptions
+
+        kw = {"schedule": self.cfg.schedule, "greedy": GreedyOptions.parse(self.cfg.greedy)}
+        if self.cfg.congruent:
+            from .flips import congruent_loss, load_previous
+
+            kw["loss_fn"] = congruent_loss(load_previous(self.cfg.congruent, self.splits, self.space),
+                                           self.cfg.congruent_weight)
+        return kw
 
     def _final_net(self, name: str):
         from widthnas.models.mobilenet import build_network
@@ -323,7 +345,8 @@ class Run:
                       "error": m["normalised_ms"] / pred - 1, "max_abs_diff": self.state["export"][name]["max_abs_diff"]})
             fin = self.state["finetune"][name]
             write_sidecar(path, fin["widths"], self.space, table, accuracy={"val": fin["val_acc"], "test": fin["test_acc"]},
-                          latency=m, verify=self.state["export"][name], budget=self.cfg.budget)
+                          latency=m, verify=self.state["export"][name], budget=self.cfg.budget,
+                          normalization={"mean": self.splits.mean.tolist(), "std": self.splits.std.tolist()})
             out[name] = m
             self.log(f"verify {name}: measured {m['normalised_ms']:.4f} ms (reference-normalised; raw median "
                      f"{m['measured_ms']:.4f} ms) vs predicted {pred:.4f} ms ({m['error']:+.1%}); budget {budget:.4f} ms")
@@ -342,6 +365,7 @@ class Run:
         plot_training(self.dir / "training.png", sup_metrics,
                       {k: st["finetune"][k]["history"] for k in self._networks()})
         has_nar = plot_narrowing(self.dir / "narrowing.png", self.space, snaps)
+        extra = self._flips_section() + self._curve_section()
         res = {"space": {"name": self.space.name, "fingerprint": self.space.fingerprint}, "dataset": self.cfg.dataset,
                "budget": self.cfg.budget, "config": asdict(self.cfg), "profile": st["profile"], "search": st["search"],
                "finetune": {k: v if not isinstance(v, dict) else {kk: vv for kk, vv in v.items() if kk != "history"}
@@ -349,8 +373,32 @@ class Run:
                "verify": st["verify"], "onnx": st["export"]["chosen"]["path"], "narrowing_plot": has_nar,
                "supernet": sup_metrics,
                "stage_seconds": {k: st[k]["seconds"] for k in STAGES if k in st and "seconds" in st[k]}}
-        path = write_report(self.dir, res)
-        return {"report": str(path)}
+        res["flips"] = self._flips
+        path = write_report(self.dir, res, extra)
+        return {"report": str(path), "flips": {k: {m: r[m] for m in ("nfr", "pfr")} for k, r in self._flips.items()}}
+
+    def _flips_section(self) -> list[str]:
+        """Negative flips of the chosen network against the uniform one (and --previous) on the test set."""
+        from .flips import flips_markdown, load_previous, torch_predictions
+
+        sp = self.splits
+        x, y = sp.test
+        pred = {k: torch_predictions(self._final_net(k), x, sp.mean, sp.std) for k in self._networks()}
+        old = {"uniform network": pred["uniform"]} if "uniform" in pred else {}
+        if self.cfg.previous:
+            prev = load_previous(self.cfg.previous, sp, self.space)
+            old[f"previous model `{self.cfg.previous}`"] = prev(x).argmax(1)
+        self._flips, lines = flips_markdown(y, old, pred["chosen"], self.space.num_classes)
+        return lines
+
+    def _curve_section(self) -> list[str]:
+        """The supernet's width-error curve (every uniform multiplier, BN recalibrated), predicted latency."""
+        from .curve import curve_markdown, supernet_curve, write_curve
+
+        sup = self._supernet()
+        rows = supernet_curve(sup, self.space, self.splits, table=self.table(), log=self.log)
+        write_curve(self.dir / "curve.csv", self.dir / "curve.png", rows)
+        return curve_markdown(rows, "curve.png")
 
     # ---- summary ---------------------------------------------------------------------------
     def summary(self) -> str:
@@ -375,5 +423,8 @@ class Run:
             rows.append(f"latency {name}: predicted {v[name]['predicted_ms']:.4f} ms, measured "
                         f"{v[name]['normalised_ms']:.4f} ms ({v[name]['error']:+.1%}), budget {s['budget_ms']:.4f} ms"
                         f" -> {'within' if v[name]['within_budget'] else 'OVER'} budget")
+        for name, r in st["report"].get("flips", {}).items():
+            rows.append(f"negative flip rate of the chosen network against the {name}: {r['nfr']:.2%} "
+                        f"(positive {r['pfr']:.2%})")
         rows.append(f"ONNX: {st['export']['chosen']['path']}  (report: {st['report']['report']})")
         return "\n".join(rows)

@@ -11,6 +11,14 @@ def warmup_steps(total: int, steps_per_epoch: int, fraction: float = 0.1) -> int
     return max(1, min(int(total * fraction), steps_per_epoch))
 
 
+SCHEDULES = ("cosine", "constant", "greedy")  # greedy: nas.greedylr.GreedyLR, stepped on validation loss
+
+
+def ramp(step: int, warm: int) -> float:
+    """The linear warm-up's share of the peak rate at `step` (1 after the ramp)."""
+    return (step + 1) / warm if step < warm else 1.0
+
+
 def lr_at(peak: float, step: int, total: int, warm: int = 0, schedule: str = "cosine") -> float:
     """Linear ramp to `peak` over `warm` steps, then cosine decay to 0 at `total` (or constant).
 
@@ -18,7 +26,7 @@ def lr_at(peak: float, step: int, total: int, warm: int = 0, schedule: str = "co
     first epoch ended above chance-level loss and one short retraining reached 67 % instead of 77 %.
     """
     if step < warm:
-        return peak * (step + 1) / warm
+        return peak * ramp(step, warm)
     if schedule == "constant":
         return peak
     return 0.5 * peak * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))

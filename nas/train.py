@@ -29,7 +29,7 @@ from widthnas.models.space import SearchSpace, check_fingerprint, get_space
 
 from .data import augment, check_fits, load_dataset, normalize, split
 from .device import resolve_device
-from .schedule import lr_at, warmup_steps
+from .schedule import SCHEDULES, lr_at, ramp, warmup_steps
 
 CKPT = "checkpoint.pt"
 # Settings a resumed run may change: more epochs extend it; threads and device only change where it runs.
@@ -49,7 +49,8 @@ class TrainConfig:
     lr: float = 0.1  # peak SGD learning rate
     momentum: float = 0.9
     weight_decay: float = 4e-5
-    schedule: str = "cosine"  # cosine | constant
+    schedule: str = "cosine"  # cosine | constant | greedy (GreedyLR on the widest network's validation loss)
+    greedy: str = ""  # GreedyLR options, "factor=0.5,patience=0,..." (nas.greedylr.GreedyOptions); "": defaults
     lr_warmup: float = 0.1  # linear lr ramp over this fraction of the steps (at most one epoch); 0: none
     n_random: int = 2  # sampled configurations per step, besides the widest and the narrowest
     sampling: str = "ows"  # ows: uniform widths; aows: MRF marginals under the budget
@@ -251,8 +252,8 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         if cfg.sampling not in ("ows", "aows"):
             raise ValueError(f"sampling {cfg.sampling!r}: choose 'ows' or 'aows'")
-        if cfg.schedule not in ("cosine", "constant"):
-            raise ValueError(f"schedule {cfg.schedule!r}: choose 'cosine' or 'constant'")
+        if cfg.schedule not in SCHEDULES:
+            raise ValueError(f"schedule {cfg.schedule!r}: choose one of {', '.join(SCHEDULES)}")
         self.space = build_space(cfg)
         ds = load_dataset(cfg.dataset, cfg.data)
         check_fits(ds, self.space)
@@ -264,6 +265,14 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay, nesterov=True)
+        self.sched = None
+        if cfg.schedule == "greedy":
+            from .greedylr import GreedyLR, GreedyOptions
+
+            self.sched = GreedyLR(self.opt, GreedyOptions.parse(cfg.greedy))
+            if self.sched.opts.every and self.world > 1:  # rank-local training losses would split the rates
+                raise ValueError("GreedyLR every=N reads each rank's own training loss; under DDP use the "
+                                 "per-epoch validation reading (leave out every=)")
         self.epoch, self.step = 0, 0
         self.last = LossStats(self.space)  # last completed epoch
         self.history: list[dict] = []
@@ -292,7 +301,8 @@ class Trainer:
         return {"space_fingerprint": self.space.fingerprint, "space": self.space.to_dict(),
                 "config": asdict(self.cfg), "epoch": self.epoch, "step": self.step,
                 "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "last_stats": self.last.state(), "history": self.history}
+                "last_stats": self.last.state(), "history": self.history,
+                **({"scheduler": self.sched.state_dict()} if self.sched is not None else {})}
 
     def resume(self) -> None:
         ck = load_checkpoint(self.run_dir / CKPT, self.space)
@@ -306,6 +316,8 @@ class Trainer:
         self.opt.load_state_dict(ck["optimizer"])
         self.epoch, self.step, self.history = ck["epoch"], ck["step"], ck["history"]
         self.last.load(ck["last_stats"])
+        if self.sched is not None and "scheduler" in ck:
+            self.sched.load_state_dict(ck["scheduler"])
         if self.rank == 0:
             self._rewrite_records()
         self.log(f"resumed {self.run_dir} at epoch {self.epoch} (step {self.step})")
@@ -364,12 +376,17 @@ class Trainer:
                 xb = normalize(xb, self.splits.mean, self.splits.std)
                 if cfg.channels_last:
                     xb = xb.contiguous(memory_format=torch.channels_last)
-                for group in self.opt.param_groups:
-                    group["lr"] = lr_at(cfg.lr, self.step, total, warm, cfg.schedule)
+                if self.sched is not None:
+                    self.sched.set_scale(ramp(self.step, warm))
+                else:
+                    for group in self.opt.param_groups:
+                        group["lr"] = lr_at(cfg.lr, self.step, total, warm, cfg.schedule)
                 xb, yb = xb.to(self.device, non_blocking=True), ytr[b].to(self.device, non_blocking=True)
                 loss, acc = sandwich_step(self.model, self.opt, xb, yb, sampler.draw(cfg.n_random, rng), stats,
                                           self.world)
                 self.step += 1
+                if self.sched is not None:
+                    self.sched.after_batch(loss)  # (every N steps: the widest network's training loss)
                 seen += len(b)
                 loss_sum += loss
                 acc_sum += acc
@@ -388,6 +405,10 @@ class Trainer:
                 self._end_epoch(e, loss_sum / steps_per_epoch, acc_sum / steps_per_epoch,
                                 seen * self.world / (time.time() - t0), aows_now, narrowing)
             if self.world > 1:
+                if self.sched is not None:  # GreedyLR reads rank 0's validation loss: every rank takes its rates
+                    lrs = torch.tensor(self.sched.get_last_lr(), dtype=torch.float64)
+                    dist.broadcast(lrs, 0)
+                    self.sched.lrs = lrs.tolist()
                 dist.barrier()
         return self.history[-1] if self.history else {}
 
@@ -401,6 +422,9 @@ class Trainer:
                "sampling": "aows" if aows_now else "ows", "time": time.time()}
         if narrowing is not None and narrowing.mrf is not None and aows_now:
             rec["temperature"] = narrowing.temp
+        if self.sched is not None:  # before the checkpoint, so a resume continues with the next epoch's rate
+            self.sched.after_epoch(val_loss)
+            rec["next_lr"], rec["lr_action"] = self.sched.get_last_lr()[0], self.sched.last_action
         self.history.append(rec)
         meta = {"epoch": e + 1, "sampling": rec["sampling"], "config": asdict(self.cfg),
                 "space_fingerprint": self.space.fingerprint}

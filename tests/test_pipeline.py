@@ -60,6 +60,7 @@ def test_run_goes_from_data_to_verified_onnx(finished_run):
     for png in ("latency_fit.png", "pareto.png", "widths.png", "training.png", "narrowing.png"):
         assert (out / png).stat().st_size > 1000
     assert "test accuracy" in run.summary()
+    assert "negative flip rate of the chosen network against the uniform network" in run.summary()
 
 
 def test_rerun_resumes_and_other_settings_are_refused(finished_run):
@@ -328,3 +329,54 @@ def test_run_goes_on_when_no_uniform_network_fits(finished_run, tmp_path):
     assert "none fits the budget" in report and "--method lagrangian" in report
     assert "Exact budgeted optimum" not in report and "exact budgeted optimum" not in report
     assert "no uniform width multiplier fits" in r.summary()
+
+
+def test_report_has_negative_flips_and_the_width_error_curve(finished_run):
+    _, out, run, _ = finished_run
+    report = (out / "report.md").read_text()
+    assert "## Negative flips" in report and "| uniform network |" in report
+    assert "## Width-error curve (supernet)" in report and "![width-error curve](curve.png)" in report
+    from widthnas.nas.curve import read_curve
+
+    rows = read_curve(out / "curve.csv")
+    assert len(rows) >= 3 and all(r["predicted_ms"] is not None for r in rows)
+    assert (out / "curve.png").stat().st_size > 1000
+    flips = json.loads((out / "report.json").read_text())["flips"]["uniform network"]
+    fin = run.state["finetune"]
+    assert flips["new_accuracy"] == pytest.approx(fin["chosen"]["test_acc"])
+    assert flips["old_accuracy"] == pytest.approx(fin["uniform"]["test_acc"])
+    # --previous: the exported uniform.onnx (own normalisation from its sidecar) gives the same flips
+    run.cfg.previous = str(out / "uniform.onnx")
+    try:
+        lines = run._flips_section()
+    finally:
+        run.cfg.previous = None
+    assert any("previous model" in l for l in lines)
+    prev = run._flips[f"previous model `{out / 'uniform.onnx'}`"]
+    assert prev["nfr"] == pytest.approx(flips["nfr"], abs=2 / flips["n"])  # ORT vs torch may differ on a tie
+
+
+@pytest.mark.parametrize("extra, msg", [(["--previous", "nowhere.onnx"], "--previous: previous model nowhere.onnx not found"),
+                                        (["--congruent-weight", "2"], "needs --congruent"),
+                                        (["--greedy", "factor=0.5"], "add --schedule greedy"),
+                                        (["--schedule", "greedy", "--greedy", "window=0"], "window 0"),
+                                        (["--congruent", "{out}/model.onnx", "--congruent-weight", "0"], "> 0"),
+                                        (["--congruent", "{out}/model.onnx", "--finetune-epochs", "0"],
+                                         "during fine-tuning or retraining")])
+def test_run_refuses_bad_feature_options(finished_run, tmp_path, capsys, extra, msg):
+    _, out, _, _ = finished_run
+    rc = main(["run", "--out", str(tmp_path / "r"), *[e.format(out=out) for e in extra]])
+    assert rc == 2 and msg in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+def test_curve_cli_on_a_run_measures_latency(finished_run, tmp_path, capsys):
+    from widthnas.nas.curve import read_curve
+
+    _, out, run, _ = finished_run
+    csv_path = tmp_path / "curve.csv"
+    assert main(["curve", "--run", str(out), "--calib-images", "128", "--out", str(csv_path)]) == 0
+    rows = read_curve(csv_path)
+    assert all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 for r in rows)  # the run's profile, measured
+    assert rows[-1]["measured_ms"] > rows[0]["measured_ms"]  # the widest uniform network is slower
+    assert (tmp_path / "curve.png").stat().st_size > 1000

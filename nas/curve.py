@@ -1,0 +1,158 @@
+"""The width-error curve: test error of every uniform width multiplier, from the supernet (BN
+recalibrated per network) and optionally retrained from scratch, against the multiplier and latency.
+
+The supernet has already trained networks of every width; reading its error along the uniform
+multipliers shows how error moves with width (and whether a wider network stops paying, or error
+rises again before falling: the second descent of over-parameterised networks) at almost no cost.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from widthnas.latency.table import atomic_write_text
+
+FIELDS = ("multiplier", "widths", "predicted_ms", "measured_ms", "supernet_error", "retrain_error")
+
+
+def uniform_networks(space, multipliers=None) -> list[tuple[float, list[int]]]:
+    """(multiplier, widths) for each distinct uniform network, narrowest first (0.2x-1.5x in 0.1 steps)."""
+    mults = np.round(np.arange(0.2, 1.5001, 0.1), 2) if multipliers is None else multipliers
+    out, seen = [], set()
+    for m in mults:
+        w = space.uniform(float(m))
+        if tuple(w) not in seen:
+            seen.add(tuple(w))
+            out.append((float(m), w))
+    return out
+
+
+def supernet_curve(supernet, space, splits, split: str = "test", calib_images: int = 1024, table=None,
+                   measure: bool = False, multipliers=None, log: Callable[[str], None] = print) -> list[dict]:
+    """Error of each uniform network materialized from the supernet after BN recalibration; latency
+    predicted by `table`, and measured (exported to ONNX, timed beside the reference) with `measure`."""
+    from .evaluate import accuracy, calibrated_network
+
+    if measure and table is None:
+        raise ValueError("measured latency needs a latency profile; pass --profile (or --no-measure)")
+    x, y = getattr(splits, split)
+    rows = []
+    for m, widths in uniform_networks(space, multipliers):
+        net = calibrated_network(supernet, widths, splits, calib_images)
+        err = 1 - accuracy(net, x, y, splits.mean, splits.std)[0]
+        row = {"multiplier": m, "widths": widths, "predicted_ms": table.predict(widths) if table else None,
+               "measured_ms": _measure(net, space, table) if measure else None, "supernet_error": err,
+               "retrain_error": None}
+        rows.append(row)
+        log(f"curve x{m:.1f}: {split} error {err:.4f}"
+            + (f", predicted {row['predicted_ms']:.4f} ms" if table else "")
+            + (f", measured {row['measured_ms']:.4f} ms" if measure else ""))
+    return rows
+
+
+def _measure(net, space, table) -> float:
+    from .export import export_onnx, measure_exported
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "net.onnx"
+        export_onnx(net, space, path)
+        return measure_exported(path, table)["normalised_ms"]
+
+
+def retrain_curve(rows: list[dict], space, splits, epochs: int, split: str = "test", lr: float = 0.1,
+                  seed: int = 0, log: Callable[[str], None] = print, **train_kw) -> list[dict]:
+    """Adds each uniform network's error after training it from scratch for `epochs`."""
+    import torch
+
+    from widthnas.models.mobilenet import build_network
+
+    from .evaluate import accuracy
+    from .finetune import train_plain
+
+    if epochs < 1:
+        raise ValueError(f"--retrain-epochs {epochs}: use 1 or more")
+    x, y = getattr(splits, split)
+    for row in rows:
+        torch.manual_seed(seed)  # the same initialisation stream and data order for every width
+        net = build_network(space, row["widths"])
+        train_plain(net, splits, epochs, lr=lr, seed=seed, log=lambda *_: None, desc="curve", **train_kw)
+        row["retrain_error"] = 1 - accuracy(net, x, y, splits.mean, splits.std)[0]
+        log(f"curve x{row['multiplier']:.1f}: retrained {epochs} epochs, {split} error {row['retrain_error']:.4f}")
+    return rows
+
+
+def write_curve(csv_path: str | Path, png_path: str | Path | None, rows: list[dict]) -> None:
+    """CSV (widths space-separated) and a two-panel PNG, each written atomically."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, FIELDS)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (" ".join(map(str, r[k])) if k == "widths" else ("" if r[k] is None else r[k]))
+                    for k in FIELDS})
+    atomic_write_text(csv_path, buf.getvalue())
+    if png_path is not None:
+        plot_curve(png_path, rows)
+
+
+def read_curve(csv_path: str | Path) -> list[dict]:
+    with open(csv_path) as f:
+        return [{"multiplier": float(r["multiplier"]), "widths": [int(v) for v in r["widths"].split()],
+                 **{k: (float(r[k]) if r[k] else None) for k in FIELDS[2:]}} for r in csv.DictReader(f)]
+
+
+def plot_curve(path: str | Path, rows: list[dict]) -> None:
+    from .report import _plt
+
+    plt = _plt()
+    lat_key = "measured_ms" if rows and rows[0]["measured_ms"] is not None else "predicted_ms"
+    has_lat = bool(rows) and rows[0][lat_key] is not None
+    fig, axes = plt.subplots(1, 2 if has_lat else 1, figsize=(10 if has_lat else 5, 3.6), squeeze=False)
+    series = [(k, lab, st) for k, lab, st in (("supernet_error", "supernet (BN recalibrated)", "o-"),
+                                              ("retrain_error", "retrained from scratch", "s--"))
+              if any(r[k] is not None for r in rows)]
+    for k, lab, st in series:
+        pts = [r for r in rows if r[k] is not None]
+        axes[0][0].plot([r["multiplier"] for r in pts], [r[k] for r in pts], st, label=lab)
+        if has_lat:
+            axes[0][1].plot([r[lat_key] for r in pts], [r[k] for r in pts], st, label=lab)
+    axes[0][0].set_xlabel("uniform width multiplier")
+    if has_lat:
+        axes[0][1].set_xlabel(f"{'measured' if lat_key == 'measured_ms' else 'predicted'} latency (ms)")
+    for ax in axes[0]:
+        ax.set_ylabel("test error")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp.png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)  # readers never see half a PNG
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def curve_markdown(rows: list[dict], png: str) -> list[str]:
+    """The report.md section."""
+    best = min(rows, key=lambda r: r["supernet_error"])
+    lines = ["## Width-error curve (supernet)", "",
+             "Test error of every uniform width multiplier, materialized from the supernet with BatchNorm "
+             f"recalibrated for each; latency predicted by the profile. Lowest error at x{best['multiplier']:.1f} "
+             f"({best['supernet_error']:.2%}). `widthnas curve --run DIR --retrain` adds networks trained from "
+             "scratch and measured latency.", "", f"![width-error curve]({png})", "",
+             "| multiplier | predicted ms | supernet test error |", "|---|---|---|"]
+    for r in rows:
+        ms = "" if r["predicted_ms"] is None else f"{r['predicted_ms']:.4f}"
+        lines.append(f"| x{r['multiplier']:.1f} | {ms} | {r['supernet_error']:.4f} |")
+    return lines + [""]
