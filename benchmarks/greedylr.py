@@ -22,7 +22,7 @@ from widthnas.nas.evaluate import accuracy
 from widthnas.nas.finetune import train_plain
 from widthnas.nas.greedylr import GreedyOptions
 
-from _paired import paired_interval  # noqa: E402  (benchmarks/ is the script's directory)
+from stats import paired_diff  # noqa: E402  (benchmarks/ is the script's directory)
 
 
 def epochs_to(history: list[dict], target: float) -> int | None:
@@ -65,7 +65,7 @@ def main() -> int:
                   f"{rows[-1]['epochs_to_target']}, {secs:.0f} s", flush=True)
     by = {s: [r for r in rows if r["schedule"] == s] for s in ("cosine", "greedy")}
     acc = {s: [r["test_acc"] for r in by[s]] for s in by}
-    d = paired_interval(acc["cosine"], acc["greedy"])
+    d = paired_diff(acc["greedy"], acc["cosine"])
     ett = {s: [r["epochs_to_target"] for r in by[s]] for s in by}
     secs = {s: float(np.mean([r["seconds"] for r in by[s]])) for s in by}
 
@@ -79,8 +79,8 @@ def main() -> int:
     for s in by:
         print(f"| {s} | {', '.join(f'{v:.4f}' for v in acc[s])} | {np.mean(acc[s]):.4f} | "
               f"{', '.join('never' if v is None else str(v) for v in ett[s])} | {secs[s]:.0f} |")
-    print(f"paired difference greedy - cosine: {d['mean']:+.4f} (sd {d['sd']:.4f}), 95 % t-interval "
-          f"[{d['low']:+.4f}, {d['high']:+.4f}]")
+    print(f"paired difference greedy - cosine: {d['diff']:+.4f} (sd {d['sd']:.4f}), 95 % t-interval "
+          f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]")
     print(f"ratios greedy / cosine: test accuracy {np.mean(acc['greedy']) / np.mean(acc['cosine']):.3f}, "
           f"epochs to target {ett_mean(ett['greedy']) / ett_mean(ett['cosine']):.2f} (never = {a.epochs + 1}), "
           f"wall time {secs['greedy'] / secs['cosine']:.2f}")

@@ -28,7 +28,7 @@ from widthnas.nas.export import export_onnx, write_sidecar
 from widthnas.nas.finetune import train_plain
 from widthnas.nas.flips import congruent_loss, flip_report, load_previous, torch_predictions
 
-from _paired import paired_interval  # noqa: E402  (benchmarks/ is the script's directory)
+from stats import paired_diff  # noqa: E402  (benchmarks/ is the script's directory)
 
 PROFILE = "amd-epyc-2c_ort-cpu-1t-b1_mobilenet_v1_small"
 
@@ -113,10 +113,10 @@ def main() -> int:
               f"| {', '.join(f'{v:.2%}' for v in nfr)} | {np.mean(nfr):.2%} | {np.mean(pfr):.2%} |")
     paired = {}
     for k in ("nfr", "test_acc"):
-        d = paired_interval([r[k] for r in by["plain"]], [r[k] for r in by["congruent"]])
+        d = paired_diff([r[k] for r in by["congruent"]], [r[k] for r in by["plain"]])
         paired[k] = d
-        print(f"paired difference congruent - plain, {k}: {d['mean']:+.4f} (sd {d['sd']:.4f}), 95 % t-interval "
-              f"[{d['low']:+.4f}, {d['high']:+.4f}]")
+        print(f"paired difference congruent - plain, {k}: {d['diff']:+.4f} (sd {d['sd']:.4f}), 95 % t-interval "
+              f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]")
     pl, co = (np.mean([r["nfr"] for r in by[k]]) for k in ("plain", "congruent"))
     print(f"NFR ratio congruent / plain: {co / pl:.2f}; total {time.time() - t0:.0f} s")
     if a.out:
