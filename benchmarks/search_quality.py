@@ -113,6 +113,8 @@ def main() -> int:
     p.add_argument("--seeds", type=int, help="override the mode's number of retraining seeds")
     p.add_argument("--seed-offset", type=int, default=0, help="retraining seeds start here (re-checks on fresh seeds)")
     p.add_argument("--workers", type=int, default=2, help="single-thread retraining processes")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing more: report the retrainings that finished (the seeds every network has)")
     p.add_argument("--docs", help="also copy the CSV and plot to this path stem, e.g. docs/search_quality_decisive")
     a = p.parse_args()
     warnings.simplefilter("ignore")
@@ -230,10 +232,11 @@ def main() -> int:
         log(f"{b:.0%}: aows {choices[('aows', b)]}; default ({selections[b]['selected']}) {choices[('default', b)]}")
 
     # ---- latency first (on a quiet machine: nothing else of ours runs yet), then retraining ----
-    wait_for_quiet(log)
     networks = {tuple(w) for w in choices.values()}
     lat_path = out / "latency.json"
     lat = json.loads(lat_path.read_text()) if lat_path.exists() else {}
+    if any(" ".join(map(str, w)) not in lat for w in networks):
+        wait_for_quiet(log)
     for widths in sorted(networks):
         key = " ".join(map(str, widths))
         if key not in lat:
@@ -244,7 +247,14 @@ def main() -> int:
     seeds = list(range(a.seed_offset, a.seed_offset + mode["seeds"]))
     proto = Protocol(dataset=a.dataset, data=a.data, space=space_name if input_shape is None else "mobilenet_v1_small",
                      limit=mode["limit"], epochs=mode["retrain_epochs"], lr=0.1, split_seed=a.seed)
-    res = retrain_many(out, proto, [(list(w), s) for w in sorted(networks) for s in seeds], a.workers, log=log)
+    # seed-major: a run stopped part-way leaves every network with about as many seeds (--report-only)
+    res = retrain_many(out, proto, [(list(w), s) for s in seeds for w in sorted(networks)], a.workers, log=log,
+                       done_only=a.report_only)
+    if a.report_only:  # the seeds every network has finished: the differences stay paired
+        seeds = [s for s in seeds if all((w, s) in res for w in networks)]
+        log(f"report only: {len(seeds)} seeds finished for every network ({seeds})")
+        if len(seeds) < 2:
+            raise SystemExit("fewer than 2 seeds finished for every network: nothing to report yet")
     acc = {w: [res[(w, s)]["test_acc"] for s in seeds] for w in networks}
 
     rows = []
@@ -253,7 +263,7 @@ def main() -> int:
         key = " ".join(map(str, widths))
         row = {"method": method, "budget": f"{b * 100:g}%", "budget_ms": b * widest, "predicted_ms": table.predict(widths),
                "measured_ms": lat[key], "budget_met": lat[key] <= b * widest, "acc_mean": float(np.mean(acc[w])),
-               "acc_std": float(np.std(acc[w], ddof=1))}
+               "acc_std": float(np.std(acc[w], ddof=1)), "n_seeds": len(seeds)}
         for ref in ("uniform", "greedy"):
             other = choices.get((ref, b))
             d = paired_diff(acc[w], acc[tuple(other)]) if other is not None else None

@@ -3,7 +3,7 @@
 Stages (each recorded in run_state.json when done; a rerun continues at the first undone one):
   profile   use --profile, a shipped profile matching this machine, or profile this machine
   train     the slimmable supernet (OWS or AOWS), resumable from its checkpoint
-  search    exact budgeted optimum, with the uniform, greedy and Lagrangian answers beside it
+  search    held-out selection (nas.selection) by default, with the uniform, greedy and Lagrangian answers beside it
   finetune  materialize, recalibrate BN, fine-tune (or retrain) the chosen and the uniform network
   export    ONNX with real channel counts, checked against torch
   verify    measured latency of the exported models against prediction and budget
