@@ -36,9 +36,8 @@ from widthnas.mrf import WidthMRF, exact, greedy, uniform, with_margin
 from widthnas.mrf.unaries import Unaries
 from widthnas.nas.data import load_dataset, split
 from widthnas.nas.export import export_onnx, measure_exported
-from widthnas.nas.selection import GREEDY_STEP, estimation_scorer, propose, select
+from widthnas.nas.selection import GREEDY_STEP, cached_measured_unaries, estimation_scorer, propose, select
 from widthnas.nas.train import CKPT, TrainConfig, Trainer
-from widthnas.nas.unary_eval import measure_unaries
 
 MODES = {
     # decisive: low budgets where capacity binds (docs/RESULTS.md, headroom), 5 paired seeds, <= 90 min here
@@ -65,11 +64,7 @@ def train_supernet(out: Path, cfg: TrainConfig, log, stop_after: int | None = No
 
 def cached_unaries(path: Path, sup, sp, mode: dict, seed: int, log, n_configs: int | None = None) -> Unaries:
     """Measured unaries, kept on disk so a resumed run makes the same choices."""
-    if path.exists():
-        return Unaries.load(path)
-    u = measure_unaries(sup, sp, n_configs or mode["unary_configs"], batch=mode["unary_batch"], seed=seed, log=log)
-    u.save(path)
-    return u
+    return cached_measured_unaries(sup, sp, path, n_configs or mode["unary_configs"], mode["unary_batch"], seed, log)
 
 
 def wait_for_quiet(log, load: float = 0.6, max_minutes: float = 60.0) -> bool:

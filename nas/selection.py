@@ -23,7 +23,7 @@ from widthnas.mrf.smoothness import with_smoothness
 
 from .data import normalize
 from .device import device_of
-from .evaluate import accuracy, recalibrate_bn
+from .evaluate import accuracy, calibrated_network
 
 SMOOTH_RATIOS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0)  # prior weight / mean per-layer score range
 UNARY_IMAGES = 512  # validation images reserved for estimating the unaries
@@ -60,11 +60,7 @@ def holdout_split(splits, unary_images: int | None = None) -> tuple[torch.Tensor
 def supernet_accuracy(supernet, widths: Sequence[int], splits, images: tuple[torch.Tensor, torch.Tensor],
                       calib_images: int = 1024, seed: int = 0) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of the sliced network on `images`, BN recalibrated on training images."""
-    net = supernet.materialize(list(widths)).to(device_of(supernet))
-    g = torch.Generator().manual_seed(seed)  # the same calibration images for every candidate
-    xtr = splits.train[0]
-    idx = torch.randperm(len(xtr), generator=g)[:calib_images]
-    recalibrate_bn(net, xtr[idx], splits.mean, splits.std, calib_images)
+    net = calibrated_network(supernet, list(widths), splits, calib_images, seed)  # same images for every candidate
     return accuracy(net, *images, splits.mean, splits.std)
 
 
