@@ -56,6 +56,7 @@ def _init(proto: Protocol, threads: int) -> None:
     space = get_space(proto.space)
     if ds.shape != space.input_shape:
         space = space.with_input(ds.shape)
+    space = space.with_dense_choices(8)  # baselines off the search grid (a multiplier rounded to 8) train too
     _STATE.update(space=space, splits=split(ds, 0.1, proto.split_seed, proto.limit), proto=proto)
 
 

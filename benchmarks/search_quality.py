@@ -50,14 +50,44 @@ MODES = {
     "full": dict(limit=None, epochs=30, warmup=10, retrain_epochs=15, seeds=3, unary_configs=1000,
                  unary_batch=512, budgets=(0.35, 0.50, 0.70)),  # meant for a GPU; never run here
 }
-METHODS = ("uniform", "greedy", "ows", "aows", "default")
-MARGIN_PCT = 1.0  # every method aims 1 % under the budget: measured latency strays ~1 % from prediction
+METHODS = ("uniform", "uniform8", "greedy", "ows", "aows", "default")
+REFERENCES = ("uniform", "uniform8", "greedy")  # every method's paired difference against these
+MARGIN_PCT = 1.0  # the reference methods aim 1 % under the budget; `default` uses the product's --margin auto
+
+
+def multiplier_candidates(space, lo: float = 0.05, hi: float = 1.5, step: float = 0.005) -> list[tuple[float, list[int]]]:
+    """(multiplier, widths) for every distinct network a width multiplier rounded to 8 channels gives,
+    ascending: the baseline a user gets without any search, off the search grid."""
+    out: list[tuple[float, list[int]]] = []
+    for m in np.arange(lo, hi + 1e-9, step):
+        w = space.multiplier_widths(float(m))
+        if not out or w != out[-1][1]:
+            out.append((round(float(m), 3), w))
+    return out
+
+
+def measured_multiplier(cands: list[tuple[float, list[int]]], target_ms: float, measure) -> tuple[float, list[int]]:
+    """The widest of `cands` (ascending widths, so ascending latency) whose measured latency is within
+    target_ms, by bisection on measurements: the profile does not cover widths off the grid."""
+    lo, hi = -1, len(cands)  # cands[lo] fits (or none does), cands[hi] does not (or is past the end)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if measure(cands[mid][1]) <= target_ms:
+            lo = mid
+        else:
+            hi = mid
+    if lo < 0:
+        raise ValueError(f"no width multiplier measures within {target_ms:.4f} ms")
+    return cands[lo]
+
+
+WARM_START = ("sampling", "budget", "profile")  # what AOWS changes when it continues the OWS warm-up
 
 
 def train_supernet(out: Path, cfg: TrainConfig, log, stop_after: int | None = None) -> SlimmableMobileNet:
     t = Trainer(cfg, out, log=log, progress=False)
     if (out / CKPT).exists():
-        t.resume()
+        t.resume(allow=WARM_START if cfg.sampling == "aows" else ())
     t.fit(stop_after=stop_after)
     return t.model
 
@@ -111,6 +141,8 @@ def main() -> int:
     p.add_argument("--report-only", action="store_true",
                    help="train nothing more: report the retrainings that finished (the seeds every network has)")
     p.add_argument("--docs", help="also copy the CSV and plot to this path stem, e.g. docs/search_quality_decisive")
+    p.add_argument("--quiet-flag", help="a file this run writes 'measuring' to while it times latency (and 'idle' "
+                                        "after), so that other jobs on the machine can hold back")
     a = p.parse_args()
     warnings.simplefilter("ignore")
     mode_name = "decisive" if a.decisive else "quick" if a.quick else "smoke" if a.smoke else "full"
@@ -178,16 +210,25 @@ def main() -> int:
     u_ows = cached_unaries(out / "unaries_ows_measured.json", ows, sp, mode, a.seed, log)
     mrf_ows = WidthMRF.from_table(table, u_ows)
 
+    from widthnas.latency.margin import resolve_margin
+
+    default_margin, margin_how = resolve_margin("auto", table)  # what `widthnas run` aims at by default
+    log(f"default search margin: {margin_how}; the other methods aim {MARGIN_PCT:g} % under the budget")
+    lowest = with_margin(min(budgets) * widest, max(MARGIN_PCT, default_margin))  # where the descent must reach
+
     # ---- greedy slimming on the supernet itself (AutoSlim): one descent answers every budget ----
     def greedy_path():
         t0 = time.time()
-        gsol = greedy(mrf_ows, with_margin(min(budgets) * widest, MARGIN_PCT),
+        gsol = greedy(mrf_ows, lowest,
                       score_fn=estimation_scorer(ows, sp, min(256, mode["unary_batch"])), step=GREEDY_STEP)
         log(f"greedy AutoSlim: {len(gsol.info['path'])} steps, {gsol.info['evals']} supernet evaluations, "
             f"{time.time() - t0:.0f} s")
         return [[w, lat] for w, lat, _ in gsol.info["path"]]
 
-    path = cached_json(out / "greedy_path.json", greedy_path)
+    gpath = out / "greedy_path.json"
+    if gpath.exists() and json.loads(gpath.read_text())[-1][1] > lowest:  # stopped short of a lower budget
+        gpath.rename(gpath.with_name("greedy_path_short.json"))
+    path = cached_json(gpath, greedy_path)
 
     choices: dict[tuple[str, float], list[int]] = {}
     selections = {}
@@ -214,31 +255,59 @@ def main() -> int:
         target = with_margin(b * widest, MARGIN_PCT)
         choices[("aows", b)] = exact(mrf, target, with_front=False).widths
 
-        def make_selection():
-            log(f"default search at {b:.0%}: candidates judged on held-out validation images")
-            # greedy's answer from the OWS descent above (one descent answers every budget; the
-            # same network the greedy method retrains), so the default costs no second descent
-            cands = propose(mrf, target, greedy_widths=choices[("greedy", b)])
-            sel = select(sup, mrf, cands, sp, unary_images=mode["unary_batch"], log=log)
-            return {"widths": sel.widths, **sel.to_info()}
+        target_default = with_margin(b * widest, default_margin)
 
-        selections[b] = cached_json(d / "selection.json", make_selection)
+        def make_selection():
+            log(f"default search at {b:.0%}: candidates judged on held-out validation images, aiming at "
+                f"{target_default:.4f} ms")
+            # greedy's answer from the OWS descent above (one descent answers every budget), so the
+            # default costs no second descent
+            g = next(w for w, lat in path if lat <= target_default)
+            cands = propose(mrf, target_default, greedy_widths=g)
+            sel = select(sup, mrf, cands, sp, unary_images=mode["unary_batch"], log=log)
+            return {"widths": sel.widths, "target_ms": target_default, **sel.to_info()}
+
+        sel_path = d / "selection.json"
+        if sel_path.exists() and abs(json.loads(sel_path.read_text()).get("target_ms", -1) - target_default) > 1e-12:
+            sel_path.rename(sel_path.with_name("selection_other_target.json"))  # made for another margin: kept aside
+        selections[b] = cached_json(sel_path, make_selection)
         choices[("default", b)] = selections[b]["widths"]
         log(f"{b:.0%}: aows {choices[('aows', b)]}; default ({selections[b]['selected']}) {choices[('default', b)]}")
 
     # ---- latency first (on a quiet machine: nothing else of ours runs yet), then retraining ----
-    networks = {tuple(w) for w in choices.values()}
     lat_path = out / "latency.json"
     lat = json.loads(lat_path.read_text()) if lat_path.exists() else {}
-    if any(" ".join(map(str, w)) not in lat for w in networks):
-        wait_for_quiet(log)
-    for widths in sorted(networks):
+    dense = space.with_dense_choices(8)  # the multiplier baseline's widths lie off the search grid
+    waited = []
+
+    def measure_ms(widths) -> float:
+        """Reference-normalised ms of the exported ONNX, the mean of two measurements (cached)."""
         key = " ".join(map(str, widths))
         if key not in lat:
+            if not waited:
+                if a.quiet_flag:  # first ask the other jobs to hold back, then wait for the machine to settle
+                    atomic_write_text(Path(a.quiet_flag), "measuring\n")
+                waited.append(wait_for_quiet(log))
             onnx_path = out / "onnx" / f"{key.replace(' ', '_')}.onnx"
-            export_onnx(build_network(space, list(widths)), space, onnx_path)
-            lat[key] = measure_exported(onnx_path, table)["normalised_ms"]
+            export_onnx(build_network(dense, list(widths)), dense, onnx_path)
+            ms = [measure_exported(onnx_path, table)["normalised_ms"] for _ in range(2)]
+            if abs(ms[0] - ms[1]) > 0.03 * min(ms):
+                log(f"latency of {key}: two measurements disagree ({ms[0]:.4f}, {ms[1]:.4f} ms): machine disturbed?")
+            lat[key] = float(np.mean(ms))
             atomic_write_text(lat_path, json.dumps(lat, indent=1))
+        return lat[key]
+
+    mult_cands = multiplier_candidates(space)
+    multipliers = {}
+    for b in budgets:
+        m, w = measured_multiplier(mult_cands, with_margin(b * widest, MARGIN_PCT), measure_ms)
+        choices[("uniform8", b)], multipliers[b] = w, m
+        log(f"uniform8 {b:.0%}: x{m} (rounded to 8 channels) {w}, measured {lat[' '.join(map(str, w))]:.4f} ms")
+    networks = {tuple(w) for w in choices.values()}
+    for widths in sorted(networks):
+        measure_ms(widths)
+    if a.quiet_flag and waited:
+        atomic_write_text(Path(a.quiet_flag), "idle\n")
     seeds = list(range(a.seed_offset, a.seed_offset + mode["seeds"]))
     proto = Protocol(dataset=a.dataset, data=a.data, space=space_name if input_shape is None else "mobilenet_v1_small",
                      limit=mode["limit"], epochs=mode["retrain_epochs"], lr=0.1, split_seed=a.seed)
@@ -256,13 +325,15 @@ def main() -> int:
     for (method, b), widths in choices.items():
         w = tuple(widths)
         key = " ".join(map(str, widths))
-        row = {"method": method, "budget": f"{b * 100:g}%", "budget_ms": b * widest, "predicted_ms": table.predict(widths),
+        on_grid = all(x in c for x, c in zip(widths, space.choices))
+        row = {"method": method, "budget": f"{b * 100:g}%", "budget_ms": b * widest,
+               "predicted_ms": table.predict(widths) if on_grid else float("nan"),
                "measured_ms": lat[key], "budget_met": lat[key] <= b * widest, "acc_mean": float(np.mean(acc[w])),
                "acc_std": float(np.std(acc[w], ddof=1)), "n_seeds": len(seeds)}
-        for ref in ("uniform", "greedy"):
+        for ref in REFERENCES:
             other = choices.get((ref, b))
             d = paired_diff(acc[w], acc[tuple(other)]) if other is not None else None
-            sfx = "" if ref == "uniform" else "_greedy"
+            sfx = "" if ref == "uniform" else f"_{ref}"
             row[f"diff_vs_{ref}"] = d["diff"] if d else float("nan")
             row[f"ci_low{sfx}"] = d["ci_low"] if d else float("nan")
             row[f"ci_high{sfx}"] = d["ci_high"] if d else float("nan")
@@ -270,9 +341,12 @@ def main() -> int:
         row["widths"] = key
         if method == "default":
             row["selected"] = selections[b]["selected"]
+        if method == "uniform8":
+            row["selected"] = f"x{multipliers[b]}"
         rows.append(row)
         log(f"{method:8s} {b:4.0%}  acc {100 * row['acc_mean']:.2f} ± {100 * row['acc_std']:.2f}  vs uniform "
-            f"{100 * row['diff_vs_uniform']:+.2f} [{100 * row['ci_low']:+.2f}, {100 * row['ci_high']:+.2f}]  vs greedy "
+            f"{100 * row['diff_vs_uniform']:+.2f} [{100 * row['ci_low']:+.2f}, {100 * row['ci_high']:+.2f}]  vs uniform8 "
+            f"{100 * row['diff_vs_uniform8']:+.2f} [{100 * row['ci_low_uniform8']:+.2f}, {100 * row['ci_high_uniform8']:+.2f}]  vs greedy "
             f"{100 * row['diff_vs_greedy']:+.2f} [{100 * row['ci_low_greedy']:+.2f}, {100 * row['ci_high_greedy']:+.2f}]  "
             f"predicted {row['predicted_ms']:.4f} ms measured {row['measured_ms']:.4f} ms "
             f"{'met' if row['budget_met'] else 'OVER'}")
@@ -285,6 +359,7 @@ def main() -> int:
     _plot(out / "search_quality.png", rows)
     atomic_write_text(out / "search_quality.json", json.dumps(
         {"mode": mode_name, "settings": {**mode, "budgets": list(budgets)}, "seeds": seeds, "margin_pct": MARGIN_PCT,
+         "default_margin_pct": default_margin, "multipliers": {f"{b * 100:g}%": m for b, m in multipliers.items()},
          "profile": table.name, "widest_ms": widest, "seconds": time.time() - t_start, "selections": {
              f"{b * 100:g}%": v for b, v in selections.items()}, "rows": rows}, indent=1))
     if a.docs:

@@ -193,6 +193,26 @@ class SearchSpace:
             self.name, tuple(input_shape or self.input_shape), num_classes or self.num_classes, self.layers
         )
 
+    def with_dense_choices(self, step: int = 8) -> "SearchSpace":
+        """Every multiple of `step` up to each layer's widest choice (plus the existing choices): the
+        widths a plain width multiplier rounded to `step` produces, for baselines off the search grid.
+        The latency profile does not cover the new widths; measure them."""
+        from dataclasses import replace
+
+        if step < 1:
+            raise ValueError(f"step {step}: give a positive channel step, e.g. 8")
+        layers = tuple(replace(l, choices=tuple(sorted(set(range(step, l.choices[-1] + 1, step)) | set(l.choices))))
+                       for l in self.layers)
+        return SearchSpace(self.name, self.input_shape, self.num_classes, layers)
+
+    def multiplier_widths(self, mult: float, round_to: int = 8) -> list[int]:
+        """A width multiplier as users apply it: mult x base rounded to a multiple of `round_to`
+        (at least `round_to`, at most the widest choice). Not always on the search grid."""
+        if not (mult > 0 and mult == mult):
+            raise ValueError(f"multiplier {mult!r}: give a positive number, e.g. 0.5")
+        return [int(min(l.choices[-1], max(round_to, round_to * int(mult * l.base / round_to + 0.5))))
+                for l in self.layers]
+
 
 # ---- shipped spaces ------------------------------------------------------------------
 _MBV1_CHANNELS = [32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024]

@@ -8,6 +8,7 @@ from widthnas.models.space import check_fingerprint
 
 
 def cmd_search(args) -> int:
+    from widthnas.latency.margin import resolve_margin
     from widthnas.latency.registry import load_profile
     from widthnas._io import atomic_write_text
     from widthnas.mrf import WidthMRF, parse_budget, solve, with_margin
@@ -46,7 +47,8 @@ def cmd_search(args) -> int:
     mrf = WidthMRF.from_table(table, unaries)
     widest = table.predict(space.max_widths)
     budget = parse_budget(args.budget, widest)
-    target = with_margin(budget, args.margin)
+    margin_pct, margin_how = resolve_margin(args.margin, table)
+    target = with_margin(budget, margin_pct)
     if method == "select":
         from .selection import default_search
 
@@ -60,7 +62,7 @@ def cmd_search(args) -> int:
         pass
     print(f"search on {space.name} with profile {table.name or args.profile}: budget {budget:.4f} ms "
           f"({args.budget}; widest network {widest:.4f} ms)"
-          + (f", aiming at {target:.4f} ms ({args.margin:g} % margin)" if args.margin else ""))
+          + (f", aiming at {target:.4f} ms (margin {margin_how})" if margin_pct else ""))
     print_widths(space, sol, uni)
     print(f"method {sol.method}: predicted {sol.latency:.4f} ms, score {sol.score:.4f}"
           + (f" (uniform x{uni.info['multiplier']}: {uni.latency:.4f} ms, score {uni.score:.4f})" if uni else ""))
@@ -68,7 +70,7 @@ def cmd_search(args) -> int:
         print(f"exact optimum certified: {sol.info['certified']} ({sol.info['proof']})")
     if sol.method == "select":
         print(f"selected {sol.info['selected']!r} of {len(sol.info['candidates'])} candidates by held-out supernet accuracy")
-    cfg = chosen_config(space, table, sol, args.unaries, args.budget, budget, args.margin)
+    cfg = chosen_config(space, table, sol, args.unaries, args.budget, budget, margin_pct)
     atomic_write_text(args.out, json.dumps(cfg, indent=1))
     print(f"chosen configuration: {args.out}")
     if args.pareto:
@@ -90,8 +92,9 @@ def register(sub) -> None:
     q.add_argument("--method", choices=("auto", "select") + METHODS, default="auto",
                    help="auto (default): select with --run, else exact. select: MRF candidates, uniform and greedy "
                         "judged by the supernet on held-out validation images")
-    q.add_argument("--margin", type=float, default=0.0,
-                   help="aim this many %% under the budget, against prediction error (e.g. 1)")
+    q.add_argument("--margin", default="auto",
+                   help="aim this many %% under the budget, against prediction error; auto (default): twice the "
+                        "profile's held-out RMS error")
     q.add_argument("--out", default="config.json", help="chosen configuration JSON")
     q.add_argument("--pareto", help="write the Pareto front CSV here (and a PNG beside it)")
     q.set_defaults(fn=cmd_search)
@@ -272,6 +275,9 @@ def cmd_run(args) -> int:
         v = getattr(args, f, None)
         if v is not None:
             setattr(cfg, f, v)
+    from widthnas.latency.margin import parse_margin
+
+    cfg.margin = parse_margin(cfg.margin)  # "auto" or a number, one spelling per setting (resume compares them)
     _check_feature_options(cfg, args)
     if args.all_data:
         cfg.limit = None
@@ -327,7 +333,8 @@ def register_run(sub) -> None:
     q.add_argument("--dataset")
     q.add_argument("--data")
     q.add_argument("--budget", help="ms or %% of the widest network (default 50%%)")
-    q.add_argument("--margin", type=float, help="aim this many %% under the budget (default 0)")
+    q.add_argument("--margin",
+                   help="%% under the budget the search aims at; auto (default): twice the profile's held-out error")
     q.add_argument("--profile", help="profile to use (default: a shipped one matching this machine, else profile)")
     q.add_argument("--profile-networks", type=int)
     q.add_argument("--sampling", choices=("ows", "aows"))

@@ -32,7 +32,7 @@ class RunConfig:
     dataset: str = "fashion_mnist"  # fashion_mnist | cifar10 | imagefolder | npz
     data: str | None = None  # dataset path
     budget: str = "50%"  # ms, or % of the widest network's predicted latency
-    margin: float = 0.0  # % under the budget the search aims at (against prediction error)
+    margin: float | str = "auto"  # % under the budget the search aims at; auto: 2x the profile's held-out error
     profile: str | None = None  # a profile to use; default: a shipped one matching this machine
     profile_networks: int = 800  # networks to time when this machine must be profiled
     sampling: str = "aows"  # ows | aows
@@ -62,6 +62,9 @@ def full_config(cfg: RunConfig) -> RunConfig:
 
 class Run:
     def __init__(self, cfg: RunConfig, out: str | Path, log=print, progress: bool = True):
+        from widthnas.latency.margin import parse_margin
+
+        parse_margin(cfg.margin)  # a bad margin is refused before anything is written
         self.cfg, self.dir, self.log, self.progress = cfg, Path(out), log, progress
         self.dir.mkdir(parents=True, exist_ok=True)
         saved = self.dir / "run_config.json"
@@ -227,7 +230,12 @@ class Run:
         mrf = WidthMRF.from_table(table, unaries)
         widest = table.predict(self.space.max_widths)
         budget = parse_budget(self.cfg.budget, widest)
-        target = with_margin(budget, self.cfg.margin)
+        from widthnas.latency.margin import resolve_margin
+
+        margin_pct, margin_how = resolve_margin(self.cfg.margin, table)
+        target = with_margin(budget, margin_pct)
+        if margin_pct:
+            self.log(f"search: aiming at {target:.4f} ms, margin {margin_how}")
         if self.cfg.method == "select":
             self.log("search: MRF candidates, uniform and greedy, judged by the supernet on held-out validation images")
             sol = default_search(sup, sp, table, unaries, target, log=self.log)
@@ -245,7 +253,7 @@ class Run:
 
             front = pareto_front(mrf)
         write_pareto(self.dir / "pareto.csv", front, sol, uni, target)
-        cfg = chosen_config(self.space, table, sol, str(unaries_path), self.cfg.budget, budget, self.cfg.margin)
+        cfg = chosen_config(self.space, table, sol, str(unaries_path), self.cfg.budget, budget, margin_pct)
         atomic_write_text(self.dir / "config.json", json.dumps(cfg, indent=1))
         # what the supernet itself says of the chosen and the uniform network, on held-out images:
         # the MRF's predicted gain is only real if this agrees

@@ -304,11 +304,13 @@ class Trainer:
                 "last_stats": self.last.state(), "history": self.history,
                 **({"scheduler": self.sched.state_dict()} if self.sched is not None else {})}
 
-    def resume(self) -> None:
+    def resume(self, allow: tuple[str, ...] = ()) -> None:
+        """Continue from the checkpoint. `allow`: settings that may differ from the checkpoint's, for a
+        deliberate warm start (AOWS narrowing continuing an OWS warm-up: sampling, budget, profile)."""
         ck = load_checkpoint(self.run_dir / CKPT, self.space)
         now = asdict(self.cfg)
         diff = {k: (v, now[k]) for k, v in ck.get("config", {}).items()
-                if k in now and k not in RESUMABLE and now[k] != v}
+                if k in now and k not in RESUMABLE and k not in allow and now[k] != v}
         if diff:
             raise ValueError(f"{self.run_dir} was trained with other settings {diff} (checkpoint vs now); "
                              "resume with the run's own settings, or start a new run with another --out")

@@ -108,7 +108,14 @@ def test_search_cli_default_selects_on_held_out_images(finished_run, tmp_path, c
     cands = c["info"]["candidates"]
     best = max(cands, key=lambda r: (r["holdout_acc"], -r["holdout_loss"]))
     assert c["info"]["selected"] == best["name"] and c["widths"] == best["widths"]
-    assert any(r["name"] == "uniform" for r in cands) and len({tuple(r["widths"]) for r in cands}) == len(cands)
+    from widthnas.latency.registry import load_profile
+    from widthnas.mrf import WidthMRF, uniform
+    from widthnas.mrf.unaries import Unaries
+
+    mrf = WidthMRF.from_table(load_profile(prof), Unaries.load(out / "supernet" / "unaries_measured.json"))
+    # the uniform network competes (under the name of whichever candidate proposed it first)
+    assert uniform(mrf, c["target_ms"]).widths in [r["widths"] for r in cands]
+    assert len({tuple(r["widths"]) for r in cands}) == len(cands)
     assert (out / "supernet" / "unaries_measured.json").exists()  # measured once, reused
     capsys.readouterr()
     assert main(["search", "--profile", prof, "--unaries", str(out / "supernet" / "unaries.json"), "--budget", "70%",
@@ -138,6 +145,14 @@ def test_search_margin_aims_under_the_budget(finished_run, tmp_path, capsys):
     assert got["5"]["budget_ms"] == got["0"]["budget_ms"]  # the user's budget is kept as given
     assert got["5"]["target_ms"] == pytest.approx(0.95 * got["0"]["budget_ms"])
     assert got["5"]["predicted_ms"] <= got["5"]["target_ms"] < got["0"]["budget_ms"]
+    # the default, auto: twice the profile's held-out RMS relative error
+    cfgp = tmp_path / "auto.json"
+    assert main(["search", "--profile", prof, "--unaries", un, "--budget", "70%", "--out", str(cfgp)]) == 0
+    auto = json.loads(cfgp.read_text())
+    err = json.loads(Path(prof).read_text())["validation"]["table"]["rmspe"]
+    assert auto["margin_pct"] == pytest.approx(200 * err, abs=0.01) and auto["margin_pct"] > 0
+    assert auto["target_ms"] == pytest.approx(auto["budget_ms"] * (1 - auto["margin_pct"] / 100))
+    assert auto["predicted_ms"] <= auto["target_ms"]
     capsys.readouterr()
     assert main(["search", "--profile", prof, "--unaries", un, "--budget", "70%", "--margin", "120",
                  "--out", str(tmp_path / "x.json")]) == 2

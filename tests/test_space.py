@@ -64,3 +64,28 @@ def test_bad_widths_are_named_not_clamped(small, text, msg):
     with pytest.raises(WidthError, match=msg):
         small.parse_widths(text)
     assert small.parse_widths("x1.5") == small.max_widths and small.parse_widths("x0.2") == small.min_widths
+
+
+def test_multiplier_widths_round_to_8_and_dense_space_accepts_them():
+    from widthnas.models.space import get_space
+
+    s = get_space("mobilenet_v1_small")
+    d = s.with_dense_choices(8)
+    assert d.fingerprint != s.fingerprint  # another space: profiles of s do not silently apply
+    for i, l in enumerate(s.layers):
+        assert set(l.choices) <= set(d.layers[i].choices) and d.layers[i].choices[-1] == l.choices[-1]
+        assert all(c % 8 == 0 for c in d.layers[i].choices)
+    prev = None
+    for m in (0.05, 0.25, 0.3, 0.37, 0.5, 1.0, 3.0):
+        w = s.multiplier_widths(m)
+        for x, l in zip(w, s.layers):  # nearest multiple of 8 to m x base, clamped to [8, widest]
+            want = min(l.choices[-1], max(8, 8 * round(m * l.base / 8)))
+            assert x == want or abs(m * l.base / 8 % 1 - 0.5) < 1e-9
+        assert d.validate(w) == w
+        if prev is not None:
+            assert all(a <= b for a, b in zip(prev, w))  # monotone in m: latency bisection relies on it
+        prev = w
+    with pytest.raises(ValueError, match="positive"):
+        s.multiplier_widths(0)
+    with pytest.raises(ValueError, match="step"):
+        s.with_dense_choices(0)

@@ -280,3 +280,24 @@ def test_resume_with_a_corrupt_narrowing_log_names_the_file(tiny_run_inputs, tmp
     (out / "narrowing.jsonl").write_text('{"step": 1}\n{"step": \n')
     with pytest.raises(ValueError, match=r"narrowing log .*narrowing\.jsonl is corrupt at line 2"):
         train(cfg_for(tiny_run_inputs, epochs=2), out, resume=True, progress=False, log=lambda *_: None)
+
+
+def test_warm_start_changes_only_the_allowed_settings(tiny_run_inputs, tmp_path):
+    """AOWS continuing an OWS warm-up (the benchmark's shared first epoch): sampling may change when
+    asked for, nothing else; the continued run then resumes under its own settings."""
+    from widthnas.nas.train import Trainer
+
+    out = tmp_path / "r"
+    train(cfg_for(tiny_run_inputs, epochs=2), out, progress=False, log=lambda *_: None, stop_after=1)
+    t = Trainer(cfg_for(tiny_run_inputs, epochs=2, n_random=1), out, log=lambda *_: None, progress=False)
+    with pytest.raises(ValueError, match="other settings.*'n_random'"):
+        t.resume()
+    t.resume(allow=("n_random",))
+    assert t.epoch == 1
+    t.fit()
+    t2 = Trainer(cfg_for(tiny_run_inputs, epochs=2, n_random=1), out, log=lambda *_: None, progress=False)
+    t2.resume()  # saved under the new settings
+    assert t2.epoch == 2
+    t3 = Trainer(cfg_for(tiny_run_inputs, epochs=2, n_random=1, lr=0.3), out, log=lambda *_: None, progress=False)
+    with pytest.raises(ValueError, match="'lr'"):
+        t3.resume(allow=("n_random",))

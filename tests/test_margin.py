@@ -1,0 +1,44 @@
+"""--margin: 'auto' from the profile's held-out error, a number, or a clear refusal."""
+import math
+
+import pytest
+
+from widthnas.latency.margin import FALLBACK_PCT, MAX_AUTO_PCT, auto_margin_pct, parse_margin, resolve_margin
+from widthnas.latency.registry import load_profile
+
+
+@pytest.mark.parametrize("text,want", [("auto", "auto"), ("AUTO ", "auto"), ("0", 0.0), ("2.5", 2.5), (3, 3.0)])
+def test_parse_margin_accepts(text, want):
+    assert parse_margin(text) == want
+
+
+@pytest.mark.parametrize("text", ["-1", "100", "nan", "inf", "two", "", None])
+def test_parse_margin_refuses_with_what_to_do(text):
+    with pytest.raises(ValueError, match=r"'auto' or a percentage in \[0, 100\)"):
+        parse_margin(text)
+
+
+class _Table:
+    def __init__(self, validation):
+        self.validation = validation
+
+
+def test_auto_margin_follows_the_shipped_profiles_validation():
+    for name in ("amd-epyc-2c_ort-cpu-1t-b1_mobilenet_v1_small", "amd-epyc-2c_ort-cpu-1t-b1_mobilenet_v1"):
+        table = load_profile(name)
+        err = table.validation["table"]["rmspe"]
+        pct, how = resolve_margin("auto", table)
+        assert pct == pytest.approx(min(200 * err, MAX_AUTO_PCT), abs=0.01)
+        assert "held-out" in how
+        assert resolve_margin(1.5, table) == (1.5, "1.5 % (given)")
+
+
+@pytest.mark.parametrize("validation", [{}, {"table": {}}, {"table": {"rmspe": float("nan")}}, {"table": {"rmspe": -0.1}}])
+def test_auto_margin_without_a_usable_validation_is_generous_and_says_so(validation):
+    pct, how = auto_margin_pct(_Table(validation))
+    assert pct == FALLBACK_PCT and "widthnas validate" in how
+
+
+def test_auto_margin_is_capped():
+    pct, _ = auto_margin_pct(_Table({"table": {"rmspe": 0.5, "n": 10}}))
+    assert pct == MAX_AUTO_PCT and math.isfinite(pct)
