@@ -125,6 +125,10 @@ def write_report(run_dir: Path, res: dict, sections: list[str] = ()) -> Path:
         lines.append(f"| measured latency, exported ONNX (ms, reference-normalised) | {ch['normalised_ms']:.4f} | "
                      f"{cell(un, 'normalised_ms', '.4f')} |")
         lines.append(f"| measured latency, raw median now (ms) | {ch['measured_ms']:.4f} | {cell(un, 'measured_ms', '.4f')} |")
+        verdict = lambda d: (f"{d['budget_verdict']['verdict']} [{d['budget_verdict']['ci_low_ms']:.4f}, "  # noqa: E731
+                             f"{d['budget_verdict']['ci_high_ms']:.4f}]" if d.get("budget_verdict") else "–")
+        lines.append(f"| within budget on measurement (95 % interval of repeated timings, ms) | {verdict(ch)} | "
+                     f"{verdict(un)} |")
     if fin:
         fu = fin.get("uniform") or {}
         lines.append(f"| test accuracy after {fin['mode']} | {fin['chosen']['test_acc']:.4f} | {cell(fu, 'test_acc', '.4f')} |")

@@ -341,23 +341,30 @@ class Run:
         return out
 
     def stage_verify(self) -> dict:
+        from widthnas.latency.verdict import WITHIN, budget_verdict, describe
+
         from .export import measure_exported, write_sidecar
 
         table, out = self.table(), {}
         budget = self.state["search"]["budget_ms"]
         for name in self._networks():
             path = self.state["export"][name]["path"]
-            m = measure_exported(path, table)
+            first: list[dict] = []
+            # re-measured until the 95 % interval clears the budget (or says it cannot tell)
+            bv = budget_verdict(lambda: (first.append(measure_exported(path, table)) or first[-1]["normalised_ms"]),
+                                budget)
+            m = {**first[0], "normalised_ms": bv["mean_ms"]}
             pred = self.state["search"][name]["predicted_ms"]
-            m.update({"predicted_ms": pred, "budget_ms": budget, "within_budget": m["normalised_ms"] <= budget,
-                      "error": m["normalised_ms"] / pred - 1, "max_abs_diff": self.state["export"][name]["max_abs_diff"]})
+            m.update({"predicted_ms": pred, "budget_ms": budget, "within_budget": bv["verdict"] == WITHIN,
+                      "budget_verdict": bv, "error": m["normalised_ms"] / pred - 1,
+                      "max_abs_diff": self.state["export"][name]["max_abs_diff"]})
             fin = self.state["finetune"][name]
             write_sidecar(path, fin["widths"], self.space, table, accuracy={"val": fin["val_acc"], "test": fin["test_acc"]},
                           latency=m, verify=self.state["export"][name], budget=self.cfg.budget,
                           normalization={"mean": self.splits.mean.tolist(), "std": self.splits.std.tolist()})
             out[name] = m
             self.log(f"verify {name}: measured {m['normalised_ms']:.4f} ms (reference-normalised; raw median "
-                     f"{m['measured_ms']:.4f} ms) vs predicted {pred:.4f} ms ({m['error']:+.1%}); budget {budget:.4f} ms")
+                     f"{m['measured_ms']:.4f} ms) vs predicted {pred:.4f} ms ({m['error']:+.1%}); {describe(bv)}")
         return out
 
     def stage_report(self) -> dict:
@@ -430,7 +437,8 @@ class Run:
         for name in self._networks():
             rows.append(f"latency {name}: predicted {v[name]['predicted_ms']:.4f} ms, measured "
                         f"{v[name]['normalised_ms']:.4f} ms ({v[name]['error']:+.1%}), budget {s['budget_ms']:.4f} ms"
-                        f" -> {'within' if v[name]['within_budget'] else 'OVER'} budget")
+                        f" -> {v[name].get('budget_verdict', {}).get('verdict') or ('within' if v[name]['within_budget'] else 'over')}"
+                        " budget")
         for name, r in st["report"].get("flips", {}).items():
             rows.append(f"negative flip rate of the chosen network against the {name}: {r['nfr']:.2%} "
                         f"(positive {r['pfr']:.2%})")

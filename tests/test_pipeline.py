@@ -52,11 +52,17 @@ def test_run_goes_from_data_to_verified_onnx(finished_run):
     assert st["search"]["chosen"]["predicted_ms"] <= st["search"]["budget_ms"]
     v = st["verify"]["chosen"]
     assert abs(v["error"]) < 0.3 and v["max_abs_diff"] < 1e-3
+    bv = v["budget_verdict"]  # repeated timings, their 95 % interval judged against the budget
+    assert len(bv["measurements_ms"]) >= 3 and v["normalised_ms"] == pytest.approx(np.mean(bv["measurements_ms"]))
+    want = ("within" if bv["ci_high_ms"] < bv["budget_ms"] else "over" if bv["ci_low_ms"] > bv["budget_ms"]
+            else "cannot tell at this noise")
+    assert bv["verdict"] == want and v["within_budget"] == (want == "within")
     sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     assert sess.run(None, {"input": np.zeros((3, 1, 16, 16), np.float32)})[0].shape == (3, 10)  # dynamic batch
     report = (out / "report.md").read_text()
     for section in ("## Result", "## Latency model", "## Search", "## Training", "## Narrowing"):
         assert section in report
+    assert f"| within budget on measurement (95 % interval of repeated timings, ms) | {bv['verdict']} [" in report
     for png in ("latency_fit.png", "pareto.png", "widths.png", "training.png", "narrowing.png"):
         assert (out / png).stat().st_size > 1000
     assert "test accuracy" in run.summary()

@@ -1,0 +1,53 @@
+"""Is a network within its budget on measurement? Re-measure until the answer is clear.
+
+One timing of a network predicted just under its budget says little: repeated measurements on this
+machine spread by a few per cent. The verdict re-measures until the 95 % t-interval of the mean lies
+wholly under the budget ("within") or wholly over it ("over"), or the measurement cap is reached
+("cannot tell at this noise"), and says which.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from scipy import stats
+
+WITHIN, OVER, UNSURE = "within", "over", "cannot tell at this noise"
+
+
+def budget_verdict(measure: Callable[[], float], budget_ms: float, min_measurements: int = 3,
+                   max_measurements: int = 8) -> dict:
+    """measure() -> ms (one reference-normalised timing). Returns the verdict, the mean and its 95 %
+    interval (ms) and every measurement."""
+    if not (budget_ms > 0 and math.isfinite(budget_ms)):
+        raise ValueError(f"budget {budget_ms!r} ms: give a positive, finite latency")
+    if not 2 <= min_measurements <= max_measurements:
+        raise ValueError(f"measurements: need 2 <= min ({min_measurements}) <= max ({max_measurements})")
+    ms: list[float] = []
+    while True:
+        x = float(measure())
+        if not (x > 0 and math.isfinite(x)):
+            raise ValueError(f"a latency measurement returned {x!r} ms: the runtime or the model is broken")
+        ms.append(x)
+        if len(ms) < min_measurements:
+            continue
+        lo, hi = _interval(ms)
+        verdict = WITHIN if hi < budget_ms else OVER if lo > budget_ms else UNSURE
+        if verdict != UNSURE or len(ms) >= max_measurements:
+            mean = sum(ms) / len(ms)
+            return {"verdict": verdict, "mean_ms": mean, "ci_low_ms": lo, "ci_high_ms": hi, "budget_ms": budget_ms,
+                    "half_width_pct": 100 * (hi - lo) / 2 / mean, "measurements_ms": ms}
+
+
+def _interval(ms: list[float]) -> tuple[float, float]:
+    n = len(ms)
+    mean = sum(ms) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in ms) / (n - 1))
+    h = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    return mean - h, mean + h
+
+
+def describe(v: dict) -> str:
+    """One line for logs and reports."""
+    return (f"{v['verdict']}: {v['mean_ms']:.4f} ms [{v['ci_low_ms']:.4f}, {v['ci_high_ms']:.4f}] (95 %, "
+            f"{len(v['measurements_ms'])} measurements) against a budget of {v['budget_ms']:.4f} ms")
