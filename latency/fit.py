@@ -176,7 +176,7 @@ def fit_table(space: SearchSpace, samples: Samples, settings: FitSettings | None
     train_err = _rmspe(A @ entries + c, y)
     log(f"fit: {len(y)} samples, {sys_.E} entries; cv RMSPE {cv[(lam, mu)]:.4f} at lam={lam:g} mu={mu:g}; "
         f"train RMSPE {train_err:.4f}; {time.time() - t0:.1f} s")
-    fit = {"samples": int(len(y)), "entries": sys_.E, "lam": lam, "mu": mu, "cv_rmspe": cv[(lam, mu)],
+    fit = {"samples": int(len(y)), "unsettled_samples": int(samples.unsettled), "entries": sys_.E, "lam": lam, "mu": mu, "cv_rmspe": cv[(lam, mu)],
            "train_rmspe": train_err, "settings": asdict(settings), "seconds": round(time.time() - t0, 2),
            "cv_grid": [{"lam": k[0], "mu": k[1], "rmspe": v} for k, v in cv.items()]}
     return LatencyTable(space, _split(entries, sys_), c, reference_ms, samples.header["device"], fit, {}, name)

@@ -20,12 +20,14 @@ class Samples:
     ms: np.ndarray  # (n,) median latency, ms
     ref_ms: np.ndarray  # (n,) median reference latency, ms
     skipped: int  # corrupt lines skipped
+    unsettled: int = 0  # samples whose timing never settled to its target (standalone_runner.measure): kept, flagged
 
     def __len__(self) -> int:
         return len(self.norm)
 
     def subset(self, idx) -> "Samples":
-        return Samples(self.header, self.widths[idx], self.norm[idx], self.ms[idx], self.ref_ms[idx], self.skipped)
+        return Samples(self.header, self.widths[idx], self.norm[idx], self.ms[idx], self.ref_ms[idx], self.skipped,
+                       self.unsettled)
 
 
 def load_samples(paths: str | Sequence[str], space: SearchSpace, device: dict | None = None) -> Samples:
@@ -36,7 +38,7 @@ def load_samples(paths: str | Sequence[str], space: SearchSpace, device: dict | 
     paths = [paths] if isinstance(paths, str) else list(paths)
     if not paths:
         raise ValueError("no samples files given")
-    widths, norm, ms, ref, skipped, first = [], [], [], [], 0, None
+    widths, norm, ms, ref, skipped, unsettled, first = [], [], [], [], 0, 0, None
     for path in paths:
         try:
             header, recs, bad = read_samples(path)
@@ -52,12 +54,17 @@ def load_samples(paths: str | Sequence[str], space: SearchSpace, device: dict | 
         first = first or header
         skipped += bad
         for r in recs:
+            unsettled += r.get("settled") is False  # flagged by the timing protocol: noisier than its target
             widths.append(space.validate(r["widths"]))
             norm.append(r["norm"])
             ms.append(r["ms"]["median"])
             ref.append(r["ref_ms"]["median"])
     if skipped:
         warnings.warn(f"{skipped} corrupt line(s) skipped in {', '.join(paths)}")
+    if unsettled:
+        warnings.warn(f"{unsettled} of {len(norm)} sample(s) in {', '.join(paths)} never settled to their timing "
+                      "target (the machine was busy?): they are used, but noisier; profile on a quiet machine for "
+                      "a sharper fit")
     if not norm:
         raise ValueError(f"no samples in {', '.join(paths)}; run `widthnas profile` first")
-    return Samples(first, np.array(widths, int), np.array(norm), np.array(ms), np.array(ref), skipped)
+    return Samples(first, np.array(widths, int), np.array(norm), np.array(ms), np.array(ref), skipped, unsettled)

@@ -127,13 +127,13 @@ def ort_runner(sess, batch: int, provider: str) -> Callable[[], None]:
 
 
 # ---- the timing protocol --------------------------------------------------------------
-def time_runs(run: Callable[[], None], n: int) -> list[float]:
+def time_runs(run: Callable[[], None], n: int, clock: Callable[[], float] = time.perf_counter) -> list[float]:
     """Wall time of n back-to-back calls, in ms."""
     out = []
     for _ in range(n):
-        t0 = time.perf_counter()
+        t0 = clock()
         run()
-        out.append((time.perf_counter() - t0) * 1e3)
+        out.append((clock() - t0) * 1e3)
     return out
 
 
@@ -143,32 +143,62 @@ def stats(ms: list[float]) -> dict:
     return {"min": float(a.min()), "median": float(med), "iqr": float(q3 - q1), "count": int(a.size)}
 
 
+# two-sided 95 % Student t quantiles by degrees of freedom (numpy only: this file runs on edge devices)
+_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def rel_half_width(ratios: list[float]) -> float:
+    """Relative half-width of the 95 % t-interval of the mean per-round log ratio (0.01 = ±1 %)."""
+    x = np.log(np.asarray(ratios, float))
+    if x.size < 2:
+        return float("inf")
+    t = _T95[x.size - 2] if x.size - 2 < len(_T95) else 1.96
+    return float(np.expm1(t * x.std(ddof=1) / np.sqrt(x.size)))
+
+
 def measure(run_net: Callable[[], None], run_ref: Callable[[], None], rounds: int = 5,
             round_ms: float = 10.0, min_runs: int = 5, max_runs: int = 200, warmup: int = 5,
-            max_ref_iqr: float = 0.10, retries: int = 2) -> dict:
-    """Time a network interleaved with the reference network.
+            max_ref_iqr: float = 0.10, retries: int = 2, target_ci: float = 0.01, max_rounds: int | None = None,
+            time_cap_s: float = 20.0, clock: Callable[[], float] = time.perf_counter) -> dict:
+    """Time a network interleaved with the reference network, until the ratio is known to ±target_ci.
 
-    Both are timed in `rounds` alternating rounds, each long enough to last ~`round_ms`, after
-    `warmup` untimed runs. `norm` = median(net) / median(ref) divides out machine-speed drift and
-    thermal throttling (design.md section 3). A sample whose reference timings spread more than
-    `max_ref_iqr` (IQR / median) was taken while the machine was disturbed and is measured again.
+    Both are timed in alternating rounds, each long enough to last ~`round_ms` (so the runs per round
+    follow the network's latency), after `warmup` untimed runs. `norm` = median(net) / median(ref)
+    divides out machine-speed drift and thermal throttling (design.md section 3). After `rounds`
+    rounds, more are added while the 95 % interval of the per-round ratio is wider than ±target_ci,
+    up to `max_rounds` (default 4 x rounds) or `time_cap_s`; a sample that never got there is
+    returned with settled=False, for the fit to leave out. A sample whose reference timings spread
+    more than `max_ref_iqr` (IQR / median) was taken while the machine was disturbed and is measured
+    again (up to `retries` times; `attempts` says how many).
     """
+    max_rounds = max(rounds, max_rounds if max_rounds is not None else 4 * rounds)
     for _ in range(warmup):
         run_net()
-    est = max(min(time_runs(run_net, 2)), 1e-3)
-    est_ref = max(min(time_runs(run_ref, 2)), 1e-3)
+    est = max(min(time_runs(run_net, 2, clock)), 1e-3)
+    est_ref = max(min(time_runs(run_ref, 2, clock)), 1e-3)
     n_net = int(np.clip(np.ceil(round_ms / est), min_runs, max_runs))
     n_ref = int(np.clip(np.ceil(round_ms / est_ref), min_runs, max_runs))
+    t0 = clock()
     for attempt in range(retries + 1):
-        net, ref = [], []
-        for r in range(rounds):
+        net, ref, ratios = [], [], []
+        while True:
+            r = len(ratios)
             pair = [(net, run_net, n_net), (ref, run_ref, n_ref)]
+            got = {}
             for acc, fn, n in (pair if r % 2 == 0 else pair[::-1]):
-                acc.extend(time_runs(fn, n))
+                got[id(acc)] = time_runs(fn, n, clock)
+                acc.extend(got[id(acc)])
+            ratios.append(float(np.median(got[id(net)]) / np.median(got[id(ref)])))
+            if len(ratios) >= rounds and (rel_half_width(ratios) <= target_ci or len(ratios) >= max_rounds
+                                          or clock() - t0 > time_cap_s):
+                break
         s_net, s_ref = stats(net), stats(ref)
-        if s_ref["iqr"] / s_ref["median"] <= max_ref_iqr:
+        if s_ref["iqr"] / s_ref["median"] <= max_ref_iqr or clock() - t0 > time_cap_s:
             break
-    return {"ms": s_net, "ref_ms": s_ref, "norm": s_net["median"] / s_ref["median"], "attempts": attempt + 1}
+    ci = rel_half_width(ratios)
+    return {"ms": s_net, "ref_ms": s_ref, "norm": s_net["median"] / s_ref["median"], "attempts": attempt + 1,
+            "rounds": len(ratios), "ci_rel": ci, "settled": bool(ci <= target_ci)}
 
 
 # ---- samples JSONL --------------------------------------------------------------------
