@@ -146,13 +146,35 @@ def cmd_profiles(args) -> int:
 
 
 def cmd_space(args) -> int:
-    space = _space(args)
+    from widthnas.models.graph_space import GraphSpace
+    from widthnas.models.space import lookup_space
+
+    space = lookup_space(args.space or "mobilenet_v1_small")
+    if args.input_shape:
+        space = space.with_input([int(x) for x in args.input_shape.split(",")])
+    if isinstance(space, GraphSpace):
+        _print_graph_space(space)
+        if args.json:
+            print(json.dumps(space.to_dict(), indent=1))
+        return 0
     print(f"{space.name}  input {space.input_shape}  classes {space.num_classes}  fingerprint {space.fingerprint}")
     for l in space.layers:
         print(f"  {l.name:8s} {l.kind:5s} stride {l.stride}  base {l.base:5d}  choices {list(l.choices)}")
     if args.json:
         print(json.dumps(space.to_dict(), indent=1))
     return 0
+
+
+def _print_graph_space(space) -> None:
+    """Groups (the search variables), their choices, and the costed ops each one's channels enter or leave."""
+    touches = space.touches()
+    print(f"{space.name}  input {space.input_shape}  classes {space.num_classes}  fingerprint {space.fingerprint}  "
+          f"{len(space.free_groups)} free groups, {len(space.graph.ops)} ops, "
+          f"{space.macs(space.base_widths) / 1e6:.1f} M MACs at base widths")
+    for g in space.groups:
+        what = "fixed" if g.fixed else f"base {g.base:5d}  choices {list(g.choices)}"
+        print(f"  {g.name:12s} {what}")
+        print(f"  {'':12s} ops: {', '.join(touches[g.name])}")
 
 
 # ---- parser ----------------------------------------------------------------------------
@@ -164,8 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--space", default=default, help="mobilenet_v1_small (default), mobilenet_v1, or a JSON file")
         q.add_argument("--input-shape", help="C,H,W to override the space's input shape")
 
-    q = sub.add_parser("space", help="show a search space")
-    space_opts(q)
+    q = sub.add_parser("space", help="show a search space (chain or graph) and its width choices")
+    q.add_argument("--space", help="mobilenet_v1_small (default), mobilenet_v1, graph spaces mobilenet_v2, "
+                   "mobilenet_v2_small, resnet, resnet_small, or a space JSON file")
+    q.add_argument("--input-shape", help="C,H,W to override the space's input shape")
     q.add_argument("--json", action="store_true")
     q.set_defaults(fn=cmd_space)
 
