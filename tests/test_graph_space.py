@@ -30,6 +30,12 @@ def rn():
     return resnet_small()
 
 
+@pytest.fixture(scope="module")
+def rn18():
+    """ResNet-18 (7x7 stem, max-pool) at 64 px: small enough to run, with every op kind."""
+    return resnet().with_input((3, 64, 64), 10)
+
+
 def _random_widths(space, seed):
     rng = np.random.default_rng(seed)
     return [int(rng.choice(c)) for c in space.choices]
@@ -42,6 +48,21 @@ def _scramble_bn(net):
             for t in (m.running_mean, m.weight, m.bias):
                 t.data.uniform_(-0.5, 0.5)
             m.running_var.data.uniform_(0.5, 2.0)
+
+
+def _calibrate_bn(net, space, seed=0):
+    """Real BN statistics from one train-mode pass (momentum 1), affine parameters off identity: the
+    activations stay normalised, so the logits depend on the image and a wrong op shows in them."""
+    torch.manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = 1.0
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    net.train()
+    with torch.no_grad():
+        net(torch.rand(16, *space.input_shape))
+    return net.eval()
 
 
 # ---- groups -------------------------------------------------------------------------------
@@ -108,7 +129,7 @@ def test_union_find_on_hand_built_graphs():
 
 
 # ---- torch ------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, seed", [("mbv2", 0), ("mbv2", 1), ("rn", 0), ("rn", 1)])
+@pytest.mark.parametrize("name, seed", [("mbv2", 0), ("mbv2", 1), ("rn", 0), ("rn", 1), ("rn18", 0)])
 def test_plain_network_has_the_groups_channels_and_sizes(name, seed, request):
     space = request.getfixturevalue(name)
     widths = _random_widths(space, seed)
@@ -172,6 +193,17 @@ def test_supernet_keeps_running_stats_when_asked(mbv2):
     assert not all(torch.equal(before[k], v) for k, v in sup.full.state_dict().items() if "running_mean" in k)
 
 
+def test_materialized_network_recalibrates_its_bn(mbv2):
+    """The chosen network goes through the same BN recalibration as the chain spaces' networks."""
+    from widthnas.nas.evaluate import recalibrate_bn
+
+    net = SlimmableGraphNet(mbv2).materialize(mbv2.uniform(0.5))
+    images = torch.randint(0, 256, (32, *mbv2.input_shape), dtype=torch.uint8)
+    recalibrate_bn(net, images, torch.tensor([0.3]), torch.tensor([0.3]))
+    means = [m.running_mean for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(torch.isfinite(m).all() for m in means) and all(m.abs().sum() > 0 for m in means)
+
+
 # ---- MACs -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["mbv2", "rn"])
 def test_macs_equal_a_count_from_torch_hooks(name, request):
@@ -232,30 +264,29 @@ def _ort(model, x):
     return s.run(None, {s.get_inputs()[0].name: x})[0]
 
 
-@pytest.mark.parametrize("name", ["mbv2", "rn"])
+@pytest.mark.parametrize("name", ["mbv2", "rn", "rn18"])
 def test_onnx_graph_computes_the_torch_network(name, request):
     import onnx
 
     space = request.getfixturevalue(name)
     torch.manual_seed(1)
-    net = build_graph_network(space, _random_widths(space, 7))
-    _scramble_bn(net)
-    net.eval()
-    x = np.random.default_rng(0).random((3, *space.input_shape), dtype=np.float32)
+    net = build_graph_network(space, space.min_widths if name == "rn18" else _random_widths(space, 7))
+    _calibrate_bn(net, space)
+    assert any(op.kind == "maxpool" for op in space.graph.ops) == (name == "rn18")
+    x = np.random.default_rng(0).random((4, *space.input_shape), dtype=np.float32)
     model = build_graph_onnx(space, folded_graph_weights(net))
     onnx.checker.check_model(model, full_check=True)
     assert model.opset_import[0].version == 17
     with torch.no_grad():
         ref = net(torch.from_numpy(x)).numpy()
-    assert np.abs(ref).max() > 0.05  # a meaningful comparison, not two near-zero outputs
+    assert ref.std(axis=0).mean() > 0.05  # the logits depend on the image: a meaningful comparison
     np.testing.assert_allclose(_ort(model, x), ref, rtol=1e-4, atol=1e-4)
 
 
 def test_torch_export_of_the_plain_network_agrees(mbv2, tmp_path):
     from widthnas.nas.export import export_onnx
 
-    net = build_graph_network(mbv2, mbv2.uniform(0.5))
-    _scramble_bn(net)
+    net = _calibrate_bn(build_graph_network(mbv2, mbv2.uniform(0.5)), mbv2)
     v = export_onnx(net, mbv2, tmp_path / "m.onnx")
     assert v["opset"] == 17 and v["max_abs_diff"] < 1e-4
 
