@@ -17,13 +17,17 @@ the conv at export; the last op is the one linear classifier, on a globally pool
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 INPUT = "input"  # the image tensor and its fixed channel group
 CLASSES = "classes"  # the classifier output's fixed channel group
 KINDS = ("conv", "bn", "act", "add", "maxpool", "gap", "linear")
 ACTIVATIONS = ("relu", "relu6")
+# kind -> (fields an op of that kind may have besides name/op/inputs, fields it must have)
+_FIELDS = {"conv": ({"out", "kernel", "stride", "depthwise", "tag"}, {"out", "kernel", "stride"}),
+           "maxpool": ({"kernel", "stride"}, {"kernel", "stride"}), "act": ({"fn"}, {"fn"}),
+           "bn": (set(), set()), "add": (set(), set()), "gap": (set(), set()), "linear": (set(), set())}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
 
 
@@ -65,21 +69,27 @@ class Op:
     def from_dict(cls, d: dict, where: str = "op") -> "Op":
         if not isinstance(d, dict):
             raise GraphError(f"{where}: an op is a JSON object with 'name', 'op' and 'inputs', not {d!r}")
-        allowed = {"name", "op", "inputs", "out", "kernel", "stride", "depthwise", "fn", "tag"}
-        unknown = set(d) - allowed
-        if unknown:
-            raise GraphError(f"{where}: unknown field(s) {sorted(unknown)}; an op has only {sorted(allowed)}")
         try:
             name, kind, inputs = d["name"], d["op"], d["inputs"]
         except KeyError as e:
             raise GraphError(f"{where}: missing field {e}; every op has 'name', 'op' and 'inputs'")
+        where = f"{where} ({name!r}, {kind})"
+        if kind not in KINDS:
+            raise GraphError(f"{where}: unknown op {kind!r}; ops are {list(KINDS)}")
+        fields, required = _FIELDS[kind]
+        if kind == "conv" and d.get("depthwise") is True:  # a depthwise conv keeps its input's channels
+            fields, required = fields - {"out", "tag"}, required - {"out"}
+        unknown, missing = set(d) - fields - {"name", "op", "inputs"}, required - set(d)
+        if unknown or missing:
+            raise GraphError(f"{where}: " + (f"unknown field(s) {sorted(unknown)}" if unknown else
+                             f"missing field(s) {sorted(missing)}") + f"; this op has {sorted(fields)}")
         if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
-            raise GraphError(f"{where} ({name}): 'inputs' must be a list of op names, not {inputs!r}")
-        for key in ("out", "kernel", "stride"):
-            if key in d and (not isinstance(d[key], int) or isinstance(d[key], bool)):
-                raise GraphError(f"{where} ({name}): '{key}' must be a whole number, not {d[key]!r}")
-        return cls(str(name), str(kind), tuple(inputs), d.get("out", 0), d.get("kernel", 1), d.get("stride", 1),
-                   bool(d.get("depthwise", False)), str(d.get("fn", "")), str(d.get("tag", "")))
+            raise GraphError(f"{where}: 'inputs' must be a list of op names, not {inputs!r}")
+        for key, typ in (("out", int), ("kernel", int), ("stride", int), ("depthwise", bool), ("fn", str), ("tag", str)):
+            if key in d and (not isinstance(d[key], typ) or (typ is int and isinstance(d[key], bool))):
+                raise GraphError(f"{where}: '{key}' must be a {typ.__name__}, not {d[key]!r}")
+        return cls(name, kind, tuple(inputs), d.get("out", 0), d.get("kernel", 1), d.get("stride", 1),
+                   d.get("depthwise", False), d.get("fn", ""), d.get("tag", ""))
 
 
 @dataclass(frozen=True)
@@ -104,11 +114,9 @@ class Graph:
     input_shape: tuple[int, int, int]  # (C, H, W) of one image
     num_classes: int
     ops: tuple[Op, ...]
-    _check: bool = field(default=True, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self._check:
-            self.validate()
+        self.validate()
 
     # ---- structure ---------------------------------------------------------------------
     @cached_property

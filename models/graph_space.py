@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -74,7 +75,8 @@ class GraphSpace:
     def from_graph(cls, name: str, graph: Graph, choices: Mapping[str, Sequence[int]] | None = None) -> "GraphSpace":
         """Default choices: 0.2x-1.5x of each free group's base in 14 levels, multiples of 8 (as space.py)."""
         choices = dict(choices or {})
-        full = tuple((g.name, tuple(choices.get(g.name, width_choices(g.base)))) for g in graph.groups if not g.fixed)
+        whole = lambda c: tuple(int(x) if isinstance(x, numbers.Integral) else x for x in c)  # numpy ints too
+        full = tuple((g.name, whole(choices.get(g.name, width_choices(g.base)))) for g in graph.groups if not g.fixed)
         return cls(name, graph, full)
 
     # ---- groups ------------------------------------------------------------------------
