@@ -134,9 +134,8 @@ class Graph:
 
     def validate(self) -> None:
         """Raise GraphError naming the first op that breaks a rule, and what to change."""
-        c, h, w = self.input_shape
-        if min(self.input_shape) < 1 or self.num_classes < 1:
-            raise GraphError(f"input shape {self.input_shape} and {self.num_classes} classes must be positive")
+        if len(self.input_shape) != 3 or min(self.input_shape) < 1 or self.num_classes < 1:
+            raise GraphError(f"input shape {self.input_shape} (C, H, W) and {self.num_classes} classes must be positive")
         if not self.ops:
             raise GraphError("a graph needs ops")
         seen = {INPUT}
