@@ -233,7 +233,8 @@ def get_space(name_or_path: str) -> SearchSpace:
 
     if name_or_path in GRAPH_SPACES or is_graph_space_file(p):
         raise ValueError(f"unknown search space {name_or_path!r} for this command: it is a graph space, which only "
-                         f"`widthnas space` reads so far; the other stages take the chain spaces {sorted(SPACES)}")
+                         "`widthnas space`, `profile`, `fit` and `validate` read so far; the other stages take the "
+                         f"chain spaces {sorted(SPACES)}")
     if p.suffix == ".json" and p.exists():
         return SearchSpace.from_dict(json.loads(p.read_text()))
     raise ValueError(f"unknown search space {name_or_path!r}; shipped: {sorted(SPACES)}, or give a space JSON file")
