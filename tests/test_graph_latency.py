@@ -98,11 +98,10 @@ def test_identical_ops_share_entries_and_each_op_finds_its_own(mbv2s):
     ch = {g.name: g.choices for g in fs.groups}
     for fc in e.factors:  # every cell of an op's table is the entry of its own signature and channels
         f = fc.factor
-        cells = np.broadcast_to(fc.cols, fc.cols.shape)
-        for pos in np.ndindex(cells.shape):
+        for pos in np.ndindex(fc.cols.shape):
             c = dict(zip(f.scope, (ch[g][i] for g, i in zip(f.scope, pos))))
             c_in, c_out = c.get(f.in_group, ch[f.in_group][0]), c.get(f.out_group, ch[f.out_group][0])
-            assert e.keys[cells[pos]] == (f.signature, c_in, c_out)
+            assert e.keys[fc.cols[pos]] == (f.signature, c_in, c_out)
     # ops of one signature on different groups (1x1 expands at 4x4) share the entries of equal channels
     a_, b_ = by_op["s4.b0.expand"], by_op["s4.b1.expand"]
     assert a_.factor.signature == b_.factor.signature and a_.factor.in_group != b_.factor.in_group
@@ -117,7 +116,7 @@ def test_identical_ops_share_entries_and_each_op_finds_its_own(mbv2s):
     assert by_op["s1.b1.expand"].cols.shape == (K["s1"], K["s1.b1.mid"])
     # a network's row, built by hand from the ops: one count per costed op in the entry of its channels
     w = draw(mbv2s, "uniform", 1, 3)[0]
-    a, grp, sizes = mbv2s.assignment(w), mbv2s.graph.group_of, mbv2s.graph.sizes
+    a = mbv2s.assignment(w)
     row = e.design([w]).toarray()[0]
     want = np.zeros(e.E)
     for f in fs.factors:
@@ -239,27 +238,35 @@ def test_mobilenet_v1_as_a_graph_agrees_with_the_chain_table(small):
 # ---- the MRF's view and files ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fitted(mbv2s):
+    """A table with arbitrary entries (ms), standing in for a fit."""
     costs = np.random.default_rng(1).uniform(0.001, 0.05, GraphEntries(mbv2s).E)
     return GraphLatencyTable(mbv2s, costs, 0.07, 1.3, {"cpu": "synthetic"}, {"entries": len(costs)}, {}, "t")
 
 
+def check_mrf_view(table, widths) -> None:
+    """Per-op factor tables, and the MRF terms, read at the widths' choices and summed, are predict()."""
+    space = table.space
+    names = [g.name for g in space.free_groups]
+    terms = table.mrf_terms()
+    for w in widths:
+        idx = {n: space.free_groups[k].choices.index(c) for k, (n, c) in enumerate(zip(names, w))}
+        total = table.intercept + sum(float(t.ms[tuple(idx[g] for g in t.scope)]) for t in table.factor_tables())
+        assert total == pytest.approx(table.predict(w), rel=1e-12)
+        x = [idx[n] for n in names]
+        mrf = terms.intercept + sum(u[i] for u, i in zip(terms.unary, x)) + sum(p[x[i], x[j]] for i, j, p in terms.pairs)
+        assert mrf == pytest.approx(table.predict(w), rel=1e-12)
+
+
 def test_factor_tables_sum_to_the_prediction(fitted, mbv2s):
-    idx_of = lambda g, w: mbv2s.free_groups[[x.name for x in mbv2s.free_groups].index(g)].choices.index(w)  # noqa: E731
-    terms = fitted.mrf_terms()
-    for w in draw(mbv2s, "uniform", 20, 9):
-        a = dict(zip([g.name for g in mbv2s.free_groups], w))
-        total = fitted.intercept
-        for t in fitted.factor_tables():
-            total += float(t.ms[tuple(idx_of(g, a[g]) for g in t.scope)])
-        assert total == pytest.approx(fitted.predict(w), rel=1e-12)
-        idx = [idx_of(g.name, a[g.name]) for g in mbv2s.free_groups]
-        mrf = terms.intercept + sum(u[i] for u, i in zip(terms.unary, idx)) + sum(p[idx[i], idx[j]]
-                                                                                  for i, j, p in terms.pairs)
-        assert mrf == pytest.approx(fitted.predict(w), rel=1e-12)
+    check_mrf_view(fitted, draw(mbv2s, "uniform", 20, 9))
+    K = {g.name: len(g.choices) for g in mbv2s.free_groups}
     t = {x.op: x for x in fitted.factor_tables()}
-    assert t["s2.b1.expand"].ms.shape == (len(mbv2s.groups[[g.name for g in mbv2s.groups].index("s2")].choices), 14)
-    assert t["s2.b1.dw"].scope == ("s2.b1.mid",) and t["fc"].scope == ("head",)
-    assert fitted.predict(dict(a)) == pytest.approx(fitted.predict(w))  # a {group: channels} mapping too
+    assert t["s2.b1.expand"].ms.shape == (K["s2"], K["s2.b1.mid"]) and t["s2.b1.expand"].scope == ("s2", "s2.b1.mid")
+    assert t["s2.b1.dw"].scope == ("s2.b1.mid",) and t["fc"].scope == ("head",) and t["fc"].ms.shape == (K["head"],)
+    terms = fitted.mrf_terms()
+    assert len(terms.pairs) == sum(len(x.scope) == 2 for x in t.values()) and len(terms.unary) == len(K)
+    w = mbv2s.uniform(0.5)
+    assert fitted.predict(dict(zip(K, w))) == pytest.approx(fitted.predict(w))  # a {group: channels} mapping too
 
 
 def test_profile_round_trip_and_bad_files(fitted, mbv2s, tmp_path, small):
@@ -310,13 +317,15 @@ def test_tiny_real_profile_fit_predict(tmp_path, mbv2s, capsys):
     header, recs, bad = sr.read_samples(str(samples))
     assert header["space"]["fingerprint"] == mbv2s.fingerprint and header["space"]["def"] == mbv2s.to_dict()
     assert len(recs) == 12 and bad == 0 and all(len(r["widths"]) == len(mbv2s.free_groups) for r in recs)
-    assert main(["fit", "--samples", str(samples), "--out", str(prof), "--folds", "3"]) == 0
+    assert main(["fit", "--samples", str(samples), "--out", str(prof), "--folds", "3", "--heldout", str(samples)]) == 0
     table = load_profile(prof, graph=True)
+    assert table.validation["table"]["n"] == 12 and "flops_proxy" in table.validation
     assert isinstance(table, GraphLatencyTable) and table.space.fingerprint == mbv2s.fingerprint
     meas = np.array([r["norm"] for r in recs]) * table.reference_ms
     pred = table.predict_many(np.array([r["widths"] for r in recs]))
     assert np.all(np.isfinite(pred)) and np.median(np.abs(pred / meas - 1)) < 0.2  # its own training networks
     assert table.predict(mbv2s.min_widths) < table.predict(mbv2s.max_widths)
+    check_mrf_view(table, [r["widths"] for r in recs[:3]])
     assert main(["validate", "--profile", str(prof), "--samples", str(samples)]) == 0
     assert "within ±5%" in capsys.readouterr().out
     # a chain-space profile's file cannot hold these samples
