@@ -17,6 +17,7 @@ from widthnas.latency.table import LatencyTable, ProfileError
 from widthnas.models.graph import GraphBuilder
 from widthnas.models.graph_families import from_chain_space, mobilenet_v2_small
 from widthnas.models.graph_space import GraphSpace
+from widthnas.models.space import WidthError
 
 QUICK = FitSettings(lams=(1e-8,), mus=(0.0,), folds=3)  # near-exact data: almost no ridge
 
@@ -267,6 +268,8 @@ def test_factor_tables_sum_to_the_prediction(fitted, mbv2s):
     assert len(terms.pairs) == sum(len(x.scope) == 2 for x in t.values()) and len(terms.unary) == len(K)
     w = mbv2s.uniform(0.5)
     assert fitted.predict(dict(zip(K, w))) == pytest.approx(fitted.predict(w))  # a {group: channels} mapping too
+    with pytest.raises(WidthError, match="group s2: width 7 is not a choice"):
+        fitted.predict_many(np.array([[7 if g == "s2" else c for g, c in zip(K, w)]]))
 
 
 def test_profile_round_trip_and_bad_files(fitted, mbv2s, tmp_path, small):
