@@ -1,4 +1,6 @@
-"""Latency backends: open a network by widths and return a zero-argument call that runs it once."""
+"""Latency backends: open a network by widths and return a zero-argument call that runs it once.
+
+The space is a chain `SearchSpace` or a `GraphSpace`; ONNX models of either come from onnx_graph.space_onnx."""
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -54,7 +56,12 @@ class TorchBackend:
     def open(self, widths: Sequence[int]) -> Callable[[], None]:
         import torch
 
-        from widthnas.models.mobilenet import build_network
+        from widthnas.models.graph_space import GraphSpace
+
+        if isinstance(self.space, GraphSpace):
+            from widthnas.models.graph_net import build_graph_network as build_network
+        else:
+            from widthnas.models.mobilenet import build_network
 
         torch.set_num_threads(self.threads)
         net = build_network(self.space, widths).eval().to(self.device)

@@ -38,8 +38,57 @@ class FitSettings:
     seed: int = 0
 
 
-class _System:
-    """Index bookkeeping shared by every solve on one space."""
+class _Solver:
+    """The regularised solve over any table of E entries in groups with bilinear anchors.
+
+    A subclass sets E (entries), P (bilinear coefficients), T (E, P+E) sparse map from
+    (theta, R) to entries, and pairs (m, 2): entry indices (fewer channels, more channels) whose
+    order the monotonicity penalty keeps. The chain's _System and the graph's GraphSystem
+    (graph_fit.py) differ only in how they lay out entries.
+    """
+
+    E: int
+    P: int
+    T: sp.csr_matrix
+    pairs: np.ndarray
+
+    def solve(self, A: sp.csr_matrix, y: np.ndarray, lam: float, mu: float, iters: int) -> tuple[np.ndarray, float]:
+        """Table entries (E,) ms and intercept ms.
+
+        Sparse bounded least squares for theta >= 0 (`_nonneg_lsq`, exact), and the hinge
+        penalties by re-solving with the violated pairs added.
+        """
+        s = float(np.median(y))
+        n, E, P = A.shape[0], self.E, self.P
+        W = sp.diags(1.0 / y)
+        T1 = sp.hstack([self.T, sp.csr_matrix((E, 1))]).tocsr()  # (E, P+E+1) entries from z
+        data = sp.hstack([W @ A @ self.T, sp.csr_matrix(1.0 / y[:, None])]).tocsr()  # (n, P+E+1)
+        ridge = sp.hstack([sp.csr_matrix((E, P)), sp.identity(E) * (np.sqrt(lam) / s), sp.csr_matrix((E, 1))])
+        active_pairs = np.zeros(len(self.pairs), bool)
+        active_neg = np.zeros(E, bool)
+        for _ in range(max(1, iters)):
+            blocks = [data, ridge]
+            if active_pairs.any() or active_neg.any():
+                p = self.pairs[active_pairs]
+                blocks += [(T1[p[:, 0]] - T1[p[:, 1]]) * (np.sqrt(mu) / s),
+                           T1[np.flatnonzero(active_neg)] * (np.sqrt(mu) / s)]
+            M = sp.vstack(blocks).tocsr()
+            rhs = np.r_[np.ones(n), np.zeros(M.shape[0] - n)]
+            z = _nonneg_lsq(M, rhs, P)
+            entries = self.T @ z[:-1]
+            if mu <= 0:
+                break
+            viol = entries[self.pairs[:, 0]] > entries[self.pairs[:, 1]] + 1e-9 * s
+            negs = entries < 0
+            if not (viol & ~active_pairs).any() and not (negs & ~active_neg).any():
+                break
+            active_pairs |= viol
+            active_neg |= negs
+        return entries, float(z[-1])
+
+
+class _System(_Solver):
+    """Index bookkeeping of a chain space: one (c_in, c_out) grid per block."""
 
     def __init__(self, space: SearchSpace):
         self.space = space
@@ -82,40 +131,6 @@ class _System:
         return sp.csr_matrix((np.ones(cols.size), (np.repeat(np.arange(n), cols.shape[1]), cols.ravel())),
                              shape=(n, self.E))
 
-    def solve(self, A: sp.csr_matrix, y: np.ndarray, lam: float, mu: float, iters: int) -> tuple[np.ndarray, float]:
-        """Table entries (E,) ms and intercept ms.
-
-        Sparse bounded least squares for theta >= 0 (`_nonneg_lsq`, exact), and the hinge
-        penalties by re-solving with the violated pairs added.
-        """
-        s = float(np.median(y))
-        n, E, P = A.shape[0], self.E, self.P
-        W = sp.diags(1.0 / y)
-        T1 = sp.hstack([self.T, sp.csr_matrix((E, 1))]).tocsr()  # (E, P+E+1) entries from z
-        data = sp.hstack([W @ A @ self.T, sp.csr_matrix(1.0 / y[:, None])]).tocsr()  # (n, P+E+1)
-        ridge = sp.hstack([sp.csr_matrix((E, P)), sp.identity(E) * (np.sqrt(lam) / s), sp.csr_matrix((E, 1))])
-        active_pairs = np.zeros(len(self.pairs), bool)
-        active_neg = np.zeros(E, bool)
-        for _ in range(max(1, iters)):
-            blocks = [data, ridge]
-            if active_pairs.any() or active_neg.any():
-                p = self.pairs[active_pairs]
-                blocks += [(T1[p[:, 0]] - T1[p[:, 1]]) * (np.sqrt(mu) / s),
-                           T1[np.flatnonzero(active_neg)] * (np.sqrt(mu) / s)]
-            M = sp.vstack(blocks).tocsr()
-            rhs = np.r_[np.ones(n), np.zeros(M.shape[0] - n)]
-            z = _nonneg_lsq(M, rhs, P)
-            entries = self.T @ z[:-1]
-            if mu <= 0:
-                break
-            viol = entries[self.pairs[:, 0]] > entries[self.pairs[:, 1]] + 1e-9 * s
-            negs = entries < 0
-            if not (viol & ~active_pairs).any() and not (negs & ~active_neg).any():
-                break
-            active_pairs |= viol
-            active_neg |= negs
-        return entries, float(z[-1])
-
 
 def _nonneg_lsq(M: sp.csr_matrix, rhs: np.ndarray, P: int) -> np.ndarray:
     """argmin ||M z - rhs|| subject to z[:P] >= 0, the other columns free.
@@ -152,6 +167,23 @@ def _rmspe(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(np.mean(((pred - y) / y) ** 2)))
 
 
+def cross_validated_solve(sys_: _Solver, A: sp.csr_matrix, y: np.ndarray, settings: FitSettings
+                          ) -> tuple[np.ndarray, float, float, float, dict]:
+    """(entries (E,) ms, intercept ms, lam, mu, {(lam, mu): cv RMSPE}): lam and mu chosen by k-fold
+    cross-validation on networks, then one solve on all of them. Shared by the chain and graph fits."""
+    cv = {}
+    for lam in settings.lams:
+        for mu in settings.mus:
+            errs = []
+            for tr, te in kfold(len(y), settings.folds, settings.seed):
+                e, c = sys_.solve(A[tr], y[tr], lam, mu, settings.active_set_iters)
+                errs.append(_rmspe(A[te] @ e + c, y[te]))
+            cv[(lam, mu)] = float(np.mean(errs))
+    lam, mu = min(cv, key=cv.get)
+    entries, c = sys_.solve(A, y, lam, mu, settings.active_set_iters)
+    return entries, c, lam, mu, cv
+
+
 def fit_table(space: SearchSpace, samples: Samples, settings: FitSettings | None = None,
               name: str = "", log=print) -> LatencyTable:
     """Fit a LatencyTable to reference-normalised samples, choosing lam and mu by cross-validation."""
@@ -163,16 +195,7 @@ def fit_table(space: SearchSpace, samples: Samples, settings: FitSettings | None
     reference_ms = float(np.median(samples.ref_ms))
     y = samples.norm * reference_ms  # ms at the reference network's typical speed
     A = sys_.design(samples.widths)
-    cv = {}
-    for lam in settings.lams:
-        for mu in settings.mus:
-            errs = []
-            for tr, te in kfold(len(y), settings.folds, settings.seed):
-                e, c = sys_.solve(A[tr], y[tr], lam, mu, settings.active_set_iters)
-                errs.append(_rmspe(A[te] @ e + c, y[te]))
-            cv[(lam, mu)] = float(np.mean(errs))
-    lam, mu = min(cv, key=cv.get)
-    entries, c = sys_.solve(A, y, lam, mu, settings.active_set_iters)
+    entries, c, lam, mu, cv = cross_validated_solve(sys_, A, y, settings)
     train_err = _rmspe(A @ entries + c, y)
     log(f"fit: {len(y)} samples, {sys_.E} entries; cv RMSPE {cv[(lam, mu)]:.4f} at lam={lam:g} mu={mu:g}; "
         f"train RMSPE {train_err:.4f}; {time.time() - t0:.1f} s")

@@ -80,7 +80,13 @@ def build_onnx(
 
 
 def space_onnx(space, widths: Sequence[int], batch: int | str = 1, seed: int = 0) -> onnx.ModelProto:
-    """The random-weight graph of `widths` in `space`, as profiled."""
+    """The random-weight graph of `widths` in `space` (a chain or a graph space), as profiled."""
+    from widthnas.models.graph_space import GraphSpace
+
+    if isinstance(space, GraphSpace):  # profiling, bundles and backends build either kind through here
+        from .graph_onnx import graph_space_onnx
+
+        return graph_space_onnx(space, widths, batch, seed)
     widths = space.validate(widths)
     w = random_weights(space.input_shape[0], widths, space.num_classes, seed)
     return build_onnx(space.input_shape, [l.stride for l in space.layers], w, batch)

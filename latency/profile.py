@@ -1,5 +1,8 @@
 """`widthnas profile`: time many random-width networks on this device into a samples JSONL,
-or write a bundle of ONNX networks plus a torch-free runner for an edge device."""
+or write a bundle of ONNX networks plus a torch-free runner for an edge device.
+
+The space may be a chain `SearchSpace` or a `GraphSpace`: the header records its definition and
+fingerprint either way, and a sample's widths follow the space's own order (layers, or free groups)."""
 from __future__ import annotations
 
 import json

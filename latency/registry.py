@@ -7,16 +7,28 @@ from pathlib import Path
 from widthnas.models.space import SearchSpace
 
 from .standalone_runner import device_key
-from .table import LatencyTable
+from .table import LatencyTable, ProfileError
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "hw_profiles"
 
 
-def load_profile(name_or_path: str | Path) -> LatencyTable:
-    """A profile file, or the name of a shipped one (hw_profiles/<name>.json)."""
+def load_profile(name_or_path: str | Path, graph: bool = False):
+    """A profile file, or the name of a shipped one (hw_profiles/<name>.json): a chain LatencyTable,
+    or with `graph=True` also a GraphLatencyTable (stages that only take chains refuse one clearly)."""
     p = Path(name_or_path)
     if not p.exists() and (PROFILE_DIR / f"{name_or_path}.json").exists():
         p = PROFILE_DIR / f"{name_or_path}.json"
+    try:
+        fmt = json.loads(p.read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        fmt = None  # LatencyTable.load names the problem
+    from .graph_table import FORMAT as GRAPH_FORMAT, GraphLatencyTable
+
+    if fmt == GRAPH_FORMAT:
+        if not graph:
+            raise ProfileError(f"{p} is a graph-space profile ({GRAPH_FORMAT}); this stage takes chain-space "
+                               "profiles only so far (`widthnas validate` reads graph profiles)")
+        return GraphLatencyTable.load(p)
     return LatencyTable.load(p)
 
 

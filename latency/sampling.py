@@ -65,9 +65,17 @@ class CoverageSampler:
 
 
 def make_sampler(space: SearchSpace, kind: str, seed: int = 0, seen: Iterable[Sequence[int]] = ()):
+    """A sampler for a chain or a graph space (graph_sampling.py), having observed `seen`."""
     if kind not in ("uniform", "coverage"):
         raise ValueError(f"unknown sampling {kind!r}; choose 'uniform' or 'coverage'")
-    s = (UniformSampler if kind == "uniform" else CoverageSampler)(space, seed)
+    from widthnas.models.graph_space import GraphSpace
+
+    if isinstance(space, GraphSpace):
+        from .graph_sampling import GraphCoverageSampler, GraphUniformSampler
+
+        s = (GraphUniformSampler if kind == "uniform" else GraphCoverageSampler)(space, seed)
+    else:
+        s = (UniformSampler if kind == "uniform" else CoverageSampler)(space, seed)
     for w in seen:
         s.observe(w)
     return s

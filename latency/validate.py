@@ -31,7 +31,8 @@ def metrics(pred: np.ndarray, meas: np.ndarray) -> dict:
 
 
 def validate(table, samples, proxy=None) -> dict:
-    """Metrics of the table (and the FLOPs proxy, when given) on held-out samples, in reference-ms."""
+    """Metrics of the table (a chain LatencyTable or a GraphLatencyTable) and the FLOPs proxy, when
+    given, on held-out samples, in reference-ms."""
     meas = samples.norm * table.reference_ms
     out = {"table": metrics(table.predict_many(samples.widths), meas)}
     if proxy is not None:

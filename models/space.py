@@ -249,9 +249,30 @@ def get_space(name_or_path: str) -> SearchSpace:
     if name_or_path in SPACES:
         return SPACES[name_or_path]()
     p = Path(name_or_path)
+    from .graph_families import GRAPH_SPACES, is_graph_space_file  # the graph module imports this one
+
+    if name_or_path in GRAPH_SPACES or is_graph_space_file(p):
+        raise ValueError(f"unknown search space {name_or_path!r} for this command: it is a graph space, which only "
+                         "`widthnas space`, `profile`, `fit` and `validate` read so far; the other stages take the "
+                         f"chain spaces {sorted(SPACES)}")
     if p.suffix == ".json" and p.exists():
         return SearchSpace.from_dict(json.loads(p.read_text()))
     raise ValueError(f"unknown search space {name_or_path!r}; shipped: {sorted(SPACES)}, or give a space JSON file")
+
+
+def lookup_space(name_or_path: str):
+    """Any shipped space by name (chain `SearchSpace` or `GraphSpace`), or a space JSON file of either format."""
+    from .graph_families import GRAPH_SPACES, get_graph_space, is_graph_space_file
+
+    if name_or_path in GRAPH_SPACES or is_graph_space_file(name_or_path):
+        return get_graph_space(name_or_path)
+    try:
+        return get_space(name_or_path)
+    except ValueError as e:
+        if "unknown search space" in str(e):
+            raise ValueError(f"unknown search space {name_or_path!r}; shipped: {sorted(SPACES)} (chain) and "
+                             f"{sorted(GRAPH_SPACES)} (graph), or give a space JSON file") from None
+        raise
 
 
 def check_fingerprint(found: str, expected: SearchSpace, what: str) -> None:

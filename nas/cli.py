@@ -13,11 +13,15 @@ class UserError(Exception):
 
 
 def _space(args, header_space: dict | None = None):
-    from widthnas.models.space import SearchSpace, get_space
+    """The chain or graph space of --space, or else of a samples header's definition."""
+    from widthnas.models.graph_space import FORMAT as GRAPH_FORMAT, GraphSpace
+    from widthnas.models.space import SearchSpace, lookup_space
 
     if header_space is not None and not args.space:
+        if header_space.get("format") == GRAPH_FORMAT:
+            return GraphSpace.from_dict(header_space, "the samples header's space")
         return SearchSpace.from_dict(header_space)
-    space = get_space(args.space or "mobilenet_v1_small")
+    space = lookup_space(args.space or "mobilenet_v1_small")
     if getattr(args, "input_shape", None):
         space = space.with_input([int(x) for x in args.input_shape.split(",")])
     return space
@@ -63,9 +67,12 @@ def _load(paths, args):
 def cmd_fit(args) -> int:
     from widthnas.latency.fit import FitSettings, fit_flops_proxy, fit_table
     from widthnas.latency.validate import validate
+    from widthnas.models.graph_space import GraphSpace
 
     _refuse_shipped(args.out, args.force)
     space, s = _load(args.samples, args)
+    if isinstance(space, GraphSpace):
+        from widthnas.latency.graph_fit import fit_graph_table as fit_table
     table = fit_table(space, s, FitSettings(folds=args.folds), name=args.name or Path(args.out).stem)
     proxy = fit_flops_proxy(space, s)
     table.fit["flops_proxy"] = proxy.to_dict()
@@ -77,7 +84,8 @@ def cmd_fit(args) -> int:
         if args.plot:
             _plot(args.plot, table, h, proxy)
     table.save(args.out)
-    print(f"profile written to {args.out}: {sum(e.size for e in table.entries)} entries, "
+    n_entries = table.fit["entries"]
+    print(f"profile written to {args.out}: {n_entries} entries, "
           f"reference {table.reference_ms:.3f} ms, intercept {table.intercept:.4f} ms")
     return 0
 
@@ -116,7 +124,7 @@ def cmd_validate(args) -> int:
     from widthnas.latency.samples import load_samples
     from widthnas.latency.validate import validate
 
-    table = load_profile(args.profile)
+    table = load_profile(args.profile, graph=True)
     for p in args.samples:
         if not Path(p).exists():
             raise UserError(f"samples file {p} not found; create it with `widthnas profile --out {p}`")
@@ -146,7 +154,17 @@ def cmd_profiles(args) -> int:
 
 
 def cmd_space(args) -> int:
-    space = _space(args)
+    from widthnas.models.graph_space import GraphSpace
+    from widthnas.models.space import lookup_space
+
+    space = lookup_space(args.space or "mobilenet_v1_small")
+    if args.input_shape:
+        space = space.with_input([int(x) for x in args.input_shape.split(",")])
+    if isinstance(space, GraphSpace):
+        _print_graph_space(space)
+        if args.json:
+            print(json.dumps(space.to_dict(), indent=1))
+        return 0
     print(f"{space.name}  input {space.input_shape}  classes {space.num_classes}  fingerprint {space.fingerprint}")
     for l in space.layers:
         print(f"  {l.name:8s} {l.kind:5s} stride {l.stride}  base {l.base:5d}  choices {list(l.choices)}")
@@ -155,17 +173,32 @@ def cmd_space(args) -> int:
     return 0
 
 
+def _print_graph_space(space) -> None:
+    """Groups (the search variables), their choices, and the costed ops each one's channels enter or leave."""
+    touches = space.touches()
+    print(f"{space.name}  input {space.input_shape}  classes {space.num_classes}  fingerprint {space.fingerprint}  "
+          f"{len(space.free_groups)} free groups, {len(space.graph.ops)} ops, "
+          f"{space.macs(space.base_widths) / 1e6:.1f} M MACs at base widths")
+    for g in space.groups:
+        what = "fixed" if g.fixed else f"base {g.base:5d}  choices {list(g.choices)}"
+        print(f"  {g.name:12s} {what}")
+        print(f"  {'':12s} ops: {', '.join(touches[g.name])}")
+
+
 # ---- parser ----------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="widthnas", description="Hardware-aware channel-width search (AOWS).")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def space_opts(q, default=None):
-        q.add_argument("--space", default=default, help="mobilenet_v1_small (default), mobilenet_v1, or a JSON file")
+        q.add_argument("--space", default=default, help="mobilenet_v1_small (default), mobilenet_v1, or a JSON file"
+                       " (profile and fit also take the graph spaces mobilenet_v2(_small), resnet(_small))")
         q.add_argument("--input-shape", help="C,H,W to override the space's input shape")
 
-    q = sub.add_parser("space", help="show a search space")
-    space_opts(q)
+    q = sub.add_parser("space", help="show a search space (chain or graph) and its width choices")
+    q.add_argument("--space", help="mobilenet_v1_small (default), mobilenet_v1, graph spaces mobilenet_v2, "
+                   "mobilenet_v2_small, resnet, resnet_small, or a space JSON file")
+    q.add_argument("--input-shape", help="C,H,W to override the space's input shape")
     q.add_argument("--json", action="store_true")
     q.set_defaults(fn=cmd_space)
 

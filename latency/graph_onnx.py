@@ -1,0 +1,118 @@
+"""Build the ONNX graph of a GraphSpace network directly from its ops, without torch.
+
+As latency/onnx_graph.py does for the chain spaces: what the exporter emits for `models.GraphNet`
+in eval mode after BatchNorm folding (Conv+bias, Relu or Clip(0, 6), Add, MaxPool,
+GlobalAveragePool, Flatten, Gemm), so profiling can build thousands of networks cheaply and
+onnxruntime runs the same kernels; tests/test_graph_space.py checks outputs against torch.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from widthnas.models.graph import INPUT
+from widthnas.models.graph_space import GraphSpace
+
+from .onnx_graph import OPSET
+
+Weights = dict[str, dict[str, np.ndarray]]  # conv or linear op name -> {"w": weight, "b": bias}
+
+
+def random_graph_weights(space: GraphSpace, widths: Sequence[int] | Mapping[str, int], seed: int = 0) -> Weights:
+    """He-initialised folded weights: latency does not depend on values, only on shapes."""
+    rng = np.random.default_rng(seed)
+    a, g = space.assignment(widths), space.graph.group_of
+    out = {}
+    for op in space.graph.ops:
+        c_in, c_out = a[g[op.inputs[0]]], a[g[op.name]]
+        if op.kind == "conv":
+            per_group = 1 if op.depthwise else c_in
+            std = np.sqrt(2.0 / (per_group * op.kernel ** 2))
+            w = rng.standard_normal((c_out, per_group, op.kernel, op.kernel)) * std
+        elif op.kind == "linear":
+            w = rng.standard_normal((c_out, c_in)) / np.sqrt(c_in)
+        else:
+            continue
+        out[op.name] = {"w": w.astype(np.float32), "b": np.zeros(c_out, np.float32)}
+    return out
+
+
+def folded_graph_weights(net) -> Weights:
+    """Fold a torch `models.GraphNet`'s BatchNorms into their convs (eval mode), as numpy."""
+    import torch
+
+    from widthnas.models.graph_net import _key
+
+    ops, out = net.space.graph.ops, {}
+    with torch.no_grad():
+        for op in ops:
+            if op.kind == "bn":
+                conv, bn = net.layers[_key(net.space.graph.by_name[op.inputs[0]])], net.layers[_key(op)]
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                out[op.inputs[0]] = {"w": (conv.weight * scale.reshape(-1, 1, 1, 1)).numpy().astype(np.float32),
+                                     "b": (bn.bias - bn.running_mean * scale).numpy().astype(np.float32)}
+            elif op.kind == "linear":
+                fc = net.layers[_key(op)]
+                out[op.name] = {"w": fc.weight.numpy().copy(), "b": fc.bias.numpy().copy()}
+    return out
+
+
+def build_graph_onnx(space: GraphSpace, weights: Weights, batch: int | str = "batch") -> onnx.ModelProto:
+    """The ONNX model of `space`'s ops with folded `weights` (their shapes carry the widths).
+
+    Tensors are named after the ops; a BN's output is its conv's (the BN folded into it).
+    """
+    nodes, inits, alias = [], [], {INPUT: INPUT}
+    clip = False
+    for op in space.graph.ops:
+        xs = [alias[i] for i in op.inputs]
+        if op.kind == "bn":
+            alias[op.name] = xs[0]
+            continue
+        alias[op.name] = op.name
+        if op.kind == "conv":
+            w, b = weights[op.name]["w"], weights[op.name]["b"]
+            inits += [numpy_helper.from_array(w, f"{op.name}.w"), numpy_helper.from_array(b, f"{op.name}.b")]
+            nodes.append(helper.make_node("Conv", [xs[0], f"{op.name}.w", f"{op.name}.b"], [op.name],
+                                          kernel_shape=[op.kernel] * 2, strides=[op.stride] * 2,
+                                          pads=[op.kernel // 2] * 4, group=w.shape[0] if op.depthwise else 1))
+        elif op.kind == "act" and op.fn == "relu6":
+            clip = True
+            nodes.append(helper.make_node("Clip", [xs[0], "clip.min", "clip.max"], [op.name]))
+        elif op.kind == "act":
+            nodes.append(helper.make_node("Relu", xs, [op.name]))
+        elif op.kind == "add":
+            y = xs[0]
+            for k, z in enumerate(xs[1:], start=1):
+                out = op.name if k == len(xs) - 1 else f"{op.name}.{k}"
+                nodes.append(helper.make_node("Add", [y, z], [out]))
+                y = out
+        elif op.kind == "maxpool":
+            nodes.append(helper.make_node("MaxPool", xs, [op.name], kernel_shape=[op.kernel] * 2,
+                                          strides=[op.stride] * 2, pads=[op.kernel // 2] * 4))
+        elif op.kind == "gap":
+            nodes.append(helper.make_node("GlobalAveragePool", xs, [op.name]))
+        else:  # linear
+            w, b = weights[op.name]["w"], weights[op.name]["b"]
+            inits += [numpy_helper.from_array(w, f"{op.name}.w"), numpy_helper.from_array(b, f"{op.name}.b")]
+            nodes.append(helper.make_node("Flatten", xs, [f"{op.name}.flat"], axis=1))
+            nodes.append(helper.make_node("Gemm", [f"{op.name}.flat", f"{op.name}.w", f"{op.name}.b"], ["logits"],
+                                          transB=1))
+    if clip:  # opset >= 11 takes Clip's bounds as scalar inputs
+        inits += [numpy_helper.from_array(np.array(0.0, np.float32), "clip.min"),
+                  numpy_helper.from_array(np.array(6.0, np.float32), "clip.max")]
+    inp = helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, [batch, *space.input_shape])
+    out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, space.num_classes])
+    graph = helper.make_graph(nodes, f"widthnas_{space.name}", [inp], [out], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="widthnas")
+    model.ir_version = 8  # readable by onnxruntime builds back to 1.10, for edge devices
+    return model
+
+
+def graph_space_onnx(space: GraphSpace, widths: Sequence[int] | Mapping[str, int], batch: int | str = 1,
+                     seed: int = 0) -> onnx.ModelProto:
+    """The random-weight graph of `widths` in `space`, as profiling would time it."""
+    return build_graph_onnx(space, random_graph_weights(space, widths, seed), batch)

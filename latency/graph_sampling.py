@@ -1,0 +1,71 @@
+"""Which graph-space networks to profile: uniform random widths per free group, or coverage-biased
+widths that use the least-measured (signature, c_in, c_out) entries next (as sampling.py does for
+chains).
+
+On a chain the least-measured network is an exact min-sum DP; on a graph with cycles (bottleneck
+blocks) it would need the junction tree, so the coverage sampler descends coordinate-wise from a
+random start instead (iterated conditional modes): every group in turn takes the choice whose
+entries are least measured given the others, until none changes. A local minimum is enough to
+steer sampling towards unmeasured entries.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from widthnas.models.graph_space import GraphSpace
+
+from .graph_entries import GraphEntries
+
+
+class GraphUniformSampler:
+    def __init__(self, space: GraphSpace, seed: int = 0):
+        self.space, self.rng = space, np.random.default_rng(seed)
+
+    def observe(self, widths: Sequence[int]) -> None:
+        pass
+
+    def next(self) -> list[int]:
+        return [int(self.rng.choice(c)) for c in self.space.choices]
+
+
+class GraphCoverageSampler:
+    """Each new network (locally) minimises the summed measurement counts of the entries it uses."""
+
+    def __init__(self, space: GraphSpace, seed: int = 0, sweeps: int = 10):
+        self.space, self.rng, self.sweeps = space, np.random.default_rng(seed), sweeps
+        self.entries = GraphEntries(space)
+        self.counts = np.zeros(self.entries.E)  # (E,) times each entry was in a measured network
+        self.touch = [[fc for fc in self.entries.factors if g in fc.scope_pos] for g in range(len(space.choices))]
+
+    def observe(self, widths: Sequence[int]) -> None:
+        cols = self.entries.columns(self.entries.indices([self.space.validate(widths)]))[0]
+        np.add.at(self.counts, cols, 1)
+
+    def _cost(self, g: int, idx: np.ndarray, cost: np.ndarray) -> np.ndarray:
+        """(K_g,) summed cost of the entries of the ops touching group g, for each of g's choices."""
+        out = np.zeros(len(self.space.choices[g]))
+        for fc in self.touch[g]:
+            tab = cost[fc.cols]  # (K_in, K_out) or (K,)
+            if len(fc.scope_pos) == 1:
+                out += tab
+            elif fc.scope_pos[0] == g:
+                out += tab[:, idx[fc.scope_pos[1]]]
+            else:
+                out += tab[idx[fc.scope_pos[0]], :]
+        return out
+
+    def next(self) -> list[int]:
+        jitter = 1.0 / (len(self.entries.factors) + 1)  # sums to less than one count: breaks ties only
+        cost = self.counts + jitter * self.rng.random(self.entries.E)
+        idx = np.array([self.rng.integers(len(c)) for c in self.space.choices])
+        for _ in range(self.sweeps):
+            changed = False
+            for g in self.rng.permutation(len(idx)):
+                best = int(np.argmin(self._cost(g, idx, cost)))
+                changed |= best != idx[g]
+                idx[g] = best
+            if not changed:
+                break
+        return [int(c[i]) for c, i in zip(self.space.choices, idx)]

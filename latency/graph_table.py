@@ -1,0 +1,174 @@
+"""`GraphLatencyTable`: the latency model of a graph space, as a device profile holds it.
+
+A network's predicted latency is intercept + the sum, over its costed ops, of the entry
+(signature, c_in, c_out) each op uses (graph_entries.py). For the MRF the same sum is read per op:
+a (K_in, K_out) table over its input and output groups' choices, a (K,) unary when both are one
+group or one side is fixed, a constant when both are fixed (`factor_tables`, `mrf_terms`).
+
+File format 'widthnas-graph-profile/1': the space's definition and fingerprint, the device, and per
+signature the ops sharing it and its entries as [c_in, c_out, ms] rows.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from widthnas._io import atomic_write_text
+from widthnas.models.graph import GraphError
+from widthnas.models.graph_space import GraphSpace, OpSignature
+from widthnas.models.space import check_fingerprint
+
+from .graph_entries import EntryKey, GraphEntries, signature_from_dict, signature_to_dict
+from .table import ProfileError
+
+FORMAT = "widthnas-graph-profile/1"
+
+
+def describe(s: OpSignature) -> str:
+    """'conv 3x3/2 dw at 14x14' for messages."""
+    return f"{s.kind} {s.kernel}x{s.kernel}/{s.stride} {s.groups} at {s.resolution[0]}x{s.resolution[1]}"
+
+
+@dataclass(frozen=True)
+class FactorTable:
+    """One op's latency over the choices of the free groups it touches."""
+
+    op: str
+    in_group: str
+    out_group: str
+    scope: tuple[str, ...]  # free groups the table is indexed by, (in, out) order
+    ms: np.ndarray  # (K_in, K_out), (K,) or () ms
+
+
+@dataclass(frozen=True)
+class MrfTerms:
+    """Latency as the graph MRF takes it: per free group a unary, per op on two free groups a pair."""
+
+    unary: list[np.ndarray]  # per free group (space.free_groups order), (K_g,) ms
+    pairs: list[tuple[int, int, np.ndarray]]  # (i, j, (K_i, K_j) ms), i = input group, j = output group
+    intercept: float  # ms, the table's intercept plus the ops whose groups are all fixed
+
+
+@dataclass
+class GraphLatencyTable:
+    space: GraphSpace
+    costs: np.ndarray  # (E,) ms, one per entry in GraphEntries(space).keys order
+    intercept: float  # ms, the part of every network not attributed to an op
+    reference_ms: float  # median latency of the reference network (base widths) while profiling
+    device: dict = field(default_factory=dict)
+    fit: dict = field(default_factory=dict)
+    validation: dict = field(default_factory=dict)
+    name: str = ""
+
+    @cached_property
+    def entries(self) -> GraphEntries:
+        return GraphEntries(self.space)
+
+    def __post_init__(self) -> None:
+        self.costs = np.asarray(self.costs, float)
+        if self.costs.shape != (self.entries.E,):
+            raise ValueError(f"{self.costs.shape} costs for the {self.entries.E} entries of space {self.space.name}")
+
+    # ---- prediction ------------------------------------------------------------------
+    def predict(self, widths: Sequence[int] | Mapping[str, int]) -> float:
+        """Predicted latency of one configuration (a list in free-group order or {group: channels}), ms."""
+        return float(self.predict_many(np.asarray([self.space.validate(widths)]))[0])
+
+    def predict_many(self, widths: np.ndarray) -> np.ndarray:
+        """(n, free groups) channels -> (n,) ms, through the design matrix the fit solved."""
+        return self.entries.design(widths) @ self.costs + self.intercept
+
+    def factor_tables(self) -> list[FactorTable]:
+        """Per costed op, in graph order, its latency table over its scope's choices."""
+        free = [g.name for g in self.space.free_groups]
+        return [FactorTable(fc.factor.op, fc.factor.in_group, fc.factor.out_group,
+                            tuple(free[p] for p in fc.scope_pos), self.costs[fc.cols])
+                for fc in self.entries.factors]
+
+    def mrf_terms(self) -> MrfTerms:
+        """Factor tables summed into per-group unaries, per-op pairs and one constant (ms)."""
+        pos = {g.name: k for k, g in enumerate(self.space.free_groups)}
+        unary = [np.zeros(len(g.choices)) for g in self.space.free_groups]
+        pairs, const = [], self.intercept
+        for t in self.factor_tables():
+            if len(t.scope) == 2:
+                pairs.append((pos[t.scope[0]], pos[t.scope[1]], t.ms))
+            elif len(t.scope) == 1:
+                unary[pos[t.scope[0]]] += t.ms
+            else:
+                const += float(t.ms)
+        return MrfTerms(unary, pairs, const)
+
+    # ---- files -----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        ops = self.entries.ops_of()
+        sigs = [{"signature": signature_to_dict(s), "ops": ops[s],
+                 "entries": [[self.entries.keys[i].c_in, self.entries.keys[i].c_out, round(float(self.costs[i]), 6)]
+                             for i in idx]}
+                for s, idx in self.entries.by_signature().items()]
+        return {
+            "format": FORMAT, "name": self.name,
+            "space": {"name": self.space.name, "fingerprint": self.space.fingerprint, "def": self.space.to_dict()},
+            "device": self.device, "reference_ms": self.reference_ms, "intercept_ms": self.intercept,
+            "signatures": sigs, "fit": self.fit, "validation": self.validation,
+        }
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "graph profile") -> "GraphLatencyTable":
+        """Rebuild and check: the entries must be exactly those the space's ops need, finite."""
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            found = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise ProfileError(f"{where}: format {found!r}, expected {FORMAT!r}; not a widthnas graph-space profile")
+        try:
+            try:
+                space = GraphSpace.from_dict(d["space"]["def"], "space")
+            except GraphError as e:
+                raise ProfileError(f"{where}: the space it records is not a valid graph space ({e})")
+            check_fingerprint(d["space"]["fingerprint"], space, where)
+            entries = GraphEntries(space)
+            costs = np.full(entries.E, np.nan)
+            for k, sd in enumerate(d["signatures"]):
+                sig = signature_from_dict(sd["signature"])
+                for row in sd["entries"]:
+                    c_in, c_out, ms = row
+                    key = EntryKey(sig, int(c_in), int(c_out))
+                    i = entries.index.get(key)
+                    if i is None:
+                        raise ProfileError(f"{where}: entry {describe(sig)} c_in {c_in} c_out {c_out} is not one "
+                                           f"the space's ops use; the file does not belong to this space")
+                    if not np.isnan(costs[i]):
+                        raise ProfileError(f"{where}: entry {describe(sig)} c_in {c_in} c_out {c_out} is listed twice")
+                    if not isinstance(ms, (int, float)) or not np.isfinite(ms):
+                        raise ProfileError(f"{where}: entry {describe(sig)} c_in {c_in} c_out {c_out} has latency "
+                                           f"{ms!r}; latencies are finite numbers (ms)")
+                    costs[i] = ms
+            missing = np.flatnonzero(np.isnan(costs))
+            if missing.size:
+                k = entries.keys[missing[0]]
+                raise ProfileError(f"{where}: {missing.size} of the space's {entries.E} entries are missing, e.g. "
+                                   f"{describe(k.signature)} c_in {k.c_in} c_out {k.c_out}; refit it with `widthnas fit`")
+            return cls(space, costs, float(d["intercept_ms"]), float(d["reference_ms"]), d.get("device", {}),
+                       d.get("fit", {}), d.get("validation", {}), d.get("name", ""))
+        except (KeyError, TypeError, ValueError) as e:
+            if isinstance(e, ProfileError) or "fingerprint" in str(e):
+                raise
+            raise ProfileError(f"{where}: missing or malformed field ({type(e).__name__}: {e}); the file does not "
+                               "fit the graph profile schema")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "GraphLatencyTable":
+        try:
+            d = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"profile {path} not found; fit one with `widthnas fit --space SPACE`")
+        except json.JSONDecodeError as e:
+            raise ProfileError(f"profile {path} does not parse as JSON ({e}); refit it with `widthnas fit`")
+        return cls.from_dict(d, str(path))

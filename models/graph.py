@@ -1,0 +1,309 @@
+"""A network as a graph of ops, and its channel groups: the search variables of a graph space.
+
+A channel group is a set of tensors that must have the same number of channels whatever widths are
+chosen. Groups are derived from the ops by union-find, never written by hand:
+
+  - a conv (not depthwise) starts a new group for its output, with the base width it declares;
+  - a depthwise conv, BN, activation and pooling keep their input's group;
+  - an add ties the groups of all its inputs into one (a residual never changes the architecture:
+    when widths would differ the add is not dropped, the widths are tied);
+  - the input channels ("input") and the classifier output ("classes") are fixed groups.
+
+A group's name is the `tag` of the first op (in graph order) that starts it, or that op's name.
+Ops are listed in topological order; tensors are named after the op that produces them, and the
+image is the tensor "input". Every conv is followed by its BN (and only by it), so BN folds into
+the conv at export; the last op is the one linear classifier, on a globally pooled 1x1 tensor.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+
+INPUT = "input"  # the image tensor and its fixed channel group
+CLASSES = "classes"  # the classifier output's fixed channel group
+KINDS = ("conv", "bn", "act", "add", "maxpool", "gap", "linear")
+ACTIVATIONS = ("relu", "relu6")
+# kind -> (fields an op of that kind may have besides name/op/inputs, fields it must have)
+_FIELDS = {"conv": ({"out", "kernel", "stride", "depthwise", "tag"}, {"out", "kernel", "stride"}),
+           "maxpool": ({"kernel", "stride"}, {"kernel", "stride"}), "act": ({"fn"}, {"fn"}),
+           "bn": (set(), set()), "add": (set(), set()), "gap": (set(), set()), "linear": (set(), set())}
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
+
+
+class GraphError(ValueError):
+    """A graph (or graph space file) that is not a valid network; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Op:
+    """One op. Only the fields of its kind matter; the others keep their defaults."""
+
+    name: str
+    kind: str  # one of KINDS
+    inputs: tuple[str, ...]
+    out: int = 0  # conv (not depthwise): base output channels
+    kernel: int = 1  # conv, maxpool: square kernel side
+    stride: int = 1  # conv, maxpool
+    depthwise: bool = False  # conv: groups = channels, output keeps the input's group
+    fn: str = ""  # act: "relu" or "relu6"
+    tag: str = ""  # conv: name of the group this op starts (default: the op's name)
+
+    def to_dict(self) -> dict:
+        d: dict = {"name": self.name, "op": self.kind, "inputs": list(self.inputs)}
+        if self.kind == "conv":
+            d.update(kernel=self.kernel, stride=self.stride)
+            if self.depthwise:
+                d["depthwise"] = True
+            else:
+                d["out"] = self.out
+                if self.tag:
+                    d["tag"] = self.tag
+        elif self.kind == "maxpool":
+            d.update(kernel=self.kernel, stride=self.stride)
+        elif self.kind == "act":
+            d["fn"] = self.fn
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "op") -> "Op":
+        if not isinstance(d, dict):
+            raise GraphError(f"{where}: an op is a JSON object with 'name', 'op' and 'inputs', not {d!r}")
+        try:
+            name, kind, inputs = d["name"], d["op"], d["inputs"]
+        except KeyError as e:
+            raise GraphError(f"{where}: missing field {e}; every op has 'name', 'op' and 'inputs'")
+        where = f"{where} ({name!r}, {kind})"
+        if kind not in KINDS:
+            raise GraphError(f"{where}: unknown op {kind!r}; ops are {list(KINDS)}")
+        fields, required = _FIELDS[kind]
+        if kind == "conv" and d.get("depthwise") is True:  # a depthwise conv keeps its input's channels
+            fields, required = fields - {"out", "tag"}, required - {"out"}
+        unknown, missing = set(d) - fields - {"name", "op", "inputs"}, required - set(d)
+        if unknown or missing:
+            raise GraphError(f"{where}: " + (f"unknown field(s) {sorted(unknown)}" if unknown else
+                             f"missing field(s) {sorted(missing)}") + f"; this op has {sorted(fields)}")
+        if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+            raise GraphError(f"{where}: 'inputs' must be a list of op names, not {inputs!r}")
+        for key, typ in (("out", int), ("kernel", int), ("stride", int), ("depthwise", bool), ("fn", str), ("tag", str)):
+            if key in d and (not isinstance(d[key], typ) or (typ is int and isinstance(d[key], bool))):
+                raise GraphError(f"{where}: '{key}' must be a {typ.__name__}, not {d[key]!r}")
+        return cls(name, kind, tuple(inputs), d.get("out", 0), d.get("kernel", 1), d.get("stride", 1),
+                   d.get("depthwise", False), d.get("fn", ""), d.get("tag", ""))
+
+
+@dataclass(frozen=True)
+class Group:
+    """A channel group as derived from the ops."""
+
+    name: str
+    base: int  # channels of the base (1.0x) network; the fixed channel count of a fixed group
+    fixed: bool  # "input" and "classes" (and anything an add ties to them)
+    members: tuple[str, ...]  # tensors (op names, and "input") whose channels this group is
+
+
+def _out_size(h: int, kernel: int, stride: int) -> int:
+    """Output side of a conv or max-pool with padding kernel // 2, px."""
+    return (h + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Ops over an input shape: validated on construction, groups and sizes derived lazily."""
+
+    input_shape: tuple[int, int, int]  # (C, H, W) of one image
+    num_classes: int
+    ops: tuple[Op, ...]
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ---- structure ---------------------------------------------------------------------
+    @cached_property
+    def by_name(self) -> dict[str, Op]:
+        return {op.name: op for op in self.ops}
+
+    @cached_property
+    def consumers(self) -> dict[str, list[str]]:
+        """Tensor name -> the ops reading it, in graph order."""
+        out: dict[str, list[str]] = {INPUT: [], **{op.name: [] for op in self.ops}}
+        for op in self.ops:
+            for i in op.inputs:
+                out[i].append(op.name)
+        return out
+
+    def validate(self) -> None:
+        """Raise GraphError naming the first op that breaks a rule, and what to change."""
+        if len(self.input_shape) != 3 or min(self.input_shape) < 1 or self.num_classes < 1:
+            raise GraphError(f"input shape {self.input_shape} (C, H, W) and {self.num_classes} classes must be positive")
+        if not self.ops:
+            raise GraphError("a graph needs ops")
+        seen = {INPUT}
+        keys = set()
+        for k, op in enumerate(self.ops):
+            where = f"op {k} ({op.name!r})"
+            if not _NAME.match(op.name) or op.name in (INPUT, CLASSES):
+                raise GraphError(f"{where}: names start with a letter and hold letters, digits, '_' and '.'; "
+                                 f"'{INPUT}' and '{CLASSES}' are reserved")
+            if op.name in seen:
+                raise GraphError(f"{where}: the name is used twice; op names must be unique")
+            key = op.name.replace(".", "_")
+            if key in keys:
+                raise GraphError(f"{where}: the name equals another with '.' read as '_' (torch module names)")
+            keys.add(key)
+            if op.kind not in KINDS:
+                raise GraphError(f"{where}: unknown op {op.kind!r}; ops are {list(KINDS)}")
+            for i in op.inputs:
+                if i not in seen:
+                    raise GraphError(f"{where}: input {i!r} is not an earlier op (or 'input'); list ops in "
+                                     "topological order")
+            n_in = len(op.inputs)
+            if (op.kind == "add" and n_in < 2) or (op.kind != "add" and n_in != 1):
+                raise GraphError(f"{where}: {op.kind} takes {'two or more inputs' if op.kind == 'add' else 'one input'}"
+                                 f", got {n_in}")
+            if op.kind in ("conv", "maxpool"):
+                if op.kernel < 1 or op.kernel % 2 == 0 or op.stride < 1:
+                    raise GraphError(f"{where}: kernel must be odd and positive, stride positive "
+                                     f"(got kernel {op.kernel}, stride {op.stride})")
+            if op.kind == "conv" and not op.depthwise and op.out < 1:
+                raise GraphError(f"{where}: a conv declares its base output channels 'out' (> 0)")
+            if op.kind == "act" and op.fn not in ACTIVATIONS:
+                raise GraphError(f"{where}: activation {op.fn!r}; choose one of {list(ACTIVATIONS)}")
+            if op.kind == "bn" and self.by_name.get(op.inputs[0], Op("", "", ())).kind != "conv":
+                raise GraphError(f"{where}: a bn follows a conv (it folds into it at export)")
+            if op.kind == "linear" and k != len(self.ops) - 1:
+                raise GraphError(f"{where}: the one linear is the classifier, the last op")
+            seen.add(op.name)
+        if self.ops[-1].kind != "linear":
+            raise GraphError(f"the last op ({self.ops[-1].name!r}) must be the linear classifier")
+        for op in self.ops:
+            users = self.consumers[op.name]
+            if op is not self.ops[-1] and not users:
+                raise GraphError(f"op {op.name!r} is never used; remove it or feed it into the network")
+            if op.kind == "conv" and [self.by_name[u].kind for u in users] != ["bn"]:
+                raise GraphError(f"conv {op.name!r} must feed exactly one op, its bn (found {users})")
+        sizes = self.sizes  # checks spatial agreement
+        if sizes[self.ops[-1].inputs[0]] != (1, 1):
+            raise GraphError("the linear classifier reads a 1x1 tensor: put a 'gap' (global average pool) before it")
+        self.groups  # noqa: B018  (checks base widths agree inside every group)
+
+    # ---- derived -----------------------------------------------------------------------
+    @cached_property
+    def sizes(self) -> dict[str, tuple[int, int]]:
+        """Tensor name -> output (H, W), px."""
+        s = {INPUT: tuple(self.input_shape[1:])}
+        for op in self.ops:
+            h, w = s[op.inputs[0]]
+            if op.kind in ("conv", "maxpool"):
+                h, w = _out_size(h, op.kernel, op.stride), _out_size(w, op.kernel, op.stride)  # >= 1 px
+            elif op.kind == "gap":
+                h, w = 1, 1
+            elif op.kind == "add":
+                got = {s[i] for i in op.inputs}
+                if len(got) != 1:
+                    raise GraphError(f"add {op.name!r} joins tensors of different sizes "
+                                     f"{ {i: s[i] for i in op.inputs} } px; give the shortcut the same stride")
+            s[op.name] = (h, w)
+        return s
+
+    @cached_property
+    def _union(self) -> dict[str, str]:
+        """Tensor name -> the tensor that started its group (union-find with path halving)."""
+        parent = {INPUT: INPUT}
+
+        def find(x: str) -> str:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        for op in self.ops:
+            starts = op.kind == "linear" or (op.kind == "conv" and not op.depthwise)
+            parent[op.name] = op.name if starts else find(op.inputs[0])
+            if op.kind == "add":
+                roots = sorted({find(i) for i in op.inputs}, key=self._order.__getitem__)
+                for r in roots[1:]:  # the earliest root stays the representative
+                    parent[r] = roots[0]
+                parent[op.name] = roots[0]
+        return {t: find(t) for t in parent}
+
+    @cached_property
+    def _order(self) -> dict[str, int]:
+        return {INPUT: -1, **{op.name: k for k, op in enumerate(self.ops)}}
+
+    @cached_property
+    def groups(self) -> tuple[Group, ...]:
+        """The channel groups in order of their first tensor; fixed ones included."""
+        members: dict[str, list[str]] = {}
+        for t, r in self._union.items():
+            members.setdefault(r, []).append(t)
+        out, names = [], {}
+        for root in sorted(members, key=self._order.__getitem__):
+            tensors = sorted(members[root], key=self._order.__getitem__)
+            bases = {}  # tensor that starts channels -> its base width
+            for t in tensors:
+                if t == INPUT:
+                    bases[t] = self.input_shape[0]
+                elif self.by_name[t].kind == "linear":
+                    bases[t] = self.num_classes
+                elif self.by_name[t].kind == "conv" and not self.by_name[t].depthwise:
+                    bases[t] = self.by_name[t].out
+            if len(set(bases.values())) != 1:
+                raise GraphError(f"ops {bases} are tied into one channel group (by adds and depthwise convs), so "
+                                 "they need the same base width; make their 'out' equal")
+            fixed = INPUT in tensors or any(self.by_name[t].kind == "linear" for t in tensors if t != INPUT)
+            if INPUT in tensors:
+                name = INPUT
+            elif fixed:
+                name = CLASSES
+            else:
+                name = self.by_name[root].tag or root
+            if name in names:
+                raise GraphError(f"two channel groups are named {name!r} (started by {names[name]!r} and "
+                                 f"{root!r}); give their convs different tags")
+            names[name] = root
+            out.append(Group(name, next(iter(bases.values())), fixed, tuple(tensors)))
+        return tuple(out)
+
+    @cached_property
+    def group_of(self) -> dict[str, str]:
+        """Tensor name -> its group's name."""
+        return {t: g.name for g in self.groups for t in g.members}
+
+    def with_input(self, input_shape: tuple[int, int, int], num_classes: int) -> "Graph":
+        return Graph(tuple(input_shape), num_classes, self.ops)
+
+
+class GraphBuilder:
+    """Writes ops in order; each method returns the name of the tensor it produced."""
+
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int):
+        self.input_shape, self.num_classes, self.ops = tuple(input_shape), num_classes, []
+
+    def _add(self, op: Op) -> str:
+        self.ops.append(op)
+        return op.name
+
+    def conv_bn(self, name: str, x: str, out: int = 0, kernel: int = 3, stride: int = 1, depthwise: bool = False,
+                act: str | None = "relu", tag: str = "") -> str:
+        """conv -> bn (-> activation): the unit every family is made of."""
+        y = self._add(Op(name, "conv", (x,), 0 if depthwise else out, kernel, stride, depthwise, tag=tag))
+        y = self._add(Op(f"{name}.bn", "bn", (y,)))
+        return self.act(f"{name}.act", y, act) if act else y
+
+    def act(self, name: str, x: str, fn: str = "relu") -> str:
+        return self._add(Op(name, "act", (x,), fn=fn))
+
+    def add(self, name: str, *xs: str) -> str:
+        return self._add(Op(name, "add", tuple(xs)))
+
+    def maxpool(self, name: str, x: str, kernel: int = 3, stride: int = 2) -> str:
+        return self._add(Op(name, "maxpool", (x,), kernel=kernel, stride=stride))
+
+    def head(self, x: str) -> str:
+        """Global average pool and the linear classifier."""
+        y = self._add(Op("pool", "gap", (x,)))
+        return self._add(Op("fc", "linear", (y,)))
+
+    def build(self) -> Graph:
+        return Graph(self.input_shape, self.num_classes, tuple(self.ops))

@@ -1,0 +1,119 @@
+"""Shipped graph spaces (MobileNet-v2, ResNet with basic blocks) and their lookup by name.
+
+Each family is written once as ops; its groups (which widths the residual adds tie, which are free)
+follow from the ops. The `_small` variants are for 28-32 px images (Fashion-MNIST: 1x28x28,
+10 classes): stride-1 stems and no max-pool, so 28 px ends at 4x4 after three stride-2 stages.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .graph import GraphBuilder, GraphError
+from .graph_space import FORMAT, GraphSpace
+
+# MobileNet-v2 (Sandler et al. 2018, Table 2): (expansion t, channels c, blocks n, first stride s)
+_MBV2 = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
+_MBV2_SMALL = [(1, 8, 1, 1), (6, 16, 2, 2), (6, 24, 2, 2), (6, 32, 2, 2), (6, 48, 2, 1)]
+
+
+def _mobilenet_v2(name: str, input_shape, num_classes: int, stem: int, stem_stride: int, settings, last: int) -> GraphSpace:
+    """Inverted residual blocks: 1x1 expand (free width per block) -> 3x3 depthwise (keeps it) ->
+    1x1 linear projection; a residual add when stride is 1 and the block keeps its base width, which
+    ties the stage's output widths into one group."""
+    b = GraphBuilder(input_shape, num_classes)
+    x = b.conv_bn("stem", "input", stem, 3, stem_stride, act="relu6")
+    c_in = stem
+    for i, (t, c, n, s) in enumerate(settings):
+        for j in range(n):
+            p, stride = f"s{i}.b{j}", (s if j == 0 else 1)
+            h = b.conv_bn(f"{p}.expand", x, c_in * t, 1, act="relu6", tag=f"{p}.mid") if t != 1 else x
+            h = b.conv_bn(f"{p}.dw", h, kernel=3, stride=stride, depthwise=True, act="relu6")
+            h = b.conv_bn(f"{p}.project", h, c, 1, act=None, tag=f"s{i}")
+            x = b.add(f"{p}.add", x, h) if stride == 1 and c_in == c else h
+            c_in = c
+    x = b.conv_bn("head", x, last, 1, act="relu6")
+    b.head(x)
+    return GraphSpace.from_graph(name, b.build())
+
+
+def _resnet(name: str, input_shape, num_classes: int, stem_kernel: int, stem_stride: int, maxpool: bool,
+            widths: Sequence[int], blocks: Sequence[int]) -> GraphSpace:
+    """Basic blocks (3x3 -> 3x3, add, ReLU): the adds tie each stage's width into one group (stage 1's
+    to the stem, through its identity shortcuts); the inner width of every block is free. A block
+    that changes stride or base width has a 1x1 projection shortcut."""
+    b = GraphBuilder(input_shape, num_classes)
+    x = b.conv_bn("stem", "input", widths[0], stem_kernel, stem_stride, tag="s1")
+    if maxpool:
+        x = b.maxpool("stem.pool", x, 3, 2)
+    c_in = widths[0]
+    for i, (c, n) in enumerate(zip(widths, blocks), start=1):
+        for j in range(n):
+            p, stride = f"s{i}.b{j}", (2 if i > 1 and j == 0 else 1)
+            h = b.conv_bn(f"{p}.conv1", x, c, 3, stride, tag=f"{p}.mid")
+            h = b.conv_bn(f"{p}.conv2", h, c, 3, act=None, tag=f"s{i}")
+            short = b.conv_bn(f"{p}.down", x, c, 1, stride, act=None) if stride != 1 or c_in != c else x
+            x = b.act(f"{p}.out", b.add(f"{p}.add", short, h))
+            c_in = c
+    b.head(x)
+    return GraphSpace.from_graph(name, b.build())
+
+
+def mobilenet_v2() -> GraphSpace:
+    """MobileNet-v2 1.0 on 224x224x3, 1000 classes (300 M multiply-adds at base widths)."""
+    return _mobilenet_v2("mobilenet_v2", (3, 224, 224), 1000, 32, 2, _MBV2, 1280)
+
+
+def mobilenet_v2_small() -> GraphSpace:
+    """Half-width MobileNet-v2 for 28-32 px images, 10 classes; stride-1 stem, 28 px -> 4x4."""
+    return _mobilenet_v2("mobilenet_v2_small", (1, 28, 28), 10, 16, 1, _MBV2_SMALL, 256)
+
+
+def resnet() -> GraphSpace:
+    """ResNet-18 on 224x224x3, 1000 classes (1.8 G multiply-adds at base widths)."""
+    return _resnet("resnet", (3, 224, 224), 1000, 7, 2, True, (64, 128, 256, 512), (2, 2, 2, 2))
+
+
+def resnet_small() -> GraphSpace:
+    """Half-width ResNet-18 for 28-32 px images, 10 classes: 3x3 stride-1 stem, no max-pool, 28 px -> 4x4."""
+    return _resnet("resnet_small", (1, 28, 28), 10, 3, 1, False, (32, 64, 128, 256), (2, 2, 2, 2))
+
+
+def from_chain_space(space) -> GraphSpace:
+    """A chain `SearchSpace` (MobileNet-v1) written as a graph: one group per layer. For cross-checks
+    only; the chain spaces keep their own format and fingerprints."""
+    b = GraphBuilder(space.input_shape, space.num_classes)
+    x = b.conv_bn(space.layers[0].name, "input", space.layers[0].base, 3, space.layers[0].stride)
+    for l in space.layers[1:]:
+        x = b.conv_bn(f"{l.name}.dw", x, kernel=3, stride=l.stride, depthwise=True)
+        x = b.conv_bn(l.name, x, l.base, 1)
+    b.head(x)
+    return GraphSpace.from_graph(f"{space.name}_graph", b.build(), {l.name: l.choices for l in space.layers})
+
+
+GRAPH_SPACES: dict[str, Callable[[], GraphSpace]] = {
+    "mobilenet_v2": mobilenet_v2, "mobilenet_v2_small": mobilenet_v2_small,
+    "resnet": resnet, "resnet_small": resnet_small,
+}
+
+
+def is_graph_space_file(path: str | Path) -> bool:
+    p = Path(path)
+    if p.suffix != ".json" or not p.exists():
+        return False
+    try:
+        return json.loads(p.read_text()).get("format") == FORMAT
+    except (json.JSONDecodeError, AttributeError):
+        return False
+
+
+def get_graph_space(name_or_path: str) -> GraphSpace:
+    """A shipped graph space by name, or a graph space JSON file."""
+    if name_or_path in GRAPH_SPACES:
+        return GRAPH_SPACES[name_or_path]()
+    p = Path(name_or_path)
+    if p.suffix == ".json" and p.exists():
+        return GraphSpace.load(p)
+    raise GraphError(f"unknown graph space {name_or_path!r}; shipped: {sorted(GRAPH_SPACES)}, or give a graph "
+                     "space JSON file")

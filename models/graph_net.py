@@ -1,0 +1,149 @@
+"""Torch networks over a GraphSpace: a plain network for one width assignment, and a slimmable
+supernet that runs any assignment by slicing its widest weights (as models/mobilenet.py does for
+the chain spaces: first c channels of every tensor, shared BN affine parameters, running statistics
+updated only by passes that ask for it, recalibrated per chosen network).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .graph import INPUT, Op
+from .graph_space import GraphSpace
+
+Widths = Sequence[int] | Mapping[str, int]
+
+
+def _key(op: Op) -> str:
+    return op.name.replace(".", "_")  # torch module names may not hold '.'
+
+
+def _last_use(space: GraphSpace) -> dict[str, int]:
+    """Tensor -> index of the last op reading it, so forward passes free tensors early."""
+    last = {}
+    for k, op in enumerate(space.graph.ops):
+        for i in op.inputs:
+            last[i] = k
+    return last
+
+
+class GraphNet(nn.Module):
+    """A plain network with the given widths; what export and deployment use."""
+
+    def __init__(self, space: GraphSpace, widths: Widths):
+        super().__init__()
+        self.space = space
+        self.widths = space.validate(widths)
+        a, g = space.assignment(widths), space.graph.group_of
+        self._last = _last_use(space)
+        self.layers = nn.ModuleDict()
+        for op in space.graph.ops:
+            c_in, c_out = a[g[op.inputs[0]]], a[g[op.name]]
+            if op.kind == "conv":
+                self.layers[_key(op)] = nn.Conv2d(c_in, c_out, op.kernel, op.stride, op.kernel // 2,
+                                                  groups=c_in if op.depthwise else 1, bias=False)
+            elif op.kind == "bn":
+                self.layers[_key(op)] = nn.BatchNorm2d(c_out)
+            elif op.kind == "act":
+                self.layers[_key(op)] = nn.ReLU6() if op.fn == "relu6" else nn.ReLU()
+            elif op.kind == "maxpool":
+                self.layers[_key(op)] = nn.MaxPool2d(op.kernel, op.stride, op.kernel // 2)
+            elif op.kind == "linear":
+                self.layers[_key(op)] = nn.Linear(c_in, c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, classes)
+        t = {INPUT: x}
+        for k, op in enumerate(self.space.graph.ops):
+            xs = [t[i] for i in op.inputs]
+            if op.kind == "add":
+                y = xs[0]
+                for z in xs[1:]:
+                    y = y + z
+            elif op.kind == "gap":
+                y = F.adaptive_avg_pool2d(xs[0], 1)  # (N, C, 1, 1)
+            elif op.kind == "linear":
+                y = self.layers[_key(op)](torch.flatten(xs[0], 1))
+            else:
+                y = self.layers[_key(op)](xs[0])
+            for i in op.inputs:
+                if self._last[i] == k:
+                    del t[i]
+            t[op.name] = y
+        return y
+
+
+def build_graph_network(space: GraphSpace, widths: Widths) -> GraphNet:
+    return GraphNet(space, widths)
+
+
+class SlimmableGraphNet(nn.Module):
+    """The supernet: holds the widest weights; `forward(x, widths)` runs any assignment.
+
+    BatchNorm affine weights are shared across widths. Running statistics are only updated by passes
+    with `update_bn_stats=True` (the widest pass when training), since a mix of widths' statistics
+    fits none; recalibrate them per chosen network (`nas.evaluate.recalibrate_bn`) before judging it.
+    """
+
+    def __init__(self, space: GraphSpace):
+        super().__init__()
+        self.space = space
+        self.full = GraphNet(space, space.max_widths)
+        self._update_bn = True
+
+    @property
+    def max_widths(self) -> list[int]:
+        return self.space.max_widths
+
+    def _bn(self, x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
+        c = x.shape[1]
+        if bn.training and not self._update_bn:  # batch statistics, running ones untouched
+            return F.batch_norm(x, None, None, bn.weight[:c], bn.bias[:c], True, 0.0, bn.eps)
+        return F.batch_norm(x, bn.running_mean[:c], bn.running_var[:c], bn.weight[:c], bn.bias[:c],
+                            bn.training, bn.momentum, bn.eps)
+
+    def forward(self, x: torch.Tensor, widths: Widths | None = None, update_bn_stats: bool = True) -> torch.Tensor:
+        a = self.space.assignment(widths if widths is not None else self.max_widths)
+        g, layers, last = self.space.graph.group_of, self.full.layers, self.full._last
+        self._update_bn = update_bn_stats
+        t = {INPUT: x}
+        for k, op in enumerate(self.space.graph.ops):
+            xs = [t[i] for i in op.inputs]
+            m = layers[_key(op)] if _key(op) in layers else None
+            c_in = xs[0].shape[1]
+            if op.kind == "conv" and op.depthwise:
+                y = F.conv2d(xs[0], m.weight[:c_in], None, m.stride, m.padding, 1, c_in)
+            elif op.kind == "conv":
+                y = F.conv2d(xs[0], m.weight[:a[g[op.name]], :c_in], None, m.stride, m.padding)
+            elif op.kind == "bn":
+                y = self._bn(xs[0], m)
+            elif op.kind == "act":
+                y = F.relu6(xs[0]) if op.fn == "relu6" else F.relu(xs[0])
+            elif op.kind == "add":
+                y = xs[0]
+                for z in xs[1:]:
+                    y = y + z
+            elif op.kind == "maxpool":
+                y = m(xs[0])
+            elif op.kind == "gap":
+                y = F.adaptive_avg_pool2d(xs[0], 1)
+            else:  # linear
+                y = F.linear(torch.flatten(xs[0], 1), m.weight[:, :c_in], m.bias)
+            for i in op.inputs:
+                if last[i] == k:
+                    del t[i]
+            t[op.name] = y
+        return y
+
+    @torch.no_grad()
+    def materialize(self, widths: Widths) -> GraphNet:
+        """A plain network with copied, physically smaller weights equal to the supernet at `widths`."""
+        net = GraphNet(self.space, widths)
+        for key, small in net.layers.items():
+            big = self.full.layers[key]
+            for name, p in list(small.named_parameters()) + list(small.named_buffers()):
+                src = getattr(big, name)
+                p.copy_(src if p.dim() == 0 else src[tuple(slice(0, n) for n in p.shape)])
+        return net.train(self.training)

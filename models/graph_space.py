@@ -1,0 +1,294 @@
+"""A graph search space: a `Graph` plus the width choices of each free channel group.
+
+The single source of truth for graph families (MobileNet-v2, ResNet): the torch networks, the ONNX
+graph, the MACs and the factor structure (which op's latency depends on which groups) are all
+derived from it. Its JSON form (format 'widthnas-graph/1') lists the ops and the groups; its
+fingerprint, a hash of that JSON, is what artefacts record, as for the chain spaces of space.py.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import numbers
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Mapping, NamedTuple, Sequence
+
+from .graph import Graph, GraphError, Group, Op
+from .space import WidthError, width_choices
+
+FORMAT = "widthnas-graph/1"
+ROUND_TO = 8  # free widths are multiples of 8: odd widths make onnxruntime CPU several times slower
+
+
+class GroupSpec(NamedTuple):
+    """One search variable (or a fixed channel count)."""
+
+    name: str
+    choices: tuple[int, ...]  # channels, ascending; one value for a fixed group
+    base: int  # channels of the 1.0x network
+    fixed: bool
+
+
+class OpSignature(NamedTuple):
+    """What an op's latency depends on besides its channels: latency tables are keyed by it."""
+
+    kind: str  # conv, linear, add, maxpool, gap
+    kernel: int
+    stride: int
+    groups: str  # "dense", "dw" (depthwise) or "none"
+    resolution: tuple[int, int]  # input (H, W), px
+
+
+@dataclass(frozen=True)
+class OpFactor:
+    """One costed op: a pairwise latency factor on (in_group, out_group), a unary when they coincide
+    or one of them is fixed, a constant when both are fixed."""
+
+    op: str
+    signature: OpSignature
+    in_group: str
+    out_group: str
+    out_size: tuple[int, int]  # output (H, W), px
+    scope: tuple[str, ...]  # the free groups among (in_group, out_group), without repeats
+
+
+@dataclass(frozen=True)
+class FactorStructure:
+    groups: tuple[GroupSpec, ...]  # every group, fixed ones included, in graph order
+    factors: tuple[OpFactor, ...]  # every costed op in graph order (BN and activations fold/fuse into convs)
+
+
+@dataclass(frozen=True)
+class GraphSpace:
+    """Ops and the width choices of every free group (`choices` maps group name -> ascending channels)."""
+
+    name: str
+    graph: Graph
+    choices_by_group: tuple[tuple[str, tuple[int, ...]], ...]
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    @classmethod
+    def from_graph(cls, name: str, graph: Graph, choices: Mapping[str, Sequence[int]] | None = None) -> "GraphSpace":
+        """Default choices: 0.2x-1.5x of each free group's base in 14 levels, multiples of 8 (as space.py)."""
+        choices = dict(choices or {})
+        whole = lambda c: tuple(int(x) if isinstance(x, numbers.Integral) else x for x in c)  # numpy ints too
+        full = tuple((g.name, whole(choices.get(g.name, width_choices(g.base)))) for g in graph.groups if not g.fixed)
+        return cls(name, graph, full)
+
+    # ---- groups ------------------------------------------------------------------------
+    @cached_property
+    def groups(self) -> tuple[GroupSpec, ...]:
+        ch = dict(self.choices_by_group)
+        return tuple(GroupSpec(g.name, (g.base,) if g.fixed else ch[g.name], g.base, g.fixed)
+                     for g in self.graph.groups)
+
+    @cached_property
+    def free_groups(self) -> tuple[GroupSpec, ...]:
+        """The search variables, in graph order: widths given as a list follow this order."""
+        return tuple(g for g in self.groups if not g.fixed)
+
+    def group(self, name: str) -> Group:
+        return next(g for g in self.graph.groups if g.name == name)
+
+    def check(self) -> None:
+        derived = [g.name for g in self.graph.groups if not g.fixed]
+        given = [n for n, _ in self.choices_by_group]
+        if given != derived:
+            extra, missing = sorted(set(given) - set(derived)), sorted(set(derived) - set(given))
+            raise GraphError(f"space {self.name!r}: groups with choices {given} differ from the free groups the ops "
+                             f"derive {derived} (not groups of the ops: {extra}; missing: {missing}); list every "
+                             "free group once, in graph order")
+        for n, c in self.choices_by_group:
+            if not c or any(not isinstance(x, int) or isinstance(x, bool) for x in c):
+                raise GraphError(f"group {n!r}: choices must be a non-empty list of whole channel counts, got {list(c)}")
+            if list(c) != sorted(set(c)) or c[0] <= 0:
+                raise GraphError(f"group {n!r}: choices must be positive, unique and ascending, got {list(c)}")
+            bad = [x for x in c if x % ROUND_TO]
+            if bad:
+                raise GraphError(f"group {n!r}: choices {bad} are not multiples of {ROUND_TO}; widths that are not "
+                                 f"make onnxruntime CPU several times slower, so round them to multiples of {ROUND_TO}")
+
+    # ---- widths ------------------------------------------------------------------------
+    @property
+    def choices(self) -> list[tuple[int, ...]]:
+        return [g.choices for g in self.free_groups]
+
+    @property
+    def max_widths(self) -> list[int]:
+        return [g.choices[-1] for g in self.free_groups]
+
+    @property
+    def min_widths(self) -> list[int]:
+        return [g.choices[0] for g in self.free_groups]
+
+    @property
+    def base_widths(self) -> list[int]:
+        return [g.base for g in self.free_groups]
+
+    @property
+    def reference_widths(self) -> list[int]:
+        return self.uniform(1.0)
+
+    def uniform(self, mult: float) -> list[int]:
+        """The choice nearest to mult x base in every free group."""
+        return [min(g.choices, key=lambda c: (abs(c - mult * g.base), c)) for g in self.free_groups]
+
+    def validate(self, widths: Sequence[int] | Mapping[str, int]) -> list[int]:
+        """Widths of the free groups, as a list in `free_groups` order or a {group: channels} mapping;
+        WidthError names the first bad group and its choices."""
+        free = self.free_groups
+        if isinstance(widths, Mapping):
+            unknown = sorted(set(widths) - {g.name for g in free})
+            if unknown:
+                raise WidthError(f"{unknown} are not free groups of space {self.name!r}; "
+                                 f"free groups: {[g.name for g in free]}")
+            missing = [g.name for g in free if g.name not in widths]
+            if missing:
+                raise WidthError(f"no width given for group(s) {missing} of space {self.name!r}")
+            widths = [widths[g.name] for g in free]
+        widths = [int(w) for w in widths]
+        if len(widths) != len(free):
+            raise WidthError(f"{len(widths)} widths given; space {self.name!r} has {len(free)} free groups")
+        for w, g in zip(widths, free):
+            if w not in g.choices:
+                raise WidthError(f"group {g.name}: width {w} is not a choice; choices are {list(g.choices)}")
+        return widths
+
+    def assignment(self, widths: Sequence[int] | Mapping[str, int]) -> dict[str, int]:
+        """{group: channels} for every group, fixed ones included."""
+        free = dict(zip((g.name for g in self.free_groups), self.validate(widths)))
+        return {g.name: (g.base if g.fixed else free[g.name]) for g in self.groups}
+
+    # ---- costs -------------------------------------------------------------------------
+    def op_macs(self, widths: Sequence[int] | Mapping[str, int]) -> dict[str, int]:
+        """Multiply-accumulates of one image per conv and linear (BN, activations, adds, pooling: not counted)."""
+        a, g, sizes = self.assignment(widths), self.graph.group_of, self.graph.sizes
+        out = {}
+        for op in self.graph.ops:
+            c_in, c_out = a[g[op.inputs[0]]], a[g[op.name]]
+            if op.kind == "conv":
+                h, w = sizes[op.name]
+                per_group_in = 1 if op.depthwise else c_in
+                out[op.name] = op.kernel * op.kernel * per_group_in * c_out * h * w
+            elif op.kind == "linear":
+                out[op.name] = c_in * c_out
+        return out
+
+    def macs(self, widths: Sequence[int] | Mapping[str, int]) -> int:
+        """Multiply-accumulates of one image, the FLOPs proxy."""
+        return sum(self.op_macs(widths).values())
+
+    def factor_structure(self) -> FactorStructure:
+        """Groups and, per costed op, its signature and the groups of its input and output channels:
+        what the latency design matrix and the MRF's factors are keyed by."""
+        g, sizes, fixed = self.graph.group_of, self.graph.sizes, {s.name for s in self.groups if s.fixed}
+        factors = []
+        for op in self.graph.ops:
+            if op.kind in ("bn", "act"):  # BN folds into its conv; onnxruntime fuses activations into it
+                continue
+            kind = "dw" if op.depthwise else ("dense" if op.kind in ("conv", "linear") else "none")
+            k, s = (op.kernel, op.stride) if op.kind in ("conv", "maxpool") else (1, 1)
+            gi, go = g[op.inputs[0]], g[op.name]
+            scope = tuple(dict.fromkeys(x for x in (gi, go) if x not in fixed))
+            factors.append(OpFactor(op.name, OpSignature(op.kind, k, s, kind, sizes[op.inputs[0]]), gi, go,
+                                    sizes[op.name], scope))
+        return FactorStructure(self.groups, tuple(factors))
+
+    def touches(self) -> dict[str, list[str]]:
+        """Group -> the costed ops whose input or output channels it is (what the CLI shows)."""
+        out: dict[str, list[str]] = {s.name: [] for s in self.groups}
+        for f in self.factor_structure().factors:
+            for gname in dict.fromkeys((f.in_group, f.out_group)):
+                out[gname].append(f.op)
+        return out
+
+    def with_input(self, input_shape: Sequence[int] | None = None, num_classes: int | None = None) -> "GraphSpace":
+        """The same ops and choices for another input shape or class count (a different fingerprint)."""
+        graph = self.graph.with_input(tuple(input_shape or self.graph.input_shape),
+                                      num_classes or self.graph.num_classes)
+        return GraphSpace(self.name, graph, self.choices_by_group)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.graph.input_shape
+
+    @property
+    def num_classes(self) -> int:
+        return self.graph.num_classes
+
+    # ---- serialisation -----------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "name": self.name,
+            "input_shape": list(self.graph.input_shape),
+            "num_classes": self.graph.num_classes,
+            "groups": [{"name": s.name, "base": s.base, "choices": list(s.choices), **({"fixed": True} if s.fixed else {})}
+                       for s in self.groups],
+            "ops": [op.to_dict() for op in self.graph.ops],
+        }
+
+    @property
+    def fingerprint(self) -> str:
+        """Short hash of the JSON form: equal fingerprints mean interchangeable artefacts."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "graph space") -> "GraphSpace":
+        """Rebuild and check: the groups listed must be exactly the ones the ops derive."""
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            found = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise GraphError(f"{where}: format {found!r}, expected {FORMAT!r}; not a widthnas graph space "
+                             "(write one with `widthnas space --space NAME --json`)")
+        for key, typ in (("name", str), ("input_shape", list), ("num_classes", int), ("groups", list), ("ops", list)):
+            if not isinstance(d.get(key), typ):
+                raise GraphError(f"{where}: field {key!r} is missing or not a {typ.__name__}")
+        shape = d["input_shape"]
+        if len(shape) != 3 or not all(isinstance(x, int) for x in shape):
+            raise GraphError(f"{where}: input_shape is [C, H, W] in whole numbers, got {shape}")
+        ops = tuple(Op.from_dict(o, f"{where}: op {k}") for k, o in enumerate(d["ops"]))
+        graph = Graph(tuple(shape), d["num_classes"], ops)
+        derived = {g.name: g for g in graph.groups}
+        listed = {}
+        for k, gd in enumerate(d["groups"]):
+            if not isinstance(gd, dict) or not isinstance(gd.get("name"), str) or "choices" not in gd:
+                raise GraphError(f"{where}: group {k} needs a 'name' and 'choices'")
+            n = gd["name"]
+            if n not in derived:
+                raise GraphError(f"{where}: group {n!r} is not a channel group of the ops; they derive "
+                                 f"{list(derived)}. Groups come from the ops, so rename it or regenerate the file")
+            if n in listed:
+                raise GraphError(f"{where}: group {n!r} is listed twice")
+            g = derived[n]
+            if bool(gd.get("fixed", False)) != g.fixed:
+                raise GraphError(f"{where}: group {n!r} is {'fixed' if g.fixed else 'free'} in the ops; "
+                                 f"{'set' if g.fixed else 'remove'} 'fixed: true'")
+            if gd.get("base", g.base) != g.base:
+                raise GraphError(f"{where}: group {n!r} has base {gd.get('base')}, the ops declare {g.base}")
+            if not isinstance(gd["choices"], list):
+                raise GraphError(f"{where}: group {n!r}: choices must be a list of channel counts")
+            if g.fixed and gd["choices"] != [g.base]:
+                raise GraphError(f"{where}: fixed group {n!r} has the one choice [{g.base}], not {gd['choices']}")
+            listed[n] = tuple(gd["choices"])
+        missing = [n for n in derived if n not in listed]
+        if missing:
+            raise GraphError(f"{where}: the ops derive group(s) {missing} that 'groups' does not list; add them "
+                             "with their choices")
+        return cls(d["name"], graph, tuple((g.name, listed[g.name]) for g in graph.groups if not g.fixed))
+
+    def save(self, path: str | Path) -> None:
+        from widthnas._io import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "GraphSpace":
+        try:
+            d = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise GraphError(f"graph space {path} does not parse as JSON ({e})")
+        return cls.from_dict(d, str(path))
