@@ -112,6 +112,8 @@ class GraphMRF:
     def _factor(self, k: int, f) -> PairFactor:
         if not isinstance(f, PairFactor):
             try:
+                if not isinstance(f, (tuple, list)):
+                    raise TypeError
                 f = PairFactor(*f)
             except TypeError:
                 raise ValueError(f"factor {k}: give a PairFactor or a tuple (i, j, lat[, score]), got {f!r}")
