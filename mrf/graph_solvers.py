@@ -11,6 +11,7 @@ Results are `Solution`s, as from the chain solvers; a chain given as a graph giv
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,12 @@ class _Clique:
     sep_stride: np.ndarray  # (n separator groups,) to ravel their choice indices into a separator state
     unary: list[int]  # groups whose unaries this clique carries
     pairs: list[tuple[int, int]]  # merged factors this clique carries
+    # the Pareto DP's schedule: merge the children in `merge_order`; before the first merge
+    # (`pre`) and after each but the last (`mid`), labels compete within groups of the
+    # (size,) map given: the state of the groups still needed (parent separator + children to come)
+    pre: np.ndarray | None
+    merge_order: list[int]
+    mid: list[np.ndarray]
 
     @property
     def size(self) -> int:
@@ -97,13 +104,44 @@ def _build_plan(ks: tuple[int, ...], edges: list[tuple[int, int]], heuristic: st
         pairs = [e for e in edges if e not in seen_p and e[0] in vars_[c] and e[1] in vars_[c]]
         seen_u.update(unary)
         seen_p.update(pairs)
-        cliques.append((c, _Clique(vars_[c], shape, nsep[c], kids[c], proj, perm, grid, stride, unary, pairs)))
+        seps = [set(vars_[k][:len(jt.separator(k))]) for k in kids[c]]
+        sched = _schedule(vars_[c], shape, grid, set(vars_[c][:ns]), seps)
+        cliques.append((c, _Clique(vars_[c], shape, nsep[c], kids[c], proj, perm, grid, stride, unary, pairs,
+                                   *sched)))
     cliques = [q for _, q in sorted(cliques, key=lambda t: t[0])]
     home = []
     for g in range(len(ks)):
         c = min((c for c in range(m) if g in vars_[c]), key=lambda c: cliques[c].size)
         home.append((c, np.argsort(cliques[c].grid[vars_[c].index(g)], kind="stable")))
     return Plan(jt, cliques, post, home)
+
+
+def _schedule(vars_: tuple[int, ...], shape: tuple[int, ...], grid: np.ndarray, parent_sep: set,
+              seps: list[set]) -> tuple[np.ndarray | None, list[int], list[np.ndarray]]:
+    """The order in which the Pareto DP merges a clique's children, and how labels may be grouped
+    between merges. A group no later step needs is projected out as soon as possible: in a
+    bottleneck clique (S, a, b) whose children hang on S, the 14^3 states shrink to the 14 of S
+    before the children's fronts are added, instead of multiplying them."""
+    def needed(rest: list[int]) -> set:
+        return parent_sep.union(*[seps[k] for k in rest])
+
+    def group_map(keep: set) -> np.ndarray:
+        rows = [r for r, v in enumerate(vars_) if v in keep]
+        if not rows:
+            return np.zeros(grid.shape[1], np.int64)
+        return np.ravel_multi_index(tuple(grid[rows]), tuple(shape[r] for r in rows)).astype(np.int64)
+
+    rest = list(range(len(seps)))
+    pre = group_map(needed(rest)) if rest and needed(rest) != set(vars_) else None
+    order, mid = [], []
+    while rest:  # greedily, the child whose merge leaves the fewest states to tell apart
+        k = min(rest, key=lambda k: (math.prod(shape[r] for r, v in enumerate(vars_)
+                                               if v in needed([j for j in rest if j != k])), k))
+        rest.remove(k)
+        order.append(k)
+        if rest:
+            mid.append(group_map(needed(rest)))
+    return pre, order, mid
 
 
 def _tables(mrf: GraphMRF, p: Plan) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -319,44 +357,92 @@ class _Labels:
     start: np.ndarray  # (n_sep + 1,) labels of separator state s are start[s]:start[s+1]
 
 
-def _pareto_dp(mrf: GraphMRF, p: Plan, delta: float | None, max_labels: int,
-               budget: float | None = None) -> tuple[list[_Labels], int]:
-    """Upward pass whose messages are Pareto sets per separator state; with `budget`, labels that
-    cannot fit even with the fastest completion outside their subtree are dropped."""
+@dataclass
+class _Bound:
+    """What the rest of the graph can add to a label, for pruning against a budget.
+
+    For a label of clique c with clique state a, "the rest" is everything outside c's subtree
+    plus the children not merged yet. min_lat is the fastest rest (ms); lag is the best rest of
+    score - gamma * latency. A label (latency l, score v) can complete to score at most
+    v + lag + gamma * (budget - l) within the budget (Lagrangian relaxation, any gamma >= 0).
+    """
+    budget: float  # ms
+    incumbent: float  # score of a known in-budget configuration
+    gamma: float
+    down_min: list  # per clique (n_sep,) or None (virtual root): the fastest outside, ms
+    up_min: list  # per clique (n_sep,): the fastest subtree, ms
+    down_lag: list
+    up_lag: list
+
+    def keep(self, p: Plan, c: int, assign: np.ndarray, pending: list[int], lat: np.ndarray,
+             sc: np.ndarray) -> np.ndarray:
+        q = p.cliques[c]
+        sep = assign // (q.size // q.n_sep)
+        out_min = self.down_min[c][sep] if self.down_min[c] is not None else 0.0
+        out_lag = self.down_lag[c][sep] if self.down_lag[c] is not None else 0.0
+        for t in pending:
+            k, pr = q.children[t], q.proj[t][assign]
+            out_min = out_min + self.up_min[k][pr]
+            out_lag = out_lag + self.up_lag[k][pr]
+        tol = 1e-9 * max(1.0, abs(self.budget), abs(self.incumbent))
+        return (lat + out_min <= self.budget + tol) & \
+            (sc + out_lag + self.gamma * (self.budget - lat) >= self.incumbent - tol)
+
+
+def _bound(mrf: GraphMRF, p: Plan, budget: float, incumbent: float, gamma: float) -> _Bound:
     S, L = _tables(mrf, p)
-    out_min = None
-    if budget is not None:  # fastest completion of the rest of the graph, per separator state (ms)
-        up, msg, _ = _upward(p, [-l[None] for l in L], "max")
+    out = []
+    for pots in ([-l[None] for l in L], [(s - gamma * l)[None] for s, l in zip(S, L)]):
+        up, msg, _ = _upward(p, pots, "max")
         _, down = _downward(p, up, msg, "max")
-        out_min = [None if d is None else -d[0] for d in down]
-        slack = 1e-9 * max(1.0, abs(budget))
+        out.append(([None if d is None else d[0] for d in down], [m[0] for m in msg]))
+    (dmin, umin), (dlag, ulag) = out
+    return _Bound(budget, incumbent, gamma, [None if d is None else -d for d in dmin], [-u for u in umin],
+                  dlag, ulag)
+
+
+def _pareto_dp(mrf: GraphMRF, p: Plan, delta: float | None, max_labels: int,
+               bound: _Bound | None = None) -> tuple[list[_Labels], int]:
+    """Upward pass whose messages are Pareto sets per separator state. With a bound, labels that
+    cannot fit the budget, or cannot beat the incumbent within it, are dropped as they appear."""
+    S, L = _tables(mrf, p)
     labs: list = [None] * len(p.cliques)
-    total = 0
+    total = 0  # labels created
     for c in p.post:
         q = p.cliques[c]
-        lat, sc, assign, ptrs = L[c], S[c], np.arange(q.size), []
-        for t, (k, pr) in enumerate(zip(q.children, q.proj)):
-            M = labs[k]
-            srow = pr[assign]
+        lat, sc, assign, ptrs = L[c], S[c], np.arange(q.size), [None] * len(q.children)
+        total += q.size
+        pending = list(q.merge_order)
+
+        def prune(group):
+            nonlocal lat, sc, assign, ptrs
+            keep = _prune(group, lat, sc, delta)
+            if bound is not None:
+                keep = keep[bound.keep(p, c, assign[keep], pending, lat[keep], sc[keep])]
+            lat, sc, assign = lat[keep], sc[keep], assign[keep]
+            ptrs = [None if r is None else r[keep] for r in ptrs]
+            return group[keep]
+
+        if q.pre is not None or bound is not None:
+            prune(q.pre[assign] if q.pre is not None else assign)
+        for step, t in enumerate(q.merge_order):
+            M, srow = labs[q.children[t]], q.proj[t][assign]
             cnt = M.start[srow + 1] - M.start[srow]
             tot = int(cnt.sum())
-            if total + tot > max_labels:
+            total += tot
+            if total > max_labels:
                 raise TooManyLabels(f"more than {max_labels} labels")
             rep = np.repeat(np.arange(len(lat)), cnt)
             ci = np.repeat(M.start[srow] - (np.cumsum(cnt) - cnt), cnt) + np.arange(tot)
             lat, sc, assign = lat[rep] + M.lat[ci], sc[rep] + M.sc[ci], assign[rep]
-            ptrs = [r[rep] for r in ptrs] + [ci]
-            if t < len(q.children) - 1:  # labels sharing the whole clique state compete already
-                keep = _prune(assign, lat, sc, delta)
-                lat, sc, assign, ptrs = lat[keep], sc[keep], assign[keep], [r[keep] for r in ptrs]
-        group = assign // (q.size // q.n_sep)
-        if out_min is not None and c != p.root:
-            ok = lat + out_min[c][group] <= budget + slack
-            lat, sc, assign, group, ptrs = lat[ok], sc[ok], assign[ok], group[ok], [r[ok] for r in ptrs]
-        keep = _prune(group, lat, sc, delta)
-        start = np.r_[0, np.cumsum(np.bincount(group[keep], minlength=q.n_sep))]
-        labs[c] = _Labels(lat[keep], sc[keep], assign[keep], [r[keep] for r in ptrs], start)
-        total += len(keep)
+            ptrs = [None if r is None else r[rep] for r in ptrs]
+            ptrs[t] = ci
+            pending.remove(t)
+            if step < len(q.mid):
+                prune(q.mid[step][assign])
+        group = prune(assign // (q.size // q.n_sep))  # by separator state (its groups come first)
+        start = np.r_[0, np.cumsum(np.bincount(group, minlength=q.n_sep))]
+        labs[c] = _Labels(lat, sc, assign, ptrs, start)
     return labs, total
 
 
@@ -373,20 +459,19 @@ def _decode_labels(p: Plan, labs: list[_Labels], labels: np.ndarray, n: int) -> 
     return x
 
 
-def _front(mrf: GraphMRF, bins: int | None, max_labels: int, budget: float | None = None):
-    """(configurations (P, groups) on the front by increasing latency, their latency and score
-    recomputed by mrf.evaluate, labels explored, certified exact?)."""
+def _run_dp(mrf: GraphMRF, bins: int | None, max_labels: int, bound: _Bound | None = None):
+    """(configurations (P, groups) at the root, by increasing latency and non-dominated, their
+    latency and score recomputed by mrf.evaluate, labels created, exact?). Over max_labels, the DP
+    is rerun with latencies compared in 4096 bins of the latency span (not exact)."""
     p = plan(mrf)
-    delta, certified = None, True
+    delta, exact_ = None, bins is None
     if bins is not None:
-        span = slowest_latency(mrf) - fastest(mrf).latency
-        delta, certified = max(span, 1e-12) / bins, False
+        delta = max(slowest_latency(mrf) - fastest(mrf).latency, 1e-12) / bins
     try:
-        labs, total = _pareto_dp(mrf, p, delta, max_labels, budget)
+        labs, total = _pareto_dp(mrf, p, delta, max_labels, bound)
     except TooManyLabels:
-        span = slowest_latency(mrf) - fastest(mrf).latency
-        delta, certified = max(span, 1e-12) / 4096, False
-        labs, total = _pareto_dp(mrf, p, delta, max_labels=np.iinfo(np.int64).max, budget=budget)
+        delta, exact_ = max(slowest_latency(mrf) - fastest(mrf).latency, 1e-12) / 4096, False
+        labs, total = _pareto_dp(mrf, p, delta, np.iinfo(np.int64).max, bound)
     idx = _decode_labels(p, labs, np.arange(len(labs[p.root].lat)), mrf.n)
     lat, sc = mrf.evaluate(idx)
     order = np.lexsort((-sc, lat))
@@ -396,18 +481,18 @@ def _front(mrf: GraphMRF, bins: int | None, max_labels: int, budget: float | Non
             keep.append(k)
             best = sc[k]
     keep = np.array(keep, int)
-    return idx[keep], lat[keep], sc[keep], total, certified
+    return idx[keep], lat[keep], sc[keep], total, exact_
 
 
 def pareto_front(mrf: GraphMRF, bins: int | None = None, max_labels: int = 5_000_000) -> list[Solution]:
     """Every configuration on the score/latency Pareto front, by increasing latency.
 
-    Exact by default: partial configurations are compared on their true latencies. `bins` (or a
-    label count over `max_labels`) compares latencies in bins of (latency span / bins) instead:
+    Exact by default: partial configurations are compared on their true latencies. `bins` (or
+    more than `max_labels` labels) compares latencies in bins of (latency span / bins) instead:
     fewer labels, every returned point still a real configuration with its exact latency, but the
     front may miss points closer than about a bin.
     """
-    return _points(mrf, *_front(mrf, bins, max_labels)[:3])
+    return _points(mrf, *_run_dp(mrf, bins, max_labels)[:3])
 
 
 def exact(mrf: GraphMRF, budget: float, with_front: bool = True, bins: int | None = None,
@@ -415,16 +500,33 @@ def exact(mrf: GraphMRF, budget: float, with_front: bool = True, bins: int | Non
     """The highest-score configuration with predicted latency <= budget, and the Pareto front.
 
     Guarantee: the answer's latency, recomputed by mrf.evaluate, is <= budget (every candidate is
-    checked that way), and it is the exact optimum (info['certified']) unless latency bins were
-    used. Without the front, labels that cannot fit the budget even with the fastest rest of the
-    graph are dropped as they appear, which is faster.
+    checked that way). It is the exact optimum (info['certified']) unless latency bins were used:
+    read from the exact front when that was affordable, else from a DP that keeps only labels
+    able to fit the budget and beat the Lagrangian's answer (bounded by Lagrangian relaxation).
+    info['front_exact'] says whether the front is exact or binned.
     """
     check_budget(mrf, budget)
-    idx, lat, sc, total, certified = _front(mrf, bins, max_labels, None if with_front else budget)
-    ok = np.flatnonzero(lat <= budget)
-    best = idx[ok[np.argmax(sc[ok])]] if len(ok) else np.array(fastest(mrf).idx)
-    sol = _solution(mrf, best, "exact", budget, certified=certified, proof="pareto-dp", labels=total,
-                    treewidth=plan(mrf).tree.width)
+    idx = lat = sc = None
+    certified, front_exact, labels, how = False, None, 0, "front"
+    if with_front:
+        idx, lat, sc, labels, front_exact = _run_dp(mrf, bins, max_labels)
+        certified = front_exact
+    cands = [] if idx is None else [(idx, lat, sc)]
+    if not certified:  # the budgeted DP, bounded by the Lagrangian's answer
+        lag = lagrangian(mrf, budget)
+        gamma = lag.info["gamma"] if np.isfinite(lag.info["gamma"]) else 0.0
+        b = _bound(mrf, plan(mrf), budget, lag.score, gamma)
+        i2, l2, s2, n2, certified = _run_dp(mrf, bins, max_labels, b)
+        cands.append((i2, l2, s2))
+        cands.append((np.array([lag.idx]), np.array([lag.latency]), np.array([lag.score])))
+        labels, how = labels + n2, "budgeted-dp"
+    best, best_sc = None, -np.inf
+    for i, l, s in cands:
+        ok = np.flatnonzero(l <= budget)
+        if len(ok) and s[ok].max() > best_sc:
+            best, best_sc = i[ok[np.argmax(s[ok])]], s[ok].max()
+    sol = _solution(mrf, best, "exact", budget, certified=certified, proof=how, labels=labels,
+                    front_exact=front_exact, treewidth=plan(mrf).tree.width)
     if with_front:
         sol.pareto = _points(mrf, idx, lat, sc)
     return sol
