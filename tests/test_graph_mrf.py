@@ -17,6 +17,9 @@ GRAPHS = {
     "tree": (6, [(0, 1), (0, 2), (0, 3), (3, 4), (3, 5)]),  # basic blocks hanging off a stage
     # a stage's residual group 0 tying two bottleneck blocks (0 -> a -> b -> 0), then the next stage
     "residual": (6, [(0, 1), (1, 2), (2, 0), (0, 3), (3, 4), (4, 0), (0, 5)]),
+    # one stage of three bottleneck blocks on its residual group 0: the DP must project (0, a, b)
+    # onto 0 before adding the other blocks' fronts
+    "stage": (7, [(0, 1), (1, 2), (2, 0), (0, 3), (3, 4), (4, 0), (0, 5), (5, 6), (6, 0)]),
     "disconnected": (6, [(0, 1), (1, 2), (3, 4)]),  # group 5 on its own
     "grid": (6, [(0, 1), (1, 2), (3, 4), (4, 5), (0, 3), (1, 4), (2, 5)]),  # cycles, treewidth 2
 }
