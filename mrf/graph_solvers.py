@@ -5,7 +5,8 @@ differ only in what a message holds:
   max-sum       (G, separator states)  best score - gamma * latency, G multipliers at once
   sum-product   (1, separator states)  log-sum-exp of (score - gamma * latency) / T
   Pareto        per separator state, every (latency, score) pair no other partial
-                configuration beats in both: exact, no latency rounding
+                configuration beats in both: exact, no latency rounding; for one budget, labels
+                that cannot fit it or beat the Lagrangian's answer are dropped (a certified bound)
 A virtual root with no groups joins the trees of a disconnected graph and carries the intercept.
 Results are `Solution`s, as from the chain solvers; a chain given as a graph gives the same answers.
 """
