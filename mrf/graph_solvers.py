@@ -185,7 +185,7 @@ def _upward(p: Plan, pots: list[np.ndarray], how: str):
         b3 = b.reshape(len(b), q.n_sep, -1)
         if how == "max":
             arg[c] = b3.argmax(axis=2)
-            msg[c] = np.take_along_axis(b3, arg[c][..., None], 2)[..., 0]
+            msg[c] = b3.max(axis=2)
         else:
             msg[c] = _lse(b3, 2)
     return up, msg, arg
