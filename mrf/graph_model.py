@@ -31,6 +31,9 @@ class PairFactor:
 
 @dataclass
 class GraphMRF:
+    """Treat as read-only once built: factors are merged per pair here, and the solvers cache
+    per-clique tables on the instance. Build a new one to change a table."""
+
     choices: list[tuple[int, ...]]  # per group, the widths (channels)
     score_unary: list[np.ndarray]  # per group (K_g,)
     lat_unary: list[np.ndarray]  # per group (K_g,) ms
@@ -42,6 +45,7 @@ class GraphMRF:
     space_fingerprint: str = ""
     pairs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(init=False, repr=False)
     # (i, j) with i < j -> (lat (K_i, K_j) ms, score (K_i, K_j)): the factors merged per pair
+    cache: dict = field(init=False, repr=False, compare=False, default_factory=dict)  # the solvers' own
 
     def __post_init__(self) -> None:
         n = len(self.choices)

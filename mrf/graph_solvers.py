@@ -21,7 +21,7 @@ from .chain import _lse
 from .graph_model import GraphMRF
 from .junction_tree import JunctionTree, junction_tree
 from .model import InfeasibleBudget
-from .solvers import Solution, _solution, search_gamma
+from .solvers import Solution, search_gamma
 
 
 # ---- the plan: cliques and index maps, built once per graph structure --------------------------
@@ -145,8 +145,21 @@ def _schedule(vars_: tuple[int, ...], shape: tuple[int, ...], grid: np.ndarray, 
     return pre, order, mid
 
 
+def _solution(mrf: GraphMRF, idx, method: str, budget: float | None = None, **info) -> Solution:
+    idx = [int(k) for k in idx]
+    lat, sc = mrf.evaluate([idx])
+    return Solution(mrf.widths(idx), idx, float(sc[0]), float(lat[0]), method, budget, info)
+
+
 def _tables(mrf: GraphMRF, p: Plan) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Per clique, (size,) score and (size,) latency (ms) of the terms it carries."""
+    """Per clique, (size,) score and (size,) latency (ms) of the terms it carries (cached on mrf)."""
+    key = ("tables", id(p))
+    if mrf.cache.get(key, (None,))[0] is not p:
+        mrf.cache[key] = (p, _build_tables(mrf, p))
+    return mrf.cache[key][1]
+
+
+def _build_tables(mrf: GraphMRF, p: Plan) -> tuple[list[np.ndarray], list[np.ndarray]]:
     S, L = [], []
     for q in p.cliques:
         s, l = np.zeros(q.shape), np.zeros(q.shape)
@@ -265,8 +278,11 @@ def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12) -
     chain's `lagrangian`) so the answer meets the budget. Reaches only convex-hull points."""
     p = plan(mrf)
     S, L = _tables(mrf, p)
-    srange = sum(float(np.ptp(s)) for s in mrf.score_unary) + sum(float(np.ptp(s)) for _, s in mrf.pairs.values())
-    lrange = sum(float(np.ptp(l)) for l in mrf.lat_unary) + sum(float(np.ptp(l)) for l, _ in mrf.pairs.values())
+    if "ranges" not in mrf.cache:  # (score, latency ms) spread of all terms: scales the multipliers
+        mrf.cache["ranges"] = (
+            sum(float(s.max() - s.min()) for s in mrf.score_unary) + sum(float(s.max() - s.min()) for _, s in mrf.pairs.values()),
+            sum(float(l.max() - l.min()) for l in mrf.lat_unary) + sum(float(l.max() - l.min()) for l, _ in mrf.pairs.values()))
+    srange, lrange = mrf.cache["ranges"]
 
     def batch(gs: np.ndarray):
         _, _, arg = _upward(p, [s[None] - gs[:, None] * l[None] for s, l in zip(S, L)], "max")
