@@ -327,3 +327,31 @@ def test_bad_queries_are_named():
     with pytest.raises(ValueError, match="temperature must be > 0"):
         gs.marginals(m, 0.0, 0.0)
     assert gs.exact(m, 4.0).latency == 4.0  # a budget exactly at the fastest network is feasible
+
+
+def test_graph_solvers_import_without_torch():
+    """mrf/ stays pure numpy/scipy (design.md): the graph model and solvers run with torch blocked."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split('.')[0] == 'torch':
+                    raise ImportError('blocked in this test: ' + name)
+        sys.meta_path.insert(0, Block())
+        import numpy as np
+        from widthnas.mrf import GraphMRF
+        from widthnas.mrf import graph_solvers as gs
+        m = GraphMRF([(8, 16), (8, 16), (8, 16)], [np.array([0., 1.])] * 3,
+                     [np.zeros(2)] * 3, [(0, 1, np.ones((2, 2))), (1, 2, np.ones((2, 2))), (2, 0, np.ones((2, 2)))])
+        print(gs.exact(m, 10.0).widths)
+        assert 'torch' not in sys.modules
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "[16, 16, 16]" in r.stdout
