@@ -243,6 +243,35 @@ def test_pgmpy_agrees_on_map_and_marginals(kind):
         assert graph_pgmpy_map(m, gamma) == gs.viterbi(m, gamma).idx
 
 
+def test_tied_layers_as_one_group_match_pgmpy_with_equality_factors():
+    """A residual add ties layers 1 and 3 of a chain. The chain reference (pgmpy_ref) models it with
+    an equality factor; the graph merges them into one group, whose factors to layer 2 land on one
+    pair and are summed. Both must pick the same widths."""
+    from widthnas.mrf.pgmpy_ref import pgmpy_map, pgmpy_marginals
+
+    rng = np.random.default_rng(12)
+    ch = [(8, 16, 24), (8, 16, 32), (16, 24, 32), (8, 16, 32), (8, 16)]
+    chain = WidthMRF(ch, [rng.normal(0, 1, len(c)) for c in ch], [rng.uniform(0, 0.1, len(c)) for c in ch],
+                     [rng.uniform(0, 1, (len(ch[i]), len(ch[i + 1]))) for i in range(4)], 0.1,
+                     score_pair=[rng.normal(0, 0.3, (len(ch[i]), len(ch[i + 1]))) for i in range(4)])
+    u, l, p, sp = chain.score_unary, chain.lat_unary, chain.lat_pair, chain.score_pair
+    # groups: 0 = layer 0, 1 = layers 1 and 3 (tied), 2 = layer 2, 3 = layer 4
+    g = GraphMRF([ch[0], ch[1], ch[2], ch[4]], [u[0], u[1] + u[3], u[2], u[4]], [l[0], l[1] + l[3], l[2], l[4]],
+                 [(0, 1, p[0], sp[0]), (1, 2, p[1], sp[1]), (2, 1, p[2], sp[2]), (1, 3, p[3], sp[3])], 0.1)
+    assert g.edges == [(0, 1), (1, 2), (1, 3)]
+    for gamma in (0.0, 0.9):
+        ref = pgmpy_map(chain, gamma, tied=[(1, 3)])
+        got = gs.viterbi(g, gamma).idx
+        assert [got[0], got[1], got[2], got[1], got[3]] == ref
+    ref = pgmpy_marginals(chain, 0.9, 0.7, tied=[(1, 3)])
+    got = gs.marginals(g, 0.9, 0.7)
+    for a, b in zip([got[0], got[1], got[2], got[1], got[3]], ref):
+        np.testing.assert_allclose(a, b, atol=1e-9)
+    e = gs.exact(g, 0.5 * (gs.fastest(g).latency + gs.slowest_latency(g)))
+    x = [e.idx[0], e.idx[1], e.idx[2], e.idx[1], e.idx[3]]
+    assert chain.latency(x) == pytest.approx(e.latency) and chain.score(x) == pytest.approx(e.score)
+
+
 # ---- the real MobileNet-v1 MRF: the chain as a graph gives the chain solvers' answers ----------
 @pytest.fixture(scope="module")
 def mobilenet():
