@@ -96,8 +96,9 @@ def graph_section(repeats: int) -> None:
     rows = []
     for share in (0.3, 0.5, 0.7):
         b = lo + share * (hi - lo)
-        t = [median_ms(lambda: exact(m, b), max(5, repeats // 3)), median_ms(lambda: gs.exact(g, b), max(5, repeats // 3)),
-             median_ms(lambda: gs.exact(g, b, with_front=False), max(5, repeats // 3)),
+        few = max(5, repeats // 3)
+        t = [median_ms(lambda: exact(m, b), few), median_ms(lambda: gs.exact(g, b), few),
+             median_ms(lambda: gs.exact(g, b, with_front=False), few),
              median_ms(lambda: lagrangian(m, b), repeats), median_ms(lambda: gs.lagrangian(g, b), repeats),
              median_ms(lambda: marginals(m, 1.0, 1.0), repeats), median_ms(lambda: gs.marginals(g, 1.0, 1.0), repeats)]
         ce, ge = exact(m, b), gs.exact(g, b)

@@ -279,9 +279,9 @@ def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12) -
     p = plan(mrf)
     S, L = _tables(mrf, p)
     if "ranges" not in mrf.cache:  # (score, latency ms) spread of all terms: scales the multipliers
-        mrf.cache["ranges"] = (
-            sum(float(s.max() - s.min()) for s in mrf.score_unary) + sum(float(s.max() - s.min()) for _, s in mrf.pairs.values()),
-            sum(float(l.max() - l.min()) for l in mrf.lat_unary) + sum(float(l.max() - l.min()) for l, _ in mrf.pairs.values()))
+        spread = lambda arrs: sum(float(a.max() - a.min()) for a in arrs)  # noqa: E731
+        mrf.cache["ranges"] = (spread(mrf.score_unary) + spread(s for _, s in mrf.pairs.values()),
+                               spread(mrf.lat_unary) + spread(l for l, _ in mrf.pairs.values()))
     srange, lrange = mrf.cache["ranges"]
 
     def batch(gs: np.ndarray):
