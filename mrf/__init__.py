@@ -1,10 +1,11 @@
 """The width MRF and its solvers: pure numpy/scipy (pgmpy as reference), no torch."""
 from .baselines import greedy, uniform
+from .graph_model import GraphMRF, PairFactor
 from .model import InfeasibleBudget, WidthMRF
 from .solvers import Solution, exact, fastest, lagrangian, marginals, pareto_front, sample_configs, viterbi
 from .unaries import Unaries
 
-__all__ = ["WidthMRF", "InfeasibleBudget", "Unaries", "Solution", "viterbi", "lagrangian", "exact",
+__all__ = ["WidthMRF", "GraphMRF", "PairFactor", "InfeasibleBudget", "Unaries", "Solution", "viterbi", "lagrangian", "exact",
            "pareto_front", "marginals", "sample_configs", "fastest", "uniform", "greedy", "solve", "parse_budget", "with_margin"]
 
 METHODS = ("exact", "lagrangian", "greedy", "uniform")

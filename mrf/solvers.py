@@ -92,25 +92,23 @@ def _lat_score_batch(mrf: WidthMRF, idx: np.ndarray) -> tuple[np.ndarray, np.nda
     return lat, sc
 
 
-def lagrangian(mrf: WidthMRF, budget: float, rounds: int = 2, width: int = 12) -> Solution:
-    """Maximise score - gamma * latency, with gamma searched so the answer meets the budget.
+def search_gamma(solve_batch, budget: float, srange: float, lrange: float, rounds: int = 2,
+                 width: int = 12) -> tuple[np.ndarray | None, float, int]:
+    """The multiplier search behind every Lagrangian solver (chain or graph).
 
-    The bracket is found automatically: gamma = 0 and a geometric grid (factor 8) around
-    (score range / latency range), all in one vectorised Viterbi pass; then `rounds` of
+    `solve_batch(gammas (G,))` returns (idx (G, n), latency (G,) ms, score (G,)) of the argmax of
+    score - gamma * latency for each gamma. The bracket is found automatically: gamma = 0 and a
+    geometric grid (factor 8) around (srange / lrange), all in one batch; then `rounds` of
     `width`-way section (bisection that tries `width` multipliers per pass) narrow it. Returns the
-    best in-budget configuration seen. Only configurations on the convex hull of the
-    score/latency front are reachable this way; `exact` finds the true budgeted optimum.
+    best in-budget configuration seen (None if none), its gamma (inf if none) and the passes run.
     """
-    srange = sum(float(np.ptp(s)) for s in mrf.score_unary) + sum(float(np.ptp(p)) for p in mrf.score_pair) + 1e-12
-    lrange = sum(float(np.ptp(l)) for l in mrf.lat_unary) + sum(float(np.ptp(p)) for p in mrf.lat_pair) + 1e-12
     gammas = np.r_[0.0, (srange / lrange) * 8.0 ** np.arange(-4, 7)]
     best, best_g, passes = None, None, 0
 
     def consider(gs: np.ndarray):
         nonlocal best, best_g, passes
         passes += 1
-        idx = _viterbi_batch(mrf, gs)
-        lat, sc = _lat_score_batch(mrf, idx)
+        idx, lat, sc = solve_batch(gs)
         ok = lat <= budget
         if ok.any():
             k = np.flatnonzero(ok)[np.argmax(sc[ok])]
@@ -120,11 +118,10 @@ def lagrangian(mrf: WidthMRF, budget: float, rounds: int = 2, width: int = 12) -
 
     ok = consider(gammas)
     if not ok.any():  # even the largest multiplier is over budget
-        f = check_budget(mrf, budget)  # raises when the budget is infeasible
-        return _solution(mrf, f.idx, "lagrangian", budget, gamma=float("inf"), passes=passes)
+        return None, float("inf"), passes
     hi = int(np.argmax(ok))  # smallest feasible multiplier
     if hi == 0:
-        return _solution(mrf, best[0], "lagrangian", budget, gamma=0.0, passes=passes)
+        return best[0], 0.0, passes
     lo_g, hi_g = gammas[hi - 1], gammas[hi]
     for _ in range(rounds):
         gs = np.linspace(lo_g, hi_g, width + 2)[1:-1]
@@ -135,7 +132,28 @@ def lagrangian(mrf: WidthMRF, budget: float, rounds: int = 2, width: int = 12) -
             lo_g = gs[k - 1] if k > 0 else lo_g
         else:
             lo_g = gs[-1]
-    return _solution(mrf, best[0], "lagrangian", budget, gamma=best_g, passes=passes)
+    return best[0], best_g, passes
+
+
+def lagrangian(mrf: WidthMRF, budget: float, rounds: int = 2, width: int = 12) -> Solution:
+    """Maximise score - gamma * latency, with gamma searched so the answer meets the budget
+    (`search_gamma`, one vectorised Viterbi pass per batch of multipliers).
+
+    Only configurations on the convex hull of the score/latency front are reachable this way;
+    `exact` finds the true budgeted optimum.
+    """
+    srange = sum(float(np.ptp(s)) for s in mrf.score_unary) + sum(float(np.ptp(p)) for p in mrf.score_pair) + 1e-12
+    lrange = sum(float(np.ptp(l)) for l in mrf.lat_unary) + sum(float(np.ptp(p)) for p in mrf.lat_pair) + 1e-12
+
+    def batch(gs: np.ndarray):
+        idx = _viterbi_batch(mrf, gs)
+        return (idx, *_lat_score_batch(mrf, idx))
+
+    idx, gamma, passes = search_gamma(batch, budget, srange, lrange, rounds, width)
+    if idx is None:  # even the largest multiplier is over budget
+        f = check_budget(mrf, budget)  # raises when the budget is infeasible
+        return _solution(mrf, f.idx, "lagrangian", budget, gamma=gamma, passes=passes)
+    return _solution(mrf, idx, "lagrangian", budget, gamma=gamma, passes=passes)
 
 
 # ---- exact budgeted optimum and Pareto front -------------------------------------------

@@ -1,0 +1,185 @@
+"""The width MRF on a graph of channel groups: the chain's generalisation for residual networks.
+
+A variable is a channel group: every tensor whose channel count must agree (a residual add ties
+them) shares one width. A convolution from group i to group j is a pairwise factor on (i, j).
+
+score(x)   = sum_g score_unary[g][x_g] + sum_f score_f[x_i, x_j]                (higher is better)
+latency(x) = intercept + sum_g lat_unary[g][x_g] + sum_f lat_f[x_i, x_j]       (ms)
+
+Several factors on the same pair of groups are summed. `GraphMRF.from_chain` makes any
+`WidthMRF` a special case, so the graph solvers can be checked against the chain's.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .model import WidthMRF
+
+
+@dataclass
+class PairFactor:
+    """A pairwise term between groups i and j, e.g. a convolution from group i's channels to j's."""
+
+    i: int
+    j: int
+    lat: np.ndarray  # (K_i, K_j) ms
+    score: np.ndarray | None = None  # (K_i, K_j), higher is better; None: zeros
+
+
+@dataclass
+class GraphMRF:
+    """Treat as read-only once built: factors are merged per pair here, and the solvers cache
+    per-clique tables on the instance. Build a new one to change a table."""
+
+    choices: list[tuple[int, ...]]  # per group, the widths (channels)
+    score_unary: list[np.ndarray]  # per group (K_g,)
+    lat_unary: list[np.ndarray]  # per group (K_g,) ms
+    factors: list[PairFactor]  # pairwise terms; tuples (i, j, lat[, score]) are accepted
+    intercept: float = 0.0  # ms, the part of every network no group or factor carries
+    fixed: list[bool] | None = None  # per group: True = not searched (exactly one width); None: all free
+    names: list[str] | None = None  # per group, for messages and reports; None: "group <g>"
+    base: tuple[int, ...] = ()  # base widths per group, for a uniform-multiplier baseline
+    space_fingerprint: str = ""
+    pairs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(init=False, repr=False)
+    # (i, j) with i < j -> (lat (K_i, K_j) ms, score (K_i, K_j)): the factors merged per pair
+    cache: dict = field(init=False, repr=False, compare=False, default_factory=dict)  # the solvers' own
+
+    def __post_init__(self) -> None:
+        n = len(self.choices)
+        if n == 0:
+            raise ValueError("empty graph MRF: no channel groups; give at least one group with its width choices")
+        if self.names is not None:
+            self.names = [str(s) for s in self.names]
+            if len(self.names) != n or len(set(self.names)) != n:
+                raise ValueError(f"names: {n} groups need {n} distinct names, got {list(self.names)}")
+        self.choices = [self._widths(g, c) for g, c in enumerate(self.choices)]
+        for what, arrs in (("score", self.score_unary), ("latency", self.lat_unary)):
+            if len(arrs) != n:
+                raise ValueError(f"{n} groups but {len(arrs)} {what} unaries; give one (K_g,) array per group")
+        self.score_unary = [self._table(f"{self.name(g)}: score unary", s, (len(c),))
+                            for g, (c, s) in enumerate(zip(self.choices, self.score_unary))]
+        self.lat_unary = [self._table(f"{self.name(g)}: latency unary", l, (len(c),))
+                          for g, (c, l) in enumerate(zip(self.choices, self.lat_unary))]
+        if not np.isfinite(float(self.intercept)):
+            raise ValueError(f"intercept {self.intercept!r} ms is not finite")
+        self.intercept = float(self.intercept)
+        if self.fixed is None:
+            self.fixed = [False] * n
+        if len(self.fixed) != n:
+            raise ValueError(f"fixed: {n} groups need {n} flags, got {len(self.fixed)}")
+        self.fixed = [bool(f) for f in self.fixed]
+        for g, f in enumerate(self.fixed):
+            if f and len(self.choices[g]) != 1:
+                raise ValueError(f"{self.name(g)} is fixed but has {len(self.choices[g])} widths "
+                                 f"{list(self.choices[g])}; give a fixed group exactly one width")
+        if self.base and len(self.base) != n:
+            raise ValueError(f"base: {n} groups need {n} base widths, got {len(self.base)}")
+        self.factors = [self._factor(k, f) for k, f in enumerate(self.factors)]
+        self.pairs = {}
+        for f in self.factors:  # merge factors on the same pair, oriented i < j
+            lat, sc = (f.lat, f.score) if f.i < f.j else (f.lat.T, f.score.T)
+            key = (min(f.i, f.j), max(f.i, f.j))
+            if key in self.pairs:
+                lat, sc = self.pairs[key][0] + lat, self.pairs[key][1] + sc
+            self.pairs[key] = (lat, sc)
+
+    # ---- validation helpers --------------------------------------------------------
+    def name(self, g: int) -> str:
+        return f"group {g} ({self.names[g]})" if self.names else f"group {g}"
+
+    def _widths(self, g: int, c) -> tuple[int, ...]:
+        try:
+            w = tuple(int(x) for x in c)
+            ok = all(float(x) == int(x) for x in c)
+        except (TypeError, ValueError):
+            w, ok = (), False
+        if not w or not ok or min(w) <= 0 or len(set(w)) != len(w):
+            raise ValueError(f"{self.name(g)}: width choices {c!r} must be distinct positive integers (channels), "
+                             "at least one")
+        return w
+
+    @staticmethod
+    def _table(what: str, a, shape: tuple[int, ...]) -> np.ndarray:
+        try:
+            a = np.asarray(a, float)
+        except (TypeError, ValueError):
+            raise ValueError(f"{what}: not an array of numbers ({type(a).__name__})")
+        if a.shape != shape:
+            raise ValueError(f"{what} has shape {a.shape}, expected {shape} (one entry per width choice)")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{what}: NaN or inf entries; fix the profile or unaries that produced it")
+        return a
+
+    def _factor(self, k: int, f) -> PairFactor:
+        if not isinstance(f, PairFactor):
+            try:
+                if not isinstance(f, (tuple, list)):
+                    raise TypeError
+                f = PairFactor(*f)
+            except TypeError:
+                raise ValueError(f"factor {k}: give a PairFactor or a tuple (i, j, lat[, score]), got {f!r}")
+        n = len(self.choices)
+        try:
+            i, j = int(f.i), int(f.j)
+        except (TypeError, ValueError):
+            raise ValueError(f"factor {k}: groups ({f.i!r}, {f.j!r}) are not integers")
+        if not (0 <= i < n and 0 <= j < n):
+            raise ValueError(f"factor {k} joins groups ({i}, {j}), but the groups are 0..{n - 1}")
+        if i == j:
+            raise ValueError(f"factor {k} joins {self.name(i)} with itself; put a one-group term in its unary "
+                             "(e.g. the diagonal of the table)")
+        shape = (len(self.choices[i]), len(self.choices[j]))
+        where = f"factor {k} ({self.name(i)} -> {self.name(j)})"
+        lat = self._table(f"{where}: latency table", f.lat, shape)
+        sc = np.zeros(shape) if f.score is None else self._table(f"{where}: score table", f.score, shape)
+        return PairFactor(i, j, lat, sc)
+
+    # ---- construction ------------------------------------------------------------------
+    @classmethod
+    def from_chain(cls, mrf: WidthMRF) -> "GraphMRF":
+        """The chain MRF as a graph: group i = layer i, one factor per consecutive pair."""
+        factors = [PairFactor(i, i + 1, p, s) for i, (p, s) in enumerate(zip(mrf.lat_pair, mrf.score_pair))]
+        return cls(list(mrf.choices), list(mrf.score_unary), list(mrf.lat_unary), factors, mrf.intercept,
+                   base=tuple(mrf.base), space_fingerprint=mrf.space_fingerprint)
+
+    # ---- evaluation --------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        return len(self.choices)
+
+    @property
+    def edges(self) -> list[tuple[int, int]]:
+        """The pairs of groups joined by at least one factor, i < j."""
+        return list(self.pairs)
+
+    def indices(self, widths: Sequence[int]) -> list[int]:
+        if len(widths) != self.n:
+            raise ValueError(f"{len(widths)} widths given for {self.n} groups")
+        out = []
+        for g, w in enumerate(widths):
+            if int(w) not in self.choices[g]:
+                raise ValueError(f"{self.name(g)}: width {w} is not one of its choices {list(self.choices[g])}")
+            out.append(self.choices[g].index(int(w)))
+        return out
+
+    def widths(self, idx: Sequence[int]) -> list[int]:
+        return [int(self.choices[g][k]) for g, k in enumerate(idx)]
+
+    def evaluate(self, idx) -> tuple[np.ndarray, np.ndarray]:
+        """(P, groups) choice indices -> ((P,) latency ms, (P,) score): the one way both are summed
+        (intercept, then unaries, then factors in order), so a chain gives the chain's floats."""
+        idx = np.asarray(idx, int).reshape(-1, self.n)
+        lat = self.intercept + sum(l[idx[:, g]] for g, l in enumerate(self.lat_unary))
+        sc = sum(s[idx[:, g]] for g, s in enumerate(self.score_unary))
+        lat = lat + sum(f.lat[idx[:, f.i], idx[:, f.j]] for f in self.factors)
+        sc = sc + sum(f.score[idx[:, f.i], idx[:, f.j]] for f in self.factors)
+        return np.asarray(lat, float), np.asarray(sc, float)
+
+    def latency(self, idx: Sequence[int]) -> float:
+        return float(self.evaluate([idx])[0][0])
+
+    def score(self, idx: Sequence[int]) -> float:
+        return float(self.evaluate([idx])[1][0])

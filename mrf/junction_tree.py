@@ -1,0 +1,153 @@
+"""Tree decomposition of a graph of channel groups: a greedy elimination order and the junction
+tree (a forest, one tree per connected component) built from it.
+
+Exact dynamic programming on the graph costs about prod(K over the largest clique): a chain gives
+cliques of two groups, a bottleneck block tying its residual group to two inner groups gives
+cliques of three, so 14^3 states per clique, which is cheap.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+HEURISTICS = ("min-fill", "min-degree")
+
+
+def elimination_order(n: int, edges: Sequence[tuple[int, int]], state_counts: Sequence[int] | None = None,
+                      heuristic: str = "min-fill") -> list[int]:
+    """A greedy elimination order: each step removes the vertex adding the fewest fill edges
+    ("min-fill") or having the fewest neighbours ("min-degree"); ties go to the smallest clique
+    table (product of state counts), then to the lowest index, so the order is deterministic."""
+    if heuristic not in HEURISTICS:
+        raise ValueError(f"unknown elimination heuristic {heuristic!r}; choose one of {HEURISTICS}")
+    logk = [math.log(max(int(k), 1)) for k in (state_counts or [1] * n)]
+    adj = _adjacency(n, edges)
+    alive, order = set(range(n)), []
+    while alive:
+        def cost(v: int):
+            nb = adj[v]
+            if heuristic == "min-fill":
+                first = sum(1 for a in nb for b in nb if a < b and b not in adj[a])
+            else:
+                first = len(nb)
+            return first, logk[v] + sum(logk[u] for u in nb), v
+
+        v = min(alive, key=cost)
+        nb = adj[v]
+        for a in nb:  # fill: the neighbours of an eliminated vertex become a clique
+            adj[a] |= nb - {a}
+            adj[a].discard(v)
+        alive.discard(v)
+        adj[v] = set()
+        order.append(v)
+    return order
+
+
+def _adjacency(n: int, edges: Sequence[tuple[int, int]]) -> list[set[int]]:
+    adj = [set() for _ in range(n)]
+    for i, j in edges:
+        if not (0 <= i < n and 0 <= j < n) or i == j:
+            raise ValueError(f"edge ({i}, {j}) is not a pair of distinct vertices in 0..{n - 1}")
+        adj[i].add(j)
+        adj[j].add(i)
+    return adj
+
+
+@dataclass
+class JunctionTree:
+    cliques: list[tuple[int, ...]]  # sorted vertex ids per clique
+    parent: list[int]  # per clique, its parent clique; -1 for the root of each connected component
+    order: list[int]  # the elimination order it was built from
+
+    @property
+    def width(self) -> int:
+        """Treewidth of this decomposition: largest clique size - 1."""
+        return max(len(c) for c in self.cliques) - 1
+
+    @property
+    def roots(self) -> list[int]:
+        return [c for c, p in enumerate(self.parent) if p < 0]
+
+    def children(self, c: int) -> list[int]:
+        return [k for k, p in enumerate(self.parent) if p == c]
+
+    def separator(self, c: int) -> tuple[int, ...]:
+        """The vertices clique c shares with its parent (sorted); () for a root."""
+        p = self.parent[c]
+        return () if p < 0 else tuple(sorted(set(self.cliques[c]) & set(self.cliques[p])))
+
+    def postorder(self) -> list[int]:
+        """Every clique after all of its children (leaves first, roots last)."""
+        out: list[int] = []
+        kids = [self.children(c) for c in range(len(self.cliques))]
+        for r in self.roots:
+            stack = [(r, False)]
+            while stack:
+                c, done = stack.pop()
+                if done:
+                    out.append(c)
+                else:
+                    stack.append((c, True))
+                    stack.extend((k, False) for k in reversed(kids[c]))
+        return out
+
+    def check(self, n: int, edges: Sequence[tuple[int, int]]) -> None:
+        """Raises unless this is a valid tree decomposition of the graph: every vertex and edge in some
+        clique, and the cliques holding any vertex forming one connected subtree (running intersection)."""
+        sets = [set(c) for c in self.cliques]
+        for v in range(n):
+            holders = [c for c, s in enumerate(sets) if v in s]
+            if not holders:
+                raise AssertionError(f"vertex {v} is in no clique")
+            tops = [c for c in holders if self.parent[c] < 0 or v not in sets[self.parent[c]]]
+            if len(tops) != 1:
+                raise AssertionError(f"the cliques holding vertex {v} are not connected: {holders}")
+        for i, j in edges:
+            if not any(i in s and j in s for s in sets):
+                raise AssertionError(f"edge ({i}, {j}) is in no clique")
+        if sorted(self.postorder()) != list(range(len(self.cliques))):
+            raise AssertionError("the parent links do not form a forest")
+
+
+def junction_tree(n: int, edges: Sequence[tuple[int, int]], state_counts: Sequence[int] | None = None,
+                  heuristic: str = "min-fill") -> JunctionTree:
+    """The elimination tree of a greedy order, with non-maximal cliques merged away.
+
+    Eliminating v creates clique C_v = {v} + its remaining neighbours; C_v's parent is the clique of
+    the first-eliminated of those neighbours, so the separator is C_v minus v. A vertex with no
+    remaining neighbours ends a connected component: a root. The root is thus the clique eliminated
+    last, which for a chain is an end, so dynamic programming on it runs along the chain.
+    """
+    if n <= 0:
+        raise ValueError("a junction tree needs at least one vertex")
+    order = elimination_order(n, edges, state_counts, heuristic)
+    pos = {v: k for k, v in enumerate(order)}
+    adj = _adjacency(n, edges)
+    clique_of, parent_v = {}, {}
+    for v in order:
+        nb = adj[v]
+        clique_of[v] = tuple(sorted(nb | {v}))
+        parent_v[v] = min(nb, key=pos.__getitem__) if nb else None
+        for a in nb:
+            adj[a] |= nb - {a}
+            adj[a].discard(v)
+    # merge non-maximal cliques: C_p inside a child C_c -> c takes p's place in the tree
+    par = dict(parent_v)
+    alive = list(order)
+    changed = True
+    while changed:
+        changed = False
+        for c in list(alive):
+            p = par[c]
+            if p is not None and set(clique_of[p]) <= set(clique_of[c]):
+                for k in alive:
+                    if par[k] == p and k != c:
+                        par[k] = c
+                par[c] = par[p]
+                alive.remove(p)
+                changed = True
+                break
+    index = {v: k for k, v in enumerate(alive)}
+    return JunctionTree([clique_of[v] for v in alive],
+                        [-1 if par[v] is None else index[par[v]] for v in alive], order)

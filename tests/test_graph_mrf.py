@@ -1,0 +1,387 @@
+"""Graph MRF solvers (junction tree DP) against brute-force enumeration, pgmpy and the chain solvers."""
+import itertools
+
+import numpy as np
+import pytest
+
+from widthnas.mrf import InfeasibleBudget, WidthMRF
+from widthnas.mrf import graph_solvers as gs
+from widthnas.mrf import solvers as cs
+from widthnas.mrf.chain import forward_backward
+from widthnas.mrf.graph_model import GraphMRF, PairFactor
+from widthnas.mrf.junction_tree import junction_tree
+
+# (groups, edges): small graphs of every shape the search spaces produce
+GRAPHS = {
+    "chain": (5, [(0, 1), (1, 2), (2, 3), (3, 4)]),
+    "tree": (6, [(0, 1), (0, 2), (0, 3), (3, 4), (3, 5)]),  # basic blocks hanging off a stage
+    # a stage's residual group 0 tying two bottleneck blocks (0 -> a -> b -> 0), then the next stage
+    "residual": (6, [(0, 1), (1, 2), (2, 0), (0, 3), (3, 4), (4, 0), (0, 5)]),
+    # one stage of three bottleneck blocks on its residual group 0: the DP must project (0, a, b)
+    # onto 0 before adding the other blocks' fronts
+    "stage": (7, [(0, 1), (1, 2), (2, 0), (0, 3), (3, 4), (4, 0), (0, 5), (5, 6), (6, 0)]),
+    "disconnected": (6, [(0, 1), (1, 2), (3, 4)]),  # group 5 on its own
+    "grid": (6, [(0, 1), (1, 2), (3, 4), (4, 5), (0, 3), (1, 4), (2, 5)]),  # cycles, treewidth 2
+}
+
+
+def random_graph(rng, kind, kmin=2, kmax=4, duplicate=True, quantum=0.0):
+    """A GraphMRF on one of GRAPHS with random tables, and the raw terms for brute force. One pair
+    gets a second factor in the opposite orientation (the model must sum them). quantum > 0 rounds
+    every term to its multiples (latency in ms, score in 2 * quantum), so many sums tie exactly."""
+    n, edges = GRAPHS[kind]
+    ks = rng.integers(kmin, kmax + 1, n)
+    ch = [tuple(sorted(rng.choice(np.arange(8, 400, 8), k, replace=False))) for k in ks]
+    su = [rng.normal(0, 1, k) for k in ks]
+    lu = [rng.uniform(0, 0.2, k) for k in ks]
+    raw = []
+    for i, j in edges:
+        lat = np.add.outer(np.sort(rng.uniform(0, 1, ks[i])), np.sort(rng.uniform(0, 1, ks[j]))) \
+            + rng.uniform(0, 0.3, (ks[i], ks[j]))
+        raw.append((i, j, lat, rng.normal(0, 0.5, (ks[i], ks[j]))))
+    if duplicate and edges:
+        i, j = edges[-1]
+        raw.append((j, i, rng.uniform(0, 0.2, (ks[j], ks[i])), rng.normal(0, 0.3, (ks[j], ks[i]))))
+    if quantum:
+        q = lambda a, u: np.round(a / u) * u  # noqa: E731
+        su, lu = [q(s, 2 * quantum) for s in su], [q(l, quantum) for l in lu]
+        raw = [(i, j, q(l, quantum), q(s, 2 * quantum)) for i, j, l, s in raw]
+    icpt = 0.125 if quantum else 0.05  # ms
+    m = GraphMRF(ch, su, lu, [PairFactor(*f) for f in raw], icpt)
+    return m, (su, lu, raw, icpt)
+
+
+def enumerate_all(m, terms):
+    """Every configuration with its latency and score, summed straight from the raw terms."""
+    su, lu, raw, icpt = terms
+    idx = np.array(list(itertools.product(*[range(len(c)) for c in m.choices])))
+    lat = icpt + sum(l[idx[:, g]] for g, l in enumerate(lu)) + sum(t[idx[:, i], idx[:, j]] for i, j, t, _ in raw)
+    sc = sum(s[idx[:, g]] for g, s in enumerate(su)) + sum(s[idx[:, i], idx[:, j]] for i, j, _, s in raw)
+    return idx, lat, sc
+
+
+def true_front(lat, sc):
+    order, best, out = np.lexsort((-sc, lat)), -np.inf, []
+    for k in order:
+        if sc[k] > best + 1e-12:
+            out.append(k)
+            best = sc[k]
+    return out
+
+
+def brute_marginals(m, idx, w):
+    return [np.bincount(idx[:, g], weights=w, minlength=len(m.choices[g])) for g in range(m.n)]
+
+
+# ---- the tree decomposition ------------------------------------------------------------------
+def test_junction_tree_is_a_valid_decomposition():
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        n = int(rng.integers(1, 11))
+        edges = [(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < rng.uniform(0, 0.6)]
+        for h in ("min-fill", "min-degree"):
+            jt = junction_tree(n, edges, list(rng.integers(1, 8, n)), h)
+            jt.check(n, edges)
+            sets = [set(c) for c in jt.cliques]
+            assert not any(a < b for a in sets for b in sets)  # only maximal cliques
+    chain = junction_tree(*GRAPHS["chain"])
+    assert chain.width == 1 and sorted(chain.cliques) == GRAPHS["chain"][1]
+    assert junction_tree(*GRAPHS["residual"]).width == 2  # bottleneck blocks: cliques of three groups
+    assert len(junction_tree(*GRAPHS["disconnected"]).roots) == 3  # a forest, one tree per component
+    assert junction_tree(4, list(itertools.combinations(range(4), 2))).cliques == [(0, 1, 2, 3)]
+    with pytest.raises(ValueError, match="unknown elimination heuristic"):
+        junction_tree(3, [(0, 1)], heuristic="fastest")
+    with pytest.raises(ValueError, match=r"edge \(1, 1\)"):
+        junction_tree(3, [(1, 1)])
+
+
+# ---- max-sum, marginals, samples against enumeration -------------------------------------------
+@pytest.mark.parametrize("kind", GRAPHS)
+@pytest.mark.parametrize("seed", range(3))
+def test_map_and_marginals_match_brute_force(kind, seed):
+    rng = np.random.default_rng(seed)
+    m, terms = random_graph(rng, kind)
+    idx, lat, sc = enumerate_all(m, terms)
+    got_lat, got_sc = m.evaluate(idx)
+    np.testing.assert_allclose(got_lat, lat, rtol=1e-12)
+    np.testing.assert_allclose(got_sc, sc, rtol=1e-12, atol=1e-12)
+    for gamma, T in ((0.0, 1.0), (rng.uniform(0.2, 3), rng.uniform(0.3, 2))):
+        obj = sc - gamma * lat
+        v = gs.viterbi(m, gamma)
+        assert v.idx == list(idx[np.argmax(obj)]) and v.widths == m.widths(v.idx)
+        assert v.latency == pytest.approx(lat[np.argmax(obj)]) and v.score == pytest.approx(sc[np.argmax(obj)])
+        w = np.exp((obj - obj.max()) / T)
+        for got, ref in zip(gs.marginals(m, gamma, T), brute_marginals(m, idx, w / w.sum())):
+            np.testing.assert_allclose(got, ref, atol=1e-12)
+        logz = obj.max() / T + np.log(w.sum())
+        assert gs.log_partition(m, gamma, T) == pytest.approx(logz, rel=1e-12)
+    f = gs.fastest(m)
+    assert f.latency == pytest.approx(lat.min()) and gs.slowest_latency(m) == pytest.approx(lat.max())
+
+
+@pytest.mark.parametrize("kind", ["residual", "disconnected"])
+def test_samples_follow_the_exact_joint_distribution(kind):
+    from scipy.stats import chisquare
+
+    rng = np.random.default_rng(21)
+    m, terms = random_graph(rng, kind, 2, 3)
+    idx, lat, sc = enumerate_all(m, terms)
+    gamma, T, n = 0.8, 1.5, 40000
+    w = np.exp((sc - gamma * lat - (sc - gamma * lat).max()) / T)
+    p = w / w.sum()
+    draws = gs.sample_configs(m, gamma, T, n, np.random.default_rng(0))
+    assert draws.shape == (n, m.n)
+    strides = np.cumprod([1] + [len(c) for c in m.choices][::-1])[:-1][::-1]
+    counts = np.bincount(draws @ strides, minlength=len(idx))  # idx is in the same (row-major) order
+    assert np.array_equal(idx @ strides, np.arange(len(idx)))
+    exp = n * p
+    big = exp >= 5
+    obs = np.r_[counts[big], counts[~big].sum()]
+    ex = np.r_[exp[big], exp[~big].sum()]
+    keep = ex > 0
+    stat, pval = chisquare(obs[keep], ex[keep])
+    assert pval > 1e-3, f"samples do not follow the joint distribution (chi-square {stat:.1f}, p = {pval:.2g})"
+    for g, marg in enumerate(gs.marginals(m, gamma, T)):
+        np.testing.assert_allclose(np.bincount(draws[:, g], minlength=len(marg)) / n, marg, atol=0.01)
+
+
+# ---- the Pareto front and the budgeted optimum -------------------------------------------------
+@pytest.mark.parametrize("kind", GRAPHS)
+@pytest.mark.parametrize("seed", range(3))
+def test_front_and_budgeted_optimum_match_brute_force(kind, seed):
+    rng = np.random.default_rng(100 + seed)
+    m, terms = random_graph(rng, kind)
+    idx, lat, sc = enumerate_all(m, terms)
+    ref = true_front(lat, sc)
+    front = gs.pareto_front(m)
+    assert [(round(s.latency, 9), round(s.score, 9)) for s in front] == \
+        [(round(lat[k], 9), round(sc[k], 9)) for k in ref]  # complete, and nothing else
+    for s in front:  # each point is a real configuration with the latency and score reported
+        k = int(np.flatnonzero((idx == s.idx).all(axis=1))[0])
+        assert s.widths == m.widths(s.idx) and s.latency == pytest.approx(lat[k], abs=1e-12)
+        assert s.score == pytest.approx(sc[k], abs=1e-12)
+        assert not np.any((lat <= s.latency - 1e-12) & (sc >= s.score + 1e-12))  # nothing beats it
+    budgets = [float(lat.min()), float(rng.choice(lat)), float(rng.choice(lat)),
+               float(rng.uniform(lat.min(), lat.max())), float(lat.max())]
+    for b in budgets:
+        best = sc[lat <= b].max()
+        for e in (gs.exact(m, b), gs.exact(m, b, with_front=False)):
+            k = int(np.flatnonzero((idx == e.idx).all(axis=1))[0])
+            assert lat[k] <= b and e.latency <= b and e.score == pytest.approx(best, abs=1e-9)
+            assert e.info["certified"] and e.method == "exact" and e.budget == b
+        assert [p.idx for p in gs.exact(m, b).pareto] == [p.idx for p in front]
+        lag = gs.lagrangian(m, b)
+        assert lag.latency <= b and lag.score <= best + 1e-9
+
+
+@pytest.mark.parametrize("kind", ["residual", "grid"])
+def test_front_with_exact_ties_in_latency_and_score(kind):
+    rng = np.random.default_rng(8)
+    m, terms = random_graph(rng, kind, 3, 4, quantum=0.125)  # binary fractions: sums are exact
+    idx, lat, sc = enumerate_all(m, terms)
+    assert len(np.unique(lat)) < len(lat) / 4  # many ties
+    ref = true_front(lat, sc)
+    assert [(s.latency, s.score) for s in gs.pareto_front(m)] == [(lat[k], sc[k]) for k in ref]
+    for b in np.unique(lat)[::7]:
+        assert gs.exact(m, float(b)).score == sc[lat <= b].max()
+        assert gs.exact(m, float(b), with_front=False).score == sc[lat <= b].max()
+
+
+def test_lagrangian_misses_non_hull_optima_that_exact_finds():
+    rng = np.random.default_rng(7)
+    gaps = []
+    for t in range(30):
+        m, terms = random_graph(rng, list(GRAPHS)[t % len(GRAPHS)], 2, 3)
+        _, lat, sc = enumerate_all(m, terms)
+        b = float(rng.uniform(lat.min(), lat.max()))
+        gaps.append(gs.exact(m, b, with_front=False).score - gs.lagrangian(m, b).score)
+    assert min(gaps) > -1e-9 and max(gaps) > 1e-6
+
+
+def test_latency_bins_keep_the_budget_guarantee():
+    rng = np.random.default_rng(3)
+    m, terms = random_graph(rng, "grid", 3, 4)
+    idx, lat, sc = enumerate_all(m, terms)
+    for kw in ({"bins": 4}, {"max_labels": 20}):  # coarse bins; a label limit that forces them
+        front = gs.pareto_front(m, **kw)
+        assert 0 < len(front) <= len(true_front(lat, sc))
+        for b in rng.uniform(lat.min(), lat.max(), 5):
+            e = gs.exact(m, float(b), **kw)
+            assert e.latency <= b and m.latency(e.idx) <= b and e.score <= sc[lat <= b].max() + 1e-12
+            assert not e.info["certified"]
+
+
+def test_factors_on_one_pair_are_summed_and_fixed_groups_work():
+    rng = np.random.default_rng(4)
+    a, b = rng.uniform(0, 1, (2, 3)), rng.uniform(0, 1, (3, 2))
+    sa = rng.normal(0, 1, (2, 3))
+    ch = [(8, 16), (8, 16, 24), (3,)]
+    su = [rng.normal(0, 1, 2), rng.normal(0, 1, 3), np.zeros(1)]
+    lu = [rng.uniform(0, 0.1, 2), rng.uniform(0, 0.1, 3), np.array([0.5])]
+    stem = rng.uniform(0, 1, (1, 2))
+    two = GraphMRF(ch, su, lu, [(0, 1, a, sa), (1, 0, b), (2, 0, stem)], 0.1, fixed=[False, False, True],
+                   names=["s1", "s2", "input"])
+    one = GraphMRF(ch, su, lu, [(0, 1, a + b.T, sa), (2, 0, stem)], 0.1)
+    assert two.edges == [(0, 1), (0, 2)] and np.allclose(two.pairs[(0, 1)][0], a + b.T)
+    for g in (0.0, 2.0):
+        assert gs.viterbi(two, g).idx == gs.viterbi(one, g).idx
+        for x, y in zip(gs.marginals(two, g, 0.5), gs.marginals(one, g, 0.5)):
+            np.testing.assert_allclose(x, y, atol=1e-12)
+    assert [p.idx for p in gs.pareto_front(two)] == [p.idx for p in gs.pareto_front(one)]
+    assert all(p.widths[2] == 3 for p in gs.pareto_front(two))
+
+
+# ---- pgmpy on the same graphs ------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["residual", "grid", "tree"])
+def test_pgmpy_agrees_on_map_and_marginals(kind):
+    from widthnas.mrf.pgmpy_ref import graph_pgmpy_map, graph_pgmpy_marginals
+
+    m, _ = random_graph(np.random.default_rng(11), kind, 3, 4)
+    for gamma, T in ((0.0, 1.0), (1.3, 0.5)):
+        for a, b in zip(graph_pgmpy_marginals(m, gamma, T), gs.marginals(m, gamma, T)):
+            np.testing.assert_allclose(a, b, atol=1e-9)
+        assert graph_pgmpy_map(m, gamma) == gs.viterbi(m, gamma).idx
+
+
+def test_tied_layers_as_one_group_match_pgmpy_with_equality_factors():
+    """A residual add ties layers 1 and 3 of a chain. The chain reference (pgmpy_ref) models it with
+    an equality factor; the graph merges them into one group, whose factors to layer 2 land on one
+    pair and are summed. Both must pick the same widths."""
+    from widthnas.mrf.pgmpy_ref import pgmpy_map, pgmpy_marginals
+
+    rng = np.random.default_rng(12)
+    ch = [(8, 16, 24), (8, 16, 32), (16, 24, 32), (8, 16, 32), (8, 16)]
+    chain = WidthMRF(ch, [rng.normal(0, 1, len(c)) for c in ch], [rng.uniform(0, 0.1, len(c)) for c in ch],
+                     [rng.uniform(0, 1, (len(ch[i]), len(ch[i + 1]))) for i in range(4)], 0.1,
+                     score_pair=[rng.normal(0, 0.3, (len(ch[i]), len(ch[i + 1]))) for i in range(4)])
+    u, l, p, sp = chain.score_unary, chain.lat_unary, chain.lat_pair, chain.score_pair
+    # groups: 0 = layer 0, 1 = layers 1 and 3 (tied), 2 = layer 2, 3 = layer 4
+    g = GraphMRF([ch[0], ch[1], ch[2], ch[4]], [u[0], u[1] + u[3], u[2], u[4]], [l[0], l[1] + l[3], l[2], l[4]],
+                 [(0, 1, p[0], sp[0]), (1, 2, p[1], sp[1]), (2, 1, p[2], sp[2]), (1, 3, p[3], sp[3])], 0.1)
+    assert g.edges == [(0, 1), (1, 2), (1, 3)]
+    for gamma in (0.0, 0.9):
+        ref = pgmpy_map(chain, gamma, tied=[(1, 3)])
+        got = gs.viterbi(g, gamma).idx
+        assert [got[0], got[1], got[2], got[1], got[3]] == ref
+    ref = pgmpy_marginals(chain, 0.9, 0.7, tied=[(1, 3)])
+    got = gs.marginals(g, 0.9, 0.7)
+    for a, b in zip([got[0], got[1], got[2], got[1], got[3]], ref):
+        np.testing.assert_allclose(a, b, atol=1e-9)
+    e = gs.exact(g, 0.5 * (gs.fastest(g).latency + gs.slowest_latency(g)))
+    x = [e.idx[0], e.idx[1], e.idx[2], e.idx[1], e.idx[3]]
+    assert chain.latency(x) == pytest.approx(e.latency) and chain.score(x) == pytest.approx(e.score)
+
+
+# ---- the real MobileNet-v1 MRF: the chain as a graph gives the chain solvers' answers ----------
+@pytest.fixture(scope="module")
+def mobilenet():
+    from widthnas.latency.registry import PROFILE_DIR
+    from widthnas.latency.table import LatencyTable
+    from widthnas.mrf.unaries import from_arrays
+
+    table = LatencyTable.load(PROFILE_DIR / "amd-epyc-2c_ort-cpu-1t-b1_mobilenet_v1.json")
+    rng = np.random.default_rng(5)  # noisy accuracy-loss unaries, as a supernet would give
+    loss = [np.linspace(0.2, 0, len(c)) + rng.normal(0, 0.05, len(c)) for c in table.space.choices]
+    u = from_arrays(table.space, loss, [rng.integers(1, 20, len(c)) for c in table.space.choices])
+    m = WidthMRF.from_table(table, u)
+    return m, GraphMRF.from_chain(m)
+
+
+def test_chain_as_graph_matches_chain_solvers_on_mobilenet_v1(mobilenet):
+    m, g = mobilenet
+    assert gs.plan(g).tree.width == 1 and len(gs.plan(g).tree.cliques) == m.n - 1
+    for gamma in (0.0, 0.05, 1.0):
+        assert gs.viterbi(g, gamma).idx == cs.viterbi(m, gamma).idx
+    for a, b in zip(gs.marginals(g, 0.3, 0.05), cs.marginals(m, 0.3, 0.05)):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+    u, p = m.lagrangian_terms(0.3)
+    chain_logz = forward_backward(u, p, 0.05)[1] - 0.3 * m.intercept / 0.05  # the chain's terms leave out the intercept
+    assert gs.log_partition(g, 0.3, 0.05) == pytest.approx(chain_logz, rel=1e-12)
+    lo, hi = cs.fastest(m).latency, cs.slowest_latency(m)
+    assert gs.fastest(g).latency == pytest.approx(lo) and gs.slowest_latency(g) == pytest.approx(hi)
+    front = None
+    for share in (0.2, 0.5, 0.85):
+        b = lo + share * (hi - lo)
+        ge, ce = gs.exact(g, b), cs.exact(m, b)
+        assert ge.latency <= b and m.latency(ge.idx) <= b and ge.info["certified"] and ce.info["certified"]
+        assert ge.score == pytest.approx(ce.score, abs=1e-12)
+        gl, cl = gs.lagrangian(g, b), cs.lagrangian(m, b)
+        assert gl.idx == cl.idx and gl.info["gamma"] == cl.info["gamma"]
+        front = ge.pareto
+    glat, gsc = np.array([s.latency for s in front]), np.array([s.score for s in front])
+    assert np.all(np.diff(glat) > 0) and np.all(np.diff(gsc) > 0)  # a front: faster is always worse
+    for s in front[:: max(1, len(front) // 50)]:
+        assert m.latency(s.idx) == s.latency and m.score(s.idx) == pytest.approx(s.score, abs=1e-12)
+    for s in cs.pareto_front(m):  # the chain's binned front never beats the exact one
+        assert np.any((glat <= s.latency + 1e-12) & (gsc >= s.score - 1e-12))
+
+
+# ---- errors that say what is wrong and what to do ----------------------------------------------
+def _ok():
+    return dict(choices=[(8, 16), (8, 16, 24), (16,)], score_unary=[np.zeros(2), np.zeros(3), np.zeros(1)],
+                lat_unary=[np.ones(2), np.ones(3), np.ones(1)], factors=[(0, 1, np.ones((2, 3)))])
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"choices": [], "score_unary": [], "lat_unary": [], "factors": []}, "empty graph MRF"),
+    ({"choices": [(8, 16), (8, 8, 24), (16,)]}, r"group 1: width choices .* distinct positive integers"),
+    ({"choices": [(8, 16), (8, 16.5, 24), (16,)]}, "group 1: width choices"),
+    ({"choices": [(8, 16), (0, 16, 24), (16,)]}, "group 1: width choices"),
+    ({"score_unary": [np.zeros(2), np.zeros(3)]}, "3 groups but 2 score unaries"),
+    ({"lat_unary": [np.ones(2), np.ones(4), np.ones(1)]}, r"group 1: latency unary has shape \(4,\), expected \(3,\)"),
+    ({"score_unary": [np.zeros(2), np.array([0, np.nan, 0]), np.zeros(1)]}, "group 1: score unary: NaN or inf"),
+    ({"factors": [(1, 1, np.ones((3, 3)))]}, "factor 0 joins group 1 with itself"),
+    ({"factors": [(0, 3, np.ones((2, 3)))]}, r"factor 0 joins groups \(0, 3\), but the groups are 0..2"),
+    ({"factors": [(0, 1, np.ones((3, 2)))]},
+     r"factor 0 \(group 0 -> group 1\): latency table has shape \(3, 2\), expected \(2, 3\)"),
+    ({"factors": [(0, 1, np.ones((2, 3)), np.full((2, 3), np.inf))]}, "score table: NaN or inf"),
+    ({"factors": ["conv"]}, "factor 0: give a PairFactor or a tuple"),
+    ({"fixed": [False, True, False]}, "group 1 is fixed but has 3 widths"),
+    ({"fixed": [False]}, "3 groups need 3 flags"),
+    ({"names": ["a", "a", "b"]}, "3 distinct names"),
+    ({"intercept": float("nan")}, "intercept nan ms is not finite"),
+])
+def test_bad_input_is_named(change, match):
+    with pytest.raises(ValueError, match=match):
+        GraphMRF(**{**_ok(), **change})
+
+
+def test_bad_queries_are_named():
+    m = GraphMRF(**_ok(), names=["stem", "stage1", "head"])
+    with pytest.raises(ValueError, match=r"group 1 \(stage1\): width 12 is not one of its choices \[8, 16, 24\]"):
+        m.indices([8, 12, 16])
+    with pytest.raises(InfeasibleBudget, match=r"below the fastest network.*4\.0000 ms"):
+        gs.exact(m, 2.5)
+    with pytest.raises(InfeasibleBudget):
+        gs.lagrangian(m, 0.0)
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        gs.marginals(m, 0.0, 0.0)
+    assert gs.exact(m, 4.0).latency == 4.0  # a budget exactly at the fastest network is feasible
+
+
+def test_graph_solvers_import_without_torch():
+    """mrf/ stays pure numpy/scipy (design.md): the graph model and solvers run with torch blocked."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split('.')[0] == 'torch':
+                    raise ImportError('blocked in this test: ' + name)
+        sys.meta_path.insert(0, Block())
+        import numpy as np
+        from widthnas.mrf import GraphMRF
+        from widthnas.mrf import graph_solvers as gs
+        m = GraphMRF([(8, 16), (8, 16), (8, 16)], [np.array([0., 1.])] * 3,
+                     [np.zeros(2)] * 3, [(0, 1, np.ones((2, 2))), (1, 2, np.ones((2, 2))), (2, 0, np.ones((2, 2)))])
+        print(gs.exact(m, 10.0).widths)
+        assert 'torch' not in sys.modules
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "[16, 16, 16]" in r.stdout
