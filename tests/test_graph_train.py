@@ -47,3 +47,52 @@ def test_measure_unaries_per_group(graph_toy, tmp_path):
     assert back.names == u.names and back.space_fingerprint == graph_toy.fingerprint
     one = measure_unaries(sup, sp, 0, batch=32, design="one-at-a-time", log=lambda *_: None)
     assert one.names == u.names and [len(l) for l in one.loss] == [len(l) for l in u.loss]
+
+
+@pytest.fixture(scope="module")
+def graph_inputs(tmp_path_factory, graph_toy, write_bar_dataset):
+    """The toy graph space as a file, bar images, and a stand-in graph profile (random entries, ms)."""
+    from widthnas.latency.graph_entries import GraphEntries
+    from widthnas.latency.graph_table import GraphLatencyTable
+
+    d = tmp_path_factory.mktemp("graph_train")
+    graph_toy.save(d / "space.json")
+    write_bar_dataset(d / "data.npz", 128, 32, seed=2)
+    keys = GraphEntries(graph_toy).keys
+    costs = np.array([1e-5 * k.c_in * k.c_out + 1e-3 for k in keys])  # wider costs more, as on a device
+    GraphLatencyTable(graph_toy, costs, 0.05, 1.0, {"cpu": "synthetic"}, {}, {}, "toy").save(d / "profile.json")
+    return d
+
+
+@pytest.mark.parametrize("sampling", ["ows", "aows"])
+def test_trainer_on_a_graph_space(graph_inputs, graph_toy, tmp_path, sampling):
+    from widthnas.models.graph_net import SlimmableGraphNet
+    from widthnas.nas.train import TrainConfig, load_run, train
+
+    d = graph_inputs
+    cfg = TrainConfig(space=str(d / "space.json"), dataset="npz", data=str(d / "data.npz"), epochs=2, batch_size=32,
+                      n_random=1, sampling=sampling, warmup_epochs=1, budget="60%", refresh=1,
+                      profile=str(d / "profile.json") if sampling == "aows" else None, channels_last=False,
+                      threads=1, device="cpu")
+    t = train(cfg, tmp_path / "run", log=lambda *_: None, progress=False)
+    assert isinstance(t.model, SlimmableGraphNet) and t.epoch == 2
+    u = Unaries.load(tmp_path / "run" / "unaries.json")
+    assert u.names == [g.name for g in graph_toy.free_groups] and u.space_fingerprint == graph_toy.fingerprint
+    assert sum(c.sum() for c in u.count) == len(graph_toy.free_groups) * t.step // 2  # 1 sampled config per step
+    if sampling == "aows":  # narrowing from the GraphMRF's marginals, logged per refresh
+        rows = [json.loads(l) for l in (tmp_path / "run" / "narrowing.jsonl").read_text().splitlines()]
+        assert rows and all(len(r["marginals"]) == len(graph_toy.free_groups) for r in rows)
+        assert t.history[-1]["sampling"] == "aows"
+    _, space, sup, _ = load_run(tmp_path / "run")
+    assert space.fingerprint == graph_toy.fingerprint and isinstance(sup, SlimmableGraphNet)
+
+
+def test_aows_refuses_a_chain_profile_for_a_graph_space(graph_inputs, tmp_path):
+    from widthnas.latency.registry import PROFILE_DIR
+    from widthnas.nas.train import TrainConfig, Trainer
+
+    d = graph_inputs
+    cfg = TrainConfig(space=str(d / "space.json"), dataset="npz", data=str(d / "data.npz"), sampling="aows",
+                      budget="50%", profile=str(PROFILE_DIR / "amd-epyc-2c_ort-cpu-1t-b1_mobilenet_v1_small.json"))
+    with pytest.raises(ValueError, match="fingerprint"):
+        Trainer(cfg, tmp_path / "r", log=lambda *_: None, progress=False)
