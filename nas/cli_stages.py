@@ -11,14 +11,13 @@ def cmd_search(args) -> int:
     from widthnas.latency.margin import resolve_margin
     from widthnas.latency.registry import load_profile
     from widthnas._io import atomic_write_text
-    from widthnas.mrf import WidthMRF, parse_budget, solve, with_margin
+    from widthnas.mrf import build_mrf, parse_budget, solve, solvers_for, with_margin
     from widthnas.mrf.baselines import uniform
-    from widthnas.mrf.solvers import pareto_front
     from widthnas.mrf.unaries import Unaries
 
     from .search import chosen_config, print_widths, write_pareto
 
-    table = load_profile(args.profile)
+    table = load_profile(args.profile, graph=True)  # a chain profile, or a graph space's
     space = table.space
     method = args.method
     if method == "auto":
@@ -44,7 +43,7 @@ def cmd_search(args) -> int:
             unaries = cached_measured_unaries(sup, splits, args.unaries)
     else:
         unaries = Unaries.load(args.unaries)
-    mrf = WidthMRF.from_table(table, unaries)
+    mrf = build_mrf(table, unaries)
     widest = table.predict(space.max_widths)
     budget = parse_budget(args.budget, widest)
     margin_pct, margin_how = resolve_margin(args.margin, table)
@@ -74,7 +73,7 @@ def cmd_search(args) -> int:
     atomic_write_text(args.out, json.dumps(cfg, indent=1))
     print(f"chosen configuration: {args.out}")
     if args.pareto:
-        front = sol.pareto if sol.pareto is not None else pareto_front(mrf)
+        front = sol.pareto if sol.pareto is not None else solvers_for(mrf).pareto_front(mrf)
         png = write_pareto(args.pareto, front, sol, uni, target)
         print(f"Pareto front ({len(front)} points): {args.pareto}, plot {png}")
     return 0
@@ -240,7 +239,7 @@ def cmd_export(args) -> int:
     if args.profile:  # checked before anything is written
         from widthnas.latency.registry import load_profile
 
-        table = load_profile(args.profile)
+        table = load_profile(args.profile, graph=True)
         check_onnx_profile(table)
     cfg, space, sup, sp = load_run(args.run)
     if table is not None:
