@@ -186,7 +186,8 @@ def register_train(sub) -> None:
     q = sub.add_parser("train", help="train the slimmable supernet and record per-layer accuracy loss")
     q.add_argument("--out", required=True, help="run directory")
     q.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    q.add_argument("--space")
+    q.add_argument("--space", help="mobilenet_v1_small (default), mobilenet_v1, a graph space (mobilenet_v2(_small), "
+                                   "resnet(_small)) or a space JSON file")
     q.add_argument("--input-shape")
     q.add_argument("--dataset", help="fashion_mnist (default), cifar10, imagefolder, npz")
     q.add_argument("--data", help="dataset path")
@@ -270,6 +271,7 @@ def cmd_run(args) -> int:
         cfg = full_config(cfg)
     for f in ("space", "dataset", "data", "budget", "margin", "profile", "sampling", "epochs", "limit", "batch_size",
               "finetune_epochs", "retrain_epochs", "method", "unary_configs", "seed", "profile_networks", "schedule",
+              "heldout_networks", "check_networks", "profile_rounds", "profile_round_ms",
               "greedy", "previous", "congruent", "congruent_weight"):
         v = getattr(args, f, None)
         if v is not None:
@@ -328,7 +330,8 @@ def register_run(sub) -> None:
 
     q = sub.add_parser("run", help="the whole pipeline: profile, train, search, fine-tune, export, verify, report")
     q.add_argument("--out", default="runs/demo", help="run directory (a rerun resumes it)")
-    q.add_argument("--space")
+    q.add_argument("--space", help="mobilenet_v1_small (default), mobilenet_v1, or a graph space: mobilenet_v2(_small), "
+                                   "resnet(_small), or a space JSON file")
     q.add_argument("--dataset")
     q.add_argument("--data")
     q.add_argument("--budget", help="ms or %% of the widest network (default 50%%)")
@@ -336,6 +339,10 @@ def register_run(sub) -> None:
                    help="%% under the budget the search aims at; auto (default): twice the profile's held-out error")
     q.add_argument("--profile", help="profile to use (default: a shipped one matching this machine, else profile)")
     q.add_argument("--profile-networks", type=int)
+    q.add_argument("--heldout-networks", type=int, help="held-out networks timed to validate a new profile (default 150)")
+    q.add_argument("--check-networks", type=int, help="networks timed to check the profile on this machine (default 40)")
+    q.add_argument("--profile-rounds", type=int, help="timed rounds per network while profiling (default 5)")
+    q.add_argument("--profile-round-ms", type=float, help="ms per timed round (default 10)")
     q.add_argument("--sampling", choices=("ows", "aows"))
     q.add_argument("--epochs", type=int, help="supernet epochs")
     q.add_argument("--limit", type=int, help="training images (default 12000 for the quick demo)")
