@@ -85,6 +85,19 @@ def test_trainer_on_a_graph_space(graph_inputs, graph_toy, tmp_path, sampling):
         assert t.history[-1]["sampling"] == "aows"
     _, space, sup, _ = load_run(tmp_path / "run")
     assert space.fingerprint == graph_toy.fingerprint and isinstance(sup, SlimmableGraphNet)
+    if sampling == "ows":  # the search command on this run: held-out selection with the training unaries
+        from widthnas.nas.cli import main
+
+        assert main(["search", "--profile", str(d / "profile.json"), "--run", str(tmp_path / "run"), "--unaries",
+                     str(tmp_path / "run" / "unaries.json"), "--budget", "70%", "--margin", "0",
+                     "--out", str(tmp_path / "c.json")]) == 0
+        c = json.loads((tmp_path / "c.json").read_text())
+        assert c["method"] == "select" and c["predicted_ms"] <= c["budget_ms"]
+        assert {r["name"] for r in c["info"]["candidates"]} >= {"uniform", "greedy"} - {""}
+        graph_toy.validate(c["widths"])
+        assert main(["evaluate", "--run", str(tmp_path / "run"), "--config", str(tmp_path / "c.json"),
+                     "--calib-images", "32"]) == 0
+        assert main(["evaluate", "--run", str(tmp_path / "run"), "--widths", "x0.75", "--calib-images", "32"]) == 0
 
 
 def test_aows_refuses_a_chain_profile_for_a_graph_space(graph_inputs, tmp_path):
