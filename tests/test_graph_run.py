@@ -80,3 +80,7 @@ def test_run_on_a_graph_space(space, kw, data28, tmp_path, capsys):
                  "--out", str(tmp_path / "e.onnx"), "--calib-images", "64"]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["widths"] == e["widths"]
     assert "group" in capsys.readouterr().out
+    # flips of a new choice against the deployed graph model (the run directory as --against)
+    assert main(["evaluate", "--run", str(out / "supernet"), "--config", str(tmp_path / "e.json"), "--split", "test",
+                 "--calib-images", "64", "--against", str(out), "--json", str(tmp_path / "flips.json")]) == 0
+    assert "nfr" in json.loads((tmp_path / "flips.json").read_text())
