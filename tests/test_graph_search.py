@@ -117,3 +117,21 @@ def test_unaries_name_their_groups_and_other_spaces_are_refused(toy, table, unar
     other = Unaries("x", "0" * 16, back.widths, back.loss, back.count)
     with pytest.raises(ValueError, match="fingerprint"):
         GraphMRF.from_graph_table(table, other)
+
+
+def test_baselines_and_exact_with_a_fixed_group(table, unaries):
+    """A GraphMRF built by hand with a fixed group (one width, not searched): the baselines leave it
+    alone, and every method meets the budget; exact matches brute force."""
+    m = GraphMRF.from_graph_table(table, unaries)
+    rng = np.random.default_rng(7)
+    fixed_lat = rng.uniform(0.01, 0.02, (len(m.choices[0]), 1))  # ms, an op from group 0 into the fixed group
+    g = GraphMRF(m.choices + [(24,)], m.score_unary + [np.zeros(1)], m.lat_unary + [np.zeros(1)],
+                 list(m.factors) + [(0, m.n, fixed_lat)], m.intercept, [False] * m.n + [True],
+                 m.names + ["fixed"], tuple(m.base) + (24,), m.space_fingerprint)
+    idx = all_configs(g)
+    lat, sc = g.evaluate(idx)
+    budget = lat.min() + 0.5 * (lat.max() - lat.min())
+    for method in ("exact", "lagrangian", "greedy", "uniform"):
+        sol = solve(g, budget, method)
+        assert sol.latency <= budget and sol.widths[-1] == 24
+    assert solve(g, budget, "exact").score == pytest.approx(sc[lat <= budget].max())
