@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from widthnas._io import append_line, append_text, atomic_path, atomic_write_text, read_jsonl
 from widthnas.models.mobilenet import SlimmableMobileNet
-from widthnas.models.space import SearchSpace, check_fingerprint, lookup_space
+from widthnas.models.space import check_fingerprint, lookup_space
 
 from .data import augment, check_fits, load_dataset, normalize, split
 from .device import resolve_device
@@ -114,9 +114,9 @@ def build_plain_network(space, widths) -> torch.nn.Module:
 
 # ---- unary statistics ------------------------------------------------------------------
 class LossStats:
-    """Per (layer, width) sums and counts of the recorded loss increase."""
+    """Per (layer, width) sums and counts of the recorded loss increase (graph spaces: per free group)."""
 
-    def __init__(self, space: SearchSpace):
+    def __init__(self, space):
         self.space = space
         self.sum = [torch.zeros(len(c), dtype=torch.float64) for c in space.choices]
         self.count = [torch.zeros(len(c), dtype=torch.float64) for c in space.choices]
@@ -160,7 +160,7 @@ class LossStats:
 class UniformConfigs:
     """OWS: every layer's width uniformly at random."""
 
-    def __init__(self, space: SearchSpace):
+    def __init__(self, space):
         self.space = space
 
     def draw(self, n: int, rng: np.random.Generator, **_) -> np.ndarray:
@@ -172,7 +172,7 @@ class NarrowingConfigs:
     budget and T falls from t_start to t_end (relative to the unaries' spread). A chain MRF for a
     chain space, a GraphMRF (junction-tree solvers, mrf.dispatch) for a graph space."""
 
-    def __init__(self, space: SearchSpace, table, budget_ms: float, cfg: TrainConfig, log_path: Path | None):
+    def __init__(self, space, table, budget_ms: float, cfg: TrainConfig, log_path: Path | None):
         self.space, self.table, self.budget, self.cfg, self.log_path = space, table, budget_ms, cfg, log_path
         self.mrf, self.gamma, self.temp, self.built_at = None, 0.0, cfg.t_start, -10 ** 9
 
@@ -208,11 +208,12 @@ class NarrowingConfigs:
 
 
 # ---- the loop ----------------------------------------------------------------------------
-def sandwich_step(model: SlimmableMobileNet, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+def sandwich_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                   configs: np.ndarray, stats: "LossStats | None" = None, world: int = 1) -> tuple[float, float]:
     """One sandwich-rule step; returns (widest loss, widest accuracy) on the batch.
 
-    configs: (n, layers) width indices of the sampled configurations.
+    model: a SlimmableMobileNet or SlimmableGraphNet (make_supernet).
+    configs: (n, layers or free groups) width indices of the sampled configurations.
     """
     space = model.space
     out = model(x, space.max_widths, update_bn_stats=True)
@@ -254,7 +255,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: Path, space: SearchSpace) -> dict:
+def load_checkpoint(path: Path, space) -> dict:
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -480,7 +481,7 @@ class Trainer:
 class _WidestView(torch.nn.Module):
     """The supernet at its widest, as a plain module for `accuracy`."""
 
-    def __init__(self, sup: SlimmableMobileNet):
+    def __init__(self, sup: torch.nn.Module):
         super().__init__()
         self.sup = sup
 
