@@ -109,3 +109,15 @@ def test_aows_refuses_a_chain_profile_for_a_graph_space(graph_inputs, tmp_path):
                       budget="50%", profile=str(PROFILE_DIR / "amd-epyc-2c_ort-cpu-1t-b1_mobilenet_v1_small.json"))
     with pytest.raises(ValueError, match="fingerprint"):
         Trainer(cfg, tmp_path / "r", log=lambda *_: None, progress=False)
+
+
+def test_plain_graph_network_for_retraining(graph_toy):
+    """`run --retrain-epochs` and the retrain curve build the plain GraphNet from scratch and train it."""
+    from widthnas.models.graph_net import GraphNet
+    from widthnas.nas.finetune import train_plain
+    from widthnas.nas.train import build_plain_network
+
+    net = build_plain_network(graph_toy, graph_toy.uniform(0.5))
+    assert isinstance(net, GraphNet) and net.widths == graph_toy.uniform(0.5)
+    hist = train_plain(net, _splits(graph_toy), 1, batch_size=32, log=lambda *_: None, device="cpu")
+    assert len(hist) == 1 and np.isfinite(hist[0]["train_loss"])
