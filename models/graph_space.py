@@ -158,6 +158,35 @@ class GraphSpace:
                 raise WidthError(f"group {g.name}: width {w} is not a choice; choices are {list(g.choices)}")
         return widths
 
+    def indices(self, widths: Sequence[int] | Mapping[str, int]) -> list[int]:
+        """Widths -> index into each free group's choices (what unaries and the MRF are indexed by)."""
+        return [g.choices.index(w) for g, w in zip(self.free_groups, self.validate(widths))]
+
+    def widths_from_indices(self, idx: Sequence[int]) -> list[int]:
+        """(free groups,) choice indices -> channels, as the chain space's method of the same name."""
+        return [g.choices[int(k)] for g, k in zip(self.free_groups, idx)]
+
+    def parse_widths(self, text: str) -> list[int]:
+        """'32,64,...', a JSON list or {group: channels} object, or a uniform multiplier 'x0.75'."""
+        text = text.strip()
+        if text.startswith("x"):
+            lo = min(g.choices[0] / g.base for g in self.free_groups)
+            hi = max(g.choices[-1] / g.base for g in self.free_groups)
+            try:
+                m = float(text[1:])
+            except ValueError:
+                m = float("nan")
+            if not lo <= m <= hi:
+                raise WidthError(f"widths {text!r}: a uniform multiplier is 'x' and a number between x{lo:g} and "
+                                 f"x{hi:g} (the widths space {self.name!r} offers), e.g. x0.75")
+            return self.uniform(m)
+        try:
+            widths = json.loads(text) if text[:1] in "[{" else [int(t) for t in text.split(",") if t.strip()]
+        except ValueError:
+            raise WidthError(f"widths {text!r}: give channels per free group as '8,16,...', a JSON list or "
+                             "{\"group\": channels}, or a uniform multiplier such as 'x0.75'")
+        return self.validate(widths)
+
     def assignment(self, widths: Sequence[int] | Mapping[str, int]) -> dict[str, int]:
         """{group: channels} for every group, fixed ones included."""
         free = dict(zip((g.name for g in self.free_groups), self.validate(widths)))

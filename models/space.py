@@ -252,9 +252,10 @@ def get_space(name_or_path: str) -> SearchSpace:
     from .graph_families import GRAPH_SPACES, is_graph_space_file  # the graph module imports this one
 
     if name_or_path in GRAPH_SPACES or is_graph_space_file(p):
-        raise ValueError(f"unknown search space {name_or_path!r} for this command: it is a graph space, which only "
-                         "`widthnas space`, `profile`, `fit` and `validate` read so far; the other stages take the "
-                         f"chain spaces {sorted(SPACES)}")
+        raise ValueError(f"unknown search space {name_or_path!r} for this command: it is a graph space; this "
+                         f"command takes the chain spaces {sorted(SPACES)} only (the pipeline's commands, `space`, "
+                         "`profile`, `fit`, `validate`, `train`, `search`, `evaluate`, `export` and `run`, take "
+                         "graph spaces too; the benchmarks do not yet)")
     if p.suffix == ".json" and p.exists():
         return SearchSpace.from_dict(json.loads(p.read_text()))
     raise ValueError(f"unknown search space {name_or_path!r}; shipped: {sorted(SPACES)}, or give a space JSON file")

@@ -1,12 +1,14 @@
 """The width MRF and its solvers: pure numpy/scipy (pgmpy as reference), no torch."""
 from .baselines import greedy, uniform
+from .dispatch import build_mrf, solvers_for
 from .graph_model import GraphMRF, PairFactor
 from .model import InfeasibleBudget, WidthMRF
 from .solvers import Solution, exact, fastest, lagrangian, marginals, pareto_front, sample_configs, viterbi
 from .unaries import Unaries
 
 __all__ = ["WidthMRF", "GraphMRF", "PairFactor", "InfeasibleBudget", "Unaries", "Solution", "viterbi", "lagrangian", "exact",
-           "pareto_front", "marginals", "sample_configs", "fastest", "uniform", "greedy", "solve", "parse_budget", "with_margin"]
+           "pareto_front", "marginals", "sample_configs", "fastest", "uniform", "greedy", "solve", "parse_budget", "with_margin",
+           "build_mrf", "solvers_for"]
 
 METHODS = ("exact", "lagrangian", "greedy", "uniform")
 
@@ -32,12 +34,13 @@ def with_margin(budget_ms: float, margin_pct: float) -> float:
     return budget_ms * (1 - margin_pct / 100)
 
 
-def solve(mrf: WidthMRF, budget: float, method: str = "exact", **kw) -> Solution:
-    """One entry point for every method, same inputs, same output."""
+def solve(mrf: WidthMRF | GraphMRF, budget: float, method: str = "exact", **kw) -> Solution:
+    """One entry point for every method, same inputs, same output; a GraphMRF goes to the
+    junction-tree solvers."""
     if method == "exact":
-        return exact(mrf, budget, **kw)
+        return solvers_for(mrf).exact(mrf, budget, **kw)
     if method == "lagrangian":
-        return lagrangian(mrf, budget, **kw)
+        return solvers_for(mrf).lagrangian(mrf, budget, **kw)
     if method == "greedy":
         return greedy(mrf, budget, **kw)
     if method == "uniform":

@@ -1,20 +1,25 @@
 """Baselines with the solvers' inputs and output format: the uniform width multiplier, and greedy
-slimming in the spirit of AutoSlim."""
+slimming in the spirit of AutoSlim. Both take a chain `WidthMRF` or a `GraphMRF`: they only read
+choices, base, latency and score, and ask mrf.dispatch for the budget check and the result."""
 from __future__ import annotations
 
 from typing import Callable, Sequence
 
 import numpy as np
 
+from .dispatch import solvers_for
+from .graph_model import GraphMRF
 from .model import WidthMRF
-from .solvers import Solution, _solution, check_budget
+from .solvers import Solution
 
 
-def uniform(mrf: WidthMRF, budget: float, multipliers: Sequence[float] | None = None) -> Solution:
-    """The largest single multiplier m (every layer at the choice nearest m x base) within budget."""
-    check_budget(mrf, budget)
+def uniform(mrf: WidthMRF | GraphMRF, budget: float, multipliers: Sequence[float] | None = None) -> Solution:
+    """The largest single multiplier m (every layer or group at the choice nearest m x base) within budget."""
+    ops = solvers_for(mrf)
+    ops.check_budget(mrf, budget)
     if not mrf.base:
-        raise ValueError("the uniform baseline needs the base widths (build the MRF with from_table)")
+        raise ValueError("the uniform baseline needs the base widths (build the MRF with from_table "
+                         "or from_graph_table)")
     mults = np.arange(0.05, 2.0001, 0.005) if multipliers is None else np.asarray(multipliers)
     best = None
     for m in mults:
@@ -24,10 +29,10 @@ def uniform(mrf: WidthMRF, budget: float, multipliers: Sequence[float] | None = 
     if best is None:
         raise ValueError(f"no uniform multiplier in [{mults[0]}, {mults[-1]}] meets {budget:.4f} ms; "
                          "the non-uniform solvers may still")
-    return _solution(mrf, best[1], "uniform", budget, multiplier=round(float(best[0]), 4))
+    return ops._solution(mrf, best[1], "uniform", budget, multiplier=round(float(best[0]), 4))
 
 
-def greedy(mrf: WidthMRF, budget: float, score_fn: Callable[[list[int]], float] | None = None,
+def greedy(mrf: WidthMRF | GraphMRF, budget: float, score_fn: Callable[[list[int]], float] | None = None,
            step: int = 1, log: Callable[[str], None] | None = None) -> Solution:
     """Start from the widest network; repeatedly narrow the layer (by `step` choices) that loses
     the least score per millisecond saved, until within budget.
@@ -35,7 +40,8 @@ def greedy(mrf: WidthMRF, budget: float, score_fn: Callable[[list[int]], float] 
     `score_fn(widths) -> float` (higher is better) replaces the unaries, e.g. a supernet's
     validation accuracy: that is AutoSlim proper.
     """
-    check_budget(mrf, budget)
+    ops = solvers_for(mrf)
+    ops.check_budget(mrf, budget)
     idx = [len(c) - 1 for c in mrf.choices]
     score = (lambda i: score_fn(mrf.widths(i))) if score_fn else mrf.score
     cur_s, cur_l, steps, evals = score(idx), mrf.latency(idx), 0, 0
@@ -56,16 +62,14 @@ def greedy(mrf: WidthMRF, budget: float, score_fn: Callable[[list[int]], float] 
             if best is None or ratio < best[0]:
                 best = (ratio, cand, s)
         if best is None:  # nothing that still saves latency: fall back to the fastest
-            from .solvers import fastest
-
-            return _solution(mrf, fastest(mrf).idx, "greedy", budget, steps=steps, evals=evals)
+            return ops._solution(mrf, ops.fastest(mrf).idx, "greedy", budget, steps=steps, evals=evals)
         _, idx, cur_s = best
         cur_l = mrf.latency(idx)
         path.append((mrf.widths(idx), cur_l, cur_s))
         steps += 1
         if log:
             log(f"greedy step {steps}: {mrf.widths(idx)} {cur_l:.4f} ms score {cur_s:.4f}")
-    sol = _solution(mrf, idx, "greedy", budget, steps=steps, evals=evals)
+    sol = ops._solution(mrf, idx, "greedy", budget, steps=steps, evals=evals)
     sol.info["path"] = path
     if score_fn:
         sol.info["evaluated_score"] = cur_s

@@ -145,6 +145,13 @@ class GraphMRF:
         return cls(list(mrf.choices), list(mrf.score_unary), list(mrf.lat_unary), factors, mrf.intercept,
                    base=tuple(mrf.base), space_fingerprint=mrf.space_fingerprint)
 
+    @classmethod
+    def from_graph_table(cls, table, unaries) -> "GraphMRF":
+        """Free groups of a GraphLatencyTable's space, scored by per-group Unaries (mrf/graph_build.py)."""
+        from .graph_build import graph_mrf_from_table
+
+        return graph_mrf_from_table(table, unaries)
+
     # ---- evaluation --------------------------------------------------------------------
     @property
     def n(self) -> int:

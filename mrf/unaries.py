@@ -5,6 +5,9 @@ widest network on the same images, credited to each layer's width. Lower is bett
 score is its negative, so higher scores are better. Widths never sampled have count 0 and
 loss null; they are given the layer's worst observed loss, then (by default) the scores are made
 monotone in width, where an unsampled width carries no weight and takes its neighbours' value.
+
+Graph spaces (models/graph_space.py): one entry per free channel group, in `free_groups` order,
+each with its group's "name" (chain files carry no names; a reader of either takes both).
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ class Unaries:
     loss: list[np.ndarray]  # per layer (K_i,) mean loss increase, nats; NaN where never sampled
     count: list[np.ndarray]  # per layer (K_i,) samples behind each mean
     meta: dict = field(default_factory=dict)
+    names: list[str] | None = None  # graph spaces: per entry, its channel group's name; chains: None
 
     def scores(self, monotone: bool = True) -> list[np.ndarray]:
         """Per layer (K_i,) MRF scores (= -loss), never-sampled widths at the layer's worst.
@@ -62,8 +66,8 @@ class Unaries:
 
     def to_dict(self) -> dict:
         layers = []
-        for w, l, c in zip(self.widths, self.loss, self.count):
-            layers.append({"widths": list(map(int, w)),
+        for k, (w, l, c) in enumerate(zip(self.widths, self.loss, self.count)):
+            layers.append({**({"name": self.names[k]} if self.names else {}), "widths": list(map(int, w)),
                            "loss": [None if not np.isfinite(x) else float(x) for x in l],
                            "count": [int(x) for x in c]})
         return {"format": FORMAT, "space": {"name": self.space_name, "fingerprint": self.space_fingerprint},
@@ -94,7 +98,12 @@ class Unaries:
                 widths.append([int(w) for w in l["widths"]])
                 loss.append(np.array([np.nan if x is None else float(x) for x in vals]))
                 count.append(np.array(l["count"], int))
-            return cls(d["space"]["name"], d["space"]["fingerprint"], widths, loss, count, d.get("meta", {}))
+            names = [l.get("name") for l in d["layers"]]
+            if any(n is not None for n in names) and not all(isinstance(n, str) for n in names):
+                raise ValueError(f"{where}: some entries name their channel group and some do not; "
+                                 "regenerate the file")
+            return cls(d["space"]["name"], d["space"]["fingerprint"], widths, loss, count, d.get("meta", {}),
+                       names if names and all(isinstance(n, str) for n in names) else None)
         except (KeyError, TypeError) as e:
             raise ValueError(f"{where}: missing or malformed field {e}")
 
@@ -110,10 +119,11 @@ class Unaries:
 
 
 def from_arrays(space, loss: Sequence[np.ndarray], count: Sequence[np.ndarray], meta: dict | None = None) -> Unaries:
-    """Unaries for a space from per-layer arrays (NaN or count 0: never sampled)."""
+    """Unaries for a space from per-layer (graph space: per free group) arrays (NaN or count 0: never sampled)."""
     loss = [np.asarray(l, float) for l in loss]
     if any(np.isinf(l).any() for l in loss):
         warnings.warn("infinite unaries replaced by 'never sampled'")
         loss = [np.where(np.isinf(l), np.nan, l) for l in loss]
+    names = [g.name for g in space.free_groups] if hasattr(space, "free_groups") else None
     return Unaries(space.name, space.fingerprint, [list(c) for c in space.choices], loss,
-                   [np.asarray(c, int) for c in count], meta or {})
+                   [np.asarray(c, int) for c in count], meta or {}, names)

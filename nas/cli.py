@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def space_opts(q, default=None):
         q.add_argument("--space", default=default, help="mobilenet_v1_small (default), mobilenet_v1, or a JSON file"
-                       " (profile and fit also take the graph spaces mobilenet_v2(_small), resnet(_small))")
+                       " or a graph space: mobilenet_v2(_small), resnet(_small)")
         q.add_argument("--input-shape", help="C,H,W to override the space's input shape")
 
     q = sub.add_parser("space", help="show a search space (chain or graph) and its width choices")

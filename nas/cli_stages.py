@@ -11,14 +11,13 @@ def cmd_search(args) -> int:
     from widthnas.latency.margin import resolve_margin
     from widthnas.latency.registry import load_profile
     from widthnas._io import atomic_write_text
-    from widthnas.mrf import WidthMRF, parse_budget, solve, with_margin
+    from widthnas.mrf import build_mrf, parse_budget, solve, solvers_for, with_margin
     from widthnas.mrf.baselines import uniform
-    from widthnas.mrf.solvers import pareto_front
     from widthnas.mrf.unaries import Unaries
 
     from .search import chosen_config, print_widths, write_pareto
 
-    table = load_profile(args.profile)
+    table = load_profile(args.profile, graph=True)  # a chain profile, or a graph space's
     space = table.space
     method = args.method
     if method == "auto":
@@ -44,7 +43,7 @@ def cmd_search(args) -> int:
             unaries = cached_measured_unaries(sup, splits, args.unaries)
     else:
         unaries = Unaries.load(args.unaries)
-    mrf = WidthMRF.from_table(table, unaries)
+    mrf = build_mrf(table, unaries)
     widest = table.predict(space.max_widths)
     budget = parse_budget(args.budget, widest)
     margin_pct, margin_how = resolve_margin(args.margin, table)
@@ -74,7 +73,7 @@ def cmd_search(args) -> int:
     atomic_write_text(args.out, json.dumps(cfg, indent=1))
     print(f"chosen configuration: {args.out}")
     if args.pareto:
-        front = sol.pareto if sol.pareto is not None else pareto_front(mrf)
+        front = sol.pareto if sol.pareto is not None else solvers_for(mrf).pareto_front(mrf)
         png = write_pareto(args.pareto, front, sol, uni, target)
         print(f"Pareto front ({len(front)} points): {args.pareto}, plot {png}")
     return 0
@@ -187,7 +186,8 @@ def register_train(sub) -> None:
     q = sub.add_parser("train", help="train the slimmable supernet and record per-layer accuracy loss")
     q.add_argument("--out", required=True, help="run directory")
     q.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    q.add_argument("--space")
+    q.add_argument("--space", help="mobilenet_v1_small (default), mobilenet_v1, a graph space (mobilenet_v2(_small), "
+                                   "resnet(_small)) or a space JSON file")
     q.add_argument("--input-shape")
     q.add_argument("--dataset", help="fashion_mnist (default), cifar10, imagefolder, npz")
     q.add_argument("--data", help="dataset path")
@@ -240,7 +240,7 @@ def cmd_export(args) -> int:
     if args.profile:  # checked before anything is written
         from widthnas.latency.registry import load_profile
 
-        table = load_profile(args.profile)
+        table = load_profile(args.profile, graph=True)
         check_onnx_profile(table)
     cfg, space, sup, sp = load_run(args.run)
     if table is not None:
@@ -271,6 +271,7 @@ def cmd_run(args) -> int:
         cfg = full_config(cfg)
     for f in ("space", "dataset", "data", "budget", "margin", "profile", "sampling", "epochs", "limit", "batch_size",
               "finetune_epochs", "retrain_epochs", "method", "unary_configs", "seed", "profile_networks", "schedule",
+              "heldout_networks", "check_networks", "profile_rounds", "profile_round_ms",
               "greedy", "previous", "congruent", "congruent_weight"):
         v = getattr(args, f, None)
         if v is not None:
@@ -329,7 +330,8 @@ def register_run(sub) -> None:
 
     q = sub.add_parser("run", help="the whole pipeline: profile, train, search, fine-tune, export, verify, report")
     q.add_argument("--out", default="runs/demo", help="run directory (a rerun resumes it)")
-    q.add_argument("--space")
+    q.add_argument("--space", help="mobilenet_v1_small (default), mobilenet_v1, or a graph space: mobilenet_v2(_small), "
+                                   "resnet(_small), or a space JSON file")
     q.add_argument("--dataset")
     q.add_argument("--data")
     q.add_argument("--budget", help="ms or %% of the widest network (default 50%%)")
@@ -337,6 +339,10 @@ def register_run(sub) -> None:
                    help="%% under the budget the search aims at; auto (default): twice the profile's held-out error")
     q.add_argument("--profile", help="profile to use (default: a shipped one matching this machine, else profile)")
     q.add_argument("--profile-networks", type=int)
+    q.add_argument("--heldout-networks", type=int, help="held-out networks timed to validate a new profile (default 150)")
+    q.add_argument("--check-networks", type=int, help="networks timed to check the profile on this machine (default 40)")
+    q.add_argument("--profile-rounds", type=int, help="timed rounds per network while profiling (default 5)")
+    q.add_argument("--profile-round-ms", type=float, help="ms per timed round (default 10)")
     q.add_argument("--sampling", choices=("ows", "aows"))
     q.add_argument("--epochs", type=int, help="supernet epochs")
     q.add_argument("--limit", type=int, help="training images (default 12000 for the quick demo)")

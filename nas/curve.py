@@ -70,10 +70,9 @@ def retrain_curve(rows: list[dict], space, splits, epochs: int, split: str = "te
     """Adds each uniform network's error after training it from scratch for `epochs`."""
     import torch
 
-    from widthnas.models.mobilenet import build_network
-
     from .evaluate import accuracy
     from .finetune import train_plain
+    from .train import build_plain_network as build_network
 
     if epochs < 1:
         raise ValueError(f"--retrain-epochs {epochs}: use 1 or more")

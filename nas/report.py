@@ -25,12 +25,15 @@ def _plt():
 def plot_widths(path: Path, space, chosen: list[int], uniform: list[int] | None) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    x = np.arange(space.num_layers)
-    ax.bar(x - 0.27, space.base_widths, 0.27, label="base MobileNet", color="0.7")
+    from .search import variables
+
+    vs = variables(space)
+    x = np.arange(len(vs))
+    ax.bar(x - 0.27, space.base_widths, 0.27, label="base network", color="0.7")
     ax.bar(x, chosen, 0.27, label="chosen")
     if uniform:
         ax.bar(x + 0.27, uniform, 0.27, label="uniform multiplier")
-    ax.set_xticks(x, [l.name for l in space.layers], rotation=45, fontsize=7)
+    ax.set_xticks(x, [n for n, _, _ in vs], rotation=45, fontsize=7)
     ax.set_ylabel("channels")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -67,8 +70,10 @@ def plot_narrowing(path: Path, space, snaps: list[dict]) -> bool:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     steps = [s["step"] for s in snaps]
-    for i, l in enumerate(space.layers):
-        axes[0].plot(steps, [s["expected_widths"][i] / l.choices[-1] for s in snaps], label=l.name)
+    from .search import variables
+
+    for i, (name, _, choices) in enumerate(variables(space)):
+        axes[0].plot(steps, [s["expected_widths"][i] / choices[-1] for s in snaps], label=name)
     axes[0].set_xlabel("training step")
     axes[0].set_ylabel("expected width / widest choice")
     axes[0].legend(fontsize=6, ncol=2)

@@ -35,6 +35,10 @@ class RunConfig:
     margin: float | str = "auto"  # % under the budget the search aims at; auto: 2x the profile's held-out error
     profile: str | None = None  # a profile to use; default: a shipped one matching this machine
     profile_networks: int = 800  # networks to time when this machine must be profiled
+    heldout_networks: int = 150  # held-out networks timed to validate that profile
+    check_networks: int = 40  # networks timed to check any profile on this machine today
+    profile_rounds: int = 5  # timed rounds per network while profiling (the check uses at most 3)
+    profile_round_ms: float = 10.0  # ms per timed round
     sampling: str = "aows"  # ows | aows
     epochs: int = 3  # supernet epochs
     warmup_epochs: int = 1  # aows: uniform epochs first
@@ -79,9 +83,9 @@ class Run:
             atomic_write_text(saved, json.dumps(asdict(cfg), indent=1))
         self.state_path = self.dir / "run_state.json"
         self.state = read_json(self.state_path, "run state", RECOVER) if self.state_path.exists() else {}
-        from widthnas.models.space import get_space
+        from widthnas.models.space import lookup_space
 
-        self.space = get_space(cfg.space)
+        self.space = lookup_space(cfg.space)  # a chain SearchSpace or a GraphSpace
         self._splits = None
         self._flips: dict = {}
 
@@ -103,7 +107,7 @@ class Run:
     def table(self):
         from widthnas.latency.registry import load_profile
 
-        return load_profile(self.state["profile"]["path"])
+        return load_profile(self.state["profile"]["path"], graph=True)
 
     def go(self) -> dict:
         for stage in STAGES:
@@ -127,7 +131,7 @@ class Run:
         backend = OrtBackend(self.space)
         if self.cfg.profile:
             path, why = self.cfg.profile, "given with --profile"
-            table = load_profile(path)
+            table = load_profile(path, graph=True)
             check_fingerprint(table.space.fingerprint, self.space, f"profile {path}")
             check_onnx_profile(table)  # the run times its exported models with onnxruntime
         else:
@@ -138,7 +142,7 @@ class Run:
                 why += "; profiling this machine"
                 self.log(f"profile: {why}")
                 path = self._profile_here(backend)
-            table = load_profile(path)
+            table = load_profile(path, graph=True)
         self.log(f"profile: {table.name or path}: {why}")
         check = self._latency_check(table, backend)
         return {"path": str(path), "name": table.name or Path(path).stem, "why": why, "check": check}
@@ -150,10 +154,14 @@ class Run:
         from widthnas.latency.validate import validate
 
         samples, held = self.dir / "samples.jsonl", self.dir / "heldout.jsonl"
-        profile(self.space, samples, self.cfg.profile_networks, backend, "coverage", self.cfg.seed,
-                progress=self.progress)
-        profile(self.space, held, 150, backend, "uniform", self.cfg.seed + 1000, progress=self.progress)
+        c = self.cfg
+        profile(self.space, samples, c.profile_networks, backend, "coverage", c.seed, c.profile_rounds,
+                c.profile_round_ms, progress=self.progress)
+        profile(self.space, held, c.heldout_networks, backend, "uniform", c.seed + 1000, c.profile_rounds,
+                c.profile_round_ms, progress=self.progress)
         s = load_samples(str(samples), self.space)
+        if hasattr(self.space, "free_groups"):  # a graph space: entries keyed by op signature
+            from widthnas.latency.graph_fit import fit_graph_table as fit_table
         table = fit_table(self.space, s, name="this-machine", log=self.log)
         proxy = fit_flops_proxy(self.space, s)
         table.fit["flops_proxy"] = proxy.to_dict()
@@ -162,14 +170,16 @@ class Run:
         table.save(out)
         return str(out)
 
-    def _latency_check(self, table, backend, n: int = 40) -> dict:
+    def _latency_check(self, table, backend, n: int | None = None) -> dict:
         """Time n random networks now and compare with the profile: is it valid here today?"""
         from widthnas.latency.profile import profile
         from widthnas.latency.samples import load_samples
         from widthnas.latency.validate import metrics, scatter_plot
 
         path = self.dir / "latency_check.jsonl"
-        profile(self.space, path, n, backend, "uniform", self.cfg.seed + 77, rounds=3, progress=False)
+        n = self.cfg.check_networks if n is None else n
+        profile(self.space, path, n, backend, "uniform", self.cfg.seed + 77, rounds=min(3, self.cfg.profile_rounds),
+                round_ms=self.cfg.profile_round_ms, progress=False)
         s = load_samples(str(path), self.space)
         pred, meas = table.predict_many(s.widths), s.norm * table.reference_ms
         m = metrics(pred, meas)
@@ -194,24 +204,21 @@ class Run:
         return {"dir": str(sup_dir), "epochs": t.epoch, "final": t.history[-1] if t.history else {}}
 
     def _mrf(self):
-        from widthnas.mrf import WidthMRF
+        from widthnas.mrf import build_mrf
         from widthnas.mrf.unaries import Unaries
 
-        return WidthMRF.from_table(self.table(), Unaries.load(self.dir / "supernet" / "unaries.json"))
+        return build_mrf(self.table(), Unaries.load(self.dir / "supernet" / "unaries.json"))
 
     def _supernet(self):
-        from widthnas.models.mobilenet import SlimmableMobileNet
+        from .train import CKPT, load_checkpoint, make_supernet
 
-        from .train import CKPT, load_checkpoint
-
-        sup = SlimmableMobileNet(self.space)
+        sup = make_supernet(self.space)
         sup.load_state_dict(load_checkpoint(self.dir / "supernet" / CKPT, self.space)["model"])
         return sup
 
     def stage_search(self) -> dict:
         from widthnas.mrf import parse_budget, solve, with_margin
         from widthnas.mrf.baselines import greedy, uniform
-        from widthnas.mrf.solvers import lagrangian
 
         from .search import chosen_config, write_pareto
         from .selection import cached_measured_unaries, default_search, holdout_split, supernet_accuracy
@@ -225,9 +232,9 @@ class Run:
             from widthnas.mrf.unaries import Unaries
 
             unaries = Unaries.load(unaries_path)
-        from widthnas.mrf import WidthMRF
+        from widthnas.mrf import build_mrf, solvers_for
 
-        mrf = WidthMRF.from_table(table, unaries)
+        mrf = build_mrf(table, unaries)  # a chain MRF, or a GraphMRF over free channel groups
         widest = table.predict(self.space.max_widths)
         budget = parse_budget(self.cfg.budget, widest)
         from widthnas.latency.margin import resolve_margin
@@ -246,12 +253,10 @@ class Run:
         except ValueError as e:  # the search may still fit a budget no uniform multiplier meets
             uni = None
             self.log(f"search: no uniform network fits {target:.4f} ms ({e}); reporting the chosen network alone")
-        gre, lag = greedy(mrf, target), lagrangian(mrf, target)
+        gre, lag = greedy(mrf, target), solvers_for(mrf).lagrangian(mrf, target)
         front = sol.pareto
         if front is None:
-            from widthnas.mrf.solvers import pareto_front
-
-            front = pareto_front(mrf)
+            front = solvers_for(mrf).pareto_front(mrf)
         write_pareto(self.dir / "pareto.csv", front, sol, uni, target)
         cfg = chosen_config(self.space, table, sol, str(unaries_path), self.cfg.budget, budget, margin_pct)
         atomic_write_text(self.dir / "config.json", json.dumps(cfg, indent=1))
@@ -272,10 +277,9 @@ class Run:
 
 
     def stage_finetune(self) -> dict:
-        from widthnas.models.mobilenet import build_network
-
         from .evaluate import accuracy, calibration_images, recalibrate_bn
         from .finetune import train_plain
+        from .train import build_plain_network as build_network
 
         sp, c = self.splits, self.cfg
         sup = self._supernet()
@@ -321,9 +325,9 @@ class Run:
         return kw
 
     def _final_net(self, name: str):
-        from widthnas.models.mobilenet import build_network
+        from .train import build_plain_network
 
-        net = build_network(self.space, self.state["finetune"][name]["widths"])
+        net = build_plain_network(self.space, self.state["finetune"][name]["widths"])
         net.load_state_dict(torch.load(self.dir / f"final_{name}.pt", map_location="cpu", weights_only=True))
         return net.eval()
 
@@ -420,9 +424,14 @@ class Run:
         st = self.state
         s, f, v = st["search"], st["finetune"], st["verify"]
         uni = s.get("uniform")
-        rows = [f"{'layer':8s} {'base':>5s} {'chosen':>7s} {'uniform':>8s}"]
-        for i, l in enumerate(self.space.layers):
-            rows.append(f"{l.name:8s} {l.base:5d} {s['chosen']['widths'][i]:7d} {uni['widths'][i] if uni else '-':>8}")
+        from .search import variables
+
+        vs = variables(self.space)
+        wn = max(8, *(len(n) for n, _, _ in vs))
+        head = "group" if hasattr(self.space, "free_groups") else "layer"
+        rows = [f"{head:{wn}s} {'base':>5s} {'chosen':>7s} {'uniform':>8s}"]
+        for i, (name, base, _) in enumerate(vs):
+            rows.append(f"{name:{wn}s} {base:5d} {s['chosen']['widths'][i]:7d} {uni['widths'][i] if uni else '-':>8}")
         if uni:
             rows.append(f"uniform network: width multiplier x{uni['info']['multiplier']} (the largest within budget)")
             rows.append(f"test accuracy: chosen {f['chosen']['test_acc']:.2%}, uniform {f['uniform']['test_acc']:.2%} "

@@ -8,6 +8,14 @@ from pathlib import Path
 import numpy as np
 
 
+def variables(space) -> list[tuple[str, int, tuple[int, ...]]]:
+    """(name, base channels, width choices) per search variable: a chain's layers, a graph space's
+    free channel groups; the order widths are listed in."""
+    if hasattr(space, "free_groups"):
+        return [(g.name, g.base, tuple(g.choices)) for g in space.free_groups]
+    return [(l.name, l.base, tuple(l.choices)) for l in space.layers]
+
+
 def chosen_config(space, table, sol, unaries_path: str | None, budget_spec: str, budget_ms: float,
                   margin_pct: float = 0.0) -> dict:
     """The chosen-configuration JSON (design.md section 2). budget_ms: the user's budget; the solver
@@ -33,9 +41,12 @@ def chosen_config(space, table, sol, unaries_path: str | None, budget_spec: str,
 
 
 def print_widths(space, sol, uniform_sol=None, out=print) -> None:
-    out(f"{'layer':8s} {'base':>5s} {'chosen':>7s}" + (f" {'uniform':>8s}" if uniform_sol else ""))
-    for i, l in enumerate(space.layers):
-        row = f"{l.name:8s} {l.base:5d} {sol.widths[i]:7d}"
+    vs = variables(space)
+    wn = max(8, *(len(n) for n, _, _ in vs))
+    head = "group" if hasattr(space, "free_groups") else "layer"
+    out(f"{head:{wn}s} {'base':>5s} {'chosen':>7s}" + (f" {'uniform':>8s}" if uniform_sol else ""))
+    for i, (name, base, _) in enumerate(vs):
+        row = f"{name:{wn}s} {base:5d} {sol.widths[i]:7d}"
         if uniform_sol:
             row += f" {uniform_sol.widths[i]:8d}"
         out(row)

@@ -1,5 +1,9 @@
-"""`widthnas train`: a slimmable MobileNet-v1 supernet trained with the sandwich rule, recording
-how much each (layer, width) loses against the widest network; OWS or AOWS (progressive narrowing).
+"""`widthnas train`: a slimmable supernet trained with the sandwich rule, recording how much each
+(layer, width) loses against the widest network; OWS or AOWS (progressive narrowing).
+
+The space is a chain (MobileNet-v1, SlimmableMobileNet: one variable per layer) or a graph
+(MobileNet-v2, ResNet, SlimmableGraphNet: one variable per free channel group); everything below
+reads only the space's `choices`, widths lists in its variable order and the MRF it builds.
 
 Every step: the widest network on the labels; the narrowest and `n_random` sampled configurations
 distilled in place from the widest network's detached softmax; one optimiser step.
@@ -25,7 +29,7 @@ import torch.nn.functional as F
 
 from widthnas._io import append_line, append_text, atomic_path, atomic_write_text, read_jsonl
 from widthnas.models.mobilenet import SlimmableMobileNet
-from widthnas.models.space import SearchSpace, check_fingerprint, get_space
+from widthnas.models.space import check_fingerprint, lookup_space
 
 from .data import augment, check_fits, load_dataset, normalize, split
 from .device import resolve_device
@@ -75,18 +79,44 @@ class TrainConfig:
         return cls(**d)
 
 
-def build_space(cfg: TrainConfig) -> SearchSpace:
-    space = get_space(cfg.space)
+def build_space(cfg: TrainConfig):
+    """The chain `SearchSpace` or `GraphSpace` of cfg.space (name or JSON file), at cfg.input_shape."""
+    space = lookup_space(cfg.space)
     if cfg.input_shape:
         space = space.with_input([int(v) for v in cfg.input_shape.split(",")])
     return space
 
 
+def make_supernet(space) -> torch.nn.Module:
+    """SlimmableMobileNet for a chain space, SlimmableGraphNet for a graph space; both take
+    forward(x, widths, update_bn_stats) and materialize(widths)."""
+    from widthnas.models.graph_space import GraphSpace
+
+    if isinstance(space, GraphSpace):
+        from widthnas.models.graph_net import SlimmableGraphNet
+
+        return SlimmableGraphNet(space)
+    return SlimmableMobileNet(space)
+
+
+def build_plain_network(space, widths) -> torch.nn.Module:
+    """A plain (not slimmable) network of the space at `widths`: MobileNet or GraphNet."""
+    from widthnas.models.graph_space import GraphSpace
+
+    if isinstance(space, GraphSpace):
+        from widthnas.models.graph_net import GraphNet
+
+        return GraphNet(space, widths)
+    from widthnas.models.mobilenet import build_network
+
+    return build_network(space, widths)
+
+
 # ---- unary statistics ------------------------------------------------------------------
 class LossStats:
-    """Per (layer, width) sums and counts of the recorded loss increase."""
+    """Per (layer, width) sums and counts of the recorded loss increase (graph spaces: per free group)."""
 
-    def __init__(self, space: SearchSpace):
+    def __init__(self, space):
         self.space = space
         self.sum = [torch.zeros(len(c), dtype=torch.float64) for c in space.choices]
         self.count = [torch.zeros(len(c), dtype=torch.float64) for c in space.choices]
@@ -130,7 +160,7 @@ class LossStats:
 class UniformConfigs:
     """OWS: every layer's width uniformly at random."""
 
-    def __init__(self, space: SearchSpace):
+    def __init__(self, space):
         self.space = space
 
     def draw(self, n: int, rng: np.random.Generator, **_) -> np.ndarray:
@@ -138,10 +168,11 @@ class UniformConfigs:
 
 
 class NarrowingConfigs:
-    """AOWS: joint samples from the chain MRF of (score - gamma * latency) / T, where gamma meets
-    the budget and T falls from t_start to t_end (relative to the unaries' spread)."""
+    """AOWS: joint samples from the MRF of (score - gamma * latency) / T, where gamma meets the
+    budget and T falls from t_start to t_end (relative to the unaries' spread). A chain MRF for a
+    chain space, a GraphMRF (junction-tree solvers, mrf.dispatch) for a graph space."""
 
-    def __init__(self, space: SearchSpace, table, budget_ms: float, cfg: TrainConfig, log_path: Path | None):
+    def __init__(self, space, table, budget_ms: float, cfg: TrainConfig, log_path: Path | None):
         self.space, self.table, self.budget, self.cfg, self.log_path = space, table, budget_ms, cfg, log_path
         self.mrf, self.gamma, self.temp, self.built_at = None, 0.0, cfg.t_start, -10 ** 9
 
@@ -150,19 +181,20 @@ class NarrowingConfigs:
         return c.t_start * (c.t_end / c.t_start) ** min(max(progress, 0.0), 1.0)
 
     def refresh(self, stats: LossStats, step: int, epoch: int, progress: float) -> None:
-        from widthnas.mrf import WidthMRF, lagrangian, marginals
+        from widthnas.mrf import build_mrf, solvers_for
 
         u = stats.unaries()
         if any((c > 0).sum() == 0 for c in u.count):
             return  # not every layer measured yet: keep the previous distribution
-        self.mrf = WidthMRF.from_table(self.table, u)
-        sol = lagrangian(self.mrf, self.budget)
+        self.mrf = build_mrf(self.table, u)
+        ops = solvers_for(self.mrf)
+        sol = ops.lagrangian(self.mrf, self.budget)
         self.gamma = sol.info["gamma"] if math.isfinite(sol.info["gamma"]) else 1e6
         spread = float(np.mean([np.ptp(s) for s in self.mrf.score_unary])) or 1e-3
         self.temp = self.temperature(progress) * spread
         self.built_at = step
         if self.log_path is not None:
-            margs = marginals(self.mrf, self.gamma, self.temp)
+            margs = ops.marginals(self.mrf, self.gamma, self.temp)
             expected = [float(np.dot(m, c)) for m, c in zip(margs, self.space.choices)]
             rec = {"step": step, "epoch": epoch, "temperature": self.temp, "gamma": self.gamma,
                    "map_widths": sol.widths, "map_ms": sol.latency, "expected_widths": expected,
@@ -170,17 +202,18 @@ class NarrowingConfigs:
             append_line(self.log_path, rec)
 
     def draw(self, n: int, rng: np.random.Generator, **_) -> np.ndarray:
-        from widthnas.mrf import sample_configs
+        from widthnas.mrf import solvers_for
 
-        return sample_configs(self.mrf, self.gamma, self.temp, n, rng)
+        return solvers_for(self.mrf).sample_configs(self.mrf, self.gamma, self.temp, n, rng)
 
 
 # ---- the loop ----------------------------------------------------------------------------
-def sandwich_step(model: SlimmableMobileNet, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+def sandwich_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                   configs: np.ndarray, stats: "LossStats | None" = None, world: int = 1) -> tuple[float, float]:
     """One sandwich-rule step; returns (widest loss, widest accuracy) on the batch.
 
-    configs: (n, layers) width indices of the sampled configurations.
+    model: a SlimmableMobileNet or SlimmableGraphNet (make_supernet).
+    configs: (n, layers or free groups) width indices of the sampled configurations.
     """
     space = model.space
     out = model(x, space.max_widths, update_bn_stats=True)
@@ -222,7 +255,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: Path, space: SearchSpace) -> dict:
+def load_checkpoint(path: Path, space) -> dict:
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -260,7 +293,7 @@ class Trainer:
         self.splits = split(ds, cfg.val_fraction, cfg.seed, cfg.limit)
         torch.manual_seed(cfg.seed)
         self.device = resolve_device(cfg.device)
-        self.model = SlimmableMobileNet(self.space).to(self.device)
+        self.model = make_supernet(self.space).to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
@@ -286,15 +319,16 @@ class Trainer:
 
         if not self.cfg.profile or not self.cfg.budget:
             raise ValueError("aows sampling needs --profile and --budget (it narrows toward that budget)")
-        self.table = load_profile(self.cfg.profile)
+        self.table = load_profile(self.cfg.profile, graph=True)
         check_fingerprint(self.table.space.fingerprint, self.space, f"profile {self.cfg.profile}")
         self.budget_ms = parse_budget(self.cfg.budget, self.table.predict(self.space.max_widths))
-        from widthnas.mrf import WidthMRF
-        from widthnas.mrf.solvers import check_budget
+        from widthnas.mrf import build_mrf, solvers_for
+        from widthnas.mrf.unaries import from_arrays
 
-        lu, lp = self.table.chain()  # refuse an infeasible budget now, not after the warm-up
-        check_budget(WidthMRF(list(self.space.choices), [np.zeros(len(c)) for c in self.space.choices], lu, lp,
-                              self.table.intercept), self.budget_ms)
+        zeros = from_arrays(self.space, [np.zeros(len(c)) for c in self.space.choices],
+                            [np.ones(len(c), int) for c in self.space.choices])
+        mrf = build_mrf(self.table, zeros)  # refuse an infeasible budget now, not after the warm-up
+        solvers_for(mrf).check_budget(mrf, self.budget_ms)
 
     # ---- state ---------------------------------------------------------------------------
     def state(self) -> dict:
@@ -436,9 +470,9 @@ class Trainer:
         line = (f"epoch {e + 1}: train loss {loss:.3f} acc {acc:.3f} | widest val acc {val_acc:.3f} | "
                 f"{ips:.0f} img/s | {rec['sampling']}")
         if aows_now and narrowing is not None and narrowing.mrf is not None:
-            from widthnas.mrf import marginals
+            from widthnas.mrf import solvers_for
 
-            margs = marginals(narrowing.mrf, narrowing.gamma, narrowing.temp)
+            margs = solvers_for(narrowing.mrf).marginals(narrowing.mrf, narrowing.gamma, narrowing.temp)
             ew = [float(np.dot(m, c)) for m, c in zip(margs, self.space.choices)]
             line += f" | T {narrowing.temp:.3g}, expected widths {[int(round(w)) for w in ew]}"
         self.log(line)
@@ -447,7 +481,7 @@ class Trainer:
 class _WidestView(torch.nn.Module):
     """The supernet at its widest, as a plain module for `accuracy`."""
 
-    def __init__(self, sup: SlimmableMobileNet):
+    def __init__(self, sup: torch.nn.Module):
         super().__init__()
         self.sup = sup
 
@@ -471,7 +505,7 @@ def load_run(run_dir: str | Path):
     """(config, space, supernet with the checkpoint's weights, data splits) of a training run."""
     cfg = load_train_config(run_dir)
     space = build_space(cfg)
-    sup = SlimmableMobileNet(space)
+    sup = make_supernet(space)
     sup.load_state_dict(load_checkpoint(Path(run_dir) / CKPT, space)["model"])
     ds = load_dataset(cfg.dataset, cfg.data)
     check_fits(ds, space)

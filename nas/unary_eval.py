@@ -8,6 +8,10 @@ are fitted as the MRF's own additive model
 by least squares, rather than as marginal means (which other layers' sampled widths would bias
 whenever sampling is not uniform). Optionally monotone per layer (a narrower width never loses
 less), by weighted isotonic regression.
+
+Graph spaces (SlimmableGraphNet): a "layer" here is a free channel group, in `free_groups` order;
+the space's `choices` and `widths_from_indices` give the same interface, and the Unaries carry
+the group names.
 """
 from __future__ import annotations
 
