@@ -160,6 +160,10 @@ def main() -> int:
         mode["seeds"] = a.seeds
     if a.workers < 1 or a.seed_offset < 0:
         raise SystemExit("--workers must be >= 1 and --seed-offset >= 0")
+    if a.quiet_flag and Path(a.quiet_flag).exists() and (
+            Path(a.quiet_flag).is_dir() or Path(a.quiet_flag).read_text(errors="replace").split()[:1] not in ([], ["measuring"], ["idle"])):
+        raise SystemExit(f"--quiet-flag {a.quiet_flag}: that file holds something other than a flag "
+                         "('measuring' or 'idle'); it would be overwritten. Give a path of its own, e.g. /tmp/widthnas_quiet")
     out = Path(a.out or f"runs/search_quality_{mode_name}")
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()

@@ -184,24 +184,30 @@ def cross_validated_solve(sys_: _Solver, A: sp.csr_matrix, y: np.ndarray, settin
     return entries, c, lam, mu, cv
 
 
-def fit_table(space: SearchSpace, samples: Samples, settings: FitSettings | None = None,
-              name: str = "", log=print) -> LatencyTable:
-    """Fit a LatencyTable to reference-normalised samples, choosing lam and mu by cross-validation."""
-    settings = settings or FitSettings()
+def solve_samples(sys_: _Solver, samples: Samples, settings: FitSettings) -> tuple[np.ndarray, float, float, np.ndarray, dict]:
+    """The fit every table shares: targets in ms at the reference network's typical speed, lam and mu
+    by cross-validation. Returns (entries (E,) ms, intercept ms, reference ms, design matrix, fit record)."""
     if len(samples) < settings.folds * 2:
         raise ValueError(f"{len(samples)} samples are too few to fit; profile at least {settings.folds * 10}")
     t0 = time.time()
-    sys_ = _System(space)
     reference_ms = float(np.median(samples.ref_ms))
     y = samples.norm * reference_ms  # ms at the reference network's typical speed
     A = sys_.design(samples.widths)
     entries, c, lam, mu, cv = cross_validated_solve(sys_, A, y, settings)
-    train_err = _rmspe(A @ entries + c, y)
-    log(f"fit: {len(y)} samples, {sys_.E} entries; cv RMSPE {cv[(lam, mu)]:.4f} at lam={lam:g} mu={mu:g}; "
-        f"train RMSPE {train_err:.4f}; {time.time() - t0:.1f} s")
-    fit = {"samples": int(len(y)), "unsettled_samples": int(samples.unsettled), "entries": sys_.E, "lam": lam, "mu": mu, "cv_rmspe": cv[(lam, mu)],
-           "train_rmspe": train_err, "settings": asdict(settings), "seconds": round(time.time() - t0, 2),
+    rec = {"samples": int(len(y)), "unsettled_samples": int(samples.unsettled), "entries": sys_.E, "lam": lam,
+           "mu": mu, "cv_rmspe": cv[(lam, mu)], "train_rmspe": _rmspe(A @ entries + c, y),
+           "settings": asdict(settings), "seconds": round(time.time() - t0, 2),
            "cv_grid": [{"lam": k[0], "mu": k[1], "rmspe": v} for k, v in cv.items()]}
+    return entries, c, reference_ms, A, rec
+
+
+def fit_table(space: SearchSpace, samples: Samples, settings: FitSettings | None = None,
+              name: str = "", log=print) -> LatencyTable:
+    """Fit a LatencyTable to reference-normalised samples, choosing lam and mu by cross-validation."""
+    sys_ = _System(space)
+    entries, c, reference_ms, _, fit = solve_samples(sys_, samples, settings or FitSettings())
+    log(f"fit: {fit['samples']} samples, {sys_.E} entries; cv RMSPE {fit['cv_rmspe']:.4f} at lam={fit['lam']:g} "
+        f"mu={fit['mu']:g}; train RMSPE {fit['train_rmspe']:.4f}; {fit['seconds']:.1f} s")
     return LatencyTable(space, _split(entries, sys_), c, reference_ms, samples.header["device"], fit, {}, name)
 
 

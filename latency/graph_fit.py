@@ -11,15 +11,13 @@ channel counts of one signature.
 """
 from __future__ import annotations
 
-import time
-from dataclasses import asdict
 
 import numpy as np
 import scipy.sparse as sp
 
 from widthnas.models.graph_space import GraphSpace
 
-from .fit import FitSettings, _rmspe, _Solver, cross_validated_solve
+from .fit import FitSettings, _Solver, solve_samples
 from .graph_entries import GraphEntries
 from .graph_table import GraphLatencyTable
 from .samples import Samples
@@ -86,22 +84,10 @@ class GraphSystem(_Solver):
 def fit_graph_table(space: GraphSpace, samples: Samples, settings: FitSettings | None = None,
                     name: str = "", log=print) -> GraphLatencyTable:
     """Fit a GraphLatencyTable to reference-normalised samples, choosing lam and mu by cross-validation."""
-    settings = settings or FitSettings()
-    if len(samples) < settings.folds * 2:
-        raise ValueError(f"{len(samples)} samples are too few to fit; profile at least {settings.folds * 10}")
-    t0 = time.time()
     sys_ = GraphSystem(space)
-    reference_ms = float(np.median(samples.ref_ms))
-    y = samples.norm * reference_ms  # ms at the reference network's typical speed
-    A = sys_.design(samples.widths)
-    costs, c, lam, mu, cv = cross_validated_solve(sys_, A, y, settings)
-    train_err = _rmspe(A @ costs + c, y)
-    seen = int((A.sum(axis=0) > 0).sum())
-    log(f"fit: {len(y)} samples, {sys_.E} entries ({seen} measured) in {len(sys_.entries.signatures)} signatures; "
-        f"cv RMSPE {cv[(lam, mu)]:.4f} at lam={lam:g} mu={mu:g}; train RMSPE {train_err:.4f}; {time.time() - t0:.1f} s")
-    fit = {"samples": int(len(y)), "unsettled_samples": int(getattr(samples, "unsettled", 0)), "entries": sys_.E,
-           "entries_measured": seen, "signatures": len(sys_.entries.signatures), "lam": lam, "mu": mu,
-           "cv_rmspe": cv[(lam, mu)], "train_rmspe": train_err, "settings": asdict(settings),
-           "seconds": round(time.time() - t0, 2),
-           "cv_grid": [{"lam": k[0], "mu": k[1], "rmspe": v} for k, v in cv.items()]}
+    costs, c, reference_ms, A, fit = solve_samples(sys_, samples, settings or FitSettings())
+    fit.update(entries_measured=int((A.sum(axis=0) > 0).sum()), signatures=len(sys_.entries.signatures))
+    log(f"fit: {fit['samples']} samples, {sys_.E} entries ({fit['entries_measured']} measured) in "
+        f"{fit['signatures']} signatures; cv RMSPE {fit['cv_rmspe']:.4f} at lam={fit['lam']:g} mu={fit['mu']:g}; "
+        f"train RMSPE {fit['train_rmspe']:.4f}; {fit['seconds']:.1f} s")
     return GraphLatencyTable(space, costs, c, reference_ms, samples.header["device"], fit, {}, name)

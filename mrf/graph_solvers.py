@@ -20,8 +20,7 @@ import numpy as np
 from .chain import _lse
 from .graph_model import GraphMRF
 from .junction_tree import JunctionTree, junction_tree
-from .model import InfeasibleBudget
-from .solvers import Solution, search_gamma
+from .solvers import Solution, refuse_below, search_gamma
 
 
 # ---- the plan: cliques and index maps, built once per graph structure --------------------------
@@ -266,11 +265,7 @@ def slowest_latency(mrf: GraphMRF) -> float:
 
 def check_budget(mrf: GraphMRF, budget: float) -> Solution:
     """The fastest configuration, after refusing a budget below it."""
-    f = fastest(mrf)
-    if not np.isfinite(budget) or budget < f.latency:
-        raise InfeasibleBudget(f"budget {budget:.4f} ms is below the fastest network in this graph "
-                               f"({f.latency:.4f} ms, widths {f.widths}); raise the budget to at least that")
-    return f
+    return refuse_below(fastest(mrf), budget, "graph")
 
 
 def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12) -> Solution:

@@ -51,13 +51,17 @@ def slowest_latency(mrf: WidthMRF) -> float:
     return mrf.latency(idx)
 
 
-def check_budget(mrf: WidthMRF, budget: float) -> Solution:
-    """The fastest configuration, after refusing a budget below it."""
-    f = fastest(mrf)
+def refuse_below(f: Solution, budget: float, where: str = "space") -> Solution:
+    """`f` (the fastest configuration), after refusing a budget below its latency."""
     if not np.isfinite(budget) or budget < f.latency:
-        raise InfeasibleBudget(f"budget {budget:.4f} ms is below the fastest network in this space "
+        raise InfeasibleBudget(f"budget {budget:.4f} ms is below the fastest network in this {where} "
                                f"({f.latency:.4f} ms, widths {f.widths}); raise the budget to at least that")
     return f
+
+
+def check_budget(mrf: WidthMRF, budget: float) -> Solution:
+    """The fastest configuration, after refusing a budget below it."""
+    return refuse_below(fastest(mrf), budget)
 
 
 # ---- Lagrangian (the paper's method) -----------------------------------------------------

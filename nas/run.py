@@ -353,11 +353,14 @@ class Run:
         budget = self.state["search"]["budget_ms"]
         for name in self._networks():
             path = self.state["export"][name]["path"]
-            first: list[dict] = []
-            # re-measured until the 95 % interval clears the budget (or says it cannot tell)
-            bv = budget_verdict(lambda: (first.append(measure_exported(path, table)) or first[-1]["normalised_ms"]),
-                                budget)
-            m = {**first[0], "normalised_ms": bv["mean_ms"]}
+            records: list[dict] = []
+
+            def measure() -> float:
+                records.append(measure_exported(path, table))
+                return records[-1]["normalised_ms"]
+
+            bv = budget_verdict(measure, budget)  # re-measured until the 95 % interval clears the budget
+            m = {**records[0], "normalised_ms": bv["mean_ms"]}
             pred = self.state["search"][name]["predicted_ms"]
             m.update({"predicted_ms": pred, "budget_ms": budget, "within_budget": bv["verdict"] == WITHIN,
                       "budget_verdict": bv, "error": m["normalised_ms"] / pred - 1,

@@ -65,20 +65,30 @@ def write_bar_dataset():
 
 
 @pytest.fixture(scope="session")
-def graph_toy():
-    """A graph space small enough to enumerate: two inverted-residual blocks tied by adds (group s0),
-    a stride-2 conv, the head; the input channels and the classes are fixed groups. 16x16 grey input."""
+def make_graph_toy():
+    """make(name, side) -> a graph space small enough to enumerate: two inverted-residual blocks tied
+    by adds (group s0), a stride-2 conv, the head; the input channels and the classes are fixed
+    groups. side x side grey input."""
     from widthnas.models.graph import GraphBuilder
     from widthnas.models.graph_space import GraphSpace
 
-    b = GraphBuilder((1, 16, 16), 10)
-    x = b.conv_bn("stem", "input", 16, 3, 1, tag="s0")
-    for j in range(2):
-        h = b.conv_bn(f"b{j}.expand", x, 32, 1, tag=f"b{j}.mid")
-        h = b.conv_bn(f"b{j}.dw", h, kernel=3, depthwise=True)
-        h = b.conv_bn(f"b{j}.project", h, 16, 1, act=None, tag="s0")
-        x = b.add(f"b{j}.add", x, h)
-    x = b.conv_bn("down", x, 32, 3, 2, tag="s1")
-    b.head(x)
-    return GraphSpace.from_graph("graph_toy", b.build(), {"s0": (8, 16, 24), "b0.mid": (16, 24, 32, 40),
-                                                           "b1.mid": (16, 24, 32, 40), "s1": (16, 24, 32)})
+    def make(name: str, side: int):
+        b = GraphBuilder((1, side, side), 10)
+        x = b.conv_bn("stem", "input", 16, 3, 1, tag="s0")
+        for j in range(2):
+            h = b.conv_bn(f"b{j}.expand", x, 32, 1, tag=f"b{j}.mid")
+            h = b.conv_bn(f"b{j}.dw", h, kernel=3, depthwise=True)
+            h = b.conv_bn(f"b{j}.project", h, 16, 1, act=None, tag="s0")
+            x = b.add(f"b{j}.add", x, h)
+        x = b.conv_bn("down", x, 32, 3, 2, tag="s1")
+        b.head(x)
+        return GraphSpace.from_graph(name, b.build(), {"s0": (8, 16, 24), "b0.mid": (16, 24, 32, 40),
+                                                       "b1.mid": (16, 24, 32, 40), "s1": (16, 24, 32)})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def graph_toy(make_graph_toy):
+    """The toy graph space on 16x16 grey images."""
+    return make_graph_toy("graph_toy", 16)

@@ -14,28 +14,16 @@ from widthnas.latency.graph_table import GraphLatencyTable
 from widthnas.latency.samples import Samples
 from widthnas.latency.sampling import block_shapes, make_sampler
 from widthnas.latency.table import LatencyTable, ProfileError
-from widthnas.models.graph import GraphBuilder
 from widthnas.models.graph_families import from_chain_space, mobilenet_v2_small
-from widthnas.models.graph_space import GraphSpace
 from widthnas.models.space import WidthError
 
 QUICK = FitSettings(lams=(1e-8,), mus=(0.0,), folds=3)  # near-exact data: almost no ridge
 
 
 @pytest.fixture(scope="module")
-def toy():
+def toy(make_graph_toy):
     """Two inverted-residual blocks tied by adds (their ops share signatures), a stride-2 conv, the head."""
-    b = GraphBuilder((1, 8, 8), 10)
-    x = b.conv_bn("stem", "input", 16, 3, 1, tag="s0")
-    for j in range(2):
-        h = b.conv_bn(f"b{j}.expand", x, 32, 1, tag=f"b{j}.mid")
-        h = b.conv_bn(f"b{j}.dw", h, kernel=3, depthwise=True)
-        h = b.conv_bn(f"b{j}.project", h, 16, 1, act=None, tag="s0")
-        x = b.add(f"b{j}.add", x, h)
-    x = b.conv_bn("down", x, 32, 3, 2, tag="s1")
-    b.head(x)
-    return GraphSpace.from_graph("toy", b.build(), {"s0": (8, 16, 24), "b0.mid": (16, 24, 32, 40),
-                                                     "b1.mid": (16, 24, 32, 40), "s1": (16, 24, 32)})
+    return make_graph_toy("toy", 8)
 
 
 @pytest.fixture(scope="module")
