@@ -32,9 +32,13 @@ class Protocol:
     epochs: int = 3
     lr: float = 0.1
     split_seed: int = 0  # the validation split (never the test set) and the training subset
+    channels_last: bool = True  # NHWC training, 1.5-1.6x faster here; the same protocol up to rounding
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:10]
+        d = asdict(self)
+        if not d["channels_last"]:  # the layout runs before this field had: their caches keep their key
+            del d["channels_last"]
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def _result_path(out: Path, proto: Protocol, widths: list[int], seed: int) -> Path:
@@ -72,7 +76,8 @@ def _train_one(job: tuple[list[int], int, str]) -> tuple[str, dict]:
     t0 = time.time()
     torch.manual_seed(1000 + seed)  # paired: the same initialisation stream for every network
     net = build_network(_STATE["space"], widths)
-    hist = train_plain(net, sp, proto.epochs, lr=proto.lr, seed=1000 + seed, log=lambda *_: None)
+    hist = train_plain(net, sp, proto.epochs, lr=proto.lr, seed=1000 + seed, log=lambda *_: None,
+                       channels_last=proto.channels_last)
     acc, loss = accuracy(net, *sp.test, sp.mean, sp.std)
     rec = {"widths": list(widths), "seed": seed, "test_acc": acc, "test_loss": loss,
            "val_acc": hist[-1]["val_acc"], "seconds": time.time() - t0, "protocol": asdict(proto)}
