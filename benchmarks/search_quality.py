@@ -35,7 +35,8 @@ from widthnas.models.mobilenet import SlimmableMobileNet, build_network
 from widthnas.mrf import WidthMRF, exact, greedy, uniform, with_margin
 from widthnas.mrf.unaries import Unaries
 from widthnas.nas.data import load_dataset, split
-from widthnas.nas.export import export_onnx, measure_exported
+from widthnas.latency.verdict import budget_verdict
+from widthnas.nas.export import export_onnx, measure_exported, network_measurer
 from widthnas.nas.selection import GREEDY_STEP, cached_measured_unaries, estimation_scorer, propose, select
 from widthnas.nas.train import CKPT, TrainConfig, Trainer
 
@@ -97,20 +98,39 @@ def cached_unaries(path: Path, sup, sp, mode: dict, seed: int, log, n_configs: i
     return cached_measured_unaries(sup, sp, path, n_configs or mode["unary_configs"], mode["unary_batch"], seed, log)
 
 
-def wait_for_quiet(log, load: float = 0.6, max_minutes: float = 60.0) -> bool:
-    """Wait until the 1-minute load average falls below `load` (other work disturbs every latency
-    figure); say so, and go on after `max_minutes` with a note in the log."""
+def busy_cores(window_s: float = 3.0) -> float:
+    """CPU cores busy over the next `window_s` seconds, from /proc/stat: unlike the load average it
+    does not lag a minute behind (our own training that just stopped no longer counts)."""
     import os
 
+    def snap():
+        with open("/proc/stat") as f:
+            v = [float(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + (v[4] if len(v) > 4 else 0.0)  # total, idle + iowait (jiffies)
+
+    try:
+        t0, i0 = snap()
+        time.sleep(window_s)
+        t1, i1 = snap()
+    except OSError:  # not Linux: the load average, lag and all
+        return os.getloadavg()[0]
+    return (1 - (i1 - i0) / max(t1 - t0, 1e-9)) * (os.cpu_count() or 1)
+
+
+def wait_for_quiet(log, busy: float = 0.3, max_minutes: float = 60.0) -> bool:
+    """Wait until other work uses less than `busy` cores (it disturbs every latency figure); say so,
+    and go on after `max_minutes` with a note in the log."""
     t0 = time.time()
     said = False
-    while os.getloadavg()[0] >= load and time.time() - t0 < 60 * max_minutes:
+    now = busy_cores()
+    while now >= busy and time.time() - t0 < 60 * max_minutes:
         if not said:
-            log(f"machine busy (load {os.getloadavg()[0]:.2f}): waiting for it to settle before timing latency")
+            log(f"machine busy ({now:.2f} cores in use): waiting for it to settle before timing latency")
             said = True
-        time.sleep(20)
-    quiet = os.getloadavg()[0] < load
-    log(f"latency measured {'on a quiet machine' if quiet else 'UNDER LOAD'} (load {os.getloadavg()[0]:.2f}"
+        time.sleep(10)
+        now = busy_cores()
+    quiet = now < busy
+    log(f"latency measured {'on a quiet machine' if quiet else 'UNDER LOAD'} ({now:.2f} cores busy"
         f"{f', after waiting {(time.time() - t0) / 60:.1f} min' if said else ''})")
     return quiet
 
@@ -268,12 +288,19 @@ def main() -> int:
             # default costs no second descent
             g = next(w for w, lat in path if lat <= target_default)
             cands = propose(mrf, target_default, greedy_widths=g)
-            sel = select(sup, mrf, cands, sp, unary_images=mode["unary_batch"], log=log)
-            return {"widths": sel.widths, "target_ms": target_default, **sel.to_info()}
+            wait_for_quiet(log)  # the candidates are timed: as `widthnas run` does, the winner must measure within
+            measure = network_measurer(sup, table, out / "candidates")
+            sel = select(sup, mrf, cands, sp, unary_images=mode["unary_batch"], log=log,
+                         check=lambda w: budget_verdict(lambda: measure(w), b * widest))
+            return {"widths": sel.widths, "target_ms": target_default, "measured_check": True, **sel.to_info()}
 
         sel_path = d / "selection.json"
-        if sel_path.exists() and abs(json.loads(sel_path.read_text()).get("target_ms", -1) - target_default) > 1e-12:
-            sel_path.rename(sel_path.with_name("selection_other_target.json"))  # made for another margin: kept aside
+        if sel_path.exists():
+            made = json.loads(sel_path.read_text())
+            if abs(made.get("target_ms", -1) - target_default) > 1e-12 or not made.get("measured_check"):
+                # made for another margin, or before candidates were timed: kept aside, made again
+                sel_path.rename(sel_path.with_name("selection_other_target.json" if made.get("measured_check")
+                                                   else "selection_predicted_only.json"))
         selections[b] = cached_json(sel_path, make_selection)
         choices[("default", b)] = selections[b]["widths"]
         log(f"{b:.0%}: aows {choices[('aows', b)]}; default ({selections[b]['selected']}) {choices[('default', b)]}")

@@ -49,9 +49,18 @@ def cmd_search(args) -> int:
     margin_pct, margin_how = resolve_margin(args.margin, table)
     target = with_margin(budget, margin_pct)
     if method == "select":
+        import tempfile
+
+        from .export import network_measurer
         from .selection import default_search
 
-        sol = default_search(sup, splits, table, unaries, target)
+        with tempfile.TemporaryDirectory() as tmp:  # the candidates' ONNX files, timed here
+            try:
+                measure = network_measurer(sup, table, tmp)
+            except ValueError as e:
+                measure = None
+                print(f"note: candidates judged on predicted latency only ({e})")
+            sol = default_search(sup, splits, table, unaries, target, budget_ms=budget, measure=measure)
     else:
         sol = solve(mrf, target, method)
     uni = None

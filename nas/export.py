@@ -5,6 +5,7 @@ import json
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -93,6 +94,21 @@ def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float =
     return {"measured_ms": rec["ms"]["median"], "measured_ms_min": rec["ms"]["min"],
             "reference_ms_now": rec["ref_ms"]["median"], "normalised_ms": rec["norm"] * table.reference_ms,
             "runs": rec["ms"]["count"]}
+
+
+def network_measurer(supernet, table, work_dir: str | Path) -> Callable[[list[int]], float]:
+    """widths -> reference-normalised ms of that network exported from the supernet and timed here,
+    as the verify stage will time it; each network is exported once into work_dir."""
+    check_onnx_profile(table)
+    work_dir = Path(work_dir)
+
+    def measure(widths: list[int]) -> float:
+        path = work_dir / f"{'_'.join(map(str, widths))}.onnx"
+        if not path.exists():
+            export_onnx(supernet.materialize(list(widths)).eval(), supernet.space, path)
+        return measure_exported(path, table)["normalised_ms"]
+
+    return measure
 
 
 def write_sidecar(path: str | Path, widths, space, table=None, **extra) -> Path:

@@ -245,7 +245,8 @@ class Run:
             self.log(f"search: aiming at {target:.4f} ms, margin {margin_how}")
         if self.cfg.method == "select":
             self.log("search: MRF candidates, uniform and greedy, judged by the supernet on held-out validation images")
-            sol = default_search(sup, sp, table, unaries, target, log=self.log)
+            sol = default_search(sup, sp, table, unaries, target, log=self.log, budget_ms=budget,
+                                 measure=self._candidate_measurer(sup, table))
         else:
             sol = solve(mrf, target, self.cfg.method)
         try:
@@ -343,6 +344,17 @@ class Run:
             out[name] = {"path": str(self.dir / fname), **v}
             self.log(f"export {name}: {self.dir / fname}, ORT vs torch max abs diff {v['max_abs_diff']:.2e}")
         return out
+
+    def _candidate_measurer(self, sup, table):
+        """Time the selection's candidates here, as verify will, when the profile was measured with
+        onnxruntime; None (prediction only) otherwise."""
+        from .export import network_measurer
+
+        try:
+            return network_measurer(sup, table, self.dir / "candidates")
+        except ValueError as e:
+            self.log(f"search: candidates judged on predicted latency only ({e})")
+            return None
 
     def stage_verify(self) -> dict:
         from widthnas.latency.verdict import WITHIN, budget_verdict, describe

@@ -115,8 +115,14 @@ def propose(mrf: WidthMRF | GraphMRF, budget_ms: float, ratios: Sequence[float] 
 
 
 def select(supernet, mrf: WidthMRF | GraphMRF, cands: dict[str, list[int]], splits, unary_images: int | None = None,
-           log=print) -> Selection:
-    """The candidate with the highest held-out supernet accuracy (cross-entropy breaks ties)."""
+           log=print, check: Callable[[list[int]], dict] | None = None) -> Selection:
+    """The candidate with the highest held-out supernet accuracy (cross-entropy breaks ties).
+
+    check(widths) -> a budget verdict (latency.verdict.budget_verdict): when given, candidates are
+    measured on the device in order of accuracy, and the first one *measured* within the budget wins.
+    The latency model is right to its validated error, not exactly: a candidate predicted just under
+    the budget can measure over it (docs/RESULTS.md §0.7).
+    """
     images = holdout_split(splits, unary_images)
     if len(images[1]) < 500:
         log(f"  note: selection on {len(images[1])} held-out images is noisy (±{100 / np.sqrt(len(images[1])):.0f} "
@@ -129,8 +135,33 @@ def select(supernet, mrf: WidthMRF | GraphMRF, cands: dict[str, list[int]], spli
                      "mrf_score": mrf.score(idx), "holdout_acc": acc, "holdout_loss": loss})
         log(f"  candidate {name:18s} predicted {rows[-1]['predicted_ms']:.4f} ms, MRF score {rows[-1]['mrf_score']:+.4f}, "
             f"supernet held-out acc {acc:.4f} ({len(images[1])} images)")
-    best = max(rows, key=lambda r: (r["holdout_acc"], -r["holdout_loss"]))
+    ranked = sorted(rows, key=lambda r: (-r["holdout_acc"], r["holdout_loss"]))
+    best = ranked[0] if check is None else _first_measured_within(ranked, check, log)
     return Selection(best["widths"], best["name"], rows)
+
+
+def _first_measured_within(ranked: list[dict], check: Callable[[list[int]], dict], log) -> dict:
+    """The most accurate candidate whose measured latency is within the budget; failing that, one
+    the measurement cannot place; failing that, the fastest measured, with a warning."""
+    from widthnas.latency.verdict import OVER, WITHIN, describe
+
+    for r in ranked:
+        v = check(r["widths"])
+        r.update(measured_ms=v["mean_ms"], verdict=v["verdict"])
+        log(f"  measured {r['name']}: {describe(v)}")
+        if v["verdict"] == WITHIN:
+            return r
+    measured = [r for r in ranked if "verdict" in r]
+    unsure = [r for r in measured if r["verdict"] != OVER]
+    if unsure:
+        log(f"  note: no candidate measured clearly within the budget; {unsure[0]['name']} cannot be told apart "
+            "from it at this noise")
+        return unsure[0]
+    fastest = min(measured, key=lambda r: r["measured_ms"])
+    log(f"  WARNING: every candidate measured over the budget; choosing the fastest ({fastest['name']}, "
+        f"{fastest['measured_ms']:.4f} ms). The latency model underestimates this device now: re-profile it, or "
+        "give a larger --margin")
+    return fastest
 
 
 def cached_measured_unaries(supernet, splits, path, n_configs: int = 1000, batch: int | None = None, seed: int = 0,
@@ -156,13 +187,22 @@ def cached_measured_unaries(supernet, splits, path, n_configs: int = 1000, batch
 
 
 def default_search(supernet, splits, table, unaries, target_ms: float, unary_images: int | None = None,
-                   log=print):
+                   log=print, budget_ms: float | None = None,
+                   measure: Callable[[list[int]], float] | None = None):
     """The default of `widthnas search` and `widthnas run`: MRF candidates (several smoothness
-    weights), uniform and greedy, judged by the supernet on held-out validation images."""
+    weights), uniform and greedy, judged by the supernet on held-out validation images.
+
+    measure(widths) -> ms on the device (reference-normalised), with budget_ms: the winner must also
+    *measure* within the budget (select's `check`), not only be predicted under the target."""
+    from widthnas.latency.verdict import budget_verdict
     from widthnas.mrf.solvers import Solution
 
     mrf = build_mrf(table, unaries)  # a chain, or a GraphMRF for a graph profile
     cands = propose(mrf, target_ms, greedy_score=estimation_scorer(supernet, splits))
-    sel = select(supernet, mrf, cands, splits, unary_images, log)
+    check = None
+    if measure is not None and budget_ms is not None:
+        def check(w):
+            return budget_verdict(lambda: measure(w), budget_ms)
+    sel = select(supernet, mrf, cands, splits, unary_images, log, check)
     idx = mrf.indices(sel.widths)
     return Solution(sel.widths, idx, mrf.score(idx), mrf.latency(idx), "select", target_ms, sel.to_info())

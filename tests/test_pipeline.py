@@ -112,8 +112,15 @@ def test_search_cli_default_selects_on_held_out_images(finished_run, tmp_path, c
     c = json.loads(cfgp.read_text())
     assert c["method"] == "select" and c["predicted_ms"] <= c["budget_ms"]
     cands = c["info"]["candidates"]
-    best = max(cands, key=lambda r: (r["holdout_acc"], -r["holdout_loss"]))
-    assert c["info"]["selected"] == best["name"] and c["widths"] == best["widths"]
+    ranked = sorted(cands, key=lambda r: (-r["holdout_acc"], r["holdout_loss"]))
+    # candidates are timed here in order of accuracy; the first measured within the budget wins
+    timed = [r for r in ranked if "verdict" in r]
+    assert timed and timed == ranked[:len(timed)] and all(r["measured_ms"] > 0 for r in timed)
+    best = next((r for r in timed if r["verdict"] == "within"), None)
+    if best is not None:
+        assert timed[-1] is best and c["info"]["selected"] == best["name"] and c["widths"] == best["widths"]
+    else:  # nothing clearly within at this noise: every candidate was timed
+        assert len(timed) == len(ranked)
     from widthnas.latency.registry import load_profile
     from widthnas.mrf import WidthMRF, uniform
     from widthnas.mrf.unaries import Unaries

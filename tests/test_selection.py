@@ -119,3 +119,45 @@ def test_one_at_a_time_unaries_are_the_measured_losses(tiny, tiny_supernet_and_s
     assert u.loss[1][0] == pytest.approx(direct, abs=1e-6) and all(l[-1] == 0 for l in u.loss)
     with pytest.raises(ValueError, match="unary design"):
         sample_deltas(sup, sp, 10, design="leave-one-out")
+
+
+def test_select_skips_candidates_that_measure_over_the_budget(tiny, tiny_supernet_and_splits):
+    """The winner must measure within the budget: scripted timings put the most accurate candidate
+    over it, so the next most accurate one that measures within wins; when all are over, the fastest
+    is taken and the log says so."""
+    from widthnas.latency.verdict import budget_verdict
+    from widthnas.nas.selection import holdout_split, propose, select, supernet_accuracy
+
+    sup, sp = tiny_supernet_and_splits
+    m = chain_mrf(tiny, np.random.default_rng(2), noise=0.5)
+    budget = m.latency([len(c) // 2 for c in m.choices])
+    cands = propose(m, budget, ratios=(0.0, 1.0, 10.0))
+    images = holdout_split(sp, 64)
+    rank = sorted(cands, key=lambda n: -supernet_accuracy(sup, cands[n], sp, images)[0])
+    assert len(rank) >= 2
+    over = {tuple(cands[rank[0]])}  # the most accurate measures 3 % over the budget
+    measured = []
+
+    def check(w):
+        measured.append(tuple(w))
+        base = budget * (1.03 if tuple(w) in over else 0.95)
+        noise = iter([0.0, 0.001, -0.001, 0.0005, -0.0005, 0.0, 0.0, 0.0])
+        return budget_verdict(lambda: base * (1 + next(noise)), budget)
+
+    sel = select(sup, m, cands, sp, unary_images=64, log=lambda *_: None, check=check)
+    assert sel.name == rank[1] and measured == [tuple(cands[rank[0]]), tuple(cands[rank[1]])]
+    row = {r["name"]: r for r in sel.table}
+    assert row[rank[0]]["verdict"] == "over" and row[rank[1]]["verdict"] == "within"
+    assert "verdict" not in row[rank[-1]] or len(rank) == 2  # measuring stops at the first within
+
+    lines = []
+    over = {tuple(w) for w in cands.values()}
+    fastest = min(cands, key=lambda n: m.latency(m.indices(cands[n])))
+
+    def check_all_over(w):
+        base = budget * 1.05 * m.latency(m.indices(w)) / m.latency(m.indices(cands[fastest]))
+        return budget_verdict(lambda: base, budget)
+
+    sel = select(sup, m, cands, sp, unary_images=64, log=lines.append, check=check_all_over)
+    assert sel.name == fastest
+    assert any("every candidate measured over the budget" in l for l in lines)
