@@ -158,6 +158,8 @@ def main() -> int:
     p.add_argument("--seeds", type=int, help="override the mode's number of retraining seeds")
     p.add_argument("--seed-offset", type=int, default=0, help="retraining seeds start here (re-checks on fresh seeds)")
     p.add_argument("--workers", type=int, default=2, help="single-thread retraining processes")
+    p.add_argument("--contiguous", action="store_true",
+                   help="retrain in the default memory layout, as runs made before channels_last did (their caches)")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing more: report the retrainings that finished (the seeds every network has)")
     p.add_argument("--docs", help="also copy the CSV and plot to this path stem, e.g. docs/search_quality_decisive")
@@ -341,7 +343,8 @@ def main() -> int:
         atomic_write_text(Path(a.quiet_flag), "idle\n")
     seeds = list(range(a.seed_offset, a.seed_offset + mode["seeds"]))
     proto = Protocol(dataset=a.dataset, data=a.data, space=space_name if input_shape is None else "mobilenet_v1_small",
-                     limit=mode["limit"], epochs=mode["retrain_epochs"], lr=0.1, split_seed=a.seed)
+                     limit=mode["limit"], epochs=mode["retrain_epochs"], lr=0.1, split_seed=a.seed,
+                     channels_last=not a.contiguous)
     # seed-major: a run stopped part-way leaves every network with about as many seeds (--report-only)
     res = retrain_many(out, proto, [(list(w), s) for s in seeds for w in sorted(networks)], a.workers, log=log,
                        done_only=a.report_only)
