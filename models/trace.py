@@ -293,6 +293,9 @@ class _Builder:
             raise self.refuse(node, f"the module takes {len(xs)} tensors", _TODO_SUPPORTED)
         x = xs[0]
         path = str(node.target)
+        if x.logits and not isinstance(m, (nn.Linear, *_PASS_MODULES)):
+            raise self.refuse(node, f"{type(m).__name__} after the classifier", "return the Linear classifier's "
+                              "logits as the model's output (apply softmax and the like outside the model)")
         if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)):
             if path in self.calls:
                 raise self.refuse(node, f"module {path!r} is called a second time (first by fx node "
@@ -414,6 +417,19 @@ class _Builder:
         return x
 
     def linear(self, node, m: nn.Linear, x: _T) -> _T:
+        later, seen, todo = [], set(), list(node.users)
+        while todo:  # a Linear downstream of this one: an MLP head
+            u = todo.pop()
+            if u in seen:
+                continue
+            seen.add(u)
+            if u.op == "call_module" and type(self.gm.get_submodule(u.target)) is nn.Linear:
+                later.append(u.name)
+            todo += list(u.users)
+        if later and x.pooled and not x.logits:
+            raise self.refuse(node, f"a Linear layer followed by the Linear layer(s) {later}: hidden linear "
+                              "layers (MLP heads) are not supported", "end the model with global average pooling "
+                              "and one nn.Linear classifier whose output the model returns")
         if not x.pooled or x.logits or any(o.kind == "linear" for o in self.ops):
             problem = ("a second Linear layer: the space's network has one, the classifier" if x.logits or
                        any(o.kind == "linear" for o in self.ops) else "a Linear layer on features that are not "
@@ -502,6 +518,26 @@ class _Builder:
         return self.emit(node, "add", xs)
 
 
+def _inplace(node: fx.Node, gm: fx.GraphModule) -> bool:
+    if node.op == "call_module":
+        return bool(getattr(gm.get_submodule(node.target), "inplace", False))
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    return (name.endswith("_") and not name.startswith("_")) or node.kwargs.get("inplace") is True \
+        or node.target in (operator.iadd, operator.imul)
+
+
+def _drop_dead_code(gm: fx.GraphModule) -> None:
+    """Remove computations whose result nothing reads; refuse an in-place one, which changes its input
+    (the space's ops are pure, so they cannot follow it)."""
+    for node in gm.graph.nodes:
+        if node.op in ("call_module", "call_function", "call_method") and not node.users and _inplace(node, gm):
+            raise TraceError(f"cannot trace fx node {node.name!r} ({_describe(node, gm)}{', module ' + repr(_scope(node)) if _scope(node) else ''})"
+                             f"{_source_line(node)}: an in-place op whose result is not used changes its input in "
+                             "place, which a graph of pure ops cannot follow. What to do: assign its result "
+                             "(x = x.relu()) and use that")
+    gm.graph.eliminate_dead_code()
+
+
 def _shapes(gm: fx.GraphModule, x: torch.Tensor) -> dict:
     """fx node -> output shape (None for values that are not tensors), by running the traced module."""
     shapes: dict = {}
@@ -543,11 +579,12 @@ def _resolve(names: Sequence[str], space: GraphSpace, what: str, containers: boo
     return out
 
 
-def traced_choices(base: int, max_mult: float = 1.0) -> tuple[int, ...]:
-    """0.2x-max_mult x base in 14 levels on multiples of 8, as the built-in spaces, never above
+def traced_choices(base: int, max_mult: float = 1.0, levels: int = 14) -> tuple[int, ...]:
+    """0.2x-max_mult x base in `levels` levels on multiples of 8, as the built-in spaces, never above
     max_mult x base; the model's own width is always a choice (when max_mult >= 1), so the model
-    itself is in the space and its weights can be sliced to every choice below it."""
-    c = {w for w in width_choices(base, 0.2, max_mult) if w <= base * max_mult + 1e-9}
+    itself is in the space and its weights can be sliced to every choice below it. Fewer levels mean
+    fewer latency-table entries: a quicker fit and search, a coarser choice."""
+    c = {w for w in width_choices(base, 0.2, max_mult, levels) if w <= base * max_mult + 1e-9}
     if max_mult >= 1:
         c.add(base)
     return tuple(sorted(c)) or (base,)
@@ -569,19 +606,22 @@ def apply_constraints(space: GraphSpace, fixed: Sequence[str] = (), ties: Sequen
 
 def trace_model(model: nn.Module, input_shape: Sequence[int] | str, name: str = "traced", factory: str = "",
                 fixed: Sequence[str] = (), ties: Sequence[Sequence[str]] = (), max_mult: float = 1.0,
-                check: bool = True) -> GraphSpace:
+                levels: int = 14, check: bool = True) -> GraphSpace:
     """The graph space of `model` on images of `input_shape` (C, H, W).
 
     fixed: layers kept at their own width (module paths; a block's path fixes every conv in it).
     ties: groups of layers whose output channels must have one width (merged by hand).
     max_mult: the widest choice of every group, x its width in the model (1.0: the model is the
     widest network, so its weights slice to every choice).
+    levels: width levels between 0.2x and max_mult x (fewer after rounding to multiples of 8).
     check: rebuild the traced space as a GraphNet with the model's weights and require the model's
     outputs (eval mode) on a random input.
     """
     shape = parse_input_shape(input_shape)
     if not max_mult >= 0.2:
         raise TraceError(f"--max-mult {max_mult}: the widest choice must be at least 0.2x the model's widths")
+    if not isinstance(levels, int) or levels < 2:
+        raise TraceError(f"--levels {levels}: give at least 2 width levels per group (default 14)")
     was_training = model.training
     model.eval()  # traced as deployed: eval-mode branches, dropout off
     try:
@@ -601,6 +641,7 @@ def trace_model(model: nn.Module, input_shape: Sequence[int] | str, name: str = 
         except Exception as e:
             raise TraceError(f"{type(model).__name__} does not run on input (2, {', '.join(map(str, shape))}) "
                              f"({type(e).__name__}: {str(e).splitlines()[0]}); check --input-shape C,H,W") from None
+        _drop_dead_code(gm)
         b = _Builder(gm, shapes)
         b.assign_names()
         b.run()
@@ -614,7 +655,7 @@ def trace_model(model: nn.Module, input_shape: Sequence[int] | str, name: str = 
         except GraphError as e:
             raise TraceError(f"the traced ops do not form a space ({e})") from None
         src = TraceSource(factory or type(model).__name__, tuple(modules.items()))
-        space = GraphSpace.from_graph(name, g, {gr.name: traced_choices(gr.base, max_mult) for gr in g.groups
+        space = GraphSpace.from_graph(name, g, {gr.name: traced_choices(gr.base, max_mult, levels) for gr in g.groups
                                                 if not gr.fixed}, src)
         from .trace_weights import expected_keys
 

@@ -160,8 +160,9 @@ def cmd_space(args) -> int:
     if args.from_model:
         space = _traced_space(args)
     else:
-        if args.max_mult is not None:
-            raise UserError("--max-mult sets the width choices of a traced model: use it with --from-model")
+        if args.max_mult is not None or args.levels is not None:
+            raise UserError("--max-mult and --levels set the width choices of a traced model: use them with "
+                            "--from-model")
         space = lookup_space(args.space or "mobilenet_v1_small")
         if args.input_shape:
             space = space.with_input([int(x) for x in args.input_shape.split(",")])
@@ -210,7 +211,7 @@ def _traced_space(args):
     model, spec = load_factory(args.from_model)
     name = args.name or spec.split(":")[1]
     return trace_model(model, shape, name, spec, _names(args.fixed), [_names(t) for t in args.tie or ()],
-                       1.0 if args.max_mult is None else args.max_mult)
+                       1.0 if args.max_mult is None else args.max_mult, 14 if args.levels is None else args.levels)
 
 
 def _print_graph_space(space) -> None:
@@ -258,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "width (merge their groups by hand); repeatable")
     q.add_argument("--max-mult", type=float, help="--from-model: widest choice as a multiple of the model's own "
                    "widths (default 1.0: the model is the widest network, so its weights slice to every choice)")
+    q.add_argument("--levels", type=int, help="--from-model: width levels per group between 0.2x and --max-mult "
+                   "(default 14, as the shipped spaces; fewer: a quicker profile fit and search)")
     q.add_argument("--out", help="write the space JSON here (refused if it exists, unless --force)")
     q.add_argument("--force", action="store_true", help="let --out replace an existing file")
     q.set_defaults(fn=cmd_space)

@@ -155,7 +155,7 @@ def mobilenet_v2_small() -> MobileNetV2:
 
 def mobilenet_v2_tiny() -> MobileNetV2:
     """Three stages, 1x16x16 images: for end-to-end runs."""
-    return MobileNetV2([(1, 8, 1, 1), (4, 16, 2, 2)], stem=16, last=64, num_classes=10, in_chans=1, stem_stride=1)
+    return MobileNetV2([(1, 16, 1, 1), (6, 24, 2, 2)], stem=32, last=128, num_classes=10, in_chans=1, stem_stride=1)
 
 
 # ---- what a space cannot hold ----------------------------------------------------------------
