@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from .graph import CLASSES, INPUT, Graph, GraphError, Op
-from .graph_space import ROUND_TO, GraphSpace, TraceSource
+from .graph_space import GraphSpace, TraceSource
 from .space import width_choices
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.]")
@@ -137,7 +137,7 @@ _CAT = {torch.cat, torch.concat, torch.stack, torch.hstack, torch.vstack}
 _SPLIT = {torch.split, torch.chunk, torch.tensor_split, torch.unbind, torch.narrow}
 _MUL = {operator.mul, operator.imul, torch.mul, operator.truediv, torch.div, operator.matmul, torch.matmul}
 _OTHER_ACTS = (nn.SiLU, nn.Hardswish, nn.GELU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.Sigmoid,
-               nn.Hardsigmoid, nn.Tanh, nn.Mish, nn.Softplus, nn.CELU, nn.GELU)
+               nn.Hardsigmoid, nn.Tanh, nn.Mish, nn.Softplus, nn.CELU)
 
 _TODO_SUPPORTED = ("the space supports Conv2d (dense or depthwise) + BatchNorm2d, ReLU/ReLU6, residual adds, "
                    "MaxPool2d, global average pooling and one Linear classifier")
@@ -666,7 +666,7 @@ def trace_model(model: nn.Module, input_shape: Sequence[int] | str, name: str = 
                                TraceSource(src.factory, src.modules, unused))
         if fixed or ties:
             space = apply_constraints(space, fixed, ties)
-        space = _fix_unsearchable(space, max_mult)
+        space = _fix_unsearchable(space)
         if check:
             check_against_model(space, model)
         return space
@@ -674,7 +674,7 @@ def trace_model(model: nn.Module, input_shape: Sequence[int] | str, name: str = 
         model.train(was_training)
 
 
-def _fix_unsearchable(space: GraphSpace, max_mult: float) -> GraphSpace:
+def _fix_unsearchable(space: GraphSpace) -> GraphSpace:
     """Groups whose one choice is their own width (fewer than 8 channels) are fixed: nothing to search."""
     ch = dict(space.choices_by_group)
     one = [space.group(g.name).members[0] for g in space.free_groups if len(ch[g.name]) == 1]
@@ -725,4 +725,4 @@ def format_groups(space: GraphSpace) -> list[str]:
 
 
 __all__ = ["TraceError", "load_factory", "parse_input_shape", "trace_model", "apply_constraints",
-           "check_against_model", "traced_choices", "format_groups", "ROUND_TO"]
+           "check_against_model", "traced_choices", "format_groups"]
