@@ -133,8 +133,8 @@ def test_bad_weights_are_named(tmp_path):
         check_state(space, {k: v for k, v in sd.items() if k != "layer2.0.bn1.running_var"})
     with pytest.raises(WeightsError, match=r"unexpected keys \['head.weight'\]"):
         check_state(space, {**sd, "head.weight": torch.zeros(3)})
-    with pytest.raises(WeightsError, match="layer1.0.conv1.weight: \\(8, 16, 3, 3\\), the space needs \\(16, 16, 3, 3\\)"):
-        check_state(space, {**sd, "layer1.0.conv1.weight": torch.zeros(8, 16, 3, 3)})
+    with pytest.raises(WeightsError, match="layer1.0.conv1.weight: \\(8, 32, 3, 3\\), the space needs \\(32, 32, 3, 3\\)"):
+        check_state(space, {**sd, "layer1.0.conv1.weight": torch.zeros(8, 32, 3, 3)})
     wrapped = {f"module.{k}": v for k, v in sd.items()}  # saved from DataParallel
     assert check_state(space, wrapped).keys() == sd.keys()
     torch.save({"epoch": 3, "state_dict": sd}, tmp_path / "ckpt.pt")

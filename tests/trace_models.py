@@ -96,8 +96,8 @@ def resnet18_small() -> ResNet:
 
 
 def resnet_tiny() -> ResNet:
-    """Two stages of one basic block, 16 and 32 channels, 1x16x16 images: for end-to-end runs."""
-    return ResNet((1, 1), (16, 32), num_classes=10, in_chans=1, small_stem=True)
+    """Two stages of one basic block, 32 and 64 channels, 1x16x16 images: for end-to-end runs."""
+    return ResNet((1, 1), (32, 64), num_classes=10, in_chans=1, small_stem=True)
 
 
 # ---- MobileNet-v2, written as torchvision writes it ------------------------------------------
