@@ -20,7 +20,8 @@ __all__ = [
     "mobilenet_v1", "mobilenet_v1_small", "width_choices", "build_network", "SlimmableMobileNet", "MobileNet",
     "Graph", "GraphBuilder", "GraphError", "Op", "GraphSpace", "GroupSpec", "OpFactor", "OpSignature",
     "FactorStructure", "GRAPH_SPACES", "get_graph_space", "mobilenet_v2", "mobilenet_v2_small", "resnet",
-    "resnet_small", "GraphNet", "SlimmableGraphNet", "build_graph_network",
+    "resnet_small", "GraphNet", "SlimmableGraphNet", "build_graph_network", "trace_model", "TraceError",
+    "load_factory",
 ]
 
 
@@ -31,4 +32,7 @@ def __getattr__(name):  # torch is heavy: import the networks only when asked
     if name in ("GraphNet", "SlimmableGraphNet", "build_graph_network"):
         from . import graph_net
         return getattr(graph_net, name)
+    if name in ("trace_model", "TraceError", "load_factory"):  # your own model (torch.fx)
+        from . import trace
+        return getattr(trace, name)
     raise AttributeError(name)

@@ -7,7 +7,11 @@ chosen. Groups are derived from the ops by union-find, never written by hand:
   - a depthwise conv, BN, activation and pooling keep their input's group;
   - an add ties the groups of all its inputs into one (a residual never changes the architecture:
     when widths would differ the add is not dropped, the widths are tied);
-  - the input channels ("input") and the classifier output ("classes") are fixed groups.
+  - the input channels ("input") and the classifier output ("classes") are fixed groups;
+  - given by hand (traced spaces, models/trace.py): `ties` merge the groups of the tensors they
+    name, for constraints the ops cannot show (code outside the network reads two tensors as one
+    width); `fixed` holds the groups of the tensors it names at their base width (layers a user
+    wants kept as they are). Both are empty for the built-in families.
 
 A group's name is the `tag` of the first op (in graph order) that starts it, or that op's name.
 Ops are listed in topological order; tensors are named after the op that produces them, and the
@@ -98,7 +102,7 @@ class Group:
 
     name: str
     base: int  # channels of the base (1.0x) network; the fixed channel count of a fixed group
-    fixed: bool  # "input" and "classes" (and anything an add ties to them)
+    fixed: bool  # "input" and "classes" (and anything an add ties to them), and groups held by Graph.fixed
     members: tuple[str, ...]  # tensors (op names, and "input") whose channels this group is
 
 
@@ -114,6 +118,8 @@ class Graph:
     input_shape: tuple[int, int, int]  # (C, H, W) of one image
     num_classes: int
     ops: tuple[Op, ...]
+    ties: tuple[tuple[str, ...], ...] = ()  # tensors whose groups are merged by hand, one tuple per tie
+    fixed: tuple[str, ...] = ()  # tensors whose groups keep their base width (not searched)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -176,6 +182,11 @@ class Graph:
             seen.add(op.name)
         if self.ops[-1].kind != "linear":
             raise GraphError(f"the last op ({self.ops[-1].name!r}) must be the linear classifier")
+        for k, tie in enumerate(self.ties):
+            if len(tie) < 2:
+                raise GraphError(f"tie {k} {list(tie)}: a tie names two or more ops whose channel groups it merges")
+            self._known(tie, f"tie {k}")
+        self._known(self.fixed, "fixed")
         for op in self.ops:
             users = self.consumers[op.name]
             if op is not self.ops[-1] and not users:
@@ -186,6 +197,12 @@ class Graph:
         if sizes[self.ops[-1].inputs[0]] != (1, 1):
             raise GraphError("the linear classifier reads a 1x1 tensor: put a 'gap' (global average pool) before it")
         self.groups  # noqa: B018  (checks base widths agree inside every group)
+
+    def _known(self, names, what: str) -> None:
+        unknown = [n for n in names if n != INPUT and n not in self.by_name]
+        if unknown:
+            raise GraphError(f"{what}: {unknown} are not ops of the graph; name ops (their channels' group is "
+                             f"meant), e.g. {[op.name for op in self.ops if op.kind == 'conv'][:6]}")
 
     # ---- derived -----------------------------------------------------------------------
     @cached_property
@@ -225,6 +242,10 @@ class Graph:
                 for r in roots[1:]:  # the earliest root stays the representative
                     parent[r] = roots[0]
                 parent[op.name] = roots[0]
+        for tie in self.ties:  # merged by hand, as an add would
+            roots = sorted({find(t) for t in tie}, key=self._order.__getitem__)
+            for r in roots[1:]:
+                parent[r] = roots[0]
         return {t: find(t) for t in parent}
 
     @cached_property
@@ -249,12 +270,13 @@ class Graph:
                 elif self.by_name[t].kind == "conv" and not self.by_name[t].depthwise:
                     bases[t] = self.by_name[t].out
             if len(set(bases.values())) != 1:
-                raise GraphError(f"ops {bases} are tied into one channel group (by adds and depthwise convs), so "
-                                 "they need the same base width; make their 'out' equal")
-            fixed = INPUT in tensors or any(self.by_name[t].kind == "linear" for t in tensors if t != INPUT)
+                raise GraphError(f"ops {bases} are tied into one channel group (by adds, depthwise convs or ties), "
+                                 "so they need the same base width; make their 'out' equal")
+            classes = any(self.by_name[t].kind == "linear" for t in tensors if t != INPUT)
+            fixed = INPUT in tensors or classes or any(t in self.fixed for t in tensors)
             if INPUT in tensors:
                 name = INPUT
-            elif fixed:
+            elif classes:
                 name = CLASSES
             else:
                 name = self.by_name[root].tag or root
@@ -271,7 +293,7 @@ class Graph:
         return {t: g.name for g in self.groups for t in g.members}
 
     def with_input(self, input_shape: tuple[int, int, int], num_classes: int) -> "Graph":
-        return Graph(tuple(input_shape), num_classes, self.ops)
+        return Graph(tuple(input_shape), num_classes, self.ops, self.ties, self.fixed)
 
 
 class GraphBuilder:

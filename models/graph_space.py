@@ -4,6 +4,10 @@ The single source of truth for graph families (MobileNet-v2, ResNet): the torch 
 graph, the MACs and the factor structure (which op's latency depends on which groups) are all
 derived from it. Its JSON form (format 'widthnas-graph/1') lists the ops and the groups; its
 fingerprint, a hash of that JSON, is what artefacts record, as for the chain spaces of space.py.
+Spaces traced from a user's model (models/trace.py) may also hold `ties` and `fixed_ops` (groups
+given by hand) and `source` (the factory and, per conv/bn/linear op, the user's module path, so the
+user's weights map back onto the ops); these keys are written only when present, so the built-in
+spaces' JSON and fingerprints are unchanged.
 """
 from __future__ import annotations
 
@@ -61,23 +65,50 @@ class FactorStructure:
 
 
 @dataclass(frozen=True)
+class TraceSource:
+    """Where a traced space came from: what maps a user's state_dict onto its ops."""
+
+    factory: str  # "package.module:factory" as given to `widthnas space --from-model`
+    modules: tuple[tuple[str, str], ...]  # (op name, the user's module path) for every conv, bn and linear op
+    unused_keys: tuple[str, ...] = ()  # state_dict keys of layers the traced forward never calls (eval mode)
+
+    def to_dict(self) -> dict:
+        return {"factory": self.factory, "modules": dict(self.modules),
+                **({"unused_keys": list(self.unused_keys)} if self.unused_keys else {})}
+
+    @property
+    def module_of(self) -> dict[str, str]:
+        return dict(self.modules)
+
+
+@dataclass(frozen=True)
 class GraphSpace:
     """Ops and the width choices of every free group (`choices` maps group name -> ascending channels)."""
 
     name: str
     graph: Graph
     choices_by_group: tuple[tuple[str, tuple[int, ...]], ...]
+    source: TraceSource | None = None  # traced spaces only
 
     def __post_init__(self) -> None:
         self.check()
 
     @classmethod
-    def from_graph(cls, name: str, graph: Graph, choices: Mapping[str, Sequence[int]] | None = None) -> "GraphSpace":
+    def from_graph(cls, name: str, graph: Graph, choices: Mapping[str, Sequence[int]] | None = None,
+                   source: TraceSource | None = None) -> "GraphSpace":
         """Default choices: 0.2x-1.5x of each free group's base in 14 levels, multiples of 8 (as space.py)."""
         choices = dict(choices or {})
         whole = lambda c: tuple(int(x) if isinstance(x, numbers.Integral) else x for x in c)  # numpy ints too
         full = tuple((g.name, whole(choices.get(g.name, width_choices(g.base)))) for g in graph.groups if not g.fixed)
-        return cls(name, graph, full)
+        return cls(name, graph, full, source)
+
+    def with_constraints(self, fixed: Sequence[str] = (), ties: Sequence[Sequence[str]] = ()) -> "GraphSpace":
+        """The same ops with more groups given by hand: `fixed` ops' groups held at their base width,
+        `ties` merging groups. A merged group keeps the choices of its earliest member group."""
+        graph = Graph(self.graph.input_shape, self.graph.num_classes, self.graph.ops,
+                      self.graph.ties + tuple(tuple(t) for t in ties),
+                      tuple(dict.fromkeys(self.graph.fixed + tuple(fixed))))
+        return GraphSpace.from_graph(self.name, graph, dict(self.choices_by_group), self.source)
 
     # ---- groups ------------------------------------------------------------------------
     @cached_property
@@ -107,10 +138,19 @@ class GraphSpace:
                 raise GraphError(f"group {n!r}: choices must be a non-empty list of whole channel counts, got {list(c)}")
             if list(c) != sorted(set(c)) or c[0] <= 0:
                 raise GraphError(f"group {n!r}: choices must be positive, unique and ascending, got {list(c)}")
-            bad = [x for x in c if x % ROUND_TO]
+            base = self.group(n).base  # a traced model's own width may be any number: it is always allowed
+            bad = [x for x in c if x % ROUND_TO and x != base]
             if bad:
                 raise GraphError(f"group {n!r}: choices {bad} are not multiples of {ROUND_TO}; widths that are not "
-                                 f"make onnxruntime CPU several times slower, so round them to multiples of {ROUND_TO}")
+                                 f"make onnxruntime CPU several times slower, so round them to multiples of {ROUND_TO}"
+                                 f" (the group's base width {base} is the one exception)")
+        if self.source is not None:
+            convs = {op.name for op in self.graph.ops if op.kind in ("conv", "bn", "linear")}
+            mapped = {op for op, _ in self.source.modules}
+            if mapped != convs:
+                raise GraphError(f"space {self.name!r}: source.modules must map every conv, bn and linear op to the "
+                                 f"model's module path; missing {sorted(convs - mapped)}, not such ops "
+                                 f"{sorted(mapped - convs)}")
 
     # ---- widths ------------------------------------------------------------------------
     @property
@@ -239,7 +279,7 @@ class GraphSpace:
         """The same ops and choices for another input shape or class count (a different fingerprint)."""
         graph = self.graph.with_input(tuple(input_shape or self.graph.input_shape),
                                       num_classes or self.graph.num_classes)
-        return GraphSpace(self.name, graph, self.choices_by_group)
+        return GraphSpace(self.name, graph, self.choices_by_group, self.source)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -259,6 +299,9 @@ class GraphSpace:
             "groups": [{"name": s.name, "base": s.base, "choices": list(s.choices), **({"fixed": True} if s.fixed else {})}
                        for s in self.groups],
             "ops": [op.to_dict() for op in self.graph.ops],
+            **({"ties": [list(t) for t in self.graph.ties]} if self.graph.ties else {}),
+            **({"fixed_ops": list(self.graph.fixed)} if self.graph.fixed else {}),
+            **({"source": self.source.to_dict()} if self.source is not None else {}),
         }
 
     @property
@@ -280,7 +323,26 @@ class GraphSpace:
         if len(shape) != 3 or not all(isinstance(x, int) for x in shape):
             raise GraphError(f"{where}: input_shape is [C, H, W] in whole numbers, got {shape}")
         ops = tuple(Op.from_dict(o, f"{where}: op {k}") for k, o in enumerate(d["ops"]))
-        graph = Graph(tuple(shape), d["num_classes"], ops)
+        ties, fixed = d.get("ties", []), d.get("fixed_ops", [])
+        if not isinstance(ties, list) or not all(isinstance(t, list) and all(isinstance(n, str) for n in t) for t in ties):
+            raise GraphError(f"{where}: 'ties' is a list of lists of op names, e.g. [[\"layer1.0.conv2\", "
+                             f"\"layer2.0.conv2\"]], not {ties!r}")
+        if not isinstance(fixed, list) or not all(isinstance(n, str) for n in fixed):
+            raise GraphError(f"{where}: 'fixed_ops' is a list of op names, not {fixed!r}")
+        source = None
+        if "source" in d:
+            src = d["source"]
+            if (not isinstance(src, dict) or not isinstance(src.get("factory"), str)
+                    or not isinstance(src.get("modules"), dict)
+                    or not all(isinstance(v, str) for v in src["modules"].values())
+                    or not isinstance(src.get("unused_keys", []), list)):
+                raise GraphError(f"{where}: 'source' is {{\"factory\": \"package.module:factory\", \"modules\": "
+                                 "{op name: module path}}, as `widthnas space --from-model` writes it")
+            source = TraceSource(src["factory"], tuple(src["modules"].items()), tuple(src.get("unused_keys", [])))
+        try:
+            graph = Graph(tuple(shape), d["num_classes"], ops, tuple(tuple(t) for t in ties), tuple(fixed))
+        except GraphError as e:
+            raise GraphError(f"{where}: {e}") from None
         derived = {g.name: g for g in graph.groups}
         listed = {}
         for k, gd in enumerate(d["groups"]):
@@ -289,7 +351,8 @@ class GraphSpace:
             n = gd["name"]
             if n not in derived:
                 raise GraphError(f"{where}: group {n!r} is not a channel group of the ops; they derive "
-                                 f"{list(derived)}. Groups come from the ops, so rename it or regenerate the file")
+                                 f"{list(derived)}. Groups come from the ops (and 'ties'), so rename or remove it, "
+                                 "or regenerate the file (`widthnas space --space FILE --tie A,B --out NEW`)")
             if n in listed:
                 raise GraphError(f"{where}: group {n!r} is listed twice")
             g = derived[n]
@@ -307,7 +370,7 @@ class GraphSpace:
         if missing:
             raise GraphError(f"{where}: the ops derive group(s) {missing} that 'groups' does not list; add them "
                              "with their choices")
-        return cls(d["name"], graph, tuple((g.name, listed[g.name]) for g in graph.groups if not g.fixed))
+        return cls(d["name"], graph, tuple((g.name, listed[g.name]) for g in graph.groups if not g.fixed), source)
 
     def save(self, path: str | Path) -> None:
         from widthnas._io import atomic_write_text

@@ -113,7 +113,7 @@ def register(sub) -> None:
 # ---- train / evaluate ---------------------------------------------------------------------
 TRAIN_FLAGS = ("space", "input_shape", "dataset", "data", "limit", "val_fraction", "epochs", "batch_size", "lr",
                "momentum", "weight_decay", "schedule", "greedy", "lr_warmup", "n_random", "sampling", "warmup_epochs", "budget",
-               "profile", "t_start", "t_end", "threads", "device", "seed")
+               "profile", "t_start", "t_end", "threads", "device", "seed", "weights")
 
 
 def _given_train_settings(args) -> dict:
@@ -222,6 +222,8 @@ def register_train(sub) -> None:
     q.add_argument("--threads", type=int)
     q.add_argument("--device", help="auto (default: a CUDA GPU if present, else cpu), cpu, cuda, cuda:N")
     q.add_argument("--seed", type=int)
+    q.add_argument("--weights", help="your model's state_dict (a space traced with `space --from-model`): the "
+                   "supernet starts from it, each group's channels sorted by importance")
     q.add_argument("--no-augment", action="store_true")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(fn=cmd_train)
@@ -245,6 +247,14 @@ def cmd_export(args) -> int:
     from .export import check_onnx_profile, export_onnx, measure_exported, write_sidecar
     from .train import load_run
 
+    if args.weights:
+        return _export_weights(args)
+    if args.space:
+        raise ValueError("--space goes with --weights (export your model's own weights sliced to widths); a supernet "
+                         "export takes its space from --run")
+    if not args.run:
+        raise ValueError("give --run DIR (a `widthnas train` directory whose supernet is sliced), or --weights "
+                         "model.pt with --space traced.json (your model's weights sliced to the widths)")
     table = None
     if args.profile:  # checked before anything is written
         from widthnas.latency.registry import load_profile
@@ -272,6 +282,68 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _export_weights(args) -> int:
+    """export --weights: the user's state_dict sliced to the widths (channels chosen by importance,
+    models/trace_weights.py), BN recalibrated and judged on the data of --run when given; ONNX verified."""
+    from widthnas.models.space import lookup_space
+    from widthnas.models.trace_weights import keep_channels, load_state_file, user_network
+
+    from .data import normalize
+    from .evaluate import accuracy, calibration_images, recalibrate_bn
+    from .export import check_onnx_profile, export_onnx, measure_exported, write_sidecar
+
+    if not args.space and not args.run:
+        raise ValueError("--weights needs the traced space: --space traced.json (or --run DIR of a run on it)")
+    table = None
+    if args.profile:
+        from widthnas.latency.registry import load_profile
+
+        table = load_profile(args.profile, graph=True)
+        check_onnx_profile(table)
+    sd = load_state_file(args.weights)
+    space = lookup_space(args.space) if args.space else None
+    sp = None
+    if args.run:
+        from .train import load_run
+
+        _, run_space, _, sp = load_run(args.run)
+        if space is not None:
+            check_fingerprint(run_space.fingerprint, space, f"the run {args.run}")
+        space = run_space
+    if table is not None:
+        check_fingerprint(table.space.fingerprint, space, f"profile {args.profile}")
+    widths = _widths_arg(space, args, space.base_widths)  # default: the model's own widths
+    net = user_network(space, sd, widths)
+    keep = keep_channels(space, sd, widths)
+    extra: dict = {"weights": str(args.weights),
+                   "kept_channels": {g.name: keep[g.name].tolist() for g in space.free_groups}}
+    real = None
+    if sp is not None:
+        if args.calib_images:
+            recalibrate_bn(net, calibration_images(sp, args.calib_images), sp.mean, sp.std)
+        extra["accuracy"] = {"val": accuracy(net, *sp.val, sp.mean, sp.std)[0]}
+        extra["normalization"] = {"mean": sp.mean.tolist(), "std": sp.std.tolist()}
+        real = normalize(sp.val[0][:256], sp.mean, sp.std)
+    v = export_onnx(net, space, args.out, real)
+    extra["verify"] = v
+    if table is not None:
+        m = measure_exported(args.out, table)
+        m["predicted_ms"] = table.predict(widths)
+        extra["latency"] = m
+        print(f"latency: measured {m['normalised_ms']:.4f} ms (reference-normalised) vs predicted {m['predicted_ms']:.4f} ms")
+    side = write_sidecar(args.out, widths, space, table, **extra)
+    before = sum(p.numel() for p in user_network(space, sd).parameters())
+    after = sum(p.numel() for p in net.parameters())
+    print("channels (model -> exported), kept by summed BN |gamma| over each group:")
+    for g, w in zip(space.free_groups, widths):
+        print(f"  {g.name:24s} {g.base:5d} -> {w}")
+    acc = f"; val acc {extra['accuracy']['val']:.4f}" + (" after BN recalibration" if args.calib_images else "") \
+        if "accuracy" in extra else ""
+    print(f"exported {args.out} from {args.weights}: {before} -> {after} parameters{acc}; ORT vs torch max abs diff "
+          f"{v['max_abs_diff']:.2e}; sidecar {side}")
+    return 0
+
+
 def cmd_run(args) -> int:
     from .run import Run, RunConfig, full_config
 
@@ -281,7 +353,7 @@ def cmd_run(args) -> int:
     for f in ("space", "dataset", "data", "budget", "margin", "profile", "sampling", "epochs", "limit", "batch_size",
               "finetune_epochs", "retrain_epochs", "method", "unary_configs", "seed", "profile_networks", "schedule",
               "heldout_networks", "check_networks", "profile_rounds", "profile_round_ms",
-              "greedy", "previous", "congruent", "congruent_weight"):
+              "greedy", "previous", "congruent", "congruent_weight", "weights"):
         v = getattr(args, f, None)
         if v is not None:
             setattr(cfg, f, v)
@@ -320,6 +392,9 @@ def _check_feature_options(cfg, args) -> None:
                 resolve_previous(getattr(cfg, opt))
             except ValueError as e:
                 raise ValueError(f"--{opt}: {e}") from None
+    if cfg.weights and cfg.retrain_epochs:
+        raise ValueError("--weights starts fine-tuning from your model; --retrain-epochs retrains from scratch: "
+                         "choose one")
     if cfg.congruent and not (cfg.finetune_epochs or cfg.retrain_epochs):
         raise ValueError("--congruent acts during fine-tuning or retraining; set --finetune-epochs or "
                          "--retrain-epochs above 0")
@@ -328,13 +403,19 @@ def _check_feature_options(cfg, args) -> None:
 def register_run(sub) -> None:
     from widthnas.mrf import METHODS
 
-    q = sub.add_parser("export", help="materialize widths from a supernet run and export verified ONNX")
-    q.add_argument("--run", required=True, help="supernet training run directory")
+    q = sub.add_parser("export", help="materialize widths from a supernet run (or your model's weights) and "
+                                      "export verified ONNX")
+    q.add_argument("--run", help="supernet training run directory (with --weights: its data recalibrates BN)")
+    q.add_argument("--weights", help="your model's state_dict (torch.save(model.state_dict(), path)) for a space "
+                   "traced with `space --from-model`: sliced to the widths instead of the supernet (default widths: "
+                   "the model's own)")
+    q.add_argument("--space", help="with --weights: the traced space JSON (else the space of --run)")
     q.add_argument("--config", help="chosen configuration JSON")
     q.add_argument("--widths", help="'8,16,...', a JSON list, or 'x0.75'")
     q.add_argument("--out", required=True, help="model.onnx path (a sidecar .json is written beside it)")
     q.add_argument("--profile", help="also measure latency against this profile's prediction")
-    q.add_argument("--calib-images", type=int, default=1024)
+    q.add_argument("--calib-images", type=int, default=1024, help="training images to recalibrate BN with "
+                   "(0: keep the statistics; with --weights and no --run there are none)")
     q.set_defaults(fn=cmd_export)
 
     q = sub.add_parser("run", help="the whole pipeline: profile, train, search, fine-tune, export, verify, report")
@@ -373,5 +454,8 @@ def register_run(sub) -> None:
     q.add_argument("--congruent", metavar="OLD", help="fine-tune/retrain with focal distillation toward this "
                    "model (.onnx or run directory) on the images it gets right (positive-congruent training)")
     q.add_argument("--congruent-weight", type=float, help="weight of that term (default 1)")
+    q.add_argument("--weights", help="your model's state_dict, for a space traced with `space --from-model`: seeds "
+                   "the supernet (channels sorted by importance) and fine-tuning starts from it, sliced to the "
+                   "chosen widths")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(fn=cmd_run)

@@ -56,6 +56,7 @@ class RunConfig:
     previous: str | None = None  # a deployed model (.onnx or run directory): the report gives the flips against it
     congruent: str | None = None  # fine-tune/retrain with focal distillation toward this model (.onnx or run dir)
     congruent_weight: float = 1.0  # weight of that term beside the cross-entropy
+    weights: str | None = None  # the user's state_dict (traced space): seeds the supernet, fine-tuning starts from it
 
 
 def full_config(cfg: RunConfig) -> RunConfig:
@@ -86,6 +87,10 @@ class Run:
         from widthnas.models.space import lookup_space
 
         self.space = lookup_space(cfg.space)  # a chain SearchSpace or a GraphSpace
+        if cfg.weights:  # refused now, not after profiling and training
+            from widthnas.models.trace_weights import check_state, load_state_file
+
+            check_state(self.space, load_state_file(cfg.weights))
         self._splits = None
         self._flips: dict = {}
 
@@ -195,7 +200,7 @@ class Run:
         tc = TrainConfig(space=c.space, dataset=c.dataset, data=c.data, limit=c.limit, epochs=c.epochs,
                          batch_size=c.batch_size, lr=c.lr, n_random=c.n_random, sampling=c.sampling,
                          warmup_epochs=c.warmup_epochs, budget=c.budget, profile=self.state["profile"]["path"],
-                         seed=c.seed, schedule=c.schedule, greedy=c.greedy)
+                         seed=c.seed, schedule=c.schedule, greedy=c.greedy, weights=c.weights)
         sup_dir = self.dir / "supernet"
         t = Trainer(tc, sup_dir, self.log, self.progress)
         if (sup_dir / CKPT).exists():
@@ -284,7 +289,13 @@ class Run:
 
         sp, c = self.splits, self.cfg
         sup = self._supernet()
-        out = {"mode": f"retrain {c.retrain_epochs} epochs" if c.retrain_epochs else f"finetune {c.finetune_epochs} epochs"}
+        out = {"mode": f"retrain {c.retrain_epochs} epochs" if c.retrain_epochs else f"finetune {c.finetune_epochs} epochs"
+                       + (f" from {Path(c.weights).name} (--weights)" if c.weights else "")}
+        user_sd = None
+        if c.weights and not c.retrain_epochs:
+            from widthnas.models.trace_weights import load_state_file, user_network
+
+            user_sd = load_state_file(c.weights)
         kw = self._plain_training_options()
         if c.congruent:
             out["mode"] += f", positive-congruent toward {Path(c.congruent).name} (weight {c.congruent_weight:g})"
@@ -295,11 +306,12 @@ class Run:
                 net = build_network(self.space, widths)
                 hist = train_plain(net, sp, c.retrain_epochs, lr=c.lr, seed=c.seed, log=self.log, desc=f"{name} retrain",
                                    **kw)
-            else:
-                net = sup.materialize(widths)
+            else:  # from the user's model sliced to the widths (--weights), or from the supernet
+                net = sup.materialize(widths) if user_sd is None else user_network(self.space, user_sd, widths)
                 recalibrate_bn(net, calibration_images(sp, 1024), sp.mean, sp.std)
                 before = accuracy(net, *sp.val, sp.mean, sp.std)[0]
-                self.log(f"{name}: val acc {before:.4f} from the supernet after BN recalibration")
+                self.log(f"{name}: val acc {before:.4f} from "
+                         f"{'the supernet' if user_sd is None else Path(c.weights).name} after BN recalibration")
                 hist = train_plain(net, sp, c.finetune_epochs, lr=c.lr * 0.2, seed=c.seed, log=self.log,
                                    desc=f"{name} finetune", **kw) if c.finetune_epochs else []
             val_acc = accuracy(net, *sp.val, sp.mean, sp.std)[0]

@@ -69,6 +69,7 @@ class TrainConfig:
     threads: int = 0  # torch threads; 0 = all cores
     device: str = "auto"  # auto (a CUDA GPU if present, else cpu) | cpu | cuda | cuda:N
     seed: int = 0
+    weights: str | None = None  # a traced space's user state_dict: seeds the supernet (models/trace_weights.py)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -293,7 +294,13 @@ class Trainer:
         self.splits = split(ds, cfg.val_fraction, cfg.seed, cfg.limit)
         torch.manual_seed(cfg.seed)
         self.device = resolve_device(cfg.device)
-        self.model = make_supernet(self.space).to(self.device)
+        self.model = make_supernet(self.space)
+        if cfg.weights:  # the user's model, each group's channels sorted by importance: first k = best k
+            from widthnas.models.trace_weights import load_state_file, seed_supernet
+
+            seed_supernet(self.model, load_state_file(cfg.weights))
+            self.log(f"supernet seeded with {cfg.weights} (channels sorted by summed BN |gamma| per group)")
+        self.model = self.model.to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,

@@ -1,0 +1,728 @@
+"""Your own model as a graph space: trace a torch CNN with torch.fx into the ops of models/graph.py.
+
+Why torch.fx (as mmrazor): symbolic tracing sees the forward's data flow, functionals and `+`
+included, with torch.nn modules as leaves, so every op keeps the qualified name of the module that
+ran it and the user's weights map back onto the ops. jit.trace loses the module names and
+Torch-Pruning's autograd graph loses the ops that have no gradient; fx refuses dynamic control flow,
+and we pass that on with what to do. The model is traced in eval mode and run once on a random
+input of --input-shape to know every tensor's shape; afterwards the traced space, rebuilt as a
+plain `GraphNet` with the model's own weights, must reproduce the model's outputs, or tracing fails:
+a graph that reads the model wrongly is never written.
+
+What maps onto which op (anything else is refused with a TraceError that names the fx node, the op,
+the module path and the source line, and says what to do):
+
+  nn.Conv2d, groups 1 (dense) or groups = in = out (depthwise); odd square kernel, padding k // 2,
+      no dilation; feeding exactly its BatchNorm2d                               -> conv (+ bn)
+      (a conv bias is folded into that BN's running mean when weights are loaded: same function)
+  nn.BatchNorm2d (affine, running statistics, eps 1e-5) right after its conv    -> bn
+  nn.ReLU / nn.ReLU6 / nn.Hardtanh(0, 6), F.relu(6), torch.relu, x.relu(_)      -> act
+  a + b, a += b, torch.add(a, b), a.add(b) of two feature maps                  -> add (ties the groups)
+  nn.MaxPool2d / F.max_pool2d, odd kernel, padding k // 2                       -> maxpool
+  nn.AdaptiveAvgPool2d(1), F.adaptive_avg_pool2d(x, 1), x.mean((2, 3)),
+      an average pool over the whole map                                        -> gap
+  flatten / view / reshape / squeeze of the pooled features, Dropout, Identity,
+      contiguous                                                                -> nothing (passed through)
+  nn.Linear on the pooled features, the model's output                          -> linear (the classifier)
+
+Refused, each with its own message: grouped convs that are neither dense nor depthwise, a conv
+without its BN, torch.cat / split / chunk / channel slicing (widthnas has no concatenation: each
+input of a cat would be its own group at a channel offset; not supported), multiplications
+(squeeze-excitation), other activations, a second linear layer, several outputs, weights shared
+by two calls. `fixed` (layers kept at their own width) and `ties` (groups merged by hand) only
+constrain widths: they cannot carry an op the space cannot express past the tracer, because every
+later stage (profiling on a device, the supernet, ONNX export) rebuilds the network from the space
+file alone, without the user's code.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import operator
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from .graph import CLASSES, INPUT, Graph, GraphError, Op
+from .graph_space import GraphSpace, TraceSource
+from .space import width_choices
+
+_NAME_OK = re.compile(r"[^A-Za-z0-9_.]")
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)')
+_TORCH_DIR = str(Path(torch.__file__).parent)
+
+
+class TraceError(GraphError):
+    """The model cannot be traced into a space; the message names the op and says what to do."""
+
+
+# ---- the factory ----------------------------------------------------------------------------
+def load_factory(spec: str) -> tuple[nn.Module, str]:
+    """'package.module:factory' or 'path/to/file.py:factory' -> (the module it returns, spec).
+
+    The factory is called without arguments; a class counts as a factory. The working directory is
+    on the import path, as for `python -m`.
+    """
+    if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
+        raise TraceError(f"--from-model {spec!r}: give 'package.module:factory' (a function or class that returns "
+                         "your nn.Module, called without arguments), e.g. 'mymodels:make_resnet' or "
+                         "'path/to/models.py:make_resnet'")
+    mod_name, fn_name = spec.split(":")
+    try:
+        if mod_name.endswith(".py") or "/" in mod_name:
+            path = Path(mod_name)
+            if not path.is_file():
+                raise TraceError(f"--from-model {spec!r}: file {mod_name} not found")
+            ms = importlib.util.spec_from_file_location(f"widthnas_user_{path.stem}", path)
+            module = importlib.util.module_from_spec(ms)
+            ms.loader.exec_module(module)
+        else:
+            if "" not in sys.path and str(Path.cwd()) not in sys.path:
+                sys.path.insert(0, str(Path.cwd()))
+            module = importlib.import_module(mod_name)
+    except TraceError:
+        raise
+    except Exception as e:
+        raise TraceError(f"--from-model {spec!r}: importing {mod_name} failed ({type(e).__name__}: {e}); run from "
+                         "the directory that holds it, or give its file path ('path/to/models.py:factory')") from None
+    factory = getattr(module, fn_name, None)
+    if factory is None or not callable(factory):
+        names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
+        raise TraceError(f"--from-model {spec!r}: {mod_name} has no callable {fn_name!r}; callables there: {names}")
+    try:
+        model = factory()
+    except Exception as e:
+        raise TraceError(f"--from-model {spec!r}: calling {fn_name}() raised {type(e).__name__}: {e}; the factory "
+                         "must build the model without arguments") from None
+    if not isinstance(model, nn.Module):
+        raise TraceError(f"--from-model {spec!r}: {fn_name}() returned {type(model).__name__}, not a torch nn.Module")
+    return model, spec
+
+
+def parse_input_shape(text: str | Sequence[int]) -> tuple[int, int, int]:
+    """'3,32,32' (C,H,W of one image) -> (3, 32, 32)."""
+    try:
+        shape = tuple(int(v) for v in (text.split(",") if isinstance(text, str) else text))
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise TraceError(f"--input-shape {text!r}: give C,H,W of one image as three positive whole numbers, "
+                         "e.g. 3,32,32")
+    return shape
+
+
+# ---- tracing --------------------------------------------------------------------------------
+@dataclass
+class _T:
+    """An fx value that is a tensor of the network: the IR tensor it is, and how far along it is."""
+
+    name: str  # IR tensor (op name, or "input")
+    pooled: bool = False  # after the global average pool (N, C, 1, 1) or its flattening (N, C)
+    logits: bool = False  # the classifier's output
+
+
+_ACT_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
+_ACT_FUNCS = {F.relu: "relu", torch.relu: "relu", torch.relu_: "relu", F.relu_: "relu", F.relu6: "relu6"}
+_ADD_FUNCS = (operator.add, operator.iadd, torch.add)
+_PASS_MODULES = (nn.Dropout, nn.Dropout2d, nn.Dropout1d, nn.AlphaDropout, nn.Identity)
+_FLATTEN = {torch.flatten, torch.squeeze, torch.reshape}
+_SHAPE_METHODS = {"size", "dim", "numel"}
+_CAT = {torch.cat, torch.concat, torch.stack, torch.hstack, torch.vstack}
+_SPLIT = {torch.split, torch.chunk, torch.tensor_split, torch.unbind, torch.narrow}
+_MUL = {operator.mul, operator.imul, torch.mul, operator.truediv, torch.div, operator.matmul, torch.matmul}
+_OTHER_ACTS = (nn.SiLU, nn.Hardswish, nn.GELU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.Sigmoid,
+               nn.Hardsigmoid, nn.Tanh, nn.Mish, nn.Softplus, nn.CELU)
+
+_TODO_SUPPORTED = ("the space supports Conv2d (dense or depthwise) + BatchNorm2d, ReLU/ReLU6, residual adds, "
+                   "MaxPool2d, global average pooling and one Linear classifier")
+
+
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer with source lines recorded, so errors can point at the user's code."""
+
+    def __init__(self):
+        super().__init__()
+        self.record_stack_traces = True
+
+
+def _source_line(node: fx.Node) -> str:
+    """' at file.py:42 (`y = self.conv(x)`)' for the user's line that made the node, or ''."""
+    frames = [m for m in _FRAME.finditer(node.stack_trace or "") if not m.group(1).startswith(_TORCH_DIR)]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f" at {f.group(1)}:{f.group(2)} (`{f.group(4).strip()}`)"
+
+
+def _describe(node: fx.Node, gm: fx.GraphModule) -> str:
+    if node.op == "call_module":
+        return f"{type(gm.get_submodule(node.target)).__name__} module"
+    if node.op == "call_method":
+        return f"Tensor.{node.target}()"
+    if node.op == "call_function":
+        t = node.target
+        return f"{getattr(t, '__module__', '') or ''}.{getattr(t, '__name__', str(t))}()".lstrip(".")
+    return node.op
+
+
+def _scope(node: fx.Node) -> str:
+    """The qualified name of the module whose forward made the node ('' at the top level)."""
+    if node.op == "call_module":
+        return str(node.target)
+    stack = node.meta.get("nn_module_stack") or {}
+    return str(list(stack.values())[-1][0]) if stack else ""
+
+
+class _Builder:
+    def __init__(self, gm: fx.GraphModule, shapes: dict):
+        self.gm, self.shapes = gm, shapes
+        self.ops: list[Op] = []
+        self.env: dict[fx.Node, _T | None] = {}
+        self.modules: dict[str, str] = {}  # op name -> module path (conv, bn, linear)
+        self.names: dict[fx.Node, str] = {}
+        self.kind_of: dict[str, str] = {INPUT: "input"}
+        self.calls: dict[str, fx.Node] = {}  # module path -> its first call (shared weights are refused)
+
+    # ---- errors and names -------------------------------------------------------------------
+    def refuse(self, node: fx.Node, problem: str, todo: str) -> TraceError:
+        scope = _scope(node)
+        where = f"fx node {node.name!r} ({_describe(node, self.gm)}" + (f", module {scope!r}" if scope else
+                                                                        ", top-level forward") + ")"
+        return TraceError(f"cannot trace {where}{_source_line(node)}: {problem}. What to do: {todo}")
+
+    def assign_names(self) -> None:
+        """Conv, BN and Linear ops take their module's path (sanitised: IR names start with a letter);
+        other ops '<enclosing module>.<fx name>'; clashes get a suffix."""
+        taken: set[str] = {INPUT, CLASSES}
+
+        def free(base: str) -> str:
+            base = _NAME_OK.sub("_", base)
+            if not base[:1].isalpha():
+                base = "m" + base
+            name, k = base, 1
+            while name.replace(".", "_") in taken:
+                name, k = f"{base}_{k}", k + 1
+            taken.add(name.replace(".", "_"))
+            return name
+
+        nodes = list(self.gm.graph.nodes)
+        weighted = [n for n in nodes if n.op == "call_module"
+                    and isinstance(self.gm.get_submodule(n.target), (nn.Conv2d, nn.BatchNorm2d, nn.Linear))]
+        for n in weighted:
+            self.names[n] = free(str(n.target))
+        for n in nodes:
+            if n not in self.names and n.op in ("call_module", "call_function", "call_method"):
+                scope = _scope(n)
+                if n.op == "call_module":
+                    self.names[n] = free(str(n.target))
+                else:
+                    fn = re.sub(r"_\d+$", "", n.name)  # fx's add_1 -> add (the suffix comes back if needed)
+                    self.names[n] = free(f"{scope}.{fn}" if scope else fn)
+
+    def emit(self, node: fx.Node, kind: str, x: _T | Sequence[_T], **fields) -> _T:
+        xs = [x] if isinstance(x, _T) else list(x)
+        op = Op(self.names[node], kind, tuple(t.name for t in xs), **fields)
+        self.ops.append(op)
+        self.kind_of[op.name] = kind
+        return _T(op.name, pooled=any(t.pooled for t in xs) or kind == "gap", logits=kind == "linear")
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def tensor_args(self, node: fx.Node) -> list[_T]:
+        out = []
+        for a in node.all_input_nodes:
+            v = self.env.get(a)
+            if isinstance(v, _T):
+                out.append(v)
+        return out
+
+    def shape(self, node: fx.Node):
+        return self.shapes.get(node)
+
+    def need_map(self, node: fx.Node, x: _T, what: str) -> None:
+        if x.logits:
+            raise self.refuse(node, f"{what} after the classifier", "return the Linear classifier's logits as the "
+                              "model's output (apply softmax and the like outside the model)")
+        if x.pooled:
+            raise self.refuse(node, f"{what} on globally pooled features (as in a squeeze-excitation or attention "
+                              "branch, or a conv classifier)", "remove that branch, or search a model without it; "
+                              "the space's network has one Linear classifier right after the global average pool; "
+                              + _TODO_SUPPORTED)
+
+    # ---- the walk -----------------------------------------------------------------------------
+    def run(self) -> _T:
+        out = None
+        placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
+        if len(placeholders) != 1:
+            raise TraceError(f"the model's forward takes {len(placeholders)} inputs "
+                             f"({[n.target for n in placeholders]}); a space has one image input: wrap the model "
+                             "in a module whose forward(x) calls it with the other arguments fixed")
+        for node in self.gm.graph.nodes:
+            if node.op == "placeholder":
+                self.env[node] = _T(INPUT)
+            elif node.op == "get_attr":
+                raise self.refuse(node, f"the forward reads the parameter or buffer {node.target!r} directly",
+                                  "use it inside a supported module (Conv2d, BatchNorm2d, Linear), or search a "
+                                  "model without it")
+            elif node.op == "output":
+                out = self.output(node)
+            elif node.op == "call_module":
+                self.env[node] = self.module(node, self.gm.get_submodule(node.target))
+            else:
+                self.env[node] = self.function(node)
+        return out
+
+    def output(self, node: fx.Node) -> _T:
+        res = node.args[0]
+        v = self.env.get(res) if isinstance(res, fx.Node) else None
+        if not isinstance(v, _T) or not v.logits:
+            got = type(res).__name__ if not isinstance(res, fx.Node) else (
+                "a tensor that is not the Linear classifier's output" if isinstance(v, _T) else "no tensor")
+            raise self.refuse(node, f"the model returns {got}", "return one tensor, the logits of the model's Linear "
+                              "classifier (detection heads, several outputs and softmax are outside a space)")
+        return v
+
+    def module(self, node: fx.Node, m: nn.Module) -> _T | None:
+        xs = self.tensor_args(node)
+        if len(xs) != 1:
+            raise self.refuse(node, f"the module takes {len(xs)} tensors", _TODO_SUPPORTED)
+        x = xs[0]
+        path = str(node.target)
+        if x.logits and not isinstance(m, (nn.Linear, *_PASS_MODULES)):
+            raise self.refuse(node, f"{type(m).__name__} after the classifier", "return the Linear classifier's "
+                              "logits as the model's output (apply softmax and the like outside the model)")
+        if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)):
+            if path in self.calls:
+                raise self.refuse(node, f"module {path!r} is called a second time (first by fx node "
+                                  f"{self.calls[path].name!r}): its weights are shared", "give each call its own "
+                                  "module (weight sharing would tie widths across calls, which the space cannot "
+                                  "express)")
+            self.calls[path] = node
+        if type(m) is nn.Conv2d:
+            return self.conv(node, m, x)
+        if type(m) is nn.BatchNorm2d:
+            return self.bn(node, m, x)
+        if type(m) in _ACT_MODULES:
+            return self.emit(node, "act", x, fn=_ACT_MODULES[type(m)])
+        if type(m) is nn.Hardtanh and (m.min_val, m.max_val) == (0.0, 6.0):
+            return self.emit(node, "act", x, fn="relu6")
+        if type(m) is nn.MaxPool2d:
+            return self.maxpool(node, x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode,
+                                m.return_indices)
+        if type(m) is nn.AdaptiveAvgPool2d:
+            return self.gap(node, x, m.output_size)
+        if type(m) is nn.AvgPool2d:
+            return self.avgpool(node, x, m.kernel_size, m.stride, m.padding)
+        if isinstance(m, _PASS_MODULES):
+            return x
+        if type(m) is nn.Flatten:
+            return self.flatten(node, x)
+        if type(m) is nn.Linear:
+            return self.linear(node, m, x)
+        if isinstance(m, _OTHER_ACTS):
+            raise self.refuse(node, f"activation {type(m).__name__} is not supported", "use nn.ReLU or nn.ReLU6 "
+                              "(the activations the latency profiles and the ONNX builder know), or search a model "
+                              "that has them")
+        if isinstance(m, nn.Conv2d) or isinstance(m, nn.modules.batchnorm._BatchNorm):
+            raise self.refuse(node, f"{type(m).__name__} is a subclass of a torch module with a forward of its own",
+                              "use torch.nn.Conv2d / nn.BatchNorm2d themselves")
+        raise self.refuse(node, f"torch module {type(m).__name__} is not an op a space has",
+                          _TODO_SUPPORTED + "; torch.fx traces into your own modules, so this is a torch.nn "
+                          "module widthnas does not map")
+
+    def conv(self, node: fx.Node, m: nn.Conv2d, x: _T) -> _T:
+        self.need_map(node, x, "a convolution")
+        k, s = m.kernel_size, m.stride
+        dw = m.groups > 1 and m.groups == m.in_channels == m.out_channels
+        if m.groups != 1 and not dw:
+            raise self.refuse(node, f"grouped convolution (groups={m.groups}, {m.in_channels} -> {m.out_channels} "
+                              "channels) is neither dense nor depthwise", "use groups=1, or a depthwise conv "
+                              "(groups = in_channels = out_channels); a grouped conv or a depthwise conv with a "
+                              "channel multiplier ties blocks of channels, which a space cannot express")
+        if k[0] != k[1] or k[0] % 2 == 0 or s[0] != s[1]:
+            raise self.refuse(node, f"kernel {tuple(k)}, stride {tuple(s)}: a space's conv has an odd square kernel "
+                              "and one stride", "use an odd square kernel (1x1, 3x3, 5x5, ...)")
+        pad = m.padding if isinstance(m.padding, tuple) else {"same": (k[0] // 2,) * 2, "valid": (0, 0)}.get(m.padding)
+        if pad != (k[0] // 2, k[0] // 2) or m.padding_mode != "zeros" or tuple(m.dilation) != (1, 1):
+            raise self.refuse(node, f"padding {m.padding!r} ({m.padding_mode}), dilation {tuple(m.dilation)}: a space's "
+                              f"conv pads kernel // 2 = {k[0] // 2} with zeros and has no dilation",
+                              f"set padding={k[0] // 2} (same size at stride 1) and dilation=1")
+        users = list(node.users)
+        if len(users) != 1 or users[0].op != "call_module" or type(self.gm.get_submodule(users[0].target)) \
+                is not nn.BatchNorm2d:
+            got = [f"{u.name} ({_describe(u, self.gm)})" for u in users]
+            raise self.refuse(node, f"the conv feeds {got}, not exactly its BatchNorm2d", "follow every Conv2d by its "
+                              "own nn.BatchNorm2d and use the conv's output nowhere else (the BN carries the "
+                              "per-channel scale and folds into the conv at export); a conv without BN, e.g. a "
+                              "classifier conv, is not supported")
+        return self.emit(node, "conv", x, out=0 if dw else m.out_channels, kernel=k[0], stride=s[0], depthwise=dw)
+
+    def bn(self, node: fx.Node, m: nn.BatchNorm2d, x: _T) -> _T:
+        if self.kind_of.get(x.name) != "conv":
+            raise self.refuse(node, f"BatchNorm2d after a {self.kind_of.get(x.name, 'input')}, not right after its "
+                              "conv", "a space's BN directly follows the conv it folds into (pre-activation blocks, "
+                              "BN on the input, after an add or a pool are not supported)")
+        if not m.affine or not m.track_running_stats or m.eps != 1e-5:
+            raise self.refuse(node, f"BatchNorm2d(affine={m.affine}, track_running_stats={m.track_running_stats}, "
+                              f"eps={m.eps:g})", "use nn.BatchNorm2d with the defaults affine=True, "
+                              "track_running_stats=True, eps=1e-5")
+        return self.emit(node, "bn", x)
+
+    def maxpool(self, node, x, kernel, stride, padding, dilation, ceil_mode, indices) -> _T:
+        self.need_map(node, x, "a max-pool")
+        pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+        k, s = pair(kernel), pair(stride if stride not in (None, [], ()) else kernel)
+        if (k[0] != k[1] or k[0] % 2 == 0 or s[0] != s[1] or pair(padding) != (k[0] // 2,) * 2
+                or pair(dilation) != (1, 1) or ceil_mode or indices):
+            raise self.refuse(node, f"max-pool kernel {k}, stride {s}, padding {padding}, dilation {dilation}, "
+                              f"ceil_mode {ceil_mode}: a space's max-pool has an odd square kernel k and padding "
+                              "k // 2", "use e.g. nn.MaxPool2d(3, 2, 1) (ResNet's stem), or a stride-2 conv")
+        return self.emit(node, "maxpool", x, kernel=k[0], stride=s[0])
+
+    def gap(self, node, x: _T, output_size) -> _T:
+        if output_size not in (1, (1, 1), [1, 1]):
+            raise self.refuse(node, f"adaptive average pool to {output_size}", "pool to 1 (global average pooling) "
+                              "before the classifier")
+        self.need_map(node, x, "global average pooling")
+        return self.emit(node, "gap", x)
+
+    def avgpool(self, node, x: _T, kernel, stride, padding) -> _T:
+        self.need_map(node, x, "an average pool")
+        shape_in, shape_out = self.shape(node.all_input_nodes[0]), self.shape(node)
+        pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+        if shape_in is None or shape_out is None or tuple(shape_out[2:]) != (1, 1) or \
+                pair(kernel) != tuple(shape_in[2:]) or pair(padding) != (0, 0):
+            raise self.refuse(node, f"average pool with kernel {kernel}: only a pool over the whole feature map "
+                              "(global average pooling) is supported", "use nn.AdaptiveAvgPool2d(1) before the "
+                              "classifier, and a stride-2 conv or MaxPool2d(3, 2, 1) to downsample")
+        return self.emit(node, "gap", x)
+
+    def flatten(self, node, x: _T) -> _T:
+        shape_in = self.shape(node.all_input_nodes[0]) if node.all_input_nodes else None
+        shape_out = self.shape(node)
+        if x.logits:
+            raise self.refuse(node, "reshapes the classifier's output", "return the Linear classifier's logits")
+        if not x.pooled or shape_in is None or shape_out is None or shape_out[0] != shape_in[0] or \
+                [d for d in shape_out[1:] if d != 1] != [d for d in shape_in[1:] if d != 1]:
+            size = "x".join(map(str, shape_in[2:])) if shape_in is not None and len(shape_in) == 4 else "?"
+            raise self.refuse(node, f"reshapes a tensor of shape {tuple(shape_in or ())} to {tuple(shape_out or ())}"
+                              f"{' (a ' + size + ' feature map, not yet pooled)' if not x.pooled else ''}: only "
+                              "flattening the globally pooled features (N, C, 1, 1) -> (N, C) is supported",
+                              "pool globally (nn.AdaptiveAvgPool2d(1)) before flattening for the classifier")
+        return x
+
+    def linear(self, node, m: nn.Linear, x: _T) -> _T:
+        later, seen, todo = [], set(), list(node.users)
+        while todo:  # a Linear downstream of this one: an MLP head
+            u = todo.pop()
+            if u in seen:
+                continue
+            seen.add(u)
+            if u.op == "call_module" and type(self.gm.get_submodule(u.target)) is nn.Linear:
+                later.append(u.name)
+            todo += list(u.users)
+        if later and x.pooled and not x.logits:
+            raise self.refuse(node, f"a Linear layer followed by the Linear layer(s) {later}: hidden linear "
+                              "layers (MLP heads) are not supported", "end the model with global average pooling "
+                              "and one nn.Linear classifier whose output the model returns")
+        if not x.pooled or x.logits or any(o.kind == "linear" for o in self.ops):
+            problem = ("a second Linear layer: the space's network has one, the classifier" if x.logits or
+                       any(o.kind == "linear" for o in self.ops) else "a Linear layer on features that are not "
+                       "globally average-pooled")
+            raise self.refuse(node, problem, "end the model with global average pooling and one nn.Linear "
+                              "classifier (hidden linear layers are not supported)")
+        return self.emit(node, "linear", x)
+
+    def function(self, node: fx.Node) -> _T | None:
+        t, xs = node.target, self.tensor_args(node)
+        name = t if isinstance(t, str) else getattr(t, "__name__", str(t))
+        if not xs:  # shape arithmetic (x.size(0), ints): not a tensor of the network
+            return None
+        x = xs[0]
+        if node.op == "call_method" and t in _SHAPE_METHODS or (t is getattr and node.args[1] in
+                                                                 ("shape", "dtype", "device", "ndim")):
+            return None
+        if t in _CAT or t in ("cat",):
+            raise self.refuse(node, "torch.cat joins the channels of several tensors; widthnas has no "
+                              "concatenation (each input of a cat would be its own channel group at a channel "
+                              "offset), so it is refused rather than traced wrongly", "replace the cat by an add "
+                              "where widths match, or search a sub-network without it (a factory that returns "
+                              "that part)")
+        if t in _SPLIT or t in ("split", "chunk", "tensor_split", "unbind", "narrow") or (
+                t is operator.getitem and isinstance(self.env.get(node.args[0]), _T)):
+            raise self.refuse(node, "splitting or slicing a tensor's channels (split, chunk, x[:, a:b]) is not "
+                              "supported: a width search would move the channel offsets", "search a model "
+                              "without channel splits, or a sub-network without them")
+        if t in _ADD_FUNCS or t in ("add", "add_", "__add__", "__iadd__"):
+            return self.add(node, xs)
+        if t in _ACT_FUNCS or t in ("relu", "relu_"):
+            return self.emit(node, "act", x, fn=_ACT_FUNCS.get(t, "relu"))
+        if t in (F.hardtanh, F.hardtanh_) or t in ("hardtanh", "hardtanh_"):
+            lo = node.args[1] if len(node.args) > 1 else node.kwargs.get("min_val", -1.0)
+            hi = node.args[2] if len(node.args) > 2 else node.kwargs.get("max_val", 1.0)
+            if (lo, hi) == (0, 6):
+                return self.emit(node, "act", x, fn="relu6")
+        if t is F.adaptive_avg_pool2d:
+            return self.gap(node, x, node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size"))
+        if t is F.avg_pool2d:
+            args = list(node.args[1:]) + [None] * 3
+            kernel = args[0] if args[0] is not None else node.kwargs.get("kernel_size")
+            return self.avgpool(node, x, kernel, args[1], args[2] if args[2] is not None else
+                                node.kwargs.get("padding", 0))
+        if t is F.max_pool2d:
+            a = list(node.args[1:]) + [None] * 6
+            kw = node.kwargs
+            get = lambda i, k, d: a[i] if a[i] is not None else kw.get(k, d)  # noqa: E731
+            return self.maxpool(node, x, get(0, "kernel_size", None), get(1, "stride", None), get(2, "padding", 0),
+                                get(3, "dilation", 1), get(4, "ceil_mode", False), get(5, "return_indices", False))
+        if t in (torch.mean, "mean"):
+            dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+            dims = sorted(d % 4 for d in (dims if isinstance(dims, (tuple, list)) else [dims]) if isinstance(d, int))
+            if dims == [2, 3]:
+                return self.gap(node, x, 1)
+            raise self.refuse(node, f"mean over dims {dims}", "average over the spatial dims (2, 3) for global "
+                              "pooling; other reductions are not supported")
+        if t in _FLATTEN or t in ("flatten", "view", "reshape", "squeeze"):
+            return self.flatten(node, x)
+        if t in (F.dropout, F.dropout2d, F.dropout1d) or t in ("contiguous", "clone", "detach"):
+            return x
+        if t in _MUL or t in ("mul", "mul_", "div", "div_", "matmul", "__mul__"):
+            raise self.refuse(node, "multiplies or divides feature maps (e.g. channel attention / squeeze-"
+                              "excitation, x * sigmoid(s))", "remove the attention block, or search a model "
+                              "without it; " + _TODO_SUPPORTED)
+        if t in (torch.sigmoid, F.silu, F.hardswish, F.gelu, F.leaky_relu, F.elu, torch.tanh, F.hardsigmoid,
+                 F.mish) or t in ("sigmoid", "tanh", "silu"):
+            raise self.refuse(node, f"activation {name} is not supported", "use ReLU or ReLU6 (F.relu, F.relu6, "
+                              "nn.ReLU, nn.ReLU6), or search a model that has them")
+        if x.logits:
+            raise self.refuse(node, f"{name} after the classifier", "return the Linear classifier's logits as the "
+                              "model's output (apply softmax and the like outside the model)")
+        raise self.refuse(node, f"{name} is not an op a space has", _TODO_SUPPORTED)
+
+    def add(self, node: fx.Node, xs: list[_T]) -> _T:
+        consts = [a for a in list(node.args) + list(node.kwargs.values()) if not isinstance(a, fx.Node)]
+        if len(xs) != 2 or any(not isinstance(a, fx.Node) for a in node.args[:2]) or \
+                node.kwargs.get("alpha", 1) != 1:
+            raise self.refuse(node, f"an add of {len(xs)} network tensor(s) and the constants {consts}",
+                              "a space's add sums two feature maps of equal shape (a residual)")
+        for x in xs:
+            self.need_map(node, x, "an add")
+        shapes = [tuple(self.shape(a)) for a in node.args[:2] if self.shape(a) is not None]
+        if len(set(shapes)) > 1:
+            raise self.refuse(node, f"adds tensors of shapes {shapes} (broadcasting)", "add feature maps of equal shape")
+        return self.emit(node, "add", xs)
+
+
+def _inplace(node: fx.Node, gm: fx.GraphModule) -> bool:
+    if node.op == "call_module":
+        return bool(getattr(gm.get_submodule(node.target), "inplace", False))
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    return (name.endswith("_") and not name.startswith("_")) or node.kwargs.get("inplace") is True \
+        or node.target in (operator.iadd, operator.imul)
+
+
+def _drop_dead_code(gm: fx.GraphModule) -> None:
+    """Remove computations whose result nothing reads; refuse an in-place one, which changes its input
+    (the space's ops are pure, so they cannot follow it)."""
+    for node in gm.graph.nodes:
+        if node.op in ("call_module", "call_function", "call_method") and not node.users and _inplace(node, gm):
+            raise TraceError(f"cannot trace fx node {node.name!r} ({_describe(node, gm)}{', module ' + repr(_scope(node)) if _scope(node) else ''})"
+                             f"{_source_line(node)}: an in-place op whose result is not used changes its input in "
+                             "place, which a graph of pure ops cannot follow. What to do: assign its result "
+                             "(x = x.relu()) and use that")
+    gm.graph.eliminate_dead_code()
+
+
+def _shapes(gm: fx.GraphModule, x: torch.Tensor) -> dict:
+    """fx node -> output shape (None for values that are not tensors), by running the traced module."""
+    shapes: dict = {}
+
+    class _Run(fx.Interpreter):
+        def run_node(self, n):
+            r = super().run_node(n)
+            shapes[n] = tuple(r.shape) if isinstance(r, torch.Tensor) else None
+            return r
+
+    with torch.no_grad():
+        _Run(gm).run(x)
+    return shapes
+
+
+def _resolve(names: Sequence[str], space: GraphSpace, what: str, containers: bool) -> list[str]:
+    """Module paths or op names -> op names. With `containers`, a module that holds layers (a block,
+    'layer1.0') stands for every conv inside it."""
+    src = space.source.module_of if space.source is not None else {}
+    by_path = {path: op for op, path in src.items()}
+    ops = {op.name for op in space.graph.ops}
+    convs = [op.name for op in space.graph.ops if op.kind == "conv"]
+    out, unknown = [], []
+    for n in names:
+        n = n.strip()
+        if n in ops:
+            out.append(n)
+        elif n in by_path:
+            out.append(by_path[n])
+        elif containers and [c for c in convs if src.get(c, c).startswith(n + ".")]:
+            out += [c for c in convs if src.get(c, c).startswith(n + ".")]
+        else:
+            unknown.append(n)
+    if unknown:
+        valid = [src.get(c, c) for c in convs]
+        raise TraceError(f"{what}: {unknown} name no layer of the model; give module paths of its layers "
+                         f"(a conv fixes its output channels' group), one of {valid}"
+                         + (" or a module that holds some of them" if containers else ""))
+    return out
+
+
+def traced_choices(base: int, max_mult: float = 1.0, levels: int = 14) -> tuple[int, ...]:
+    """0.2x-max_mult x base in `levels` levels on multiples of 8, as the built-in spaces, never above
+    max_mult x base; the model's own width is always a choice (when max_mult >= 1), so the model
+    itself is in the space and its weights can be sliced to every choice below it. Fewer levels mean
+    fewer latency-table entries: a quicker fit and search, a coarser choice."""
+    c = {w for w in width_choices(base, 0.2, max_mult, levels) if w <= base * max_mult + 1e-9}
+    if max_mult >= 1:
+        c.add(base)
+    return tuple(sorted(c)) or (base,)
+
+
+def apply_constraints(space: GraphSpace, fixed: Sequence[str] = (), ties: Sequence[Sequence[str]] = ()) -> GraphSpace:
+    """--fixed (module paths, op names or blocks holding convs) and --tie groups on a graph space."""
+    fixed_ops = _resolve(fixed, space, "--fixed", containers=True)
+    tie_ops = [_resolve(t, space, "--tie", containers=False) for t in ties]
+    for t, given in zip(tie_ops, ties):
+        if len(set(t)) < 2:
+            raise TraceError(f"--tie {','.join(given)}: a tie names two or more layers whose channel groups it "
+                             "merges")
+    try:
+        return space.with_constraints(fixed_ops, tie_ops)
+    except GraphError as e:
+        raise TraceError(f"--tie/--fixed: {e}") from None
+
+
+def trace_model(model: nn.Module, input_shape: Sequence[int] | str, name: str = "traced", factory: str = "",
+                fixed: Sequence[str] = (), ties: Sequence[Sequence[str]] = (), max_mult: float = 1.0,
+                levels: int = 14, check: bool = True) -> GraphSpace:
+    """The graph space of `model` on images of `input_shape` (C, H, W).
+
+    fixed: layers kept at their own width (module paths; a block's path fixes every conv in it).
+    ties: groups of layers whose output channels must have one width (merged by hand).
+    max_mult: the widest choice of every group, x its width in the model (1.0: the model is the
+    widest network, so its weights slice to every choice).
+    levels: width levels between 0.2x and max_mult x (fewer after rounding to multiples of 8).
+    check: rebuild the traced space as a GraphNet with the model's weights and require the model's
+    outputs (eval mode) on a random input.
+    """
+    shape = parse_input_shape(input_shape)
+    if not max_mult >= 0.2:
+        raise TraceError(f"--max-mult {max_mult}: the widest choice must be at least 0.2x the model's widths")
+    if not isinstance(levels, int) or levels < 2:
+        raise TraceError(f"--levels {levels}: give at least 2 width levels per group (default 14)")
+    was_training = model.training
+    model.eval()  # traced as deployed: eval-mode branches, dropout off
+    try:
+        try:
+            tracer = _Tracer()
+            graph = tracer.trace(model)
+            gm = fx.GraphModule(tracer.root, graph)
+        except Exception as e:
+            raise TraceError(f"torch.fx could not trace {type(model).__name__} ({type(e).__name__}: {e}). fx runs the "
+                             "forward on symbolic tensors, so control flow that depends on tensor values (if on a "
+                             "tensor, loops over its size) cannot be traced. What to do: make that part of the "
+                             "forward static (decide it in __init__), or give a factory that returns a model "
+                             "without it") from None
+        x = torch.randn(2, *shape)
+        try:
+            shapes = _shapes(gm, x)
+        except Exception as e:
+            raise TraceError(f"{type(model).__name__} does not run on input (2, {', '.join(map(str, shape))}) "
+                             f"({type(e).__name__}: {str(e).splitlines()[0]}); check --input-shape C,H,W") from None
+        _drop_dead_code(gm)
+        b = _Builder(gm, shapes)
+        b.assign_names()
+        b.run()
+        if not b.ops or b.ops[-1].kind != "linear":
+            raise TraceError("the traced model does not end in a Linear classifier")
+        num_classes = shapes[[n for n in gm.graph.nodes if n.op == "output"][0].args[0]][1]
+        modules = {b.names[n]: str(n.target) for n in gm.graph.nodes if n in b.names and n.op == "call_module"
+                   and b.names[n] in {op.name for op in b.ops if op.kind in ("conv", "bn", "linear")}}
+        try:
+            g = Graph(shape, int(num_classes), tuple(b.ops))
+        except GraphError as e:
+            raise TraceError(f"the traced ops do not form a space ({e})") from None
+        src = TraceSource(factory or type(model).__name__, tuple(modules.items()))
+        space = GraphSpace.from_graph(name, g, {gr.name: traced_choices(gr.base, max_mult, levels) for gr in g.groups
+                                                if not gr.fixed}, src)
+        from .trace_weights import expected_keys
+
+        used = expected_keys(space)
+        unused = tuple(k for k in model.state_dict() if k not in used)
+        if unused:  # e.g. an auxiliary head that only training calls: its weights are ignored, by name
+            space = GraphSpace(space.name, space.graph, space.choices_by_group,
+                               TraceSource(src.factory, src.modules, unused))
+        if fixed or ties:
+            space = apply_constraints(space, fixed, ties)
+        space = _fix_unsearchable(space)
+        if check:
+            check_against_model(space, model)
+        return space
+    finally:
+        model.train(was_training)
+
+
+def _fix_unsearchable(space: GraphSpace) -> GraphSpace:
+    """Groups whose one choice is their own width (fewer than 8 channels) are fixed: nothing to search."""
+    ch = dict(space.choices_by_group)
+    one = [space.group(g.name).members[0] for g in space.free_groups if len(ch[g.name]) == 1]
+    return space.with_constraints(one) if one else space
+
+
+def check_against_model(space: GraphSpace, model: nn.Module, atol: float = 1e-4) -> float:
+    """The space at its base widths with the model's weights must compute the model's outputs
+    (eval mode, a random input); returns the max abs difference, raises TraceError past `atol`
+    (relative to the outputs' scale)."""
+    from .trace_weights import user_network
+
+    was_training = model.training
+    model.eval()
+    try:
+        net = user_network(space, model.state_dict(), allow_unexpected=True).eval()
+        x = torch.randn(3, *space.input_shape, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            ref, got = model(x), net(x)
+    finally:
+        model.train(was_training)
+    diff = float((ref - got).abs().max())
+    if not diff <= atol * (1 + float(ref.abs().max())):
+        raise TraceError(f"the traced space does not compute what the model does (max abs difference {diff:.3g} on "
+                         "a random input, eval mode). An in-place op on a tensor that is read again (e.g. "
+                         "nn.ReLU(inplace=True) on a residual's identity) changes the model in a way a graph of "
+                         "pure ops cannot; make it out-of-place. Otherwise it is a tracer bug: please report it "
+                         "with the model")
+    return diff
+
+
+def format_groups(space: GraphSpace) -> list[str]:
+    """One line per channel group: its width choices, and the model's layers whose output it is."""
+    src = space.source.module_of if space.source is not None else {}
+    lines = []
+    for g in space.groups:
+        starts = [src.get(t, t) for t in space.group(g.name).members
+                  if t in space.graph.by_name and space.graph.by_name[t].kind in ("conv", "linear")
+                  and not space.graph.by_name[t].depthwise]
+        dws = [src.get(t, t) for t in space.group(g.name).members
+               if t in space.graph.by_name and space.graph.by_name[t].depthwise]
+        what = (f"fixed at {g.base}" if g.fixed else f"base {g.base}, choices {list(g.choices)}")
+        lines.append(f"  {g.name:24s} {what}")
+        if starts or dws:
+            lines.append(f"  {'':24s} out of: {', '.join(starts) or '-'}" + (f"; kept by depthwise {', '.join(dws)}"
+                                                                              if dws else ""))
+    return lines
+
+
+__all__ = ["TraceError", "load_factory", "parse_input_shape", "trace_model", "apply_constraints",
+           "check_against_model", "traced_choices", "format_groups"]

@@ -1,0 +1,234 @@
+"""A user's trained weights on a traced space: load, check, slice to chosen widths, seed a supernet.
+
+The traced space records, per conv, bn and linear op, the module path the weights live under
+(`GraphSpace.source`), so a state_dict of the user's model maps onto the ops by name.
+
+Which channels survive a narrower width: the same ones in every op of a channel group (a residual
+stage's convs, BNs and adds; a depthwise conv's input and output), chosen by importance, not the
+first k. Importance of a channel of a group = the sum over the group's BatchNorms of |gamma| /
+mean |gamma| of that BN. Why: every conv here is followed by its BN, which normalises the conv's
+output, so the conv's filter norm says little and gamma is the channel's scale after BN (as
+network slimming, Liu et al. 2017, prunes); each BN's gamma is divided by its mean so that every
+layer of a tied group has one equal vote whatever its scale. Kept channels stay in their original
+order, so slicing to the model's own widths gives back the model exactly.
+
+A supernet (which always slices the first k channels) is seeded instead with each group's
+channels *sorted* by that importance, so its first k channels are the k most important ones.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+
+from .graph_space import GraphSpace
+
+Widths = Sequence[int] | Mapping[str, int]
+_BN = ("weight", "bias", "running_mean", "running_var")
+
+
+class WeightsError(ValueError):
+    """Weights that do not fit the traced space; the message names the keys."""
+
+
+def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state_dict saved with torch.save (or a checkpoint holding one under 'state_dict' or 'model')."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"--weights {path}: file not found")
+    try:
+        d = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise WeightsError(f"--weights {path} cannot be read as a torch state_dict ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0]}); save it with torch.save(model.state_dict(), path)") from None
+    if isinstance(d, dict) and not any(isinstance(v, torch.Tensor) for v in d.values()):
+        for k in ("state_dict", "model", "model_state_dict"):
+            if isinstance(d.get(k), dict):
+                d = d[k]
+                break
+    if not isinstance(d, dict) or not d or not all(isinstance(v, torch.Tensor) for v in d.values()):
+        raise WeightsError(f"--weights {path} holds {type(d).__name__}, not a state_dict of tensors; save it with "
+                           "torch.save(model.state_dict(), path)")
+    return d
+
+
+def _source(space: GraphSpace) -> dict[str, str]:
+    if space.source is None:
+        raise WeightsError(f"space {space.name!r} was not traced from a model, so no module paths map a state_dict "
+                           "onto its ops; --weights needs a space from `widthnas space --from-model`")
+    return space.source.module_of
+
+
+def _expected(space: GraphSpace) -> dict[str, tuple[tuple[int, ...] | None, bool]]:
+    """user key -> (shape at the base widths, required)."""
+    src, a, g = _source(space), space.assignment(space.base_widths), space.graph.group_of
+    out = {}
+    for op in space.graph.ops:
+        if op.kind not in ("conv", "bn", "linear"):
+            continue
+        p, c_in, c_out = src[op.name], a[g[op.inputs[0]]], a[g[op.name]]
+        if op.kind == "conv":
+            out[f"{p}.weight"] = ((c_out, 1 if op.depthwise else c_in, op.kernel, op.kernel), True)
+            out[f"{p}.bias"] = ((c_out,), False)  # folded into the BN's running mean
+        elif op.kind == "bn":
+            out.update({f"{p}.{k}": ((c_out,), True) for k in _BN})
+            out[f"{p}.num_batches_tracked"] = (None, False)
+        else:
+            out[f"{p}.weight"] = ((c_out, c_in), True)
+            out[f"{p}.bias"] = ((c_out,), False)
+    return out
+
+
+def expected_keys(space: GraphSpace) -> set[str]:
+    """The user's state_dict keys the traced ops read (some optional: conv and linear biases)."""
+    return set(_expected(space))
+
+
+def check_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], what: str = "--weights",
+                allow_unexpected: bool = False) -> dict[str, torch.Tensor]:
+    """Refuse missing keys, unexpected keys and wrong shapes, naming them; returns the state_dict
+    (a DataParallel 'module.' prefix removed)."""
+    exp = _expected(space)
+    if sd and all(k.startswith("module.") for k in sd) and not any(k in exp for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    missing = [k for k, (_, req) in exp.items() if req and k not in sd]
+    unused = set(space.source.unused_keys)  # layers the traced forward never calls: ignored
+    unexpected = [k for k in sd if k not in exp and k not in unused]
+    if missing or (unexpected and not allow_unexpected):
+        raise WeightsError(f"{what} do not match the traced model of space {space.name!r}: "
+                           + (f"missing keys {missing[:12]}{' ...' if len(missing) > 12 else ''}" if missing else "")
+                           + ("; " if missing and unexpected and not allow_unexpected else "")
+                           + (f"unexpected keys {unexpected[:12]}{' ...' if len(unexpected) > 12 else ''}"
+                              if unexpected and not allow_unexpected else "")
+                           + ". Give the state_dict of the model the space was traced from "
+                             f"({space.source.factory}), saved with torch.save(model.state_dict(), path)")
+    bad = [f"{k}: {tuple(sd[k].shape)}, the space needs {shape}" for k, (shape, _) in exp.items()
+           if k in sd and shape is not None and tuple(sd[k].shape) != shape]
+    if bad:
+        raise WeightsError(f"{what}: shapes differ from the traced model's: {bad[:8]}; were these weights saved "
+                           "from another configuration of the model?")
+    return dict(sd)
+
+
+def importance(space: GraphSpace, sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Free group -> (base,) channel importance: sum over the group's BNs of |gamma| / mean |gamma|."""
+    src, g = _source(space), space.graph.group_of
+    free = {s.name: torch.zeros(s.base, dtype=torch.float64) for s in space.free_groups}
+    for op in space.graph.ops:
+        if op.kind == "bn" and g[op.name] in free:
+            gamma = sd[f"{src[op.name]}.weight"].detach().abs().double()
+            free[g[op.name]] += gamma / gamma.mean().clamp_min(1e-12)
+    return free
+
+
+def keep_channels(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widths) -> dict[str, torch.Tensor]:
+    """Group -> indices of the channels kept at `widths` (the most important, in their original
+    order); fixed groups keep all."""
+    a = space.assignment(widths)
+    imp = importance(space, sd)
+    out = {}
+    for s in space.groups:
+        k = a[s.name]
+        if k > s.base:
+            raise WeightsError(f"group {s.name!r}: width {k} is wider than the model's {s.base} channels, so the "
+                               "model's weights cannot fill it; choose widths up to the model's own (trace with "
+                               "--max-mult 1.0), or train without --weights")
+        if s.name not in imp or k == s.base:
+            out[s.name] = torch.arange(s.base)
+        else:  # stable sort: equal importance keeps the earlier channel
+            top = torch.sort(-imp[s.name], stable=True).indices[:k]
+            out[s.name] = torch.sort(top).values
+    return out
+
+
+def _op_tensors(space: GraphSpace, sd: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """op name -> its tensors at base widths under GraphNet's names, the conv biases folded into the BNs."""
+    src, out = _source(space), {}
+    for op in space.graph.ops:
+        p = src.get(op.name)
+        if op.kind == "conv":
+            out[op.name] = {"weight": sd[f"{p}.weight"]}
+        elif op.kind == "bn":
+            t = {k: sd[f"{p}.{k}"] for k in _BN}
+            conv_bias = sd.get(f"{src[op.inputs[0]]}.bias")
+            if conv_bias is not None:  # BN(conv(x) + b) == BN'(conv(x)) with running_mean' = running_mean - b
+                t["running_mean"] = t["running_mean"] - conv_bias
+            if f"{p}.num_batches_tracked" in sd:
+                t["num_batches_tracked"] = sd[f"{p}.num_batches_tracked"]
+            out[op.name] = t
+        elif op.kind == "linear":
+            w = sd[f"{p}.weight"]
+            out[op.name] = {"weight": w, "bias": sd.get(f"{p}.bias", torch.zeros(w.shape[0]))}
+    return out
+
+
+def sliced_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widths,
+                 keep: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The state_dict of `GraphNet(space, widths)` cut from the user's weights: every op of a group
+    takes the same channels (`keep`, default `keep_channels`)."""
+    from .graph_net import _key
+
+    keep = keep_channels(space, sd, widths) if keep is None else keep
+    g, out = space.graph.group_of, {}
+    for name, tensors in _op_tensors(space, sd).items():
+        op = space.graph.by_name[name]
+        ki, ko = keep[g[op.inputs[0]]], keep[g[op.name]]
+        for k, t in tensors.items():
+            t = t.detach().float() if t.is_floating_point() else t.detach()
+            if op.kind == "conv":
+                t = t[ko] if op.depthwise else t[ko][:, ki]
+            elif op.kind == "bn" and t.dim() == 1:
+                t = t[ko]
+            elif op.kind == "linear" and k == "weight":
+                t = t[:, ki]
+            out[f"layers.{_key(op)}.{k}"] = t.clone()
+    return out
+
+
+def model_space(space: GraphSpace) -> GraphSpace:
+    """The space whose one choice per group is the model's own width: the user's model itself, even
+    when the space's choices stop below it (--max-mult < 1)."""
+    return GraphSpace.from_graph(space.name, space.graph, {g.name: (g.base,) for g in space.free_groups},
+                                 space.source)
+
+
+def user_network(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widths | None = None,
+                 what: str = "--weights", allow_unexpected: bool = False):
+    """A plain `GraphNet` at `widths` (default: the model's own widths) holding the user's weights,
+    sliced by importance (see above)."""
+    from .graph_net import GraphNet
+
+    if widths is None:
+        space, widths = model_space(space), space.base_widths
+    sd = check_state(space, sd, what, allow_unexpected)
+    net = GraphNet(space, widths)
+    state = sliced_state(space, sd, widths)
+    missing, unexpected = net.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:  # a bug here, not the user's: every key was checked above
+        raise RuntimeError(f"sliced weights do not fit GraphNet: missing {missing}, unexpected {unexpected}")
+    return net
+
+
+def seed_supernet(sup, sd: Mapping[str, torch.Tensor], what: str = "--weights") -> dict[str, int]:
+    """Copy the user's weights into a `SlimmableGraphNet`, every group's channels sorted by importance
+    (so the supernet's first k channels are the k most important) into its first `base` channels;
+    channels beyond the model's (when choices exceed it) keep their initialisation. Returns
+    {group: channels copied}."""
+    space = sup.space
+    sd = check_state(space, sd, what)
+    imp = importance(space, sd)
+    order = {s.name: (torch.sort(-imp[s.name], stable=True).indices if s.name in imp else torch.arange(s.base))
+             for s in space.groups}
+    small = sliced_state(space, sd, space.base_widths, keep=order)  # base widths, channels permuted
+    full = sup.full.state_dict()
+    with torch.no_grad():
+        for k, t in small.items():
+            dst = full[k]
+            if dst.dim() == 0:
+                dst.copy_(t)
+            else:
+                dst[tuple(slice(0, n) for n in t.shape)].copy_(t)
+    sup.full.load_state_dict(full)
+    return {s.name: s.base for s in space.groups}

@@ -1,0 +1,301 @@
+"""Models written the way users write them, for tests/test_trace*.py (`widthnas space --from-model
+trace_models:resnet18_small`): a torchvision-style basic-block ResNet, a torchvision-style
+MobileNet-v2 (inverted residuals, depthwise convs, ReLU6 in Sequentials), and models with ops a space
+cannot hold. Nothing here imports widthnas: these are the user's side.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+# ---- ResNet, written as torchvision writes it ------------------------------------------------
+def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)  # called twice, as in torchvision
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        out = self.relu(out)
+        return out
+
+
+class ResNet(nn.Module):
+    def __init__(self, layers=(2, 2, 2, 2), widths=(64, 128, 256, 512), num_classes: int = 1000, in_chans: int = 3,
+                 small_stem: bool = False):
+        super().__init__()
+        self.inplanes = widths[0]
+        if small_stem:  # 3x3 stride-1 stem, no max-pool: for 28-32 px images
+            self.conv1 = nn.Conv2d(in_chans, self.inplanes, kernel_size=3, stride=1, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(in_chans, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.bn1 = nn.BatchNorm2d(self.inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        self.layers = len(layers)
+        for i, (w, n) in enumerate(zip(widths, layers), start=1):
+            setattr(self, f"layer{i}", self._make_layer(w, n, stride=1 if i == 1 else 2))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(widths[len(layers) - 1], num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self.inplanes != planes:
+            downsample = nn.Sequential(conv1x1(self.inplanes, planes, stride), nn.BatchNorm2d(planes))
+        layers = [BasicBlock(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes
+        layers += [BasicBlock(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        x = self.bn1(x)
+        x = self.relu(x)
+        x = self.maxpool(x)
+        for i in range(1, self.layers + 1):
+            x = getattr(self, f"layer{i}")(x)
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        x = self.fc(x)
+        return x
+
+
+def resnet18_small() -> ResNet:
+    """ResNet-18 at half width for 1x28x28 images, 10 classes: the same network as widthnas's resnet_small."""
+    return ResNet((2, 2, 2, 2), (32, 64, 128, 256), num_classes=10, in_chans=1, small_stem=True)
+
+
+def resnet_tiny() -> ResNet:
+    """Two stages of one basic block, 32 and 64 channels, 1x16x16 images: for end-to-end runs."""
+    return ResNet((1, 1), (32, 64), num_classes=10, in_chans=1, small_stem=True)
+
+
+# ---- MobileNet-v2, written as torchvision writes it ------------------------------------------
+class ConvBNReLU(nn.Sequential):
+    def __init__(self, in_planes: int, out_planes: int, kernel_size: int = 3, stride: int = 1, groups: int = 1):
+        padding = (kernel_size - 1) // 2
+        super().__init__(nn.Conv2d(in_planes, out_planes, kernel_size, stride, padding, groups=groups, bias=False),
+                         nn.BatchNorm2d(out_planes), nn.ReLU6(inplace=True))
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int):
+        super().__init__()
+        hidden_dim = int(round(inp * expand_ratio))
+        self.use_res_connect = stride == 1 and inp == oup
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(ConvBNReLU(inp, hidden_dim, kernel_size=1))
+        layers += [ConvBNReLU(hidden_dim, hidden_dim, stride=stride, groups=hidden_dim),
+                   nn.Conv2d(hidden_dim, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup)]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_res_connect:
+            return x + self.conv(x)
+        return self.conv(x)
+
+
+class MobileNetV2(nn.Module):
+    def __init__(self, settings, stem: int = 32, last: int = 1280, num_classes: int = 1000, in_chans: int = 3,
+                 stem_stride: int = 2, dropout: float = 0.2):
+        super().__init__()
+        features: list[nn.Module] = [ConvBNReLU(in_chans, stem, stride=stem_stride)]
+        c_in = stem
+        for t, c, n, s in settings:
+            for i in range(n):
+                features.append(InvertedResidual(c_in, c, s if i == 0 else 1, expand_ratio=t))
+                c_in = c
+        features.append(ConvBNReLU(c_in, last, kernel_size=1))
+        self.features = nn.Sequential(*features)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = nn.functional.adaptive_avg_pool2d(x, (1, 1))
+        x = torch.flatten(x, 1)
+        return self.classifier(x)
+
+
+def mobilenet_v2_small() -> MobileNetV2:
+    """The same network as widthnas's mobilenet_v2_small: 1x28x28, 10 classes, stride-1 stem of 16."""
+    return MobileNetV2([(1, 8, 1, 1), (6, 16, 2, 2), (6, 24, 2, 2), (6, 32, 2, 2), (6, 48, 2, 1)], stem=16, last=256,
+                       num_classes=10, in_chans=1, stem_stride=1)
+
+
+def mobilenet_v2_tiny() -> MobileNetV2:
+    """Three stages, 1x16x16 images: for end-to-end runs."""
+    return MobileNetV2([(1, 16, 1, 1), (6, 24, 2, 2)], stem=32, last=128, num_classes=10, in_chans=1, stem_stride=1)
+
+
+# ---- what a space cannot hold ----------------------------------------------------------------
+class SqueezeExcite(nn.Module):
+    def __init__(self, c: int, r: int = 4):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Conv2d(c, c // r, 1), nn.Conv2d(c // r, c, 1)
+
+    def forward(self, x):
+        s = F.adaptive_avg_pool2d(x, 1)
+        s = torch.sigmoid(self.fc2(F.relu(self.fc1(s))))
+        return x * s
+
+
+class WithSE(nn.Module):
+    """A conv net with a squeeze-excitation block (x * sigmoid(...)): not an op a space has."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.se = SqueezeExcite(16)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.se(self.stem(x))
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class _Base(nn.Module):
+    """conv-bn-relu stem of 16 channels, then `body`, then pool and classifier."""
+
+    def __init__(self, c_out: int = 16):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.fc = nn.Linear(c_out, 10)
+
+    def head(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class WithCat(_Base):
+    """Two branches joined by torch.cat (DenseNet / Inception style)."""
+
+    def __init__(self):
+        super().__init__(32)
+        self.a = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16))
+        self.b = nn.Sequential(nn.Conv2d(16, 16, 1, bias=False), nn.BatchNorm2d(16))
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.head(torch.cat([self.a(x), self.b(x)], dim=1))
+
+
+class WithSplit(_Base):
+    """Channels split in two halves (ShuffleNet-v2 style)."""
+
+    def __init__(self):
+        super().__init__(8)
+        self.conv = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8))
+
+    def forward(self, x):
+        a, b = self.stem(x).chunk(2, dim=1)
+        return self.head(self.conv(a) + b)
+
+
+class WithGrouped(_Base):
+    def __init__(self):
+        super().__init__(32)
+        self.conv = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1, groups=4, bias=False), nn.BatchNorm2d(32))
+
+    def forward(self, x):
+        return self.head(self.conv(self.stem(x)))
+
+
+class WithoutBN(_Base):
+    def __init__(self):
+        super().__init__(32)
+        self.conv = nn.Conv2d(16, 32, 3, padding=1)
+
+    def forward(self, x):
+        return self.head(F.relu(self.conv(self.stem(x))))
+
+
+class WithSiLU(_Base):
+    def __init__(self):
+        super().__init__(16)
+        self.act = nn.SiLU()
+
+    def forward(self, x):
+        return self.head(self.act(self.stem(x)))
+
+
+class Dynamic(_Base):
+    """Control flow on a tensor's value: torch.fx cannot trace it."""
+
+    def forward(self, x):
+        x = self.stem(x)
+        if x.sum() > 0:
+            x = x * 2
+        return self.head(x)
+
+
+class TwoOutputs(_Base):
+    def forward(self, x):
+        x = self.stem(x)
+        return self.head(x), x
+
+
+class FunctionalNet(nn.Module):
+    """Functional spellings: F.relu, F.relu6, torch.add, +=, x.mean((2, 3)), view, F.max_pool2d, a conv
+    bias before its BN, a Dropout, an unused module; 1x16x16, 10 classes."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 16, 3, padding=1, bias=True)
+        self.b1 = nn.BatchNorm2d(16)
+        self.c2 = nn.Conv2d(16, 16, 3, padding=1, bias=False)
+        self.b2 = nn.BatchNorm2d(16)
+        self.dw = nn.Conv2d(16, 16, 5, stride=2, padding=2, groups=16, bias=False)
+        self.bdw = nn.BatchNorm2d(16)
+        self.c3 = nn.Conv2d(16, 24, 1, bias=False)
+        self.b3 = nn.BatchNorm2d(24)
+        self.drop = nn.Dropout(0.1)
+        self.unused = nn.Linear(3, 3)
+        self.out = nn.Linear(24, 10)
+
+    def forward(self, x):
+        x = F.relu(self.b1(self.c1(x)))
+        y = self.b2(self.c2(x))
+        y += x
+        x = torch.add(F.relu6(y), x)
+        x = F.max_pool2d(x, 3, 1, 1)
+        x = self.b3(self.c3(F.relu(self.bdw(self.dw(x)))))
+        x = x.relu().mean((2, 3))
+        return self.out(self.drop(x.view(x.size(0), -1)))
+
+
+def not_a_module():
+    return 42
+
+
+def raises():
+    raise RuntimeError("no GPU found")
