@@ -6,6 +6,8 @@ forward-backward marginals <= 1 ms; pgmpy's time for the same marginals shown as
 Graph section (issue 12): the MobileNet-v1 224 px MRF (shipped profile, seeded noisy unaries) solved
 through the junction-tree solvers, as ratios against the chain solvers timed in the same run;
 targets exact + front <= 100 ms, Lagrangian <= 2 ms. Then a bottleneck-block graph (cycles).
+Builtin section: the mobilenet_v2 and resnet 224 px spaces' own factor structure, MACs-proportional
+latencies (no 224 px graph profile is shipped), against the same targets.
 """
 from __future__ import annotations
 
@@ -89,6 +91,73 @@ def bottleneck_graph(seed: int, stages: tuple[int, ...] = (2, 2), k: int = 14) -
     return GraphMRF(ch, su, lu, f, 0.1)
 
 
+def builtin_graph(name: str, seed: int = 0) -> GraphMRF:
+    """The MRF of a built-in 224 px graph space: its real factor structure (one pairwise factor per
+    op on two free groups), latencies proportional to each op's MACs (1 ms per GMAC plus 5 us per op:
+    no 224 px graph profile is shipped), unaries that favour width, with seeded noise."""
+    from widthnas.models.graph_families import get_graph_space
+
+    sp = get_graph_space(name)
+    fs = sp.factor_structure()
+    free = [g.name for g in sp.free_groups]
+    pos = {n: i for i, n in enumerate(free)}
+    fixed_width = {g.name: g.choices[0] for g in sp.groups if g.fixed}
+    ops = {op.name: op for op in sp.graph.ops}
+    sizes = sp.graph.sizes
+    rng = np.random.default_rng(seed)
+
+    def op_ms(f, c_in: float, c_out: float) -> float:
+        op = ops[f.op]
+        if op.kind == "conv":
+            h, w = sizes[op.name]
+            return 5e-3 + op.kernel ** 2 * (1 if op.depthwise else c_in) * c_out * h * w * 1e-6
+        if op.kind == "linear":
+            return 5e-3 + c_in * c_out * 1e-6
+        h, w = f.signature.resolution
+        return 5e-3 + c_in * h * w * 1e-8  # add, pooling: memory-bound, per input element
+
+    choices = [np.array(sp.free_groups[i].choices, float) for i in range(len(free))]
+    lat_u = [np.zeros(len(c)) for c in choices]
+    factors, intercept = [], 0.0
+    for f in fs.factors:
+        ci, co = f.in_group, f.out_group
+        wi = choices[pos[ci]] if ci in pos else np.array([fixed_width[ci]], float)
+        wo = choices[pos[co]] if co in pos else np.array([fixed_width[co]], float)
+        tab = np.array([[op_ms(f, a, b) for b in wo] for a in wi])  # (K_in, K_out) ms
+        if ci in pos and co in pos and ci != co:
+            factors.append(PairFactor(pos[ci], pos[co], tab))
+        elif ci in pos and co in pos:
+            lat_u[pos[ci]] += np.diag(tab)
+        elif ci in pos:
+            lat_u[pos[ci]] += tab[:, 0]
+        elif co in pos:
+            lat_u[pos[co]] += tab[0, :]
+        else:
+            intercept += float(tab[0, 0])
+    score = [np.sort(rng.normal(0, 1, len(c))) * 0.05 + rng.normal(0, 0.02, len(c)) for c in choices]
+    return GraphMRF([tuple(map(int, c)) for c in choices], score, lat_u, factors, intercept, names=free)
+
+
+def builtin_section(repeats: int) -> None:
+    """Issue 12's targets on each built-in 224 px graph space: exact + front <= 100 ms, Lagrangian <= 2 ms."""
+    for name in ("mobilenet_v2", "resnet"):
+        g = builtin_graph(name)
+        lo, hi = gs.fastest(g).latency, gs.slowest_latency(g)
+        t = []
+        for share in (0.3, 0.5, 0.7):
+            b = lo + share * (hi - lo)
+            e = gs.exact(g, b)
+            assert e.latency <= b
+            t.append((median_ms(lambda: gs.exact(g, b), 3), median_ms(lambda: gs.exact(g, b, with_front=False), 3),
+                      median_ms(lambda: gs.lagrangian(g, b), max(5, repeats // 3)), len(e.pareto),
+                      bool(e.info.get("front_exact", True))))
+        med = np.median(np.array([r[:3] for r in t]), axis=0)
+        print(f"{name} 224 px: {g.n} free groups, {len(g.pairs)} pairwise factors, treewidth {gs.plan(g).tree.width}; "
+              f"medians over 3 budgets: exact+front {med[0]:.1f} ms (target <= 100; front points "
+              f"{[r[3] for r in t]}, exact {[r[4] for r in t]}), exact alone {med[1]:.1f} ms, "
+              f"Lagrangian {med[2]:.2f} ms (target <= 2)", flush=True)
+
+
 def graph_section(repeats: int) -> None:
     m = mobilenet_v1()
     g = GraphMRF.from_chain(m)
@@ -130,7 +199,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--instances", type=int, default=5)
     p.add_argument("--repeats", type=int, default=30)
-    p.add_argument("--section", choices=("all", "chain", "graph"), default="all")
+    p.add_argument("--section", choices=("all", "chain", "graph", "builtin"), default="all")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="cpu: process CPU time, for a shared machine (all timings in one run use the same clock)")
     a = p.parse_args()
@@ -139,6 +208,9 @@ def main() -> int:
     warnings.simplefilter("ignore")
     if a.section == "graph":
         graph_section(a.repeats)
+        return 0
+    if a.section == "builtin":
+        builtin_section(a.repeats)
         return 0
     rows = []
     for seed in range(a.instances):
@@ -167,6 +239,8 @@ def main() -> int:
     if a.section == "all":
         print()
         graph_section(a.repeats)
+        print()
+        builtin_section(a.repeats)
     return 0
 
 
