@@ -90,14 +90,11 @@ def cmd_fit(args) -> int:
     return 0
 
 
-def _refuse_shipped(out: str, force: bool) -> None:
+def _refuse_shipped(out: str, force: bool, flag: str = "--out") -> None:
     """A shipped profile holds validated figures: overwrite it only when asked to."""
-    from widthnas.latency.registry import PROFILE_DIR
+    from widthnas.latency.registry import refuse_shipped
 
-    p = Path(out).resolve()
-    if p.exists() and p.parent == PROFILE_DIR.resolve() and not force:
-        raise UserError(f"{out} is a shipped, validated profile; write the new fit elsewhere "
-                        f"(e.g. --out {p.stem}_new.json), or pass --force to replace it")
+    refuse_shipped(out, force, flag)
 
 
 def _refuse_inputs(out: str | None, inputs, flag: str) -> None:
@@ -119,7 +116,7 @@ def _check_remeasure(args, inputs) -> int:
         if n == 0:
             raise UserError("--remeasure-out needs --remeasure N > 0")
         _refuse_inputs(args.remeasure_out, inputs, "--remeasure-out")
-        _refuse_shipped(args.remeasure_out, False)
+        _refuse_shipped(args.remeasure_out, False, "--remeasure-out")
     return n
 
 
