@@ -7,6 +7,8 @@ onnxruntime backend, so host and device measure the same way.
 
 On a device:  python3 runner.py [--provider CPUExecutionProvider] [--threads 1] [--out samples.jsonl]
 run inside the bundle directory. A killed run loses at most the sample in flight; rerun to continue.
+Samples taken while the device was disturbed are said, waited out and measured again (LoadGuard;
+--no-guard turns it off); the header records the protocol, so a rerun times the same way.
 """
 from __future__ import annotations
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -38,10 +39,17 @@ def cmd_profile(args) -> int:
               f"`python3 runner.py --out samples.jsonl` there (needs numpy and onnxruntime only)")
         return 0
     from widthnas.latency.backends import make_backend
+    from widthnas.latency.standalone_runner import GuardSettings, Protocol
 
+    if args.rounds < 1 or not (math.isfinite(args.round_ms) and args.round_ms > 0):
+        raise UserError(f"--rounds {args.rounds} / --round-ms {args.round_ms}: give a whole number >= 1 and a "
+                        "positive, finite number of ms")
+    if not (math.isfinite(args.max_wait) and 0 <= args.max_wait <= 86400):
+        raise UserError(f"--max-wait {args.max_wait}: give the seconds to wait for a disturbed machine, 0 to 86400")
+    guard = None if args.no_guard else GuardSettings(max_wait_s=args.max_wait)
     backend = make_backend(space, args.backend, args.provider, args.threads, args.batch, args.opt_level)
-    added = profile(space, args.out, args.networks, backend, args.sampling, args.seed, args.rounds, args.round_ms,
-                    progress=not args.quiet, time_limit_s=args.time_limit)
+    added = profile(space, args.out, args.networks, backend, args.sampling, args.seed, progress=not args.quiet,
+                    time_limit_s=args.time_limit, protocol=Protocol(args.rounds, args.round_ms, guard=guard))
     print(f"{added} networks measured; {args.out} now holds the samples ({space.name}, {backend.device_info()['provider']})")
     return 0
 
@@ -71,7 +79,9 @@ def cmd_fit(args) -> int:
 
     _refuse_shipped(args.out, args.force)
     _refuse_inputs(args.out, args.samples + (args.heldout or []), "--out")
-    remeasure = _check_remeasure(args, args.samples + (args.heldout or []))
+    if args.remeasure_out and not args.heldout:
+        raise UserError("--remeasure-out times held-out networks again: give --heldout too")
+    remeasure = _check_remeasure(args, args.samples + (args.heldout or []) + [args.out])
     space, s = _load(args.samples, args)
     if isinstance(space, GraphSpace):
         from widthnas.latency.graph_fit import fit_graph_table as fit_table
@@ -108,7 +118,8 @@ def _refuse_inputs(out: str | None, inputs, flag: str) -> None:
 
 
 def _check_remeasure(args, inputs) -> int:
-    """--remeasure N (0 = off) and --remeasure-out, checked before anything is measured or written."""
+    """--remeasure N (0 = off) and --remeasure-out, checked before anything is measured or written;
+    `inputs` are the command's other files, which --remeasure-out must not be."""
     from widthnas.latency.noise_floor import check_count
 
     n = check_count(args.remeasure)
@@ -170,7 +181,8 @@ def cmd_validate(args) -> int:
     if args.out:
         _refuse_shipped(args.out, args.force)
         _refuse_inputs(args.out, args.samples, "--out")
-    remeasure = _check_remeasure(args, args.samples + [args.profile])
+    _refuse_inputs(args.json, args.samples + [args.profile], "--json")
+    remeasure = _check_remeasure(args, args.samples + [args.profile] + [p for p in (args.out, args.json) if p])
     table = load_profile(args.profile, graph=True)
     for p in args.samples:
         if not Path(p).exists():
@@ -189,7 +201,7 @@ def cmd_validate(args) -> int:
 
         atomic_write_text(args.json, json.dumps(v, indent=1))
     if args.out:
-        table.validation = {**v, "command": "widthnas " + " ".join(sys.argv[1:])}
+        table.validation = {**v, "command": "widthnas " + " ".join(getattr(args, "argv", sys.argv[1:]))}
         table.save(args.out)
         print(f"profile with this validation written to {args.out}")
     return 0
@@ -282,6 +294,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--rounds", type=int, default=5, help="alternating net/reference timing rounds per sample")
     q.add_argument("--round-ms", type=float, default=10.0, help="length of one timing round, ms")
     q.add_argument("--time-limit", type=float, help="stop after this many seconds (rerun to continue)")
+    q.add_argument("--max-wait", type=float, default=60.0, help="seconds to wait for a disturbed machine to settle "
+                   "before measuring a sample again (the load guard; default 60)")
+    q.add_argument("--no-guard", action="store_true", help="do not watch the reference network for a disturbed "
+                   "machine (every sample is kept as measured)")
     q.add_argument("--bundle", help="write an edge-device bundle to this directory instead of timing here")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(fn=cmd_profile)
@@ -321,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # recorded in what a command writes
     try:
         return args.fn(args)
     except (UserError, ValueError, FileNotFoundError) as e:

@@ -155,14 +155,21 @@ def test_validate_records_the_floor_only_where_asked(fake_cli, tmp_path, capsys,
     assert main(["validate", "--profile", str(prof), "--samples", str(held), "--remeasure", "6", "--out", str(new),
                  "--remeasure-out", str(tmp_path / "re.jsonl")]) == 0  # the kept re-measurements are reused
     v = json.loads(new.read_text())["validation"]
-    assert v["noise_floor"]["n"] == 6 and v["command"].startswith("widthnas") and "limits:" in capsys.readouterr().out
+    assert v["noise_floor"]["n"] == 6 and "limits:" in capsys.readouterr().out
+    assert v["command"].startswith(f"widthnas validate --profile {prof}")
     # refusals, before anything is measured or written
     for args, msg in [(["--out", str(held)], "input files"), (["--remeasure-out", str(held)], "input files"),
                       (["--remeasure-out", str(prof)], "input files"), (["--remeasure", "2"], "at least 3"),
+                      (["--json", str(held)], "input files"), (["--out", str(new), "--remeasure-out", str(new)],
+                                                               "input files"),
                       (["--remeasure", "0", "--remeasure-out", str(tmp_path / "r2.jsonl")], "needs --remeasure")]:
         assert main(["validate", "--profile", str(prof), "--samples", str(held), *args]) == 2
         assert msg in capsys.readouterr().err
     assert _fit(train, held, train) == 2 and "input files" in capsys.readouterr().err
+    from widthnas.nas.cli import main as cli
+
+    assert cli(["fit", "--samples", str(train), "--out", str(tmp_path / "z.json"), "--remeasure-out",
+                str(tmp_path / "z.jsonl")]) == 2 and "give --heldout too" in capsys.readouterr().err
     assert json.loads(train.read_text().splitlines()[0])["type"] == "header"  # the samples survived
     shipped = tmp_path / "hw_profiles"
     shipped.mkdir()

@@ -225,3 +225,18 @@ def test_unusable_latencies_are_skipped_and_named(fakes, tiny, tmp_path, bad):
         s = load_samples(str(out), tiny)
     assert len(s) == 3 and s.skipped == 1
     assert any("sample 2 has no positive, finite" in str(x.message) for x in w)
+
+
+def test_profile_cli_records_the_guard_setting_and_refuses_bad_ones(tiny, tmp_path, capsys):
+    from widthnas.nas.cli import main
+
+    (tmp_path / "tiny.json").write_text(json.dumps(tiny.to_dict()))
+    base = ["profile", "--space", str(tmp_path / "tiny.json"), "-n", "2", "--rounds", "2", "--round-ms", "1", "--quiet"]
+    out = tmp_path / "s.jsonl"
+    assert main(base + ["--out", str(out), "--no-guard"]) == 0  # real timing of two tiny networks
+    header, recs, _ = sr.read_samples(str(out))
+    assert header["settings"]["guard"] is None and all("disturbed" not in r for r in recs)
+    assert main(base + ["--out", str(out), "-n", "3"]) == 2 and "another timing protocol" in capsys.readouterr().err
+    for bad in (["--max-wait", "-1"], ["--max-wait", "nan"], ["--round-ms", "0"], ["--rounds", "0"]):
+        assert main(base + ["--out", str(tmp_path / "x.jsonl"), *bad]) == 2
+        assert "give" in capsys.readouterr().err and not (tmp_path / "x.jsonl").exists()
