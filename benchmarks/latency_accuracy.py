@@ -152,19 +152,29 @@ def evaluate(space: SearchSpace, out: Path, backend, plan: Plan, log: Callable[[
             except nf.FloorUnavailable as e:
                 log(f"{proto}: noise floor not measured: {e}")
         res[proto] = {"settings": plan.protocol(proto).settings(), "rows": rows, "final": final, "floor": floor,
-                      "heldout_quality": held.quality(), "timing": _timing(out / proto, ["heldout", *plan.strategies])}
+                      "heldout_quality": held.quality(),
+                      "timing": _timing(out / proto, ["heldout", *plan.strategies],
+                                        plan.chunk if len(plan.protocols) > 1 else 0)}
     return res
 
 
-def _timing(d: Path, names: list[str]) -> dict:
+def _timing(d: Path, names: list[str], turn: int = 0) -> dict:
     """Per file: networks, profiling seconds (from the samples' own timestamps, so resumed runs report true
-    figures; pauses over 120 s between samples left out), seconds per network, share settled, mean rounds."""
+    figures), seconds per network, share settled, mean rounds. The gap before the first sample of each turn
+    (every `turn` samples, 0: none) also holds the other protocol's turn, and a gap over 600 s a stopped run
+    (a sample takes at most ~200 s: two 60 s waits and three 20 s time caps): both count as a median gap."""
     out = {}
     for name in names:
         header, recs, _ = sr.read_samples(str(d / f"{name}.jsonl"))
         ts = np.array([header["created"]] + [r["t"] for r in recs], float)
         gaps = np.diff(ts)
-        secs = float(gaps[gaps < 120].sum())
+        other = np.zeros(gaps.size, bool)
+        if turn:
+            other[turn::turn] = True
+        other |= gaps > 600
+        if gaps.size:
+            gaps[other] = np.median(gaps[~other]) if (~other).any() else 0.0
+        secs = float(gaps.sum())
         out[name] = {"networks": len(recs), "seconds": round(secs, 1),
                      "s_per_network": round(secs / max(1, len(recs)), 3),
                      "settled": float(np.mean([r.get("settled") is not False for r in recs])) if recs else None,

@@ -94,3 +94,21 @@ def test_the_old_protocol_averages_a_burst_in_and_the_new_one_does_not(fakes, ti
         recs = [json.loads(x) for x in (tmp_path / proto / "heldout.jsonl").read_text().splitlines()[1:]]
         worst[proto] = max(abs(r["norm"] / (truth(r["widths"]) / ref) - 1) for r in recs)
     assert worst["fixed"] > 0.1 and worst["adaptive"] < 0.02
+
+
+def test_seconds_per_network_leave_out_the_other_protocols_turns(tmp_path):
+    from widthnas.latency import standalone_runner as sr
+
+    d = tmp_path / "fixed"
+    d.mkdir()
+    ts = [100.0]  # header; then turns of 3 networks, 1 s each, with the other protocol's 30 s turn between
+    for k in range(9):
+        ts.append(ts[-1] + (31.0 if k and k % 3 == 0 else 1.0))
+    ts[-1] += 5000  # and a stopped run before the last one
+    lines = [{"type": "header", "format": sr.SAMPLES_FORMAT, "created": ts[0]}]
+    lines += [{"type": "sample", "widths": [8], "norm": 1.0, "t": t, "settled": k % 2 == 0, "rounds": 5}
+              for k, t in enumerate(ts[1:])]
+    (d / "heldout.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    got = la._timing(d, ["heldout"], turn=3)["heldout"]
+    assert got["networks"] == 9 and got["seconds"] == 9.0 and got["s_per_network"] == 1.0
+    assert got["settled"] == pytest.approx(5 / 9) and got["mean_rounds"] == 5
