@@ -3,6 +3,7 @@
 The space is a chain `SearchSpace` or a `GraphSpace`; ONNX models of either come from onnx_graph.space_onnx."""
 from __future__ import annotations
 
+import time
 from typing import Callable, Sequence
 
 from widthnas.models.space import SearchSpace
@@ -75,6 +76,12 @@ class TorchBackend:
                 torch.cuda.synchronize()
 
         return run
+
+
+def clocks(backend) -> tuple[Callable[[], float], Callable[[float], None]]:
+    """(clock in s, sleep) to time a backend's runs and wait with: a backend may bring its own (a
+    simulated device in the tests); the real ones use time.perf_counter and time.sleep."""
+    return getattr(backend, "clock", time.perf_counter), getattr(backend, "sleep", time.sleep)
 
 
 def make_backend(space: SearchSpace, backend: str = "onnxruntime", provider: str | None = None,

@@ -194,7 +194,10 @@ def solve_samples(sys_: _Solver, samples: Samples, settings: FitSettings) -> tup
     y = samples.norm * reference_ms  # ms at the reference network's typical speed
     A = sys_.design(samples.widths)
     entries, c, lam, mu, cv = cross_validated_solve(sys_, A, y, settings)
-    rec = {"samples": int(len(y)), "unsettled_samples": int(samples.unsettled), "entries": sys_.E, "lam": lam,
+    rec = {"samples": int(len(y)), "unsettled_samples": int(samples.unsettled),
+           "disturbed_samples": len(samples.disturbed),  # left out: measured while the machine was disturbed
+           "remeasured_samples": len(samples.remeasured),  # kept: measured again after a disturbance
+           "entries": sys_.E, "lam": lam,
            "mu": mu, "cv_rmspe": cv[(lam, mu)], "train_rmspe": _rmspe(A @ entries + c, y),
            "settings": asdict(settings), "seconds": round(time.time() - t0, 2),
            "cv_grid": [{"lam": k[0], "mu": k[1], "rmspe": v} for k, v in cv.items()]}

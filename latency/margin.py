@@ -1,9 +1,18 @@
 """How far under the budget the search aims, so that the exported network still measures within it.
 
 A network the profile predicts just under the budget measures over it about half the time: the
-prediction misses by the profile's held-out error. `auto` aims AUTO_Z held-out RMS relative errors
-under the budget (z = 2: ~98 % one-sided if the errors were Gaussian), taken from the profile's
-own validation (`widthnas validate`/`fit --heldout`), so a noisier device gets a wider margin.
+prediction misses by the profile's held-out error. `auto` aims AUTO_Z relative errors under the
+budget (z = 2: ~98 % one-sided if the errors were Gaussian), taken from the profile's own
+validation (`widthnas validate`/`fit --heldout`), so a noisier device gets a wider margin.
+
+With a measured noise floor (`validation.noise_floor`, `widthnas validate --remeasure`), the error
+is sqrt(held-out RMS error^2 + per-measurement noise^2). Why quadrature: a new measurement of the
+exported network misses the prediction by the model's error against one past measurement (the
+held-out error) plus how far a new measurement strays from a past one (the floor, per measurement:
+re-measured pairs' RMS / sqrt(2)); independent errors add in quadrature. It counts the held-out
+labels' noise twice (it is inside the held-out error too), which errs toward staying within budget
+and costs at most a factor sqrt(2) when noise dominates; and the floor, taken at another time,
+also holds run-to-run changes that one held-out run cannot show.
 """
 from __future__ import annotations
 
@@ -29,15 +38,26 @@ def parse_margin(text: str | float) -> float | str:
 
 
 def auto_margin_pct(table) -> tuple[float, str]:
-    """(margin in %, how it was found) from the profile's held-out validation error."""
-    v = (getattr(table, "validation", None) or {}).get("table") or {}
+    """(margin in %, how it was found) from the profile's held-out validation error and, when the
+    profile records one, its measured noise floor (combined in quadrature, see the module docstring)."""
+    from .noise_floor import read_floor
+
+    validation = getattr(table, "validation", None) or {}
+    v = validation.get("table") or {}
     err = v.get("rmspe")
     if not isinstance(err, (int, float)) or not math.isfinite(err) or err < 0:
         return FALLBACK_PCT, (f"{FALLBACK_PCT:g} %: the profile has no held-out validation error "
                               "(run `widthnas validate` to measure one)")
-    pct = min(AUTO_Z * 100 * float(err), MAX_AUTO_PCT)
-    return round(pct, 2), (f"{pct:.2f} % = {AUTO_Z:g} x the profile's held-out RMS error "
-                           f"{100 * err:.2f} % ({v.get('n', '?')} networks)")
+    floor = read_floor(validation, f"profile {getattr(table, 'name', '') or ''}".strip())
+    if floor is None:
+        pct = min(AUTO_Z * 100 * float(err), MAX_AUTO_PCT)
+        return round(pct, 2), (f"{pct:.2f} % = {AUTO_Z:g} x the profile's held-out RMS error "
+                               f"{100 * err:.2f} % ({v.get('n', '?')} networks; no noise floor measured)")
+    noise = float(floor["per_measurement_rmspe"])
+    pct = min(AUTO_Z * 100 * math.hypot(err, noise), MAX_AUTO_PCT)
+    return round(pct, 2), (f"{pct:.2f} % = {AUTO_Z:g} x sqrt(held-out RMS error {100 * err:.2f} %^2 + "
+                           f"re-measurement noise {100 * noise:.2f} %^2) ({v.get('n', '?')} held-out networks, "
+                           f"{floor.get('n', '?')} re-measured)")
 
 
 def resolve_margin(margin: float | str, table) -> tuple[float, str]:

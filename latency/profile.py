@@ -8,35 +8,45 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from widthnas._io import atomic_write_text
 from widthnas.models.space import SearchSpace, check_fingerprint
 
 from . import standalone_runner as sr
+from .backends import clocks
 from .onnx_graph import space_onnx
 from .sampling import make_sampler
 
 
-def _header(space: SearchSpace, device: dict, sampling: str, seed: int, rounds: int, round_ms: float) -> dict:
+def _header(space: SearchSpace, device: dict, sampling: str, seed: int, protocol: sr.Protocol) -> dict:
     return {
         "type": "header", "format": sr.SAMPLES_FORMAT,
         "space": {"name": space.name, "fingerprint": space.fingerprint, "def": space.to_dict()},
         "device": device,
-        "settings": {"sampling": sampling, "seed": seed, "rounds": rounds, "round_ms": round_ms},
+        "settings": {"sampling": sampling, "seed": seed, **protocol.settings()},
         "reference_widths": space.reference_widths, "created": time.time(),
     }
 
 
 def profile(space: SearchSpace, out: str | Path, n: int, backend, sampling: str = "coverage", seed: int = 0,
-            rounds: int = 5, round_ms: float = 10.0, progress: bool = True, time_limit_s: float | None = None) -> int:
+            rounds: int = 5, round_ms: float = 10.0, progress: bool = True, time_limit_s: float | None = None,
+            protocol: sr.Protocol | None = None, guard: sr.LoadGuard | None = None,
+            log: Callable[[str], None] | None = None) -> int:
     """Measure networks until `out` holds `n` samples; returns how many were added.
 
-    Resumable: an existing `out` is checked (space and device) and continued; a killed run loses
+    `protocol` (default: adaptive rounds with the load guard, from `rounds` and `round_ms`) is
+    recorded in the header. With a guard, a sample taken while the machine was disturbed is said
+    (`log`, default stderr), waited out and measured again; one still disturbed is recorded as such
+    and left out of fits. `guard` replaces the one the protocol would make (tests pass a scripted clock).
+    Resumable: an existing `out` is checked (space, device, protocol) and continued; a killed run loses
     at most the sample in flight.
     """
     out = str(out)
+    protocol = protocol or sr.Protocol(rounds, round_ms)
     device = backend.device_info()
     seen = []
     if os.path.exists(out) and os.path.getsize(out) > 0:
@@ -46,28 +56,40 @@ def profile(space: SearchSpace, out: str | Path, n: int, backend, sampling: str 
         if sr.device_key(header["device"]) != sr.device_key(device):
             raise ValueError(f"{out} was measured with other device settings ({sr.device_key(header['device'])}); "
                              "choose another --out or the same --backend/--provider/--threads/--batch")
+        sr.check_same_protocol(header, protocol, out)
         seen = [r["widths"] for r in recs]
     else:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        sr.append_line(out, _header(space, device, sampling, seed, rounds, round_ms))
+        sr.append_line(out, _header(space, device, sampling, seed, protocol))
     # a resumed run draws from a fresh stream; coverage sampling continues from the recorded counts
     sampler = make_sampler(space, sampling, seed + len(seen), seen)
     todo = max(0, n - len(seen))
-    ref = backend.open(space.reference_widths)
     bar = _bar(todo, progress, f"profile {space.name}")
-    t0, added = time.time(), 0
+    clock, sleep = clocks(backend)
+    if guard is None and protocol.guard is not None:
+        guard = sr.LoadGuard(protocol.guard, clock, sleep, log=log or _log_beside(bar))
+    ref = backend.open(space.reference_widths)
+    t0, added, flagged = time.time(), 0, 0
     for _ in range(todo):
         if time_limit_s is not None and time.time() - t0 > time_limit_s:
             break
         widths = sampler.next()
-        rec = sr.measure(backend.open(widths), ref, rounds=rounds, round_ms=round_ms)
+        rec = sr.measure_sample(backend.open(widths), ref, protocol, guard, clock,
+                                what=f"{Path(out).name} sample {len(seen) + added + 1}")
         sr.append_line(out, {"type": "sample", "widths": widths, **rec, "t": time.time()})
         sampler.observe(widths)
         added += 1
+        flagged += bool(rec.get("remeasured") or rec.get("disturbed"))
         bar.update(1)
-        bar.set_postfix_str(f"{rec['ms']['median']:.3f} ms, ref {rec['ref_ms']['median']:.3f} ms")
+        bar.set_postfix_str(f"{rec['ms']['median']:.3f} ms, ref {rec['ref_ms']['median']:.3f} ms"
+                            + (f", {flagged} disturbed" if flagged else ""))
     bar.close()
     return added
+
+
+def _log_beside(bar) -> Callable[[str], None]:
+    """Messages printed above the progress bar (stderr), never glued onto it."""
+    return lambda msg: bar.write(msg, file=sys.stderr)
 
 
 def _bar(total: int, enabled: bool, desc: str):

@@ -7,6 +7,8 @@ onnxruntime backend, so host and device measure the same way.
 
 On a device:  python3 runner.py [--provider CPUExecutionProvider] [--threads 1] [--out samples.jsonl]
 run inside the bundle directory. A killed run loses at most the sample in flight; rerun to continue.
+Samples taken while the device was disturbed are said, waited out and measured again (LoadGuard;
+--no-guard turns it off); the header records the protocol, so a rerun times the same way.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import platform
 import sys
 import time
 import warnings
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -201,6 +204,208 @@ def measure(run_net: Callable[[], None], run_ref: Callable[[], None], rounds: in
             "rounds": len(ratios), "ci_rel": ci, "settled": bool(ci <= target_ci)}
 
 
+# ---- the protocol as recorded, and the load guard --------------------------------------
+@dataclass
+class GuardSettings:
+    """When the reference network says the machine is disturbed (see LoadGuard for the reasons)."""
+    drift: float = 0.15  # reference median this far over its baseline (relative) = disturbed
+    spread: float = 0.10  # reference IQR / median over this = disturbed (measure's own max_ref_iqr)
+    max_wait_s: float = 60.0  # s, longest wait for the machine to settle, per disturbance
+    retries: int = 2  # re-measurements of a disturbed sample before it is kept out as disturbed
+    window: int = 15  # accepted samples whose reference medians make the baseline
+    probe_ms: float = 50.0  # ms, length of one probe of the reference alone while waiting
+    step_s: float = 2.0  # s, pause between probes while waiting
+
+
+@dataclass
+class Protocol:
+    """How one sample is timed. A samples header records it (`settings`), so that a resumed run, a
+    re-measurement and a bundle on a device time the same way."""
+    rounds: int = 5  # alternating net/reference rounds before the interval is first judged
+    round_ms: float = 10.0  # ms, length of one round
+    target_ci: float = 0.01  # 95 % interval of the ratio within ±1 % settles a sample
+    max_rounds: int = 0  # 0: up to 4 x rounds (adaptive); equal to rounds: fixed rounds
+    time_cap_s: float = 20.0  # s, per sample (and per re-measurement)
+    guard: GuardSettings | None = field(default_factory=GuardSettings)  # None: no disturbance check
+
+    @classmethod
+    def fixed(cls, rounds: int = 5, round_ms: float = 10.0) -> "Protocol":
+        """The protocol before issue 11: a fixed number of rounds, no disturbance check."""
+        return cls(rounds, round_ms, max_rounds=rounds, guard=None)
+
+    def rounds_cap(self) -> int:
+        return max(self.rounds, self.max_rounds or 4 * self.rounds)
+
+    def settings(self) -> dict:
+        """The header form (`settings` of a samples file)."""
+        d = asdict(self)
+        d["max_rounds"] = self.rounds_cap()
+        return d
+
+    @classmethod
+    def from_settings(cls, d: dict, where: str = "samples header") -> "Protocol":
+        """The protocol a header records; keys it lacks (files from before they were recorded) take
+        today's defaults. Every number is checked, naming the field."""
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: settings is not an object; not a widthnas samples header")
+        base = cls()
+        p = cls(rounds=_num(d, "rounds", base.rounds, where, int, 1, 10_000),
+                round_ms=_num(d, "round_ms", base.round_ms, where, float, 1e-3, 1e6),
+                target_ci=_num(d, "target_ci", base.target_ci, where, float, 1e-6, 1.0),
+                max_rounds=_num(d, "max_rounds", 0, where, int, 0, 1_000_000),
+                time_cap_s=_num(d, "time_cap_s", base.time_cap_s, where, float, 1e-3, 1e6), guard=None)
+        if p.max_rounds and p.max_rounds < p.rounds:
+            raise ValueError(f"{where}: settings.max_rounds {p.max_rounds} is below rounds {p.rounds}; "
+                             "the file was edited or is corrupt: profile again into a new file")
+        g = d.get("guard", asdict(GuardSettings()))  # older files: today's check
+        if g is not None:
+            if not isinstance(g, dict):
+                raise ValueError(f"{where}: settings.guard is {g!r}, expected an object or null")
+            gb, w = GuardSettings(), f"{where} settings.guard"
+            p.guard = GuardSettings(drift=_num(g, "drift", gb.drift, w, float, 1e-3, 100.0),
+                                    spread=_num(g, "spread", gb.spread, w, float, 1e-3, 100.0),
+                                    max_wait_s=_num(g, "max_wait_s", gb.max_wait_s, w, float, 0.0, 86400.0),
+                                    retries=_num(g, "retries", gb.retries, w, int, 0, 100),
+                                    window=_num(g, "window", gb.window, w, int, 1, 10_000),
+                                    probe_ms=_num(g, "probe_ms", gb.probe_ms, w, float, 1e-3, 1e6),
+                                    step_s=_num(g, "step_s", gb.step_s, w, float, 0.0, 3600.0))
+        return p
+
+
+def _num(d: dict, key: str, default, where: str, kind, lo: float, hi: float):
+    """d[key] (or the default when absent) as `kind`, finite and within [lo, hi], or a ValueError naming it."""
+    v = d.get(key, default)
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and lo <= v <= hi
+    if ok and kind is int and float(v) != int(v):
+        ok = False
+    if not ok:
+        raise ValueError(f"{where}: {key} is {v!r}; expected a finite {'whole ' if kind is int else ''}number in "
+                         f"[{lo:g}, {hi:g}]. The file was edited or is corrupt: profile again into a new file")
+    return kind(v)
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class LoadGuard:
+    """Tells a disturbed machine from the reference network's timing, waits it out, and says so.
+
+    Every sample times the reference beside the network. Its median is compared with a baseline:
+    the median of the reference medians of the last `window` accepted samples (before any, of a
+    few probes of the reference alone). A sample is disturbed when
+      - its reference median is more than `drift` (15 %) over the baseline: on this machine the
+        reference repeats to 1-3 % when quiet and moved 1.5-2.4x under other load (design.md §3),
+        so 15 % is several times the quiet spread and well under a load step; or
+      - the reference's own spread (IQR / median) is over `spread` (10 %, the threshold measure()
+        already retries on): its runs were interrupted within the sample.
+    A faster reference is never a disturbance (load does not speed a machine up); slow drift
+    (thermal) moves the baseline along and is divided out by the normalisation as before.
+    On a disturbance the guard waits, probing the reference alone every `step_s`, until it is back
+    within the threshold or `max_wait_s` passed; if by then the reference is steady at a new speed
+    (the last three probes within drift/2 of each other), that speed becomes the baseline (a
+    throttled device, or load that stays) instead of waiting on every sample.
+    """
+
+    def __init__(self, settings: GuardSettings | None = None, clock: Callable[[], float] = time.perf_counter,
+                 sleep: Callable[[float], None] = time.sleep, log: Callable[[str], None] | None = None):
+        self.s = settings or GuardSettings()
+        self.clock, self.sleep, self.log = clock, sleep, log or _stderr
+        self.start_ms: float | None = None  # ms, reference median from the starting probes
+        self.recent: list[float] = []  # ms, reference medians of the last accepted samples
+
+    @property
+    def baseline(self) -> float | None:
+        """ms: what the reference takes on this machine now, undisturbed."""
+        if len(self.recent) >= 3:
+            return float(np.median(self.recent))
+        return self.start_ms
+
+    def probe(self, run_ref: Callable[[], None]) -> dict:
+        """Stats of the reference timed alone for about `probe_ms`."""
+        est = self.baseline or max(min(time_runs(run_ref, 2, self.clock)), 1e-3)
+        return stats(time_runs(run_ref, int(np.clip(np.ceil(self.s.probe_ms / est), 5, 200)), self.clock))
+
+    def start(self, run_ref: Callable[[], None]) -> None:
+        """Baseline from three probes of the warmed-up reference (once per run)."""
+        if self.start_ms is not None:
+            return
+        time_runs(run_ref, 5, self.clock)
+        meds = [self.probe(run_ref)["median"] for _ in range(3)]
+        self.start_ms = float(np.median(meds))
+        if max(meds) / min(meds) > 1 + self.s.drift:
+            self.log(f"note: the machine looks busy already: reference {min(meds):.3f}-{max(meds):.3f} ms over three "
+                     "probes; disturbances are judged against their median")
+
+    def check(self, ref: dict) -> str | None:
+        """Why a sample whose reference timed `ref` (stats) was disturbed, or None."""
+        base = self.baseline
+        if base is not None and ref["median"] > base * (1 + self.s.drift):
+            return (f"reference {ref['median']:.3f} ms, {ref['median'] / base - 1:+.0%} over its baseline "
+                    f"{base:.3f} ms (threshold +{self.s.drift:.0%})")
+        sp = ref["iqr"] / ref["median"]
+        if sp > self.s.spread:
+            return f"reference timings spread {sp:.0%} (IQR / median; threshold {self.s.spread:.0%})"
+        return None
+
+    def accept(self, ref: dict) -> None:
+        self.recent = (self.recent + [ref["median"]])[-self.s.window:]
+
+    def wait(self, run_ref: Callable[[], None]) -> dict:
+        """Wait (bounded) until the reference is back within the thresholds; {waited_s, quiet, rebaselined}."""
+        t0, meds = self.clock(), []
+        while self.clock() - t0 < self.s.max_wait_s:
+            self.sleep(min(self.s.step_s, max(0.0, self.s.max_wait_s - (self.clock() - t0))))
+            p = self.probe(run_ref)
+            meds.append(p["median"] if p["iqr"] / p["median"] <= self.s.spread else float("inf"))
+            if self.check(p) is None:
+                return {"waited_s": round(self.clock() - t0, 3), "quiet": True, "rebaselined": False}
+        last = meds[-3:]
+        if len(last) == 3 and np.all(np.isfinite(last)) and max(last) / min(last) <= 1 + self.s.drift / 2:
+            old = self.baseline
+            self.start_ms, self.recent = float(np.median(last)), []
+            self.log(f"the reference has stayed at {self.start_ms:.3f} ms (baseline was {old:.3f} ms) for the last "
+                     "three probes: the machine's speed changed; that is the new baseline")
+            return {"waited_s": round(self.clock() - t0, 3), "quiet": True, "rebaselined": True}
+        return {"waited_s": round(self.clock() - t0, 3), "quiet": False, "rebaselined": False}
+
+
+def measure_sample(run_net: Callable[[], None], run_ref: Callable[[], None], protocol: Protocol,
+                   guard: LoadGuard | None = None, clock: Callable[[], float] = time.perf_counter,
+                   what: str = "sample") -> dict:
+    """One sample by `protocol`: measure(), and with a guard, a disturbed sample is said, waited out and
+    measured again (up to `retries` times). The record adds `remeasured` (times measured again) and
+    `disturbed` (still disturbed after that: left out of fits); `rejected` keeps what was discarded."""
+    kw = dict(rounds=protocol.rounds, round_ms=protocol.round_ms, target_ci=protocol.target_ci,
+              max_rounds=protocol.rounds_cap(), time_cap_s=protocol.time_cap_s)
+    if guard is None:
+        return measure(run_net, run_ref, clock=clock, **kw)
+    guard.start(run_ref)
+    rejected: list[dict] = []
+    while True:
+        rec = measure(run_net, run_ref, clock=guard.clock, **kw)
+        why = guard.check(rec["ref_ms"])
+        if why is None or len(rejected) >= guard.s.retries:
+            break
+        guard.log(f"{what}: machine disturbed: {why}; waiting up to {guard.s.max_wait_s:g} s for it to settle, then "
+                  f"measuring again ({len(rejected) + 1} of {guard.s.retries})")
+        w = guard.wait(run_ref)
+        if not w["quiet"]:
+            guard.log(f"{what}: still disturbed after {w['waited_s']:.0f} s; measuring again anyway")
+        rejected.append({"norm": rec["norm"], "ref_median": rec["ref_ms"]["median"], "why": why, **w})
+    if why is None:
+        guard.accept(rec["ref_ms"])
+    else:
+        guard.log(f"{what}: still disturbed after {len(rejected)} re-measurement(s) ({why}): recorded as disturbed, "
+                  "left out of fits")
+    rec.update(remeasured=len(rejected), disturbed=why is not None)
+    if rejected:
+        rec["rejected"] = rejected
+    if why is not None:
+        rec["disturbance"] = why
+    return rec
+
+
 # ---- samples JSONL --------------------------------------------------------------------
 def append_text(path, text: str) -> None:
     """Append text durably (fsynced): a crash loses at most this text, and a torn last line left by a
@@ -257,16 +462,17 @@ def read_samples(path: str) -> tuple[dict, list[dict], int]:
 
 # ---- bundle runner --------------------------------------------------------------------
 def run_bundle(bundle_dir: str, out: str, provider: str, threads: int, opt_level: str, rounds: int,
-               round_ms: float) -> int:
+               round_ms: float, guard: bool = True) -> int:
     import onnxruntime as ort
 
     with open(os.path.join(bundle_dir, MANIFEST)) as f:
         manifest = json.load(f)
     batch = int(manifest["batch"])
+    protocol = Protocol(rounds, round_ms) if guard else Protocol(rounds, round_ms, guard=None)
     header = {
         "type": "header", "format": SAMPLES_FORMAT, "space": manifest["space"],
         "device": device_info("onnxruntime", provider, threads, batch, opt_level, ort.__version__),
-        "settings": {"rounds": rounds, "round_ms": round_ms, "sampling": manifest.get("sampling", "bundle")},
+        "settings": {"sampling": manifest.get("sampling", "bundle"), **protocol.settings()},
         "reference_widths": manifest["reference"]["widths"], "created": time.time(),
     }
     done: set = set()
@@ -274,21 +480,36 @@ def run_bundle(bundle_dir: str, out: str, provider: str, threads: int, opt_level
         old, samples, _ = read_samples(out)
         if device_key(old["device"]) != device_key(header["device"]) or old["space"] != manifest["space"]:
             raise SystemExit(f"{out} holds samples of another device/settings or space; use another --out")
+        check_same_protocol(old, protocol, out)
         done = {tuple(s["widths"]) for s in samples}
     else:
         append_line(out, header)
     ref = ort_runner(ort_session(os.path.join(bundle_dir, manifest["reference"]["file"]), provider, threads,
                                  opt_level), batch, provider)
     todo = [n for n in manifest["networks"] if tuple(n["widths"]) not in done]
+    watch = LoadGuard(protocol.guard, log=lambda m: print("\n" + m, file=sys.stderr)) if protocol.guard else None
     t0 = time.time()
     for k, net in enumerate(todo, 1):
         sess = ort_session(os.path.join(bundle_dir, net["file"]), provider, threads, opt_level)
-        rec = measure(ort_runner(sess, batch, provider), ref, rounds=rounds, round_ms=round_ms)
+        rec = measure_sample(ort_runner(sess, batch, provider), ref, protocol, watch, what=net["file"])
         append_line(out, {"type": "sample", "widths": net["widths"], **rec, "t": time.time()})
         eta = (time.time() - t0) / k * (len(todo) - k)
         print(f"\r{k}/{len(todo)}  {rec['ms']['median']:.3f} ms  ETA {eta:.0f} s", end="", file=sys.stderr)
     print(f"\n{len(todo)} networks measured into {out}", file=sys.stderr)
     return 0
+
+
+def check_same_protocol(header: dict, protocol: Protocol, path: str) -> None:
+    """A file written with a recorded protocol is continued only with the same one (older files,
+    which record only rounds and round_ms, are continued as before)."""
+    settings = header.get("settings") or {}
+    if "target_ci" not in settings:
+        return
+    have = Protocol.from_settings(settings, f"{path} header")
+    if have.settings() != protocol.settings():
+        diff = {k: (v, protocol.settings()[k]) for k, v in have.settings().items() if protocol.settings()[k] != v}
+        raise ValueError(f"{path} was measured with another timing protocol (recorded vs asked: {diff}); "
+                         "continue it with the same settings, or choose another --out")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,9 +521,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--opt-level", default="all", choices=OPT_LEVELS)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--round-ms", type=float, default=10.0)
+    p.add_argument("--no-guard", action="store_true", help="do not watch the reference for a disturbed machine")
     a = p.parse_args(argv)
     try:
-        return run_bundle(a.bundle, a.out, a.provider, a.threads, a.opt_level, a.rounds, a.round_ms)
+        if a.rounds < 1 or not (np.isfinite(a.round_ms) and a.round_ms > 0):
+            raise ValueError(f"--rounds {a.rounds} / --round-ms {a.round_ms}: give a whole number >= 1 and a "
+                             "positive, finite ms")
+        return run_bundle(a.bundle, a.out, a.provider, a.threads, a.opt_level, a.rounds, a.round_ms, not a.no_guard)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

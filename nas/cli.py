@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -38,16 +39,23 @@ def cmd_profile(args) -> int:
               f"`python3 runner.py --out samples.jsonl` there (needs numpy and onnxruntime only)")
         return 0
     from widthnas.latency.backends import make_backend
+    from widthnas.latency.standalone_runner import GuardSettings, Protocol
 
+    if args.rounds < 1 or not (math.isfinite(args.round_ms) and args.round_ms > 0):
+        raise UserError(f"--rounds {args.rounds} / --round-ms {args.round_ms}: give a whole number >= 1 and a "
+                        "positive, finite number of ms")
+    if not (math.isfinite(args.max_wait) and 0 <= args.max_wait <= 86400):
+        raise UserError(f"--max-wait {args.max_wait}: give the seconds to wait for a disturbed machine, 0 to 86400")
+    guard = None if args.no_guard else GuardSettings(max_wait_s=args.max_wait)
     backend = make_backend(space, args.backend, args.provider, args.threads, args.batch, args.opt_level)
-    added = profile(space, args.out, args.networks, backend, args.sampling, args.seed, args.rounds, args.round_ms,
-                    progress=not args.quiet, time_limit_s=args.time_limit)
+    added = profile(space, args.out, args.networks, backend, args.sampling, args.seed, progress=not args.quiet,
+                    time_limit_s=args.time_limit, protocol=Protocol(args.rounds, args.round_ms, guard=guard))
     print(f"{added} networks measured; {args.out} now holds the samples ({space.name}, {backend.device_info()['provider']})")
     return 0
 
 
 # ---- fit / validate --------------------------------------------------------------------
-def _load(paths, args):
+def _load(paths, args, what: str = "samples"):
     from widthnas.latency.standalone_runner import read_samples
     from widthnas.latency.samples import load_samples
 
@@ -59,8 +67,8 @@ def _load(paths, args):
     with warnings.catch_warnings(record=True):  # counted and reported below, once
         warnings.simplefilter("always")
         s = load_samples(paths, space)
-    if s.skipped:
-        print(f"warning: {s.skipped} corrupt or truncated line(s) skipped", file=sys.stderr)
+    for line in s.describe(what):
+        print(f"warning: {line}", file=sys.stderr)
     return space, s
 
 
@@ -70,6 +78,10 @@ def cmd_fit(args) -> int:
     from widthnas.models.graph_space import GraphSpace
 
     _refuse_shipped(args.out, args.force)
+    _refuse_inputs(args.out, args.samples + (args.heldout or []), "--out")
+    if args.remeasure_out and not args.heldout:
+        raise UserError("--remeasure-out times held-out networks again: give --heldout too")
+    remeasure = _check_remeasure(args, args.samples + (args.heldout or []) + [args.out])
     space, s = _load(args.samples, args)
     if isinstance(space, GraphSpace):
         from widthnas.latency.graph_fit import fit_graph_table as fit_table
@@ -77,10 +89,8 @@ def cmd_fit(args) -> int:
     proxy = fit_flops_proxy(space, s)
     table.fit["flops_proxy"] = proxy.to_dict()
     if args.heldout:
-        _, h = _load(args.heldout, args)
-        table.validation = validate(table, h, proxy)
-        table.validation["heldout_files"] = [str(p) for p in args.heldout]
-        _print_validation(table.validation)
+        _, h = _load(args.heldout, args, "held-out samples")
+        table.validation = _validation(table, h, proxy, args.heldout, remeasure, args.remeasure_out)
         if args.plot:
             _plot(args.plot, table, h, proxy)
     table.save(args.out)
@@ -90,14 +100,59 @@ def cmd_fit(args) -> int:
     return 0
 
 
-def _refuse_shipped(out: str, force: bool) -> None:
+def _refuse_shipped(out: str, force: bool, flag: str = "--out") -> None:
     """A shipped profile holds validated figures: overwrite it only when asked to."""
-    from widthnas.latency.registry import PROFILE_DIR
+    from widthnas.latency.registry import refuse_shipped
 
-    p = Path(out).resolve()
-    if p.exists() and p.parent == PROFILE_DIR.resolve() and not force:
-        raise UserError(f"{out} is a shipped, validated profile; write the new fit elsewhere "
-                        f"(e.g. --out {p.stem}_new.json), or pass --force to replace it")
+    refuse_shipped(out, force, flag)
+
+
+def _refuse_inputs(out: str | None, inputs, flag: str) -> None:
+    """An output that is one of the command's input files would destroy measurements: refuse it."""
+    if out is None:
+        return
+    for p in inputs:
+        if Path(out).resolve() == Path(p).resolve():
+            raise UserError(f"{flag} {out} is one of the input files; its measurements would be overwritten. "
+                            "Choose another path")
+
+
+def _check_remeasure(args, inputs) -> int:
+    """--remeasure N (0 = off) and --remeasure-out, checked before anything is measured or written;
+    `inputs` are the command's other files, which --remeasure-out must not be."""
+    from widthnas.latency.noise_floor import check_count
+
+    n = check_count(args.remeasure)
+    if args.remeasure_out is not None:
+        if n == 0:
+            raise UserError("--remeasure-out needs --remeasure N > 0")
+        _refuse_inputs(args.remeasure_out, inputs, "--remeasure-out")
+        _refuse_shipped(args.remeasure_out, False, "--remeasure-out")
+    return n
+
+
+def _validation(table, h, proxy, heldout_paths, remeasure: int, remeasure_out) -> dict:
+    """The profile's validation record on held-out samples h: the metrics, what the load found, and
+    (remeasure > 0) the measured noise floor with which of the two limits the figures; printed too."""
+    from widthnas.latency.noise_floor import FloorUnavailable, describe, limiting, measure_floor
+    from widthnas.latency.validate import validate
+
+    v = validate(table, h, proxy)
+    v["heldout_files"] = [str(p) for p in heldout_paths]
+    v["heldout_quality"] = h.quality()
+    _print_validation(v)
+    if remeasure:
+        try:
+            floor = measure_floor(h, remeasure, table.space, table.reference_ms, out=remeasure_out,
+                                  log=lambda m: print(m, file=sys.stderr, flush=True), progress=sys.stderr.isatty())
+        except FloorUnavailable as e:
+            print(f"noise floor: not measured: {e}")
+        else:
+            floor.update(limiting(v["table"]["rmspe"], floor))
+            v["noise_floor"] = floor
+            print(describe(floor))
+            print(f"limits: {floor['verdict']}")
+    return v
 
 
 def _plot(path, table, h, proxy) -> None:
@@ -113,7 +168,7 @@ def _plot(path, table, h, proxy) -> None:
 
 def _print_validation(v: dict) -> None:
     for name, m in v.items():
-        if isinstance(m, dict) and "nrmse" in m:
+        if isinstance(m, dict) and "nrmse" in m and name != "noise_floor":
             print(f"{name:12s} n={m['n']}  NRMSE {m['nrmse']:.2%}  RMSPE {m['rmspe']:.2%}  "
                   f"within ±5% {m['within_5']:.1%}  ±10% {m['within_10']:.1%}  Kendall τ {m['kendall_tau']:.3f}")
 
@@ -122,22 +177,33 @@ def cmd_validate(args) -> int:
     from widthnas.latency.fit import FlopsProxy
     from widthnas.latency.registry import load_profile
     from widthnas.latency.samples import load_samples
-    from widthnas.latency.validate import validate
 
+    if args.out:
+        _refuse_shipped(args.out, args.force)
+        _refuse_inputs(args.out, args.samples, "--out")
+    _refuse_inputs(args.json, args.samples + [args.profile], "--json")
+    remeasure = _check_remeasure(args, args.samples + [args.profile] + [p for p in (args.out, args.json) if p])
     table = load_profile(args.profile, graph=True)
     for p in args.samples:
         if not Path(p).exists():
             raise UserError(f"samples file {p} not found; create it with `widthnas profile --out {p}`")
-    h = load_samples(args.samples, table.space, table.device)  # refuses another space or device
+    with warnings.catch_warnings(record=True):  # counted and reported below, once
+        warnings.simplefilter("always")
+        h = load_samples(args.samples, table.space, table.device)  # refuses another space or device
+    for line in h.describe("held-out samples"):
+        print(f"warning: {line}", file=sys.stderr)
     proxy = FlopsProxy.from_profile(table)
-    v = validate(table, h, proxy)
-    _print_validation(v)
+    v = _validation(table, h, proxy, args.samples, remeasure, args.remeasure_out)
     if args.plot and proxy:
         _plot(args.plot, table, h, proxy)
     if args.json:
         from widthnas._io import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(v, indent=1))
+    if args.out:
+        table.validation = {**v, "command": "widthnas " + " ".join(getattr(args, "argv", sys.argv[1:]))}
+        table.save(args.out)
+        print(f"profile with this validation written to {args.out}")
     return 0
 
 
@@ -148,6 +214,9 @@ def cmd_profiles(args) -> int:
         d = json.loads(p.read_text())
         dev, v = d.get("device", {}), d.get("validation", {}).get("table", {})
         acc = f"held-out ±10% {v['within_10']:.1%}, NRMSE {v['nrmse']:.2%}" if v else "not validated"
+        floor = d.get("validation", {}).get("noise_floor")
+        if isinstance(floor, dict) and isinstance(floor.get("nrmse"), (int, float)):
+            acc += f", re-measured NRMSE {floor['nrmse']:.2%}"
         print(f"{p.stem:40s} {d['space']['name']:20s} {dev.get('backend')}/{dev.get('provider')} "
               f"{dev.get('threads')}T b{dev.get('batch')} ref {d['reference_ms']:.3f} ms  {acc}")
     return 0
@@ -243,6 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
                        " or a graph space: mobilenet_v2(_small), resnet(_small)")
         q.add_argument("--input-shape", help="C,H,W to override the space's input shape")
 
+    def remeasure_opts(q):
+        from widthnas.latency.noise_floor import DEFAULT_REMEASURE
+
+        q.add_argument("--remeasure", type=int, default=DEFAULT_REMEASURE, metavar="N",
+                       help="time the first N held-out networks again (same backend and protocol, on the device "
+                       f"that measured them) for the measurement's noise floor; 0: skip (default {DEFAULT_REMEASURE})")
+        q.add_argument("--remeasure-out", metavar="JSONL", help="keep the re-measurements here (resumable); never "
+                       "an input file")
+
     q = sub.add_parser("space", help="show a search space (chain or graph) and its width choices")
     q.add_argument("--space", help="mobilenet_v1_small (default), mobilenet_v1, graph spaces mobilenet_v2, "
                    "mobilenet_v2_small, resnet, resnet_small, or a space JSON file")
@@ -279,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--rounds", type=int, default=5, help="alternating net/reference timing rounds per sample")
     q.add_argument("--round-ms", type=float, default=10.0, help="length of one timing round, ms")
     q.add_argument("--time-limit", type=float, help="stop after this many seconds (rerun to continue)")
+    q.add_argument("--max-wait", type=float, default=60.0, help="seconds to wait for a disturbed machine to settle "
+                   "before measuring a sample again (the load guard; default 60)")
+    q.add_argument("--no-guard", action="store_true", help="do not watch the reference network for a disturbed "
+                   "machine (every sample is kept as measured)")
     q.add_argument("--bundle", help="write an edge-device bundle to this directory instead of timing here")
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(fn=cmd_profile)
@@ -287,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     space_opts(q)
     q.add_argument("--samples", nargs="+", required=True)
     q.add_argument("--heldout", nargs="+", help="samples from a separate run to validate on")
+    remeasure_opts(q)
     q.add_argument("--out", required=True, help="profile JSON, e.g. hw_profiles/<device>.json")
     q.add_argument("--name")
     q.add_argument("--folds", type=int, default=5)
@@ -294,11 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--force", action="store_true", help="allow --out to replace a shipped profile in hw_profiles/")
     q.set_defaults(fn=cmd_fit)
 
-    q = sub.add_parser("validate", help="judge a profile on held-out samples")
+    q = sub.add_parser("validate", help="judge a profile on held-out samples, beside the measurement's noise floor")
     q.add_argument("--profile", required=True)
     q.add_argument("--samples", nargs="+", required=True)
+    remeasure_opts(q)
     q.add_argument("--plot")
     q.add_argument("--json")
+    q.add_argument("--out", help="write the profile with this validation (and noise floor) here; the auto margin "
+                   "of search and run then uses them")
+    q.add_argument("--force", action="store_true", help="allow --out to replace a shipped profile in hw_profiles/")
     q.set_defaults(fn=cmd_validate)
 
     q = sub.add_parser("profiles", help="list shipped device profiles")
@@ -313,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # recorded in what a command writes
     try:
         return args.fn(args)
     except (UserError, ValueError, FileNotFoundError) as e:

@@ -272,7 +272,9 @@ def cmd_export(args) -> int:
     extra = {"accuracy": {"val": val_acc}, "verify": v,
              "normalization": {"mean": sp.mean.tolist(), "std": sp.std.tolist()}}  # for --against / --congruent
     if table is not None:
-        m = measure_exported(args.out, table)
+        from widthnas.latency.standalone_runner import LoadGuard
+
+        m = measure_exported(args.out, table, guard=LoadGuard())  # a disturbed machine is said and waited out
         m["predicted_ms"] = table.predict(widths)
         extra["latency"] = m
         print(f"latency: measured {m['normalised_ms']:.4f} ms (reference-normalised) vs predicted {m['predicted_ms']:.4f} ms")

@@ -79,9 +79,13 @@ def check_onnx_profile(table, where: str = "--profile") -> None:
                          "profile (`widthnas profiles` lists them), or leave --profile out")
 
 
-def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float = 20.0) -> dict:
+def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float = 20.0, guard=None) -> dict:
     """Latency of the exported model on this machine, timed like the profile was (beside the
-    reference network), so it compares with the profile's prediction."""
+    reference network), so it compares with the profile's prediction.
+
+    With a `latency.standalone_runner.LoadGuard` (keep one across repeated measurements), a
+    measurement taken while the machine was disturbed is said, waited out and repeated;
+    `remeasured` and `disturbed` say what happened."""
     from widthnas.latency import standalone_runner as sr
     from widthnas.latency.backends import OrtBackend
 
@@ -90,10 +94,12 @@ def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float =
     be = OrtBackend(table.space, dev.get("provider", "CPUExecutionProvider"), int(dev.get("threads", 1)),
                     int(dev.get("batch", 1)), dev.get("opt_level", "all"))
     ref = be.open(table.space.reference_widths)
-    rec = sr.measure(be.open_file(str(path)), ref, rounds=rounds, round_ms=round_ms)
+    rec = sr.measure_sample(be.open_file(str(path)), ref, sr.Protocol(rounds, round_ms), guard,
+                            what=f"latency of {Path(path).name}")
     return {"measured_ms": rec["ms"]["median"], "measured_ms_min": rec["ms"]["min"],
             "reference_ms_now": rec["ref_ms"]["median"], "normalised_ms": rec["norm"] * table.reference_ms,
-            "runs": rec["ms"]["count"]}
+            "runs": rec["ms"]["count"], "remeasured": int(rec.get("remeasured", 0)),
+            "disturbed": bool(rec.get("disturbed", False))}
 
 
 def network_measurer(supernet, table, work_dir: str | Path) -> Callable[[list[int]], float]:

@@ -2,6 +2,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,3 +93,73 @@ def make_graph_toy():
 def graph_toy(make_graph_toy):
     """The toy graph space on 16x16 grey images."""
     return make_graph_toy("graph_toy", 16)
+
+
+class FakeMachine:
+    """A clock that advances only when a network runs or the caller sleeps (seconds).
+
+    A run of `ms` takes ms x (1 + noise x N(0, 1)) (deterministic seed). `bursts` inject load: a run
+    starting inside [start, end) s is slowed by `net` (a network) or `ref` (the reference) with
+    probability `share` (1: every run; less: an interrupted, flickering machine)."""
+
+    def __init__(self, net_ms: float = 2.0, ref_ms: float = 4.0, noise: float = 0.0, seed: int = 0, bursts=()):
+        self.t, self.rng, self.noise, self.bursts = 0.0, np.random.default_rng(seed), noise, list(bursts)
+        self.net, self.ref = self.runner(net_ms), self.runner(ref_ms, "ref")
+        self.calls = 0
+
+    def runner(self, ms: float, kind: str = "net"):
+        return lambda: self._run(ms, kind)
+
+    def _run(self, ms: float, kind: str) -> None:
+        self.calls += 1
+        f = max(0.05, 1 + self.noise * self.rng.standard_normal())
+        for b in self.bursts:
+            if b["start"] <= self.t < b["end"] and self.rng.random() < b.get("share", 1.0):
+                f *= b[kind]
+        self.t += ms / 1e3 * f
+
+    def clock(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.t += s
+
+
+def chain_truth(space, extra: float = 0.0):
+    """A chain space's true latency, ms: additive over consecutive layer pairs (what a table can
+    represent), plus `extra` x a first-last layer interaction it cannot."""
+    def ms(widths) -> float:
+        w = [space.input_shape[0]] + [int(x) for x in widths]
+        pairs = sum(w[i] * w[i + 1] for i in range(len(w) - 1))
+        return 0.1 + 2e-4 * pairs + 1e-3 * sum(w) + extra * 1e-4 * w[1] * w[-1]
+    return ms
+
+
+class FakeBackend:
+    """A latency backend on a FakeMachine: the network of `widths` runs `truth(widths)` ms times a
+    per-session factor (each open() is a fresh session, as a new onnxruntime session is: `session_noise`
+    relative spread). It brings its own clock and sleep (latency.backends.clocks)."""
+
+    def __init__(self, space, machine: FakeMachine, truth=None, session_noise: float = 0.0, seed: int = 0):
+        self.space, self.machine, self.truth = space, machine, truth or chain_truth(space)
+        self.rng, self.session_noise, self.opened = np.random.default_rng(seed + 1), session_noise, 0
+        self.clock, self.sleep = machine.clock, machine.sleep
+
+    def device_info(self) -> dict:
+        from widthnas.latency import standalone_runner as sr
+
+        return sr.device_info("fake", "FakeProvider", 1, 1, "all", "0")
+
+    def open(self, widths):
+        self.opened += 1
+        kind = "ref" if list(widths) == list(self.space.reference_widths) else "net"
+        f = max(0.2, 1 + self.session_noise * self.rng.standard_normal())
+        return self.machine.runner(self.truth(widths) * f, kind)
+
+
+@pytest.fixture(scope="session")
+def fakes():
+    """The simulated machine and backend (FakeMachine, FakeBackend, chain_truth) for timing tests."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(Machine=FakeMachine, Backend=FakeBackend, truth=chain_truth)

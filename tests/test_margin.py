@@ -27,8 +27,9 @@ def test_auto_margin_follows_the_shipped_profiles_validation():
     for name in ("amd-epyc-2c_ort-cpu-1t-b1_mobilenet_v1_small", "amd-epyc-2c_ort-cpu-1t-b1_mobilenet_v1"):
         table = load_profile(name)
         err = table.validation["table"]["rmspe"]
+        noise = (table.validation.get("noise_floor") or {}).get("per_measurement_rmspe", 0.0)  # once re-shipped
         pct, how = resolve_margin("auto", table)
-        assert pct == pytest.approx(min(200 * err, MAX_AUTO_PCT), abs=0.01)
+        assert pct == pytest.approx(min(200 * math.hypot(err, noise), MAX_AUTO_PCT), abs=0.01)
         assert "held-out" in how
         assert resolve_margin(1.5, table) == (1.5, "1.5 % (given)")
 
@@ -42,3 +43,33 @@ def test_auto_margin_without_a_usable_validation_is_generous_and_says_so(validat
 def test_auto_margin_is_capped():
     pct, _ = auto_margin_pct(_Table({"table": {"rmspe": 0.5, "n": 10}}))
     assert pct == MAX_AUTO_PCT and math.isfinite(pct)
+
+
+def _floor(noise, **kw):
+    return {"per_measurement_rmspe": noise, "rmspe": noise * math.sqrt(2), "nrmse": noise * 1.4, "n": 30, **kw}
+
+
+@pytest.mark.parametrize("err,noise", [(0.02, 0.0), (0.02, 0.015), (0.005, 0.03)])
+def test_auto_margin_adds_the_noise_floor_in_quadrature(err, noise):
+    pct, how = auto_margin_pct(_Table({"table": {"rmspe": err, "n": 250}, "noise_floor": _floor(noise)}))
+    assert pct == pytest.approx(200 * math.hypot(err, noise), abs=0.01)
+    assert pct >= auto_margin_pct(_Table({"table": {"rmspe": err, "n": 250}}))[0]  # never narrower than without it
+    assert "re-measurement noise" in how and "30 re-measured" in how
+
+
+def test_auto_margin_with_a_floor_keeps_its_cap_and_fallback():
+    pct, _ = auto_margin_pct(_Table({"table": {"rmspe": 0.05}, "noise_floor": _floor(0.09)}))
+    assert pct == MAX_AUTO_PCT
+    pct, how = auto_margin_pct(_Table({"noise_floor": _floor(0.01)}))  # a floor alone is not a validation
+    assert pct == FALLBACK_PCT and "widthnas validate" in how
+
+
+def test_profiles_without_a_floor_say_so():
+    _, how = auto_margin_pct(_Table({"table": {"rmspe": 0.02, "n": 10}}))
+    assert "no noise floor measured" in how
+
+
+@pytest.mark.parametrize("floor", [_floor(float("nan")), _floor(-0.01), _floor(1.5), "3 %", _floor(0.01, nrmse=None)])
+def test_a_broken_floor_is_an_error_naming_the_field(floor):
+    with pytest.raises(ValueError, match=r"validation\.noise_floor"):
+        auto_margin_pct(_Table({"table": {"rmspe": 0.02}, "noise_floor": floor}))

@@ -115,3 +115,26 @@ def test_bundle_runner_needs_no_torch(tiny, tmp_path):
     # rerunning continues: nothing left to do, nothing duplicated
     r = subprocess.run(cmd, cwd=bundle, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and len(sr.read_samples(str(bundle / "samples.jsonl"))[1]) == 3
+    # the device runs the same protocol, load guard included, and records it
+    assert header["settings"]["guard"] == sr.Protocol().settings()["guard"] and header["settings"]["rounds"] == 2
+    assert all(x["disturbed"] in (True, False) and x["remeasured"] >= 0 for x in recs)
+    r = subprocess.run(cmd + ["--no-guard"], cwd=bundle, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "another timing protocol" in r.stderr
+
+
+def test_verification_timing_uses_the_load_guard(tiny, tmp_path):
+    from widthnas.latency.onnx_graph import space_onnx
+    from widthnas.latency.table import LatencyTable
+    from widthnas.latency.sampling import block_shapes
+    from widthnas.nas.export import measure_exported
+
+    path = tmp_path / "m.onnx"
+    path.write_bytes(space_onnx(tiny, tiny.min_widths).SerializeToString())
+    table = LatencyTable(tiny, [np.ones((len(a), len(b))) for a, b in block_shapes(tiny)], 0.0, 1.0,
+                         make_backend(tiny).device_info())
+    logs = []
+    guard = sr.LoadGuard(log=logs.append)
+    recs = [measure_exported(path, table, rounds=2, round_ms=1.0, guard=guard) for _ in range(2)]
+    assert guard.baseline is not None and all(r["normalised_ms"] > 0 for r in recs)
+    assert all(isinstance(r["disturbed"], bool) and r["remeasured"] >= 0 for r in recs)
+    assert sum(r["remeasured"] for r in recs) == sum("machine disturbed" in x for x in logs)  # every repeat is said

@@ -1,5 +1,7 @@
-"""The adaptive timing protocol (latency.standalone_runner.measure) on a scripted clock: rounds are
-added until the ratio is known to the target, and samples that never get there are flagged."""
+"""The timing protocol on a scripted clock (conftest.FakeMachine): rounds are added until the ratio is
+known to the target and samples that never get there are flagged (standalone_runner.measure); a
+disturbed machine is detected from the reference, waited out and measured again (LoadGuard,
+measure_sample), in profiling too."""
 import json
 import warnings
 
@@ -10,53 +12,35 @@ from widthnas.latency import standalone_runner as sr
 from widthnas.latency.samples import load_samples
 
 
-class FakeMachine:
-    """A clock that advances only when a network runs: net takes `net_ms`, ref `ref_ms`, each times a
-    per-call factor drawn with `noise` relative spread (deterministic seed)."""
-
-    def __init__(self, net_ms: float, ref_ms: float, noise: float, seed: int = 0):
-        self.t, self.rng, self.noise = 0.0, np.random.default_rng(seed), noise
-        self.net = lambda: self._run(net_ms)
-        self.ref = lambda: self._run(ref_ms)
-        self.calls = 0
-
-    def _run(self, ms: float) -> None:
-        self.calls += 1
-        self.t += ms / 1e3 * max(0.05, 1 + self.noise * self.rng.standard_normal())
-
-    def clock(self) -> float:
-        return self.t
-
-
-def test_quiet_machine_settles_in_the_first_rounds_with_the_right_ratio():
-    m = FakeMachine(2.0, 4.0, noise=0.002)
+def test_quiet_machine_settles_in_the_first_rounds_with_the_right_ratio(fakes):
+    m = fakes.Machine(2.0, 4.0, noise=0.002)
     rec = sr.measure(m.net, m.ref, rounds=5, round_ms=10, clock=m.clock)
     assert rec["settled"] and rec["rounds"] == 5 and rec["ci_rel"] <= 0.01
     assert rec["norm"] == pytest.approx(0.5, rel=0.01)
     assert rec["ms"]["count"] == 5 * 5 and rec["ref_ms"]["count"] == 5 * 5  # ceil(10 ms / 2 ms) = 5 runs per round
 
 
-def test_runs_per_round_follow_the_latency():
-    m = FakeMachine(0.1, 4.0, noise=0.002)
+def test_runs_per_round_follow_the_latency(fakes):
+    m = fakes.Machine(0.1, 4.0, noise=0.002)
     rec = sr.measure(m.net, m.ref, rounds=5, round_ms=10, clock=m.clock)
     assert rec["ms"]["count"] == 5 * 100  # 10 ms rounds of a 0.1 ms network
 
 
-def test_noisier_timings_take_more_rounds_until_the_target():
-    m = FakeMachine(2.0, 4.0, noise=0.03, seed=1)
+def test_noisier_timings_take_more_rounds_until_the_target(fakes):
+    m = fakes.Machine(2.0, 4.0, noise=0.03, seed=1)
     rec = sr.measure(m.net, m.ref, rounds=5, round_ms=10, max_rounds=200, time_cap_s=1e9, clock=m.clock)
     assert rec["rounds"] > 5 and rec["settled"] and rec["ci_rel"] <= 0.01
     assert rec["norm"] == pytest.approx(0.5, rel=0.03)
 
 
-def test_a_sample_that_never_settles_is_flagged():
-    m = FakeMachine(2.0, 4.0, noise=0.6, seed=2)
+def test_a_sample_that_never_settles_is_flagged(fakes):
+    m = fakes.Machine(2.0, 4.0, noise=0.6, seed=2)
     rec = sr.measure(m.net, m.ref, rounds=5, round_ms=10, max_rounds=8, retries=0, clock=m.clock)
     assert rec["rounds"] == 8 and not rec["settled"] and rec["ci_rel"] > 0.01
 
 
-def test_the_time_cap_stops_the_rounds():
-    m = FakeMachine(2.0, 4.0, noise=0.3, seed=3)
+def test_the_time_cap_stops_the_rounds(fakes):
+    m = fakes.Machine(2.0, 4.0, noise=0.3, seed=3)
     rec = sr.measure(m.net, m.ref, rounds=5, round_ms=10, max_rounds=1000, time_cap_s=0.5, retries=0, clock=m.clock)
     assert 5 <= rec["rounds"] < 1000 and not rec["settled"]
     assert m.t < 0.5 + 0.15  # stopped within about one round (~2 x 10 ms, noisy) after the cap
@@ -83,3 +67,176 @@ def test_unsettled_samples_are_flagged_when_loaded(tiny, tmp_path):
         s = load_samples(str(out), tiny)
     assert len(s) == len(recs) - 1 and s.unsettled == 2
     assert any("2 of 6 sample(s)" in str(x.message) and "never settled" in str(x.message) for x in w)
+
+
+# ---- the load guard: a disturbed machine is said, waited out and measured again -------------------
+def _measure_all(m, nets_ms, guard, protocol=None):
+    protocol = protocol or sr.Protocol()
+    return [sr.measure_sample(m.runner(ms), m.ref, protocol, guard, m.clock) for ms in nets_ms]
+
+
+NETS_MS = [1.0 + 0.25 * k for k in range(20)]  # reference 4 ms: true ratios ms / 4
+BURST = dict(start=1.0, end=3.0, net=2.0, ref=1.6)  # 2 s of load that slows the network more than the reference
+
+
+def _guard(m, logs, **kw):
+    return sr.LoadGuard(sr.GuardSettings(**kw), m.clock, m.sleep, logs.append)
+
+
+def test_a_quiet_machine_flags_nothing(fakes):
+    m, logs = fakes.Machine(noise=0.002), []
+    recs = _measure_all(m, NETS_MS, _guard(m, logs))
+    assert not logs and all(r["remeasured"] == 0 and r["disturbed"] is False and "rejected" not in r for r in recs)
+    assert [r["norm"] for r in recs] == pytest.approx([ms / 4 for ms in NETS_MS], rel=0.01)
+
+
+def test_a_load_burst_is_said_waited_out_and_measured_again(fakes):
+    # without the guard the burst corrupts the ratios of the samples it hits
+    m = fakes.Machine(noise=0.002, bursts=[BURST])
+    bad = [r["norm"] / (ms / 4) - 1 for r, ms in zip(_measure_all(m, NETS_MS, None), NETS_MS)]
+    assert max(np.abs(bad)) > 0.1
+    m, logs = fakes.Machine(noise=0.002, bursts=[BURST]), []
+    recs = _measure_all(m, NETS_MS, _guard(m, logs))
+    flagged = [k for k, r in enumerate(recs) if r["remeasured"]]
+    assert 1 <= len(flagged) <= 6 and not any(r["disturbed"] for r in recs)
+    assert [r["norm"] for r in recs] == pytest.approx([ms / 4 for ms in NETS_MS], rel=0.015)  # the undisturbed truth
+    for k in flagged:
+        for x in recs[k]["rejected"]:
+            assert ("over its baseline" in x["why"] or "spread" in x["why"]) and x["quiet"]
+    assert any("machine disturbed" in line and "waiting up to 60 s" in line for line in logs)
+
+
+def test_a_machine_that_stays_slower_becomes_the_new_baseline(fakes):
+    m, logs = fakes.Machine(noise=0.002, bursts=[dict(start=1.0, end=float("inf"), net=1.3, ref=1.3)]), []
+    recs = _measure_all(m, NETS_MS, _guard(m, logs, max_wait_s=10))
+    assert sum(r["remeasured"] for r in recs) == 1 and not any(r["disturbed"] for r in recs)  # one wait, not one each
+    assert any("new baseline" in line for line in logs)
+    assert [r["norm"] for r in recs] == pytest.approx([ms / 4 for ms in NETS_MS], rel=0.01)
+
+
+def test_a_machine_that_never_settles_records_the_samples_as_disturbed(fakes):
+    m, logs = fakes.Machine(noise=0.002, bursts=[dict(start=0.8, end=float("inf"), net=1.0, ref=1.8, share=0.4)]), []
+    recs = _measure_all(m, NETS_MS[:8], _guard(m, logs, max_wait_s=4))
+    late = [r for r in recs if r["disturbed"]]
+    assert late and recs[0]["disturbed"] is False
+    assert all(len(r["rejected"]) == 2 and "spread" in r["disturbance"] for r in late)
+    assert any("recorded as disturbed, left out of fits" in line for line in logs)
+
+
+def test_guard_thresholds(fakes):
+    m = fakes.Machine()
+    g = _guard(m, [])
+    g.start(m.ref)
+    assert g.baseline == pytest.approx(4.0)
+    assert "over its baseline" in g.check({"median": 4.7, "iqr": 0.0})  # +17.5 % > 15 %
+    assert g.check({"median": 4.5, "iqr": 0.0}) is None and g.check({"median": 3.0, "iqr": 0.0}) is None  # faster: fine
+    assert "spread" in g.check({"median": 4.0, "iqr": 0.5})
+
+
+def test_protocol_round_trips_and_refuses_bad_numbers():
+    for p in (sr.Protocol(), sr.Protocol.fixed(3, 30.0), sr.Protocol(7, 5.0, guard=sr.GuardSettings(drift=0.3))):
+        assert sr.Protocol.from_settings(p.settings()).settings() == p.settings()
+    assert sr.Protocol.fixed(3).rounds_cap() == 3 and sr.Protocol(5).rounds_cap() == 20
+    old = sr.Protocol.from_settings({"rounds": 3, "round_ms": 30.0, "sampling": "uniform", "seed": 1})  # older header
+    assert old.rounds == 3 and old.round_ms == 30.0 and old.guard == sr.GuardSettings() and old.rounds_cap() == 12
+    for bad, field in [({"rounds": 0}, "rounds"), ({"round_ms": float("nan")}, "round_ms"),
+                       ({"rounds": 2.5}, "rounds"), ({"guard": {"drift": -1}}, "drift"), ({"guard": "on"}, "guard"),
+                       ({"rounds": 5, "max_rounds": 3}, "max_rounds"), ({"target_ci": True}, "target_ci")]:
+        with pytest.raises(ValueError, match=field):
+            sr.Protocol.from_settings(bad, "h.jsonl header")
+
+
+# ---- profiling with the guard: recorded per sample, left out when disturbed, resumable ------------
+def _small_truth(w) -> float:
+    return 0.5 + 1e-3 * sum(w)  # ms
+
+
+def test_profile_waits_out_a_burst_records_it_and_resumes(fakes, small, tmp_path):
+    from widthnas.latency.profile import profile
+
+    m, logs = fakes.Machine(noise=0.002, bursts=[BURST]), []
+    be = fakes.Backend(small, m, truth=_small_truth)
+    out = tmp_path / "s.jsonl"
+    assert profile(small, out, 14, be, progress=False, log=logs.append) == 14
+    header, recs, _ = sr.read_samples(str(out))
+    assert header["settings"]["guard"]["drift"] == 0.15 and header["settings"]["max_rounds"] == 20
+    flagged = [k for k, r in enumerate(recs, 1) if r["remeasured"]]
+    assert flagged and not any(r["disturbed"] for r in recs) and any("s.jsonl sample" in line for line in logs)
+    ref = _small_truth(small.reference_widths)
+    assert [r["norm"] for r in recs] == pytest.approx([_small_truth(r["widths"]) / ref for r in recs], rel=0.015)
+    s = load_samples(str(out), small)
+    assert s.remeasured == [f"s.jsonl #{k}" for k in flagged] and not s.disturbed and len(s) == 14
+    assert any("measured again after a disturbance" in line for line in s.describe())
+    assert profile(small, out, 16, be, progress=False, log=logs.append) == 2  # a rerun continues
+    with pytest.raises(ValueError, match="another timing protocol"):
+        profile(small, out, 18, be, progress=False, protocol=sr.Protocol.fixed())
+
+
+def test_disturbed_samples_are_left_out_of_the_fit_and_counted(fakes, tiny, tmp_path):
+    from widthnas.latency.fit import FitSettings, fit_table
+    from widthnas.latency.profile import profile
+
+    be = fakes.Backend(tiny, fakes.Machine(noise=0.002))
+    out = tmp_path / "s.jsonl"
+    profile(tiny, out, 24, be, progress=False, log=print)
+    lines = out.read_text().splitlines()
+    recs = [json.loads(x) for x in lines]
+    recs[3].update(disturbed=True, remeasured=2, norm=9.0)  # what the guard writes when it never got a quiet sample
+    recs[5].update(remeasured=1)
+    out.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        s = load_samples(str(out), tiny)
+    assert len(s) == 23 and s.disturbed == ["s.jsonl #3"] and s.remeasured == ["s.jsonl #5"]
+    assert 9.0 not in s.norm and any("left out" in str(x.message) for x in w)
+    fit = fit_table(tiny, s, FitSettings(folds=2, lams=(1.0,), mus=(0.0,)), log=lambda *_: None).fit
+    assert fit["disturbed_samples"] == 1 and fit["remeasured_samples"] == 1 and fit["samples"] == 23
+
+
+def test_files_from_before_the_guard_still_load_and_resume(fakes, tiny, tmp_path):
+    from widthnas.latency.profile import profile
+
+    be = fakes.Backend(tiny, fakes.Machine(noise=0.002))
+    out = tmp_path / "old.jsonl"
+    profile(tiny, out, 5, be, progress=False)
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    recs[0]["settings"] = {k: recs[0]["settings"][k] for k in ("sampling", "seed", "rounds", "round_ms")}
+    for r in recs[1:]:
+        for k in ("remeasured", "disturbed", "rejected", "rounds", "ci_rel", "settled"):
+            r.pop(k, None)
+    out.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    s = load_samples(str(out), tiny)
+    assert len(s) == 5 and not s.disturbed and not s.remeasured and s.unsettled == 0
+    # an old file records no protocol to check against: it is continued as before
+    assert profile(tiny, out, 7, be, progress=False, protocol=sr.Protocol.fixed(2, 1.0)) == 2
+
+
+@pytest.mark.parametrize("bad", [{"norm": float("nan")}, {"norm": -1.0}, {"ms": {"median": "x"}}])
+def test_unusable_latencies_are_skipped_and_named(fakes, tiny, tmp_path, bad):
+    from widthnas.latency.profile import profile
+
+    out = tmp_path / "s.jsonl"
+    profile(tiny, out, 4, fakes.Backend(tiny, fakes.Machine()), progress=False)
+    recs = [json.loads(x) for x in out.read_text().splitlines()]
+    recs[2].update(bad)
+    out.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        s = load_samples(str(out), tiny)
+    assert len(s) == 3 and s.skipped == 1
+    assert any("sample 2 has no positive, finite" in str(x.message) for x in w)
+
+
+def test_profile_cli_records_the_guard_setting_and_refuses_bad_ones(tiny, tmp_path, capsys):
+    from widthnas.nas.cli import main
+
+    (tmp_path / "tiny.json").write_text(json.dumps(tiny.to_dict()))
+    base = ["profile", "--space", str(tmp_path / "tiny.json"), "-n", "2", "--rounds", "2", "--round-ms", "1", "--quiet"]
+    out = tmp_path / "s.jsonl"
+    assert main(base + ["--out", str(out), "--no-guard"]) == 0  # real timing of two tiny networks
+    header, recs, _ = sr.read_samples(str(out))
+    assert header["settings"]["guard"] is None and all("disturbed" not in r for r in recs)
+    assert main(base + ["--out", str(out), "-n", "3"]) == 2 and "another timing protocol" in capsys.readouterr().err
+    for bad in (["--max-wait", "-1"], ["--max-wait", "nan"], ["--round-ms", "0"], ["--rounds", "0"]):
+        assert main(base + ["--out", str(tmp_path / "x.jsonl"), *bad]) == 2
+        assert "give" in capsys.readouterr().err and not (tmp_path / "x.jsonl").exists()
