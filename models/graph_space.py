@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Mapping, NamedTuple, Sequence
 
 from .graph import Graph, GraphError, Group, Op
-from .space import WidthError, width_choices
+from .space import WidthError, parse_multiplier, width_choices
 
 FORMAT = "widthnas-graph/1"
 ROUND_TO = 8  # free widths are multiples of 8: odd widths make onnxruntime CPU several times slower
@@ -210,16 +210,7 @@ class GraphSpace:
         """'32,64,...', a JSON list or {group: channels} object, or a uniform multiplier 'x0.75'."""
         text = text.strip()
         if text.startswith("x"):
-            lo = min(g.choices[0] / g.base for g in self.free_groups)
-            hi = max(g.choices[-1] / g.base for g in self.free_groups)
-            try:
-                m = float(text[1:])
-            except ValueError:
-                m = float("nan")
-            if not lo <= m <= hi:
-                raise WidthError(f"widths {text!r}: a uniform multiplier is 'x' and a number between x{lo:g} and "
-                                 f"x{hi:g} (the widths space {self.name!r} offers), e.g. x0.75")
-            return self.uniform(m)
+            return self.uniform(parse_multiplier(text, [(g.choices, g.base) for g in self.free_groups], self.name))
         try:
             widths = json.loads(text) if text[:1] in "[{" else [int(t) for t in text.split(",") if t.strip()]
         except ValueError:

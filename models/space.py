@@ -155,17 +155,7 @@ class SearchSpace:
         return self.validate(widths)
 
     def _multiplier(self, text: str) -> float:
-        """'x0.75' -> 0.75, within the multipliers the space's choices span (never a silent clamp)."""
-        lo = min(l.choices[0] / l.base for l in self.layers)
-        hi = max(l.choices[-1] / l.base for l in self.layers)
-        try:
-            m = float(text[1:])
-        except ValueError:
-            m = float("nan")
-        if not lo <= m <= hi:  # also NaN, inf
-            raise WidthError(f"widths {text!r}: a uniform multiplier is 'x' and a number between x{lo:g} and "
-                             f"x{hi:g} (the widths space {self.name!r} offers), e.g. x0.75")
-        return m
+        return parse_multiplier(text, [(l.choices, l.base) for l in self.layers], self.name)
 
     # ---- geometry --------------------------------------------------------------------
     def spatial_sizes(self) -> list[int]:
@@ -284,3 +274,18 @@ def check_fingerprint(found: str, expected: SearchSpace, what: str) -> None:
             f"({expected.name}, {expected.input_shape}) has {expected.fingerprint}; "
             "use the same --space (and input shape) that produced it, or regenerate it"
         )
+
+
+def parse_multiplier(text: str, variables: Sequence[tuple[Sequence[int], int]], space_name: str) -> float:
+    """'x0.75' -> 0.75, within the multipliers the (choices, base) of each variable span (never a
+    silent clamp); shared by chain and graph spaces."""
+    lo = min(c[0] / b for c, b in variables)
+    hi = max(c[-1] / b for c, b in variables)
+    try:
+        m = float(text[1:])
+    except ValueError:
+        m = float("nan")
+    if not lo <= m <= hi:  # also NaN, inf
+        raise WidthError(f"widths {text!r}: a uniform multiplier is 'x' and a number between x{lo:g} and "
+                         f"x{hi:g} (the widths space {space_name!r} offers), e.g. x0.75")
+    return m

@@ -151,13 +151,12 @@ def _first_measured_within(ranked: list[dict], check: Callable[[list[int]], dict
         log(f"  measured {r['name']}: {describe(v)}")
         if v["verdict"] == WITHIN:
             return r
-    measured = [r for r in ranked if "verdict" in r]
-    unsure = [r for r in measured if r["verdict"] != OVER]
+    unsure = [r for r in ranked if r["verdict"] != OVER]  # none within: every candidate was timed
     if unsure:
         log(f"  note: no candidate measured clearly within the budget; {unsure[0]['name']} cannot be told apart "
             "from it at this noise")
         return unsure[0]
-    fastest = min(measured, key=lambda r: r["measured_ms"])
+    fastest = min(ranked, key=lambda r: r["measured_ms"])
     log(f"  WARNING: every candidate measured over the budget; choosing the fastest ({fastest['name']}, "
         f"{fastest['measured_ms']:.4f} ms). The latency model underestimates this device now: re-profile it, or "
         "give a larger --margin")

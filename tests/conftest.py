@@ -163,3 +163,26 @@ def fakes():
     from types import SimpleNamespace
 
     return SimpleNamespace(Machine=FakeMachine, Backend=FakeBackend, truth=chain_truth)
+
+
+@pytest.fixture(scope="session")
+def run_without_torch():
+    """Run `code` in a fresh interpreter where importing torch fails: the parts of widthnas that
+    promise to need no torch (mrf/) are checked that way. Returns the finished subprocess."""
+    import subprocess
+    import textwrap
+
+    block = textwrap.dedent("""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split('.')[0] == 'torch':
+                    raise ImportError('blocked in this test: ' + name)
+        sys.meta_path.insert(0, Block())
+    """)
+
+    def run(code: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", block + textwrap.dedent(code), *args], capture_output=True,
+                              text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+
+    return run

@@ -359,20 +359,9 @@ def test_bad_queries_are_named():
     assert gs.exact(m, 4.0).latency == 4.0  # a budget exactly at the fastest network is feasible
 
 
-def test_graph_solvers_import_without_torch():
+def test_graph_solvers_import_without_torch(run_without_torch):
     """mrf/ stays pure numpy/scipy (design.md): the graph model and solvers run with torch blocked."""
-    import os
-    import subprocess
-    import sys
-    import textwrap
-
-    code = textwrap.dedent("""
-        import sys
-        class Block:
-            def find_spec(self, name, path=None, target=None):
-                if name.split('.')[0] == 'torch':
-                    raise ImportError('blocked in this test: ' + name)
-        sys.meta_path.insert(0, Block())
+    r = run_without_torch("""
         import numpy as np
         from widthnas.mrf import GraphMRF
         from widthnas.mrf import graph_solvers as gs
@@ -381,7 +370,5 @@ def test_graph_solvers_import_without_torch():
         print(gs.exact(m, 10.0).widths)
         assert 'torch' not in sys.modules
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "[16, 16, 16]" in r.stdout
