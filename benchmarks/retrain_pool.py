@@ -77,7 +77,7 @@ def _train_one(job: tuple[list[int], int, str]) -> tuple[str, dict]:
     torch.manual_seed(1000 + seed)  # paired: the same initialisation stream for every network
     net = build_network(_STATE["space"], widths)
     hist = train_plain(net, sp, proto.epochs, lr=proto.lr, seed=1000 + seed, log=lambda *_: None,
-                       channels_last=proto.channels_last)
+                       channels_last=proto.channels_last, validate_each_epoch=False)
     acc, loss = accuracy(net, *sp.test, sp.mean, sp.std)
     rec = {"widths": list(widths), "seed": seed, "test_acc": acc, "test_loss": loss,
            "val_acc": hist[-1]["val_acc"], "seconds": time.time() - t0, "protocol": asdict(proto)}

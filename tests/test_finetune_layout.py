@@ -26,3 +26,34 @@ def test_channels_last_trains_the_same_network(tmp_path, tiny, write_bar_dataset
     x = torch.randn(4, *tiny.input_shape)
     nets[0].eval(), nets[1].eval()
     assert torch.allclose(nets[0](x), nets[1](x), atol=1e-3)
+
+
+def test_validating_only_the_last_epoch_changes_no_weight(tmp_path, tiny, write_bar_dataset):
+    """Retraining skips the per-epoch validation for speed: the weights and the final validation
+    accuracy must be exactly those of the run that validates after every epoch."""
+    write_bar_dataset(tmp_path / "data.npz", 256, 64, seed=4)
+    sp = split(load_dataset("npz", str(tmp_path / "data.npz")), 0.1, 0)
+    nets, hists = [], []
+    for every in (True, False):
+        torch.manual_seed(0)
+        net = build_network(tiny, tiny.max_widths)
+        hists.append(train_plain(net, sp, 3, lr=0.05, seed=2, log=lambda *_: None, device="cpu",
+                                 validate_each_epoch=every))
+        nets.append(net)
+    for k, v in nets[0].state_dict().items():
+        assert torch.equal(v, nets[1].state_dict()[k]), k
+    assert [h["val_acc"] for h in hists[1]][:2] == [None, None]
+    assert hists[1][-1]["val_acc"] == hists[0][-1]["val_acc"] and hists[0][0]["val_acc"] is not None
+
+
+def test_accuracy_does_not_depend_on_the_batch(tiny):
+    from widthnas.nas.evaluate import accuracy
+
+    torch.manual_seed(0)
+    net = build_network(tiny, tiny.max_widths)
+    x = torch.randint(0, 256, (300, *tiny.input_shape), dtype=torch.uint8)
+    y = torch.randint(0, tiny.num_classes, (300,))
+    mean, std = torch.full((tiny.input_shape[0],), 0.4), torch.full((tiny.input_shape[0],), 0.2)
+    a = accuracy(net, x, y, mean, std, batch=512)
+    b = accuracy(net, x, y, mean, std, batch=7)
+    assert a[0] == b[0] and abs(a[1] - b[1]) < 1e-5
