@@ -11,6 +11,9 @@ $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
+	# a third-party model zoo for the tracing tests (tests/test_trace_thirdparty.py); --no-deps: it
+	# declares torchvision (which would pull a CUDA torch), and the models tested never import it
+	$(BIN)/pip install -q --no-deps pytorchcv==0.0.74
 	touch $@
 
 install: $(BIN)/.installed

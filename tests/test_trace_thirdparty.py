@@ -1,0 +1,122 @@
+"""Tracing models that were not written for widthnas: pytorchcv's model zoo (MIT; installed by
+`make test` without its declared torchvision dependency, which these models never import).
+
+Its ResNet-18 must trace into the groups of the built-in `resnet` family, written independently;
+its MobileNet (v1) into one free group per pointwise conv, depthwise convs keeping their input's
+group, and the traced network must reproduce the model's outputs. Its MobileNet-v2 ends in a 1x1
+conv classifier, which the space refuses with a message naming the node. A width-quartered
+ResNet-18 then goes through `widthnas run` with the user's weights, as a user would run it."""
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from widthnas.models.graph_families import resnet
+from widthnas.models.graph_space import GraphSpace
+from widthnas.models.trace import TraceError, check_against_model, trace_model
+from widthnas.nas.cli import main
+
+pytest.importorskip("pytorchcv")
+from pytorchcv.models.mobilenet import mobilenet_w1  # noqa: E402
+from pytorchcv.models.mobilenetv2 import mobilenetv2_w1  # noqa: E402
+from pytorchcv.models.resnet import resnet18, resnet18_wd4  # noqa: E402
+
+
+def _pcv_name(n: str) -> str:
+    """The built-in resnet's op names -> pytorchcv's module paths."""
+    if n == "stem":
+        return "features.init_block.conv.conv"
+    if n == "fc":
+        return "output"
+    stage, block, conv = n.split(".")  # s2.b0.down
+    unit = f"features.stage{stage[1:]}.unit{int(block[1:]) + 1}"
+    return f"{unit}.identity_conv.conv" if conv == "down" else f"{unit}.body.{conv}.conv"
+
+
+def _partition(space, rename=lambda n: n):
+    return {frozenset(rename(t) for t in g.members if t in space.graph.by_name
+                      and space.graph.by_name[t].kind in ("conv", "linear")) for g in space.graph.groups}
+
+
+def test_pytorchcv_resnet18_traces_into_the_builtin_resnet_groups():
+    torch.manual_seed(0)
+    model = resnet18().eval()  # 224 px, 1000 classes: the built-in `resnet`'s setting
+    traced = trace_model(model, (3, 224, 224), "pcv_resnet18")
+    ref = resnet()
+    by = traced.graph.by_name
+    for op in ref.graph.ops:
+        if op.kind in ("conv", "linear"):
+            t = by[_pcv_name(op.name)]
+            assert (t.kind, t.kernel, t.stride, t.out, t.depthwise) == (op.kind, op.kernel, op.stride, op.out,
+                                                                         op.depthwise), op.name
+            assert traced.graph.sizes[t.name] == ref.graph.sizes[op.name], op.name
+    assert _partition(traced) == _partition(ref, _pcv_name)
+    assert len(traced.free_groups) == len(ref.free_groups) == 12
+    assert traced.macs(traced.base_widths) == ref.macs(ref.base_widths)
+    assert check_against_model(traced, model) < 1e-3  # the traced network is the model, weights and all
+
+
+def test_pytorchcv_mobilenet_v1_traces_one_group_per_pointwise_conv():
+    torch.manual_seed(0)
+    model = mobilenet_w1().eval()
+    traced = trace_model(model, (3, 224, 224), "pcv_mobilenet")
+    convs = [op for op in traced.graph.ops if op.kind == "conv"]
+    assert len(convs) == 27 and sum(op.depthwise for op in convs) == 13
+    g = traced.graph.group_of
+    for prev, op in zip(convs, convs[1:]):
+        if op.depthwise:  # keeps the group of the conv before it
+            assert g[op.name] == g[prev.name], op.name
+    assert len(traced.free_groups) == 14  # the stem and 13 pointwise convs, as mobilenet_v1
+    assert [grp.base for grp in traced.free_groups] == [32, 64, 128, 128, 256, 256] + [512] * 6 + [1024, 1024]
+    assert check_against_model(traced, model) < 1e-3
+
+
+def test_pytorchcv_mobilenet_v2_conv_classifier_is_refused_by_name():
+    with pytest.raises(TraceError) as e:
+        trace_model(mobilenetv2_w1().eval(), (3, 224, 224), "pcv_mobilenetv2")
+    msg = str(e.value)
+    assert "'output'" in msg and "conv classifier" in msg and "What to do" in msg
+
+
+def resnet18_quarter_small():
+    """A user's factory: pytorchcv's width-quartered ResNet-18 for 1-channel 16 px images, its fixed
+    7x7 average pool replaced by a global one (as a user adapting an ImageNet model would)."""
+    torch.manual_seed(0)
+    m = resnet18_wd4(in_channels=1, in_size=(16, 16), num_classes=10)
+    m.features.final_pool = nn.AdaptiveAvgPool2d(1)
+    return m
+
+
+def test_pytorchcv_resnet_runs_end_to_end_with_the_users_weights(write_bar_dataset, tmp_path, capsys):
+    """~20 s: trace, then `widthnas run` (profile, fit, slimmable training from the user's weights,
+    search, fine-tune, export, verify) and `export --weights`, tiny settings."""
+    from test_trace_run import TINY, _conv_out_channels
+
+    data = write_bar_dataset(tmp_path / "bars.npz", 320, 64, seed=0)
+    torch.save(resnet18_quarter_small().state_dict(), tmp_path / "model.pt")
+    space_file = tmp_path / "traced.json"
+    assert main(["space", "--from-model", f"{__file__}:resnet18_quarter_small", "--input-shape", "1,16,16",
+                 "--levels", "3", "--out", str(space_file)]) == 0
+    space = GraphSpace.load(space_file)
+    out = tmp_path / "run"
+    assert main(["run", "--space", str(space_file), "--dataset", "npz", "--data", str(data), "--out", str(out),
+                 *TINY, "--weights", str(tmp_path / "model.pt")]) == 0
+    st = json.loads((out / "run_state.json").read_text())
+    chosen = st["search"]["chosen"]
+    space.validate(chosen["widths"])
+    assert chosen["predicted_ms"] <= st["search"]["budget_ms"]
+    assert "from model.pt (--weights)" in st["finetune"]["mode"]
+    a, g = space.assignment(chosen["widths"]), space.graph.group_of
+    convs = [op for op in space.graph.ops if op.kind == "conv"]
+    assert _conv_out_channels(out / "model.onnx") == [a[g[op.name]] for op in convs]
+    assert sum(_conv_out_channels(out / "model.onnx")) < sum(space.group(g[op.name]).base for op in convs)
+    assert st["export"]["chosen"]["max_abs_diff"] < 1e-3
+    assert main(["export", "--run", str(out / "supernet"), "--config", str(out / "config.json"), "--weights",
+                 str(tmp_path / "model.pt"), "--out", str(tmp_path / "user.onnx"), "--calib-images", "64"]) == 0
+    assert _conv_out_channels(tmp_path / "user.onnx") == _conv_out_channels(out / "model.onnx")
+    assert onnx.load(str(tmp_path / "user.onnx")).graph.input[0].type.tensor_type.shape.dim[1].dim_value == 1
+    assert np.isfinite(json.loads((tmp_path / "user.json").read_text())["accuracy"]["val"])
