@@ -354,7 +354,7 @@ def cmd_run(args) -> int:
         cfg = full_config(cfg)
     for f in ("space", "dataset", "data", "budget", "margin", "profile", "sampling", "epochs", "limit", "batch_size",
               "finetune_epochs", "retrain_epochs", "method", "unary_configs", "seed", "profile_networks", "schedule",
-              "heldout_networks", "check_networks", "profile_rounds", "profile_round_ms",
+              "heldout_networks", "check_networks", "remeasure_networks", "profile_rounds", "profile_round_ms",
               "greedy", "previous", "congruent", "congruent_weight", "weights"):
         v = getattr(args, f, None)
         if v is not None:
@@ -365,8 +365,6 @@ def cmd_run(args) -> int:
     _check_feature_options(cfg, args)
     if args.all_data:
         cfg.limit = None
-    if cfg.unary_configs < 10:
-        raise ValueError(f"--unary-configs {cfg.unary_configs}: measure at least 10 configurations (default 300)")
     if cfg.sampling == "aows" and cfg.warmup_epochs >= cfg.epochs:
         cfg.warmup_epochs = max(0, cfg.epochs - 1)
     run = Run(cfg, args.out, progress=not args.quiet)
@@ -433,6 +431,8 @@ def register_run(sub) -> None:
     q.add_argument("--profile-networks", type=int)
     q.add_argument("--heldout-networks", type=int, help="held-out networks timed to validate a new profile (default 150)")
     q.add_argument("--check-networks", type=int, help="networks timed to check the profile on this machine (default 40)")
+    q.add_argument("--remeasure-networks", type=int, help="held-out networks timed again for a new profile's "
+                   "noise floor, which --margin auto counts (default 30; 0: none)")
     q.add_argument("--profile-rounds", type=int, help="timed rounds per network while profiling (default 5)")
     q.add_argument("--profile-round-ms", type=float, help="ms per timed round (default 10)")
     q.add_argument("--sampling", choices=("ows", "aows"))

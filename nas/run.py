@@ -37,6 +37,7 @@ class RunConfig:
     profile_networks: int = 800  # networks to time when this machine must be profiled
     heldout_networks: int = 150  # held-out networks timed to validate that profile
     check_networks: int = 40  # networks timed to check any profile on this machine today
+    remeasure_networks: int = 30  # held-out networks timed again for a new profile's noise floor (0: none)
     profile_rounds: int = 5  # timed rounds per network while profiling (the check uses at most 3)
     profile_round_ms: float = 10.0  # ms per timed round
     sampling: str = "aows"  # ows | aows
@@ -59,6 +60,22 @@ class RunConfig:
     weights: str | None = None  # the user's state_dict (traced space): seeds the supernet, fine-tuning starts from it
 
 
+def check_run_config(cfg: RunConfig, where: str = "") -> None:
+    """Refuse bad numbers (option names in the message) before anything is measured or written."""
+    from widthnas.latency.noise_floor import MIN_REMEASURE
+
+    from .settings_check import INT_NONNEG, INT_POS, POSITIVE, Rule, check_settings
+
+    check_settings(cfg, {
+        "profile_networks": Rule(integer=True, low=10), "heldout_networks": Rule(integer=True, low=3),
+        "check_networks": Rule(integer=True, low=3), "remeasure_networks": Rule(integer=True, low=MIN_REMEASURE,
+                                                                                zero_ok=True),
+        "profile_rounds": INT_POS, "profile_round_ms": POSITIVE, "epochs": INT_POS, "warmup_epochs": INT_NONNEG,
+        "limit": Rule(integer=True, low=1, none_ok=True), "batch_size": INT_POS, "n_random": INT_NONNEG,
+        "lr": POSITIVE, "finetune_epochs": INT_NONNEG, "retrain_epochs": INT_NONNEG,
+        "unary_configs": Rule(integer=True, low=10), "seed": INT_NONNEG, "congruent_weight": POSITIVE}, where)
+
+
 def full_config(cfg: RunConfig) -> RunConfig:
     """--full: the whole training set and longer training."""
     cfg.limit, cfg.epochs, cfg.warmup_epochs, cfg.finetune_epochs, cfg.unary_configs = None, 20, 4, 5, 1000
@@ -70,11 +87,16 @@ class Run:
         from widthnas.latency.margin import parse_margin
 
         parse_margin(cfg.margin)  # a bad margin is refused before anything is written
+        check_run_config(cfg)
         self.cfg, self.dir, self.log, self.progress = cfg, Path(out), log, progress
         self.dir.mkdir(parents=True, exist_ok=True)
         saved = self.dir / "run_config.json"
         if saved.exists():
             old = read_json(saved, "run settings", RECOVER)
+            try:  # numbers read back from the file are checked as the options are
+                check_run_config(RunConfig(**{k: v for k, v in old.items() if k in asdict(cfg)}), str(saved))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"{e}; the saved settings are damaged: choose another --out") from None
             defaults = asdict(RunConfig())  # settings added since that run was saved hold their defaults
             diff = {k: (old.get(k, defaults[k]), v) for k, v in asdict(cfg).items() if old.get(k, defaults[k]) != v}
             if diff:
@@ -170,10 +192,29 @@ class Run:
         table = fit_table(self.space, s, name="this-machine", log=self.log)
         proxy = fit_flops_proxy(self.space, s)
         table.fit["flops_proxy"] = proxy.to_dict()
-        table.validation = validate(table, load_samples(str(held), self.space), proxy)
+        h = load_samples(str(held), self.space)
+        table.validation = validate(table, h, proxy)
+        floor = self._noise_floor(table, h, backend) if c.remeasure_networks else None
+        if floor is not None:  # the measurement's own noise: --margin auto counts it (latency/margin.py)
+            table.validation["noise_floor"] = floor
         out = self.dir / "profile.json"
         table.save(out)
         return str(out)
+
+    def _noise_floor(self, table, heldout, backend) -> dict | None:
+        """Re-time the first held-out networks (resumable file) and compare with their first timing."""
+        from widthnas.latency.noise_floor import FloorUnavailable, describe, limiting, measure_floor
+
+        try:
+            floor = measure_floor(heldout, self.cfg.remeasure_networks, self.space, table.reference_ms, backend,
+                                  out=self.dir / "heldout_remeasure.jsonl", log=self.log, progress=self.progress)
+        except FloorUnavailable as e:
+            self.log(f"noise floor: not measured: {e}")
+            return None
+        floor.update(limiting(table.validation["table"]["rmspe"], floor))
+        self.log(f"noise floor: {describe(floor)}")
+        self.log(f"limits: {floor['verdict']}")
+        return floor
 
     def _latency_check(self, table, backend, n: int | None = None) -> dict:
         """Time n random networks now and compare with the profile: is it valid here today?"""

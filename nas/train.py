@@ -71,6 +71,17 @@ class TrainConfig:
     seed: int = 0
     weights: str | None = None  # a traced space's user state_dict: seeds the supernet (models/trace_weights.py)
 
+    def check(self, where: str = "") -> None:
+        """Refuse bad numbers (option names in the message) before anything is trained or written."""
+        from .settings_check import INT_NONNEG, INT_POS, POSITIVE, Rule, check_settings
+
+        check_settings(self, {
+            "limit": Rule(integer=True, low=1, none_ok=True), "val_fraction": Rule(above=0, below=1),
+            "epochs": INT_POS, "batch_size": INT_POS, "lr": POSITIVE, "momentum": Rule(low=0, below=1),
+            "weight_decay": Rule(low=0), "lr_warmup": Rule(low=0, high=1), "n_random": INT_NONNEG,
+            "warmup_epochs": INT_NONNEG, "t_start": POSITIVE, "t_end": POSITIVE, "refresh": INT_POS,
+            "threads": INT_NONNEG, "seed": INT_NONNEG}, where)
+
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
@@ -272,6 +283,7 @@ def load_checkpoint(path: Path, space) -> dict:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, log=print, progress: bool = True):
+        cfg.check()
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
         self.rank, self.world = _dist_info()
 

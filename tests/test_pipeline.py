@@ -1,6 +1,7 @@
 """End to end on a tiny space: `widthnas run` (profiling this machine), resume, and the CLIs."""
 import json
 import os
+from dataclasses import asdict
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,29 @@ def test_run_goes_from_data_to_verified_onnx(finished_run):
         assert (out / png).stat().st_size > 1000
     assert "test accuracy" in run.summary()
     assert "negative flip rate of the chosen network against the uniform network" in run.summary()
+
+
+def test_a_profile_made_by_run_records_its_noise_floor(finished_run):
+    """The run profiled this machine: its first 30 held-out networks were timed again, the floor is in
+    the profile, and --margin auto (the run's default) counted it."""
+    from widthnas.latency.margin import auto_margin_pct
+    from widthnas.latency.registry import load_profile
+    from widthnas.latency.samples import load_samples
+
+    cfg, out, run, logs = finished_run
+    table = load_profile(run.state["profile"]["path"], graph=True)
+    floor = table.validation["noise_floor"]
+    again = [json.loads(l) for l in (out / "heldout_remeasure.jsonl").read_text().splitlines()[1:]]
+    first = load_samples(str(out / "heldout.jsonl"), run.space)
+    assert len(again) == cfg.remeasure_networks == 30 and floor["requested"] == 30
+    assert [r["widths"] for r in again] == [list(map(int, w)) for w in first.widths[:30]]
+    kept = [j for j, r in enumerate(again) if r.get("disturbed") is not True]
+    ratio = np.array([again[j]["norm"] for j in kept]) / first.norm[kept]  # second over first measurement
+    assert floor["n"] == len(kept) and floor["within_10"] == pytest.approx(np.mean(np.abs(ratio - 1) <= 0.10))
+    pct, how = auto_margin_pct(table)
+    assert "re-measurement noise" in how and any("noise floor:" in l for l in logs)
+    assert pct == pytest.approx(min(200 * np.hypot(table.validation["table"]["rmspe"], floor["per_measurement_rmspe"]),
+                                    pct + 1), abs=0.01)
 
 
 def test_rerun_resumes_and_other_settings_are_refused(finished_run):
@@ -396,6 +420,35 @@ def test_run_refuses_bad_feature_options(finished_run, tmp_path, capsys, extra, 
     rc = main(["run", "--out", str(tmp_path / "r"), *[e.format(out=out) for e in extra]])
     assert rc == 2 and msg in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("cmd, extra, msg", [
+    ("run", ["--batch-size", "0"], "--batch-size 0: give a whole number >= 1"),
+    ("run", ["--epochs", "0"], "--epochs 0"),
+    ("run", ["--limit", "-3"], "--limit -3"),
+    ("run", ["--profile-round-ms", "nan"], "--profile-round-ms nan: give a finite number > 0"),
+    ("run", ["--heldout-networks", "2"], "--heldout-networks 2: give a whole number >= 3"),
+    ("run", ["--remeasure-networks", "2"], "--remeasure-networks 2: give a whole number >= 3 (or 0)"),
+    ("run", ["--unary-configs", "5"], "--unary-configs 5"),
+    ("train", ["--batch-size", "-1"], "--batch-size -1"),
+    ("train", ["--lr", "nan"], "--lr nan: give a finite number > 0"),
+    ("train", ["--epochs", "0"], "--epochs 0"),
+])
+def test_bad_numbers_are_refused_before_anything_is_written(tmp_path, capsys, cmd, extra, msg):
+    rc = main([cmd, "--out", str(tmp_path / "r"), *extra])
+    assert rc == 2 and msg in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_resumed_run_checks_the_numbers_it_reads_back(finished_run, tmp_path):
+    cfg, _, _, _ = finished_run
+    d = tmp_path / "damaged"
+    d.mkdir()
+    (d / "run_config.json").write_text(json.dumps({**asdict(cfg), "batch_size": -5}))
+    before = (d / "run_config.json").read_text()
+    with pytest.raises(ValueError, match="--batch-size -5.*damaged"):
+        Run(cfg, d, log=lambda *_: None, progress=False)
+    assert (d / "run_config.json").read_text() == before
 
 
 def test_curve_cli_on_a_run_measures_latency(finished_run, tmp_path, capsys):
