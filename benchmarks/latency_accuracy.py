@@ -274,6 +274,12 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Plan]:
     p.add_argument("--ship", help="write the adaptive protocol's table here (e.g. hw_profiles/<name>.json)")
     p.add_argument("--force", action="store_true", help="let --ship replace a shipped profile")
     p.add_argument("--smoke", action="store_true", help="a few minutes: 40 training, 20 held-out, 8 re-measured")
+    p.add_argument("--budget-check", metavar="RUN", help="instead of profiling: fresh search + export at --budgets "
+                   "with this supernet run directory, each exported network verified against its budget "
+                   "(benchmarks/budget_check.py)")
+    p.add_argument("--budgets", help="--budget-check's budgets, %% of the widest network (default "
+                   "12,15,20,25,30,40,50,60,70,85)")
+    p.add_argument("--profile", help="--budget-check's profile (default: the shipped one for --space here)")
     a = p.parse_args(argv)
     if a.smoke:
         a.n, a.heldout, a.remeasure, a.chunk, a.sizes = 40, 20, 8, 10, a.sizes or "20,40"
@@ -284,13 +290,42 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Plan]:
         raise SystemExit(f"error: --sizes {sizes!r}: give comma-separated whole numbers, e.g. 100,400,1000")
     plan = Plan(a.n, a.heldout, a.remeasure, sizes_t, tuple(s.strip() for s in a.strategies.split(",")),
                 tuple(s.strip() for s in a.protocols.split(",")), a.rounds, a.round_ms, a.chunk)
-    a.out = Path(a.out or f"runs/bench_latency/{a.space}{'_smoke' if a.smoke else ''}")
+    a.out = Path(a.out or (f"runs/bench_latency/budget_check_{a.space}" if a.budget_check else
+                           f"runs/bench_latency/{a.space}{'_smoke' if a.smoke else ''}"))
     return a, plan
+
+
+def budget_check_main(a: argparse.Namespace, argv: list[str]) -> int:
+    from budget_check import parse_budgets, run_checks
+
+    from widthnas.latency.registry import find_profile
+
+    space = get_space(a.space)
+    try:
+        budgets = parse_budgets(a.budgets)
+        profile_path = a.profile
+        if profile_path is None:
+            found, why = find_profile(space, make_backend(space).device_info())
+            if found is None:
+                raise ValueError(f"no shipped profile for {space.name} on this machine ({why}); pass --profile")
+            profile_path = str(found)
+        rows = run_checks(a.budget_check, profile_path, budgets, a.out, lambda m: print(m, flush=True))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    atomic_write_text(a.out / "budget_check.json", json.dumps(
+        {"command": "python benchmarks/latency_accuracy.py " + " ".join(argv), "profile": profile_path,
+         "run": str(a.budget_check), "rows": rows,
+         "within": sum(r["verdict"] == "within" for r in rows), "n": len(rows)}, indent=1))
+    print(f"results: {a.out / 'budget_check.json'}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     a, plan = parse(argv)
+    if a.budget_check:
+        return budget_check_main(a, argv)
     try:
         plan.check()
         if a.ship:

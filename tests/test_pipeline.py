@@ -461,3 +461,29 @@ def test_curve_cli_on_a_run_measures_latency(finished_run, tmp_path, capsys):
     assert all(r["measured_ms"] > 0 and r["predicted_ms"] > 0 for r in rows)  # the run's profile, measured
     assert rows[-1]["measured_ms"] > rows[0]["measured_ms"]  # the widest uniform network is slower
     assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+def test_budget_check_benchmark_searches_exports_and_verifies(finished_run, tmp_path, monkeypatch):
+    """benchmarks/budget_check.py (latency_accuracy.py --budget-check) on the finished run's supernet:
+    each budget's network is searched and exported by the CLI, then timed against its budget."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import budget_check as bc
+
+    with pytest.raises(ValueError, match="percentage"):
+        bc.parse_budgets("30,150")
+    with pytest.raises(ValueError, match="no supernet checkpoint"):
+        bc.run_checks(tmp_path, "p.json", (50,), tmp_path / "o", log=lambda *_: None)
+    _, out, run, _ = finished_run
+    prof = run.state["profile"]["path"]
+    rows = bc.run_checks(out / "supernet", prof, (45, 80), tmp_path / "bc", log=lambda *_: None)
+    for r, pct in zip(rows, (45, 80)):
+        cfg = json.loads((tmp_path / "bc" / f"b{pct}_config.json").read_text())
+        assert r["widths"] == cfg["widths"] and r["predicted_ms"] <= r["budget_ms"]
+        assert r["budget_ms"] == pytest.approx(pct / 100 * run.table().predict(run.space.max_widths))
+        assert r["mean_ms"] == pytest.approx(np.mean(r["measurements_ms"])) and len(r["measurements_ms"]) >= 3
+        want = ("within" if r["ci_high_ms"] < r["budget_ms"] else "over" if r["ci_low_ms"] > r["budget_ms"]
+                else "cannot tell at this noise")
+        assert r["verdict"] == want
+    assert rows[1]["predicted_ms"] > rows[0]["predicted_ms"] * 0.9  # a larger budget buys no smaller network
+    monkeypatch.setattr(bc, "check_one", lambda *a: pytest.fail("a finished budget was measured again"))
+    assert bc.run_checks(out / "supernet", prof, (45, 80), tmp_path / "bc", log=lambda *_: None) == rows
