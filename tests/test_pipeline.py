@@ -182,12 +182,14 @@ def test_search_margin_aims_under_the_budget(finished_run, tmp_path, capsys):
     assert got["5"]["budget_ms"] == got["0"]["budget_ms"]  # the user's budget is kept as given
     assert got["5"]["target_ms"] == pytest.approx(0.95 * got["0"]["budget_ms"])
     assert got["5"]["predicted_ms"] <= got["5"]["target_ms"] < got["0"]["budget_ms"]
-    # the default, auto: twice the profile's held-out RMS relative error
+    # the default, auto: twice the profile's held-out RMS relative error, combined with the noise floor
+    # that the run measured when it profiled this machine
     cfgp = tmp_path / "auto.json"
     assert main(["search", "--profile", prof, "--unaries", un, "--budget", "70%", "--out", str(cfgp)]) == 0
     auto = json.loads(cfgp.read_text())
-    err = json.loads(Path(prof).read_text())["validation"]["table"]["rmspe"]
-    assert auto["margin_pct"] == pytest.approx(200 * err, abs=0.01) and auto["margin_pct"] > 0
+    v = json.loads(Path(prof).read_text())["validation"]
+    err, noise = v["table"]["rmspe"], v["noise_floor"]["per_measurement_rmspe"]
+    assert auto["margin_pct"] == pytest.approx(200 * np.hypot(err, noise), abs=0.01) and auto["margin_pct"] > 0
     assert auto["target_ms"] == pytest.approx(auto["budget_ms"] * (1 - auto["margin_pct"] / 100))
     assert auto["predicted_ms"] <= auto["target_ms"]
     capsys.readouterr()
