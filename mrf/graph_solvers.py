@@ -50,6 +50,7 @@ class Plan:
     cliques: list[_Clique]  # the junction tree's cliques, then the virtual root (no groups)
     post: list[int]  # children before parents; the virtual root last
     home: list[tuple[int, np.ndarray]]  # per group: (a clique holding it, its states sorted by the group's choice)
+    up: list[tuple[int, int]]  # per clique: (its parent, its position among the parent's children); root (-1, -1)
 
     @property
     def root(self) -> int:
@@ -110,7 +111,11 @@ def _build_plan(ks: tuple[int, ...], edges: list[tuple[int, int]], heuristic: st
     for g in range(len(ks)):
         c = min((c for c in range(m) if g in vars_[c]), key=lambda c: cliques[c].size)
         home.append((c, np.argsort(cliques[c].grid[vars_[c].index(g)], kind="stable")))
-    return Plan(jt, cliques, post, home)
+    up = [(-1, -1)] * len(cliques)
+    for c, q in enumerate(cliques):
+        for t, k in enumerate(q.children):
+            up[k] = (c, t)
+    return Plan(jt, cliques, post, home, up)
 
 
 @dataclass
@@ -296,25 +301,39 @@ def _downward(p: Plan, up: list, msg: list, how: str):
 
 
 def _decode_max(p: Plan, arg: list, n: int) -> np.ndarray:
-    """(G, groups) argmax choice indices, root down."""
+    """(G, groups) argmax choice indices, root down: each clique's state from its separator state
+    (read off the parent's state); each group from the clique where it is not in the separator."""
     G = len(arg[p.root])
     x = np.zeros((G, n), int)
     rows = np.arange(G)
+    state = [None] * len(p.cliques)
+    state[p.root] = np.zeros(G, int)
     for c in reversed(p.post[:-1]):
         q = p.cliques[c]
+        par, t = p.up[c]
+        s = p.cliques[par].proj[t][state[par]]  # (G,) separator state
+        state[c] = s * (q.size // q.n_sep) + arg[c][rows, s]
         ns = len(q.sep_stride)
-        s = x[:, list(q.vars[:ns])] @ q.sep_stride if ns else np.zeros(G, int)
-        state = s * (q.size // q.n_sep) + arg[c][rows, s]
-        x[:, list(q.vars)] = q.grid[:, state].T
+        x[:, q.vars[ns:]] = q.grid[ns:, state[c]].T
     return x
+
+
+def _lag_pots(mrf: GraphMRF, p: Plan, gammas: np.ndarray) -> list[np.ndarray]:
+    """Per clique, (G, size) score - gamma * latency, for G multipliers: one array op on all
+    cliques' tables laid end to end, then views (cheaper than one op per clique)."""
+    key = ("flat", id(p))
+    if mrf.cache.get(key, (None,))[0] is not p:
+        S, L = _tables(mrf, p)
+        mrf.cache[key] = (p, np.concatenate(S), np.concatenate(L), np.cumsum([0] + [len(s) for s in S]))
+    _, s, l, off = mrf.cache[key]
+    pot = s[None] - np.asarray(gammas, float)[:, None] * l[None]  # (G, all states)
+    return [pot[:, a:b] for a, b in zip(off[:-1], off[1:])]
 
 
 def _max_sum(mrf: GraphMRF, gammas: np.ndarray) -> np.ndarray:
     """(G,) multipliers -> (G, groups) argmax of score - gamma * latency."""
     p = plan(mrf)
-    S, L = _tables(mrf, p)
-    g = np.asarray(gammas, float)[:, None]
-    _, _, arg = _upward(p, [s[None] - g * l[None] for s, l in zip(S, L)], "max")
+    _, _, arg = _upward(p, _lag_pots(mrf, p, gammas), "max")
     return _decode_max(p, arg, mrf.n)
 
 
@@ -349,7 +368,6 @@ def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12) -
     """The paper's method on the graph: maximise score - gamma * latency, gamma searched (as the
     chain's `lagrangian`) so the answer meets the budget. Reaches only convex-hull points."""
     p = plan(mrf)
-    S, L = _tables(mrf, p)
     if "ranges" not in mrf.cache:  # (score, latency ms) spread of all terms: scales the multipliers
         spread = lambda arrs: sum(float(a.max() - a.min()) for a in arrs)  # noqa: E731
         mrf.cache["ranges"] = (spread(mrf.score_unary) + spread(s for _, s in mrf.pairs.values()),
@@ -357,8 +375,7 @@ def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12) -
     srange, lrange = mrf.cache["ranges"]
 
     def batch(gs: np.ndarray):
-        _, _, arg = _upward(p, [s[None] - gs[:, None] * l[None] for s, l in zip(S, L)], "max")
-        idx = _decode_max(p, arg, mrf.n)
+        idx = _max_sum(mrf, gs)
         lat, sc = mrf.evaluate(idx)
         return idx, lat, sc
 
