@@ -13,6 +13,7 @@ Results are `Solution`s, as from the chain solvers; a chain given as a graph giv
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -438,6 +439,22 @@ class TooManyLabels(RuntimeError):
     """The exact Pareto dynamic program outgrew its label limit."""
 
 
+_WORK = threading.local()  # per thread: name -> scratch array
+_MAX_BUF = 1 << 22  # elements; larger scratch arrays are not kept
+
+
+def _buf(name: str, n: int, dtype) -> np.ndarray:
+    """(n,) scratch array `name`, reused from call to call, contents undefined. Fresh arrays of a
+    few MB cost more in page faults than the arithmetic on them (~40 % of the Pareto DP)."""
+    pool = _WORK.__dict__.setdefault("pool", {})
+    a = pool.get(name)
+    if a is None or len(a) < n or a.dtype != dtype:
+        if n > _MAX_BUF:
+            return np.empty(n, dtype)
+        a = pool[name] = np.empty(max(n, 2 * len(a) if a is not None and a.dtype == dtype else n), dtype)
+    return a[:n]
+
+
 def _prune(group: np.ndarray, lat: np.ndarray, sc: np.ndarray, delta: float | None) -> np.ndarray:
     """Indices of the labels no other label of the same group beats in both latency and score,
     sorted by group then latency. With delta, latencies are compared in ceil(lat / delta) bins.
@@ -445,15 +462,23 @@ def _prune(group: np.ndarray, lat: np.ndarray, sc: np.ndarray, delta: float | No
     if len(lat) == 0:
         return np.arange(0)
     key_lat = lat if delta is None else np.ceil(lat / delta)
-    o = np.argsort(key_lat)  # ties in latency are settled below, so no need for a stable sort here
-    o = o[np.argsort(group[o], kind="stable")]  # a radix sort when group is int16
-    g, s, kl = group[o], sc[o], key_lat[o]
-    key = s + g * (float(np.ptp(s)) + 1.0)  # one running max across groups: each group's keys lie above the last's
-    rise = np.ones(len(key), bool)  # above every key before it (np.r_ costs more than the work here)
-    np.greater(key[1:], np.maximum.accumulate(key)[:-1], out=rise[1:])
+    n = len(lat)
+    o1 = np.argsort(key_lat)  # ties in latency are settled below, so no need for a stable sort here
+    g1 = np.take(group, o1, out=_buf("p.g1", n, group.dtype))
+    o2 = np.argsort(g1, kind="stable")  # a radix sort when group is int16
+    o = np.take(o1, o2, out=_buf("p.o", n, o1.dtype))
+    g = np.take(g1, o2, out=_buf("p.g", n, group.dtype))
+    s = np.take(sc, o, out=_buf("p.s", n, sc.dtype))
+    # one running max across groups: each group's keys lie above the last's
+    key = np.multiply(g, float(np.ptp(s)) + 1.0, out=_buf("p.key", n, np.float64))
+    key += s
+    rise = _buf("p.rise", n, bool)  # above every key before it
+    rise[0] = True
+    np.greater(key[1:], np.maximum.accumulate(key, out=_buf("p.acc", n, np.float64))[:-1], out=rise[1:])
     keep = np.flatnonzero(rise)
+    gk, kl = g[keep], key_lat[o[keep]]
     last = np.ones(len(keep), bool)  # equal latency: keep the better
-    last[:-1] = (g[keep][:-1] != g[keep][1:]) | (kl[keep][:-1] != kl[keep][1:])
+    last[:-1] = (gk[:-1] != gk[1:]) | (kl[:-1] != kl[1:])
     return o[keep[last]]
 
 
@@ -560,17 +585,31 @@ def _join(step: _Step, A: _Set, B: _Set) -> _Set:
     if cb.min() == cb.max():
         m = int(cb[0])
         per = ob.reshape(step.n_key, m)  # (shared states, m) B's labels of each shared state
-        lat = (A.lat[:, None] + B.lat[per][ka]).ravel()  # (labels of A * m,)
-        sc = (A.sc[:, None] + B.sc[per][ka]).ravel()
-        assign = (A.assign[:, None] + rest[per][ka]).ravel()
+        lat, sc, assign = (_outer(name, a, b[per], ka) for name, a, b in
+                           (("j.lat", A.lat, B.lat), ("j.sc", A.sc, B.sc), ("j.assign", A.assign, rest)))
         return _Set(lat, sc, assign, None, (A, B, lambda k: (k // m, per[ka[k // m], k % m])))
     start = _starts(cb)
     cnt = start[ka + 1] - start[ka]
     tot = int(cnt.sum())
     ra = np.repeat(np.arange(len(ka)), cnt)
     rb = ob[np.repeat(start[ka] - (np.cumsum(cnt) - cnt), cnt) + np.arange(tot)]
-    return _Set(A.lat[ra] + B.lat[rb], A.sc[ra] + B.sc[rb], A.assign[ra] + rest[rb], None,
-                (A, B, lambda k: (ra[k], rb[k])))
+    lat, sc, assign = (_pairsum(name, a, ra, b, rb) for name, a, b in
+                       (("j.lat", A.lat, B.lat), ("j.sc", A.sc, B.sc), ("j.assign", A.assign, rest)))
+    return _Set(lat, sc, assign, None, (A, B, lambda k: (ra[k], rb[k])))
+
+
+def _outer(name: str, a: np.ndarray, b: np.ndarray, ka: np.ndarray) -> np.ndarray:
+    """(len(a) * m,) a[i] + b[ka[i], j], in scratch array `name` (valid until the next join)."""
+    n, m = len(a), b.shape[1]
+    t = np.take(b, ka, axis=0, out=_buf("j.tmp", n * m, b.dtype).reshape(n, m))
+    return np.add(a[:, None], t, out=_buf(name, n * m, b.dtype).reshape(n, m)).ravel()
+
+
+def _pairsum(name: str, a: np.ndarray, ra: np.ndarray, b: np.ndarray, rb: np.ndarray) -> np.ndarray:
+    """(len(ra),) a[ra] + b[rb], in scratch array `name` (valid until the next join)."""
+    out = np.take(a, ra, out=_buf(name, len(ra), a.dtype))
+    out += np.take(b, rb, out=_buf("j.tmp", len(rb), b.dtype))
+    return out
 
 
 def _pareto_dp(mrf: GraphMRF, p: Plan, delta: float | None, max_labels: int,
@@ -615,7 +654,11 @@ def _pareto_dp(mrf: GraphMRF, p: Plan, delta: float | None, max_labels: int,
 def _keep(p: Plan, c: int, step: _Step, s: _Set, delta: float | None, bound: _Bound | None) -> _Set:
     """The labels of s that no other of the same group beats (sorted by group, then latency),
     and, for a set holding the clique's terms, that the bound cannot rule out."""
-    keep = _prune(step.group[s.assign], s.lat, s.sc, delta) if step.group is not None else np.arange(len(s.lat))
+    if step.group is None:
+        keep = np.arange(len(s.lat))
+    else:
+        keep = _prune(np.take(step.group, s.assign, out=_buf("k.group", len(s.assign), step.group.dtype)),
+                      s.lat, s.sc, delta)
     if bound is not None and step.table:
         keep = keep[bound.keep(p, c, s.assign[keep], list(step.pending), s.lat[keep], s.sc[keep])]
     return s.take(keep)
