@@ -6,7 +6,9 @@ differ only in what a message holds:
   sum-product   (1, separator states)  log-sum-exp of (score - gamma * latency) / T
   Pareto        per separator state, every (latency, score) pair no other partial
                 configuration beats in both: exact, no latency rounding; for one budget, labels
-                that cannot fit it or beat the Lagrangian's answer are dropped (a certified bound)
+                that cannot fit it or beat the Lagrangian's answer are dropped (a certified bound).
+                Inside a clique, fronts are combined by bucket elimination (`_schedule`), so the
+                fronts hanging on one group meet on its K states, not on the clique's K^2
 A virtual root with no groups joins the trees of a disconnected graph and carries the intercept.
 Results are `Solution`s, as from the chain solvers; a chain given as a graph gives the same answers.
 """
