@@ -277,12 +277,12 @@ def _upward(p: Plan, pots: list[np.ndarray], how: str):
         q = p.cliques[c]
         b = pots[c]
         for k, pr in zip(q.children, q.proj):
-            b = b + msg[k][:, pr]
+            b = b + msg[k].take(pr, axis=1)  # take and ufunc.reduce: less call overhead on small arrays
         up[c] = b
         b3 = b.reshape(len(b), q.n_sep, -1)
         if how == "max":
             arg[c] = b3.argmax(axis=2)
-            msg[c] = b3.max(axis=2)
+            msg[c] = np.maximum.reduce(b3, axis=2)
         else:
             msg[c] = _lse(b3, 2)
     return up, msg, arg
@@ -323,13 +323,16 @@ def _decode_max(p: Plan, arg: list, n: int) -> np.ndarray:
 
 def _lag_pots(mrf: GraphMRF, p: Plan, gammas: np.ndarray) -> list[np.ndarray]:
     """Per clique, (G, size) score - gamma * latency, for G multipliers: one array op on all
-    cliques' tables laid end to end, then views (cheaper than one op per clique)."""
+    cliques' tables laid end to end, then views (cheaper than one op per clique). The views are of
+    a scratch array: use them before the next call."""
     key = ("flat", id(p))
     if mrf.cache.get(key, (None,))[0] is not p:
         S, L = _tables(mrf, p)
         mrf.cache[key] = (p, np.concatenate(S), np.concatenate(L), np.cumsum([0] + [len(s) for s in S]))
     _, s, l, off = mrf.cache[key]
-    pot = s[None] - np.asarray(gammas, float)[:, None] * l[None]  # (G, all states)
+    g = np.asarray(gammas, float)
+    pot = np.multiply(g[:, None], l[None], out=_buf("lag.pot", len(g) * len(l), np.float64).reshape(len(g), -1))
+    np.subtract(s[None], pot, out=pot)  # (G, all states); a scratch array, valid until the next call
     return [pot[:, a:b] for a, b in zip(off[:-1], off[1:])]
 
 
@@ -442,18 +445,19 @@ class TooManyLabels(RuntimeError):
 
 
 _WORK = threading.local()  # per thread: name -> scratch array
-_MAX_BUF = 1 << 22  # elements; larger scratch arrays are not kept
+_MAX_BUF = 1 << 20  # elements (8 MB of float64) per scratch array; larger ones are not kept
 
 
 def _buf(name: str, n: int, dtype) -> np.ndarray:
     """(n,) scratch array `name`, reused from call to call, contents undefined. Fresh arrays of a
     few MB cost more in page faults than the arithmetic on them (~40 % of the Pareto DP)."""
     pool = _WORK.__dict__.setdefault("pool", {})
-    a = pool.get(name)
-    if a is None or len(a) < n or a.dtype != dtype:
+    key = (name, np.dtype(dtype).char)  # one array per name and dtype
+    a = pool.get(key)
+    if a is None or len(a) < n:
         if n > _MAX_BUF:
             return np.empty(n, dtype)
-        a = pool[name] = np.empty(max(n, 2 * len(a) if a is not None and a.dtype == dtype else n), dtype)
+        a = pool[key] = np.empty(min(max(n, 0 if a is None else 2 * len(a)), _MAX_BUF), dtype)
     return a[:n]
 
 
