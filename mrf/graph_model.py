@@ -46,6 +46,7 @@ class GraphMRF:
     pairs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(init=False, repr=False)
     # (i, j) with i < j -> (lat (K_i, K_j) ms, score (K_i, K_j)): the factors merged per pair
     cache: dict = field(init=False, repr=False, compare=False, default_factory=dict)  # the solvers' own
+    _flat: tuple = field(init=False, repr=False, compare=False, default=())  # evaluate's gather tables
 
     def __post_init__(self) -> None:
         n = len(self.choices)
@@ -85,6 +86,13 @@ class GraphMRF:
             if key in self.pairs:
                 lat, sc = self.pairs[key][0] + lat, self.pairs[key][1] + sc
             self.pairs[key] = (lat, sc)
+        ks = np.array([len(c) for c in self.choices])
+        k_out = np.array([len(self.choices[f.j]) for f in self.factors], np.int64)
+        self._flat = (np.r_[0, np.cumsum(ks)[:-1]], np.concatenate(self.lat_unary), np.concatenate(self.score_unary),
+                      np.r_[0, np.cumsum([f.lat.size for f in self.factors])[:-1]].astype(np.int64), k_out,
+                      np.array([f.i for f in self.factors], int), np.array([f.j for f in self.factors], int),
+                      np.concatenate([f.lat.ravel() for f in self.factors] + [np.zeros(0)]),
+                      np.concatenate([f.score.ravel() for f in self.factors] + [np.zeros(0)]))
 
     # ---- validation helpers --------------------------------------------------------
     def name(self, g: int) -> str:
@@ -179,10 +187,11 @@ class GraphMRF:
         """(P, groups) choice indices -> ((P,) latency ms, (P,) score): the one way both are summed
         (intercept, then unaries, then factors in order), so a chain gives the chain's floats."""
         idx = np.asarray(idx, int).reshape(-1, self.n)
-        lat = self.intercept + sum(l[idx[:, g]] for g, l in enumerate(self.lat_unary))
-        sc = sum(s[idx[:, g]] for g, s in enumerate(self.score_unary))
-        lat = lat + sum(f.lat[idx[:, f.i], idx[:, f.j]] for f in self.factors)
-        sc = sc + sum(f.score[idx[:, f.i], idx[:, f.j]] for f in self.factors)
+        u_off, u_lat, u_sc, f_off, k_out, fi, fj, f_lat, f_sc = self._flat
+        u = (idx + u_off).T  # (groups, P) rows of the concatenated unaries
+        f = f_off[:, None] + idx[:, fi].T * k_out[:, None] + idx[:, fj].T  # (factors, P) into the raveled tables
+        lat = self.intercept + _rowsum(u_lat[u]) + _rowsum(f_lat[f])
+        sc = _rowsum(u_sc[u]) + _rowsum(f_sc[f])
         return np.asarray(lat, float), np.asarray(sc, float)
 
     def latency(self, idx: Sequence[int]) -> float:
@@ -190,3 +199,9 @@ class GraphMRF:
 
     def score(self, idx: Sequence[int]) -> float:
         return float(self.evaluate([idx])[1][0])
+
+
+def _rowsum(a: np.ndarray) -> np.ndarray | float:
+    """(rows, P) -> (P,) the rows added one after another, in order (an accumulate, never numpy's
+    pairwise summation), so every latency is the float the per-term loop gave; 0.0 for no rows."""
+    return np.add.accumulate(a, axis=0)[-1] if len(a) else 0.0

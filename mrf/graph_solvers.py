@@ -6,13 +6,16 @@ differ only in what a message holds:
   sum-product   (1, separator states)  log-sum-exp of (score - gamma * latency) / T
   Pareto        per separator state, every (latency, score) pair no other partial
                 configuration beats in both: exact, no latency rounding; for one budget, labels
-                that cannot fit it or beat the Lagrangian's answer are dropped (a certified bound)
+                that cannot fit it or beat the Lagrangian's answer are dropped (a certified bound).
+                Inside a clique, fronts are combined by bucket elimination (`_schedule`), so the
+                fronts hanging on one group meet on its K states, not on the clique's K^2
 A virtual root with no groups joins the trees of a disconnected graph and carries the intercept.
 Results are `Solution`s, as from the chain solvers; a chain given as a graph gives the same answers.
 """
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,12 +39,8 @@ class _Clique:
     sep_stride: np.ndarray  # (n separator groups,) to ravel their choice indices into a separator state
     unary: list[int]  # groups whose unaries this clique carries
     pairs: list[tuple[int, int]]  # merged factors this clique carries
-    # the Pareto DP's schedule: merge the children in `merge_order`; before the first merge
-    # (`pre`) and after each but the last (`mid`), labels compete within groups of the
-    # (size,) map given: the state of the groups still needed (parent separator + children to come)
-    pre: np.ndarray | None
-    merge_order: list[int]
-    mid: list[np.ndarray]
+    embed: list[np.ndarray]  # per child, (its n_sep,) the clique state index part of each separator state
+    steps: list["_Step"]  # the Pareto DP's schedule (`_schedule`)
 
     @property
     def size(self) -> int:
@@ -54,6 +53,7 @@ class Plan:
     cliques: list[_Clique]  # the junction tree's cliques, then the virtual root (no groups)
     post: list[int]  # children before parents; the virtual root last
     home: list[tuple[int, np.ndarray]]  # per group: (a clique holding it, its states sorted by the group's choice)
+    up: list[tuple[int, int]]  # per clique: (its parent, its position among the parent's children); root (-1, -1)
 
     @property
     def root(self) -> int:
@@ -104,44 +104,129 @@ def _build_plan(ks: tuple[int, ...], edges: list[tuple[int, int]], heuristic: st
         pairs = [e for e in edges if e not in seen_p and e[0] in vars_[c] and e[1] in vars_[c]]
         seen_u.update(unary)
         seen_p.update(pairs)
-        seps = [set(vars_[k][:len(jt.separator(k))]) for k in kids[c]]
-        sched = _schedule(vars_[c], shape, grid, set(vars_[c][:ns]), seps)
+        seps = [vars_[k][:len(jt.separator(k))] for k in kids[c]]
+        embed = [_embed(vars_[c], shape, s, tuple(ks[v] for v in s)) for s in seps]
+        steps = _schedule(vars_[c], shape, grid, set(vars_[c][:ns]), [set(s) for s in seps])
         cliques.append((c, _Clique(vars_[c], shape, nsep[c], kids[c], proj, perm, grid, stride, unary, pairs,
-                                   *sched)))
+                                   embed, steps)))
     cliques = [q for _, q in sorted(cliques, key=lambda t: t[0])]
     home = []
     for g in range(len(ks)):
         c = min((c for c in range(m) if g in vars_[c]), key=lambda c: cliques[c].size)
         home.append((c, np.argsort(cliques[c].grid[vars_[c].index(g)], kind="stable")))
-    return Plan(jt, cliques, post, home)
+    up = [(-1, -1)] * len(cliques)
+    for c, q in enumerate(cliques):
+        for t, k in enumerate(q.children):
+            up[k] = (c, t)
+    return Plan(jt, cliques, post, home, up)
 
 
-def _schedule(vars_: tuple[int, ...], shape: tuple[int, ...], grid: np.ndarray, parent_sep: set,
-              seps: list[set]) -> tuple[np.ndarray | None, list[int], list[np.ndarray]]:
-    """The order in which the Pareto DP merges a clique's children, and how labels may be grouped
-    between merges. A group no later step needs is projected out as soon as possible: in a
-    bottleneck clique (S, a, b) whose children hang on S, the 14^3 states shrink to the 14 of S
-    before the children's fronts are added, instead of multiplying them."""
-    def needed(rest: list[int]) -> set:
-        return parent_sep.union(*[seps[k] for k in rest])
+@dataclass
+class _Step:
+    """One step of a clique's Pareto schedule: label set `out` is made from a leaf (op "table": the
+    clique's own terms, one label per state; "child": child `a`'s front), by joining sets `a` and
+    `b` (op "join": every pair agreeing on the groups they share), or from set `a` (op "prune").
+    Then, if `group` is given, labels compete within its groups: the groups still needed later."""
+    op: str
+    out: int
+    a: int = -1
+    b: int = -1
+    group: np.ndarray | None = None  # (size,) group id of each clique state
+    key: np.ndarray | None = None  # join: (size,) state of the shared groups, for each clique state
+    n_key: int = 1  # join: states of the shared groups
+    shared: np.ndarray | None = None  # join: (size,) the shared groups' part of the clique state index
+    table: bool = False  # the set holds the clique's terms (so its labels' clique states are complete)
+    pending: tuple[int, ...] = ()  # children (positions) whose fronts the set does not hold
+
+
+def _strides(shape: tuple[int, ...]) -> np.ndarray:
+    """(len(shape),) C-order strides: a clique state index is sum(choice index * stride)."""
+    return np.cumprod((1,) + shape[::-1])[:-1][::-1].astype(np.int64)
+
+
+def _embed(vars_: tuple[int, ...], shape: tuple[int, ...], sep: tuple[int, ...], sep_shape: tuple[int, ...]):
+    """(separator states,) each child separator state's part of this clique's state index."""
+    st = _strides(shape)
+    vals = np.indices(sep_shape).reshape(len(sep), -1) if sep else np.zeros((0, 1), np.int64)
+    return sum((vals[i] * st[vars_.index(v)] for i, v in enumerate(sep)), np.zeros(vals.shape[1], np.int64))
+
+
+def _schedule(vars_: tuple[int, ...], shape: tuple[int, ...], grid: np.ndarray, sep: set,
+              seps: list[set]) -> list[_Step]:
+    """The order in which the Pareto DP combines a clique's own terms and its children's fronts.
+
+    Bucket elimination inside the clique: the groups not in the separator are eliminated one at
+    a time (the cheapest first), each by joining the label sets that hold it (smallest first) and
+    projecting it out. Children hanging on one group are thus joined on that group's K states
+    before the clique's table multiplies them by the other groups' (a tree: 14, not 14^2 states),
+    and a group only the table holds is projected out before any front is added (a bottleneck
+    clique (S, a, b) whose children hang on S shrinks from 14^3 states to 14^2, then 14)."""
+    st = _strides(shape)
+
+    def rows(keep: set) -> list[int]:
+        return [r for r, v in enumerate(vars_) if v in keep]
 
     def group_map(keep: set) -> np.ndarray:
-        rows = [r for r, v in enumerate(vars_) if v in keep]
-        if not rows:
-            return np.zeros(grid.shape[1], np.int64)
-        return np.ravel_multi_index(tuple(grid[rows]), tuple(shape[r] for r in rows)).astype(np.int64)
+        r = rows(keep)
+        dt = np.int16 if states(keep) < 2 ** 15 else np.int64  # int16: _prune's group sort is a radix sort
+        if not r:
+            return np.zeros(grid.shape[1], dt)
+        return np.ravel_multi_index(tuple(grid[r]), tuple(shape[i] for i in r)).astype(dt)
 
-    rest = list(range(len(seps)))
-    pre = group_map(needed(rest)) if rest and needed(rest) != set(vars_) else None
-    order, mid = [], []
-    while rest:  # greedily, the child whose merge leaves the fewest states to tell apart
-        k = min(rest, key=lambda k: (math.prod(shape[r] for r, v in enumerate(vars_)
-                                               if v in needed([j for j in rest if j != k])), k))
-        rest.remove(k)
-        order.append(k)
-        if rest:
-            mid.append(group_map(needed(rest)))
-    return pre, order, mid
+    def states(scope: set) -> int:
+        return math.prod(shape[r] for r in rows(scope))
+
+    # live sets: register -> (scope, children held, holds the table?)
+    live = {0: (set(vars_), frozenset(), True)}
+    steps = [_Step("table", 0, table=True, pending=tuple(range(len(seps))))]
+    for t, s in enumerate(seps):
+        live[t + 1] = (set(s), frozenset([t]), False)
+        steps.append(_Step("child", t + 1, a=t, pending=tuple(k for k in range(len(seps)) if k != t)))
+    nxt = len(seps) + 1
+
+    def needed(excl: tuple[int, ...]) -> set:
+        return sep.union(*[live[r][0] for r in live if r not in excl])
+
+    def finish(op: str, a: int, b: int, scope: set, kids: frozenset, table: bool, **kw) -> int:
+        nonlocal nxt
+        keep = scope & needed((a, b))
+        for r in (a, b):
+            live.pop(r, None)
+        live[nxt] = (keep, kids, table)
+        steps.append(_Step(op, nxt, a, b, group_map(keep), table=table,
+                           pending=tuple(k for k in range(len(seps)) if k not in kids), **kw))
+        nxt += 1
+        return nxt - 1
+
+    def join(a: int, b: int) -> int:
+        (sa, ka, ta), (sb, kb, tb) = live[a], live[b]
+        both = sa & sb
+        return finish("join", a, b, sa | sb, ka | kb, ta or tb, key=group_map(both), n_key=states(both),
+                      shared=(grid[rows(both)].T @ st[rows(both)]).astype(np.int64))
+
+    def fold(regs: list[int]) -> int:
+        regs = sorted(regs, key=lambda r: (states(live[r][0]), r))
+        acc = regs[0]
+        for r in regs[1:]:
+            acc = join(acc, r)
+        return acc
+
+    todo = set(vars_) - sep
+    while todo:
+        bucket = lambda v: [r for r in live if v in live[r][0]]  # noqa: E731
+        v = min(todo, key=lambda v: (states(set().union(*[live[r][0] for r in bucket(v)])), len(bucket(v)), v))
+        regs = bucket(v)
+        if len(regs) == 1:
+            s, k, t = live[regs[0]]
+            finish("prune", regs[0], -1, s, k, t)
+        else:
+            fold(regs)
+        todo = {u for u in todo if any(u in live[r][0] for r in live)}
+    last = fold(list(live))
+    if steps[-1].group is None or steps[-1].op in ("table", "child"):
+        s, k, t = live[last]
+        finish("prune", last, -1, s, k, t)
+    return steps
 
 
 def _solution(mrf: GraphMRF, idx, method: str, budget: float | None = None, **info) -> Solution:
@@ -192,12 +277,12 @@ def _upward(p: Plan, pots: list[np.ndarray], how: str):
         q = p.cliques[c]
         b = pots[c]
         for k, pr in zip(q.children, q.proj):
-            b = b + msg[k][:, pr]
+            b = b + msg[k].take(pr, axis=1)  # take and ufunc.reduce: less call overhead on small arrays
         up[c] = b
         b3 = b.reshape(len(b), q.n_sep, -1)
         if how == "max":
             arg[c] = b3.argmax(axis=2)
-            msg[c] = b3.max(axis=2)
+            msg[c] = np.maximum.reduce(b3, axis=2)
         else:
             msg[c] = _lse(b3, 2)
     return up, msg, arg
@@ -219,25 +304,42 @@ def _downward(p: Plan, up: list, msg: list, how: str):
 
 
 def _decode_max(p: Plan, arg: list, n: int) -> np.ndarray:
-    """(G, groups) argmax choice indices, root down."""
+    """(G, groups) argmax choice indices, root down: each clique's state from its separator state
+    (read off the parent's state); each group from the clique where it is not in the separator."""
     G = len(arg[p.root])
     x = np.zeros((G, n), int)
     rows = np.arange(G)
+    state = [None] * len(p.cliques)
+    state[p.root] = np.zeros(G, int)
     for c in reversed(p.post[:-1]):
         q = p.cliques[c]
+        par, t = p.up[c]
+        s = p.cliques[par].proj[t][state[par]]  # (G,) separator state
+        state[c] = s * (q.size // q.n_sep) + arg[c][rows, s]
         ns = len(q.sep_stride)
-        s = x[:, list(q.vars[:ns])] @ q.sep_stride if ns else np.zeros(G, int)
-        state = s * (q.size // q.n_sep) + arg[c][rows, s]
-        x[:, list(q.vars)] = q.grid[:, state].T
+        x[:, q.vars[ns:]] = q.grid[ns:, state[c]].T
     return x
+
+
+def _lag_pots(mrf: GraphMRF, p: Plan, gammas: np.ndarray) -> list[np.ndarray]:
+    """Per clique, (G, size) score - gamma * latency, for G multipliers: one array op on all
+    cliques' tables laid end to end, then views (cheaper than one op per clique). The views are of
+    a scratch array: use them before the next call."""
+    key = ("flat", id(p))
+    if mrf.cache.get(key, (None,))[0] is not p:
+        S, L = _tables(mrf, p)
+        mrf.cache[key] = (p, np.concatenate(S), np.concatenate(L), np.cumsum([0] + [len(s) for s in S]))
+    _, s, l, off = mrf.cache[key]
+    g = np.asarray(gammas, float)
+    pot = np.multiply(g[:, None], l[None], out=_buf("lag.pot", len(g) * len(l), np.float64).reshape(len(g), -1))
+    np.subtract(s[None], pot, out=pot)  # (G, all states); a scratch array, valid until the next call
+    return [pot[:, a:b] for a, b in zip(off[:-1], off[1:])]
 
 
 def _max_sum(mrf: GraphMRF, gammas: np.ndarray) -> np.ndarray:
     """(G,) multipliers -> (G, groups) argmax of score - gamma * latency."""
     p = plan(mrf)
-    S, L = _tables(mrf, p)
-    g = np.asarray(gammas, float)[:, None]
-    _, _, arg = _upward(p, [s[None] - g * l[None] for s, l in zip(S, L)], "max")
+    _, _, arg = _upward(p, _lag_pots(mrf, p, gammas), "max")
     return _decode_max(p, arg, mrf.n)
 
 
@@ -272,7 +374,6 @@ def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12) -
     """The paper's method on the graph: maximise score - gamma * latency, gamma searched (as the
     chain's `lagrangian`) so the answer meets the budget. Reaches only convex-hull points."""
     p = plan(mrf)
-    S, L = _tables(mrf, p)
     if "ranges" not in mrf.cache:  # (score, latency ms) spread of all terms: scales the multipliers
         spread = lambda arrs: sum(float(a.max() - a.min()) for a in arrs)  # noqa: E731
         mrf.cache["ranges"] = (spread(mrf.score_unary) + spread(s for _, s in mrf.pairs.values()),
@@ -280,8 +381,7 @@ def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12) -
     srange, lrange = mrf.cache["ranges"]
 
     def batch(gs: np.ndarray):
-        _, _, arg = _upward(p, [s[None] - gs[:, None] * l[None] for s, l in zip(S, L)], "max")
-        idx = _decode_max(p, arg, mrf.n)
+        idx = _max_sum(mrf, gs)
         lat, sc = mrf.evaluate(idx)
         return idx, lat, sc
 
@@ -344,6 +444,23 @@ class TooManyLabels(RuntimeError):
     """The exact Pareto dynamic program outgrew its label limit."""
 
 
+_WORK = threading.local()  # per thread: name -> scratch array
+_MAX_BUF = 1 << 20  # elements (8 MB of float64) per scratch array; larger ones are not kept
+
+
+def _buf(name: str, n: int, dtype) -> np.ndarray:
+    """(n,) scratch array `name`, reused from call to call, contents undefined. Fresh arrays of a
+    few MB cost more in page faults than the arithmetic on them (~40 % of the Pareto DP)."""
+    pool = _WORK.__dict__.setdefault("pool", {})
+    key = (name, np.dtype(dtype).char)  # one array per name and dtype
+    a = pool.get(key)
+    if a is None or len(a) < n:
+        if n > _MAX_BUF:
+            return np.empty(n, dtype)
+        a = pool[key] = np.empty(min(max(n, 0 if a is None else 2 * len(a)), _MAX_BUF), dtype)
+    return a[:n]
+
+
 def _prune(group: np.ndarray, lat: np.ndarray, sc: np.ndarray, delta: float | None) -> np.ndarray:
     """Indices of the labels no other label of the same group beats in both latency and score,
     sorted by group then latency. With delta, latencies are compared in ceil(lat / delta) bins.
@@ -351,13 +468,24 @@ def _prune(group: np.ndarray, lat: np.ndarray, sc: np.ndarray, delta: float | No
     if len(lat) == 0:
         return np.arange(0)
     key_lat = lat if delta is None else np.ceil(lat / delta)
-    o = np.argsort(key_lat)  # ties in latency are settled below, so no need for a stable sort here
-    o = o[np.argsort(group[o], kind="stable")]
-    g, s, kl = group[o], sc[o], key_lat[o]
-    key = s + g * (float(np.ptp(s)) + 1.0)  # one running max across groups: each group's keys lie above the last's
-    keep = np.flatnonzero(key > np.r_[-np.inf, np.maximum.accumulate(key)[:-1]])
-    same = (g[keep][:-1] == g[keep][1:]) & (kl[keep][:-1] == kl[keep][1:])  # equal latency: keep the better
-    return o[keep[np.r_[~same, True]]]
+    n = len(lat)
+    o1 = np.argsort(key_lat)  # ties in latency are settled below, so no need for a stable sort here
+    g1 = np.take(group, o1, out=_buf("p.g1", n, group.dtype))
+    o2 = np.argsort(g1, kind="stable")  # a radix sort when group is int16
+    o = np.take(o1, o2, out=_buf("p.o", n, o1.dtype))
+    g = np.take(g1, o2, out=_buf("p.g", n, group.dtype))
+    s = np.take(sc, o, out=_buf("p.s", n, sc.dtype))
+    # one running max across groups: each group's keys lie above the last's
+    key = np.multiply(g, float(np.ptp(s)) + 1.0, out=_buf("p.key", n, np.float64))
+    key += s
+    rise = _buf("p.rise", n, bool)  # above every key before it
+    rise[0] = True
+    np.greater(key[1:], np.maximum.accumulate(key, out=_buf("p.acc", n, np.float64))[:-1], out=rise[1:])
+    keep = np.flatnonzero(rise)
+    gk, kl = g[keep], key_lat[o[keep]]
+    last = np.ones(len(keep), bool)  # equal latency: keep the better
+    last[:-1] = (gk[:-1] != gk[1:]) | (kl[:-1] != kl[1:])
+    return o[keep[last]]
 
 
 @dataclass
@@ -413,49 +541,133 @@ def _bound(mrf: GraphMRF, p: Plan, budget: float, incumbent: float, gamma: float
                   dlag, ulag)
 
 
+@dataclass
+class _Set:
+    """Labels of a partial combination inside one clique (see `_Step`). Which child labels a
+    label holds is kept as links to the two joined sets, resolved only for the labels that
+    survive the clique (`_ptrs`): most labels a join makes are pruned at once."""
+    lat: np.ndarray  # (labels,) ms
+    sc: np.ndarray  # (labels,)
+    assign: np.ndarray  # (labels,) clique state index; groups the set does not hold yet count as 0
+    ptrs: list | None  # a leaf: per child position, (labels,) the child's label, or None if not held
+    parts: tuple | None = None  # a join: (A, B, pairs), pairs(k) -> (labels of A, labels of B) of labels k
+
+    def take(self, k: np.ndarray) -> "_Set":
+        if self.parts is None:
+            return _Set(self.lat[k], self.sc[k], self.assign[k], [None if r is None else r[k] for r in self.ptrs])
+        A, B, pairs = self.parts
+        ra, rb = pairs(k)
+        return _Set(self.lat[k], self.sc[k], self.assign[k], None, (A, B, lambda j: (ra[j], rb[j])))
+
+
+def _ptrs(s: _Set, k: np.ndarray) -> list:
+    """Per child position, (len(k),) the child labels that labels k of s hold (None: none)."""
+    if s.parts is None:
+        return [None if r is None else r[k] for r in s.ptrs]
+    A, B, pairs = s.parts
+    ra, rb = pairs(k)
+    return [x if x is not None else y for x, y in zip(_ptrs(A, ra), _ptrs(B, rb))]
+
+
+def _starts(counts: np.ndarray) -> np.ndarray:
+    """(n + 1,) CSR offsets of n runs of the given counts."""
+    out = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=out[1:])
+    return out
+
+
+def _join(step: _Step, A: _Set, B: _Set) -> _Set:
+    """Every pair of labels of A and B that agree on the groups both hold. When one side has the
+    same number m of labels for every shared state (a clique's table), the pairs are laid out as
+    (labels of the other, m) and built by broadcasting: a third of the arrays, no index arrays."""
+    ka, kb = step.key[A.assign], step.key[B.assign]
+    cb = np.bincount(kb, minlength=step.n_key)
+    if cb.min() != cb.max():
+        ca = np.bincount(ka, minlength=step.n_key)
+        if ca.min() == ca.max():
+            A, B, ka, kb, cb = B, A, kb, ka, ca
+    ob = np.argsort(kb, kind="stable")
+    rest = B.assign - step.shared[B.assign]  # B's clique state index without the shared groups
+    if cb.min() == cb.max():
+        m = int(cb[0])
+        per = ob.reshape(step.n_key, m)  # (shared states, m) B's labels of each shared state
+        lat, sc, assign = (_outer(name, a, b[per], ka) for name, a, b in
+                           (("j.lat", A.lat, B.lat), ("j.sc", A.sc, B.sc), ("j.assign", A.assign, rest)))
+        return _Set(lat, sc, assign, None, (A, B, lambda k: (k // m, per[ka[k // m], k % m])))
+    start = _starts(cb)
+    cnt = start[ka + 1] - start[ka]
+    tot = int(cnt.sum())
+    ra = np.repeat(np.arange(len(ka)), cnt)
+    rb = ob[np.repeat(start[ka] - (np.cumsum(cnt) - cnt), cnt) + np.arange(tot)]
+    lat, sc, assign = (_pairsum(name, a, ra, b, rb) for name, a, b in
+                       (("j.lat", A.lat, B.lat), ("j.sc", A.sc, B.sc), ("j.assign", A.assign, rest)))
+    return _Set(lat, sc, assign, None, (A, B, lambda k: (ra[k], rb[k])))
+
+
+def _outer(name: str, a: np.ndarray, b: np.ndarray, ka: np.ndarray) -> np.ndarray:
+    """(len(a) * m,) a[i] + b[ka[i], j], in scratch array `name` (valid until the next join)."""
+    n, m = len(a), b.shape[1]
+    t = np.take(b, ka, axis=0, out=_buf("j.tmp", n * m, b.dtype).reshape(n, m))
+    return np.add(a[:, None], t, out=_buf(name, n * m, b.dtype).reshape(n, m)).ravel()
+
+
+def _pairsum(name: str, a: np.ndarray, ra: np.ndarray, b: np.ndarray, rb: np.ndarray) -> np.ndarray:
+    """(len(ra),) a[ra] + b[rb], in scratch array `name` (valid until the next join)."""
+    out = np.take(a, ra, out=_buf(name, len(ra), a.dtype))
+    out += np.take(b, rb, out=_buf("j.tmp", len(rb), b.dtype))
+    return out
+
+
 def _pareto_dp(mrf: GraphMRF, p: Plan, delta: float | None, max_labels: int,
                bound: _Bound | None = None) -> tuple[list[_Labels], int]:
-    """Upward pass whose messages are Pareto sets per separator state. With a bound, labels that
-    cannot fit the budget, or cannot beat the incumbent within it, are dropped as they appear."""
+    """Upward pass whose messages are Pareto sets per separator state, each clique run by its
+    `_schedule`. With a bound, labels of sets holding the clique's terms that cannot fit the
+    budget, or cannot beat the incumbent within it, are dropped as they appear."""
     S, L = _tables(mrf, p)
     labs: list = [None] * len(p.cliques)
     total = 0  # labels created
     for c in p.post:
         q = p.cliques[c]
-        lat, sc, assign, ptrs = L[c], S[c], np.arange(q.size), [None] * len(q.children)
-        total += q.size
-        pending = list(q.merge_order)
-
-        def prune(group):
-            nonlocal lat, sc, assign, ptrs
-            keep = _prune(group, lat, sc, delta)
-            if bound is not None:
-                keep = keep[bound.keep(p, c, assign[keep], pending, lat[keep], sc[keep])]
-            lat, sc, assign = lat[keep], sc[keep], assign[keep]
-            ptrs = [None if r is None else r[keep] for r in ptrs]
-            return group[keep]
-
-        if q.pre is not None or bound is not None:
-            prune(q.pre[assign] if q.pre is not None else assign)
-        for step, t in enumerate(q.merge_order):
-            M, srow = labs[q.children[t]], q.proj[t][assign]
-            cnt = M.start[srow + 1] - M.start[srow]
-            tot = int(cnt.sum())
-            total += tot
-            if total > max_labels:
-                raise TooManyLabels(f"more than {max_labels} labels")
-            rep = np.repeat(np.arange(len(lat)), cnt)
-            ci = np.repeat(M.start[srow] - (np.cumsum(cnt) - cnt), cnt) + np.arange(tot)
-            lat, sc, assign = lat[rep] + M.lat[ci], sc[rep] + M.sc[ci], assign[rep]
-            ptrs = [None if r is None else r[rep] for r in ptrs]
-            ptrs[t] = ci
-            pending.remove(t)
-            if step < len(q.mid):
-                prune(q.mid[step][assign])
-        group = prune(assign // (q.size // q.n_sep))  # by separator state (its groups come first)
-        start = np.r_[0, np.cumsum(np.bincount(group, minlength=q.n_sep))]
-        labs[c] = _Labels(lat, sc, assign, ptrs, start)
+        regs: dict[int, _Set] = {}
+        nk = len(q.children)
+        for step in q.steps:
+            if step.op == "table":
+                s = _Set(L[c], S[c], np.arange(q.size), [None] * nk)
+                total += q.size
+            elif step.op == "child":
+                M = labs[q.children[step.a]]
+                sep = np.repeat(np.arange(len(M.start) - 1), np.diff(M.start))
+                ptrs = [None] * nk
+                ptrs[step.a] = np.arange(len(M.lat))
+                s = _Set(M.lat, M.sc, q.embed[step.a][sep], ptrs)
+            elif step.op == "join":
+                s = _join(step, regs.pop(step.a), regs.pop(step.b))
+                total += len(s.lat)
+                if total > max_labels:
+                    raise TooManyLabels(f"more than {max_labels} labels")
+            else:
+                s = regs.pop(step.a)
+            if step.group is not None or (bound is not None and step.table):
+                s = _keep(p, c, step, s, delta, bound)
+            regs[step.out] = s
+        (s,) = regs.values()
+        group = s.assign // (q.size // q.n_sep)  # by separator state (its groups come first)
+        start = _starts(np.bincount(group, minlength=q.n_sep))
+        labs[c] = _Labels(s.lat, s.sc, s.assign, _ptrs(s, np.arange(len(s.lat))), start)
     return labs, total
+
+
+def _keep(p: Plan, c: int, step: _Step, s: _Set, delta: float | None, bound: _Bound | None) -> _Set:
+    """The labels of s that no other of the same group beats (sorted by group, then latency),
+    and, for a set holding the clique's terms, that the bound cannot rule out."""
+    if step.group is None:
+        keep = np.arange(len(s.lat))
+    else:
+        keep = _prune(np.take(step.group, s.assign, out=_buf("k.group", len(s.assign), step.group.dtype)),
+                      s.lat, s.sc, delta)
+    if bound is not None and step.table:
+        keep = keep[bound.keep(p, c, s.assign[keep], list(step.pending), s.lat[keep], s.sc[keep])]
+    return s.take(keep)
 
 
 def _decode_labels(p: Plan, labs: list[_Labels], labels: np.ndarray, n: int) -> np.ndarray:
@@ -550,5 +762,6 @@ def exact(mrf: GraphMRF, budget: float, with_front: bool = True, bins: int | Non
 def _points(mrf: GraphMRF, idx: np.ndarray, lat: np.ndarray, sc: np.ndarray) -> list[Solution]:
     """Front points as Solutions, from the batch-recomputed latencies and scores (the same floats
     mrf.latency and mrf.score give, without evaluating each point again)."""
-    return [Solution(mrf.widths(i), [int(k) for k in i], float(s), float(l), "pareto")
-            for i, l, s in zip(idx, lat, sc)]
+    idx = np.asarray(idx, int).reshape(-1, mrf.n)
+    widths = np.stack([np.asarray(c)[idx[:, g]] for g, c in enumerate(mrf.choices)], axis=1).tolist()
+    return [Solution(w, i, s, l, "pareto") for w, i, l, s in zip(widths, idx.tolist(), lat.tolist(), sc.tolist())]

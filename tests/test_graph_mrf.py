@@ -1,5 +1,7 @@
 """Graph MRF solvers (junction tree DP) against brute-force enumeration, pgmpy and the chain solvers."""
+import importlib.util
 import itertools
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +12,8 @@ from widthnas.mrf import solvers as cs
 from widthnas.mrf.chain import forward_backward
 from widthnas.mrf.graph_model import GraphMRF, PairFactor
 from widthnas.mrf.junction_tree import junction_tree
+
+from conftest import ROOT
 
 # (groups, edges): small graphs of every shape the search spaces produce
 GRAPHS = {
@@ -172,6 +176,84 @@ def test_front_and_budgeted_optimum_match_brute_force(kind, seed):
         assert [p.idx for p in gs.exact(m, b).pareto] == [p.idx for p in front]
         lag = gs.lagrangian(m, b)
         assert lag.latency <= b and lag.score <= best + 1e-9
+
+
+def random_tree(rng, n, hubs=3):
+    """A tree on n groups whose edges mostly hang on a few hubs (as blocks hang on a stage's group),
+    random orientation, random tables: cliques with several children on one group."""
+    ks = rng.integers(2, 4, n)
+    ch = [tuple(range(8, 8 * k + 1, 8)) for k in ks]
+    su, lu, raw = [rng.normal(0, 1, k) for k in ks], [rng.uniform(0, 0.2, k) for k in ks], []
+    for v in range(1, n):
+        u = int(rng.integers(0, min(v, hubs)))
+        i, j = (u, v) if rng.random() < 0.5 else (v, u)
+        lat = np.add.outer(np.sort(rng.uniform(0, 1, ks[i])), np.sort(rng.uniform(0, 1, ks[j]))) \
+            + rng.uniform(0, 0.3, (ks[i], ks[j]))
+        raw.append((i, j, lat, rng.normal(0, 0.5, (ks[i], ks[j]))))
+    m = GraphMRF(ch, su, lu, [PairFactor(*f) for f in raw], 0.05)
+    return m, (su, lu, raw, 0.05)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_tree_with_many_groups_front_and_optimum_match_brute_force(seed):
+    """Trees of 10 groups with up to 8 children per hub: the DP joins the fronts hanging on one group
+    before the clique's table; the front and every budgeted optimum must still be exact."""
+    rng = np.random.default_rng(300 + seed)
+    m, terms = random_tree(rng, 10)
+    assert gs.plan(m).tree.width == 1
+    idx, lat, sc = enumerate_all(m, terms)
+    ref = true_front(lat, sc)
+    e = gs.exact(m, float(np.median(lat)))
+    assert e.info["front_exact"] and e.info["certified"]
+    assert [(round(s.latency, 9), round(s.score, 9)) for s in e.pareto] == \
+        [(round(lat[k], 9), round(sc[k], 9)) for k in ref]
+    for b in [float(lat.min()), *rng.choice(lat, 3), float(rng.uniform(lat.min(), lat.max()))]:
+        best = sc[lat <= b].max()
+        for s in (gs.exact(m, float(b)), gs.exact(m, float(b), with_front=False)):
+            assert s.latency <= b and m.latency(s.idx) <= b and s.score == pytest.approx(best, abs=1e-9)
+
+
+def test_evaluate_gives_the_per_term_sums_bit_for_bit():
+    """evaluate gathers all terms at once; its floats must be the per-term loop's (the budget check
+    and the chain-as-graph equality rely on them)."""
+    rng = np.random.default_rng(5)
+    for kind in GRAPHS:
+        m, _ = random_graph(rng, kind)
+        idx = np.stack([rng.integers(0, len(c), 200) for c in m.choices], 1)
+        lat = m.intercept + sum(l[idx[:, g]] for g, l in enumerate(m.lat_unary))
+        sc = sum(s[idx[:, g]] for g, s in enumerate(m.score_unary))
+        lat = lat + sum(f.lat[idx[:, f.i], idx[:, f.j]] for f in m.factors)
+        sc = sc + sum(f.score[idx[:, f.i], idx[:, f.j]] for f in m.factors)
+        for k in (slice(None), slice(0, 1), slice(3, 5)):
+            got = m.evaluate(idx[k])
+            assert np.array_equal(got[0], lat[k]) and np.array_equal(got[1], sc[k])
+
+
+def test_builtin_mobilenet_v2_front_is_exact():
+    """Issue 12: the 224 px mobilenet_v2 space (25 groups, a tree) gets its whole exact front (it
+    used to outgrow the label limit and fall back to bins). Checked against what is known
+    independently: every max-sum (Lagrangian) answer lies on it, no front point beats any
+    multiplier's optimum, and the budgeted DP (another code path) finds the same optima."""
+    spec = importlib.util.spec_from_file_location("solver_speed", ROOT / "benchmarks" / "solver_speed.py")
+    bench = sys.modules["solver_speed"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    m = bench.builtin_graph("mobilenet_v2")
+    lo, hi = gs.fastest(m).latency, gs.slowest_latency(m)
+    e = gs.exact(m, lo + 0.5 * (hi - lo))
+    assert e.info["front_exact"] and e.info["certified"] and e.info["labels"] < 2_000_000
+    lat, sc = np.array([s.latency for s in e.pareto]), np.array([s.score for s in e.pareto])
+    assert len(lat) > 1000 and np.all(np.diff(lat) > 0) and np.all(np.diff(sc) > 0)
+    got_lat, got_sc = m.evaluate([s.idx for s in e.pareto])
+    assert np.array_equal(got_lat, lat) and np.array_equal(got_sc, sc)
+    gammas = np.r_[0.0, np.geomspace(1e-4, 1e2, 60)]
+    hl, hs = m.evaluate(gs._max_sum(m, gammas))
+    for g, l, s in zip(gammas, hl, hs):
+        assert np.max(sc - g * lat) == pytest.approx(s - g * l, abs=1e-9)  # the front holds each hull point
+        assert not np.any((lat <= l - 1e-9) & (sc >= s + 1e-9))  # and none beats it
+    for share in (0.1, 0.3, 0.7, 0.95):
+        b = lo + share * (hi - lo)
+        a = gs.exact(m, b, with_front=False)
+        assert a.latency <= b and a.score == pytest.approx(sc[lat <= b].max(), abs=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["residual", "grid"])
