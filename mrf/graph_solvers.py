@@ -10,6 +10,8 @@ differ only in what a message holds:
                 Inside a clique, fronts are combined by bucket elimination (`_schedule`), so the
                 fronts hanging on one group meet on its K states, not on the clique's K^2
 A virtual root with no groups joins the trees of a disconnected graph and carries the intercept.
+The Lagrangian's max-sum (`_max_sum`) runs the same sums as a flat program: one batch per tree level,
+decoded by pointer doubling; `_max_sum_ref` is the clique-by-clique pass it must equal.
 Results are `Solution`s, as from the chain solvers; a chain given as a graph gives the same answers.
 """
 from __future__ import annotations
