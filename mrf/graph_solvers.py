@@ -10,13 +10,15 @@ differ only in what a message holds:
                 Inside a clique, fronts are combined by bucket elimination (`_schedule`), so the
                 fronts hanging on one group meet on its K states, not on the clique's K^2
 A virtual root with no groups joins the trees of a disconnected graph and carries the intercept.
+The Lagrangian's max-sum (`_max_sum`) runs the same sums as a flat program: one batch per tree level,
+decoded by pointer doubling; `_max_sum_ref` is the clique-by-clique pass it must equal.
 Results are `Solution`s, as from the chain solvers; a chain given as a graph gives the same answers.
 """
 from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -54,6 +56,7 @@ class Plan:
     post: list[int]  # children before parents; the virtual root last
     home: list[tuple[int, np.ndarray]]  # per group: (a clique holding it, its states sorted by the group's choice)
     up: list[tuple[int, int]]  # per clique: (its parent, its position among the parent's children); root (-1, -1)
+    maxsum: "_MaxSum | None" = field(default=None, repr=False)  # built on first use (`_max_sum_program`)
 
     @property
     def root(self) -> int:
@@ -321,26 +324,223 @@ def _decode_max(p: Plan, arg: list, n: int) -> np.ndarray:
     return x
 
 
-def _lag_pots(mrf: GraphMRF, p: Plan, gammas: np.ndarray) -> list[np.ndarray]:
-    """Per clique, (G, size) score - gamma * latency, for G multipliers: one array op on all
-    cliques' tables laid end to end, then views (cheaper than one op per clique). The views are of
-    a scratch array: use them before the next call."""
+def _flat_tables(mrf: GraphMRF, p: Plan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All cliques' score and latency tables laid end to end, (all states,) each, and the
+    (cliques + 1,) offsets of each clique's states (cached on mrf)."""
     key = ("flat", id(p))
     if mrf.cache.get(key, (None,))[0] is not p:
         S, L = _tables(mrf, p)
         mrf.cache[key] = (p, np.concatenate(S), np.concatenate(L), np.cumsum([0] + [len(s) for s in S]))
-    _, s, l, off = mrf.cache[key]
+    return mrf.cache[key][1:]
+
+
+def _lag_pots(mrf: GraphMRF, p: Plan, gammas: np.ndarray) -> list[np.ndarray]:
+    """Per clique, (G, size) score - gamma * latency, for G multipliers: one array op on all
+    cliques' tables laid end to end, then views (cheaper than one op per clique). The views are of
+    a scratch array: use them before the next call."""
+    s, l, off = _flat_tables(mrf, p)
     g = np.asarray(gammas, float)
     pot = np.multiply(g[:, None], l[None], out=_buf("lag.pot", len(g) * len(l), np.float64).reshape(len(g), -1))
     np.subtract(s[None], pot, out=pot)  # (G, all states); a scratch array, valid until the next call
     return [pot[:, a:b] for a, b in zip(off[:-1], off[1:])]
 
 
-def _max_sum(mrf: GraphMRF, gammas: np.ndarray) -> np.ndarray:
-    """(G,) multipliers -> (G, groups) argmax of score - gamma * latency."""
+def _max_sum_ref(mrf: GraphMRF, gammas: np.ndarray) -> np.ndarray:
+    """`_max_sum` clique by clique (`_upward`, `_decode_max`): the reference it must equal."""
     p = plan(mrf)
     _, _, arg = _upward(p, _lag_pots(mrf, p, gammas), "max")
     return _decode_max(p, arg, mrf.n)
+
+
+# ---- max-sum for G multipliers as a flat program: a few numpy calls per tree level ----------------
+# Cliques of one height (every child lower) run as one batch, each padded to (level's n_sep, rest)
+# states; padding has potential -inf, so it is never an argmax (argmax takes the first of equal
+# maxima, and padding comes last). Three flat scratch arrays per call:
+#   P (G, all padded states) potentials, then beliefs; by level, each level's block (cliques, n_sep, rest)
+#   M (1 + G * message states,) 0, then per level a (G, cliques * n_sep) block of messages
+#   A like M: the argmax (the best rest given the separator state) of each message, A[0] = 0
+# An entry (g, clique c, separator state s) of M or A is at  c0 + G * wb + g * ww  with c0 = 1 +
+# c's offset in its level's row + s, wb = message states of the levels before, ww = its level's.
+@dataclass
+class _Level:
+    lo: int  # P columns lo:hi
+    hi: int
+    rest: int  # states per separator state, the largest here
+    kids: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # per child slot, (hi - lo,) c0, wb, ww of the child's
+    # message each state adds (all 0: M[0] = 0, for padding and cliques with fewer children)
+    wb: int  # message states of the levels before
+    ww: int  # this level's message states (cliques * n_sep)
+
+
+@dataclass
+class _MaxSum:
+    """Index maps for `_max_sum`, built once per plan; per G (multipliers) the flat indices (`_per_g`).
+    Decode: H (G, cliques * ns) holds at (c, s) the separator state of c given separator state s
+    of an ancestor; first the parent (h_*, proj), then by doubling (anc) the root."""
+    n_pad: int  # P columns
+    pad: np.ndarray  # (n_pad,) each P column's index in `_flat_tables`' states; padding: one past the last
+    levels: list[_Level]
+    ns: int  # the largest separator count: H's columns per clique
+    h: tuple[np.ndarray, np.ndarray, np.ndarray]  # (cliques * ns,) c0, wb, ww of the parent's argmax for s
+    h_base: np.ndarray  # (cliques * ns,) into proj: c's separator state for parent state s * rest + 0
+    proj: np.ndarray  # every clique's separator state per parent state, laid end to end; then a 0
+    col: np.ndarray  # (cliques * ns,) c * ns: where each column's clique starts in a row of H
+    anc: list[np.ndarray]  # per doubling k, (cliques * ns,) column (the 2^k-th ancestor of c, s) of H
+    g_sep: np.ndarray  # (groups,) column (c, 0) of H, c the clique that decodes the group (holds it outside its separator)
+    g_arg: tuple[np.ndarray, np.ndarray, np.ndarray]  # (groups,) c0, wb, ww of c's first argmax
+    g_rest: np.ndarray  # (groups,) c's states per separator state
+    g_grid: np.ndarray  # (groups,) into grid: where the group's choice index per state of c starts
+    grid: np.ndarray  # the groups' choice indices per state of their decoding clique, end to end
+    per_g: dict = field(default_factory=dict)  # G -> `_per_g`'s arrays
+
+
+def _heights(p: Plan) -> list[int]:
+    """Per clique, the longest path down to a leaf (leaves 0): cliques of one height are independent."""
+    h = [0] * len(p.cliques)
+    for c in p.post:
+        h[c] = 1 + max((h[k] for k in p.cliques[c].children), default=-1)
+    return h
+
+
+def _max_sum_program(p: Plan) -> _MaxSum:
+    """The plan's `_MaxSum` (built on first use)."""
+    if p.maxsum is None:
+        p.maxsum = _build_max_sum(p)
+    return p.maxsum
+
+
+def _build_max_sum(p: Plan) -> _MaxSum:
+    C, qs = len(p.cliques), p.cliques
+    off = np.cumsum([0] + [q.size for q in qs])
+    height = _heights(p)
+    by_level = [[c for c in p.post if height[c] == h] for h in range(max(height) + 1)]
+    where = [(0, 0, 0)] * C  # per clique: c0 (without s), wb, ww of its messages
+    shapes, wb = [], 0
+    for cs in by_level:  # all message places first: a level reads its children's
+        ns, rest = max(qs[c].n_sep for c in cs), max(qs[c].size // qs[c].n_sep for c in cs)
+        for j, c in enumerate(cs):
+            where[c] = (1 + j * ns, wb, len(cs) * ns)
+        shapes.append((ns, rest, wb))
+        wb += len(cs) * ns
+    levels, pads, lo = [], [], 0
+    for cs, (ns, rest, wb) in zip(by_level, shapes):
+        nk = max(len(qs[c].children) for c in cs)
+        pad = np.full((len(cs), ns, rest), off[-1], np.int64)
+        kids = np.zeros((nk, 3, len(cs), ns, rest), np.int64)
+        for j, c in enumerate(cs):
+            q = qs[c]
+            r = q.size // q.n_sep
+            pad[j, :q.n_sep, :r] = (off[c] + np.arange(q.size)).reshape(q.n_sep, r)
+            for t, (k, pr) in enumerate(zip(q.children, q.proj)):
+                kids[t, :, j, :q.n_sep, :r] = [x.reshape(q.n_sep, r) for x in
+                                               (where[k][0] + pr, np.full_like(pr, where[k][1]), np.full_like(pr, where[k][2]))]
+        pads.append(pad.ravel())
+        levels.append(_Level(lo, lo + pad.size, rest, [tuple(x.ravel() for x in kt) for kt in kids], wb, len(cs) * ns))
+        lo += pad.size
+    return _MaxSum(lo, np.concatenate(pads), levels, *_decode_maps(p, where))
+
+
+def _decode_maps(p: Plan, where: list[tuple[int, int, int]]) -> tuple:
+    """The decode fields of `_MaxSum` (see there), from each clique's message place."""
+    C, qs = len(p.cliques), p.cliques
+    ns = max(q.n_sep for q in qs)
+    projs = [np.zeros(1, np.int64)] * C
+    for q in qs:
+        for k, pr in zip(q.children, q.proj):
+            projs[k] = pr
+    poff = np.cumsum([0] + [len(x) for x in projs])
+    proj = np.concatenate(projs + [np.zeros(1, np.int64)]).astype(np.int64)
+    h = np.zeros((3, C, ns), np.int64)  # the root: its own separator state 0, from A[0] = 0
+    h_base = np.full((C, ns), poff[-1], np.int64)
+    parent = [p.up[c][0] if c != p.root else p.root for c in range(C)]
+    for c in range(C):
+        if c != p.root:
+            q = qs[parent[c]]
+            s = np.arange(ns)
+            s = np.where(s < q.n_sep, s, 0)  # the parent's padding states: any valid place
+            c0, wb, ww = where[parent[c]]
+            h[:, c] = [c0 + s, np.full(ns, wb), np.full(ns, ww)]
+            h_base[c] = poff[c] + s * (q.size // q.n_sep)
+    depth = [0] * C
+    for c in reversed(p.post[:-1]):
+        depth[c] = depth[parent[c]] + 1
+    anc, up = [], np.array(parent)
+    for _ in range((max(depth) - 1).bit_length()):  # until 2^k >= the depth: every clique's ancestor is the root
+        anc.append((up[:, None] * ns + np.arange(ns)).ravel())
+        up = up[up]
+    owner = {}
+    for c, q in enumerate(qs):
+        for v in q.vars[len(q.sep_stride):]:
+            assert v not in owner, "a group outside two cliques' separators"
+            owner[v] = c
+    cl = [owner[g] for g in range(len(owner))]
+    grids = [qs[c].grid[qs[c].vars.index(g)].astype(np.int64) for g, c in enumerate(cl)]
+    return (ns, tuple(x.ravel() for x in h), h_base.ravel(), proj, np.repeat(np.arange(C) * ns, ns), anc,
+            np.array([c * ns for c in cl], np.int64), tuple(np.array([where[c][i] for c in cl], np.int64) for i in range(3)),
+            np.array([qs[c].size // qs[c].n_sep for c in cl], np.int64),
+            np.cumsum([0] + [len(x) for x in grids])[:-1].astype(np.int64),
+            np.concatenate(grids) if grids else np.zeros(0, np.int64))
+
+
+def _place(G: int, c0: np.ndarray, wb: np.ndarray, ww: np.ndarray) -> np.ndarray:
+    """(G, len(c0)) flat indices into M or A of the entries (c0, wb, ww) for each multiplier."""
+    return c0 + G * wb + np.arange(G)[:, None] * ww
+
+
+def _per_g(m: _MaxSum, G: int) -> tuple:
+    """The flat indices for G multipliers: per level (the children's message places (G, states)
+    per slot, each message state's first belief in P (G, cliques * n_sep), the level's P columns,
+    its M and A entries, the beliefs' shape (G, cliques * n_sep, rest)); the parents' argmax
+    places for H (G, cliques * ns); H's row starts (G, cliques * ns); each group's argmax place (G, groups)."""
+    if G not in m.per_g:
+        lv = [([_place(G, *k) for k in l.kids], np.arange(G)[:, None] * m.n_pad + l.lo + np.arange(l.ww) * l.rest,
+               slice(l.lo, l.hi), slice(1 + G * l.wb, 1 + G * (l.wb + l.ww)), (G, l.ww, l.rest)) for l in m.levels]
+        m.per_g[G] = (lv, _place(G, *m.h), m.col + np.arange(G)[:, None] * len(m.col), _place(G, *m.g_arg))
+    return m.per_g[G]
+
+
+def _pad_tables(mrf: GraphMRF, p: Plan, m: _MaxSum) -> tuple[np.ndarray, np.ndarray]:
+    """(n_pad,) score and latency in P's layout; padding scores -inf, latency 0 (cached on mrf)."""
+    key = ("maxsum", id(p))
+    if mrf.cache.get(key, (None,))[0] is not p:
+        s, l, _ = _flat_tables(mrf, p)
+        mrf.cache[key] = (p, np.r_[s, -np.inf][m.pad], np.r_[l, 0.0][m.pad])
+    return mrf.cache[key][1:]
+
+
+def _max_sum(mrf: GraphMRF, gammas: np.ndarray) -> np.ndarray:
+    """(G,) multipliers -> (G, groups) argmax of score - gamma * latency. The same sums in the same
+    order as `_max_sum_ref` (so the same answers), with numpy calls per tree level, not per clique."""
+    p = plan(mrf)
+    m = _max_sum_program(p)
+    s, l = _pad_tables(mrf, p, m)
+    g = np.asarray(gammas, float)
+    G = len(g)
+    lv_idx, h_arg, h_at, g_arg = _per_g(m, G)
+    P = _buf("ms.pot", G * m.n_pad, np.float64).reshape(G, m.n_pad)
+    np.multiply(g[:, None], l[None], out=P)
+    np.subtract(s[None], P, out=P)  # as `_lag_pots`; padding: -inf - gamma * 0
+    n_msg = 1 + G * (m.levels[-1].wb + m.levels[-1].ww)
+    M, A = _buf("ms.msg", n_msg, np.float64), _buf("ms.arg", n_msg, np.intp)
+    M[0], A[0] = 0.0, 0
+    for kids, first, cols, at, shape in lv_idx:
+        b = P[:, cols]  # (G, cliques * n_sep * rest)
+        for k in kids:  # the children in order, as `_upward`
+            np.add(b, M.take(k), out=b)
+        arg = b.reshape(shape).argmax(axis=2, out=A[at].reshape(first.shape))
+        P.take(arg + first, out=M[at].reshape(first.shape))  # the max: the belief at the argmax
+    return _decode_flat(m, A, h_arg, h_at, g_arg)
+
+
+def _decode_flat(m: _MaxSum, A: np.ndarray, h_arg: np.ndarray, h_at: np.ndarray, g_arg: np.ndarray) -> np.ndarray:
+    """Argmaxes -> (G, groups) choice indices. Each clique's separator state is a function of its
+    parent's; composing these functions by pointer doubling (log2(depth) steps) gives every
+    clique's separator state from the root's at once, instead of one clique at a time."""
+    H = m.proj.take(A.take(h_arg) + m.h_base)  # (G, cliques * ns) c's separator state per parent's
+    for anc in m.anc:  # H(c, s) <- H(c, H(ancestor, s)): from the 2^(k+1)-th ancestor's separator state
+        H = H.take(H.take(anc, axis=1) + h_at)
+    sep = H.take(m.g_sep, axis=1)  # (G, groups) the separator state of each group's decoding clique
+    return m.grid.take(sep * m.g_rest + A.take(sep + g_arg) + m.g_grid)
 
 
 # ---- max-sum, budget checks, the Lagrangian -----------------------------------------------------

@@ -454,3 +454,70 @@ def test_graph_solvers_import_without_torch(run_without_torch):
     """)
     assert r.returncode == 0, r.stderr
     assert "[16, 16, 16]" in r.stdout
+
+
+# ---- the flat max-sum program against the clique-by-clique reference -----------------------------
+def _gammas(rng, n=40):
+    return np.r_[0.0, np.geomspace(1e-4, 1e3, n), rng.uniform(0, 5, 8)]
+
+
+@pytest.mark.parametrize("kind", GRAPHS)
+@pytest.mark.parametrize("quantum", [0.0, 0.25])
+def test_flat_max_sum_equals_reference_and_brute_force(kind, quantum):
+    """`_max_sum` (levels batched, padded, decoded by pointer doubling) gives the reference's idx
+    bit for bit, ties included (quantum: many exact ties), and the brute-force optimum's value."""
+    for seed in range(3):
+        rng = np.random.default_rng(900 + seed)
+        m, terms = random_graph(rng, kind, quantum=quantum)
+        idx, lat, sc = enumerate_all(m, terms)
+        gam = _gammas(rng)
+        got = gs._max_sum(m, gam)
+        assert got.dtype == gs._max_sum_ref(m, gam).dtype and np.array_equal(got, gs._max_sum_ref(m, gam))
+        glat, gsc = m.evaluate(got)
+        for g, l, s in zip(gam, glat, gsc):
+            assert s - g * l == pytest.approx(np.max(sc - g * lat), abs=1e-9)
+        for g in gam[:5]:  # one multiplier at a time: other index maps (G = 1)
+            assert np.array_equal(gs._max_sum(m, [g]), gs._max_sum_ref(m, [g]))
+
+
+@pytest.mark.parametrize("hubs", [1, 3, 12])
+def test_flat_max_sum_on_deep_and_bushy_trees(hubs):
+    """Trees of 12 groups from stars (hubs=1) to random recursive trees (deep: several doublings),
+    and a 14-group chain (depth 13): the same idx as the reference, brute force where affordable."""
+    for seed in range(3):
+        rng = np.random.default_rng(40 * hubs + seed)
+        m, terms = random_tree(rng, 12, hubs)
+        gam = _gammas(rng)
+        assert np.array_equal(gs._max_sum(m, gam), gs._max_sum_ref(m, gam))
+        if seed == 0:
+            idx, lat, sc = enumerate_all(m, terms)
+            glat, gsc = m.evaluate(gs._max_sum(m, gam))
+            assert np.allclose(gsc - gam * glat, [np.max(sc - g * lat) for g in gam], atol=1e-9)
+    chain = GraphMRF.from_chain(_bench().instance(hubs, n=14, k=4))
+    gam = _gammas(rng)
+    assert np.array_equal(gs._max_sum(chain, gam), gs._max_sum_ref(chain, gam))
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("solver_speed", ROOT / "benchmarks" / "solver_speed.py")
+    bench = sys.modules["solver_speed"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "resnet"])
+def test_builtin_spaces_flat_max_sum_and_lagrangian_equal_reference(name, monkeypatch):
+    """The built-in 224 px spaces (issue 12's speed target): the same max-sum idx at 400 multipliers,
+    and the same Lagrangian answers (idx, gamma) at 40 budgets as with the reference max-sum."""
+    m = _bench().builtin_graph(name)
+    gam = np.r_[0.0, np.geomspace(1e-5, 1e3, 400)]
+    assert np.array_equal(gs._max_sum(m, gam), gs._max_sum_ref(m, gam))
+    for g in gam[::50]:
+        assert np.array_equal(gs._max_sum(m, [g]), gs._max_sum_ref(m, [g]))
+    lo, hi = gs.fastest(m).latency, gs.slowest_latency(m)
+    budgets = lo + np.linspace(0.0, 1.0, 40) * (hi - lo)
+    new = [gs.lagrangian(m, b) for b in budgets]
+    monkeypatch.setattr(gs, "_max_sum", gs._max_sum_ref)
+    old = [gs.lagrangian(m, b) for b in budgets]
+    assert [(s.idx, s.info["gamma"], s.score, s.latency) for s in new] == \
+        [(s.idx, s.info["gamma"], s.score, s.latency) for s in old]
