@@ -213,7 +213,8 @@ def test_validate_cli_judges_the_profile_on_new_samples(finished_run, tmp_path, 
     assert main(["validate", "--profile", run.state["profile"]["path"], "--samples", str(out / "latency_check.jsonl"),
                  "--plot", str(plot), "--json", str(tmp_path / "v.json")]) == 0
     v = json.loads((tmp_path / "v.json").read_text())
-    assert v["table"]["n"] == 40 and 0 <= v["table"]["nrmse"] < 0.5 and plot.exists()
+    # the load guard leaves out samples taken while the machine was disturbed: at most a few of the 40
+    assert 36 <= v["table"]["n"] <= 40 and 0 <= v["table"]["nrmse"] < 0.5 and plot.exists()
     assert "NRMSE" in capsys.readouterr().out
 
 

@@ -17,7 +17,7 @@ from widthnas.models.graph_space import GraphSpace
 from widthnas.nas.cli import main
 
 TINY = ["--budget", "80%", "--batch-size", "32", "--epochs", "1", "--sampling", "ows", "--finetune-epochs", "1",
-        "--unary-configs", "12", "--profile-networks", "12", "--heldout-networks", "6", "--check-networks", "4",
+        "--unary-configs", "12", "--profile-networks", "16", "--heldout-networks", "6", "--check-networks", "4",
         "--profile-rounds", "2", "--profile-round-ms", "1", "--quiet"]
 
 
