@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from widthnas.latency import standalone_runner as sr
 from widthnas.latency.backends import OrtBackend
 from widthnas.models.space import lookup_space
 
@@ -36,12 +37,7 @@ def time_network(run, runs: int, clock) -> np.ndarray:
     """(runs,) ms of single runs, after 50 untimed ones."""
     for _ in range(50):
         run()
-    out = np.empty(runs)
-    for i in range(runs):
-        t = clock()
-        run()
-        out[i] = (clock() - t) * 1e3
-    return out
+    return np.array(sr.time_runs(run, runs, clock))
 
 
 def main() -> None:

@@ -52,6 +52,14 @@ class _Solver:
     T: sp.csr_matrix
     pairs: np.ndarray
 
+    def least_squares_rows(self, A: sp.csr_matrix, y: np.ndarray, lam: float) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """(data rows (n, P+E+1), ridge rows (E, P+E+1)) over z = (theta, R, intercept): relative
+        errors of the n networks, and the residual ridge scaled to the median network (ms)."""
+        E, P, s = self.E, self.P, float(np.median(y))
+        data = sp.hstack([sp.diags(1.0 / y) @ A @ self.T, sp.csr_matrix(1.0 / y[:, None])]).tocsr()
+        ridge = sp.hstack([sp.csr_matrix((E, P)), sp.identity(E) * (np.sqrt(lam) / s), sp.csr_matrix((E, 1))])
+        return data, ridge.tocsr()
+
     def solve(self, A: sp.csr_matrix, y: np.ndarray, lam: float, mu: float, iters: int) -> tuple[np.ndarray, float]:
         """Table entries (E,) ms and intercept ms.
 
@@ -60,10 +68,8 @@ class _Solver:
         """
         s = float(np.median(y))
         n, E, P = A.shape[0], self.E, self.P
-        W = sp.diags(1.0 / y)
         T1 = sp.hstack([self.T, sp.csr_matrix((E, 1))]).tocsr()  # (E, P+E+1) entries from z
-        data = sp.hstack([W @ A @ self.T, sp.csr_matrix(1.0 / y[:, None])]).tocsr()  # (n, P+E+1)
-        ridge = sp.hstack([sp.csr_matrix((E, P)), sp.identity(E) * (np.sqrt(lam) / s), sp.csr_matrix((E, 1))])
+        data, ridge = self.least_squares_rows(A, y, lam)
         active_pairs = np.zeros(len(self.pairs), bool)
         active_neg = np.zeros(E, bool)
         for _ in range(max(1, iters)):

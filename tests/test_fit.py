@@ -167,11 +167,9 @@ def test_nonnegative_least_squares_on_an_underdetermined_ridge_fit(lam):
                   0.0904884, 0.1027434, 0.08620535, 0.0778783, 0.08861679])  # ms
     sys_ = GraphSystem(space)
     A = sys_.design(np.array(W))
-    n, E, P, s = len(y), sys_.E, sys_.P, float(np.median(y))
-    M = sp_.vstack([sp_.hstack([sp_.diags(1 / y) @ A @ sys_.T, sp_.csr_matrix(1 / y[:, None])]),
-                    sp_.hstack([sp_.csr_matrix((E, P)), sp_.identity(E) * (np.sqrt(lam) / s),
-                                sp_.csr_matrix((E, 1))])]).tocsr()
-    rhs = np.r_[np.ones(n), np.zeros(E)]
+    P = sys_.P
+    M = sp_.vstack(sys_.least_squares_rows(A, y, lam)).tocsr()  # the rows the fit solves when mu = 0
+    rhs = np.r_[np.ones(len(y)), np.zeros(sys_.E)]
     lower = np.r_[np.zeros(P), np.full(M.shape[1] - P, -np.inf)]
     ref = lsq_linear(M.toarray(), rhs, bounds=(lower, np.inf), method="bvls").x
     z = _nonneg_lsq(M, rhs, P)
