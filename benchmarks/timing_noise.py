@@ -48,8 +48,11 @@ def main() -> None:
     a = ap.parse_args()
     if a.runs < 2 * a.block or a.block < 1:
         ap.error(f"--runs {a.runs} must hold at least two blocks of --block {a.block} (both positive)")
-    for name in a.spaces.split(","):
-        space = lookup_space(name)
+    try:
+        spaces = [lookup_space(name) for name in a.spaces.split(",")]
+    except ValueError as e:
+        ap.error(f"--spaces: {e}")
+    for name, space in zip(a.spaces.split(","), spaces):
         run = OrtBackend(space).open(mid_widths(space))  # ORT CPU, 1 thread, batch 1 (the shipped profiles')
         for label, clock in (("wall", time.perf_counter), ("cpu", time.thread_time)):
             ts = time_network(run, a.runs, clock)
