@@ -355,10 +355,12 @@ def cmd_run(args) -> int:
     for f in ("space", "dataset", "data", "budget", "margin", "profile", "sampling", "epochs", "limit", "batch_size",
               "finetune_epochs", "retrain_epochs", "method", "unary_configs", "seed", "profile_networks", "schedule",
               "heldout_networks", "check_networks", "remeasure_networks", "profile_rounds", "profile_round_ms",
-              "greedy", "previous", "congruent", "congruent_weight", "weights"):
+              "max_wait", "greedy", "previous", "congruent", "congruent_weight", "weights"):
         v = getattr(args, f, None)
         if v is not None:
             setattr(cfg, f, v)
+    if args.no_guard:
+        cfg.guard = False
     from widthnas.latency.margin import parse_margin
 
     cfg.margin = parse_margin(cfg.margin)  # "auto" or a number, one spelling per setting (resume compares them)
@@ -435,6 +437,10 @@ def register_run(sub) -> None:
                    "noise floor, which --margin auto counts (default 30; 0: none)")
     q.add_argument("--profile-rounds", type=int, help="timed rounds per network while profiling (default 5)")
     q.add_argument("--profile-round-ms", type=float, help="ms per timed round (default 10)")
+    q.add_argument("--max-wait", type=float, help="seconds to wait for a disturbed machine to settle before timing "
+                   "a network again (the load guard, for profiling, checking and verifying; default 60)")
+    q.add_argument("--no-guard", action="store_true", help="do not watch the reference network for a disturbed "
+                   "machine: every timing is kept as measured (for tiny networks, whose timings spread anyway)")
     q.add_argument("--sampling", choices=("ows", "aows"))
     q.add_argument("--epochs", type=int, help="supernet epochs")
     q.add_argument("--limit", type=int, help="training images (default 12000 for the quick demo)")

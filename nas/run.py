@@ -40,6 +40,8 @@ class RunConfig:
     remeasure_networks: int = 30  # held-out networks timed again for a new profile's noise floor (0: none)
     profile_rounds: int = 5  # timed rounds per network while profiling (the check uses at most 3)
     profile_round_ms: float = 10.0  # ms per timed round
+    guard: bool = True  # watch the reference network for a disturbed machine while timing (--no-guard: off)
+    max_wait: float = 60.0  # s, longest wait for a disturbed machine to settle, per disturbance
     sampling: str = "aows"  # ows | aows
     epochs: int = 3  # supernet epochs
     warmup_epochs: int = 1  # aows: uniform epochs first
@@ -70,10 +72,12 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
         "profile_networks": Rule(integer=True, low=10), "heldout_networks": Rule(integer=True, low=3),
         "check_networks": Rule(integer=True, low=3), "remeasure_networks": Rule(integer=True, low=MIN_REMEASURE,
                                                                                 zero_ok=True),
-        "profile_rounds": INT_POS, "profile_round_ms": POSITIVE, "epochs": INT_POS, "warmup_epochs": INT_NONNEG,
+        "profile_rounds": INT_POS, "profile_round_ms": POSITIVE, "max_wait": Rule(low=0, high=86400), "epochs": INT_POS, "warmup_epochs": INT_NONNEG,
         "limit": Rule(integer=True, low=1, none_ok=True), "batch_size": INT_POS, "n_random": INT_NONNEG,
         "lr": POSITIVE, "finetune_epochs": INT_NONNEG, "retrain_epochs": INT_NONNEG,
         "unary_configs": Rule(integer=True, low=10), "seed": INT_NONNEG, "congruent_weight": POSITIVE}, where)
+    if not isinstance(cfg.guard, bool):
+        raise ValueError(f"{where + ': ' if where else ''}guard {cfg.guard!r}: expected true or false (--no-guard)")
 
 
 def full_config(cfg: RunConfig) -> RunConfig:
@@ -147,6 +151,18 @@ class Run:
             self._done(stage, result, time.time() - t0)
         return self.state
 
+    def _guard_settings(self):
+        """The load guard's settings for this run's timings, or None (--no-guard)."""
+        from widthnas.latency.standalone_runner import GuardSettings
+
+        return GuardSettings(max_wait_s=self.cfg.max_wait) if self.cfg.guard else None
+
+    def _protocol(self, rounds: int | None = None):
+        """How this run times a profiling or check sample (recorded in the samples headers)."""
+        from widthnas.latency.standalone_runner import Protocol
+
+        return Protocol(rounds or self.cfg.profile_rounds, self.cfg.profile_round_ms, guard=self._guard_settings())
+
     # ---- stages ----------------------------------------------------------------------------
     def stage_profile(self) -> dict:
         from widthnas.latency.backends import OrtBackend
@@ -182,10 +198,10 @@ class Run:
 
         samples, held = self.dir / "samples.jsonl", self.dir / "heldout.jsonl"
         c = self.cfg
-        profile(self.space, samples, c.profile_networks, backend, "coverage", c.seed, c.profile_rounds,
-                c.profile_round_ms, progress=self.progress, log=self.log)
-        profile(self.space, held, c.heldout_networks, backend, "uniform", c.seed + 1000, c.profile_rounds,
-                c.profile_round_ms, progress=self.progress, log=self.log)
+        profile(self.space, samples, c.profile_networks, backend, "coverage", c.seed, protocol=self._protocol(),
+                progress=self.progress, log=self.log)
+        profile(self.space, held, c.heldout_networks, backend, "uniform", c.seed + 1000, protocol=self._protocol(),
+                progress=self.progress, log=self.log)
         s = load_samples(str(samples), self.space)
         if hasattr(self.space, "free_groups"):  # a graph space: entries keyed by op signature
             from widthnas.latency.graph_fit import fit_graph_table as fit_table
@@ -224,8 +240,8 @@ class Run:
 
         path = self.dir / "latency_check.jsonl"
         n = self.cfg.check_networks if n is None else n
-        profile(self.space, path, n, backend, "uniform", self.cfg.seed + 77, rounds=min(3, self.cfg.profile_rounds),
-                round_ms=self.cfg.profile_round_ms, progress=False, log=self.log)
+        profile(self.space, path, n, backend, "uniform", self.cfg.seed + 77,
+                protocol=self._protocol(min(3, self.cfg.profile_rounds)), progress=False, log=self.log)
         s = load_samples(str(path), self.space)
         pred, meas = table.predict_many(s.widths), s.norm * table.reference_ms
         m = metrics(pred, meas)
@@ -417,7 +433,8 @@ class Run:
 
         table, out = self.table(), {}
         budget = self.state["search"]["budget_ms"]
-        guard = LoadGuard(log=self.log)  # a disturbed machine is waited out, not averaged into the verdict
+        gs = self._guard_settings()  # a disturbed machine is waited out, not averaged into the verdict
+        guard = LoadGuard(gs, log=self.log) if gs is not None else None
         for name in self._networks():
             path = self.state["export"][name]["path"]
             records: list[dict] = []

@@ -37,7 +37,8 @@ def inputs(tmp_path_factory, write_bar_dataset):
 def finished_run(inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "r"
     cfg = RunConfig(space=str(inputs / "space.json"), dataset="npz", data=str(inputs / "data.npz"), budget="60%",
-                    profile_networks=40, epochs=2, warmup_epochs=1, limit=None, batch_size=32, finetune_epochs=1)
+                    profile_networks=40, epochs=2, warmup_epochs=1, limit=None, batch_size=32, finetune_epochs=1,
+                    max_wait=2.0)  # the guard stays on; a busy machine costs at most 2 s per disturbance
     logs = []
     run = Run(cfg, out, log=logs.append, progress=False)
     run.go()
@@ -48,6 +49,8 @@ def test_run_goes_from_data_to_verified_onnx(finished_run):
     cfg, out, run, logs = finished_run
     st = run.state
     assert "profiling this machine" in st["profile"]["why"]  # no shipped profile for the tiny space
+    for f in ("samples.jsonl", "heldout.jsonl", "latency_check.jsonl"):  # the run's guard settings, recorded
+        assert json.loads((out / f).read_text().splitlines()[0])["settings"]["guard"]["max_wait_s"] == 2.0
     side = json.loads((out / "model.json").read_text())
     assert side["widths"] == st["search"]["chosen"]["widths"] and side["space"]["fingerprint"] == run.space.fingerprint
     assert st["search"]["chosen"]["predicted_ms"] <= st["search"]["budget_ms"]
@@ -433,6 +436,8 @@ def test_run_refuses_bad_feature_options(finished_run, tmp_path, capsys, extra, 
     ("run", ["--heldout-networks", "2"], "--heldout-networks 2: give a whole number >= 3"),
     ("run", ["--remeasure-networks", "2"], "--remeasure-networks 2: give a whole number >= 3 (or 0)"),
     ("run", ["--unary-configs", "5"], "--unary-configs 5"),
+    ("run", ["--max-wait", "-1"], "--max-wait -1: give a finite number >= 0 and <= 86400"),
+    ("run", ["--max-wait", "inf"], "--max-wait inf"),
     ("train", ["--batch-size", "-1"], "--batch-size -1"),
     ("train", ["--lr", "nan"], "--lr nan: give a finite number > 0"),
     ("train", ["--epochs", "0"], "--epochs 0"),
