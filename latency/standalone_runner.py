@@ -160,6 +160,13 @@ def rel_half_width(ratios: list[float]) -> float:
     return float(np.expm1(t * x.std(ddof=1) / np.sqrt(x.size)))
 
 
+# Rounds a sample may grow to, as a multiple of its first `rounds`. Two timings of one network disagree by
+# more than a sample's own interval says (rounds are not independent of the session and the moment), so
+# the cap, not the interval, sets most samples' precision: 12 x 5 rounds halve the re-measurement
+# disagreement of 4 x 5 at 224 px (benchmarks/session_noise.py: 2.71 % -> 1.50 % RMS, docs/RESULTS.md §2.1c).
+ROUNDS_CAP = 12
+
+
 def measure(run_net: Callable[[], None], run_ref: Callable[[], None], rounds: int = 5,
             round_ms: float = 10.0, min_runs: int = 5, max_runs: int = 200, warmup: int = 5,
             max_ref_iqr: float = 0.10, retries: int = 2, target_ci: float = 0.01, max_rounds: int | None = None,
@@ -170,12 +177,12 @@ def measure(run_net: Callable[[], None], run_ref: Callable[[], None], rounds: in
     follow the network's latency), after `warmup` untimed runs. `norm` = median(net) / median(ref)
     divides out machine-speed drift and thermal throttling (design.md section 3). After `rounds`
     rounds, more are added while the 95 % interval of the per-round ratio is wider than ±target_ci,
-    up to `max_rounds` (default 4 x rounds) or `time_cap_s`; a sample that never got there is
+    up to `max_rounds` (default ROUNDS_CAP x rounds) or `time_cap_s`; a sample that never got there is
     returned with settled=False, for the fit to leave out. A sample whose reference timings spread
     more than `max_ref_iqr` (IQR / median) was taken while the machine was disturbed and is measured
     again (up to `retries` times; `attempts` says how many).
     """
-    max_rounds = max(rounds, max_rounds if max_rounds is not None else 4 * rounds)
+    max_rounds = max(rounds, max_rounds if max_rounds is not None else ROUNDS_CAP * rounds)
     for _ in range(warmup):
         run_net()
     est = max(min(time_runs(run_net, 2, clock)), 1e-3)
@@ -224,7 +231,7 @@ class Protocol:
     rounds: int = 5  # alternating net/reference rounds before the interval is first judged
     round_ms: float = 10.0  # ms, length of one round
     target_ci: float = 0.01  # 95 % interval of the ratio within ±1 % settles a sample
-    max_rounds: int = 0  # 0: up to 4 x rounds (adaptive); equal to rounds: fixed rounds
+    max_rounds: int = 0  # 0: up to ROUNDS_CAP x rounds (adaptive); equal to rounds: fixed rounds
     time_cap_s: float = 20.0  # s, per sample (and per re-measurement)
     guard: GuardSettings | None = field(default_factory=GuardSettings)  # None: no disturbance check
 
@@ -234,7 +241,7 @@ class Protocol:
         return cls(rounds, round_ms, max_rounds=rounds, guard=None)
 
     def rounds_cap(self) -> int:
-        return max(self.rounds, self.max_rounds or 4 * self.rounds)
+        return max(self.rounds, self.max_rounds or ROUNDS_CAP * self.rounds)
 
     def settings(self) -> dict:
         """The header form (`settings` of a samples file)."""

@@ -38,18 +38,23 @@ def cmd_profile(args) -> int:
         print(f"bundle of {args.networks} networks in {out}: copy it to the device and run "
               f"`python3 runner.py --out samples.jsonl` there (needs numpy and onnxruntime only)")
         return 0
+    from widthnas.latency import standalone_runner as sr
     from widthnas.latency.backends import make_backend
     from widthnas.latency.standalone_runner import GuardSettings, Protocol
 
     if args.rounds < 1 or not (math.isfinite(args.round_ms) and args.round_ms > 0):
         raise UserError(f"--rounds {args.rounds} / --round-ms {args.round_ms}: give a whole number >= 1 and a "
                         "positive, finite number of ms")
+    if args.max_rounds != 0 and args.max_rounds < args.rounds:
+        raise UserError(f"--max-rounds {args.max_rounds}: give 0 (up to {sr.ROUNDS_CAP} x --rounds, the default) or a "
+                        f"whole number >= --rounds {args.rounds} (equal to it: a fixed number of rounds)")
     if not (math.isfinite(args.max_wait) and 0 <= args.max_wait <= 86400):
         raise UserError(f"--max-wait {args.max_wait}: give the seconds to wait for a disturbed machine, 0 to 86400")
     guard = None if args.no_guard else GuardSettings(max_wait_s=args.max_wait)
     backend = make_backend(space, args.backend, args.provider, args.threads, args.batch, args.opt_level)
+    protocol = Protocol(args.rounds, args.round_ms, max_rounds=args.max_rounds, guard=guard)
     added = profile(space, args.out, args.networks, backend, args.sampling, args.seed, progress=not args.quiet,
-                    time_limit_s=args.time_limit, protocol=Protocol(args.rounds, args.round_ms, guard=guard))
+                    time_limit_s=args.time_limit, protocol=protocol)
     print(f"{added} networks measured; {args.out} now holds the samples ({space.name}, {backend.device_info()['provider']})")
     return 0
 
@@ -356,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--opt-level", choices=("disable", "basic", "extended", "all"), default="all")
     q.add_argument("--rounds", type=int, default=5, help="alternating net/reference timing rounds per sample")
     q.add_argument("--round-ms", type=float, default=10.0, help="length of one timing round, ms")
+    q.add_argument("--max-rounds", type=int, default=0, help="rounds a sample may grow to while its interval is "
+                   "wider than ±1 %% (default 0: 12 x --rounds; smaller is quicker and noisier)")
     q.add_argument("--time-limit", type=float, help="stop after this many seconds (rerun to continue)")
     q.add_argument("--max-wait", type=float, default=60.0, help="seconds to wait for a disturbed machine to settle "
                    "before measuring a sample again (the load guard; default 60)")

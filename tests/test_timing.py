@@ -159,7 +159,7 @@ def test_profile_waits_out_a_burst_records_it_and_resumes(fakes, small, tmp_path
     out = tmp_path / "s.jsonl"
     assert profile(small, out, 14, be, progress=False, log=logs.append) == 14
     header, recs, _ = sr.read_samples(str(out))
-    assert header["settings"]["guard"]["drift"] == 0.15 and header["settings"]["max_rounds"] == 20
+    assert header["settings"]["guard"]["drift"] == 0.15 and header["settings"]["max_rounds"] == 5 * sr.ROUNDS_CAP
     flagged = [k for k, r in enumerate(recs, 1) if r["remeasured"]]
     assert flagged and not any(r["disturbed"] for r in recs) and any("s.jsonl sample" in line for line in logs)
     ref = _small_truth(small.reference_widths)
@@ -233,10 +233,12 @@ def test_profile_cli_records_the_guard_setting_and_refuses_bad_ones(tiny, tmp_pa
     (tmp_path / "tiny.json").write_text(json.dumps(tiny.to_dict()))
     base = ["profile", "--space", str(tmp_path / "tiny.json"), "-n", "2", "--rounds", "2", "--round-ms", "1", "--quiet"]
     out = tmp_path / "s.jsonl"
-    assert main(base + ["--out", str(out), "--no-guard"]) == 0  # real timing of two tiny networks
+    assert main(base + ["--out", str(out), "--no-guard", "--max-rounds", "6"]) == 0  # real timing of two tiny networks
     header, recs, _ = sr.read_samples(str(out))
     assert header["settings"]["guard"] is None and all("disturbed" not in r for r in recs)
-    assert main(base + ["--out", str(out), "-n", "3"]) == 2 and "another timing protocol" in capsys.readouterr().err
-    for bad in (["--max-wait", "-1"], ["--max-wait", "nan"], ["--round-ms", "0"], ["--rounds", "0"]):
+    assert header["settings"]["max_rounds"] == 6 and all(2 <= r["rounds"] <= 6 for r in recs)
+    assert main(base + ["--out", str(out), "-n", "3", "--no-guard"]) == 2  # the default cap is another protocol
+    assert "another timing protocol" in capsys.readouterr().err
+    for bad in (["--max-rounds", "1"], ["--max-wait", "-1"], ["--max-wait", "nan"], ["--round-ms", "0"], ["--rounds", "0"]):
         assert main(base + ["--out", str(tmp_path / "x.jsonl"), *bad]) == 2
         assert "give" in capsys.readouterr().err and not (tmp_path / "x.jsonl").exists()
