@@ -312,6 +312,9 @@ class LoadGuard:
     within the threshold or `max_wait_s` passed; if by then the reference is steady at a new speed
     (the last three probes within drift/2 of each other), that speed becomes the baseline (a
     throttled device, or load that stays) instead of waiting on every sample.
+    Both thresholds are at least twice the reference's own spread on the quietest starting probe: a
+    tiny reference (0.02-0.1 ms, where timer and interpreter overhead spread single runs by 10-30 %
+    on a quiet machine) would otherwise count as disturbed on every sample and wait each one out.
     """
 
     def __init__(self, settings: GuardSettings | None = None, clock: Callable[[], float] = time.perf_counter,
@@ -320,6 +323,7 @@ class LoadGuard:
         self.clock, self.sleep, self.log = clock, sleep, log or _stderr
         self.start_ms: float | None = None  # ms, reference median from the starting probes
         self.recent: list[float] = []  # ms, reference medians of the last accepted samples
+        self.quiet_spread = 0.0  # IQR / median of the reference on its quietest starting probe
 
     @property
     def baseline(self) -> float | None:
@@ -338,21 +342,29 @@ class LoadGuard:
         if self.start_ms is not None:
             return
         time_runs(run_ref, 5, self.clock)
-        meds = [self.probe(run_ref)["median"] for _ in range(3)]
+        probes = [self.probe(run_ref) for _ in range(3)]
+        meds = [p["median"] for p in probes]
         self.start_ms = float(np.median(meds))
+        self.quiet_spread = float(min(p["iqr"] / p["median"] for p in probes))
         if max(meds) / min(meds) > 1 + self.s.drift:
             self.log(f"note: the machine looks busy already: reference {min(meds):.3f}-{max(meds):.3f} ms over three "
                      "probes; disturbances are judged against their median")
 
+    @property
+    def thresholds(self) -> tuple[float, float]:
+        """(drift, spread) in use: the settings', raised to twice the reference's quiet spread."""
+        floor = 2 * self.quiet_spread
+        return max(self.s.drift, floor), max(self.s.spread, floor)
+
     def check(self, ref: dict) -> str | None:
         """Why a sample whose reference timed `ref` (stats) was disturbed, or None."""
-        base = self.baseline
-        if base is not None and ref["median"] > base * (1 + self.s.drift):
+        base, (drift, spread) = self.baseline, self.thresholds
+        if base is not None and ref["median"] > base * (1 + drift):
             return (f"reference {ref['median']:.3f} ms, {ref['median'] / base - 1:+.0%} over its baseline "
-                    f"{base:.3f} ms (threshold +{self.s.drift:.0%})")
+                    f"{base:.3f} ms (threshold +{drift:.0%})")
         sp = ref["iqr"] / ref["median"]
-        if sp > self.s.spread:
-            return f"reference timings spread {sp:.0%} (IQR / median; threshold {self.s.spread:.0%})"
+        if sp > spread:
+            return f"reference timings spread {sp:.0%} (IQR / median; threshold {spread:.0%})"
         return None
 
     def accept(self, ref: dict) -> None:
@@ -364,11 +376,11 @@ class LoadGuard:
         while self.clock() - t0 < self.s.max_wait_s:
             self.sleep(min(self.s.step_s, max(0.0, self.s.max_wait_s - (self.clock() - t0))))
             p = self.probe(run_ref)
-            meds.append(p["median"] if p["iqr"] / p["median"] <= self.s.spread else float("inf"))
+            meds.append(p["median"] if p["iqr"] / p["median"] <= self.thresholds[1] else float("inf"))
             if self.check(p) is None:
                 return {"waited_s": round(self.clock() - t0, 3), "quiet": True, "rebaselined": False}
         last = meds[-3:]
-        if len(last) == 3 and np.all(np.isfinite(last)) and max(last) / min(last) <= 1 + self.s.drift / 2:
+        if len(last) == 3 and np.all(np.isfinite(last)) and max(last) / min(last) <= 1 + self.thresholds[0] / 2:
             old = self.baseline
             self.start_ms, self.recent = float(np.median(last)), []
             self.log(f"the reference has stayed at {self.start_ms:.3f} ms (baseline was {old:.3f} ms) for the last "

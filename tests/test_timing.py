@@ -71,7 +71,7 @@ def test_unsettled_samples_are_flagged_when_loaded(tiny, tmp_path):
 
 # ---- the load guard: a disturbed machine is said, waited out and measured again -------------------
 def _measure_all(m, nets_ms, guard, protocol=None):
-    protocol = protocol or sr.Protocol()
+    protocol = protocol or sr.Protocol(max_rounds=20)  # samples short beside the fake 2 s bursts
     return [sr.measure_sample(m.runner(ms), m.ref, protocol, guard, m.clock) for ms in nets_ms]
 
 
@@ -88,6 +88,23 @@ def test_a_quiet_machine_flags_nothing(fakes):
     recs = _measure_all(m, NETS_MS, _guard(m, logs))
     assert not logs and all(r["remeasured"] == 0 and r["disturbed"] is False and "rejected" not in r for r in recs)
     assert [r["norm"] for r in recs] == pytest.approx([ms / 4 for ms in NETS_MS], rel=0.01)
+
+
+def test_a_reference_that_spreads_by_itself_is_not_a_disturbance(fakes):
+    # a tiny reference on a quiet machine: single runs spread ~25 % (IQR / median), past the fixed 10 %
+    m, logs = fakes.Machine(noise=0.2), []
+    fixed = sr.LoadGuard(sr.GuardSettings(), m.clock, m.sleep, logs.append)
+    fixed.quiet_spread = 0.0  # what the guard did before it measured the reference's own spread
+    assert fixed.check(sr.stats(sr.time_runs(m.ref, 50, m.clock))) is not None
+    m, logs = fakes.Machine(noise=0.2), []
+    g = _guard(m, logs)
+    recs = _measure_all(m, NETS_MS, g)
+    assert g.quiet_spread > 0.1 and g.thresholds[1] == pytest.approx(2 * g.quiet_spread)
+    assert sum(r["remeasured"] for r in recs) <= 3 and not any(r["disturbed"] for r in recs)  # of 20 samples
+    # and load on such a machine is still seen: the reference 1.8x slower for 2 s
+    m, logs = fakes.Machine(noise=0.2, bursts=[dict(start=1.0, end=3.0, net=2.0, ref=1.8)]), []
+    recs = _measure_all(m, NETS_MS, _guard(m, logs))
+    assert any(r["remeasured"] for r in recs) and any("over its baseline" in line for line in logs)
 
 
 def test_a_load_burst_is_said_waited_out_and_measured_again(fakes):
@@ -136,9 +153,9 @@ def test_guard_thresholds(fakes):
 def test_protocol_round_trips_and_refuses_bad_numbers():
     for p in (sr.Protocol(), sr.Protocol.fixed(3, 30.0), sr.Protocol(7, 5.0, guard=sr.GuardSettings(drift=0.3))):
         assert sr.Protocol.from_settings(p.settings()).settings() == p.settings()
-    assert sr.Protocol.fixed(3).rounds_cap() == 3 and sr.Protocol(5).rounds_cap() == 20
+    assert sr.Protocol.fixed(3).rounds_cap() == 3 and sr.Protocol(5).rounds_cap() == 5 * sr.ROUNDS_CAP
     old = sr.Protocol.from_settings({"rounds": 3, "round_ms": 30.0, "sampling": "uniform", "seed": 1})  # older header
-    assert old.rounds == 3 and old.round_ms == 30.0 and old.guard == sr.GuardSettings() and old.rounds_cap() == 12
+    assert old.rounds == 3 and old.round_ms == 30.0 and old.guard == sr.GuardSettings() and old.rounds_cap() == 3 * sr.ROUNDS_CAP
     for bad, field in [({"rounds": 0}, "rounds"), ({"round_ms": float("nan")}, "round_ms"),
                        ({"rounds": 2.5}, "rounds"), ({"guard": {"drift": -1}}, "drift"), ({"guard": "on"}, "guard"),
                        ({"rounds": 5, "max_rounds": 3}, "max_rounds"), ({"target_ci": True}, "target_ci")]:
@@ -157,9 +174,10 @@ def test_profile_waits_out_a_burst_records_it_and_resumes(fakes, small, tmp_path
     m, logs = fakes.Machine(noise=0.002, bursts=[BURST]), []
     be = fakes.Backend(small, m, truth=_small_truth)
     out = tmp_path / "s.jsonl"
-    assert profile(small, out, 14, be, progress=False, log=logs.append) == 14
+    protocol = sr.Protocol(max_rounds=20)  # samples short beside the fake 2 s burst
+    assert profile(small, out, 14, be, progress=False, log=logs.append, protocol=protocol) == 14
     header, recs, _ = sr.read_samples(str(out))
-    assert header["settings"]["guard"]["drift"] == 0.15 and header["settings"]["max_rounds"] == 5 * sr.ROUNDS_CAP
+    assert header["settings"]["guard"]["drift"] == 0.15 and header["settings"]["max_rounds"] == 20
     flagged = [k for k, r in enumerate(recs, 1) if r["remeasured"]]
     assert flagged and not any(r["disturbed"] for r in recs) and any("s.jsonl sample" in line for line in logs)
     ref = _small_truth(small.reference_widths)
@@ -167,7 +185,7 @@ def test_profile_waits_out_a_burst_records_it_and_resumes(fakes, small, tmp_path
     s = load_samples(str(out), small)
     assert s.remeasured == [f"s.jsonl #{k}" for k in flagged] and not s.disturbed and len(s) == 14
     assert any("measured again after a disturbance" in line for line in s.describe())
-    assert profile(small, out, 16, be, progress=False, log=logs.append) == 2  # a rerun continues
+    assert profile(small, out, 16, be, progress=False, log=logs.append, protocol=protocol) == 2  # a rerun continues
     with pytest.raises(ValueError, match="another timing protocol"):
         profile(small, out, 18, be, progress=False, protocol=sr.Protocol.fixed())
 
