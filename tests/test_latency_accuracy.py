@@ -35,7 +35,7 @@ def test_options(capsys):
     assert str(a.out) == "runs/bench_latency/mobilenet_v1_smoke" and plan.check() is plan
     _, plan = la.parse(["--n", "600", "--protocols", "adaptive"])
     assert plan.sizes == (100, 200, 400, 600) and plan.protocols == ("adaptive",)
-    assert plan.protocol("adaptive").rounds_cap() == 20 and plan.protocol("fixed").rounds_cap() == 5
+    assert plan.protocol("adaptive").rounds_cap() == 5 * la.sr.ROUNDS_CAP and plan.protocol("fixed").rounds_cap() == 5
     assert plan.protocol("fixed").guard is None and plan.protocol("adaptive").guard is not None
     with pytest.raises(SystemExit):
         la.parse(["--sizes", "ten"])

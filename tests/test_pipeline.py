@@ -38,7 +38,8 @@ def finished_run(inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "r"
     cfg = RunConfig(space=str(inputs / "space.json"), dataset="npz", data=str(inputs / "data.npz"), budget="60%",
                     profile_networks=40, epochs=2, warmup_epochs=1, limit=None, batch_size=32, finetune_epochs=1,
-                    max_wait=2.0)  # the guard stays on; a busy machine costs at most 2 s per disturbance
+                    max_wait=2.0,  # the guard stays on; a busy machine costs at most 2 s per disturbance
+                    profile_round_ms=2.0, heldout_networks=60)  # 0.02-0.1 ms networks: 2 ms rounds hold 20-100 runs
     logs = []
     run = Run(cfg, out, log=logs.append, progress=False)
     run.go()
@@ -436,7 +437,7 @@ def test_run_refuses_bad_feature_options(finished_run, tmp_path, capsys, extra, 
     ("run", ["--heldout-networks", "2"], "--heldout-networks 2: give a whole number >= 3"),
     ("run", ["--remeasure-networks", "2"], "--remeasure-networks 2: give a whole number >= 3 (or 0)"),
     ("run", ["--unary-configs", "5"], "--unary-configs 5"),
-    ("run", ["--max-wait", "-1"], "--max-wait -1: give a finite number >= 0 and <= 86400"),
+    ("run", ["--max-wait", "-1"], "--max-wait -1.0: give a finite number >= 0 and <= 86400"),
     ("run", ["--max-wait", "inf"], "--max-wait inf"),
     ("train", ["--batch-size", "-1"], "--batch-size -1"),
     ("train", ["--lr", "nan"], "--lr nan: give a finite number > 0"),
