@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -42,7 +43,8 @@ def main() -> None:
     ap.add_argument("--space", default="mobilenet_v1")
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-rounds", type=int, default=0, help="the protocol's round cap (0: its default, standalone_runner.ROUNDS_CAP x rounds)")
+    ap.add_argument("--max-rounds", type=int, default=0,
+                    help="the protocol's round cap (0: its default, standalone_runner.ROUNDS_CAP x rounds)")
     ap.add_argument("--time-cap", type=float, default=20.0, help="the protocol's time cap per sample, s")
     ap.add_argument("--out", default=None, help="write the per-network measurements here (JSON)")
     a = ap.parse_args()
@@ -50,6 +52,8 @@ def main() -> None:
         ap.error(f"--n {a.n}: at least 3 networks")
     if a.max_rounds < 0 or not (0 < a.time_cap < 3600):
         ap.error(f"--max-rounds {a.max_rounds} / --time-cap {a.time_cap}: give a whole number >= 0 and 0-3600 s")
+    if a.out and os.path.exists(a.out):  # never over an input or a shipped file
+        ap.error(f"--out {a.out} exists; choose a new file for the measurements")
     try:
         space = lookup_space(a.space)
     except ValueError as e:
@@ -78,8 +82,9 @@ def main() -> None:
     if a.out:
         from widthnas._io import atomic_write_text
 
-        atomic_write_text(a.out, json.dumps({"space": a.space, "n": a.n, "seed": a.seed, "protocol": proto.settings(),
-                                     "rows": rows, "pairs": res, "device": be.device_info()}, indent=1))
+        record = {"space": a.space, "n": a.n, "seed": a.seed, "protocol": proto.settings(), "rows": rows, "pairs": res,
+                  "device": be.device_info()}
+        atomic_write_text(a.out, json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

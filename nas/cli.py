@@ -40,7 +40,6 @@ def cmd_profile(args) -> int:
         return 0
     from widthnas.latency import standalone_runner as sr
     from widthnas.latency.backends import make_backend
-    from widthnas.latency.standalone_runner import GuardSettings, Protocol
 
     if args.rounds < 1 or not (math.isfinite(args.round_ms) and args.round_ms > 0):
         raise UserError(f"--rounds {args.rounds} / --round-ms {args.round_ms}: give a whole number >= 1 and a "
@@ -50,9 +49,9 @@ def cmd_profile(args) -> int:
                         f"whole number >= --rounds {args.rounds} (equal to it: a fixed number of rounds)")
     if not (math.isfinite(args.max_wait) and 0 <= args.max_wait <= 86400):
         raise UserError(f"--max-wait {args.max_wait}: give the seconds to wait for a disturbed machine, 0 to 86400")
-    guard = None if args.no_guard else GuardSettings(max_wait_s=args.max_wait)
+    guard = None if args.no_guard else sr.GuardSettings(max_wait_s=args.max_wait)
     backend = make_backend(space, args.backend, args.provider, args.threads, args.batch, args.opt_level)
-    protocol = Protocol(args.rounds, args.round_ms, max_rounds=args.max_rounds, guard=guard)
+    protocol = sr.Protocol(args.rounds, args.round_ms, max_rounds=args.max_rounds, guard=guard)
     added = profile(space, args.out, args.networks, backend, args.sampling, args.seed, progress=not args.quiet,
                     time_limit_s=args.time_limit, protocol=protocol)
     print(f"{added} networks measured; {args.out} now holds the samples ({space.name}, {backend.device_info()['provider']})")
