@@ -28,6 +28,8 @@ from widthnas.models.space import lookup_space
 
 PAIRS = {"repeat (a2 vs a1)": ("a1", "a2"), "network session (b vs a1)": ("a1", "b"),
          "reference session (r vs a1)": ("a1", "r"), "later in the run (a3 vs a1)": ("a1", "a3")}
+# the two estimates of a sample's ratio: median(net runs) / median(reference runs), the median of per-round ratios
+ESTIMATORS = {"pooled medians": "_pooled", "per-round ratios (the protocol's default)": ""}
 
 
 def pair_stats(x: np.ndarray, y: np.ndarray) -> dict:
@@ -66,19 +68,24 @@ def main() -> None:
     t0, rows = time.time(), []
     for i, w in enumerate(nets):
         sa, sb = be.open(w), be.open(w)
-        m = {k: sr.measure_sample(net, ref, proto)["norm"]
-             for k, net, ref in (("a1", sa, r1), ("a2", sa, r1), ("b", sb, r1), ("r", sa, r2))}
+        m = {}
+        for k, net, ref in (("a1", sa, r1), ("a2", sa, r1), ("b", sb, r1), ("r", sa, r2)):
+            rec = sr.measure_sample(net, ref, proto)
+            m[k], m[k + "_pooled"] = rec["norms"]["rounds"], rec["norms"]["pooled"]
         rows.append({"widths": w, **m, "_a": sa})
-        print(f"{i + 1:3d}/{a.n}  " + "  ".join(f"{k} {v:.4f}" for k, v in m.items()), flush=True)
+        print(f"{i + 1:3d}/{a.n}  " + "  ".join(f"{k} {v:.4f}" for k, v in m.items() if "_" not in k), flush=True)
     for row in rows:
-        row["a3"] = sr.measure_sample(row.pop("_a"), r1, proto)["norm"]
+        rec = sr.measure_sample(row.pop("_a"), r1, proto)
+        row["a3"], row["a3_pooled"] = rec["norms"]["rounds"], rec["norms"]["pooled"]
     print(f"{a.space}: {a.n} networks, {time.time() - t0:.0f} s; protocol {proto.settings()}")
     res = {}
-    for label, (x, y) in PAIRS.items():
-        s = pair_stats(np.array([r[x] for r in rows]), np.array([r[y] for r in rows]))
-        res[label] = s
-        print(f"{label:30s} RMS {s['rms']:.2%} (one measurement {s['rms'] / np.sqrt(2):.2%})  mean {s['mean']:+.2%}  "
-              f"sd {s['sd']:.2%}  within ±2% {s['within_2']:.0%}  ±5% {s['within_5']:.0%}")
+    for est, suffix in ESTIMATORS.items():
+        print(f"-- {est}")
+        for label, (x, y) in PAIRS.items():
+            s = pair_stats(np.array([r[x + suffix] for r in rows]), np.array([r[y + suffix] for r in rows]))
+            res[f"{est}: {label}"] = s
+            print(f"{label:30s} RMS {s['rms']:.2%} (one measurement {s['rms'] / np.sqrt(2):.2%})  "
+                  f"mean {s['mean']:+.2%}  sd {s['sd']:.2%}  within ±2% {s['within_2']:.0%}  ±5% {s['within_5']:.0%}")
     if a.out:
         from widthnas._io import atomic_write_text
 

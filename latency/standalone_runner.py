@@ -166,16 +166,25 @@ def rel_half_width(ratios: list[float]) -> float:
 # disagreement of 4 x 5 at 224 px (benchmarks/session_noise.py: 2.71 % -> 1.50 % RMS, docs/RESULTS.md §2.1c).
 ROUNDS_CAP = 12
 
+# How a sample's ratio is estimated from its rounds. "rounds": the median of the per-round ratios, the
+# statistic whose interval decides when a sample has settled; each round's network and reference
+# timings are taken seconds apart, so a slow spell of the host divides out within the round. "pooled":
+# median(all network runs) / median(all reference runs), the estimate before stop 21, which mixes
+# rounds taken in different spells (benchmarks/session_noise.py at 224 px: back-to-back disagreement
+# 1.21 % RMS pooled, 0.83 % per-round; docs/RESULTS.md §2.1d).
+RATIOS = ("rounds", "pooled")
+
 
 def measure(run_net: Callable[[], None], run_ref: Callable[[], None], rounds: int = 5,
             round_ms: float = 10.0, min_runs: int = 5, max_runs: int = 200, warmup: int = 5,
             max_ref_iqr: float = 0.10, retries: int = 2, target_ci: float = 0.01, max_rounds: int | None = None,
-            time_cap_s: float = 20.0, clock: Callable[[], float] = time.perf_counter) -> dict:
+            time_cap_s: float = 20.0, clock: Callable[[], float] = time.perf_counter, ratio: str = "rounds") -> dict:
     """Time a network interleaved with the reference network, until the ratio is known to ±target_ci.
 
     Both are timed in alternating rounds, each long enough to last ~`round_ms` (so the runs per round
-    follow the network's latency), after `warmup` untimed runs. `norm` = median(net) / median(ref)
-    divides out machine-speed drift and thermal throttling (design.md section 3). After `rounds`
+    follow the network's latency), after `warmup` untimed runs. `norm`, the network's latency over the
+    reference's, divides out machine-speed drift and thermal throttling (design.md section 3); `ratio`
+    says how it is estimated (RATIOS; `norms` records both estimates). After `rounds`
     rounds, more are added while the 95 % interval of the per-round ratio is wider than ±target_ci,
     up to `max_rounds` (default ROUNDS_CAP x rounds) or `time_cap_s`; a sample that never got there is
     returned with settled=False, for the fit to leave out. A sample whose reference timings spread
@@ -183,6 +192,8 @@ def measure(run_net: Callable[[], None], run_ref: Callable[[], None], rounds: in
     again (up to `retries` times; `attempts` says how many).
     """
     max_rounds = max(rounds, max_rounds if max_rounds is not None else ROUNDS_CAP * rounds)
+    if ratio not in RATIOS:
+        raise ValueError(f"ratio {ratio!r}: expected one of {', '.join(RATIOS)}")
     for _ in range(warmup):
         run_net()
     est = max(min(time_runs(run_net, 2, clock)), 1e-3)
@@ -207,7 +218,8 @@ def measure(run_net: Callable[[], None], run_ref: Callable[[], None], rounds: in
         if s_ref["iqr"] / s_ref["median"] <= max_ref_iqr or clock() - t0 > time_cap_s:
             break
     ci = rel_half_width(ratios)
-    return {"ms": s_net, "ref_ms": s_ref, "norm": s_net["median"] / s_ref["median"], "attempts": attempt + 1,
+    norms = {"rounds": float(np.median(ratios)), "pooled": s_net["median"] / s_ref["median"]}
+    return {"ms": s_net, "ref_ms": s_ref, "norm": norms[ratio], "norms": norms, "attempts": attempt + 1,
             "rounds": len(ratios), "ci_rel": ci, "settled": bool(ci <= target_ci)}
 
 
@@ -234,11 +246,12 @@ class Protocol:
     max_rounds: int = 0  # 0: up to ROUNDS_CAP x rounds (adaptive); equal to rounds: fixed rounds
     time_cap_s: float = 20.0  # s, per sample (and per re-measurement)
     guard: GuardSettings | None = field(default_factory=GuardSettings)  # None: no disturbance check
+    ratio: str = "rounds"  # how `norm` is estimated from the rounds (RATIOS); files without it: "pooled"
 
     @classmethod
     def fixed(cls, rounds: int = 5, round_ms: float = 10.0) -> "Protocol":
-        """The protocol before issue 11: a fixed number of rounds, no disturbance check."""
-        return cls(rounds, round_ms, max_rounds=rounds, guard=None)
+        """The protocol before issue 11: a fixed number of rounds, pooled medians, no disturbance check."""
+        return cls(rounds, round_ms, max_rounds=rounds, guard=None, ratio="pooled")
 
     def rounds_cap(self) -> int:
         return max(self.rounds, self.max_rounds or ROUNDS_CAP * self.rounds)
@@ -261,6 +274,10 @@ class Protocol:
                 target_ci=_num(d, "target_ci", base.target_ci, where, float, 1e-6, 1.0),
                 max_rounds=_num(d, "max_rounds", 0, where, int, 0, 1_000_000),
                 time_cap_s=_num(d, "time_cap_s", base.time_cap_s, where, float, 1e-3, 1e6), guard=None)
+        p.ratio = d.get("ratio", "pooled")  # files from before it was recorded pooled the medians
+        if p.ratio not in RATIOS:
+            raise ValueError(f"{where}: settings.ratio is {p.ratio!r}, expected one of {', '.join(RATIOS)}; the file "
+                             "was edited or is corrupt: profile again into a new file")
         if p.max_rounds and p.max_rounds < p.rounds:
             raise ValueError(f"{where}: settings.max_rounds {p.max_rounds} is below rounds {p.rounds}; "
                              "the file was edited or is corrupt: profile again into a new file")
@@ -396,7 +413,7 @@ def measure_sample(run_net: Callable[[], None], run_ref: Callable[[], None], pro
     measured again (up to `retries` times). The record adds `remeasured` (times measured again) and
     `disturbed` (still disturbed after that: left out of fits); `rejected` keeps what was discarded."""
     kw = dict(rounds=protocol.rounds, round_ms=protocol.round_ms, target_ci=protocol.target_ci,
-              max_rounds=protocol.rounds_cap(), time_cap_s=protocol.time_cap_s)
+              max_rounds=protocol.rounds_cap(), time_cap_s=protocol.time_cap_s, ratio=protocol.ratio)
     if guard is None:
         return measure(run_net, run_ref, clock=clock, **kw)
     guard.start(run_ref)

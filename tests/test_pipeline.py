@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from widthnas.latency.standalone_runner import read_samples
 from widthnas.nas.cli import main
 from widthnas.nas.run import Run, RunConfig
 
@@ -38,7 +39,7 @@ def finished_run(inputs, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "r"
     cfg = RunConfig(space=str(inputs / "space.json"), dataset="npz", data=str(inputs / "data.npz"), budget="60%",
                     profile_networks=40, epochs=2, warmup_epochs=1, limit=None, batch_size=32, finetune_epochs=1,
-                    max_wait=2.0,  # the guard stays on; a busy machine costs at most 2 s per disturbance
+                    max_wait=0.5,  # the guard stays on; a disturbance costs a re-measurement and at most 0.5 s
                     profile_round_ms=2.0, heldout_networks=60)  # 0.02-0.1 ms networks: 2 ms rounds hold 20-100 runs
     logs = []
     run = Run(cfg, out, log=logs.append, progress=False)
@@ -51,7 +52,7 @@ def test_run_goes_from_data_to_verified_onnx(finished_run):
     st = run.state
     assert "profiling this machine" in st["profile"]["why"]  # no shipped profile for the tiny space
     for f in ("samples.jsonl", "heldout.jsonl", "latency_check.jsonl"):  # the run's guard settings, recorded
-        assert json.loads((out / f).read_text().splitlines()[0])["settings"]["guard"]["max_wait_s"] == 2.0
+        assert json.loads((out / f).read_text().splitlines()[0])["settings"]["guard"]["max_wait_s"] == 0.5
     side = json.loads((out / "model.json").read_text())
     assert side["widths"] == st["search"]["chosen"]["widths"] and side["space"]["fingerprint"] == run.space.fingerprint
     assert st["search"]["chosen"]["predicted_ms"] <= st["search"]["budget_ms"]
@@ -215,11 +216,22 @@ def test_validate_cli_judges_the_profile_on_new_samples(finished_run, tmp_path, 
     _, out, run, _ = finished_run
     plot = tmp_path / "v.png"
     assert main(["validate", "--profile", run.state["profile"]["path"], "--samples", str(out / "latency_check.jsonl"),
-                 "--plot", str(plot), "--json", str(tmp_path / "v.json")]) == 0
+                 "--plot", str(plot), "--json", str(tmp_path / "v.json"), "--remeasure", "4"]) == 0
     v = json.loads((tmp_path / "v.json").read_text())
-    # the load guard leaves out samples taken while the machine was disturbed: at most a few of the 40
-    assert 36 <= v["table"]["n"] <= 40 and 0 <= v["table"]["nrmse"] < 0.5 and plot.exists()
-    assert "NRMSE" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    floor = v.get("noise_floor")  # the first 4 samples timed again, less any the load guard found disturbed
+    if floor is None:  # all of them disturbed: said, not faked
+        assert "noise floor: not measured" in printed and "too busy" in printed
+    else:
+        assert floor["requested"] == 4 and 3 <= floor["n"] <= 4 and 0 <= floor["per_measurement_rmspe"] < 0.5
+    # the load guard leaves out samples taken while the machine was disturbed (how many depends on the
+    # machine's load; on a quiet machine none, in slow phases of this shared host half): validate judges
+    # exactly the file's clean ones
+    _, recs, _ = read_samples(str(out / "latency_check.jsonl"))
+    clean = sum(r.get("disturbed") is not True for r in recs)
+    assert len(recs) == 40 and clean >= 4, (len(recs), clean)
+    assert v["table"]["n"] == clean and 0 <= v["table"]["nrmse"] < 0.5 and plot.exists()
+    assert "NRMSE" in printed
 
 
 def test_console_script_entry_point():

@@ -16,6 +16,9 @@ from widthnas.latency.sampling import CoverageSampler, UniformSampler, block_ent
 from widthnas.latency.samples import load_samples
 
 FAST = dict(rounds=2, round_ms=1.0)
+# profile() without the load guard: these tests are about files and devices, and a guard that waits out a
+# busy machine (up to 2 x 60 s per sample; tests/test_timing.py tests it on a scripted clock) would only slow them
+PROFILE_FAST = dict(protocol=sr.Protocol(2, 1.0, guard=None))
 
 
 def test_measure_orders_networks_by_size(small):
@@ -37,12 +40,12 @@ def test_torch_backend_times_too(tiny):
 def test_profile_resumes_without_losing_samples(tiny, tmp_path):
     out = tmp_path / "s.jsonl"
     be = make_backend(tiny)
-    assert profile(tiny, out, 3, be, progress=False, **FAST) == 3
+    assert profile(tiny, out, 3, be, progress=False, **PROFILE_FAST) == 3
     # a killed run leaves a torn last line
     with open(out, "a") as f:
         f.write('{"type": "sample", "widths": [8, 8')
     with pytest.warns(UserWarning, match="corrupt or truncated"):
-        assert profile(tiny, out, 5, be, progress=False, **FAST) == 2
+        assert profile(tiny, out, 5, be, progress=False, **PROFILE_FAST) == 2
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         header, recs, bad = sr.read_samples(str(out))
@@ -52,11 +55,11 @@ def test_profile_resumes_without_losing_samples(tiny, tmp_path):
 
 def test_profile_refuses_another_space_or_device(tiny, small, tmp_path):
     out = tmp_path / "s.jsonl"
-    profile(tiny, out, 1, make_backend(tiny), progress=False, **FAST)
+    profile(tiny, out, 1, make_backend(tiny), progress=False, **PROFILE_FAST)
     with pytest.raises(ValueError, match="search space"):
-        profile(small, out, 2, make_backend(small), progress=False, **FAST)
+        profile(small, out, 2, make_backend(small), progress=False, **PROFILE_FAST)
     with pytest.raises(ValueError, match="other device settings"):
-        profile(tiny, out, 2, make_backend(tiny, threads=2), progress=False, **FAST)
+        profile(tiny, out, 2, make_backend(tiny, threads=2), progress=False, **PROFILE_FAST)
 
 
 def test_unknown_provider_is_named():
@@ -82,8 +85,8 @@ def test_coverage_sampling_covers_entries_faster_than_uniform(small):
 
 def test_load_samples_refuses_mixed_devices(tiny, tmp_path):
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    profile(tiny, a, 1, make_backend(tiny), progress=False, **FAST)
-    profile(tiny, b, 1, make_backend(tiny, threads=2), progress=False, **FAST)
+    profile(tiny, a, 1, make_backend(tiny), progress=False, **PROFILE_FAST)
+    profile(tiny, b, 1, make_backend(tiny, threads=2), progress=False, **PROFILE_FAST)
     with pytest.raises(ValueError, match="another device"):
         load_samples([str(a), str(b)], tiny)
 

@@ -51,12 +51,65 @@ def test_rel_half_width_edge_cases(ratios, want):
     assert sr.rel_half_width(ratios) == want
 
 
+def _flickering_host(seed: int, slow: float = 1.3, until_s: float = 5.0) -> list[dict]:
+    """Bursts of a host that flips between normal and `slow` in spells of 40-120 ms, slow half the time:
+    both the network and the reference slow down alike (a shared host's neighbours)."""
+    rng, t, bursts = np.random.default_rng(seed), 0.0, []
+    while t < until_s:
+        d = rng.uniform(0.04, 0.12)
+        if rng.random() < 0.5:
+            bursts.append(dict(start=t, end=t + d, net=slow, ref=slow))
+        t += d
+    return bursts
+
+
+def test_per_round_ratios_divide_out_a_flickering_host(fakes):
+    """The default estimate (median of per-round ratios) holds on a host whose speed changes between
+    rounds; the pooled medians of before stop 21 take the network and the reference from different spells."""
+    err = {"rounds": [], "pooled": []}
+    for seed in range(10):
+        m = fakes.Machine(2.0, 4.0, noise=0.01, seed=seed, bursts=_flickering_host(seed))
+        rec = sr.measure(m.net, m.ref, rounds=20, round_ms=10.0, max_rounds=20, max_ref_iqr=1.0, clock=m.clock)
+        assert rec["norm"] == rec["norms"]["rounds"]  # the default
+        for k in err:
+            err[k].append(abs(rec["norms"][k] / 0.5 - 1))
+    assert max(err["rounds"]) < 0.01, err["rounds"]
+    assert max(err["pooled"]) > 0.05 and np.mean(err["pooled"]) > 5 * np.mean(err["rounds"]), err
+    m = fakes.Machine(2.0, 4.0, bursts=_flickering_host(0))
+    pooled = sr.measure(m.net, m.ref, rounds=20, round_ms=10.0, max_rounds=20, max_ref_iqr=1.0, clock=m.clock,
+                        ratio="pooled")
+    assert pooled["norm"] == pooled["norms"]["pooled"]
+    with pytest.raises(ValueError, match="ratio 'mean'"):
+        sr.measure(m.net, m.ref, clock=m.clock, ratio="mean")
+
+
+def test_the_ratio_estimate_is_recorded_and_old_files_keep_theirs(fakes, tiny, tmp_path):
+    from widthnas.latency.profile import profile
+
+    assert sr.Protocol().ratio == "rounds" and sr.Protocol.fixed().ratio == "pooled"  # fixed: the old protocol
+    be = fakes.Backend(tiny, fakes.Machine(noise=0.002))
+    out = tmp_path / "s.jsonl"
+    profile(tiny, out, 3, be, progress=False)
+    lines = out.read_text().splitlines()
+    header = json.loads(lines[0])
+    assert header["settings"]["ratio"] == "rounds"
+    del header["settings"]["ratio"]  # a file of stops 11-20: adaptive rounds, pooled medians
+    old = tmp_path / "old.jsonl"
+    old.write_text("\n".join([json.dumps(header)] + lines[1:]) + "\n")
+    assert sr.Protocol.from_settings(header["settings"]).ratio == "pooled"
+    with pytest.raises(ValueError, match="another timing protocol.*ratio"):
+        profile(tiny, old, 5, be, progress=False)  # not continued with another estimate
+    assert profile(tiny, old, 5, be, progress=False, protocol=sr.Protocol(ratio="pooled")) == 2
+    with pytest.raises(ValueError, match="settings.ratio"):
+        sr.Protocol.from_settings({**header["settings"], "ratio": "mean"}, "h.jsonl header")
+
+
 def test_unsettled_samples_are_flagged_when_loaded(tiny, tmp_path):
     from widthnas.latency.backends import make_backend
     from widthnas.latency.profile import profile
 
     out = tmp_path / "s.jsonl"
-    profile(tiny, out, 6, make_backend(tiny), progress=False, rounds=2, round_ms=1.0)
+    profile(tiny, out, 6, make_backend(tiny), progress=False, protocol=sr.Protocol(2, 1.0, guard=None))
     recs = [json.loads(l) for l in out.read_text().splitlines()]
     assert all("settled" in r and "ci_rel" in r and r["rounds"] >= 2 for r in recs[1:])  # the protocol records them
     for r in recs[1:]:
