@@ -10,7 +10,9 @@ For each of `--n` uniform networks this times, by `standalone_runner.measure_sam
   r       session A against a second reference session R2 (adds the reference-session effect);
   a3      session A against R1 again after all networks (adds drift over the run's length).
 and prints the RMS log-difference and the share within ±5 % of each pair, so the protocol can be
-aimed at the part that dominates. Each pair's RMS / sqrt(2) is one measurement's noise.
+aimed at the part that dominates. Each pair's RMS / sqrt(2) is one measurement's noise. Both ratio
+estimates of every measurement are reported (standalone_runner.RATIOS): the per-round median (the
+protocol's) and the pooled medians (before stop 21).
 """
 from __future__ import annotations
 

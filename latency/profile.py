@@ -56,7 +56,7 @@ def profile(space: SearchSpace, out: str | Path, n: int, backend, sampling: str 
         if sr.device_key(header["device"]) != sr.device_key(device):
             raise ValueError(f"{out} was measured with other device settings ({sr.device_key(header['device'])}); "
                              "choose another --out or the same --backend/--provider/--threads/--batch")
-        sr.check_same_protocol(header, protocol, out)
+        protocol = sr.continuing_protocol(header, protocol, out, log)
         seen = [r["widths"] for r in recs]
     else:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import platform
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -167,8 +167,9 @@ def rel_half_width(ratios: list[float]) -> float:
 ROUNDS_CAP = 12
 
 # How a sample's ratio is estimated from its rounds. "rounds": the median of the per-round ratios, the
-# statistic whose interval decides when a sample has settled; each round's network and reference
-# timings are taken seconds apart, so a slow spell of the host divides out within the round. "pooled":
+# statistic whose interval decides when a sample has settled; a round times the network, then the
+# reference (about 2 x round_ms, at least 5 runs each: ~30 ms on the small spaces, ~100 ms at 224 px),
+# so a slow spell of the host longer than that divides out within the round. "pooled":
 # median(all network runs) / median(all reference runs), the estimate before stop 21, which mixes
 # rounds taken in different spells (benchmarks/session_noise.py at 224 px: back-to-back disagreement
 # 1.21 % RMS pooled, 0.83 % per-round; docs/RESULTS.md §2.1d).
@@ -265,7 +266,8 @@ class Protocol:
     @classmethod
     def from_settings(cls, d: dict, where: str = "samples header") -> "Protocol":
         """The protocol a header records; keys it lacks (files from before they were recorded) take
-        today's defaults. Every number is checked, naming the field."""
+        today's defaults, except `ratio`, which such files did not use: "pooled". Every number is
+        checked, naming the field."""
         if not isinstance(d, dict):
             raise ValueError(f"{where}: settings is not an object; not a widthnas samples header")
         base = cls()
@@ -516,7 +518,7 @@ def run_bundle(bundle_dir: str, out: str, provider: str, threads: int, opt_level
         old, samples, _ = read_samples(out)
         if device_key(old["device"]) != device_key(header["device"]) or old["space"] != manifest["space"]:
             raise SystemExit(f"{out} holds samples of another device/settings or space; use another --out")
-        check_same_protocol(old, protocol, out)
+        protocol = continuing_protocol(old, protocol, out)
         done = {tuple(s["widths"]) for s in samples}
     else:
         append_line(out, header)
@@ -533,6 +535,20 @@ def run_bundle(bundle_dir: str, out: str, provider: str, threads: int, opt_level
         print(f"\r{k}/{len(todo)}  {rec['ms']['median']:.3f} ms  ETA {eta:.0f} s", end="", file=sys.stderr)
     print(f"\n{len(todo)} networks measured into {out}", file=sys.stderr)
     return 0
+
+
+def continuing_protocol(header: dict, protocol: Protocol, path: str, log: Callable[[str], None] | None = None
+                        ) -> Protocol:
+    """The protocol that continues the file of `header`: `protocol`, checked against the recorded one,
+    except that a file keeps its own ratio estimate (files from before it was recorded pooled the
+    medians), so that one file never mixes the two."""
+    settings = header.get("settings") or {}
+    if "ratio" not in settings and protocol.ratio != "pooled":
+        protocol = replace(protocol, ratio="pooled")
+        (log or _stderr)(f"note: {path} was measured with pooled medians (before the per-round estimate); "
+                         "it is continued that way")
+    check_same_protocol(header, protocol, path)
+    return protocol
 
 
 def check_same_protocol(header: dict, protocol: Protocol, path: str) -> None:

@@ -97,9 +97,13 @@ def test_the_ratio_estimate_is_recorded_and_old_files_keep_theirs(fakes, tiny, t
     old = tmp_path / "old.jsonl"
     old.write_text("\n".join([json.dumps(header)] + lines[1:]) + "\n")
     assert sr.Protocol.from_settings(header["settings"]).ratio == "pooled"
-    with pytest.raises(ValueError, match="another timing protocol.*ratio"):
-        profile(tiny, old, 5, be, progress=False)  # not continued with another estimate
-    assert profile(tiny, old, 5, be, progress=False, protocol=sr.Protocol(ratio="pooled")) == 2
+    logs = []
+    assert profile(tiny, old, 5, be, progress=False, log=logs.append) == 2  # continued with its own estimate
+    assert any("pooled medians" in line for line in logs)
+    _, recs, _ = sr.read_samples(str(old))
+    assert [r["norm"] == r["norms"]["pooled"] for r in recs[3:]] == [True, True]
+    with pytest.raises(ValueError, match="another timing protocol.*ratio"):  # the API asks for the other one
+        sr.check_same_protocol(json.loads(old.read_text().splitlines()[0]), sr.Protocol(), str(old))
     with pytest.raises(ValueError, match="settings.ratio"):
         sr.Protocol.from_settings({**header["settings"], "ratio": "mean"}, "h.jsonl header")
 
@@ -278,8 +282,10 @@ def test_files_from_before_the_guard_still_load_and_resume(fakes, tiny, tmp_path
     out.write_text("\n".join(json.dumps(r) for r in recs) + "\n")
     s = load_samples(str(out), tiny)
     assert len(s) == 5 and not s.disturbed and not s.remeasured and s.unsettled == 0
-    # an old file records no protocol to check against: it is continued as before
-    assert profile(tiny, out, 7, be, progress=False, protocol=sr.Protocol.fixed(2, 1.0)) == 2
+    assert sr.Protocol.from_settings(recs[0]["settings"]).ratio == "pooled"
+    # an old file records no protocol to check against: it is continued as before, with its own estimate
+    assert profile(tiny, out, 7, be, progress=False, protocol=sr.Protocol(2, 1.0)) == 2
+    assert all(r["norm"] == r["norms"]["pooled"] for r in sr.read_samples(str(out))[1][5:])
 
 
 @pytest.mark.parametrize("bad", [{"norm": float("nan")}, {"norm": -1.0}, {"ms": {"median": "x"}}])
