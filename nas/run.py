@@ -72,7 +72,8 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
         "profile_networks": Rule(integer=True, low=10), "heldout_networks": Rule(integer=True, low=3),
         "check_networks": Rule(integer=True, low=3), "remeasure_networks": Rule(integer=True, low=MIN_REMEASURE,
                                                                                 zero_ok=True),
-        "profile_rounds": INT_POS, "profile_round_ms": POSITIVE, "max_wait": Rule(low=0, high=86400), "epochs": INT_POS, "warmup_epochs": INT_NONNEG,
+        "profile_rounds": INT_POS, "profile_round_ms": POSITIVE, "max_wait": Rule(low=0, high=86400),
+        "epochs": INT_POS, "warmup_epochs": INT_NONNEG,
         "limit": Rule(integer=True, low=1, none_ok=True), "batch_size": INT_POS, "n_random": INT_NONNEG,
         "lr": POSITIVE, "finetune_epochs": INT_NONNEG, "retrain_epochs": INT_NONNEG,
         "unary_configs": Rule(integer=True, low=10), "seed": INT_NONNEG, "congruent_weight": POSITIVE}, where)
