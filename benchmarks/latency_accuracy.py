@@ -130,25 +130,35 @@ def evaluate(space: SearchSpace, out: Path, backend, plan: Plan, log: Callable[[
                 t = time.time()
                 table = fit_table(space, train.subset(slice(0, n)), FitSettings(folds=plan.folds), log=lambda *_: None)
                 fit_s = time.time() - t
-                meas = held.norm * table.reference_ms
+                meas = table.measured_ms(held.norm, held.ref_ms)
                 m = metrics(table.predict_many(held.widths), meas)
                 rows.append({**m, "protocol": proto, "predictor": f"table/{strat}", "train_n": n, "fit_s": fit_s})
                 if strat == plan.strategies[0]:
-                    proxy = fit_flops_proxy(space, train.subset(slice(0, n)))
+                    proxy = fit_flops_proxy(space, train.subset(slice(0, n)), table.fit["elasticity"])
                     mp = metrics(proxy.predict_many(space, held.widths) * table.reference_ms / proxy.reference_ms,
                                  meas)
                     rows.append({**mp, "protocol": proto, "predictor": f"flops/{strat}", "train_n": n, "fit_s": 0.0})
                     if n == plan.sizes[-1]:
                         final = {"table": table, "proxy": proxy, "metrics": m, "proxy_metrics": mp,
                                  "train_quality": train.quality()}
+                        # the same fit (lam and mu are chosen at k = 0 in both) without the host-state
+                        # correction (latency/host_state.py); each is judged on measurements corrected its way
+                        plain = fit_table(space, train.subset(slice(0, n)),
+                                          FitSettings(lams=(table.fit["lam"],), mus=(table.fit["mu"],),
+                                                      folds=plan.folds, elasticities=(0.0,)), log=lambda *_: None)
+                        final["uncorrected"] = metrics(plain.predict_many(held.widths),
+                                                       plain.measured_ms(held.norm, held.ref_ms))
                 log(f"{proto:9s} table/{strat:9s} n={n:5d}  ±5% {m['within_5']:6.1%}  ±10% {m['within_10']:6.1%}  "
                     f"NRMSE {m['nrmse']:6.2%}  τ {m['kendall_tau']:.3f}  fit {fit_s:5.1f} s")
         floor = None
         if plan.remeasure:
             try:  # the re-measurements are cached: this reads them (and measures any still missing)
-                floor = nf.measure_floor(held, plan.remeasure, space, final["table"].reference_ms, backend,
+                floor = nf.measure_floor(held, plan.remeasure, space, final["table"].measured_ms, backend,
                                          out / proto / "remeasure.jsonl", log=log)
                 floor.update(nf.limiting(final["metrics"]["rmspe"], floor))
+                final["uncorrected_floor"] = nf.measure_floor(held, plan.remeasure, space,
+                                                              final["table"].reference_ms, backend,
+                                                              out / proto / "remeasure.jsonl")
             except nf.FloorUnavailable as e:
                 log(f"{proto}: noise floor not measured: {e}")
         res[proto] = {"settings": plan.protocol(proto).settings(), "rows": rows, "final": final, "floor": floor,
@@ -200,13 +210,31 @@ def side_by_side(res: dict) -> list[str]:
     return lines
 
 
+def correction_table(res: dict) -> list[str]:
+    """What the host-state correction changes (markdown): the final table and the re-measurement with
+    the fit's elasticity k, and the same fit at k = 0 (plain reference normalisation)."""
+    lines = ["| protocol | elasticity k | held-out ±5 %: k = 0 → k | NRMSE: k = 0 → k | "
+             "re-measured ±5 %: k = 0 → k | re-measure NRMSE: k = 0 → k |", "|---|---|---|---|---|---|"]
+    for proto, r in res.items():
+        fin, f = r["final"], r["floor"]
+        u, m, uf = fin["uncorrected"], fin["metrics"], fin.get("uncorrected_floor")
+        fl = (f"{uf['within_5']:.1%} → {f['within_5']:.1%} | {uf['nrmse']:.2%} → {f['nrmse']:.2%}"
+              if f and uf else "– | –")
+        lines.append(f"| {proto} | {fin['table'].fit['elasticity']:g} | {u['within_5']:.1%} → {m['within_5']:.1%} | "
+                     f"{u['nrmse']:.2%} → {m['nrmse']:.2%} | {fl} |")
+    return lines
+
+
 def _jsonable(res: dict) -> dict:
     out = {}
     for proto, r in res.items():
         fin = r["final"]
         out[proto] = {**{k: v for k, v in r.items() if k != "final"},
                       "final": {"metrics": fin["metrics"], "proxy_metrics": fin["proxy_metrics"],
-                                "train_quality": fin["train_quality"]}}
+                                "train_quality": fin["train_quality"], "elasticity": fin["table"].fit["elasticity"],
+                                "elasticity_cv": fin["table"].fit["elasticity_cv"],
+                                "uncorrected": fin["uncorrected"],
+                                "uncorrected_floor": fin.get("uncorrected_floor")}}
     return out
 
 
@@ -343,19 +371,20 @@ def main(argv: list[str] | None = None) -> int:
     measure_all(space, a.out, be, plan, log)
     res = evaluate(space, a.out, be, plan, log)
     print("\n" + "\n".join(side_by_side(res)))
+    print("\nhost-state correction (latency/host_state.py):\n" + "\n".join(correction_table(res)))
     for proto, r in res.items():
         if r["floor"]:
             print(f"{proto}: {r['floor']['verdict']}")
         fin = r["final"]
         meas = _load(a.out / proto / "heldout.jsonl", space)
-        scatter_plot(a.out / f"latency_fit_{proto}.png", meas.norm * fin["table"].reference_ms, {
+        scatter_plot(a.out / f"latency_fit_{proto}.png", fin["table"].measured_ms(meas.norm, meas.ref_ms), {
             "table": fin["table"].predict_many(meas.widths),
             "FLOPs proxy": fin["proxy"].predict_many(space, meas.widths) * fin["table"].reference_ms
             / fin["proxy"].reference_ms}, f"{space.name}, {proto} protocol: held-out n={len(meas)}")
     _curve(a.out / "accuracy_vs_samples.png", res)
     result = {"device": dev, "space": space.name, "plan": asdict(plan),
               "command": "python benchmarks/latency_accuracy.py " + " ".join(argv), "protocols": _jsonable(res),
-              "table_md": side_by_side(res)}
+              "table_md": side_by_side(res), "correction_md": correction_table(res)}
     atomic_write_text(a.out / "results.json", json.dumps(result, indent=1))
     if a.ship:
         proto = ship(a.ship, res, plan, space, a.out, argv)

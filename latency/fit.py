@@ -24,6 +24,7 @@ from scipy.sparse.linalg import lsmr
 from widthnas._cv import kfold
 from widthnas.models.space import SearchSpace
 
+from .host_state import ELASTICITY_RANGE, typical_speed_ms
 from .sampling import block_entries, block_shapes
 from .samples import Samples
 from .table import LatencyTable
@@ -33,9 +34,10 @@ from .table import LatencyTable
 class FitSettings:
     lams: tuple[float, ...] = (1e-2, 1.0, 10.0, 100.0, 1000.0)  # ridge on residual entries, relative units
     mus: tuple[float, ...] = (0.0, 0.1, 10.0)  # monotonicity / non-negativity penalty weight
-    folds: int = 5  # cross-validation folds for choosing lam and mu
+    folds: int = 5  # cross-validation folds for choosing lam, mu and the elasticity
     active_set_iters: int = 6  # re-solves while adding violated monotonicity pairs
     seed: int = 0
+    elasticities: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # host-state correction k (host_state.py)
 
 
 class _Solver:
@@ -221,23 +223,58 @@ def cross_validated_solve(sys_: _Solver, A: sp.csr_matrix, y: np.ndarray, settin
     return entries, c, lam, mu, cv
 
 
+def cross_validated_elasticity(sys_: _Solver, A: sp.csr_matrix, samples: Samples, reference_ms: float,
+                               lam: float, mu: float, settings: FitSettings, at_zero: float | None = None
+                               ) -> tuple[float, dict]:
+    """(k, {k: cv RMSPE}): the host-state correction whose targets the table predicts best on networks
+    it was not fitted on. A wrong k adds to each target a part that depends on the host's speed at its
+    timing, not on its widths, and no table can predict that part. `at_zero`: the k = 0 figure when
+    already known (the lam/mu search's, same folds)."""
+    if tuple(settings.elasticities) == (0.0,) or np.ptp(samples.ref_ms) == 0:
+        return 0.0, {}  # plain normalisation; or one reference speed, where every k gives the same targets
+    cv = {}
+    for k in settings.elasticities:
+        if k == 0 and at_zero is not None:
+            cv[0.0] = at_zero
+            continue
+        y = typical_speed_ms(samples.norm, samples.ref_ms, reference_ms, k)
+        errs = []
+        for tr, te in kfold(len(y), settings.folds, settings.seed):
+            e, c = sys_.solve(A[tr], y[tr], lam, mu, settings.active_set_iters)
+            errs.append(_rmspe(A[te] @ e + c, y[te]))
+        cv[float(k)] = float(np.mean(errs))
+    return min(cv, key=cv.get), cv
+
+
 def solve_samples(sys_: _Solver, samples: Samples, settings: FitSettings) -> tuple[np.ndarray, float, float, np.ndarray, dict]:
     """The fit every table shares: targets in ms at the reference network's typical speed, lam and mu
-    by cross-validation. Returns (entries (E,) ms, intercept ms, reference ms, design matrix, fit record)."""
+    by cross-validation without host-state correction, then the correction's elasticity by
+    cross-validation at that lam and mu. Returns (entries (E,) ms, intercept ms, reference ms, design
+    matrix, fit record)."""
     if len(samples) < settings.folds * 2:
         raise ValueError(f"{len(samples)} samples are too few to fit; profile at least {settings.folds * 10}")
+    bad = [k for k in settings.elasticities if not ELASTICITY_RANGE[0] <= k <= ELASTICITY_RANGE[1]]
+    if bad or not settings.elasticities:
+        raise ValueError(f"elasticities {settings.elasticities}: give at least one, each in "
+                         f"[{ELASTICITY_RANGE[0]:g}, {ELASTICITY_RANGE[1]:g}]")
     t0 = time.time()
     reference_ms = float(np.median(samples.ref_ms))
-    y = samples.norm * reference_ms  # ms at the reference network's typical speed
+    y = samples.norm * reference_ms  # ms at the reference network's typical speed, k = 0
     A = sys_.design(samples.widths)
     entries, c, lam, mu, cv = cross_validated_solve(sys_, A, y, settings)
+    k, cv_k = cross_validated_elasticity(sys_, A, samples, reference_ms, lam, mu, settings, cv[(lam, mu)])
+    if k:
+        y = typical_speed_ms(samples.norm, samples.ref_ms, reference_ms, k)
+        entries, c = sys_.solve(A, y, lam, mu, settings.active_set_iters)
+    cv_k = cv_k or {k: cv[(lam, mu)]}
     rec = {"samples": int(len(y)), "unsettled_samples": int(samples.unsettled),
            "disturbed_samples": len(samples.disturbed),  # left out: measured while the machine was disturbed
            "remeasured_samples": len(samples.remeasured),  # kept: measured again after a disturbance
            "entries": sys_.E, "lam": lam,
-           "mu": mu, "cv_rmspe": cv[(lam, mu)], "train_rmspe": _rmspe(A @ entries + c, y),
+           "mu": mu, "cv_rmspe": cv_k[k], "train_rmspe": _rmspe(A @ entries + c, y),  # cv at lam, mu, k; cv_grid: k = 0
+           "elasticity": k, "elasticity_cv": [{"k": kk, "rmspe": v} for kk, v in cv_k.items()],
            "settings": asdict(settings), "seconds": round(time.time() - t0, 2),
-           "cv_grid": [{"lam": k[0], "mu": k[1], "rmspe": v} for k, v in cv.items()]}
+           "cv_grid": [{"lam": key[0], "mu": key[1], "rmspe": v} for key, v in cv.items()]}
     return entries, c, reference_ms, A, rec
 
 
@@ -247,7 +284,8 @@ def fit_table(space: SearchSpace, samples: Samples, settings: FitSettings | None
     sys_ = _System(space)
     entries, c, reference_ms, _, fit = solve_samples(sys_, samples, settings or FitSettings())
     log(f"fit: {fit['samples']} samples, {sys_.E} entries; cv RMSPE {fit['cv_rmspe']:.4f} at lam={fit['lam']:g} "
-        f"mu={fit['mu']:g}; train RMSPE {fit['train_rmspe']:.4f}; {fit['seconds']:.1f} s")
+        f"mu={fit['mu']:g} elasticity={fit['elasticity']:g}; train RMSPE {fit['train_rmspe']:.4f}; "
+        f"{fit['seconds']:.1f} s")
     return LatencyTable(space, _split(entries, sys_), c, reference_ms, samples.header["device"], fit, {}, name)
 
 
@@ -272,9 +310,10 @@ class FlopsProxy:
         return cls(d["a_ms"], d["b_ms_per_mac"], d["reference_ms"]) if d else None
 
 
-def fit_flops_proxy(space: SearchSpace, samples: Samples) -> FlopsProxy:
+def fit_flops_proxy(space: SearchSpace, samples: Samples, elasticity: float = 0.0) -> FlopsProxy:
+    """Fitted to the same targets as the table (give its fit's elasticity), so both meet the same measurements."""
     reference_ms = float(np.median(samples.ref_ms))
-    y = samples.norm * reference_ms
+    y = typical_speed_ms(samples.norm, samples.ref_ms, reference_ms, elasticity)
     m = np.array([space.macs(w) for w in samples.widths], float)
     X = np.stack([np.ones_like(m), m], 1) / y[:, None]  # relative least squares, like the table
     a, b = np.linalg.lstsq(X, np.ones_like(y), rcond=None)[0]

@@ -88,6 +88,7 @@ def fit_graph_table(space: GraphSpace, samples: Samples, settings: FitSettings |
     costs, c, reference_ms, A, fit = solve_samples(sys_, samples, settings or FitSettings())
     fit.update(entries_measured=int((A.sum(axis=0) > 0).sum()), signatures=len(sys_.entries.signatures))
     log(f"fit: {fit['samples']} samples, {sys_.E} entries ({fit['entries_measured']} measured) in "
-        f"{fit['signatures']} signatures; cv RMSPE {fit['cv_rmspe']:.4f} at lam={fit['lam']:g} mu={fit['mu']:g}; "
+        f"{fit['signatures']} signatures; cv RMSPE {fit['cv_rmspe']:.4f} at lam={fit['lam']:g} mu={fit['mu']:g} "
+        f"elasticity={fit['elasticity']:g}; "
         f"train RMSPE {fit['train_rmspe']:.4f}; {fit['seconds']:.1f} s")
     return GraphLatencyTable(space, costs, c, reference_ms, samples.header["device"], fit, {}, name)

@@ -137,15 +137,20 @@ def limiting(model_rmspe: float, floor: dict) -> dict:
     return {"limited_by": by, "noise_share": share, "model_rmspe_est": model, "verdict": text}
 
 
-def measure_floor(samples: Samples, k: int, space, scale_ms: float, backend=None, out: str | Path | None = None,
-                  guard: sr.LoadGuard | None = None, log: Callable[[str], None] | None = None,
-                  progress: bool = False) -> dict:
+def measure_floor(samples: Samples, k: int, space, to_ms: float | Callable, backend=None,
+                  out: str | Path | None = None, guard: sr.LoadGuard | None = None,
+                  log: Callable[[str], None] | None = None, progress: bool = False) -> dict:
     """The noise-floor record a profile's `validation.noise_floor` keeps: re-measure the first k held-out
-    samples (all of them when fewer) and compare, in reference-ms (`scale_ms` x normalised latency)."""
+    samples (all of them when fewer) and compare, in reference-ms: `to_ms` is the profile's
+    `table.measured_ms(norm, ref_ms)`, so both timings are judged as its predictions are, or a plain
+    scale (ms per unit of normalised latency)."""
     k = check_count(k)
-    if not (isinstance(scale_ms, (int, float)) and math.isfinite(scale_ms) and scale_ms > 0):
-        raise ValueError(f"reference latency {scale_ms!r} ms: expected a positive, finite number; "
-                         "the profile is corrupt")
+    if not callable(to_ms):
+        scale_ms = to_ms
+        if not (isinstance(scale_ms, (int, float)) and math.isfinite(scale_ms) and scale_ms > 0):
+            raise ValueError(f"reference latency {scale_ms!r} ms: expected a positive, finite number; "
+                             "the profile is corrupt")
+        to_ms = lambda norm, ref_ms: np.asarray(norm, float) * scale_ms  # noqa: E731
     k = min(k, len(samples))
     if k < MIN_REMEASURE:
         raise FloorUnavailable(f"only {len(samples)} held-out sample(s); at least {MIN_REMEASURE} are needed")
@@ -156,7 +161,8 @@ def measure_floor(samples: Samples, k: int, space, scale_ms: float, backend=None
     if len(keep) < MIN_REMEASURE:
         raise FloorUnavailable(f"{k - len(keep)} of {k} re-measurements were disturbed or unusable; the machine is "
                                "too busy for a noise floor now")
-    first, second = samples.norm[keep] * scale_ms, np.array([recs[j]["norm"] for j in keep]) * scale_ms
+    first = to_ms(samples.norm[keep], samples.ref_ms[keep])
+    second = to_ms(np.array([recs[j]["norm"] for j in keep]), np.array([recs[j]["ref_ms"]["median"] for j in keep]))
     protocol = sr.Protocol.from_settings(samples.header.get("settings") or {}, "held-out samples header")
     return {**floor_metrics(first, second), "requested": k,
             "disturbed": sum(r.get("disturbed") is True for r in recs),

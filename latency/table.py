@@ -17,6 +17,7 @@ from widthnas._io import atomic_write_text  # noqa: F401  (also imported from he
 from widthnas.models.space import SearchSpace, check_fingerprint
 from widthnas.mrf import chain
 
+from .host_state import read_elasticity, typical_speed_ms
 from .sampling import block_shapes
 
 FORMAT = "widthnas-profile/1"
@@ -24,6 +25,14 @@ FORMAT = "widthnas-profile/1"
 
 class ProfileError(ValueError):
     """A profile file that does not parse or does not fit its schema."""
+
+
+def _check_elasticity(fit: dict, where: str) -> None:
+    """A profile's fit.elasticity in range, or a ProfileError naming it (shared by the graph table)."""
+    try:
+        read_elasticity(fit, where)
+    except ValueError as e:
+        raise ProfileError(str(e)) from None
 
 
 @dataclass
@@ -36,6 +45,12 @@ class LatencyTable:
     fit: dict = field(default_factory=dict)
     validation: dict = field(default_factory=dict)
     name: str = ""
+
+    # ---- measurement -----------------------------------------------------------------
+    def measured_ms(self, norm, ref_ms):
+        """ms at the reference's typical speed, from ratio(s) to a reference that took ref_ms beside them
+        (host_state.py); what every prediction of this table is compared with."""
+        return typical_speed_ms(norm, ref_ms, self.reference_ms, read_elasticity(self.fit, self.name or "profile"))
 
     # ---- prediction ------------------------------------------------------------------
     def predict(self, widths: Sequence[int]) -> float:
@@ -106,6 +121,7 @@ class LatencyTable:
                 if not np.all(np.isfinite(e)):
                     raise ProfileError(f"{where}: block {k} holds non-finite latencies")
                 entries.append(e)
+            _check_elasticity(d.get("fit", {}), where)
             return cls(space, entries, float(d["intercept_ms"]), float(d["reference_ms"]), d.get("device", {}),
                        d.get("fit", {}), d.get("validation", {}), d.get("name", ""))
         except (KeyError, TypeError) as e:

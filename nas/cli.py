@@ -90,7 +90,7 @@ def cmd_fit(args) -> int:
     if isinstance(space, GraphSpace):
         from widthnas.latency.graph_fit import fit_graph_table as fit_table
     table = fit_table(space, s, FitSettings(folds=args.folds), name=args.name or Path(args.out).stem)
-    proxy = fit_flops_proxy(space, s)
+    proxy = fit_flops_proxy(space, s, table.fit["elasticity"])
     table.fit["flops_proxy"] = proxy.to_dict()
     if args.heldout:
         _, h = _load(args.heldout, args, "held-out samples")
@@ -147,7 +147,7 @@ def _validation(table, h, proxy, heldout_paths, remeasure: int, remeasure_out) -
     _print_validation(v)
     if remeasure:
         try:
-            floor = measure_floor(h, remeasure, table.space, table.reference_ms, out=remeasure_out,
+            floor = measure_floor(h, remeasure, table.space, table.measured_ms, out=remeasure_out,
                                   log=lambda m: print(m, file=sys.stderr, flush=True), progress=sys.stderr.isatty())
         except FloorUnavailable as e:
             print(f"noise floor: not measured: {e}")
@@ -162,7 +162,7 @@ def _validation(table, h, proxy, heldout_paths, remeasure: int, remeasure_out) -
 def _plot(path, table, h, proxy) -> None:
     from widthnas.latency.validate import scatter_plot
 
-    meas = h.norm * table.reference_ms
+    meas = table.measured_ms(h.norm, h.ref_ms)
     scatter_plot(path, meas, {"table": table.predict_many(h.widths),
                               "FLOPs proxy": proxy.predict_many(table.space, h.widths) * table.reference_ms
                               / proxy.reference_ms},

@@ -99,7 +99,8 @@ def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float =
     protocol = sr.Protocol(rounds, round_ms, max_rounds=4 * rounds)
     rec = sr.measure_sample(be.open_file(str(path)), ref, protocol, guard, what=f"latency of {Path(path).name}")
     return {"measured_ms": rec["ms"]["median"], "measured_ms_min": rec["ms"]["min"],
-            "reference_ms_now": rec["ref_ms"]["median"], "normalised_ms": rec["norm"] * table.reference_ms,
+            "reference_ms_now": rec["ref_ms"]["median"],
+            "normalised_ms": table.measured_ms(rec["norm"], rec["ref_ms"]["median"]),  # at the profile's speed
             "runs": rec["ms"]["count"], "remeasured": int(rec.get("remeasured", 0)),
             "disturbed": bool(rec.get("disturbed", False))}
 

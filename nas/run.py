@@ -207,7 +207,7 @@ class Run:
         if hasattr(self.space, "free_groups"):  # a graph space: entries keyed by op signature
             from widthnas.latency.graph_fit import fit_graph_table as fit_table
         table = fit_table(self.space, s, name="this-machine", log=self.log)
-        proxy = fit_flops_proxy(self.space, s)
+        proxy = fit_flops_proxy(self.space, s, table.fit["elasticity"])
         table.fit["flops_proxy"] = proxy.to_dict()
         h = load_samples(str(held), self.space)
         table.validation = validate(table, h, proxy)
@@ -223,7 +223,7 @@ class Run:
         from widthnas.latency.noise_floor import FloorUnavailable, describe, limiting, measure_floor
 
         try:
-            floor = measure_floor(heldout, self.cfg.remeasure_networks, self.space, table.reference_ms, backend,
+            floor = measure_floor(heldout, self.cfg.remeasure_networks, self.space, table.measured_ms, backend,
                                   out=self.dir / "heldout_remeasure.jsonl", log=self.log, progress=self.progress)
         except FloorUnavailable as e:
             self.log(f"noise floor: not measured: {e}")
@@ -244,7 +244,7 @@ class Run:
         profile(self.space, path, n, backend, "uniform", self.cfg.seed + 77,
                 protocol=self._protocol(min(3, self.cfg.profile_rounds)), progress=False, log=self.log)
         s = load_samples(str(path), self.space)
-        pred, meas = table.predict_many(s.widths), s.norm * table.reference_ms
+        pred, meas = table.predict_many(s.widths), table.measured_ms(s.norm, s.ref_ms)
         m = metrics(pred, meas)
         scatter_plot(self.dir / "latency_fit.png", meas, {"table": pred},
                      f"{table.name}: {n} networks measured in this run")

@@ -315,7 +315,8 @@ def test_tiny_real_profile_fit_predict(tmp_path, mbv2s, capsys):
     table = load_profile(prof, graph=True)
     assert table.validation["table"]["n"] == 12 and "flops_proxy" in table.validation
     assert isinstance(table, GraphLatencyTable) and table.space.fingerprint == mbv2s.fingerprint
-    meas = np.array([r["norm"] for r in recs]) * table.reference_ms
+    meas = table.measured_ms(np.array([r["norm"] for r in recs]),
+                             np.array([r["ref_ms"]["median"] for r in recs]))  # ms at the profile's speed
     pred = table.predict_many(np.array([r["widths"] for r in recs]))
     assert np.all(np.isfinite(pred)) and np.median(np.abs(pred / meas - 1)) < 0.2  # its own training networks
     assert table.predict(mbv2s.min_widths) < table.predict(mbv2s.max_widths)

@@ -90,7 +90,9 @@ def test_a_profile_made_by_run_records_its_noise_floor(finished_run):
     assert len(again) == cfg.remeasure_networks == 30 and floor["requested"] == 30
     assert [r["widths"] for r in again] == [list(map(int, w)) for w in first.widths[:30]]
     kept = [j for j, r in enumerate(again) if r.get("disturbed") is not True]
-    ratio = np.array([again[j]["norm"] for j in kept]) / first.norm[kept]  # second over first measurement
+    second = table.measured_ms(np.array([again[j]["norm"] for j in kept]),
+                               np.array([again[j]["ref_ms"]["median"] for j in kept]))
+    ratio = second / table.measured_ms(first.norm[kept], first.ref_ms[kept])  # second over first measurement
     assert floor["n"] == len(kept) and floor["within_10"] == pytest.approx(np.mean(np.abs(ratio - 1) <= 0.10))
     pct, how = auto_margin_pct(table)
     assert "re-measurement noise" in how and any("noise floor:" in l for l in logs)

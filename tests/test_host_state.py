@@ -1,0 +1,131 @@
+"""The host-state correction (latency.host_state): on a simulated host whose slowdowns hit narrow
+networks harder than the reference, as this machine's do (RESULTS §2.1e), the fit finds the true
+elasticity by cross-validation and the corrected measurements agree across host speeds; on a host
+without the effect it keeps plain normalisation."""
+import json
+
+import numpy as np
+import pytest
+
+from test_fit import synthetic
+from widthnas.latency.fit import FitSettings, fit_table
+from widthnas.latency.host_state import read_elasticity, typical_speed_ms
+from widthnas.latency.samples import Samples
+from widthnas.latency.table import LatencyTable, ProfileError
+from widthnas.latency.validate import metrics
+
+
+def elastic_host(truth, widths, k, seed, spread=0.1, noise=0.002):
+    """Samples timed on a host whose speed wanders: the reference slows by s (log-uniform within
+    ±spread), a network of true ratio r by s**(1 - k ln r). Returns (samples, true ms at s = 1)."""
+    rng = np.random.default_rng(seed)
+    true_ms = truth.predict_many(widths)  # at the typical speed
+    ref0 = truth.predict(truth.space.reference_widths)  # the reference network (base widths), ms
+    r0 = true_ms / ref0
+    s = np.exp(rng.uniform(-spread, spread, len(widths)))
+    ref = ref0 * s
+    net = true_ms * s ** (1 - k * np.log(r0)) * (1 + noise * rng.standard_normal(len(widths)))
+    return Samples({"device": {"cpu": "synthetic"}}, widths, net / ref, net, ref, 0), true_ms
+
+
+def test_typical_speed_by_hand():
+    assert typical_speed_ms(0.5, 2.0, 2.0, 0.7) == pytest.approx(1.0)  # at the typical speed: no change
+    assert typical_speed_ms(0.5, 2.2, 2.0, 0.0) == pytest.approx(1.0)  # k = 0: plain normalisation
+    # a narrow network on a 10 % slower host: its ratio is inflated by 1.1**(-k ln r), the correction removes it
+    r0, s, k = 0.4, 1.1, 0.5
+    measured = r0 * s ** (-k * np.log(r0))
+    assert measured > r0
+    # exact to first order in k ln s: the second-order term is (k ln s)**2 |ln r0| = 0.21 % here
+    assert typical_speed_ms(measured, 2.0 * s, 2.0, k) == pytest.approx(2.0 * r0, rel=3e-3)
+    out = typical_speed_ms(np.array([0.5, 1.0, 2.0]), np.array([2.2, 2.2, 2.2]), 2.0, 0.5)
+    assert out.shape == (3,) and out[1] == pytest.approx(2.0)  # the reference's own ratio needs no correction
+    assert out[0] < 1.0 and out[2] > 4.0  # narrower: slowed more than the reference; wider: less
+
+
+@pytest.mark.parametrize("k_true", [0.0, 0.5])
+def test_the_fit_finds_the_host_elasticity(small, k_true):
+    truth, base = synthetic(small, 400, 1)
+    train, _ = elastic_host(truth, base.widths, k_true, seed=1)
+    _, base_test = synthetic(small, 200, 2)
+    test, true_ms = elastic_host(truth, base_test.widths, k_true, seed=2)
+    table = fit_table(small, train, FitSettings(folds=3), log=lambda *_: None)
+    cv = {row["k"]: row["rmspe"] for row in table.fit["elasticity_cv"]}
+    assert table.fit["elasticity"] == k_true and set(cv) == set(FitSettings().elasticities)
+    assert cv[k_true] == min(cv.values())
+    m = metrics(table.predict_many(test.widths), table.measured_ms(test.norm, test.ref_ms))
+    assert m["rmspe"] < 0.01  # against the corrected measurements of other networks at other host speeds
+    if k_true:
+        plain = fit_table(small, train, FitSettings(folds=3, elasticities=(0.0,)), log=lambda *_: None)
+        mp = metrics(plain.predict_many(test.widths), plain.measured_ms(test.norm, test.ref_ms))
+        assert cv[0.0] > 1.5 * cv[k_true] and mp["rmspe"] > 2 * m["rmspe"]
+        # the table itself is nearer the truth at the typical speed
+        assert metrics(table.predict_many(test.widths), true_ms)["rmspe"] < metrics(plain.predict_many(test.widths),
+                                                                                    true_ms)["rmspe"]
+
+
+def test_two_timings_at_different_host_speeds_agree_once_corrected(small):
+    """The re-measurement check of issue 11 in miniature: the same networks timed on a fast and on a slow
+    host agree within their noise after the correction with the true k, not before."""
+    truth, base = synthetic(small, 200, 3)
+    fast, _ = elastic_host(truth, base.widths, 0.6, seed=4, spread=0.0)
+    slow, _ = elastic_host(truth, base.widths, 0.6, seed=5, spread=0.0)
+    slow.ref_ms, slow.norm = slow.ref_ms * 1.12, slow.norm * 1.12 ** (-0.6 * np.log(slow.norm))  # 12 % slower
+    ref0 = float(np.median(fast.ref_ms))
+    plain = metrics(slow.norm * ref0, fast.norm * ref0)
+    fixed = metrics(typical_speed_ms(slow.norm, slow.ref_ms, ref0, 0.6), typical_speed_ms(fast.norm, fast.ref_ms,
+                                                                                          ref0, 0.6))
+    assert plain["rmspe"] > 0.02 and fixed["rmspe"] < 0.006
+
+
+def _profile_dict(small, fit: dict) -> dict:
+    truth, _ = synthetic(small, 10, 1)
+    d = truth.to_dict()
+    d["fit"] = fit
+    return json.loads(json.dumps(d))
+
+
+def test_old_profiles_keep_plain_normalisation(small):
+    table = LatencyTable.from_dict(_profile_dict(small, {}))  # fitted before the correction existed
+    assert read_elasticity(table.fit) == 0.0
+    np.testing.assert_allclose(table.measured_ms(np.array([0.3, 1.7]), np.array([5.0, 0.1])),
+                               np.array([0.3, 1.7]) * table.reference_ms)
+
+
+@pytest.mark.parametrize("k", [-0.1, 2.5, float("nan"), float("inf"), "0.5", True, None])
+def test_a_broken_elasticity_is_refused_with_its_field_named(small, k):
+    with pytest.raises(ProfileError, match=r"fit\.elasticity .*refit the profile"):
+        LatencyTable.from_dict(_profile_dict(small, {"elasticity": k}), "p.json")
+
+
+def test_fit_refuses_elasticities_out_of_range(small):
+    _, train = synthetic(small, 40, 1)
+    with pytest.raises(ValueError, match="elasticities"):
+        fit_table(small, train, FitSettings(folds=3, elasticities=(0.0, 3.0)), log=lambda *_: None)
+
+
+def test_the_elasticity_benchmark_reads_the_slope_off_timing_pairs(small, tmp_path):
+    """benchmarks/elasticity.py on pairs from the simulated host: it finds beta = 1 - k ln r by ratio
+    and the k that fits, and the correction at that k brings the pairs together."""
+    import importlib.util
+
+    from conftest import ROOT
+    from widthnas.latency.standalone_runner import SAMPLES_FORMAT
+
+    spec = importlib.util.spec_from_file_location("elasticity_bench", ROOT / "benchmarks" / "elasticity.py")
+    eb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(eb)
+    truth, base = synthetic(small, 120, 6)
+    first, _ = elastic_host(truth, base.widths, 0.6, seed=7, spread=0.12)
+    second, _ = elastic_host(truth, base.widths, 0.6, seed=8, spread=0.12)
+    for name, s in (("heldout", first), ("remeasure", second)):
+        lines = [{"type": "header", "format": SAMPLES_FORMAT}] + [
+            {"type": "sample", "widths": w.tolist(), "norm": r, "ms": {"median": ms}, "ref_ms": {"median": ref}}
+            for w, r, ms, ref in zip(s.widths, s.norm, s.ms, s.ref_ms)]
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    r = eb.report(tmp_path, 0.6)
+    assert r["pairs"] == 120 and r["k_best"] == pytest.approx(0.6, abs=0.08)
+    narrow = [b for b in r["bins"] if b["ratio"][1] <= 0.7 and b["n"] >= 10]
+    assert narrow and all(b["beta"] > 1.1 for b in narrow)  # the narrow ones slow more than the reference
+    plain, fixed = r["agreement"]
+    assert fixed["rms"] < plain["rms"] / 2 and fixed["within_5"] == 1.0
+    assert eb.main([str(tmp_path / "nothing")]) == 2
