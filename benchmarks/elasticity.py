@@ -27,10 +27,15 @@ BINS = ((0.0, 0.5), (0.5, 0.7), (0.7, 1.0), (1.0, math.inf))  # ratio to the ref
 
 def pairs(d: Path) -> dict[str, np.ndarray]:
     """First and second timing of each re-measured held-out network: ratios, network and reference ms."""
-    _, first, _ = sr.read_samples(str(d / "heldout.jsonl"))
-    _, second, _ = sr.read_samples(str(d / "remeasure.jsonl"))
+    h1, first, _ = sr.read_samples(str(d / "heldout.jsonl"))
+    h2, second, _ = sr.read_samples(str(d / "remeasure.jsonl"))
     if not second:
         raise ValueError(f"{d / 'remeasure.jsonl'}: no re-measurements; run latency_accuracy.py with --remeasure")
+    h1, h2 = h1 or {}, h2 or {}
+    if (h1.get("space", {}).get("fingerprint") != h2.get("space", {}).get("fingerprint")
+            or sr.device_key(h1.get("device", {})) != sr.device_key(h2.get("device", {}))):
+        raise ValueError(f"{d}: heldout.jsonl and remeasure.jsonl record different spaces or devices; they are not "
+                         "timings of the same networks on the same machine")
     by_widths = {}
     for a in first:
         by_widths.setdefault(tuple(a["widths"]), a)
@@ -41,8 +46,15 @@ def pairs(d: Path) -> dict[str, np.ndarray]:
             raise ValueError(f"{d}: a re-measured network is not among the held-out ones: {b['widths']}")
         if a.get("disturbed") or b.get("disturbed"):
             continue
-        rows.append((a["norm"], b["norm"], a["ms"]["median"], b["ms"]["median"], a["ref_ms"]["median"],
-                     b["ref_ms"]["median"]))
+        try:
+            row = (a["norm"], b["norm"], a["ms"]["median"], b["ms"]["median"], a["ref_ms"]["median"],
+                   b["ref_ms"]["median"])
+        except (KeyError, TypeError):
+            continue  # a record without timings: not a pair
+        if all(isinstance(x, (int, float)) and math.isfinite(x) and x > 0 for x in row):
+            rows.append(row)
+    if len(rows) < 3:
+        raise ValueError(f"{d}: {len(rows)} usable pairs (undisturbed, positive finite timings); at least 3 are needed")
     r = np.array(rows, float)
     return dict(zip(("r1", "r2", "net1", "net2", "ref1", "ref2"), r.T))
 
@@ -62,7 +74,7 @@ def report(d: Path, k: float | None) -> dict:
             out["bins"].append({"ratio": [lo, hi], "n": int(m.sum()), "beta": slope(ls[m], ln[m])})
     e = np.log(p["r2"] / p["r1"])  # plain normalisation's disagreement
     x = -np.log(p["r1"]) * ls
-    out["k_best"] = float(x @ e / (x @ x))
+    out["k_best"] = float(x @ e / (x @ x)) if x @ x > 0 else float("nan")  # nan: the reference never moved
     ref0 = float(np.median(np.r_[p["ref1"], p["ref2"]]))
 
     def agree(kk: float) -> dict:

@@ -24,7 +24,7 @@ from scipy.sparse.linalg import lsmr
 from widthnas._cv import kfold
 from widthnas.models.space import SearchSpace
 
-from .host_state import ELASTICITY_RANGE, typical_speed_ms
+from .host_state import ELASTICITY_RANGE, speed_range_of, typical_speed_ms
 from .sampling import block_entries, block_shapes
 from .samples import Samples
 from .table import LatencyTable
@@ -273,6 +273,7 @@ def solve_samples(sys_: _Solver, samples: Samples, settings: FitSettings) -> tup
            "entries": sys_.E, "lam": lam,
            "mu": mu, "cv_rmspe": cv_k[k], "train_rmspe": _rmspe(A @ entries + c, y),  # cv at lam, mu, k; cv_grid: k = 0
            "elasticity": k, "elasticity_cv": [{"k": kk, "rmspe": v} for kk, v in cv_k.items()],
+           "host_speed_range": speed_range_of(samples.ref_ms, reference_ms),  # s the correction was fitted on
            "settings": asdict(settings), "seconds": round(time.time() - t0, 2),
            "cv_grid": [{"lam": key[0], "mu": key[1], "rmspe": v} for key, v in cv.items()]}
     return entries, c, reference_ms, A, rec

@@ -24,8 +24,8 @@ from widthnas.models.graph_space import GraphSpace, OpSignature
 from widthnas.models.space import check_fingerprint
 
 from .graph_entries import EntryKey, GraphEntries, signature_from_dict, signature_to_dict
-from .host_state import read_elasticity, typical_speed_ms
-from .table import ProfileError, _check_elasticity
+from .host_state import profile_measured_ms
+from .table import ProfileError, _check_header
 
 FORMAT = "widthnas-graph-profile/1"
 
@@ -69,7 +69,7 @@ class GraphLatencyTable:
     def measured_ms(self, norm, ref_ms):
         """ms at the reference's typical speed, from ratio(s) to a reference that took ref_ms beside them
         (host_state.py); what every prediction of this table is compared with."""
-        return typical_speed_ms(norm, ref_ms, self.reference_ms, read_elasticity(self.fit, self.name or "profile"))
+        return profile_measured_ms(self.fit, self.reference_ms, self.name or "profile", norm, ref_ms)
 
     @cached_property
     def entries(self) -> GraphEntries:
@@ -161,9 +161,9 @@ class GraphLatencyTable:
                 k = entries.keys[missing[0]]
                 raise ProfileError(f"{where}: {missing.size} of the space's {entries.E} entries are missing, e.g. "
                                    f"{describe(k.signature)} c_in {k.c_in} c_out {k.c_out}; refit it with `widthnas fit`")
-            _check_elasticity(d.get("fit", {}), where)
-            return cls(space, costs, float(d["intercept_ms"]), float(d["reference_ms"]), d.get("device", {}),
-                       d.get("fit", {}), d.get("validation", {}), d.get("name", ""))
+            intercept, reference_ms, fit = _check_header(d, where)
+            return cls(space, costs, intercept, reference_ms, d.get("device", {}), fit, d.get("validation", {}),
+                       d.get("name", ""))
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, ProfileError) or "fingerprint" in str(e):
                 raise

@@ -10,8 +10,14 @@ Model: when the host slows the reference by s = ref_ms / reference_ms (reference
 typical time while profiling), a network whose ratio to the reference is r slows by s**beta, with
 beta = 1 - k ln r. Its ratio at the reference's typical speed is then r * s**(k ln r), taking the
 measured r for the true one in the exponent: exact to first order in k ln s (0.35 % off at k = 0.75,
-s = 1.1, r = 0.5) and defined for any s. k is the profile's `fit.elasticity`, chosen by
-cross-validation in `fit` (k = 0: plain normalisation, what every profile before this had).
+s = 1.1, r = 0.5). k is the profile's `fit.elasticity`, chosen by cross-validation in `fit` (k = 0:
+plain normalisation, what every profile before this had).
+
+The correction is only as good as the host speeds it was fitted on: `fit.host_speed_range` records
+the range of s over the profile's samples, and s is clamped into it before the correction (beyond
+it, the extra slowdown is divided out as plainly as the reference's). A lasting offset of the
+reference's time, such as a timing protocol other than the profile's, then cannot turn into an
+unbounded correction. Profiles fitted before the range was recorded clamp to DEFAULT_SPEED_RANGE.
 """
 from __future__ import annotations
 
@@ -20,15 +26,56 @@ import math
 import numpy as np
 
 ELASTICITY_RANGE = (0.0, 2.0)  # k; outside it the model is not a correction but a different machine
+# s = ref_ms / reference_ms clamped to this for profiles without fit.host_speed_range: wide enough for
+# every timing of the runs the elasticity was measured on (the reference moved -6.6 % to +15.8 % between a
+# network's two timings, RESULTS §2.1d), so the shipped 224 px profile's validated figures stand
+DEFAULT_SPEED_RANGE = (0.8, 1.25)
 
 
-def typical_speed_ms(norm, ref_ms, reference_ms: float, elasticity: float = 0.0):
+def _positive(name: str, x) -> np.ndarray:
+    a = np.asarray(x, float)
+    if not np.all(np.isfinite(a) & (a > 0)):
+        bad = a[~(np.isfinite(a) & (a > 0))].ravel()[:3]
+        raise ValueError(f"{name} must be positive, finite numbers; got {bad.tolist()} (a corrupt sample or profile)")
+    return a
+
+
+def typical_speed_ms(norm, ref_ms, reference_ms: float, elasticity: float = 0.0,
+                     speed_range: tuple[float, float] | None = None):
     """Latency in ms at the reference's typical speed, from ratio(s) `norm` to a reference that took
-    `ref_ms` (ms) beside it. Scalars in, a float out; arrays in, an array out."""
-    r = np.asarray(norm, float)
-    s = np.asarray(ref_ms, float) / reference_ms
+    `ref_ms` (ms) beside it; the host speed s is clamped to `speed_range` for the correction. Scalars
+    in, a float out; arrays in, an array out."""
+    r = _positive("ratio to the reference", norm)
+    s = _positive("reference time (ms)", ref_ms) / float(_positive("typical reference time (ms)", reference_ms))
+    if speed_range is not None:
+        s = np.clip(s, *speed_range)
     out = r * reference_ms * (s ** (elasticity * np.log(r)) if elasticity else 1.0)
     return float(out) if np.ndim(out) == 0 else out
+
+
+def speed_range_of(ref_ms, reference_ms: float) -> list[float]:
+    """[min, max] of the host speed s over a profile's samples: what `fit.host_speed_range` records."""
+    s = _positive("reference time (ms)", ref_ms) / reference_ms
+    return [float(min(s.min(), 1.0)), float(max(s.max(), 1.0))]
+
+
+def read_speed_range(fit: dict, where: str = "profile") -> tuple[float, float]:
+    """The profile's `fit.host_speed_range`, checked; DEFAULT_SPEED_RANGE for profiles fitted before it."""
+    v = fit.get("host_speed_range") if isinstance(fit, dict) else None
+    if v is None:
+        return DEFAULT_SPEED_RANGE
+    ok = (isinstance(v, list) and len(v) == 2
+          and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+          and 0 < v[0] <= 1 <= v[1])
+    if not ok:
+        raise ValueError(f"{where}: fit.host_speed_range is {v!r}, expected [low, high] with 0 < low <= 1 <= high; "
+                         "refit the profile with `widthnas fit`")
+    return float(v[0]), float(v[1])
+
+
+def profile_measured_ms(fit: dict, reference_ms: float, where: str, norm, ref_ms):
+    """A measurement in the ms a profile predicts: its reference time, elasticity and speed range."""
+    return typical_speed_ms(norm, ref_ms, reference_ms, read_elasticity(fit, where), read_speed_range(fit, where))
 
 
 def read_elasticity(fit: dict, where: str = "profile") -> float:

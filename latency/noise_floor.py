@@ -157,7 +157,8 @@ def measure_floor(samples: Samples, k: int, space, to_ms: float | Callable, back
     backend = backend if backend is not None else backend_for(space, samples.header["device"])
     t0 = time.time()
     recs = remeasure(samples, k, backend, out, guard, log, progress)
-    keep = [j for j, r in enumerate(recs) if r.get("disturbed") is not True and _ok(r.get("norm"))]
+    keep = [j for j, r in enumerate(recs) if r.get("disturbed") is not True and _ok(r.get("norm"))
+            and isinstance(r.get("ref_ms"), dict) and _ok(r["ref_ms"].get("median"))]
     if len(keep) < MIN_REMEASURE:
         raise FloorUnavailable(f"{k - len(keep)} of {k} re-measurements were disturbed or unusable; the machine is "
                                "too busy for a noise floor now")

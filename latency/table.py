@@ -17,7 +17,7 @@ from widthnas._io import atomic_write_text  # noqa: F401  (also imported from he
 from widthnas.models.space import SearchSpace, check_fingerprint
 from widthnas.mrf import chain
 
-from .host_state import read_elasticity, typical_speed_ms
+from .host_state import profile_measured_ms, read_elasticity, read_speed_range
 from .sampling import block_shapes
 
 FORMAT = "widthnas-profile/1"
@@ -27,12 +27,24 @@ class ProfileError(ValueError):
     """A profile file that does not parse or does not fit its schema."""
 
 
-def _check_elasticity(fit: dict, where: str) -> None:
-    """A profile's fit.elasticity in range, or a ProfileError naming it (shared by the graph table)."""
+def _check_header(d: dict, where: str) -> tuple[float, float, dict]:
+    """(intercept ms, reference ms, fit) of a profile dict, checked, or a ProfileError naming the field
+    (shared by the graph table). A missing or null fit is an old profile's: plain normalisation."""
+    fit = d.get("fit")
+    fit = {} if fit is None else fit
     try:
         read_elasticity(fit, where)
+        read_speed_range(fit, where)
     except ValueError as e:
         raise ProfileError(str(e)) from None
+    ref, icpt = d["reference_ms"], d["intercept_ms"]
+    if isinstance(ref, bool) or not isinstance(ref, (int, float)) or not np.isfinite(ref) or ref <= 0:
+        raise ProfileError(f"{where}: reference_ms is {ref!r}, expected a positive, finite number (ms); "
+                           "refit the profile with `widthnas fit`")
+    if isinstance(icpt, bool) or not isinstance(icpt, (int, float)) or not np.isfinite(icpt):
+        raise ProfileError(f"{where}: intercept_ms is {icpt!r}, expected a finite number (ms); "
+                           "refit the profile with `widthnas fit`")
+    return float(icpt), float(ref), fit
 
 
 @dataclass
@@ -50,7 +62,7 @@ class LatencyTable:
     def measured_ms(self, norm, ref_ms):
         """ms at the reference's typical speed, from ratio(s) to a reference that took ref_ms beside them
         (host_state.py); what every prediction of this table is compared with."""
-        return typical_speed_ms(norm, ref_ms, self.reference_ms, read_elasticity(self.fit, self.name or "profile"))
+        return profile_measured_ms(self.fit, self.reference_ms, self.name or "profile", norm, ref_ms)
 
     # ---- prediction ------------------------------------------------------------------
     def predict(self, widths: Sequence[int]) -> float:
@@ -121,9 +133,9 @@ class LatencyTable:
                 if not np.all(np.isfinite(e)):
                     raise ProfileError(f"{where}: block {k} holds non-finite latencies")
                 entries.append(e)
-            _check_elasticity(d.get("fit", {}), where)
-            return cls(space, entries, float(d["intercept_ms"]), float(d["reference_ms"]), d.get("device", {}),
-                       d.get("fit", {}), d.get("validation", {}), d.get("name", ""))
+            intercept, reference_ms, fit = _check_header(d, where)
+            return cls(space, entries, intercept, reference_ms, d.get("device", {}), fit, d.get("validation", {}),
+                       d.get("name", ""))
         except (KeyError, TypeError) as e:
             raise ProfileError(f"{where}: missing or malformed field {e}; the file does not fit the profile schema")
 

@@ -277,7 +277,7 @@ def cmd_export(args) -> int:
         m = measure_exported(args.out, table, guard=LoadGuard())  # a disturbed machine is said and waited out
         m["predicted_ms"] = table.predict(widths)
         extra["latency"] = m
-        print(f"latency: measured {m['normalised_ms']:.4f} ms (reference-normalised) vs predicted {m['predicted_ms']:.4f} ms")
+        print(f"latency: measured {m['normalised_ms']:.4f} ms (reference-normalised, at the profile's host speed) vs predicted {m['predicted_ms']:.4f} ms")
     side = write_sidecar(args.out, widths, space, table, **extra)
     print(f"exported {args.out} (widths {widths}); val acc {val_acc:.4f} after BN recalibration; "
           f"ORT vs torch max abs diff {v['max_abs_diff']:.2e}; sidecar {side}")
@@ -332,7 +332,7 @@ def _export_weights(args) -> int:
         m = measure_exported(args.out, table)
         m["predicted_ms"] = table.predict(widths)
         extra["latency"] = m
-        print(f"latency: measured {m['normalised_ms']:.4f} ms (reference-normalised) vs predicted {m['predicted_ms']:.4f} ms")
+        print(f"latency: measured {m['normalised_ms']:.4f} ms (reference-normalised, at the profile's host speed) vs predicted {m['predicted_ms']:.4f} ms")
     side = write_sidecar(args.out, widths, space, table, **extra)
     before = sum(p.numel() for p in user_network(space, sd).parameters())
     after = sum(p.numel() for p in net.parameters())

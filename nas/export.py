@@ -100,6 +100,7 @@ def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float =
     rec = sr.measure_sample(be.open_file(str(path)), ref, protocol, guard, what=f"latency of {Path(path).name}")
     return {"measured_ms": rec["ms"]["median"], "measured_ms_min": rec["ms"]["min"],
             "reference_ms_now": rec["ref_ms"]["median"],
+            "host_speed": rec["ref_ms"]["median"] / table.reference_ms,  # s: > 1 when the host runs slower than profiled
             "normalised_ms": table.measured_ms(rec["norm"], rec["ref_ms"]["median"]),  # at the profile's speed
             "runs": rec["ms"]["count"], "remeasured": int(rec.get("remeasured", 0)),
             "disturbed": bool(rec.get("disturbed", False))}

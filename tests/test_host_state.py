@@ -129,3 +129,91 @@ def test_the_elasticity_benchmark_reads_the_slope_off_timing_pairs(small, tmp_pa
     plain, fixed = r["agreement"]
     assert fixed["rms"] < plain["rms"] / 2 and fixed["within_5"] == 1.0
     assert eb.main([str(tmp_path / "nothing")]) == 2
+
+
+@pytest.mark.parametrize("norm,ref,typical", [(0.0, 2.0, 2.0), (-0.5, 2.0, 2.0), (float("nan"), 2.0, 2.0),
+                                              (0.5, 0.0, 2.0), (0.5, float("inf"), 2.0), (0.5, 2.0, 0.0)])
+def test_the_correction_refuses_timings_that_are_not_positive(norm, ref, typical):
+    with pytest.raises(ValueError, match="positive, finite"):
+        typical_speed_ms(norm, ref, typical, 0.5)
+
+
+def test_the_correction_is_held_at_the_edge_of_the_fitted_host_speeds():
+    """Beyond the speeds the elasticity was fitted on, the extra slowdown is divided out plainly."""
+    r, k = 0.4, 0.5
+    inside = typical_speed_ms(r, 2.0 * 1.05, 2.0, k, (0.9, 1.1))
+    assert inside == pytest.approx(2.0 * r * 1.05 ** (k * np.log(r)))  # within the range: the full correction
+    far = typical_speed_ms(r, 2.0 * 1.5, 2.0, k, (0.9, 1.1))
+    assert far == pytest.approx(2.0 * r * 1.1 ** (k * np.log(r)))  # s = 1.5 is corrected as s = 1.1
+    assert typical_speed_ms(r, 2.0 * 0.5, 2.0, k, (0.9, 1.1)) == pytest.approx(2.0 * r * 0.9 ** (k * np.log(r)))
+    assert far != pytest.approx(typical_speed_ms(r, 2.0 * 1.5, 2.0, k))  # unclamped it would extrapolate
+
+
+def test_the_fit_records_the_host_speeds_and_measured_ms_clamps_to_them(small):
+    truth, base = synthetic(small, 300, 1)
+    train, _ = elastic_host(truth, base.widths, 0.5, seed=1, spread=0.05)
+    table = fit_table(small, train, FitSettings(folds=3), log=lambda *_: None)
+    lo, hi = table.fit["host_speed_range"]
+    s = train.ref_ms / table.reference_ms
+    assert lo == pytest.approx(s.min()) and hi == pytest.approx(s.max()) and lo < 1 < hi
+    k = table.fit["elasticity"]
+    assert k > 0
+    got = table.measured_ms(np.array([0.4, 0.4]), table.reference_ms * np.array([hi, 3.0]))
+    assert got[0] == pytest.approx(got[1])  # a host 3x slower is corrected no more than the slowest fitted one
+    assert got[0] == pytest.approx(0.4 * table.reference_ms * hi ** (k * np.log(0.4)))
+    again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    np.testing.assert_allclose(again.measured_ms(np.array([0.4]), np.array([3.0 * table.reference_ms])), got[1:])
+
+
+def test_old_profiles_with_an_elasticity_clamp_to_the_default_range(small):
+    from widthnas.latency.host_state import DEFAULT_SPEED_RANGE
+
+    table = LatencyTable.from_dict(_profile_dict(small, {"elasticity": 0.5}))
+    hi = DEFAULT_SPEED_RANGE[1]
+    assert DEFAULT_SPEED_RANGE[0] < 1 < hi
+    got = table.measured_ms(0.4, 2.0 * table.reference_ms)
+    assert got == pytest.approx(0.4 * table.reference_ms * hi ** (0.5 * np.log(0.4)))
+
+
+@pytest.mark.parametrize("rng", [[1.1, 0.9], [0.0, 1.2], [0.9], "0.9,1.1", [0.9, float("inf")], [1.05, 1.2]])
+def test_a_broken_host_speed_range_is_refused(small, rng):
+    with pytest.raises(ProfileError, match=r"fit\.host_speed_range .*refit the profile"):
+        LatencyTable.from_dict(_profile_dict(small, {"elasticity": 0.5, "host_speed_range": rng}), "p.json")
+
+
+@pytest.mark.parametrize("field,value", [("reference_ms", 0.0), ("reference_ms", -1.0), ("reference_ms", "nan"),
+                                         ("reference_ms", True), ("intercept_ms", float("nan")),
+                                         ("intercept_ms", None)])
+def test_a_profile_with_a_broken_reference_or_intercept_is_refused(small, field, value):
+    d = _profile_dict(small, {})
+    d[field] = float(value) if value == "nan" else value
+    with pytest.raises(ProfileError, match=f"{field} is .*refit the profile"):
+        LatencyTable.from_dict(d, "p.json")
+
+
+def test_a_profile_whose_fit_is_null_loads_with_plain_normalisation(small):
+    table = LatencyTable.from_dict(_profile_dict(small, None))
+    assert table.measured_ms(0.5, 3.0 * table.reference_ms) == pytest.approx(0.5 * table.reference_ms)
+
+
+def test_graph_profiles_correct_and_refuse_like_chain_profiles():
+    """The shipped mobilenet_v2_small profile with an elasticity set: measured_ms corrects by hand's
+    formula, and broken fields are refused by name."""
+    from conftest import ROOT
+    from widthnas.latency.graph_table import GraphLatencyTable
+
+    d = json.loads((ROOT / "hw_profiles" / "amd-epyc-2c_ort-cpu-1t-b1_mobilenet_v2_small.json").read_text())
+    d["fit"] = {**d["fit"], "elasticity": 0.5, "host_speed_range": [0.95, 1.08]}
+    table = GraphLatencyTable.from_dict(d, "g.json")
+    ref = table.reference_ms
+    got = table.measured_ms(np.array([0.3, 0.3]), np.array([1.05 * ref, 1.3 * ref]))
+    np.testing.assert_allclose(got, 0.3 * ref * np.array([1.05, 1.08]) ** (0.5 * np.log(0.3)))
+    for field, value in (("elasticity", -1), ("host_speed_range", [1.2, 1.3])):
+        bad = json.loads(json.dumps(d))
+        bad["fit"][field] = value
+        with pytest.raises(ProfileError, match=f"fit\\.{field}"):
+            GraphLatencyTable.from_dict(bad, "g.json")
+    bad = json.loads(json.dumps(d))
+    bad["reference_ms"] = 0
+    with pytest.raises(ProfileError, match="reference_ms is 0"):
+        GraphLatencyTable.from_dict(bad, "g.json")

@@ -193,3 +193,17 @@ def test_validate_without_the_device_says_so_and_still_judges(fakes, tiny, tmp_p
     assert main(["validate", "--profile", str(tmp_path / "p.json"), "--samples", str(tmp_path / "h.jsonl")]) == 0
     out = capsys.readouterr().out
     assert "noise floor: not measured" in out and "cannot run here" in out and "NRMSE" in out
+
+
+def test_a_cached_re_measurement_without_a_reference_time_is_left_out(fakes, tiny, tmp_path):
+    """A resumed re-measure file whose record lost its ref_ms: the floor leaves it out, not a KeyError."""
+    be, h = _heldout(fakes, tiny, tmp_path, n=8)
+    out = tmp_path / "re.jsonl"
+    nf.remeasure(h, 6, be, out)
+    lines = out.read_text().splitlines()
+    rec = json.loads(lines[2])  # the second record (line 0 is the header)
+    del rec["ref_ms"]
+    lines[2] = json.dumps(rec)
+    out.write_text("\n".join(lines) + "\n")
+    floor = nf.measure_floor(h, 6, tiny, lambda norm, ref_ms: np.asarray(norm) * 2.0, be, out=out)
+    assert floor["requested"] == 6 and floor["n"] == 5
