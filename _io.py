@@ -49,6 +49,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def atomic_savefig(fig, path: str | Path, dpi: int = 110) -> None:
+    """Save a matplotlib figure atomically: readers never see half a plot (format from the suffix)."""
+    path = Path(path)
+    with atomic_path(path, suffix=".tmp" + path.suffix) as tmp:
+        fig.savefig(tmp, dpi=dpi)
+
+
 def read_json(path: str | Path, what: str = "file", fix: str = "") -> object:
     """json.loads of a file, or CorruptFileError naming the file (and what to do: `fix`)."""
     try:

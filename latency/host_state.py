@@ -89,3 +89,46 @@ def read_elasticity(fit: dict, where: str = "profile") -> float:
         raise ValueError(f"{where}: fit.elasticity is {k!r}, expected a finite number in [{lo:g}, {hi:g}]; "
                          "refit the profile with `widthnas fit`")
     return float(k)
+
+
+def calibrate_elasticity(predicted_ms, norm, ref_ms, reference_ms: float, grid, folds: int = 5,
+                         seed: int = 0) -> dict:
+    """The elasticity k of the host-state correction for an already fitted table, from networks timed
+    while the host ran at other speeds: the table's entries stay, only the scalar k is chosen.
+
+    Returns {"k": the grid value with the least RMSPE on all these samples, "rmspe": {k: RMSPE},
+    "selection_cv_rmspe": RMSPE when each fold's k is chosen on the other folds (the honest figure
+    for the choice), "host_speed": [min, max] of s}. Timings within 2 % of the profile's reference
+    speed say nothing about k: refused."""
+    from widthnas._cv import kfold
+
+    pred = _positive("predicted latency (ms)", predicted_ms)
+    s = _positive("reference time (ms)", ref_ms) / reference_ms
+    if np.max(np.abs(np.log(s))) < 0.02:
+        raise ValueError("every timing was taken within 2 % of the profile's reference speed, so no elasticity can "
+                         "be told from them; time the networks again when the machine runs at another speed")
+    grid = sorted({float(k) for k in grid})
+    if not grid or not all(ELASTICITY_RANGE[0] <= k <= ELASTICITY_RANGE[1] for k in grid):
+        raise ValueError(f"elasticities {grid}: give at least one, each in [{ELASTICITY_RANGE[0]:g}, "
+                         f"{ELASTICITY_RANGE[1]:g}]")
+    sq = {k: (pred / typical_speed_ms(norm, ref_ms, reference_ms, k) - 1) ** 2 for k in grid}  # (n,)
+    held = np.empty(len(pred))
+    for tr, te in kfold(len(pred), folds, seed):
+        best = min(grid, key=lambda k: float(np.mean(sq[k][tr])))
+        held[te] = sq[best][te]
+    return {"k": min(grid, key=lambda k: float(np.mean(sq[k]))),
+            "rmspe": {k: float(np.sqrt(np.mean(v))) for k, v in sq.items()},
+            "selection_cv_rmspe": float(np.sqrt(np.mean(held))), "host_speed": [float(s.min()), float(s.max())]}
+
+
+def speed_note(fit: dict, host_speed: float) -> str | None:
+    """A warning when a timing was taken at a host speed s the profile's correction was not fitted on
+    (outside fit.host_speed_range; for older profiles, which do not record it, outside ±5 %, about a
+    quiet hour's drift here), else None."""
+    lo, hi = read_speed_range(fit) if isinstance(fit, dict) and "host_speed_range" in fit else (1 / 1.05, 1.05)
+    if lo <= host_speed <= hi:
+        return None
+    return (f"the reference network ran {host_speed:.2f} x its profiled time, outside the host speeds "
+            f"{lo:.2f}-{hi:.2f} the profile's correction (elasticity {read_elasticity(fit):g}) was fitted on: narrow "
+            "networks slow more than the reference, so this timing may read them slow or fast; time fresh held-out "
+            "networks and calibrate with `widthnas validate --samples ... --elasticity auto --out ...`")

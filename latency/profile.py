@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from widthnas._io import atomic_write_text
+from widthnas._io import atomic_path, atomic_write_text
 from widthnas.models.space import SearchSpace, check_fingerprint
 
 from . import standalone_runner as sr
@@ -105,17 +105,26 @@ def write_bundle(space: SearchSpace, out_dir: str | Path, n: int, sampling: str 
     Copy the directory to the device and run `python3 runner.py` there (numpy and onnxruntime only).
     Then `widthnas fit --samples samples.jsonl` on the host.
     """
+    from .registry import PROFILE_DIR
+
     out = Path(out_dir)
+    if out.resolve() == PROFILE_DIR.resolve():
+        raise ValueError(f"--bundle {out_dir} is the shipped profiles' directory; write the bundle elsewhere")
+    if (out / sr.MANIFEST).exists():
+        raise ValueError(f"--bundle {out_dir} already holds a bundle ({sr.MANIFEST}); its networks may have been timed "
+                         "already, so it is not rewritten: choose a new directory")
     (out / "networks").mkdir(parents=True, exist_ok=True)
     sampler = make_sampler(space, sampling, seed)
     nets = []
     ref_file = "networks/reference.onnx"
-    (out / ref_file).write_bytes(space_onnx(space, space.reference_widths, batch=batch).SerializeToString())
+    with atomic_path(out / ref_file) as tmp:
+        tmp.write_bytes(space_onnx(space, space.reference_widths, batch=batch).SerializeToString())
     for i in range(n):
         widths = sampler.next()
         sampler.observe(widths)
         f = f"networks/net_{i:05d}.onnx"
-        (out / f).write_bytes(space_onnx(space, widths, batch=batch).SerializeToString())
+        with atomic_path(out / f) as tmp:
+            tmp.write_bytes(space_onnx(space, widths, batch=batch).SerializeToString())
         nets.append({"file": f, "widths": widths})
     manifest = {
         "space": {"name": space.name, "fingerprint": space.fingerprint, "def": space.to_dict()},

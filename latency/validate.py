@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau
 
+from widthnas._io import atomic_savefig
+
 
 def metrics(pred: np.ndarray, meas: np.ndarray) -> dict:
     """Error statistics of predicted against measured latency (same units)."""
@@ -61,5 +63,5 @@ def scatter_plot(path: str | Path, meas: np.ndarray, preds: dict[str, np.ndarray
     ax.legend(fontsize=8)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path)
     plt.close(fig)

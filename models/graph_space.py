@@ -268,7 +268,9 @@ class GraphSpace:
 
     def with_input(self, input_shape: Sequence[int] | None = None, num_classes: int | None = None) -> "GraphSpace":
         """The same ops and choices for another input shape or class count (a different fingerprint)."""
-        graph = self.graph.with_input(tuple(input_shape or self.graph.input_shape),
+        from .space import parse_input_shape
+
+        graph = self.graph.with_input(parse_input_shape(input_shape) if input_shape else self.graph.input_shape,
                                       num_classes or self.graph.num_classes)
         return GraphSpace(self.name, graph, self.choices_by_group, self.source)
 

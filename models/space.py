@@ -25,6 +25,18 @@ class WidthError(ValueError):
     """A width configuration that does not fit the search space."""
 
 
+def parse_input_shape(text: str | Sequence[int]) -> tuple[int, int, int]:
+    """'3,32,32' (C,H,W of one image) -> (3, 32, 32); anything else is refused with what to give."""
+    try:
+        shape = tuple(int(v) for v in (text.split(",") if isinstance(text, str) else text))
+    except (TypeError, ValueError):
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"--input-shape {text!r}: give C,H,W of one image as three positive whole numbers, "
+                         "e.g. 3,32,32")
+    return shape
+
+
 def width_choices(base: int, lo: float = 0.2, hi: float = 1.5, levels: int = 14, round_to: int = 8) -> tuple[int, ...]:
     """Multipliers lo..hi of `base` in `levels` steps, rounded to multiples of `round_to`.
 
@@ -84,6 +96,14 @@ class SearchSpace:
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def check(self) -> None:
+        shape = self.input_shape
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"input_shape {list(shape)}: expected C, H, W, three positive whole numbers")
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes {self.num_classes}: expected a positive whole number")
+        for l in self.layers:
+            if l.stride < 1 or l.base < 1:
+                raise ValueError(f"layer {l.name}: stride {l.stride} and base {l.base} must be positive whole numbers")
         if not self.layers or self.layers[0].kind != "conv":
             raise ValueError("a space starts with a 'conv' stem layer")
         for l in self.layers[1:]:
@@ -179,9 +199,10 @@ class SearchSpace:
 
     def with_input(self, input_shape: Sequence[int] | None = None, num_classes: int | None = None) -> "SearchSpace":
         """The same layers for another input shape or class count (a different fingerprint)."""
-        return SearchSpace(
-            self.name, tuple(input_shape or self.input_shape), num_classes or self.num_classes, self.layers
-        )
+        space = SearchSpace(self.name, parse_input_shape(input_shape) if input_shape else self.input_shape,
+                            num_classes or self.num_classes, self.layers)
+        space.check()
+        return space
 
     def with_dense_choices(self, step: int = 8) -> "SearchSpace":
         """Every multiple of `step` up to each layer's widest choice (plus the existing choices): the

@@ -106,15 +106,13 @@ def load_factory(spec: str) -> tuple[nn.Module, str]:
 
 
 def parse_input_shape(text: str | Sequence[int]) -> tuple[int, int, int]:
-    """'3,32,32' (C,H,W of one image) -> (3, 32, 32)."""
+    """'3,32,32' (C,H,W of one image) -> (3, 32, 32); space.parse_input_shape, as a TraceError."""
+    from .space import parse_input_shape as parse
+
     try:
-        shape = tuple(int(v) for v in (text.split(",") if isinstance(text, str) else text))
-    except (TypeError, ValueError):
-        shape = ()
-    if len(shape) != 3 or min(shape) < 1:
-        raise TraceError(f"--input-shape {text!r}: give C,H,W of one image as three positive whole numbers, "
-                         "e.g. 3,32,32")
-    return shape
+        return parse(text)
+    except ValueError as e:
+        raise TraceError(str(e)) from None
 
 
 # ---- tracing --------------------------------------------------------------------------------

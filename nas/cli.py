@@ -8,6 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 
 class UserError(Exception):
     """Bad input: printed as one clear line, exit code 2."""
@@ -24,7 +26,7 @@ def _space(args, header_space: dict | None = None):
         return SearchSpace.from_dict(header_space)
     space = lookup_space(args.space or "mobilenet_v1_small")
     if getattr(args, "input_shape", None):
-        space = space.with_input([int(x) for x in args.input_shape.split(",")])
+        space = space.with_input(args.input_shape)
     return space
 
 
@@ -32,6 +34,13 @@ def _space(args, header_space: dict | None = None):
 def cmd_profile(args) -> int:
     from widthnas.latency.profile import profile, write_bundle
 
+    for flag, v in (("--threads", args.threads), ("--batch", args.batch), ("-n/--networks", args.networks)):
+        if v < 1:
+            raise UserError(f"{flag} {v}: give a whole number >= 1 (onnxruntime reads --threads 0 as 'all cores', "
+                            "which the profile would not record)" if flag == "--threads" else
+                            f"{flag} {v}: give a whole number >= 1")
+    if args.time_limit is not None and not (math.isfinite(args.time_limit) and args.time_limit > 0):
+        raise UserError(f"--time-limit {args.time_limit}: give a positive number of seconds (rerun to continue)")
     space = _space(args)
     if args.bundle:
         out = write_bundle(space, args.bundle, args.networks, args.sampling, args.seed, args.batch)
@@ -83,6 +92,11 @@ def cmd_fit(args) -> int:
 
     _refuse_shipped(args.out, args.force)
     _refuse_inputs(args.out, args.samples + (args.heldout or []), "--out")
+    if args.folds < 2:
+        raise UserError(f"--folds {args.folds}: cross-validation needs at least 2 folds (default 5)")
+    if args.plot and not args.heldout:
+        raise UserError("--plot draws predicted against measured held-out latency: give --heldout too")
+    _check_plot_path(args.plot)
     if args.remeasure_out and not args.heldout:
         raise UserError("--remeasure-out times held-out networks again: give --heldout too")
     remeasure = _check_remeasure(args, args.samples + (args.heldout or []) + [args.out])
@@ -119,6 +133,43 @@ def _refuse_inputs(out: str | None, inputs, flag: str) -> None:
         if Path(out).resolve() == Path(p).resolve():
             raise UserError(f"{flag} {out} is one of the input files; its measurements would be overwritten. "
                             "Choose another path")
+
+
+def check_outputs(outputs: dict[str, str | Path | None], inputs, force: bool = False) -> None:
+    """Before anything is computed: no output may be an input file, a shipped profile (unless
+    `force`), or another output of the same command. `outputs` maps the option that names a file
+    (or what it is, e.g. "the sidecar of --out") to its path; None entries are skipped."""
+    seen: dict[Path, str] = {}
+    for flag, out in outputs.items():
+        if out is None:
+            continue
+        _refuse_inputs(str(out), [p for p in inputs if p is not None], flag)
+        _refuse_shipped(str(out), force, flag)
+        r = Path(out).resolve()
+        if r in seen:
+            raise UserError(f"{flag} {out} is also {seen[r]}: one would overwrite the other; choose two paths")
+        seen[r] = flag
+
+
+def _check_plot_path(path: str | None) -> None:
+    """A plot path matplotlib can write, checked before the fit or the measurements it would follow."""
+    if path is None:
+        return
+    import matplotlib
+
+    ok = matplotlib.figure.Figure().canvas.get_supported_filetypes()
+    ext = Path(path).suffix.lower().lstrip(".")
+    if ext not in ok:
+        raise UserError(f"--plot {path}: give a file ending in one of {', '.join('.' + e for e in sorted(ok))} "
+                        "(e.g. fit.png)")
+
+
+def check_calib_images(n: int, zero_ok: bool = False) -> None:
+    """--calib-images: recalibrating BatchNorm on no images would reset its statistics to 0 and 1."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < (0 if zero_ok else 1):
+        raise UserError(f"--calib-images {n}: use 1 or more (e.g. 1024)" + (", or 0 to keep the model's own "
+                        "BatchNorm statistics" if zero_ok else "; a supernet's shared statistics fit no single "
+                        "network, so they must be re-estimated"))
 
 
 def _check_remeasure(args, inputs) -> int:
@@ -186,6 +237,8 @@ def cmd_validate(args) -> int:
         _refuse_shipped(args.out, args.force)
         _refuse_inputs(args.out, args.samples, "--out")
     _refuse_inputs(args.json, args.samples + [args.profile], "--json")
+    args.elasticity = _parse_elasticity(args.elasticity)
+    _check_plot_path(args.plot)
     remeasure = _check_remeasure(args, args.samples + [args.profile] + [p for p in (args.out, args.json) if p])
     table = load_profile(args.profile, graph=True)
     for p in args.samples:
@@ -196,6 +249,8 @@ def cmd_validate(args) -> int:
         h = load_samples(args.samples, table.space, table.device)  # refuses another space or device
     for line in h.describe("held-out samples"):
         print(f"warning: {line}", file=sys.stderr)
+    if args.elasticity is not None:
+        _calibrate_elasticity(table, h, args.elasticity, args.samples)
     proxy = FlopsProxy.from_profile(table)
     v = _validation(table, h, proxy, args.samples, remeasure, args.remeasure_out)
     if args.plot and proxy:
@@ -209,6 +264,51 @@ def cmd_validate(args) -> int:
         table.save(args.out)
         print(f"profile with this validation written to {args.out}")
     return 0
+
+
+ELASTICITY_GRID = tuple(np.round(np.arange(0.0, 1.51, 0.125), 3))  # k tried by validate --elasticity auto
+
+
+def _parse_elasticity(text: str | None) -> str | float | None:
+    from widthnas.latency.host_state import ELASTICITY_RANGE
+
+    if text is None or text == "auto":
+        return text
+    try:
+        k = float(text)
+    except ValueError:
+        k = float("nan")
+    if not (math.isfinite(k) and ELASTICITY_RANGE[0] <= k <= ELASTICITY_RANGE[1]):
+        raise UserError(f"--elasticity {text}: give auto (chosen on these samples) or a number in "
+                        f"[{ELASTICITY_RANGE[0]:g}, {ELASTICITY_RANGE[1]:g}] (0: plain normalisation)")
+    return k
+
+
+def _calibrate_elasticity(table, h, how, files) -> None:
+    """validate --elasticity: set the profile's host-state elasticity (auto: chosen on these held-out
+    timings, which must have been taken at other host speeds than profiling) and widen its recorded
+    host-speed range to theirs. The table's entries are not touched."""
+    from widthnas.latency.host_state import calibrate_elasticity, read_elasticity, read_speed_range
+
+    old_k = read_elasticity(table.fit, table.name or "profile")
+    s = h.ref_ms / table.reference_ms
+    lo, hi = read_speed_range(table.fit) if "host_speed_range" in table.fit else (1.0, 1.0)
+    rec: dict = {"samples": [str(f) for f in files], "n": len(h), "previous": old_k,
+                 "host_speed": [float(s.min()), float(s.max())]}
+    if how == "auto":
+        c = calibrate_elasticity(table.predict_many(h.widths), h.norm, h.ref_ms, table.reference_ms, ELASTICITY_GRID)
+        k = c["k"]
+        rec.update(rmspe=[{"k": kk, "rmspe": v} for kk, v in c["rmspe"].items()],
+                   selection_cv_rmspe=c["selection_cv_rmspe"])
+        print(f"elasticity: host speed {s.min():.3f}-{s.max():.3f} x the profile's; RMSPE "
+              + ", ".join(f"k={kk:g} {v:.2%}" for kk, v in c["rmspe"].items())
+              + f"; chosen k={k:g} (was {old_k:g}; choosing it on other folds: RMSPE {c['selection_cv_rmspe']:.2%})")
+    else:
+        k = how
+        print(f"elasticity: set to k={k:g} (was {old_k:g})")
+    rec["k"] = k
+    table.fit = {**table.fit, "elasticity": k, "elasticity_calibration": rec,
+                 "host_speed_range": [float(min(lo, s.min(), 1.0)), float(max(hi, s.max(), 1.0))]}
 
 
 def cmd_profiles(args) -> int:
@@ -238,7 +338,7 @@ def cmd_space(args) -> int:
                             "--from-model")
         space = lookup_space(args.space or "mobilenet_v1_small")
         if args.input_shape:
-            space = space.with_input([int(x) for x in args.input_shape.split(",")])
+            space = space.with_input(args.input_shape)
         if args.fixed or args.tie:
             if not isinstance(space, GraphSpace):
                 raise UserError(f"--fixed and --tie act on graph spaces; {space.name} is a chain space")
@@ -391,6 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json")
     q.add_argument("--out", help="write the profile with this validation (and noise floor) here; the auto margin "
                    "of search and run then uses them")
+    q.add_argument("--elasticity", help="auto: choose the host-state correction's elasticity k on these samples "
+                   "(timed while the machine ran at another speed than when profiled; the table is kept), or a "
+                   "number in [0, 2]; recorded in the profile with --out")
     q.add_argument("--force", action="store_true", help="allow --out to replace a shipped profile in hw_profiles/")
     q.set_defaults(fn=cmd_validate)
 

@@ -24,13 +24,19 @@ def cmd_curve(args) -> int:
     from .greedylr import GreedyOptions
     from .train import load_run
 
+    from .cli import UserError, check_calib_images, check_outputs
+
     run = Path(args.run)
     if not run.is_dir():
         raise ValueError(f"--run {run}: no such directory")
     if args.retrain_epochs is not None and not args.retrain:
         raise ValueError("--retrain-epochs needs --retrain")
-    if args.calib_images < 1:
-        raise ValueError(f"--calib-images {args.calib_images}: use 1 or more (e.g. 1024)")
+    check_calib_images(args.calib_images)
+    if args.retrain_epochs is not None and (isinstance(args.retrain_epochs, bool) or args.retrain_epochs < 1):
+        raise UserError(f"--retrain-epochs {args.retrain_epochs}: use 1 or more (default 2)")
+    out = Path(args.out) if args.out else run / "curve.csv"
+    check_outputs({"--out": out, "the plot beside --out": out.with_suffix(".png") if out.suffix != ".png" else None},
+                  [args.profile])
     opts = GreedyOptions.parse(args.greedy)
     train_dir, run_profile = _training_dir(run)
     cfg, space, sup, splits = load_run(train_dir)
@@ -45,9 +51,8 @@ def cmd_curve(args) -> int:
     rows = supernet_curve(sup, space, splits, args.split, args.calib_images, table,
                           measure=table is not None and not args.no_measure)
     if args.retrain:
-        retrain_curve(rows, space, splits, args.retrain_epochs or 2, args.split, lr=cfg.lr, seed=cfg.seed,
-                      schedule=args.schedule, greedy=opts)
-    out = Path(args.out) if args.out else run / "curve.csv"
+        retrain_curve(rows, space, splits, 2 if args.retrain_epochs is None else args.retrain_epochs, args.split,
+                      lr=cfg.lr, seed=cfg.seed, schedule=args.schedule, greedy=opts)
     png = out.with_suffix(".png")
     write_curve(out, png, rows)
     print(f"width-error curve: {out}, plot {png}")

@@ -15,8 +15,13 @@ def cmd_search(args) -> int:
     from widthnas.mrf.baselines import uniform
     from widthnas.mrf.unaries import Unaries
 
+    from .cli import check_outputs
     from .search import chosen_config, print_widths, write_pareto
 
+    png = None if not args.pareto else Path(args.pareto).with_suffix(".png")
+    check_outputs({"--out": args.out, "--pareto": args.pareto,
+                   "the plot beside --pareto": png if png != Path(args.pareto or "") else None},
+                  [args.profile, args.unaries])
     table = load_profile(args.profile, graph=True)  # a chain profile, or a graph space's
     space = table.space
     method = args.method
@@ -172,9 +177,14 @@ def _widths_arg(space, args, default=None) -> list[int]:
 
 
 def cmd_evaluate(args) -> int:
+    from .cli import UserError, check_calib_images, check_outputs
     from .evaluate import evaluate_config
     from .train import load_run
 
+    check_calib_images(args.calib_images)
+    if args.json and not args.against:
+        raise UserError("--json writes the flip report of --against: give --against OLD as well")
+    check_outputs({"--json": args.json}, [args.config, args.against])
     if args.against:
         from .flips import resolve_previous
 
@@ -242,11 +252,17 @@ def register_train(sub) -> None:
 
 # ---- export / run -------------------------------------------------------------------------
 def cmd_export(args) -> int:
+    from .cli import UserError, check_calib_images, check_outputs
     from .data import normalize
     from .evaluate import accuracy, calibration_images, recalibrate_bn
     from .export import check_onnx_profile, export_onnx, measure_exported, write_sidecar
     from .train import load_run
 
+    if Path(args.out).suffix.lower() == ".json":
+        raise UserError(f"--out {args.out}: the model goes to a .onnx file (its sidecar .json is written beside it)")
+    check_calib_images(args.calib_images, zero_ok=bool(args.weights))
+    check_outputs({"--out": args.out, "the sidecar of --out": Path(args.out).with_suffix(".json")},
+                  [args.profile, args.config, args.space, args.weights])
     if args.weights:
         return _export_weights(args)
     if args.space:
@@ -278,6 +294,8 @@ def cmd_export(args) -> int:
         m["predicted_ms"] = table.predict(widths)
         extra["latency"] = m
         print(f"latency: measured {m['normalised_ms']:.4f} ms (reference-normalised, at the profile's host speed) vs predicted {m['predicted_ms']:.4f} ms")
+        if m["host_note"]:
+            print(f"note: {m['host_note']}")
     side = write_sidecar(args.out, widths, space, table, **extra)
     print(f"exported {args.out} (widths {widths}); val acc {val_acc:.4f} after BN recalibration; "
           f"ORT vs torch max abs diff {v['max_abs_diff']:.2e}; sidecar {side}")
@@ -333,6 +351,8 @@ def _export_weights(args) -> int:
         m["predicted_ms"] = table.predict(widths)
         extra["latency"] = m
         print(f"latency: measured {m['normalised_ms']:.4f} ms (reference-normalised, at the profile's host speed) vs predicted {m['predicted_ms']:.4f} ms")
+        if m["host_note"]:
+            print(f"note: {m['host_note']}")
     side = write_sidecar(args.out, widths, space, table, **extra)
     before = sum(p.numel() for p in user_network(space, sd).parameters())
     after = sum(p.numel() for p in net.parameters())
@@ -417,7 +437,8 @@ def register_run(sub) -> None:
     q.add_argument("--out", required=True, help="model.onnx path (a sidecar .json is written beside it)")
     q.add_argument("--profile", help="also measure latency against this profile's prediction")
     q.add_argument("--calib-images", type=int, default=1024, help="training images to recalibrate BN with "
-                   "(0: keep the statistics; with --weights and no --run there are none)")
+                   "(>= 1 for a supernet, whose shared statistics fit no single network; with --weights, 0 keeps your "
+                   "model's own statistics, and without --run there are no images)")
     q.set_defaults(fn=cmd_export)
 
     q = sub.add_parser("run", help="the whole pipeline: profile, train, search, fine-tune, export, verify, report")

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from widthnas.latency.table import atomic_write_text
+from widthnas._io import atomic_savefig, atomic_write_text
 
 FIELDS = ("multiplier", "widths", "predicted_ms", "measured_ms", "supernet_error", "retrain_error")
 
@@ -128,18 +127,10 @@ def plot_curve(path: str | Path, rows: list[dict]) -> None:
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp.png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)  # readers never see half a PNG
+        atomic_savefig(fig, path)  # readers never see half a PNG
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def curve_markdown(rows: list[dict], png: str) -> list[str]:

@@ -25,6 +25,9 @@ def recalibrate_bn(net: nn.Module, images: torch.Tensor, mean: torch.Tensor, std
     from torch.optim.swa_utils import update_bn
 
     images = images[:n_images]
+    if len(images) == 0:
+        raise ValueError("no images to recalibrate BatchNorm on: its statistics would be reset to mean 0, "
+                         "variance 1; give at least one calibration image")
     update_bn((normalize(images[i:i + batch], mean, std) for i in range(0, len(images), batch)), net, device_of(net))
 
 

@@ -88,6 +88,7 @@ def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float =
     `remeasured` and `disturbed` say what happened."""
     from widthnas.latency import standalone_runner as sr
     from widthnas.latency.backends import OrtBackend
+    from widthnas.latency.host_state import speed_note
 
     check_onnx_profile(table)
     dev = table.device
@@ -101,6 +102,7 @@ def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float =
     return {"measured_ms": rec["ms"]["median"], "measured_ms_min": rec["ms"]["min"],
             "reference_ms_now": rec["ref_ms"]["median"],
             "host_speed": rec["ref_ms"]["median"] / table.reference_ms,  # s: > 1 when the host runs slower than profiled
+            "host_note": speed_note(table.fit, rec["ref_ms"]["median"] / table.reference_ms),
             "normalised_ms": table.measured_ms(rec["norm"], rec["ref_ms"]["median"]),  # at the profile's speed
             "runs": rec["ms"]["count"], "remeasured": int(rec.get("remeasured", 0)),
             "disturbed": bool(rec.get("disturbed", False))}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from widthnas._io import atomic_write_text
+from widthnas._io import atomic_savefig, atomic_write_text
 
 
 METHOD_LABELS = {"exact": "exact budgeted optimum", "lagrangian": "Lagrangian (the paper's method)",
@@ -37,7 +37,7 @@ def plot_widths(path: Path, space, chosen: list[int], uniform: list[int] | None)
     ax.set_ylabel("channels")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path)
     plt.close(fig)
 
 
@@ -59,7 +59,7 @@ def plot_training(path: Path, supernet_metrics: list[dict], finetune: dict[str, 
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path)
     plt.close(fig)
 
 
@@ -82,7 +82,7 @@ def plot_narrowing(path: Path, space, snaps: list[dict]) -> bool:
     axes[1].set_xlabel("training step")
     axes[1].set_ylabel("mean entropy of the width distribution (nats)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path)
     plt.close(fig)
     return True
 

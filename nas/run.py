@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from widthnas._io import atomic_write_text, read_json, read_jsonl
+from widthnas._io import atomic_path, atomic_write_text, read_json, read_jsonl
 
 RECOVER = "delete it to redo the run's stages (finished artefacts stay), or choose another --out"
 
@@ -79,6 +79,12 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
         "unary_configs": Rule(integer=True, low=10), "seed": INT_NONNEG, "congruent_weight": POSITIVE}, where)
     if not isinstance(cfg.guard, bool):
         raise ValueError(f"{where + ': ' if where else ''}guard {cfg.guard!r}: expected true or false (--no-guard)")
+    from widthnas.mrf import parse_budget
+
+    try:
+        parse_budget(cfg.budget, 1.0)  # its syntax and sign now, not after profiling or training
+    except ValueError as e:
+        raise ValueError(f"{where + ': ' if where else ''}--{e}") from None
 
 
 def full_config(cfg: RunConfig) -> RunConfig:
@@ -374,7 +380,8 @@ class Run:
                                    desc=f"{name} finetune", **kw) if c.finetune_epochs else []
             val_acc = accuracy(net, *sp.val, sp.mean, sp.std)[0]
             test_acc = accuracy(net, *sp.test, sp.mean, sp.std)[0]  # reported, never used for decisions
-            torch.save(net.state_dict(), self.dir / f"final_{name}.pt")
+            with atomic_path(self.dir / f"final_{name}.pt") as tmp:
+                torch.save(net.state_dict(), tmp)
             out[name] = {"widths": widths, "val_acc": val_acc, "test_acc": test_acc, "history": hist}
             self.log(f"{name}: val acc {val_acc:.4f}, test acc {test_acc:.4f}")
         return out
@@ -463,6 +470,10 @@ class Run:
             out[name] = m
             noisy = (f"; {m['remeasured']} measurement(s) repeated after a disturbance, {m['disturbed']} still "
                      "disturbed" if m["remeasured"] or m["disturbed"] else "")
+            notes = sorted({r["host_note"] for r in records if r.get("host_note")})
+            m["host_notes"] = notes
+            for n in notes:
+                self.log(f"verify {name}: note: {n}")
             self.log(f"verify {name}: measured {m['normalised_ms']:.4f} ms (reference-normalised; raw median "
                      f"{m['measured_ms']:.4f} ms) vs predicted {pred:.4f} ms ({m['error']:+.1%}); "
                      f"{describe(bv)}{noisy}")

@@ -54,7 +54,7 @@ def print_widths(space, sol, uniform_sol=None, out=print) -> None:
 
 def write_pareto(path: str | Path, front, chosen=None, uniform_sol=None, budget=None) -> Path:
     """The front as CSV (latency_ms, score, widths) and a PNG beside it with the chosen point."""
-    from widthnas._io import atomic_write_text
+    from widthnas._io import atomic_savefig, atomic_write_text
 
     path = Path(path)
     rows = [["latency_ms", "score", "widths"]] + [[f"{s.latency:.6f}", f"{s.score:.6f}", " ".join(map(str, s.widths))]
@@ -82,6 +82,6 @@ def write_pareto(path: str | Path, front, chosen=None, uniform_sol=None, budget=
     ax.set_ylabel("score (−accuracy loss)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(png, dpi=110)
+    atomic_savefig(fig, png)
     plt.close(fig)
     return png

@@ -95,7 +95,7 @@ def build_space(cfg: TrainConfig):
     """The chain `SearchSpace` or `GraphSpace` of cfg.space (name or JSON file), at cfg.input_shape."""
     space = lookup_space(cfg.space)
     if cfg.input_shape:
-        space = space.with_input([int(v) for v in cfg.input_shape.split(",")])
+        space = space.with_input(cfg.input_shape)
     return space
 
 

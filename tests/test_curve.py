@@ -95,7 +95,9 @@ def test_curve_cli_with_retraining(sup_run, tmp_path, capsys):
 @pytest.mark.parametrize("argv, msg", [(["--run", "{tmp}/nowhere"], "no such directory"),
                                        (["--run", "{tmp}"], "neither a `widthnas train`"),
                                        (["--run", "{sup}", "--retrain-epochs", "2"], "needs --retrain"),
-                                       (["--run", "{sup}", "--calib-images", "0"], "use 1 or more")])
+                                       (["--run", "{sup}", "--calib-images", "0"], "use 1 or more"),
+                                       (["--run", "{sup}", "--retrain", "--retrain-epochs", "0"],
+                                        "--retrain-epochs 0: use 1 or more")])
 def test_curve_cli_refuses_bad_input(sup_run, tmp_path, capsys, argv, msg):
     from widthnas.nas.cli import main
 

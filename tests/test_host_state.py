@@ -217,3 +217,62 @@ def test_graph_profiles_correct_and_refuse_like_chain_profiles():
     bad["reference_ms"] = 0
     with pytest.raises(ProfileError, match="reference_ms is 0"):
         GraphLatencyTable.from_dict(bad, "g.json")
+
+
+def test_an_old_table_learns_its_elasticity_from_timings_on_a_slower_host(small):
+    """validate --elasticity auto: a table fitted while the host held one speed (k unidentifiable, so 0)
+    meets networks timed on a host 15-25 % slower whose narrow networks slow more (k = 0.5): the
+    calibration finds k = 0.5, keeps the entries, and the corrected timings agree with the table."""
+    from widthnas.latency.host_state import calibrate_elasticity
+    from widthnas.nas.cli import ELASTICITY_GRID, _calibrate_elasticity
+
+    truth, base = synthetic(small, 300, 1)
+    train, _ = elastic_host(truth, base.widths, 0.5, seed=1, spread=0.0)
+    table = fit_table(small, train, FitSettings(folds=3), log=lambda *_: None)
+    assert table.fit["elasticity"] == 0.0
+    _, other = synthetic(small, 200, 2)
+    slow, _ = elastic_host(truth, other.widths, 0.5, seed=2, spread=0.0)
+    s = np.exp(np.random.default_rng(3).uniform(np.log(1.15), np.log(1.25), len(slow.norm)))
+    r0 = slow.norm.copy()
+    slow.ref_ms, slow.norm = slow.ref_ms * s, r0 * s ** (-0.5 * np.log(r0))  # narrow networks slowed more
+    c = calibrate_elasticity(table.predict_many(slow.widths), slow.norm, slow.ref_ms, table.reference_ms,
+                             ELASTICITY_GRID)
+    assert c["k"] == 0.5 and c["rmspe"][0.5] < 0.01 < c["rmspe"][0.0]
+    assert c["selection_cv_rmspe"] < 0.01 and 1.1 < c["host_speed"][0] < c["host_speed"][1] < 1.3
+    before = [e.copy() for e in table.entries]
+    plain = metrics(table.predict_many(slow.widths), table.measured_ms(slow.norm, slow.ref_ms))
+    _calibrate_elasticity(table, slow, "auto", ["h.jsonl"])
+    fixed = metrics(table.predict_many(slow.widths), table.measured_ms(slow.norm, slow.ref_ms))
+    assert table.fit["elasticity"] == 0.5 and table.fit["elasticity_calibration"]["previous"] == 0.0
+    lo, hi = table.fit["host_speed_range"]
+    assert lo <= 1.0 and hi == pytest.approx(float(s.max()))  # widened to the speeds the k was chosen on
+    assert fixed["rmspe"] < plain["rmspe"] / 3 and all(np.array_equal(a, b) for a, b in zip(before, table.entries))
+    again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    assert again.fit["elasticity"] == 0.5
+
+
+def test_timings_at_the_profiles_own_speed_cannot_choose_an_elasticity(small):
+    from widthnas.latency.host_state import calibrate_elasticity
+
+    truth, base = synthetic(small, 50, 1)
+    same, _ = elastic_host(truth, base.widths, 0.5, seed=1, spread=0.0)
+    ref0 = float(np.median(same.ref_ms))
+    with pytest.raises(ValueError, match="within 2 % of the profile's reference speed"):
+        calibrate_elasticity(truth.predict_many(base.widths), same.norm, same.ref_ms, ref0, (0.0, 0.5))
+
+
+@pytest.mark.parametrize("text", ["-0.1", "2.5", "nan", "fast"])
+def test_validate_refuses_a_bad_elasticity(text):
+    from widthnas.nas.cli import UserError, _parse_elasticity
+
+    with pytest.raises(UserError, match="--elasticity"):
+        _parse_elasticity(text)
+    assert _parse_elasticity("auto") == "auto" and _parse_elasticity("0.5") == 0.5
+
+
+def test_a_timing_at_an_unfitted_host_speed_is_noted():
+    from widthnas.latency.host_state import speed_note
+
+    assert speed_note({"elasticity": 0.5, "host_speed_range": [0.9, 1.2]}, 1.15) is None
+    assert "1.25 x its profiled time" in speed_note({"elasticity": 0.5, "host_speed_range": [0.9, 1.2]}, 1.25)
+    assert speed_note({}, 1.03) is None and "--elasticity auto" in speed_note({}, 1.19)  # old profiles: ±5 %

@@ -453,6 +453,8 @@ def test_run_refuses_bad_feature_options(finished_run, tmp_path, capsys, extra, 
     ("run", ["--unary-configs", "5"], "--unary-configs 5"),
     ("run", ["--max-wait", "-1"], "--max-wait -1.0: give a finite number >= 0 and <= 86400"),
     ("run", ["--max-wait", "inf"], "--max-wait inf"),
+    ("run", ["--budget", "0.5s"], "--budget '0.5s': give milliseconds"),  # not after profiling and training
+    ("run", ["--budget=-5%"], "--budget '-5%' is not a positive latency"),
     ("train", ["--batch-size", "-1"], "--batch-size -1"),
     ("train", ["--lr", "nan"], "--lr nan: give a finite number > 0"),
     ("train", ["--epochs", "0"], "--epochs 0"),
@@ -507,6 +509,104 @@ def test_budget_check_benchmark_searches_exports_and_verifies(finished_run, tmp_
         want = ("within" if r["ci_high_ms"] < r["budget_ms"] else "over" if r["ci_low_ms"] > r["budget_ms"]
                 else "cannot tell at this noise")
         assert r["verdict"] == want
+        assert len(r["host_speed"]) == len(r["disturbed"]) == len(r["measurements_ms"])  # one per timing
+        assert all(0.3 < s < 3 for s in r["host_speed"])  # reference now / profiled, on the machine that profiled
     assert rows[1]["predicted_ms"] > rows[0]["predicted_ms"] * 0.9  # a larger budget buys no smaller network
     monkeypatch.setattr(bc, "check_one", lambda *a: pytest.fail("a finished budget was measured again"))
     assert bc.run_checks(out / "supernet", prof, (45, 80), tmp_path / "bc", log=lambda *_: None) == rows
+
+
+def test_no_command_writes_over_its_inputs_or_a_second_output(finished_run, tmp_path, capsys):
+    """export's sidecar, search's --out and --pareto, evaluate's --json: each refused before any work
+    when it would replace an input file or another output, and the input is left as it was."""
+    _, out, run, _ = finished_run
+    sup = str(out / "supernet")
+    prof = tmp_path / "mine.json"
+    prof.write_text(Path(run.state["profile"]["path"]).read_text())
+    before = prof.read_text()
+    cfg = tmp_path / "c.json"
+    assert main(["search", "--profile", str(prof), "--unaries", str(out / "supernet" / "unaries.json"),
+                 "--budget", "60%", "--out", str(cfg)]) == 0
+    capsys.readouterr()
+    cases = [
+        (["export", "--run", sup, "--widths", "x0.5", "--profile", str(prof), "--out", str(tmp_path / "mine.onnx")],
+         "the sidecar of --out"),
+        (["export", "--run", sup, "--config", str(cfg), "--out", str(tmp_path / "c.onnx")], "the sidecar of --out"),
+        (["export", "--run", sup, "--widths", "x0.5", "--out", str(tmp_path / "m.json")], "goes to a .onnx file"),
+        (["search", "--profile", str(prof), "--unaries", str(out / "supernet" / "unaries.json"), "--budget", "60%",
+          "--out", str(prof)], "is one of the input files"),
+        (["search", "--profile", str(prof), "--unaries", str(out / "supernet" / "unaries.json"), "--budget", "60%",
+          "--out", str(tmp_path / "o.json"), "--pareto", str(tmp_path / "o.json")], "is also --out"),
+        (["evaluate", "--run", sup, "--config", str(cfg), "--json", str(tmp_path / "f.json")], "--json writes the flip"),
+    ]
+    for argv, msg in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert msg in err and "Traceback" not in err, (argv, err)
+    assert prof.read_text() == before and json.loads(cfg.read_text())["widths"]
+    assert not (tmp_path / "mine.onnx").exists() and not (tmp_path / "c.onnx").exists()
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["export", "--widths", "x0.5", "--calib-images", "0"], "must be re-estimated"),  # a supernet's BN needs it
+    (["export", "--widths", "x0.5", "--calib-images", "-5"], "--calib-images -5: use 1 or more"),
+    (["evaluate", "--widths", "x0.5", "--calib-images", "0"], "--calib-images 0: use 1 or more"),
+])
+def test_calibration_on_no_images_is_refused(finished_run, tmp_path, capsys, argv, msg):
+    _, out, _, _ = finished_run
+    full = argv[:1] + ["--run", str(out / "supernet")] + argv[1:]
+    if argv[0] == "export":
+        full += ["--out", str(tmp_path / "m.onnx")]
+    assert main(full) == 2 and msg in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_recalibrating_on_no_images_raises_instead_of_resetting_the_statistics():
+    import torch
+
+    from widthnas.nas.evaluate import recalibrate_bn
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))
+    net[1].running_mean.fill_(3.0)
+    with pytest.raises(ValueError, match="no images to recalibrate"):
+        recalibrate_bn(net, torch.zeros(0, 1, 8, 8), torch.zeros(1), torch.ones(1))
+    assert torch.all(net[1].running_mean == 3.0)
+
+
+@pytest.mark.parametrize("extra, msg", [
+    (["--threads", "0"], "--threads 0: give a whole number >= 1"),
+    (["--batch", "0"], "--batch 0: give a whole number >= 1"),
+    (["-n", "0"], "-n/--networks 0"),
+    (["--time-limit", "nan"], "--time-limit nan"),
+    (["--input-shape", "1,28"], "--input-shape '1,28': give C,H,W"),
+    (["--input-shape", "1,28,28,"], "--input-shape '1,28,28,'"),
+])
+def test_profile_refuses_bad_numbers_before_timing(tmp_path, capsys, extra, msg):
+    out = tmp_path / "s.jsonl"
+    assert main(["profile", "--out", str(out), *extra]) == 2
+    assert msg in capsys.readouterr().err and not out.exists()
+
+
+def test_fit_refuses_bad_folds_and_plot_paths_before_fitting(finished_run, tmp_path, capsys):
+    _, out, _, _ = finished_run
+    samples = str(out / "samples.jsonl")  # the run profiled this machine
+    for extra, msg in ((["--folds", "1"], "--folds 1"), (["--plot", str(tmp_path / "p.png")], "give --heldout too"),
+                       (["--heldout", samples, "--plot", str(tmp_path / "fit.txt")], "--plot")):
+        rc = main(["fit", "--samples", samples, "--out", str(tmp_path / "p.json"), *extra])
+        assert rc == 2 and msg in capsys.readouterr().err, extra
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_a_space_with_a_zero_stride_or_a_2d_input_is_refused(small):
+    from widthnas.models.space import SearchSpace
+
+    d = small.to_dict()
+    d["layers"][1]["stride"] = 0
+    with pytest.raises(ValueError, match="stride 0"):
+        SearchSpace.from_dict(d)
+    d = small.to_dict()
+    d["input_shape"] = [1, 28]
+    with pytest.raises(ValueError, match="input_shape"):
+        SearchSpace.from_dict(d)
+    with pytest.raises(ValueError, match="three positive whole numbers"):
+        small.with_input("1,28")

@@ -141,3 +141,18 @@ def test_verification_timing_uses_the_load_guard(tiny, tmp_path):
     assert guard.baseline is not None and all(r["normalised_ms"] > 0 for r in recs)
     assert all(isinstance(r["disturbed"], bool) and r["remeasured"] >= 0 for r in recs)
     assert sum(r["remeasured"] for r in recs) == sum("machine disturbed" in x for x in logs)  # every repeat is said
+
+
+def test_a_bundle_is_never_written_over(tiny, tmp_path, monkeypatch):
+    """A bundle's networks may have been timed on the device already: a second write is refused, and
+    the shipped profiles' directory is never a bundle."""
+    from widthnas.latency import registry
+
+    bundle = write_bundle(tiny, tmp_path / "bundle", 2, seed=1)
+    before = (bundle / "manifest.json").read_text()
+    with pytest.raises(ValueError, match="already holds a bundle"):
+        write_bundle(tiny, bundle, 3, seed=2)
+    assert (bundle / "manifest.json").read_text() == before
+    monkeypatch.setattr(registry, "PROFILE_DIR", tmp_path / "hw")
+    with pytest.raises(ValueError, match="shipped profiles' directory"):
+        write_bundle(tiny, tmp_path / "hw", 2)
