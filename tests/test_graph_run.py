@@ -79,9 +79,12 @@ def test_run_on_a_graph_space(space, kw, data28, tmp_path, capsys):
                  "--out", str(tmp_path / "e.json")]) == 0
     e = json.loads((tmp_path / "e.json").read_text())
     assert e["predicted_ms"] <= e["target_ms"] and e["info"]["certified"]
+    before = (tmp_path / "e.json").read_text()
     assert main(["export", "--run", str(out / "supernet"), "--config", str(tmp_path / "e.json"),
-                 "--out", str(tmp_path / "e.onnx"), "--calib-images", "64"]) == 0
-    assert json.loads((tmp_path / "e.json").read_text())["widths"] == e["widths"]
+                 "--out", str(tmp_path / "e.onnx"), "--calib-images", "64"]) == 2  # its sidecar would replace e.json
+    assert main(["export", "--run", str(out / "supernet"), "--config", str(tmp_path / "e.json"),
+                 "--out", str(tmp_path / "e_model.onnx"), "--calib-images", "64"]) == 0
+    assert (tmp_path / "e.json").read_text() == before  # the configuration is an input: untouched
     assert "group" in capsys.readouterr().out
     # flips of a new choice against the deployed graph model (the run directory as --against)
     assert main(["evaluate", "--run", str(out / "supernet"), "--config", str(tmp_path / "e.json"), "--split", "test",
