@@ -281,6 +281,13 @@ def ship(path: str, res: dict, plan: Plan, space: SearchSpace, out: Path, argv: 
                         "command": "python benchmarks/latency_accuracy.py " + " ".join(argv)}
     if r["floor"]:
         table.validation["noise_floor"] = r["floor"]
+    from widthnas.latency.ref_ladder import measure_ladder
+    from widthnas.nas.export import verify_timing
+
+    try:  # right after the samples, while the host runs as it did for them (latency/ref_ladder.py)
+        table.fit["ref_ladder"] = measure_ladder(table, *verify_timing(table))
+    except ValueError as e:
+        print(f"ladder not timed ({e}); time it on a quiet machine with `widthnas ladder --profile {path} --out {path}`")
     table.save(path)
     return proto
 
@@ -307,7 +314,17 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Plan]:
                    "(benchmarks/budget_check.py)")
     p.add_argument("--budgets", help="--budget-check's budgets, %% of the widest network (default "
                    "12,15,20,25,30,40,50,60,70,85)")
-    p.add_argument("--profile", help="--budget-check's profile (default: the shipped one for --space here)")
+    p.add_argument("--profile", help="--budget-check's and --ladder-check's profile (default: the shipped one for "
+                   "--space here)")
+    p.add_argument("--ladder-check", action="store_true", help="instead of profiling: time --networks networks by the "
+                   "verification, quiet and under load, read off the reference alone and off the profile's ladder "
+                   "(benchmarks/ladder_check.py)")
+    p.add_argument("--networks", type=int, default=30, help="--ladder-check's networks (default 30)")
+    p.add_argument("--loads", default="spin,stream", help="--ladder-check's loads on the other core (spin, stream)")
+    p.add_argument("--sampling", default="uniform", help="--ladder-check's networks: uniform, or spread (ratios over "
+                   "the space's whole range)")
+    p.add_argument("--recheck", metavar="NAME", help="--ladder-check: one more pass now, named NAME, against the first "
+                   "quiet pass (for a host found in another state later)")
     a = p.parse_args(argv)
     if a.smoke:
         a.n, a.heldout, a.remeasure, a.chunk, a.sizes = 40, 20, 8, 10, a.sizes or "20,40"
@@ -319,24 +336,49 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Plan]:
     plan = Plan(a.n, a.heldout, a.remeasure, sizes_t, tuple(s.strip() for s in a.strategies.split(",")),
                 tuple(s.strip() for s in a.protocols.split(",")), a.rounds, a.round_ms, a.chunk)
     a.out = Path(a.out or (f"runs/bench_latency/budget_check_{a.space}" if a.budget_check else
+                           f"runs/bench_latency/ladder_{a.space}" if a.ladder_check else
                            f"runs/bench_latency/{a.space}{'_smoke' if a.smoke else ''}"))
     return a, plan
+
+
+def _profile_for(a: argparse.Namespace) -> str:
+    """--profile, or the shipped profile of --space for this machine."""
+    from widthnas.latency.registry import find_profile
+
+    if a.profile is not None:
+        return a.profile
+    space = get_space(a.space)
+    found, why = find_profile(space, make_backend(space).device_info())
+    if found is None:
+        raise ValueError(f"no shipped profile for {space.name} on this machine ({why}); pass --profile")
+    return str(found)
+
+
+def ladder_check_main(a: argparse.Namespace, argv: list[str]) -> int:
+    from ladder_check import run_ladder_check
+
+    try:
+        profile_path = _profile_for(a)
+        loads = tuple(x.strip() for x in a.loads.split(",") if x.strip())
+        r = run_ladder_check(profile_path, a.out, a.networks, loads, log=lambda m: print(m, flush=True),
+                             sampling=a.sampling, recheck=a.recheck)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    name = f"ladder_check{'_' + a.sampling if a.sampling != 'uniform' else ''}" \
+           f"{'_recheck_' + a.recheck if a.recheck else ''}.json"
+    atomic_write_text(a.out / name, json.dumps(
+        {"command": "python benchmarks/latency_accuracy.py " + " ".join(argv), **r}, indent=1))
+    print(f"results: {a.out / name}")
+    return 0
 
 
 def budget_check_main(a: argparse.Namespace, argv: list[str]) -> int:
     from budget_check import parse_budgets, run_checks
 
-    from widthnas.latency.registry import find_profile
-
-    space = get_space(a.space)
     try:
         budgets = parse_budgets(a.budgets)
-        profile_path = a.profile
-        if profile_path is None:
-            found, why = find_profile(space, make_backend(space).device_info())
-            if found is None:
-                raise ValueError(f"no shipped profile for {space.name} on this machine ({why}); pass --profile")
-            profile_path = str(found)
+        profile_path = _profile_for(a)
         rows = run_checks(a.budget_check, profile_path, budgets, a.out, lambda m: print(m, flush=True))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -354,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     a, plan = parse(argv)
     if a.budget_check:
         return budget_check_main(a, argv)
+    if a.ladder_check:
+        return ladder_check_main(a, argv)
     try:
         plan.check()
         if a.ship:

@@ -130,5 +130,6 @@ def speed_note(fit: dict, host_speed: float) -> str | None:
         return None
     return (f"the reference network ran {host_speed:.2f} x its profiled time, outside the host speeds "
             f"{lo:.2f}-{hi:.2f} the profile's correction (elasticity {read_elasticity(fit):g}) was fitted on: narrow "
-            "networks slow more than the reference, so this timing may read them slow or fast; time fresh held-out "
-            "networks and calibrate with `widthnas validate --samples ... --elasticity auto --out ...`")
+            "networks slow more than the reference, so this timing may read them slow or fast; give the profile a "
+            "ladder of reference networks, timed while the machine is quiet (`widthnas ladder --profile P --out P`), "
+            "which verification then reads networks off")

@@ -31,12 +31,21 @@ def budget_verdict(measure: Callable[[], float], budget_ms: float, min_measureme
         ms.append(x)
         if len(ms) < min_measurements:
             continue
-        lo, hi = _interval(ms)
-        verdict = WITHIN if hi < budget_ms else OVER if lo > budget_ms else UNSURE
-        if verdict != UNSURE or len(ms) >= max_measurements:
-            mean = sum(ms) / len(ms)
-            return {"verdict": verdict, "mean_ms": mean, "ci_low_ms": lo, "ci_high_ms": hi, "budget_ms": budget_ms,
-                    "half_width_pct": 100 * (hi - lo) / 2 / mean, "measurements_ms": ms}
+        v = verdict_of(ms, budget_ms)
+        if v["verdict"] != UNSURE or len(ms) >= max_measurements:
+            return v
+
+
+def verdict_of(ms: list[float], budget_ms: float) -> dict:
+    """The verdict of a fixed set of (at least 2) measurements, ms: within, over or cannot tell, with the
+    mean and its 95 % interval. Also judges another reading of the same timings."""
+    if len(ms) < 2:
+        raise ValueError(f"{len(ms)} measurement(s): a verdict needs at least 2")
+    lo, hi = _interval(ms)
+    mean = sum(ms) / len(ms)
+    return {"verdict": WITHIN if hi < budget_ms else OVER if lo > budget_ms else UNSURE, "mean_ms": mean,
+            "ci_low_ms": lo, "ci_high_ms": hi, "budget_ms": budget_ms, "half_width_pct": 100 * (hi - lo) / 2 / mean,
+            "measurements_ms": list(ms)}
 
 
 def _interval(ms: list[float]) -> tuple[float, float]:

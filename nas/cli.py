@@ -311,6 +311,43 @@ def _calibrate_elasticity(table, h, how, files) -> None:
                  "host_speed_range": [float(min(lo, s.min(), 1.0)), float(max(hi, s.max(), 1.0))]}
 
 
+def cmd_ladder(args) -> int:
+    """Time the profile's ladder of reference networks on this machine, while it runs at its profiled speed."""
+    from widthnas.latency import standalone_runner as sr
+    from widthnas.latency.ref_ladder import measure_ladder
+    from widthnas.latency.registry import load_profile
+
+    from .export import verify_timing
+
+    if args.rungs < 2 or args.repeats < 3:
+        raise UserError(f"--rungs {args.rungs} / --repeats {args.repeats}: give at least 2 rungs and 3 timings per rung")
+    if not (math.isfinite(args.tolerance) and 0 < args.tolerance < 50):
+        raise UserError(f"--tolerance {args.tolerance}: give the % the reference may run off its profiled time, in (0, 50)")
+    if not (math.isfinite(args.max_wait) and 0 <= args.max_wait <= 86400):
+        raise UserError(f"--max-wait {args.max_wait}: give the seconds to wait per rung, 0 to 86400")
+    _refuse_shipped(args.out, args.force)
+    table = load_profile(args.profile, graph=True)
+    try:
+        be, protocol = verify_timing(table)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    want, got = sr.device_key(table.device), sr.device_key(be.device_info())
+    if want != got:
+        diff = {k: (want[k], got[k]) for k in want if want[k] != got[k]}
+        raise UserError(f"{args.profile} was measured on another device (profile vs here: {diff}); time its ladder on "
+                        "that device")
+    try:
+        ladder = measure_ladder(table, be, protocol, args.rungs, args.repeats, args.tolerance / 100,
+                                max_wait_s=args.max_wait)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    table.fit = {**table.fit, "ref_ladder": ladder}
+    table.save(args.out)
+    print(f"ladder of {len(ladder['rungs'])} rungs (host speed {ladder['host_speed'][0]:.3f}-"
+          f"{ladder['host_speed'][1]:.3f} x profiled) written into {args.out}: verifications read networks off it")
+    return 0
+
+
 def cmd_profiles(args) -> int:
     from widthnas.latency.registry import shipped_profiles
 
@@ -321,6 +358,9 @@ def cmd_profiles(args) -> int:
         floor = d.get("validation", {}).get("noise_floor")
         if isinstance(floor, dict) and isinstance(floor.get("nrmse"), (int, float)):
             acc += f", re-measured NRMSE {floor['nrmse']:.2%}"
+        lad = (d.get("fit") or {}).get("ref_ladder")
+        acc += f", ladder of {len(lad['rungs'])} rungs" if isinstance(lad, dict) and isinstance(lad.get("rungs"), list) \
+            else ", no ladder"
         print(f"{p.stem:40s} {d['space']['name']:20s} {dev.get('backend')}/{dev.get('provider')} "
               f"{dev.get('threads')}T b{dev.get('batch')} ref {d['reference_ms']:.3f} ms  {acc}")
     return 0
@@ -496,6 +536,22 @@ def build_parser() -> argparse.ArgumentParser:
                    "number in [0, 2]; recorded in the profile with --out")
     q.add_argument("--force", action="store_true", help="allow --out to replace a shipped profile in hw_profiles/")
     q.set_defaults(fn=cmd_validate)
+
+    q = sub.add_parser("ladder", help="time a ladder of reference networks into a profile, so that verification "
+                       "holds when the host runs at another speed than when profiled")
+    q.add_argument("--profile", required=True)
+    q.add_argument("--out", required=True, help="the profile with its ladder (may be --profile itself)")
+    from widthnas.latency.ref_ladder import MAX_WAIT_S, REPEATS, RUNGS, SPEED_TOLERANCE
+
+    q.add_argument("--rungs", type=int, default=RUNGS, help=f"uniform networks besides the reference (default {RUNGS})")
+    q.add_argument("--repeats", type=int, default=REPEATS, help="timings per rung beside the reference (default "
+                   f"{REPEATS})")
+    q.add_argument("--tolerance", type=float, default=100 * SPEED_TOLERANCE, help="%% the reference may run off its "
+                   f"profiled time while the ladder is timed (default {100 * SPEED_TOLERANCE:g})")
+    q.add_argument("--max-wait", type=float, default=MAX_WAIT_S, help="seconds per rung to wait for the reference to "
+                   f"return to its profiled time before giving up (default {MAX_WAIT_S:g})")
+    q.add_argument("--force", action="store_true", help="allow --out to replace a shipped profile in hw_profiles/")
+    q.set_defaults(fn=cmd_ladder)
 
     q = sub.add_parser("profiles", help="list shipped device profiles")
     q.set_defaults(fn=cmd_profiles)

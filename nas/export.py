@@ -79,33 +79,52 @@ def check_onnx_profile(table, where: str = "--profile") -> None:
                          "profile (`widthnas profiles` lists them), or leave --profile out")
 
 
-def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float = 20.0, guard=None) -> dict:
-    """Latency of the exported model on this machine, timed like the profile was (beside the
-    reference network), so it compares with the profile's prediction.
-
-    With a `latency.standalone_runner.LoadGuard` (keep one across repeated measurements), a
-    measurement taken while the machine was disturbed is said, waited out and repeated;
-    `remeasured` and `disturbed` say what happened."""
+def verify_timing(table, rounds: int = 7, round_ms: float = 20.0):
+    """(onnxruntime backend with the profile's device settings, timing protocol) of every verification,
+    and of the ladder's rungs, which must be timed as the networks read off them are."""
     from widthnas.latency import standalone_runner as sr
     from widthnas.latency.backends import OrtBackend
-    from widthnas.latency.host_state import speed_note
 
     check_onnx_profile(table)
     dev = table.device
     be = OrtBackend(table.space, dev.get("provider", "CPUExecutionProvider"), int(dev.get("threads", 1)),
                     int(dev.get("batch", 1)), dev.get("opt_level", "all"))
-    ref = be.open(table.space.reference_widths)
     # the cap stays at 4 x rounds: verification repeats whole measurements until its interval clears the
     # budget (latency/verdict.py), and the selection times dozens of candidates this way
-    protocol = sr.Protocol(rounds, round_ms, max_rounds=4 * rounds)
-    rec = sr.measure_sample(be.open_file(str(path)), ref, protocol, guard, what=f"latency of {Path(path).name}")
-    return {"measured_ms": rec["ms"]["median"], "measured_ms_min": rec["ms"]["min"],
-            "reference_ms_now": rec["ref_ms"]["median"],
-            "host_speed": rec["ref_ms"]["median"] / table.reference_ms,  # s: > 1 when the host runs slower than profiled
-            "host_note": speed_note(table.fit, rec["ref_ms"]["median"] / table.reference_ms),
-            "normalised_ms": table.measured_ms(rec["norm"], rec["ref_ms"]["median"]),  # at the profile's speed
-            "runs": rec["ms"]["count"], "remeasured": int(rec.get("remeasured", 0)),
-            "disturbed": bool(rec.get("disturbed", False))}
+    return be, sr.Protocol(rounds, round_ms, max_rounds=4 * rounds)
+
+
+def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float = 20.0, guard=None) -> dict:
+    """Latency of the exported model on this machine, timed like the profile was (beside the
+    reference network), so it compares with the profile's prediction.
+
+    `normalised_ms` is the latency at the profile's host speed: read off the profile's ladder of
+    reference networks when it has one (latency/ref_ladder.py: timed again beside the two rungs that
+    bracket it), else off the reference alone (`reference_normalised_ms`, always reported).
+    With a `latency.standalone_runner.LoadGuard` (keep one across repeated measurements), a
+    measurement taken while the machine was disturbed is said, waited out and repeated;
+    `remeasured` and `disturbed` say what happened."""
+    from widthnas.latency import standalone_runner as sr
+    from widthnas.latency.host_state import speed_note
+    from widthnas.latency.ref_ladder import ladder_estimate, read_ladder
+
+    be, protocol = verify_timing(table, rounds, round_ms)
+    ref = be.open(table.space.reference_widths)
+    net = be.open_file(str(path))
+    rec = sr.measure_sample(net, ref, protocol, guard, what=f"latency of {Path(path).name}")
+    s = rec["ref_ms"]["median"] / table.reference_ms  # > 1 when the host runs slower than profiled
+    by_ref = table.measured_ms(rec["norm"], rec["ref_ms"]["median"])  # ms at the profile's speed
+    out = {"measured_ms": rec["ms"]["median"], "measured_ms_min": rec["ms"]["min"],
+           "reference_ms_now": rec["ref_ms"]["median"], "host_speed": s, "reference_normalised_ms": by_ref,
+           "normalised_ms": by_ref, "runs": rec["ms"]["count"], "remeasured": int(rec.get("remeasured", 0)),
+           "disturbed": bool(rec.get("disturbed", False)), "read_off": "reference"}
+    rungs = read_ladder(table.fit, table.space, table.name or "profile")
+    if rungs is None:
+        out["host_note"] = speed_note(table.fit, s)
+    else:  # the ladder's rungs slow as the network does: no host-speed model is needed
+        est = ladder_estimate(net, rec["norm"], rungs, table.reference_ms, be.open, protocol)
+        out.update(normalised_ms=est["ms"], ladder=est, host_note=None, read_off="ladder")
+    return out
 
 
 def network_measurer(supernet, table, work_dir: str | Path) -> Callable[[list[int]], float]:

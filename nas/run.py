@@ -220,9 +220,23 @@ class Run:
         floor = self._noise_floor(table, h, backend) if c.remeasure_networks else None
         if floor is not None:  # the measurement's own noise: --margin auto counts it (latency/margin.py)
             table.validation["noise_floor"] = floor
+        self._ladder(table)
         out = self.dir / "profile.json"
         table.save(out)
         return str(out)
+
+    def _ladder(self, table) -> None:
+        """Time the ladder of reference networks now, while the host runs as it did for the samples, so
+        that verification can read networks off it on another day (latency/ref_ladder.py)."""
+        from widthnas.latency.ref_ladder import measure_ladder
+
+        from .export import verify_timing
+
+        be, protocol = verify_timing(table)
+        try:
+            table.fit["ref_ladder"] = measure_ladder(table, be, protocol, log=self.log)
+        except ValueError as e:  # the host drifted since profiling: verify off the reference alone
+            self.log(f"ladder: not timed: {e}")
 
     def _noise_floor(self, table, heldout, backend) -> dict | None:
         """Re-time the first held-out networks (resumable file) and compare with their first timing."""

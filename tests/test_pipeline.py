@@ -94,6 +94,10 @@ def test_a_profile_made_by_run_records_its_noise_floor(finished_run):
                                np.array([again[j]["ref_ms"]["median"] for j in kept]))
     ratio = second / table.measured_ms(first.norm[kept], first.ref_ms[kept])  # second over first measurement
     assert floor["n"] == len(kept) and floor["within_10"] == pytest.approx(np.mean(np.abs(ratio - 1) <= 0.10))
+    # the ladder was timed right after profiling (or the log says why not), and verification read off it
+    lad = table.fit.get("ref_ladder")
+    assert (lad is not None and len(lad["rungs"]) >= 2) or any(l.startswith("ladder: not timed") for l in logs)
+    assert run.state["verify"]["chosen"]["read_off"] == ("ladder" if lad else "reference")
     pct, how = auto_margin_pct(table)
     assert "re-measurement noise" in how and any("noise floor:" in l for l in logs)
     assert pct == pytest.approx(min(200 * np.hypot(table.validation["table"]["rmspe"], floor["per_measurement_rmspe"]),
@@ -511,9 +515,52 @@ def test_budget_check_benchmark_searches_exports_and_verifies(finished_run, tmp_
         assert r["verdict"] == want
         assert len(r["host_speed"]) == len(r["disturbed"]) == len(r["measurements_ms"])  # one per timing
         assert all(0.3 < s < 3 for s in r["host_speed"])  # reference now / profiled, on the machine that profiled
+        # the same timings read off the reference alone, judged the same way, side by side
+        ref_only = r["reference_only"]
+        assert r["read_off"] == ("ladder" if run.table().fit.get("ref_ladder") else "reference")
+        assert len(ref_only["measurements_ms"]) == len(r["measurements_ms"])
+        assert ref_only["verdict"] == ("within" if ref_only["ci_high_ms"] < r["budget_ms"] else "over"
+                                       if ref_only["ci_low_ms"] > r["budget_ms"] else "cannot tell at this noise")
     assert rows[1]["predicted_ms"] > rows[0]["predicted_ms"] * 0.9  # a larger budget buys no smaller network
     monkeypatch.setattr(bc, "check_one", lambda *a: pytest.fail("a finished budget was measured again"))
     assert bc.run_checks(out / "supernet", prof, (45, 80), tmp_path / "bc", log=lambda *_: None) == rows
+
+
+def test_ladder_check_benchmark_reads_the_same_networks_both_ways(finished_run, tmp_path, monkeypatch):
+    """benchmarks/ladder_check.py on the run's profile, its ladder timed here: quiet, under a load, quiet
+    again, and a recheck; each pass times every network once and the summary compares them per network."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import ladder_check as lc
+
+    from widthnas.latency.ref_ladder import measure_ladder
+    from widthnas.latency.registry import load_profile
+    from widthnas.nas.export import verify_timing
+
+    _, out, run, _ = finished_run
+    table = load_profile(run.state["profile"]["path"], graph=True)
+    bare = tmp_path / "bare.json"
+    table.fit.pop("ref_ladder", None)
+    table.save(bare)
+    with pytest.raises(ValueError, match="has no ladder"):
+        lc.run_ladder_check(str(bare), tmp_path / "x", 3, log=lambda *_: None)
+    table.fit["ref_ladder"] = measure_ladder(table, *verify_timing(table), rungs=3, repeats=3, tolerance=0.45,
+                                             log=lambda *_: None)
+    prof = tmp_path / "lad.json"
+    table.save(prof)
+    r = lc.run_ladder_check(str(prof), tmp_path / "lc", 4, ("spin",), log=lambda *_: None, sampling="spread")
+    assert set(r["loads"]) == {"spin"} and r["quiet_again"]["n"] == 4
+    for key in ("reference_ms", "ladder_ms"):
+        rows = [json.loads(l) for l in (tmp_path / "lc" / "spread" / "load_spin.jsonl").read_text().splitlines()]
+        quiet = [json.loads(l) for l in (tmp_path / "lc" / "spread" / "quiet.jsonl").read_text().splitlines()]
+        d = 100 * (np.array([x[key] for x in rows]) / np.array([x[key] for x in quiet]) - 1)
+        assert r["loads"]["spin"][key]["rms_pct"] == pytest.approx(float(np.sqrt(np.mean(d ** 2))))
+        assert sum(b["n"] for b in r["loads"]["spin"][key]["by_ratio"]) == 4
+    rc = lc.run_ladder_check(str(prof), tmp_path / "lc", 4, log=lambda *_: None, sampling="spread", recheck="later")
+    assert rc["recheck"]["name"] == "later" and rc["recheck"]["n"] == 4
+    with pytest.raises(ValueError, match="--recheck"):
+        lc.run_ladder_check(str(prof), tmp_path / "lc", 4, log=lambda *_: None, recheck="../x")
+    for w in lc.spread_widths(run.space, 20, 1):
+        run.space.validate(w)
 
 
 def test_no_command_writes_over_its_inputs_or_a_second_output(finished_run, tmp_path, capsys):

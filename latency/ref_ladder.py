@@ -1,0 +1,163 @@
+"""A ladder of reference networks: a verification timing normalised by references of its own size.
+
+Normalising by one reference network cancels a host slowdown only for networks that slow as much as
+the reference does. On this machine they do not: on a host running ~20 % slower than when profiled, a
+network at 0.27 x the reference's time read +11 % and one at 0.57 x read +4.9 % against prediction, and
+went over budget on measurement (docs/RESULTS.md §2.2b); one fitted elasticity mended the narrow ones
+and spoilt the wide ones. A ladder measures instead of modelling: its rungs are uniform networks whose
+ratio to the reference was timed while the host ran at the profile's speed (`measure_ladder`). A
+network is then timed beside the two rungs that bracket it, which share its host state whatever that
+is, and its latency at the profile's speed is read off each rung and interpolated in log ratio
+(`ladder_estimate`). The reference itself is the rung at ratio 1.
+
+Stored in the profile as fit.ref_ladder: {"rungs": [{"widths", "ratio", "spread_pct"}], "host_speed":
+[min, max] while measured, "repeats", "measured"}.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import standalone_runner as sr
+
+RUNGS = 8  # besides the reference; spaced geometrically in ratio from the narrowest to the widest network
+REPEATS = 5  # timings per rung, beside the reference; the median ratio is kept
+SPEED_TOLERANCE = 0.05  # rungs are timed only while the reference is within ±5 % of its profiled time: the
+# profile's own samples spread over s = 0.96-1.05 (1st-99th percentile; small space, 2026-12-03)
+WAIT_S = 2.0  # s, between a timing off the profiled speed and the next try
+MAX_WAIT_S = 120.0  # s per rung: this host flickers between speeds for minutes at a time (RESULTS §2.2c)
+GRID = 301  # uniform width multipliers tried for rungs, from 0 to the widest over the base widths
+
+
+def ladder_widths(space, predict: Callable[[Sequence[int]], float], rungs: int = RUNGS) -> list[list[int]]:
+    """Uniform networks whose predicted ratios to the reference (ms / reference ms) lie geometrically
+    from the narrowest network's to the widest's, the reference's own ratio 1 left out (it is a rung
+    by definition). Fewer come back when the space has fewer distinct uniform networks."""
+    if not isinstance(rungs, int) or rungs < 2:
+        raise ValueError(f"rungs {rungs!r}: give at least 2 (the narrowest and widest networks)")
+    ref = predict(space.reference_widths)
+    cands: dict[tuple, float] = {}
+    top = max(mx / b for mx, b in zip(space.max_widths, space.reference_widths))
+    for m in np.linspace(0.0, top, GRID):
+        w = space.uniform(float(m))
+        cands.setdefault(tuple(w), predict(w) / ref)
+    cands.setdefault(tuple(space.min_widths), predict(space.min_widths) / ref)
+    cands.setdefault(tuple(space.max_widths), predict(space.max_widths) / ref)
+    cands.pop(tuple(space.reference_widths), None)
+    if not cands:
+        raise ValueError(f"space {space.name}: no uniform network other than the reference")
+    ws, rs = list(cands), np.log(np.asarray(list(cands.values())))
+    targets = np.linspace(rs.min(), rs.max(), rungs)
+    chosen: list[tuple] = []
+    for t in targets:
+        i = int(np.argmin(np.abs(rs - t)))
+        if ws[i] not in chosen and abs(rs[i]) > 0.05:  # within 5 % of the reference: the reference serves
+            chosen.append(ws[i])
+    return [list(w) for w in sorted(chosen, key=lambda w: cands[w])]
+
+
+def measure_ladder(table, backend, protocol: sr.Protocol, rungs: int = RUNGS, repeats: int = REPEATS,
+                   tolerance: float = SPEED_TOLERANCE, log: Callable[[str], None] = print,
+                   max_wait_s: float = MAX_WAIT_S) -> dict:
+    """Time each rung beside the reference `repeats` times (ratios: the median). A timing whose
+    reference ran more than `tolerance` off the profile's reference_ms is dropped, and the host given
+    WAIT_S to return; after `max_wait_s` of that per rung, refuses, losing nothing: a ladder measured
+    on a slow host would carry that slowdown into every verification."""
+    if not isinstance(repeats, int) or repeats < 3:
+        raise ValueError(f"repeats {repeats!r}: give at least 3 timings per rung")
+    if not (isinstance(tolerance, (int, float)) and 0 < tolerance < 0.5):
+        raise ValueError(f"tolerance {tolerance!r}: give a fraction in (0, 0.5), e.g. 0.03")
+    from .backends import clocks
+
+    if not (isinstance(max_wait_s, (int, float)) and 0 <= max_wait_s < 86400):
+        raise ValueError(f"max_wait_s {max_wait_s!r}: give seconds in [0, 86400)")
+    clock, sleep = clocks(backend)
+    ref = backend.open(table.space.reference_widths)
+    speeds: list[float] = []  # host speed s of the kept timings
+    out, again = [], 0
+    for widths in ladder_widths(table.space, table.predict, rungs):
+        net = backend.open(widths)
+        norms, rung_speeds, off = [], [], []
+        while len(norms) < repeats:  # a timing with the reference off its profiled speed is a passing
+            rec = sr.measure_sample(net, ref, protocol, clock=clock, what=f"rung {widths}")  # spike: timed again
+            s = rec["ref_ms"]["median"] / table.reference_ms
+            if abs(s - 1) <= tolerance:
+                speeds.append(s)
+                norms.append(rec["norm"])
+                rung_speeds.append(s)
+                continue
+            off.append(s)
+            again += 1
+            if len(off) * WAIT_S > max_wait_s:
+                raise ValueError(f"the reference network ran {np.median(off):.3f} x its profiled time ({table.reference_ms:.4f} "
+                                 f"ms) in {len(off)} timings over {len(off) * WAIT_S:.0f} s, more than ±{tolerance:.0%} "
+                                 "off: a ladder timed now would carry that slowdown. Measure it when the machine is as "
+                                 "quiet as when profiled (nothing else running), or re-profile; nothing was written")
+            sleep(WAIT_S)
+        r = float(np.median(norms))
+        spread = 100 * (max(norms) - min(norms)) / r
+        out.append({"widths": [int(c) for c in widths], "ratio": r, "spread_pct": round(spread, 3)})
+        log(f"rung {len(out)}: ratio {r:.4f} to the reference (predicted {table.predict(widths) / table.predict(table.space.reference_widths):.4f}), "
+            f"{repeats} timings within {spread:.2f} %, reference at {min(rung_speeds):.3f}-{max(rung_speeds):.3f} x its "
+            "profiled time")
+    return {"rungs": out, "host_speed": [float(min(speeds)), float(max(speeds))], "repeats": repeats,
+            "tolerance": tolerance, "timed_again": again,
+            "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def read_ladder(fit: dict, space, where: str = "profile") -> list[dict] | None:
+    """The profile's rungs with the reference added at ratio 1, sorted by ratio, checked; None when the
+    profile has no ladder."""
+    lad = fit.get("ref_ladder") if isinstance(fit, dict) else None
+    if lad is None:
+        return None
+    try:
+        rungs = [{"widths": list(space.validate(r["widths"])), "ratio": r["ratio"]} for r in lad["rungs"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{where}: fit.ref_ladder is malformed ({e}); measure it again with `widthnas ladder`") from None
+    for r in rungs:
+        x = r["ratio"]
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x <= 0:
+            raise ValueError(f"{where}: fit.ref_ladder holds a ratio {x!r}, expected a positive, finite number; "
+                             "measure it again with `widthnas ladder`")
+    rungs.append({"widths": list(space.reference_widths), "ratio": 1.0, "is_reference": True})
+    rungs.sort(key=lambda r: r["ratio"])
+    return rungs
+
+
+def bracket(ratios: Sequence[float], r: float) -> tuple[int, int, float]:
+    """(lower rung, upper rung, weight of the upper in log ratio) for a network at ratio r; beyond the
+    ladder's ends, the end rung alone (weight 0 or 1)."""
+    lr = np.log(np.asarray(ratios, float))
+    x = math.log(r)
+    if x <= lr[0]:
+        return 0, 0, 0.0
+    if x >= lr[-1]:
+        return len(lr) - 1, len(lr) - 1, 0.0
+    hi = int(np.searchsorted(lr, x, side="right"))
+    lo = hi - 1
+    return lo, hi, float((x - lr[lo]) / (lr[hi] - lr[lo]))
+
+
+def ladder_estimate(run_net: Callable[[], None], norm_to_ref: float, rungs: list[dict], reference_ms: float,
+                    open_rung: Callable[[list[int]], Callable[[], None]], protocol: sr.Protocol,
+                    clock: Callable[[], float] = time.perf_counter) -> dict:
+    """Latency (ms) at the profile's speed of a network already timed beside the reference (ratio
+    `norm_to_ref` now), from timings beside the rungs that bracket it. Returns ms and, per rung used,
+    its ratio and the network's ratio to it now."""
+    ratios = [r["ratio"] for r in rungs]
+    lo, hi, w = bracket(ratios, norm_to_ref)
+    used, logs = [], []
+    for i in sorted({lo, hi}):
+        rung = rungs[i]
+        if rung.get("is_reference"):
+            q = norm_to_ref  # the reference rung: already timed
+        else:
+            q = sr.measure_sample(run_net, open_rung(rung["widths"]), protocol, clock=clock, what="ladder rung")["norm"]
+        used.append({"rung_ratio": rung["ratio"], "norm_to_rung": q})
+        logs.append(math.log(q * rung["ratio"] * reference_ms))
+    ms = math.exp(logs[0] if len(logs) == 1 else (1 - w) * logs[0] + w * logs[1])
+    return {"ms": ms, "rungs": used, "weight_upper": w}
