@@ -25,7 +25,7 @@ from widthnas.models.space import check_fingerprint
 
 from .graph_entries import EntryKey, GraphEntries, signature_from_dict, signature_to_dict
 from .host_state import profile_measured_ms
-from .table import ProfileError, _check_header
+from .table import ProfileError, _check_header, check_ladder
 
 FORMAT = "widthnas-graph-profile/1"
 
@@ -162,8 +162,8 @@ class GraphLatencyTable:
                 raise ProfileError(f"{where}: {missing.size} of the space's {entries.E} entries are missing, e.g. "
                                    f"{describe(k.signature)} c_in {k.c_in} c_out {k.c_out}; refit it with `widthnas fit`")
             intercept, reference_ms, fit = _check_header(d, where)
-            return cls(space, costs, intercept, reference_ms, d.get("device", {}), fit, d.get("validation", {}),
-                       d.get("name", ""))
+            return check_ladder(cls(space, costs, intercept, reference_ms, d.get("device", {}), fit,
+                                    d.get("validation", {}), d.get("name", "")), where)
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, ProfileError) or "fingerprint" in str(e):
                 raise

@@ -5,13 +5,15 @@ the reference does. On this machine they do not: on a host running ~20 % slower 
 network at 0.27 x the reference's time read +11 % and one at 0.57 x read +4.9 % against prediction, and
 went over budget on measurement (docs/RESULTS.md §2.2b); one fitted elasticity mended the narrow ones
 and spoilt the wide ones. A ladder measures instead of modelling: its rungs are uniform networks whose
-ratio to the reference was timed while the host ran at the profile's speed (`measure_ladder`). A
-network is then timed beside the two rungs that bracket it, which share its host state whatever that
-is, and its latency at the profile's speed is read off each rung and interpolated in log ratio
-(`ladder_estimate`). The reference itself is the rung at ratio 1.
+ratio to the reference was timed while the host ran at the profile's speed, within SPEED_TOLERANCE
+(`measure_ladder`). A network is then timed beside the two rungs that bracket it, which a slow host
+slows about as much as the network, and its latency at the profile's speed is read off each rung and
+interpolated in log ratio (`ladder_estimate`). The reference itself is the rung at ratio 1. Measured
+on this host in flicker, the reading moved 1.7 % RMS between two passes where the reference-only one
+moved 7.8 % (RESULTS §2.2c).
 
 Stored in the profile as fit.ref_ladder: {"rungs": [{"widths", "ratio", "spread_pct"}], "host_speed":
-[min, max] while measured, "repeats", "measured"}.
+[min, max] of the kept timings, "repeats", "tolerance", "timed_again", "measured"}.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ SPEED_TOLERANCE = 0.05  # rungs are timed only while the reference is within ±5
 # profile's own samples spread over s = 0.96-1.05 (1st-99th percentile; small space, 2026-12-03)
 WAIT_S = 2.0  # s, between a timing off the profiled speed and the next try
 MAX_WAIT_S = 120.0  # s per rung: this host flickers between speeds for minutes at a time (RESULTS §2.2c)
+PREDICTION_SLACK = 0.3  # a rung's measured ratio within ±30 % of the table's (they agree to 0.3-6.4 %, §2.2c)
 GRID = 301  # uniform width multipliers tried for rungs, from 0 to the widest over the base widths
 
 
@@ -64,7 +67,7 @@ def measure_ladder(table, backend, protocol: sr.Protocol, rungs: int = RUNGS, re
                    max_wait_s: float = MAX_WAIT_S) -> dict:
     """Time each rung beside the reference `repeats` times (ratios: the median). A timing whose
     reference ran more than `tolerance` off the profile's reference_ms is dropped, and the host given
-    WAIT_S to return; after `max_wait_s` of that per rung, refuses, losing nothing: a ladder measured
+    WAIT_S to return; once a rung has taken `max_wait_s` so, refuses, losing nothing: a ladder measured
     on a slow host would carry that slowdown into every verification."""
     if not isinstance(repeats, int) or repeats < 3:
         raise ValueError(f"repeats {repeats!r}: give at least 3 timings per rung")
@@ -78,9 +81,14 @@ def measure_ladder(table, backend, protocol: sr.Protocol, rungs: int = RUNGS, re
     ref = backend.open(table.space.reference_widths)
     speeds: list[float] = []  # host speed s of the kept timings
     out, again = [], 0
-    for widths in ladder_widths(table.space, table.predict, rungs):
+    widths_all = ladder_widths(table.space, table.predict, rungs)
+    if not widths_all:
+        raise ValueError(f"space {table.space.name}: every uniform network is within 5 % of the reference's "
+                         "predicted latency, so a ladder would only repeat the reference")
+    for widths in widths_all:
         net = backend.open(widths)
         norms, rung_speeds, off = [], [], []
+        start = clock()
         while len(norms) < repeats:  # a timing with the reference off its profiled speed is a passing
             rec = sr.measure_sample(net, ref, protocol, clock=clock, what=f"rung {widths}")  # spike: timed again
             s = rec["ref_ms"]["median"] / table.reference_ms
@@ -91,9 +99,9 @@ def measure_ladder(table, backend, protocol: sr.Protocol, rungs: int = RUNGS, re
                 continue
             off.append(s)
             again += 1
-            if len(off) * WAIT_S > max_wait_s:
+            if clock() - start > max_wait_s:  # s since this rung's first timing
                 raise ValueError(f"the reference network ran {np.median(off):.3f} x its profiled time ({table.reference_ms:.4f} "
-                                 f"ms) in {len(off)} timings over {len(off) * WAIT_S:.0f} s, more than ±{tolerance:.0%} "
+                                 f"ms) in {len(off)} timings over {clock() - start:.0f} s, more than ±{tolerance:.0%} "
                                  "off: a ladder timed now would carry that slowdown. Measure it when the machine is as "
                                  "quiet as when profiled (nothing else running), or re-profile; nothing was written")
             sleep(WAIT_S)
@@ -108,22 +116,37 @@ def measure_ladder(table, backend, protocol: sr.Protocol, rungs: int = RUNGS, re
             "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
-def read_ladder(fit: dict, space, where: str = "profile") -> list[dict] | None:
+def read_ladder(fit: dict, space, where: str = "profile",
+                predict: Callable[[Sequence[int]], float] | None = None) -> list[dict] | None:
     """The profile's rungs with the reference added at ratio 1, sorted by ratio, checked; None when the
-    profile has no ladder."""
+    profile has no ladder. With the table's `predict`, each rung's ratio must lie within ±PREDICTION_SLACK
+    of its predicted one: a ladder whose ratios were swapped or belong to another table would misread
+    every verification."""
     lad = fit.get("ref_ladder") if isinstance(fit, dict) else None
     if lad is None:
         return None
+    again = "; measure it again with `widthnas ladder`"
     try:
+        if not isinstance(lad["rungs"], list) or not lad["rungs"]:
+            raise ValueError("no rungs")
         rungs = [{"widths": list(space.validate(r["widths"])), "ratio": r["ratio"]} for r in lad["rungs"]]
     except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{where}: fit.ref_ladder is malformed ({e}); measure it again with `widthnas ladder`") from None
+        raise ValueError(f"{where}: fit.ref_ladder is malformed ({e}){again}") from None
+    ref = list(space.reference_widths)
+    seen = set()
     for r in rungs:
-        x = r["ratio"]
+        x, w = r["ratio"], tuple(r["widths"])
         if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x <= 0:
-            raise ValueError(f"{where}: fit.ref_ladder holds a ratio {x!r}, expected a positive, finite number; "
-                             "measure it again with `widthnas ladder`")
-    rungs.append({"widths": list(space.reference_widths), "ratio": 1.0, "is_reference": True})
+            raise ValueError(f"{where}: fit.ref_ladder holds a ratio {x!r}, expected a positive, finite number{again}")
+        if list(w) == ref or w in seen:
+            raise ValueError(f"{where}: fit.ref_ladder holds the network {list(w)} twice, or the reference as a rung{again}")
+        seen.add(w)
+        if predict is not None:
+            want = predict(r["widths"]) / predict(ref)
+            if abs(math.log(x / want)) > math.log(1 + PREDICTION_SLACK):
+                raise ValueError(f"{where}: fit.ref_ladder gives the rung {r['widths']} a ratio {x:.4f} to the reference, "
+                                 f"the table predicts {want:.4f}: the ladder does not belong to this table{again}")
+    rungs.append({"widths": ref, "ratio": 1.0, "is_reference": True})
     rungs.sort(key=lambda r: r["ratio"])
     return rungs
 
@@ -154,10 +177,11 @@ def ladder_estimate(run_net: Callable[[], None], norm_to_ref: float, rungs: list
     for i in sorted({lo, hi}):
         rung = rungs[i]
         if rung.get("is_reference"):
-            q = norm_to_ref  # the reference rung: already timed
-        else:
-            q = sr.measure_sample(run_net, open_rung(rung["widths"]), protocol, clock=clock, what="ladder rung")["norm"]
-        used.append({"rung_ratio": rung["ratio"], "norm_to_rung": q})
+            q, settled = norm_to_ref, True  # the reference rung: already timed (and watched by the load guard)
+        else:  # paired rounds like the reference's, so a drift divides out; one that never settles is said
+            rec = sr.measure_sample(run_net, open_rung(rung["widths"]), protocol, clock=clock, what="ladder rung")
+            q, settled = rec["norm"], bool(rec.get("settled", True))
+        used.append({"rung_ratio": rung["ratio"], "norm_to_rung": q, "settled": settled})
         logs.append(math.log(q * rung["ratio"] * reference_ms))
     ms = math.exp(logs[0] if len(logs) == 1 else (1 - w) * logs[0] + w * logs[1])
-    return {"ms": ms, "rungs": used, "weight_upper": w}
+    return {"ms": ms, "rungs": used, "weight_upper": w, "unsettled": sum(not u["settled"] for u in used)}

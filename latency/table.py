@@ -47,6 +47,18 @@ def _check_header(d: dict, where: str) -> tuple[float, float, dict]:
     return float(icpt), float(ref), fit
 
 
+def check_ladder(table, where: str):
+    """The table, once its ladder of reference networks (if any) parses and belongs to it: checked at
+    load, not first at verification after a run has trained (shared by the graph table)."""
+    from .ref_ladder import read_ladder
+
+    try:
+        read_ladder(table.fit, table.space, where, table.predict)
+    except ValueError as e:
+        raise ProfileError(str(e)) from None
+    return table
+
+
 @dataclass
 class LatencyTable:
     space: SearchSpace
@@ -134,8 +146,8 @@ class LatencyTable:
                     raise ProfileError(f"{where}: block {k} holds non-finite latencies")
                 entries.append(e)
             intercept, reference_ms, fit = _check_header(d, where)
-            return cls(space, entries, intercept, reference_ms, d.get("device", {}), fit, d.get("validation", {}),
-                       d.get("name", ""))
+            return check_ladder(cls(space, entries, intercept, reference_ms, d.get("device", {}), fit,
+                                    d.get("validation", {}), d.get("name", "")), where)
         except (KeyError, TypeError) as e:
             raise ProfileError(f"{where}: missing or malformed field {e}; the file does not fit the profile schema")
 

@@ -293,7 +293,7 @@ def cmd_export(args) -> int:
         m = measure_exported(args.out, table, guard=LoadGuard())  # a disturbed machine is said and waited out
         m["predicted_ms"] = table.predict(widths)
         extra["latency"] = m
-        print(f"latency: measured {m['normalised_ms']:.4f} ms (reference-normalised, at the profile's host speed) vs predicted {m['predicted_ms']:.4f} ms")
+        print(f"latency: measured {m['normalised_ms']:.4f} ms (at the profile's host speed, read off its {m['read_off']}) vs predicted {m['predicted_ms']:.4f} ms")
         if m["host_note"]:
             print(f"note: {m['host_note']}")
     side = write_sidecar(args.out, widths, space, table, **extra)
@@ -350,7 +350,7 @@ def _export_weights(args) -> int:
         m = measure_exported(args.out, table)
         m["predicted_ms"] = table.predict(widths)
         extra["latency"] = m
-        print(f"latency: measured {m['normalised_ms']:.4f} ms (reference-normalised, at the profile's host speed) vs predicted {m['predicted_ms']:.4f} ms")
+        print(f"latency: measured {m['normalised_ms']:.4f} ms (at the profile's host speed, read off its {m['read_off']}) vs predicted {m['predicted_ms']:.4f} ms")
         if m["host_note"]:
             print(f"note: {m['host_note']}")
     side = write_sidecar(args.out, widths, space, table, **extra)

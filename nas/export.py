@@ -123,13 +123,14 @@ def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float =
         out["host_note"] = speed_note(table.fit, s)
     else:  # the ladder's rungs slow as the network does: no host-speed model is needed
         est = ladder_estimate(net, rec["norm"], rungs, table.reference_ms, be.open, protocol)
-        out.update(normalised_ms=est["ms"], ladder=est, host_note=None, read_off="ladder")
+        out.update(normalised_ms=est["ms"], ladder=est, host_note=None, read_off="ladder",
+                   disturbed=out["disturbed"] or est["unsettled"] > 0)  # a rung timing that never settled
     return out
 
 
 def network_measurer(supernet, table, work_dir: str | Path) -> Callable[[list[int]], float]:
-    """widths -> reference-normalised ms of that network exported from the supernet and timed here,
-    as the verify stage will time it; each network is exported once into work_dir."""
+    """widths -> ms at the profile's speed (read off its ladder, or its reference) of that network exported
+    from the supernet and timed here, as the verify stage will time it; each network is exported once."""
     check_onnx_profile(table)
     work_dir = Path(work_dir)
 

@@ -127,7 +127,7 @@ def write_report(run_dir: Path, res: dict, sections: list[str] = ()) -> Path:
         lines.append(f"| supernet accuracy on {s.get('holdout_images', '?')} held-out validation images "
                      f"(BN recalibrated; measured) | {cell(sup_acc, 'chosen', '.4f')} | {cell(sup_acc, 'uniform', '.4f')} |")
     if ch:
-        lines.append(f"| measured latency, exported ONNX (ms, reference-normalised at the profile's host speed) | {ch['normalised_ms']:.4f} | "
+        lines.append(f"| measured latency, exported ONNX (ms, at the profile's host speed, read off its {ch.get('read_off', 'reference')}) | {ch['normalised_ms']:.4f} | "
                      f"{cell(un, 'normalised_ms', '.4f')} |")
         lines.append(f"| measured latency, raw median now (ms) | {ch['measured_ms']:.4f} | {cell(un, 'measured_ms', '.4f')} |")
         verdict = lambda d: (f"{d['budget_verdict']['verdict']} [{d['budget_verdict']['ci_low_ms']:.4f}, "  # noqa: E731

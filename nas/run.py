@@ -26,6 +26,9 @@ RECOVER = "delete it to redo the run's stages (finished artefacts stay), or choo
 STAGES = ("profile", "train", "search", "finetune", "export", "verify", "report")
 
 
+RUN_LADDER_WAIT_S = 30.0  # s per rung a run waits for a flickering host before going on without a ladder
+
+
 @dataclass
 class RunConfig:
     space: str = "mobilenet_v1_small"  # search space
@@ -234,7 +237,7 @@ class Run:
 
         be, protocol = verify_timing(table)
         try:
-            table.fit["ref_ladder"] = measure_ladder(table, be, protocol, log=self.log)
+            table.fit["ref_ladder"] = measure_ladder(table, be, protocol, log=self.log, max_wait_s=RUN_LADDER_WAIT_S)
         except ValueError as e:  # the host drifted since profiling: verify off the reference alone
             self.log(f"ladder: not timed: {e}")
 
@@ -469,7 +472,8 @@ class Run:
                 return records[-1]["normalised_ms"]
 
             bv = budget_verdict(measure, budget)  # re-measured until the 95 % interval clears the budget
-            m = {**records[0], "normalised_ms": bv["mean_ms"]}
+            m = {**records[0], "normalised_ms": bv["mean_ms"],  # both readings over the same timings
+                 "reference_normalised_ms": sum(r["reference_normalised_ms"] for r in records) / len(records)}
             pred = self.state["search"][name]["predicted_ms"]
             m.update({"predicted_ms": pred, "budget_ms": budget, "within_budget": bv["verdict"] == WITHIN,
                       "budget_verdict": bv, "error": m["normalised_ms"] / pred - 1,
@@ -488,7 +492,7 @@ class Run:
             m["host_notes"] = notes
             for n in notes:
                 self.log(f"verify {name}: note: {n}")
-            self.log(f"verify {name}: measured {m['normalised_ms']:.4f} ms (reference-normalised; raw median "
+            self.log(f"verify {name}: measured {m['normalised_ms']:.4f} ms (at the profile's host speed, read off its {m['read_off']}; raw median "
                      f"{m['measured_ms']:.4f} ms) vs predicted {pred:.4f} ms ({m['error']:+.1%}); "
                      f"{describe(bv)}{noisy}")
         return out

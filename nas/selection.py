@@ -191,8 +191,9 @@ def default_search(supernet, splits, table, unaries, target_ms: float, unary_ima
     """The default of `widthnas search` and `widthnas run`: MRF candidates (several smoothness
     weights), uniform and greedy, judged by the supernet on held-out validation images.
 
-    measure(widths) -> ms on the device (reference-normalised), with budget_ms: the winner must also
-    *measure* within the budget (select's `check`), not only be predicted under the target."""
+    measure(widths) -> ms on the device at the profile's speed (nas.export.measure_exported), with
+    budget_ms: the winner must also *measure* within the budget (select's `check`), not only be
+    predicted under the target."""
     from widthnas.latency.verdict import budget_verdict
     from widthnas.mrf.solvers import Solution
 
