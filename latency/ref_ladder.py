@@ -31,7 +31,8 @@ SPEED_TOLERANCE = 0.05  # rungs are timed only while the reference is within ±5
 # profile's own samples spread over s = 0.96-1.05 (1st-99th percentile; small space, 2026-12-03)
 WAIT_S = 2.0  # s, between a timing off the profiled speed and the next try
 MAX_WAIT_S = 120.0  # s per rung: this host flickers between speeds for minutes at a time (RESULTS §2.2c)
-PREDICTION_SLACK = 0.3  # a rung's measured ratio within ±30 % of the table's (they agree to 0.3-6.4 %, §2.2c)
+PREDICTION_FACTOR = 3.0  # a rung's measured ratio within 3 x of the table's (a rough 40-network table misses by 30 %)
+ORDER_SLACK = 0.1  # rungs taken in the table's predicted order must measure no more than 10 % out of order
 GRID = 301  # uniform width multipliers tried for rungs, from 0 to the widest over the base widths
 
 
@@ -111,17 +112,18 @@ def measure_ladder(table, backend, protocol: sr.Protocol, rungs: int = RUNGS, re
         log(f"rung {len(out)}: ratio {r:.4f} to the reference (predicted {table.predict(widths) / table.predict(table.space.reference_widths):.4f}), "
             f"{repeats} timings within {spread:.2f} %, reference at {min(rung_speeds):.3f}-{max(rung_speeds):.3f} x its "
             "profiled time")
-    return {"rungs": out, "host_speed": [float(min(speeds)), float(max(speeds))], "repeats": repeats,
-            "tolerance": tolerance, "timed_again": again,
-            "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    lad = {"rungs": out, "host_speed": [float(min(speeds)), float(max(speeds))], "repeats": repeats,
+           "tolerance": tolerance, "timed_again": again, "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    read_ladder({"ref_ladder": lad}, table.space, "the ladder timed now", table.predict)  # loads, or is refused here
+    return lad
 
 
 def read_ladder(fit: dict, space, where: str = "profile",
                 predict: Callable[[Sequence[int]], float] | None = None) -> list[dict] | None:
     """The profile's rungs with the reference added at ratio 1, sorted by ratio, checked; None when the
-    profile has no ladder. With the table's `predict`, each rung's ratio must lie within ±PREDICTION_SLACK
-    of its predicted one: a ladder whose ratios were swapped or belong to another table would misread
-    every verification."""
+    profile has no ladder. With the table's `predict`, the rungs' ratios must follow the table's order
+    of them (within ORDER_SLACK) and lie within PREDICTION_FACTOR of its predictions: a ladder whose
+    ratios were swapped or belong to another table would misread every verification."""
     lad = fit.get("ref_ladder") if isinstance(fit, dict) else None
     if lad is None:
         return None
@@ -141,11 +143,19 @@ def read_ladder(fit: dict, space, where: str = "profile",
         if list(w) == ref or w in seen:
             raise ValueError(f"{where}: fit.ref_ladder holds the network {list(w)} twice, or the reference as a rung{again}")
         seen.add(w)
-        if predict is not None:
-            want = predict(r["widths"]) / predict(ref)
-            if abs(math.log(x / want)) > math.log(1 + PREDICTION_SLACK):
-                raise ValueError(f"{where}: fit.ref_ladder gives the rung {r['widths']} a ratio {x:.4f} to the reference, "
-                                 f"the table predicts {want:.4f}: the ladder does not belong to this table{again}")
+    if predict is not None:
+        p_ref = predict(ref)
+        by_pred = sorted(rungs + [{"widths": ref, "ratio": 1.0}], key=lambda r: predict(r["widths"]))
+        for a, b in zip(by_pred, by_pred[1:]):
+            if b["ratio"] < (1 - ORDER_SLACK) * a["ratio"]:
+                raise ValueError(f"{where}: fit.ref_ladder measures {b['widths']} at {b['ratio']:.4f} x the reference, below "
+                                 f"{a['widths']} at {a['ratio']:.4f}, which the table predicts faster: the ladder does not "
+                                 f"belong to this table{again}")
+        for r in rungs:
+            want = predict(r["widths"]) / p_ref
+            if abs(math.log(r["ratio"] / want)) > math.log(PREDICTION_FACTOR):
+                raise ValueError(f"{where}: fit.ref_ladder gives the rung {r['widths']} a ratio {r['ratio']:.4f} to the "
+                                 f"reference, the table predicts {want:.4f}: the ladder does not belong to this table{again}")
     rungs.append({"widths": ref, "ratio": 1.0, "is_reference": True})
     rungs.sort(key=lambda r: r["ratio"])
     return rungs

@@ -275,4 +275,4 @@ def test_a_timing_at_an_unfitted_host_speed_is_noted():
 
     assert speed_note({"elasticity": 0.5, "host_speed_range": [0.9, 1.2]}, 1.15) is None
     assert "1.25 x its profiled time" in speed_note({"elasticity": 0.5, "host_speed_range": [0.9, 1.2]}, 1.25)
-    assert speed_note({}, 1.03) is None and "--elasticity auto" in speed_note({}, 1.19)  # old profiles: ±5 %
+    assert speed_note({}, 1.03) is None and "widthnas ladder" in speed_note({}, 1.19)  # old profiles: ±5 %

@@ -68,8 +68,11 @@ def test_a_ladder_that_does_not_belong_to_its_table_is_refused_at_load(small, tm
     ok = {"rungs": [{"widths": w, "ratio": pred(w) / pred(small.reference_widths)} for w in ws]}
     assert len(rl.read_ladder({"ref_ladder": ok}, small, predict=pred)) == len(ws) + 1
     swapped = {"rungs": [dict(r, ratio=ok["rungs"][-1 - i]["ratio"]) for i, r in enumerate(ok["rungs"])]}
-    with pytest.raises(ValueError, match="does not belong to this table"):
+    with pytest.raises(ValueError, match="which the table predicts faster.*does not belong to this table"):
         rl.read_ladder({"ref_ladder": swapped}, small, predict=pred)
+    far = {"rungs": ok["rungs"][:-1] + [dict(ok["rungs"][-1], ratio=ok["rungs"][-1]["ratio"] * 10)]}  # in order
+    with pytest.raises(ValueError, match="the table predicts .*does not belong to this table"):
+        rl.read_ladder({"ref_ladder": far}, small, predict=pred)
     for bad, what in (({"rungs": []}, "malformed"), ({"rungs": [{"widths": small.reference_widths, "ratio": 1.0}]},
                                                      "reference as a rung"),
                       ({"rungs": [ok["rungs"][0], ok["rungs"][0]]}, "twice")):
