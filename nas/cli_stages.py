@@ -374,7 +374,8 @@ def cmd_run(args) -> int:
         cfg = full_config(cfg)
     for f in ("space", "dataset", "data", "budget", "margin", "profile", "sampling", "epochs", "limit", "batch_size",
               "finetune_epochs", "retrain_epochs", "method", "unary_configs", "seed", "profile_networks", "schedule",
-              "heldout_networks", "check_networks", "remeasure_networks", "profile_rounds", "profile_round_ms",
+              "heldout_networks", "check_networks", "remeasure_networks", "ladder_rungs", "profile_rounds",
+              "profile_round_ms",
               "max_wait", "greedy", "previous", "congruent", "congruent_weight", "weights"):
         v = getattr(args, f, None)
         if v is not None:
@@ -456,6 +457,8 @@ def register_run(sub) -> None:
     q.add_argument("--check-networks", type=int, help="networks timed to check the profile on this machine (default 40)")
     q.add_argument("--remeasure-networks", type=int, help="held-out networks timed again for a new profile's "
                    "noise floor, which --margin auto counts (default 30; 0: none)")
+    q.add_argument("--ladder-rungs", type=int, help="rungs of the ladder of reference networks timed into a new "
+                   "profile, which verification reads networks off (default 8; 0: none, verify off the reference)")
     q.add_argument("--profile-rounds", type=int, help="timed rounds per network while profiling (default 5)")
     q.add_argument("--profile-round-ms", type=float, help="ms per timed round (default 10)")
     q.add_argument("--max-wait", type=float, help="seconds to wait for a disturbed machine to settle before timing "

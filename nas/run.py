@@ -41,6 +41,7 @@ class RunConfig:
     heldout_networks: int = 150  # held-out networks timed to validate that profile
     check_networks: int = 40  # networks timed to check any profile on this machine today
     remeasure_networks: int = 30  # held-out networks timed again for a new profile's noise floor (0: none)
+    ladder_rungs: int = 8  # rungs of the ladder of reference networks timed into a new profile (0: none)
     profile_rounds: int = 5  # timed rounds per network while profiling (the check uses at most 3)
     profile_round_ms: float = 10.0  # ms per timed round
     guard: bool = True  # watch the reference network for a disturbed machine while timing (--no-guard: off)
@@ -75,7 +76,7 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
         "profile_networks": Rule(integer=True, low=10), "heldout_networks": Rule(integer=True, low=3),
         "check_networks": Rule(integer=True, low=3), "remeasure_networks": Rule(integer=True, low=MIN_REMEASURE,
                                                                                 zero_ok=True),
-        "profile_rounds": INT_POS, "profile_round_ms": POSITIVE, "max_wait": Rule(low=0, high=86400),
+        "ladder_rungs": Rule(integer=True, low=2, zero_ok=True), "profile_rounds": INT_POS, "profile_round_ms": POSITIVE, "max_wait": Rule(low=0, high=86400),
         "epochs": INT_POS, "warmup_epochs": INT_NONNEG,
         "limit": Rule(integer=True, low=1, none_ok=True), "batch_size": INT_POS, "n_random": INT_NONNEG,
         "lr": POSITIVE, "finetune_epochs": INT_NONNEG, "retrain_epochs": INT_NONNEG,
@@ -223,7 +224,8 @@ class Run:
         floor = self._noise_floor(table, h, backend) if c.remeasure_networks else None
         if floor is not None:  # the measurement's own noise: --margin auto counts it (latency/margin.py)
             table.validation["noise_floor"] = floor
-        self._ladder(table)
+        if c.ladder_rungs:
+            self._ladder(table)
         out = self.dir / "profile.json"
         table.save(out)
         return str(out)
@@ -237,7 +239,8 @@ class Run:
 
         be, protocol = verify_timing(table)
         try:
-            table.fit["ref_ladder"] = measure_ladder(table, be, protocol, log=self.log, max_wait_s=RUN_LADDER_WAIT_S)
+            table.fit["ref_ladder"] = measure_ladder(table, be, protocol, self.cfg.ladder_rungs, log=self.log,
+                                                     max_wait_s=RUN_LADDER_WAIT_S)
         except ValueError as e:  # the host drifted since profiling: verify off the reference alone
             self.log(f"ladder: not timed: {e}")
 

@@ -40,7 +40,7 @@ def finished_run(inputs, tmp_path_factory):
     cfg = RunConfig(space=str(inputs / "space.json"), dataset="npz", data=str(inputs / "data.npz"), budget="60%",
                     profile_networks=40, epochs=2, warmup_epochs=1, limit=None, batch_size=32, finetune_epochs=1,
                     max_wait=0.5,  # the guard stays on; a disturbance costs a re-measurement and at most 0.5 s
-                    profile_round_ms=2.0, heldout_networks=60)  # 0.02-0.1 ms networks: 2 ms rounds hold 20-100 runs
+                    profile_round_ms=2.0, heldout_networks=60, ladder_rungs=3)  # 0.02-0.1 ms networks: 2 ms rounds hold 20-100 runs
     logs = []
     run = Run(cfg, out, log=logs.append, progress=False)
     run.go()
@@ -454,6 +454,7 @@ def test_run_refuses_bad_feature_options(finished_run, tmp_path, capsys, extra, 
     ("run", ["--profile-round-ms", "nan"], "--profile-round-ms nan: give a finite number > 0"),
     ("run", ["--heldout-networks", "2"], "--heldout-networks 2: give a whole number >= 3"),
     ("run", ["--remeasure-networks", "2"], "--remeasure-networks 2: give a whole number >= 3 (or 0)"),
+    ("run", ["--ladder-rungs", "1"], "--ladder-rungs 1: give a whole number >= 2 (or 0)"),
     ("run", ["--unary-configs", "5"], "--unary-configs 5"),
     ("run", ["--max-wait", "-1"], "--max-wait -1.0: give a finite number >= 0 and <= 86400"),
     ("run", ["--max-wait", "inf"], "--max-wait inf"),
