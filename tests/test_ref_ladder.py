@@ -190,7 +190,7 @@ def test_a_slow_host_misreads_narrow_networks_off_the_reference_but_not_off_the_
     assert err_lad.max() < 0.01 and err_lad.mean() < err_ref.mean() / 5
 
 
-def test_widthnas_ladder_writes_the_field_and_verification_reads_off_it(tiny, tmp_path):
+def test_widthnas_ladder_writes_the_field_and_verification_reads_off_it(tiny, tmp_path, capsys):
     """The CLI end to end on this machine: a profile of the tiny space whose reference time is this
     machine's, its ladder timed, an exported network verified off it; a profile whose reference time
     is half of this machine's is refused, and nothing is written."""
@@ -232,10 +232,11 @@ def test_widthnas_ladder_writes_the_field_and_verification_reads_off_it(tiny, tm
                                   "--max-wait", "0"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and "its profiled time" in r.stderr and not (tmp_path / "no.json").exists()
+    from widthnas.nas.cli import main  # the option checks in-process: no interpreter start per case
+
     for bad in (["--rungs", "1"], ["--repeats", "2"], ["--tolerance", "0"], ["--tolerance", "nan"], ["--max-wait", "-1"]):
-        r = subprocess.run(cmd[:6] + ["--out", str(tmp_path / "no.json")] + bad, capture_output=True, text=True,
-                           timeout=120)
-        assert r.returncode == 2 and bad[0] in r.stderr and not (tmp_path / "no.json").exists()
+        assert main(["ladder", "--profile", str(p), "--out", str(tmp_path / "no.json")] + bad) == 2
+        assert bad[0] in capsys.readouterr().err and not (tmp_path / "no.json").exists()
 
 
 def test_verdict_of_fixed_timings_agrees_with_the_sequential_verdict():
