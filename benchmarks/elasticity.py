@@ -33,7 +33,7 @@ def pairs(d: Path) -> dict[str, np.ndarray]:
         raise ValueError(f"{d / 'remeasure.jsonl'}: no re-measurements; run latency_accuracy.py with --remeasure")
     h1, h2 = h1 or {}, h2 or {}
     if (h1.get("space", {}).get("fingerprint") != h2.get("space", {}).get("fingerprint")
-            or sr.device_key(h1.get("device", {})) != sr.device_key(h2.get("device", {}))):
+            or sr.device_differences(h1.get("device", {}), h2.get("device", {}))):
         raise ValueError(f"{d}: heldout.jsonl and remeasure.jsonl record different spaces or devices; they are not "
                          "timings of the same networks on the same machine")
     by_widths = {}

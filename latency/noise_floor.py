@@ -48,9 +48,8 @@ def backend_for(space, device: dict):
         here = be.device_info()
     except (ValueError, TypeError) as e:
         raise FloorUnavailable(f"the held-out samples' backend cannot run here ({e})") from None
-    want, got = sr.device_key(device), sr.device_key(here)
-    if want != got:
-        diff = {k: (want[k], got[k]) for k in want if want[k] != got[k]}
+    diff = sr.device_differences(device, here)
+    if diff:
         raise FloorUnavailable(f"the held-out samples were measured on another device (recorded vs here: {diff}); "
                                "re-measure on that device, or pass --remeasure 0")
     return be
@@ -95,7 +94,7 @@ def _resume(out: str | Path, header: dict, protocol: sr.Protocol, widths: list[l
         return []
     have, recs, _ = sr.read_samples(out)
     if (have.get("space", {}).get("fingerprint") != header.get("space", {}).get("fingerprint")
-            or sr.device_key(have.get("device", {})) != sr.device_key(header.get("device", {}))):
+            or sr.device_differences(have.get("device", {}), header.get("device", {}))):
         raise ValueError(f"{out} holds samples of another space or device; choose another re-measurement file")
     sr.check_same_protocol(have, protocol, out)
     recs = recs[:len(widths)]

@@ -53,7 +53,7 @@ def profile(space: SearchSpace, out: str | Path, n: int, backend, sampling: str 
         header, recs, bad = sr.read_samples(out)
         check_fingerprint(header["space"]["fingerprint"], space,
                           f"{out} (samples of space {header['space']['name']}; or choose another --out)")
-        if sr.device_key(header["device"]) != sr.device_key(device):
+        if sr.device_differences(header["device"], device):
             raise ValueError(f"{out} was measured with other device settings ({sr.device_key(header['device'])}); "
                              "choose another --out or the same --backend/--provider/--threads/--batch")
         protocol = sr.continuing_protocol(header, protocol, out, log)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from widthnas.models.space import SearchSpace
 
-from .standalone_runner import device_key
+from .standalone_runner import device_differences, device_key
 from .table import LatencyTable, ProfileError
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "hw_profiles"
@@ -56,8 +56,7 @@ def find_profile(space: SearchSpace, device: dict) -> tuple[Path | None, str]:
             continue
         if d.get("space", {}).get("fingerprint") != space.fingerprint:
             continue
-        got = device_key(d.get("device", {}))
-        diff = [k for k in want if want[k] != got.get(k)]
+        diff = list(device_differences(device, d.get("device", {})))
         if not diff:
             return p, f"shipped profile {p.name} matches this space and device ({want['cpu']}, {want['provider']}, " \
                       f"{want['threads']} thread(s), batch {want['batch']})"

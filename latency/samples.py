@@ -11,7 +11,7 @@ import numpy as np
 
 from widthnas.models.space import SearchSpace, check_fingerprint
 
-from .standalone_runner import device_key, read_samples
+from .standalone_runner import device_differences, read_samples
 
 
 @dataclass
@@ -81,10 +81,9 @@ def load_samples(paths: str | Sequence[str], space: SearchSpace, device: dict | 
         except FileNotFoundError:
             raise FileNotFoundError(f"samples file {path} not found; create it with `widthnas profile --out {path}`")
         check_fingerprint(header["space"]["fingerprint"], space, f"samples file {path}")
-        key = device_key(header["device"])
-        want = device_key(device) if device is not None else (device_key(first["device"]) if first else key)
-        if key != want:
-            diff = {k: (want[k], key[k]) for k in key if key[k] != want[k]}
+        want = device if device is not None else (first["device"] if first else header["device"])
+        diff = device_differences(want, header["device"])
+        if diff:
             raise ValueError(f"samples file {path} was measured on another device or with other settings "
                              f"(expected vs found: {diff}); fit each device separately")
         first = first or header

@@ -40,11 +40,31 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_isa(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The widest vector ISA the CPU offers: two CPUs sold under one model name ("AMD EPYC") can run a
+    224 px network 2x apart when only one has AVX-512 (RESULTS.md §2.2c). "" when unknown."""
+    flags: set[str] = set()
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.lower().startswith(("flags", "features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        return ""
+    for isa, need in (("avx512", {"avx512f", "avx512bw", "avx512vl"}), ("avx2", {"avx2", "fma"}), ("avx", {"avx"}),
+                      ("sse4.2", {"sse4_2"}), ("sve2", {"sve2"}), ("sve", {"sve"}), ("neon", {"asimd"})):
+        if need <= flags:
+            return isa
+    return ""
+
+
 def device_info(backend: str, provider: str, threads: int, batch: int, opt_level: str, runtime_version: str,
                 gpu: str = "") -> dict:
     """What a latency depends on besides the network; profiles are only valid for an equal device key."""
     return {
         "cpu": cpu_model(),
+        "isa": cpu_isa(),
         "cores": os.cpu_count(),
         "os": f"{platform.system()} {platform.release()}",
         "machine": platform.machine(),
@@ -59,11 +79,20 @@ def device_info(backend: str, provider: str, threads: int, batch: int, opt_level
     }
 
 
-DEVICE_KEY = ("cpu", "cores", "backend", "provider", "gpu", "threads", "batch", "opt_level")
+DEVICE_KEY = ("cpu", "isa", "cores", "backend", "provider", "gpu", "threads", "batch", "opt_level")
+UNRECORDED_OK = ("isa",)  # recorded since 2026-12-03: a file without it matches any ISA
 
 
 def device_key(info: dict) -> dict:
     return {k: info.get(k) for k in DEVICE_KEY}
+
+
+def device_differences(want: dict, got: dict) -> dict:
+    """{field: (want, got)} of the device-key fields in which two device records differ; a field in
+    UNRECORDED_OK that one side lacks (older files) is not a difference."""
+    a, b = device_key(want), device_key(got)
+    return {k: (a[k], b[k]) for k in DEVICE_KEY
+            if a[k] != b[k] and not (k in UNRECORDED_OK and (a[k] in (None, "") or b[k] in (None, "")))}
 
 
 # ---- onnxruntime sessions -------------------------------------------------------------
@@ -516,7 +545,7 @@ def run_bundle(bundle_dir: str, out: str, provider: str, threads: int, opt_level
     done: set = set()
     if os.path.exists(out) and os.path.getsize(out) > 0:
         old, samples, _ = read_samples(out)
-        if device_key(old["device"]) != device_key(header["device"]) or old["space"] != manifest["space"]:
+        if device_differences(old["device"], header["device"]) or old["space"] != manifest["space"]:
             raise SystemExit(f"{out} holds samples of another device/settings or space; use another --out")
         protocol = continuing_protocol(old, protocol, out)
         done = {tuple(s["widths"]) for s in samples}

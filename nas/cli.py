@@ -331,9 +331,8 @@ def cmd_ladder(args) -> int:
         be, protocol = verify_timing(table)
     except ValueError as e:
         raise UserError(str(e)) from None
-    want, got = sr.device_key(table.device), sr.device_key(be.device_info())
-    if want != got:
-        diff = {k: (want[k], got[k]) for k in want if want[k] != got[k]}
+    diff = sr.device_differences(table.device, be.device_info())
+    if diff:
         raise UserError(f"{args.profile} was measured on another device (profile vs here: {diff}); time its ladder on "
                         "that device")
     try:
@@ -362,7 +361,7 @@ def cmd_profiles(args) -> int:
         acc += f", ladder of {len(lad['rungs'])} rungs" if isinstance(lad, dict) and isinstance(lad.get("rungs"), list) \
             else ", no ladder"
         print(f"{p.stem:40s} {d['space']['name']:20s} {dev.get('backend')}/{dev.get('provider')} "
-              f"{dev.get('threads')}T b{dev.get('batch')} ref {d['reference_ms']:.3f} ms  {acc}")
+              f"{dev.get('threads')}T b{dev.get('batch')} {dev.get('isa') or 'ISA not recorded'} ref {d['reference_ms']:.3f} ms  {acc}")
     return 0
 
 

@@ -156,3 +156,46 @@ def test_a_bundle_is_never_written_over(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "PROFILE_DIR", tmp_path / "hw")
     with pytest.raises(ValueError, match="shipped profiles' directory"):
         write_bundle(tiny, tmp_path / "hw", 2)
+
+
+@pytest.mark.parametrize("flags,isa", [
+    ("fpu sse4_2 avx avx2 fma avx512f avx512bw avx512vl avx512dq", "avx512"),
+    ("fpu sse4_2 avx avx2 fma avx512f", "avx2"),  # AVX-512 foundation alone is not the full set
+    ("fpu sse4_2 avx", "avx"), ("fp asimd evtstrm sve", "sve"), ("fp asimd", "neon"), ("fpu", "")])
+def test_the_cpu_isa_is_read_from_its_flags(flags, isa, tmp_path):
+    key = "Features" if "asimd" in flags else "flags"
+    f = tmp_path / "cpuinfo"
+    f.write_text(f"processor\t: 0\nmodel name\t: Some CPU\n{key}\t\t: {flags}\n")
+    assert sr.cpu_isa(str(f)) == isa
+    assert sr.cpu_isa(str(tmp_path / "missing")) == ""
+
+
+def test_a_profile_of_another_isa_is_not_chosen_and_an_older_one_without_it_is(tiny, tmp_path, monkeypatch):
+    """Two "AMD EPYC" machines ran a 224 px network 2x apart (RESULTS.md §2.2c): the ISA is in the key."""
+    from widthnas.latency import registry
+
+    here = make_backend(tiny).device_info()
+    assert here["isa"] == sr.cpu_isa()
+    other = "avx2" if here["isa"] != "avx2" else "avx512"
+    monkeypatch.setattr(registry, "PROFILE_DIR", tmp_path)
+    prof = {"space": {"fingerprint": tiny.fingerprint}, "device": {**here, "isa": other}}
+    (tmp_path / "p.json").write_text(json.dumps(prof))
+    found, why = registry.find_profile(tiny, here)
+    assert found is None and "p.json: differs in isa" in why
+    (tmp_path / "p.json").write_text(json.dumps({**prof, "device": {k: v for k, v in here.items() if k != "isa"}}))
+    found, why = registry.find_profile(tiny, here)  # made before the ISA was recorded: matches any
+    assert found == tmp_path / "p.json"
+    assert sr.device_differences(here, {**here, "isa": other}) == {"isa": (here["isa"], other)}
+    assert sr.device_differences({**here, "isa": ""}, {**here, "isa": other}) == {}
+
+
+def test_load_samples_refuses_another_isa(tiny, tmp_path):
+    a = tmp_path / "a.jsonl"
+    profile(tiny, a, 1, make_backend(tiny), progress=False, **PROFILE_FAST)
+    lines = a.read_text().splitlines()
+    head = json.loads(lines[0])
+    head["device"]["isa"] = "avx2" if head["device"]["isa"] != "avx2" else "avx512"
+    b = tmp_path / "b.jsonl"
+    b.write_text("\n".join([json.dumps(head)] + lines[1:]) + "\n")
+    with pytest.raises(ValueError, match="isa"):
+        load_samples([str(a), str(b)], tiny)
