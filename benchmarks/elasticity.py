@@ -32,9 +32,10 @@ def pairs(d: Path) -> dict[str, np.ndarray]:
     if not second:
         raise ValueError(f"{d / 'remeasure.jsonl'}: no re-measurements; run latency_accuracy.py with --remeasure")
     h1, h2 = h1 or {}, h2 or {}
-    if (h1.get("space", {}).get("fingerprint") != h2.get("space", {}).get("fingerprint")
-            or sr.device_differences(h1.get("device", {}), h2.get("device", {}))):
-        raise ValueError(f"{d}: heldout.jsonl and remeasure.jsonl record different spaces or devices; they are not "
+    diff = sr.device_differences(h1.get("device", {}), h2.get("device", {}))
+    if h1.get("space", {}).get("fingerprint") != h2.get("space", {}).get("fingerprint") or diff:
+        what = sr.describe_differences(diff, "heldout", "remeasure") if diff else "different spaces"
+        raise ValueError(f"{d}: heldout.jsonl and remeasure.jsonl disagree ({what}); they are not "
                          "timings of the same networks on the same machine")
     by_widths = {}
     for a in first:

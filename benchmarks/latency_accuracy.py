@@ -265,7 +265,8 @@ def profile_name(device: dict, space_name: str) -> str:
     cpu = "".join(ch if ch.isalnum() else "-" for ch in device["cpu"].lower()).strip("-")
     prov = device["provider"].replace("ExecutionProvider", "").lower()
     backend = {"onnxruntime": "ort"}.get(device["backend"], device["backend"])
-    return f"{cpu}-{device['cores']}c_{backend}-{prov}-{device['threads']}t-b{device['batch']}_{space_name}"
+    isa = f"-{device['isa'].replace('.', '')}" if device.get("isa") else ""  # two CPUs of one name may differ in ISA
+    return f"{cpu}{isa}-{device['cores']}c_{backend}-{prov}-{device['threads']}t-b{device['batch']}_{space_name}"
 
 
 def ship(path: str, res: dict, plan: Plan, space: SearchSpace, out: Path, argv: list[str]) -> str:

@@ -50,7 +50,8 @@ def backend_for(space, device: dict):
         raise FloorUnavailable(f"the held-out samples' backend cannot run here ({e})") from None
     diff = sr.device_differences(device, here)
     if diff:
-        raise FloorUnavailable(f"the held-out samples were measured on another device (recorded vs here: {diff}); "
+        raise FloorUnavailable(f"the held-out samples were measured on another device "
+                               f"({sr.describe_differences(diff, 'recorded', 'here')}); "
                                "re-measure on that device, or pass --remeasure 0")
     return be
 
@@ -93,9 +94,11 @@ def _resume(out: str | Path, header: dict, protocol: sr.Protocol, widths: list[l
         sr.append_line(out, {**header, "created": time.time(), "remeasure": True})
         return []
     have, recs, _ = sr.read_samples(out)
-    if (have.get("space", {}).get("fingerprint") != header.get("space", {}).get("fingerprint")
-            or sr.device_differences(have.get("device", {}), header.get("device", {}))):
-        raise ValueError(f"{out} holds samples of another space or device; choose another re-measurement file")
+    diff = sr.device_differences(have.get("device", {}), header.get("device", {}))
+    if have.get("space", {}).get("fingerprint") != header.get("space", {}).get("fingerprint") or diff:
+        what = sr.describe_differences(diff, "in the file", "held-out") if diff else "another search space"
+        raise ValueError(f"{out} holds samples of another space or device ({what}); "
+                         "choose another re-measurement file")
     sr.check_same_protocol(have, protocol, out)
     recs = recs[:len(widths)]
     for j, r in enumerate(recs):

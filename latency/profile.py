@@ -53,9 +53,11 @@ def profile(space: SearchSpace, out: str | Path, n: int, backend, sampling: str 
         header, recs, bad = sr.read_samples(out)
         check_fingerprint(header["space"]["fingerprint"], space,
                           f"{out} (samples of space {header['space']['name']}; or choose another --out)")
-        if sr.device_differences(header["device"], device):
-            raise ValueError(f"{out} was measured with other device settings ({sr.device_key(header['device'])}); "
-                             "choose another --out or the same --backend/--provider/--threads/--batch")
+        diff = sr.device_differences(header["device"], device)
+        if diff:
+            raise ValueError(f"{out} was measured with other device settings ({sr.describe_differences(diff, 'in the file', 'here')}); "
+                             "choose another --out, or the same --backend/--provider/--threads/--batch/--opt-level; "
+                             "a different cpu or isa means another machine: profile it into its own file")
         protocol = sr.continuing_protocol(header, protocol, out, log)
         seen = [r["widths"] for r in recs]
     else:

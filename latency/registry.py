@@ -6,7 +6,7 @@ from pathlib import Path
 
 from widthnas.models.space import SearchSpace
 
-from .standalone_runner import device_differences, device_key
+from .standalone_runner import UNRECORDED_OK, describe_differences, device_differences, device_key
 from .table import LatencyTable, ProfileError
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "hw_profiles"
@@ -47,7 +47,7 @@ def shipped_profiles() -> list[Path]:
 def find_profile(space: SearchSpace, device: dict) -> tuple[Path | None, str]:
     """(a shipped profile for this space and device key, or None; why)."""
     want = device_key(device)
-    reasons = []
+    reasons, unrecorded = [], []
     for p in shipped_profiles():
         try:
             d = json.loads(p.read_text())
@@ -56,10 +56,20 @@ def find_profile(space: SearchSpace, device: dict) -> tuple[Path | None, str]:
             continue
         if d.get("space", {}).get("fingerprint") != space.fingerprint:
             continue
-        diff = list(device_differences(device, d.get("device", {})))
-        if not diff:
-            return p, f"shipped profile {p.name} matches this space and device ({want['cpu']}, {want['provider']}, " \
-                      f"{want['threads']} thread(s), batch {want['batch']})"
-        reasons.append(f"{p.name}: differs in {', '.join(diff)}")
+        diff = device_differences(device, d.get("device", {}))
+        if diff:
+            reasons.append(f"{p.name}: {describe_differences(diff, 'here', 'in the profile')}")
+            continue
+        gaps = [k for k in UNRECORDED_OK if want.get(k) not in (None, "") and d.get("device", {}).get(k) in (None, "")]
+        if gaps:  # matches only because it predates these fields: take it if nothing matches exactly
+            unrecorded.append((p, gaps))
+            continue
+        return p, f"shipped profile {p.name} matches this space and device ({want['cpu']}, {want['isa']}, " \
+                  f"{want['provider']}, {want['threads']} thread(s), batch {want['batch']})"
+    if unrecorded:
+        p, gaps = unrecorded[0]
+        return p, f"shipped profile {p.name} matches this space and device, but does not record its {', '.join(gaps)} " \
+                  f"(here: {', '.join(str(want[k]) for k in gaps)}): it may come from another CPU of the same name; " \
+                  "the run's latency check tells, or profile this machine with `widthnas profile`"
     why = "; ".join(reasons) if reasons else f"no shipped profile for space {space.name}"
     return None, f"no matching profile ({why})"

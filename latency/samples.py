@@ -11,7 +11,7 @@ import numpy as np
 
 from widthnas.models.space import SearchSpace, check_fingerprint
 
-from .standalone_runner import device_differences, read_samples
+from .standalone_runner import UNRECORDED_OK, describe_differences, device_differences, read_samples
 
 
 @dataclass
@@ -85,8 +85,12 @@ def load_samples(paths: str | Sequence[str], space: SearchSpace, device: dict | 
         diff = device_differences(want, header["device"])
         if diff:
             raise ValueError(f"samples file {path} was measured on another device or with other settings "
-                             f"(expected vs found: {diff}); fit each device separately")
-        first = first or header
+                             f"({describe_differences(diff, 'expected', 'in this file')}); fit each device separately")
+        if first is None:
+            first = {**header, "device": dict(header["device"])}
+        for k in UNRECORDED_OK:  # the first file that records a field fixes it for the rest (and the table)
+            if first["device"].get(k) in (None, "") and header["device"].get(k) not in (None, ""):
+                first["device"][k] = header["device"][k]
         skipped += bad
         for k, r in enumerate(recs, 1):
             where = f"{Path(path).name} #{k}"

@@ -51,9 +51,11 @@ def cpu_isa(cpuinfo: str = "/proc/cpuinfo") -> str:
                     flags = set(line.split(":", 1)[1].split())
                     break
     except OSError:
-        return ""
+        # no /proc/cpuinfo (macOS, Windows): every 64-bit ARM core has NEON; x86 stays unknown
+        return "neon" if platform.machine().lower() in ("arm64", "aarch64") else ""
     for isa, need in (("avx512", {"avx512f", "avx512bw", "avx512vl"}), ("avx2", {"avx2", "fma"}), ("avx", {"avx"}),
-                      ("sse4.2", {"sse4_2"}), ("sve2", {"sve2"}), ("sve", {"sve"}), ("neon", {"asimd"})):
+                      ("sse4.2", {"sse4_2"}), ("sve2", {"sve2"}), ("sve", {"sve"}),
+                      ("neon", {"asimd"}), ("neon", {"neon"})):  # asimd: 64-bit ARM; neon: 32-bit ARM
         if need <= flags:
             return isa
     return ""
@@ -93,6 +95,13 @@ def device_differences(want: dict, got: dict) -> dict:
     a, b = device_key(want), device_key(got)
     return {k: (a[k], b[k]) for k in DEVICE_KEY
             if a[k] != b[k] and not (k in UNRECORDED_OK and (a[k] in (None, "") or b[k] in (None, "")))}
+
+
+def describe_differences(diff: dict, left: str = "wanted", right: str = "found") -> str:
+    """Name what differs and both values (e.g. "isa: avx512 wanted, avx2 found"), for error messages."""
+    def show(v):
+        return "(not recorded)" if v in (None, "") else v
+    return "; ".join(f"{k}: {show(a)} {left}, {show(b)} {right}" for k, (a, b) in diff.items())
 
 
 # ---- onnxruntime sessions -------------------------------------------------------------
@@ -545,8 +554,11 @@ def run_bundle(bundle_dir: str, out: str, provider: str, threads: int, opt_level
     done: set = set()
     if os.path.exists(out) and os.path.getsize(out) > 0:
         old, samples, _ = read_samples(out)
-        if device_differences(old["device"], header["device"]) or old["space"] != manifest["space"]:
-            raise SystemExit(f"{out} holds samples of another device/settings or space; use another --out")
+        diff = device_differences(old["device"], header["device"])
+        if diff or old["space"] != manifest["space"]:
+            what = describe_differences(diff, "in the file", "here") if diff else "another search space"
+            raise SystemExit(f"{out} holds samples of another device or settings ({what}); "
+                             "use another --out to profile this device, or run on the device that made it")
         protocol = continuing_protocol(old, protocol, out)
         done = {tuple(s["widths"]) for s in samples}
     else:

@@ -333,8 +333,8 @@ def cmd_ladder(args) -> int:
         raise UserError(str(e)) from None
     diff = sr.device_differences(table.device, be.device_info())
     if diff:
-        raise UserError(f"{args.profile} was measured on another device (profile vs here: {diff}); time its ladder on "
-                        "that device")
+        raise UserError(f"{args.profile} was measured on another device "
+                        f"({sr.describe_differences(diff, 'in the profile', 'here')}); time its ladder on that device")
     try:
         ladder = measure_ladder(table, be, protocol, args.rungs, args.repeats, args.tolerance / 100,
                                 max_wait_s=args.max_wait)  # checked as a profile load checks it

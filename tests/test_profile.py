@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -161,41 +162,82 @@ def test_a_bundle_is_never_written_over(tiny, tmp_path, monkeypatch):
 @pytest.mark.parametrize("flags,isa", [
     ("fpu sse4_2 avx avx2 fma avx512f avx512bw avx512vl avx512dq", "avx512"),
     ("fpu sse4_2 avx avx2 fma avx512f", "avx2"),  # AVX-512 foundation alone is not the full set
-    ("fpu sse4_2 avx", "avx"), ("fp asimd evtstrm sve", "sve"), ("fp asimd", "neon"), ("fpu", "")])
+    ("fpu sse4_2 avx", "avx"), ("fp asimd evtstrm sve", "sve"), ("fp asimd", "neon"),
+    ("half thumb fastmult vfp edsp neon vfpv3", "neon"),  # 32-bit ARM says neon, not asimd
+    ("fpu", "")])
 def test_the_cpu_isa_is_read_from_its_flags(flags, isa, tmp_path):
-    key = "Features" if "asimd" in flags else "flags"
+    key = "Features" if flags.startswith(("fp ", "half")) else "flags"
     f = tmp_path / "cpuinfo"
     f.write_text(f"processor\t: 0\nmodel name\t: Some CPU\n{key}\t\t: {flags}\n")
     assert sr.cpu_isa(str(f)) == isa
-    assert sr.cpu_isa(str(tmp_path / "missing")) == ""
 
 
-def test_a_profile_of_another_isa_is_not_chosen_and_an_older_one_without_it_is(tiny, tmp_path, monkeypatch):
+@pytest.mark.parametrize("machine,isa", [("x86_64", ""), ("arm64", "neon"), ("aarch64", "neon")])
+def test_without_cpuinfo_only_64_bit_arm_is_known(machine, isa, tmp_path, monkeypatch):
+    monkeypatch.setattr(sr.platform, "machine", lambda: machine)  # macOS / Windows have no /proc/cpuinfo
+    assert sr.cpu_isa(str(tmp_path / "missing")) == isa
+
+
+@pytest.fixture
+def avx512(monkeypatch):
+    """This machine's device record, as on an AVX-512 CPU whatever the host (the tests must not depend on it)."""
+    monkeypatch.setattr(sr, "cpu_isa", lambda *a: "avx512")
+
+
+def test_a_profile_of_another_isa_is_not_chosen_and_one_without_it_only_when_nothing_matches(
+        tiny, tmp_path, monkeypatch, avx512):
     """Two "AMD EPYC" machines ran a 224 px network 2x apart (RESULTS.md §2.2c): the ISA is in the key."""
     from widthnas.latency import registry
 
     here = make_backend(tiny).device_info()
-    assert here["isa"] == sr.cpu_isa()
-    other = "avx2" if here["isa"] != "avx2" else "avx512"
+    assert here["isa"] == "avx512"
     monkeypatch.setattr(registry, "PROFILE_DIR", tmp_path)
-    prof = {"space": {"fingerprint": tiny.fingerprint}, "device": {**here, "isa": other}}
-    (tmp_path / "p.json").write_text(json.dumps(prof))
+    prof = {"space": {"fingerprint": tiny.fingerprint}, "device": {**here, "isa": "avx2"}}
+    (tmp_path / "c.json").write_text(json.dumps(prof))
     found, why = registry.find_profile(tiny, here)
-    assert found is None and "p.json: differs in isa" in why
-    (tmp_path / "p.json").write_text(json.dumps({**prof, "device": {k: v for k, v in here.items() if k != "isa"}}))
-    found, why = registry.find_profile(tiny, here)  # made before the ISA was recorded: matches any
-    assert found == tmp_path / "p.json"
-    assert sr.device_differences(here, {**here, "isa": other}) == {"isa": (here["isa"], other)}
-    assert sr.device_differences({**here, "isa": ""}, {**here, "isa": other}) == {}
+    assert found is None and "c.json: isa: avx512 here, avx2 in the profile" in why
+    unrecorded = {k: v for k, v in here.items() if k != "isa"}
+    (tmp_path / "a.json").write_text(json.dumps({**prof, "device": unrecorded}))
+    found, why = registry.find_profile(tiny, here)  # made before the ISA was recorded: taken, and said
+    assert found == tmp_path / "a.json" and "does not record its isa" in why and "avx512" in why
+    (tmp_path / "b.json").write_text(json.dumps({**prof, "device": here}))
+    found, why = registry.find_profile(tiny, here)  # an exact match beats the earlier-sorted unrecorded one
+    assert found == tmp_path / "b.json" and "does not record" not in why
+    assert sr.device_differences(here, {**here, "isa": "avx2"}) == {"isa": ("avx512", "avx2")}
+    assert sr.device_differences({**here, "isa": ""}, {**here, "isa": "avx2"}) == {}
 
 
-def test_load_samples_refuses_another_isa(tiny, tmp_path):
+def _with_isa(src, dst, isa):
+    """A copy of samples file src whose header records another ISA (None: not recorded)."""
+    lines = src.read_text().splitlines()
+    head = json.loads(lines[0])
+    if isa is None:
+        head["device"].pop("isa")
+    else:
+        head["device"]["isa"] = isa
+    dst.write_text("\n".join([json.dumps(head)] + lines[1:]) + "\n")
+    return str(dst)
+
+
+def test_load_samples_refuses_mixed_isas_even_behind_an_unrecorded_file(tiny, tmp_path, avx512):
     a = tmp_path / "a.jsonl"
     profile(tiny, a, 1, make_backend(tiny), progress=False, **PROFILE_FAST)
-    lines = a.read_text().splitlines()
-    head = json.loads(lines[0])
-    head["device"]["isa"] = "avx2" if head["device"]["isa"] != "avx2" else "avx512"
-    b = tmp_path / "b.jsonl"
-    b.write_text("\n".join([json.dumps(head)] + lines[1:]) + "\n")
-    with pytest.raises(ValueError, match="isa"):
-        load_samples([str(a), str(b)], tiny)
+    old = _with_isa(a, tmp_path / "old.jsonl", None)
+    avx2 = _with_isa(a, tmp_path / "b.jsonl", "avx2")
+    with pytest.raises(ValueError, match="isa: avx512 expected, avx2 in this file"):
+        load_samples([str(a), avx2], tiny)
+    with pytest.raises(ValueError, match="isa"):  # the first file records none: the second fixes it
+        load_samples([old, str(a), avx2], tiny)
+    s = load_samples([old, str(a)], tiny)
+    assert s.header["device"]["isa"] == "avx512"  # so the fitted table records it
+    assert "isa" not in json.loads(Path(old).read_text().splitlines()[0])["device"]  # the input is untouched
+
+
+def test_resuming_a_samples_file_of_another_isa_names_it(tiny, tmp_path, avx512):
+    a = tmp_path / "a.jsonl"
+    profile(tiny, a, 1, make_backend(tiny), progress=False, **PROFILE_FAST)
+    b = _with_isa(a, tmp_path / "b.jsonl", "avx2")
+    before = Path(b).read_text()
+    with pytest.raises(ValueError, match="isa: avx2 in the file, avx512 here.*another machine"):
+        profile(tiny, b, 2, make_backend(tiny), progress=False, **PROFILE_FAST)
+    assert Path(b).read_text() == before
