@@ -121,6 +121,25 @@ def calibrate_elasticity(predicted_ms, norm, ref_ms, reference_ms: float, grid, 
             "selection_cv_rmspe": float(np.sqrt(np.mean(held))), "host_speed": [float(s.min()), float(s.max())]}
 
 
+# s beyond this factor either way is not the host's flicker (its slow spells reached 1.31 x, RESULTS §2.2c)
+# but another machine behind the same device key: on 2026-12-03 the 224 px reference ran 0.53 x and, in
+# another session, 1.84 x the profiled time of machines reporting the same "AMD EPYC", 2 cores, avx512
+OTHER_MACHINE = 1.4
+
+
+def machine_note(host_speed: float, reference_ms: float) -> str | None:
+    """A warning when the reference runs so far off its profiled time (s = ref_ms / reference_ms) that
+    this is not the machine the profile was made on, else None. Ratios between networks may still hold
+    (a run's latency check tells); the profile's milliseconds, and budgets given in ms, do not."""
+    if 1 / OTHER_MACHINE <= host_speed <= OTHER_MACHINE:
+        return None
+    return (f"the reference network ran {host_speed:.2f} x its profiled {reference_ms:.4g} ms: this is not the "
+            "machine the profile was made on, though the device key matches. Latencies here are read at the "
+            f"profile's speed; this machine runs networks about {host_speed:.2f} x those milliseconds. To budget "
+            "in this machine's milliseconds, profile it (`widthnas profile`, then `widthnas fit`) and use that "
+            "profile")
+
+
 def speed_note(fit: dict, host_speed: float) -> str | None:
     """A warning when a timing was taken at a host speed s the profile's correction was not fitted on
     (outside fit.host_speed_range; for older profiles, which do not record it, outside ±5 %, about a

@@ -46,8 +46,16 @@ def shipped_profiles() -> list[Path]:
 
 def find_profile(space: SearchSpace, device: dict) -> tuple[Path | None, str]:
     """(a shipped profile for this space and device key, or None; why)."""
+    found, why = matching_profiles(space, device)
+    return (found[0] if found else None), why
+
+
+def matching_profiles(space: SearchSpace, device: dict) -> tuple[list[Path], str]:
+    """Every shipped profile for this space and device key, exact matches first, then those that predate
+    a field of the key; why the first was chosen. Machines behind one key can differ (two "AMD EPYC, 2
+    cores, avx512" ran the 224 px reference 6.9 and 12.7 ms): a run times the reference to choose."""
     want = device_key(device)
-    reasons, unrecorded = [], []
+    reasons, unrecorded, exact = [], [], []
     for p in shipped_profiles():
         try:
             d = json.loads(p.read_text())
@@ -64,12 +72,16 @@ def find_profile(space: SearchSpace, device: dict) -> tuple[Path | None, str]:
         if gaps:  # matches only because it predates these fields: take it if nothing matches exactly
             unrecorded.append((p, gaps))
             continue
-        return p, f"shipped profile {p.name} matches this space and device ({want['cpu']}, {want['isa']}, " \
-                  f"{want['provider']}, {want['threads']} thread(s), batch {want['batch']})"
+        exact.append(p)
+    rest = [p for p, _ in unrecorded]
+    if exact:
+        p = exact[0]
+        return exact + rest, f"shipped profile {p.name} matches this space and device ({want['cpu']}, {want['isa']}, " \
+                             f"{want['provider']}, {want['threads']} thread(s), batch {want['batch']})"
     if unrecorded:
         p, gaps = unrecorded[0]
-        return p, f"shipped profile {p.name} matches this space and device, but does not record its {', '.join(gaps)} " \
-                  f"(here: {', '.join(str(want[k]) for k in gaps)}): it may come from another CPU of the same name; " \
-                  "the run's latency check tells, or profile this machine with `widthnas profile`"
+        return rest, f"shipped profile {p.name} matches this space and device, but does not record its {', '.join(gaps)} " \
+                     f"(here: {', '.join(str(want[k]) for k in gaps)}): it may come from another CPU of the same name; " \
+                     "the run's latency check tells, or profile this machine with `widthnas profile`"
     why = "; ".join(reasons) if reasons else f"no shipped profile for space {space.name}"
-    return None, f"no matching profile ({why})"
+    return [], f"no matching profile ({why})"

@@ -105,7 +105,7 @@ def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float =
     measurement taken while the machine was disturbed is said, waited out and repeated;
     `remeasured` and `disturbed` say what happened."""
     from widthnas.latency import standalone_runner as sr
-    from widthnas.latency.host_state import speed_note
+    from widthnas.latency.host_state import machine_note, speed_note
     from widthnas.latency.ref_ladder import ladder_estimate, read_ladder
 
     be, protocol = verify_timing(table, rounds, round_ms)
@@ -119,11 +119,12 @@ def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float =
            "normalised_ms": by_ref, "runs": rec["ms"]["count"], "remeasured": int(rec.get("remeasured", 0)),
            "disturbed": bool(rec.get("disturbed", False)), "read_off": "reference"}
     rungs = read_ladder(table.fit, table.space, table.name or "profile")
+    other = machine_note(s, table.reference_ms)  # said with or without a ladder: the ms are not this machine's
     if rungs is None:
-        out["host_note"] = speed_note(table.fit, s)
+        out["host_note"] = other or speed_note(table.fit, s)
     else:  # the ladder's rungs slow as the network does: no host-speed model is needed
         est = ladder_estimate(net, rec["norm"], rungs, table.reference_ms, be.open, protocol)
-        out.update(normalised_ms=est["ms"], ladder=est, host_note=None, read_off="ladder",
+        out.update(normalised_ms=est["ms"], ladder=est, host_note=other, read_off="ladder",
                    disturbed=out["disturbed"] or est["unsettled"] > 0)  # a rung timing that never settled
     return out
 

@@ -151,6 +151,8 @@ def write_report(run_dir: Path, res: dict, sections: list[str] = ()) -> Path:
                   f"{lc['n']} random networks measured during this run against the profile: "
                   f"within ±10% {lc['within_10']:.1%}, ±5% {lc['within_5']:.1%}, NRMSE {lc['nrmse']:.2%}, "
                   f"Kendall τ {lc['kendall_tau']:.3f}.", "", "![latency fit](latency_fit.png)", ""]
+        if lc.get("machine_note"):
+            lines += [f"**Note:** {lc['machine_note']}.", ""]
     lines += ["## Search", "", _method_line(s["chosen"]) + f" Lagrangian answer score {s['lagrangian']['score']:.4f}; "
               f"greedy {s['greedy']['score']:.4f}; uniform {cell(un_s, 'score', '.4f')} (MRF scores, higher is better).", ""]
     cands = s["chosen"]["info"].get("candidates")

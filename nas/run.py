@@ -177,7 +177,8 @@ class Run:
     # ---- stages ----------------------------------------------------------------------------
     def stage_profile(self) -> dict:
         from widthnas.latency.backends import OrtBackend
-        from widthnas.latency.registry import find_profile, load_profile
+        from widthnas.latency.host_state import OTHER_MACHINE
+        from widthnas.latency.registry import load_profile, matching_profiles
         from widthnas.models.space import check_fingerprint
 
         from .export import check_onnx_profile
@@ -189,9 +190,9 @@ class Run:
             check_fingerprint(table.space.fingerprint, self.space, f"profile {path}")
             check_onnx_profile(table)  # the run times its exported models with onnxruntime
         else:
-            found, why = find_profile(self.space, backend.device_info())
-            if found is not None:
-                path = str(found)
+            found, why = matching_profiles(self.space, backend.device_info())
+            if found:
+                path = str(found[0])
             else:
                 why += "; profiling this machine"
                 self.log(f"profile: {why}")
@@ -199,6 +200,27 @@ class Run:
             table = load_profile(path, graph=True)
         self.log(f"profile: {table.name or path}: {why}")
         check = self._latency_check(table, backend)
+        if check["machine_note"] and not self.cfg.profile and Path(path).parent != self.dir:
+            # a shipped profile of another machine behind the same device key: its ms (and, measured, its
+            # ratios: RESULTS §2.2d) are not this machine's. Another match whose reference runs as fast as
+            # this machine's, or a profile of this machine.
+            ref_now = check["host_speed"] * table.reference_ms  # ms, the reference here today
+            off = f"shipped profile {Path(path).name} matches the device key, but {check['machine_note'].split(':')[0]}"
+            near = sorted((abs(np.log(ref_now / t.reference_ms)), str(p)) for p, t in
+                          ((p, load_profile(p, graph=True)) for p in found[1:]))
+            if near and near[0][0] <= np.log(OTHER_MACHINE):
+                path = near[0][1]
+                why = (f"{off}; {Path(path).name}, also matching, was profiled with the reference at "
+                       f"{load_profile(path, graph=True).reference_ms:.4g} ms (here {ref_now:.4g} ms): using it")
+                self.log(f"profile: {why}")
+            else:
+                why = f"{off}; profiling this machine"
+                self.log(f"profile: {why}")
+                path = self._profile_here(backend)
+            table = load_profile(path, graph=True)
+            check = self._latency_check(table, backend)  # the same timed networks, against the new profile
+        if check["machine_note"]:  # a given profile is used as given, and the run says what its ms mean here
+            self.log(f"profile: note: {check['machine_note']}")
         return {"path": str(path), "name": table.name or Path(path).stem, "why": why, "check": check}
 
     def _profile_here(self, backend) -> str:
@@ -263,6 +285,7 @@ class Run:
         """Time n random networks now and compare with the profile: is it valid here today?"""
         from widthnas.latency.profile import profile
         from widthnas.latency.samples import load_samples
+        from widthnas.latency.host_state import machine_note
         from widthnas.latency.validate import metrics, scatter_plot
 
         path = self.dir / "latency_check.jsonl"
@@ -272,6 +295,8 @@ class Run:
         s = load_samples(str(path), self.space)
         pred, meas = table.predict_many(s.widths), table.measured_ms(s.norm, s.ref_ms)
         m = metrics(pred, meas)
+        speed = float(np.median(s.ref_ms)) / table.reference_ms  # the reference now over its profiled time
+        m.update(host_speed=speed, machine_note=machine_note(speed, table.reference_ms))
         scatter_plot(self.dir / "latency_fit.png", meas, {"table": pred},
                      f"{table.name}: {n} networks measured in this run")
         self.log(f"latency check on {n} fresh networks: within ±10% {m['within_10']:.0%}, NRMSE {m['nrmse']:.2%}")

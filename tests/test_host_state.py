@@ -276,3 +276,14 @@ def test_a_timing_at_an_unfitted_host_speed_is_noted():
     assert speed_note({"elasticity": 0.5, "host_speed_range": [0.9, 1.2]}, 1.15) is None
     assert "1.25 x its profiled time" in speed_note({"elasticity": 0.5, "host_speed_range": [0.9, 1.2]}, 1.25)
     assert speed_note({}, 1.03) is None and "widthnas ladder" in speed_note({}, 1.19)  # old profiles: ±5 %
+
+
+def test_a_reference_far_off_its_profiled_time_is_another_machine():
+    """The host's slow spells reached 1.31 x; machines behind one device key ran 0.53 x and 1.84 x."""
+    from widthnas.latency.host_state import OTHER_MACHINE, machine_note
+
+    for s in (1.0, 1.31, 1 / 1.31, OTHER_MACHINE, 1 / OTHER_MACHINE):
+        assert machine_note(s, 6.92) is None
+    for s in (0.53, 1.84):
+        note = machine_note(s, 6.92)
+        assert f"ran {s:.2f} x its profiled 6.92 ms" in note and "widthnas profile" in note

@@ -658,3 +658,47 @@ def test_a_space_with_a_zero_stride_or_a_2d_input_is_refused(small):
         SearchSpace.from_dict(d)
     with pytest.raises(ValueError, match="three positive whole numbers"):
         small.with_input("1,28")
+
+
+def test_a_shipped_profile_of_a_machine_of_another_speed_is_not_used(finished_run, tmp_path, monkeypatch):
+    """Two machines behind one device key ran the 224 px reference 1.84 x apart: a shipped profile whose
+    reference runs far off its profiled time here is said to be another machine's, by verification (with
+    or without a ladder) and by `run`, which then profiles this machine instead."""
+    from dataclasses import replace
+
+    from widthnas.latency import registry
+    from widthnas.latency.host_state import OTHER_MACHINE
+    from widthnas.latency.registry import load_profile
+    from widthnas.nas.export import measure_exported
+
+    cfg, out, run, _ = finished_run
+    d = json.loads(Path(run.state["profile"]["path"]).read_text())
+    d["reference_ms"] /= 3 * OTHER_MACHINE  # as if made on a machine 4.2 x faster than this one
+    d["fit"].get("flops_proxy", {})["reference_ms"] = d["reference_ms"]
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(d))
+    m = measure_exported(out / "model.onnx", load_profile(other, graph=True))
+    assert "not the machine the profile was made on" in m["host_note"] and m["host_speed"] > OTHER_MACHINE
+    mine = measure_exported(out / "model.onnx", run.table())
+    assert mine["host_speed"] < OTHER_MACHINE and "not the machine" not in (mine["host_note"] or "")
+
+    mine = tmp_path / "mine.json"  # this machine's profile, as a second match of the same device key
+    mine.write_text(Path(run.state["profile"]["path"]).read_text())
+    matches = [other, mine]
+    monkeypatch.setattr(registry, "matching_profiles", lambda space, dev: (list(matches), f"{other.name} matches"))
+    logs = []
+    small = dict(heldout_networks=6, check_networks=4, remeasure_networks=3, ladder_rungs=0)
+    res = Run(replace(cfg, **small), tmp_path / "r1", log=logs.append, progress=False).stage_profile()
+    assert res["path"] == str(mine) and "mine.json, also matching, was profiled with the reference at" in res["why"]
+    assert res["check"]["machine_note"] is None and not (tmp_path / "r1" / "samples.jsonl").exists()
+    matches.pop()  # no other match: this machine is profiled
+    res = Run(replace(cfg, **small), tmp_path / "r2", log=logs.append, progress=False).stage_profile()
+    assert res["path"] == str(tmp_path / "r2" / "profile.json") and "profiling this machine" in res["why"]
+    assert "other.json matches the device key, but the reference network ran" in res["why"]
+    assert res["check"]["machine_note"] is None and 1 / OTHER_MACHINE < res["check"]["host_speed"] < OTHER_MACHINE
+    assert any("profiling this machine" in l for l in logs)
+    # given with --profile, the same file is used as given, and the run says what its ms mean here
+    r3 = Run(replace(cfg, profile=str(other), check_networks=4), tmp_path / "r3", log=logs.append, progress=False)
+    res = r3.stage_profile()
+    assert res["path"] == str(other) and "not the machine" in res["check"]["machine_note"]
+    assert any(l.startswith("profile: note: the reference network ran") for l in logs)

@@ -203,6 +203,9 @@ def test_a_profile_of_another_isa_is_not_chosen_and_one_without_it_only_when_not
     (tmp_path / "b.json").write_text(json.dumps({**prof, "device": here}))
     found, why = registry.find_profile(tiny, here)  # an exact match beats the earlier-sorted unrecorded one
     assert found == tmp_path / "b.json" and "does not record" not in why
+    (tmp_path / "d.json").write_text(json.dumps({**prof, "device": here}))  # another machine behind the same key
+    found, _ = registry.matching_profiles(tiny, here)  # all of them, for a run to choose by the reference's speed
+    assert found == [tmp_path / "b.json", tmp_path / "d.json", tmp_path / "a.json"]
     assert sr.device_differences(here, {**here, "isa": "avx2"}) == {"isa": ("avx512", "avx2")}
     assert sr.device_differences({**here, "isa": ""}, {**here, "isa": "avx2"}) == {}
 
