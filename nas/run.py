@@ -26,6 +26,9 @@ RECOVER = "delete it to redo the run's stages (finished artefacts stay), or choo
 STAGES = ("profile", "train", "search", "finetune", "export", "verify", "report")
 
 
+# a shipped profile of another machine (reference > 1.4 x off) is kept when this share of the run's check
+# networks is within ±10 % of it: its ratios hold, only its milliseconds are another machine's
+CHECK_PASS = 0.95
 RUN_LADDER_WAIT_S = 30.0  # s per rung a run waits for a flickering host before going on without a ladder
 
 
@@ -201,25 +204,31 @@ class Run:
         self.log(f"profile: {table.name or path}: {why}")
         check = self._latency_check(table, backend)
         if check["machine_note"] and not self.cfg.profile and Path(path).parent != self.dir:
-            # a shipped profile of another machine behind the same device key: its ms (and, measured, its
-            # ratios: RESULTS §2.2d) are not this machine's. Another match whose reference runs as fast as
-            # this machine's, or a profile of this machine.
+            # a shipped profile of another machine behind the same device key: its ms are not this machine's,
+            # and its ratios may not be either (RESULTS §2.2d). Another match whose reference ran at today's
+            # speed; else this one if the check's networks hold to it; else a profile of this machine.
             ref_now = check["host_speed"] * table.reference_ms  # ms, the reference here today
             off = f"shipped profile {Path(path).name} matches the device key, but {check['machine_note'].split(':')[0]}"
             near = sorted((abs(np.log(ref_now / t.reference_ms)), str(p)) for p, t in
                           ((p, load_profile(p, graph=True)) for p in found[1:]))
             if near and near[0][0] <= np.log(OTHER_MACHINE):
-                path = near[0][1]
+                action, path = "other", near[0][1]
                 why = (f"{off}; {Path(path).name}, also matching, was profiled with the reference at "
                        f"{load_profile(path, graph=True).reference_ms:.4g} ms (here {ref_now:.4g} ms): using it")
-                self.log(f"profile: {why}")
-            else:
-                why = f"{off}; profiling this machine"
-                self.log(f"profile: {why}")
+            elif check["within_10"] < CHECK_PASS:  # its ratios do not hold here either
+                action = "profile"
+                why = (f"{off}, and only {check['within_10']:.0%} of the check's networks are within ±10 % of it; "
+                       "profiling this machine")
+            else:  # its ratios hold: the small spaces ran 2.3 x slower on another machine, 100 % within ±10 %
+                action = "keep"
+                why = f"{off}; its ratios hold here ({check['within_10']:.0%} of the check within ±10 %): using it"
+            self.log(f"profile: {why}")
+            if action == "profile":
                 path = self._profile_here(backend)
-            table = load_profile(path, graph=True)
-            check = self._latency_check(table, backend)  # the same timed networks, against the new profile
-        if check["machine_note"]:  # a given profile is used as given, and the run says what its ms mean here
+            if action != "keep":
+                table = load_profile(path, graph=True)
+                check = self._latency_check(table, backend)  # the same timed networks, against the new profile
+        if check["machine_note"]:  # a profile used anyway (given, or its ratios hold): say what its ms mean here
             self.log(f"profile: note: {check['machine_note']}")
         return {"path": str(path), "name": table.name or Path(path).stem, "why": why, "check": check}
 

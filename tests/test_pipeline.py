@@ -663,7 +663,8 @@ def test_a_space_with_a_zero_stride_or_a_2d_input_is_refused(small):
 def test_a_shipped_profile_of_a_machine_of_another_speed_is_not_used(finished_run, tmp_path, monkeypatch):
     """Two machines behind one device key ran the 224 px reference 1.84 x apart: a shipped profile whose
     reference runs far off its profiled time here is said to be another machine's, by verification (with
-    or without a ladder) and by `run`, which then profiles this machine instead."""
+    or without a ladder) and by `run`, which then takes another match profiled at today's speed, else keeps
+    it if its ratios hold on the run's check, else profiles this machine."""
     from dataclasses import replace
 
     from widthnas.latency import registry
@@ -673,7 +674,11 @@ def test_a_shipped_profile_of_a_machine_of_another_speed_is_not_used(finished_ru
 
     cfg, out, run, _ = finished_run
     d = json.loads(Path(run.state["profile"]["path"]).read_text())
-    d["reference_ms"] /= 3 * OTHER_MACHINE  # as if made on a machine 4.2 x faster than this one
+    f = 1 / (3 * OTHER_MACHINE)  # as if made on a machine 4.2 x faster than this one, with the same ratios
+    d["reference_ms"] *= f
+    d["intercept_ms"] *= f
+    for b in d["blocks"]:
+        b["ms"] = (f * np.asarray(b["ms"])).tolist()
     d["fit"].get("flops_proxy", {})["reference_ms"] = d["reference_ms"]
     other = tmp_path / "other.json"
     other.write_text(json.dumps(d))
@@ -691,10 +696,20 @@ def test_a_shipped_profile_of_a_machine_of_another_speed_is_not_used(finished_ru
     res = Run(replace(cfg, **small), tmp_path / "r1", log=logs.append, progress=False).stage_profile()
     assert res["path"] == str(mine) and "mine.json, also matching, was profiled with the reference at" in res["why"]
     assert res["check"]["machine_note"] is None and not (tmp_path / "r1" / "samples.jsonl").exists()
-    matches.pop()  # no other match: this machine is profiled
+    matches.pop()  # no other match, and its ratios hold here: used, and the run says its ms are another machine's
+    import widthnas.nas.run as run_mod
+
+    monkeypatch.setattr(run_mod, "CHECK_PASS", 0.5)  # 4 tiny networks of 0.02-0.1 ms: one off must not flip it
+    res = Run(replace(cfg, **small), tmp_path / "r0", log=logs.append, progress=False).stage_profile()
+    assert res["path"] == str(other) and "its ratios hold here" in res["why"] and res["check"]["within_10"] >= 0.5
+    assert "not the machine" in res["check"]["machine_note"] and not (tmp_path / "r0" / "samples.jsonl").exists()
+    for b in d["blocks"]:  # another machine whose ratios do not hold here either: this machine is profiled
+        b["ms"] = (1.5 * np.asarray(b["ms"])).tolist()
+    d["intercept_ms"] *= 1.5  # every network predicted 1.5 x its reference-normalised time
+    other.write_text(json.dumps(d))
     res = Run(replace(cfg, **small), tmp_path / "r2", log=logs.append, progress=False).stage_profile()
     assert res["path"] == str(tmp_path / "r2" / "profile.json") and "profiling this machine" in res["why"]
-    assert "other.json matches the device key, but the reference network ran" in res["why"]
+    assert "other.json matches the device key, but the reference network ran" in res["why"] and "only 0%" in res["why"]
     assert res["check"]["machine_note"] is None and 1 / OTHER_MACHINE < res["check"]["host_speed"] < OTHER_MACHINE
     assert any("profiling this machine" in l for l in logs)
     # given with --profile, the same file is used as given, and the run says what its ms mean here
