@@ -375,7 +375,7 @@ def cmd_run(args) -> int:
     for f in ("space", "dataset", "data", "budget", "margin", "profile", "sampling", "epochs", "limit", "batch_size",
               "finetune_epochs", "retrain_epochs", "method", "unary_configs", "seed", "profile_networks", "schedule",
               "heldout_networks", "check_networks", "remeasure_networks", "ladder_rungs", "profile_rounds",
-              "profile_round_ms",
+              "profile_round_ms", "verify_rounds", "verify_round_ms",
               "max_wait", "greedy", "previous", "congruent", "congruent_weight", "weights"):
         v = getattr(args, f, None)
         if v is not None:
@@ -461,8 +461,13 @@ def register_run(sub) -> None:
                    "profile, which verification reads networks off (default 8; 0: none, verify off the reference)")
     q.add_argument("--profile-rounds", type=int, help="timed rounds per network while profiling (default 5)")
     q.add_argument("--profile-round-ms", type=float, help="ms per timed round (default 10)")
+    q.add_argument("--verify-rounds", type=int, help="rounds before a verification timing is judged; it grows to 4 x "
+                   "while its interval is wider than ±1 %% (default 7; the search's measured candidates, verify, the ladder)")
+    q.add_argument("--verify-round-ms", type=float, help="ms per verification round (default 20; smaller is quicker "
+                   "and noisier: the budget verdict then repeats more timings)")
     q.add_argument("--max-wait", type=float, help="seconds to wait for a disturbed machine to settle before timing "
-                   "a network again (the load guard, for profiling, checking and verifying; default 60)")
+                   "a network again (the load guard, for profiling, checking and verifying; default 60), and at most 30 per "
+                   "rung of the ladder a new profile gets")
     q.add_argument("--no-guard", action="store_true", help="do not watch the reference network for a disturbed "
                    "machine: every timing is kept as measured (for tiny networks, whose timings spread anyway)")
     q.add_argument("--sampling", choices=("ows", "aows"))

@@ -103,7 +103,9 @@ def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float =
     bracket it), else off the reference alone (`reference_normalised_ms`, always reported).
     With a `latency.standalone_runner.LoadGuard` (keep one across repeated measurements), a
     measurement taken while the machine was disturbed is said, waited out and repeated;
-    `remeasured` and `disturbed` say what happened."""
+    `remeasured` and `disturbed` say what happened; `unsettled` counts its timings (network beside
+    reference, beside rungs) that never met their spread target. `machine_note` is set when the reference
+    ran so far off its profiled time that this is another machine (also in `host_note`)."""
     from widthnas.latency import standalone_runner as sr
     from widthnas.latency.host_state import machine_note, speed_note
     from widthnas.latency.ref_ladder import ladder_estimate, read_ladder
@@ -117,19 +119,24 @@ def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float =
     out = {"measured_ms": rec["ms"]["median"], "measured_ms_min": rec["ms"]["min"],
            "reference_ms_now": rec["ref_ms"]["median"], "host_speed": s, "reference_normalised_ms": by_ref,
            "normalised_ms": by_ref, "runs": rec["ms"]["count"], "remeasured": int(rec.get("remeasured", 0)),
-           "disturbed": bool(rec.get("disturbed", False)), "read_off": "reference"}
+           "disturbed": bool(rec.get("disturbed", False)), "read_off": "reference",
+           "unsettled": int(rec.get("settled", True) is False)}  # timings that never met their target: noisier
     rungs = read_ladder(table.fit, table.space, table.name or "profile")
     other = machine_note(s, table.reference_ms)  # said with or without a ladder: the ms are not this machine's
+    out["machine_note"] = other
     if rungs is None:
         out["host_note"] = other or speed_note(table.fit, s)
     else:  # the ladder's rungs slow as the network does: no host-speed model is needed
         est = ladder_estimate(net, rec["norm"], rungs, table.reference_ms, be.open, protocol)
+        # a rung timing that never settled is noisier, not disturbed: the verdict's interval over repeated
+        # measurements counts that noise (re-measuring it as a disturbance tripled a tiny network's verification)
         out.update(normalised_ms=est["ms"], ladder=est, host_note=other, read_off="ladder",
-                   disturbed=out["disturbed"] or est["unsettled"] > 0)  # a rung timing that never settled
+                   unsettled=out["unsettled"] + est["unsettled"])
     return out
 
 
-def network_measurer(supernet, table, work_dir: str | Path) -> Callable[[list[int]], float]:
+def network_measurer(supernet, table, work_dir: str | Path, rounds: int = 7,
+                     round_ms: float = 20.0) -> Callable[[list[int]], float]:
     """widths -> ms at the profile's speed (read off its ladder, or its reference) of that network exported
     from the supernet and timed here, as the verify stage will time it; each network is exported once."""
     check_onnx_profile(table)
@@ -139,7 +146,7 @@ def network_measurer(supernet, table, work_dir: str | Path) -> Callable[[list[in
         path = work_dir / f"{'_'.join(map(str, widths))}.onnx"
         if not path.exists():
             export_onnx(supernet.materialize(list(widths)).eval(), supernet.space, path)
-        return measure_exported(path, table)["normalised_ms"]
+        return measure_exported(path, table, rounds, round_ms)["normalised_ms"]
 
     return measure
 

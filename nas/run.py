@@ -29,7 +29,8 @@ STAGES = ("profile", "train", "search", "finetune", "export", "verify", "report"
 # a shipped profile of another machine (reference > 1.4 x off) is kept when this share of the run's check
 # networks is within ±10 % of it: its ratios hold, only its milliseconds are another machine's
 CHECK_PASS = 0.95
-RUN_LADDER_WAIT_S = 30.0  # s per rung a run waits for a flickering host before going on without a ladder
+# s per rung a run waits for a flickering host before going on without a ladder (--max-wait, if shorter)
+RUN_LADDER_WAIT_S = 30.0
 
 
 @dataclass
@@ -47,6 +48,8 @@ class RunConfig:
     ladder_rungs: int = 8  # rungs of the ladder of reference networks timed into a new profile (0: none)
     profile_rounds: int = 5  # timed rounds per network while profiling (the check uses at most 3)
     profile_round_ms: float = 10.0  # ms per timed round
+    verify_rounds: int = 7  # rounds before a verification timing's interval is judged (it may grow to 4 x)
+    verify_round_ms: float = 20.0  # ms per verification round (the search's measured candidates, verify, the ladder)
     guard: bool = True  # watch the reference network for a disturbed machine while timing (--no-guard: off)
     max_wait: float = 60.0  # s, longest wait for a disturbed machine to settle, per disturbance
     sampling: str = "aows"  # ows | aows
@@ -79,7 +82,8 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
         "profile_networks": Rule(integer=True, low=10), "heldout_networks": Rule(integer=True, low=3),
         "check_networks": Rule(integer=True, low=3), "remeasure_networks": Rule(integer=True, low=MIN_REMEASURE,
                                                                                 zero_ok=True),
-        "ladder_rungs": Rule(integer=True, low=2, zero_ok=True), "profile_rounds": INT_POS, "profile_round_ms": POSITIVE, "max_wait": Rule(low=0, high=86400),
+        "ladder_rungs": Rule(integer=True, low=2, zero_ok=True), "profile_rounds": INT_POS, "profile_round_ms": POSITIVE,
+        "verify_rounds": INT_POS, "verify_round_ms": POSITIVE, "max_wait": Rule(low=0, high=86400),
         "epochs": INT_POS, "warmup_epochs": INT_NONNEG,
         "limit": Rule(integer=True, low=1, none_ok=True), "batch_size": INT_POS, "n_random": INT_NONNEG,
         "lr": POSITIVE, "finetune_epochs": INT_NONNEG, "retrain_epochs": INT_NONNEG,
@@ -98,6 +102,20 @@ def full_config(cfg: RunConfig) -> RunConfig:
     """--full: the whole training set and longer training."""
     cfg.limit, cfg.epochs, cfg.warmup_epochs, cfg.finetune_epochs, cfg.unary_configs = None, 20, 4, 5, 1000
     return cfg
+
+
+def host_notes(records: list[dict]) -> list[str]:
+    """One note for a verification's repeated timings, not one per timing (each names its own host speed):
+    the note of the median-speed timing among those noted, and the range of speeds."""
+    noted = sorted((r for r in records if r.get("host_note")), key=lambda r: r["host_speed"])
+    if not noted:
+        return []
+    mid = noted[len(noted) // 2]["host_note"]
+    if len(records) == 1:
+        return [mid]
+    lo, hi = min(r["host_speed"] for r in records), max(r["host_speed"] for r in records)
+    return [f"{mid} ({len(noted)} of {len(records)} timings noted; the reference ran {lo:.2f}-{hi:.2f} x its "
+            "profiled time across them)"]
 
 
 class Run:
@@ -268,10 +286,10 @@ class Run:
 
         from .export import verify_timing
 
-        be, protocol = verify_timing(table)
+        be, protocol = verify_timing(table, self.cfg.verify_rounds, self.cfg.verify_round_ms)
         try:
             table.fit["ref_ladder"] = measure_ladder(table, be, protocol, self.cfg.ladder_rungs, log=self.log,
-                                                     max_wait_s=RUN_LADDER_WAIT_S)
+                                                     max_wait_s=min(RUN_LADDER_WAIT_S, self.cfg.max_wait))
         except ValueError as e:  # the host drifted since profiling: verify off the reference alone
             self.log(f"ladder: not timed: {e}")
 
@@ -482,7 +500,7 @@ class Run:
         from .export import network_measurer
 
         try:
-            return network_measurer(sup, table, self.dir / "candidates")
+            return network_measurer(sup, table, self.dir / "candidates", self.cfg.verify_rounds, self.cfg.verify_round_ms)
         except ValueError as e:
             self.log(f"search: candidates judged on predicted latency only ({e})")
             return None
@@ -503,7 +521,8 @@ class Run:
 
             def measure() -> float:
                 for _ in range(3):  # each already waited and re-measured up to twice; then keep it, flagged
-                    records.append(measure_exported(path, table, guard=guard))
+                    records.append(measure_exported(path, table, self.cfg.verify_rounds, self.cfg.verify_round_ms,
+                                                    guard=guard))
                     if not records[-1]["disturbed"]:
                         break
                 return records[-1]["normalised_ms"]
@@ -517,7 +536,8 @@ class Run:
                       "max_abs_diff": self.state["export"][name]["max_abs_diff"],
                       # measurements repeated after a disturbance; still disturbed (dropped when a clean one followed)
                       "remeasured": sum(r["remeasured"] > 0 for r in records),
-                      "disturbed": sum(r["disturbed"] for r in records)})
+                      "disturbed": sum(r["disturbed"] for r in records),
+                      "unsettled": sum(r.get("unsettled", 0) for r in records)})
             fin = self.state["finetune"][name]
             write_sidecar(path, fin["widths"], self.space, table, accuracy={"val": fin["val_acc"], "test": fin["test_acc"]},
                           latency=m, verify=self.state["export"][name], budget=self.cfg.budget,
@@ -525,8 +545,9 @@ class Run:
             out[name] = m
             noisy = (f"; {m['remeasured']} measurement(s) repeated after a disturbance, {m['disturbed']} still "
                      "disturbed" if m["remeasured"] or m["disturbed"] else "")
-            notes = sorted({r["host_note"] for r in records if r.get("host_note")})
-            m["host_notes"] = notes
+            if m["unsettled"]:
+                noisy += f"; {m['unsettled']} timing(s) never met their spread target (noisier; the interval counts it)"
+            m["host_notes"] = notes = host_notes(records)
             for n in notes:
                 self.log(f"verify {name}: note: {n}")
             self.log(f"verify {name}: measured {m['normalised_ms']:.4f} ms (at the profile's host speed, read off its {m['read_off']}; raw median "

@@ -12,7 +12,7 @@ from widthnas.nas.cli import main
 from widthnas.nas.run import Run, RunConfig
 
 TINY_TIMING = dict(profile_networks=12, heldout_networks=6, check_networks=4, profile_rounds=2, profile_round_ms=1.0,
-                   ladder_rungs=2,
+                   ladder_rungs=2, verify_round_ms=5.0,
                    guard=False)  # the load guard is tested by test_pipeline's run and tests/test_timing.py
 
 

@@ -287,3 +287,17 @@ def test_a_reference_far_off_its_profiled_time_is_another_machine():
     for s in (0.53, 1.84):
         note = machine_note(s, 6.92)
         assert f"ran {s:.2f} x its profiled 6.92 ms" in note and "widthnas profile" in note
+
+
+def test_a_verification_says_its_host_note_once_with_the_speeds_it_saw():
+    """15 repeated timings of one network each named their own host speed: 15 lines for one fact."""
+    from widthnas.latency.host_state import machine_note
+    from widthnas.nas.run import host_notes
+
+    speeds = [1.55, 2.42, 2.05, 1.3, 2.3]  # one within 1.4 x: not noted
+    recs = [{"host_speed": s, "host_note": machine_note(s, 0.0927)} for s in speeds]
+    notes = host_notes(recs)
+    assert len(notes) == 1 and "ran 2.30 x its profiled 0.0927 ms" in notes[0]  # the upper median of the four noted
+    assert "(4 of 5 timings noted; the reference ran 1.30-2.42 x" in notes[0]
+    assert host_notes([{"host_speed": 1.0, "host_note": None}]) == []
+    assert host_notes(recs[:1]) == [recs[0]["host_note"]]  # one timing: its note as it is

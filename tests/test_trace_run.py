@@ -18,7 +18,7 @@ from widthnas.nas.cli import main
 
 TINY = ["--budget", "80%", "--batch-size", "32", "--epochs", "1", "--sampling", "ows", "--finetune-epochs", "1",
         "--unary-configs", "12", "--profile-networks", "16", "--heldout-networks", "6", "--check-networks", "4",
-        "--profile-rounds", "2", "--profile-round-ms", "1", "--ladder-rungs", "2", "--quiet",
+        "--profile-rounds", "2", "--profile-round-ms", "1", "--ladder-rungs", "2", "--verify-round-ms", "5", "--quiet",
         "--no-guard"]  # 0.02-0.1 ms networks spread past the guard's thresholds on a busy machine: keep every timing
 
 
