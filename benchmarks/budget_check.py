@@ -79,6 +79,7 @@ def check_one(run_dir: Path, profile: str, pct: float, out: Path) -> dict:
                                                                   "measurements_ms")},
             "host_speed": [t["host_speed"] for t in timings],  # reference now / profiled (1.2: host 20 % slower)
             "disturbed": [t["disturbed"] for t in timings], "remeasured": [t["remeasured"] for t in timings],
+            "unsettled": [t.get("unsettled", 0) for t in timings],  # timings that never met their spread target
             "read_off": "ladder" if "ladder" in timings[-1] else "reference",
             "reference_only": {k: by_ref[k] for k in ("verdict", "mean_ms", "ci_low_ms", "ci_high_ms", "measurements_ms")}}
 

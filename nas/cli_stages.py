@@ -462,7 +462,7 @@ def register_run(sub) -> None:
     q.add_argument("--profile-rounds", type=int, help="timed rounds per network while profiling (default 5)")
     q.add_argument("--profile-round-ms", type=float, help="ms per timed round (default 10)")
     q.add_argument("--verify-rounds", type=int, help="rounds before a verification timing is judged; it grows to 4 x "
-                   "while its interval is wider than ±1 %% (default 7; the search's measured candidates, verify, the ladder)")
+                   "while its interval is wider than ±1 %% (default 7; the search's measured candidates and verify; a ladder is always timed in 7 x 20 ms)")
     q.add_argument("--verify-round-ms", type=float, help="ms per verification round (default 20; smaller is quicker "
                    "and noisier: the budget verdict then repeats more timings)")
     q.add_argument("--max-wait", type=float, help="seconds to wait for a disturbed machine to settle before timing "

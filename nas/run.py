@@ -49,7 +49,7 @@ class RunConfig:
     profile_rounds: int = 5  # timed rounds per network while profiling (the check uses at most 3)
     profile_round_ms: float = 10.0  # ms per timed round
     verify_rounds: int = 7  # rounds before a verification timing's interval is judged (it may grow to 4 x)
-    verify_round_ms: float = 20.0  # ms per verification round (the search's measured candidates, verify, the ladder)
+    verify_round_ms: float = 20.0  # ms per verification round (the search's measured candidates, verify; not the ladder)
     guard: bool = True  # watch the reference network for a disturbed machine while timing (--no-guard: off)
     max_wait: float = 60.0  # s, longest wait for a disturbed machine to settle, per disturbance
     sampling: str = "aows"  # ows | aows
@@ -83,7 +83,7 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
         "check_networks": Rule(integer=True, low=3), "remeasure_networks": Rule(integer=True, low=MIN_REMEASURE,
                                                                                 zero_ok=True),
         "ladder_rungs": Rule(integer=True, low=2, zero_ok=True), "profile_rounds": INT_POS, "profile_round_ms": POSITIVE,
-        "verify_rounds": INT_POS, "verify_round_ms": POSITIVE, "max_wait": Rule(low=0, high=86400),
+        "verify_rounds": Rule(integer=True, low=1, high=10_000), "verify_round_ms": Rule(above=0, high=1e6), "max_wait": Rule(low=0, high=86400),
         "epochs": INT_POS, "warmup_epochs": INT_NONNEG,
         "limit": Rule(integer=True, low=1, none_ok=True), "batch_size": INT_POS, "n_random": INT_NONNEG,
         "lr": POSITIVE, "finetune_epochs": INT_NONNEG, "retrain_epochs": INT_NONNEG,
@@ -105,17 +105,22 @@ def full_config(cfg: RunConfig) -> RunConfig:
 
 
 def host_notes(records: list[dict]) -> list[str]:
-    """One note for a verification's repeated timings, not one per timing (each names its own host speed):
-    the note of the median-speed timing among those noted, and the range of speeds."""
-    noted = sorted((r for r in records if r.get("host_note")), key=lambda r: r["host_speed"])
-    if not noted:
-        return []
-    mid = noted[len(noted) // 2]["host_note"]
-    if len(records) == 1:
-        return [mid]
-    lo, hi = min(r["host_speed"] for r in records), max(r["host_speed"] for r in records)
-    return [f"{mid} ({len(noted)} of {len(records)} timings noted; the reference ran {lo:.2f}-{hi:.2f} x its "
-            "profiled time across them)"]
+    """A verification's repeated timings each name their own host speed in their notes: one line per kind
+    of note (another machine; a host speed the profile's correction was not fitted on) instead, the
+    note of the kind's median-speed timing, with the range of speeds every timing saw."""
+    speeds = [r["host_speed"] for r in records if isinstance(r.get("host_speed"), (int, float))]
+    out = []
+    for machine in (True, False):
+        noted = [r for r in records if r.get("host_note") and bool(r.get("machine_note")) == machine]
+        if not noted:
+            continue
+        noted.sort(key=lambda r: r.get("host_speed") or 0.0)
+        mid = noted[len(noted) // 2]["machine_note" if machine else "host_note"]
+        if len(records) > 1 and speeds:
+            mid += (f" ({len(noted)} of {len(records)} timings noted; the reference ran {min(speeds):.2f}-"
+                    f"{max(speeds):.2f} x its profiled time across them)")
+        out.append(mid)
+    return out
 
 
 class Run:
@@ -237,6 +242,9 @@ class Run:
                 action = "profile"
                 why = (f"{off}, and only {check['within_10']:.0%} of the check's networks are within ±10 % of it; "
                        "profiling this machine")
+            elif not str(self.cfg.budget).strip().endswith("%"):  # a budget in ms: in this machine's ms
+                action = "profile"
+                why = f"{off}, and the budget {self.cfg.budget} is in milliseconds, this machine's; profiling this machine"
             else:  # its ratios hold: the small spaces ran 2.3 x slower on another machine, 100 % within ±10 %
                 action = "keep"
                 why = f"{off}; its ratios hold here ({check['within_10']:.0%} of the check within ±10 %): using it"
@@ -286,7 +294,7 @@ class Run:
 
         from .export import verify_timing
 
-        be, protocol = verify_timing(table, self.cfg.verify_rounds, self.cfg.verify_round_ms)
+        be, protocol = verify_timing(table)  # as every ladder is, whatever --verify-round-ms the run reads it with
         try:
             table.fit["ref_ladder"] = measure_ladder(table, be, protocol, self.cfg.ladder_rungs, log=self.log,
                                                      max_wait_s=min(RUN_LADDER_WAIT_S, self.cfg.max_wait))
@@ -538,6 +546,9 @@ class Run:
                       "remeasured": sum(r["remeasured"] > 0 for r in records),
                       "disturbed": sum(r["disturbed"] for r in records),
                       "unsettled": sum(r.get("unsettled", 0) for r in records)})
+            notes = host_notes(records)  # one line per kind of note, over every timing (not records[0]'s alone)
+            m.update(host_notes=notes, host_note="; ".join(notes) or None,
+                     machine_note=next((n for n in notes if "not the machine" in n), None))
             fin = self.state["finetune"][name]
             write_sidecar(path, fin["widths"], self.space, table, accuracy={"val": fin["val_acc"], "test": fin["test_acc"]},
                           latency=m, verify=self.state["export"][name], budget=self.cfg.budget,
@@ -547,7 +558,6 @@ class Run:
                      "disturbed" if m["remeasured"] or m["disturbed"] else "")
             if m["unsettled"]:
                 noisy += f"; {m['unsettled']} timing(s) never met their spread target (noisier; the interval counts it)"
-            m["host_notes"] = notes = host_notes(records)
             for n in notes:
                 self.log(f"verify {name}: note: {n}")
             self.log(f"verify {name}: measured {m['normalised_ms']:.4f} ms (at the profile's host speed, read off its {m['read_off']}; raw median "

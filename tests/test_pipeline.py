@@ -745,3 +745,37 @@ def test_a_shipped_profile_of_a_machine_of_another_speed_is_not_used(finished_ru
     res = r3.stage_profile()
     assert res["path"] == str(other) and "not the machine" in res["check"]["machine_note"]
     assert any(l.startswith("profile: note: the reference network ran") for l in logs)
+
+
+@pytest.mark.parametrize("within, budget, kept", [(38 / 40, "60%", True), (37 / 40, "60%", False),
+                                                  (1.0, "0.05ms", False), (1.0, "0.05", False)])
+def test_another_machines_profile_is_kept_only_when_its_check_holds_and_the_budget_is_a_share(
+        finished_run, tmp_path, monkeypatch, within, budget, kept):
+    """The rule at its edge (CHECK_PASS = 95 % of the check within ±10 %), with the check's figures given:
+    a kept profile's ms are another machine's, so a budget in ms would be read in them."""
+    from dataclasses import replace
+
+    import widthnas.nas.run as run_mod
+    from widthnas.latency import registry
+    from widthnas.latency.host_state import machine_note
+
+    cfg, _, run, _ = finished_run
+    mine = Path(run.state["profile"]["path"])
+    d = json.loads(mine.read_text())
+    d["reference_ms"] /= 3  # another machine's reference
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(d))
+    monkeypatch.setattr(registry, "matching_profiles", lambda space, dev: ([other], f"{other.name} matches"))
+
+    def check(self, table, backend, n=None):
+        speed = 3.0 if table.reference_ms == d["reference_ms"] else 1.0
+        return {"within_10": within if speed == 3.0 else 1.0, "nrmse": 0.02, "host_speed": speed,
+                "machine_note": machine_note(speed, table.reference_ms)}
+
+    monkeypatch.setattr(run_mod.Run, "_latency_check", check)
+    monkeypatch.setattr(run_mod.Run, "_profile_here", lambda self, backend: str(mine))  # this machine's profile
+    res = Run(replace(cfg, budget=budget), tmp_path / "r", log=lambda *_: None, progress=False).stage_profile()
+    assert res["path"] == str(other if kept else mine)
+    assert ("its ratios hold here (95% of the check" in res["why"]) if kept else "profiling this machine" in res["why"]
+    if not kept:
+        assert ("in milliseconds" in res["why"]) == (within == 1.0) and res["check"]["machine_note"] is None
