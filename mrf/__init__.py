@@ -13,11 +13,16 @@ __all__ = ["WidthMRF", "GraphMRF", "PairFactor", "InfeasibleBudget", "Unaries", 
 METHODS = ("exact", "lagrangian", "greedy", "uniform")
 
 
+def budget_is_share(text: str | float) -> bool:
+    """'60%' (a share of the widest network, which reads the same on any machine) rather than ms."""
+    return str(text).strip().endswith("%")
+
+
 def parse_budget(text: str | float, widest_ms: float) -> float:
     """'0.8ms', '0.8' (ms) or '60%' of the widest network's predicted latency -> ms (positive)."""
     t = str(text).strip().lower()
     try:
-        ms = float(t[:-1]) / 100.0 * widest_ms if t.endswith("%") else float(t[:-2] if t.endswith("ms") else t)
+        ms = float(t[:-1]) / 100.0 * widest_ms if budget_is_share(t) else float(t[:-2] if t.endswith("ms") else t)
     except ValueError:
         raise ValueError(f"budget {text!r}: give milliseconds ('0.8ms') or a share of the widest network ('60%')")
     if not 0 < ms < float("inf"):

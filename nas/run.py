@@ -104,15 +104,16 @@ def full_config(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-def host_notes(records: list[dict]) -> list[str]:
-    """A verification's repeated timings each name their own host speed in their notes: one line per kind
-    of note (another machine; a host speed the profile's correction was not fitted on) instead, the
-    note of the kind's median-speed timing, with the range of speeds every timing saw."""
+def host_notes(records: list[dict]) -> tuple[str | None, str | None]:
+    """A verification's repeated timings each name their own host speed in their notes: one note per kind
+    instead, (another machine, a host speed the profile's correction was not fitted on), each the note of
+    the kind's median-speed timing with the range of speeds every timing saw, or None."""
     speeds = [r["host_speed"] for r in records if isinstance(r.get("host_speed"), (int, float))]
     out = []
     for machine in (True, False):
         noted = [r for r in records if r.get("host_note") and bool(r.get("machine_note")) == machine]
         if not noted:
+            out.append(None)
             continue
         noted.sort(key=lambda r: r.get("host_speed") or 0.0)
         mid = noted[len(noted) // 2]["machine_note" if machine else "host_note"]
@@ -120,7 +121,7 @@ def host_notes(records: list[dict]) -> list[str]:
             mid += (f" ({len(noted)} of {len(records)} timings noted; the reference ran {min(speeds):.2f}-"
                     f"{max(speeds):.2f} x its profiled time across them)")
         out.append(mid)
-    return out
+    return out[0], out[1]
 
 
 class Run:
@@ -206,6 +207,7 @@ class Run:
         from widthnas.latency.host_state import OTHER_MACHINE
         from widthnas.latency.registry import load_profile, matching_profiles
         from widthnas.models.space import check_fingerprint
+        from widthnas.mrf import budget_is_share
 
         from .export import check_onnx_profile
 
@@ -232,17 +234,17 @@ class Run:
             # speed; else this one if the check's networks hold to it; else a profile of this machine.
             ref_now = check["host_speed"] * table.reference_ms  # ms, the reference here today
             off = f"shipped profile {Path(path).name} matches the device key, but {check['machine_note'].split(':')[0]}"
-            near = sorted((abs(np.log(ref_now / t.reference_ms)), str(p)) for p, t in
-                          ((p, load_profile(p, graph=True)) for p in found[1:]))
-            if near and near[0][0] <= np.log(OTHER_MACHINE):
-                action, path = "other", near[0][1]
+            near = sorted(((str(p), load_profile(p, graph=True)) for p in found[1:]),
+                          key=lambda pt: abs(np.log(ref_now / pt[1].reference_ms)))
+            if near and abs(np.log(ref_now / near[0][1].reference_ms)) <= np.log(OTHER_MACHINE):
+                action, (path, table) = "other", near[0]
                 why = (f"{off}; {Path(path).name}, also matching, was profiled with the reference at "
-                       f"{load_profile(path, graph=True).reference_ms:.4g} ms (here {ref_now:.4g} ms): using it")
+                       f"{table.reference_ms:.4g} ms (here {ref_now:.4g} ms): using it")
             elif check["within_10"] < CHECK_PASS:  # its ratios do not hold here either
                 action = "profile"
                 why = (f"{off}, and only {check['within_10']:.0%} of the check's networks are within ±10 % of it; "
                        "profiling this machine")
-            elif not str(self.cfg.budget).strip().endswith("%"):  # a budget in ms: in this machine's ms
+            elif not budget_is_share(self.cfg.budget):  # a budget in ms: in this machine's ms
                 action = "profile"
                 why = f"{off}, and the budget {self.cfg.budget} is in milliseconds, this machine's; profiling this machine"
             else:  # its ratios hold: the small spaces ran 2.3 x slower on another machine, 100 % within ±10 %
@@ -251,8 +253,8 @@ class Run:
             self.log(f"profile: {why}")
             if action == "profile":
                 path = self._profile_here(backend)
-            if action != "keep":
                 table = load_profile(path, graph=True)
+            if action != "keep":
                 check = self._latency_check(table, backend)  # the same timed networks, against the new profile
         if check["machine_note"]:  # a profile used anyway (given, or its ratios hold): say what its ms mean here
             self.log(f"profile: note: {check['machine_note']}")
@@ -546,9 +548,9 @@ class Run:
                       "remeasured": sum(r["remeasured"] > 0 for r in records),
                       "disturbed": sum(r["disturbed"] for r in records),
                       "unsettled": sum(r.get("unsettled", 0) for r in records)})
-            notes = host_notes(records)  # one line per kind of note, over every timing (not records[0]'s alone)
-            m.update(host_notes=notes, host_note="; ".join(notes) or None,
-                     machine_note=next((n for n in notes if "not the machine" in n), None))
+            other, speed = host_notes(records)  # over every timing, not records[0]'s alone
+            notes = [n for n in (other, speed) if n]
+            m.update(host_notes=notes, host_note="; ".join(notes) or None, machine_note=other)
             fin = self.state["finetune"][name]
             write_sidecar(path, fin["widths"], self.space, table, accuracy={"val": fin["val_acc"], "test": fin["test_acc"]},
                           latency=m, verify=self.state["export"][name], budget=self.cfg.budget,
