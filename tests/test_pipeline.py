@@ -712,35 +712,53 @@ def test_a_shipped_profile_of_a_machine_of_another_speed_is_not_used(finished_ru
     other.write_text(json.dumps(d))
     m = measure_exported(out / "model.onnx", load_profile(other, graph=True))
     assert "not the machine the profile was made on" in m["host_note"] and m["host_speed"] > OTHER_MACHINE
-    mine = measure_exported(out / "model.onnx", run.table())
-    assert mine["host_speed"] < OTHER_MACHINE and "not the machine" not in (mine["host_note"] or "")
+    mine = measure_exported(out / "model.onnx", run.table())  # this machine's own profile: noted only if its
+    # 0.04 ms reference itself strays past 1.4 x (it ran 1.61 x in one clean-clone suite): the rule, not the host
+    off = not 1 / OTHER_MACHINE <= mine["host_speed"] <= OTHER_MACHINE
+    assert ("not the machine" in (mine["host_note"] or "")) == off == (mine["machine_note"] is not None)
 
     mine = tmp_path / "mine.json"  # this machine's profile, as a second match of the same device key
     mine.write_text(Path(run.state["profile"]["path"]).read_text())
     matches = [other, mine]
     monkeypatch.setattr(registry, "matching_profiles", lambda space, dev: (list(matches), f"{other.name} matches"))
+    import widthnas.nas.run as run_mod
+    from widthnas.latency.host_state import machine_note
+
+    # the check's figures given: a 0.04 ms reference strays past 1.4 x of itself within minutes here, so the
+    # choice is tested on the rule (this machine at mine's profiled speed); the real check is timed below (r3)
+    within = {"other": 1.0}
+
+    def check(self, table, backend, n=None):
+        speed = json.loads(mine.read_text())["reference_ms"] / table.reference_ms
+        return {"within_10": within["other"] if speed > OTHER_MACHINE else 1.0, "nrmse": 0.02, "host_speed": speed,
+                "machine_note": machine_note(speed, table.reference_ms)}
+
+    real_check = run_mod.Run._latency_check
+    monkeypatch.setattr(run_mod.Run, "_latency_check", check)
+    monkeypatch.setattr(run_mod.Run, "_profile_here", lambda self, backend: str(self.dir / "profile.json"))
     logs = []
     small = dict(profile_networks=12, heldout_networks=6, check_networks=4, remeasure_networks=3, ladder_rungs=0)
     res = Run(replace(cfg, **small), tmp_path / "r1", log=logs.append, progress=False).stage_profile()
     assert res["path"] == str(mine) and "mine.json, also matching, was profiled with the reference at" in res["why"]
     assert res["check"]["machine_note"] is None and not (tmp_path / "r1" / "samples.jsonl").exists()
     matches.pop()  # no other match, and its ratios hold here: used, and the run says its ms are another machine's
-    import widthnas.nas.run as run_mod
-
-    monkeypatch.setattr(run_mod, "CHECK_PASS", 0.5)  # 4 tiny networks of 0.02-0.1 ms: one off must not flip it
     res = Run(replace(cfg, **small), tmp_path / "r0", log=logs.append, progress=False).stage_profile()
-    assert res["path"] == str(other) and "its ratios hold here" in res["why"] and res["check"]["within_10"] >= 0.5
+    assert res["path"] == str(other) and "its ratios hold here" in res["why"] and res["check"]["within_10"] >= 0.95
     assert "not the machine" in res["check"]["machine_note"] and not (tmp_path / "r0" / "samples.jsonl").exists()
     for b in d["blocks"]:  # another machine whose ratios do not hold here either: this machine is profiled
         b["ms"] = (1.5 * np.asarray(b["ms"])).tolist()
     d["intercept_ms"] *= 1.5  # every network predicted 1.5 x its reference-normalised time
     other.write_text(json.dumps(d))
+    within["other"] = 0.0
+    (tmp_path / "r2").mkdir()
+    (tmp_path / "r2" / "profile.json").write_text(mine.read_text())  # what profiling this machine writes
     res = Run(replace(cfg, **small), tmp_path / "r2", log=logs.append, progress=False).stage_profile()
     assert res["path"] == str(tmp_path / "r2" / "profile.json") and "profiling this machine" in res["why"]
     assert "other.json matches the device key, but the reference network ran" in res["why"] and "only 0%" in res["why"]
     assert res["check"]["machine_note"] is None and 1 / OTHER_MACHINE < res["check"]["host_speed"] < OTHER_MACHINE
     assert any("profiling this machine" in l for l in logs)
-    # given with --profile, the same file is used as given, and the run says what its ms mean here
+    # given with --profile, the same file is used as given, and the run's real check says what its ms mean here
+    monkeypatch.setattr(run_mod.Run, "_latency_check", real_check)
     r3 = Run(replace(cfg, profile=str(other), check_networks=4), tmp_path / "r3", log=logs.append, progress=False)
     res = r3.stage_profile()
     assert res["path"] == str(other) and "not the machine" in res["check"]["machine_note"]
