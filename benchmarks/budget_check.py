@@ -75,7 +75,9 @@ def check_one(run_dir: Path, profile: str, pct: float, out: Path) -> dict:
         raise RuntimeError(f"search took the budget as {chosen['budget_ms']} ms, expected {budget_ms} ms")
     return {"budget_pct": pct, "budget_ms": budget_ms, "widths": chosen["widths"],
             "predicted_ms": chosen["predicted_ms"], "selected": chosen["info"].get("selected"),
-            "margin_pct": chosen["margin_pct"], **{k: v[k] for k in ("verdict", "mean_ms", "ci_low_ms", "ci_high_ms",
+            "margin_pct": chosen["margin_pct"], "margin_how": chosen.get("margin_how"),
+            "latency_check": chosen.get("latency_check"),  # search's check, made when the profile is another machine's
+            **{k: v[k] for k in ("verdict", "mean_ms", "ci_low_ms", "ci_high_ms",
                                                                   "measurements_ms")},
             "host_speed": [t["host_speed"] for t in timings],  # reference now / profiled (1.2: host 20 % slower)
             "disturbed": [t["disturbed"] for t in timings], "remeasured": [t["remeasured"] for t in timings],
@@ -102,7 +104,7 @@ def run_checks(run_dir: str | Path, profile: str, budgets: tuple[float, ...], ou
         rows.append(row)
         log(f"budget {pct:4g} % = {row['budget_ms']:.4f} ms: predicted {row['predicted_ms']:.4f} ms, measured "
             f"{row['mean_ms']:.4f} [{row['ci_low_ms']:.4f}, {row['ci_high_ms']:.4f}] ms over "
-            f"{len(row['measurements_ms'])} timings: {row['verdict']} (selected {row['selected']})"
+            f"{len(row['measurements_ms'])} timings: {row['verdict']} (selected {row['selected']}, margin {row['margin_pct']:g} %)"
             + (f"; host speed {min(row['host_speed']):.2f}-{max(row['host_speed']):.2f}; off the reference alone "
                f"{row['reference_only']['mean_ms']:.4f} ms: {row['reference_only']['verdict']}" if "reference_only" in row else ""))
     within = sum(r["verdict"] == "within" for r in rows)

@@ -8,7 +8,7 @@ from widthnas.models.space import check_fingerprint
 
 
 def cmd_search(args) -> int:
-    from widthnas.latency.margin import resolve_margin
+    from widthnas.latency.margin import parse_margin, resolve_margin
     from widthnas.latency.registry import load_profile
     from widthnas._io import atomic_write_text
     from widthnas.mrf import build_mrf, parse_budget, solve, solvers_for, with_margin
@@ -18,6 +18,9 @@ def cmd_search(args) -> int:
     from .cli import check_outputs
     from .search import chosen_config, print_widths, write_pareto
 
+    from .settings_check import Rule, check_settings
+
+    check_settings(args, {"check_networks": Rule(integer=True, low=3, high=10_000, zero_ok=True)}, "search")
     png = None if not args.pareto else Path(args.pareto).with_suffix(".png")
     check_outputs({"--out": args.out, "--pareto": args.pareto,
                    "the plot beside --pareto": png if png != Path(args.pareto or "") else None},
@@ -51,7 +54,10 @@ def cmd_search(args) -> int:
     mrf = build_mrf(table, unaries)
     widest = table.predict(space.max_widths)
     budget = parse_budget(args.budget, widest)
-    margin_pct, margin_how = resolve_margin(args.margin, table)
+    check = None  # on another machine, --margin auto counts a latency check made here (latency/margin.py)
+    if parse_margin(args.margin) == "auto" and args.check_networks:
+        check = _check_if_another_machine(table, args.check_networks)
+    margin_pct, margin_how = resolve_margin(args.margin, table, check)
     target = with_margin(budget, margin_pct)
     if method == "select":
         import tempfile
@@ -83,7 +89,9 @@ def cmd_search(args) -> int:
         print(f"exact optimum certified: {sol.info['certified']} ({sol.info['proof']})")
     if sol.method == "select":
         print(f"selected {sol.info['selected']!r} of {len(sol.info['candidates'])} candidates by held-out supernet accuracy")
-    cfg = chosen_config(space, table, sol, args.unaries, args.budget, budget, margin_pct)
+    cfg = chosen_config(space, table, sol, args.unaries, args.budget, budget, margin_pct, margin_how)
+    if check is not None:  # what the margin counted: how the profile held on this machine
+        cfg["latency_check"] = {k: check[k] for k in ("n", "rmspe", "nrmse", "within_10", "host_speed")}
     atomic_write_text(args.out, json.dumps(cfg, indent=1))
     print(f"chosen configuration: {args.out}")
     if args.pareto:
@@ -93,7 +101,36 @@ def cmd_search(args) -> int:
     return 0
 
 
+def _check_if_another_machine(table, n: int) -> dict | None:
+    """A latency check of n random networks when the profile's reference runs so far off here that the
+    profile was made on another machine (latency/check.py), else None; None, said, for a profile this
+    machine cannot time (not onnxruntime)."""
+    import tempfile
+
+    from widthnas.latency.check import CHECK_SEED, check_protocol, latency_check, reference_speed
+    from widthnas.latency.host_state import machine_note
+
+    from .export import verify_timing
+
+    try:
+        be, _ = verify_timing(table)
+    except ValueError as e:
+        print(f"note: --margin auto from the profile alone: this machine cannot time it ({e})")
+        return None
+    speed = reference_speed(table, be, check_protocol())
+    if machine_note(speed, table.reference_ms) is None:
+        return None
+    print(f"the reference network ran {speed:.2f} x its profiled {table.reference_ms:.4g} ms: the profile was made "
+          f"on another machine; timing {n} random networks here for the margin (--check-networks 0: skip)", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        m, _, _ = latency_check(table, be, Path(tmp) / "check.jsonl", n, CHECK_SEED, check_protocol(), log=print)
+    print(f"latency check on {n} networks: within ±10 % {m['within_10']:.0%}, RMS error {m['rmspe']:.2%}, "
+          f"NRMSE {m['nrmse']:.2%}")
+    return m
+
+
 def register(sub) -> None:
+    from widthnas.latency.check import CHECK_NETWORKS
     from widthnas.mrf import METHODS
 
     q = sub.add_parser("search", help="choose widths under a latency budget (MRF)")
@@ -107,7 +144,11 @@ def register(sub) -> None:
                         "judged by the supernet on held-out validation images")
     q.add_argument("--margin", default="auto",
                    help="aim this many %% under the budget, against prediction error; auto (default): twice the "
-                        "profile's held-out RMS error")
+                        "profile's held-out RMS error, or on another machine (the reference runs more than 1.4 x off "
+                        "its profiled time) twice a latency check's made here, if larger")
+    q.add_argument("--check-networks", type=int, default=CHECK_NETWORKS, metavar="N",
+                   help=f"--margin auto on another machine: random networks timed here (default {CHECK_NETWORKS}; "
+                        "0: no check, the margin from the profile alone)")
     q.add_argument("--out", default="config.json", help="chosen configuration JSON")
     q.add_argument("--pareto", help="write the Pareto front CSV here (and a PNG beside it)")
     q.set_defaults(fn=cmd_search)

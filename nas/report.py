@@ -153,7 +153,11 @@ def write_report(run_dir: Path, res: dict, sections: list[str] = ()) -> Path:
                   f"Kendall τ {lc['kendall_tau']:.3f}.", "", "![latency fit](latency_fit.png)", ""]
         if lc.get("machine_note"):
             lines += [f"**Note:** {lc['machine_note']}.", ""]
-    lines += ["## Search", "", _method_line(s["chosen"]) + f" Lagrangian answer score {s['lagrangian']['score']:.4f}; "
+    lines += ["## Search", ""]
+    if s.get("margin_pct"):  # runs before the margin was recorded in the state do not say it
+        lines += [f"Aimed at {s['target_ms']:.4f} ms, {s['margin_pct']:g} % under the budget {s['budget_ms']:.4f} ms: "
+                  f"margin {s['margin_how']}.", ""]
+    lines += [_method_line(s["chosen"]) + f" Lagrangian answer score {s['lagrangian']['score']:.4f}; "
               f"greedy {s['greedy']['score']:.4f}; uniform {cell(un_s, 'score', '.4f')} (MRF scores, higher is better).", ""]
     cands = s["chosen"]["info"].get("candidates")
     if cands:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from widthnas._io import atomic_path, atomic_write_text, read_json, read_jsonl
+from widthnas.latency.check import CHECK_NETWORKS
 
 RECOVER = "delete it to redo the run's stages (finished artefacts stay), or choose another --out"
 
@@ -43,7 +44,7 @@ class RunConfig:
     profile: str | None = None  # a profile to use; default: a shipped one matching this machine
     profile_networks: int = 800  # networks to time when this machine must be profiled
     heldout_networks: int = 150  # held-out networks timed to validate that profile
-    check_networks: int = 40  # networks timed to check any profile on this machine today
+    check_networks: int = CHECK_NETWORKS  # networks timed to check any profile on this machine today
     remeasure_networks: int = 30  # held-out networks timed again for a new profile's noise floor (0: none)
     ladder_rungs: int = 8  # rungs of the ladder of reference networks timed into a new profile (0: none)
     profile_rounds: int = 5  # timed rounds per network while profiling (the check uses at most 3)
@@ -320,20 +321,14 @@ class Run:
 
     def _latency_check(self, table, backend, n: int | None = None) -> dict:
         """Time n random networks now and compare with the profile: is it valid here today?"""
-        from widthnas.latency.profile import profile
-        from widthnas.latency.samples import load_samples
-        from widthnas.latency.host_state import machine_note
-        from widthnas.latency.validate import metrics, scatter_plot
+        from widthnas.latency.check import CHECK_ROUNDS, CHECK_SEED, check_protocol, latency_check
+        from widthnas.latency.validate import scatter_plot
 
-        path = self.dir / "latency_check.jsonl"
         n = self.cfg.check_networks if n is None else n
-        profile(self.space, path, n, backend, "uniform", self.cfg.seed + 77,
-                protocol=self._protocol(min(3, self.cfg.profile_rounds)), progress=False, log=self.log)
-        s = load_samples(str(path), self.space)
-        pred, meas = table.predict_many(s.widths), table.measured_ms(s.norm, s.ref_ms)
-        m = metrics(pred, meas)
-        speed = float(np.median(s.ref_ms)) / table.reference_ms  # the reference now over its profiled time
-        m.update(host_speed=speed, machine_note=machine_note(speed, table.reference_ms))
+        protocol = check_protocol(self.cfg.profile_round_ms, min(CHECK_ROUNDS, self.cfg.profile_rounds),
+                                  self._guard_settings())
+        m, meas, pred = latency_check(table, backend, self.dir / "latency_check.jsonl", n, self.cfg.seed + CHECK_SEED,
+                                      protocol, log=self.log)
         scatter_plot(self.dir / "latency_fit.png", meas, {"table": pred},
                      f"{table.name}: {n} networks measured in this run")
         self.log(f"latency check on {n} fresh networks: within ±10% {m['within_10']:.0%}, NRMSE {m['nrmse']:.2%}")
@@ -390,7 +385,7 @@ class Run:
         budget = parse_budget(self.cfg.budget, widest)
         from widthnas.latency.margin import resolve_margin
 
-        margin_pct, margin_how = resolve_margin(self.cfg.margin, table)
+        margin_pct, margin_how = resolve_margin(self.cfg.margin, table, self.state["profile"].get("check"))
         target = with_margin(budget, margin_pct)
         if margin_pct:
             self.log(f"search: aiming at {target:.4f} ms, margin {margin_how}")
@@ -410,7 +405,7 @@ class Run:
         if front is None:
             front = solvers_for(mrf).pareto_front(mrf)
         write_pareto(self.dir / "pareto.csv", front, sol, uni, target)
-        cfg = chosen_config(self.space, table, sol, str(unaries_path), self.cfg.budget, budget, margin_pct)
+        cfg = chosen_config(self.space, table, sol, str(unaries_path), self.cfg.budget, budget, margin_pct, margin_how)
         atomic_write_text(self.dir / "config.json", json.dumps(cfg, indent=1))
         # what the supernet itself says of the chosen and the uniform network, on held-out images:
         # the MRF's predicted gain is only real if this agrees
@@ -423,7 +418,8 @@ class Run:
                     f"supernet held-out acc {sup_acc['uniform']:.4f}" if uni else ""))
         d = lambda s: None if s is None else {**s.to_dict(), "info": {  # noqa: E731
             k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in s.to_dict()["info"].items()}}
-        return {"budget_ms": budget, "widest_ms": widest, "chosen": d(sol), "uniform": d(uni), "greedy": d(gre),
+        return {"budget_ms": budget, "widest_ms": widest, "target_ms": target, "margin_pct": margin_pct,
+                "margin_how": margin_how, "chosen": d(sol), "uniform": d(uni), "greedy": d(gre),
                 "lagrangian": d(lag), "pareto_points": len(front), "unaries": str(unaries_path),
                 "supernet_holdout_acc": sup_acc, "holdout_images": len(held[1])}
 

@@ -17,9 +17,9 @@ def variables(space) -> list[tuple[str, int, tuple[int, ...]]]:
 
 
 def chosen_config(space, table, sol, unaries_path: str | None, budget_spec: str, budget_ms: float,
-                  margin_pct: float = 0.0) -> dict:
+                  margin_pct: float = 0.0, margin_how: str = "") -> dict:
     """The chosen-configuration JSON (design.md section 2). budget_ms: the user's budget; the solver
-    aimed at sol.budget (margin_pct % under it)."""
+    aimed at sol.budget (margin_pct % under it, for the reason margin_how gives)."""
     return {
         "format": "widthnas-config/1",
         "widths": sol.widths,
@@ -29,6 +29,7 @@ def chosen_config(space, table, sol, unaries_path: str | None, budget_spec: str,
         "budget_ms": budget_ms,
         "budget": budget_spec,
         "margin_pct": margin_pct,
+        "margin_how": margin_how,
         "target_ms": sol.budget,
         "method": sol.method,
         "info": {k: (v if not isinstance(v, (np.floating, np.integer)) else v.item())

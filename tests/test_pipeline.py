@@ -69,6 +69,9 @@ def test_run_goes_from_data_to_verified_onnx(finished_run):
     report = (out / "report.md").read_text()
     for section in ("## Result", "## Latency model", "## Search", "## Training", "## Narrowing"):
         assert section in report
+    m = st["search"]  # the margin, said (the profile is this machine's: its held-out error and noise floor)
+    assert f"{m['margin_pct']:g} % under the budget {m['budget_ms']:.4f} ms: margin {m['margin_how']}." in report
+    assert m["margin_how"].startswith(f"{m['margin_pct']:.2f} % = 2 x sqrt(held-out RMS error")
     assert f"| within budget on measurement (95 % interval of repeated timings, ms) | {bv['verdict']} [" in report
     for png in ("latency_fit.png", "pareto.png", "widths.png", "training.png", "narrowing.png"):
         assert (out / png).stat().st_size > 1000
@@ -208,6 +211,67 @@ def test_search_margin_aims_under_the_budget(finished_run, tmp_path, capsys):
     assert main(["search", "--profile", prof, "--unaries", un, "--budget", "70%", "--margin", "120",
                  "--out", str(tmp_path / "x.json")]) == 2
     assert "margin" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+
+
+def test_search_on_another_machine_counts_a_check_made_here_in_its_margin(finished_run, tmp_path, capsys):
+    """A profile whose reference runs 3 x off here (another machine behind the same device key, its ratios
+    intact): search --margin auto times --check-networks networks here and aims at least twice their RMS
+    error under the budget; on the profile's own machine, with a given margin, or with 0 networks it does not."""
+    from widthnas.latency.host_state import OTHER_MACHINE
+    from widthnas.latency.margin import MAX_AUTO_PCT, auto_margin_pct
+    from widthnas.latency.registry import load_profile
+
+    _, out, run, _ = finished_run
+    prof, un = run.state["profile"]["path"], str(out / "supernet" / "unaries.json")
+    d = json.loads(Path(prof).read_text())
+    for b in d["blocks"]:  # every ms a third: a machine 3 x faster, the same ratios
+        b["ms"] = (np.asarray(b["ms"]) / 3).tolist()
+    d["intercept_ms"] /= 3
+    d["reference_ms"] /= 3
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(d))
+    own = auto_margin_pct(load_profile(str(other), graph=True))[0]
+    cfgp = tmp_path / "c.json"
+    capsys.readouterr()
+    assert main(["search", "--profile", str(other), "--unaries", un, "--budget", "70%", "--check-networks", "6",
+                 "--out", str(cfgp)]) == 0
+    printed, c = capsys.readouterr().out, json.loads(cfgp.read_text())
+    chk = c["latency_check"]
+    assert "the profile was made on another machine; timing 6 random networks here" in printed
+    assert chk["n"] == 6 and chk["host_speed"] > OTHER_MACHINE
+    assert c["margin_pct"] == pytest.approx(min(max(own, 200 * chk["rmspe"]), MAX_AUTO_PCT), abs=0.01)
+    assert "latency check on this machine" in c["margin_how"]
+    assert c["target_ms"] == pytest.approx(c["budget_ms"] * (1 - c["margin_pct"] / 100)) and c["predicted_ms"] <= c["target_ms"]
+    for extra, mine in ((["--check-networks", "0"], other), (["--margin", "3"], other), ([], Path(prof))):
+        assert main(["search", "--profile", str(mine), "--unaries", un, "--budget", "70%", *extra,
+                     "--out", str(tmp_path / "n.json")]) == 0
+        (tmp_path / "n.json").unlink()
+        assert "timing" not in capsys.readouterr().out  # no check: given, skipped, or the profile's own machine
+    assert main(["search", "--profile", str(other), "--unaries", un, "--budget", "70%", "--check-networks", "2",
+                 "--out", str(tmp_path / "x.json")]) == 2
+    assert "--check-networks 2" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+
+
+def test_run_on_another_machine_aims_by_its_check(finished_run, tmp_path, monkeypatch):
+    """The run's own check, made on another machine, reaches the search's margin, its config and its report."""
+    import shutil
+
+    import widthnas.nas.run as run_mod
+
+    cfg, out, run, _ = finished_run
+    copy = tmp_path / "r"
+    shutil.copytree(out, copy)
+    st = json.loads((copy / "run_state.json").read_text())
+    st["profile"]["check"].update(rmspe=0.07, host_speed=2.5, machine_note="the reference network ran 2.50 x ...")
+    for stage in ("search", "finetune", "export", "verify", "report"):
+        st.pop(stage, None)
+    (copy / "run_state.json").write_text(json.dumps(st))
+    monkeypatch.setattr(run_mod, "STAGES", ("profile", "train", "search"))  # the margin's part of the run
+    r = Run(cfg, copy, log=lambda *_: None, progress=False)
+    r.go()
+    s, c = r.state["search"], json.loads((copy / "config.json").read_text())
+    assert s["margin_pct"] == c["margin_pct"] == pytest.approx(14.0) and "RMS error 7.00 %" in c["margin_how"]
+    assert c["predicted_ms"] <= s["target_ms"] == c["target_ms"] == pytest.approx(0.86 * s["budget_ms"])
 
 
 def test_fit_cli_refuses_samples_of_another_space(finished_run, tmp_path, capsys, small):

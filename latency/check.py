@@ -1,0 +1,55 @@
+"""Is a profile valid on this machine today? Time random networks here and compare with its predictions.
+
+`widthnas run` checks every profile it uses this way. `widthnas search` checks only when the profile's
+reference network runs more than OTHER_MACHINE x off its profiled time: then the profile was made on
+another machine behind the same device key, and its own validation says nothing of the error here, so
+`--margin auto` counts this check's (latency/margin.py; RESULTS §2.2e: a profile validated at RMSPE
+0.75 % missed by up to 2.0 % on the other machine kind, whose check showed RMSPE 3.4 %).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+CHECK_NETWORKS = 40  # random networks a check times (about a minute for the small spaces here)
+CHECK_ROUNDS = 3  # timing rounds per network: fewer than profiling's 5, the check is a look, not a fit
+CHECK_SEED = 77  # search's check draws the networks `run --seed 0` checks
+
+
+def check_protocol(round_ms: float = 10.0, rounds: int = CHECK_ROUNDS, guard="default"):
+    """How a check times its networks: adaptive rounds from `rounds`, with the load guard (`guard`:
+    GuardSettings, None for none)."""
+    from .standalone_runner import GuardSettings, Protocol
+
+    return Protocol(rounds, round_ms, guard=GuardSettings() if guard == "default" else guard)
+
+
+def reference_speed(table, backend, protocol) -> float:
+    """The reference network's time here now over its profiled time (1.99: it runs 1.99 x slower here)."""
+    from .standalone_runner import measure_sample
+
+    ref = backend.open(table.space.reference_widths)  # timed beside itself: ref_ms is the reference alone
+    rec = measure_sample(ref, ref, protocol, what="the reference network")
+    return float(rec["ref_ms"]["median"]) / table.reference_ms
+
+
+def latency_check(table, backend, path: str | Path, n: int, seed: int, protocol,
+                  log: Callable[[str], None] | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(metrics, measured ms, predicted ms) of n uniform random networks timed here into `path` (a
+    samples file: resumable, and reused by a later check of the same networks against another profile).
+    The metrics add `host_speed` (reference now over profiled) and `machine_note` (None on the
+    profile's machine)."""
+    from .host_state import machine_note
+    from .profile import profile
+    from .samples import load_samples
+    from .validate import metrics
+
+    profile(table.space, path, n, backend, "uniform", seed, protocol=protocol, progress=False, log=log)
+    s = load_samples(str(path), table.space)
+    pred, meas = table.predict_many(s.widths), table.measured_ms(s.norm, s.ref_ms)  # ms at the profile's speed
+    m = metrics(pred, meas)
+    speed = float(np.median(s.ref_ms)) / table.reference_ms
+    m.update(host_speed=speed, machine_note=machine_note(speed, table.reference_ms))
+    return m, meas, pred
