@@ -238,8 +238,16 @@ def main() -> int:
 
     from widthnas.latency.margin import resolve_margin
 
-    default_margin, margin_how = resolve_margin("auto", table)  # what `widthnas run` aims at by default
+    default_margin, margin_how = resolve_margin("auto", table)  # what `widthnas run` aims at on the profile's machine
     log(f"default search margin: {margin_how}; the other methods aim {MARGIN_PCT:g} % under the budget")
+    from widthnas.latency.check import CHECK_NETWORKS
+    from widthnas.nas.cli_stages import check_if_another_machine
+
+    here = check_if_another_machine(table, CHECK_NETWORKS)
+    if here is not None:  # every seed keeps one margin (cached results were taken at it); say what run would do
+        log(f"note: this is another machine than the profile's: `widthnas run` here would aim "
+            f"{resolve_margin('auto', table, here)[0]:g} % under the budget (its latency check); this benchmark "
+            f"keeps the profile's {default_margin:g} % for its default search")
     lowest = with_margin(min(budgets) * widest, max(MARGIN_PCT, default_margin))  # where the descent must reach
 
     # ---- greedy slimming on the supernet itself (AutoSlim): one descent answers every budget ----

@@ -54,8 +54,7 @@ def auto_margin_pct(table, check: dict | None = None) -> tuple[float, str]:
         return pct, how
     err = check.get("rmspe")
     if isinstance(err, bool) or not isinstance(err, (int, float)) or not math.isfinite(err) or err < 0:
-        raise ValueError(f"latency check: its RMS relative error is {err!r}, expected a finite number >= 0; "
-                         "time the check again (a corrupt run state?)")
+        raise ValueError(f"latency check: its RMS relative error (rmspe) is {err!r}, expected a finite number >= 0")
     here = round(min(AUTO_Z * 100 * float(err), MAX_AUTO_PCT), 2)
     speed = check.get("host_speed")
     on = f"this machine (reference at {speed:.2f} x its profiled time)" if isinstance(speed, (int, float)) else "this machine"

@@ -21,6 +21,7 @@ def cmd_search(args) -> int:
     from .settings_check import Rule, check_settings
 
     check_settings(args, {"check_networks": Rule(integer=True, low=3, high=10_000, zero_ok=True)}, "search")
+    parse_margin(args.margin)  # a bad --margin is refused before the supernet is loaded and the unaries measured
     png = None if not args.pareto else Path(args.pareto).with_suffix(".png")
     check_outputs({"--out": args.out, "--pareto": args.pareto,
                    "the plot beside --pareto": png if png != Path(args.pareto or "") else None},
@@ -56,7 +57,7 @@ def cmd_search(args) -> int:
     budget = parse_budget(args.budget, widest)
     check = None  # on another machine, --margin auto counts a latency check made here (latency/margin.py)
     if parse_margin(args.margin) == "auto" and args.check_networks:
-        check = _check_if_another_machine(table, args.check_networks)
+        check = check_if_another_machine(table, args.check_networks)
     margin_pct, margin_how = resolve_margin(args.margin, table, check)
     target = with_margin(budget, margin_pct)
     if method == "select":
@@ -101,7 +102,7 @@ def cmd_search(args) -> int:
     return 0
 
 
-def _check_if_another_machine(table, n: int) -> dict | None:
+def check_if_another_machine(table, n: int) -> dict | None:
     """A latency check of n random networks when the profile's reference runs so far off here that the
     profile was made on another machine (latency/check.py), else None; None, said, for a profile this
     machine cannot time (not onnxruntime)."""
@@ -109,6 +110,7 @@ def _check_if_another_machine(table, n: int) -> dict | None:
 
     from widthnas.latency.check import CHECK_SEED, check_protocol, latency_check, reference_speed
     from widthnas.latency.host_state import machine_note
+    from widthnas.latency.standalone_runner import describe_differences, device_differences
 
     from .export import verify_timing
 
@@ -117,16 +119,23 @@ def _check_if_another_machine(table, n: int) -> dict | None:
     except ValueError as e:
         print(f"note: --margin auto from the profile alone: this machine cannot time it ({e})")
         return None
+    diff = device_differences(table.device, be.device_info())
+    if diff:  # a profile of another device (a bundle's board, another CPU): nothing timed here tells its error
+        print(f"note: --margin auto from the profile alone: it is of another device "
+              f"({describe_differences(diff, 'in the profile', 'here')})")
+        return None
     speed = reference_speed(table, be, check_protocol())
     if machine_note(speed, table.reference_ms) is None:
         return None
-    print(f"the reference network ran {speed:.2f} x its profiled {table.reference_ms:.4g} ms: the profile was made "
-          f"on another machine; timing {n} random networks here for the margin (--check-networks 0: skip)", flush=True)
+    print(f"the reference network ran {speed:.2f} x its profiled {table.reference_ms:.4g} ms: another machine behind "
+          f"the profile's device key; timing {n} random networks here for the margin (--check-networks 0: skip)",
+          flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         m, _, _ = latency_check(table, be, Path(tmp) / "check.jsonl", n, CHECK_SEED, check_protocol(), log=print)
-    print(f"latency check on {n} networks: within ±10 % {m['within_10']:.0%}, RMS error {m['rmspe']:.2%}, "
-          f"NRMSE {m['nrmse']:.2%}")
-    return m
+    print(f"latency check on {m['n']} networks: within ±10 % {m['within_10']:.0%}, RMS error {m['rmspe']:.2%}, "
+          f"NRMSE {m['nrmse']:.2%}, reference at {m['host_speed']:.2f} x"
+          + ("" if m["machine_note"] else ": the profile's machine after all, the margin from the profile alone"))
+    return m if m["machine_note"] else None
 
 
 def register(sub) -> None:

@@ -321,14 +321,12 @@ class Run:
 
     def _latency_check(self, table, backend, n: int | None = None) -> dict:
         """Time n random networks now and compare with the profile: is it valid here today?"""
-        from widthnas.latency.check import CHECK_ROUNDS, CHECK_SEED, check_protocol, latency_check
+        from widthnas.latency.check import CHECK_ROUNDS, CHECK_SEED, latency_check
         from widthnas.latency.validate import scatter_plot
 
         n = self.cfg.check_networks if n is None else n
-        protocol = check_protocol(self.cfg.profile_round_ms, min(CHECK_ROUNDS, self.cfg.profile_rounds),
-                                  self._guard_settings())
         m, meas, pred = latency_check(table, backend, self.dir / "latency_check.jsonl", n, self.cfg.seed + CHECK_SEED,
-                                      protocol, log=self.log)
+                                      self._protocol(min(CHECK_ROUNDS, self.cfg.profile_rounds)), log=self.log)
         scatter_plot(self.dir / "latency_fit.png", meas, {"table": pred},
                      f"{table.name}: {n} networks measured in this run")
         self.log(f"latency check on {n} fresh networks: within ±10% {m['within_10']:.0%}, NRMSE {m['nrmse']:.2%}")
@@ -385,7 +383,10 @@ class Run:
         budget = parse_budget(self.cfg.budget, widest)
         from widthnas.latency.margin import resolve_margin
 
-        margin_pct, margin_how = resolve_margin(self.cfg.margin, table, self.state["profile"].get("check"))
+        try:
+            margin_pct, margin_how = resolve_margin(self.cfg.margin, table, self.state["profile"].get("check"))
+        except ValueError as e:  # the check recorded by the profile stage is broken
+            raise ValueError(f"{self.dir / 'run_state.json'}, profile.check: {e}; {RECOVER}") from None
         target = with_margin(budget, margin_pct)
         if margin_pct:
             self.log(f"search: aiming at {target:.4f} ms, margin {margin_how}")

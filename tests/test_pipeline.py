@@ -213,7 +213,7 @@ def test_search_margin_aims_under_the_budget(finished_run, tmp_path, capsys):
     assert "margin" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
 
 
-def test_search_on_another_machine_counts_a_check_made_here_in_its_margin(finished_run, tmp_path, capsys):
+def test_search_on_another_machine_counts_a_check_made_here_in_its_margin(finished_run, tmp_path, capsys, monkeypatch):
     """A profile whose reference runs 3 x off here (another machine behind the same device key, its ratios
     intact): search --margin auto times --check-networks networks here and aims at least twice their RMS
     error under the budget; on the profile's own machine, with a given margin, or with 0 networks it does not."""
@@ -237,16 +237,27 @@ def test_search_on_another_machine_counts_a_check_made_here_in_its_margin(finish
                  "--out", str(cfgp)]) == 0
     printed, c = capsys.readouterr().out, json.loads(cfgp.read_text())
     chk = c["latency_check"]
-    assert "the profile was made on another machine; timing 6 random networks here" in printed
+    assert "another machine behind the profile's device key; timing 6 random networks here" in printed
     assert chk["n"] == 6 and chk["host_speed"] > OTHER_MACHINE
     assert c["margin_pct"] == pytest.approx(min(max(own, 200 * chk["rmspe"]), MAX_AUTO_PCT), abs=0.01)
-    assert "latency check on this machine" in c["margin_how"]
+    assert ("the profile was made on another machine" in c["margin_how"]) == (200 * chk["rmspe"] > own)
     assert c["target_ms"] == pytest.approx(c["budget_ms"] * (1 - c["margin_pct"] / 100)) and c["predicted_ms"] <= c["target_ms"]
-    for extra, mine in ((["--check-networks", "0"], other), (["--margin", "3"], other), ([], Path(prof))):
+    board = tmp_path / "board.json"  # another device altogether (a bundle's board): nothing timed here tells
+    board.write_text(json.dumps({**d, "device": {**d["device"], "cpu": "Cortex-A72 (a board)"}}))
+    for extra, mine in ((["--check-networks", "0"], other), (["--margin", "3"], other), ([], board)):
         assert main(["search", "--profile", str(mine), "--unaries", un, "--budget", "70%", *extra,
                      "--out", str(tmp_path / "n.json")]) == 0
+        c = json.loads((tmp_path / "n.json").read_text())
         (tmp_path / "n.json").unlink()
-        assert "timing" not in capsys.readouterr().out  # no check: given, skipped, or the profile's own machine
+        out_text = capsys.readouterr().out
+        assert "timing" not in out_text and "latency_check" not in c  # no check: skipped, given, another device
+        assert c["margin_pct"] == (3.0 if "3" in extra else own)
+    assert "it is of another device (cpu: Cortex-A72 (a board) in the profile" in out_text
+    import widthnas.latency.check as check_mod  # on the profile's machine (its reference at its profiled speed)
+
+    monkeypatch.setattr(check_mod, "reference_speed", lambda table, be, protocol: 1.0)
+    assert main(["search", "--profile", str(other), "--unaries", un, "--budget", "70%", "--out", str(tmp_path / "n.json")]) == 0
+    assert "timing" not in capsys.readouterr().out and "latency_check" not in json.loads((tmp_path / "n.json").read_text())
     assert main(["search", "--profile", str(other), "--unaries", un, "--budget", "70%", "--check-networks", "2",
                  "--out", str(tmp_path / "x.json")]) == 2
     assert "--check-networks 2" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
@@ -263,15 +274,22 @@ def test_run_on_another_machine_aims_by_its_check(finished_run, tmp_path, monkey
     shutil.copytree(out, copy)
     st = json.loads((copy / "run_state.json").read_text())
     st["profile"]["check"].update(rmspe=0.07, host_speed=2.5, machine_note="the reference network ran 2.50 x ...")
-    for stage in ("search", "finetune", "export", "verify", "report"):
+    for stage in ("search", "report"):
         st.pop(stage, None)
     (copy / "run_state.json").write_text(json.dumps(st))
-    monkeypatch.setattr(run_mod, "STAGES", ("profile", "train", "search"))  # the margin's part of the run
+    monkeypatch.setattr(run_mod, "STAGES", ("profile", "train", "search", "report"))  # the margin's part of the run
     r = Run(cfg, copy, log=lambda *_: None, progress=False)
     r.go()
     s, c = r.state["search"], json.loads((copy / "config.json").read_text())
     assert s["margin_pct"] == c["margin_pct"] == pytest.approx(14.0) and "RMS error 7.00 %" in c["margin_how"]
     assert c["predicted_ms"] <= s["target_ms"] == c["target_ms"] == pytest.approx(0.86 * s["budget_ms"])
+    assert f"14 % under the budget {s['budget_ms']:.4f} ms: margin 14.00 % = 2 x the RMS error 7.00 %" in (
+        copy / "report.md").read_text()
+    st["profile"]["check"]["rmspe"] = -1.0  # a broken check in the state: named, with what to do
+    st.pop("search", None)
+    (copy / "run_state.json").write_text(json.dumps(st))
+    with pytest.raises(ValueError, match=r"run_state.json, profile.check: latency check: its RMS relative error"):
+        Run(cfg, copy, log=lambda *_: None, progress=False).go()
 
 
 def test_fit_cli_refuses_samples_of_another_space(finished_run, tmp_path, capsys, small):
