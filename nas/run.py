@@ -210,14 +210,16 @@ class Run:
         from widthnas.models.space import check_fingerprint
         from widthnas.mrf import budget_is_share
 
-        from .export import check_onnx_profile
+        from .export import verify_timing
 
         backend = OrtBackend(self.space)
         if self.cfg.profile:
             path, why = self.cfg.profile, "given with --profile"
             table = load_profile(path, graph=True)
             check_fingerprint(table.space.fingerprint, self.space, f"profile {path}")
-            check_onnx_profile(table)  # the run times its exported models with onnxruntime
+            # onnxruntime with the profile's settings (threads, batch, ...): the check times networks as it was
+            # made, as verify times the exported models; another backend's profile is refused here
+            backend = verify_timing(table)[0]
         else:
             found, why = matching_profiles(self.space, backend.device_info())
             if found:

@@ -841,9 +841,12 @@ def test_a_shipped_profile_of_a_machine_of_another_speed_is_not_used(finished_ru
     assert any("profiling this machine" in l for l in logs)
     # given with --profile, the same file is used as given, and the run's real check says what its ms mean here
     monkeypatch.setattr(run_mod.Run, "_latency_check", real_check)
+    d["device"]["threads"] = 2  # the check times networks with the given profile's settings, as verify does
+    other.write_text(json.dumps(d))
     r3 = Run(replace(cfg, profile=str(other), check_networks=4), tmp_path / "r3", log=logs.append, progress=False)
     res = r3.stage_profile()
     assert res["path"] == str(other) and "not the machine" in res["check"]["machine_note"]
+    assert json.loads((tmp_path / "r3" / "latency_check.jsonl").read_text().splitlines()[0])["device"]["threads"] == 2
     assert any(l.startswith("profile: note: the reference network ran") for l in logs)
 
 
