@@ -37,10 +37,10 @@ def parse_margin(text: str | float) -> float | str:
     try:
         v = float(text)
     except (TypeError, ValueError):
-        raise ValueError(f"margin {text!r}: give 'auto' or a percentage in [0, 100), e.g. 2 for 2 % under "
+        raise ValueError(f"--margin {text!r}: give 'auto' or a percentage in [0, 100), e.g. 2 for 2 % under "
                          "the budget") from None
     if not (math.isfinite(v) and 0 <= v < 100):
-        raise ValueError(f"margin {text!r} %: give 'auto' or a percentage in [0, 100), e.g. 2 for 2 % under the budget")
+        raise ValueError(f"--margin {text!r}: give 'auto' or a percentage in [0, 100), e.g. 2 for 2 % under the budget")
     return v
 
 

@@ -23,9 +23,12 @@ def cmd_search(args) -> int:
     check_settings(args, {"check_networks": Rule(integer=True, low=3, high=10_000, zero_ok=True)}, "search")
     parse_margin(args.margin)  # a bad --margin is refused before the supernet is loaded and the unaries measured
     png = None if not args.pareto else Path(args.pareto).with_suffix(".png")
-    check_outputs({"--out": args.out, "--pareto": args.pareto,
+    run_files = []  # every file of --run, and the unaries cache search writes there (it may not exist yet)
+    if args.run and Path(args.run).is_dir():
+        run_files = sorted({*(p for p in Path(args.run).iterdir() if p.is_file()), Path(args.run) / "unaries_measured.json"})
+    check_outputs({"--out": args.out, "--pareto": args.pareto,  # nor any file of --run (checkpoint, cached unaries)
                    "the plot beside --pareto": png if png != Path(args.pareto or "") else None},
-                  [args.profile, args.unaries])
+                  [args.profile, args.unaries, *run_files])
     table = load_profile(args.profile, graph=True)  # a chain profile, or a graph space's
     space = table.space
     method = args.method

@@ -261,6 +261,12 @@ def test_search_on_another_machine_counts_a_check_made_here_in_its_margin(finish
     assert main(["search", "--profile", str(other), "--unaries", un, "--budget", "70%", "--check-networks", "2",
                  "--out", str(tmp_path / "x.json")]) == 2
     assert "--check-networks 2" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+    sup = out / "supernet"  # no file of --run may be the output: its checkpoint, its unaries cache (even unwritten)
+    for victim in (sup / "checkpoint.pt", sup / "train_config.json", sup / "unaries_measured.json"):
+        before = victim.read_bytes() if victim.exists() else None
+        assert main(["search", "--profile", prof, "--run", str(sup), "--budget", "70%", "--out", str(victim)]) == 2
+        assert "is one of the input files" in capsys.readouterr().err
+        assert (victim.read_bytes() if victim.exists() else None) == before
 
 
 def test_run_on_another_machine_aims_by_its_check(finished_run, tmp_path, monkeypatch):
