@@ -148,7 +148,7 @@ def _first_measured_within(ranked: list[dict], check: Callable[[list[int]], dict
     for r in ranked:
         v = check(r["widths"])
         r.update(measured_ms=v["mean_ms"], verdict=v["verdict"])
-        log(f"  measured {r['name']}: {describe(v)}")
+        log(f"  measured {r['name']} (ms at the profile's speed, as it predicts them): {describe(v)}")
         if v["verdict"] == WITHIN:
             return r
     unsure = [r for r in ranked if r["verdict"] != OVER]  # none within: every candidate was timed
