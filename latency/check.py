@@ -13,18 +13,18 @@ from typing import Callable
 
 import numpy as np
 
-CHECK_NETWORKS = 40  # random networks a check times (about 15 s for the small space here, 2026-12-04)
+CHECK_NETWORKS = 40  # random networks a check times (14 s for the small space on a quiet machine here, 2026-12-04)
 CHECK_ROUNDS = 3  # timing rounds per network: fewer than profiling's 5, the check is a look, not a fit
 CHECK_SEED = 77  # search's check draws the networks `run --seed 0` checks
 REFERENCE_SAMPLES = 3  # reference timings whose median tells another machine: one disturbed timing does not
 
 
-def check_protocol(round_ms: float = 10.0, rounds: int = CHECK_ROUNDS):
-    """How `search` times a check: adaptive rounds from `rounds`, with the default load guard (`run`
-    times its check with its own guard settings)."""
+def check_protocol():
+    """How `search` times a check: adaptive rounds from CHECK_ROUNDS, with the default load guard (`run`
+    times its check with its own round length and guard settings)."""
     from .standalone_runner import Protocol
 
-    return Protocol(rounds, round_ms)
+    return Protocol(CHECK_ROUNDS)
 
 
 def reference_speed(table, backend, protocol) -> float:
@@ -44,14 +44,12 @@ def latency_check(table, backend, path: str | Path, n: int, seed: int, protocol,
     samples file: resumable, and reused by a later check of the same networks against another profile).
     The metrics add `host_speed` (reference now over profiled) and `machine_note` (None on the
     profile's machine)."""
+    import warnings
+
     from .host_state import machine_note
     from .profile import profile
     from .samples import load_samples
     from .validate import metrics
-
-    import warnings
-
-    from .standalone_runner import read_samples
 
     profile(table.space, path, n, backend, "uniform", seed, protocol=protocol, progress=False, log=log)
     with warnings.catch_warnings():  # said below in the check's terms (the file's advice is for profiles)
@@ -61,12 +59,8 @@ def latency_check(table, backend, path: str | Path, n: int, seed: int, protocol,
         except ValueError as e:  # every network timed while the machine was disturbed
             raise ValueError(f"latency check: none of its {n} networks could be timed undisturbed ({e}); run it "
                              "again on a quieter machine") from None
-    recs = read_samples(str(path))[1]
-    unsettled = sum(r.get("settled") is False and r.get("disturbed") is not True for r in recs)
-    disturbed = sum(r.get("disturbed") is True for r in recs)
-    if (unsettled or disturbed) and log is not None:
-        log(f"latency check: {unsettled} of its networks never settled to their timing target (kept: its error "
-            f"counts their noise), {disturbed} timed while the machine was disturbed (left out)")
+    for line in s.describe("latency check") if log is not None else ():
+        log(line)
     pred, meas = table.predict_many(s.widths), table.measured_ms(s.norm, s.ref_ms)  # ms at the profile's speed
     m = metrics(pred, meas)
     speed = float(np.median(s.ref_ms)) / table.reference_ms
