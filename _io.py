@@ -49,6 +49,16 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display here, nor on most servers)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def atomic_savefig(fig, path: str | Path, dpi: int = 110) -> None:
     """Save a matplotlib figure atomically: readers never see half a plot (format from the suffix)."""
     path = Path(path)
@@ -78,5 +88,5 @@ def read_jsonl(path: str | Path, what: str = "file", fix: str = "") -> list:
     return out
 
 
-# Last, since importing widthnas.latency imports latency.table, which uses atomic_write_text from here.
+# Last, since importing widthnas.latency imports modules that use atomic_write_text from here.
 from widthnas.latency.standalone_runner import append_line, append_text  # noqa: E402

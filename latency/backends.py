@@ -1,21 +1,21 @@
 """Latency backends: open a network by widths and return a zero-argument call that runs it once.
 
-The space is a chain `SearchSpace` or a `GraphSpace`; ONNX models of either come from onnx_graph.space_onnx."""
+ONNX models come from graph_onnx.graph_space_onnx, torch networks from models.graph_net."""
 from __future__ import annotations
 
 import time
 from typing import Callable, Sequence
 
-from widthnas.models.space import SearchSpace
+from widthnas.models.graph_space import GraphSpace
 
 from . import standalone_runner as sr
-from .onnx_graph import space_onnx
+from .graph_onnx import graph_space_onnx
 
 
 class OrtBackend:
     """onnxruntime with any installed execution provider (CPU by default)."""
 
-    def __init__(self, space: SearchSpace, provider: str = "CPUExecutionProvider", threads: int = 1,
+    def __init__(self, space: GraphSpace, provider: str = "CPUExecutionProvider", threads: int = 1,
                  batch: int = 1, opt_level: str = "all"):
         sr.check_provider(provider)
         self.space, self.provider, self.threads, self.batch, self.opt_level = space, provider, threads, batch, opt_level
@@ -26,7 +26,7 @@ class OrtBackend:
         return sr.device_info("onnxruntime", self.provider, self.threads, self.batch, self.opt_level, ort.__version__)
 
     def open(self, widths: Sequence[int]) -> Callable[[], None]:
-        model = space_onnx(self.space, widths, batch=self.batch).SerializeToString()
+        model = graph_space_onnx(self.space, widths, batch=self.batch).SerializeToString()
         sess = sr.ort_session(model, self.provider, self.threads, self.opt_level)
         return sr.ort_runner(sess, self.batch, self.provider)
 
@@ -39,7 +39,7 @@ class OrtBackend:
 class TorchBackend:
     """PyTorch eager on CPU or CUDA (synchronised around every run)."""
 
-    def __init__(self, space: SearchSpace, device: str = "cpu", threads: int = 1, batch: int = 1):
+    def __init__(self, space: GraphSpace, device: str = "cpu", threads: int = 1, batch: int = 1):
         import torch
 
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -57,12 +57,7 @@ class TorchBackend:
     def open(self, widths: Sequence[int]) -> Callable[[], None]:
         import torch
 
-        from widthnas.models.graph_space import GraphSpace
-
-        if isinstance(self.space, GraphSpace):
-            from widthnas.models.graph_net import build_graph_network as build_network
-        else:
-            from widthnas.models.mobilenet import build_network
+        from widthnas.models.graph_net import build_graph_network as build_network
 
         torch.set_num_threads(self.threads)
         net = build_network(self.space, widths).eval().to(self.device)
@@ -84,7 +79,7 @@ def clocks(backend) -> tuple[Callable[[], float], Callable[[float], None]]:
     return getattr(backend, "clock", time.perf_counter), getattr(backend, "sleep", time.sleep)
 
 
-def make_backend(space: SearchSpace, backend: str = "onnxruntime", provider: str | None = None,
+def make_backend(space: GraphSpace, backend: str = "onnxruntime", provider: str | None = None,
                  threads: int = 1, batch: int = 1, opt_level: str = "all"):
     if backend in ("onnxruntime", "ort"):
         return OrtBackend(space, provider or "CPUExecutionProvider", threads, batch, opt_level)

@@ -17,6 +17,7 @@ CHECK_NETWORKS = 40  # random networks a check times (14 s for the small space o
 CHECK_ROUNDS = 3  # timing rounds per network: fewer than profiling's 5, the check is a look, not a fit
 CHECK_SEED = 77  # search's check draws the networks `run --seed 0` checks
 REFERENCE_SAMPLES = 3  # reference timings whose median tells another machine: one disturbed timing does not
+CHECK_PASS = 0.95  # share of a check within ±10 % for which another machine's profile is kept
 
 
 def check_protocol():
@@ -66,3 +67,29 @@ def latency_check(table, backend, path: str | Path, n: int, seed: int, protocol,
     speed = float(np.median(s.ref_ms)) / table.reference_ms
     m.update(host_speed=speed, machine_note=machine_note(speed, table.reference_ms))
     return m, meas, pred
+
+
+def other_machine_choice(path: str, table, others: list, check: dict, budget_is_share: bool) -> tuple[str, str, object, str]:
+    """What to do with a shipped profile whose reference ran more than OTHER_MACHINE x off here (another
+    machine behind the same device key; its ms are not this machine's, and its ratios may not be either,
+    RESULTS §2.2d): (action, path, table, why), action one of
+      'other'   another matching profile (`others`, paths) whose reference ran at today's speed;
+      'keep'    this one, when the check's networks hold to it (CHECK_PASS) and the budget is a share of
+                the widest network (the small spaces ran 2.3 x slower on another machine, 100 % within ±10 %);
+      'profile' profile this machine (the check failed, or the budget is in this machine's ms)."""
+    from .host_state import OTHER_MACHINE
+    from .registry import load_profile
+
+    ref_now = check["host_speed"] * table.reference_ms  # ms, the reference here today
+    off = f"shipped profile {Path(path).name} matches the device key, but {check['machine_note'].split(':')[0]}"
+    near = sorted(((str(p), load_profile(p)) for p in others), key=lambda pt: abs(np.log(ref_now / pt[1].reference_ms)))
+    if near and abs(np.log(ref_now / near[0][1].reference_ms)) <= np.log(OTHER_MACHINE):
+        path, table = near[0]
+        return "other", path, table, (f"{off}; {Path(path).name}, also matching, was profiled with the reference at "
+                                      f"{table.reference_ms:.4g} ms (here {ref_now:.4g} ms): using it")
+    if check["within_10"] < CHECK_PASS:  # its ratios do not hold here either
+        return "profile", path, table, (f"{off}, and only {check['within_10']:.0%} of the check's networks are "
+                                        "within ±10 % of it; profiling this machine")
+    if not budget_is_share:
+        return "profile", path, table, f"{off}, and the budget is in milliseconds, this machine's; profiling this machine"
+    return "keep", path, table, f"{off}; its ratios hold here ({check['within_10']:.0%} of the check within ±10 %): using it"

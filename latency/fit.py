@@ -1,7 +1,7 @@
-"""`widthnas fit`: solve the networks x table-entries system into a per-layer LatencyTable.
+"""The regularised solve behind `widthnas fit` (graph_fit.py lays out the entries).
 
-Model of block k's entry (c_in, c_out), in ms:
-    T_k[c_in, c_out] = theta_k . (c_in', c_out', c_in' c_out') + R_k[c_in, c_out]
+Model of an entry (c_in, c_out) of one signature, in ms:
+    T[c_in, c_out] = theta . (c_in', c_out', c_in' c_out') + R[c_in, c_out]
 with c' = c / (widest choice), theta >= 0 (a bilinear cost, as a convolution's work is), and a
 residual R ridge-penalised by `lam`, which lets measured entries leave the bilinear surface where
 the data say so while unmeasured ones stay on it. Entries of a table are not identifiable one by
@@ -22,12 +22,9 @@ from scipy.optimize import lsq_linear
 from scipy.sparse.linalg import lsmr
 
 from widthnas._cv import kfold
-from widthnas.models.space import SearchSpace
 
 from .host_state import ELASTICITY_RANGE, speed_range_of, typical_speed_ms
-from .sampling import block_entries, block_shapes
 from .samples import Samples
-from .table import LatencyTable
 
 
 @dataclass
@@ -40,13 +37,12 @@ class FitSettings:
     elasticities: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # host-state correction k (host_state.py)
 
 
-class _Solver:
+class Solver:
     """The regularised solve over any table of E entries in groups with bilinear anchors.
 
     A subclass sets E (entries), P (bilinear coefficients), T (E, P+E) sparse map from
     (theta, R) to entries, and pairs (m, 2): entry indices (fewer channels, more channels) whose
-    order the monotonicity penalty keeps. The chain's _System and the graph's GraphSystem
-    (graph_fit.py) differ only in how they lay out entries.
+    order the monotonicity penalty keeps (graph_fit.GraphSystem).
     """
 
     E: int
@@ -93,51 +89,6 @@ class _Solver:
             active_pairs |= viol
             active_neg |= negs
         return entries, float(z[-1])
-
-
-class _System(_Solver):
-    """Index bookkeeping of a chain space: one (c_in, c_out) grid per block."""
-
-    def __init__(self, space: SearchSpace):
-        self.space = space
-        self.shapes = [(len(ci), len(co)) for ci, co in block_shapes(space)]
-        self.offsets = np.cumsum([0] + [a * b for a, b in self.shapes])
-        self.E = int(self.offsets[-1])  # number of table entries
-        rows, cols, vals, P = [], [], [], 0
-        for k, ((ci, co), off) in enumerate(zip(block_shapes(space), self.offsets)):
-            ci_n, co_n = np.asarray(ci) / max(ci), np.asarray(co) / max(co)
-            feats = []
-            if len(ci) > 1:
-                feats.append(np.repeat(ci_n, len(co)))
-            if len(co) > 1:
-                feats.append(np.tile(co_n, len(ci)))
-            if len(ci) > 1 and len(co) > 1:
-                feats.append(np.outer(ci_n, co_n).ravel())
-            for f in feats:
-                rows.extend(range(off, off + f.size))
-                cols.extend([P] * f.size)
-                vals.extend(f)
-                P += 1
-        self.P = P  # number of bilinear coefficients
-        self.B = sp.csr_matrix((vals, (rows, cols)), shape=(self.E, P))
-        # [B | I]: table entries as a function of (theta, R)
-        self.T = sp.hstack([self.B, sp.identity(self.E)]).tocsr()
-        pairs = []  # (cheaper-by-channels entry, more-channels entry)
-        for (a, b), off in zip(self.shapes, self.offsets):
-            g = off + np.arange(a * b).reshape(a, b)
-            pairs.append(np.stack([g[:-1, :].ravel(), g[1:, :].ravel()], 1))
-            pairs.append(np.stack([g[:, :-1].ravel(), g[:, 1:].ravel()], 1))
-        self.pairs = np.concatenate(pairs)
-
-    def design(self, widths: np.ndarray) -> sp.csr_matrix:
-        """(n, E) counts of every table entry in each network."""
-        n = len(widths)
-        cols = np.empty((n, len(self.shapes)), int)
-        for r, w in enumerate(widths):
-            for k, (a, b) in enumerate(block_entries(self.space.indices(w))):
-                cols[r, k] = self.offsets[k] + a * self.shapes[k][1] + b
-        return sp.csr_matrix((np.ones(cols.size), (np.repeat(np.arange(n), cols.shape[1]), cols.ravel())),
-                             shape=(n, self.E))
 
 
 def _nonneg_lsq(M: sp.csr_matrix, rhs: np.ndarray, P: int) -> np.ndarray:
@@ -198,18 +149,14 @@ def _nonneg_lsq(M: sp.csr_matrix, rhs: np.ndarray, P: int) -> np.ndarray:
     return ref if cost(ref) < cost(z) else z  # the bounded solver can stop at its cap too
 
 
-def _split(entries: np.ndarray, sys_: _System) -> list[np.ndarray]:
-    return [entries[o:o + a * b].reshape(a, b) for (a, b), o in zip(sys_.shapes, sys_.offsets)]
-
-
 def _rmspe(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(np.mean(((pred - y) / y) ** 2)))
 
 
-def cross_validated_solve(sys_: _Solver, A: sp.csr_matrix, y: np.ndarray, settings: FitSettings
+def cross_validated_solve(sys_: Solver, A: sp.csr_matrix, y: np.ndarray, settings: FitSettings
                           ) -> tuple[np.ndarray, float, float, float, dict]:
     """(entries (E,) ms, intercept ms, lam, mu, {(lam, mu): cv RMSPE}): lam and mu chosen by k-fold
-    cross-validation on networks, then one solve on all of them. Shared by the chain and graph fits."""
+    cross-validation on networks, then one solve on all of them."""
     cv = {}
     for lam in settings.lams:
         for mu in settings.mus:
@@ -223,7 +170,7 @@ def cross_validated_solve(sys_: _Solver, A: sp.csr_matrix, y: np.ndarray, settin
     return entries, c, lam, mu, cv
 
 
-def cross_validated_elasticity(sys_: _Solver, A: sp.csr_matrix, samples: Samples, reference_ms: float,
+def cross_validated_elasticity(sys_: Solver, A: sp.csr_matrix, samples: Samples, reference_ms: float,
                                lam: float, mu: float, settings: FitSettings, at_zero: float | None = None
                                ) -> tuple[float, dict]:
     """(k, {k: cv RMSPE}): the host-state correction whose targets the table predicts best on networks
@@ -246,7 +193,7 @@ def cross_validated_elasticity(sys_: _Solver, A: sp.csr_matrix, samples: Samples
     return min(cv, key=cv.get), cv
 
 
-def solve_samples(sys_: _Solver, samples: Samples, settings: FitSettings) -> tuple[np.ndarray, float, float, np.ndarray, dict]:
+def solve_samples(sys_: Solver, samples: Samples, settings: FitSettings) -> tuple[np.ndarray, float, float, np.ndarray, dict]:
     """The fit every table shares: targets in ms at the reference network's typical speed, lam and mu
     by cross-validation without host-state correction, then the correction's elasticity by
     cross-validation at that lam and mu. Returns (entries (E,) ms, intercept ms, reference ms, design
@@ -279,17 +226,6 @@ def solve_samples(sys_: _Solver, samples: Samples, settings: FitSettings) -> tup
     return entries, c, reference_ms, A, rec
 
 
-def fit_table(space: SearchSpace, samples: Samples, settings: FitSettings | None = None,
-              name: str = "", log=print) -> LatencyTable:
-    """Fit a LatencyTable to reference-normalised samples, choosing lam and mu by cross-validation."""
-    sys_ = _System(space)
-    entries, c, reference_ms, _, fit = solve_samples(sys_, samples, settings or FitSettings())
-    log(f"fit: {fit['samples']} samples, {sys_.E} entries; cv RMSPE {fit['cv_rmspe']:.4f} at lam={fit['lam']:g} "
-        f"mu={fit['mu']:g} elasticity={fit['elasticity']:g}; train RMSPE {fit['train_rmspe']:.4f}; "
-        f"{fit['seconds']:.1f} s")
-    return LatencyTable(space, _split(entries, sys_), c, reference_ms, samples.header["device"], fit, {}, name)
-
-
 @dataclass
 class FlopsProxy:
     """latency ≈ a + b * MACs, the baseline the table must beat."""
@@ -297,7 +233,7 @@ class FlopsProxy:
     b: float  # ms per MAC
     reference_ms: float
 
-    def predict_many(self, space: SearchSpace, widths: np.ndarray) -> np.ndarray:
+    def predict_many(self, space, widths: np.ndarray) -> np.ndarray:
         return self.a + self.b * np.array([space.macs(w) for w in widths], float)
 
     def to_dict(self) -> dict:
@@ -311,7 +247,7 @@ class FlopsProxy:
         return cls(d["a_ms"], d["b_ms_per_mac"], d["reference_ms"]) if d else None
 
 
-def fit_flops_proxy(space: SearchSpace, samples: Samples, elasticity: float = 0.0) -> FlopsProxy:
+def fit_flops_proxy(space, samples: Samples, elasticity: float = 0.0) -> FlopsProxy:
     """Fitted to the same targets as the table (give its fit's elasticity), so both meet the same measurements."""
     reference_ms = float(np.median(samples.ref_ms))
     y = typical_speed_ms(samples.norm, samples.ref_ms, reference_ms, elasticity)

@@ -6,6 +6,10 @@ equal signatures share entries (the AOWS code's table keyed by layer type, not b
 repeated blocks of a stage are one set of unknowns. Everything here is derived from
 `GraphSpace.factor_structure()`, the one source of which op touches which channel groups.
 
+A profile may instead key its entries per op (`keying="op"`): each op has entries of its own, as the
+chain tables of widthnas before 0.2 had per layer (their shipped MobileNet-v1 profiles were converted
+that way, exactly). The signature then carries the op's name.
+
 For the fit a network is a row of the design matrix (counts of the entries it uses); for the MRF an
 op is a factor whose table over its free groups' choices is read from the same column indices.
 """
@@ -18,6 +22,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from widthnas.models.graph_space import GraphSpace, OpFactor, OpSignature
+
+
+KEYINGS = ("signature", "op")  # entries shared by ops of one signature, or one set per op
 
 
 class EntryKey(NamedTuple):
@@ -37,20 +44,27 @@ class FactorColumns:
 
 def signature_to_dict(s: OpSignature) -> dict:
     return {"kind": s.kind, "kernel": s.kernel, "stride": s.stride, "groups": s.groups,
-            "resolution": list(s.resolution)}
+            "resolution": list(s.resolution), **({"op": s.op} if s.op else {})}
 
 
 def signature_from_dict(d: dict) -> OpSignature:
     return OpSignature(str(d["kind"]), int(d["kernel"]), int(d["stride"]), str(d["groups"]),
-                       (int(d["resolution"][0]), int(d["resolution"][1])))
+                       (int(d["resolution"][0]), int(d["resolution"][1])), str(d.get("op", "")))
+
+
+def check_keying(keying: str, where: str = "keying") -> str:
+    if keying not in KEYINGS:
+        raise ValueError(f"{where} {keying!r}: choose 'signature' (ops of one signature share entries) or 'op' "
+                         "(entries per op)")
+    return keying
 
 
 class GraphEntries:
     """The entries of one graph space (E of them, ordered by signature, c_in, c_out) and, per op,
     its column table."""
 
-    def __init__(self, space: GraphSpace):
-        self.space = space
+    def __init__(self, space: GraphSpace, keying: str = "signature"):
+        self.space, self.keying = space, check_keying(keying)
         fs = space.factor_structure()
         choices = {g.name: g.choices for g in fs.groups}  # fixed groups: their one channel count
         free = [g.name for g in space.free_groups]
@@ -58,11 +72,11 @@ class GraphEntries:
         sig_order: dict[OpSignature, int] = {}  # signatures in order of first appearance
         keys: set[EntryKey] = set()
         for f in fs.factors:
-            sig_order.setdefault(f.signature, len(sig_order))
+            sig_order.setdefault(self.key_of(f), len(sig_order))
             for a in choices[f.in_group]:
                 for b in choices[f.out_group]:
                     if f.in_group != f.out_group or a == b:  # an op inside one group keeps its channels
-                        keys.add(EntryKey(f.signature, a, b))
+                        keys.add(EntryKey(self.key_of(f), a, b))
         self.keys: list[EntryKey] = sorted(keys, key=lambda k: (sig_order[k.signature], k.c_in, k.c_out))
         self.index = {k: i for i, k in enumerate(self.keys)}
         self.E = len(self.keys)
@@ -70,7 +84,7 @@ class GraphEntries:
         self.factors: list[FactorColumns] = []
         for f in fs.factors:
             ci, co = choices[f.in_group], choices[f.out_group]
-            col = np.array([[self.index.get(EntryKey(f.signature, a, b), -1) for b in co] for a in ci])
+            col = np.array([[self.index.get(EntryKey(self.key_of(f), a, b), -1) for b in co] for a in ci])
             if not f.scope:
                 cols = np.array(col[0, 0])  # () both groups fixed: a constant op
             elif f.in_group == f.out_group:
@@ -83,6 +97,10 @@ class GraphEntries:
                 cols = col[0, :]  # (K_out,) the input group is fixed
             assert (cols >= 0).all()
             self.factors.append(FactorColumns(f, tuple(pos[g] for g in f.scope), cols))
+
+    def key_of(self, f: OpFactor) -> OpSignature:
+        """The signature an op's entries are keyed by: its own, or with its name under keying 'op'."""
+        return f.signature._replace(op=f.op) if self.keying == "op" else f.signature
 
     def indices(self, widths: np.ndarray) -> np.ndarray:
         """(n, groups) channels -> (n, groups) choice indices; WidthError names a width not chosen."""
@@ -121,10 +139,10 @@ class GraphEntries:
         """Signature -> the ops sharing its entries (for the profile file, and people reading it)."""
         out: dict[OpSignature, list[str]] = {}
         for fc in self.factors:
-            out.setdefault(fc.factor.signature, []).append(fc.factor.op)
+            out.setdefault(self.key_of(fc.factor), []).append(fc.factor.op)
         return out
 
     def diagonal(self, signature: OpSignature) -> bool:
         """True when every op of this signature keeps its channels (depthwise, add, pooling)."""
         return all(fc.factor.in_group == fc.factor.out_group for fc in self.factors
-                   if fc.factor.signature == signature)
+                   if self.key_of(fc.factor) == signature)

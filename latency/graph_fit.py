@@ -1,9 +1,9 @@
 """`widthnas fit` on a graph space: the networks x entries system solved into a GraphLatencyTable.
 
-The same black-box end-to-end fit as the chain's (fit.py, whose solver, penalties and
-cross-validation this reuses): whole random networks are timed, and per-entry costs solved for.
-Entries are (signature, c_in, c_out), shared by every op of that signature (graph_entries.py), and
-anchored per signature on a bilinear surface:
+A black-box end-to-end fit (fit.py holds the solver, penalties and cross-validation): whole random
+networks are timed, and per-entry costs solved for.
+Entries are (signature, c_in, c_out), shared by every op of that signature, or one set per op
+(keying 'op', graph_entries.py), and anchored per signature on a bilinear surface:
     T[c_in, c_out] = theta_s . (c_in', c_out', c_in' c_out') + R[c_in, c_out]
 with c' = c / (the signature's widest), theta >= 0, and R ridge-penalised; an op that keeps its
 channels (depthwise, add, pooling) has the one feature c'. Monotonicity pairs join neighbouring
@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from widthnas.models.graph_space import GraphSpace
 
-from .fit import FitSettings, _Solver, solve_samples
+from .fit import FitSettings, Solver, solve_samples
 from .graph_entries import GraphEntries
 from .graph_table import GraphLatencyTable
 from .samples import Samples
@@ -49,12 +49,12 @@ def _neighbours(idx: np.ndarray, along: np.ndarray, across: np.ndarray) -> list[
     return out
 
 
-class GraphSystem(_Solver):
+class GraphSystem(Solver):
     """The fit's bookkeeping for one graph space: design matrix, anchors, monotonicity pairs."""
 
-    def __init__(self, space: GraphSpace):
+    def __init__(self, space: GraphSpace, keying: str = "signature"):
         self.space = space
-        self.entries = GraphEntries(space)
+        self.entries = GraphEntries(space, keying)
         self.E = self.entries.E
         keys = self.entries.keys
         c_in = np.array([k.c_in for k in keys], float)
@@ -82,13 +82,25 @@ class GraphSystem(_Solver):
 
 
 def fit_graph_table(space: GraphSpace, samples: Samples, settings: FitSettings | None = None,
-                    name: str = "", log=print) -> GraphLatencyTable:
-    """Fit a GraphLatencyTable to reference-normalised samples, choosing lam and mu by cross-validation."""
-    sys_ = GraphSystem(space)
+                    name: str = "", log=print, keying: str = "signature") -> GraphLatencyTable:
+    """Fit a GraphLatencyTable to reference-normalised samples, choosing lam and mu by cross-validation.
+    keying 'op': one set of entries per op (more unknowns; what the chain tables before 0.2 had)."""
+    sys_ = GraphSystem(space, keying)
     costs, c, reference_ms, A, fit = solve_samples(sys_, samples, settings or FitSettings())
     fit.update(entries_measured=int((A.sum(axis=0) > 0).sum()), signatures=len(sys_.entries.signatures))
     log(f"fit: {fit['samples']} samples, {sys_.E} entries ({fit['entries_measured']} measured) in "
         f"{fit['signatures']} signatures; cv RMSPE {fit['cv_rmspe']:.4f} at lam={fit['lam']:g} mu={fit['mu']:g} "
         f"elasticity={fit['elasticity']:g}; "
         f"train RMSPE {fit['train_rmspe']:.4f}; {fit['seconds']:.1f} s")
-    return GraphLatencyTable(space, costs, c, reference_ms, samples.header["device"], fit, {}, name)
+    return GraphLatencyTable(space, costs, c, reference_ms, samples.header["device"], fit, {}, name, keying)
+
+
+def fit_profile(space: GraphSpace, samples: Samples, settings: FitSettings | None = None, name: str = "",
+                log=print, keying: str = "signature") -> GraphLatencyTable:
+    """The fit `widthnas fit` and `widthnas run` both make: the table, and beside it (in fit.flops_proxy)
+    the FLOPs-linear proxy on the same targets, the baseline validation compares it with."""
+    from .fit import fit_flops_proxy
+
+    table = fit_graph_table(space, samples, settings, name, log, keying)
+    table.fit["flops_proxy"] = fit_flops_proxy(space, samples, table.fit["elasticity"]).to_dict()
+    return table

@@ -1,6 +1,7 @@
 """Build the ONNX graph of a GraphSpace network directly from its ops, without torch.
 
-As latency/onnx_graph.py does for the chain spaces: what the exporter emits for `models.GraphNet`
+Profiling needs thousands of networks; `torch.onnx.export` costs ~160 ms each, this ~5 ms. It is what
+the exporter emits for `models.GraphNet`
 in eval mode after BatchNorm folding (Conv+bias, Relu or Clip(0, 6), Add, MaxPool,
 GlobalAveragePool, Flatten, Gemm), so profiling can build thousands of networks cheaply and
 onnxruntime runs the same kernels; tests/test_graph_space.py checks outputs against torch.
@@ -16,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from widthnas.models.graph import INPUT
 from widthnas.models.graph_space import GraphSpace
 
-from .onnx_graph import OPSET
+OPSET = 17
 
 Weights = dict[str, dict[str, np.ndarray]]  # conv or linear op name -> {"w": weight, "b": bias}
 
@@ -44,18 +45,18 @@ def folded_graph_weights(net) -> Weights:
     """Fold a torch `models.GraphNet`'s BatchNorms into their convs (eval mode), as numpy."""
     import torch
 
-    from widthnas.models.graph_net import _key
+    from widthnas.models.graph_net import module_key
 
     ops, out = net.space.graph.ops, {}
     with torch.no_grad():
         for op in ops:
             if op.kind == "bn":
-                conv, bn = net.layers[_key(net.space.graph.by_name[op.inputs[0]])], net.layers[_key(op)]
+                conv, bn = net.layers[module_key(net.space.graph.by_name[op.inputs[0]])], net.layers[module_key(op)]
                 scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
                 out[op.inputs[0]] = {"w": (conv.weight * scale.reshape(-1, 1, 1, 1)).numpy().astype(np.float32),
                                      "b": (bn.bias - bn.running_mean * scale).numpy().astype(np.float32)}
             elif op.kind == "linear":
-                fc = net.layers[_key(op)]
+                fc = net.layers[module_key(op)]
                 out[op.name] = {"w": fc.weight.numpy().copy(), "b": fc.bias.numpy().copy()}
     return out
 

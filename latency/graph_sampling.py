@@ -1,16 +1,14 @@
 """Which graph-space networks to profile: uniform random widths per free group, or coverage-biased
-widths that use the least-measured (signature, c_in, c_out) entries next (as sampling.py does for
-chains).
+widths that use the least-measured (signature, c_in, c_out) entries next.
 
-On a chain the least-measured network is an exact min-sum DP; on a graph with cycles (bottleneck
-blocks) it would need the junction tree, so the coverage sampler descends coordinate-wise from a
-random start instead (iterated conditional modes): every group in turn takes the choice whose
+The least-measured network is a min-sum problem over the MRF's graph; the coverage sampler descends
+coordinate-wise from a random start instead of solving it exactly (iterated conditional modes): every group in turn takes the choice whose
 entries are least measured given the others, until none changes. A local minimum is enough to
 steer sampling towards unmeasured entries.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -69,3 +67,13 @@ class GraphCoverageSampler:
             if not changed:
                 break
         return [int(c[i]) for c, i in zip(self.space.choices, idx)]
+
+
+def make_sampler(space: GraphSpace, kind: str, seed: int = 0, seen: Iterable[Sequence[int]] = ()):
+    """A sampler for the space, having observed `seen`."""
+    if kind not in ("uniform", "coverage"):
+        raise ValueError(f"unknown sampling {kind!r}; choose 'uniform' or 'coverage'")
+    s = (GraphUniformSampler if kind == "uniform" else GraphCoverageSampler)(space, seed)
+    for w in seen:
+        s.observe(w)
+    return s

@@ -23,16 +23,53 @@ from widthnas.models.graph import GraphError
 from widthnas.models.graph_space import GraphSpace, OpSignature
 from widthnas.models.space import check_fingerprint
 
-from .graph_entries import EntryKey, GraphEntries, signature_from_dict, signature_to_dict
-from .host_state import profile_measured_ms
-from .table import ProfileError, _check_header, check_ladder
+from .graph_entries import EntryKey, GraphEntries, check_keying, signature_from_dict, signature_to_dict
+from .host_state import profile_measured_ms, read_elasticity, read_speed_range
 
 FORMAT = "widthnas-graph-profile/1"
+CHAIN_FORMAT = "widthnas-profile/1"  # MobileNet-v1 profiles of widthnas before 0.2 (latency/legacy_profile.py converts)
+
+
+class ProfileError(ValueError):
+    """A profile file that does not parse or does not fit its schema."""
+
+
+def _check_header(d: dict, where: str) -> tuple[float, float, dict]:
+    """(intercept ms, reference ms, fit) of a profile dict, checked, or a ProfileError naming the field.
+    A missing or null fit is an old profile's: plain normalisation."""
+    fit = d.get("fit")
+    fit = {} if fit is None else fit
+    try:
+        read_elasticity(fit, where)
+        read_speed_range(fit, where)
+    except ValueError as e:
+        raise ProfileError(str(e)) from None
+    ref, icpt = d["reference_ms"], d["intercept_ms"]
+    if isinstance(ref, bool) or not isinstance(ref, (int, float)) or not np.isfinite(ref) or ref <= 0:
+        raise ProfileError(f"{where}: reference_ms is {ref!r}, expected a positive, finite number (ms); "
+                           "refit the profile with `widthnas fit`")
+    if isinstance(icpt, bool) or not isinstance(icpt, (int, float)) or not np.isfinite(icpt):
+        raise ProfileError(f"{where}: intercept_ms is {icpt!r}, expected a finite number (ms); "
+                           "refit the profile with `widthnas fit`")
+    return float(icpt), float(ref), fit
+
+
+def check_ladder(table, where: str):
+    """The table, once its ladder of reference networks (if any) parses and belongs to it: checked at
+    load, not first at verification after a run has trained."""
+    from .ref_ladder import read_ladder
+
+    try:
+        read_ladder(table.fit, table.space, where, table.predict)
+    except ValueError as e:
+        raise ProfileError(str(e)) from None
+    return table
 
 
 def describe(s: OpSignature) -> str:
-    """'conv 3x3/2 dw at 14x14' for messages."""
-    return f"{s.kind} {s.kernel}x{s.kernel}/{s.stride} {s.groups} at {s.resolution[0]}x{s.resolution[1]}"
+    """'conv 3x3/2 dw at 14x14' (and 'of block3' in a profile keyed per op) for messages."""
+    return (f"{s.kind} {s.kernel}x{s.kernel}/{s.stride} {s.groups} at {s.resolution[0]}x{s.resolution[1]}"
+            + (f" of {s.op}" if s.op else ""))
 
 
 @dataclass(frozen=True)
@@ -65,6 +102,7 @@ class GraphLatencyTable:
     fit: dict = field(default_factory=dict)
     validation: dict = field(default_factory=dict)
     name: str = ""
+    keying: str = "signature"  # entries shared per op signature, or per op ("op": graph_entries.KEYINGS)
 
     def measured_ms(self, norm, ref_ms):
         """ms at the reference's typical speed, from ratio(s) to a reference that took ref_ms beside them
@@ -73,7 +111,7 @@ class GraphLatencyTable:
 
     @cached_property
     def entries(self) -> GraphEntries:
-        return GraphEntries(self.space)
+        return GraphEntries(self.space, self.keying)
 
     def __post_init__(self) -> None:
         self.costs = np.asarray(self.costs, float)
@@ -121,7 +159,7 @@ class GraphLatencyTable:
             "format": FORMAT, "name": self.name,
             "space": {"name": self.space.name, "fingerprint": self.space.fingerprint, "def": self.space.to_dict()},
             "device": self.device, "reference_ms": self.reference_ms, "intercept_ms": self.intercept,
-            "signatures": sigs, "fit": self.fit, "validation": self.validation,
+            "keying": self.keying, "signatures": sigs, "fit": self.fit, "validation": self.validation,
         }
 
     def save(self, path: str | Path) -> None:
@@ -132,14 +170,22 @@ class GraphLatencyTable:
         """Rebuild and check: the entries must be exactly those the space's ops need, finite."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             found = d.get("format") if isinstance(d, dict) else type(d).__name__
-            raise ProfileError(f"{where}: format {found!r}, expected {FORMAT!r}; not a widthnas graph-space profile")
+            if found == CHAIN_FORMAT:
+                raise ProfileError(f"{where}: a MobileNet-v1 profile in the chain format of widthnas before 0.2; "
+                                   "convert it exactly with `python -m widthnas.latency.legacy_profile OLD.json "
+                                   "NEW.json`, or profile the device again (`widthnas profile`)")
+            raise ProfileError(f"{where}: format {found!r}, expected {FORMAT!r}; not a widthnas profile")
         try:
             try:
                 space = GraphSpace.from_dict(d["space"]["def"], "space")
             except GraphError as e:
                 raise ProfileError(f"{where}: the space it records is not a valid graph space ({e})")
             check_fingerprint(d["space"]["fingerprint"], space, where)
-            entries = GraphEntries(space)
+            try:
+                keying = check_keying(d.get("keying", "signature"), f"{where}: keying")
+            except ValueError as e:
+                raise ProfileError(str(e)) from None
+            entries = GraphEntries(space, keying)
             costs = np.full(entries.E, np.nan)
             for k, sd in enumerate(d["signatures"]):
                 sig = signature_from_dict(sd["signature"])
@@ -163,7 +209,7 @@ class GraphLatencyTable:
                                    f"{describe(k.signature)} c_in {k.c_in} c_out {k.c_out}; refit it with `widthnas fit`")
             intercept, reference_ms, fit = _check_header(d, where)
             return check_ladder(cls(space, costs, intercept, reference_ms, d.get("device", {}), fit,
-                                    d.get("validation", {}), d.get("name", "")), where)
+                                    d.get("validation", {}), d.get("name", ""), keying), where)
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, ProfileError) or "fingerprint" in str(e):
                 raise

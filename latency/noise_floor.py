@@ -2,7 +2,7 @@
 
 A profile judged on held-out networks can look no better than the held-out labels are: each is one
 measurement, and a second measurement of the same network by the same protocol disagrees with it
-(at 224 px on this machine by 5.3 % NRMSE, design.md §3). Re-measuring the first K held-out networks
+(at 224 px on this machine by 5.3 % NRMSE, docs/design.md §3). Re-measuring the first K held-out networks
 gives that disagreement beside the model's error, so a user sees which of the two limits the
 figures; `margin.auto_margin_pct` uses it too. The re-measurement uses the backend and protocol the
 held-out file's header records, so it is only possible on the device that measured it.

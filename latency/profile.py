@@ -1,8 +1,8 @@
 """`widthnas profile`: time many random-width networks on this device into a samples JSONL,
 or write a bundle of ONNX networks plus a torch-free runner for an edge device.
 
-The space may be a chain `SearchSpace` or a `GraphSpace`: the header records its definition and
-fingerprint either way, and a sample's widths follow the space's own order (layers, or free groups)."""
+The header records the space's definition and fingerprint; a sample's widths follow the order of the
+space's free groups."""
 from __future__ import annotations
 
 import json
@@ -14,15 +14,16 @@ from pathlib import Path
 from typing import Callable
 
 from widthnas._io import atomic_path, atomic_write_text
-from widthnas.models.space import SearchSpace, check_fingerprint
+from widthnas.models.graph_space import GraphSpace
+from widthnas.models.space import check_fingerprint
 
 from . import standalone_runner as sr
 from .backends import clocks
-from .onnx_graph import space_onnx
-from .sampling import make_sampler
+from .graph_onnx import graph_space_onnx
+from .graph_sampling import make_sampler
 
 
-def _header(space: SearchSpace, device: dict, sampling: str, seed: int, protocol: sr.Protocol) -> dict:
+def _header(space: GraphSpace, device: dict, sampling: str, seed: int, protocol: sr.Protocol) -> dict:
     return {
         "type": "header", "format": sr.SAMPLES_FORMAT,
         "space": {"name": space.name, "fingerprint": space.fingerprint, "def": space.to_dict()},
@@ -32,7 +33,7 @@ def _header(space: SearchSpace, device: dict, sampling: str, seed: int, protocol
     }
 
 
-def profile(space: SearchSpace, out: str | Path, n: int, backend, sampling: str = "coverage", seed: int = 0,
+def profile(space: GraphSpace, out: str | Path, n: int, backend, sampling: str = "coverage", seed: int = 0,
             rounds: int = 5, round_ms: float = 10.0, progress: bool = True, time_limit_s: float | None = None,
             protocol: sr.Protocol | None = None, guard: sr.LoadGuard | None = None,
             log: Callable[[str], None] | None = None) -> int:
@@ -100,7 +101,7 @@ def _bar(total: int, enabled: bool, desc: str):
     return tqdm(total=total, disable=not enabled, desc=desc, unit="net", dynamic_ncols=True)
 
 
-def write_bundle(space: SearchSpace, out_dir: str | Path, n: int, sampling: str = "coverage", seed: int = 0,
+def write_bundle(space: GraphSpace, out_dir: str | Path, n: int, sampling: str = "coverage", seed: int = 0,
                  batch: int = 1) -> Path:
     """N ONNX networks, the reference network, a manifest and the runner, for timing on an edge device.
 
@@ -120,13 +121,13 @@ def write_bundle(space: SearchSpace, out_dir: str | Path, n: int, sampling: str 
     nets = []
     ref_file = "networks/reference.onnx"
     with atomic_path(out / ref_file) as tmp:
-        tmp.write_bytes(space_onnx(space, space.reference_widths, batch=batch).SerializeToString())
+        tmp.write_bytes(graph_space_onnx(space, space.reference_widths, batch=batch).SerializeToString())
     for i in range(n):
         widths = sampler.next()
         sampler.observe(widths)
         f = f"networks/net_{i:05d}.onnx"
         with atomic_path(out / f) as tmp:
-            tmp.write_bytes(space_onnx(space, widths, batch=batch).SerializeToString())
+            tmp.write_bytes(graph_space_onnx(space, widths, batch=batch).SerializeToString())
         nets.append({"file": f, "widths": widths})
     manifest = {
         "space": {"name": space.name, "fingerprint": space.fingerprint, "def": space.to_dict()},

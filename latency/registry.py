@@ -4,32 +4,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from widthnas.models.space import SearchSpace
-
+from .graph_table import GraphLatencyTable
 from .standalone_runner import UNRECORDED_OK, describe_differences, device_differences, device_key
-from .table import LatencyTable, ProfileError
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "hw_profiles"
 
 
-def load_profile(name_or_path: str | Path, graph: bool = False):
-    """A profile file, or the name of a shipped one (hw_profiles/<name>.json): a chain LatencyTable,
-    or with `graph=True` also a GraphLatencyTable (stages that only take chains refuse one clearly)."""
+def load_profile(name_or_path: str | Path) -> GraphLatencyTable:
+    """A profile file, or the name of a shipped one (hw_profiles/<name>.json)."""
     p = Path(name_or_path)
     if not p.exists() and (PROFILE_DIR / f"{name_or_path}.json").exists():
         p = PROFILE_DIR / f"{name_or_path}.json"
-    try:
-        fmt = json.loads(p.read_text()).get("format")
-    except (OSError, ValueError, AttributeError):
-        fmt = None  # LatencyTable.load names the problem
-    from .graph_table import FORMAT as GRAPH_FORMAT, GraphLatencyTable
-
-    if fmt == GRAPH_FORMAT:
-        if not graph:
-            raise ProfileError(f"{p} is a graph-space profile ({GRAPH_FORMAT}); this stage takes chain-space "
-                               "profiles only so far (`widthnas validate` reads graph profiles)")
-        return GraphLatencyTable.load(p)
-    return LatencyTable.load(p)
+    return GraphLatencyTable.load(p)
 
 
 def refuse_shipped(out: str | Path, force: bool, flag: str = "--out") -> None:
@@ -44,13 +30,13 @@ def shipped_profiles() -> list[Path]:
     return sorted(PROFILE_DIR.glob("*.json"))
 
 
-def find_profile(space: SearchSpace, device: dict) -> tuple[Path | None, str]:
+def find_profile(space, device: dict) -> tuple[Path | None, str]:
     """(a shipped profile for this space and device key, or None; why)."""
     found, why = matching_profiles(space, device)
     return (found[0] if found else None), why
 
 
-def matching_profiles(space: SearchSpace, device: dict) -> tuple[list[Path], str]:
+def matching_profiles(space, device: dict) -> tuple[list[Path], str]:
     """Every shipped profile for this space and device key, exact matches first, then those that predate
     a field of the key; why the first was chosen. Machines behind one key can differ (two "AMD EPYC, 2
     cores, avx512" ran the 224 px reference 6.9 and 12.7 ms): a run times the reference to choose."""

@@ -9,7 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
-from widthnas.models.space import SearchSpace, check_fingerprint
+from widthnas.models.graph_space import GraphSpace
+from widthnas.models.space import check_fingerprint
 
 from .standalone_runner import UNRECORDED_OK, describe_differences, device_differences, read_samples
 
@@ -63,7 +64,7 @@ def _positive(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
-def load_samples(paths: str | Sequence[str], space: SearchSpace, device: dict | None = None) -> Samples:
+def load_samples(paths: str | Sequence[str], space: GraphSpace, device: dict | None = None) -> Samples:
     """Samples of one space and device from one or more files; refuses to mix spaces or devices.
 
     Widths outside the space are an error, since they mean the file came from another space.

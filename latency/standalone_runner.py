@@ -222,7 +222,7 @@ def measure(run_net: Callable[[], None], run_ref: Callable[[], None], rounds: in
 
     Both are timed in alternating rounds, each long enough to last ~`round_ms` (so the runs per round
     follow the network's latency), after `warmup` untimed runs. `norm`, the network's latency over the
-    reference's, divides out machine-speed drift and thermal throttling (design.md section 3); `ratio`
+    reference's, divides out machine-speed drift and thermal throttling (docs/design.md section 3); `ratio`
     says how it is estimated (RATIOS; `norms` records both estimates). After `rounds`
     rounds, more are added while the 95 % interval of the per-round ratio is wider than ±target_ci,
     up to `max_rounds` (default ROUNDS_CAP x rounds) or `time_cap_s`; a sample that never got there is
@@ -359,7 +359,7 @@ class LoadGuard:
     the median of the reference medians of the last `window` accepted samples (before any, of a
     few probes of the reference alone). A sample is disturbed when
       - its reference median is more than `drift` (15 %) over the baseline: on this machine the
-        reference repeats to 1-3 % when quiet and moved 1.5-2.4x under other load (design.md §3),
+        reference repeats to 1-3 % when quiet and moved 1.5-2.4x under other load (docs/design.md §3),
         so 15 % is several times the quiet spread and well under a load step; or
       - the reference's own spread (IQR / median) is over `spread` (10 %, the threshold measure()
         already retries on): its runs were interrupted within the sample.

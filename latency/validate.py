@@ -45,10 +45,9 @@ def validate(table, samples, proxy=None) -> dict:
 
 def scatter_plot(path: str | Path, meas: np.ndarray, preds: dict[str, np.ndarray], title: str = "") -> None:
     """Predicted against measured latency, one colour per predictor, with the ±10 % band."""
-    import matplotlib
+    from widthnas._io import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 5))
     lo, hi = float(np.min(meas)) * 0.9, float(np.max(meas)) * 1.1

@@ -1,4 +1,5 @@
-"""Shipped graph spaces (MobileNet-v2, ResNet with basic blocks) and their lookup by name.
+"""The shipped search spaces (MobileNet-v1, MobileNet-v2, ResNet with basic blocks) and their lookup
+by name: the one registry.
 
 Each family is written once as ops; its groups (which widths the residual adds tie, which are free)
 follow from the ops. The `_small` variants are for 28-32 px images (Fashion-MNIST: 1x28x28,
@@ -6,12 +7,18 @@ follow from the ops. The `_small` variants are for 28-32 px images (Fashion-MNIS
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable, Sequence
 
 from .graph import GraphBuilder, GraphError
-from .graph_space import FORMAT, GraphSpace
+from .graph_space import GraphSpace
+
+# MobileNet-v1 (Howard et al. 2017, Table 1): per searchable layer, base channels and stride; layer 0 is
+# the full 3x3 stem, the others depthwise-separable blocks (3x3 depthwise, then 1x1 pointwise).
+_MBV1_CHANNELS = [32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024]
+_MBV1_STRIDES = [2, 1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]
+# Small inputs: stem and block 6 keep stride 1, so 28 px ends at 4x4 after three stride-2 layers.
+_MBV1_SMALL_STRIDES = [1, 1, 2, 1, 2, 1, 1, 1, 1, 1, 1, 1, 2, 1]
 
 # MobileNet-v2 (Sandler et al. 2018, Table 2): (expansion t, channels c, blocks n, first stride s)
 _MBV2 = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
@@ -38,6 +45,22 @@ def _mobilenet_v2(name: str, input_shape, num_classes: int, stem: int, stem_stri
     return GraphSpace.from_graph(name, b.build())
 
 
+def mobilenet_v1_like(name: str, channels: Sequence[int], strides: Sequence[int], input_shape, num_classes: int,
+                      choices: Sequence[Sequence[int]] | None = None) -> GraphSpace:
+    """A chain: the stem conv, then per block a 3x3 depthwise conv (keeps its input's group) and a
+    1x1 pointwise conv that starts the block's group; every group is free. Group i is layer i
+    ("stem", "block1", ...), so widths list one channel count per layer, as the paper's space does.
+    choices: per layer (default: 0.2x-1.5x of its channels in 14 levels, multiples of 8)."""
+    b = GraphBuilder(input_shape, num_classes)
+    x = b.conv_bn("stem", "input", channels[0], 3, strides[0])
+    for i, (c, s) in enumerate(zip(channels[1:], strides[1:]), start=1):
+        x = b.conv_bn(f"block{i}.dw", x, kernel=3, stride=s, depthwise=True)
+        x = b.conv_bn(f"block{i}", x, c, 1)
+    b.head(x)
+    names = ["stem"] + [f"block{i}" for i in range(1, len(channels))]
+    return GraphSpace.from_graph(name, b.build(), dict(zip(names, choices)) if choices is not None else None)
+
+
 def _resnet(name: str, input_shape, num_classes: int, stem_kernel: int, stem_stride: int, maxpool: bool,
             widths: Sequence[int], blocks: Sequence[int]) -> GraphSpace:
     """Basic blocks (3x3 -> 3x3, add, ReLU): the adds tie each stage's width into one group (stage 1's
@@ -60,6 +83,16 @@ def _resnet(name: str, input_shape, num_classes: int, stem_kernel: int, stem_str
     return GraphSpace.from_graph(name, b.build())
 
 
+def mobilenet_v1() -> GraphSpace:
+    """The AOWS paper's space: MobileNet-v1 on 224x224x3, 1000 classes."""
+    return mobilenet_v1_like("mobilenet_v1", _MBV1_CHANNELS, _MBV1_STRIDES, (3, 224, 224), 1000)
+
+
+def mobilenet_v1_small() -> GraphSpace:
+    """The demo space: half-width MobileNet-v1 for 28-32 px images, 10 classes."""
+    return mobilenet_v1_like("mobilenet_v1_small", [c // 2 for c in _MBV1_CHANNELS], _MBV1_SMALL_STRIDES, (1, 28, 28), 10)
+
+
 def mobilenet_v2() -> GraphSpace:
     """MobileNet-v2 1.0 on 224x224x3, 1000 classes (300 M multiply-adds at base widths)."""
     return _mobilenet_v2("mobilenet_v2", (3, 224, 224), 1000, 32, 2, _MBV2, 1280)
@@ -80,40 +113,22 @@ def resnet_small() -> GraphSpace:
     return _resnet("resnet_small", (1, 28, 28), 10, 3, 1, False, (32, 64, 128, 256), (2, 2, 2, 2))
 
 
-def from_chain_space(space) -> GraphSpace:
-    """A chain `SearchSpace` (MobileNet-v1) written as a graph: one group per layer. For cross-checks
-    only; the chain spaces keep their own format and fingerprints."""
-    b = GraphBuilder(space.input_shape, space.num_classes)
-    x = b.conv_bn(space.layers[0].name, "input", space.layers[0].base, 3, space.layers[0].stride)
-    for l in space.layers[1:]:
-        x = b.conv_bn(f"{l.name}.dw", x, kernel=3, stride=l.stride, depthwise=True)
-        x = b.conv_bn(l.name, x, l.base, 1)
-    b.head(x)
-    return GraphSpace.from_graph(f"{space.name}_graph", b.build(), {l.name: l.choices for l in space.layers})
-
-
-GRAPH_SPACES: dict[str, Callable[[], GraphSpace]] = {
-    "mobilenet_v2": mobilenet_v2, "mobilenet_v2_small": mobilenet_v2_small,
+SPACES: dict[str, Callable[[], GraphSpace]] = {
+    "mobilenet_v1": mobilenet_v1, "mobilenet_v1_small": mobilenet_v1_small, "mobilenet_v2": mobilenet_v2, "mobilenet_v2_small": mobilenet_v2_small,
     "resnet": resnet, "resnet_small": resnet_small,
 }
 
 
-def is_graph_space_file(path: str | Path) -> bool:
-    p = Path(path)
-    if p.suffix != ".json" or not p.exists():
-        return False
-    try:
-        return json.loads(p.read_text()).get("format") == FORMAT
-    except (json.JSONDecodeError, AttributeError):
-        return False
-
-
-def get_graph_space(name_or_path: str) -> GraphSpace:
-    """A shipped graph space by name, or a graph space JSON file."""
-    if name_or_path in GRAPH_SPACES:
-        return GRAPH_SPACES[name_or_path]()
+def get_space(name_or_path: str) -> GraphSpace:
+    """A shipped space by name, or a space JSON file."""
+    if name_or_path in SPACES:
+        return SPACES[name_or_path]()
     p = Path(name_or_path)
     if p.suffix == ".json" and p.exists():
         return GraphSpace.load(p)
-    raise GraphError(f"unknown graph space {name_or_path!r}; shipped: {sorted(GRAPH_SPACES)}, or give a graph "
-                     "space JSON file")
+    raise GraphError(f"unknown search space {name_or_path!r}; shipped: {sorted(SPACES)}, or give a space JSON "
+                     "file (`widthnas space --space NAME --json`)")
+
+
+get_graph_space = get_space  # the name older callers use
+GRAPH_SPACES = SPACES

@@ -1,7 +1,8 @@
 """Torch networks over a GraphSpace: a plain network for one width assignment, and a slimmable
-supernet that runs any assignment by slicing its widest weights (as models/mobilenet.py does for
-the chain spaces: first c channels of every tensor, shared BN affine parameters, running statistics
-updated only by passes that ask for it, recalibrated per chosen network).
+supernet that runs any assignment by slicing its widest weights: the first c channels of every
+tensor, shared BN affine parameters, running statistics updated only by passes that ask for it and
+recalibrated per chosen network. Narrow passes are real smaller convolutions (cheaper), and
+`materialize` copies exactly those slices into a plain network.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from .graph_space import GraphSpace
 Widths = Sequence[int] | Mapping[str, int]
 
 
-def _key(op: Op) -> str:
+def module_key(op: Op) -> str:
     return op.name.replace(".", "_")  # torch module names may not hold '.'
 
 
@@ -43,16 +44,16 @@ class GraphNet(nn.Module):
         for op in space.graph.ops:
             c_in, c_out = a[g[op.inputs[0]]], a[g[op.name]]
             if op.kind == "conv":
-                self.layers[_key(op)] = nn.Conv2d(c_in, c_out, op.kernel, op.stride, op.kernel // 2,
+                self.layers[module_key(op)] = nn.Conv2d(c_in, c_out, op.kernel, op.stride, op.kernel // 2,
                                                   groups=c_in if op.depthwise else 1, bias=False)
             elif op.kind == "bn":
-                self.layers[_key(op)] = nn.BatchNorm2d(c_out)
+                self.layers[module_key(op)] = nn.BatchNorm2d(c_out)
             elif op.kind == "act":
-                self.layers[_key(op)] = nn.ReLU6() if op.fn == "relu6" else nn.ReLU()
+                self.layers[module_key(op)] = nn.ReLU6() if op.fn == "relu6" else nn.ReLU()
             elif op.kind == "maxpool":
-                self.layers[_key(op)] = nn.MaxPool2d(op.kernel, op.stride, op.kernel // 2)
+                self.layers[module_key(op)] = nn.MaxPool2d(op.kernel, op.stride, op.kernel // 2)
             elif op.kind == "linear":
-                self.layers[_key(op)] = nn.Linear(c_in, c_out)
+                self.layers[module_key(op)] = nn.Linear(c_in, c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, classes)
         t = {INPUT: x}
@@ -65,9 +66,9 @@ class GraphNet(nn.Module):
             elif op.kind == "gap":
                 y = F.adaptive_avg_pool2d(xs[0], 1)  # (N, C, 1, 1)
             elif op.kind == "linear":
-                y = self.layers[_key(op)](torch.flatten(xs[0], 1))
+                y = self.layers[module_key(op)](torch.flatten(xs[0], 1))
             else:
-                y = self.layers[_key(op)](xs[0])
+                y = self.layers[module_key(op)](xs[0])
             for i in op.inputs:
                 if self._last[i] == k:
                     del t[i]
@@ -111,7 +112,7 @@ class SlimmableGraphNet(nn.Module):
         t = {INPUT: x}
         for k, op in enumerate(self.space.graph.ops):
             xs = [t[i] for i in op.inputs]
-            m = layers[_key(op)] if _key(op) in layers else None
+            m = layers[module_key(op)] if module_key(op) in layers else None
             c_in = xs[0].shape[1]
             if op.kind == "conv" and op.depthwise:
                 y = F.conv2d(xs[0], m.weight[:c_in], None, m.stride, m.padding, 1, c_in)

@@ -1,9 +1,9 @@
 """A graph search space: a `Graph` plus the width choices of each free channel group.
 
-The single source of truth for graph families (MobileNet-v2, ResNet): the torch networks, the ONNX
-graph, the MACs and the factor structure (which op's latency depends on which groups) are all
+The single source of truth for every space (the shipped families and traced models): the torch
+networks, the ONNX graph, the MACs and the factor structure (which op's latency depends on which groups) are all
 derived from it. Its JSON form (format 'widthnas-graph/1') lists the ops and the groups; its
-fingerprint, a hash of that JSON, is what artefacts record, as for the chain spaces of space.py.
+fingerprint, a hash of that JSON, is what every artefact records and every consumer checks.
 Spaces traced from a user's model (models/trace.py) may also hold `ties` and `fixed_ops` (groups
 given by hand) and `source` (the factory and, per conv/bn/linear op, the user's module path, so the
 user's weights map back onto the ops); these keys are written only when present, so the built-in
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Mapping, NamedTuple, Sequence
 
 from .graph import Graph, GraphError, Group, Op
-from .space import WidthError, parse_multiplier, width_choices
+from .space import CHAIN_FORMAT, WidthError, parse_multiplier, width_choices
 
 FORMAT = "widthnas-graph/1"
 ROUND_TO = 8  # free widths are multiples of 8: odd widths make onnxruntime CPU several times slower
@@ -43,6 +43,7 @@ class OpSignature(NamedTuple):
     stride: int
     groups: str  # "dense", "dw" (depthwise) or "none"
     resolution: tuple[int, int]  # input (H, W), px
+    op: str = ""  # a profile keyed per op (latency/graph_entries.py KEYINGS): the op's name; else ""
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,25 @@ class GraphSpace:
         """The choice nearest to mult x base in every free group."""
         return [min(g.choices, key=lambda c: (abs(c - mult * g.base), c)) for g in self.free_groups]
 
+    def multiplier_widths(self, mult: float, round_to: int = ROUND_TO) -> list[int]:
+        """A width multiplier as users apply it: mult x base rounded to a multiple of `round_to` (at
+        least `round_to`, at most the widest choice) in every free group. Not always on the search grid
+        (`with_dense_choices` makes a space that holds it)."""
+        if not (mult > 0 and mult < float("inf")):
+            raise ValueError(f"multiplier {mult!r}: give a positive number, e.g. 0.5")
+        return [int(min(g.choices[-1], max(round_to, round_to * int(mult * g.base / round_to + 0.5))))
+                for g in self.free_groups]
+
+    def with_dense_choices(self, step: int = ROUND_TO) -> "GraphSpace":
+        """Every multiple of `step` up to each free group's widest choice, plus its choices: the widths a
+        plain multiplier rounded to `step` produces, for baselines off the search grid. A profile of this
+        space does not cover the new widths (another fingerprint): measure them."""
+        if step < 1 or step % ROUND_TO:
+            raise ValueError(f"step {step}: give a positive multiple of {ROUND_TO} channels, e.g. 8")
+        return GraphSpace.from_graph(self.name, self.graph,
+                                     {g.name: tuple(sorted(set(range(step, g.choices[-1] + 1, step)) | set(g.choices)))
+                                      for g in self.free_groups}, self.source)
+
     def validate(self, widths: Sequence[int] | Mapping[str, int]) -> list[int]:
         """Widths of the free groups, as a list in `free_groups` order or a {group: channels} mapping;
         WidthError names the first bad group and its choices."""
@@ -190,6 +210,10 @@ class GraphSpace:
             if missing:
                 raise WidthError(f"no width given for group(s) {missing} of space {self.name!r}")
             widths = [widths[g.name] for g in free]
+        bad = [w for w in widths if isinstance(w, bool) or not isinstance(w, numbers.Integral)
+               and not (isinstance(w, numbers.Real) and float(w).is_integer())]
+        if bad:
+            raise WidthError(f"widths {list(widths)}: {bad[0]!r} is not a whole number of channels")
         widths = [int(w) for w in widths]
         if len(widths) != len(free):
             raise WidthError(f"{len(widths)} widths given; space {self.name!r} has {len(free)} free groups")
@@ -203,7 +227,7 @@ class GraphSpace:
         return [g.choices.index(w) for g, w in zip(self.free_groups, self.validate(widths))]
 
     def widths_from_indices(self, idx: Sequence[int]) -> list[int]:
-        """(free groups,) choice indices -> channels, as the chain space's method of the same name."""
+        """(free groups,) choice indices -> channels."""
         return [g.choices[int(k)] for g, k in zip(self.free_groups, idx)]
 
     def parse_widths(self, text: str) -> list[int]:
@@ -307,7 +331,12 @@ class GraphSpace:
         """Rebuild and check: the groups listed must be exactly the ones the ops derive."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             found = d.get("format") if isinstance(d, dict) else type(d).__name__
-            raise GraphError(f"{where}: format {found!r}, expected {FORMAT!r}; not a widthnas graph space "
+            if found == CHAIN_FORMAT:
+                raise GraphError(f"{where}: a MobileNet-v1 space in the chain format of widthnas before 0.2, which "
+                                 f"reads MobileNet-v1 as a graph space now; artefacts made with it (profiles, runs) "
+                                 f"must be made again: `widthnas space --space {d.get('name', 'NAME')} --json` "
+                                 "writes today's form")
+            raise GraphError(f"{where}: format {found!r}, expected {FORMAT!r}; not a widthnas search space "
                              "(write one with `widthnas space --space NAME --json`)")
         for key, typ in (("name", str), ("input_shape", list), ("num_classes", int), ("groups", list), ("ops", list)):
             if not isinstance(d.get(key), typ):

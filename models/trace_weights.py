@@ -167,7 +167,7 @@ def sliced_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widt
                  keep: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """The state_dict of `GraphNet(space, widths)` cut from the user's weights: every op of a group
     takes the same channels (`keep`, default `keep_channels`)."""
-    from .graph_net import _key
+    from .graph_net import module_key
 
     keep = keep_channels(space, sd, widths) if keep is None else keep
     g, out = space.graph.group_of, {}
@@ -182,7 +182,7 @@ def sliced_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widt
                 t = t[ko]
             elif op.kind == "linear" and k == "weight":
                 t = t[:, ki]
-            out[f"layers.{_key(op)}.{k}"] = t.clone()
+            out[f"layers.{module_key(op)}.{k}"] = t.clone()
     return out
 
 

@@ -1,14 +1,13 @@
 """The width MRF and its solvers: pure numpy/scipy (pgmpy as reference), no torch."""
 from .baselines import greedy, uniform
-from .dispatch import build_mrf, solvers_for
 from .graph_model import GraphMRF, PairFactor
-from .model import InfeasibleBudget, WidthMRF
-from .solvers import Solution, exact, fastest, lagrangian, marginals, pareto_front, sample_configs, viterbi
+from .graph_solvers import exact, fastest, lagrangian, marginals, pareto_front, sample_configs, viterbi
+from .solution import InfeasibleBudget, Solution
 from .unaries import Unaries
 
-__all__ = ["WidthMRF", "GraphMRF", "PairFactor", "InfeasibleBudget", "Unaries", "Solution", "viterbi", "lagrangian", "exact",
-           "pareto_front", "marginals", "sample_configs", "fastest", "uniform", "greedy", "solve", "parse_budget", "with_margin",
-           "build_mrf", "solvers_for"]
+__all__ = ["GraphMRF", "PairFactor", "InfeasibleBudget", "Unaries", "Solution", "viterbi", "lagrangian", "exact",
+           "pareto_front", "marginals", "sample_configs", "fastest", "uniform", "greedy", "solve", "parse_budget",
+           "with_margin", "build_mrf"]
 
 METHODS = ("exact", "lagrangian", "greedy", "uniform")
 
@@ -39,13 +38,17 @@ def with_margin(budget_ms: float, margin_pct: float) -> float:
     return budget_ms * (1 - margin_pct / 100)
 
 
-def solve(mrf: WidthMRF | GraphMRF, budget: float, method: str = "exact", **kw) -> Solution:
-    """One entry point for every method, same inputs, same output; a GraphMRF goes to the
-    junction-tree solvers."""
+def build_mrf(table, unaries) -> GraphMRF:
+    """The MRF of a profile's latency table and per-group unaries (graph_build.py)."""
+    return GraphMRF.from_graph_table(table, unaries)
+
+
+def solve(mrf: GraphMRF, budget: float, method: str = "exact", **kw) -> Solution:
+    """One entry point for every method, same inputs, same output."""
     if method == "exact":
-        return solvers_for(mrf).exact(mrf, budget, **kw)
+        return exact(mrf, budget, **kw)
     if method == "lagrangian":
-        return solvers_for(mrf).lagrangian(mrf, budget, **kw)
+        return lagrangian(mrf, budget, **kw)
     if method == "greedy":
         return greedy(mrf, budget, **kw)
     if method == "uniform":

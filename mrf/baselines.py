@@ -1,25 +1,22 @@
 """Baselines with the solvers' inputs and output format: the uniform width multiplier, and greedy
-slimming in the spirit of AutoSlim. Both take a chain `WidthMRF` or a `GraphMRF`: they only read
-choices, base, latency and score, and ask mrf.dispatch for the budget check and the result."""
+slimming in the spirit of AutoSlim. They only read the MRF's choices, base, latency and score."""
 from __future__ import annotations
 
 from typing import Callable, Sequence
 
 import numpy as np
 
-from .dispatch import solvers_for
+from . import graph_solvers as ops
 from .graph_model import GraphMRF
-from .model import WidthMRF
-from .solvers import Solution
+from .solution import Solution
 
 
-def uniform(mrf: WidthMRF | GraphMRF, budget: float, multipliers: Sequence[float] | None = None) -> Solution:
+def uniform(mrf: GraphMRF, budget: float, multipliers: Sequence[float] | None = None) -> Solution:
     """The largest single multiplier m (every layer or group at the choice nearest m x base) within budget."""
-    ops = solvers_for(mrf)
     ops.check_budget(mrf, budget)
     if not mrf.base:
-        raise ValueError("the uniform baseline needs the base widths (build the MRF with from_table "
-                         "or from_graph_table)")
+        raise ValueError("the uniform baseline needs the base widths (build the MRF with "
+                         "GraphMRF.from_graph_table)")
     mults = np.arange(0.05, 2.0001, 0.005) if multipliers is None else np.asarray(multipliers)
     best = None
     for m in mults:
@@ -32,7 +29,7 @@ def uniform(mrf: WidthMRF | GraphMRF, budget: float, multipliers: Sequence[float
     return ops._solution(mrf, best[1], "uniform", budget, multiplier=round(float(best[0]), 4))
 
 
-def greedy(mrf: WidthMRF | GraphMRF, budget: float, score_fn: Callable[[list[int]], float] | None = None,
+def greedy(mrf: GraphMRF, budget: float, score_fn: Callable[[list[int]], float] | None = None,
            step: int = 1, log: Callable[[str], None] | None = None) -> Solution:
     """Start from the widest network; repeatedly narrow the layer (by `step` choices) that loses
     the least score per millisecond saved, until within budget.
@@ -40,7 +37,6 @@ def greedy(mrf: WidthMRF | GraphMRF, budget: float, score_fn: Callable[[list[int
     `score_fn(widths) -> float` (higher is better) replaces the unaries, e.g. a supernet's
     validation accuracy: that is AutoSlim proper.
     """
-    ops = solvers_for(mrf)
     ops.check_budget(mrf, budget)
     idx = [len(c) - 1 for c in mrf.choices]
     score = (lambda i: score_fn(mrf.widths(i))) if score_fn else mrf.score

@@ -1,4 +1,4 @@
-"""A GraphMRF from a graph profile and per-group unaries: the graph analogue of `WidthMRF.from_table`.
+"""A GraphMRF from a graph profile and per-group unaries: what the search solves.
 
 Variables are the space's free groups (in `free_groups` order, the order widths are listed in).
 Fixed groups are not variables: the profile's `mrf_terms` already folds an op touching one free

@@ -1,4 +1,5 @@
-"""The width MRF on a graph of channel groups: the chain's generalisation for residual networks.
+"""The width MRF on a graph of channel groups (a chain for MobileNet-v1, a tree or small cycles for
+residual networks).
 
 A variable is a channel group: every tensor whose channel count must agree (a residual add ties
 them) shares one width. A convolution from group i to group j is a pairwise factor on (i, j).
@@ -6,8 +7,7 @@ them) shares one width. A convolution from group i to group j is a pairwise fact
 score(x)   = sum_g score_unary[g][x_g] + sum_f score_f[x_i, x_j]                (higher is better)
 latency(x) = intercept + sum_g lat_unary[g][x_g] + sum_f lat_f[x_i, x_j]       (ms)
 
-Several factors on the same pair of groups are summed. `GraphMRF.from_chain` makes any
-`WidthMRF` a special case, so the graph solvers can be checked against the chain's.
+Several factors on the same pair of groups are summed.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from typing import Sequence
 
 import numpy as np
 
-from .model import WidthMRF
 
 
 @dataclass
@@ -147,13 +146,6 @@ class GraphMRF:
 
     # ---- construction ------------------------------------------------------------------
     @classmethod
-    def from_chain(cls, mrf: WidthMRF) -> "GraphMRF":
-        """The chain MRF as a graph: group i = layer i, one factor per consecutive pair."""
-        factors = [PairFactor(i, i + 1, p, s) for i, (p, s) in enumerate(zip(mrf.lat_pair, mrf.score_pair))]
-        return cls(list(mrf.choices), list(mrf.score_unary), list(mrf.lat_unary), factors, mrf.intercept,
-                   base=tuple(mrf.base), space_fingerprint=mrf.space_fingerprint)
-
-    @classmethod
     def from_graph_table(cls, table, unaries) -> "GraphMRF":
         """Free groups of a GraphLatencyTable's space, scored by per-group Unaries (mrf/graph_build.py)."""
         from .graph_build import graph_mrf_from_table
@@ -185,7 +177,7 @@ class GraphMRF:
 
     def evaluate(self, idx) -> tuple[np.ndarray, np.ndarray]:
         """(P, groups) choice indices -> ((P,) latency ms, (P,) score): the one way both are summed
-        (intercept, then unaries, then factors in order), so a chain gives the chain's floats."""
+        (intercept, then unaries, then factors in order), so every caller gets the same floats."""
         idx = np.asarray(idx, int).reshape(-1, self.n)
         u_off, u_lat, u_sc, f_off, k_out, fi, fj, f_lat, f_sc = self._flat
         u = (idx + u_off).T  # (groups, P) rows of the concatenated unaries

@@ -12,7 +12,7 @@ differ only in what a message holds:
 A virtual root with no groups joins the trees of a disconnected graph and carries the intercept.
 The Lagrangian's max-sum (`_max_sum`) runs the same sums as a flat program: one batch per tree level,
 decoded by pointer doubling; `_max_sum_ref` is the clique-by-clique pass it must equal.
-Results are `Solution`s, as from the chain solvers; a chain given as a graph gives the same answers.
+Results are `Solution`s (solution.py).
 """
 from __future__ import annotations
 
@@ -22,10 +22,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .chain import _lse
 from .graph_model import GraphMRF
 from .junction_tree import JunctionTree, junction_tree
-from .solvers import Solution, refuse_below, search_gamma
+from .solution import Solution, refuse_below, search_gamma
+
+
+def _lse(a: np.ndarray, axis: int) -> np.ndarray:
+    """log-sum-exp along axis; a lean version of scipy's for small arrays on the hot path."""
+    m = a.max(axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    return np.log(np.exp(a - m).sum(axis=axis)) + np.squeeze(m, axis)
 
 
 # ---- the plan: cliques and index maps, built once per graph structure --------------------------
@@ -567,12 +573,12 @@ def slowest_latency(mrf: GraphMRF) -> float:
 
 def check_budget(mrf: GraphMRF, budget: float) -> Solution:
     """The fastest configuration, after refusing a budget below it."""
-    return refuse_below(fastest(mrf), budget, "graph")
+    return refuse_below(fastest(mrf), budget)
 
 
 def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12) -> Solution:
-    """The paper's method on the graph: maximise score - gamma * latency, gamma searched (as the
-    chain's `lagrangian`) so the answer meets the budget. Reaches only convex-hull points."""
+    """The paper's method: maximise score - gamma * latency, with gamma searched so that the answer
+    meets the budget. Reaches only convex-hull points."""
     p = plan(mrf)
     if "ranges" not in mrf.cache:  # (score, latency ms) spread of all terms: scales the multipliers
         spread = lambda arrs: sum(float(a.max() - a.min()) for a in arrs)  # noqa: E731

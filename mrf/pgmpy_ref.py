@@ -1,6 +1,6 @@
-"""The width MRF in pgmpy: the reference for our chain solvers and the tool for non-chain graphs.
+"""The width MRF in pgmpy: the reference our junction-tree solvers are checked against.
 
-Pitfalls handled (design.md section 4): pgmpy works in product space, so every log-potential is
+Pitfalls handled (docs/design.md section 4): pgmpy works in product space, so every log-potential is
 shifted by its maximum before exp; `map_query` builds the joint table and runs out of memory on long
 chains, so MAP comes from BeliefPropagation.max_calibrate() and per-variable max-marginals;
 state names are the widths; progress bars are off.
@@ -8,11 +8,8 @@ state names are the widths; progress bars are off.
 from __future__ import annotations
 
 import warnings
-from typing import Sequence
-
 import numpy as np
 
-from .model import WidthMRF
 
 
 def _quiet():
@@ -20,58 +17,6 @@ def _quiet():
 
     config.set_show_progress(False)
     warnings.filterwarnings("ignore", module="pgmpy")
-
-
-def var(i: int) -> str:
-    return f"layer{i}"
-
-
-def to_pgmpy(mrf: WidthMRF, gamma: float = 0.0, temperature: float = 1.0,
-             tied: Sequence[tuple[int, int]] = ()):
-    """A DiscreteMarkovNetwork of exp((score - gamma * latency) / T), plus equality factors for
-    each tied pair of layers (e.g. across a residual addition): a non-chain graph."""
-    _quiet()
-    from pgmpy.factors.discrete import DiscreteFactor
-    from pgmpy.models import DiscreteMarkovNetwork
-
-    u, p = mrf.lagrangian_terms(gamma)
-    names = {var(i): [int(w) for w in c] for i, c in enumerate(mrf.choices)}
-    net = DiscreteMarkovNetwork()
-    net.add_nodes_from(names)
-    factors = []
-    for i, ui in enumerate(u):
-        lv = ui / temperature
-        factors.append(DiscreteFactor([var(i)], [len(lv)], np.exp(lv - lv.max()), state_names={var(i): names[var(i)]}))
-    for i, pi in enumerate(p):
-        lv = pi / temperature
-        net.add_edge(var(i), var(i + 1))
-        factors.append(DiscreteFactor([var(i), var(i + 1)], list(lv.shape), np.exp(lv - lv.max()).ravel(),
-                                      state_names={var(i): names[var(i)], var(i + 1): names[var(i + 1)]}))
-    for a, b in tied:
-        wa, wb = names[var(a)], names[var(b)]
-        eq = np.array([[1.0 if x == y else 0.0 for y in wb] for x in wa])
-        if not eq.any():
-            raise ValueError(f"layers {a} and {b} share no width, so they cannot be tied")
-        if not net.has_edge(var(a), var(b)):
-            net.add_edge(var(a), var(b))
-        factors.append(DiscreteFactor([var(a), var(b)], list(eq.shape), eq.ravel(),
-                                      state_names={var(a): wa, var(b): wb}))
-    net.add_factors(*factors)
-    return net
-
-
-def pgmpy_marginals(mrf: WidthMRF, gamma: float = 0.0, temperature: float = 1.0,
-                    tied: Sequence[tuple[int, int]] = ()) -> list[np.ndarray]:
-    """Exact single-variable marginals by VariableElimination."""
-    return _ve_marginals(to_pgmpy(mrf, gamma, temperature, tied), mrf.choices, var)
-
-
-def pgmpy_map(mrf: WidthMRF, gamma: float = 0.0, tied: Sequence[tuple[int, int]] = ()) -> list[int]:
-    """MAP width indices by BeliefPropagation.max_calibrate() and per-variable max-marginals.
-
-    Decoding by max-marginals is correct when the MAP is unique (true for real-valued unaries).
-    """
-    return _bp_map(to_pgmpy(mrf, gamma, 1.0, tied), mrf.choices, var)
 
 
 def _ve_marginals(net, choices, name) -> list[np.ndarray]:

@@ -7,13 +7,11 @@ weight decides how far, and is chosen on held-out images (nas.selection), not fi
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
 
 from .graph_model import GraphMRF, PairFactor
-from .model import WidthMRF
 
 
 def smoothness_pairs(choices: Sequence[Sequence[int]], base: Sequence[int], weight: float) -> list[np.ndarray]:
@@ -26,19 +24,11 @@ def smoothness_pairs(choices: Sequence[Sequence[int]], base: Sequence[int], weig
     return [-weight * np.subtract.outer(logm[i], logm[i + 1]) ** 2 for i in range(len(choices) - 1)]
 
 
-def with_smoothness(mrf: WidthMRF | GraphMRF, weight: float) -> WidthMRF | GraphMRF:
-    """The same MRF with the prior added to its pairwise scores (weight 0: unchanged). On a graph
-    the neighbours are the groups an op joins (every pair with a factor)."""
+def with_smoothness(mrf: GraphMRF, weight: float) -> GraphMRF:
+    """A new GraphMRF (they are read-only once built) with the prior added as one zero-latency factor
+    per pair of groups an op joins (weight 0: the same scores)."""
     if not mrf.base:
-        raise ValueError("the smoothness prior needs the base widths (build the MRF with from_table)")
-    if isinstance(mrf, GraphMRF):
-        return _graph_with_smoothness(mrf, weight)
-    pairs = smoothness_pairs(mrf.choices, mrf.base, weight)
-    return replace(mrf, score_pair=[s + p for s, p in zip(mrf.score_pair, pairs)])
-
-
-def _graph_with_smoothness(mrf: GraphMRF, weight: float) -> GraphMRF:
-    """A new GraphMRF (they are read-only once built) with one zero-latency prior factor per joined pair."""
+        raise ValueError("the smoothness prior needs the base widths (build the MRF with GraphMRF.from_graph_table)")
     prior = []
     for i, j in mrf.edges:
         (s,) = smoothness_pairs([mrf.choices[i], mrf.choices[j]], [mrf.base[i], mrf.base[j]], weight)

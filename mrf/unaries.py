@@ -7,7 +7,7 @@ loss null; they are given the layer's worst observed loss, then (by default) the
 monotone in width, where an unsampled width carries no weight and takes its neighbours' value.
 
 Graph spaces (models/graph_space.py): one entry per free channel group, in `free_groups` order,
-each with its group's "name" (chain files carry no names; a reader of either takes both).
+each with its group's "name".
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class Unaries:
     loss: list[np.ndarray]  # per layer (K_i,) mean loss increase, nats; NaN where never sampled
     count: list[np.ndarray]  # per layer (K_i,) samples behind each mean
     meta: dict = field(default_factory=dict)
-    names: list[str] | None = None  # graph spaces: per entry, its channel group's name; chains: None
+    names: list[str] | None = None  # per entry, its channel group's name (None in files before 0.2)
 
     def scores(self, monotone: bool = True) -> list[np.ndarray]:
         """Per layer (K_i,) MRF scores (= -loss), never-sampled widths at the layer's worst.
@@ -119,11 +119,11 @@ class Unaries:
 
 
 def from_arrays(space, loss: Sequence[np.ndarray], count: Sequence[np.ndarray], meta: dict | None = None) -> Unaries:
-    """Unaries for a space from per-layer (graph space: per free group) arrays (NaN or count 0: never sampled)."""
+    """Unaries for a space from per-free-group arrays (NaN or count 0: never sampled)."""
     loss = [np.asarray(l, float) for l in loss]
     if any(np.isinf(l).any() for l in loss):
         warnings.warn("infinite unaries replaced by 'never sampled'")
         loss = [np.where(np.isinf(l), np.nan, l) for l in loss]
-    names = [g.name for g in space.free_groups] if hasattr(space, "free_groups") else None
+    names = [g.name for g in space.free_groups]
     return Unaries(space.name, space.fingerprint, [list(c) for c in space.choices], loss,
                    [np.asarray(c, int) for c in count], meta or {}, names)

@@ -16,15 +16,13 @@ class UserError(Exception):
 
 
 def _space(args, header_space: dict | None = None):
-    """The chain or graph space of --space, or else of a samples header's definition."""
-    from widthnas.models.graph_space import FORMAT as GRAPH_FORMAT, GraphSpace
-    from widthnas.models.space import SearchSpace, lookup_space
+    """The space of --space, or else of a samples header's definition."""
+    from widthnas.models.graph_families import get_space
+    from widthnas.models.graph_space import GraphSpace
 
     if header_space is not None and not args.space:
-        if header_space.get("format") == GRAPH_FORMAT:
-            return GraphSpace.from_dict(header_space, "the samples header's space")
-        return SearchSpace.from_dict(header_space)
-    space = lookup_space(args.space or "mobilenet_v1_small")
+        return GraphSpace.from_dict(header_space, "the samples header's space")
+    space = get_space(args.space or "mobilenet_v1_small")
     if getattr(args, "input_shape", None):
         space = space.with_input(args.input_shape)
     return space
@@ -86,9 +84,8 @@ def _load(paths, args, what: str = "samples"):
 
 
 def cmd_fit(args) -> int:
-    from widthnas.latency.fit import FitSettings, fit_flops_proxy, fit_table
-    from widthnas.latency.validate import validate
-    from widthnas.models.graph_space import GraphSpace
+    from widthnas.latency.fit import FitSettings, FlopsProxy
+    from widthnas.latency.graph_fit import fit_profile
 
     _refuse_shipped(args.out, args.force)
     _refuse_inputs(args.out, args.samples + (args.heldout or []), "--out")
@@ -101,11 +98,9 @@ def cmd_fit(args) -> int:
         raise UserError("--remeasure-out times held-out networks again: give --heldout too")
     remeasure = _check_remeasure(args, args.samples + (args.heldout or []) + [args.out])
     space, s = _load(args.samples, args)
-    if isinstance(space, GraphSpace):
-        from widthnas.latency.graph_fit import fit_graph_table as fit_table
-    table = fit_table(space, s, FitSettings(folds=args.folds), name=args.name or Path(args.out).stem)
-    proxy = fit_flops_proxy(space, s, table.fit["elasticity"])
-    table.fit["flops_proxy"] = proxy.to_dict()
+    table = fit_profile(space, s, FitSettings(folds=args.folds), args.name or Path(args.out).stem,
+                        keying=args.keying)
+    proxy = FlopsProxy.from_profile(table)
     if args.heldout:
         _, h = _load(args.heldout, args, "held-out samples")
         table.validation = _validation(table, h, proxy, args.heldout, remeasure, args.remeasure_out)
@@ -240,7 +235,7 @@ def cmd_validate(args) -> int:
     args.elasticity = _parse_elasticity(args.elasticity)
     _check_plot_path(args.plot)
     remeasure = _check_remeasure(args, args.samples + [args.profile] + [p for p in (args.out, args.json) if p])
-    table = load_profile(args.profile, graph=True)
+    table = load_profile(args.profile)
     for p in args.samples:
         if not Path(p).exists():
             raise UserError(f"samples file {p} not found; create it with `widthnas profile --out {p}`")
@@ -326,7 +321,7 @@ def cmd_ladder(args) -> int:
     if not (math.isfinite(args.max_wait) and 0 <= args.max_wait <= 86400):
         raise UserError(f"--max-wait {args.max_wait}: give the seconds to wait per rung, 0 to 86400")
     _refuse_shipped(args.out, args.force)
-    table = load_profile(args.profile, graph=True)
+    table = load_profile(args.profile)
     try:
         be, protocol = verify_timing(table)
     except ValueError as e:
@@ -366,8 +361,7 @@ def cmd_profiles(args) -> int:
 
 
 def cmd_space(args) -> int:
-    from widthnas.models.graph_space import GraphSpace
-    from widthnas.models.space import lookup_space
+    from widthnas.models.graph_families import get_space
 
     if args.from_model:
         space = _traced_space(args)
@@ -375,12 +369,10 @@ def cmd_space(args) -> int:
         if args.max_mult is not None or args.levels is not None:
             raise UserError("--max-mult and --levels set the width choices of a traced model: use them with "
                             "--from-model")
-        space = lookup_space(args.space or "mobilenet_v1_small")
+        space = get_space(args.space or "mobilenet_v1_small")
         if args.input_shape:
             space = space.with_input(args.input_shape)
         if args.fixed or args.tie:
-            if not isinstance(space, GraphSpace):
-                raise UserError(f"--fixed and --tie act on graph spaces; {space.name} is a chain space")
             from widthnas.models.trace import apply_constraints
 
             space = apply_constraints(space, _names(args.fixed), [_names(t) for t in args.tie or ()])
@@ -388,16 +380,9 @@ def cmd_space(args) -> int:
         out = Path(args.out)
         if out.exists() and not args.force:
             raise UserError(f"{out} exists; choose another --out, or pass --force to replace it")
-    if isinstance(space, GraphSpace):
-        _print_graph_space(space)
-        if args.json:
-            print(json.dumps(space.to_dict(), indent=1))
-    else:
-        print(f"{space.name}  input {space.input_shape}  classes {space.num_classes}  fingerprint {space.fingerprint}")
-        for l in space.layers:
-            print(f"  {l.name:8s} {l.kind:5s} stride {l.stride}  base {l.base:5d}  choices {list(l.choices)}")
-        if args.json:
-            print(json.dumps(space.to_dict(), indent=1))
+    _print_space(space)
+    if args.json:
+        print(json.dumps(space.to_dict(), indent=1))
     if args.out:
         from widthnas._io import atomic_write_text
 
@@ -426,7 +411,7 @@ def _traced_space(args):
                        1.0 if args.max_mult is None else args.max_mult, 14 if args.levels is None else args.levels)
 
 
-def _print_graph_space(space) -> None:
+def _print_space(space) -> None:
     """Groups (the search variables), their choices, and the costed ops each one's channels enter or leave
     (for a traced space: the model's layers whose output each group is)."""
     touches = space.touches()
@@ -451,8 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def space_opts(q, default=None):
-        q.add_argument("--space", default=default, help="mobilenet_v1_small (default), mobilenet_v1, or a JSON file"
-                       " or a graph space: mobilenet_v2(_small), resnet(_small)")
+        q.add_argument("--space", default=default, help="mobilenet_v1_small (default), mobilenet_v1, mobilenet_v2"
+                       "(_small), resnet(_small), or a space JSON file (`widthnas space --json`, --from-model)")
         q.add_argument("--input-shape", help="C,H,W to override the space's input shape")
 
     def remeasure_opts(q):
@@ -464,8 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--remeasure-out", metavar="JSONL", help="keep the re-measurements here (resumable); never "
                        "an input file")
 
-    q = sub.add_parser("space", help="show a search space (chain or graph) and its width choices")
-    q.add_argument("--space", help="mobilenet_v1_small (default), mobilenet_v1, graph spaces mobilenet_v2, "
+    q = sub.add_parser("space", help="show a search space, its channel groups and their width choices")
+    q.add_argument("--space", help="mobilenet_v1_small (default), mobilenet_v1, mobilenet_v2, "
                    "mobilenet_v2_small, resnet, resnet_small, or a space JSON file")
     q.add_argument("--input-shape", help="C,H,W to override the space's input shape (with --from-model: the "
                    "shape the model is traced on, required)")
@@ -510,7 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--quiet", action="store_true")
     q.set_defaults(fn=cmd_profile)
 
-    q = sub.add_parser("fit", help="fit a per-layer latency table to samples")
+    q = sub.add_parser("fit", help="fit a per-op latency table to samples")
     space_opts(q)
     q.add_argument("--samples", nargs="+", required=True)
     q.add_argument("--heldout", nargs="+", help="samples from a separate run to validate on")
@@ -518,6 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="profile JSON, e.g. hw_profiles/<device>.json")
     q.add_argument("--name")
     q.add_argument("--folds", type=int, default=5)
+    q.add_argument("--keying", choices=("signature", "op"), default="signature",
+                   help="entries shared by ops of one signature (default), or one set per op (more unknowns)")
     q.add_argument("--plot", help="predicted-vs-measured PNG (needs --heldout)")
     q.add_argument("--force", action="store_true", help="allow --out to replace a shipped profile in hw_profiles/")
     q.set_defaults(fn=cmd_fit)

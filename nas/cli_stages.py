@@ -8,15 +8,14 @@ from widthnas.models.space import check_fingerprint
 
 
 def cmd_search(args) -> int:
-    from widthnas.latency.margin import parse_margin, resolve_margin
+    from widthnas.latency.margin import parse_margin
     from widthnas.latency.registry import load_profile
     from widthnas._io import atomic_write_text
-    from widthnas.mrf import build_mrf, parse_budget, solve, solvers_for, with_margin
-    from widthnas.mrf.baselines import uniform
+    from widthnas.mrf import pareto_front
     from widthnas.mrf.unaries import Unaries
 
     from .cli import check_outputs
-    from .search import chosen_config, print_widths, write_pareto
+    from .search import aim, chosen_config, print_widths, search, write_pareto
 
     from .settings_check import Rule, check_settings
 
@@ -29,7 +28,7 @@ def cmd_search(args) -> int:
     check_outputs({"--out": args.out, "--pareto": args.pareto,  # nor any file of --run (checkpoint, cached unaries)
                    "the plot beside --pareto": png if png != Path(args.pareto or "") else None},
                   [args.profile, args.unaries, *run_files])
-    table = load_profile(args.profile, graph=True)  # a chain profile, or a graph space's
+    table = load_profile(args.profile)
     space = table.space
     method = args.method
     if method == "auto":
@@ -55,34 +54,22 @@ def cmd_search(args) -> int:
             unaries = cached_measured_unaries(sup, splits, args.unaries)
     else:
         unaries = Unaries.load(args.unaries)
-    mrf = build_mrf(table, unaries)
-    widest = table.predict(space.max_widths)
-    budget = parse_budget(args.budget, widest)
     check = None  # on another machine, --margin auto counts a latency check made here (latency/margin.py)
     if parse_margin(args.margin) == "auto" and args.check_networks:
         check = check_if_another_machine(table, args.check_networks)
-    margin_pct, margin_how = resolve_margin(args.margin, table, check)
-    target = with_margin(budget, margin_pct)
-    if method == "select":
-        import tempfile
+    budget, widest, target, margin_pct, margin_how = aim(table, args.budget, args.margin, check)
+    import tempfile
 
-        from .export import network_measurer
-        from .selection import default_search
+    with tempfile.TemporaryDirectory() as tmp:  # the candidates' ONNX files, timed here
+        measure = None
+        if method == "select":
+            from .export import network_measurer
 
-        with tempfile.TemporaryDirectory() as tmp:  # the candidates' ONNX files, timed here
             try:
                 measure = network_measurer(sup, table, tmp)
             except ValueError as e:
-                measure = None
                 print(f"note: candidates judged on predicted latency only ({e})")
-            sol = default_search(sup, splits, table, unaries, target, budget_ms=budget, measure=measure)
-    else:
-        sol = solve(mrf, target, method)
-    uni = None
-    try:
-        uni = uniform(mrf, target)
-    except ValueError:
-        pass
+        sol, uni, mrf = search(table, unaries, method, target, budget, sup, splits, measure)
     print(f"search on {space.name} with profile {table.name or args.profile}: budget {budget:.4f} ms "
           f"({args.budget}; widest network {widest:.4f} ms)"
           + (f", aiming at {target:.4f} ms (margin {margin_how})" if margin_pct else ""))
@@ -99,7 +86,7 @@ def cmd_search(args) -> int:
     atomic_write_text(args.out, json.dumps(cfg, indent=1))
     print(f"chosen configuration: {args.out}")
     if args.pareto:
-        front = sol.pareto if sol.pareto is not None else solvers_for(mrf).pareto_front(mrf)
+        front = sol.pareto if sol.pareto is not None else pareto_front(mrf)
         png = write_pareto(args.pareto, front, sol, uni, target)
         print(f"Pareto front ({len(front)} points): {args.pareto}, plot {png}")
     return 0
@@ -328,7 +315,7 @@ def cmd_export(args) -> int:
     if args.profile:  # checked before anything is written
         from widthnas.latency.registry import load_profile
 
-        table = load_profile(args.profile, graph=True)
+        table = load_profile(args.profile)
         check_onnx_profile(table)
     cfg, space, sup, sp = load_run(args.run)
     if table is not None:
@@ -358,7 +345,7 @@ def cmd_export(args) -> int:
 def _export_weights(args) -> int:
     """export --weights: the user's state_dict sliced to the widths (channels chosen by importance,
     models/trace_weights.py), BN recalibrated and judged on the data of --run when given; ONNX verified."""
-    from widthnas.models.space import lookup_space
+    from widthnas.models.graph_families import get_space
     from widthnas.models.trace_weights import keep_channels, load_state_file, user_network
 
     from .data import normalize
@@ -371,10 +358,10 @@ def _export_weights(args) -> int:
     if args.profile:
         from widthnas.latency.registry import load_profile
 
-        table = load_profile(args.profile, graph=True)
+        table = load_profile(args.profile)
         check_onnx_profile(table)
     sd = load_state_file(args.weights)
-    space = lookup_space(args.space) if args.space else None
+    space = get_space(args.space) if args.space else None
     sp = None
     if args.run:
         from .train import load_run

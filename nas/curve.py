@@ -105,9 +105,9 @@ def read_curve(csv_path: str | Path) -> list[dict]:
 
 
 def plot_curve(path: str | Path, rows: list[dict]) -> None:
-    from .report import _plt
+    from widthnas._io import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     lat_key = "measured_ms" if rows and rows[0]["measured_ms"] is not None else "predicted_ms"
     has_lat = bool(rows) and rows[0][lat_key] is not None
     fig, axes = plt.subplots(1, 2 if has_lat else 1, figsize=(10 if has_lat else 5, 3.6), squeeze=False)

@@ -175,7 +175,7 @@ def compare_with_previous(supernet, space, widths, splits, split: str, calib_ima
               "previous_normalization": "its sidecar" if old.own_normalization else "this run's"})
     log(format_flips(r, f"previous ({old.path.name})", "this configuration"))
     if json_out:
-        from widthnas.latency.table import atomic_write_text
+        from widthnas._io import atomic_write_text
 
         atomic_write_text(json_out, json.dumps(r, indent=1))
     return r

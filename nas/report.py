@@ -6,24 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from widthnas._io import atomic_savefig, atomic_write_text
+from widthnas._io import atomic_savefig, atomic_write_text, pyplot
 
 
 METHOD_LABELS = {"exact": "exact budgeted optimum", "lagrangian": "Lagrangian (the paper's method)",
                  "greedy": "greedy slimming (AutoSlim-style)", "uniform": "uniform width multiplier"}
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_widths(path: Path, space, chosen: list[int], uniform: list[int] | None) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.5))
     from .search import variables
 
@@ -42,7 +33,7 @@ def plot_widths(path: Path, space, chosen: list[int], uniform: list[int] | None)
 
 
 def plot_training(path: Path, supernet_metrics: list[dict], finetune: dict[str, list[dict]]) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     if supernet_metrics:
         ep = [m["epoch"] for m in supernet_metrics]
@@ -67,7 +58,7 @@ def plot_narrowing(path: Path, space, snaps: list[dict]) -> bool:
     """Expected width per layer (relative to its widest choice) over training steps."""
     if not snaps:
         return False
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     steps = [s["step"] for s in snaps]
     from .search import variables

@@ -27,9 +27,6 @@ RECOVER = "delete it to redo the run's stages (finished artefacts stay), or choo
 STAGES = ("profile", "train", "search", "finetune", "export", "verify", "report")
 
 
-# a shipped profile of another machine (reference > 1.4 x off) is kept when this share of the run's check
-# networks is within ±10 % of it: its ratios hold, only its milliseconds are another machine's
-CHECK_PASS = 0.95
 # s per rung a run waits for a flickering host before going on without a ladder (--max-wait, if shorter)
 RUN_LADDER_WAIT_S = 30.0
 
@@ -149,9 +146,9 @@ class Run:
             atomic_write_text(saved, json.dumps(asdict(cfg), indent=1))
         self.state_path = self.dir / "run_state.json"
         self.state = read_json(self.state_path, "run state", RECOVER) if self.state_path.exists() else {}
-        from widthnas.models.space import lookup_space
+        from widthnas.models.graph_families import get_space
 
-        self.space = lookup_space(cfg.space)  # a chain SearchSpace or a GraphSpace
+        self.space = get_space(cfg.space)
         if cfg.weights:  # refused now, not after profiling and training
             from widthnas.models.trace_weights import check_state, load_state_file
 
@@ -177,7 +174,7 @@ class Run:
     def table(self):
         from widthnas.latency.registry import load_profile
 
-        return load_profile(self.state["profile"]["path"], graph=True)
+        return load_profile(self.state["profile"]["path"])
 
     def go(self) -> dict:
         for stage in STAGES:
@@ -205,7 +202,7 @@ class Run:
     # ---- stages ----------------------------------------------------------------------------
     def stage_profile(self) -> dict:
         from widthnas.latency.backends import OrtBackend
-        from widthnas.latency.host_state import OTHER_MACHINE
+        from widthnas.latency.check import other_machine_choice
         from widthnas.latency.registry import load_profile, matching_profiles
         from widthnas.models.space import check_fingerprint
         from widthnas.mrf import budget_is_share
@@ -215,7 +212,7 @@ class Run:
         backend = OrtBackend(self.space)
         if self.cfg.profile:
             path, why = self.cfg.profile, "given with --profile"
-            table = load_profile(path, graph=True)
+            table = load_profile(path)
             check_fingerprint(table.space.fingerprint, self.space, f"profile {path}")
             # onnxruntime with the profile's settings (threads, batch, ...): the check times networks as it was
             # made, as verify times the exported models; another backend's profile is refused here
@@ -228,35 +225,17 @@ class Run:
                 why += "; profiling this machine"
                 self.log(f"profile: {why}")
                 path = self._profile_here(backend)
-            table = load_profile(path, graph=True)
+            table = load_profile(path)
         self.log(f"profile: {table.name or path}: {why}")
         check = self._latency_check(table, backend)
         if check["machine_note"] and not self.cfg.profile and Path(path).parent != self.dir:
-            # a shipped profile of another machine behind the same device key: its ms are not this machine's,
-            # and its ratios may not be either (RESULTS §2.2d). Another match whose reference ran at today's
-            # speed; else this one if the check's networks hold to it; else a profile of this machine.
-            ref_now = check["host_speed"] * table.reference_ms  # ms, the reference here today
-            off = f"shipped profile {Path(path).name} matches the device key, but {check['machine_note'].split(':')[0]}"
-            near = sorted(((str(p), load_profile(p, graph=True)) for p in found[1:]),
-                          key=lambda pt: abs(np.log(ref_now / pt[1].reference_ms)))
-            if near and abs(np.log(ref_now / near[0][1].reference_ms)) <= np.log(OTHER_MACHINE):
-                action, (path, table) = "other", near[0]
-                why = (f"{off}; {Path(path).name}, also matching, was profiled with the reference at "
-                       f"{table.reference_ms:.4g} ms (here {ref_now:.4g} ms): using it")
-            elif check["within_10"] < CHECK_PASS:  # its ratios do not hold here either
-                action = "profile"
-                why = (f"{off}, and only {check['within_10']:.0%} of the check's networks are within ±10 % of it; "
-                       "profiling this machine")
-            elif not budget_is_share(self.cfg.budget):  # a budget in ms: in this machine's ms
-                action = "profile"
-                why = f"{off}, and the budget {self.cfg.budget} is in milliseconds, this machine's; profiling this machine"
-            else:  # its ratios hold: the small spaces ran 2.3 x slower on another machine, 100 % within ±10 %
-                action = "keep"
-                why = f"{off}; its ratios hold here ({check['within_10']:.0%} of the check within ±10 %): using it"
+            # a shipped profile of another machine behind the same device key (latency/check.py)
+            action, path, table, why = other_machine_choice(path, table, found[1:], check,
+                                                            budget_is_share(self.cfg.budget))
             self.log(f"profile: {why}")
             if action == "profile":
                 path = self._profile_here(backend)
-                table = load_profile(path, graph=True)
+                table = load_profile(path)
             if action != "keep":
                 check = self._latency_check(table, backend)  # the same timed networks, against the new profile
         if check["machine_note"]:  # a profile used anyway (given, or its ratios hold): say what its ms mean here
@@ -264,7 +243,8 @@ class Run:
         return {"path": str(path), "name": table.name or Path(path).stem, "why": why, "check": check}
 
     def _profile_here(self, backend) -> str:
-        from widthnas.latency.fit import fit_flops_proxy, fit_table
+        from widthnas.latency.fit import FlopsProxy
+        from widthnas.latency.graph_fit import fit_profile
         from widthnas.latency.profile import profile
         from widthnas.latency.samples import load_samples
         from widthnas.latency.validate import validate
@@ -275,14 +255,9 @@ class Run:
                 progress=self.progress, log=self.log)
         profile(self.space, held, c.heldout_networks, backend, "uniform", c.seed + 1000, protocol=self._protocol(),
                 progress=self.progress, log=self.log)
-        s = load_samples(str(samples), self.space)
-        if hasattr(self.space, "free_groups"):  # a graph space: entries keyed by op signature
-            from widthnas.latency.graph_fit import fit_graph_table as fit_table
-        table = fit_table(self.space, s, name="this-machine", log=self.log)
-        proxy = fit_flops_proxy(self.space, s, table.fit["elasticity"])
-        table.fit["flops_proxy"] = proxy.to_dict()
+        table = fit_profile(self.space, load_samples(str(samples), self.space), name="this-machine", log=self.log)
         h = load_samples(str(held), self.space)
-        table.validation = validate(table, h, proxy)
+        table.validation = validate(table, h, FlopsProxy.from_profile(table))
         floor = self._noise_floor(table, h, backend) if c.remeasure_networks else None
         if floor is not None:  # the measurement's own noise: --margin auto counts it (latency/margin.py)
             table.validation["noise_floor"] = floor
@@ -363,11 +338,10 @@ class Run:
         return sup
 
     def stage_search(self) -> dict:
-        from widthnas.mrf import parse_budget, solve, with_margin
-        from widthnas.mrf.baselines import greedy, uniform
+        from widthnas.mrf.baselines import greedy
 
-        from .search import chosen_config, write_pareto
-        from .selection import cached_measured_unaries, default_search, holdout_split, supernet_accuracy
+        from .search import aim, chosen_config, search, write_pareto
+        from .selection import cached_measured_unaries, holdout_split, supernet_accuracy
 
         table, sup, sp = self.table(), self._supernet(), self.splits
         unaries_path = self.dir / "supernet" / "unaries.json"  # training-time statistics
@@ -378,35 +352,23 @@ class Run:
             from widthnas.mrf.unaries import Unaries
 
             unaries = Unaries.load(unaries_path)
-        from widthnas.mrf import build_mrf, solvers_for
-
-        mrf = build_mrf(table, unaries)  # a chain MRF, or a GraphMRF over free channel groups
-        widest = table.predict(self.space.max_widths)
-        budget = parse_budget(self.cfg.budget, widest)
-        from widthnas.latency.margin import resolve_margin
+        from widthnas.mrf import lagrangian, pareto_front
 
         try:
-            margin_pct, margin_how = resolve_margin(self.cfg.margin, table, self.state["profile"].get("check"))
+            budget, widest, target, margin_pct, margin_how = aim(table, self.cfg.budget, self.cfg.margin,
+                                                                 self.state["profile"].get("check"))
         except ValueError as e:  # the check recorded by the profile stage is broken
             raise ValueError(f"{self.dir / 'run_state.json'}, profile.check: {e}; {RECOVER}") from None
-        target = with_margin(budget, margin_pct)
         if margin_pct:
             self.log(f"search: aiming at {target:.4f} ms, margin {margin_how}")
         if self.cfg.method == "select":
             self.log("search: MRF candidates, uniform and greedy, judged by the supernet on held-out validation images")
-            sol = default_search(sup, sp, table, unaries, target, log=self.log, budget_ms=budget,
-                                 measure=self._candidate_measurer(sup, table))
-        else:
-            sol = solve(mrf, target, self.cfg.method)
-        try:
-            uni = uniform(mrf, target)
-        except ValueError as e:  # the search may still fit a budget no uniform multiplier meets
-            uni = None
-            self.log(f"search: no uniform network fits {target:.4f} ms ({e}); reporting the chosen network alone")
-        gre, lag = greedy(mrf, target), solvers_for(mrf).lagrangian(mrf, target)
+        measure = self._candidate_measurer(sup, table) if self.cfg.method == "select" else None
+        sol, uni, mrf = search(table, unaries, self.cfg.method, target, budget, sup, sp, measure, self.log)
+        gre, lag = greedy(mrf, target), lagrangian(mrf, target)
         front = sol.pareto
         if front is None:
-            front = solvers_for(mrf).pareto_front(mrf)
+            front = pareto_front(mrf)
         write_pareto(self.dir / "pareto.csv", front, sol, uni, target)
         cfg = chosen_config(self.space, table, sol, str(unaries_path), self.cfg.budget, budget, margin_pct, margin_how)
         atomic_write_text(self.dir / "config.json", json.dumps(cfg, indent=1))
@@ -623,8 +585,7 @@ class Run:
 
         vs = variables(self.space)
         wn = max(8, *(len(n) for n, _, _ in vs))
-        head = "group" if hasattr(self.space, "free_groups") else "layer"
-        rows = [f"{head:{wn}s} {'base':>5s} {'chosen':>7s} {'uniform':>8s}"]
+        rows = [f"{'group':{wn}s} {'base':>5s} {'chosen':>7s} {'uniform':>8s}"]
         for i, (name, base, _) in enumerate(vs):
             rows.append(f"{name:{wn}s} {base:5d} {s['chosen']['widths'][i]:7d} {uni['widths'][i] if uni else '-':>8}")
         if uni:

@@ -9,16 +9,53 @@ import numpy as np
 
 
 def variables(space) -> list[tuple[str, int, tuple[int, ...]]]:
-    """(name, base channels, width choices) per search variable: a chain's layers, a graph space's
-    free channel groups; the order widths are listed in."""
-    if hasattr(space, "free_groups"):
-        return [(g.name, g.base, tuple(g.choices)) for g in space.free_groups]
-    return [(l.name, l.base, tuple(l.choices)) for l in space.layers]
+    """(name, base channels, width choices) per search variable, a free channel group; the order
+    widths are listed in."""
+    return [(g.name, g.base, tuple(g.choices)) for g in space.free_groups]
+
+
+def aim(table, budget_spec: str, margin: str, check: dict | None = None) -> tuple[float, float, float, float, str]:
+    """(budget ms, widest network's ms, target ms, margin %, why that margin): the budget as given
+    ('0.8ms' or '60%' of the widest network) and the latency the solvers aim at, a margin under it."""
+    from widthnas.latency.margin import resolve_margin
+    from widthnas.mrf import parse_budget, with_margin
+
+    widest = table.predict(table.space.max_widths)
+    budget = parse_budget(budget_spec, widest)
+    margin_pct, margin_how = resolve_margin(margin, table, check)
+    return budget, widest, with_margin(budget, margin_pct), margin_pct, margin_how
+
+
+def search(table, unaries, method: str, target_ms: float, budget_ms: float, supernet=None, splits=None,
+           measure=None, log=print):
+    """The search `widthnas search` and `widthnas run` both make: (chosen, uniform or None, the MRF).
+
+    method 'select' (the default): MRF candidates, uniform and greedy judged by the supernet on held-out
+    images, the winner measured within budget_ms when `measure` is given (nas/selection.py); else one
+    solver ('exact', 'lagrangian', 'greedy', 'uniform') on the unaries. The uniform network is the
+    largest multiplier within target_ms, for comparison."""
+    from widthnas.mrf import build_mrf, solve
+    from widthnas.mrf.baselines import uniform
+
+    mrf = build_mrf(table, unaries)
+    if method == "select":
+        from .selection import default_search
+
+        sol = default_search(supernet, splits, table, unaries, target_ms, log=log, budget_ms=budget_ms,
+                             measure=measure)
+    else:
+        sol = solve(mrf, target_ms, method)
+    try:
+        uni = uniform(mrf, target_ms)
+    except ValueError as e:  # the search may still fit a budget no uniform multiplier meets
+        uni = None
+        log(f"search: no uniform network fits {target_ms:.4f} ms ({e}); reporting the chosen network alone")
+    return sol, uni, mrf
 
 
 def chosen_config(space, table, sol, unaries_path: str | None, budget_spec: str, budget_ms: float,
                   margin_pct: float = 0.0, margin_how: str = "") -> dict:
-    """The chosen-configuration JSON (design.md section 2). budget_ms: the user's budget; the solver
+    """The chosen-configuration JSON (docs/design.md section 2). budget_ms: the user's budget; the solver
     aimed at sol.budget (margin_pct % under it, for the reason margin_how gives)."""
     return {
         "format": "widthnas-config/1",
@@ -44,8 +81,7 @@ def chosen_config(space, table, sol, unaries_path: str | None, budget_spec: str,
 def print_widths(space, sol, uniform_sol=None, out=print) -> None:
     vs = variables(space)
     wn = max(8, *(len(n) for n, _, _ in vs))
-    head = "group" if hasattr(space, "free_groups") else "layer"
-    out(f"{head:{wn}s} {'base':>5s} {'chosen':>7s}" + (f" {'uniform':>8s}" if uniform_sol else ""))
+    out(f"{'group':{wn}s} {'base':>5s} {'chosen':>7s}" + (f" {'uniform':>8s}" if uniform_sol else ""))
     for i, (name, base, _) in enumerate(vs):
         row = f"{name:{wn}s} {base:5d} {sol.widths[i]:7d}"
         if uniform_sol:
@@ -66,11 +102,9 @@ def write_pareto(path: str | Path, front, chosen=None, uniform_sol=None, budget=
     csv.writer(buf).writerows(rows)
     atomic_write_text(path, buf.getvalue())
     png = path.with_suffix(".png")
-    import matplotlib
+    from widthnas._io import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.step([s.latency for s in front], [s.score for s in front], where="post", label="Pareto front (exact)")
     if budget is not None:

@@ -7,8 +7,6 @@ the smoothness prior), the uniform network and greedy slimming's choice join the
 supernet itself, after BN recalibration, judges them on validation images that were not used to
 estimate the unaries. The smoothness weight is thereby chosen by validation too.
 
-Chain and graph spaces alike: the MRF comes from mrf.build_mrf, its solvers from mrf.solvers_for.
-
 Validation images: the first `unary_images` of the validation split estimate the unaries
 (nas.unary_eval); selection uses the rest.
 """
@@ -20,7 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from widthnas.mrf import GraphMRF, WidthMRF, build_mrf, greedy, solvers_for, uniform
+from widthnas.mrf import GraphMRF, build_mrf, exact, greedy, uniform
 from widthnas.mrf.smoothness import with_smoothness
 
 from .data import normalize
@@ -83,13 +81,13 @@ def estimation_scorer(supernet, splits, images: int | None = None) -> Callable[[
     return score
 
 
-def smoothness_weights(mrf: WidthMRF | GraphMRF, ratios: Sequence[float] = SMOOTH_RATIOS) -> list[float]:
+def smoothness_weights(mrf: GraphMRF, ratios: Sequence[float] = SMOOTH_RATIOS) -> list[float]:
     """Prior weights on the scale of the unaries: ratio x the mean per-layer score range."""
     scale = float(np.mean([np.ptp(s) for s in mrf.score_unary])) or 1e-3
     return [r * scale for r in ratios]
 
 
-def propose(mrf: WidthMRF | GraphMRF, budget_ms: float, ratios: Sequence[float] = SMOOTH_RATIOS,
+def propose(mrf: GraphMRF, budget_ms: float, ratios: Sequence[float] = SMOOTH_RATIOS,
             greedy_score: Callable[[list[int]], float] | None = None,
             greedy_widths: list[int] | None = None) -> dict[str, list[int]]:
     """Candidate networks under the budget: the MRF optimum at each prior weight, uniform, greedy.
@@ -100,7 +98,7 @@ def propose(mrf: WidthMRF | GraphMRF, budget_ms: float, ratios: Sequence[float] 
     """
     cands: dict[str, list[int]] = {}
     for r, w in zip(ratios, smoothness_weights(mrf, ratios)):
-        cands[f"mrf smooth={r:g}"] = solvers_for(mrf).exact(with_smoothness(mrf, w), budget_ms, with_front=False).widths
+        cands[f"mrf smooth={r:g}"] = exact(with_smoothness(mrf, w), budget_ms, with_front=False).widths
     try:
         cands["uniform"] = uniform(mrf, budget_ms).widths
     except ValueError:  # no uniform multiplier fits this budget: the others still compete
@@ -114,7 +112,7 @@ def propose(mrf: WidthMRF | GraphMRF, budget_ms: float, ratios: Sequence[float] 
     return out
 
 
-def select(supernet, mrf: WidthMRF | GraphMRF, cands: dict[str, list[int]], splits, unary_images: int | None = None,
+def select(supernet, mrf: GraphMRF, cands: dict[str, list[int]], splits, unary_images: int | None = None,
            log=print, check: Callable[[list[int]], dict] | None = None) -> Selection:
     """The candidate with the highest held-out supernet accuracy (cross-entropy breaks ties).
 
@@ -195,9 +193,9 @@ def default_search(supernet, splits, table, unaries, target_ms: float, unary_ima
     budget_ms: the winner must also *measure* within the budget (select's `check`), not only be
     predicted under the target."""
     from widthnas.latency.verdict import budget_verdict
-    from widthnas.mrf.solvers import Solution
+    from widthnas.mrf import Solution
 
-    mrf = build_mrf(table, unaries)  # a chain, or a GraphMRF for a graph profile
+    mrf = build_mrf(table, unaries)
     cands = propose(mrf, target_ms, greedy_score=estimation_scorer(supernet, splits))
     check = None
     if measure is not None and budget_ms is not None:

@@ -1,9 +1,8 @@
 """`widthnas train`: a slimmable supernet trained with the sandwich rule, recording how much each
 (layer, width) loses against the widest network; OWS or AOWS (progressive narrowing).
 
-The space is a chain (MobileNet-v1, SlimmableMobileNet: one variable per layer) or a graph
-(MobileNet-v2, ResNet, SlimmableGraphNet: one variable per free channel group); everything below
-reads only the space's `choices`, widths lists in its variable order and the MRF it builds.
+One variable per free channel group of the space (per layer for MobileNet-v1); everything below
+reads only the space's `choices`, widths lists in its free-group order and the MRF it builds.
 
 Every step: the widest network on the labels; the narrowest and `n_random` sampled configurations
 distilled in place from the widest network's detached softmax; one optimiser step.
@@ -28,8 +27,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from widthnas._io import append_line, append_text, atomic_path, atomic_write_text, read_jsonl
-from widthnas.models.mobilenet import SlimmableMobileNet
-from widthnas.models.space import check_fingerprint, lookup_space
+from widthnas.models.graph_families import get_space
+from widthnas.models.graph_net import GraphNet, SlimmableGraphNet
+from widthnas.models.space import check_fingerprint
 
 from .data import augment, check_fits, load_dataset, normalize, split
 from .device import resolve_device
@@ -92,41 +92,26 @@ class TrainConfig:
 
 
 def build_space(cfg: TrainConfig):
-    """The chain `SearchSpace` or `GraphSpace` of cfg.space (name or JSON file), at cfg.input_shape."""
-    space = lookup_space(cfg.space)
+    """The space of cfg.space (name or JSON file), at cfg.input_shape."""
+    space = get_space(cfg.space)
     if cfg.input_shape:
         space = space.with_input(cfg.input_shape)
     return space
 
 
 def make_supernet(space) -> torch.nn.Module:
-    """SlimmableMobileNet for a chain space, SlimmableGraphNet for a graph space; both take
-    forward(x, widths, update_bn_stats) and materialize(widths)."""
-    from widthnas.models.graph_space import GraphSpace
-
-    if isinstance(space, GraphSpace):
-        from widthnas.models.graph_net import SlimmableGraphNet
-
-        return SlimmableGraphNet(space)
-    return SlimmableMobileNet(space)
+    """The slimmable supernet: forward(x, widths, update_bn_stats) and materialize(widths)."""
+    return SlimmableGraphNet(space)
 
 
 def build_plain_network(space, widths) -> torch.nn.Module:
-    """A plain (not slimmable) network of the space at `widths`: MobileNet or GraphNet."""
-    from widthnas.models.graph_space import GraphSpace
-
-    if isinstance(space, GraphSpace):
-        from widthnas.models.graph_net import GraphNet
-
-        return GraphNet(space, widths)
-    from widthnas.models.mobilenet import build_network
-
-    return build_network(space, widths)
+    """A plain (not slimmable) network of the space at `widths`."""
+    return GraphNet(space, widths)
 
 
 # ---- unary statistics ------------------------------------------------------------------
 class LossStats:
-    """Per (layer, width) sums and counts of the recorded loss increase (graph spaces: per free group)."""
+    """Per (free group, width) sums and counts of the recorded loss increase."""
 
     def __init__(self, space):
         self.space = space
@@ -181,8 +166,7 @@ class UniformConfigs:
 
 class NarrowingConfigs:
     """AOWS: joint samples from the MRF of (score - gamma * latency) / T, where gamma meets the
-    budget and T falls from t_start to t_end (relative to the unaries' spread). A chain MRF for a
-    chain space, a GraphMRF (junction-tree solvers, mrf.dispatch) for a graph space."""
+    budget and T falls from t_start to t_end (relative to the unaries' spread)."""
 
     def __init__(self, space, table, budget_ms: float, cfg: TrainConfig, log_path: Path | None):
         self.space, self.table, self.budget, self.cfg, self.log_path = space, table, budget_ms, cfg, log_path
@@ -193,13 +177,13 @@ class NarrowingConfigs:
         return c.t_start * (c.t_end / c.t_start) ** min(max(progress, 0.0), 1.0)
 
     def refresh(self, stats: LossStats, step: int, epoch: int, progress: float) -> None:
-        from widthnas.mrf import build_mrf, solvers_for
+        from widthnas.mrf import build_mrf
+        from widthnas.mrf import graph_solvers as ops
 
         u = stats.unaries()
         if any((c > 0).sum() == 0 for c in u.count):
             return  # not every layer measured yet: keep the previous distribution
         self.mrf = build_mrf(self.table, u)
-        ops = solvers_for(self.mrf)
         sol = ops.lagrangian(self.mrf, self.budget)
         self.gamma = sol.info["gamma"] if math.isfinite(sol.info["gamma"]) else 1e6
         spread = float(np.mean([np.ptp(s) for s in self.mrf.score_unary])) or 1e-3
@@ -214,9 +198,9 @@ class NarrowingConfigs:
             append_line(self.log_path, rec)
 
     def draw(self, n: int, rng: np.random.Generator, **_) -> np.ndarray:
-        from widthnas.mrf import solvers_for
+        from widthnas.mrf import sample_configs
 
-        return solvers_for(self.mrf).sample_configs(self.mrf, self.gamma, self.temp, n, rng)
+        return sample_configs(self.mrf, self.gamma, self.temp, n, rng)
 
 
 # ---- the loop ----------------------------------------------------------------------------
@@ -224,7 +208,7 @@ def sandwich_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.T
                   configs: np.ndarray, stats: "LossStats | None" = None, world: int = 1) -> tuple[float, float]:
     """One sandwich-rule step; returns (widest loss, widest accuracy) on the batch.
 
-    model: a SlimmableMobileNet or SlimmableGraphNet (make_supernet).
+    model: the SlimmableGraphNet of make_supernet.
     configs: (n, layers or free groups) width indices of the sampled configurations.
     """
     space = model.space
@@ -338,16 +322,17 @@ class Trainer:
 
         if not self.cfg.profile or not self.cfg.budget:
             raise ValueError("aows sampling needs --profile and --budget (it narrows toward that budget)")
-        self.table = load_profile(self.cfg.profile, graph=True)
+        self.table = load_profile(self.cfg.profile)
         check_fingerprint(self.table.space.fingerprint, self.space, f"profile {self.cfg.profile}")
         self.budget_ms = parse_budget(self.cfg.budget, self.table.predict(self.space.max_widths))
-        from widthnas.mrf import build_mrf, solvers_for
+        from widthnas.mrf import build_mrf
+        from widthnas.mrf.graph_solvers import check_budget
         from widthnas.mrf.unaries import from_arrays
 
         zeros = from_arrays(self.space, [np.zeros(len(c)) for c in self.space.choices],
                             [np.ones(len(c), int) for c in self.space.choices])
         mrf = build_mrf(self.table, zeros)  # refuse an infeasible budget now, not after the warm-up
-        solvers_for(mrf).check_budget(mrf, self.budget_ms)
+        check_budget(mrf, self.budget_ms)
 
     # ---- state ---------------------------------------------------------------------------
     def state(self) -> dict:
@@ -489,9 +474,9 @@ class Trainer:
         line = (f"epoch {e + 1}: train loss {loss:.3f} acc {acc:.3f} | widest val acc {val_acc:.3f} | "
                 f"{ips:.0f} img/s | {rec['sampling']}")
         if aows_now and narrowing is not None and narrowing.mrf is not None:
-            from widthnas.mrf import solvers_for
+            from widthnas.mrf import marginals
 
-            margs = solvers_for(narrowing.mrf).marginals(narrowing.mrf, narrowing.gamma, narrowing.temp)
+            margs = marginals(narrowing.mrf, narrowing.gamma, narrowing.temp)
             ew = [float(np.dot(m, c)) for m, c in zip(margs, self.space.choices)]
             line += f" | T {narrowing.temp:.3g}, expected widths {[int(round(w)) for w in ew]}"
         self.log(line)

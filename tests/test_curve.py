@@ -46,13 +46,40 @@ def test_supernet_curve_recalibrates_each_network(sup_run, tiny, monkeypatch):
     calls = []
     real = ev.recalibrate_bn
     monkeypatch.setattr(ev, "recalibrate_bn", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    judged, real_accuracy = [], ev.accuracy  # the networks whose error the curve reports
+    monkeypatch.setattr(ev, "accuracy", lambda net, *a, **k: (judged.append(net), real_accuracy(net, *a, **k))[1])
     rows = supernet_curve(t.model, tiny, t.splits, "test", 128, LinearTable(tiny), log=lambda *_: None)
-    assert len(calls) == len(rows) == len(uniform_networks(tiny))
+    assert len(calls) == len(rows) == len(judged) == len(uniform_networks(tiny))
     assert all(0 <= r["supernet_error"] <= 1 for r in rows)
     assert [r["predicted_ms"] for r in rows] == sorted(r["predicted_ms"] for r in rows)
-    # the widest network's error equals evaluating it directly with the same recalibration
-    direct = ev.evaluate_config(t.model, tiny.max_widths, t.splits, "test", 128)
-    assert rows[-1]["supernet_error"] == pytest.approx(1 - direct["accuracy"])
+    # the widest network, recalibrated and judged here without the package's evaluation code: its BatchNorm
+    # statistics are those of the 128 calibration images (a seeded permutation of the training images) in
+    # one batch, then top-1 error on the whole test split. This supernet's predictions hardly depend on the
+    # image yet, so the statistics and the logits are compared too, not only the error
+    import torch
+
+    assert rows[-1]["widths"] == tiny.max_widths
+    norm = lambda x: (x.float() / 255 - t.splits.mean[None, :, None, None]) / t.splits.std[None, :, None, None]  # noqa: E731
+    xtr, (xte, yte) = t.splits.train[0], t.splits.test
+    calib = xtr[torch.randperm(len(xtr), generator=torch.Generator().manual_seed(0))[:128]]
+    net = t.model.materialize(tiny.max_widths)
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average: over one batch, that batch's mean and unbiased variance
+    with torch.no_grad():
+        net.train()(norm(calib))
+        logits = net.eval()(norm(xte))
+        theirs = judged[-1].eval()(norm(xte))
+    err = (logits.argmax(1) != yte).float().mean().item()
+    assert rows[-1]["supernet_error"] == pytest.approx(err, abs=1e-9)
+    got = [m for m in judged[-1].modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(got) == len(bns)
+    for a, b in zip(got, bns):
+        torch.testing.assert_close(a.running_mean, b.running_mean, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a.running_var, b.running_var, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(theirs, logits, rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="needs a latency profile"):
         supernet_curve(t.model, tiny, t.splits, measure=True)
 
@@ -90,6 +117,37 @@ def test_curve_cli_with_retraining(sup_run, tmp_path, capsys):
     assert rows and all(r["retrain_error"] is not None and r["predicted_ms"] is None for r in rows)
     assert out.with_suffix(".png").exists()
     assert "multiplier only" in capsys.readouterr().out  # no profile recorded: said so
+
+
+def test_curve_cli_on_a_graph_run_with_a_profile(graph_toy, write_bar_dataset, tmp_path, capsys):
+    """A graph-space supernet and a graph-space profile: given as --profile, and as the profile a
+    `widthnas run` directory recorded; every uniform network's latency is the profile's prediction."""
+    from widthnas.latency.graph_entries import GraphEntries
+    from widthnas.latency.graph_table import GraphLatencyTable
+    from widthnas.nas.cli import main
+    from widthnas.nas.train import TrainConfig, train
+
+    write_bar_dataset(tmp_path / "data.npz", 128, 32, seed=5)
+    (tmp_path / "space.json").write_text(json.dumps(graph_toy.to_dict()))
+    run = tmp_path / "run"  # laid out as `widthnas run` leaves it: supernet/ and run_state.json naming the profile
+    train(TrainConfig(space=str(tmp_path / "space.json"), dataset="npz", data=str(tmp_path / "data.npz"), epochs=1,
+                      batch_size=32, threads=1, seed=0), run / "supernet", progress=False, log=lambda *_: None)
+    table = GraphLatencyTable(graph_toy, [(k.c_in + 2 * k.c_out) * 1e-3 for k in GraphEntries(graph_toy).keys], 0.01,
+                              1.0, {"cpu": "synthetic"})
+    prof = tmp_path / "graph_profile.json"
+    table.save(prof)
+    (run / "run_state.json").write_text(json.dumps({"profile": {"path": str(prof)}}))
+    want = [table.predict(w) for _, w in uniform_networks(graph_toy)]
+    assert want == sorted(want) and len(set(want)) == len(want) >= 3
+    for extra in (["--profile", str(prof)], []):  # given, then read from run_state.json
+        out = tmp_path / f"curve{len(extra)}.csv"
+        assert main(["curve", "--run", str(run), *extra, "--no-measure", "--calib-images", "64",
+                     "--out", str(out)]) == 0, capsys.readouterr().err
+        rows = read_curve(out)
+        assert [r["widths"] for r in rows] == [w for _, w in uniform_networks(graph_toy)]
+        assert [r["predicted_ms"] for r in rows] == pytest.approx(want, rel=1e-6)
+        assert all(r["measured_ms"] is None and 0 <= r["supernet_error"] <= 1 for r in rows)
+    assert "multiplier only" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, msg", [(["--run", "{tmp}/nowhere"], "no such directory"),

@@ -2,7 +2,7 @@
 rounding, and the network comes back in the default layout (export and state dicts unchanged)."""
 import torch
 
-from widthnas.models.mobilenet import build_network
+from widthnas.models.graph_net import build_graph_network
 from widthnas.nas.data import load_dataset, split
 from widthnas.nas.finetune import train_plain
 
@@ -13,7 +13,7 @@ def test_channels_last_trains_the_same_network(tmp_path, tiny, write_bar_dataset
     nets, hists = [], []
     for cl in (False, True):
         torch.manual_seed(0)
-        net = build_network(tiny, tiny.max_widths)
+        net = build_graph_network(tiny, tiny.max_widths)
         hists.append(train_plain(net, sp, 2, lr=0.05, seed=1, log=lambda *_: None, device="cpu", channels_last=cl))
         nets.append(net)
     a, b = (dict(n.state_dict()) for n in nets)
@@ -36,7 +36,7 @@ def test_validating_only_the_last_epoch_changes_no_weight(tmp_path, tiny, write_
     nets, hists = [], []
     for every in (True, False):
         torch.manual_seed(0)
-        net = build_network(tiny, tiny.max_widths)
+        net = build_graph_network(tiny, tiny.max_widths)
         hists.append(train_plain(net, sp, 3, lr=0.05, seed=2, log=lambda *_: None, device="cpu",
                                  validate_each_epoch=every))
         nets.append(net)
@@ -50,7 +50,7 @@ def test_accuracy_does_not_depend_on_the_batch(tiny):
     from widthnas.nas.evaluate import accuracy
 
     torch.manual_seed(0)
-    net = build_network(tiny, tiny.max_widths)
+    net = build_graph_network(tiny, tiny.max_widths)
     x = torch.randint(0, 256, (300, *tiny.input_shape), dtype=torch.uint8)
     y = torch.randint(0, tiny.num_classes, (300,))
     mean, std = torch.full((tiny.input_shape[0],), 0.4), torch.full((tiny.input_shape[0],), 0.2)

@@ -47,7 +47,7 @@ def test_focal_distillation_only_where_the_old_model_is_right():
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, tiny, write_bar_dataset):
     """A tiny trained network exported as ONNX with a normalisation sidecar, and its data splits."""
-    from widthnas.models.mobilenet import build_network
+    from widthnas.models.graph_net import build_graph_network as build_network
     from widthnas.nas.data import load_dataset, normalize, split
     from widthnas.nas.export import export_onnx, write_sidecar
     from widthnas.nas.finetune import train_plain
@@ -84,7 +84,7 @@ def test_previous_model_predicts_like_torch(exported, tiny):
 def test_congruent_loss_trains_toward_the_old_model(exported, tiny):
     """Where the old model is right, fine-tuning with a strong focal-distillation weight moves the new
     network's outputs toward the old model's (smaller KL) than plain fine-tuning from the same start."""
-    from widthnas.models.mobilenet import build_network
+    from widthnas.models.graph_net import build_graph_network as build_network
     from widthnas.nas.data import normalize
     from widthnas.nas.finetune import train_plain
 

@@ -1,20 +1,19 @@
 """Latency on graph spaces: entries shared by signature, the design matrix against an independent
-ground truth, agreement with the chain table on MobileNet-v1 written as a graph, per-factor tables
-for the MRF, profile files, and a tiny real profile through the CLI."""
+ground truth, per-factor tables for the MRF, profile files, and a tiny real profile through the CLI.
+(MobileNet-v1's converted chain profiles: tests/test_fold.py.)"""
 import json
 import zlib
 
 import numpy as np
 import pytest
 
-from widthnas.latency.fit import FitSettings, _System, fit_table
+from conftest import draw_widths as draw
+from widthnas.latency.fit import FitSettings
 from widthnas.latency.graph_entries import GraphEntries
 from widthnas.latency.graph_fit import GraphSystem, fit_graph_table
-from widthnas.latency.graph_table import GraphLatencyTable
+from widthnas.latency.graph_table import GraphLatencyTable, ProfileError
 from widthnas.latency.samples import Samples
-from widthnas.latency.sampling import block_shapes, make_sampler
-from widthnas.latency.table import LatencyTable, ProfileError
-from widthnas.models.graph_families import from_chain_space, mobilenet_v2_small
+from widthnas.models.graph_families import mobilenet_v2_small
 from widthnas.models.space import WidthError
 
 QUICK = FitSettings(lams=(1e-8,), mus=(0.0,), folds=3)  # near-exact data: almost no ridge
@@ -66,16 +65,6 @@ def smooth_latency(space, widths):
 def samples_of(space, widths, truth=true_latency):
     y = np.array([truth(space, w) for w in widths])
     return Samples({"device": {"cpu": "synthetic"}}, np.asarray(widths), y, y, np.ones(len(y)), 0)
-
-
-def draw(space, kind, n, seed):
-    s = make_sampler(space, kind, seed)
-    out = []
-    for _ in range(n):
-        w = s.next()
-        s.observe(w)
-        out.append(w)
-    return np.array(out)
 
 
 # ---- entries and the design matrix ---------------------------------------------------------
@@ -170,60 +159,6 @@ def test_coverage_sampling_measures_more_entries_than_uniform(mbv2s):
     assert seen(draw(mbv2s, "coverage", 60, 0)) > 1.1 * seen(draw(mbv2s, "uniform", 60, 0))
 
 
-# ---- MobileNet-v1 as a graph against the chain table ----------------------------------------
-def _chain_to_graph(chain, graph) -> np.ndarray:
-    """(chain entries, graph entries) 0/1 map: chain block k's (i, j) entry is the sum of its ops' entries
-    (stem conv; depthwise + pointwise; global pool + classifier)."""
-    e = GraphEntries(graph)
-    sys_ = _System(chain)
-    by_op = {fc.factor.op: fc for fc in e.factors}
-    L = chain.num_layers
-    M = np.zeros((sys_.E, e.E))
-    for k, (a, b) in enumerate(sys_.shapes):
-        for i in range(a):
-            for j in range(b):
-                row = sys_.offsets[k] + i * b + j
-                if k == 0:
-                    M[row, by_op[chain.layers[0].name].cols[j]] += 1
-                elif k < L:
-                    name = chain.layers[k].name
-                    M[row, by_op[f"{name}.dw"].cols[i]] += 1
-                    M[row, by_op[name].cols[i, j]] += 1
-                else:
-                    M[row, by_op["pool"].cols[i]] += 1
-                    M[row, by_op["fc"].cols[i]] += 1
-    return M
-
-
-def test_mobilenet_v1_as_a_graph_agrees_with_the_chain_table(small):
-    graph = from_chain_space(small)
-    assert graph.choices == small.choices
-    W = draw(small, "uniform", 40, 5)
-    M = _chain_to_graph(small, graph)
-    # the design matrices: every chain entry a network uses is exactly its ops' graph entries
-    np.testing.assert_array_equal(_System(small).design(W).toarray() @ M, GraphEntries(graph).design(W).toarray())
-    # the repeated 512-channel blocks share entries in the graph, not in the chain
-    assert GraphEntries(graph).E < _System(small).E
-    # a graph table and the chain table it implies predict the same
-    costs = np.random.default_rng(0).uniform(0.01, 0.1, GraphEntries(graph).E)
-    g_table = GraphLatencyTable(graph, costs, 0.2, 1.0)
-    T = M @ costs
-    off = _System(small).offsets
-    c_table = LatencyTable(small, [T[off[k]:off[k + 1]].reshape(s) for k, s in enumerate(_System(small).shapes)],
-                           0.2, 1.0)
-    np.testing.assert_allclose(g_table.predict_many(W), c_table.predict_many(W), rtol=1e-12)
-    # fitted on the same samples, the two models predict held-out networks alike (the graph's shared
-    # entries, 1060 against the chain's 2140, do no worse)
-    tr = samples_of(graph, draw(small, "uniform", 300, 6), smooth_latency)
-    te = samples_of(graph, draw(small, "uniform", 100, 7), smooth_latency)
-    settings = FitSettings(lams=(1.0,), mus=(0.0,), folds=3)
-    pg = fit_graph_table(graph, tr, settings, log=lambda *_: None).predict_many(te.widths)
-    pc = fit_table(small, tr, settings, log=lambda *_: None).predict_many(te.widths)
-    rmspe = lambda p, y: float(np.sqrt(np.mean((p / y - 1) ** 2)))  # noqa: E731
-    assert rmspe(pg, pc) < 0.015 and np.abs(pg / pc - 1).max() < 0.03
-    assert rmspe(pg, te.norm) < 0.01 and rmspe(pg, te.norm) <= rmspe(pc, te.norm)
-
-
 # ---- the MRF's view and files ----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fitted(mbv2s):
@@ -260,16 +195,14 @@ def test_factor_tables_sum_to_the_prediction(fitted, mbv2s):
         fitted.predict_many(np.array([[7 if g == "s2" else c for g, c in zip(K, w)]]))
 
 
-def test_profile_round_trip_and_bad_files(fitted, mbv2s, tmp_path, small):
+def test_profile_round_trip_and_bad_files(fitted, mbv2s, tmp_path):
     from widthnas.latency.registry import load_profile
 
     p = tmp_path / "g.json"
     fitted.save(p)
-    back = load_profile(p, graph=True)
+    back = load_profile(p)
     W = draw(mbv2s, "uniform", 10, 4)
     np.testing.assert_allclose(back.predict_many(W), fitted.predict_many(W), rtol=1e-5)
-    with pytest.raises(ProfileError, match="graph-space profile.*chain-space"):
-        load_profile(p)  # the chain stages refuse it by name
     d = fitted.to_dict()
 
     def refused(mut, match, exc=ProfileError):
@@ -279,7 +212,8 @@ def test_profile_round_trip_and_bad_files(fitted, mbv2s, tmp_path, small):
         with pytest.raises(exc, match=match):
             GraphLatencyTable.load(p)
 
-    refused(lambda x: x.update(format="widthnas-profile/1"), "expected 'widthnas-graph-profile/1'")
+    refused(lambda x: x.update(format="widthnas-graph-profile/0"), "expected 'widthnas-graph-profile/1'")
+    refused(lambda x: x.update(format="widthnas-profile/1"), "chain format of widthnas before 0.2")
     refused(lambda x: x["space"].update(fingerprint="0" * 16), "fingerprint", ValueError)
     refused(lambda x: x["signatures"][3]["entries"].pop(), "1 of the space's .* entries are missing")
     refused(lambda x: x["signatures"][3]["entries"].append([8, 8000, 0.1]), "c_out 8000 is not one the space")
@@ -290,10 +224,6 @@ def test_profile_round_trip_and_bad_files(fitted, mbv2s, tmp_path, small):
     p.write_text(json.dumps(d)[:-20])
     with pytest.raises(ProfileError, match="does not parse"):
         GraphLatencyTable.load(p)
-    chain = tmp_path / "c.json"
-    LatencyTable(small, [np.ones((len(a), len(b))) for a, b in block_shapes(small)], 0, 1).save(chain)
-    with pytest.raises(ProfileError, match="not a widthnas graph-space profile"):
-        GraphLatencyTable.load(chain)
 
 
 # ---- a tiny real profile, end to end through the CLI -----------------------------------------
@@ -312,7 +242,7 @@ def test_tiny_real_profile_fit_predict(tmp_path, mbv2s, capsys):
     assert len(recs) == 12 and bad == 0 and all(len(r["widths"]) == len(mbv2s.free_groups) for r in recs)
     assert main(["fit", "--samples", str(samples), "--out", str(prof), "--folds", "3", "--heldout", str(samples),
                  "--remeasure", "0"]) == 0
-    table = load_profile(prof, graph=True)
+    table = load_profile(prof)
     assert table.validation["table"]["n"] == 12 and "flops_proxy" in table.validation
     assert isinstance(table, GraphLatencyTable) and table.space.fingerprint == mbv2s.fingerprint
     meas = table.measured_ms(np.array([r["norm"] for r in recs]),
@@ -324,15 +254,42 @@ def test_tiny_real_profile_fit_predict(tmp_path, mbv2s, capsys):
     assert main(["validate", "--profile", str(prof), "--samples", str(samples), "--remeasure", "3"]) == 0
     out = capsys.readouterr().out
     assert "within ±5%" in out and "re-measured  n=3" in out and "limits: " in out  # graph networks timed again
-    # a chain-space profile's file cannot hold these samples
+    # the samples of one space are refused for another
     assert main(["fit", "--space", "mobilenet_v1_small", "--samples", str(samples), "--out", str(prof)]) == 2
     assert "fingerprint" in capsys.readouterr().err
 
 
-def test_torch_backend_opens_graph_networks(mbv2s):
-    from widthnas.latency.backends import make_backend
+def test_torch_backend_opens_graph_networks(mbv2s, monkeypatch):
+    """The torch backend's call runs the graph network of the widths asked for, on a batch of the
+    space's input, once per call."""
+    import torch
 
-    make_backend(mbv2s, "torch").open(mbv2s.min_widths)()
+    from widthnas.latency.backends import make_backend
+    from widthnas.models import graph_net
+
+    built, runs = [], []
+    real = graph_net.build_graph_network
+
+    def spy(space, widths):
+        net = real(space, widths)
+        built.append(net)
+        net.register_forward_hook(lambda m, i, o: runs.append((tuple(i[0].shape), o)))
+        return net
+
+    monkeypatch.setattr(graph_net, "build_graph_network", spy)
+    be = make_backend(mbv2s, "torch", batch=2)
+    run = be.open(mbv2s.min_widths)
+    assert len(built) == 1 and runs == [] and not built[0].training  # opened in eval mode, not yet run
+    convs = [op for op in mbv2s.graph.ops if op.kind == "conv"]
+    a, g = mbv2s.assignment(mbv2s.min_widths), mbv2s.graph.group_of
+    assert {k: m.out_channels for k, m in built[0].layers.items() if isinstance(m, torch.nn.Conv2d)} == \
+        {graph_net.module_key(op): a[g[op.name]] for op in convs}  # every conv at the narrowest widths
+    assert sum(a[g[op.name]] for op in convs) < sum(mbv2s.group(g[op.name]).base for op in convs)
+    run()
+    run()
+    assert len(runs) == 2 and runs[0][0] == (2, *mbv2s.input_shape)
+    assert runs[0][1].shape == (2, mbv2s.num_classes) and torch.isfinite(runs[0][1]).all()
+    assert be.device_info()["backend"] == "torch"
 
 
 def test_bundle_of_graph_networks(mbv2s, tmp_path):

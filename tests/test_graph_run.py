@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from scipy import stats
 
 from widthnas.nas.cli import main
 from widthnas.nas.run import Run, RunConfig
@@ -62,9 +63,29 @@ def test_run_on_a_graph_space(space, kw, data28, tmp_path, capsys):
     side = json.loads((out / "model.json").read_text())
     assert side["widths"] == ch["widths"] and side["space"]["fingerprint"] == run.space.fingerprint
     assert st["export"]["chosen"]["max_abs_diff"] < 1e-3
+    # the file computes the network the run fine-tuned, on random images of this test's own
+    import torch
+
+    from widthnas.models.graph_net import build_graph_network
+
+    net = build_graph_network(run.space, ch["widths"])
+    net.load_state_dict(torch.load(out / "final_chosen.pt", weights_only=True))
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    with torch.no_grad():
+        ref = net.eval()(torch.from_numpy(x)).numpy()
+    assert ref.std(axis=0).mean() > 0.01  # the logits depend on the image (100 x the tolerance below)
     sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    assert sess.run(None, {"input": np.zeros((2, 1, 28, 28), np.float32)})[0].shape == (2, 10)
-    assert st["verify"]["chosen"]["budget_verdict"]["verdict"] in ("within", "over", "cannot tell at this noise")
+    np.testing.assert_allclose(sess.run(None, {"input": x})[0], ref, rtol=1e-4, atol=1e-4)
+    v = st["verify"]["chosen"]  # the verdict follows from its timings: their 95 % t-interval against the budget
+    bv = v["budget_verdict"]
+    ms = np.array(bv["measurements_ms"])
+    h = stats.t.ppf(0.975, len(ms) - 1) * ms.std(ddof=1) / np.sqrt(len(ms))
+    assert bv["ci_low_ms"] == pytest.approx(ms.mean() - h) and bv["ci_high_ms"] == pytest.approx(ms.mean() + h)
+    want = ("within" if bv["ci_high_ms"] < bv["budget_ms"] else "over" if bv["ci_low_ms"] > bv["budget_ms"]
+            else "cannot tell at this noise")
+    assert bv["verdict"] == want and v["within_budget"] == (want == "within")
+    assert bv["budget_ms"] == st["search"]["budget_ms"] and v["normalised_ms"] == pytest.approx(ms.mean())
+    assert 3 <= len(ms) <= 8 and (want != "cannot tell at this noise" or len(ms) == 8)  # timed until it could tell
     assert "## Result" in (out / "report.md").read_text()
     assert run.summary().splitlines()[0].startswith("group")
     if kw["sampling"] == "aows":

@@ -1,13 +1,12 @@
 """Searching a graph space: a GraphMRF built from a graph profile and per-group unaries, its
 latency against the profile's prediction, the budgeted optimum and the baselines against brute force."""
-import itertools
-
 import numpy as np
 import pytest
 
+from conftest import brute_force, enumerate_mrf
 from widthnas.latency.graph_entries import GraphEntries
 from widthnas.latency.graph_table import GraphLatencyTable
-from widthnas.mrf import GraphMRF, WidthMRF, build_mrf, greedy, solve, solvers_for, uniform
+from widthnas.mrf import GraphMRF, build_mrf, solve, uniform
 from widthnas.mrf.smoothness import with_smoothness
 from widthnas.mrf.unaries import Unaries, from_arrays
 
@@ -31,65 +30,48 @@ def unaries(toy):
     return from_arrays(toy, loss, [np.full(len(c), 5) for c in toy.choices])
 
 
-def all_configs(mrf):
-    return np.array(list(itertools.product(*[range(len(c)) for c in mrf.choices])))
-
-
 def test_mrf_latency_is_the_profile_prediction(toy, table, unaries):
     assert any(g.fixed for g in toy.groups)  # input channels and classes: folded into unaries / intercept
     mrf = GraphMRF.from_graph_table(table, unaries)
     assert mrf.names == [g.name for g in toy.free_groups] and list(mrf.base) == toy.base_widths
-    idx = all_configs(mrf)
-    lat, sc = mrf.evaluate(idx)
+    idx, lat, sc = enumerate_mrf(mrf)
     pred = table.predict_many(np.array([mrf.widths(i) for i in idx]))
     np.testing.assert_allclose(lat, pred, rtol=1e-12)
     np.testing.assert_allclose(sc, [sum(s[k] for s, k in zip(unaries.scores(), i)) for i in idx], rtol=1e-12)
-    assert isinstance(build_mrf(table, unaries), GraphMRF) and solvers_for(mrf).__name__.endswith("graph_solvers")
+    b = build_mrf(table, unaries)
+    assert isinstance(b, GraphMRF) and np.array_equal(b.evaluate(idx)[0], lat)
 
 
 @pytest.mark.parametrize("share", [0.45, 0.6, 0.8])
 def test_budgeted_optimum_and_baselines_against_brute_force(table, unaries, share):
     mrf = GraphMRF.from_graph_table(table, unaries)
-    idx = all_configs(mrf)
-    lat, sc = mrf.evaluate(idx)
+    _, lat, _ = enumerate_mrf(mrf)
     budget = lat.min() + share * (lat.max() - lat.min())
-    best = sc[lat <= budget].max()
+    best, best_idx = brute_force(mrf, budget)
     for method in ("exact", "lagrangian", "greedy", "uniform"):
         sol = solve(mrf, budget, method)
         assert sol.latency <= budget + 1e-12 and sol.latency == pytest.approx(table.predict(sol.widths))
         assert sol.score <= best + 1e-12
-    assert solve(mrf, budget, "exact").score == pytest.approx(best)
+    e = solve(mrf, budget, "exact")
+    assert e.score == pytest.approx(best) and mrf.score(best_idx) == pytest.approx(best)
     # uniform: the largest multiplier whose nearest-choice network fits, as the space itself rounds it
     u = uniform(mrf, budget)
     fits = [m for m in np.arange(0.05, 2.0001, 0.005) if table.predict(table.space.uniform(m)) <= budget]
     assert u.widths == table.space.uniform(max(fits)) and u.info["multiplier"] == pytest.approx(max(fits))
 
 
-def test_greedy_and_uniform_on_a_graph_agree_with_the_chain(small):
-    from widthnas.latency.registry import PROFILE_DIR
-    from widthnas.latency.table import LatencyTable
-
-    t = LatencyTable.load(PROFILE_DIR / "amd-epyc-2c_ort-cpu-1t-b1_mobilenet_v1_small.json")
-    rng = np.random.default_rng(0)
-    u = from_arrays(t.space, [np.linspace(0.2, 0, len(c)) + rng.normal(0, 0.02, len(c)) for c in t.space.choices],
-                    [np.ones(len(c), int) for c in t.space.choices])
-    chain = WidthMRF.from_table(t, u)
-    graph = GraphMRF.from_chain(chain)
-    budget = 0.5 * t.predict(t.space.max_widths)
-    for fn in (greedy, uniform):
-        a, b = fn(chain, budget), fn(graph, budget)
-        assert a.widths == b.widths and a.latency == pytest.approx(b.latency)
-
-
 def test_smoothness_prior_on_graph_pairs(table, unaries):
     mrf = GraphMRF.from_graph_table(table, unaries)
-    idx = all_configs(mrf)
-    s0 = with_smoothness(mrf, 0.0)
-    np.testing.assert_allclose(s0.evaluate(idx)[1], mrf.evaluate(idx)[1])
-    s1 = with_smoothness(mrf, 1.0)
-    lat1, sc1 = s1.evaluate(idx)
-    np.testing.assert_allclose(lat1, mrf.evaluate(idx)[0])  # the prior costs no latency
-    assert np.all(sc1 <= mrf.evaluate(idx)[1] + 1e-12)
+    idx, lat, sc = enumerate_mrf(mrf)
+    assert np.array_equal(enumerate_mrf(with_smoothness(mrf, 0.0))[2], sc)  # weight 0: the same scores
+    w = 0.7
+    lat1, sc1 = with_smoothness(mrf, w).evaluate(idx)
+    np.testing.assert_allclose(lat1, lat, rtol=1e-12)  # the prior costs no latency
+    # -w (log m_i - log m_j)^2 for every pair of groups an op joins (m: width / base width)
+    logm = np.log(np.array([mrf.widths(i) for i in idx], float) / np.array(mrf.base, float))
+    prior = sum((logm[:, i] - logm[:, j]) ** 2 for i, j in mrf.edges)
+    assert len(mrf.edges) >= 3 and prior.max() > 0.1
+    np.testing.assert_allclose(sc1, sc - w * prior, atol=1e-12)
 
 
 def test_unaries_name_their_groups_and_other_spaces_are_refused(toy, table, unaries, tmp_path):
@@ -116,10 +98,9 @@ def test_baselines_and_exact_with_a_fixed_group(table, unaries):
     g = GraphMRF(m.choices + [(24,)], m.score_unary + [np.zeros(1)], m.lat_unary + [np.zeros(1)],
                  list(m.factors) + [(0, m.n, fixed_lat)], m.intercept, [False] * m.n + [True],
                  m.names + ["fixed"], tuple(m.base) + (24,), m.space_fingerprint)
-    idx = all_configs(g)
-    lat, sc = g.evaluate(idx)
+    _, lat, _ = enumerate_mrf(g)
     budget = lat.min() + 0.5 * (lat.max() - lat.min())
     for method in ("exact", "lagrangian", "greedy", "uniform"):
         sol = solve(g, budget, method)
         assert sol.latency <= budget and sol.widths[-1] == 24
-    assert solve(g, budget, "exact").score == pytest.approx(sc[lat <= budget].max())
+    assert solve(g, budget, "exact").score == pytest.approx(brute_force(g, budget)[0])

@@ -2,18 +2,18 @@ import copy
 import json
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 
+from conftest import calibrate_bn as _calibrate_bn
+from conftest import ort_run as _ort
+from conftest import scramble_bn as _scramble_bn
 from widthnas.latency.graph_onnx import build_graph_onnx, folded_graph_weights, graph_space_onnx
 from widthnas.models.graph import Graph, GraphBuilder, GraphError
-from widthnas.models.graph_families import (
-    from_chain_space, get_graph_space, mobilenet_v2, mobilenet_v2_small, resnet, resnet_small,
-)
+from widthnas.models.graph_families import get_space, mobilenet_v2, mobilenet_v2_small, resnet, resnet_small
 from widthnas.models.graph_net import SlimmableGraphNet, build_graph_network
 from widthnas.models.graph_space import GraphSpace, OpSignature
-from widthnas.models.space import SearchSpace, WidthError, get_space, lookup_space, mobilenet_v1, mobilenet_v1_small
+from widthnas.models.space import WidthError
 
 # The architectures as the tests read them, written independently of graph_families.
 MBV2_SMALL = [(1, 8, 1, 1), (6, 16, 2, 2), (6, 24, 2, 2), (6, 32, 2, 2), (6, 48, 2, 1)]  # (t, c, n, s)
@@ -39,30 +39,6 @@ def rn18():
 def _random_widths(space, seed):
     rng = np.random.default_rng(seed)
     return [int(rng.choice(c)) for c in space.choices]
-
-
-def _scramble_bn(net):
-    """Non-trivial BN statistics and affine parameters, so slicing or folding mistakes show."""
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            for t in (m.running_mean, m.weight, m.bias):
-                t.data.uniform_(-0.5, 0.5)
-            m.running_var.data.uniform_(0.5, 2.0)
-
-
-def _calibrate_bn(net, space, seed=0):
-    """Real BN statistics from one train-mode pass (momentum 1), affine parameters off identity: the
-    activations stay normalised, so the logits depend on the image and a wrong op shows in them."""
-    torch.manual_seed(seed)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = 1.0
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-    net.train()
-    with torch.no_grad():
-        net(torch.rand(16, *space.input_shape))
-    return net.eval()
 
 
 # ---- groups -------------------------------------------------------------------------------
@@ -148,7 +124,7 @@ def test_plain_network_has_the_groups_channels_and_sizes(name, seed, request):
         assert seen[op.name.replace(".", "_")] == (a[g[op.name]], *sizes[op.name]), op.name
 
 
-@pytest.mark.parametrize("name", ["mbv2", "rn"])
+@pytest.mark.parametrize("name", ["mbv2", "rn", "small"])
 def test_slimmable_at_an_assignment_is_the_plain_network_in_its_slices(name, request):
     """A plain network written into the first channels of the supernet's widest weights: the supernet
     at those widths must compute exactly that network (independently of `materialize`)."""
@@ -173,15 +149,19 @@ def test_slimmable_at_an_assignment_is_the_plain_network_in_its_slices(name, req
         assert not torch.allclose(sup(x, space.max_widths), ref, atol=1e-3)  # the widths matter
 
 
-def test_narrow_pass_runs_smaller_convolutions(rn, monkeypatch):
-    sup = SlimmableGraphNet(rn).eval()
+@pytest.mark.parametrize("name", ["rn", "small"])
+def test_narrow_pass_runs_smaller_convolutions(name, request, monkeypatch):
+    """Every convolution of a narrow pass has the narrow shape, not masked widest channels."""
+    space = request.getfixturevalue(name)
+    sup = SlimmableGraphNet(space).eval()
     shapes, conv2d = [], torch.nn.functional.conv2d
     monkeypatch.setattr(torch.nn.functional, "conv2d", lambda x, w, *a, **k: (shapes.append(tuple(w.shape)), conv2d(x, w, *a, **k))[1])
     with torch.no_grad():
-        sup(torch.randn(1, *rn.input_shape), rn.min_widths)
-    a, g = rn.assignment(rn.min_widths), rn.graph.group_of
-    expected = [(a[g[op.name]], a[g[op.inputs[0]]], op.kernel, op.kernel) for op in rn.graph.ops if op.kind == "conv"]
-    assert shapes == expected
+        sup(torch.randn(1, *space.input_shape), space.min_widths)
+    a, g = space.assignment(space.min_widths), space.graph.group_of
+    expected = [(a[g[op.name]], 1 if op.depthwise else a[g[op.inputs[0]]], op.kernel, op.kernel)
+                for op in space.graph.ops if op.kind == "conv"]
+    assert shapes == expected and any(op.depthwise for op in space.graph.ops) == (name == "small")
 
 
 def test_supernet_keeps_running_stats_when_asked(mbv2):
@@ -194,7 +174,7 @@ def test_supernet_keeps_running_stats_when_asked(mbv2):
 
 
 def test_materialized_network_recalibrates_its_bn(mbv2):
-    """The chosen network goes through the same BN recalibration as the chain spaces' networks."""
+    """The chosen network goes through BN recalibration (nas.evaluate.recalibrate_bn): finite, non-zero means."""
     from widthnas.nas.evaluate import recalibrate_bn
 
     net = SlimmableGraphNet(mbv2).materialize(mbv2.uniform(0.5))
@@ -205,7 +185,7 @@ def test_materialized_network_recalibrates_its_bn(mbv2):
 
 
 # ---- MACs -------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["mbv2", "rn"])
+@pytest.mark.parametrize("name", ["mbv2", "rn", "small"])
 def test_macs_equal_a_count_from_torch_hooks(name, request):
     space = request.getfixturevalue(name)
     widths = _random_widths(space, 5)
@@ -227,16 +207,10 @@ def test_macs_equal_a_count_from_torch_hooks(name, request):
     assert ours == counted and space.macs(widths) == sum(counted.values())
 
 
-def test_macs_of_the_published_networks_and_of_the_chain_space():
+def test_macs_of_the_published_networks():  # MobileNet-v1's 569 M: tests/test_space.py
     m2, r18 = mobilenet_v2(), resnet()
     assert abs(m2.macs(m2.base_widths) / 1e6 - 300) < 2  # MobileNet-v2 1.0: 300 M (Sandler et al. 2018)
     assert abs(r18.macs(r18.base_widths) / 1e9 - 1.81) < 0.01  # ResNet-18: 1.8 G (He et al. 2016)
-    for chain in (mobilenet_v1(), mobilenet_v1_small()):  # the graph machinery agrees with space.py
-        graph = from_chain_space(chain)
-        assert [s.name for s in graph.free_groups] == [l.name for l in chain.layers]
-        for seed in range(3):
-            w = _random_widths(chain, seed)
-            assert graph.macs(w) == chain.macs(w)
 
 
 # ---- factor structure -------------------------------------------------------------------
@@ -259,11 +233,6 @@ def test_factor_structure_keys_latency_by_signature_and_groups(rn, mbv2):
 
 
 # ---- ONNX -------------------------------------------------------------------------------
-def _ort(model, x):
-    s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return s.run(None, {s.get_inputs()[0].name: x})[0]
-
-
 @pytest.mark.parametrize("name", ["mbv2", "rn", "rn18"])
 def test_onnx_graph_computes_the_torch_network(name, request):
     import onnx
@@ -289,6 +258,12 @@ def test_torch_export_of_the_plain_network_agrees(mbv2, tmp_path):
     net = _calibrate_bn(build_graph_network(mbv2, mbv2.uniform(0.5)), mbv2)
     v = export_onnx(net, mbv2, tmp_path / "m.onnx")
     assert v["opset"] == 17 and v["max_abs_diff"] < 1e-4
+    # the file computes the network, on random images of this test's own (not only the exporter's check)
+    x = np.random.default_rng(3).random((3, *mbv2.input_shape), dtype=np.float32)
+    with torch.no_grad():
+        ref = net.eval()(torch.from_numpy(x)).numpy()
+    assert ref.std(axis=0).mean() > 0.05  # the logits depend on the image: a meaningful comparison
+    np.testing.assert_allclose(_ort(tmp_path / "m.onnx", x), ref, rtol=1e-4, atol=1e-4)
 
 
 def test_random_graph_has_the_widths(rn):
@@ -303,13 +278,14 @@ def test_random_graph_has_the_widths(rn):
 
 # ---- files and lookup -------------------------------------------------------------------
 # Pinned: a change here invalidates every artefact made for these spaces. Change only on purpose.
-FINGERPRINTS = {"mobilenet_v2": "b93d8e6dab36c6dd", "mobilenet_v2_small": "75b0607c66b81f22",
+FINGERPRINTS = {"mobilenet_v1": "e31067c5a8b9b0b1", "mobilenet_v1_small": "9ad355dd8ef7c67d",  # graph spaces since 0.2
+                "mobilenet_v2": "b93d8e6dab36c6dd", "mobilenet_v2_small": "75b0607c66b81f22",
                 "resnet": "49c69a0d8170fee5", "resnet_small": "167299602371b83c"}
 
 
 def test_json_round_trip_and_fingerprints(tmp_path):
     for name, fp in FINGERPRINTS.items():
-        space = get_graph_space(name)
+        space = get_space(name)
         d = json.loads(json.dumps(space.to_dict()))
         assert d["format"] == "widthnas-graph/1"
         assert [x["name"] for x in d["groups"] if x.get("fixed")] == ["input", "classes"]
@@ -317,15 +293,12 @@ def test_json_round_trip_and_fingerprints(tmp_path):
         assert back == space and back.fingerprint == space.fingerprint == fp, name
     rn = resnet_small()
     rn.save(tmp_path / "rn.json")
-    assert get_graph_space(str(tmp_path / "rn.json")).fingerprint == rn.fingerprint
-    assert lookup_space(str(tmp_path / "rn.json")).fingerprint == rn.fingerprint
+    assert get_space(str(tmp_path / "rn.json")).fingerprint == rn.fingerprint
     assert rn.with_input((3, 32, 32)).fingerprint != rn.fingerprint
     assert rn.with_input((3, 32, 32)).graph.sizes["fc"] == (1, 1)
     d = rn.to_dict()
     d["groups"][1]["choices"] = d["groups"][1]["choices"][:-1]
     assert GraphSpace.from_dict(d).fingerprint != rn.fingerprint
-    # the chain spaces keep theirs
-    assert (mobilenet_v1().fingerprint, mobilenet_v1_small().fingerprint) == ("b2d479d86c472bf9", "9833571084ef9e25")
 
 
 def _group(d, name):
@@ -337,7 +310,8 @@ def _op(d, name):
 
 
 BAD = [
-    (lambda d: d.update(format="widthnas-space/1"), "expected 'widthnas-graph/1'"),
+    (lambda d: d.update(format="widthnas-graph/0"), "expected 'widthnas-graph/1'"),
+    (lambda d: d.update(format="widthnas-space/1"), "chain format of widthnas before 0.2"),
     (lambda d: d.pop("ops"), "field 'ops' is missing"),
     (lambda d: _group(d, "s2").update(choices=[12, 16, 24]), r"\[12\] are not multiples of 8"),
     (lambda d: _group(d, "s2").update(choices=[24, 16]), "ascending"),
@@ -386,15 +360,19 @@ def test_bad_widths_are_named(rn):
         rn.validate({**{s.name: s.base for s in rn.free_groups}, "input": 3})
 
 
-def test_lookup_by_name_keeps_the_chain_spaces(capsys):
+def test_one_registry_by_name_and_the_space_command(capsys, tmp_path):
+    from widthnas.models import SPACES
     from widthnas.nas.cli import main
 
-    assert isinstance(lookup_space("mobilenet_v1_small"), SearchSpace)
-    assert isinstance(lookup_space("resnet_small"), GraphSpace)
-    with pytest.raises(ValueError, match="unknown search space 'resnet' for this command: it is a graph space"):
-        get_space("resnet")  # the chain stages refuse it clearly
-    with pytest.raises(ValueError, match=r"unknown search space 'vgg'.*\(graph\)"):
-        lookup_space("vgg")
+    assert set(SPACES) == set(FINGERPRINTS)  # every shipped space, MobileNet-v1 included, in the one registry
+    assert all(isinstance(get_space(n), GraphSpace) for n in SPACES)
+    with pytest.raises(GraphError, match=r"unknown search space 'vgg'; shipped: \['mobilenet_v1', "):
+        get_space("vgg")
+    with pytest.raises(GraphError, match="unknown search space"):
+        get_space(str(tmp_path / "missing.json"))  # a file that is not there is not a name either
+    assert main(["space", "--space", "mobilenet_v1_small"]) == 0
+    out = capsys.readouterr().out
+    assert "block3" in out and "ops: block3, block4.dw, block4" in out  # pointwise conv, next block
     assert main(["space", "--space", "mobilenet_v2_small"]) == 0
     out = capsys.readouterr().out
     assert "s1.b1.mid" in out and "ops: s1.b1.expand, s1.b1.dw, s1.b1.project" in out

@@ -183,7 +183,7 @@ def test_supernet_greedy_every_n_steps_resumes_bit_identically(tiny_inputs, tmp_
 
 
 def test_train_plain_steps_greedy_on_validation_loss(tiny_inputs, tiny):
-    from widthnas.models.mobilenet import build_network
+    from widthnas.models.graph_net import build_graph_network as build_network
     from widthnas.nas.data import load_dataset, split
     from widthnas.nas.finetune import train_plain
 

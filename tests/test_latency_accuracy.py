@@ -1,16 +1,10 @@
 """benchmarks/latency_accuracy.py, old protocol beside the new, on the simulated machine: its pieces
 (options, turns, caches, the side-by-side table, shipping) without real timing."""
-import importlib.util
 import json
-import sys
 
 import pytest
 
-from conftest import ROOT
-
-spec = importlib.util.spec_from_file_location("latency_accuracy", ROOT / "benchmarks" / "latency_accuracy.py")
-la = sys.modules["latency_accuracy"] = importlib.util.module_from_spec(spec)  # dataclasses look their module up
-spec.loader.exec_module(la)
+from widthnas.benchmarks import latency_accuracy as la
 
 
 def test_turns_grow_to_the_total():

@@ -20,14 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, write_bar_dataset):
     """A small space whose widest network is several times slower than its narrowest."""
-    from widthnas.models.space import LayerSpec, SearchSpace
+    from widthnas.models.graph_families import mobilenet_v1_like
 
-    space = SearchSpace("pipe", (1, 16, 16), 10, (
-        LayerSpec("stem", "conv", 1, 16, (8, 16, 32)),
-        LayerSpec("block1", "dwsep", 1, 64, (16, 32, 64, 96)),
-        LayerSpec("block2", "dwsep", 2, 64, (16, 32, 64, 96)),
-        LayerSpec("block3", "dwsep", 1, 128, (32, 64, 128, 192)),
-    ))
+    space = mobilenet_v1_like("pipe", [16, 64, 64, 128], [1, 1, 2, 1], (1, 16, 16), 10,
+                              [(8, 16, 32), (16, 32, 64, 96), (16, 32, 64, 96), (32, 64, 128, 192)])
     d = tmp_path_factory.mktemp("pipe")
     (d / "space.json").write_text(json.dumps(space.to_dict()))
     write_bar_dataset(d / "data.npz", 256, 64, seed=1)
@@ -64,8 +60,20 @@ def test_run_goes_from_data_to_verified_onnx(finished_run):
     want = ("within" if bv["ci_high_ms"] < bv["budget_ms"] else "over" if bv["ci_low_ms"] > bv["budget_ms"]
             else "cannot tell at this noise")
     assert bv["verdict"] == want and v["within_budget"] == (want == "within")
+    # the file computes the network the run fine-tuned (final_chosen.pt), here on random images at a batch
+    # size of its own (a dynamic batch axis), not only on the exporter's own check
+    import torch
+
+    from widthnas.models.graph_net import build_graph_network
+
+    net = build_graph_network(run.space, side["widths"])
+    net.load_state_dict(torch.load(out / "final_chosen.pt", weights_only=True))
+    x = np.random.default_rng(0).standard_normal((3, 1, 16, 16)).astype(np.float32)
+    with torch.no_grad():
+        ref = net.eval()(torch.from_numpy(x)).numpy()
+    assert ref.std(axis=0).mean() > 0.01  # the logits depend on the image (100 x the tolerance below)
     sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    assert sess.run(None, {"input": np.zeros((3, 1, 16, 16), np.float32)})[0].shape == (3, 10)  # dynamic batch
+    np.testing.assert_allclose(sess.run(None, {"input": x})[0], ref, rtol=1e-4, atol=1e-4)
     report = (out / "report.md").read_text()
     for section in ("## Result", "## Latency model", "## Search", "## Training", "## Narrowing"):
         assert section in report
@@ -87,7 +95,7 @@ def test_a_profile_made_by_run_records_its_noise_floor(finished_run):
     from widthnas.latency.samples import load_samples
 
     cfg, out, run, logs = finished_run
-    table = load_profile(run.state["profile"]["path"], graph=True)
+    table = load_profile(run.state["profile"]["path"])
     floor = table.validation["noise_floor"]
     again = [json.loads(l) for l in (out / "heldout_remeasure.jsonl").read_text().splitlines()[1:]]
     first = load_samples(str(out / "heldout.jsonl"), run.space)
@@ -119,12 +127,29 @@ def test_rerun_resumes_and_other_settings_are_refused(finished_run):
         Run(replace(cfg, budget="70%"), out, progress=False)
 
 
-def test_export_and_evaluate_clis(finished_run, tmp_path, capsys):
+def test_export_and_evaluate_clis(finished_run, tmp_path, capsys, monkeypatch):
+    import onnx
+    import torch
+
+    import widthnas.nas.export as ex
+
     _, out, run, _ = finished_run
+    exported, real_export = [], ex.export_onnx
+    monkeypatch.setattr(ex, "export_onnx", lambda net, *a, **k: (exported.append(net), real_export(net, *a, **k))[1])
     m = tmp_path / "m.onnx"
     assert main(["export", "--run", str(out / "supernet"), "--widths", "x0.5", "--out", str(m)]) == 0
     side = json.loads(m.with_suffix(".json").read_text())
     assert side["widths"] == run.space.uniform(0.5) and side["verify"]["max_abs_diff"] < 1e-3
+    # the file computes the network the command exported, on random images of this test's own
+    x = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = exported[0].eval()(x).numpy()
+    assert len(exported) == 1 and ref.std(axis=0).mean() > 0.01  # logits that depend on the image
+    sess = ort.InferenceSession(str(m), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"input": x.numpy()})[0], ref, rtol=1e-4, atol=1e-4)
+    a, g = run.space.assignment(run.space.uniform(0.5)), run.space.graph.group_of  # and it is the x0.5 network
+    convs = {i.name: i.dims[0] for i in onnx.load(str(m)).graph.initializer if len(i.dims) == 4}
+    assert sorted(convs.values()) == sorted(a[g[op.name]] for op in run.space.graph.ops if op.kind == "conv")
     assert main(["evaluate", "--run", str(out / "supernet"), "--widths", "x0.5"]) == 0
     assert "val accuracy" in capsys.readouterr().out
 
@@ -161,10 +186,10 @@ def test_search_cli_default_selects_on_held_out_images(finished_run, tmp_path, c
     else:  # nothing clearly within at this noise: every candidate was timed
         assert len(timed) == len(ranked)
     from widthnas.latency.registry import load_profile
-    from widthnas.mrf import WidthMRF, uniform
+    from widthnas.mrf import GraphMRF, uniform
     from widthnas.mrf.unaries import Unaries
 
-    mrf = WidthMRF.from_table(load_profile(prof), Unaries.load(out / "supernet" / "unaries_measured.json"))
+    mrf = GraphMRF.from_graph_table(load_profile(prof), Unaries.load(out / "supernet" / "unaries_measured.json"))
     # the uniform network competes (under the name of whichever candidate proposed it first)
     assert uniform(mrf, c["target_ms"]).widths in [r["widths"] for r in cands]
     assert len({tuple(r["widths"]) for r in cands}) == len(cands)
@@ -224,13 +249,13 @@ def test_search_on_another_machine_counts_a_check_made_here_in_its_margin(finish
     _, out, run, _ = finished_run
     prof, un = run.state["profile"]["path"], str(out / "supernet" / "unaries.json")
     d = json.loads(Path(prof).read_text())
-    for b in d["blocks"]:  # every ms a third: a machine 3 x faster, the same ratios
-        b["ms"] = (np.asarray(b["ms"]) / 3).tolist()
+    for s in d["signatures"]:  # every ms a third: a machine 3 x faster, the same ratios
+        s["entries"] = [[a, b, ms / 3] for a, b, ms in s["entries"]]
     d["intercept_ms"] /= 3
     d["reference_ms"] /= 3
     other = tmp_path / "other.json"
     other.write_text(json.dumps(d))
-    own = auto_margin_pct(load_profile(str(other), graph=True))[0]
+    own = auto_margin_pct(load_profile(str(other)))[0]
     cfgp = tmp_path / "c.json"
     capsys.readouterr()
     assert main(["search", "--profile", str(other), "--unaries", un, "--budget", "70%", "--check-networks", "6",
@@ -456,9 +481,9 @@ def test_run_goes_on_when_no_uniform_network_fits(finished_run, tmp_path):
     import shutil
     from dataclasses import replace
 
-    from widthnas.latency.sampling import block_shapes
-    from widthnas.latency.table import LatencyTable
-    from widthnas.mrf import WidthMRF, exact, fastest
+    from widthnas.latency.graph_entries import GraphEntries
+    from widthnas.latency.graph_table import GraphLatencyTable
+    from widthnas.mrf import GraphMRF, exact, fastest
     from widthnas.mrf.baselines import uniform
     from widthnas.mrf.unaries import Unaries
 
@@ -467,9 +492,9 @@ def test_run_goes_on_when_no_uniform_network_fits(finished_run, tmp_path):
     rng = np.random.default_rng(0)
     unaries = Unaries.load(out / "supernet" / "unaries.json")
     for _ in range(200):
-        table = LatencyTable(space, [rng.uniform(0.01, 0.2, (len(a), len(b))) for a, b in block_shapes(space)],
-                             0.01, real.reference_ms, real.device, name="non-uniform-device")
-        m = WidthMRF.from_table(table, unaries)
+        table = GraphLatencyTable(space, rng.uniform(0.01, 0.2, GraphEntries(space, "op").E), 0.01, real.reference_ms,
+                                  real.device, name="non-uniform-device", keying="op")
+        m = GraphMRF.from_graph_table(table, unaries)
         uni_ms = min(table.predict(space.uniform(k)) for k in np.arange(0.05, 2.0001, 0.005))
         if fastest(m).latency < 0.9 * uni_ms:
             break
@@ -587,8 +612,7 @@ def test_curve_cli_on_a_run_measures_latency(finished_run, tmp_path, capsys):
 def test_budget_check_benchmark_searches_exports_and_verifies(finished_run, tmp_path, monkeypatch):
     """benchmarks/budget_check.py (latency_accuracy.py --budget-check) on the finished run's supernet:
     each budget's network is searched and exported by the CLI, then timed against its budget."""
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    import budget_check as bc
+    from widthnas.benchmarks import budget_check as bc
 
     with pytest.raises(ValueError, match="percentage"):
         bc.parse_budgets("30,150")
@@ -628,33 +652,38 @@ def test_a_rung_timing_that_never_settles_is_counted_not_taken_for_a_disturbance
     _, out, run, _ = finished_run
     v = run.state["verify"]["chosen"]
     assert isinstance(v["unsettled"], int) and v["unsettled"] >= 0  # the run's verify counts them too
+    import widthnas.latency.standalone_runner as sr
+    import widthnas.nas.export as ex
+
     rung = {"widths": run.space.max_widths, "ratio": 1.5}
     monkeypatch.setattr(rl, "read_ladder", lambda *a, **k: [rung])
-    seen = []
-
-    def estimate(net, norm, rungs, reference_ms, open_rung, protocol):
-        seen.append(rungs)
-        return {"ms": 0.05, "rungs": [{"rung_ratio": 1.5, "norm_to_rung": 0.5, "settled": False}], "weight_upper": 0,
-                "unsettled": 1}
-
-    monkeypatch.setattr(rl, "ladder_estimate", estimate)
-    m = measure_exported(out / "model.onnx", run.table())
-    assert seen == [[rung]] and m["read_off"] == "ladder" and m["normalised_ms"] == 0.05
-    assert m["disturbed"] is False and m["unsettled"] >= 1  # the rung's, and the reference's if it did not settle
+    real_timing, real_measure, recs = ex.verify_timing, sr.measure_sample, []
+    # real timings that cannot settle: a spread target no 3 rounds of a real clock meet
+    monkeypatch.setattr(ex, "verify_timing", lambda table, *a: (real_timing(table)[0], sr.Protocol(
+        3, 1.0, target_ci=1e-12, max_rounds=3, guard=None)))
+    monkeypatch.setattr(sr, "measure_sample", lambda *a, **k: (recs.append(real_measure(*a, **k)), recs[-1])[1])
+    table = run.table()
+    m = measure_exported(out / "model.onnx", table)
+    # timed once beside the reference and once beside the rung, neither repeated; both counted as unsettled
+    assert len(recs) == 2 and [r["settled"] for r in recs] == [False, False]
+    assert m["read_off"] == "ladder" and m["disturbed"] is False and m["remeasured"] == 0 and m["unsettled"] == 2
+    assert m["ladder"]["rungs"] == [{"rung_ratio": 1.5, "norm_to_rung": recs[1]["norm"], "settled": False}]
+    # read off the one rung: the network's ratio to it x its ratio x the reference's profiled time
+    assert m["normalised_ms"] == pytest.approx(recs[1]["norm"] * 1.5 * table.reference_ms, rel=1e-12)
+    assert m["reference_normalised_ms"] == pytest.approx(table.measured_ms(recs[0]["norm"], recs[0]["ref_ms"]["median"]))
 
 
 def test_ladder_check_benchmark_reads_the_same_networks_both_ways(finished_run, tmp_path, monkeypatch):
     """benchmarks/ladder_check.py on the run's profile, its ladder timed here: quiet, under a load, quiet
     again, and a recheck; each pass times every network once and the summary compares them per network."""
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    import ladder_check as lc
+    from widthnas.benchmarks import ladder_check as lc
 
     from widthnas.latency.ref_ladder import measure_ladder
     from widthnas.latency.registry import load_profile
     from widthnas.nas.export import verify_timing
 
     _, out, run, _ = finished_run
-    table = load_profile(run.state["profile"]["path"], graph=True)
+    table = load_profile(run.state["profile"]["path"])
     bare = tmp_path / "bare.json"
     table.fit.pop("ref_ladder", None)
     table.save(bare)
@@ -762,16 +791,16 @@ def test_fit_refuses_bad_folds_and_plot_paths_before_fitting(finished_run, tmp_p
 
 
 def test_a_space_with_a_zero_stride_or_a_2d_input_is_refused(small):
-    from widthnas.models.space import SearchSpace
+    from widthnas.models import GraphSpace
 
     d = small.to_dict()
-    d["layers"][1]["stride"] = 0
-    with pytest.raises(ValueError, match="stride 0"):
-        SearchSpace.from_dict(d)
+    d["ops"][3]["stride"] = 0
+    with pytest.raises(ValueError, match="stride"):
+        GraphSpace.from_dict(d)
     d = small.to_dict()
     d["input_shape"] = [1, 28]
     with pytest.raises(ValueError, match="input_shape"):
-        SearchSpace.from_dict(d)
+        GraphSpace.from_dict(d)
     with pytest.raises(ValueError, match="three positive whole numbers"):
         small.with_input("1,28")
 
@@ -793,12 +822,12 @@ def test_a_shipped_profile_of_a_machine_of_another_speed_is_not_used(finished_ru
     f = 1 / (3 * OTHER_MACHINE)  # as if made on a machine 4.2 x faster than this one, with the same ratios
     d["reference_ms"] *= f
     d["intercept_ms"] *= f
-    for b in d["blocks"]:
-        b["ms"] = (f * np.asarray(b["ms"])).tolist()
+    for s in d["signatures"]:
+        s["entries"] = [[a, b, ms * f] for a, b, ms in s["entries"]]
     d["fit"].get("flops_proxy", {})["reference_ms"] = d["reference_ms"]
     other = tmp_path / "other.json"
     other.write_text(json.dumps(d))
-    m = measure_exported(out / "model.onnx", load_profile(other, graph=True))
+    m = measure_exported(out / "model.onnx", load_profile(other))
     assert "not the machine the profile was made on" in m["host_note"] and m["host_speed"] > OTHER_MACHINE
     mine = measure_exported(out / "model.onnx", run.table())  # this machine's own profile: noted only if its
     # 0.04 ms reference itself strays past 1.4 x (it ran 1.61 x in one clean-clone suite): the rule, not the host
@@ -833,8 +862,8 @@ def test_a_shipped_profile_of_a_machine_of_another_speed_is_not_used(finished_ru
     res = Run(replace(cfg, **small), tmp_path / "r0", log=logs.append, progress=False).stage_profile()
     assert res["path"] == str(other) and "its ratios hold here" in res["why"] and res["check"]["within_10"] >= 0.95
     assert "not the machine" in res["check"]["machine_note"] and not (tmp_path / "r0" / "samples.jsonl").exists()
-    for b in d["blocks"]:  # another machine whose ratios do not hold here either: this machine is profiled
-        b["ms"] = (1.5 * np.asarray(b["ms"])).tolist()
+    for sig in d["signatures"]:  # another machine whose ratios do not hold here either: this machine is profiled
+        sig["entries"] = [[a, b, 1.5 * ms] for a, b, ms in sig["entries"]]
     d["intercept_ms"] *= 1.5  # every network predicted 1.5 x its reference-normalised time
     other.write_text(json.dumps(d))
     within["other"] = 0.0

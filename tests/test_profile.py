@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import draw_widths
 from widthnas.latency import standalone_runner as sr
 from widthnas.latency.backends import make_backend
 from widthnas.latency.profile import profile, write_bundle
-from widthnas.latency.sampling import CoverageSampler, UniformSampler, block_entries, block_shapes
+from widthnas.latency.graph_entries import GraphEntries
 from widthnas.latency.samples import load_samples
 
 FAST = dict(rounds=2, round_ms=1.0)
@@ -68,20 +69,36 @@ def test_unknown_provider_is_named():
         sr.check_provider("NopeExecutionProvider")
 
 
-def test_coverage_sampling_covers_entries_faster_than_uniform(small):
-    def covered(sampler, n):
-        seen = [set() for _ in block_shapes(small)]
-        for _ in range(n):
-            w = sampler.next()
-            sampler.observe(w)
-            for k, e in enumerate(block_entries(small.indices(w))):
-                seen[k].add(e)
-        return sum(len(s) for s in seen)
+def _covered(space, kind: str, n: int, seed: int) -> list[int]:
+    """Entries measured after each of n networks drawn by the profiler's sampler."""
+    e = GraphEntries(space)
+    seen, out = set(), []
+    for row in e.columns(e.indices(draw_widths(space, kind, n, seed))):
+        seen |= set(row.tolist())
+        out.append(len(seen))
+    return out
 
+
+def test_coverage_sampling_measures_every_entry_in_nearly_the_fewest_networks(tiny):
+    """A network uses one entry of each op, so a signature of m entries shared by k ops needs at least
+    m / k networks: coverage sampling measures all of tiny's entries within 2 networks of that bound;
+    uniform sampling needs more than twice as many."""
+    e = GraphEntries(tiny)
+    ops = e.ops_of()
+    bound = max(-(-len(idx) // len(ops[sig])) for sig, idx in e.by_signature().items())
+    first = {kind: [next(i + 1 for i, c in enumerate(_covered(tiny, kind, 60, seed)) if c == e.E) for seed in range(5)]
+             for kind in ("coverage", "uniform")}
+    assert all(bound <= n <= bound + 2 for n in first["coverage"]), (bound, first)
+    assert sum(first["uniform"]) > 2 * sum(first["coverage"]), first
+
+
+def test_coverage_sampling_measures_more_of_mobilenet_v1_than_uniform(small):
+    e = GraphEntries(small)
     n = 60
-    best_possible = sum(min(n, len(ci) * len(co)) for ci, co in block_shapes(small))
-    assert covered(CoverageSampler(small, 0), n) == best_possible
-    assert covered(UniformSampler(small, 0), n) < best_possible
+    for seed in range(3):
+        cov, uni = _covered(small, "coverage", n, seed), _covered(small, "uniform", n, seed)
+        assert cov[-1] <= min(e.E, n * len(e.factors))
+        assert cov[-1] > 1.15 * uni[-1], (seed, cov[-1], uni[-1])
 
 
 def test_load_samples_refuses_mixed_devices(tiny, tmp_path):
@@ -127,15 +144,13 @@ def test_bundle_runner_needs_no_torch(tiny, tmp_path):
 
 
 def test_verification_timing_uses_the_load_guard(tiny, tmp_path):
-    from widthnas.latency.onnx_graph import space_onnx
-    from widthnas.latency.table import LatencyTable
-    from widthnas.latency.sampling import block_shapes
+    from widthnas.latency.graph_onnx import graph_space_onnx
+    from widthnas.latency.graph_table import GraphLatencyTable
     from widthnas.nas.export import measure_exported
 
     path = tmp_path / "m.onnx"
-    path.write_bytes(space_onnx(tiny, tiny.min_widths).SerializeToString())
-    table = LatencyTable(tiny, [np.ones((len(a), len(b))) for a, b in block_shapes(tiny)], 0.0, 1.0,
-                         make_backend(tiny).device_info())
+    path.write_bytes(graph_space_onnx(tiny, tiny.min_widths).SerializeToString())
+    table = GraphLatencyTable(tiny, np.ones(GraphEntries(tiny).E), 0.0, 1.0, make_backend(tiny).device_info())
     logs = []
     guard = sr.LoadGuard(log=logs.append)
     recs = [measure_exported(path, table, rounds=2, round_ms=1.0, guard=guard) for _ in range(2)]

@@ -248,7 +248,8 @@ def test_profile_waits_out_a_burst_records_it_and_resumes(fakes, small, tmp_path
 
 
 def test_disturbed_samples_are_left_out_of_the_fit_and_counted(fakes, tiny, tmp_path):
-    from widthnas.latency.fit import FitSettings, fit_table
+    from widthnas.latency.fit import FitSettings
+    from widthnas.latency.graph_fit import fit_graph_table
     from widthnas.latency.profile import profile
 
     be = fakes.Backend(tiny, fakes.Machine(noise=0.002))
@@ -264,7 +265,7 @@ def test_disturbed_samples_are_left_out_of_the_fit_and_counted(fakes, tiny, tmp_
         s = load_samples(str(out), tiny)
     assert len(s) == 23 and s.disturbed == ["s.jsonl #3"] and s.remeasured == ["s.jsonl #5"]
     assert 9.0 not in s.norm and any("left out" in str(x.message) for x in w)
-    fit = fit_table(tiny, s, FitSettings(folds=2, lams=(1.0,), mus=(0.0,)), log=lambda *_: None).fit
+    fit = fit_graph_table(tiny, s, FitSettings(folds=2, lams=(1.0,), mus=(0.0,)), log=lambda *_: None).fit
     assert fit["disturbed_samples"] == 1 and fit["remeasured_samples"] == 1 and fit["samples"] == 23
 
 

@@ -321,11 +321,11 @@ def test_a_traced_space_works_where_a_built_in_does(rn_traced, tmp_path):
     """lookup by file, the supernet, the ONNX builder and the factor structure take a traced space."""
     from widthnas.latency.graph_onnx import graph_space_onnx
     from widthnas.models.graph_net import SlimmableGraphNet
-    from widthnas.models.space import lookup_space
+    from widthnas.models import get_space
 
     p = tmp_path / "rn.json"
     rn_traced.save(p)
-    space = lookup_space(str(p))
+    space = get_space(str(p))
     sup = SlimmableGraphNet(space)
     with torch.no_grad():
         assert sup(torch.randn(2, 1, 28, 28), space.min_widths).shape == (2, 10)

@@ -11,6 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from scipy import stats
 
 import trace_models as tm
 from widthnas.models.graph_space import GraphSpace
@@ -67,10 +68,27 @@ def test_traced_model_runs_end_to_end(factory, weights, write_bar_dataset, tmp_p
     assert _conv_out_channels(out / "model.onnx") == [a[g[op.name]] for op in convs]
     bases = [space.group(g[op.name]).base for op in convs]
     assert sum(_conv_out_channels(out / "model.onnx")) < sum(bases)
-    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    assert sess.run(None, {"input": np.zeros((2, 1, 16, 16), np.float32)})[0].shape == (2, 10)
     assert st["export"]["chosen"]["max_abs_diff"] < 1e-3
-    assert st["verify"]["chosen"]["budget_verdict"]["verdict"] in ("within", "over", "cannot tell at this noise")
+    from widthnas.models.graph_net import build_graph_network  # and computes the network the run fine-tuned
+
+    net = build_graph_network(space, chosen["widths"])
+    net.load_state_dict(torch.load(out / "final_chosen.pt", weights_only=True))
+    x = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ref = net.eval()(x).numpy()
+    assert ref.std(axis=0).mean() > 0.01  # the logits depend on the image (100 x the tolerance below)
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"input": x.numpy()})[0], ref, rtol=1e-4, atol=1e-4)
+    v = st["verify"]["chosen"]  # the verdict follows from its timings: their 95 % t-interval against the budget
+    bv = v["budget_verdict"]
+    ms = np.array(bv["measurements_ms"])
+    h = stats.t.ppf(0.975, len(ms) - 1) * ms.std(ddof=1) / np.sqrt(len(ms))
+    assert bv["ci_low_ms"] == pytest.approx(ms.mean() - h) and bv["ci_high_ms"] == pytest.approx(ms.mean() + h)
+    want = ("within" if bv["ci_high_ms"] < bv["budget_ms"] else "over" if bv["ci_low_ms"] > bv["budget_ms"]
+            else "cannot tell at this noise")
+    assert bv["verdict"] == want and v["within_budget"] == (want == "within")
+    assert bv["budget_ms"] == st["search"]["budget_ms"] and v["normalised_ms"] == pytest.approx(ms.mean())
+    assert 3 <= len(ms) <= 8 and (want != "cannot tell at this noise" or len(ms) == 8)  # timed until it could tell
 
     # export --weights: the user's weights sliced to the run's choice, BN recalibrated on the run's data
     assert main(["export", "--run", str(out / "supernet"), "--config", str(out / "config.json"), "--weights",

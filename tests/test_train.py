@@ -92,12 +92,12 @@ def test_training_learns(tiny_run_inputs, tmp_path):
 
 
 def test_aows_narrows_toward_the_budget(tiny_run_inputs, tiny, tmp_path):
-    from widthnas.latency.sampling import block_shapes
-    from widthnas.latency.table import LatencyTable
+    from widthnas.latency.graph_entries import GraphEntries
+    from widthnas.latency.graph_table import GraphLatencyTable
 
-    entries = [np.add.outer(np.asarray(ci, float), np.asarray(co, float)) * 1e-3 for ci, co in block_shapes(tiny)]
+    costs = [(k.c_in + k.c_out) * 1e-3 for k in GraphEntries(tiny).keys]  # ms, wider costs more
     prof = tmp_path / "p.json"
-    LatencyTable(tiny, entries, 0.01, 1.0, {"cpu": "synthetic"}).save(prof)
+    GraphLatencyTable(tiny, costs, 0.01, 1.0, {"cpu": "synthetic"}).save(prof)
     t = train(cfg_for(tiny_run_inputs, epochs=3, sampling="aows", warmup_epochs=1, budget="60%", profile=str(prof), refresh=3,
                       n_random=2), tmp_path / "r", progress=False, log=lambda *_: None)
     snaps = [json.loads(l) for l in (tmp_path / "r" / "narrowing.jsonl").read_text().splitlines()]
@@ -143,6 +143,88 @@ def test_ddp_two_cpu_processes(tiny_run_inputs, tmp_path):
         torch.testing.assert_close(ck["model"][k], ranks[0][k], rtol=0, atol=0, msg=k)
 
 
+DDP_AOWS_SCRIPT = """
+import sys
+import torch.distributed
+from widthnas.nas.train import TrainConfig, train
+d, prof = sys.argv[1:3]
+cfg = TrainConfig(space=d + "/space.json", dataset="npz", data=d + "/data.npz", epochs=3, batch_size=32, lr=0.05,
+                  threads=1, seed=3, sampling="aows", warmup_epochs=1, budget="60%", profile=prof, refresh=3)
+for out in sys.argv[3:]:  # each continued if it holds a checkpoint, else trained from the start
+    train(cfg, out, resume=True, progress=False, log=lambda *_: None)
+torch.distributed.destroy_process_group()
+"""
+
+
+class ResumedRunDiffers(AssertionError):
+    """Raised only where a resumed run is compared with the uninterrupted one: the known failure an
+    xfail marker names, told apart from any other."""
+
+
+@pytest.mark.xfail(strict=True, raises=ResumedRunDiffers, reason="a resumed AOWS run rebuilds the MRF at its first "
+                   "step (NarrowingConfigs.built_at starts over), so its refresh schedule, and the weights, differ "
+                   "from the uninterrupted run's unless the refresh interval divides the steps per epoch")
+def test_ddp_aows_run_killed_after_narrowing_began_resumes_to_the_same_result(tiny_run_inputs, tiny, tmp_path):
+    """Two ranks narrowing toward a budget (AOWS; 4 steps per rank per epoch, the MRF rebuilt every 3
+    steps: across epoch ends), both SIGKILLed after the first narrowing epoch's checkpoint, then
+    resumed: bit for bit the run that was never stopped, with the same narrowing log."""
+    import signal
+    import socket
+    import time
+
+    from widthnas.latency.graph_entries import GraphEntries
+    from widthnas.latency.graph_table import GraphLatencyTable
+
+    prof = tmp_path / "p.json"
+    GraphLatencyTable(tiny, [(k.c_in + k.c_out) * 1e-3 for k in GraphEntries(tiny).keys], 0.01, 1.0,
+                      {"cpu": "synthetic"}).save(prof)
+    script = tmp_path / "ddp_aows.py"
+    script.write_text(DDP_AOWS_SCRIPT)
+
+    def ranks(*outs):  # the two ranks started directly (no torchrun agent), so a SIGKILL reaches both
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "WORLD_SIZE": "2",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        procs = []
+        for r in (0, 1):
+            with open(tmp_path / f"{len(outs)}rank{r}.err", "wb") as err:
+                procs.append(subprocess.Popen([sys.executable, str(script), str(tiny_run_inputs), str(prof),
+                                               *map(str, outs)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
+                                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}))
+        return procs
+
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    procs = ranks(killed)
+    deadline = time.time() + 180
+    rows = killed / "metrics.jsonl"  # appended after its epoch's checkpoint
+    while (not rows.exists() or len(rows.read_text().splitlines()) < 2) and time.time() < deadline \
+            and all(p.poll() is None for p in procs):
+        time.sleep(0.05)
+    for p in procs:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    ck = torch.load(killed / CKPT, weights_only=True)
+    assert ck["epoch"] == 2 and ck["history"][-1]["sampling"] == "aows"  # cut short after narrowing began
+    procs = ranks(killed, whole)  # resumed, then the uninterrupted run in the same two processes
+    assert [p.wait(timeout=300) for p in procs] == [0, 0], \
+        "".join((tmp_path / f"2rank{r}.err").read_text()[-1500:] for r in (0, 1))
+    a, b = torch.load(killed / CKPT, weights_only=True), torch.load(whole / CKPT, weights_only=True)
+    assert a["epoch"] == b["epoch"] == 3 and a["step"] == b["step"] == 12
+    narrowing = lambda d: [json.loads(l) for l in (d / "narrowing.jsonl").read_text().splitlines()]  # noqa: E731
+    assert narrowing(whole)[-1]["step"] > 8 and narrowing(killed)[-1]["step"] > 8  # both narrowed after the cut
+    try:
+        for k in b["model"]:
+            torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0, msg=k)
+        torch.testing.assert_close(a["optimizer"]["state"], b["optimizer"]["state"], rtol=0, atol=0)
+        assert narrowing(killed) == narrowing(whole)
+        assert (killed / "unaries.json").read_text().split('"meta"')[0] == \
+            (whole / "unaries.json").read_text().split('"meta"')[0]
+    except AssertionError as e:
+        raise ResumedRunDiffers(str(e)) from e
+
+
 def test_loss_stats_reduce_on_the_training_device(tiny, monkeypatch):
     """NCCL takes only CUDA tensors: the all-reduce must see the training device's tensors."""
     import torch.distributed as dist
@@ -175,17 +257,17 @@ def test_loss_stats_reduce_on_the_training_device(tiny, monkeypatch):
 
 
 def test_bn_recalibration_matches_calibration_statistics(small):
-    from widthnas.models.mobilenet import SlimmableMobileNet
+    from widthnas.models.graph_net import SlimmableGraphNet
     from widthnas.nas.data import normalize
     from widthnas.nas.evaluate import recalibrate_bn
 
     torch.manual_seed(0)
-    sup = SlimmableMobileNet(small)
+    sup = SlimmableGraphNet(small)
     net = sup.materialize(small.uniform(0.5))
     imgs = torch.randint(0, 255, (96, *small.input_shape), dtype=torch.uint8)
     mean, std = torch.tensor([0.3]), torch.tensor([0.3])
     recalibrate_bn(net, imgs, mean, std, n_images=96, batch=32)
-    conv, bn = net.features[0][0], net.features[0][1]
+    conv, bn = net.layers["stem"], net.layers["stem_bn"]
     with torch.no_grad():
         z = conv(normalize(imgs, mean, std))
     torch.testing.assert_close(bn.running_mean, z.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
@@ -203,7 +285,7 @@ def test_bad_input_is_named(tiny_run_inputs, tmp_path, small):
     train(cfg_for(tiny_run_inputs, epochs=1), tmp_path / "c", progress=False, log=lambda *_: None)
     small_json = tmp_path / "other.json"
     other = json.loads((tiny_run_inputs / "space.json").read_text())
-    other["layers"][1]["choices"] = [8, 16]
+    other["groups"][2]["choices"] = [8, 16]
     small_json.write_text(json.dumps(other))
     with pytest.raises(ValueError, match="fingerprint"):
         train(cfg_for(tiny_run_inputs, space=str(small_json)), tmp_path / "c", resume=True, progress=False)
@@ -211,13 +293,13 @@ def test_bad_input_is_named(tiny_run_inputs, tmp_path, small):
     (tmp_path / "d" / CKPT).write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot be read"):
         train(cfg_for(tiny_run_inputs), tmp_path / "d", resume=True, progress=False)
-    from widthnas.latency.sampling import block_shapes
-    from widthnas.latency.table import LatencyTable
-    from widthnas.models.space import SearchSpace
+    from widthnas.latency.graph_entries import GraphEntries
+    from widthnas.latency.graph_table import GraphLatencyTable
+    from widthnas.models import GraphSpace
 
-    tiny = SearchSpace.from_dict(json.loads((tiny_run_inputs / "space.json").read_text()))
+    tiny = GraphSpace.load(tiny_run_inputs / "space.json")
     prof = tmp_path / "p.json"
-    LatencyTable(tiny, [np.ones((len(a), len(b))) for a, b in block_shapes(tiny)], 0.0, 1.0).save(prof)
+    GraphLatencyTable(tiny, np.ones(GraphEntries(tiny).E), 0.0, 1.0).save(prof)
     with pytest.raises(ValueError, match="below the fastest network"):
         train(cfg_for(tiny_run_inputs, sampling="aows", profile=str(prof), budget="10%"), tmp_path / "f",
               progress=False)

@@ -44,11 +44,16 @@ def test_noise_makes_it_measure_more():
     assert v["verdict"] == UNSURE and len(v["measurements_ms"]) == 20  # mean 0.98 ms, but too noisy to tell
 
 
-@pytest.mark.parametrize("kw", [dict(budget_ms=0), dict(budget_ms=float("nan")), dict(budget_ms=1, min_measurements=1),
-                                dict(budget_ms=1, min_measurements=5, max_measurements=4)])
-def test_bad_settings_are_refused(kw):
-    with pytest.raises(ValueError):
-        budget_verdict(lambda: 1.0, **kw)
+@pytest.mark.parametrize("kw,msg", [(dict(budget_ms=0), r"budget 0 ms: give a positive, finite latency"),
+                                    (dict(budget_ms=float("nan")), r"budget nan ms: give a positive, finite"),
+                                    (dict(budget_ms=1, min_measurements=1), r"need 2 <= min \(1\) <= max \(8\)"),
+                                    (dict(budget_ms=1, min_measurements=5, max_measurements=4),
+                                     r"need 2 <= min \(5\) <= max \(4\)")])
+def test_bad_settings_are_refused(kw, msg):
+    calls = []
+    with pytest.raises(ValueError, match=msg):
+        budget_verdict(lambda: calls.append(1) or 1.0, **kw)
+    assert calls == []  # refused before any measurement
 
 
 def test_a_broken_measurement_is_refused():

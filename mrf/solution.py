@@ -1,0 +1,78 @@
+"""What every solver returns, and the pieces the solvers and baselines share."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class InfeasibleBudget(ValueError):
+    """The budget is below the fastest configuration's latency."""
+
+
+@dataclass
+class Solution:
+    widths: list[int]  # channels per free group
+    idx: list[int]  # index into each group's choices
+    score: float  # sum of score unaries (higher is better)
+    latency: float  # predicted, ms
+    method: str
+    budget: float | None = None  # ms
+    info: dict = field(default_factory=dict)
+    pareto: list["Solution"] | None = None  # exact method: the whole front, by latency
+
+    def to_dict(self) -> dict:
+        info = {k: v for k, v in self.info.items() if k != "path"}  # greedy's trajectory stays in memory
+        return {"widths": self.widths, "score": self.score, "predicted_ms": self.latency, "method": self.method,
+                "budget_ms": self.budget, "info": info}
+
+
+def refuse_below(f: Solution, budget: float, where: str = "space") -> Solution:
+    """`f` (the fastest configuration), after refusing a budget below its latency."""
+    if not np.isfinite(budget) or budget < f.latency:
+        raise InfeasibleBudget(f"budget {budget:.4f} ms is below the fastest network in this {where} "
+                               f"({f.latency:.4f} ms, widths {f.widths}); raise the budget to at least that")
+    return f
+
+
+def search_gamma(solve_batch, budget: float, srange: float, lrange: float, rounds: int = 2,
+                 width: int = 12) -> tuple[np.ndarray | None, float, int]:
+    """The multiplier search behind the Lagrangian solver.
+
+    `solve_batch(gammas (G,))` returns (idx (G, n), latency (G,) ms, score (G,)) of the argmax of
+    score - gamma * latency for each gamma. The bracket is found automatically: gamma = 0 and a
+    geometric grid (factor 8) around (srange / lrange), all in one batch; then `rounds` of
+    `width`-way section (bisection that tries `width` multipliers per pass) narrow it. Returns the
+    best in-budget configuration seen (None if none), its gamma (inf if none) and the passes run.
+    """
+    gammas = np.r_[0.0, (srange / lrange) * 8.0 ** np.arange(-4, 7)]
+    best, best_g, passes = None, None, 0
+
+    def consider(gs: np.ndarray):
+        nonlocal best, best_g, passes
+        passes += 1
+        idx, lat, sc = solve_batch(gs)
+        ok = lat <= budget
+        if ok.any():
+            k = np.flatnonzero(ok)[np.argmax(sc[ok])]
+            if best is None or sc[k] > best[1]:
+                best, best_g = (idx[k], sc[k]), float(gs[k])
+        return ok
+
+    ok = consider(gammas)
+    if not ok.any():  # even the largest multiplier is over budget
+        return None, float("inf"), passes
+    hi = int(np.argmax(ok))  # smallest feasible multiplier
+    if hi == 0:
+        return best[0], 0.0, passes
+    lo_g, hi_g = gammas[hi - 1], gammas[hi]
+    for _ in range(rounds):
+        gs = np.linspace(lo_g, hi_g, width + 2)[1:-1]
+        ok = consider(gs)
+        if ok.any():
+            k = int(np.argmax(ok))
+            hi_g = gs[k]
+            lo_g = gs[k - 1] if k > 0 else lo_g
+        else:
+            lo_g = gs[-1]
+    return best[0], best_g, passes
