@@ -171,6 +171,22 @@ class NarrowingConfigs:
     def __init__(self, space, table, budget_ms: float, cfg: TrainConfig, log_path: Path | None):
         self.space, self.table, self.budget, self.cfg, self.log_path = space, table, budget_ms, cfg, log_path
         self.mrf, self.gamma, self.temp, self.built_at = None, 0.0, cfg.t_start, -10 ** 9
+        self.unaries = None  # what self.mrf was built from: the checkpoint keeps it, so a resumed run samples alike
+
+    def state(self) -> dict:
+        """What a checkpoint keeps: when the MRF was built, and from what (a resumed run rebuilds it exactly
+        and refreshes on the uninterrupted run's schedule)."""
+        return {"built_at": self.built_at, "gamma": self.gamma, "temp": self.temp,
+                "unaries": None if self.unaries is None else self.unaries.to_dict()}
+
+    def load(self, d: dict) -> None:
+        from widthnas.mrf import build_mrf
+        from widthnas.mrf.unaries import Unaries
+
+        self.built_at, self.gamma, self.temp = int(d["built_at"]), float(d["gamma"]), float(d["temp"])
+        if d["unaries"] is not None:
+            self.unaries = Unaries.from_dict(d["unaries"], "the checkpoint's narrowing unaries")
+            self.mrf = build_mrf(self.table, self.unaries)
 
     def temperature(self, progress: float) -> float:
         c = self.cfg
@@ -183,7 +199,7 @@ class NarrowingConfigs:
         u = stats.unaries()
         if any((c > 0).sum() == 0 for c in u.count):
             return  # not every layer measured yet: keep the previous distribution
-        self.mrf = build_mrf(self.table, u)
+        self.mrf, self.unaries = build_mrf(self.table, u), u
         sol = ops.lagrangian(self.mrf, self.budget)
         self.gamma = sol.info["gamma"] if math.isfinite(sol.info["gamma"]) else 1e6
         spread = float(np.mean([np.ptp(s) for s in self.mrf.score_unary])) or 1e-3
@@ -312,9 +328,11 @@ class Trainer:
         self.epoch, self.step = 0, 0
         self.last = LossStats(self.space)  # last completed epoch
         self.history: list[dict] = []
-        self.table, self.budget_ms = None, None
+        self.table, self.budget_ms, self.narrowing = None, None, None
         if cfg.sampling == "aows":
             self._setup_aows()
+            self.narrowing = NarrowingConfigs(self.space, self.table, self.budget_ms, cfg,
+                                              self.run_dir / "narrowing.jsonl" if self.rank == 0 else None)
 
     def _setup_aows(self) -> None:
         from widthnas.latency.registry import load_profile
@@ -340,7 +358,8 @@ class Trainer:
                 "config": asdict(self.cfg), "epoch": self.epoch, "step": self.step,
                 "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "last_stats": self.last.state(), "history": self.history,
-                **({"scheduler": self.sched.state_dict()} if self.sched is not None else {})}
+                **({"scheduler": self.sched.state_dict()} if self.sched is not None else {}),
+                **({"narrowing": self.narrowing.state()} if self.narrowing is not None else {})}
 
     def resume(self, allow: tuple[str, ...] = ()) -> None:
         """Continue from the checkpoint. `allow`: settings that may differ from the checkpoint's, for a
@@ -358,6 +377,8 @@ class Trainer:
         self.last.load(ck["last_stats"])
         if self.sched is not None and "scheduler" in ck:
             self.sched.load_state_dict(ck["scheduler"])
+        if self.narrowing is not None and "narrowing" in ck:
+            self.narrowing.load(ck["narrowing"])
         if self.rank == 0:
             self._rewrite_records()
         self.log(f"resumed {self.run_dir} at epoch {self.epoch} (step {self.step})")
@@ -369,7 +390,7 @@ class Trainer:
         atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
         nar = self.run_dir / "narrowing.jsonl"
         if nar.exists():
-            keep = [r for r in read_jsonl(nar, "narrowing log") if r["step"] <= self.step]
+            keep = [r for r in read_jsonl(nar, "narrowing log") if r["step"] < self.step]  # a row at the checkpoint's step came after it
             atomic_write_text(nar, "".join(json.dumps(r) + "\n" for r in keep))
 
     # ---- the run ---------------------------------------------------------------------------
@@ -388,10 +409,7 @@ class Trainer:
         steps_per_epoch = max(1, per_rank // cfg.batch_size)
         total = steps_per_epoch * cfg.epochs
         warm = warmup_steps(total, steps_per_epoch, cfg.lr_warmup)
-        narrowing = None
-        if cfg.sampling == "aows":
-            narrowing = NarrowingConfigs(self.space, self.table, self.budget_ms, cfg,
-                                         self.run_dir / "narrowing.jsonl" if main else None)
+        narrowing = self.narrowing
         uniform = UniformConfigs(self.space)
         stop = cfg.epochs if stop_after is None else min(cfg.epochs, self.epoch + stop_after)
         while self.epoch < stop:

@@ -152,18 +152,15 @@ cfg = TrainConfig(space=d + "/space.json", dataset="npz", data=d + "/data.npz", 
                   threads=1, seed=3, sampling="aows", warmup_epochs=1, budget="60%", profile=prof, refresh=3)
 for out in sys.argv[3:]:  # each continued if it holds a checkpoint, else trained from the start
     train(cfg, out, resume=True, progress=False, log=lambda *_: None)
+print("trained", file=sys.stderr, flush=True)
 torch.distributed.destroy_process_group()
 """
 
 
 class ResumedRunDiffers(AssertionError):
-    """Raised only where a resumed run is compared with the uninterrupted one: the known failure an
-    xfail marker names, told apart from any other."""
+    """Raised only where a resumed run is compared with the uninterrupted one."""
 
 
-@pytest.mark.xfail(strict=True, raises=ResumedRunDiffers, reason="a resumed AOWS run rebuilds the MRF at its first "
-                   "step (NarrowingConfigs.built_at starts over), so its refresh schedule, and the weights, differ "
-                   "from the uninterrupted run's unless the refresh interval divides the steps per epoch")
 def test_ddp_aows_run_killed_after_narrowing_began_resumes_to_the_same_result(tiny_run_inputs, tiny, tmp_path):
     """Two ranks narrowing toward a budget (AOWS; 4 steps per rank per epoch, the MRF rebuilt every 3
     steps: across epoch ends), both SIGKILLed after the first narrowing epoch's checkpoint, then
@@ -205,11 +202,14 @@ def test_ddp_aows_run_killed_after_narrowing_began_resumes_to_the_same_result(ti
     for p in procs:
         p.send_signal(signal.SIGKILL)
         p.wait()
+    assert (killed / CKPT).exists(), "".join((tmp_path / f"1rank{r}.err").read_text()[-1500:] for r in (0, 1))
     ck = torch.load(killed / CKPT, weights_only=True)
     assert ck["epoch"] == 2 and ck["history"][-1]["sampling"] == "aows"  # cut short after narrowing began
     procs = ranks(killed, whole)  # resumed, then the uninterrupted run in the same two processes
-    assert [p.wait(timeout=300) for p in procs] == [0, 0], \
-        "".join((tmp_path / f"2rank{r}.err").read_text()[-1500:] for r in (0, 1))
+    codes, errs = [p.wait(timeout=300) for p in procs], [(tmp_path / f"2rank{r}.err").read_text() for r in (0, 1)]
+    # gloo's teardown at exit can abort a rank (1 run in 12 without destroy_process_group): its work is done
+    assert all(c == 0 or (c == -signal.SIGABRT and "trained\n" in e) for c, e in zip(codes, errs)), \
+        f"{codes}: " + "".join(e[-1500:] for e in errs)
     a, b = torch.load(killed / CKPT, weights_only=True), torch.load(whole / CKPT, weights_only=True)
     assert a["epoch"] == b["epoch"] == 3 and a["step"] == b["step"] == 12
     narrowing = lambda d: [json.loads(l) for l in (d / "narrowing.jsonl").read_text().splitlines()]  # noqa: E731
@@ -221,6 +221,38 @@ def test_ddp_aows_run_killed_after_narrowing_began_resumes_to_the_same_result(ti
         assert narrowing(killed) == narrowing(whole)
         assert (killed / "unaries.json").read_text().split('"meta"')[0] == \
             (whole / "unaries.json").read_text().split('"meta"')[0]
+    except AssertionError as e:
+        raise ResumedRunDiffers(str(e)) from e
+
+
+def test_aows_run_killed_after_its_next_mrf_rebuild_resumes_with_the_same_narrowing_log(tiny_run_inputs, tiny,
+                                                                                       tmp_path):
+    """9 steps per epoch, the MRF rebuilt every 3: the run that was killed after its step-18 checkpoint
+    had rebuilt the MRF at step 18 and logged it; its resume keeps neither more nor fewer rows."""
+    from widthnas.latency.graph_entries import GraphEntries
+    from widthnas.latency.graph_table import GraphLatencyTable
+
+    prof = tmp_path / "p.json"
+    GraphLatencyTable(tiny, [(k.c_in + k.c_out) * 1e-3 for k in GraphEntries(tiny).keys], 0.01, 1.0,
+                      {"cpu": "synthetic"}).save(prof)
+    cfg = lambda: cfg_for(tiny_run_inputs, epochs=3, sampling="aows", warmup_epochs=1, budget="60%",  # noqa: E731
+                          profile=str(prof), refresh=3)
+    narrowing = lambda d: [json.loads(l) for l in (d / "narrowing.jsonl").read_text().splitlines()]  # noqa: E731
+    whole = train(cfg(), tmp_path / "whole", progress=False, log=lambda *_: None)
+    cut = tmp_path / "cut"
+    train(cfg(), cut, progress=False, log=lambda *_: None, stop_after=2)
+    step = torch.load(cut / CKPT, weights_only=True)["step"]
+    after = [r for r in narrowing(tmp_path / "whole") if r["step"] == step]
+    assert step == 18 and len(after) == 1 and all(r["step"] < step for r in narrowing(cut))
+    with open(cut / "narrowing.jsonl", "a") as f:  # what the killed process logged before it died
+        f.write(json.dumps(after[0]) + "\n")
+    resumed = train(cfg(), cut, resume=True, progress=False, log=lambda *_: None)
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    for k in a:  # the refresh interval divides the epoch: the resumed run rebuilds the MRF when the whole one did
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)
+    try:
+        assert [r["step"] for r in narrowing(cut)] == [r["step"] for r in narrowing(tmp_path / "whole")]
+        assert narrowing(cut) == narrowing(tmp_path / "whole")
     except AssertionError as e:
         raise ResumedRunDiffers(str(e)) from e
 
