@@ -7,7 +7,7 @@ must measure within its budget. Each budget runs the CLI in-process exactly as a
 verification separate from both: `latency.verdict.budget_verdict` over `measure_exported` timings,
 with the load guard on. Results are cached per budget under --out (a killed run resumes).
 
-    python benchmarks/latency_accuracy.py --budget-check runs/sq_seed2/ows     # any supernet run dir
+    python -m widthnas.benchmarks.latency_accuracy --budget-check runs/sq_seed2/ows   # any supernet run dir, any space
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def check_one(run_dir: Path, profile: str, pct: float, out: Path) -> dict:
     _cli(["search", "--profile", profile, "--run", str(run_dir), "--budget", f"{pct:g}%", "--out", str(cfg)])
     _cli(["export", "--run", str(run_dir), "--config", str(cfg), "--profile", profile, "--out", str(onnx)])
     chosen = json.loads(cfg.read_text())
-    table = load_profile(profile, graph=True)
+    table = load_profile(profile)
     budget_ms = pct / 100 * table.predict(table.space.max_widths)
     guard = LoadGuard()
     timings: list[dict] = []  # each timing's host speed and guard flags, to read a verdict by

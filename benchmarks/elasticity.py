@@ -7,7 +7,7 @@ network's ratio to the reference. Then the pairs' disagreement with plain normal
 host-state correction at a given k (latency/host_state.py), and the k that fits these pairs best
 (least squares on e = k (-ln r) ln s). Reads files only; takes a second.
 
-    python benchmarks/elasticity.py runs/bench_latency/mbv1_224_r21/adaptive [--k 0.5]
+    python -m widthnas.benchmarks.elasticity runs/bench_latency/mbv1_224_r21/adaptive [--k 0.5]
 """
 from __future__ import annotations
 

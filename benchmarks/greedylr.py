@@ -1,6 +1,6 @@
 """GreedyLR against cosine: the same network retrained with each schedule on paired seeds.
 
-    OMP_NUM_THREADS=1 python benchmarks/greedylr.py --limit 4000 --epochs 3 --seeds 3 --mult 0.5
+    OMP_NUM_THREADS=1 python -m widthnas.benchmarks.greedylr --limit 4000 --epochs 3 --seeds 3 --mult 0.5
 Same seed = same initialisation and data order for both schedules. Prints final test accuracy per
 seed, the paired difference (greedy - cosine) with its 95 % t-interval, epochs to reach --target
 validation accuracy, wall time, and ratios against the cosine baseline; --out writes JSON.
@@ -15,14 +15,13 @@ import warnings
 import numpy as np
 import torch
 
-from widthnas.models.mobilenet import build_network
-from widthnas.models.space import get_space
+from widthnas._io import atomic_write_text
+from widthnas.benchmarks.stats import paired_diff
+from widthnas.models import build_graph_network, get_space
 from widthnas.nas.data import load_dataset, split
 from widthnas.nas.evaluate import accuracy
 from widthnas.nas.finetune import train_plain
 from widthnas.nas.greedylr import GreedyOptions
-
-from stats import paired_diff  # noqa: E402  (benchmarks/ is the script's directory)
 
 
 def epochs_to(history: list[dict], target: float) -> int | None:
@@ -31,7 +30,7 @@ def epochs_to(history: list[dict], target: float) -> int | None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--space", default="mobilenet_v1_small")
+    p.add_argument("--space", default="mobilenet_v1_small", help="a registered space or a space JSON file")
     p.add_argument("--mult", type=float, default=0.5, help="uniform width multiplier of the retrained network")
     p.add_argument("--limit", type=int, default=4000, help="training images")
     p.add_argument("--epochs", type=int, default=3)
@@ -43,15 +42,18 @@ def main() -> int:
     a = p.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
+    ds = load_dataset("fashion_mnist")
     space = get_space(a.space)
+    if ds.shape != space.input_shape:  # the same ops at Fashion-MNIST's input
+        space = space.with_input(ds.shape)
     widths = space.uniform(a.mult)
-    sp = split(load_dataset("fashion_mnist"), 0.1, 0, a.limit)
+    sp = split(ds, 0.1, 0, a.limit)
     opts = GreedyOptions.parse(a.greedy)
     rows = []
     for seed in range(a.seeds):
         for schedule in ("cosine", "greedy"):
             torch.manual_seed(seed)
-            net = build_network(space, widths)
+            net = build_graph_network(space, widths)
             t0 = time.time()
             hist = train_plain(net, sp, a.epochs, lr=a.lr, seed=seed, schedule=schedule, greedy=opts,
                                log=lambda *_: None, desc=schedule, device="cpu")
@@ -85,8 +87,6 @@ def main() -> int:
           f"epochs to target {ett_mean(ett['greedy']) / ett_mean(ett['cosine']):.2f} (never = {a.epochs + 1}), "
           f"wall time {secs['greedy'] / secs['cosine']:.2f}")
     if a.out:
-        from widthnas.latency.table import atomic_write_text
-
         atomic_write_text(a.out, json.dumps({"args": vars(a), "rows": rows, "paired": d}, indent=1))
     return 0
 

@@ -1,7 +1,7 @@
 """Headroom: can this testbed show that some network beats the uniform one at equal latency?
 
-    python benchmarks/headroom.py --budget 15 --configs 12 --seeds 5 --limit 20000 --epochs 4
-    python benchmarks/headroom.py --curve 0.25,0.35,0.5,0.7,1.0 --seeds 2      # uniform accuracy curve
+    python -m widthnas.benchmarks.headroom --budget 15 --configs 12 --seeds 5 --limit 20000 --epochs 4
+    python -m widthnas.benchmarks.headroom --curve 0.25,0.35,0.5,0.7,1.0 --seeds 2      # uniform accuracy curve
 
 Random configurations whose *measured* latency (exported ONNX, onnxruntime, reference-normalised)
 lies within ±2 % of the budget, drawn from the max-entropy distribution p(x) ∝ exp(-γ·latency(x))
@@ -10,6 +10,7 @@ all retrained from scratch with the same paired seeds. Reported: each configurat
 difference against uniform with its 95 % t-interval, the spread between configurations, and the
 best one (its interval also Bonferroni-widened, since it is the best of several). If nothing
 beats uniform beyond noise, no search can be judged on this testbed.
+Any registered or traced space (--space, default mobilenet_v1_small) with a profile for it.
 Resumable: retrainings are kept in --out.
 """
 from __future__ import annotations
@@ -23,36 +24,38 @@ from pathlib import Path
 
 import numpy as np
 
-from retrain_pool import Protocol, retrain_many
-from stats import paired_diff
+from widthnas._io import atomic_write_text
+from widthnas.benchmarks.retrain_pool import Protocol, retrain_many
+from widthnas.benchmarks.stats import paired_diff
 from widthnas.latency.backends import OrtBackend
 from widthnas.latency.registry import find_profile, load_profile
-from widthnas._io import atomic_write_text
-from widthnas.models.mobilenet import build_network
-from widthnas.models.space import get_space
-from widthnas.mrf import WidthMRF, sample_configs, uniform
+from widthnas.models import build_graph_network, get_space
+from widthnas.mrf import GraphMRF, PairFactor, sample_configs, uniform
 from widthnas.nas.export import export_onnx, measure_exported
 
 
-def latency_mrf(table) -> WidthMRF:
+def latency_mrf(table) -> GraphMRF:
     """The latency model with flat scores: sampling it is sampling architectures, not searching."""
-    space = table.space
-    lu, lp = table.chain()
-    return WidthMRF([tuple(c) for c in space.choices], [np.zeros(len(c)) for c in space.choices], lu, lp,
-                    table.intercept, tuple(space.base_widths), space.fingerprint)
+    free = table.space.free_groups
+    terms = table.mrf_terms()
+    return GraphMRF([g.choices for g in free], [np.zeros(len(g.choices)) for g in free], terms.unary,
+                    [PairFactor(i, j, ms) for i, j, ms in terms.pairs], terms.intercept,
+                    names=[g.name for g in free], base=tuple(g.base for g in free),
+                    space_fingerprint=table.space.fingerprint)
 
 
-def sample_near(mrf: WidthMRF, budget_ms: float, n: int, tol: float, rng: np.random.Generator) -> list[list[int]]:
+def sample_near(mrf: GraphMRF, budget_ms: float, n: int, tol: float, rng: np.random.Generator) -> list[list[int]]:
     """n distinct configurations with predicted latency within ±tol of the budget."""
     lo, hi = 1e-3, 1e4  # γ (1/ms): bisection so that the mean sampled latency is the budget
     for _ in range(40):
         g = np.sqrt(lo * hi)
-        lat = np.mean([mrf.latency(x) for x in sample_configs(mrf, g, 1.0, 400, rng)])
+        lat = np.mean(mrf.evaluate(sample_configs(mrf, g, 1.0, 400, rng))[0])
         lo, hi = (g, hi) if lat > budget_ms else (lo, g)
     out: dict[tuple, None] = {}
     for _ in range(50):
-        for x in sample_configs(mrf, g, 1.0, 2000, rng):
-            if abs(mrf.latency(x) / budget_ms - 1) <= tol:
+        xs = sample_configs(mrf, g, 1.0, 2000, rng)
+        for x, ms in zip(xs, mrf.evaluate(xs)[0]):
+            if abs(ms / budget_ms - 1) <= tol:
                 out[tuple(mrf.widths(x))] = None
         if len(out) >= n:
             break
@@ -61,20 +64,21 @@ def sample_near(mrf: WidthMRF, budget_ms: float, n: int, tol: float, rng: np.ran
 
 
 def measure(widths, space, table, path: Path) -> float:
-    export_onnx(build_network(space, widths), space, path)
+    export_onnx(build_graph_network(space, widths), space, path)
     return measure_exported(path, table)["normalised_ms"]
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--budget", type=float, default=15.0, help="% of the widest network's predicted latency")
+    p.add_argument("--budget", type=float, default=15.0, help="%% of the widest network's predicted latency")
     p.add_argument("--configs", type=int, default=12)
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--limit", type=int, default=20000, help="training images (0: the whole split)")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--curve", help="instead: retrain these uniform multipliers (comma-separated)")
-    p.add_argument("--profile")
+    p.add_argument("--space", default="mobilenet_v1_small", help="a registered space or a space JSON file")
+    p.add_argument("--profile", help="default: the shipped profile of --space matching this machine")
     p.add_argument("--out", default="runs/headroom")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report-only", action="store_true",
@@ -88,13 +92,13 @@ def main() -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    space = get_space("mobilenet_v1_small")
+    space = get_space(a.space)
     prof = a.profile or find_profile(space, OrtBackend(space).device_info())[0]
     if prof is None:
         raise SystemExit("no shipped profile matches this machine: profile it and pass --profile")
     table = load_profile(prof)
     widest = table.predict(space.max_widths)
-    proto = Protocol(limit=a.limit or None, epochs=a.epochs)
+    proto = Protocol(space=a.space, limit=a.limit or None, epochs=a.epochs)
     mrf = latency_mrf(table)
 
     if a.curve:

@@ -7,7 +7,7 @@ profile's speed two ways: off the reference alone (with the profile's elasticity
 latency under it as on the quiet machine; the figure is loaded / quiet - 1 per network, by both
 methods from the same timings. Resumable: each phase's timings are appended to a JSONL under --out.
 
-    python benchmarks/latency_accuracy.py --space mobilenet_v1_small --ladder-check --out runs/bench_latency/ladder
+    python -m widthnas.benchmarks.latency_accuracy --space mobilenet_v1_small --ladder-check --out runs/bench_latency/ladder
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def start_load(kind: str) -> subprocess.Popen:
 def spread_widths(space, n: int, seed: int) -> list[list[int]]:
     """n networks whose ratios to the reference spread over the space's whole range (uniform sampling
     puts most near 0.5-1 x, where the single reference errs least): a multiplier log-uniform between
-    the narrowest and widest, each layer jittered around it by ±25 % (log-normal)."""
+    the narrowest and widest, each free group jittered around it by ±25 % (log-normal)."""
     rng = np.random.default_rng(seed)
     ref = np.asarray(space.reference_widths, float)
     ch = space.choices
@@ -61,8 +61,8 @@ def _networks(table, n: int, seed: int, work: Path, sampling: str = "uniform") -
     """n sampled networks of the profile's space as ONNX files (the verification times files)."""
     import onnx
 
-    from widthnas.latency.onnx_graph import space_onnx
-    from widthnas.latency.sampling import make_sampler
+    from widthnas.latency.graph_onnx import graph_space_onnx
+    from widthnas.latency.graph_sampling import make_sampler
 
     work.mkdir(parents=True, exist_ok=True)
     if sampling == "spread":
@@ -75,7 +75,7 @@ def _networks(table, n: int, seed: int, work: Path, sampling: str = "uniform") -
         p = work / f"net{i:03d}.onnx"
         if not p.exists():
             tmp = p.with_suffix(".onnx.tmp")
-            onnx.save(space_onnx(table.space, w, batch=int(table.device.get("batch", 1))), str(tmp))
+            onnx.save(graph_space_onnx(table.space, w, batch=int(table.device.get("batch", 1))), str(tmp))
             tmp.replace(p)
         out.append((w, p))
     return out
@@ -125,7 +125,7 @@ def run_ladder_check(profile: str, out: str | Path, n: int = 30, loads: tuple[st
     from widthnas.latency.ref_ladder import read_ladder
     from widthnas.latency.registry import load_profile
 
-    table = load_profile(profile, graph=True)
+    table = load_profile(profile)
     if read_ladder(table.fit, table.space, table.name) is None:
         raise ValueError(f"{profile} has no ladder; time one first: widthnas ladder --profile {profile} --out P.json, "
                          "then pass --profile P.json")
@@ -183,5 +183,5 @@ def run_ladder_check(profile: str, out: str | Path, n: int = 30, loads: tuple[st
 
 
 if __name__ == "__main__":
-    print("run through benchmarks/latency_accuracy.py --ladder-check", file=sys.stderr)
+    print("run through `python -m widthnas.benchmarks.latency_accuracy --ladder-check`", file=sys.stderr)
     sys.exit(2)

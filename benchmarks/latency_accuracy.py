@@ -12,8 +12,11 @@ The protocols take turns in chunks of networks (--chunk), so both meet the same 
 same networks (same seeds; a run killed mid-chunk may draw differently after it resumes). Every file
 is a cache under --out/<protocol>/: rerunning the same command resumes where it stopped.
 
-    python benchmarks/latency_accuracy.py --space mobilenet_v1 --ship hw_profiles/NAME.json
-    python benchmarks/latency_accuracy.py --space mobilenet_v1_small --smoke      # a few minutes
+    python -m widthnas.benchmarks.latency_accuracy --space mobilenet_v1 --ship hw_profiles/NAME.json
+    python -m widthnas.benchmarks.latency_accuracy --space mobilenet_v1_small --smoke      # a few minutes
+
+--space is any registered space or a traced space's JSON file; tables are fitted as `widthnas fit`
+fits them (--keying signature by default; op: one set of entries per op).
 """
 from __future__ import annotations
 
@@ -33,12 +36,14 @@ from widthnas._io import atomic_write_text
 from widthnas.latency import noise_floor as nf
 from widthnas.latency import standalone_runner as sr
 from widthnas.latency.backends import make_backend
-from widthnas.latency.fit import FitSettings, fit_flops_proxy, fit_table
+from widthnas.latency.fit import FitSettings, fit_flops_proxy
+from widthnas.latency.graph_entries import KEYINGS
+from widthnas.latency.graph_fit import fit_graph_table
 from widthnas.latency.profile import profile
 from widthnas.latency.registry import refuse_shipped
 from widthnas.latency.samples import load_samples
 from widthnas.latency.validate import metrics, scatter_plot
-from widthnas.models.space import SPACES, SearchSpace, get_space
+from widthnas.models import SPACES, GraphSpace, get_space
 
 PROTOCOLS = ("fixed", "adaptive")
 HELDOUT_SEED, TRAIN_SEED = 1000, 1
@@ -57,6 +62,7 @@ class Plan:
     round_ms: float = 10.0  # ms per round
     chunk: int = 50  # networks one protocol measures before the other takes its turn
     folds: int = 5  # cross-validation folds of the fit
+    keying: str = "signature"  # the tables' entries: shared per op signature, or per op (graph_entries.KEYINGS)
 
     def check(self) -> "Plan":
         """Every count and setting in range, or a ValueError naming the option and what to give."""
@@ -76,6 +82,8 @@ class Plan:
         bad = [s for s in self.strategies if s not in ("coverage", "uniform")] or not self.strategies
         if bad:
             raise ValueError(f"--strategies {','.join(self.strategies)}: choose from coverage, uniform")
+        if self.keying not in KEYINGS:
+            raise ValueError(f"--keying {self.keying!r}: choose from {', '.join(KEYINGS)}")
         bad = [p for p in self.protocols if p not in PROTOCOLS] or not self.protocols
         if bad or len(set(self.protocols)) != len(self.protocols):
             raise ValueError(f"--protocols {','.join(self.protocols)}: choose from {', '.join(PROTOCOLS)}, each once")
@@ -91,7 +99,7 @@ def chunks(total: int, step: int) -> list[int]:
     return list(range(step, total, step)) + [total] if total > 0 else []
 
 
-def measure_all(space: SearchSpace, out: Path, backend, plan: Plan, log: Callable[[str], None] = print) -> None:
+def measure_all(space: GraphSpace, out: Path, backend, plan: Plan, log: Callable[[str], None] = print) -> None:
     """Profile every file of the plan in turns between the protocols, then re-measure the held-out
     networks; resumable (each profile() and remeasure() continues its file)."""
     jobs = [("heldout", "uniform", HELDOUT_SEED, plan.heldout)] + [(s, s, TRAIN_SEED, plan.n) for s in plan.strategies]
@@ -112,13 +120,13 @@ def measure_all(space: SearchSpace, out: Path, backend, plan: Plan, log: Callabl
     log(f"re-measured the first {plan.remeasure} held-out networks of each protocol")
 
 
-def _load(path: Path, space: SearchSpace):
+def _load(path: Path, space: GraphSpace):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # counted in Samples and reported in the results
         return load_samples(str(path), space)
 
 
-def evaluate(space: SearchSpace, out: Path, backend, plan: Plan, log: Callable[[str], None] = print) -> dict:
+def evaluate(space: GraphSpace, out: Path, backend, plan: Plan, log: Callable[[str], None] = print) -> dict:
     """Fits, held-out metrics and the noise floor of each protocol, from the files measure_all wrote."""
     res: dict = {}
     for proto in plan.protocols:
@@ -128,7 +136,8 @@ def evaluate(space: SearchSpace, out: Path, backend, plan: Plan, log: Callable[[
             train = _load(out / proto / f"{strat}.jsonl", space)
             for n in plan.sizes:
                 t = time.time()
-                table = fit_table(space, train.subset(slice(0, n)), FitSettings(folds=plan.folds), log=lambda *_: None)
+                table = fit_graph_table(space, train.subset(slice(0, n)), FitSettings(folds=plan.folds),
+                                        log=lambda *_: None, keying=plan.keying)
                 fit_s = time.time() - t
                 meas = table.measured_ms(held.norm, held.ref_ms)
                 m = metrics(table.predict_many(held.widths), meas)
@@ -143,9 +152,10 @@ def evaluate(space: SearchSpace, out: Path, backend, plan: Plan, log: Callable[[
                                  "train_quality": train.quality()}
                         # the same fit (lam and mu are chosen at k = 0 in both) without the host-state
                         # correction (latency/host_state.py); each is judged on measurements corrected its way
-                        plain = fit_table(space, train.subset(slice(0, n)),
-                                          FitSettings(lams=(table.fit["lam"],), mus=(table.fit["mu"],),
-                                                      folds=plan.folds, elasticities=(0.0,)), log=lambda *_: None)
+                        plain = fit_graph_table(space, train.subset(slice(0, n)),
+                                                FitSettings(lams=(table.fit["lam"],), mus=(table.fit["mu"],),
+                                                            folds=plan.folds, elasticities=(0.0,)),
+                                                log=lambda *_: None, keying=plan.keying)
                         final["uncorrected"] = metrics(plain.predict_many(held.widths),
                                                        plain.measured_ms(held.norm, held.ref_ms))
                 log(f"{proto:9s} table/{strat:9s} n={n:5d}  ±5% {m['within_5']:6.1%}  ±10% {m['within_10']:6.1%}  "
@@ -269,7 +279,7 @@ def profile_name(device: dict, space_name: str) -> str:
     return f"{cpu}{isa}-{device['cores']}c_{backend}-{prov}-{device['threads']}t-b{device['batch']}_{space_name}"
 
 
-def ship(path: str, res: dict, plan: Plan, space: SearchSpace, out: Path, argv: list[str]) -> str:
+def ship(path: str, res: dict, plan: Plan, space: GraphSpace, out: Path, argv: list[str]) -> str:
     """Write the new protocol's table (first strategy, full count) with its validation and noise floor."""
     proto = "adaptive" if "adaptive" in res else plan.protocols[-1]
     r = res[proto]
@@ -279,7 +289,7 @@ def ship(path: str, res: dict, plan: Plan, space: SearchSpace, out: Path, argv: 
     table.validation = {"table": r["final"]["metrics"], "flops_proxy": r["final"]["proxy_metrics"],
                         "heldout": r["final"]["metrics"]["n"], "heldout_separate_run": True,
                         "heldout_files": [str(out / proto / "heldout.jsonl")], "heldout_quality": r["heldout_quality"],
-                        "command": "python benchmarks/latency_accuracy.py " + " ".join(argv)}
+                        "command": "python -m widthnas.benchmarks.latency_accuracy " + " ".join(argv)}
     if r["floor"]:
         table.validation["noise_floor"] = r["floor"]
     from widthnas.latency.ref_ladder import measure_ladder
@@ -295,8 +305,11 @@ def ship(path: str, res: dict, plan: Plan, space: SearchSpace, out: Path, argv: 
 
 def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Plan]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--space", default="mobilenet_v1_small", choices=sorted(SPACES),
-                   help="mobilenet_v1 (224 px) or mobilenet_v1_small (28 px)")
+    p.add_argument("--space", default="mobilenet_v1_small",
+                   help=f"a registered space ({', '.join(sorted(SPACES))}) or a space JSON file "
+                        "(`widthnas space --from-model ... --json`)")
+    p.add_argument("--keying", default=Plan.keying, help="the fitted tables' entries: signature (shared by the ops "
+                   "of one signature, as `widthnas fit` by default) or op (one set per op)")
     p.add_argument("--protocols", default=",".join(PROTOCOLS), help="fixed, adaptive or both (default)")
     p.add_argument("--n", type=int, default=Plan.n, help="training networks per sampling strategy and protocol")
     p.add_argument("--heldout", type=int, default=Plan.heldout)
@@ -335,10 +348,11 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, Plan]:
     except ValueError:
         raise SystemExit(f"error: --sizes {sizes!r}: give comma-separated whole numbers, e.g. 100,400,1000")
     plan = Plan(a.n, a.heldout, a.remeasure, sizes_t, tuple(s.strip() for s in a.strategies.split(",")),
-                tuple(s.strip() for s in a.protocols.split(",")), a.rounds, a.round_ms, a.chunk)
-    a.out = Path(a.out or (f"runs/bench_latency/budget_check_{a.space}" if a.budget_check else
-                           f"runs/bench_latency/ladder_{a.space}" if a.ladder_check else
-                           f"runs/bench_latency/{a.space}{'_smoke' if a.smoke else ''}"))
+                tuple(s.strip() for s in a.protocols.split(",")), a.rounds, a.round_ms, a.chunk, keying=a.keying)
+    tag = a.space if a.space in SPACES else Path(a.space).stem  # a space JSON file: its name
+    a.out = Path(a.out or (f"runs/bench_latency/budget_check_{tag}" if a.budget_check else
+                           f"runs/bench_latency/ladder_{tag}" if a.ladder_check else
+                           f"runs/bench_latency/{tag}{'_smoke' if a.smoke else ''}"))
     return a, plan
 
 
@@ -356,7 +370,7 @@ def _profile_for(a: argparse.Namespace) -> str:
 
 
 def ladder_check_main(a: argparse.Namespace, argv: list[str]) -> int:
-    from ladder_check import run_ladder_check
+    from widthnas.benchmarks.ladder_check import run_ladder_check
 
     try:
         profile_path = _profile_for(a)
@@ -369,13 +383,13 @@ def ladder_check_main(a: argparse.Namespace, argv: list[str]) -> int:
     name = f"ladder_check{'_' + a.sampling if a.sampling != 'uniform' else ''}" \
            f"{'_recheck_' + a.recheck if a.recheck else ''}.json"
     atomic_write_text(a.out / name, json.dumps(
-        {"command": "python benchmarks/latency_accuracy.py " + " ".join(argv), **r}, indent=1))
+        {"command": "python -m widthnas.benchmarks.latency_accuracy " + " ".join(argv), **r}, indent=1))
     print(f"results: {a.out / name}")
     return 0
 
 
 def budget_check_main(a: argparse.Namespace, argv: list[str]) -> int:
-    from budget_check import parse_budgets, run_checks
+    from widthnas.benchmarks.budget_check import parse_budgets, run_checks
 
     try:
         budgets = parse_budgets(a.budgets)
@@ -385,7 +399,7 @@ def budget_check_main(a: argparse.Namespace, argv: list[str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     atomic_write_text(a.out / "budget_check.json", json.dumps(
-        {"command": "python benchmarks/latency_accuracy.py " + " ".join(argv), "profile": profile_path,
+        {"command": "python -m widthnas.benchmarks.latency_accuracy " + " ".join(argv), "profile": profile_path,
          "run": str(a.budget_check), "rows": rows,
          "within": sum(r["verdict"] == "within" for r in rows), "n": len(rows)}, indent=1))
     print(f"results: {a.out / 'budget_check.json'}")
@@ -403,10 +417,10 @@ def main(argv: list[str] | None = None) -> int:
         plan.check()
         if a.ship:
             refuse_shipped(a.ship, a.force, "--ship")
+        space = get_space(a.space)  # GraphError (a ValueError) names the registered spaces
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    space = get_space(a.space)
     be = make_backend(space)
     dev = be.device_info()
     print(f"device: {dev['cpu']}, {dev['cores']} cores, onnxruntime {dev['runtime_version']} {dev['provider']}, "
@@ -428,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
             / fin["proxy"].reference_ms}, f"{space.name}, {proto} protocol: held-out n={len(meas)}")
     _curve(a.out / "accuracy_vs_samples.png", res)
     result = {"device": dev, "space": space.name, "plan": asdict(plan),
-              "command": "python benchmarks/latency_accuracy.py " + " ".join(argv), "protocols": _jsonable(res),
+              "command": "python -m widthnas.benchmarks.latency_accuracy " + " ".join(argv), "protocols": _jsonable(res),
               "table_md": side_by_side(res), "correction_md": correction_table(res)}
     atomic_write_text(a.out / "results.json", json.dumps(result, indent=1))
     if a.ship:

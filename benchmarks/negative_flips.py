@@ -1,7 +1,7 @@
 """Positive-congruent training: the searched network fine-tuned with and without focal distillation
 toward a previous (deployed) model; negative flip rate and accuracy over paired seeds.
 
-    OMP_NUM_THREADS=1 python benchmarks/negative_flips.py --limit 4000 --epochs 3 --seeds 3
+    OMP_NUM_THREADS=1 python -m widthnas.benchmarks.negative_flips --limit 4000 --epochs 3 --seeds 3
 The previous model is the uniform --old-mult network trained from scratch (exported to ONNX, as a
 deployed model would be). The searched network is the exact budgeted optimum of a supernet trained
 here (or the one of --run, a `widthnas run` directory). Same seed = same data order for both arms;
@@ -20,43 +20,57 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from widthnas.models.mobilenet import SlimmableMobileNet, build_network
-from widthnas.models.space import get_space
+from widthnas._io import atomic_write_text
+from widthnas.benchmarks.stats import paired_diff
+from widthnas.models import SlimmableGraphNet, build_graph_network, get_space
 from widthnas.nas.data import load_dataset, normalize, split
-from widthnas.nas.evaluate import accuracy, calibrated_network
+from widthnas.nas.evaluate import calibrated_network
 from widthnas.nas.export import export_onnx, write_sidecar
 from widthnas.nas.finetune import train_plain
 from widthnas.nas.flips import congruent_loss, flip_report, load_previous, torch_predictions
 
-from stats import paired_diff  # noqa: E402  (benchmarks/ is the script's directory)
+PROFILE = "amd-epyc-2c_ort-cpu-1t-b1_mobilenet_v1_small"  # used for that space when no shipped profile matches here
 
-PROFILE = "amd-epyc-2c_ort-cpu-1t-b1_mobilenet_v1_small"
+
+def default_profile(space) -> str:
+    """The shipped profile of the space for this machine; for mobilenet_v1_small on another machine,
+    PROFILE (the search only ranks networks by it)."""
+    from widthnas.latency.backends import OrtBackend
+    from widthnas.latency.registry import find_profile
+
+    found, why = find_profile(space, OrtBackend(space).device_info())
+    if found is not None:
+        return str(found)
+    if space.fingerprint == get_space("mobilenet_v1_small").fingerprint:
+        return PROFILE
+    raise SystemExit(f"no shipped profile for {space.name} on this machine ({why}): pass --profile")
 
 
 def searched_network(a, space, sp, work: Path):
     """(supernet, chosen widths): from --run, or a supernet trained here and the exact optimum."""
     from widthnas.latency.registry import load_profile
-    from widthnas.mrf import WidthMRF, parse_budget, solve
+    from widthnas.mrf import GraphMRF, parse_budget, solve
     from widthnas.mrf.unaries import Unaries
     from widthnas.nas.train import CKPT, TrainConfig, Trainer, load_checkpoint
 
     if a.run:
         run = Path(a.run)
-        sup = SlimmableMobileNet(space)
+        sup = SlimmableGraphNet(space)
         sup.load_state_dict(load_checkpoint(run / "supernet" / CKPT, space)["model"])
         return sup, json.loads((run / "config.json").read_text())["widths"]
-    tc = TrainConfig(space=a.space, limit=a.limit, epochs=a.supernet_epochs, lr=0.1, threads=1, seed=0)
+    tc = TrainConfig(space=a.space, input_shape=a.input_shape, limit=a.limit, epochs=a.supernet_epochs, lr=0.1,
+                     threads=1, seed=0)
     t = Trainer(tc, work / "supernet", log=lambda *_: None, progress=False)
     t.fit()
-    table = load_profile(a.profile)
-    mrf = WidthMRF.from_table(table, Unaries.load(work / "supernet" / "unaries.json"))
+    table = load_profile(a.profile or default_profile(space))
+    mrf = GraphMRF.from_graph_table(table, Unaries.load(work / "supernet" / "unaries.json"))
     sol = solve(mrf, parse_budget(a.budget, table.predict(space.max_widths)), "exact")
     return t.model.cpu(), sol.widths
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--space", default="mobilenet_v1_small")
+    p.add_argument("--space", default="mobilenet_v1_small", help="a registered space or a space JSON file")
     p.add_argument("--limit", type=int, default=4000, help="training images")
     p.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (and the previous model's training)")
     p.add_argument("--seeds", type=int, default=3)
@@ -66,20 +80,25 @@ def main() -> int:
     p.add_argument("--old-lr", type=float, default=0.05, help="the previous model's learning rate")
     p.add_argument("--supernet-epochs", type=int, default=2)
     p.add_argument("--budget", default="50%")
-    p.add_argument("--profile", default=PROFILE)
+    p.add_argument("--profile", help="default: the shipped profile of --space for this machine")
     p.add_argument("--run", help="take the supernet and chosen widths from this `widthnas run` directory")
     p.add_argument("--lr", type=float, default=0.02, help="fine-tuning learning rate")
     p.add_argument("--out", help="JSON results")
     a = p.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
+    ds = load_dataset("fashion_mnist")
     space = get_space(a.space)
-    sp = split(load_dataset("fashion_mnist"), 0.1, 0, a.limit)
+    a.input_shape = None
+    if ds.shape != space.input_shape:  # the same ops at Fashion-MNIST's input (a profile must be of that space)
+        space = space.with_input(ds.shape)
+        a.input_shape = ",".join(map(str, ds.shape))
+    sp = split(ds, 0.1, 0, a.limit)
     x, y = sp.test
     work = Path(tempfile.mkdtemp(prefix="nfr_bench_"))
     t0 = time.time()
     torch.manual_seed(100)
-    old_net = build_network(space, space.uniform(a.old_mult))
+    old_net = build_graph_network(space, space.uniform(a.old_mult))
     train_plain(old_net, sp, a.old_epochs or a.epochs, lr=a.old_lr, seed=100, log=lambda *_: None, device="cpu")
     old_path = work / "old.onnx"
     export_onnx(old_net, space, old_path, normalize(sp.val[0][:64], sp.mean, sp.std))
@@ -120,8 +139,6 @@ def main() -> int:
     pl, co = (np.mean([r["nfr"] for r in by[k]]) for k in ("plain", "congruent"))
     print(f"NFR ratio congruent / plain: {co / pl:.2f}; total {time.time() - t0:.0f} s")
     if a.out:
-        from widthnas.latency.table import atomic_write_text
-
         atomic_write_text(a.out, json.dumps({"args": vars(a), "widths": widths, "rows": rows, "paired": paired},
                                             indent=1))
     return 0

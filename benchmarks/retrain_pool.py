@@ -7,7 +7,10 @@ accuracy differences between networks of one seed are paired comparisons.
 
 Why processes: the small networks that low budgets select lose to thread synchronisation at two
 threads (half the CPU time in futex calls); two single-thread processes do more work per second.
-Measured by `python benchmarks/retrain_pool.py --compare` (see docs/RESULTS.md).
+Measured by `python -m widthnas.benchmarks.retrain_pool --compare` (see docs/RESULTS.md).
+
+Any registered or traced space (`Protocol.space`: a name or a space JSON file); widths are listed
+per free group, in the space's `free_groups` order.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from widthnas._io import atomic_write_text
 class Protocol:
     dataset: str = "fashion_mnist"
     data: str | None = None
-    space: str = "mobilenet_v1_small"
+    space: str = "mobilenet_v1_small"  # a registered space's name or a space JSON file
     limit: int | None = 20000  # training images (None: the whole training split)
     epochs: int = 3
     lr: float = 0.1
@@ -53,7 +56,7 @@ def _init(proto: Protocol, threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    from widthnas.models.space import get_space
+    from widthnas.models import get_space
     from widthnas.nas.data import load_dataset, split
 
     ds = load_dataset(proto.dataset, proto.data, download=False)
@@ -67,7 +70,7 @@ def _init(proto: Protocol, threads: int) -> None:
 def _train_one(job: tuple[list[int], int, str]) -> tuple[str, dict]:
     import torch
 
-    from widthnas.models.mobilenet import build_network
+    from widthnas.models import build_graph_network
     from widthnas.nas.evaluate import accuracy
     from widthnas.nas.finetune import train_plain
 
@@ -75,7 +78,7 @@ def _train_one(job: tuple[list[int], int, str]) -> tuple[str, dict]:
     proto, sp = _STATE["proto"], _STATE["splits"]
     t0 = time.time()
     torch.manual_seed(1000 + seed)  # paired: the same initialisation stream for every network
-    net = build_network(_STATE["space"], widths)
+    net = build_graph_network(_STATE["space"], widths)
     hist = train_plain(net, sp, proto.epochs, lr=proto.lr, seed=1000 + seed, log=lambda *_: None,
                        channels_last=proto.channels_last, validate_each_epoch=False)
     acc, loss = accuracy(net, *sp.test, sp.mean, sp.std)
@@ -119,17 +122,18 @@ def main() -> int:
     """--compare: the same retrainings as 1 process x 2 threads and as 2 processes x 1 thread."""
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--compare", action="store_true")
+    p.add_argument("--space", default="mobilenet_v1_small", help="a registered space or a space JSON file")
     p.add_argument("--out", default="runs/retrain_pool_compare")
     p.add_argument("--mult", default="0.3,0.5,0.7", help="uniform multipliers to retrain")
     p.add_argument("--limit", type=int, default=4000)
     a = p.parse_args()
-    from widthnas.models.space import get_space
+    from widthnas.models import get_space
 
-    space = get_space("mobilenet_v1_small")
+    space = get_space(a.space)
     jobs = [(space.uniform(float(m)), s) for m in a.mult.split(",") for s in (0, 1)]
     times = {}
     for workers, threads in ((1, 2), (2, 1)):
-        proto = Protocol(limit=a.limit, epochs=1, split_seed=100 * workers + threads)  # its own cache
+        proto = Protocol(space=a.space, limit=a.limit, epochs=1, split_seed=100 * workers + threads)  # its own cache
         t0 = time.time()
         res = retrain_many(Path(a.out) / f"{workers}x{threads}", proto, jobs, workers, threads)
         times[(workers, threads)] = time.time() - t0

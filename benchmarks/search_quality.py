@@ -1,10 +1,11 @@
 """Search quality at equal latency: uniform multiplier, greedy slimming (AutoSlim), OWS, AOWS and
 the default search (held-out selection among MRF candidates, nas.selection).
 
-    python benchmarks/search_quality.py --decisive       # <= 90 min on 2 CPU cores: 3 low budgets, 5 paired seeds
-    python benchmarks/search_quality.py --quick          # smoke mode, <= 30 min
-    python benchmarks/search_quality.py                  # full: meant for a GPU (never run here)
-Setup: Fashion-MNIST, mobilenet_v1_small, this machine's shipped CPU profile. Every chosen network
+    python -m widthnas.benchmarks.search_quality --decisive   # <= 90 min on 2 CPU cores: 3 low budgets, 5 paired seeds
+    python -m widthnas.benchmarks.search_quality --quick      # smoke mode, <= 30 min
+    python -m widthnas.benchmarks.search_quality              # full: meant for a GPU (never run here)
+Setup: Fashion-MNIST, --space (default mobilenet_v1_small; any registered space or a traced space's
+JSON file), this machine's shipped CPU profile for it (or --profile). Every chosen network
 is retrained from scratch with the same paired seeds (benchmarks/retrain_pool.py: same seed, same
 initialisation stream and data order); reported per method and budget: test accuracy, the paired
 difference against uniform and against greedy with a 95 % t-interval over seeds, and predicted and
@@ -26,13 +27,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retrain_pool import Protocol, retrain_many
-from stats import paired_diff
+from widthnas._io import atomic_write_text
+from widthnas.benchmarks.retrain_pool import Protocol, retrain_many
+from widthnas.benchmarks.stats import paired_diff
 from widthnas.latency.backends import OrtBackend
 from widthnas.latency.registry import find_profile, load_profile
-from widthnas._io import atomic_write_text
-from widthnas.models.mobilenet import SlimmableMobileNet, build_network
-from widthnas.mrf import WidthMRF, exact, greedy, uniform, with_margin
+from widthnas.models import SlimmableGraphNet, build_graph_network, get_space
+from widthnas.mrf import GraphMRF, exact, greedy, uniform, with_margin
 from widthnas.mrf.unaries import Unaries
 from widthnas.nas.data import load_dataset, split
 from widthnas.latency.verdict import budget_verdict
@@ -85,7 +86,7 @@ def measured_multiplier(cands: list[tuple[float, list[int]]], target_ms: float, 
 WARM_START = ("sampling", "budget", "profile")  # what AOWS changes when it continues the OWS warm-up
 
 
-def train_supernet(out: Path, cfg: TrainConfig, log, stop_after: int | None = None) -> SlimmableMobileNet:
+def train_supernet(out: Path, cfg: TrainConfig, log, stop_after: int | None = None) -> SlimmableGraphNet:
     t = Trainer(cfg, out, log=log, progress=False)
     if (out / CKPT).exists():
         t.resume(allow=WARM_START if cfg.sampling == "aows" else ())
@@ -150,7 +151,8 @@ def main() -> int:
     g.add_argument("--quick", action="store_true", help="the earlier quick mode, <= 30 min")
     g.add_argument("--smoke", action="store_true", help="a few minutes: checks the script end to end, measures nothing")
     p.add_argument("--out", default=None, help="default: runs/search_quality_<mode>")
-    p.add_argument("--profile", help="default: the shipped profile matching this machine")
+    p.add_argument("--space", default="mobilenet_v1_small", help="a registered space or a space JSON file")
+    p.add_argument("--profile", help="default: the shipped profile of --space matching this machine")
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--data")
     p.add_argument("--seed", type=int, default=0, help="split, supernet and unary-sampling seed")
@@ -197,13 +199,11 @@ def main() -> int:
         logf.write(line + "\n")
         logf.flush()
 
-    space_name = "mobilenet_v1_small"
-    from widthnas.models.space import get_space
-
+    space_name = a.space
     ds = load_dataset(a.dataset, a.data)
     space = get_space(space_name)
     input_shape = None
-    if ds.shape != space.input_shape:  # e.g. CIFAR-10 (3x32x32): the same layers, another input
+    if ds.shape != space.input_shape:  # e.g. CIFAR-10 (3x32x32): the same ops, another input
         space = space.with_input(ds.shape)
         input_shape = ",".join(map(str, ds.shape))
         if not a.profile:
@@ -234,7 +234,7 @@ def main() -> int:
         shutil.copytree(ows_dir, warm_dir, dirs_exist_ok=True)
     ows = train_supernet(ows_dir, TrainConfig(**base, sampling="ows"), log)
     u_ows = cached_unaries(out / "unaries_ows_measured.json", ows, sp, mode, a.seed, log)
-    mrf_ows = WidthMRF.from_table(table, u_ows)
+    mrf_ows = GraphMRF.from_graph_table(table, u_ows)
 
     from widthnas.latency.margin import resolve_margin
 
@@ -285,7 +285,7 @@ def main() -> int:
                           profile=prof_path)
         sup = train_supernet(d, cfg, log)
         u = cached_unaries(d / "unaries_measured.json", sup, sp, mode, a.seed, log, mode.get("aows_unary_configs"))
-        mrf = WidthMRF.from_table(table, u)
+        mrf = GraphMRF.from_graph_table(table, u)
         target = with_margin(b * widest, MARGIN_PCT)
         choices[("aows", b)] = exact(mrf, target, with_front=False).widths
 
@@ -330,7 +330,7 @@ def main() -> int:
                     atomic_write_text(Path(a.quiet_flag), "measuring\n")
                 waited.append(wait_for_quiet(log))
             onnx_path = out / "onnx" / f"{key.replace(' ', '_')}.onnx"
-            export_onnx(build_network(dense, list(widths)), dense, onnx_path)
+            export_onnx(build_graph_network(dense, list(widths)), dense, onnx_path)
             ms = [measure_exported(onnx_path, table)["normalised_ms"] for _ in range(2)]
             if abs(ms[0] - ms[1]) > 0.03 * min(ms):
                 log(f"latency of {key}: two measurements disagree ({ms[0]:.4f}, {ms[1]:.4f} ms): machine disturbed?")
@@ -350,9 +350,8 @@ def main() -> int:
     if a.quiet_flag and waited:
         atomic_write_text(Path(a.quiet_flag), "idle\n")
     seeds = list(range(a.seed_offset, a.seed_offset + mode["seeds"]))
-    proto = Protocol(dataset=a.dataset, data=a.data, space=space_name if input_shape is None else "mobilenet_v1_small",
-                     limit=mode["limit"], epochs=mode["retrain_epochs"], lr=0.1, split_seed=a.seed,
-                     channels_last=not a.contiguous)
+    proto = Protocol(dataset=a.dataset, data=a.data, space=space_name, limit=mode["limit"],
+                     epochs=mode["retrain_epochs"], lr=0.1, split_seed=a.seed, channels_last=not a.contiguous)
     # seed-major: a run stopped part-way leaves every network with about as many seeds (--report-only)
     res = retrain_many(out, proto, [(list(w), s) for s in seeds for w in sorted(networks)], a.workers, log=log,
                        done_only=a.report_only)

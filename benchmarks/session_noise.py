@@ -1,6 +1,6 @@
 """Where does re-measurement disagreement come from? Repeats, sessions and time, taken apart.
 
-    python benchmarks/session_noise.py [--space mobilenet_v1] [--n 16] [--seed 0] [--out FILE.json]
+    python -m widthnas.benchmarks.session_noise [--space mobilenet_v1] [--n 16] [--seed 0] [--out FILE.json]
 
 Two measurements of one network by the adaptive protocol disagree by more than each one's own
 interval says (issue 11: at 224 px, 94 % within ±5 %, where a ±1-2 % interval predicts ~100 %).
@@ -25,8 +25,8 @@ import numpy as np
 
 from widthnas.latency import standalone_runner as sr
 from widthnas.latency.backends import OrtBackend
-from widthnas.latency.sampling import UniformSampler
-from widthnas.models.space import lookup_space
+from widthnas.latency.graph_sampling import GraphUniformSampler
+from widthnas.models import get_space
 
 PAIRS = {"repeat (a2 vs a1)": ("a1", "a2"), "network session (b vs a1)": ("a1", "b"),
          "reference session (r vs a1)": ("a1", "r"), "later in the run (a3 vs a1)": ("a1", "a3")}
@@ -44,7 +44,7 @@ def pair_stats(x: np.ndarray, y: np.ndarray) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--space", default="mobilenet_v1")
+    ap.add_argument("--space", default="mobilenet_v1", help="a registered space or a space JSON file")
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-rounds", type=int, default=0,
@@ -59,12 +59,12 @@ def main() -> None:
     if a.out and os.path.exists(a.out):  # never over an input or a shipped file
         ap.error(f"--out {a.out} exists; choose a new file for the measurements")
     try:
-        space = lookup_space(a.space)
+        space = get_space(a.space)
     except ValueError as e:
         ap.error(f"--space: {e}")
     be = OrtBackend(space)
     proto = sr.Protocol(max_rounds=a.max_rounds, time_cap_s=a.time_cap, guard=None)
-    sampler = UniformSampler(space, a.seed)
+    sampler = GraphUniformSampler(space, a.seed)
     nets = [sampler.next() for _ in range(a.n)]
     r1, r2 = be.open(space.reference_widths), be.open(space.reference_widths)
     t0, rows = time.time(), []

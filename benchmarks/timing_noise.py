@@ -1,6 +1,6 @@
 """How steady is this machine's speed, per space? One mid-width network timed back to back.
 
-    python benchmarks/timing_noise.py [--spaces resnet_small,mobilenet_v2_small] [--runs 3000] [--block 100]
+    python -m widthnas.benchmarks.timing_noise [--spaces resnet_small,mobilenet_v2_small] [--runs 3000] [--block 100]
 
 Prints the percentiles of single runs and the spread of block medians (each block = `--block`
 consecutive runs), in wall time and in this thread's CPU time. Block medians that move by more
@@ -18,11 +18,11 @@ import numpy as np
 
 from widthnas.latency import standalone_runner as sr
 from widthnas.latency.backends import OrtBackend
-from widthnas.models.space import lookup_space
+from widthnas.models import get_space
 
 
 def mid_widths(space) -> list[int]:
-    """Each free layer or group at its middle choice (channels)."""
+    """Each free group at its middle choice (channels)."""
     return [int(c[len(c) // 2]) for c in space.choices]
 
 
@@ -42,14 +42,15 @@ def time_network(run, runs: int, clock) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--spaces", default="mobilenet_v1_small,mobilenet_v2_small,resnet_small")
+    ap.add_argument("--spaces", default="mobilenet_v1_small,mobilenet_v2_small,resnet_small",
+                    help="registered spaces or space JSON files, comma-separated")
     ap.add_argument("--runs", type=int, default=3000)
     ap.add_argument("--block", type=int, default=100)
     a = ap.parse_args()
     if a.runs < 2 * a.block or a.block < 1:
         ap.error(f"--runs {a.runs} must hold at least two blocks of --block {a.block} (both positive)")
     try:
-        spaces = [lookup_space(name) for name in a.spaces.split(",")]
+        spaces = [get_space(name) for name in a.spaces.split(",")]
     except ValueError as e:
         ap.error(f"--spaces: {e}")
     for name, space in zip(a.spaces.split(","), spaces):

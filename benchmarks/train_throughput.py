@@ -1,10 +1,11 @@
 """Cost of one sandwich step against one plain training step of the widest network.
 
-    python benchmarks/train_throughput.py [--batch 128] [--steps 12]
+    python -m widthnas.benchmarks.train_throughput [--space mobilenet_v1_small] [--batch 128] [--steps 12]
 Modes, timed interleaved in one process (ratios of medians), peak memory each in a fresh process:
-  plain     one step of a plain MobileNet at the space's widest widths
+  plain     one step of the plain network at the space's widest widths
   sandwich  widest + narrowest + 2 random configurations, slicing weights (widthnas)
   masked    the same four passes as full-width networks with channel masks (what slicing avoids)
+Any registered space or a space JSON file (--space).
 Target (issue 4): sandwich <= 2.0x plain; masking costs ~4x.
 """
 from __future__ import annotations
@@ -16,7 +17,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,9 +24,40 @@ import torch.nn.functional as F
 
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16384")  # as nas/__init__ sets for training
 
-from widthnas.models.mobilenet import SlimmableMobileNet, build_network
-from widthnas.models.space import get_space
+from widthnas.models import SlimmableGraphNet, build_graph_network, get_space
+from widthnas.models.graph import INPUT
 from widthnas.nas.train import sandwich_step
+
+
+def masked_forward(sup: SlimmableGraphNet, x: torch.Tensor, widths) -> torch.Tensor:
+    """The supernet's widest network with every tensor's channels past its group's width zeroed: the
+    function of the sliced network at `widths`, at the cost of the widest one. Masks follow each
+    activation, add and pooling, and each BatchNorm that feeds anything but an activation."""
+    space, layers = sup.space, sup.full.layers
+    a, top, group = space.assignment(widths), space.assignment(space.max_widths), space.graph.group_of
+    mask = {g: (torch.arange(top[g], device=x.device) < a[g]).to(x.dtype)[None, :, None, None] for g in top}
+    readers: dict[str, set] = {}
+    for op in space.graph.ops:
+        for i in op.inputs:
+            readers.setdefault(i, set()).add(op.kind)
+    t = {INPUT: x}
+    for op in space.graph.ops:
+        xs = [t[i] for i in op.inputs]
+        key = op.name.replace(".", "_")  # the op's module in GraphNet.layers (models/graph_net.py)
+        if op.kind == "add":
+            y = xs[0]
+            for z in xs[1:]:
+                y = y + z
+        elif op.kind == "gap":
+            y = F.adaptive_avg_pool2d(xs[0], 1)
+        elif op.kind == "linear":
+            y = layers[key](torch.flatten(xs[0], 1))
+        else:
+            y = layers[key](xs[0])
+        if op.kind in ("act", "add", "maxpool") or (op.kind == "bn" and readers.get(op.name, set()) != {"act"}):
+            y = y * mask[group[op.name]]
+        t[op.name] = y
+    return y
 
 
 def make_mode(mode: str, space, batch: int, device: str, channels_last: bool):
@@ -38,7 +69,7 @@ def make_mode(mode: str, space, batch: int, device: str, channels_last: bool):
     rng = np.random.default_rng(0)
     sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
     if mode == "plain":
-        net = build_network(space, space.max_widths).to(device)
+        net = build_graph_network(space, space.max_widths).to(device)
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
         opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
@@ -49,7 +80,7 @@ def make_mode(mode: str, space, batch: int, device: str, channels_last: bool):
             opt.zero_grad(set_to_none=True)
             sync()
         return step
-    sup = SlimmableMobileNet(space).to(device)
+    sup = SlimmableGraphNet(space).to(device)
     if channels_last:
         sup = sup.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(sup.parameters(), lr=0.01, momentum=0.9)
@@ -60,22 +91,12 @@ def make_mode(mode: str, space, batch: int, device: str, channels_last: bool):
             sync()
         return step
     if mode == "masked":
-        masks = lambda widths: [torch.arange(m, device=device) < w for m, w in zip(space.max_widths, widths)]  # noqa: E731
-
-        def masked_forward(widths):
-            ms = masks(widths)
-            feats = sup.full.features
-            h = feats[0](x) * ms[0][None, :, None, None]
-            for i in range(1, len(widths)):
-                h = feats[i](h) * ms[i][None, :, None, None]
-            return sup.full.classifier(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
-
         def step():
-            out = masked_forward(space.max_widths)
+            out = masked_forward(sup, x, space.max_widths)
             F.cross_entropy(out, y).backward()
             soft = out.detach().softmax(1)
             for w in [space.min_widths] + [space.widths_from_indices(i) for i in draw()]:
-                (-(soft * masked_forward(w).log_softmax(1)).sum(1).mean()).backward()
+                (-(soft * masked_forward(sup, x, w).log_softmax(1)).sum(1).mean()).backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
             sync()
@@ -94,7 +115,7 @@ def peak_memory_mb(mode: str, a) -> float:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--space", default="mobilenet_v1_small")
+    p.add_argument("--space", default="mobilenet_v1_small", help="a registered space or a space JSON file")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--device", default="cpu")
@@ -145,24 +166,49 @@ def main() -> int:
     return 0
 
 
-def _warm_shapes(space, a, cl) -> int:
-    """Run one forward/backward of configurations that together cover every (layer, c_in, c_out)."""
-    from widthnas.latency.sampling import CoverageSampler
+def covering_widths(space) -> list[list[int]]:
+    """Configurations that together give every op every (c_in, c_out) it can take: every pair of
+    choices of every two free groups an op joins, and every choice of every free group. Greedy: each
+    configuration takes as many still-missing pairs as agree with one another (on a chain of 14
+    groups x 14 widths, about 14 x 14 configurations)."""
+    pos = {g.name: k for k, g in enumerate(space.free_groups)}
+    ks = [len(c) for c in space.choices]
+    need: dict[tuple[int, int], set] = {}
+    for f in space.factor_structure().factors:
+        if len(f.scope) == 2:
+            i, j = pos[f.scope[0]], pos[f.scope[1]]
+            need.setdefault((i, j), {(a, b) for a in range(ks[i]) for b in range(ks[j])})
+    single = [set(range(k)) for k in ks]
+    out = []
+    while any(need.values()) or any(single):
+        idx = [-1] * len(ks)
+        for (i, j), todo in sorted(need.items(), key=lambda kv: -len(kv[1])):
+            for a, b in sorted(todo):
+                if idx[i] in (-1, a) and idx[j] in (-1, b):
+                    idx[i], idx[j] = a, b
+                    break
+        idx = [k if k >= 0 else (min(single[g]) if single[g] else 0) for g, k in enumerate(idx)]
+        for (i, j), todo in need.items():
+            todo.discard((idx[i], idx[j]))
+        for g, todo in enumerate(single):
+            todo.discard(idx[g])
+        out.append(space.widths_from_indices(idx))
+    return out
 
-    sup = SlimmableMobileNet(space).to(a.device)
+
+def _warm_shapes(space, a, cl) -> int:
+    """Run one forward/backward of configurations that together cover every op's (c_in, c_out)."""
+    sup = SlimmableGraphNet(space).to(a.device)
     if cl:
         sup = sup.to(memory_format=torch.channels_last)
     x = torch.randn(a.batch, *space.input_shape, device=a.device)
     if cl:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, space.num_classes, (a.batch,), device=a.device)
-    cov, n = CoverageSampler(space, 0), 0
-    while min(c.min() for c in cov.counts) < 1:
-        w = cov.next()
-        cov.observe(w)
+    nets = covering_widths(space)
+    for w in nets:
         F.cross_entropy(sup(x, w, update_bn_stats=False), y).backward()
-        n += 1
-    return n
+    return len(nets)
 
 
 if __name__ == "__main__":

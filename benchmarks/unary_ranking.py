@@ -1,10 +1,10 @@
 """Does the MRF rank networks the way the supernet does? Kendall τ between the MRF's predicted score
 and the supernet's measured accuracy on configurations that no unary estimate has seen.
 
-    python benchmarks/unary_ranking.py --run runs/search_quality_decisive/ows --budgets 10,14,20
+    python -m widthnas.benchmarks.unary_ranking --run runs/search_quality_decisive/ows --budgets 10,14,20
 
 For each unary estimate (training-time means; measured after training from random configurations
-on the first 512 validation images, 300 or 1000 of them; one layer at a time against the widest
+on the first 512 validation images, 300 or 1000 of them; one free group at a time against the widest
 network) and each smoothness-prior weight, the predicted score of every test configuration is
 compared with the supernet's accuracy (BN recalibrated) on the *other* validation images:
 200 configurations drawn uniformly over the space, and 200 near each budget (predicted latency
@@ -22,17 +22,16 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau
 
+from widthnas._io import atomic_write_text
+from widthnas.benchmarks.headroom import latency_mrf, sample_near
 from widthnas.latency.backends import OrtBackend
 from widthnas.latency.registry import find_profile, load_profile
-from widthnas._io import atomic_write_text
-from widthnas.mrf import WidthMRF
+from widthnas.mrf import GraphMRF
+from widthnas.mrf.smoothness import with_smoothness
 from widthnas.mrf.unaries import Unaries
 from widthnas.nas.selection import holdout_split, smoothness_weights, supernet_accuracy, unary_image_count
 from widthnas.nas.train import load_run
 from widthnas.nas.unary_eval import measure_unaries
-
-from headroom import latency_mrf, sample_near
-from widthnas.mrf.smoothness import with_smoothness
 
 RATIOS = (0.0, 0.1, 0.3, 1.0)
 
@@ -41,7 +40,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", required=True, help="a supernet training directory")
     p.add_argument("--profile")
-    p.add_argument("--budgets", default="10,14,20", help="% of the widest network")
+    p.add_argument("--budgets", default="10,14,20", help="%% of the widest network")
     p.add_argument("--n", type=int, default=200, help="test configurations per set")
     p.add_argument("--out", help="default: <run>/unary_ranking")
     p.add_argument("--seed", type=int, default=1)
@@ -100,7 +99,7 @@ def main() -> int:
 
     rows = []
     for vname, u in variants.items():
-        mrf = WidthMRF.from_table(table, u)
+        mrf = GraphMRF.from_graph_table(table, u)
         for r, wgt in zip(RATIOS, smoothness_weights(mrf, RATIOS)):
             m = with_smoothness(mrf, wgt)
             row = {"unaries": vname, "smoothness": r}

@@ -1,0 +1,1 @@
+"""Benchmarks and investigations behind docs/RESULTS.md; run each as `python -m widthnas.benchmarks.NAME` or `python benchmarks/NAME.py`."""
