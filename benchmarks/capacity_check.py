@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 
-from widthnas.models import build_graph_network, get_space
+from widthnas.models import build_network, get_space
 from widthnas.nas.data import load_dataset, split
 from widthnas.nas.evaluate import accuracy
 from widthnas.nas.finetune import train_plain
@@ -53,7 +53,7 @@ def main() -> int:
         accs, t0 = [], time.time()
         for s in range(a.seeds):
             torch.manual_seed(2000 + s)
-            net = build_graph_network(space, widths)
+            net = build_network(space, widths)
             train_plain(net, sp, a.epochs, lr=0.1, seed=2000 + s, log=lambda *_: None)
             accs.append(accuracy(net, *sp.test, sp.mean, sp.std)[0])
         print(f"{method:10s} {pct}%  measured {r['measured_ms']:.4f} ms  test acc {np.mean(accs):.4f} ± {np.std(accs):.4f} "

@@ -17,7 +17,7 @@ import torch
 
 from widthnas._io import atomic_write_text
 from widthnas.benchmarks.stats import paired_diff
-from widthnas.models import build_graph_network, get_space
+from widthnas.models import build_network, get_space
 from widthnas.nas.data import load_dataset, split
 from widthnas.nas.evaluate import accuracy
 from widthnas.nas.finetune import train_plain
@@ -53,7 +53,7 @@ def main() -> int:
     for seed in range(a.seeds):
         for schedule in ("cosine", "greedy"):
             torch.manual_seed(seed)
-            net = build_graph_network(space, widths)
+            net = build_network(space, widths)
             t0 = time.time()
             hist = train_plain(net, sp, a.epochs, lr=a.lr, seed=seed, schedule=schedule, greedy=opts,
                                log=lambda *_: None, desc=schedule, device="cpu")

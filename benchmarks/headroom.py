@@ -29,7 +29,7 @@ from widthnas.benchmarks.retrain_pool import Protocol, retrain_many
 from widthnas.benchmarks.stats import paired_diff
 from widthnas.latency.backends import OrtBackend
 from widthnas.latency.registry import find_profile, load_profile
-from widthnas.models import build_graph_network, get_space
+from widthnas.models import build_network, get_space
 from widthnas.mrf import GraphMRF, PairFactor, sample_configs, uniform
 from widthnas.nas.export import export_onnx, measure_exported
 
@@ -64,7 +64,7 @@ def sample_near(mrf: GraphMRF, budget_ms: float, n: int, tol: float, rng: np.ran
 
 
 def measure(widths, space, table, path: Path) -> float:
-    export_onnx(build_graph_network(space, widths), space, path)
+    export_onnx(build_network(space, widths), space, path)
     return measure_exported(path, table)["normalised_ms"]
 
 

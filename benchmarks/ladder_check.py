@@ -61,8 +61,8 @@ def _networks(table, n: int, seed: int, work: Path, sampling: str = "uniform") -
     """n sampled networks of the profile's space as ONNX files (the verification times files)."""
     import onnx
 
-    from widthnas.latency.graph_onnx import graph_space_onnx
-    from widthnas.latency.graph_sampling import make_sampler
+    from widthnas.latency.onnx_graph import space_onnx
+    from widthnas.latency.sampling import make_sampler
 
     work.mkdir(parents=True, exist_ok=True)
     if sampling == "spread":
@@ -75,7 +75,7 @@ def _networks(table, n: int, seed: int, work: Path, sampling: str = "uniform") -
         p = work / f"net{i:03d}.onnx"
         if not p.exists():
             tmp = p.with_suffix(".onnx.tmp")
-            onnx.save(graph_space_onnx(table.space, w, batch=int(table.device.get("batch", 1))), str(tmp))
+            onnx.save(space_onnx(table.space, w, batch=int(table.device.get("batch", 1))), str(tmp))
             tmp.replace(p)
         out.append((w, p))
     return out

@@ -37,8 +37,8 @@ from widthnas.latency import noise_floor as nf
 from widthnas.latency import standalone_runner as sr
 from widthnas.latency.backends import make_backend
 from widthnas.latency.fit import FitSettings, fit_flops_proxy
-from widthnas.latency.graph_entries import KEYINGS
-from widthnas.latency.graph_fit import fit_graph_table
+from widthnas.latency.entries import KEYINGS
+from widthnas.latency.fit import fit_table
 from widthnas.latency.profile import profile
 from widthnas.latency.registry import refuse_shipped
 from widthnas.latency.samples import load_samples
@@ -62,7 +62,7 @@ class Plan:
     round_ms: float = 10.0  # ms per round
     chunk: int = 50  # networks one protocol measures before the other takes its turn
     folds: int = 5  # cross-validation folds of the fit
-    keying: str = "signature"  # the tables' entries: shared per op signature, or per op (graph_entries.KEYINGS)
+    keying: str = "signature"  # the tables' entries: shared per op signature, or per op (entries.KEYINGS)
 
     def check(self) -> "Plan":
         """Every count and setting in range, or a ValueError naming the option and what to give."""
@@ -136,7 +136,7 @@ def evaluate(space: GraphSpace, out: Path, backend, plan: Plan, log: Callable[[s
             train = _load(out / proto / f"{strat}.jsonl", space)
             for n in plan.sizes:
                 t = time.time()
-                table = fit_graph_table(space, train.subset(slice(0, n)), FitSettings(folds=plan.folds),
+                table = fit_table(space, train.subset(slice(0, n)), FitSettings(folds=plan.folds),
                                         log=lambda *_: None, keying=plan.keying)
                 fit_s = time.time() - t
                 meas = table.measured_ms(held.norm, held.ref_ms)
@@ -152,7 +152,7 @@ def evaluate(space: GraphSpace, out: Path, backend, plan: Plan, log: Callable[[s
                                  "train_quality": train.quality()}
                         # the same fit (lam and mu are chosen at k = 0 in both) without the host-state
                         # correction (latency/host_state.py); each is judged on measurements corrected its way
-                        plain = fit_graph_table(space, train.subset(slice(0, n)),
+                        plain = fit_table(space, train.subset(slice(0, n)),
                                                 FitSettings(lams=(table.fit["lam"],), mus=(table.fit["mu"],),
                                                             folds=plan.folds, elasticities=(0.0,)),
                                                 log=lambda *_: None, keying=plan.keying)

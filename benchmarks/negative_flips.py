@@ -22,7 +22,7 @@ import torch
 
 from widthnas._io import atomic_write_text
 from widthnas.benchmarks.stats import paired_diff
-from widthnas.models import SlimmableGraphNet, build_graph_network, get_space
+from widthnas.models import SlimmableGraphNet, build_network, get_space
 from widthnas.nas.data import load_dataset, normalize, split
 from widthnas.nas.evaluate import calibrated_network
 from widthnas.nas.export import export_onnx, write_sidecar
@@ -63,7 +63,7 @@ def searched_network(a, space, sp, work: Path):
     t = Trainer(tc, work / "supernet", log=lambda *_: None, progress=False)
     t.fit()
     table = load_profile(a.profile or default_profile(space))
-    mrf = GraphMRF.from_graph_table(table, Unaries.load(work / "supernet" / "unaries.json"))
+    mrf = GraphMRF.from_table(table, Unaries.load(work / "supernet" / "unaries.json"))
     sol = solve(mrf, parse_budget(a.budget, table.predict(space.max_widths)), "exact")
     return t.model.cpu(), sol.widths
 
@@ -98,7 +98,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="nfr_bench_"))
     t0 = time.time()
     torch.manual_seed(100)
-    old_net = build_graph_network(space, space.uniform(a.old_mult))
+    old_net = build_network(space, space.uniform(a.old_mult))
     train_plain(old_net, sp, a.old_epochs or a.epochs, lr=a.old_lr, seed=100, log=lambda *_: None, device="cpu")
     old_path = work / "old.onnx"
     export_onnx(old_net, space, old_path, normalize(sp.val[0][:64], sp.mean, sp.std))

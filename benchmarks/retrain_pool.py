@@ -70,7 +70,7 @@ def _init(proto: Protocol, threads: int) -> None:
 def _train_one(job: tuple[list[int], int, str]) -> tuple[str, dict]:
     import torch
 
-    from widthnas.models import build_graph_network
+    from widthnas.models import build_network
     from widthnas.nas.evaluate import accuracy
     from widthnas.nas.finetune import train_plain
 
@@ -78,7 +78,7 @@ def _train_one(job: tuple[list[int], int, str]) -> tuple[str, dict]:
     proto, sp = _STATE["proto"], _STATE["splits"]
     t0 = time.time()
     torch.manual_seed(1000 + seed)  # paired: the same initialisation stream for every network
-    net = build_graph_network(_STATE["space"], widths)
+    net = build_network(_STATE["space"], widths)
     hist = train_plain(net, sp, proto.epochs, lr=proto.lr, seed=1000 + seed, log=lambda *_: None,
                        channels_last=proto.channels_last, validate_each_epoch=False)
     acc, loss = accuracy(net, *sp.test, sp.mean, sp.std)

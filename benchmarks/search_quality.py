@@ -32,7 +32,7 @@ from widthnas.benchmarks.retrain_pool import Protocol, retrain_many
 from widthnas.benchmarks.stats import paired_diff
 from widthnas.latency.backends import OrtBackend
 from widthnas.latency.registry import find_profile, load_profile
-from widthnas.models import SlimmableGraphNet, build_graph_network, get_space
+from widthnas.models import SlimmableGraphNet, build_network, get_space
 from widthnas.mrf import GraphMRF, exact, greedy, uniform, with_margin
 from widthnas.mrf.unaries import Unaries
 from widthnas.nas.data import load_dataset, split
@@ -234,14 +234,14 @@ def main() -> int:
         shutil.copytree(ows_dir, warm_dir, dirs_exist_ok=True)
     ows = train_supernet(ows_dir, TrainConfig(**base, sampling="ows"), log)
     u_ows = cached_unaries(out / "unaries_ows_measured.json", ows, sp, mode, a.seed, log)
-    mrf_ows = GraphMRF.from_graph_table(table, u_ows)
+    mrf_ows = GraphMRF.from_table(table, u_ows)
 
     from widthnas.latency.margin import resolve_margin
 
     default_margin, margin_how = resolve_margin("auto", table)  # what `widthnas run` aims at on the profile's machine
     log(f"default search margin: {margin_how}; the other methods aim {MARGIN_PCT:g} % under the budget")
     from widthnas.latency.check import CHECK_NETWORKS
-    from widthnas.nas.cli_stages import check_if_another_machine
+    from widthnas.nas.commands.search import check_if_another_machine
 
     here = check_if_another_machine(table, CHECK_NETWORKS)
     if here is not None:  # every seed keeps one margin (cached results were taken at it); say what run would do
@@ -285,7 +285,7 @@ def main() -> int:
                           profile=prof_path)
         sup = train_supernet(d, cfg, log)
         u = cached_unaries(d / "unaries_measured.json", sup, sp, mode, a.seed, log, mode.get("aows_unary_configs"))
-        mrf = GraphMRF.from_graph_table(table, u)
+        mrf = GraphMRF.from_table(table, u)
         target = with_margin(b * widest, MARGIN_PCT)
         choices[("aows", b)] = exact(mrf, target, with_front=False).widths
 
@@ -330,7 +330,7 @@ def main() -> int:
                     atomic_write_text(Path(a.quiet_flag), "measuring\n")
                 waited.append(wait_for_quiet(log))
             onnx_path = out / "onnx" / f"{key.replace(' ', '_')}.onnx"
-            export_onnx(build_graph_network(dense, list(widths)), dense, onnx_path)
+            export_onnx(build_network(dense, list(widths)), dense, onnx_path)
             ms = [measure_exported(onnx_path, table)["normalised_ms"] for _ in range(2)]
             if abs(ms[0] - ms[1]) > 0.03 * min(ms):
                 log(f"latency of {key}: two measurements disagree ({ms[0]:.4f}, {ms[1]:.4f} ms): machine disturbed?")

@@ -25,7 +25,7 @@ import numpy as np
 
 from widthnas.latency import standalone_runner as sr
 from widthnas.latency.backends import OrtBackend
-from widthnas.latency.graph_sampling import GraphUniformSampler
+from widthnas.latency.sampling import UniformSampler
 from widthnas.models import get_space
 
 PAIRS = {"repeat (a2 vs a1)": ("a1", "a2"), "network session (b vs a1)": ("a1", "b"),
@@ -64,7 +64,7 @@ def main() -> None:
         ap.error(f"--space: {e}")
     be = OrtBackend(space)
     proto = sr.Protocol(max_rounds=a.max_rounds, time_cap_s=a.time_cap, guard=None)
-    sampler = GraphUniformSampler(space, a.seed)
+    sampler = UniformSampler(space, a.seed)
     nets = [sampler.next() for _ in range(a.n)]
     r1, r2 = be.open(space.reference_widths), be.open(space.reference_widths)
     t0, rows = time.time(), []

@@ -22,8 +22,8 @@ import warnings
 import numpy as np
 
 from widthnas.mrf import GraphMRF, PairFactor
-from widthnas.mrf import graph_solvers as gs
-from widthnas.mrf.pgmpy_ref import graph_pgmpy_marginals
+from widthnas.mrf import solvers as gs
+from widthnas.mrf.pgmpy_ref import pgmpy_marginals
 
 MOBILENET_V1_PROFILE = "amd-epyc-2c_ort-cpu-1t-b1_mobilenet_v1"  # shipped, hw_profiles/
 TARGETS_MS = {"lagrangian": 1.0, "exact+front": 50.0}  # issue 34, on mobilenet_v1 at 224 px
@@ -66,7 +66,7 @@ def mobilenet_v1(seed: int = 5, profile: str = MOBILENET_V1_PROFILE) -> GraphMRF
     rng = np.random.default_rng(seed)
     loss = [np.linspace(0.2, 0, len(c)) + rng.normal(0, 0.05, len(c)) for c in table.space.choices]
     u = from_arrays(table.space, loss, [rng.integers(1, 20, len(c)) for c in table.space.choices])
-    return GraphMRF.from_graph_table(table, u)
+    return GraphMRF.from_table(table, u)
 
 
 def bottleneck_graph(seed: int, stages: tuple[int, ...] = (2, 2), k: int = 14) -> GraphMRF:
@@ -273,10 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         t_lag = median_ms(lambda: gs.lagrangian(m, budget), a.repeats)
         t_ex = median_ms(lambda: gs.exact(m, budget), max(5, a.repeats // 3))
         t_fb = median_ms(lambda: gs.marginals(m, 1.0, 1.0), a.repeats)
-        t_pg = median_ms(lambda: graph_pgmpy_marginals(m, 1.0, 1.0), 3)
+        t_pg = median_ms(lambda: pgmpy_marginals(m, 1.0, 1.0), 3)
         e, l = gs.exact(m, budget), gs.lagrangian(m, budget)
         err = max(float(np.abs(x - y).max())
-                  for x, y in zip(gs.marginals(m, 1.0, 1.0), graph_pgmpy_marginals(m, 1.0, 1.0)))
+                  for x, y in zip(gs.marginals(m, 1.0, 1.0), pgmpy_marginals(m, 1.0, 1.0)))
         rows.append((t_lag, t_ex, t_fb, t_pg, e.score - l.score, len(e.pareto), err))
         print(f"instance {seed}: lagrangian {t_lag:.3f} ms, exact+front {t_ex:.1f} ms ({len(e.pareto)} front points, "
               f"{e.info['proof']}), marginals {t_fb:.3f} ms, pgmpy marginals {t_pg:.1f} ms (max diff {err:.1e}); "

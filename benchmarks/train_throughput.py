@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16384")  # as nas/__init__ sets for training
 
-from widthnas.models import SlimmableGraphNet, build_graph_network, get_space
+from widthnas.models import SlimmableGraphNet, build_network, get_space
 from widthnas.models.graph import INPUT
 from widthnas.nas.train import sandwich_step
 
@@ -43,7 +43,7 @@ def masked_forward(sup: SlimmableGraphNet, x: torch.Tensor, widths) -> torch.Ten
     t = {INPUT: x}
     for op in space.graph.ops:
         xs = [t[i] for i in op.inputs]
-        key = op.name.replace(".", "_")  # the op's module in GraphNet.layers (models/graph_net.py)
+        key = op.name.replace(".", "_")  # the op's module in GraphNet.layers (models/net.py)
         if op.kind == "add":
             y = xs[0]
             for z in xs[1:]:
@@ -69,7 +69,7 @@ def make_mode(mode: str, space, batch: int, device: str, channels_last: bool):
     rng = np.random.default_rng(0)
     sync = (lambda: torch.cuda.synchronize()) if device.startswith("cuda") else (lambda: None)
     if mode == "plain":
-        net = build_graph_network(space, space.max_widths).to(device)
+        net = build_network(space, space.max_widths).to(device)
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
         opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)

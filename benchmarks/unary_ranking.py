@@ -99,7 +99,7 @@ def main() -> int:
 
     rows = []
     for vname, u in variants.items():
-        mrf = GraphMRF.from_graph_table(table, u)
+        mrf = GraphMRF.from_table(table, u)
         for r, wgt in zip(RATIOS, smoothness_weights(mrf, RATIOS)):
             m = with_smoothness(mrf, wgt)
             row = {"unaries": vname, "smoothness": r}

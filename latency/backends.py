@@ -1,15 +1,15 @@
 """Latency backends: open a network by widths and return a zero-argument call that runs it once.
 
-ONNX models come from graph_onnx.graph_space_onnx, torch networks from models.graph_net."""
+ONNX models come from onnx_graph.space_onnx, torch networks from models.net."""
 from __future__ import annotations
 
 import time
 from typing import Callable, Sequence
 
-from widthnas.models.graph_space import GraphSpace
+from widthnas.models.space import GraphSpace
 
 from . import standalone_runner as sr
-from .graph_onnx import graph_space_onnx
+from .onnx_graph import space_onnx
 
 
 class OrtBackend:
@@ -26,7 +26,7 @@ class OrtBackend:
         return sr.device_info("onnxruntime", self.provider, self.threads, self.batch, self.opt_level, ort.__version__)
 
     def open(self, widths: Sequence[int]) -> Callable[[], None]:
-        model = graph_space_onnx(self.space, widths, batch=self.batch).SerializeToString()
+        model = space_onnx(self.space, widths, batch=self.batch).SerializeToString()
         sess = sr.ort_session(model, self.provider, self.threads, self.opt_level)
         return sr.ort_runner(sess, self.batch, self.provider)
 
@@ -57,7 +57,7 @@ class TorchBackend:
     def open(self, widths: Sequence[int]) -> Callable[[], None]:
         import torch
 
-        from widthnas.models.graph_net import build_graph_network as build_network
+        from widthnas.models.net import build_network as build_network
 
         torch.set_num_threads(self.threads)
         net = build_network(self.space, widths).eval().to(self.device)

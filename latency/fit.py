@@ -1,4 +1,15 @@
-"""The regularised solve behind `widthnas fit` (graph_fit.py lays out the entries).
+"""`widthnas fit`: the networks x entries system solved into a LatencyTable.
+
+A black-box end-to-end fit (fit.py holds the solver, penalties and cross-validation): whole random
+networks are timed, and per-entry costs solved for.
+Entries are (signature, c_in, c_out), shared by every op of that signature, or one set per op
+(keying 'op', entries.py), and anchored per signature on a bilinear surface:
+    T[c_in, c_out] = theta_s . (c_in', c_out', c_in' c_out') + R[c_in, c_out]
+with c' = c / (the signature's widest), theta >= 0, and R ridge-penalised; an op that keeps its
+channels (depthwise, add, pooling) has the one feature c'. Monotonicity pairs join neighbouring
+channel counts of one signature.
+
+The regularised solve:
 
 Model of an entry (c_in, c_out) of one signature, in ms:
     T[c_in, c_out] = theta . (c_in', c_out', c_in' c_out') + R[c_in, c_out]
@@ -23,6 +34,10 @@ from scipy.sparse.linalg import lsmr
 
 from widthnas._cv import kfold
 
+from widthnas.models.space import GraphSpace
+
+from .entries import GraphEntries
+from .table import LatencyTable
 from .host_state import ELASTICITY_RANGE, speed_range_of, typical_speed_ms
 from .samples import Samples
 
@@ -42,7 +57,7 @@ class Solver:
 
     A subclass sets E (entries), P (bilinear coefficients), T (E, P+E) sparse map from
     (theta, R) to entries, and pairs (m, 2): entry indices (fewer channels, more channels) whose
-    order the monotonicity penalty keeps (graph_fit.GraphSystem).
+    order the monotonicity penalty keeps (fit.System).
     """
 
     E: int
@@ -255,3 +270,85 @@ def fit_flops_proxy(space, samples: Samples, elasticity: float = 0.0) -> FlopsPr
     X = np.stack([np.ones_like(m), m], 1) / y[:, None]  # relative least squares, like the table
     a, b = np.linalg.lstsq(X, np.ones_like(y), rcond=None)[0]
     return FlopsProxy(float(a), float(b), reference_ms)
+
+
+# ---- the layout of a space's entries -------------------------------------------------------
+def _features(ci: np.ndarray, co: np.ndarray, diagonal: bool) -> list[np.ndarray]:
+    """Bilinear anchor features of one signature's entries (channels ci, co, each (m,)), normalised;
+    a feature that is constant over the entries is left out (the intercept carries constants)."""
+    ci_n, co_n = ci / ci.max(), co / co.max()
+    if diagonal:
+        return [ci_n] if len(set(ci)) > 1 else []
+    feats = []
+    if len(set(ci)) > 1:
+        feats.append(ci_n)
+    if len(set(co)) > 1:
+        feats.append(co_n)
+    if len(set(ci)) > 1 and len(set(co)) > 1:
+        feats.append(ci_n * co_n)
+    return feats
+
+
+def _neighbours(idx: np.ndarray, along: np.ndarray, across: np.ndarray) -> list[tuple[int, int]]:
+    """(fewer, more channels) pairs of entries that share `across` and are adjacent in `along`."""
+    out = []
+    for v in np.unique(across):
+        m = idx[across == v]
+        m = m[np.argsort(along[across == v], kind="stable")]
+        out += list(zip(m[:-1], m[1:]))
+    return out
+
+
+class System(Solver):
+    """The fit's bookkeeping for one graph space: design matrix, anchors, monotonicity pairs."""
+
+    def __init__(self, space: GraphSpace, keying: str = "signature"):
+        self.space = space
+        self.entries = GraphEntries(space, keying)
+        self.E = self.entries.E
+        keys = self.entries.keys
+        c_in = np.array([k.c_in for k in keys], float)
+        c_out = np.array([k.c_out for k in keys], float)
+        rows, cols, vals, P, pairs = [], [], [], 0, []
+        for sig, idx in self.entries.by_signature().items():
+            diag = self.entries.diagonal(sig)
+            for f in _features(c_in[idx], c_out[idx], diag):
+                rows.extend(idx)
+                cols.extend([P] * len(idx))
+                vals.extend(f)
+                P += 1
+            if diag:  # one chain of ascending channels
+                pairs += _neighbours(idx, c_in[idx], np.zeros(len(idx)))
+            else:
+                pairs += _neighbours(idx, c_in[idx], c_out[idx]) + _neighbours(idx, c_out[idx], c_in[idx])
+        self.P = P  # bilinear coefficients
+        self.B = sp.csr_matrix((vals, (rows, cols)), shape=(self.E, P))
+        self.T = sp.hstack([self.B, sp.identity(self.E)]).tocsr()  # entries from (theta, R)
+        self.pairs = np.array(pairs, int).reshape(-1, 2)
+
+    def design(self, widths: np.ndarray) -> sp.csr_matrix:
+        """(n, E) counts of every entry in each network."""
+        return self.entries.design(widths)
+
+
+def fit_table(space: GraphSpace, samples: Samples, settings: FitSettings | None = None,
+                    name: str = "", log=print, keying: str = "signature") -> LatencyTable:
+    """Fit a LatencyTable to reference-normalised samples, choosing lam and mu by cross-validation.
+    keying 'op': one set of entries per op (more unknowns; what the chain tables before 0.2 had)."""
+    sys_ = System(space, keying)
+    costs, c, reference_ms, A, fit = solve_samples(sys_, samples, settings or FitSettings())
+    fit.update(entries_measured=int((A.sum(axis=0) > 0).sum()), signatures=len(sys_.entries.signatures))
+    log(f"fit: {fit['samples']} samples, {sys_.E} entries ({fit['entries_measured']} measured) in "
+        f"{fit['signatures']} signatures; cv RMSPE {fit['cv_rmspe']:.4f} at lam={fit['lam']:g} mu={fit['mu']:g} "
+        f"elasticity={fit['elasticity']:g}; "
+        f"train RMSPE {fit['train_rmspe']:.4f}; {fit['seconds']:.1f} s")
+    return LatencyTable(space, costs, c, reference_ms, samples.header["device"], fit, {}, name, keying)
+
+
+def fit_profile(space: GraphSpace, samples: Samples, settings: FitSettings | None = None, name: str = "",
+                log=print, keying: str = "signature") -> LatencyTable:
+    """The fit `widthnas fit` and `widthnas run` both make: the table, and beside it (in fit.flops_proxy)
+    the FLOPs-linear proxy on the same targets, the baseline validation compares it with."""
+    table = fit_table(space, samples, settings, name, log, keying)
+    table.fit["flops_proxy"] = fit_flops_proxy(space, samples, table.fit["elasticity"]).to_dict()
+    return table

@@ -2,7 +2,7 @@
 
 The chain table held, per block, a (c_in, c_out) grid of ms for the block's depthwise and pointwise
 convs together, the stem's conv, and the head's pool and classifier together. Keyed per op
-(graph_entries.KEYINGS), the same numbers sit on the pointwise conv, the stem conv and the classifier,
+(entries.KEYINGS), the same numbers sit on the pointwise conv, the stem conv and the classifier,
 with the depthwise convs and the pool at 0 ms: every network's prediction is unchanged (tests/test_fold.py
 checks this to 1e-9 on the networks the shipped profiles were validated and laddered with).
 
@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from widthnas.models.graph import GraphBuilder
-from widthnas.models.graph_space import GraphSpace
+from widthnas.models.space import GraphSpace
 
-from .graph_entries import EntryKey, GraphEntries
-from .graph_table import CHAIN_FORMAT, GraphLatencyTable, ProfileError
+from .entries import EntryKey, GraphEntries
+from .table import CHAIN_FORMAT, LatencyTable, ProfileError
 
 
 def chain_space_as_graph(d: dict) -> GraphSpace:
@@ -36,8 +36,8 @@ def chain_space_as_graph(d: dict) -> GraphSpace:
     return GraphSpace.from_graph(d["name"], b.build(), {l["name"]: [int(c) for c in l["choices"]] for l in layers})
 
 
-def convert(d: dict, where: str = "profile") -> GraphLatencyTable:
-    """The chain profile dict `d` as a GraphLatencyTable keyed per op, with the same predictions."""
+def convert(d: dict, where: str = "profile") -> LatencyTable:
+    """The chain profile dict `d` as a LatencyTable keyed per op, with the same predictions."""
     if d.get("format") != CHAIN_FORMAT:
         raise ProfileError(f"{where}: format {d.get('format')!r}; only chain profiles ({CHAIN_FORMAT}) convert")
     try:
@@ -64,9 +64,9 @@ def convert(d: dict, where: str = "profile") -> GraphLatencyTable:
         raise ProfileError(f"{where}: not a well-formed chain profile ({type(e).__name__}: {e})") from None
     fit = dict(d.get("fit") or {})
     fit["converted_from"] = CHAIN_FORMAT
-    table = GraphLatencyTable(space, costs, float(d["intercept_ms"]), float(d["reference_ms"]), d.get("device", {}),
+    table = LatencyTable(space, costs, float(d["intercept_ms"]), float(d["reference_ms"]), d.get("device", {}),
                               fit, d.get("validation", {}), d.get("name", ""), "op")
-    return GraphLatencyTable.from_dict(table.to_dict(), where)  # the checks every profile passes at load
+    return LatencyTable.from_dict(table.to_dict(), where)  # the checks every profile passes at load
 
 
 def main(argv: list[str] | None = None) -> int:

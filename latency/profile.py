@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Callable
 
 from widthnas._io import atomic_path, atomic_write_text
-from widthnas.models.graph_space import GraphSpace
+from widthnas.models.space import GraphSpace
 from widthnas.models.space import check_fingerprint
 
 from . import standalone_runner as sr
 from .backends import clocks
-from .graph_onnx import graph_space_onnx
-from .graph_sampling import make_sampler
+from .onnx_graph import space_onnx
+from .sampling import make_sampler
 
 
 def _header(space: GraphSpace, device: dict, sampling: str, seed: int, protocol: sr.Protocol) -> dict:
@@ -121,13 +121,13 @@ def write_bundle(space: GraphSpace, out_dir: str | Path, n: int, sampling: str =
     nets = []
     ref_file = "networks/reference.onnx"
     with atomic_path(out / ref_file) as tmp:
-        tmp.write_bytes(graph_space_onnx(space, space.reference_widths, batch=batch).SerializeToString())
+        tmp.write_bytes(space_onnx(space, space.reference_widths, batch=batch).SerializeToString())
     for i in range(n):
         widths = sampler.next()
         sampler.observe(widths)
         f = f"networks/net_{i:05d}.onnx"
         with atomic_path(out / f) as tmp:
-            tmp.write_bytes(graph_space_onnx(space, widths, batch=batch).SerializeToString())
+            tmp.write_bytes(space_onnx(space, widths, batch=batch).SerializeToString())
         nets.append({"file": f, "widths": widths})
     manifest = {
         "space": {"name": space.name, "fingerprint": space.fingerprint, "def": space.to_dict()},

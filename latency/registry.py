@@ -4,18 +4,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .graph_table import GraphLatencyTable
+from .table import LatencyTable
 from .standalone_runner import UNRECORDED_OK, describe_differences, device_differences, device_key
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "hw_profiles"
 
 
-def load_profile(name_or_path: str | Path) -> GraphLatencyTable:
+def load_profile(name_or_path: str | Path) -> LatencyTable:
     """A profile file, or the name of a shipped one (hw_profiles/<name>.json)."""
     p = Path(name_or_path)
     if not p.exists() and (PROFILE_DIR / f"{name_or_path}.json").exists():
         p = PROFILE_DIR / f"{name_or_path}.json"
-    return GraphLatencyTable.load(p)
+    return LatencyTable.load(p)
 
 
 def refuse_shipped(out: str | Path, force: bool, flag: str = "--out") -> None:

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from widthnas.models.graph_space import GraphSpace
+from widthnas.models.space import GraphSpace
 from widthnas.models.space import check_fingerprint
 
 from .standalone_runner import UNRECORDED_OK, describe_differences, device_differences, read_samples

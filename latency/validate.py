@@ -33,7 +33,7 @@ def metrics(pred: np.ndarray, meas: np.ndarray) -> dict:
 
 
 def validate(table, samples, proxy=None) -> dict:
-    """Metrics of the table (a chain LatencyTable or a GraphLatencyTable) and the FLOPs proxy, when
+    """Metrics of the table (a chain LatencyTable or a LatencyTable) and the FLOPs proxy, when
     given, on held-out samples, in reference-ms."""
     meas = table.measured_ms(samples.norm, samples.ref_ms)
     out = {"table": metrics(table.predict_many(samples.widths), meas)}

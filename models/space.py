@@ -1,10 +1,27 @@
-"""Width helpers shared by every search space: choices rounded to 8 channels, input shapes,
-multipliers, fingerprint checks. The spaces themselves are graph spaces (graph_space.py)."""
+"""A graph search space: a `Graph` plus the width choices of each free channel group.
+
+The single source of truth for every space (the shipped families and traced models): the torch
+networks, the ONNX graph, the MACs and the factor structure (which op's latency depends on which groups) are all
+derived from it. Its JSON form (format 'widthnas-graph/1') lists the ops and the groups; its
+fingerprint, a hash of that JSON, is what every artefact records and every consumer checks.
+Spaces traced from a user's model (models/trace.py) may also hold `ties` and `fixed_ops` (groups
+given by hand) and `source` (the factory and, per conv/bn/linear op, the user's module path, so the
+user's weights map back onto the ops); these keys are written only when present, so the built-in
+spaces' JSON and fingerprints are unchanged.
+"""
 from __future__ import annotations
 
-from typing import Sequence
+import hashlib
+import json
+import numbers
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
+
+from .graph import Graph, GraphError, Group, Op
 
 CHAIN_FORMAT = "widthnas-space/1"  # MobileNet-v1 spaces before they became graph spaces: refused, with what to do
 
@@ -58,3 +75,387 @@ def parse_multiplier(text: str, variables: Sequence[tuple[Sequence[int], int]], 
         raise WidthError(f"widths {text!r}: a uniform multiplier is 'x' and a number between x{lo:g} and "
                          f"x{hi:g} (the widths space {space_name!r} offers), e.g. x0.75")
     return m
+
+
+FORMAT = "widthnas-graph/1"
+ROUND_TO = 8  # free widths are multiples of 8: odd widths make onnxruntime CPU several times slower
+
+
+class GroupSpec(NamedTuple):
+    """One search variable (or a fixed channel count)."""
+
+    name: str
+    choices: tuple[int, ...]  # channels, ascending; one value for a fixed group
+    base: int  # channels of the 1.0x network
+    fixed: bool
+
+
+class OpSignature(NamedTuple):
+    """What an op's latency depends on besides its channels: latency tables are keyed by it."""
+
+    kind: str  # conv, linear, add, maxpool, gap
+    kernel: int
+    stride: int
+    groups: str  # "dense", "dw" (depthwise) or "none"
+    resolution: tuple[int, int]  # input (H, W), px
+    op: str = ""  # a profile keyed per op (latency/entries.py KEYINGS): the op's name; else ""
+
+
+@dataclass(frozen=True)
+class OpFactor:
+    """One costed op: a pairwise latency factor on (in_group, out_group), a unary when they coincide
+    or one of them is fixed, a constant when both are fixed."""
+
+    op: str
+    signature: OpSignature
+    in_group: str
+    out_group: str
+    out_size: tuple[int, int]  # output (H, W), px
+    scope: tuple[str, ...]  # the free groups among (in_group, out_group), without repeats
+
+
+@dataclass(frozen=True)
+class FactorStructure:
+    groups: tuple[GroupSpec, ...]  # every group, fixed ones included, in graph order
+    factors: tuple[OpFactor, ...]  # every costed op in graph order (BN and activations fold/fuse into convs)
+
+
+@dataclass(frozen=True)
+class TraceSource:
+    """Where a traced space came from: what maps a user's state_dict onto its ops."""
+
+    factory: str  # "package.module:factory" as given to `widthnas space --from-model`
+    modules: tuple[tuple[str, str], ...]  # (op name, the user's module path) for every conv, bn and linear op
+    unused_keys: tuple[str, ...] = ()  # state_dict keys of layers the traced forward never calls (eval mode)
+
+    def to_dict(self) -> dict:
+        return {"factory": self.factory, "modules": dict(self.modules),
+                **({"unused_keys": list(self.unused_keys)} if self.unused_keys else {})}
+
+    @property
+    def module_of(self) -> dict[str, str]:
+        return dict(self.modules)
+
+
+@dataclass(frozen=True)
+class GraphSpace:
+    """Ops and the width choices of every free group (`choices` maps group name -> ascending channels)."""
+
+    name: str
+    graph: Graph
+    choices_by_group: tuple[tuple[str, tuple[int, ...]], ...]
+    source: TraceSource | None = None  # traced spaces only
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    @classmethod
+    def from_graph(cls, name: str, graph: Graph, choices: Mapping[str, Sequence[int]] | None = None,
+                   source: TraceSource | None = None) -> "GraphSpace":
+        """Default choices: 0.2x-1.5x of each free group's base in 14 levels, multiples of 8 (as space.py)."""
+        choices = dict(choices or {})
+        whole = lambda c: tuple(int(x) if isinstance(x, numbers.Integral) else x for x in c)  # numpy ints too
+        full = tuple((g.name, whole(choices.get(g.name, width_choices(g.base)))) for g in graph.groups if not g.fixed)
+        return cls(name, graph, full, source)
+
+    def with_constraints(self, fixed: Sequence[str] = (), ties: Sequence[Sequence[str]] = ()) -> "GraphSpace":
+        """The same ops with more groups given by hand: `fixed` ops' groups held at their base width,
+        `ties` merging groups. A merged group keeps the choices of its earliest member group."""
+        graph = Graph(self.graph.input_shape, self.graph.num_classes, self.graph.ops,
+                      self.graph.ties + tuple(tuple(t) for t in ties),
+                      tuple(dict.fromkeys(self.graph.fixed + tuple(fixed))))
+        return GraphSpace.from_graph(self.name, graph, dict(self.choices_by_group), self.source)
+
+    # ---- groups ------------------------------------------------------------------------
+    @cached_property
+    def groups(self) -> tuple[GroupSpec, ...]:
+        ch = dict(self.choices_by_group)
+        return tuple(GroupSpec(g.name, (g.base,) if g.fixed else ch[g.name], g.base, g.fixed)
+                     for g in self.graph.groups)
+
+    @cached_property
+    def free_groups(self) -> tuple[GroupSpec, ...]:
+        """The search variables, in graph order: widths given as a list follow this order."""
+        return tuple(g for g in self.groups if not g.fixed)
+
+    def group(self, name: str) -> Group:
+        return next(g for g in self.graph.groups if g.name == name)
+
+    def check(self) -> None:
+        derived = [g.name for g in self.graph.groups if not g.fixed]
+        given = [n for n, _ in self.choices_by_group]
+        if given != derived:
+            extra, missing = sorted(set(given) - set(derived)), sorted(set(derived) - set(given))
+            raise GraphError(f"space {self.name!r}: groups with choices {given} differ from the free groups the ops "
+                             f"derive {derived} (not groups of the ops: {extra}; missing: {missing}); list every "
+                             "free group once, in graph order")
+        for n, c in self.choices_by_group:
+            if not c or any(not isinstance(x, int) or isinstance(x, bool) for x in c):
+                raise GraphError(f"group {n!r}: choices must be a non-empty list of whole channel counts, got {list(c)}")
+            if list(c) != sorted(set(c)) or c[0] <= 0:
+                raise GraphError(f"group {n!r}: choices must be positive, unique and ascending, got {list(c)}")
+            base = self.group(n).base  # a traced model's own width may be any number: it is always allowed
+            bad = [x for x in c if x % ROUND_TO and x != base]
+            if bad:
+                raise GraphError(f"group {n!r}: choices {bad} are not multiples of {ROUND_TO}; widths that are not "
+                                 f"make onnxruntime CPU several times slower, so round them to multiples of {ROUND_TO}"
+                                 f" (the group's base width {base} is the one exception)")
+        if self.source is not None:
+            convs = {op.name for op in self.graph.ops if op.kind in ("conv", "bn", "linear")}
+            mapped = {op for op, _ in self.source.modules}
+            if mapped != convs:
+                raise GraphError(f"space {self.name!r}: source.modules must map every conv, bn and linear op to the "
+                                 f"model's module path; missing {sorted(convs - mapped)}, not such ops "
+                                 f"{sorted(mapped - convs)}")
+
+    # ---- widths ------------------------------------------------------------------------
+    @property
+    def choices(self) -> list[tuple[int, ...]]:
+        return [g.choices for g in self.free_groups]
+
+    @property
+    def max_widths(self) -> list[int]:
+        return [g.choices[-1] for g in self.free_groups]
+
+    @property
+    def min_widths(self) -> list[int]:
+        return [g.choices[0] for g in self.free_groups]
+
+    @property
+    def base_widths(self) -> list[int]:
+        return [g.base for g in self.free_groups]
+
+    @property
+    def reference_widths(self) -> list[int]:
+        return self.uniform(1.0)
+
+    def uniform(self, mult: float) -> list[int]:
+        """The choice nearest to mult x base in every free group."""
+        return [min(g.choices, key=lambda c: (abs(c - mult * g.base), c)) for g in self.free_groups]
+
+    def multiplier_widths(self, mult: float, round_to: int = ROUND_TO) -> list[int]:
+        """A width multiplier as users apply it: mult x base rounded to a multiple of `round_to` (at
+        least `round_to`, at most the widest choice) in every free group. Not always on the search grid
+        (`with_dense_choices` makes a space that holds it)."""
+        if not (mult > 0 and mult < float("inf")):
+            raise ValueError(f"multiplier {mult!r}: give a positive number, e.g. 0.5")
+        return [int(min(g.choices[-1], max(round_to, round_to * int(mult * g.base / round_to + 0.5))))
+                for g in self.free_groups]
+
+    def with_dense_choices(self, step: int = ROUND_TO) -> "GraphSpace":
+        """Every multiple of `step` up to each free group's widest choice, plus its choices: the widths a
+        plain multiplier rounded to `step` produces, for baselines off the search grid. A profile of this
+        space does not cover the new widths (another fingerprint): measure them."""
+        if step < 1 or step % ROUND_TO:
+            raise ValueError(f"step {step}: give a positive multiple of {ROUND_TO} channels, e.g. 8")
+        return GraphSpace.from_graph(self.name, self.graph,
+                                     {g.name: tuple(sorted(set(range(step, g.choices[-1] + 1, step)) | set(g.choices)))
+                                      for g in self.free_groups}, self.source)
+
+    def validate(self, widths: Sequence[int] | Mapping[str, int]) -> list[int]:
+        """Widths of the free groups, as a list in `free_groups` order or a {group: channels} mapping;
+        WidthError names the first bad group and its choices."""
+        free = self.free_groups
+        if isinstance(widths, Mapping):
+            unknown = sorted(set(widths) - {g.name for g in free})
+            if unknown:
+                raise WidthError(f"{unknown} are not free groups of space {self.name!r}; "
+                                 f"free groups: {[g.name for g in free]}")
+            missing = [g.name for g in free if g.name not in widths]
+            if missing:
+                raise WidthError(f"no width given for group(s) {missing} of space {self.name!r}")
+            widths = [widths[g.name] for g in free]
+        bad = [w for w in widths if isinstance(w, bool) or not isinstance(w, numbers.Integral)
+               and not (isinstance(w, numbers.Real) and float(w).is_integer())]
+        if bad:
+            raise WidthError(f"widths {list(widths)}: {bad[0]!r} is not a whole number of channels")
+        widths = [int(w) for w in widths]
+        if len(widths) != len(free):
+            raise WidthError(f"{len(widths)} widths given; space {self.name!r} has {len(free)} free groups")
+        for w, g in zip(widths, free):
+            if w not in g.choices:
+                raise WidthError(f"group {g.name}: width {w} is not a choice; choices are {list(g.choices)}")
+        return widths
+
+    def indices(self, widths: Sequence[int] | Mapping[str, int]) -> list[int]:
+        """Widths -> index into each free group's choices (what unaries and the MRF are indexed by)."""
+        return [g.choices.index(w) for g, w in zip(self.free_groups, self.validate(widths))]
+
+    def widths_from_indices(self, idx: Sequence[int]) -> list[int]:
+        """(free groups,) choice indices -> channels."""
+        return [g.choices[int(k)] for g, k in zip(self.free_groups, idx)]
+
+    def parse_widths(self, text: str) -> list[int]:
+        """'32,64,...', a JSON list or {group: channels} object, or a uniform multiplier 'x0.75'."""
+        text = text.strip()
+        if text.startswith("x"):
+            return self.uniform(parse_multiplier(text, [(g.choices, g.base) for g in self.free_groups], self.name))
+        try:
+            widths = json.loads(text) if text[:1] in "[{" else [int(t) for t in text.split(",") if t.strip()]
+        except ValueError:
+            raise WidthError(f"widths {text!r}: give channels per free group as '8,16,...', a JSON list or "
+                             "{\"group\": channels}, or a uniform multiplier such as 'x0.75'")
+        return self.validate(widths)
+
+    def assignment(self, widths: Sequence[int] | Mapping[str, int]) -> dict[str, int]:
+        """{group: channels} for every group, fixed ones included."""
+        free = dict(zip((g.name for g in self.free_groups), self.validate(widths)))
+        return {g.name: (g.base if g.fixed else free[g.name]) for g in self.groups}
+
+    # ---- costs -------------------------------------------------------------------------
+    def op_macs(self, widths: Sequence[int] | Mapping[str, int]) -> dict[str, int]:
+        """Multiply-accumulates of one image per conv and linear (BN, activations, adds, pooling: not counted)."""
+        a, g, sizes = self.assignment(widths), self.graph.group_of, self.graph.sizes
+        out = {}
+        for op in self.graph.ops:
+            c_in, c_out = a[g[op.inputs[0]]], a[g[op.name]]
+            if op.kind == "conv":
+                h, w = sizes[op.name]
+                per_group_in = 1 if op.depthwise else c_in
+                out[op.name] = op.kernel * op.kernel * per_group_in * c_out * h * w
+            elif op.kind == "linear":
+                out[op.name] = c_in * c_out
+        return out
+
+    def macs(self, widths: Sequence[int] | Mapping[str, int]) -> int:
+        """Multiply-accumulates of one image, the FLOPs proxy."""
+        return sum(self.op_macs(widths).values())
+
+    def factor_structure(self) -> FactorStructure:
+        """Groups and, per costed op, its signature and the groups of its input and output channels:
+        what the latency design matrix and the MRF's factors are keyed by."""
+        g, sizes, fixed = self.graph.group_of, self.graph.sizes, {s.name for s in self.groups if s.fixed}
+        factors = []
+        for op in self.graph.ops:
+            if op.kind in ("bn", "act"):  # BN folds into its conv; onnxruntime fuses activations into it
+                continue
+            kind = "dw" if op.depthwise else ("dense" if op.kind in ("conv", "linear") else "none")
+            k, s = (op.kernel, op.stride) if op.kind in ("conv", "maxpool") else (1, 1)
+            gi, go = g[op.inputs[0]], g[op.name]
+            scope = tuple(dict.fromkeys(x for x in (gi, go) if x not in fixed))
+            factors.append(OpFactor(op.name, OpSignature(op.kind, k, s, kind, sizes[op.inputs[0]]), gi, go,
+                                    sizes[op.name], scope))
+        return FactorStructure(self.groups, tuple(factors))
+
+    def touches(self) -> dict[str, list[str]]:
+        """Group -> the costed ops whose input or output channels it is (what the CLI shows)."""
+        out: dict[str, list[str]] = {s.name: [] for s in self.groups}
+        for f in self.factor_structure().factors:
+            for gname in dict.fromkeys((f.in_group, f.out_group)):
+                out[gname].append(f.op)
+        return out
+
+    def with_input(self, input_shape: Sequence[int] | None = None, num_classes: int | None = None) -> "GraphSpace":
+        """The same ops and choices for another input shape or class count (a different fingerprint)."""
+        graph = self.graph.with_input(parse_input_shape(input_shape) if input_shape else self.graph.input_shape,
+                                      num_classes or self.graph.num_classes)
+        return GraphSpace(self.name, graph, self.choices_by_group, self.source)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.graph.input_shape
+
+    @property
+    def num_classes(self) -> int:
+        return self.graph.num_classes
+
+    # ---- serialisation -----------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "format": FORMAT,
+            "name": self.name,
+            "input_shape": list(self.graph.input_shape),
+            "num_classes": self.graph.num_classes,
+            "groups": [{"name": s.name, "base": s.base, "choices": list(s.choices), **({"fixed": True} if s.fixed else {})}
+                       for s in self.groups],
+            "ops": [op.to_dict() for op in self.graph.ops],
+            **({"ties": [list(t) for t in self.graph.ties]} if self.graph.ties else {}),
+            **({"fixed_ops": list(self.graph.fixed)} if self.graph.fixed else {}),
+            **({"source": self.source.to_dict()} if self.source is not None else {}),
+        }
+
+    @property
+    def fingerprint(self) -> str:
+        """Short hash of the JSON form: equal fingerprints mean interchangeable artefacts."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "graph space") -> "GraphSpace":
+        """Rebuild and check: the groups listed must be exactly the ones the ops derive."""
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            found = d.get("format") if isinstance(d, dict) else type(d).__name__
+            if found == CHAIN_FORMAT:
+                raise GraphError(f"{where}: a MobileNet-v1 space in the chain format of widthnas before 0.2, which "
+                                 f"reads MobileNet-v1 as a graph space now; artefacts made with it (profiles, runs) "
+                                 f"must be made again: `widthnas space --space {d.get('name', 'NAME')} --json` "
+                                 "writes today's form")
+            raise GraphError(f"{where}: format {found!r}, expected {FORMAT!r}; not a widthnas search space "
+                             "(write one with `widthnas space --space NAME --json`)")
+        for key, typ in (("name", str), ("input_shape", list), ("num_classes", int), ("groups", list), ("ops", list)):
+            if not isinstance(d.get(key), typ):
+                raise GraphError(f"{where}: field {key!r} is missing or not a {typ.__name__}")
+        shape = d["input_shape"]
+        if len(shape) != 3 or not all(isinstance(x, int) for x in shape):
+            raise GraphError(f"{where}: input_shape is [C, H, W] in whole numbers, got {shape}")
+        ops = tuple(Op.from_dict(o, f"{where}: op {k}") for k, o in enumerate(d["ops"]))
+        ties, fixed = d.get("ties", []), d.get("fixed_ops", [])
+        if not isinstance(ties, list) or not all(isinstance(t, list) and all(isinstance(n, str) for n in t) for t in ties):
+            raise GraphError(f"{where}: 'ties' is a list of lists of op names, e.g. [[\"layer1.0.conv2\", "
+                             f"\"layer2.0.conv2\"]], not {ties!r}")
+        if not isinstance(fixed, list) or not all(isinstance(n, str) for n in fixed):
+            raise GraphError(f"{where}: 'fixed_ops' is a list of op names, not {fixed!r}")
+        source = None
+        if "source" in d:
+            src = d["source"]
+            if (not isinstance(src, dict) or not isinstance(src.get("factory"), str)
+                    or not isinstance(src.get("modules"), dict)
+                    or not all(isinstance(v, str) for v in src["modules"].values())
+                    or not isinstance(src.get("unused_keys", []), list)):
+                raise GraphError(f"{where}: 'source' is {{\"factory\": \"package.module:factory\", \"modules\": "
+                                 "{op name: module path}}, as `widthnas space --from-model` writes it")
+            source = TraceSource(src["factory"], tuple(src["modules"].items()), tuple(src.get("unused_keys", [])))
+        try:
+            graph = Graph(tuple(shape), d["num_classes"], ops, tuple(tuple(t) for t in ties), tuple(fixed))
+        except GraphError as e:
+            raise GraphError(f"{where}: {e}") from None
+        derived = {g.name: g for g in graph.groups}
+        listed = {}
+        for k, gd in enumerate(d["groups"]):
+            if not isinstance(gd, dict) or not isinstance(gd.get("name"), str) or "choices" not in gd:
+                raise GraphError(f"{where}: group {k} needs a 'name' and 'choices'")
+            n = gd["name"]
+            if n not in derived:
+                raise GraphError(f"{where}: group {n!r} is not a channel group of the ops; they derive "
+                                 f"{list(derived)}. Groups come from the ops (and 'ties'), so rename or remove it, "
+                                 "or regenerate the file (`widthnas space --space FILE --tie A,B --out NEW`)")
+            if n in listed:
+                raise GraphError(f"{where}: group {n!r} is listed twice")
+            g = derived[n]
+            if bool(gd.get("fixed", False)) != g.fixed:
+                raise GraphError(f"{where}: group {n!r} is {'fixed' if g.fixed else 'free'} in the ops; "
+                                 f"{'set' if g.fixed else 'remove'} 'fixed: true'")
+            if gd.get("base", g.base) != g.base:
+                raise GraphError(f"{where}: group {n!r} has base {gd.get('base')}, the ops declare {g.base}")
+            if not isinstance(gd["choices"], list):
+                raise GraphError(f"{where}: group {n!r}: choices must be a list of channel counts")
+            if g.fixed and gd["choices"] != [g.base]:
+                raise GraphError(f"{where}: fixed group {n!r} has the one choice [{g.base}], not {gd['choices']}")
+            listed[n] = tuple(gd["choices"])
+        missing = [n for n in derived if n not in listed]
+        if missing:
+            raise GraphError(f"{where}: the ops derive group(s) {missing} that 'groups' does not list; add them "
+                             "with their choices")
+        return cls(d["name"], graph, tuple((g.name, listed[g.name]) for g in graph.groups if not g.fixed), source)
+
+    def save(self, path: str | Path) -> None:
+        from widthnas._io import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "GraphSpace":
+        try:
+            d = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise GraphError(f"graph space {path} does not parse as JSON ({e})")
+        return cls.from_dict(d, str(path))

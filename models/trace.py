@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from .graph import CLASSES, INPUT, Graph, GraphError, Op
-from .graph_space import GraphSpace, TraceSource
+from .space import GraphSpace, TraceSource
 from .space import width_choices
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.]")

@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from .graph_space import GraphSpace
+from .space import GraphSpace
 
 Widths = Sequence[int] | Mapping[str, int]
 _BN = ("weight", "bias", "running_mean", "running_var")
@@ -167,7 +167,7 @@ def sliced_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widt
                  keep: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """The state_dict of `GraphNet(space, widths)` cut from the user's weights: every op of a group
     takes the same channels (`keep`, default `keep_channels`)."""
-    from .graph_net import module_key
+    from .net import module_key
 
     keep = keep_channels(space, sd, widths) if keep is None else keep
     g, out = space.graph.group_of, {}
@@ -197,7 +197,7 @@ def user_network(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widt
                  what: str = "--weights", allow_unexpected: bool = False):
     """A plain `GraphNet` at `widths` (default: the model's own widths) holding the user's weights,
     sliced by importance (see above)."""
-    from .graph_net import GraphNet
+    from .net import GraphNet
 
     if widths is None:
         space, widths = model_space(space), space.base_widths

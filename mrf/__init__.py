@@ -1,7 +1,7 @@
 """The width MRF and its solvers: pure numpy/scipy (pgmpy as reference), no torch."""
 from .baselines import greedy, uniform
-from .graph_model import GraphMRF, PairFactor
-from .graph_solvers import exact, fastest, lagrangian, marginals, pareto_front, sample_configs, viterbi
+from .model import GraphMRF, PairFactor
+from .solvers import exact, fastest, lagrangian, marginals, pareto_front, sample_configs, viterbi
 from .solution import InfeasibleBudget, Solution
 from .unaries import Unaries
 
@@ -39,8 +39,8 @@ def with_margin(budget_ms: float, margin_pct: float) -> float:
 
 
 def build_mrf(table, unaries) -> GraphMRF:
-    """The MRF of a profile's latency table and per-group unaries (graph_build.py)."""
-    return GraphMRF.from_graph_table(table, unaries)
+    """The MRF of a profile's latency table and per-group unaries (build.py)."""
+    return GraphMRF.from_table(table, unaries)
 
 
 def solve(mrf: GraphMRF, budget: float, method: str = "exact", **kw) -> Solution:

@@ -6,8 +6,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import graph_solvers as ops
-from .graph_model import GraphMRF
+from . import solvers as ops
+from .model import GraphMRF
 from .solution import Solution
 
 
@@ -16,7 +16,7 @@ def uniform(mrf: GraphMRF, budget: float, multipliers: Sequence[float] | None = 
     ops.check_budget(mrf, budget)
     if not mrf.base:
         raise ValueError("the uniform baseline needs the base widths (build the MRF with "
-                         "GraphMRF.from_graph_table)")
+                         "GraphMRF.from_table)")
     mults = np.arange(0.05, 2.0001, 0.005) if multipliers is None else np.asarray(multipliers)
     best = None
     for m in mults:

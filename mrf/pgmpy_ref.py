@@ -54,7 +54,7 @@ def group(g: int) -> str:
     return f"group{g}"
 
 
-def graph_to_pgmpy(mrf, gamma: float = 0.0, temperature: float = 1.0):
+def to_pgmpy(mrf, gamma: float = 0.0, temperature: float = 1.0):
     """A DiscreteMarkovNetwork of exp((score - gamma * latency) / T) over a GraphMRF's groups: one
     factor per group and one per pair of groups joined by factors (summed, as the model does)."""
     _quiet()
@@ -78,12 +78,12 @@ def graph_to_pgmpy(mrf, gamma: float = 0.0, temperature: float = 1.0):
     return net
 
 
-def graph_pgmpy_marginals(mrf, gamma: float = 0.0, temperature: float = 1.0) -> list[np.ndarray]:
+def pgmpy_marginals(mrf, gamma: float = 0.0, temperature: float = 1.0) -> list[np.ndarray]:
     """Exact per-group marginals of a GraphMRF by VariableElimination."""
-    return _ve_marginals(graph_to_pgmpy(mrf, gamma, temperature), mrf.choices, group)
+    return _ve_marginals(to_pgmpy(mrf, gamma, temperature), mrf.choices, group)
 
 
-def graph_pgmpy_map(mrf, gamma: float = 0.0) -> list[int]:
+def pgmpy_map(mrf, gamma: float = 0.0) -> list[int]:
     """MAP choice indices of a GraphMRF by BeliefPropagation (pgmpy's own junction tree) and
     per-group max-marginals; correct when the MAP is unique."""
-    return _bp_map(graph_to_pgmpy(mrf, gamma), mrf.choices, group)
+    return _bp_map(to_pgmpy(mrf, gamma), mrf.choices, group)

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .graph_model import GraphMRF, PairFactor
+from .model import GraphMRF, PairFactor
 
 
 def smoothness_pairs(choices: Sequence[Sequence[int]], base: Sequence[int], weight: float) -> list[np.ndarray]:
@@ -28,7 +28,7 @@ def with_smoothness(mrf: GraphMRF, weight: float) -> GraphMRF:
     """A new GraphMRF (they are read-only once built) with the prior added as one zero-latency factor
     per pair of groups an op joins (weight 0: the same scores)."""
     if not mrf.base:
-        raise ValueError("the smoothness prior needs the base widths (build the MRF with GraphMRF.from_graph_table)")
+        raise ValueError("the smoothness prior needs the base widths (build the MRF with GraphMRF.from_table)")
     prior = []
     for i, j in mrf.edges:
         (s,) = smoothness_pairs([mrf.choices[i], mrf.choices[j]], [mrf.base[i], mrf.base[j]], weight)

@@ -6,7 +6,7 @@ score is its negative, so higher scores are better. Widths never sampled have co
 loss null; they are given the layer's worst observed loss, then (by default) the scores are made
 monotone in width, where an unsampled width carries no weight and takes its neighbours' value.
 
-Graph spaces (models/graph_space.py): one entry per free channel group, in `free_groups` order,
+Graph spaces (models/space.py): one entry per free channel group, in `free_groups` order,
 each with its group's "name".
 """
 from __future__ import annotations

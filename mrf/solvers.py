@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .graph_model import GraphMRF
+from .model import GraphMRF
 from .junction_tree import JunctionTree, junction_tree
 from .solution import Solution, refuse_below, search_gamma
 

@@ -15,14 +15,14 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from widthnas.models.graph import INPUT
-from widthnas.models.graph_space import GraphSpace
+from widthnas.models.space import GraphSpace
 
 OPSET = 17
 
 Weights = dict[str, dict[str, np.ndarray]]  # conv or linear op name -> {"w": weight, "b": bias}
 
 
-def random_graph_weights(space: GraphSpace, widths: Sequence[int] | Mapping[str, int], seed: int = 0) -> Weights:
+def random_weights(space: GraphSpace, widths: Sequence[int] | Mapping[str, int], seed: int = 0) -> Weights:
     """He-initialised folded weights: latency does not depend on values, only on shapes."""
     rng = np.random.default_rng(seed)
     a, g = space.assignment(widths), space.graph.group_of
@@ -41,11 +41,11 @@ def random_graph_weights(space: GraphSpace, widths: Sequence[int] | Mapping[str,
     return out
 
 
-def folded_graph_weights(net) -> Weights:
+def folded_weights(net) -> Weights:
     """Fold a torch `models.GraphNet`'s BatchNorms into their convs (eval mode), as numpy."""
     import torch
 
-    from widthnas.models.graph_net import module_key
+    from widthnas.models.net import module_key
 
     ops, out = net.space.graph.ops, {}
     with torch.no_grad():
@@ -61,7 +61,7 @@ def folded_graph_weights(net) -> Weights:
     return out
 
 
-def build_graph_onnx(space: GraphSpace, weights: Weights, batch: int | str = "batch") -> onnx.ModelProto:
+def build_onnx(space: GraphSpace, weights: Weights, batch: int | str = "batch") -> onnx.ModelProto:
     """The ONNX model of `space`'s ops with folded `weights` (their shapes carry the widths).
 
     Tensors are named after the ops; a BN's output is its conv's (the BN folded into it).
@@ -113,7 +113,7 @@ def build_graph_onnx(space: GraphSpace, weights: Weights, batch: int | str = "ba
     return model
 
 
-def graph_space_onnx(space: GraphSpace, widths: Sequence[int] | Mapping[str, int], batch: int | str = 1,
+def space_onnx(space: GraphSpace, widths: Sequence[int] | Mapping[str, int], batch: int | str = 1,
                      seed: int = 0) -> onnx.ModelProto:
     """The random-weight graph of `widths` in `space`, as profiling would time it."""
-    return build_graph_onnx(space, random_graph_weights(space, widths, seed), batch)
+    return build_onnx(space, random_weights(space, widths, seed), batch)

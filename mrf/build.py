@@ -7,11 +7,11 @@ So `mrf.latency(idx) == table.predict(widths)` for every configuration.
 """
 from __future__ import annotations
 
-from .graph_model import GraphMRF, PairFactor
+from .model import GraphMRF, PairFactor
 
 
-def graph_mrf_from_table(table, unaries, monotone: bool = True) -> GraphMRF:
-    """From a latency.graph_table.GraphLatencyTable and mrf.unaries.Unaries (one entry per free group);
+def mrf_from_table(table, unaries, monotone: bool = True) -> GraphMRF:
+    """From a latency.table.LatencyTable and mrf.unaries.Unaries (one entry per free group);
     refuses unaries of another space, group order or width choices."""
     from widthnas.models.space import check_fingerprint
 

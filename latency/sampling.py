@@ -12,12 +12,12 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from widthnas.models.graph_space import GraphSpace
+from widthnas.models.space import GraphSpace
 
-from .graph_entries import GraphEntries
+from .entries import GraphEntries
 
 
-class GraphUniformSampler:
+class UniformSampler:
     def __init__(self, space: GraphSpace, seed: int = 0):
         self.space, self.rng = space, np.random.default_rng(seed)
 
@@ -28,7 +28,7 @@ class GraphUniformSampler:
         return [int(self.rng.choice(c)) for c in self.space.choices]
 
 
-class GraphCoverageSampler:
+class CoverageSampler:
     """Each new network (locally) minimises the summed measurement counts of the entries it uses."""
 
     def __init__(self, space: GraphSpace, seed: int = 0, sweeps: int = 10):
@@ -73,7 +73,7 @@ def make_sampler(space: GraphSpace, kind: str, seed: int = 0, seen: Iterable[Seq
     """A sampler for the space, having observed `seen`."""
     if kind not in ("uniform", "coverage"):
         raise ValueError(f"unknown sampling {kind!r}; choose 'uniform' or 'coverage'")
-    s = (GraphUniformSampler if kind == "uniform" else GraphCoverageSampler)(space, seed)
+    s = (UniformSampler if kind == "uniform" else CoverageSampler)(space, seed)
     for w in seen:
         s.observe(w)
     return s

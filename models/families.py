@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .graph import GraphBuilder, GraphError
-from .graph_space import GraphSpace
+from .space import GraphSpace
 
 # MobileNet-v1 (Howard et al. 2017, Table 1): per searchable layer, base channels and stride; layer 0 is
 # the full 3x3 stem, the others depthwise-separable blocks (3x3 depthwise, then 1x1 pointwise).
@@ -130,5 +130,3 @@ def get_space(name_or_path: str) -> GraphSpace:
                      "file (`widthnas space --space NAME --json`)")
 
 
-get_graph_space = get_space  # the name older callers use
-GRAPH_SPACES = SPACES

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .graph import INPUT, Op
-from .graph_space import GraphSpace
+from .space import GraphSpace
 
 Widths = Sequence[int] | Mapping[str, int]
 
@@ -76,7 +76,7 @@ class GraphNet(nn.Module):
         return y
 
 
-def build_graph_network(space: GraphSpace, widths: Widths) -> GraphNet:
+def build_network(space: GraphSpace, widths: Widths) -> GraphNet:
     return GraphNet(space, widths)
 
 

@@ -1,7 +1,7 @@
-"""`GraphLatencyTable`: the latency model of a graph space, as a device profile holds it.
+"""`LatencyTable`: the latency model of a graph space, as a device profile holds it.
 
 A network's predicted latency is intercept + the sum, over its costed ops, of the entry
-(signature, c_in, c_out) each op uses (graph_entries.py). For the MRF the same sum is read per op:
+(signature, c_in, c_out) each op uses (entries.py). For the MRF the same sum is read per op:
 a (K_in, K_out) table over its input and output groups' choices, a (K,) unary when both are one
 group or one side is fixed, a constant when both are fixed (`factor_tables`, `mrf_terms`).
 
@@ -20,10 +20,10 @@ import numpy as np
 
 from widthnas._io import atomic_write_text
 from widthnas.models.graph import GraphError
-from widthnas.models.graph_space import GraphSpace, OpSignature
+from widthnas.models.space import GraphSpace, OpSignature
 from widthnas.models.space import check_fingerprint
 
-from .graph_entries import EntryKey, GraphEntries, check_keying, signature_from_dict, signature_to_dict
+from .entries import EntryKey, GraphEntries, check_keying, signature_from_dict, signature_to_dict
 from .host_state import profile_measured_ms, read_elasticity, read_speed_range
 
 FORMAT = "widthnas-graph-profile/1"
@@ -93,7 +93,7 @@ class MrfTerms:
 
 
 @dataclass
-class GraphLatencyTable:
+class LatencyTable:
     space: GraphSpace
     costs: np.ndarray  # (E,) ms, one per entry in GraphEntries(space).keys order
     intercept: float  # ms, the part of every network not attributed to an op
@@ -102,7 +102,7 @@ class GraphLatencyTable:
     fit: dict = field(default_factory=dict)
     validation: dict = field(default_factory=dict)
     name: str = ""
-    keying: str = "signature"  # entries shared per op signature, or per op ("op": graph_entries.KEYINGS)
+    keying: str = "signature"  # entries shared per op signature, or per op ("op": entries.KEYINGS)
 
     def measured_ms(self, norm, ref_ms):
         """ms at the reference's typical speed, from ratio(s) to a reference that took ref_ms beside them
@@ -166,7 +166,7 @@ class GraphLatencyTable:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "graph profile") -> "GraphLatencyTable":
+    def from_dict(cls, d: dict, where: str = "graph profile") -> "LatencyTable":
         """Rebuild and check: the entries must be exactly those the space's ops need, finite."""
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             found = d.get("format") if isinstance(d, dict) else type(d).__name__
@@ -217,7 +217,7 @@ class GraphLatencyTable:
                                "fit the graph profile schema")
 
     @classmethod
-    def load(cls, path: str | Path) -> "GraphLatencyTable":
+    def load(cls, path: str | Path) -> "LatencyTable":
         try:
             d = json.loads(Path(path).read_text())
         except FileNotFoundError:

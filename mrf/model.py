@@ -146,11 +146,11 @@ class GraphMRF:
 
     # ---- construction ------------------------------------------------------------------
     @classmethod
-    def from_graph_table(cls, table, unaries) -> "GraphMRF":
-        """Free groups of a GraphLatencyTable's space, scored by per-group Unaries (mrf/graph_build.py)."""
-        from .graph_build import graph_mrf_from_table
+    def from_table(cls, table, unaries) -> "GraphMRF":
+        """Free groups of a LatencyTable's space, scored by per-group Unaries (mrf/build.py)."""
+        from .build import mrf_from_table
 
-        return graph_mrf_from_table(table, unaries)
+        return mrf_from_table(table, unaries)
 
     # ---- evaluation --------------------------------------------------------------------
     @property

@@ -21,7 +21,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from widthnas.models.graph_space import GraphSpace, OpFactor, OpSignature
+from widthnas.models.space import GraphSpace, OpFactor, OpSignature
 
 
 KEYINGS = ("signature", "op")  # entries shared by ops of one signature, or one set per op
