@@ -68,13 +68,14 @@ class RunConfig:
     congruent: str | None = None  # fine-tune/retrain with focal distillation toward this model (.onnx or run dir)
     congruent_weight: float = 1.0  # weight of that term beside the cross-entropy
     weights: str | None = None  # the user's state_dict (traced space): seeds the supernet, fine-tuning starts from it
+    curve: bool = False  # the report's width-error curve along every uniform multiplier (--curve; ~1.5 min in the demo)
 
 
 def check_run_config(cfg: RunConfig, where: str = "") -> None:
     """Refuse bad numbers (option names in the message) before anything is measured or written."""
     from widthnas.latency.noise_floor import MIN_REMEASURE
 
-    from .settings_check import INT_NONNEG, INT_POS, POSITIVE, Rule, check_settings
+    from .checks import INT_NONNEG, INT_POS, POSITIVE, Rule, check_settings
 
     check_settings(cfg, {
         "profile_networks": Rule(integer=True, low=10), "heldout_networks": Rule(integer=True, low=3),
@@ -86,8 +87,9 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
         "limit": Rule(integer=True, low=1, none_ok=True), "batch_size": INT_POS, "n_random": INT_NONNEG,
         "lr": POSITIVE, "finetune_epochs": INT_NONNEG, "retrain_epochs": INT_NONNEG,
         "unary_configs": Rule(integer=True, low=10), "seed": INT_NONNEG, "congruent_weight": POSITIVE}, where)
-    if not isinstance(cfg.guard, bool):
-        raise ValueError(f"{where + ': ' if where else ''}guard {cfg.guard!r}: expected true or false (--no-guard)")
+    for flag, v in (("guard", cfg.guard), ("curve", cfg.curve)):
+        if not isinstance(v, bool):
+            raise ValueError(f"{where + ': ' if where else ''}{flag} {v!r}: expected true or false (--no-guard, --curve)")
     from widthnas.mrf import parse_budget
 
     try:
@@ -99,6 +101,7 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
 def full_config(cfg: RunConfig) -> RunConfig:
     """--full: the whole training set and longer training."""
     cfg.limit, cfg.epochs, cfg.warmup_epochs, cfg.finetune_epochs, cfg.unary_configs = None, 20, 4, 5, 1000
+    cfg.curve = True
     return cfg
 
 
@@ -146,7 +149,7 @@ class Run:
             atomic_write_text(saved, json.dumps(asdict(cfg), indent=1))
         self.state_path = self.dir / "run_state.json"
         self.state = read_json(self.state_path, "run state", RECOVER) if self.state_path.exists() else {}
-        from widthnas.models.graph_families import get_space
+        from widthnas.models.families import get_space
 
         self.space = get_space(cfg.space)
         if cfg.weights:  # refused now, not after profiling and training
@@ -244,7 +247,7 @@ class Run:
 
     def _profile_here(self, backend) -> str:
         from widthnas.latency.fit import FlopsProxy
-        from widthnas.latency.graph_fit import fit_profile
+        from widthnas.latency.fit import fit_profile
         from widthnas.latency.profile import profile
         from widthnas.latency.samples import load_samples
         from widthnas.latency.validate import validate
@@ -347,7 +350,8 @@ class Run:
         unaries_path = self.dir / "supernet" / "unaries.json"  # training-time statistics
         if self.cfg.method == "select":  # measured after training, on validation images selection never sees
             unaries_path = self.dir / "supernet" / "unaries_measured.json"
-            unaries = cached_measured_unaries(sup, sp, unaries_path, self.cfg.unary_configs, log=self.log)
+            unaries = cached_measured_unaries(sup, sp, unaries_path, self.cfg.unary_configs, log=self.log,
+                                              progress=self.progress)
         else:
             from widthnas.mrf.unaries import Unaries
 
@@ -541,7 +545,7 @@ class Run:
         plot_training(self.dir / "training.png", sup_metrics,
                       {k: st["finetune"][k]["history"] for k in self._networks()})
         has_nar = plot_narrowing(self.dir / "narrowing.png", self.space, snaps)
-        extra = self._flips_section() + self._curve_section()
+        extra = self._flips_section() + (self._curve_section() if self.cfg.curve else [])
         res = {"space": {"name": self.space.name, "fingerprint": self.space.fingerprint}, "dataset": self.cfg.dataset,
                "budget": self.cfg.budget, "config": asdict(self.cfg), "profile": st["profile"], "search": st["search"],
                "finetune": {k: v if not isinstance(v, dict) else {kk: vv for kk, vv in v.items() if kk != "history"}
@@ -607,5 +611,15 @@ class Run:
         for name, r in st["report"].get("flips", {}).items():
             rows.append(f"negative flip rate of the chosen network against the {name}: {r['nfr']:.2%} "
                         f"(positive {r['pfr']:.2%})")
+        rows.append("one run cannot tell two networks apart by accuracy: that takes paired seeds and a confidence "
+                    "interval (docs/RESULTS.md)")
+        secs = {k: st[k]["seconds"] for k in STAGES if isinstance(st.get(k, {}).get("seconds"), (int, float))}
+        rows.append("time per stage: " + ", ".join(f"{k} {_duration(v)}" for k, v in secs.items())
+                    + f"; total {_duration(sum(secs.values()))}")
         rows.append(f"ONNX: {st['export']['chosen']['path']}  (report: {st['report']['report']})")
         return "\n".join(rows)
+
+
+def _duration(s: float) -> str:
+    """'42 s' or '6.1 min'."""
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"

@@ -162,7 +162,7 @@ def _first_measured_within(ranked: list[dict], check: Callable[[list[int]], dict
 
 
 def cached_measured_unaries(supernet, splits, path, n_configs: int = 1000, batch: int | None = None, seed: int = 0,
-                            log=print):
+                            log=print, progress: bool = False):
     """Post-training unaries of this supernet (nas.unary_eval, random design), kept at `path` and
     reused while they match the supernet's space."""
     from pathlib import Path
@@ -178,7 +178,7 @@ def cached_measured_unaries(supernet, splits, path, n_configs: int = 1000, batch
         check_fingerprint(u.space_fingerprint, supernet.space, f"unaries {path}")
         return u
     batch = unary_image_count(splits) if batch is None else batch
-    u = measure_unaries(supernet, splits, n_configs, batch=batch, seed=seed, log=log)
+    u = measure_unaries(supernet, splits, n_configs, batch=batch, seed=seed, log=log, progress=progress)
     u.save(path)
     return u
 

@@ -27,8 +27,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from widthnas._io import append_line, append_text, atomic_path, atomic_write_text, read_jsonl
-from widthnas.models.graph_families import get_space
-from widthnas.models.graph_net import GraphNet, SlimmableGraphNet
+from widthnas.models.families import get_space
+from widthnas.models.net import GraphNet, SlimmableGraphNet
 from widthnas.models.space import check_fingerprint
 
 from .data import augment, check_fits, load_dataset, normalize, split
@@ -73,7 +73,7 @@ class TrainConfig:
 
     def check(self, where: str = "") -> None:
         """Refuse bad numbers (option names in the message) before anything is trained or written."""
-        from .settings_check import INT_NONNEG, INT_POS, POSITIVE, Rule, check_settings
+        from .checks import INT_NONNEG, INT_POS, POSITIVE, Rule, check_settings
 
         check_settings(self, {
             "limit": Rule(integer=True, low=1, none_ok=True), "val_fraction": Rule(above=0, below=1),
@@ -194,7 +194,7 @@ class NarrowingConfigs:
 
     def refresh(self, stats: LossStats, step: int, epoch: int, progress: float) -> None:
         from widthnas.mrf import build_mrf
-        from widthnas.mrf import graph_solvers as ops
+        from widthnas.mrf import solvers as ops
 
         u = stats.unaries()
         if any((c > 0).sum() == 0 for c in u.count):
@@ -344,7 +344,7 @@ class Trainer:
         check_fingerprint(self.table.space.fingerprint, self.space, f"profile {self.cfg.profile}")
         self.budget_ms = parse_budget(self.cfg.budget, self.table.predict(self.space.max_widths))
         from widthnas.mrf import build_mrf
-        from widthnas.mrf.graph_solvers import check_budget
+        from widthnas.mrf.solvers import check_budget
         from widthnas.mrf.unaries import from_arrays
 
         zeros = from_arrays(self.space, [np.zeros(len(c)) for c in self.space.choices],

@@ -108,7 +108,7 @@ def choose_smooth(idx: np.ndarray, delta: np.ndarray, sizes: list[int], grid=SMO
 
 @torch.no_grad()
 def sample_deltas(supernet, splits, n_configs: int, batch: int = 256, seed: int = 0,
-                  design: str = "random") -> tuple[np.ndarray, np.ndarray]:
+                  design: str = "random", progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(idx (n, layers), delta (n,) nats): configurations' loss increase over the widest network,
     every one on the same first `batch` validation images.
 
@@ -138,8 +138,11 @@ def sample_deltas(supernet, splits, n_configs: int, batch: int = 256, seed: int 
         idx = np.array(rows)
     else:
         raise ValueError(f"unary design {design!r}: choose 'random' or 'one-at-a-time'")
+    from tqdm import tqdm
+
     delta = np.empty(len(idx))
-    for r, row in enumerate(idx):
+    for r, row in enumerate(tqdm(idx, desc="unaries", unit="net", disable=not progress, dynamic_ncols=True,
+                                 leave=False)):
         out = supernet(x, space.widths_from_indices(row), update_bn_stats=False)
         delta[r] = F.cross_entropy(out, y).item() - base
     supernet.train(was)
@@ -148,7 +151,7 @@ def sample_deltas(supernet, splits, n_configs: int, batch: int = 256, seed: int 
 
 def measure_unaries(supernet, splits, n_configs: int = 400, batch: int = 256, seed: int = 0,
                     ridge: float = 1e-3, monotone: bool = True, smooth: float | None = None, log=print,
-                    design: str = "random"):
+                    design: str = "random", progress: bool = False):
     """Per-(layer, width) loss increase, from `n_configs` uniformly sampled configurations
     (design "random") or from one layer varied at a time against the widest network.
 
@@ -156,7 +159,7 @@ def measure_unaries(supernet, splits, n_configs: int = 400, batch: int = 256, se
     """
     space = supernet.space
     sizes = [len(c) for c in space.choices]
-    idx, delta = sample_deltas(supernet, splits, n_configs, batch, seed, design)
+    idx, delta = sample_deltas(supernet, splits, n_configs, batch, seed, design, progress)
     cv = {}
     if design == "one-at-a-time":  # each value measured directly: no fit, no cross-validation
         loss, count, r2, smooth = _one_at_a_time(idx, delta, sizes, monotone), [np.ones(k, int) for k in sizes], float("nan"), 0.0

@@ -9,8 +9,8 @@ import pytest
 
 from conftest import synthetic_device as synthetic
 from widthnas.latency.fit import FitSettings
-from widthnas.latency.graph_fit import fit_graph_table
-from widthnas.latency.graph_table import GraphLatencyTable, ProfileError
+from widthnas.latency.fit import fit_table as _fit
+from widthnas.latency.table import LatencyTable, ProfileError
 from widthnas.latency.host_state import read_elasticity, typical_speed_ms
 from widthnas.latency.samples import Samples
 from widthnas.latency.validate import metrics
@@ -19,7 +19,7 @@ QUICK = FitSettings(lams=(1e-2, 1.0, 100.0), mus=(0.0,), folds=3)  # the default
 
 
 def fit_table(space, samples, settings):
-    return fit_graph_table(space, samples, settings, log=lambda *_: None)
+    return _fit(space, samples, settings, log=lambda *_: None)
 
 
 def elastic_host(truth, widths, k, seed, spread=0.1, noise=0.002):
@@ -92,7 +92,7 @@ def _profile_dict(small, fit: dict) -> dict:
 
 
 def test_old_profiles_keep_plain_normalisation(small):
-    table = GraphLatencyTable.from_dict(_profile_dict(small, {}))  # fitted before the correction existed
+    table = LatencyTable.from_dict(_profile_dict(small, {}))  # fitted before the correction existed
     assert read_elasticity(table.fit) == 0.0
     np.testing.assert_allclose(table.measured_ms(np.array([0.3, 1.7]), np.array([5.0, 0.1])),
                                np.array([0.3, 1.7]) * table.reference_ms)
@@ -101,7 +101,7 @@ def test_old_profiles_keep_plain_normalisation(small):
 @pytest.mark.parametrize("k", [-0.1, 2.5, float("nan"), float("inf"), "0.5", True, None])
 def test_a_broken_elasticity_is_refused_with_its_field_named(small, k):
     with pytest.raises(ProfileError, match=r"fit\.elasticity .*refit the profile"):
-        GraphLatencyTable.from_dict(_profile_dict(small, {"elasticity": k}), "p.json")
+        LatencyTable.from_dict(_profile_dict(small, {"elasticity": k}), "p.json")
 
 
 def test_fit_refuses_elasticities_out_of_range(small):
@@ -163,14 +163,14 @@ def test_the_fit_records_the_host_speeds_and_measured_ms_clamps_to_them(small):
     got = table.measured_ms(np.array([0.4, 0.4]), table.reference_ms * np.array([hi, 3.0]))
     assert got[0] == pytest.approx(got[1])  # a host 3x slower is corrected no more than the slowest fitted one
     assert got[0] == pytest.approx(0.4 * table.reference_ms * hi ** (k * np.log(0.4)))
-    again = GraphLatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
     np.testing.assert_allclose(again.measured_ms(np.array([0.4]), np.array([3.0 * table.reference_ms])), got[1:])
 
 
 def test_old_profiles_with_an_elasticity_clamp_to_the_default_range(small):
     from widthnas.latency.host_state import DEFAULT_SPEED_RANGE
 
-    table = GraphLatencyTable.from_dict(_profile_dict(small, {"elasticity": 0.5}))
+    table = LatencyTable.from_dict(_profile_dict(small, {"elasticity": 0.5}))
     hi = DEFAULT_SPEED_RANGE[1]
     assert DEFAULT_SPEED_RANGE[0] < 1 < hi
     got = table.measured_ms(0.4, 2.0 * table.reference_ms)
@@ -180,7 +180,7 @@ def test_old_profiles_with_an_elasticity_clamp_to_the_default_range(small):
 @pytest.mark.parametrize("rng", [[1.1, 0.9], [0.0, 1.2], [0.9], "0.9,1.1", [0.9, float("inf")], [1.05, 1.2]])
 def test_a_broken_host_speed_range_is_refused(small, rng):
     with pytest.raises(ProfileError, match=r"fit\.host_speed_range .*refit the profile"):
-        GraphLatencyTable.from_dict(_profile_dict(small, {"elasticity": 0.5, "host_speed_range": rng}), "p.json")
+        LatencyTable.from_dict(_profile_dict(small, {"elasticity": 0.5, "host_speed_range": rng}), "p.json")
 
 
 @pytest.mark.parametrize("field,value", [("reference_ms", 0.0), ("reference_ms", -1.0), ("reference_ms", "nan"),
@@ -190,11 +190,11 @@ def test_a_profile_with_a_broken_reference_or_intercept_is_refused(small, field,
     d = _profile_dict(small, {})
     d[field] = float(value) if value == "nan" else value
     with pytest.raises(ProfileError, match=f"{field} is .*refit the profile"):
-        GraphLatencyTable.from_dict(d, "p.json")
+        LatencyTable.from_dict(d, "p.json")
 
 
 def test_a_profile_whose_fit_is_null_loads_with_plain_normalisation(small):
-    table = GraphLatencyTable.from_dict(_profile_dict(small, None))
+    table = LatencyTable.from_dict(_profile_dict(small, None))
     assert table.measured_ms(0.5, 3.0 * table.reference_ms) == pytest.approx(0.5 * table.reference_ms)
 
 
@@ -203,7 +203,7 @@ def test_an_old_table_learns_its_elasticity_from_timings_on_a_slower_host(small)
     meets networks timed on a host 15-25 % slower whose narrow networks slow more (k = 0.5): the
     calibration finds k = 0.5, keeps the entries, and the corrected timings agree with the table."""
     from widthnas.latency.host_state import calibrate_elasticity
-    from widthnas.nas.cli import ELASTICITY_GRID, _calibrate_elasticity
+    from widthnas.nas.commands.validate import ELASTICITY_GRID, set_elasticity
 
     truth, base = synthetic(small, 300, 1)
     train, _ = elastic_host(truth, base.widths, 0.5, seed=1, spread=0.0)
@@ -220,13 +220,13 @@ def test_an_old_table_learns_its_elasticity_from_timings_on_a_slower_host(small)
     assert c["selection_cv_rmspe"] < 0.01 and 1.1 < c["host_speed"][0] < c["host_speed"][1] < 1.3
     before = table.costs.copy()
     plain = metrics(table.predict_many(slow.widths), table.measured_ms(slow.norm, slow.ref_ms))
-    _calibrate_elasticity(table, slow, "auto", ["h.jsonl"])
+    set_elasticity(table, slow, "auto", ["h.jsonl"])
     fixed = metrics(table.predict_many(slow.widths), table.measured_ms(slow.norm, slow.ref_ms))
     assert table.fit["elasticity"] == 0.5 and table.fit["elasticity_calibration"]["previous"] == 0.0
     lo, hi = table.fit["host_speed_range"]
     assert lo <= 1.0 and hi == pytest.approx(float(s.max()))  # widened to the speeds the k was chosen on
     assert fixed["rmspe"] < plain["rmspe"] / 3 and np.array_equal(before, table.costs)  # the entries untouched
-    again = GraphLatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
+    again = LatencyTable.from_dict(json.loads(json.dumps(table.to_dict())))
     assert again.fit["elasticity"] == 0.5
 
 
@@ -242,11 +242,12 @@ def test_timings_at_the_profiles_own_speed_cannot_choose_an_elasticity(small):
 
 @pytest.mark.parametrize("text", ["-0.1", "2.5", "nan", "fast"])
 def test_validate_refuses_a_bad_elasticity(text):
-    from widthnas.nas.cli import UserError, _parse_elasticity
+    from widthnas.nas.checks import UserError
+    from widthnas.nas.commands.validate import parse_elasticity
 
     with pytest.raises(UserError, match="--elasticity"):
-        _parse_elasticity(text)
-    assert _parse_elasticity("auto") == "auto" and _parse_elasticity("0.5") == 0.5
+        parse_elasticity(text)
+    assert parse_elasticity("auto") == "auto" and parse_elasticity("0.5") == 0.5
 
 
 def test_a_timing_at_an_unfitted_host_speed_is_noted():

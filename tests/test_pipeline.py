@@ -12,7 +12,7 @@ import pytest
 
 from widthnas.latency.standalone_runner import read_samples
 from widthnas.nas.cli import main
-from widthnas.nas.run import Run, RunConfig
+from widthnas.nas.run import STAGES, Run, RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, write_bar_dataset):
     """A small space whose widest network is several times slower than its narrowest."""
-    from widthnas.models.graph_families import mobilenet_v1_like
+    from widthnas.models.families import mobilenet_v1_like
 
     space = mobilenet_v1_like("pipe", [16, 64, 64, 128], [1, 1, 2, 1], (1, 16, 16), 10,
                               [(8, 16, 32), (16, 32, 64, 96), (16, 32, 64, 96), (32, 64, 128, 192)])
@@ -37,7 +37,8 @@ def finished_run(inputs, tmp_path_factory):
                     profile_networks=40, epochs=2, warmup_epochs=1, limit=None, batch_size=32, finetune_epochs=1,
                     max_wait=0.5,  # the guard stays on; a disturbance costs a re-measurement and at most 0.5 s
                     profile_round_ms=2.0, heldout_networks=60, ladder_rungs=3,  # 0.02-0.1 ms networks: 2 ms rounds hold 20-100 runs
-                    verify_round_ms=5.0)  # and 5 ms rounds 50-250 runs (20 ms: the suite's slowest stage)
+                    verify_round_ms=5.0,  # and 5 ms rounds 50-250 runs (20 ms: the suite's slowest stage)
+                    curve=True)
     logs = []
     run = Run(cfg, out, log=logs.append, progress=False)
     run.go()
@@ -64,9 +65,9 @@ def test_run_goes_from_data_to_verified_onnx(finished_run):
     # size of its own (a dynamic batch axis), not only on the exporter's own check
     import torch
 
-    from widthnas.models.graph_net import build_graph_network
+    from widthnas.models.net import build_network
 
-    net = build_graph_network(run.space, side["widths"])
+    net = build_network(run.space, side["widths"])
     net.load_state_dict(torch.load(out / "final_chosen.pt", weights_only=True))
     x = np.random.default_rng(0).standard_normal((3, 1, 16, 16)).astype(np.float32)
     with torch.no_grad():
@@ -84,6 +85,9 @@ def test_run_goes_from_data_to_verified_onnx(finished_run):
     for png in ("latency_fit.png", "pareto.png", "widths.png", "training.png", "narrowing.png"):
         assert (out / png).stat().st_size > 1000
     assert "test accuracy" in run.summary()
+    times = next(l for l in run.summary().splitlines() if l.startswith("time per stage: "))
+    assert [p.split()[0] for p in times[len("time per stage: "):].split("; ")[0].split(", ")] == list(STAGES)
+    assert "one run cannot tell two networks apart" in run.summary()
     assert "negative flip rate of the chosen network against the uniform network" in run.summary()
 
 
@@ -189,7 +193,7 @@ def test_search_cli_default_selects_on_held_out_images(finished_run, tmp_path, c
     from widthnas.mrf import GraphMRF, uniform
     from widthnas.mrf.unaries import Unaries
 
-    mrf = GraphMRF.from_graph_table(load_profile(prof), Unaries.load(out / "supernet" / "unaries_measured.json"))
+    mrf = GraphMRF.from_table(load_profile(prof), Unaries.load(out / "supernet" / "unaries_measured.json"))
     # the uniform network competes (under the name of whichever candidate proposed it first)
     assert uniform(mrf, c["target_ms"]).widths in [r["widths"] for r in cands]
     assert len({tuple(r["widths"]) for r in cands}) == len(cands)
@@ -481,8 +485,8 @@ def test_run_goes_on_when_no_uniform_network_fits(finished_run, tmp_path):
     import shutil
     from dataclasses import replace
 
-    from widthnas.latency.graph_entries import GraphEntries
-    from widthnas.latency.graph_table import GraphLatencyTable
+    from widthnas.latency.entries import GraphEntries
+    from widthnas.latency.table import LatencyTable
     from widthnas.mrf import GraphMRF, exact, fastest
     from widthnas.mrf.baselines import uniform
     from widthnas.mrf.unaries import Unaries
@@ -492,9 +496,9 @@ def test_run_goes_on_when_no_uniform_network_fits(finished_run, tmp_path):
     rng = np.random.default_rng(0)
     unaries = Unaries.load(out / "supernet" / "unaries.json")
     for _ in range(200):
-        table = GraphLatencyTable(space, rng.uniform(0.01, 0.2, GraphEntries(space, "op").E), 0.01, real.reference_ms,
+        table = LatencyTable(space, rng.uniform(0.01, 0.2, GraphEntries(space, "op").E), 0.01, real.reference_ms,
                                   real.device, name="non-uniform-device", keying="op")
-        m = GraphMRF.from_graph_table(table, unaries)
+        m = GraphMRF.from_table(table, unaries)
         uni_ms = min(table.predict(space.uniform(k)) for k in np.arange(0.05, 2.0001, 0.005))
         if fastest(m).latency < 0.9 * uni_ms:
             break

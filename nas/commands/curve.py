@@ -1,8 +1,26 @@
-"""Subcommands of issue 14's features: `widthnas curve` (the width-error curve)."""
+"""`widthnas curve`: test error against uniform width multiplier and latency (the width-error curve)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from ..checks import UserError, check_calib_images, check_outputs
+
+
+def add_parser(sub) -> None:
+    q = sub.add_parser("curve", help="test error against uniform width multiplier and latency (supernet, "
+                       "optionally retrained)")
+    q.add_argument("--run", required=True, help="a `widthnas train` or `widthnas run` directory")
+    q.add_argument("--profile", help="latency profile (default: the one the run used)")
+    q.add_argument("--no-measure", action="store_true", help="predicted latency only (no ONNX timing)")
+    q.add_argument("--retrain", action="store_true", help="also train every uniform network from scratch")
+    q.add_argument("--retrain-epochs", type=int, help="epochs per retrained network (default 2)")
+    q.add_argument("--schedule", choices=("cosine", "greedy"), default="cosine", help="for --retrain")
+    q.add_argument("--greedy", help="GreedyLR options for --retrain --schedule greedy")
+    q.add_argument("--split", choices=("val", "test"), default="test")
+    q.add_argument("--calib-images", type=int, default=1024, help="BN recalibration images per network")
+    q.add_argument("--out", help="CSV path (default RUN/curve.csv; the PNG goes beside it)")
+    q.set_defaults(fn=run)
 
 
 def _training_dir(run: Path) -> tuple[Path, str | None]:
@@ -17,14 +35,12 @@ def _training_dir(run: Path) -> tuple[Path, str | None]:
                      "train a supernet first")
 
 
-def cmd_curve(args) -> int:
+def run(args) -> int:
     from widthnas.latency.registry import load_profile
 
-    from .curve import retrain_curve, supernet_curve, write_curve
-    from .greedylr import GreedyOptions
-    from .train import load_run
-
-    from .cli import UserError, check_calib_images, check_outputs
+    from ..curve import retrain_curve, supernet_curve, write_curve
+    from ..greedylr import GreedyOptions
+    from ..train import load_run
 
     run = Path(args.run)
     if not run.is_dir():
@@ -57,19 +73,3 @@ def cmd_curve(args) -> int:
     write_curve(out, png, rows)
     print(f"width-error curve: {out}, plot {png}")
     return 0
-
-
-def register(sub) -> None:
-    q = sub.add_parser("curve", help="test error against uniform width multiplier and latency (supernet, "
-                       "optionally retrained)")
-    q.add_argument("--run", required=True, help="a `widthnas train` or `widthnas run` directory")
-    q.add_argument("--profile", help="latency profile (default: the one the run used)")
-    q.add_argument("--no-measure", action="store_true", help="predicted latency only (no ONNX timing)")
-    q.add_argument("--retrain", action="store_true", help="also train every uniform network from scratch")
-    q.add_argument("--retrain-epochs", type=int, help="epochs per retrained network (default 2)")
-    q.add_argument("--schedule", choices=("cosine", "greedy"), default="cosine", help="for --retrain")
-    q.add_argument("--greedy", help="GreedyLR options for --retrain --schedule greedy")
-    q.add_argument("--split", choices=("val", "test"), default="test")
-    q.add_argument("--calib-images", type=int, default=1024, help="BN recalibration images per network")
-    q.add_argument("--out", help="CSV path (default RUN/curve.csv; the PNG goes beside it)")
-    q.set_defaults(fn=cmd_curve)

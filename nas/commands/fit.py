@@ -1,0 +1,73 @@
+"""`widthnas fit`: fit a per-op latency table to samples (validated on --heldout ones)."""
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+from ..checks import UserError, check_plot_path, check_remeasure, refuse_inputs, refuse_shipped
+from .options import add_space_options, space_from_args
+from .validation import add_remeasure_options, plot_heldout, validation_record
+
+
+def add_parser(sub) -> None:
+    q = sub.add_parser("fit", help="fit a per-op latency table to samples")
+    add_space_options(q)
+    q.add_argument("--samples", nargs="+", required=True)
+    q.add_argument("--heldout", nargs="+", help="samples from a separate run to validate on")
+    add_remeasure_options(q)
+    q.add_argument("--out", required=True, help="profile JSON, e.g. hw_profiles/<device>.json")
+    q.add_argument("--name")
+    q.add_argument("--folds", type=int, default=5)
+    q.add_argument("--keying", choices=("signature", "op"), default="signature",
+                   help="entries shared by ops of one signature (default), or one set per op (more unknowns)")
+    q.add_argument("--plot", help="predicted-vs-measured PNG (needs --heldout)")
+    q.add_argument("--force", action="store_true", help="allow --out to replace a shipped profile in hw_profiles/")
+    q.set_defaults(fn=run)
+
+
+def _load(paths, args, what: str = "samples"):
+    from widthnas.latency.standalone_runner import read_samples
+    from widthnas.latency.samples import load_samples
+
+    for p in paths:
+        if not Path(p).exists():
+            raise UserError(f"samples file {p} not found; create it with `widthnas profile --out {p}`")
+    header, _, _ = read_samples(paths[0])
+    space = space_from_args(args, header["space"].get("def"))
+    with warnings.catch_warnings(record=True):  # counted and reported below, once
+        warnings.simplefilter("always")
+        s = load_samples(paths, space)
+    for line in s.describe(what):
+        print(f"warning: {line}", file=sys.stderr)
+    return space, s
+
+
+def run(args) -> int:
+    from widthnas.latency.fit import FitSettings, FlopsProxy
+    from widthnas.latency.fit import fit_profile
+
+    refuse_shipped(args.out, args.force)
+    refuse_inputs(args.out, args.samples + (args.heldout or []), "--out")
+    if args.folds < 2:
+        raise UserError(f"--folds {args.folds}: cross-validation needs at least 2 folds (default 5)")
+    if args.plot and not args.heldout:
+        raise UserError("--plot draws predicted against measured held-out latency: give --heldout too")
+    check_plot_path(args.plot)
+    if args.remeasure_out and not args.heldout:
+        raise UserError("--remeasure-out times held-out networks again: give --heldout too")
+    remeasure = check_remeasure(args, args.samples + (args.heldout or []) + [args.out])
+    space, s = _load(args.samples, args)
+    table = fit_profile(space, s, FitSettings(folds=args.folds), args.name or Path(args.out).stem,
+                        keying=args.keying)
+    proxy = FlopsProxy.from_profile(table)
+    if args.heldout:
+        _, h = _load(args.heldout, args, "held-out samples")
+        table.validation = validation_record(table, h, proxy, args.heldout, remeasure, args.remeasure_out)
+        if args.plot:
+            plot_heldout(args.plot, table, h, proxy)
+    table.save(args.out)
+    n_entries = table.fit["entries"]
+    print(f"profile written to {args.out}: {n_entries} entries, "
+          f"reference {table.reference_ms:.3f} ms, intercept {table.intercept:.4f} ms")
+    return 0

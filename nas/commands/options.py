@@ -1,0 +1,45 @@
+"""Options several commands read the same way: the space (--space, --input-shape) and the widths
+(--widths, --config)."""
+from __future__ import annotations
+
+from widthnas.models.space import check_fingerprint
+
+
+def add_space_options(q, default=None) -> None:
+    q.add_argument("--space", default=default, help="mobilenet_v1_small (default), mobilenet_v1, mobilenet_v2"
+                   "(_small), resnet(_small), or a space JSON file (`widthnas space --json`, --from-model)")
+    q.add_argument("--input-shape", help="C,H,W to override the space's input shape")
+
+
+def space_from_args(args, header_space: dict | None = None):
+    """The space of --space, or else of a samples header's definition."""
+    from widthnas.models.families import get_space
+    from widthnas.models.space import GraphSpace
+
+    if header_space is not None and not args.space:
+        return GraphSpace.from_dict(header_space, "the samples header's space")
+    space = get_space(args.space or "mobilenet_v1_small")
+    if getattr(args, "input_shape", None):
+        space = space.with_input(args.input_shape)
+    return space
+
+
+def widths_arg(space, args, default=None) -> list[int]:
+    """--widths ('8,16,...', a JSON list, 'x0.75') or --config (a chosen-configuration JSON, checked
+    against the space's fingerprint)."""
+    from widthnas._io import read_json
+
+    if args.widths:
+        return space.parse_widths(args.widths)
+    if args.config:
+        d = read_json(args.config, "configuration", "make one with `widthnas search --out FILE`")
+        if not isinstance(d, dict) or "widths" not in d:
+            raise ValueError(f"configuration {args.config} has no \"widths\": it is not a chosen configuration; "
+                             "make one with `widthnas search --out FILE`, or give --widths")
+        fp = d.get("space", {}).get("fingerprint") if isinstance(d.get("space"), dict) else None
+        if fp is not None:
+            check_fingerprint(fp, space, f"configuration {args.config}")
+        return space.validate(d["widths"])
+    if default is None:
+        raise ValueError("give --config (from `widthnas search`) or --widths")
+    return default

@@ -1,0 +1,123 @@
+"""`widthnas run`: the whole pipeline: profile, train, search, fine-tune, export, verify, report."""
+from __future__ import annotations
+
+
+def add_parser(sub) -> None:
+    from widthnas.mrf import METHODS
+
+    q = sub.add_parser("run", help="the whole pipeline: profile, train, search, fine-tune, export, verify, report")
+    q.add_argument("--out", default="runs/demo", help="run directory (a rerun resumes it)")
+    q.add_argument("--space", help="mobilenet_v1_small (default), mobilenet_v1, or a graph space: mobilenet_v2(_small), "
+                                   "resnet(_small), or a space JSON file")
+    q.add_argument("--dataset")
+    q.add_argument("--data")
+    q.add_argument("--budget", help="ms or %% of the widest network (default 50%%)")
+    q.add_argument("--margin",
+                   help="%% under the budget the search aims at; auto (default): twice the profile's held-out error")
+    q.add_argument("--profile", help="profile to use (default: a shipped one matching this machine, else profile)")
+    q.add_argument("--profile-networks", type=int)
+    q.add_argument("--heldout-networks", type=int, help="held-out networks timed to validate a new profile (default 150)")
+    q.add_argument("--check-networks", type=int, help="networks timed to check the profile on this machine (default 40)")
+    q.add_argument("--remeasure-networks", type=int, help="held-out networks timed again for a new profile's "
+                   "noise floor, which --margin auto counts (default 30; 0: none)")
+    q.add_argument("--ladder-rungs", type=int, help="rungs of the ladder of reference networks timed into a new "
+                   "profile, which verification reads networks off (default 8; 0: none, verify off the reference)")
+    q.add_argument("--profile-rounds", type=int, help="timed rounds per network while profiling (default 5)")
+    q.add_argument("--profile-round-ms", type=float, help="ms per timed round (default 10)")
+    q.add_argument("--verify-rounds", type=int, help="rounds before a verification timing is judged; it grows to 4 x "
+                   "while its interval is wider than ±1 %% (default 7; the search's measured candidates and verify; a ladder is always timed in 7 x 20 ms)")
+    q.add_argument("--verify-round-ms", type=float, help="ms per verification round (default 20; smaller is quicker "
+                   "and noisier: the budget verdict then repeats more timings)")
+    q.add_argument("--max-wait", type=float, help="seconds to wait for a disturbed machine to settle before timing "
+                   "a network again (the load guard, for profiling, checking and verifying; default 60), and at most 30 per "
+                   "rung of the ladder a new profile gets")
+    q.add_argument("--no-guard", action="store_true", help="do not watch the reference network for a disturbed "
+                   "machine: every timing is kept as measured (for tiny networks, whose timings spread anyway)")
+    q.add_argument("--sampling", choices=("ows", "aows"))
+    q.add_argument("--epochs", type=int, help="supernet epochs")
+    q.add_argument("--limit", type=int, help="training images (default 12000 for the quick demo)")
+    q.add_argument("--all-data", action="store_true", help="train on the whole training split")
+    q.add_argument("--batch-size", type=int)
+    q.add_argument("--finetune-epochs", type=int)
+    q.add_argument("--retrain-epochs", type=int)
+    q.add_argument("--method", choices=("select",) + METHODS,
+                   help="select (default): MRF candidates, uniform and greedy judged by the supernet on held-out images")
+    q.add_argument("--unary-configs", type=int,
+                   help="select: configurations measured for the unaries after training (default 300; --full 1000)")
+    q.add_argument("--seed", type=int)
+    q.add_argument("--full", action="store_true", help="longer, better: all data, 20 epochs, 5 fine-tune epochs, "
+                   "the width-error curve")
+    q.add_argument("--curve", action="store_true", help="the report's width-error curve along every uniform "
+                   "multiplier (about 1.5 min in the demo)")
+    q.add_argument("--schedule", choices=("cosine", "greedy"),
+                   help="learning rate for supernet training, fine-tuning and retraining (default cosine)")
+    q.add_argument("--greedy", help="GreedyLR options, e.g. 'factor=0.5,patience=1' (see `widthnas train --help`)")
+    q.add_argument("--previous", metavar="OLD", help="a deployed model (.onnx or run directory): the report gives "
+                   "the negative flips of the new network against it")
+    q.add_argument("--congruent", metavar="OLD", help="fine-tune/retrain with focal distillation toward this "
+                   "model (.onnx or run directory) on the images it gets right (positive-congruent training)")
+    q.add_argument("--congruent-weight", type=float, help="weight of that term (default 1)")
+    q.add_argument("--weights", help="your model's state_dict, for a space traced with `space --from-model`: seeds "
+                   "the supernet (channels sorted by importance) and fine-tuning starts from it, sliced to the "
+                   "chosen widths")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(fn=run)
+
+
+def run(args) -> int:
+    from ..run import Run, RunConfig, full_config
+
+    cfg = RunConfig()
+    if args.full:
+        cfg = full_config(cfg)
+    for f in ("space", "dataset", "data", "budget", "margin", "profile", "sampling", "epochs", "limit", "batch_size",
+              "finetune_epochs", "retrain_epochs", "method", "unary_configs", "seed", "profile_networks", "schedule",
+              "heldout_networks", "check_networks", "remeasure_networks", "ladder_rungs", "profile_rounds",
+              "profile_round_ms", "verify_rounds", "verify_round_ms",
+              "max_wait", "greedy", "previous", "congruent", "congruent_weight", "weights"):
+        v = getattr(args, f, None)
+        if v is not None:
+            setattr(cfg, f, v)
+    if args.no_guard:
+        cfg.guard = False
+    if args.curve:
+        cfg.curve = True
+    from widthnas.latency.margin import parse_margin
+
+    cfg.margin = parse_margin(cfg.margin)  # "auto" or a number, one spelling per setting (resume compares them)
+    _check_feature_options(cfg, args)
+    if args.all_data:
+        cfg.limit = None
+    if cfg.sampling == "aows" and cfg.warmup_epochs >= cfg.epochs:
+        cfg.warmup_epochs = max(0, cfg.epochs - 1)
+    run = Run(cfg, args.out, progress=not args.quiet)
+    run.go()
+    print()
+    print(run.summary())
+    return 0
+
+
+def _check_feature_options(cfg, args) -> None:
+    """Refuse bad --schedule/--greedy/--previous/--congruent settings before any stage runs."""
+    from ..flips import resolve_previous
+    from ..greedylr import GreedyOptions
+
+    GreedyOptions.parse(cfg.greedy)
+    if cfg.greedy and cfg.schedule != "greedy":
+        raise ValueError("--greedy sets GreedyLR options; add --schedule greedy to use them")
+    if args.congruent_weight is not None and not cfg.congruent:
+        raise ValueError("--congruent-weight needs --congruent OLD.onnx (the model to stay congruent with)")
+    if not cfg.congruent_weight > 0:
+        raise ValueError(f"--congruent-weight {cfg.congruent_weight}: use a value > 0 (e.g. 1)")
+    for opt in ("previous", "congruent"):
+        if getattr(cfg, opt):
+            try:
+                resolve_previous(getattr(cfg, opt))
+            except ValueError as e:
+                raise ValueError(f"--{opt}: {e}") from None
+    if cfg.weights and cfg.retrain_epochs:
+        raise ValueError("--weights starts fine-tuning from your model; --retrain-epochs retrains from scratch: "
+                         "choose one")
+    if cfg.congruent and not (cfg.finetune_epochs or cfg.retrain_epochs):
+        raise ValueError("--congruent acts during fine-tuning or retraining; set --finetune-epochs or "
+                         "--retrain-epochs above 0")
