@@ -29,9 +29,10 @@ from .solution import Solution, refuse_below, search_gamma
 
 def _lse(a: np.ndarray, axis: int) -> np.ndarray:
     """log-sum-exp along axis; a lean version of scipy's for small arrays on the hot path."""
-    m = a.max(axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    return np.log(np.exp(a - m).sum(axis=axis)) + np.squeeze(m, axis)
+    m = np.maximum.reduce(a, axis=axis, keepdims=True)  # ufunc.reduce: less call overhead than .max()
+    if not np.isfinite(np.add.reduce(m, axis=None)):  # a state no configuration reaches (-inf), or worse
+        m = np.where(np.isfinite(m), m, 0.0)
+    return np.log(np.add.reduce(np.exp(a - m), axis=axis)) + m.squeeze(axis)
 
 
 # ---- the plan: cliques and index maps, built once per graph structure --------------------------
