@@ -4,19 +4,16 @@ import json
 
 import pytest
 
+from helpers import train_config, width_table, write_inputs
 from widthnas.nas.curve import read_curve, supernet_curve, uniform_networks, write_curve
 
 
 @pytest.fixture(scope="module")
-def sup_run(tmp_path_factory, tiny, write_bar_dataset):
-    from widthnas.nas.train import TrainConfig, train
+def sup_run(tmp_path_factory, tiny):
+    from widthnas.nas.train import train
 
-    d = tmp_path_factory.mktemp("curve")
-    write_bar_dataset(d / "data.npz", 256, 64, seed=4)
-    (d / "space.json").write_text(json.dumps(tiny.to_dict()))
-    cfg = TrainConfig(space=str(d / "space.json"), dataset="npz", data=str(d / "data.npz"), epochs=1, batch_size=32,
-                      lr=0.05, threads=1, seed=0)
-    t = train(cfg, d / "sup", progress=False, log=lambda *_: None)
+    d = write_inputs(tmp_path_factory.mktemp("curve"), tiny, 256, 64, seed=4)
+    t = train(train_config(d, epochs=1, lr=0.05, seed=0), d / "sup", progress=False, log=lambda *_: None)
     return d, t
 
 
@@ -119,21 +116,16 @@ def test_curve_cli_with_retraining(sup_run, tmp_path, capsys):
     assert "multiplier only" in capsys.readouterr().out  # no profile recorded: said so
 
 
-def test_curve_cli_on_a_graph_run_with_a_profile(graph_toy, write_bar_dataset, tmp_path, capsys):
+def test_curve_cli_on_a_graph_run_with_a_profile(graph_toy, tmp_path, capsys):
     """A graph-space supernet and a graph-space profile: given as --profile, and as the profile a
     `widthnas run` directory recorded; every uniform network's latency is the profile's prediction."""
-    from widthnas.latency.graph_entries import GraphEntries
-    from widthnas.latency.graph_table import GraphLatencyTable
     from widthnas.nas.cli import main
-    from widthnas.nas.train import TrainConfig, train
+    from widthnas.nas.train import train
 
-    write_bar_dataset(tmp_path / "data.npz", 128, 32, seed=5)
-    (tmp_path / "space.json").write_text(json.dumps(graph_toy.to_dict()))
+    write_inputs(tmp_path, graph_toy, 128, 32, seed=5)
     run = tmp_path / "run"  # laid out as `widthnas run` leaves it: supernet/ and run_state.json naming the profile
-    train(TrainConfig(space=str(tmp_path / "space.json"), dataset="npz", data=str(tmp_path / "data.npz"), epochs=1,
-                      batch_size=32, threads=1, seed=0), run / "supernet", progress=False, log=lambda *_: None)
-    table = GraphLatencyTable(graph_toy, [(k.c_in + 2 * k.c_out) * 1e-3 for k in GraphEntries(graph_toy).keys], 0.01,
-                              1.0, {"cpu": "synthetic"})
+    train(train_config(tmp_path, epochs=1, seed=0), run / "supernet", progress=False, log=lambda *_: None)
+    table = width_table(graph_toy, out_weight=2)
     prof = tmp_path / "graph_profile.json"
     table.save(prof)
     (run / "run_state.json").write_text(json.dumps({"profile": {"path": str(prof)}}))

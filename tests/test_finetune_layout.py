@@ -2,20 +2,28 @@
 rounding, and the network comes back in the default layout (export and state dicts unchanged)."""
 import torch
 
-from widthnas.models.graph_net import build_graph_network
+from helpers import write_bar_dataset
+from widthnas.models.net import build_network
 from widthnas.nas.data import load_dataset, split
 from widthnas.nas.finetune import train_plain
 
 
-def test_channels_last_trains_the_same_network(tmp_path, tiny, write_bar_dataset):
-    write_bar_dataset(tmp_path / "data.npz", 256, 64, seed=3)
-    sp = split(load_dataset("npz", str(tmp_path / "data.npz")), 0.1, 0)
+def _train_twice(tiny, data, epochs: int, seed: int, option: str, values):
+    """The widest tiny network trained by train_plain from the same start on the images in `data`, once
+    per value of its keyword `option`: the networks and their histories."""
+    sp = split(load_dataset("npz", str(data)), 0.1, 0)
     nets, hists = [], []
-    for cl in (False, True):
+    for v in values:
         torch.manual_seed(0)
-        net = build_graph_network(tiny, tiny.max_widths)
-        hists.append(train_plain(net, sp, 2, lr=0.05, seed=1, log=lambda *_: None, device="cpu", channels_last=cl))
+        net = build_network(tiny, tiny.max_widths)
+        hists.append(train_plain(net, sp, epochs, lr=0.05, seed=seed, log=lambda *_: None, device="cpu", **{option: v}))
         nets.append(net)
+    return nets, hists
+
+
+def test_channels_last_trains_the_same_network(tmp_path, tiny):
+    data = write_bar_dataset(tmp_path / "data.npz", 256, 64, seed=3)
+    nets, hists = _train_twice(tiny, data, 2, 1, "channels_last", (False, True))
     a, b = (dict(n.state_dict()) for n in nets)
     assert a.keys() == b.keys()
     for k in a:
@@ -28,18 +36,11 @@ def test_channels_last_trains_the_same_network(tmp_path, tiny, write_bar_dataset
     assert torch.allclose(nets[0](x), nets[1](x), atol=1e-3)
 
 
-def test_validating_only_the_last_epoch_changes_no_weight(tmp_path, tiny, write_bar_dataset):
+def test_validating_only_the_last_epoch_changes_no_weight(tmp_path, tiny):
     """Retraining skips the per-epoch validation for speed: the weights and the final validation
     accuracy must be exactly those of the run that validates after every epoch."""
-    write_bar_dataset(tmp_path / "data.npz", 256, 64, seed=4)
-    sp = split(load_dataset("npz", str(tmp_path / "data.npz")), 0.1, 0)
-    nets, hists = [], []
-    for every in (True, False):
-        torch.manual_seed(0)
-        net = build_graph_network(tiny, tiny.max_widths)
-        hists.append(train_plain(net, sp, 3, lr=0.05, seed=2, log=lambda *_: None, device="cpu",
-                                 validate_each_epoch=every))
-        nets.append(net)
+    data = write_bar_dataset(tmp_path / "data.npz", 256, 64, seed=4)
+    nets, hists = _train_twice(tiny, data, 3, 2, "validate_each_epoch", (True, False))
     for k, v in nets[0].state_dict().items():
         assert torch.equal(v, nets[1].state_dict()[k]), k
     assert [h["val_acc"] for h in hists[1]][:2] == [None, None]
@@ -50,7 +51,7 @@ def test_accuracy_does_not_depend_on_the_batch(tiny):
     from widthnas.nas.evaluate import accuracy
 
     torch.manual_seed(0)
-    net = build_graph_network(tiny, tiny.max_widths)
+    net = build_network(tiny, tiny.max_widths)
     x = torch.randint(0, 256, (300, *tiny.input_shape), dtype=torch.uint8)
     y = torch.randint(0, tiny.num_classes, (300,))
     mean, std = torch.full((tiny.input_shape[0],), 0.4), torch.full((tiny.input_shape[0],), 0.2)

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from conftest import draw_widths, synthetic_device as synthetic
+from helpers import draw_widths, synthetic_device as synthetic
 from widthnas.latency.fit import FitSettings, FlopsProxy, fit_flops_proxy
-from widthnas.latency.graph_entries import GraphEntries
-from widthnas.latency.graph_fit import GraphSystem, fit_graph_table, fit_profile
-from widthnas.latency.graph_table import GraphLatencyTable, ProfileError
+from widthnas.latency.entries import GraphEntries
+from widthnas.latency.fit import System, fit_table, fit_profile
+from widthnas.latency.table import LatencyTable, ProfileError
 from widthnas.latency.validate import metrics
 from widthnas.models.space import WidthError
 
@@ -34,7 +34,7 @@ def test_solver_equals_dense_bounded_least_squares(tiny, falling):
     from scipy.optimize import lsq_linear
 
     _, s = synthetic(tiny, 60, 3, noise=0.01)
-    sys_ = GraphSystem(tiny)
+    sys_ = System(tiny)
     A = sys_.design(s.widths)
     y = s.norm * (3 - 2 * s.widths[:, 0] / tiny.choices[0][-1]) if falling else s.norm
     lam = 0.5
@@ -76,7 +76,7 @@ def test_nonnegative_least_squares_is_exact_where_pinning_is_not():
 
 def test_monotonicity_penalty_removes_violations(small):
     _, s = synthetic(small, 150, 4, noise=0.05)
-    sys_ = GraphSystem(small)
+    sys_ = System(small)
     A = sys_.design(s.widths)
     loose, _ = sys_.solve(A, s.norm, 1e-3, 0.0, 1)
     tight, _ = sys_.solve(A, s.norm, 1e-3, 1e4, 10)
@@ -104,7 +104,7 @@ def test_table_api_is_consistent(small, tmp_path):
     assert chain_sum == pytest.approx(truth.predict(w), rel=1e-12)
     path = tmp_path / "p.json"
     truth.save(path)
-    back = GraphLatencyTable.load(path)
+    back = LatencyTable.load(path)
     np.testing.assert_allclose(back.predict_many(s.widths), truth.predict_many(s.widths), rtol=1e-5)
     with pytest.raises(WidthError, match="group stem: width 7 is not a choice"):
         truth.predict([7] * L)
@@ -118,22 +118,22 @@ def test_a_table_keyed_per_op_holding_its_signatures_costs_predicts_the_same(sma
     by_sig, by_op = GraphEntries(small), GraphEntries(small, "op")
     assert by_op.E > by_sig.E and all(k.signature.op for k in by_op.keys)
     costs = np.array([truth.costs[by_sig.index[(k.signature._replace(op=""), k.c_in, k.c_out)]] for k in by_op.keys])
-    per_op = GraphLatencyTable(small, costs, truth.intercept, truth.reference_ms, keying="op")
+    per_op = LatencyTable(small, costs, truth.intercept, truth.reference_ms, keying="op")
     np.testing.assert_allclose(per_op.predict_many(s.widths), truth.predict_many(s.widths), rtol=1e-12)
     p = tmp_path / "op.json"
     per_op.save(p)
-    back = GraphLatencyTable.load(p)
+    back = LatencyTable.load(p)
     assert back.keying == "op"
     np.testing.assert_allclose(back.predict_many(s.widths), truth.predict_many(s.widths), rtol=1e-5)
     d = json.loads(p.read_text())
     d["keying"] = "signature"
     p.write_text(json.dumps(d))
     with pytest.raises(ProfileError, match="is not one the space's ops use"):
-        GraphLatencyTable.load(p)
+        LatencyTable.load(p)
     d["keying"] = "layer"
     p.write_text(json.dumps(d))
     with pytest.raises(ProfileError, match="keying 'layer': choose 'signature'"):
-        GraphLatencyTable.load(p)
+        LatencyTable.load(p)
 
 
 def test_a_fit_keyed_per_op_recovers_a_device_whose_ops_differ(small):
@@ -147,7 +147,7 @@ def test_a_fit_keyed_per_op_recovers_a_device_whose_ops_differ(small):
     costs = np.array([1e-3 * k.c_in if k.signature.groups in ("dw", "none")  # ops that keep their channels
                       else 1e-4 * k.c_in * k.c_out * (3.0 if k.signature.op == "block9" else 1.0)
                       + 1e-3 * (k.c_in + k.c_out) for k in e.keys])
-    truth = GraphLatencyTable(small, costs, 0.01, 1.0, keying="op")
+    truth = LatencyTable(small, costs, 0.01, 1.0, keying="op")
     W = draw_widths(small, "uniform", 100, 1)
     y = truth.predict_many(W)
     train = Samples({"device": {"cpu": "synthetic"}}, W, y, y, np.ones(len(y)), 0)
@@ -155,7 +155,7 @@ def test_a_fit_keyed_per_op_recovers_a_device_whose_ops_differ(small):
     quick = FitSettings(lams=(1.0,), mus=(0.0,), folds=3, elasticities=(0.0,))
     err = {}
     for keying in ("op", "signature"):
-        table = fit_graph_table(small, train, quick, log=lambda *_: None, keying=keying)
+        table = fit_table(small, train, quick, log=lambda *_: None, keying=keying)
         assert table.keying == keying and table.costs.shape == (GraphEntries(small, keying).E,)
         err[keying] = metrics(table.predict_many(test), truth.predict_many(test))["rmspe"]
     assert err["op"] < 1e-5 and err["signature"] > 0.03
@@ -178,17 +178,17 @@ def test_nonnegative_least_squares_on_an_underdetermined_ridge_fit(lam):
     from scipy.optimize import lsq_linear
 
     from widthnas.latency.fit import _nonneg_lsq
-    from widthnas.latency.graph_sampling import GraphCoverageSampler
-    from widthnas.models.graph_families import mobilenet_v2_small
+    from widthnas.latency.sampling import CoverageSampler
+    from widthnas.models.families import mobilenet_v2_small
 
     space = mobilenet_v2_small()
-    sampler, W = GraphCoverageSampler(space, 0), []
+    sampler, W = CoverageSampler(space, 0), []
     for _ in range(12):
         W.append(sampler.next())
         sampler.observe(W[-1])
     y = np.array([0.08819629, 0.09036692, 0.09123436, 0.08118666, 0.09371065, 0.09805602, 0.05915046,
                   0.0904884, 0.1027434, 0.08620535, 0.0778783, 0.08861679])  # ms
-    sys_ = GraphSystem(space)
+    sys_ = System(space)
     A = sys_.design(np.array(W))
     P = sys_.P
     M = sp_.vstack(sys_.least_squares_rows(A, y, lam)).tocsr()  # the rows the fit solves when mu = 0

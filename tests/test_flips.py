@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from helpers import train_config, write_inputs
 from widthnas.nas.flips import (PreviousModel, congruent_loss, flip_report, focal_distillation, load_previous,
                                 resolve_previous, torch_predictions)
 
@@ -45,16 +46,14 @@ def test_focal_distillation_only_where_the_old_model_is_right():
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, tiny, write_bar_dataset):
+def exported(tmp_path_factory, tiny):
     """A tiny trained network exported as ONNX with a normalisation sidecar, and its data splits."""
-    from widthnas.models.graph_net import build_graph_network as build_network
+    from widthnas.models.net import build_network as build_network
     from widthnas.nas.data import load_dataset, normalize, split
     from widthnas.nas.export import export_onnx, write_sidecar
     from widthnas.nas.finetune import train_plain
 
-    d = tmp_path_factory.mktemp("flips")
-    write_bar_dataset(d / "data.npz", 256, 64, seed=2)
-    (d / "space.json").write_text(json.dumps(tiny.to_dict()))
+    d = write_inputs(tmp_path_factory.mktemp("flips"), tiny, 256, 64, seed=2)
     sp = split(load_dataset("npz", str(d / "data.npz")), 0.1, 0)
     torch.manual_seed(0)
     net = build_network(tiny, tiny.max_widths)
@@ -84,7 +83,7 @@ def test_previous_model_predicts_like_torch(exported, tiny):
 def test_congruent_loss_trains_toward_the_old_model(exported, tiny):
     """Where the old model is right, fine-tuning with a strong focal-distillation weight moves the new
     network's outputs toward the old model's (smaller KL) than plain fine-tuning from the same start."""
-    from widthnas.models.graph_net import build_graph_network as build_network
+    from widthnas.models.net import build_network as build_network
     from widthnas.nas.data import normalize
     from widthnas.nas.finetune import train_plain
 
@@ -127,12 +126,10 @@ def test_resolve_previous_names_the_problem(tmp_path):
 
 def test_evaluate_against_reports_flips(exported, tmp_path, capsys):
     from widthnas.nas.cli import main
-    from widthnas.nas.train import TrainConfig, train
+    from widthnas.nas.train import train
 
     d, _, _ = exported
-    cfg = TrainConfig(space=str(d / "space.json"), dataset="npz", data=str(d / "data.npz"), epochs=1, batch_size=32,
-                      lr=0.05, threads=1, seed=0)
-    train(cfg, tmp_path / "sup", progress=False, log=lambda *_: None)
+    train(train_config(d, epochs=1, lr=0.05, seed=0), tmp_path / "sup", progress=False, log=lambda *_: None)
     out = tmp_path / "flips.json"
     rc = main(["evaluate", "--run", str(tmp_path / "sup"), "--widths", "x1.0", "--split", "test",
                "--against", str(d / "old.onnx"), "--json", str(out)])

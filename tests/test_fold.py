@@ -82,7 +82,7 @@ CASES = json.loads((DATA / "chain_solutions.json").read_text())["cases"]
 def test_the_graph_search_gives_the_chain_solvers_answers(case):
     table = load_profile(ROOT / case["profile"])
     u = from_arrays(table.space, [np.array(x) for x in case["loss"]], [np.array(x) for x in case["count"]])
-    mrf = GraphMRF.from_graph_table(table, u)
+    mrf = GraphMRF.from_table(table, u)
     for method in ("exact", "lagrangian"):
         sol, want = solve(mrf, case["budget_ms"], method), case[method]
         assert sol.widths == want["widths"], method

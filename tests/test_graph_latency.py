@@ -7,22 +7,17 @@ import zlib
 import numpy as np
 import pytest
 
-from conftest import draw_widths as draw
+from helpers import SYNTHETIC, random_costs
+from helpers import draw_widths as draw
 from widthnas.latency.fit import FitSettings
-from widthnas.latency.graph_entries import GraphEntries
-from widthnas.latency.graph_fit import GraphSystem, fit_graph_table
-from widthnas.latency.graph_table import GraphLatencyTable, ProfileError
+from widthnas.latency.entries import GraphEntries
+from widthnas.latency.fit import System, fit_table
+from widthnas.latency.table import LatencyTable, ProfileError
 from widthnas.latency.samples import Samples
-from widthnas.models.graph_families import mobilenet_v2_small
+from widthnas.models.families import mobilenet_v2_small
 from widthnas.models.space import WidthError
 
 QUICK = FitSettings(lams=(1e-8,), mus=(0.0,), folds=3)  # near-exact data: almost no ridge
-
-
-@pytest.fixture(scope="module")
-def toy(make_graph_toy):
-    """Two inverted-residual blocks tied by adds (their ops share signatures), a stride-2 conv, the head."""
-    return make_graph_toy("toy", 8)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +100,7 @@ def test_identical_ops_share_entries_and_each_op_finds_its_own(mbv2s):
 
 def test_entries_shared_in_stage_repeats():
     """s2.b1 and s2.b2 of MobileNet-v2 (published) are identical ops on groups with equal choices."""
-    from widthnas.models.graph_families import mobilenet_v2
+    from widthnas.models.families import mobilenet_v2
 
     e = GraphEntries(mobilenet_v2())
     by_op = {fc.factor.op: fc for fc in e.factors}
@@ -115,7 +110,7 @@ def test_entries_shared_in_stage_repeats():
 
 
 def test_anchors_and_monotonicity_pairs_stay_inside_a_signature(mbv2s):
-    sys_ = GraphSystem(mbv2s)
+    sys_ = System(mbv2s)
     k = sys_.entries.keys
     for a, b in sys_.pairs:  # (fewer channels, more channels) neighbours of one signature
         assert k[a].signature == k[b].signature
@@ -132,7 +127,7 @@ def test_fit_recovers_an_independent_ground_truth(toy):
     floating-point accuracy, and the recovered entries are the truth's up to what the sums fix."""
     train = samples_of(toy, draw(toy, "coverage", 150, 1))
     test = samples_of(toy, draw(toy, "uniform", 100, 2))
-    table = fit_graph_table(toy, train, QUICK, log=lambda *_: None)
+    table = fit_table(toy, train, QUICK, log=lambda *_: None)
     rel = table.predict_many(test.widths) / test.norm - 1
     assert np.abs(rel).max() < 1e-4
     assert table.predict(toy.max_widths) == pytest.approx(true_latency(toy, toy.max_widths), rel=1e-4)
@@ -146,7 +141,7 @@ def test_fit_of_a_bilinear_device_with_quirks_generalises(mbv2s):
 
     train = samples_of(mbv2s, draw(mbv2s, "coverage", 300, 1), smooth_latency)
     test = samples_of(mbv2s, draw(mbv2s, "uniform", 100, 2), smooth_latency)
-    table = fit_graph_table(mbv2s, train, FitSettings(lams=(1e-2, 1.0), mus=(0.0,), folds=3), log=lambda *_: None)
+    table = fit_table(mbv2s, train, FitSettings(lams=(1e-2, 1.0), mus=(0.0,), folds=3), log=lambda *_: None)
     m = metrics(table.predict_many(test.widths), test.norm)
     assert m["rmspe"] < 0.02 and m["within_5"] == 1.0
     proxy = fit_flops_proxy(mbv2s, train)
@@ -163,8 +158,8 @@ def test_coverage_sampling_measures_more_entries_than_uniform(mbv2s):
 @pytest.fixture(scope="module")
 def fitted(mbv2s):
     """A table with arbitrary entries (ms), standing in for a fit."""
-    costs = np.random.default_rng(1).uniform(0.001, 0.05, GraphEntries(mbv2s).E)
-    return GraphLatencyTable(mbv2s, costs, 0.07, 1.3, {"cpu": "synthetic"}, {"entries": len(costs)}, {}, "t")
+    costs = random_costs(mbv2s, seed=1)
+    return LatencyTable(mbv2s, costs, 0.07, 1.3, SYNTHETIC, {"entries": len(costs)}, {}, "t")
 
 
 def check_mrf_view(table, widths) -> None:
@@ -210,7 +205,7 @@ def test_profile_round_trip_and_bad_files(fitted, mbv2s, tmp_path):
         mut(dd)
         p.write_text(json.dumps(dd))
         with pytest.raises(exc, match=match):
-            GraphLatencyTable.load(p)
+            LatencyTable.load(p)
 
     refused(lambda x: x.update(format="widthnas-graph-profile/0"), "expected 'widthnas-graph-profile/1'")
     refused(lambda x: x.update(format="widthnas-profile/1"), "chain format of widthnas before 0.2")
@@ -223,7 +218,7 @@ def test_profile_round_trip_and_bad_files(fitted, mbv2s, tmp_path):
     refused(lambda x: x["space"]["def"]["ops"].pop(3), "not a valid graph space.*topological")
     p.write_text(json.dumps(d)[:-20])
     with pytest.raises(ProfileError, match="does not parse"):
-        GraphLatencyTable.load(p)
+        LatencyTable.load(p)
 
 
 # ---- a tiny real profile, end to end through the CLI -----------------------------------------
@@ -244,7 +239,7 @@ def test_tiny_real_profile_fit_predict(tmp_path, mbv2s, capsys):
                  "--remeasure", "0"]) == 0
     table = load_profile(prof)
     assert table.validation["table"]["n"] == 12 and "flops_proxy" in table.validation
-    assert isinstance(table, GraphLatencyTable) and table.space.fingerprint == mbv2s.fingerprint
+    assert isinstance(table, LatencyTable) and table.space.fingerprint == mbv2s.fingerprint
     meas = table.measured_ms(np.array([r["norm"] for r in recs]),
                              np.array([r["ref_ms"]["median"] for r in recs]))  # ms at the profile's speed
     pred = table.predict_many(np.array([r["widths"] for r in recs]))
@@ -265,10 +260,10 @@ def test_torch_backend_opens_graph_networks(mbv2s, monkeypatch):
     import torch
 
     from widthnas.latency.backends import make_backend
-    from widthnas.models import graph_net
+    from widthnas.models import net
 
     built, runs = [], []
-    real = graph_net.build_graph_network
+    real = net.build_network
 
     def spy(space, widths):
         net = real(space, widths)
@@ -276,14 +271,14 @@ def test_torch_backend_opens_graph_networks(mbv2s, monkeypatch):
         net.register_forward_hook(lambda m, i, o: runs.append((tuple(i[0].shape), o)))
         return net
 
-    monkeypatch.setattr(graph_net, "build_graph_network", spy)
+    monkeypatch.setattr(net, "build_network", spy)
     be = make_backend(mbv2s, "torch", batch=2)
     run = be.open(mbv2s.min_widths)
     assert len(built) == 1 and runs == [] and not built[0].training  # opened in eval mode, not yet run
     convs = [op for op in mbv2s.graph.ops if op.kind == "conv"]
     a, g = mbv2s.assignment(mbv2s.min_widths), mbv2s.graph.group_of
     assert {k: m.out_channels for k, m in built[0].layers.items() if isinstance(m, torch.nn.Conv2d)} == \
-        {graph_net.module_key(op): a[g[op.name]] for op in convs}  # every conv at the narrowest widths
+        {net.module_key(op): a[g[op.name]] for op in convs}  # every conv at the narrowest widths
     assert sum(a[g[op.name]] for op in convs) < sum(mbv2s.group(g[op.name]).base for op in convs)
     run()
     run()

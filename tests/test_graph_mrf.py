@@ -5,10 +5,10 @@ import itertools
 import numpy as np
 import pytest
 
-from conftest import enumerate_mrf
+from helpers import enumerate_mrf
 from widthnas.mrf import InfeasibleBudget
-from widthnas.mrf import graph_solvers as gs
-from widthnas.mrf.graph_model import GraphMRF, PairFactor
+from widthnas.mrf import solvers as gs
+from widthnas.mrf.model import GraphMRF, PairFactor
 from widthnas.mrf.junction_tree import junction_tree
 
 # (groups, edges): small graphs of every shape the search spaces produce
@@ -302,13 +302,13 @@ def test_factors_on_one_pair_are_summed_and_fixed_groups_work():
 # ---- pgmpy on the same graphs ------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["chain", "residual", "grid", "tree"])
 def test_pgmpy_agrees_on_map_and_marginals(kind):
-    from widthnas.mrf.pgmpy_ref import graph_pgmpy_map, graph_pgmpy_marginals
+    from widthnas.mrf.pgmpy_ref import pgmpy_map, pgmpy_marginals
 
     m, _ = random_graph(np.random.default_rng(11), kind, 3, 4)
     for gamma, T in ((0.0, 1.0), (1.3, 0.5)):
-        for a, b in zip(graph_pgmpy_marginals(m, gamma, T), gs.marginals(m, gamma, T)):
+        for a, b in zip(pgmpy_marginals(m, gamma, T), gs.marginals(m, gamma, T)):
             np.testing.assert_allclose(a, b, atol=1e-9)
-        assert graph_pgmpy_map(m, gamma) == gs.viterbi(m, gamma).idx
+        assert pgmpy_map(m, gamma) == gs.viterbi(m, gamma).idx
 
 
 def test_tied_layers_as_one_group_match_pgmpy_with_equality_factors():
@@ -319,7 +319,7 @@ def test_tied_layers_as_one_group_match_pgmpy_with_equality_factors():
     from pgmpy.factors.discrete import DiscreteFactor
     from pgmpy.inference import VariableElimination
 
-    from widthnas.mrf.pgmpy_ref import graph_to_pgmpy, group
+    from widthnas.mrf.pgmpy_ref import to_pgmpy, group
 
     rng = np.random.default_rng(12)
     ch = [(8, 16, 24), (8, 16, 32), (16, 24, 32), (8, 16, 32), (8, 16)]
@@ -334,7 +334,7 @@ def test_tied_layers_as_one_group_match_pgmpy_with_equality_factors():
     layers = lambda x: [x[0], x[1], x[2], x[1], x[3]]  # noqa: E731 (group indices -> layer indices)
 
     def tied_net(gamma, T):
-        net = graph_to_pgmpy(chain, gamma, T)
+        net = to_pgmpy(chain, gamma, T)
         a, b = group(1), group(3)
         net.add_edge(a, b)
         net.add_factors(DiscreteFactor([a, b], [3, 3], np.eye(3).ravel(), state_names={a: list(ch[1]), b: list(ch[3])}))

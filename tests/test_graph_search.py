@@ -3,24 +3,16 @@ latency against the profile's prediction, the budgeted optimum and the baselines
 import numpy as np
 import pytest
 
-from conftest import brute_force, enumerate_mrf
-from widthnas.latency.graph_entries import GraphEntries
-from widthnas.latency.graph_table import GraphLatencyTable
+from helpers import SYNTHETIC, brute_force, enumerate_mrf, random_costs
+from widthnas.latency.table import LatencyTable
 from widthnas.mrf import GraphMRF, build_mrf, solve, uniform
 from widthnas.mrf.smoothness import with_smoothness
 from widthnas.mrf.unaries import Unaries, from_arrays
 
 
 @pytest.fixture(scope="module")
-def toy(make_graph_toy):
-    """Two inverted-residual blocks tied by adds, a stride-2 conv, the head; input and classes are fixed groups."""
-    return make_graph_toy("toy", 8)
-
-
-@pytest.fixture(scope="module")
 def table(toy):
-    costs = np.random.default_rng(3).uniform(0.001, 0.05, GraphEntries(toy).E)  # ms, standing in for a fit
-    return GraphLatencyTable(toy, costs, 0.05, 1.0, {"cpu": "synthetic"}, {}, {}, "toy")
+    return LatencyTable(toy, random_costs(toy, seed=3), 0.05, 1.0, SYNTHETIC, {}, {}, "toy")
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +24,7 @@ def unaries(toy):
 
 def test_mrf_latency_is_the_profile_prediction(toy, table, unaries):
     assert any(g.fixed for g in toy.groups)  # input channels and classes: folded into unaries / intercept
-    mrf = GraphMRF.from_graph_table(table, unaries)
+    mrf = GraphMRF.from_table(table, unaries)
     assert mrf.names == [g.name for g in toy.free_groups] and list(mrf.base) == toy.base_widths
     idx, lat, sc = enumerate_mrf(mrf)
     pred = table.predict_many(np.array([mrf.widths(i) for i in idx]))
@@ -44,7 +36,7 @@ def test_mrf_latency_is_the_profile_prediction(toy, table, unaries):
 
 @pytest.mark.parametrize("share", [0.45, 0.6, 0.8])
 def test_budgeted_optimum_and_baselines_against_brute_force(table, unaries, share):
-    mrf = GraphMRF.from_graph_table(table, unaries)
+    mrf = GraphMRF.from_table(table, unaries)
     _, lat, _ = enumerate_mrf(mrf)
     budget = lat.min() + share * (lat.max() - lat.min())
     best, best_idx = brute_force(mrf, budget)
@@ -61,7 +53,7 @@ def test_budgeted_optimum_and_baselines_against_brute_force(table, unaries, shar
 
 
 def test_smoothness_prior_on_graph_pairs(table, unaries):
-    mrf = GraphMRF.from_graph_table(table, unaries)
+    mrf = GraphMRF.from_table(table, unaries)
     idx, lat, sc = enumerate_mrf(mrf)
     assert np.array_equal(enumerate_mrf(with_smoothness(mrf, 0.0))[2], sc)  # weight 0: the same scores
     w = 0.7
@@ -79,20 +71,20 @@ def test_unaries_name_their_groups_and_other_spaces_are_refused(toy, table, unar
     unaries.save(p)
     back = Unaries.load(p)
     assert back.names == [g.name for g in toy.free_groups] == unaries.names
-    assert GraphMRF.from_graph_table(table, back).names == back.names
+    assert GraphMRF.from_table(table, back).names == back.names
     shuffled = Unaries(back.space_name, back.space_fingerprint, back.widths, back.loss, back.count, {},
                        list(reversed(back.names)))
     with pytest.raises(ValueError, match="does not match the profile's group"):
-        GraphMRF.from_graph_table(table, shuffled)
+        GraphMRF.from_table(table, shuffled)
     other = Unaries("x", "0" * 16, back.widths, back.loss, back.count)
     with pytest.raises(ValueError, match="fingerprint"):
-        GraphMRF.from_graph_table(table, other)
+        GraphMRF.from_table(table, other)
 
 
 def test_baselines_and_exact_with_a_fixed_group(table, unaries):
     """A GraphMRF built by hand with a fixed group (one width, not searched): the baselines leave it
     alone, and every method meets the budget; exact matches brute force."""
-    m = GraphMRF.from_graph_table(table, unaries)
+    m = GraphMRF.from_table(table, unaries)
     rng = np.random.default_rng(7)
     fixed_lat = rng.uniform(0.01, 0.02, (len(m.choices[0]), 1))  # ms, an op from group 0 into the fixed group
     g = GraphMRF(m.choices + [(24,)], m.score_unary + [np.zeros(1)], m.lat_unary + [np.zeros(1)],

@@ -5,17 +5,17 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import calibrate_bn as _calibrate_bn
-from conftest import ort_run as _ort
-from conftest import scramble_bn as _scramble_bn
-from widthnas.latency.graph_onnx import build_graph_onnx, folded_graph_weights, graph_space_onnx
+from helpers import calibrate_bn as _calibrate_bn
+from helpers import ort_run as _ort
+from helpers import scramble_bn as _scramble_bn
+from widthnas.latency.onnx_graph import build_onnx, folded_weights, space_onnx
 from widthnas.models.graph import Graph, GraphBuilder, GraphError
-from widthnas.models.graph_families import get_space, mobilenet_v2, mobilenet_v2_small, resnet, resnet_small
-from widthnas.models.graph_net import SlimmableGraphNet, build_graph_network
-from widthnas.models.graph_space import GraphSpace, OpSignature
+from widthnas.models.families import get_space, mobilenet_v2, mobilenet_v2_small, resnet, resnet_small
+from widthnas.models.net import SlimmableGraphNet, build_network
+from widthnas.models.space import GraphSpace, OpSignature
 from widthnas.models.space import WidthError
 
-# The architectures as the tests read them, written independently of graph_families.
+# The architectures as the tests read them, written independently of families.
 MBV2_SMALL = [(1, 8, 1, 1), (6, 16, 2, 2), (6, 24, 2, 2), (6, 32, 2, 2), (6, 48, 2, 1)]  # (t, c, n, s)
 RESNET_SMALL = [(32, 2), (64, 2), (128, 2), (256, 2)]  # (stage width, blocks)
 
@@ -110,7 +110,7 @@ def test_plain_network_has_the_groups_channels_and_sizes(name, seed, request):
     space = request.getfixturevalue(name)
     widths = _random_widths(space, seed)
     a, g, sizes = space.assignment(widths), space.graph.group_of, space.graph.sizes
-    net = build_graph_network(space, widths).eval()
+    net = build_network(space, widths).eval()
     seen = {}
     hooks = [m.register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(k, tuple(o.shape[1:])))
              for k, m in net.layers.items() if isinstance(m, torch.nn.Conv2d)]
@@ -131,7 +131,7 @@ def test_slimmable_at_an_assignment_is_the_plain_network_in_its_slices(name, req
     space = request.getfixturevalue(name)
     torch.manual_seed(0)
     widths = _random_widths(space, 3)
-    plain = build_graph_network(space, widths)
+    plain = build_network(space, widths)
     _scramble_bn(plain)
     sup = SlimmableGraphNet(space)
     big = sup.full.state_dict()
@@ -189,7 +189,7 @@ def test_materialized_network_recalibrates_its_bn(mbv2):
 def test_macs_equal_a_count_from_torch_hooks(name, request):
     space = request.getfixturevalue(name)
     widths = _random_widths(space, 5)
-    net = build_graph_network(space, widths).eval()
+    net = build_network(space, widths).eval()
     counted = {}
 
     def hook(m, i, o, k):
@@ -239,11 +239,11 @@ def test_onnx_graph_computes_the_torch_network(name, request):
 
     space = request.getfixturevalue(name)
     torch.manual_seed(1)
-    net = build_graph_network(space, space.min_widths if name == "rn18" else _random_widths(space, 7))
+    net = build_network(space, space.min_widths if name == "rn18" else _random_widths(space, 7))
     _calibrate_bn(net, space)
     assert any(op.kind == "maxpool" for op in space.graph.ops) == (name == "rn18")
     x = np.random.default_rng(0).random((4, *space.input_shape), dtype=np.float32)
-    model = build_graph_onnx(space, folded_graph_weights(net))
+    model = build_onnx(space, folded_weights(net))
     onnx.checker.check_model(model, full_check=True)
     assert model.opset_import[0].version == 17
     with torch.no_grad():
@@ -255,7 +255,7 @@ def test_onnx_graph_computes_the_torch_network(name, request):
 def test_torch_export_of_the_plain_network_agrees(mbv2, tmp_path):
     from widthnas.nas.export import export_onnx
 
-    net = _calibrate_bn(build_graph_network(mbv2, mbv2.uniform(0.5)), mbv2)
+    net = _calibrate_bn(build_network(mbv2, mbv2.uniform(0.5)), mbv2)
     v = export_onnx(net, mbv2, tmp_path / "m.onnx")
     assert v["opset"] == 17 and v["max_abs_diff"] < 1e-4
     # the file computes the network, on random images of this test's own (not only the exporter's check)
@@ -269,7 +269,7 @@ def test_torch_export_of_the_plain_network_agrees(mbv2, tmp_path):
 def test_random_graph_has_the_widths(rn):
     widths = _random_widths(rn, 2)
     a, g = rn.assignment(widths), rn.graph.group_of
-    shapes = {i.name: tuple(i.dims) for i in graph_space_onnx(rn, widths).graph.initializer}
+    shapes = {i.name: tuple(i.dims) for i in space_onnx(rn, widths).graph.initializer}
     for op in rn.graph.ops:
         if op.kind == "conv":
             assert shapes[f"{op.name}.w"][:2] == (a[g[op.name]], a[g[op.inputs[0]]]), op.name

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import SYNTHETIC, train_config, write_inputs
 from widthnas.mrf.unaries import Unaries
 
 
@@ -27,7 +28,7 @@ def test_space_indices_round_trip(graph_toy):
 
 
 def test_measure_unaries_per_group(graph_toy, tmp_path):
-    from widthnas.models.graph_net import SlimmableGraphNet
+    from widthnas.models.net import SlimmableGraphNet
     from widthnas.nas.unary_eval import measure_unaries, sample_deltas
 
     torch.manual_seed(0)
@@ -50,30 +51,27 @@ def test_measure_unaries_per_group(graph_toy, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def graph_inputs(tmp_path_factory, graph_toy, write_bar_dataset):
+def graph_inputs(tmp_path_factory, graph_toy):
     """The toy graph space as a file, bar images, and a stand-in graph profile (random entries, ms)."""
-    from widthnas.latency.graph_entries import GraphEntries
-    from widthnas.latency.graph_table import GraphLatencyTable
+    from widthnas.latency.entries import GraphEntries
+    from widthnas.latency.table import LatencyTable
 
-    d = tmp_path_factory.mktemp("graph_train")
-    graph_toy.save(d / "space.json")
-    write_bar_dataset(d / "data.npz", 128, 32, seed=2)
+    d = write_inputs(tmp_path_factory.mktemp("graph_train"), graph_toy, 128, 32, seed=2)
     keys = GraphEntries(graph_toy).keys
     costs = np.array([1e-5 * k.c_in * k.c_out + 1e-3 for k in keys])  # wider costs more, as on a device
-    GraphLatencyTable(graph_toy, costs, 0.05, 1.0, {"cpu": "synthetic"}, {}, {}, "toy").save(d / "profile.json")
+    LatencyTable(graph_toy, costs, 0.05, 1.0, SYNTHETIC, {}, {}, "toy").save(d / "profile.json")
     return d
 
 
 @pytest.mark.parametrize("sampling", ["ows", "aows"])
 def test_trainer_on_a_graph_space(graph_inputs, graph_toy, tmp_path, sampling):
-    from widthnas.models.graph_net import SlimmableGraphNet
-    from widthnas.nas.train import TrainConfig, load_run, train
+    from widthnas.models.net import SlimmableGraphNet
+    from widthnas.nas.train import load_run, train
 
     d = graph_inputs
-    cfg = TrainConfig(space=str(d / "space.json"), dataset="npz", data=str(d / "data.npz"), epochs=2, batch_size=32,
-                      n_random=1, sampling=sampling, warmup_epochs=1, budget="60%", refresh=1,
-                      profile=str(d / "profile.json") if sampling == "aows" else None, channels_last=False,
-                      threads=1, device="cpu")
+    cfg = train_config(d, epochs=2, n_random=1, sampling=sampling, warmup_epochs=1, budget="60%", refresh=1,
+                       profile=str(d / "profile.json") if sampling == "aows" else None, channels_last=False,
+                       device="cpu")
     t = train(cfg, tmp_path / "run", log=lambda *_: None, progress=False)
     assert isinstance(t.model, SlimmableGraphNet) and t.epoch == 2
     u = Unaries.load(tmp_path / "run" / "unaries.json")
@@ -102,18 +100,18 @@ def test_trainer_on_a_graph_space(graph_inputs, graph_toy, tmp_path, sampling):
 
 def test_aows_refuses_a_chain_profile_for_a_graph_space(graph_inputs, tmp_path):
     from widthnas.latency.registry import PROFILE_DIR
-    from widthnas.nas.train import TrainConfig, Trainer
+    from widthnas.nas.train import Trainer
 
     d = graph_inputs
-    cfg = TrainConfig(space=str(d / "space.json"), dataset="npz", data=str(d / "data.npz"), sampling="aows",
-                      budget="50%", profile=str(PROFILE_DIR / "amd-epyc-2c_ort-cpu-1t-b1_mobilenet_v1_small.json"))
+    cfg = train_config(d, sampling="aows", budget="50%",
+                       profile=str(PROFILE_DIR / "amd-epyc-2c_ort-cpu-1t-b1_mobilenet_v1_small.json"))
     with pytest.raises(ValueError, match="fingerprint"):
         Trainer(cfg, tmp_path / "r", log=lambda *_: None, progress=False)
 
 
 def test_plain_graph_network_for_retraining(graph_toy):
     """`run --retrain-epochs` and the retrain curve build the plain GraphNet from scratch and train it."""
-    from widthnas.models.graph_net import GraphNet
+    from widthnas.models.net import GraphNet
     from widthnas.nas.finetune import train_plain
     from widthnas.nas.train import build_plain_network
 

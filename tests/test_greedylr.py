@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from helpers import train_config, write_inputs
 from widthnas.nas.greedylr import GreedyLR, GreedyOptions
 
 
@@ -130,22 +131,13 @@ def test_options_parse():
 
 # ---- wired into training -------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny_inputs(tmp_path_factory, tiny, write_bar_dataset):
-    import json
-
-    d = tmp_path_factory.mktemp("greedy")
-    (d / "space.json").write_text(json.dumps(tiny.to_dict()))
-    write_bar_dataset(d / "data.npz", 256, 64, seed=0)
-    return d
+def tiny_inputs(tmp_path_factory, tiny):
+    return write_inputs(tmp_path_factory.mktemp("greedy"), tiny, 256, 64, seed=0)
 
 
 def _cfg(d, **kw):
-    from widthnas.nas.train import TrainConfig
-
-    base = dict(space=str(d / "space.json"), dataset="npz", data=str(d / "data.npz"), epochs=3, batch_size=32,
-                lr=0.05, threads=1, seed=3, schedule="greedy", greedy="factor=0.5,threshold=0,patience=0")
-    base.update(kw)
-    return TrainConfig(**base)
+    return train_config(d, **{"epochs": 3, "lr": 0.05, "seed": 3, "schedule": "greedy",
+                              "greedy": "factor=0.5,threshold=0,patience=0", **kw})
 
 
 def test_supernet_training_with_greedy_resumes_bit_identically(tiny_inputs, tmp_path):
@@ -183,7 +175,7 @@ def test_supernet_greedy_every_n_steps_resumes_bit_identically(tiny_inputs, tmp_
 
 
 def test_train_plain_steps_greedy_on_validation_loss(tiny_inputs, tiny):
-    from widthnas.models.graph_net import build_graph_network as build_network
+    from widthnas.models.net import build_network as build_network
     from widthnas.nas.data import load_dataset, split
     from widthnas.nas.finetune import train_plain
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import synthetic_device as synthetic
+from helpers import synthetic_device as synthetic
 from widthnas.latency.fit import FitSettings
 from widthnas.latency.fit import fit_table as _fit
 from widthnas.latency.table import LatencyTable, ProfileError

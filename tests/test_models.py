@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from widthnas.models.graph_net import SlimmableGraphNet, build_graph_network
+from widthnas.models.net import SlimmableGraphNet, build_network
 
 SMALL_STRIDES = [1, 1, 2, 1, 2, 1, 1, 1, 1, 1, 1, 1, 2, 1]  # mobilenet_v1_small, written independently
 
@@ -18,7 +18,7 @@ def _convs(net):
 def test_plain_network_has_every_layers_channels_and_strides(small, seed):
     rng = np.random.default_rng(seed)
     widths = [int(rng.choice(c)) for c in small.choices]
-    net = build_graph_network(small, widths).eval()
+    net = build_network(small, widths).eval()
     convs = _convs(net)
     L = len(small.free_groups)
     assert len(convs) == 1 + 2 * (L - 1)

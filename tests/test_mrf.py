@@ -6,12 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from conftest import brute_force
-from widthnas.latency.graph_entries import GraphEntries
-from widthnas.latency.graph_table import GraphLatencyTable
+from helpers import brute_force, width_table
 from widthnas.mrf import (GraphMRF, InfeasibleBudget, PairFactor, build_mrf, exact, fastest, greedy, parse_budget,
                           solve, uniform)
-from widthnas.mrf.graph_solvers import slowest_latency
+from widthnas.mrf.solvers import slowest_latency
 from widthnas.mrf.unaries import Unaries, from_arrays
 
 
@@ -54,8 +52,7 @@ def test_baselines_meet_the_budget_and_greedy_callback():
 
 def small_table(small):
     """A profile of the demo space whose every op costs (c_in + c_out) x 0.1 us: latency grows with width."""
-    costs = [(k.c_in + k.c_out) * 1e-4 for k in GraphEntries(small).keys]
-    return GraphLatencyTable(small, costs, 0.0, 1.0)
+    return width_table(small, 1e-4, intercept=0.0)
 
 
 def test_unaries_file_round_trip_and_never_sampled(small, tmp_path):

@@ -1,4 +1,4 @@
-"""The ONNX graphs of MobileNet-v1 (latency/graph_onnx.py) against PyTorch on random inputs: the exported
+"""The ONNX graphs of MobileNet-v1 (latency/onnx_graph.py) against PyTorch on random inputs: the exported
 network with folded BN, and the random-weight networks profiling times."""
 import io
 import warnings
@@ -7,18 +7,18 @@ import numpy as np
 import onnx
 import torch
 
-from conftest import calibrate_bn, ort_run
-from widthnas.latency.graph_onnx import (OPSET, build_graph_onnx, folded_graph_weights, graph_space_onnx,
-                                        random_graph_weights)
-from widthnas.models.graph_net import build_graph_network, module_key
+from helpers import calibrate_bn, ort_run
+from widthnas.latency.onnx_graph import (OPSET, build_onnx, folded_weights, space_onnx,
+                                        random_weights)
+from widthnas.models.net import build_network, module_key
 
 
 def test_built_graph_equals_torch_and_torch_export(small):
     torch.manual_seed(0)
     widths = small.uniform(0.6)
-    net = calibrate_bn(build_graph_network(small, widths), small, seed=1)
+    net = calibrate_bn(build_network(small, widths), small, seed=1)
     x = np.random.default_rng(0).random((3, *small.input_shape), dtype=np.float32)
-    model = build_graph_onnx(small, folded_graph_weights(net))
+    model = build_onnx(small, folded_weights(net))
     onnx.checker.check_model(model, full_check=True)
     assert model.opset_import[0].version == OPSET
     ours = ort_run(model, x)
@@ -35,12 +35,12 @@ def test_built_graph_equals_torch_and_torch_export(small):
 
 
 def test_the_profiled_network_computes_the_torch_network_of_its_weights(small):
-    """graph_space_onnx (what profiling times): its random weights, loaded into the torch network of the
+    """space_onnx (what profiling times): its random weights, loaded into the torch network of the
     same widths with identity BNs, give its outputs; so the timed graph is that network, op for op."""
     widths = [int(c[len(c) // 3]) for c in small.choices]
-    model = graph_space_onnx(small, widths, batch=2, seed=4)
-    weights = random_graph_weights(small, widths, seed=4)
-    net = build_graph_network(small, widths).eval()
+    model = space_onnx(small, widths, batch=2, seed=4)
+    weights = random_weights(small, widths, seed=4)
+    net = build_network(small, widths).eval()
     with torch.no_grad():
         for op in small.graph.ops:
             m = net.layers[module_key(op)] if module_key(op) in net.layers else None
@@ -61,7 +61,7 @@ def test_the_profiled_network_computes_the_torch_network_of_its_weights(small):
 
 
 def test_random_graph_has_the_widths(small):
-    m = graph_space_onnx(small, small.min_widths, batch=3)
+    m = space_onnx(small, small.min_widths, batch=3)
     onnx.checker.check_model(m, full_check=True)
     shapes = {i.name: tuple(i.dims) for i in m.graph.initializer}
     w = small.min_widths

@@ -10,24 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import draw_widths
+from helpers import FAST_ROUNDS, draw_widths, fast_protocol, flat_costs
 from widthnas.latency import standalone_runner as sr
 from widthnas.latency.backends import make_backend
 from widthnas.latency.profile import profile, write_bundle
-from widthnas.latency.graph_entries import GraphEntries
+from widthnas.latency.entries import GraphEntries
 from widthnas.latency.samples import load_samples
 
-FAST = dict(rounds=2, round_ms=1.0)
-# profile() without the load guard: these tests are about files and devices, and a guard that waits out a
-# busy machine (up to 2 x 60 s per sample; tests/test_timing.py tests it on a scripted clock) would only slow them
-PROFILE_FAST = dict(protocol=sr.Protocol(2, 1.0, guard=None))
+# profile() without the load guard: these tests are about files and devices (helpers.FAST_ROUNDS)
+PROFILE_FAST = dict(protocol=fast_protocol())
 
 
 def test_measure_orders_networks_by_size(small):
     be = make_backend(small)
     ref = be.open(small.max_widths)
-    narrow = sr.measure(be.open(small.min_widths), ref, **FAST)
-    big = sr.measure(be.open(small.max_widths), ref, **FAST)
+    narrow = sr.measure(be.open(small.min_widths), ref, **FAST_ROUNDS)
+    big = sr.measure(be.open(small.max_widths), ref, **FAST_ROUNDS)
     assert 5 * narrow["ms"]["median"] < big["ms"]["median"]
     assert 0.8 < big["norm"] < 1.25  # the reference against itself
     assert narrow["ms"]["count"] >= 10 and narrow["ms"]["iqr"] >= 0
@@ -35,7 +33,7 @@ def test_measure_orders_networks_by_size(small):
 
 def test_torch_backend_times_too(tiny):
     be = make_backend(tiny, "torch", threads=1)
-    rec = sr.measure(be.open(tiny.min_widths), be.open(tiny.max_widths), **FAST)
+    rec = sr.measure(be.open(tiny.min_widths), be.open(tiny.max_widths), **FAST_ROUNDS)
     assert rec["ms"]["median"] > 0 and be.device_info()["backend"] == "torch"
 
 
@@ -144,16 +142,16 @@ def test_bundle_runner_needs_no_torch(tiny, tmp_path):
 
 
 def test_verification_timing_uses_the_load_guard(tiny, tmp_path):
-    from widthnas.latency.graph_onnx import graph_space_onnx
-    from widthnas.latency.graph_table import GraphLatencyTable
+    from widthnas.latency.onnx_graph import space_onnx
+    from widthnas.latency.table import LatencyTable
     from widthnas.nas.export import measure_exported
 
     path = tmp_path / "m.onnx"
-    path.write_bytes(graph_space_onnx(tiny, tiny.min_widths).SerializeToString())
-    table = GraphLatencyTable(tiny, np.ones(GraphEntries(tiny).E), 0.0, 1.0, make_backend(tiny).device_info())
+    path.write_bytes(space_onnx(tiny, tiny.min_widths).SerializeToString())
+    table = LatencyTable(tiny, flat_costs(tiny), 0.0, 1.0, make_backend(tiny).device_info())
     logs = []
     guard = sr.LoadGuard(log=logs.append)
-    recs = [measure_exported(path, table, rounds=2, round_ms=1.0, guard=guard) for _ in range(2)]
+    recs = [measure_exported(path, table, **FAST_ROUNDS, guard=guard) for _ in range(2)]
     assert guard.baseline is not None and all(r["normalised_ms"] > 0 for r in recs)
     assert all(isinstance(r["disturbed"], bool) and r["remeasured"] >= 0 for r in recs)
     assert sum(r["remeasured"] for r in recs) == sum("machine disturbed" in x for x in logs)  # every repeat is said

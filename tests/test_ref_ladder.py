@@ -11,7 +11,7 @@ import pytest
 
 from widthnas.latency import ref_ladder as rl
 from widthnas.latency import standalone_runner as sr
-from widthnas.latency.graph_sampling import make_sampler
+from widthnas.latency.sampling import make_sampler
 
 
 def _truth(space):
@@ -61,7 +61,7 @@ def test_bracket_at_rungs_and_repeated_ratios():
 
 
 def test_a_ladder_that_does_not_belong_to_its_table_is_refused_at_load(small, tmp_path):
-    from widthnas.latency.graph_table import GraphLatencyTable, ProfileError
+    from widthnas.latency.table import LatencyTable, ProfileError
 
     pred = _truth(small)
     ws = rl.ladder_widths(small, pred, 3)
@@ -82,10 +82,10 @@ def test_a_ladder_that_does_not_belong_to_its_table_is_refused_at_load(small, tm
     from widthnas.latency.registry import PROFILE_DIR
 
     d = json.loads((PROFILE_DIR / "amd-epyc-2c_ort-cpu-1t-b1_mobilenet_v1_small.json").read_text())
-    assert rl.read_ladder(GraphLatencyTable.from_dict(d).fit, small) is not None
+    assert rl.read_ladder(LatencyTable.from_dict(d).fit, small) is not None
     d["fit"]["ref_ladder"]["rungs"][0]["ratio"] *= 2
     with pytest.raises(ProfileError, match="does not belong"):
-        GraphLatencyTable.from_dict(d, "p.json")
+        LatencyTable.from_dict(d, "p.json")
 
 
 def test_the_profile_field_is_checked_and_the_reference_is_a_rung(small):
@@ -195,9 +195,9 @@ def test_widthnas_ladder_writes_the_field_and_verification_reads_off_it(tiny, tm
     machine's, its ladder timed, an exported network verified off it; a profile whose reference time
     is half of this machine's is refused, and nothing is written."""
     from widthnas.latency.backends import make_backend
-    from widthnas.latency.graph_entries import GraphEntries
-    from widthnas.latency.graph_onnx import graph_space_onnx
-    from widthnas.latency.graph_table import GraphLatencyTable
+    from widthnas.latency.entries import GraphEntries
+    from widthnas.latency.onnx_graph import space_onnx
+    from widthnas.latency.table import LatencyTable
     from widthnas.nas.export import measure_exported
 
     be = make_backend(tiny)
@@ -208,7 +208,7 @@ def test_widthnas_ladder_writes_the_field_and_verification_reads_off_it(tiny, tm
     # c_out) x 2e-5 ms on the stem, the pointwise convs and the classifier (the depthwise convs and the pool free)
     costs = np.array([0.0 if k.signature.groups in ("dw", "none") else (k.c_in + k.c_out) * 2e-5
                       for k in GraphEntries(tiny, "op").keys])
-    table = GraphLatencyTable(tiny, costs, 0.02, rec["ref_ms"]["median"], be.device_info(), {}, {}, "tiny", "op")
+    table = LatencyTable(tiny, costs, 0.02, rec["ref_ms"]["median"], be.device_info(), {}, {}, "tiny", "op")
     p = tmp_path / "tiny.json"
     table.save(p)
     out = tmp_path / "tiny_ladder.json"
@@ -222,8 +222,8 @@ def test_widthnas_ladder_writes_the_field_and_verification_reads_off_it(tiny, tm
     assert {k: v for k, v in d.items() if k != "fit"} == {k: v for k, v in before.items() if k != "fit"}
     assert {k: v for k, v in d["fit"].items() if k != "ref_ladder"} == before["fit"] and d["signatures"]
     onnx = tmp_path / "m.onnx"
-    onnx.write_bytes(graph_space_onnx(tiny, tiny.min_widths).SerializeToString())
-    m = measure_exported(onnx, GraphLatencyTable.load(out))
+    onnx.write_bytes(space_onnx(tiny, tiny.min_widths).SerializeToString())
+    m = measure_exported(onnx, LatencyTable.load(out))
     assert m["ladder"]["rungs"] and m["read_off"] == "ladder"
     assert m["normalised_ms"] == pytest.approx(m["reference_normalised_ms"], rel=0.15)  # a quiet host: both agree
     assert "ladder" not in measure_exported(onnx, table)  # no ladder: off the reference, as before

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import enumerate_mrf
+from helpers import enumerate_mrf
 from widthnas.mrf import GraphMRF, PairFactor, exact
 from widthnas.mrf.smoothness import smoothness_pairs, with_smoothness
 from widthnas.nas.data import Splits

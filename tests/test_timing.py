@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
+from helpers import FAST_ROUNDS, fast_protocol
 from widthnas.latency import standalone_runner as sr
 from widthnas.latency.samples import load_samples
 
@@ -113,7 +114,7 @@ def test_unsettled_samples_are_flagged_when_loaded(tiny, tmp_path):
     from widthnas.latency.profile import profile
 
     out = tmp_path / "s.jsonl"
-    profile(tiny, out, 6, make_backend(tiny), progress=False, protocol=sr.Protocol(2, 1.0, guard=None))
+    profile(tiny, out, 6, make_backend(tiny), progress=False, protocol=fast_protocol())
     recs = [json.loads(l) for l in out.read_text().splitlines()]
     assert all("settled" in r and "ci_rel" in r and r["rounds"] >= 2 for r in recs[1:])  # the protocol records them
     for r in recs[1:]:
@@ -249,7 +250,7 @@ def test_profile_waits_out_a_burst_records_it_and_resumes(fakes, small, tmp_path
 
 def test_disturbed_samples_are_left_out_of_the_fit_and_counted(fakes, tiny, tmp_path):
     from widthnas.latency.fit import FitSettings
-    from widthnas.latency.graph_fit import fit_graph_table
+    from widthnas.latency.fit import fit_table
     from widthnas.latency.profile import profile
 
     be = fakes.Backend(tiny, fakes.Machine(noise=0.002))
@@ -265,7 +266,7 @@ def test_disturbed_samples_are_left_out_of_the_fit_and_counted(fakes, tiny, tmp_
         s = load_samples(str(out), tiny)
     assert len(s) == 23 and s.disturbed == ["s.jsonl #3"] and s.remeasured == ["s.jsonl #5"]
     assert 9.0 not in s.norm and any("left out" in str(x.message) for x in w)
-    fit = fit_graph_table(tiny, s, FitSettings(folds=2, lams=(1.0,), mus=(0.0,)), log=lambda *_: None).fit
+    fit = fit_table(tiny, s, FitSettings(folds=2, lams=(1.0,), mus=(0.0,)), log=lambda *_: None).fit
     assert fit["disturbed_samples"] == 1 and fit["remeasured_samples"] == 1 and fit["samples"] == 23
 
 
@@ -285,7 +286,7 @@ def test_files_from_before_the_guard_still_load_and_resume(fakes, tiny, tmp_path
     assert len(s) == 5 and not s.disturbed and not s.remeasured and s.unsettled == 0
     assert sr.Protocol.from_settings(recs[0]["settings"]).ratio == "pooled"
     # an old file records no protocol to check against: it is continued as before, with its own estimate
-    assert profile(tiny, out, 7, be, progress=False, protocol=sr.Protocol(2, 1.0)) == 2
+    assert profile(tiny, out, 7, be, progress=False, protocol=sr.Protocol(**FAST_ROUNDS)) == 2
     assert all(r["norm"] == r["norms"]["pooled"] for r in sr.read_samples(str(out))[1][5:])
 
 

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 import trace_models as tm
-from widthnas.models.graph_families import mobilenet_v2_small, resnet_small
-from widthnas.models.graph_space import GraphSpace
+from widthnas.models.families import mobilenet_v2_small, resnet_small
+from widthnas.models.space import GraphSpace
 from widthnas.models.trace import TraceError, apply_constraints, load_factory, trace_model, traced_choices
 from widthnas.nas.cli import main
 
@@ -319,8 +319,8 @@ def test_load_factory_takes_a_class_and_a_file(monkeypatch):
 
 def test_a_traced_space_works_where_a_built_in_does(rn_traced, tmp_path):
     """lookup by file, the supernet, the ONNX builder and the factor structure take a traced space."""
-    from widthnas.latency.graph_onnx import graph_space_onnx
-    from widthnas.models.graph_net import SlimmableGraphNet
+    from widthnas.latency.onnx_graph import space_onnx
+    from widthnas.models.net import SlimmableGraphNet
     from widthnas.models import get_space
 
     p = tmp_path / "rn.json"
@@ -329,5 +329,5 @@ def test_a_traced_space_works_where_a_built_in_does(rn_traced, tmp_path):
     sup = SlimmableGraphNet(space)
     with torch.no_grad():
         assert sup(torch.randn(2, 1, 28, 28), space.min_widths).shape == (2, 10)
-    model = graph_space_onnx(space, space.min_widths)
+    model = space_onnx(space, space.min_widths)
     assert model.graph.initializer[0].dims[0] == space.min_widths[0]

@@ -15,8 +15,9 @@ import pytest
 import torch
 from torch import nn
 
-from widthnas.models.graph_families import resnet
-from widthnas.models.graph_space import GraphSpace
+from helpers import TRACED_RUN_FLAGS, conv_out_channels, write_bar_dataset
+from widthnas.models.families import resnet
+from widthnas.models.space import GraphSpace
 from widthnas.models.trace import TraceError, check_against_model, trace_model
 from widthnas.nas.cli import main
 
@@ -91,11 +92,9 @@ def resnet18_quarter_small():
     return m
 
 
-def test_pytorchcv_resnet_runs_end_to_end_with_the_users_weights(write_bar_dataset, tmp_path, capsys):
+def test_pytorchcv_resnet_runs_end_to_end_with_the_users_weights(tmp_path, capsys):
     """~20 s: trace, then `widthnas run` (profile, fit, slimmable training from the user's weights,
-    search, fine-tune, export, verify) and `export --weights`, tiny settings."""
-    from test_trace_run import TINY, _conv_out_channels
-
+    search, fine-tune, export, verify) and `export --weights`, tiny settings (as tests/test_trace_run.py)."""
     data = write_bar_dataset(tmp_path / "bars.npz", 320, 64, seed=0)
     torch.save(resnet18_quarter_small().state_dict(), tmp_path / "model.pt")
     space_file = tmp_path / "traced.json"
@@ -104,7 +103,7 @@ def test_pytorchcv_resnet_runs_end_to_end_with_the_users_weights(write_bar_datas
     space = GraphSpace.load(space_file)
     out = tmp_path / "run"
     assert main(["run", "--space", str(space_file), "--dataset", "npz", "--data", str(data), "--out", str(out),
-                 *TINY, "--weights", str(tmp_path / "model.pt")]) == 0
+                 *TRACED_RUN_FLAGS, "--weights", str(tmp_path / "model.pt")]) == 0
     st = json.loads((out / "run_state.json").read_text())
     chosen = st["search"]["chosen"]
     space.validate(chosen["widths"])
@@ -112,11 +111,11 @@ def test_pytorchcv_resnet_runs_end_to_end_with_the_users_weights(write_bar_datas
     assert "from model.pt (--weights)" in st["finetune"]["mode"]
     a, g = space.assignment(chosen["widths"]), space.graph.group_of
     convs = [op for op in space.graph.ops if op.kind == "conv"]
-    assert _conv_out_channels(out / "model.onnx") == [a[g[op.name]] for op in convs]
-    assert sum(_conv_out_channels(out / "model.onnx")) < sum(space.group(g[op.name]).base for op in convs)
+    assert conv_out_channels(out / "model.onnx") == [a[g[op.name]] for op in convs]
+    assert sum(conv_out_channels(out / "model.onnx")) < sum(space.group(g[op.name]).base for op in convs)
     assert st["export"]["chosen"]["max_abs_diff"] < 1e-3
     assert main(["export", "--run", str(out / "supernet"), "--config", str(out / "config.json"), "--weights",
                  str(tmp_path / "model.pt"), "--out", str(tmp_path / "user.onnx"), "--calib-images", "64"]) == 0
-    assert _conv_out_channels(tmp_path / "user.onnx") == _conv_out_channels(out / "model.onnx")
+    assert conv_out_channels(tmp_path / "user.onnx") == conv_out_channels(out / "model.onnx")
     assert onnx.load(str(tmp_path / "user.onnx")).graph.input[0].type.tensor_type.shape.dim[1].dim_value == 1
     assert np.isfinite(json.loads((tmp_path / "user.json").read_text())["accuracy"]["val"])

@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 
 import trace_models as tm
-from widthnas.models.graph_net import SlimmableGraphNet
-from widthnas.models.graph_families import resnet_small
+from helpers import ort_run
+from widthnas.models.net import SlimmableGraphNet
+from widthnas.models.families import resnet_small
 from widthnas.models.trace import trace_model
 from widthnas.models.trace_weights import (
     WeightsError, check_state, importance, keep_channels, load_state_file, seed_supernet, user_network,
@@ -23,7 +23,8 @@ from widthnas.nas.export import export_onnx
 
 def _trained_like(model, seed=0):
     """Weights that are not an initialisation: BN statistics and affine parameters off identity, conv
-    biases where there are any, so a slicing or folding mistake changes the outputs."""
+    biases where there are any, so a slicing or folding mistake changes the outputs. Not helpers.scramble_bn:
+    its gammas (-0.5 to 0.5) leave these deeper models' logits nearly independent of the image."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
@@ -44,8 +45,7 @@ def traced(request):
 
 
 def _ort(path, x):
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return sess.run(None, {"input": x.numpy()})[0]
+    return ort_run(path, x.numpy())
 
 
 def _conv_weight_shapes(path):

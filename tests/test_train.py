@@ -9,26 +9,29 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import flat_costs, train_config, width_table, write_inputs
 from widthnas.nas.data import DatasetError
-from widthnas.nas.train import CKPT, TrainConfig, train
+from widthnas.nas.train import CKPT, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def tiny_run_inputs(tmp_path_factory, tiny, write_bar_dataset):
+def tiny_run_inputs(tmp_path_factory, tiny):
     """A tiny space JSON and a learnable .npz dataset of 16x16 grey images."""
-    d = tmp_path_factory.mktemp("tiny")
-    (d / "space.json").write_text(json.dumps(tiny.to_dict()))
-    write_bar_dataset(d / "data.npz", 320, 80, seed=0)
-    return d
+    return write_inputs(tmp_path_factory.mktemp("tiny"), tiny, 320, 80, seed=0)
+
+
+@pytest.fixture(scope="module")
+def width_profile(tmp_path_factory, tiny):
+    """A stand-in profile of the tiny space for AOWS: (c_in + c_out) x 1 us per entry, wider costs more."""
+    prof = tmp_path_factory.mktemp("profile") / "p.json"
+    width_table(tiny).save(prof)
+    return prof
 
 
 def cfg_for(d, **kw):
-    base = dict(space=str(d / "space.json"), dataset="npz", data=str(d / "data.npz"), epochs=2, batch_size=32,
-                lr=0.05, threads=1, seed=3)
-    base.update(kw)
-    return TrainConfig(**base)
+    return train_config(d, **{"epochs": 2, "lr": 0.05, "seed": 3, **kw})
 
 
 def test_records_unaries_for_sampled_configs(tiny_run_inputs, tmp_path):
@@ -91,14 +94,8 @@ def test_training_learns(tiny_run_inputs, tmp_path):
     assert t.history[-1]["val_acc_widest"] > 0.3  # chance is 0.1
 
 
-def test_aows_narrows_toward_the_budget(tiny_run_inputs, tiny, tmp_path):
-    from widthnas.latency.graph_entries import GraphEntries
-    from widthnas.latency.graph_table import GraphLatencyTable
-
-    costs = [(k.c_in + k.c_out) * 1e-3 for k in GraphEntries(tiny).keys]  # ms, wider costs more
-    prof = tmp_path / "p.json"
-    GraphLatencyTable(tiny, costs, 0.01, 1.0, {"cpu": "synthetic"}).save(prof)
-    t = train(cfg_for(tiny_run_inputs, epochs=3, sampling="aows", warmup_epochs=1, budget="60%", profile=str(prof), refresh=3,
+def test_aows_narrows_toward_the_budget(tiny_run_inputs, width_profile, tmp_path):
+    t = train(cfg_for(tiny_run_inputs, epochs=3, sampling="aows", warmup_epochs=1, budget="60%", profile=str(width_profile), refresh=3,
                       n_random=2), tmp_path / "r", progress=False, log=lambda *_: None)
     snaps = [json.loads(l) for l in (tmp_path / "r" / "narrowing.jsonl").read_text().splitlines()]
     assert len(snaps) >= 2
@@ -161,7 +158,8 @@ class ResumedRunDiffers(AssertionError):
     """Raised only where a resumed run is compared with the uninterrupted one."""
 
 
-def test_ddp_aows_run_killed_after_narrowing_began_resumes_to_the_same_result(tiny_run_inputs, tiny, tmp_path):
+def test_ddp_aows_run_killed_after_narrowing_began_resumes_to_the_same_result(tiny_run_inputs, width_profile,
+                                                                              tmp_path):
     """Two ranks narrowing toward a budget (AOWS; 4 steps per rank per epoch, the MRF rebuilt every 3
     steps: across epoch ends), both SIGKILLed after the first narrowing epoch's checkpoint, then
     resumed: bit for bit the run that was never stopped, with the same narrowing log."""
@@ -169,12 +167,6 @@ def test_ddp_aows_run_killed_after_narrowing_began_resumes_to_the_same_result(ti
     import socket
     import time
 
-    from widthnas.latency.graph_entries import GraphEntries
-    from widthnas.latency.graph_table import GraphLatencyTable
-
-    prof = tmp_path / "p.json"
-    GraphLatencyTable(tiny, [(k.c_in + k.c_out) * 1e-3 for k in GraphEntries(tiny).keys], 0.01, 1.0,
-                      {"cpu": "synthetic"}).save(prof)
     script = tmp_path / "ddp_aows.py"
     script.write_text(DDP_AOWS_SCRIPT)
 
@@ -187,7 +179,7 @@ def test_ddp_aows_run_killed_after_narrowing_began_resumes_to_the_same_result(ti
         procs = []
         for r in (0, 1):
             with open(tmp_path / f"{len(outs)}rank{r}.err", "wb") as err:
-                procs.append(subprocess.Popen([sys.executable, str(script), str(tiny_run_inputs), str(prof),
+                procs.append(subprocess.Popen([sys.executable, str(script), str(tiny_run_inputs), str(width_profile),
                                                *map(str, outs)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
                                               env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}))
         return procs
@@ -225,18 +217,12 @@ def test_ddp_aows_run_killed_after_narrowing_began_resumes_to_the_same_result(ti
         raise ResumedRunDiffers(str(e)) from e
 
 
-def test_aows_run_killed_after_its_next_mrf_rebuild_resumes_with_the_same_narrowing_log(tiny_run_inputs, tiny,
-                                                                                       tmp_path):
+def test_aows_run_killed_after_its_next_mrf_rebuild_resumes_with_the_same_narrowing_log(tiny_run_inputs,
+                                                                                       width_profile, tmp_path):
     """9 steps per epoch, the MRF rebuilt every 3: the run that was killed after its step-18 checkpoint
     had rebuilt the MRF at step 18 and logged it; its resume keeps neither more nor fewer rows."""
-    from widthnas.latency.graph_entries import GraphEntries
-    from widthnas.latency.graph_table import GraphLatencyTable
-
-    prof = tmp_path / "p.json"
-    GraphLatencyTable(tiny, [(k.c_in + k.c_out) * 1e-3 for k in GraphEntries(tiny).keys], 0.01, 1.0,
-                      {"cpu": "synthetic"}).save(prof)
     cfg = lambda: cfg_for(tiny_run_inputs, epochs=3, sampling="aows", warmup_epochs=1, budget="60%",  # noqa: E731
-                          profile=str(prof), refresh=3)
+                          profile=str(width_profile), refresh=3)
     narrowing = lambda d: [json.loads(l) for l in (d / "narrowing.jsonl").read_text().splitlines()]  # noqa: E731
     whole = train(cfg(), tmp_path / "whole", progress=False, log=lambda *_: None)
     cut = tmp_path / "cut"
@@ -289,7 +275,7 @@ def test_loss_stats_reduce_on_the_training_device(tiny, monkeypatch):
 
 
 def test_bn_recalibration_matches_calibration_statistics(small):
-    from widthnas.models.graph_net import SlimmableGraphNet
+    from widthnas.models.net import SlimmableGraphNet
     from widthnas.nas.data import normalize
     from widthnas.nas.evaluate import recalibrate_bn
 
@@ -325,13 +311,12 @@ def test_bad_input_is_named(tiny_run_inputs, tmp_path, small):
     (tmp_path / "d" / CKPT).write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot be read"):
         train(cfg_for(tiny_run_inputs), tmp_path / "d", resume=True, progress=False)
-    from widthnas.latency.graph_entries import GraphEntries
-    from widthnas.latency.graph_table import GraphLatencyTable
+    from widthnas.latency.table import LatencyTable
     from widthnas.models import GraphSpace
 
     tiny = GraphSpace.load(tiny_run_inputs / "space.json")
     prof = tmp_path / "p.json"
-    GraphLatencyTable(tiny, np.ones(GraphEntries(tiny).E), 0.0, 1.0).save(prof)
+    LatencyTable(tiny, flat_costs(tiny), 0.0, 1.0).save(prof)
     with pytest.raises(ValueError, match="below the fastest network"):
         train(cfg_for(tiny_run_inputs, sampling="aows", profile=str(prof), budget="10%"), tmp_path / "f",
               progress=False)

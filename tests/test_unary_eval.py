@@ -32,7 +32,7 @@ def test_isotonic_is_the_best_monotone_fit():
 
 
 def test_measure_unaries_on_a_supernet(small):
-    from widthnas.models.graph_net import SlimmableGraphNet
+    from widthnas.models.net import SlimmableGraphNet
     from widthnas.nas.data import Splits
 
     torch.manual_seed(0)
