@@ -66,12 +66,7 @@ def run(args) -> int:
     if table is not None:
         from widthnas.latency.standalone_runner import LoadGuard
 
-        m = measure_exported(args.out, table, guard=LoadGuard())  # a disturbed machine is said and waited out
-        m["predicted_ms"] = table.predict(widths)
-        extra["latency"] = m
-        print(f"latency: measured {m['normalised_ms']:.4f} ms (at the profile's host speed, read off its {m['read_off']}) vs predicted {m['predicted_ms']:.4f} ms")
-        if m["host_note"]:
-            print(f"note: {m['host_note']}")
+        extra["latency"] = _measured(args.out, table, widths, LoadGuard())  # a disturbed machine is waited out
     side = write_sidecar(args.out, widths, space, table, **extra)
     print(f"exported {args.out} (widths {widths}); val acc {val_acc:.4f} after BN recalibration; "
           f"ORT vs torch max abs diff {v['max_abs_diff']:.2e}; sidecar {side}")
@@ -123,12 +118,7 @@ def _export_weights(args) -> int:
     v = export_onnx(net, space, args.out, real)
     extra["verify"] = v
     if table is not None:
-        m = measure_exported(args.out, table)
-        m["predicted_ms"] = table.predict(widths)
-        extra["latency"] = m
-        print(f"latency: measured {m['normalised_ms']:.4f} ms (at the profile's host speed, read off its {m['read_off']}) vs predicted {m['predicted_ms']:.4f} ms")
-        if m["host_note"]:
-            print(f"note: {m['host_note']}")
+        extra["latency"] = _measured(args.out, table, widths)
     side = write_sidecar(args.out, widths, space, table, **extra)
     before = sum(p.numel() for p in user_network(space, sd).parameters())
     after = sum(p.numel() for p in net.parameters())
@@ -140,3 +130,16 @@ def _export_weights(args) -> int:
     print(f"exported {args.out} from {args.weights}: {before} -> {after} parameters{acc}; ORT vs torch max abs diff "
           f"{v['max_abs_diff']:.2e}; sidecar {side}")
     return 0
+
+
+def _measured(path, table, widths, guard=None) -> dict:
+    """The exported model timed here beside the profile's prediction, said in one line (and its host note)."""
+    from widthnas.nas.export import measure_exported
+
+    m = measure_exported(path, table, guard=guard)
+    m["predicted_ms"] = table.predict(widths)
+    print(f"latency: measured {m['normalised_ms']:.4f} ms (at the profile's host speed, read off its {m['read_off']}) "
+          f"vs predicted {m['predicted_ms']:.4f} ms")
+    if m["host_note"]:
+        print(f"note: {m['host_note']}")
+    return m
