@@ -27,9 +27,6 @@ RECOVER = "delete it to redo the run's stages (finished artefacts stay), or choo
 STAGES = ("profile", "train", "search", "finetune", "export", "verify", "report")
 
 
-# s per rung a run waits for a flickering host before going on without a ladder (--max-wait, if shorter)
-RUN_LADDER_WAIT_S = 30.0
-
 
 @dataclass
 class RunConfig:
@@ -246,58 +243,12 @@ class Run:
         return {"path": str(path), "name": table.name or Path(path).stem, "why": why, "check": check}
 
     def _profile_here(self, backend) -> str:
-        from widthnas.latency.fit import FlopsProxy
-        from widthnas.latency.fit import fit_profile
-        from widthnas.latency.profile import profile
-        from widthnas.latency.samples import load_samples
-        from widthnas.latency.validate import validate
+        from widthnas.latency.profile_here import HereSettings, profile_here
 
-        samples, held = self.dir / "samples.jsonl", self.dir / "heldout.jsonl"
         c = self.cfg
-        profile(self.space, samples, c.profile_networks, backend, "coverage", c.seed, protocol=self._protocol(),
-                progress=self.progress, log=self.log)
-        profile(self.space, held, c.heldout_networks, backend, "uniform", c.seed + 1000, protocol=self._protocol(),
-                progress=self.progress, log=self.log)
-        table = fit_profile(self.space, load_samples(str(samples), self.space), name="this-machine", log=self.log)
-        h = load_samples(str(held), self.space)
-        table.validation = validate(table, h, FlopsProxy.from_profile(table))
-        floor = self._noise_floor(table, h, backend) if c.remeasure_networks else None
-        if floor is not None:  # the measurement's own noise: --margin auto counts it (latency/margin.py)
-            table.validation["noise_floor"] = floor
-        if c.ladder_rungs:
-            self._ladder(table)
-        out = self.dir / "profile.json"
-        table.save(out)
-        return str(out)
-
-    def _ladder(self, table) -> None:
-        """Time the ladder of reference networks now, while the host runs as it did for the samples, so
-        that verification can read networks off it on another day (latency/ref_ladder.py)."""
-        from widthnas.latency.ref_ladder import measure_ladder
-
-        from .export import verify_timing
-
-        be, protocol = verify_timing(table)  # as every ladder is, whatever --verify-round-ms the run reads it with
-        try:
-            table.fit["ref_ladder"] = measure_ladder(table, be, protocol, self.cfg.ladder_rungs, log=self.log,
-                                                     max_wait_s=min(RUN_LADDER_WAIT_S, self.cfg.max_wait))
-        except ValueError as e:  # the host drifted since profiling: verify off the reference alone
-            self.log(f"ladder: not timed: {e}")
-
-    def _noise_floor(self, table, heldout, backend) -> dict | None:
-        """Re-time the first held-out networks (resumable file) and compare with their first timing."""
-        from widthnas.latency.noise_floor import FloorUnavailable, describe, limiting, measure_floor
-
-        try:
-            floor = measure_floor(heldout, self.cfg.remeasure_networks, self.space, table.measured_ms, backend,
-                                  out=self.dir / "heldout_remeasure.jsonl", log=self.log, progress=self.progress)
-        except FloorUnavailable as e:
-            self.log(f"noise floor: not measured: {e}")
-            return None
-        floor.update(limiting(table.validation["table"]["rmspe"], floor))
-        self.log(f"noise floor: {describe(floor)}")
-        self.log(f"limits: {floor['verdict']}")
-        return floor
+        settings = HereSettings(c.profile_networks, c.heldout_networks, c.remeasure_networks, c.ladder_rungs, c.seed,
+                                c.max_wait)
+        return str(profile_here(self.space, self.dir, backend, self._protocol(), settings, self.log, self.progress))
 
     def _latency_check(self, table, backend, n: int | None = None) -> dict:
         """Time n random networks now and compare with the profile: is it valid here today?"""
