@@ -13,7 +13,9 @@ This module imports nothing from the command modules (nas/commands/), which impo
 """
 from __future__ import annotations
 
+import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,37 +24,105 @@ class UserError(Exception):
     """Bad input: printed as one clear line, exit code 2."""
 
 
-def refuse_shipped(out: str, force: bool, flag: str = "--out") -> None:
-    """A shipped profile holds validated figures: overwrite it only when asked to."""
-    from widthnas.latency import registry
+def check_outputs(outputs: dict[str, str | Path | None], inputs=(), force: bool | None = None,
+                  in_place: dict[str, str] | None = None) -> None:
+    """The one check of every file a command writes, made before anything is loaded, computed or written.
 
-    registry.refuse_shipped(out, force, flag)
+    `outputs` maps what names a file to its path: the option (e.g. "--out") or, for a file written
+    beside one, what it is ("the sidecar of --out m.onnx"; the first --option in the name is what the
+    message asks to change). None entries are skipped. `inputs` maps an option (or a description) to a path or a
+    list of paths the command reads (None skipped), or is a list of (description, path) pairs, as
+    `run_inputs` gives for a --run directory; plain paths are named "an input file". Refused:
+    - an output that is (resolved) an input, unless `in_place` maps its name to that input's (e.g.
+      ladder's --out to --profile: the profile rewritten with its ladder); an option both read and
+      written (a resumable file) is not its own input;
+    - an existing file among the shipped ones (hw_profiles/), unless `force` (--force; None: the command
+      has no --force);
+    - two outputs that are one file.
+    Each message names the option, the path, the input it would overwrite and what to do."""
+    from widthnas.latency.registry import PROFILE_DIR
 
-
-def refuse_inputs(out: str | None, inputs, flag: str) -> None:
-    """An output that is one of the command's input files would destroy measurements: refuse it."""
-    if out is None:
-        return
-    for p in inputs:
-        if Path(out).resolve() == Path(p).resolve():
-            raise UserError(f"{flag} {out} is one of the input files; its measurements would be overwritten. "
-                            "Choose another path")
-
-
-def check_outputs(outputs: dict[str, str | Path | None], inputs, force: bool = False) -> None:
-    """Before anything is computed: no output may be an input file, a shipped profile (unless
-    `force`), or another output of the same command. `outputs` maps the option that names a file
-    (or what it is, e.g. "the sidecar of --out") to its path; None entries are skipped."""
+    ins = [(label, Path(p), Path(p).resolve()) for label, p in _input_pairs(inputs)]
+    shipped = PROFILE_DIR.resolve()
     seen: dict[Path, str] = {}
-    for flag, out in outputs.items():
+    for label, out in outputs.items():
         if out is None:
             continue
-        refuse_inputs(str(out), [p for p in inputs if p is not None], flag)
-        refuse_shipped(str(out), force, flag)
+        opt = _option(label)
+        what = f"{label} {out}" if label == opt else f"{label} ({out})"
         r = Path(out).resolve()
+        for in_label, p, rp in ins:
+            if rp == r and in_label != label and (in_place or {}).get(label) != in_label:
+                victim = f"{in_label} {p}" if in_label.startswith("-") else f"{p} ({in_label})"
+                raise UserError(f"{what} is one of the input files: it would overwrite {victim}; "
+                                f"choose another {opt}")
+        if r.is_file() and shipped in r.parents and not force:
+            raise UserError(f"{what} is a shipped file ({shipped}): it holds validated figures; choose "
+                            f"another {opt} (e.g. {Path(out).stem}_new{Path(out).suffix})"
+                            + (", or pass --force to replace it" if force is not None else ""))
         if r in seen:
-            raise UserError(f"{flag} {out} is also {seen[r]}: one would overwrite the other; choose two paths")
-        seen[r] = flag
+            raise UserError(f"{what} is also {seen[r]}: one would overwrite the other; choose two paths")
+        seen[r] = label
+
+
+def _option(label: str) -> str:
+    """The option that names an output: the first --option in its name ("the plot beside --out": --out)."""
+    m = re.search(r"--[a-z][a-z0-9-]*", label)
+    return m.group(0) if m else label
+
+
+def _input_pairs(inputs):
+    """(description, path) of every input path: a dict {option: path or list of paths}, or a list of
+    (description, path or list) pairs and plain paths; None skipped."""
+    for item in (inputs.items() if isinstance(inputs, dict) else inputs):
+        label, v = item if isinstance(item, tuple) else ("an input file", item)
+        for p in (v if isinstance(v, (list, tuple)) else [v]):
+            if p is not None:
+                yield label, p
+
+
+def run_inputs(run: str | Path | None, option: str = "--run", own: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
+    """Every file a command reading the run directory `run` must not overwrite, as (description, path):
+    the files of the directory and of its supernet/ (a `widthnas run` directory), those of the `widthnas
+    run` directory whose supernet/ it is, and the data, space, profile and weights files its training or
+    run recorded. `own`: names in the directory that the command itself writes there (curve's
+    curve.csv), left out. Nothing (an empty list) for a path that is no directory: the command says so."""
+    if run is None or not Path(run).is_dir():
+        return []
+    d = Path(run)
+    files = lambda dd: [p for p in sorted(dd.iterdir()) if p.is_file()]  # noqa: E731
+    found = [(f"a file of {option} {run}", p) for p in files(d) if p.name not in own]
+    dirs = [d]
+    if (d / "supernet").is_dir():  # a `widthnas run` directory: its supernet's checkpoint, settings, unaries
+        dirs.append(d / "supernet")
+        found += [(f"a file of {option} {run}", p) for p in files(d / "supernet")]
+    parent = d.parent if d.name == "supernet" else d.resolve().parent  # as given, where it can be
+    if d.resolve().name == "supernet" and (parent / "run_state.json").is_file():
+        dirs.append(parent)  # `--run R/supernet`: the run R's config.json, model.onnx, report, ...
+        found += [(f"a file of the run {parent} whose supernet is {option} {run}", p) for p in files(parent)]
+    for dd in dirs:  # what the training or the run read: its dataset, space, profile, weights
+        for rec in ("train_config.json", "run_config.json", "run_state.json"):
+            try:
+                saved = json.loads((dd / rec).read_text())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(saved, dict):
+                continue
+            named = {k: saved.get(k) for k in ("data", "space", "profile", "weights")}
+            if isinstance(saved.get("profile"), dict):  # run_state.json: {"profile": {"path": ...}}
+                named["profile"] = saved["profile"].get("path")
+            found += [(f"the {k} file {dd / rec} records", Path(v)) for k, v in named.items()
+                      if isinstance(v, str) and Path(v).is_file()]
+    return found
+
+
+def previous_inputs(path: str | Path | None) -> list[Path]:
+    """The files a previous model (--against, --previous, --congruent: an .onnx or a `widthnas run`
+    directory, whose model.onnx) is read from: the .onnx and its sidecar (its normalization)."""
+    if path is None:
+        return []
+    p = Path(path) / "model.onnx" if Path(path).is_dir() else Path(path)
+    return [p, p.with_suffix(".json")]
 
 
 def check_plot_path(path: str | None) -> None:
@@ -76,17 +146,14 @@ def check_calib_images(n: int, zero_ok: bool = False) -> None:
                         "network, so they must be re-estimated"))
 
 
-def check_remeasure(args, inputs) -> int:
-    """--remeasure N (0 = off) and --remeasure-out, checked before anything is measured or written;
-    `inputs` are the command's other files, which --remeasure-out must not be."""
+def check_remeasure(args) -> int:
+    """--remeasure N (0 = off) and --remeasure-out (which needs N > 0), checked before anything is
+    measured or written; --remeasure-out's path goes through `check_outputs` with the command's others."""
     from widthnas.latency.noise_floor import check_count
 
     n = check_count(args.remeasure)
-    if args.remeasure_out is not None:
-        if n == 0:
-            raise UserError("--remeasure-out needs --remeasure N > 0")
-        refuse_inputs(args.remeasure_out, inputs, "--remeasure-out")
-        refuse_shipped(args.remeasure_out, False, "--remeasure-out")
+    if args.remeasure_out is not None and n == 0:
+        raise UserError("--remeasure-out needs --remeasure N > 0")
     return n
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import os
 import pickle
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,17 +68,24 @@ def _read_idx(raw: bytes) -> np.ndarray:
 
 
 def _fashion_file(name: str, root: Path | None, cache: Path, download: bool) -> bytes:
-    candidates = [p for p in (root, DEBIAN_FASHION, cache) if p is not None]
+    """One idx file: from --data `root` alone when given (never the Debian copy, the cache or a download
+    instead), else the Debian package, the cache, then a checksummed download."""
+    candidates = [root] if root is not None else [DEBIAN_FASHION, cache]
     for d in candidates:
         f = Path(d) / name
         if f.exists():
-            raw = gzip.decompress(f.read_bytes())
+            try:
+                raw = gzip.decompress(f.read_bytes())
+            except (OSError, EOFError) as e:  # not gzip, or cut short
+                raise DatasetError(f"{f} is not a whole gzip file ({e}); expected Fashion-MNIST's {name} as "
+                                   "published (gzip-compressed idx)") from None
             if hashlib.sha256(raw).hexdigest() != FASHION_FILES[name]:
                 raise DatasetError(f"{f} is corrupt (checksum mismatch); delete it and rerun to fetch it again")
             return raw
-    if root is not None and not download:
+    if root is not None:
         raise DatasetError(f"Fashion-MNIST file {name} not found in {root}; point --data at the directory with the "
-                           f"four idx .gz files, or `apt-get install dataset-fashion-mnist` on Debian")
+                           f"four idx .gz files, or leave --data out to use the Debian package "
+                           "(`apt-get install dataset-fashion-mnist`) or a download")
     if not download:
         raise DatasetError(f"Fashion-MNIST not found in {DEBIAN_FASHION} or {cache}; "
                            "`apt-get install dataset-fashion-mnist` (Debian) or allow the download")
@@ -95,8 +104,8 @@ def _fashion_file(name: str, root: Path | None, cache: Path, download: bool) -> 
 def fashion_mnist(root: str | None = None, download: bool = True) -> Dataset:
     cache = Path(os.environ.get("WIDTHNAS_CACHE", Path.home() / ".cache" / "widthnas")) / "fashion-mnist"
     r = Path(root) if root else None
-    if r is not None and not r.exists():
-        raise DatasetError(f"dataset path {r} does not exist")
+    if r is not None:
+        check_data("fashion_mnist", str(r))
     get = lambda n: _read_idx(_fashion_file(n, r, cache, download))  # noqa: E731
     xtr, ytr = get("train-images-idx3-ubyte.gz"), get("train-labels-idx1-ubyte.gz")
     xte, yte = get("t10k-images-idx3-ubyte.gz"), get("t10k-labels-idx1-ubyte.gz")
@@ -106,20 +115,26 @@ def fashion_mnist(root: str | None = None, download: bool = True) -> Dataset:
 
 
 # ---- CIFAR-10 python batches ---------------------------------------------------------
+CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+
+
+def _cifar_dir(root: Path) -> Path:
+    return root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").is_dir() else root
+
+
 def cifar10(root: str) -> Dataset:
-    r = Path(root)
-    if (r / "cifar-10-batches-py").is_dir():
-        r = r / "cifar-10-batches-py"
-    files = [r / f"data_batch_{i}" for i in range(1, 6)] + [r / "test_batch"]
-    missing = [f.name for f in files if not f.exists()]
-    if missing:
-        raise DatasetError(f"CIFAR-10 python batches missing in {r}: {missing}; "
-                           "unpack cifar-10-python.tar.gz there")
+    check_data("cifar10", root)
+    r = _cifar_dir(Path(root))
+    files = [r / f for f in CIFAR_FILES]
 
     def load(f):
-        with open(f, "rb") as fh:
-            d = pickle.load(fh, encoding="bytes")
-        return np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32), np.asarray(d[b"labels"], np.int64)
+        try:
+            with open(f, "rb") as fh:
+                d = pickle.load(fh, encoding="bytes")
+            return np.asarray(d[b"data"], np.uint8).reshape(-1, 3, 32, 32), np.asarray(d[b"labels"], np.int64)
+        except Exception as e:  # not a pickle, or not one of CIFAR-10's batches
+            raise DatasetError(f"{f} is not a CIFAR-10 python batch ({type(e).__name__}: {str(e)[:120]}); found "
+                               f"{describe_path(f)}; unpack cifar-10-python.tar.gz there") from None
 
     parts = [load(f) for f in files[:5]]
     xte, yte = load(files[5])
@@ -129,25 +144,29 @@ def cifar10(root: str) -> Dataset:
 
 
 # ---- ImageFolder -----------------------------------------------------------------------
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
 def image_folder(root: str, size: tuple[int, int] | None = None, channels: int = 3) -> Dataset:
     """root/train/<class>/*.png|jpg and root/test/<class>/... (or root/val/...)."""
     from PIL import Image
 
+    check_data("imagefolder", root)
     r = Path(root)
-    test_dir = next((r / d for d in ("test", "val") if (r / d).is_dir()), None)
-    if not (r / "train").is_dir() or test_dir is None:
-        raise DatasetError(f"ImageFolder {r} needs train/<class>/ and test/<class>/ (or val/) subdirectories")
+    test_dir = next(r / d for d in ("test", "val") if (r / d).is_dir())
     classes = sorted(d.name for d in (r / "train").iterdir() if d.is_dir())
-    if not classes:
-        raise DatasetError(f"ImageFolder {r / 'train'} has no class directories")
 
     def load(split: Path):
         xs, ys = [], []
         for c, name in enumerate(classes):
             for f in sorted((split / name).glob("*")):
-                if f.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".webp"):
+                if f.suffix.lower() not in IMAGE_SUFFIXES:
                     continue
-                im = Image.open(f).convert("L" if channels == 1 else "RGB")
+                try:
+                    im = Image.open(f).convert("L" if channels == 1 else "RGB")
+                except Exception as e:  # a damaged image, or another kind of file under an image's name
+                    raise DatasetError(f"{f} cannot be read as an image ({type(e).__name__}); found "
+                                       f"{describe_path(f)}; remove it or replace it with a whole image") from None
                 if size:
                     im = im.resize((size[1], size[0]))
                 a = np.asarray(im, np.uint8)
@@ -166,16 +185,19 @@ def image_folder(root: str, size: tuple[int, int] | None = None, channels: int =
 
 
 # ---- .npz ------------------------------------------------------------------------------
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
 def npz(path: str) -> Dataset:
     """Arrays x_train, y_train, x_test, y_test; images (N,H,W), (N,H,W,C) or (N,C,H,W), uint8 or [0,1] floats."""
+    check_data("npz", path)
     p = Path(path)
-    if not p.exists():
-        raise DatasetError(f"dataset file {p} does not exist")
-    with np.load(p) as d:
-        keys = {"x_train", "y_train", "x_test", "y_test"}
-        if not keys <= set(d.files):
-            raise DatasetError(f"{p} must hold arrays {sorted(keys)}; it has {sorted(d.files)}")
-        arrs = {k: d[k] for k in keys}
+    try:
+        with np.load(p) as d:
+            arrs = {k: d[k] for k in NPZ_KEYS}
+    except (OSError, ValueError, zipfile.BadZipFile) as e:  # a damaged member, or object arrays (pickles)
+        raise DatasetError(f"{p}: its arrays cannot be read ({type(e).__name__}: {str(e)[:120]}); expected plain "
+                           f"numeric arrays {', '.join(NPZ_KEYS)} (np.savez)") from None
 
     def img(x):
         if x.dtype != np.uint8:
@@ -193,21 +215,119 @@ def npz(path: str) -> Dataset:
 
 def load_dataset(name: str, path: str | None = None, download: bool = True) -> Dataset:
     """By name: fashion_mnist (default), cifar10, imagefolder, npz; or a path ending in .npz."""
-    if name in ("fashion_mnist", "fashion-mnist", "fmnist"):
+    check_data(name, path)
+    if name in FASHION_NAMES:
         return fashion_mnist(path, download)
-    if path is None and name.endswith(".npz"):
+    if path is None:  # a name ending in .npz
         return npz(name)
+    return {"cifar10": cifar10, "imagefolder": image_folder, "npz": npz}[name](path)
+
+
+# ---- what --data must hold, checked before anything is loaded or trained -------------------------
+FASHION_NAMES = ("fashion_mnist", "fashion-mnist", "fmnist")
+EXPECTED = {
+    "fashion_mnist": f"a directory holding the four Fashion-MNIST idx files ({', '.join(FASHION_FILES)})",
+    "cifar10": f"a directory holding the CIFAR-10 python batches ({', '.join(CIFAR_FILES)}), directly or in "
+               "cifar-10-batches-py/ (unpack cifar-10-python.tar.gz)",
+    "imagefolder": "a directory holding train/<class>/ and test/<class>/ (or val/) subdirectories of images "
+                   f"({', '.join(IMAGE_SUFFIXES)})",
+    "npz": f"a NumPy .npz file (np.savez) holding arrays {', '.join(NPZ_KEYS)}",
+}
+
+
+def check_data(name: str, path: str | None) -> None:
+    """Refuse an unknown dataset, or a --data path that holds nothing this dataset reads, saying what was
+    found and what is expected; nothing falls back to another source. Cheap: names, listings and the
+    .npz's index are read, not the images. Without a path only fashion_mnist (the Debian package, the
+    cache, or a checksummed download: checked as it loads) and a name ending in .npz are allowed."""
+    if name in FASHION_NAMES:
+        kind = "fashion_mnist"
+    elif path is None and isinstance(name, str) and name.endswith(".npz"):
+        kind, path = "npz", name
+    elif name in EXPECTED:
+        kind = name
+    else:
+        raise DatasetError(f"unknown dataset {name!r}; choose fashion_mnist, cifar10, imagefolder or npz")
     if path is None:
-        raise DatasetError(f"dataset {name!r} needs --data PATH")
-    if not Path(path).exists():
-        raise DatasetError(f"dataset path {path} does not exist")
-    if name == "cifar10":
-        return cifar10(path)
-    if name == "imagefolder":
-        return image_folder(path)
-    if name == "npz":
-        return npz(path)
-    raise DatasetError(f"unknown dataset {name!r}; choose fashion_mnist, cifar10, imagefolder or npz")
+        if kind != "fashion_mnist":
+            raise DatasetError(f"dataset {name!r} needs --data PATH: {EXPECTED[kind]}")
+        return
+    p = Path(path)
+    problem = _data_problem(kind, p)
+    if problem is not None:
+        hint = ""
+        if kind != "npz" and p.is_file() and p.suffix.lower() == ".npz":
+            hint = "; for a .npz file give --dataset npz"
+        elif kind == "npz" and p.is_dir():
+            hint = "; for a directory give --dataset fashion_mnist, cifar10 or imagefolder"
+        found = f"; found {describe_path(p)}" if p.exists() else ""
+        raise DatasetError(f"--data {p} for dataset {kind}: {problem}{found}; expected {EXPECTED[kind]}{hint}")
+
+
+def _data_problem(kind: str, p: Path) -> str | None:
+    """What is wrong with --data p for this dataset, or None."""
+    if not p.exists():
+        return "it does not exist"
+    if kind == "npz":
+        if not p.is_file():
+            return "it is not a file"
+        if not zipfile.is_zipfile(p):
+            return "it is not an .npz archive"
+        try:
+            with np.load(p) as d:
+                files = set(d.files)
+        except Exception as e:  # a damaged archive
+            return f"it cannot be read ({type(e).__name__}: {str(e)[:120]})"
+        missing = [k for k in NPZ_KEYS if k not in files]
+        return f"it must hold arrays {list(NPZ_KEYS)}; it has {sorted(files)}" if missing else None
+    if not p.is_dir():
+        return "it is not a directory"
+    if kind == "fashion_mnist":
+        missing = [n for n in FASHION_FILES if not (p / n).is_file()]
+        return f"missing {', '.join(missing)}" if missing else None
+    if kind == "cifar10":
+        r = _cifar_dir(p)
+        missing = [n for n in CIFAR_FILES if not (r / n).is_file()]
+        return f"CIFAR-10 python batches missing in {r}: {missing}" if missing else None
+    test = next((p / d for d in ("test", "val") if (p / d).is_dir()), None)  # imagefolder
+    if not (p / "train").is_dir() or test is None:
+        return "no train/ and test/ (or val/) subdirectories"
+    classes = {d.name for d in (p / "train").iterdir() if d.is_dir()}
+    if not classes:
+        return f"{p / 'train'} has no class directories"
+    extra = sorted(d.name for d in test.iterdir() if d.is_dir() and d.name not in classes)
+    if extra:  # their images would be left out without a word
+        return f"{test} has classes that {p / 'train'} lacks: {extra[:5]}"
+    for split_dir in (p / "train", test):
+        if not any(f.suffix.lower() in IMAGE_SUFFIXES for c in sorted(classes) if (split_dir / c).is_dir()
+                   for f in (split_dir / c).iterdir()):
+            return f"no images in {split_dir}/<class>/"
+    return None
+
+
+def describe_path(p: Path) -> str:
+    """What is at p, in a few words, for a message."""
+    if not p.exists():
+        return "nothing there"
+    if p.is_dir():
+        names = sorted(x.name + ("/" if x.is_dir() else "") for x in itertools.islice(p.iterdir(), 101))
+        if not names:
+            return "an empty directory"
+        more = "" if len(names) <= 6 else f" and {len(names) - 6} more" if len(names) <= 100 else " and 95+ more"
+        return f"a directory holding {', '.join(names[:6])}{more}"
+    size = p.stat().st_size
+    with open(p, "rb") as f:
+        head = f.read(512)
+    kinds = ((b"PK\x03\x04", "a zip archive"), (b"\x1f\x8b", "gzip-compressed"), (b"\x93NUMPY", "a NumPy .npy array"),
+             (b"\x80", "a Python pickle"), (b"\x89PNG", "a PNG image"), (b"\xff\xd8", "a JPEG image"))
+    kind = next((k for magic, k in kinds if head.startswith(magic)), None)
+    if kind is None:
+        text = head.decode("utf-8", errors="replace")
+        if "\ufffd" in text[:-3] or "\x00" in text:
+            kind = "binary data"
+        else:
+            kind = f"text beginning {text.strip()[:40].splitlines()[0]!r}" if text.strip() else "blank text"
+    return "an empty file" if size == 0 else f"a file of {size} bytes ({kind})"
 
 
 def check_fits(ds: Dataset, space) -> None:

@@ -36,6 +36,8 @@ from .device import resolve_device
 from .schedule import SCHEDULES, lr_at, ramp, warmup_steps
 
 CKPT = "checkpoint.pt"
+# What a training run writes in its directory (an input given inside it must not be one of them)
+RUN_FILES = ("train_config.json", CKPT, "unaries.json", "metrics.jsonl", "narrowing.jsonl", "train.log")
 # Settings a resumed run may change: more epochs extend it; threads and device only change where it runs.
 RESUMABLE = ("epochs", "threads", "device")
 

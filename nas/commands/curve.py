@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..checks import UserError, check_calib_images, check_outputs
+from ..checks import UserError, check_calib_images, check_outputs, run_inputs
 
 
 def add_parser(sub) -> None:
@@ -51,8 +51,10 @@ def run(args) -> int:
     if args.retrain_epochs is not None and (isinstance(args.retrain_epochs, bool) or args.retrain_epochs < 1):
         raise UserError(f"--retrain-epochs {args.retrain_epochs}: use 1 or more (default 2)")
     out = Path(args.out) if args.out else run / "curve.csv"
-    check_outputs({"--out": out, "the plot beside --out": out.with_suffix(".png") if out.suffix != ".png" else None},
-                  [args.profile])
+    if out.suffix.lower() == ".png":  # the CSV would go there, then the plot over it
+        raise UserError(f"--out {out}: give the CSV's path (e.g. curve.csv); the plot goes beside it as .png")
+    check_outputs({"--out": out, f"the plot beside --out {out}": out.with_suffix(".png")},  # its own curve may be redrawn
+                  [("--profile", args.profile), *run_inputs(run, own=("curve.csv", "curve.png"))])
     opts = GreedyOptions.parse(args.greedy)
     train_dir, run_profile = _training_dir(run)
     cfg, space, sup, splits = load_run(train_dir)

@@ -1,7 +1,7 @@
 """`widthnas evaluate`: accuracy of a configuration after BN recalibration (and its flips --against OLD)."""
 from __future__ import annotations
 
-from ..checks import UserError, check_calib_images, check_outputs
+from ..checks import UserError, check_calib_images, check_outputs, previous_inputs, run_inputs
 from .options import widths_arg
 
 
@@ -25,7 +25,8 @@ def run(args) -> int:
     check_calib_images(args.calib_images)
     if args.json and not args.against:
         raise UserError("--json writes the flip report of --against: give --against OLD as well")
-    check_outputs({"--json": args.json}, [args.config, args.against])
+    check_outputs({"--json": args.json}, [("--config", args.config), ("--against", previous_inputs(args.against)),
+                                          *run_inputs(args.run)])
     if args.against:
         from ..flips import resolve_previous
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from widthnas.models.space import check_fingerprint
 
-from ..checks import UserError, check_calib_images, check_outputs
+from ..checks import UserError, check_calib_images, check_outputs, run_inputs
 from .options import widths_arg
 
 
@@ -37,8 +37,9 @@ def run(args) -> int:
     if Path(args.out).suffix.lower() == ".json":
         raise UserError(f"--out {args.out}: the model goes to a .onnx file (its sidecar .json is written beside it)")
     check_calib_images(args.calib_images, zero_ok=bool(args.weights))
-    check_outputs({"--out": args.out, "the sidecar of --out": Path(args.out).with_suffix(".json")},
-                  [args.profile, args.config, args.space, args.weights])
+    check_outputs({"--out": args.out, f"the sidecar of --out {args.out}": Path(args.out).with_suffix(".json")},
+                  [*{"--profile": args.profile, "--config": args.config, "--space": args.space,
+                     "--weights": args.weights}.items(), *run_inputs(args.run)])
     if args.weights:
         return _export_weights(args)
     if args.space:

@@ -5,7 +5,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..checks import UserError, check_plot_path, check_remeasure, refuse_inputs, refuse_shipped
+from ..checks import UserError, check_outputs, check_plot_path, check_remeasure
 from .options import add_space_options, space_from_args
 from .validation import add_remeasure_options, plot_heldout, validation_record
 
@@ -43,12 +43,19 @@ def _load(paths, args, what: str = "samples"):
     return space, s
 
 
+def _space_file(space: str | None) -> str | None:
+    """--space when it names a file (a space JSON), not a shipped space."""
+    return space if space and Path(space).is_file() else None
+
+
 def run(args) -> int:
     from widthnas.latency.fit import FitSettings, FlopsProxy
     from widthnas.latency.fit import fit_profile
 
-    refuse_shipped(args.out, args.force)
-    refuse_inputs(args.out, args.samples + (args.heldout or []), "--out")
+    check_outputs({"--out": args.out, "--plot": args.plot, "--remeasure-out": args.remeasure_out},
+                  {"--samples": args.samples, "--heldout": args.heldout, "--space": _space_file(args.space),
+                   "--remeasure-out": args.remeasure_out},  # re-measurements kept there are resumed
+                  force=args.force)
     if args.folds < 2:
         raise UserError(f"--folds {args.folds}: cross-validation needs at least 2 folds (default 5)")
     if args.plot and not args.heldout:
@@ -56,7 +63,7 @@ def run(args) -> int:
     check_plot_path(args.plot)
     if args.remeasure_out and not args.heldout:
         raise UserError("--remeasure-out times held-out networks again: give --heldout too")
-    remeasure = check_remeasure(args, args.samples + (args.heldout or []) + [args.out])
+    remeasure = check_remeasure(args)
     space, s = _load(args.samples, args)
     table = fit_profile(space, s, FitSettings(folds=args.folds), args.name or Path(args.out).stem,
                         keying=args.keying)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from ..checks import UserError, refuse_shipped
+from ..checks import UserError, check_outputs
 
 
 def add_parser(sub) -> None:
@@ -38,7 +38,8 @@ def run(args) -> int:
         raise UserError(f"--tolerance {args.tolerance}: give the % the reference may run off its profiled time, in (0, 50)")
     if not (math.isfinite(args.max_wait) and 0 <= args.max_wait <= 86400):
         raise UserError(f"--max-wait {args.max_wait}: give the seconds to wait per rung, 0 to 86400")
-    refuse_shipped(args.out, args.force)
+    check_outputs({"--out": args.out}, {"--profile": args.profile}, force=args.force,
+                  in_place={"--out": "--profile"})  # the profile itself, now with its ladder
     table = load_profile(args.profile)
     try:
         be, protocol = verify_timing(table)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from widthnas.models.space import check_fingerprint
 
-from ..checks import Rule, check_outputs, check_settings
+from ..checks import Rule, UserError, check_outputs, check_settings, run_inputs
 
 
 def add_parser(sub) -> None:
@@ -45,13 +45,13 @@ def run(args) -> int:
 
     check_settings(args, {"check_networks": Rule(integer=True, low=3, high=10_000, zero_ok=True)}, "search")
     parse_margin(args.margin)  # a bad --margin is refused before the supernet is loaded and the unaries measured
+    if args.pareto and Path(args.pareto).suffix.lower() == ".png":  # the CSV would go there, then the plot over it
+        raise UserError(f"--pareto {args.pareto}: give the CSV's path (e.g. pareto.csv); the plot goes beside it as .png")
     png = None if not args.pareto else Path(args.pareto).with_suffix(".png")
-    run_files = []  # every file of --run, and the unaries cache search writes there (it may not exist yet)
-    if args.run and Path(args.run).is_dir():
-        run_files = sorted({*(p for p in Path(args.run).iterdir() if p.is_file()), Path(args.run) / "unaries_measured.json"})
-    check_outputs({"--out": args.out, "--pareto": args.pareto,  # nor any file of --run (checkpoint, cached unaries)
-                   "the plot beside --pareto": png if png != Path(args.pareto or "") else None},
-                  [args.profile, args.unaries, *run_files])
+    check_outputs({"--out": args.out, "--pareto": args.pareto, f"the plot beside --pareto {args.pareto}": png},
+                  [("--profile", args.profile), ("--unaries", args.unaries), *run_inputs(args.run),
+                   # the unaries cache search writes in --run (it may not exist yet)
+                   (f"the unaries cache of --run {args.run}", Path(args.run) / "unaries_measured.json" if args.run else None)])
     table = load_profile(args.profile)
     space = table.space
     method = args.method

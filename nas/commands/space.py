@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..checks import UserError
+from ..checks import UserError, check_outputs
 
 
 def add_parser(sub) -> None:
@@ -34,6 +34,10 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from widthnas.models.families import get_space
 
+    mod = (args.from_model or "").split(":")[0]  # --from-model path/to/models.py:factory, or pkg.module:factory
+    model_files = [f for f in (mod, mod.replace(".", "/") + ".py") if mod and Path(f).is_file()]
+    check_outputs({"--out": args.out}, {"--space": args.space if args.space and Path(args.space).is_file() else None,
+                                        "--from-model": model_files})
     if args.from_model:
         space = _traced_space(args)
     else:

@@ -56,7 +56,9 @@ def _given_train_settings(args) -> dict:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..train import RESUMABLE, TrainConfig, load_train_config, train
+    from ..checks import check_outputs
+    from ..data import check_data
+    from ..train import RESUMABLE, RUN_FILES, TrainConfig, load_train_config, train
 
     run = Path(args.out)
     given = _given_train_settings(args)
@@ -73,6 +75,9 @@ def run(args) -> int:
                 setattr(cfg, k, given[k])
     else:
         cfg = TrainConfig(**given)
+    check_outputs({f"{n} in --out {run}": run / n for n in RUN_FILES},  # no file the run writes may be one it reads
+                  {f"--{k}": getattr(cfg, k) for k in ("space", "data", "profile", "weights")})
+    check_data(cfg.dataset, cfg.data)  # a --data holding nothing this dataset reads fails now, not after setup
     t = train(cfg, run, resume=args.resume, progress=not args.quiet)
     if t.rank == 0:
         print(f"unaries: {run / 'unaries.json'}; checkpoint: {run / 'checkpoint.pt'}")

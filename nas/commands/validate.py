@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..checks import UserError, check_plot_path, check_remeasure, refuse_inputs, refuse_shipped
+from ..checks import UserError, check_outputs, check_plot_path, check_remeasure
 from .validation import add_remeasure_options, plot_heldout, validation_record
 
 
@@ -35,13 +35,13 @@ def run(args) -> int:
     from widthnas.latency.registry import load_profile
     from widthnas.latency.samples import load_samples
 
-    if args.out:
-        refuse_shipped(args.out, args.force)
-        refuse_inputs(args.out, args.samples, "--out")
-    refuse_inputs(args.json, args.samples + [args.profile], "--json")
+    check_outputs({"--out": args.out, "--json": args.json, "--plot": args.plot, "--remeasure-out": args.remeasure_out},
+                  {"--profile": args.profile, "--samples": args.samples,
+                   "--remeasure-out": args.remeasure_out},  # re-measurements kept there are resumed
+                  force=args.force, in_place={"--out": "--profile"})  # the profile itself, now validated
     args.elasticity = parse_elasticity(args.elasticity)
     check_plot_path(args.plot)
-    remeasure = check_remeasure(args, args.samples + [args.profile] + [p for p in (args.out, args.json) if p])
+    remeasure = check_remeasure(args)
     table = load_profile(args.profile)
     for p in args.samples:
         if not Path(p).exists():
