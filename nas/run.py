@@ -22,9 +22,17 @@ import torch
 from widthnas._io import atomic_path, atomic_write_text, read_json, read_jsonl
 from widthnas.latency.check import CHECK_NETWORKS
 
+from .runlog import LOG_NAME
+
 RECOVER = "delete it to redo the run's stages (finished artefacts stay), or choose another --out"
 
 STAGES = ("profile", "train", "search", "finetune", "export", "verify", "report")
+
+# What a run writes in its directory (the stages below), and in its supernet/ (nas/train.py's RUN_FILES)
+RUN_WRITES = ("run_config.json", "run_state.json", "samples.jsonl", "heldout.jsonl", "heldout_remeasure.jsonl",
+              "profile.json", "latency_check.jsonl", "latency_fit.png", "config.json", "pareto.csv", "pareto.png",
+              "final_chosen.pt", "final_uniform.pt", "model.onnx", "model.json", "uniform.onnx", "uniform.json",
+              "widths.png", "training.png", "narrowing.png", "curve.csv", "curve.png", "report.json", "report.md", "run.log")
 
 
 
@@ -567,7 +575,8 @@ class Run:
         secs = {k: st[k]["seconds"] for k in STAGES if isinstance(st.get(k, {}).get("seconds"), (int, float))}
         rows.append("time per stage: " + ", ".join(f"{k} {_duration(v)}" for k, v in secs.items())
                     + f"; total {_duration(sum(secs.values()))}")
-        rows.append(f"ONNX: {st['export']['chosen']['path']}  (report: {st['report']['report']})")
+        rows.append(f"ONNX: {st['export']['chosen']['path']}  (report: {st['report']['report']}; every message in full: "
+                    f"{self.dir / LOG_NAME})")
         return "\n".join(rows)
 
 

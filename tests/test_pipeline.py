@@ -902,3 +902,16 @@ def test_another_machines_profile_is_kept_only_when_its_check_holds_and_the_budg
     assert ("its ratios hold here (95% of the check" in res["why"]) if kept else "profiling this machine" in res["why"]
     if not kept:
         assert ("in milliseconds" in res["why"]) == (within == 1.0) and res["check"]["machine_note"] is None
+
+
+def test_the_list_of_files_a_run_writes_holds_every_file_it_wrote(finished_run):
+    """The output checks protect a run's files by this list (nas/run.py RUN_WRITES, nas/train.py
+    RUN_FILES): a stage that writes a file the list lacks would go unprotected."""
+    from widthnas.nas.run import RUN_WRITES
+    from widthnas.nas.train import RUN_FILES
+
+    _, out, _, _ = finished_run
+    top = {p.name for p in out.iterdir() if p.is_file()}
+    sup = {p.name for p in (out / "supernet").iterdir() if p.is_file()}
+    assert top - set(RUN_WRITES) == set()
+    assert sup - set(RUN_FILES) - {"unaries_measured.json"} == set()

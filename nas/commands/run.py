@@ -90,11 +90,32 @@ def run(args) -> int:
         cfg.limit = None
     if cfg.sampling == "aows" and cfg.warmup_epochs >= cfg.epochs:
         cfg.warmup_epochs = max(0, cfg.epochs - 1)
-    run = Run(cfg, args.out, progress=not args.quiet)
+    _check_files(cfg, args.out)
+    from ..runlog import RunLog
+
+    run = Run(cfg, args.out, log=RunLog(args.out), progress=not args.quiet)  # full messages in run.log
     run.go()
     print()
     print(run.summary())
     return 0
+
+
+def _check_files(cfg, out) -> None:
+    """Before any stage runs: no file the run writes may be one it reads (--space, --data, --profile,
+    --weights, --previous, --congruent), and --data must hold what --dataset reads."""
+    from pathlib import Path
+
+    from ..checks import check_outputs, previous_inputs
+    from ..data import check_data
+    from ..run import RUN_WRITES
+    from ..train import RUN_FILES
+
+    out = Path(out)
+    check_outputs({**{f"{n} in --out {out}": out / n for n in RUN_WRITES},
+                   **{f"supernet/{n} in --out {out}": out / "supernet" / n for n in (*RUN_FILES, "unaries_measured.json")}},
+                  {"--space": cfg.space, "--data": cfg.data, "--profile": cfg.profile, "--weights": cfg.weights,
+                   "--previous": previous_inputs(cfg.previous), "--congruent": previous_inputs(cfg.congruent)})
+    check_data(cfg.dataset, cfg.data)
 
 
 def _check_feature_options(cfg, args) -> None:

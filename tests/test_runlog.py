@@ -1,0 +1,34 @@
+"""The run's terminal is short; run.log keeps every message whole."""
+from __future__ import annotations
+
+from widthnas.latency.host_state import machine_note
+from widthnas.nas.runlog import LOG_NAME, RunLog, short
+
+LONG = ("profile: note: " + machine_note(2.01, 0.2773))
+MARGIN = ("search: aiming at 0.2733 ms, margin 6.13 % = 2 x the RMS error 3.07 % of the latency check on this machine "
+          "(reference at 2.01 x its profiled time), 40 networks: the profile was made on another machine, and its own "
+          "validation would give 1.99 % = 2 x sqrt(held-out RMS error 0.75 %^2 + re-measurement noise 0.65 %^2)")
+
+
+def test_short_messages_pass_unchanged_and_long_ones_are_cut_at_a_clause():
+    assert short("[train]") == "[train]"
+    for msg in (LONG, MARGIN):
+        s = short(msg, 150)
+        assert len(s) <= 150 and s.endswith(f"({LOG_NAME})")
+        assert msg.startswith(s[: -len(f" … ({LOG_NAME})")])  # a prefix of the message, not a rewrite
+    assert short(MARGIN, 150).startswith("search: aiming at 0.2733 ms, margin 6.13 %")
+    assert "ran 2.01 x its profiled 0.2773 ms" in short(LONG, 150)
+
+
+def test_a_multi_line_message_shows_its_first_line():
+    assert short("widths chosen\nstem 16\nblock1 32", 150) == f"widths chosen … ({LOG_NAME})"
+
+
+def test_run_log_keeps_every_message_whole_and_appends_on_resume(tmp_path):
+    shown = []
+    log = RunLog(tmp_path, shown.append, width=150)
+    log(MARGIN)
+    RunLog(tmp_path, shown.append)(LONG)  # a resumed run
+    text = (tmp_path / LOG_NAME).read_text()
+    assert MARGIN in text and LONG in text and text.index(MARGIN) < text.index(LONG)
+    assert all(len(s) <= 150 for s in shown) and len(shown) == 2
