@@ -1,0 +1,567 @@
+"""Compress a user's trained model under a measured latency budget: widthnas against a width multiplier
+and Torch-Pruning, at equal measured latency, from the same trained weights, with the same fine-tuning.
+
+    pip install torch-pruning                               # the benchmark extra (never a runtime dependency)
+    python -m widthnas.benchmarks.compress --model resnet   # README's SmallResNet; --model mbv2: a MobileNet-v2
+    python -m widthnas.benchmarks.compress --model resnet --smoke   # end to end in minutes, measures nothing
+
+Steps, each kept in --out so that a killed run resumes where it stopped:
+ 1. trace the model (`space --from-model`), train it on the training split (validation held out) and
+    test it: the base model every method is measured against;
+ 2. profile the traced space on this machine (latency/profile_here.py), time the base model's ONNX:
+    budgets are 60 / 40 / 25 % of that (1.7x, 2.5x, 4x speed-ups);
+ 3. per budget, the starting network of each method, every one within the budget *on measurement*
+    (onnxruntime, reference-normalised, latency/verdict.py):
+      uniform8     the largest width multiplier rounded to 8 channels that fits, the user's weights sliced;
+      tp_uniform   Torch-Pruning, one ratio in every layer, L1 magnitude, round_to 8, the classifier left alone;
+      tp_global    the same with global ranking (max ratio 0.9 per layer, as its examples cap it);
+      widthnas     `widthnas run --weights`: a supernet seeded with the user's weights (AOWS toward the
+                   budget), measured unaries, held-out selection among MRF candidates, the user's weights sliced;
+    the Torch-Pruning ratio is bisected until the exported network's measured latency fits;
+ 4. fine-tune every starting network with the same protocol on paired seeds (seed s: the same data
+    order and augmentation for every method), as parallel single-thread processes; test accuracy and
+    negative flips against the base model; widthnas_pc: widthnas's network at the middle budget
+    fine-tuned with focal distillation toward the base model (positive-congruent);
+ 5. report: docs/compress.csv (--docs), a plot of accuracy against measured latency, and the pooled
+    paired difference of widthnas against the best baseline of each budget (RESULTS.md states the test).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import multiprocessing as mp
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from widthnas._io import atomic_write_text, read_json
+from widthnas.benchmarks.stats import paired_diff
+
+BASELINES = ("uniform8", "tp_uniform", "tp_global")
+METHODS = BASELINES + ("widthnas",)
+CONGRUENT = "widthnas_pc"  # widthnas's network at the middle budget, fine-tuned positive-congruently
+ROUND_TO = 8
+TP_MAX_RATIO = 0.9  # Torch-Pruning's cap per layer in global pruning (its examples use 0.9 or 1.0)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything that decides a result; its hash names the result files."""
+    model: str = "resnet"  # resnet | mbv2 (benchmarks/compress_models.py)
+    dataset: str = "fashion_mnist"
+    data: str | None = None
+    split_seed: int = 0  # the validation split (never the test set)
+    base_epochs: int = 12  # to convergence (the base model's validation accuracy is logged per epoch)
+    base_lr: float = 0.1
+    base_limit: int | None = None  # training images for the base model (None: the whole training split)
+    ft_epochs: int = 1  # fine-tuning, the same for every method (one pass over the whole training split)
+    ft_lr: float = 0.01
+    ft_limit: int | None = None  # fine-tuning images (the first of the split's training images)
+    supernet_epochs: int = 2  # widthnas: supernet training from the user's weights
+    supernet_lr: float = 0.02  # a seeded supernet starts trained: a fine-tuning rate, not a from-scratch one
+    supernet_limit: int | None = 20000
+    sampling: str = "aows"  # widthnas run's default
+    unary_configs: int = 300  # widthnas run's default
+    profile_networks: int = 400
+    heldout_networks: int = 100
+    budgets: tuple[int, ...] = (60, 40, 25)  # % of the base model's measured latency
+    seeds: int = 5
+
+    def key(self, *fields: str) -> str:
+        import hashlib
+
+        d = asdict(self)
+        d = {f: d[f] for f in fields} if fields else d
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
+
+
+SMOKE = dict(base_epochs=1, base_limit=2000, ft_epochs=1, ft_limit=1000, supernet_epochs=1, supernet_limit=1000,
+             unary_configs=20, profile_networks=40, heldout_networks=10, budgets=(60, 40), seeds=2)
+
+
+def _json(path: Path, d: dict) -> dict:
+    atomic_write_text(path, json.dumps(d, indent=1, default=float))
+    return d
+
+
+# ---- 1. the base model ---------------------------------------------------------------------------------------
+def load_splits(s: Setup):
+    from widthnas.nas.data import load_dataset, split
+
+    return split(load_dataset(s.dataset, s.data, download=False), 0.1, s.split_seed)
+
+
+def first(splits, n: int | None):
+    """The splits with only the first n training images; normalisation stays the whole split's."""
+    if not n:
+        return splits
+    x, y = splits.train
+    return replace(splits, train=(x[:n], y[:n]))
+
+
+def make_model(s: Setup) -> torch.nn.Module:
+    from widthnas.models.trace import load_factory
+
+    from .compress_models import MODELS
+
+    return load_factory(MODELS[s.model])[0]
+
+
+class Bench:
+    def __init__(self, setup: Setup, out: str | Path, workers: int = 2, log=print):
+        self.s, self.out, self.workers, self.log = setup, Path(out), workers, log
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._splits = None
+
+    @property
+    def splits(self):
+        if self._splits is None:
+            self._splits = load_splits(self.s)
+        return self._splits
+
+    def space(self):
+        from widthnas.models.space import GraphSpace
+        from widthnas.models.trace import trace_model
+
+        from .compress_models import MODELS
+
+        p = self.out / "space.json"
+        if not p.exists():
+            trace_model(make_model(self.s), (1, 28, 28), f"compress_{self.s.model}", MODELS[self.s.model]).save(p)
+        return GraphSpace.load(p)
+
+    def base(self) -> dict:
+        """The user's trained model: state_dict in base.pt, its accuracies in base.json."""
+        from widthnas.nas.evaluate import accuracy
+        from widthnas.nas.finetune import train_plain
+
+        s = self.s
+        k = s.key("model", "dataset", "data", "split_seed", "base_epochs", "base_lr", "base_limit")
+        p, pt = self.out / f"base_{k}.json", self.out / f"base_{k}.pt"
+        if p.exists():
+            return read_json(p, "base model record")
+        torch.manual_seed(s.split_seed)
+        net, sp = make_model(s), self.splits
+        t0, c0 = time.time(), time.process_time()
+        hist = train_plain(net, first(sp, s.base_limit), s.base_epochs, lr=s.base_lr, seed=10_000, desc="base",
+                           log=self.log)
+        acc, _ = accuracy(net, *sp.test, sp.mean, sp.std)
+        torch.save(net.state_dict(), pt)
+        self.log(f"base model: test acc {acc:.4f} after {s.base_epochs} epochs ({(time.time() - t0) / 60:.1f} min)")
+        return _json(p, {"state": str(pt), "test_acc": acc, "history": hist, "minutes": (time.time() - t0) / 60,
+                         "cpu_min": (time.process_time() - c0) / 60})
+
+    def base_state(self) -> dict:
+        return torch.load(self.base()["state"], map_location="cpu", weights_only=True)
+
+    # ---- 2. latency ----------------------------------------------------------------------------------------
+    def table(self):
+        from widthnas.latency.backends import OrtBackend
+        from widthnas.latency.profile_here import HereSettings, profile_here
+        from widthnas.latency.registry import load_profile
+        from widthnas.latency.standalone_runner import Protocol
+
+        d = self.out / f"profile_{self.s.key('model', 'profile_networks', 'heldout_networks')}"
+        p = d / "profile.json"
+        if not p.exists():
+            d.mkdir(exist_ok=True)
+            space = self.space()
+            settings = HereSettings(self.s.profile_networks, self.s.heldout_networks, remeasure=0, ladder_rungs=8)
+            profile_here(space, d, OrtBackend(space), Protocol(5, 10.0), settings, self.log)
+        return load_profile(str(p))
+
+    def measure(self, net: torch.nn.Module, name: str) -> float:
+        """One measured latency (ms at the profile's host speed) of `net` exported to ONNX."""
+        from widthnas.nas.export import export_onnx, measure_exported
+
+        path = self.out / "onnx" / f"{name}.onnx"
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            export_onnx(net.eval(), self.space(), path)
+        return measure_exported(path, self.table())["normalised_ms"]
+
+    def verdict(self, net: torch.nn.Module, name: str, budget_ms: float) -> dict:
+        from widthnas.latency.verdict import budget_verdict
+
+        return budget_verdict(lambda: self.measure(net, name), budget_ms)
+
+    def budgets(self) -> dict:
+        """{pct: budget ms}, from the base model's measured latency (mean of a verdict's timings)."""
+        p = self.out / f"budgets_{self.s.key('model', 'budgets', 'profile_networks', 'heldout_networks')}.json"
+        if p.exists():
+            return read_json(p, "budgets")
+        from widthnas.models.trace_weights import user_network
+
+        base = user_network(self.space(), self.base_state())
+        v = self.verdict(base, "base", 1e9)  # the verdict's repeated timings, read for their mean
+        ms = v["mean_ms"]
+        self.log(f"base model: {ms:.4f} ms measured (± {v['half_width_pct']:.1f} %)")
+        return _json(p, {"base_ms": ms, "base_verdict": v,
+                         "budget_ms": {str(b): b / 100 * ms for b in self.s.budgets}})
+
+    # ---- 3. starting networks ------------------------------------------------------------------------------
+    def start(self, method: str, pct: int) -> dict:
+        """The starting network of `method` at budget pct: saved whole (torch.save) with its record."""
+        key = self.s.key(*_START_FIELDS[method.split("_pc")[0]])
+        rec_p = self.out / "start" / f"{method}_{pct}_{key}.json"
+        if rec_p.exists():
+            return read_json(rec_p, "starting network")
+        rec_p.parent.mkdir(exist_ok=True)
+        budget = self.budgets()["budget_ms"][str(pct)]
+        t0 = time.process_time()
+        if method == "uniform8":
+            net, info = self._uniform8(budget, pct)
+        elif method.startswith("tp_"):
+            net, info = self._torch_pruning(method, budget, pct)
+        elif method == "widthnas":
+            net, info = self._widthnas(budget, pct)
+        else:
+            raise ValueError(method)
+        v = self.verdict(net, f"{method}_{pct}_{key}", budget)
+        pt = rec_p.with_suffix(".pt")
+        torch.save(net, pt)
+        rec = {"method": method, "budget_pct": pct, "budget_ms": budget, "verdict": v, "measured_ms": v["mean_ms"],
+               "budget_met": v["verdict"] == "within", "module": str(pt), "params": sum(t.numel() for t in net.parameters()),
+               "select_cpu_min": (time.process_time() - t0) / 60, **info}
+        self.log(f"{method} at {pct} %: {v['mean_ms']:.4f} ms measured against {budget:.4f} ({v['verdict']})")
+        return _json(rec_p, rec)
+
+    def _uniform8(self, budget: float, pct: int):
+        from widthnas.benchmarks.search_quality import measured_multiplier, multiplier_candidates
+        from widthnas.models.trace_weights import user_network
+
+        space, sd = self.space(), self.base_state()
+        dense = space.with_dense_choices(ROUND_TO)
+        cands = [c for c in multiplier_candidates(dense, hi=1.0)]
+        nets = {}
+
+        def measure(widths):
+            k = tuple(widths)
+            nets.setdefault(k, user_network(dense, sd, list(widths)))
+            return self.measure(nets[k], "u8_" + "_".join(map(str, widths)))
+
+        m, widths = measured_multiplier(cands, budget, measure)
+        net = user_network(dense, sd, widths)
+        while self.verdict(net, "u8_" + "_".join(map(str, widths)), budget)["verdict"] != "within":
+            i = [c[1] for c in cands].index(widths)  # the verdict wants it clearly under: one rung down
+            if i == 0:
+                break
+            m, widths = cands[i - 1]
+            net = user_network(dense, sd, widths)
+        return net, {"multiplier": m, "widths": widths}
+
+    def _torch_pruning(self, method: str, budget: float, pct: int):
+        """Bisect Torch-Pruning's ratio: the least pruning whose exported network measures within budget."""
+        lo, hi, best = 0.0, 0.97, None  # lo: too slow (or untried), hi: fits
+        for _ in range(9):
+            mid = (lo + hi) / 2
+            net = self._pruned(method, mid)
+            if self.measure(net, f"{method}_{mid:.5f}") <= budget:
+                hi, best = mid, net
+            else:
+                lo = mid
+        ratio = hi
+        if best is None:
+            best = self._pruned(method, hi)
+        while self.verdict(best, f"{method}_{ratio:.5f}", budget)["verdict"] != "within" and ratio < 0.97:
+            ratio = min(0.97, ratio + 0.02)
+            best = self._pruned(method, ratio)
+        return best, {"ratio": ratio, "channels": _conv_channels(best)}
+
+    def _pruned(self, method: str, ratio: float) -> torch.nn.Module:
+        import torch_pruning as tp
+
+        from .compress_models import classifier
+
+        model = make_model(self.s)
+        model.load_state_dict(self.base_state())
+        model.eval()
+        imp = tp.importance.MagnitudeImportance(p=1)
+        pruner = tp.pruner.MetaPruner(model, torch.randn(1, 1, 28, 28), importance=imp, pruning_ratio=ratio,
+                                      global_pruning=method == "tp_global", max_pruning_ratio=TP_MAX_RATIO,
+                                      ignored_layers=[classifier(model)], round_to=ROUND_TO)
+        pruner.step()
+        return model
+
+    def _widthnas(self, budget: float, pct: int):
+        from widthnas.models.trace_weights import user_network
+        from widthnas.nas.export import network_measurer
+        from widthnas.nas.search import search
+        from widthnas.nas.selection import cached_measured_unaries
+        from widthnas.nas.train import CKPT, TrainConfig, Trainer, load_checkpoint, make_supernet
+        from widthnas.latency.margin import resolve_margin
+        from widthnas.mrf import with_margin
+
+        s, space, table = self.s, self.space(), self.table()
+        d = self.out / f"supernet_{pct}_{s.key(*_START_FIELDS['widthnas'])}"
+        state = d / "base_weights.pt"
+        if not state.exists():
+            d.mkdir(exist_ok=True)
+            torch.save(self.base_state(), state)
+        t0 = time.process_time()
+        tc = TrainConfig(space=str(self.out / "space.json"), dataset=s.dataset, data=s.data, limit=s.supernet_limit,
+                         epochs=s.supernet_epochs, lr=s.supernet_lr, sampling=s.sampling, budget=f"{budget}ms",
+                         profile=str(self._profile_path()), seed=s.split_seed, weights=str(state))
+        t = Trainer(tc, d, self.log, progress=False)
+        if (d / CKPT).exists():
+            t.resume()
+        t.fit()
+        sup = make_supernet(space)
+        sup.load_state_dict(load_checkpoint(d / CKPT, space)["model"])
+        sp = self.splits
+        unaries = cached_measured_unaries(sup, sp, d / "unaries_measured.json", s.unary_configs, log=self.log)
+        margin_pct, _ = resolve_margin("auto", table)
+        target = with_margin(budget, margin_pct)
+        measure = network_measurer(sup, table, d / "candidates")
+        sol, _, _ = search(table, unaries, "select", target, budget, sup, sp, measure, self.log)
+        return user_network(space, self.base_state(), sol.widths), {
+            "widths": list(sol.widths), "margin_pct": margin_pct, "search_cpu_min": (time.process_time() - t0) / 60,
+            "supernet_epochs": s.supernet_epochs}
+
+    def _profile_path(self) -> Path:
+        self.table()
+        return self.out / f"profile_{self.s.key('model', 'profile_networks', 'heldout_networks')}" / "profile.json"
+
+    # ---- 4. fine-tuning ------------------------------------------------------------------------------------
+    def jobs(self) -> list[tuple[str, int, int]]:
+        mid = sorted(self.s.budgets)[len(self.s.budgets) // 2]
+        return ([(m, b, seed) for b in self.s.budgets for m in METHODS for seed in range(self.s.seeds)]
+                + [(CONGRUENT, mid, seed) for seed in range(self.s.seeds)])
+
+    def finetune_all(self) -> dict:
+        ft_key = self.s.key("ft_epochs", "ft_lr", "ft_limit")
+        todo, done = [], {}
+        for m, b, seed in self.jobs():
+            start = self.start(m.replace("_pc", ""), b)
+            p = self.out / "ft" / f"{m}_{b}_s{seed}_{ft_key}_{Path(start['module']).stem.split('_')[-1]}.json"
+            if p.exists():
+                done[(m, b, seed)] = read_json(p, "fine-tuning record")
+            else:
+                todo.append((m, b, seed, start["module"], str(p)))
+        if todo:
+            (self.out / "ft").mkdir(exist_ok=True)
+            self.log(f"fine-tuning {len(todo)} networks ({len(done)} done before), {self.workers} x 1 thread")
+            t0 = time.time()
+            ctx = mp.get_context("spawn")
+            os.environ.setdefault("OMP_NUM_THREADS", "1")
+            with ctx.Pool(self.workers, initializer=_init, initargs=(self.s, self.base()["state"])) as pool:
+                for k, rec in enumerate(pool.imap_unordered(_finetune_one, todo), 1):
+                    done[(rec["method"], rec["budget_pct"], rec["seed"])] = rec
+                    el = time.time() - t0
+                    self.log(f"  {k}/{len(todo)} {rec['method']} {rec['budget_pct']} % seed {rec['seed']}: "
+                             f"acc {rec['test_acc']:.4f}, NFR {rec['nfr']:.4f} ({rec['seconds']:.0f} s); "
+                             f"ETA {el / k * (len(todo) - k) / 60:.0f} min")
+        return done
+
+    # ---- 5. report -----------------------------------------------------------------------------------------
+    def report(self, docs: str | None = None) -> list[dict]:
+        res = self.finetune_all()
+        base, budgets = self.base(), self.budgets()
+        rows, pooled = [], []
+        for b in self.s.budgets:
+            starts = {m: self.start(m, b) for m in METHODS}
+            accs = {m: [res[(m, b, s)]["test_acc"] for s in range(self.s.seeds)] for m in METHODS}
+            best = max(BASELINES, key=lambda m: np.mean(accs[m]))
+            for m in METHODS + ((CONGRUENT,) if (CONGRUENT, b, 0) in res else ()):
+                st = starts[m.replace("_pc", "")]
+                a = [res[(m, b, s)]["test_acc"] for s in range(self.s.seeds)]
+                nfr = [res[(m, b, s)]["nfr"] for s in range(self.s.seeds)]
+                ft_cpu = np.mean([res[(m, b, s)]["cpu_s"] for s in range(self.s.seeds)]) / 60
+                d = paired_diff(a, accs[best]) if m != best else None
+                rows.append({"model": self.s.model, "budget_pct": b, "method": m, "acc_mean": np.mean(a),
+                             "acc_std": np.std(a, ddof=1), "nfr_mean": np.mean(nfr),
+                             "best_baseline": best, "diff_vs_best_baseline": d["diff"] if d else 0.0,
+                             "ci_low": d["ci_low"] if d else 0.0, "ci_high": d["ci_high"] if d else 0.0,
+                             "measured_ms": st["measured_ms"], "budget_ms": st["budget_ms"],
+                             "budget_met": st["budget_met"], "cpu_min": ft_cpu + st["select_cpu_min"]})
+            pooled += [x - y for x, y in zip(accs["widthnas"], accs[best])]
+        p = paired_diff(pooled, [0.0] * len(pooled))
+        summary = {"setup": asdict(self.s), "base": {k: base[k] for k in ("test_acc", "minutes", "cpu_min")},
+                   "base_ms": budgets["base_ms"], "pooled_vs_best_baseline": p}
+        mid = sorted(self.s.budgets)[len(self.s.budgets) // 2]
+        if (CONGRUENT, mid, 0) in res:  # positive-congruent against plain fine-tuning of the same network
+            pc = [res[(CONGRUENT, mid, s)] for s in range(self.s.seeds)]
+            plain = [res[("widthnas", mid, s)] for s in range(self.s.seeds)]
+            summary["congruent_vs_plain"] = {
+                "budget_pct": mid, "acc": paired_diff([r["test_acc"] for r in pc], [r["test_acc"] for r in plain]),
+                "nfr": paired_diff([r["nfr"] for r in pc], [r["nfr"] for r in plain])}
+        _json(self.out / "summary.json", summary)
+        rows.append({"model": self.s.model, "budget_pct": "pooled", "method": "widthnas", "acc_mean": "",
+                     "acc_std": "", "nfr_mean": "", "best_baseline": "best per budget",
+                     "diff_vs_best_baseline": p["diff"], "ci_low": p["ci_low"], "ci_high": p["ci_high"],
+                     "measured_ms": "", "budget_ms": "", "budget_met": "", "cpu_min": ""})
+        text = _csv(rows)
+        atomic_write_text(self.out / "compress.csv", text)
+        self._plot(rows, base, budgets)
+        if docs:
+            _merge_csv(Path(docs), rows, self.s.model)
+        self.log(text)
+        self.log(f"base model {base['test_acc']:.4f}, {budgets['base_ms']:.4f} ms; pooled widthnas - best baseline "
+                 f"{100 * p['diff']:+.2f} [{100 * p['ci_low']:+.2f}, {100 * p['ci_high']:+.2f}] points over "
+                 f"{p['n']} (budget, seed) pairs")
+        return rows
+
+    def _plot(self, rows: list[dict], base: dict, budgets: dict) -> None:
+        from widthnas._io import atomic_savefig, pyplot
+
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        for m in METHODS + (CONGRUENT,):
+            r = [x for x in rows if x["method"] == m and x["budget_pct"] != "pooled"]
+            if r:
+                ax.errorbar([x["measured_ms"] for x in r], [100 * x["acc_mean"] for x in r],
+                            yerr=[100 * x["acc_std"] for x in r], marker="o", ls="-" if m in METHODS else "none",
+                            capsize=3, label=m)
+        ax.plot([budgets["base_ms"]], [100 * base["test_acc"]], "k*", ms=12, label="base model")
+        for b, ms in budgets["budget_ms"].items():
+            ax.axvline(ms, color="0.8", ls="--", lw=0.8)
+        ax.set_xlabel("measured latency (ms, onnxruntime, reference-normalised)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{self.s.model}: fine-tuned {self.s.ft_epochs} epochs, {self.s.seeds} paired seeds")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        atomic_savefig(fig, self.out / "compress.png")
+        plt.close(fig)
+
+
+# which settings decide each method's starting network (its file name carries their hash)
+_COMMON = ("model", "dataset", "data", "split_seed", "base_epochs", "base_lr", "base_limit", "budgets",
+           "profile_networks", "heldout_networks")
+_START_FIELDS = {"uniform8": _COMMON, "tp_uniform": _COMMON, "tp_global": _COMMON,
+                 "widthnas": _COMMON + ("supernet_epochs", "supernet_lr", "supernet_limit", "sampling", "unary_configs")}
+
+_W: dict = {}
+
+
+def _init(setup: Setup, base_state: str) -> None:
+    torch.set_num_threads(1)
+    from widthnas.nas.flips import torch_predictions
+
+    sp = load_splits(setup)
+    base = make_model(setup)
+    base.load_state_dict(torch.load(base_state, map_location="cpu", weights_only=True))
+    base.eval()
+    _W.update(setup=setup, splits=sp, base=base, base_pred=torch_predictions(base, sp.test[0], sp.mean, sp.std))
+
+
+def _finetune_one(job: tuple[str, int, int, str, str]) -> dict:
+    from widthnas.nas.data import normalize
+    from widthnas.nas.flips import congruent_loss, flip_report, torch_predictions
+    from widthnas.nas.evaluate import accuracy
+    from widthnas.nas.finetune import train_plain
+
+    method, pct, seed, module, out = job
+    s, sp = _W["setup"], _W["splits"]
+    net = torch.load(module, map_location="cpu", weights_only=False)  # our own file: a pickled module
+    t0, c0 = time.time(), time.process_time()
+    kw = {}
+    if method == CONGRUENT:
+        base = _W["base"]
+
+        def old(images):
+            with torch.no_grad():
+                return base(normalize(images, sp.mean, sp.std))
+
+        kw["loss_fn"] = congruent_loss(old, 1.0)
+    torch.manual_seed(seed)
+    train_plain(net, first(sp, s.ft_limit), s.ft_epochs, lr=s.ft_lr, seed=seed, log=lambda *_: None,
+                validate_each_epoch=False, **kw)
+    acc, _ = accuracy(net, *sp.test, sp.mean, sp.std)
+    flips = flip_report(sp.test[1], _W["base_pred"], torch_predictions(net, sp.test[0], sp.mean, sp.std), 10)
+    rec = {"method": method, "budget_pct": pct, "seed": seed, "test_acc": acc, "nfr": flips["nfr"],
+           "seconds": time.time() - t0, "cpu_s": time.process_time() - c0, "start": module}
+    atomic_write_text(Path(out), json.dumps(rec))
+    return rec
+
+
+def _conv_channels(net: torch.nn.Module) -> list[int]:
+    return [m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+FIELDS = ("model", "budget_pct", "method", "acc_mean", "acc_std", "nfr_mean", "best_baseline", "diff_vs_best_baseline",
+          "ci_low", "ci_high", "measured_ms", "budget_ms", "budget_met", "cpu_min")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):.6g}"
+    return str(v)
+
+
+def _csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(FIELDS)
+    for r in rows:
+        w.writerow([_fmt(r[f]) for f in FIELDS])
+    return buf.getvalue()
+
+
+def _merge_csv(path: Path, rows: list[dict], model: str) -> None:
+    """docs/compress.csv holds every model: replace this model's rows, keep the others'."""
+    keep = []
+    if path.exists():
+        keep = [r for r in csv.DictReader(io.StringIO(path.read_text())) if r["model"] != model]
+    atomic_write_text(path, _csv(keep + rows))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", choices=("resnet", "mbv2"), default="resnet")
+    p.add_argument("--out", help="default: runs/compress_<model>[_smoke]")
+    p.add_argument("--smoke", action="store_true", help="tiny settings: runs every step in minutes, measures nothing")
+    p.add_argument("--workers", type=int, default=2, help="single-thread fine-tuning processes")
+    p.add_argument("--seeds", type=int)
+    p.add_argument("--base-epochs", type=int)
+    p.add_argument("--ft-epochs", type=int)
+    p.add_argument("--ft-limit", type=int)
+    p.add_argument("--until", choices=("base", "profile", "budgets", "start", "finetune", "report"), default="report",
+                   help="stop after this step (e.g. 'start' while the machine must stay quiet for timing)")
+    p.add_argument("--docs", help="merge the rows into this CSV, e.g. docs/compress.csv")
+    a = p.parse_args(argv)
+    s = Setup(model=a.model, **(SMOKE if a.smoke else {}))
+    for f in ("seeds", "base_epochs", "ft_epochs", "ft_limit"):
+        v = getattr(a, f)
+        if v is not None:
+            if v <= 0:
+                p.error(f"--{f.replace('_', '-')} {v}: give a positive number")
+            s = replace(s, **{f: v})
+    if a.workers < 1:
+        p.error(f"--workers {a.workers}: give at least 1")
+    import importlib.util
+
+    if importlib.util.find_spec("torch_pruning") is None:
+        p.error("torch-pruning is not installed: pip install torch-pruning (a benchmark extra, not a widthnas dependency)")
+    out = a.out or f"runs/compress_{a.model}{'_smoke' if a.smoke else ''}"
+    b = Bench(s, out, a.workers)
+    steps = ("base", "profile", "budgets", "start", "finetune", "report")
+    torch.set_num_threads(2)
+    for step in steps:
+        if step == "base":
+            b.base()
+        elif step == "profile":
+            b.table()
+        elif step == "budgets":
+            b.budgets()
+        elif step == "start":
+            for pct in s.budgets:
+                for m in METHODS:
+                    b.start(m, pct)
+        elif step == "finetune":
+            b.finetune_all()
+        else:
+            b.report(a.docs)
+        if step == a.until:
+            break
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""The compression benchmark's pieces (benchmarks/compress.py): its models trace and reproduce
+themselves, Torch-Pruning is used as its users use it, and results merge and resume per setting."""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import replace
+
+import pytest
+import torch
+
+from widthnas.benchmarks import compress as cb
+from widthnas.benchmarks.compress_models import MODELS, classifier
+from widthnas.models.trace import check_against_model, load_factory, trace_model
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_the_benchmark_models_trace_and_slice_to_a_multiplier(model):
+    from widthnas.models.trace_weights import user_network
+
+    torch.manual_seed(0)
+    net = load_factory(MODELS[model])[0].eval()
+    for m in net.modules():  # trained-looking BN statistics, so a wrong slice shows in the outputs
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    space = trace_model(net, (1, 28, 28), model)
+    assert check_against_model(space, net) < 1e-4
+    sd = net.state_dict()
+    whole = user_network(space, sd).eval()
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(whole(x), net(x), atol=1e-4)
+    dense = space.with_dense_choices(8)
+    half = user_network(dense, sd, dense.multiplier_widths(0.5)).eval()
+    with torch.no_grad():
+        assert half(x).shape == (4, 10)
+    assert sum(p.numel() for p in half.parameters()) < 0.5 * sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize("method", ["tp_uniform", "tp_global"])
+def test_torch_pruning_keeps_the_classifier_rounds_to_8_and_prunes_more_at_a_higher_ratio(tmp_path, method):
+    pytest.importorskip("torch_pruning")
+    b = cb.Bench(cb.Setup(model="resnet"), tmp_path, log=lambda *_: None)
+    torch.manual_seed(0)
+    net = cb.make_model(b.s)
+    b.base_state = lambda: net.state_dict()  # no training here: the pruning is what is tested
+    sizes = []
+    for ratio in (0.2, 0.5, 0.8):
+        pruned = b._pruned(method, ratio).eval()
+        convs = cb._conv_channels(pruned)
+        assert all(c % 8 == 0 for c in convs), convs
+        assert classifier(pruned).out_features == 10
+        with torch.no_grad():
+            assert pruned(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+        sizes.append(sum(p.numel() for p in pruned.parameters()))
+    assert sizes[0] > sizes[1] > sizes[2]
+    if method == "tp_uniform":  # one ratio everywhere: every conv of the stem's group shrinks alike
+        assert len(set(cb._conv_channels(b._pruned(method, 0.5))[:3])) == 1
+
+
+def test_settings_name_their_results_and_the_csv_keeps_other_models(tmp_path):
+    s = cb.Setup()
+    assert s.key("ft_epochs") != replace(s, ft_epochs=3).key("ft_epochs")
+    assert s.key("model") == replace(s, ft_epochs=3).key("model")  # fine-tuning does not move the base model
+    row = {f: "" for f in cb.FIELDS}
+    path = tmp_path / "compress.csv"
+    cb._merge_csv(path, [{**row, "model": "resnet", "method": "a"}], "resnet")
+    cb._merge_csv(path, [{**row, "model": "mbv2", "method": "b"}], "mbv2")
+    cb._merge_csv(path, [{**row, "model": "resnet", "method": "c"}], "resnet")
+    got = sorted((r["model"], r["method"]) for r in csv.DictReader(io.StringIO(path.read_text())))
+    assert got == [("mbv2", "b"), ("resnet", "c")]
+
+
+def test_fine_tuning_on_a_subset_keeps_the_whole_splits_normalisation():
+    from widthnas.nas.data import Splits
+
+    x = torch.randint(0, 255, (10, 1, 4, 4), dtype=torch.uint8)
+    y = torch.arange(10)
+    sp = Splits((x, y), (x[:2], y[:2]), (x[:2], y[:2]), torch.tensor([0.3]), torch.tensor([0.2]))
+    sub = cb.first(sp, 4)
+    assert torch.equal(sub.train[1], y[:4]) and sub.mean is sp.mean and sub.std is sp.std
+    assert cb.first(sp, None) is sp
+
+
+def test_the_cli_refuses_bad_numbers(capsys):
+    with pytest.raises(SystemExit):
+        cb.main(["--seeds", "0"])
+    assert "--seeds 0" in capsys.readouterr().err
