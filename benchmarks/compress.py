@@ -234,28 +234,22 @@ class Bench:
         return _json(rec_p, rec)
 
     def _uniform8(self, budget: float, pct: int):
-        from widthnas.benchmarks.search_quality import measured_multiplier, multiplier_candidates
         from widthnas.models.trace_weights import user_network
+        from widthnas.nas.uniform8 import uniform8
 
         space, sd = self.space(), self.base_state()
         dense = space.with_dense_choices(ROUND_TO)
-        cands = [c for c in multiplier_candidates(dense, hi=1.0)]
         nets = {}
 
-        def measure(widths):
+        def net(widths):
             k = tuple(widths)
             nets.setdefault(k, user_network(dense, sd, list(widths)))
-            return self.measure(nets[k], "u8_" + "_".join(map(str, widths)))
+            return nets[k]
 
-        m, widths = measured_multiplier(cands, budget, measure)
-        net = user_network(dense, sd, widths)
-        while self.verdict(net, "u8_" + "_".join(map(str, widths)), budget)["verdict"] != "within":
-            i = [c[1] for c in cands].index(widths)  # the verdict wants it clearly under: one rung down
-            if i == 0:
-                break
-            m, widths = cands[i - 1]
-            net = user_network(dense, sd, widths)
-        return net, {"multiplier": m, "widths": widths}
+        name = lambda w: "u8_" + "_".join(map(str, w))  # noqa: E731
+        u = uniform8(space, budget, lambda w: self.measure(net(w), name(w)),
+                     lambda w: self.verdict(net(w), name(w), budget))
+        return net(u["widths"]), {"multiplier": u["multiplier"], "widths": u["widths"]}
 
     def _torch_pruning(self, method: str, budget: float, pct: int):
         """Bisect Torch-Pruning's ratio: the least pruning whose exported network measures within budget."""

@@ -35,6 +35,7 @@ from widthnas.latency.registry import find_profile, load_profile
 from widthnas.models import SlimmableGraphNet, build_network, get_space
 from widthnas.mrf import GraphMRF, exact, greedy, uniform, with_margin
 from widthnas.mrf.unaries import Unaries
+from widthnas.nas.uniform8 import measured_multiplier, multiplier_candidates
 from widthnas.nas.data import load_dataset, split
 from widthnas.latency.verdict import budget_verdict
 from widthnas.nas.export import export_onnx, measure_exported, network_measurer
@@ -55,32 +56,6 @@ MODES = {
 METHODS = ("uniform", "uniform8", "greedy", "ows", "aows", "default")
 REFERENCES = ("uniform", "uniform8", "greedy")  # every method's paired difference against these
 MARGIN_PCT = 1.0  # the reference methods aim 1 % under the budget; `default` uses the product's --margin auto
-
-
-def multiplier_candidates(space, lo: float = 0.05, hi: float = 1.5, step: float = 0.005) -> list[tuple[float, list[int]]]:
-    """(multiplier, widths) for every distinct network a width multiplier rounded to 8 channels gives,
-    ascending: the baseline a user gets without any search, off the search grid."""
-    out: list[tuple[float, list[int]]] = []
-    for m in np.arange(lo, hi + 1e-9, step):
-        w = space.multiplier_widths(float(m))
-        if not out or w != out[-1][1]:
-            out.append((round(float(m), 3), w))
-    return out
-
-
-def measured_multiplier(cands: list[tuple[float, list[int]]], target_ms: float, measure) -> tuple[float, list[int]]:
-    """The widest of `cands` (ascending widths, so ascending latency) whose measured latency is within
-    target_ms, by bisection on measurements: the profile does not cover widths off the grid."""
-    lo, hi = -1, len(cands)  # cands[lo] fits (or none does), cands[hi] does not (or is past the end)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if measure(cands[mid][1]) <= target_ms:
-            lo = mid
-        else:
-            hi = mid
-    if lo < 0:
-        raise ValueError(f"no width multiplier measures within {target_ms:.4f} ms")
-    return cands[lo]
 
 
 WARM_START = ("sampling", "budget", "profile")  # what AOWS changes when it continues the OWS warm-up

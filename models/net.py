@@ -139,9 +139,11 @@ class SlimmableGraphNet(nn.Module):
         return y
 
     @torch.no_grad()
-    def materialize(self, widths: Widths) -> GraphNet:
-        """A plain network with copied, physically smaller weights equal to the supernet at `widths`."""
-        net = GraphNet(self.space, widths)
+    def materialize(self, widths: Widths, space=None) -> GraphNet:
+        """A plain network with copied, physically smaller weights equal to the supernet at `widths`.
+        space: the supernet's (default), or one of the same graph with other choices (with_dense_choices:
+        widths off the search grid; a layer's first channels, as on the grid)."""
+        net = GraphNet(space or self.space, widths)
         for key, small in net.layers.items():
             big = self.full.layers[key]
             for name, p in list(small.named_parameters()) + list(small.named_buffers()):

@@ -51,9 +51,11 @@ def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, mean: torch.Tenso
     return correct / len(y), loss / len(y)
 
 
-def calibrated_network(supernet, widths: Sequence[int], splits, calib_images: int = 512, seed: int = 0) -> nn.Module:
-    """`widths` materialized from the supernet, BN recalibrated on seeded random training images."""
-    net = supernet.materialize(widths).to(device_of(supernet))
+def calibrated_network(supernet, widths: Sequence[int], splits, calib_images: int = 512, seed: int = 0,
+                       space=None) -> nn.Module:
+    """`widths` materialized from the supernet (on `space`: widths off its grid), BN recalibrated on
+    seeded random training images."""
+    net = supernet.materialize(widths, space).to(device_of(supernet))
     recalibrate_bn(net, calibration_images(splits, calib_images, seed), splits.mean, splits.std)
     return net
 

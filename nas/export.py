@@ -136,16 +136,17 @@ def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float =
 
 
 def network_measurer(supernet, table, work_dir: str | Path, rounds: int = 7,
-                     round_ms: float = 20.0) -> Callable[[list[int]], float]:
+                     round_ms: float = 20.0, space=None) -> Callable[[list[int]], float]:
     """widths -> ms at the profile's speed (read off its ladder, or its reference) of that network exported
-    from the supernet and timed here, as the verify stage will time it; each network is exported once."""
+    from the supernet and timed here, as the verify stage will time it; each network is exported once.
+    space: for widths off the search grid (materialize's)."""
     check_onnx_profile(table)
     work_dir = Path(work_dir)
 
     def measure(widths: list[int]) -> float:
         path = work_dir / f"{'_'.join(map(str, widths))}.onnx"
         if not path.exists():
-            export_onnx(supernet.materialize(list(widths)).eval(), supernet.space, path)
+            export_onnx(supernet.materialize(list(widths), space).eval(), space or supernet.space, path)
         return measure_exported(path, table, rounds, round_ms)["normalised_ms"]
 
     return measure

@@ -108,7 +108,8 @@ def write_report(run_dir: Path, res: dict, sections: list[str] = ()) -> Path:
         return format(d[key], fmt) if d.get(key) is not None else "–"
 
     sup_acc = s.get("supernet_holdout_acc", {})
-    lines += ["## Result", "", "| | chosen | uniform |", "|---|---|---|"]
+    un_name = "uniform8" if un_s.get("grid") == "dense8" else "uniform"  # rounded to 8 channels, measured; or the grid's
+    lines += ["## Result", "", f"| | chosen | {un_name} |", "|---|---|---|"]
     lines.append(f"| widths | {s['chosen']['widths']} | "
                  + (f"{un_s['widths']} (x{un_s['info'].get('multiplier')})" if un_s else na) + " |")
     lines.append(f"| predicted latency (ms) | {s['chosen']['predicted_ms']:.4f} | {cell(un_s, 'predicted_ms', '.4f')} |")

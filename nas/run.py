@@ -335,21 +335,59 @@ class Run:
         write_pareto(self.dir / "pareto.csv", front, sol, uni, target)
         cfg = chosen_config(self.space, table, sol, str(unaries_path), self.cfg.budget, budget, margin_pct, margin_how)
         atomic_write_text(self.dir / "config.json", json.dumps(cfg, indent=1))
+        d = lambda s: None if s is None else {**s.to_dict(), "info": {  # noqa: E731
+            k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in s.to_dict()["info"].items()}}
+        # the network compared with the chosen one: the multiplier rounded to 8 channels that spends the
+        # budget on measurement (uniform8, as the benchmarks define it); the ladder's uniform where nothing
+        # can be timed here
+        compared = self._uniform8(sup, table, budget) or d(uni)
         # what the supernet itself says of the chosen and the uniform network, on held-out images:
         # the MRF's predicted gain is only real if this agrees
         held = holdout_split(sp)
-        sup_acc = {name: supernet_accuracy(sup, s.widths, sp, held)[0] for name, s in (("chosen", sol), ("uniform", uni))
-                   if s is not None}
-        self.log(f"search: {sol.method} widths {sol.widths}, predicted {sol.latency:.4f} ms "
-                 f"(budget {budget:.4f} ms), MRF score {sol.score:.4f}, supernet held-out acc {sup_acc['chosen']:.4f}"
-                 + (f"; uniform x{uni.info['multiplier']} {uni.latency:.4f} ms, MRF score {uni.score:.4f}, "
-                    f"supernet held-out acc {sup_acc['uniform']:.4f}" if uni else ""))
-        d = lambda s: None if s is None else {**s.to_dict(), "info": {  # noqa: E731
-            k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in s.to_dict()["info"].items()}}
+        sup_acc = {"chosen": supernet_accuracy(sup, sol.widths, sp, held)[0]}
+        if compared:
+            sup_acc["uniform"] = supernet_accuracy(sup, compared["widths"], sp, held,
+                                                   space=self._space_of_record(compared))[0]
+        self.log(f"search: chosen {sol.widths}, predicted {sol.latency:.4f} ms (budget {budget:.4f} ms), supernet "
+                 f"held-out acc {sup_acc['chosen']:.4f}" + (f"; {_uniform_name(compared)}: supernet held-out acc "
+                                                            f"{sup_acc['uniform']:.4f}" if compared else ""))
         return {"budget_ms": budget, "widest_ms": widest, "target_ms": target, "margin_pct": margin_pct,
-                "margin_how": margin_how, "chosen": d(sol), "uniform": d(uni), "greedy": d(gre),
-                "lagrangian": d(lag), "pareto_points": len(front), "unaries": str(unaries_path),
+                "margin_how": margin_how, "chosen": d(sol), "uniform": compared, "uniform_ladder": d(uni),
+                "greedy": d(gre), "lagrangian": d(lag), "pareto_points": len(front), "unaries": str(unaries_path),
                 "supernet_holdout_acc": sup_acc, "holdout_images": len(held[1])}
+
+    def _uniform8(self, sup, table, budget: float) -> dict | None:
+        """uniform8 (nas/uniform8.py) from the supernet, timed here as verify times networks; None when
+        this profile's networks cannot be timed here (not onnxruntime) or no multiplier fits."""
+        from widthnas.latency.verdict import budget_verdict
+
+        from .export import network_measurer
+        from .uniform8 import uniform8
+
+        dense = self.space.with_dense_choices()
+        try:
+            measure = network_measurer(sup, table, self.dir / "candidates", self.cfg.verify_rounds,
+                                       self.cfg.verify_round_ms, space=dense)
+        except ValueError as e:
+            self.log(f"search: compared with the ladder's uniform network ({e})")
+            return None
+        try:
+            u = uniform8(self.space, budget, measure, lambda w: budget_verdict(lambda: measure(w), budget))
+        except ValueError as e:
+            self.log(f"search: {e}; the chosen network is reported alone")
+            return None
+        v = u["verdict"]
+        self.log(f"search: uniform8 x{u['multiplier']} {u['widths']}: {v['mean_ms']:.4f} ms measured ({v['verdict']})")
+        return {"widths": u["widths"], "method": "uniform8", "grid": "dense8", "predicted_ms": None, "score": None,
+                "info": {"multiplier": u["multiplier"], "rounded_to": 8, "measured_ms": v["mean_ms"],
+                         "verdict": v["verdict"]}}
+
+    def _space_of_record(self, rec: dict | None):
+        """The space a network record's widths belong to: uniform8's lie off the search grid."""
+        return self.space.with_dense_choices() if rec and rec.get("grid") == "dense8" else self.space
+
+    def _space_of(self, name: str):
+        return self._space_of_record(self.state["search"].get(name))
 
 
     def stage_finetune(self) -> dict:
@@ -373,11 +411,12 @@ class Run:
             widths = self.state["search"][name]["widths"]
             if c.retrain_epochs:
                 torch.manual_seed(c.seed)
-                net = build_network(self.space, widths)
+                net = build_network(self._space_of(name), widths)
                 hist = train_plain(net, sp, c.retrain_epochs, lr=c.lr, seed=c.seed, log=self.log, desc=f"{name} retrain",
                                    **kw)
             else:  # from the user's model sliced to the widths (--weights), or from the supernet
-                net = sup.materialize(widths) if user_sd is None else user_network(self.space, user_sd, widths)
+                space = self._space_of(name)
+                net = sup.materialize(widths, space) if user_sd is None else user_network(space, user_sd, widths)
                 recalibrate_bn(net, calibration_images(sp, 1024), sp.mean, sp.std)
                 before = accuracy(net, *sp.val, sp.mean, sp.std)[0]
                 self.log(f"{name}: val acc {before:.4f} from "
@@ -411,7 +450,7 @@ class Run:
     def _final_net(self, name: str):
         from .train import build_plain_network
 
-        net = build_plain_network(self.space, self.state["finetune"][name]["widths"])
+        net = build_plain_network(self._space_of(name), self.state["finetune"][name]["widths"])
         net.load_state_dict(torch.load(self.dir / f"final_{name}.pt", map_location="cpu", weights_only=True))
         return net.eval()
 
@@ -423,7 +462,7 @@ class Run:
         real = normalize(sp.test[0][:256], sp.mean, sp.std)
         for name in self._networks():
             fname = {"chosen": "model.onnx", "uniform": "uniform.onnx"}[name]
-            v = export_onnx(self._final_net(name), self.space, self.dir / fname, real)
+            v = export_onnx(self._final_net(name), self._space_of(name), self.dir / fname, real)
             out[name] = {"path": str(self.dir / fname), **v}
             self.log(f"export {name}: {self.dir / fname}, ORT vs torch max abs diff {v['max_abs_diff']:.2e}")
         return out
@@ -466,7 +505,7 @@ class Run:
                  "reference_normalised_ms": sum(r["reference_normalised_ms"] for r in records) / len(records)}
             pred = self.state["search"][name]["predicted_ms"]
             m.update({"predicted_ms": pred, "budget_ms": budget, "within_budget": bv["verdict"] == WITHIN,
-                      "budget_verdict": bv, "error": m["normalised_ms"] / pred - 1,
+                      "budget_verdict": bv, "error": None if pred is None else m["normalised_ms"] / pred - 1,
                       "max_abs_diff": self.state["export"][name]["max_abs_diff"],
                       # measurements repeated after a disturbance; still disturbed (dropped when a clean one followed)
                       "remeasured": sum(r["remeasured"] > 0 for r in records),
@@ -476,7 +515,7 @@ class Run:
             notes = [n for n in (other, speed) if n]
             m.update(host_notes=notes, host_note="; ".join(notes) or None, machine_note=other)
             fin = self.state["finetune"][name]
-            write_sidecar(path, fin["widths"], self.space, table, accuracy={"val": fin["val_acc"], "test": fin["test_acc"]},
+            write_sidecar(path, fin["widths"], self._space_of(name), table, accuracy={"val": fin["val_acc"], "test": fin["test_acc"]},
                           latency=m, verify=self.state["export"][name], budget=self.cfg.budget,
                           normalization={"mean": self.splits.mean.tolist(), "std": self.splits.std.tolist()})
             out[name] = m
@@ -486,9 +525,9 @@ class Run:
                 noisy += f"; {m['unsettled']} timing(s) never met their spread target (noisier; the interval counts it)"
             for n in notes:
                 self.log(f"verify {name}: note: {n}")
-            self.log(f"verify {name}: measured {m['normalised_ms']:.4f} ms (at the profile's host speed, read off its {m['read_off']}; raw median "
-                     f"{m['measured_ms']:.4f} ms) vs predicted {pred:.4f} ms ({m['error']:+.1%}); "
-                     f"{describe(bv)}{noisy}")
+            vs = "off the profile's grid, not predicted" if pred is None else f"vs predicted {pred:.4f} ms ({m['error']:+.1%})"
+            self.log(f"verify {name}: measured {m['normalised_ms']:.4f} ms (at the profile's host speed, read off its "
+                     f"{m['read_off']}; raw median {m['measured_ms']:.4f} ms) {vs}; {describe(bv)}{noisy}")
         return out
 
     def stage_report(self) -> dict:
@@ -551,22 +590,22 @@ class Run:
         rows = [f"{'group':{wn}s} {'base':>5s} {'chosen':>7s} {'uniform':>8s}"]
         for i, (name, base, _) in enumerate(vs):
             rows.append(f"{name:{wn}s} {base:5d} {s['chosen']['widths'][i]:7d} {uni['widths'][i] if uni else '-':>8}")
+        un = _uniform_name(uni) if uni else None
         if uni:
-            rows.append(f"uniform network: width multiplier x{uni['info']['multiplier']} (the largest within budget)")
-            rows.append(f"test accuracy: chosen {f['chosen']['test_acc']:.2%}, uniform {f['uniform']['test_acc']:.2%} "
+            what = ("the largest multiplier rounded to 8 channels measured within budget" if uni.get("grid") == "dense8"
+                    else "the largest multiplier of the search grid within budget")
+            rows.append(f"uniform: {un} ({what})")
+            rows.append(f"test accuracy: chosen {f['chosen']['test_acc']:.2%}, {un} {f['uniform']['test_acc']:.2%} "
                         f"({f['mode']})")
         else:
-            rows.append("uniform network: no uniform width multiplier fits the budget")
+            rows.append("uniform: no width multiplier fits the budget")
             rows.append(f"test accuracy: chosen {f['chosen']['test_acc']:.2%} ({f['mode']})")
-        sa = s.get("supernet_holdout_acc")
-        if sa:
-            rows.append("supernet held-out accuracy (measured, before fine-tuning): chosen "
-                        f"{sa['chosen']:.2%}" + (f", uniform {sa['uniform']:.2%}" if "uniform" in sa else ""))
         for name in self._networks():
-            rows.append(f"latency {name}: predicted {v[name]['predicted_ms']:.4f} ms, measured "
-                        f"{v[name]['normalised_ms']:.4f} ms ({v[name]['error']:+.1%}), budget {s['budget_ms']:.4f} ms"
-                        f" -> {v[name].get('budget_verdict', {}).get('verdict') or ('within' if v[name]['within_budget'] else 'over')}"
-                        " budget")
+            vn = v[name]
+            pred = "" if vn["predicted_ms"] is None else f"predicted {vn['predicted_ms']:.4f} ms, "
+            rows.append(f"latency {name if name == 'chosen' else un}: {pred}measured {vn['normalised_ms']:.4f} ms, "
+                        f"budget {s['budget_ms']:.4f} ms -> "
+                        f"{vn.get('budget_verdict', {}).get('verdict') or ('within' if vn['within_budget'] else 'over')}")
         for name, r in st["report"].get("flips", {}).items():
             rows.append(f"negative flip rate of the chosen network against the {name}: {r['nfr']:.2%} "
                         f"(positive {r['pfr']:.2%})")
@@ -578,6 +617,11 @@ class Run:
         rows.append(f"ONNX: {st['export']['chosen']['path']}  (report: {st['report']['report']}; every message in full: "
                     f"{self.dir / LOG_NAME})")
         return "\n".join(rows)
+
+
+def _uniform_name(rec: dict) -> str:
+    """'uniform8 x0.55' or 'uniform x0.55' (the ladder's, on the search grid)."""
+    return f"{'uniform8' if rec.get('grid') == 'dense8' else 'uniform'} x{rec['info'].get('multiplier')}"
 
 
 def _duration(s: float) -> str:

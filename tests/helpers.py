@@ -153,14 +153,14 @@ def assert_onnx_computes(onnx_path, net, x) -> None:
     np.testing.assert_allclose(ort_run(onnx_path, x.numpy()), ref, rtol=1e-4, atol=1e-4)
 
 
-def fine_tuned_network(out: Path, space, widths):
-    """The network a run fine-tuned (out/final_chosen.pt) at `widths`."""
+def fine_tuned_network(out: Path, space, widths, name: str = "chosen"):
+    """The network a run fine-tuned (out/final_<name>.pt) at `widths`."""
     import torch
 
     from widthnas.models.net import build_network
 
     net = build_network(space, widths)
-    net.load_state_dict(torch.load(out / "final_chosen.pt", weights_only=True))
+    net.load_state_dict(torch.load(out / f"final_{name}.pt", weights_only=True))
     return net
 
 

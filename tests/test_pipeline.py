@@ -75,6 +75,39 @@ def test_run_goes_from_data_to_verified_onnx(finished_run):
     assert "negative flip rate of the chosen network against the uniform network" in run.summary()
 
 
+def test_the_run_compares_with_the_multiplier_rounded_to_8_channels_that_measures_within_budget(finished_run):
+    """The uniform network of a run is uniform8: widths a multiplier rounded to 8 channels gives, off the
+    search grid, measured within the budget, and the next multiplier up is not (by the run's own timings);
+    its ONNX has those channels and computes its fine-tuned network."""
+    from widthnas.nas.uniform8 import multiplier_candidates
+
+    _, out, run, logs = finished_run
+    st = run.state
+    u = st["search"]["uniform"]
+    assert u["method"] == "uniform8" and u["grid"] == "dense8" and u["predicted_ms"] is None
+    cands = multiplier_candidates(run.space)
+    i = [c[1] for c in cands].index(u["widths"])
+    assert cands[i][0] == u["info"]["multiplier"] and all(w % 8 == 0 for w in u["widths"])
+    dense = run.space.with_dense_choices()
+    v = st["verify"]["uniform"]
+    assert v["budget_verdict"]["verdict"] == "within" or i == 0
+    assert v["predicted_ms"] is None and v["error"] is None
+    if i + 1 < len(cands):  # the next multiplier up measured over the budget when the bisection timed it
+        up = out / "candidates" / ("_".join(map(str, cands[i + 1][1])) + ".onnx")
+        from widthnas.nas.export import measure_exported
+
+        if up.exists():
+            assert measure_exported(up, run.table())["normalised_ms"] > 0.9 * st["search"]["budget_ms"]
+    side = json.loads((out / "uniform.json").read_text())
+    assert side["widths"] == u["widths"] and side["space"]["fingerprint"] == dense.fingerprint
+    x = np.random.default_rng(1).standard_normal((2, 1, 16, 16)).astype(np.float32)
+    assert_onnx_computes(out / "uniform.onnx", fine_tuned_network(out, dense, u["widths"], "uniform"), x)
+    summary = run.summary()
+    assert f"uniform: uniform8 x{u['info']['multiplier']} (the largest multiplier rounded to 8 channels" in summary
+    assert f"latency uniform8 x{u['info']['multiplier']}: measured " in summary
+    assert "| | chosen | uniform8 |" in (out / "report.md").read_text()
+
+
 def test_a_profile_made_by_run_records_its_noise_floor(finished_run):
     """The run profiled this machine: its first 30 held-out networks were timed again, the floor is in
     the profile, and --margin auto (the run's default) counted it."""
@@ -477,7 +510,8 @@ def test_run_goes_on_when_no_uniform_network_fits(finished_run, tmp_path):
     rng = np.random.default_rng(0)
     unaries = Unaries.load(out / "supernet" / "unaries.json")
     for _ in range(200):
-        table = LatencyTable(space, rng.uniform(0.01, 0.2, GraphEntries(space, "op").E), 0.01, real.reference_ms,
+        # microseconds: below what any network measures here, so that no multiplier fits on measurement either
+        table = LatencyTable(space, 1e-3 * rng.uniform(0.01, 0.2, GraphEntries(space, "op").E), 1e-5, real.reference_ms,
                                   real.device, name="non-uniform-device", keying="op")
         m = GraphMRF.from_table(table, unaries)
         uni_ms = min(table.predict(space.uniform(k)) for k in np.arange(0.05, 2.0001, 0.005))
@@ -500,11 +534,12 @@ def test_run_goes_on_when_no_uniform_network_fits(finished_run, tmp_path):
     r.log = logs.append
     r.go()
     assert r.state["search"]["uniform"] is None and any("no uniform network fits" in l for l in logs)
+    assert any("no width multiplier rounded to 8 channels measures within" in l for l in logs)  # uniform8's bisection
     assert (d / "model.onnx").exists() and not (d / "uniform.onnx").exists()
     report = (d / "report.md").read_text()
     assert "none fits the budget" in report and "--method lagrangian" in report
     assert "Exact budgeted optimum" not in report and "exact budgeted optimum" not in report
-    assert "no uniform width multiplier fits" in r.summary()
+    assert "uniform: no width multiplier fits the budget" in r.summary()
 
 
 def test_report_has_negative_flips_and_the_width_error_curve(finished_run):

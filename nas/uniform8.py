@@ -1,0 +1,64 @@
+"""uniform8: the network a user gets without any search, a width multiplier rounded to 8 channels,
+the largest one whose *measured* latency is within the budget.
+
+It is the baseline the benchmarks and `widthnas run`'s summary compare the chosen network with. Its
+widths lie off the search grid (`GraphSpace.with_dense_choices`), where the latency profile predicts
+nothing: it is found by bisection on measurements, then confirmed by a budget verdict
+(latency/verdict.py), stepping one multiplier down while the verdict does not say "within".
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from widthnas.latency.verdict import WITHIN
+from widthnas.models.space import ROUND_TO
+
+Widths = list[int]
+
+
+def multiplier_candidates(space, lo: float = 0.05, hi: float | None = None,
+                          step: float = 0.005) -> list[tuple[float, Widths]]:
+    """(multiplier, widths) of every distinct network a multiplier rounded to 8 channels gives, ascending
+    (so ascending in latency). hi: default the multiplier that reaches every group's widest choice."""
+    if hi is None:
+        hi = max(g.choices[-1] / g.base for g in space.free_groups)
+    out: list[tuple[float, Widths]] = []
+    for m in np.arange(lo, hi + 1e-9, step):
+        w = space.multiplier_widths(float(m), ROUND_TO)
+        if not out or w != out[-1][1]:
+            out.append((round(float(m), 3), w))
+    return out
+
+
+def measured_multiplier(cands: Sequence[tuple[float, Widths]], target_ms: float,
+                        measure: Callable[[Widths], float]) -> tuple[float, Widths]:
+    """The widest of `cands` whose one measurement (ms) is within target_ms, by bisection: about
+    log2(len(cands)) measurements. ValueError when even the narrowest measures over."""
+    lo, hi = -1, len(cands)  # cands[lo] fits (or none does), cands[hi] does not (or is past the end)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if measure(cands[mid][1]) <= target_ms:
+            lo = mid
+        else:
+            hi = mid
+    if lo < 0:
+        raise ValueError(f"no width multiplier rounded to {ROUND_TO} channels measures within {target_ms:.4f} ms")
+    return cands[lo]
+
+
+def uniform8(space, budget_ms: float, measure: Callable[[Widths], float],
+             verdict: Callable[[Widths], dict]) -> dict:
+    """The largest multiplier (rounded to 8 channels, on `space.with_dense_choices()`) measured within
+    budget_ms. measure(widths) -> one timing (ms); verdict(widths) -> a budget verdict of that network.
+    Returns {"multiplier", "widths", "verdict"}; ValueError when none fits."""
+    cands = multiplier_candidates(space)
+    m, widths = measured_multiplier(cands, budget_ms, measure)
+    i = [c[1] for c in cands].index(widths)
+    while True:  # one timing under the budget is not a verdict: step down until the verdict says within
+        v = verdict(widths)
+        if v["verdict"] == WITHIN or i == 0:
+            return {"multiplier": m, "widths": list(widths), "verdict": v}
+        i -= 1
+        m, widths = cands[i]

@@ -1,0 +1,74 @@
+"""uniform8 (nas/uniform8.py): the largest multiplier rounded to 8 channels measured within the budget,
+checked against a scan of every multiplier, and materialized off the search grid from a supernet."""
+import numpy as np
+import pytest
+import torch
+
+from widthnas.nas.uniform8 import measured_multiplier, multiplier_candidates, uniform8
+
+
+def _cost(widths):  # a stand-in device: ms grows with every channel
+    return 1e-3 * sum(widths) + 0.01
+
+
+@pytest.mark.parametrize("budget_share", [0.07, 0.3, 0.55, 0.99])
+def test_bisection_finds_what_a_scan_of_every_multiplier_finds(small, budget_share):
+    cands = multiplier_candidates(small)
+    widest = _cost(small.multiplier_widths(10.0))
+    budget = budget_share * widest
+    calls = []
+    m, w = measured_multiplier(cands, budget, lambda w: calls.append(w) or _cost(w))
+    scan = [c for c in cands if _cost(c[1]) <= budget][-1]  # ascending: the last that fits
+    assert (m, w) == scan
+    assert len(calls) <= int(np.ceil(np.log2(len(cands) + 1))) + 1  # bisection, not a scan
+    assert all(x % 8 == 0 for x in w)
+    assert [c[1] for c in cands] == sorted([c[1] for c in cands], key=_cost)  # ascending in cost
+
+
+def test_candidates_reach_the_widest_network_and_nothing_fits_below_the_narrowest(small):
+    cands = multiplier_candidates(small)
+    assert cands[-1][1] == [g.choices[-1] for g in small.free_groups]
+    assert len({tuple(c[1]) for c in cands}) == len(cands)
+    with pytest.raises(ValueError, match="measures within"):
+        measured_multiplier(cands, 0.5 * _cost(cands[0][1]), _cost)
+
+
+def test_a_verdict_that_is_not_within_steps_one_multiplier_down(small):
+    budget = 0.4 * _cost(small.multiplier_widths(10.0))
+    cands = multiplier_candidates(small)
+    first = measured_multiplier(cands, budget, _cost)
+    unsure = {tuple(first[1])}  # the verdict cannot tell for the network bisection found
+
+    def verdict(w):
+        return {"verdict": "cannot tell at this noise" if tuple(w) in unsure else "within", "mean_ms": _cost(w)}
+
+    u = uniform8(small, budget, _cost, verdict)
+    i = [c[1] for c in cands].index(first[1])
+    assert u["widths"] == cands[i - 1][1] and u["multiplier"] == cands[i - 1][0]
+    assert u["verdict"]["verdict"] == "within"
+
+
+def test_a_supernet_materializes_widths_off_its_grid(small):
+    """Off-grid widths (with_dense_choices) slice the same first channels as on the grid: on grid widths
+    the two spaces give the same network, and off grid every weight is the supernet's slice."""
+    from widthnas.nas.train import make_supernet
+
+    torch.manual_seed(0)
+    sup = make_supernet(small).eval()
+    dense = small.with_dense_choices()
+    on_grid = small.uniform(0.5)
+    x = torch.randn(2, *small.input_shape)
+    with torch.no_grad():
+        a = sup.materialize(on_grid).eval()(x)
+        b = sup.materialize(on_grid, dense).eval()(x)
+    assert torch.equal(a, b)
+    off = small.multiplier_widths(0.43)
+    assert any(w not in g.choices for w, g in zip(off, small.free_groups))  # really off the grid
+    with pytest.raises(Exception):
+        sup.materialize(off)  # the search space refuses them
+    net = sup.materialize(off, dense)
+    for key, layer in net.layers.items():
+        for name, p in layer.named_parameters():
+            big = getattr(sup.full.layers[key], name)
+            assert torch.equal(p, big[tuple(slice(0, n) for n in p.shape)])
+    assert net(x).shape == (2, small.num_classes)
