@@ -26,8 +26,10 @@ data:
 		|| echo "note: could not apt-get dataset-fashion-mnist; widthnas will download Fashion-MNIST"; \
 	fi
 
+# two single-thread worker processes (the machine's 2 cores); --dist loadfile keeps a file's tests, and the
+# module fixtures they share (a finished run), in one process
 test: install
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS)
 
 demo: install data
 	$(BIN)/widthnas run --out runs/demo $(ARGS)
