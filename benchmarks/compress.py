@@ -18,6 +18,7 @@ Steps, each kept in --out so that a killed run resumes where it stopped:
       widthnas     `widthnas run --weights`: a supernet seeded with the user's weights (AOWS toward the
                    budget), measured unaries, held-out selection among MRF candidates, the user's weights sliced;
     the Torch-Pruning ratio is bisected until the exported network's measured latency fits;
+ 3b. the whole uniform8 curve for the plot: the user's weights sliced to multipliers 0.3-0.9, measured;
  4. fine-tune every starting network with the same protocol on paired seeds (seed s: the same data
     order and augmentation for every method), as parallel single-thread processes; test accuracy and
     negative flips against the base model; widthnas_pc: widthnas's network at the middle budget
@@ -46,6 +47,7 @@ from widthnas.benchmarks.stats import paired_diff
 
 BASELINES = ("uniform8", "tp_uniform", "tp_global")
 METHODS = BASELINES + ("widthnas",)
+CURVE = "uniform8_curve"  # the whole uniform8 curve (the plot), one seed
 CONGRUENT = "widthnas_pc"  # widthnas's network at the middle budget, fine-tuned positive-congruently
 ROUND_TO = 8
 TP_MAX_RATIO = 0.9  # Torch-Pruning's cap per layer in global pruning (its examples use 0.9 or 1.0)
@@ -73,6 +75,7 @@ class Setup:
     heldout_networks: int = 100
     budgets: tuple[int, ...] = (60, 40, 25)  # % of the base model's measured latency
     seeds: int = 5
+    curve: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the uniform8 curve's multipliers (seed 0 only)
 
     def key(self, *fields: str) -> str:
         import hashlib
@@ -83,7 +86,7 @@ class Setup:
 
 
 SMOKE = dict(base_epochs=1, base_limit=2000, ft_epochs=1, ft_limit=1000, supernet_epochs=1, supernet_limit=1000,
-             unary_configs=20, profile_networks=40, heldout_networks=10, budgets=(60, 40), seeds=2)
+             unary_configs=20, profile_networks=40, heldout_networks=10, budgets=(60, 40), seeds=2, curve=(0.5,))
 
 
 def _json(path: Path, d: dict) -> dict:
@@ -251,6 +254,26 @@ class Bench:
                      lambda w: self.verdict(net(w), name(w), budget))
         return net(u["widths"]), {"multiplier": u["multiplier"], "widths": u["widths"]}
 
+    def curve_start(self, mult: float) -> dict:
+        """A point of the whole uniform8 curve: the user's weights sliced to mult x base rounded to 8
+        channels, measured (its verdict's mean) and saved like a starting network; fine-tuned on seed 0."""
+        from widthnas.models.trace_weights import user_network
+
+        key = self.s.key(*_COMMON)
+        rec_p = self.out / "start" / f"{CURVE}_{round(100 * mult)}_{key}.json"
+        if rec_p.exists():
+            return read_json(rec_p, "curve point")
+        rec_p.parent.mkdir(exist_ok=True)
+        space = self.space()
+        widths = space.multiplier_widths(mult, ROUND_TO)
+        net = user_network(space.with_dense_choices(ROUND_TO), self.base_state(), widths)
+        v = self.verdict(net, "u8_" + "_".join(map(str, widths)), 1e9)  # its repeated timings, for their mean
+        pt = rec_p.with_suffix(".pt")
+        torch.save(net, pt)
+        self.log(f"uniform8 curve x{mult}: {v['mean_ms']:.4f} ms measured")
+        return _json(rec_p, {"method": CURVE, "multiplier": mult, "widths": widths, "measured_ms": v["mean_ms"],
+                             "verdict": v, "module": str(pt)})
+
     def _torch_pruning(self, method: str, budget: float, pct: int):
         """Bisect Torch-Pruning's ratio: the least pruning whose exported network measures within budget."""
         lo, hi, best = 0.0, 0.97, None  # lo: too slow (or untried), hi: fits
@@ -327,13 +350,18 @@ class Bench:
     def jobs(self) -> list[tuple[str, int, int]]:
         mid = sorted(self.s.budgets)[len(self.s.budgets) // 2]
         return ([(m, b, seed) for b in self.s.budgets for m in METHODS for seed in range(self.s.seeds)]
-                + [(CONGRUENT, mid, seed) for seed in range(self.s.seeds)])
+                + [(CONGRUENT, mid, seed) for seed in range(self.s.seeds)]
+                + [(CURVE, round(100 * m), 0) for m in self.s.curve])  # last: only the plot needs them
+
+    def start_of(self, method: str, pct: int) -> dict:
+        """The starting-network record of a fine-tuning job (a curve point's pct is its multiplier x 100)."""
+        return self.curve_start(pct / 100) if method == CURVE else self.start(method.replace("_pc", ""), pct)
 
     def finetune_all(self) -> dict:
         ft_key = self.s.key("ft_epochs", "ft_lr", "ft_limit")
         todo, done = [], {}
         for m, b, seed in self.jobs():
-            start = self.start(m.replace("_pc", ""), b)
+            start = self.start_of(m, b)
             p = self.out / "ft" / f"{m}_{b}_s{seed}_{ft_key}_{Path(start['module']).stem.split('_')[-1]}.json"
             if p.exists():
                 done[(m, b, seed)] = read_json(p, "fine-tuning record")
@@ -386,6 +414,9 @@ class Bench:
             summary["congruent_vs_plain"] = {
                 "budget_pct": mid, "acc": paired_diff([r["test_acc"] for r in pc], [r["test_acc"] for r in plain]),
                 "nfr": paired_diff([r["nfr"] for r in pc], [r["nfr"] for r in plain])}
+        summary["uniform8_curve"] = [{"multiplier": m, "measured_ms": self.curve_start(m)["measured_ms"],
+                                      "test_acc": res[(CURVE, round(100 * m), 0)]["test_acc"]}
+                                     for m in self.s.curve if (CURVE, round(100 * m), 0) in res]
         _json(self.out / "summary.json", summary)
         rows.append({"model": self.s.model, "budget_pct": "pooled", "method": "widthnas", "acc_mean": "",
                      "acc_std": "", "nfr_mean": "", "best_baseline": "best per budget",
@@ -393,7 +424,7 @@ class Bench:
                      "measured_ms": "", "budget_ms": "", "budget_met": "", "cpu_min": ""})
         text = _csv(rows)
         atomic_write_text(self.out / "compress.csv", text)
-        self._plot(rows, base, budgets)
+        self._plot(rows, base, budgets, res)
         if docs:
             _merge_csv(Path(docs), rows, self.s.model)
         self.log(text)
@@ -402,7 +433,7 @@ class Bench:
                  f"{p['n']} (budget, seed) pairs")
         return rows
 
-    def _plot(self, rows: list[dict], base: dict, budgets: dict) -> None:
+    def _plot(self, rows: list[dict], base: dict, budgets: dict, res: dict) -> None:
         from widthnas._io import atomic_savefig, pyplot
 
         plt = pyplot()
@@ -413,6 +444,11 @@ class Bench:
                 ax.errorbar([x["measured_ms"] for x in r], [100 * x["acc_mean"] for x in r],
                             yerr=[100 * x["acc_std"] for x in r], marker="o", ls="-" if m in METHODS else "none",
                             capsize=3, label=m)
+        curve = sorted((self.curve_start(m)["measured_ms"], 100 * res[(CURVE, round(100 * m), 0)]["test_acc"])
+                       for m in self.s.curve if (CURVE, round(100 * m), 0) in res)
+        if curve:
+            ax.plot(*zip(*curve, (budgets["base_ms"], 100 * base["test_acc"])), color="0.5", lw=1, marker=".",
+                    label="uniform8 curve (seed 0)")
         ax.plot([budgets["base_ms"]], [100 * base["test_acc"]], "k*", ms=12, label="base model")
         for b, ms in budgets["budget_ms"].items():
             ax.axvline(ms, color="0.8", ls="--", lw=0.8)
@@ -506,6 +542,9 @@ def _merge_csv(path: Path, rows: list[dict], model: str) -> None:
     atomic_write_text(path, _csv(keep + rows))
 
 
+STEPS = ("base", "profile", "budgets", "start", "curve", "finetune", "report")  # "curve" times the uniform8 curve
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=("resnet", "mbv2"), default="resnet")
@@ -516,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-epochs", type=int)
     p.add_argument("--ft-epochs", type=int)
     p.add_argument("--ft-limit", type=int)
-    p.add_argument("--until", choices=("base", "profile", "budgets", "start", "finetune", "report"), default="report",
+    p.add_argument("--until", choices=STEPS, default="report",
                    help="stop after this step (e.g. 'start' while the machine must stay quiet for timing)")
     p.add_argument("--docs", help="merge the rows into this CSV, e.g. docs/compress.csv")
     a = p.parse_args(argv)
@@ -535,9 +574,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("torch-pruning is not installed: pip install torch-pruning (a benchmark extra, not a widthnas dependency)")
     out = a.out or f"runs/compress_{a.model}{'_smoke' if a.smoke else ''}"
     b = Bench(s, out, a.workers)
-    steps = ("base", "profile", "budgets", "start", "finetune", "report")
     torch.set_num_threads(2)
-    for step in steps:
+    for step in STEPS:
         if step == "base":
             b.base()
         elif step == "profile":
@@ -548,6 +586,9 @@ def main(argv: list[str] | None = None) -> int:
             for pct in s.budgets:
                 for m in METHODS:
                     b.start(m, pct)
+        elif step == "curve":
+            for m in s.curve:
+                b.curve_start(m)
         elif step == "finetune":
             b.finetune_all()
         else:

@@ -52,13 +52,19 @@ def uniform8(space, budget_ms: float, measure: Callable[[Widths], float],
              verdict: Callable[[Widths], dict]) -> dict:
     """The largest multiplier (rounded to 8 channels, on `space.with_dense_choices()`) measured within
     budget_ms. measure(widths) -> one timing (ms); verdict(widths) -> a budget verdict of that network.
+    Bisection on single timings finds the neighbourhood; verdicts then step down until one says "within",
+    and up while the next multiplier's says so too (one noisy timing must not cost the baseline a rung).
     Returns {"multiplier", "widths", "verdict"}; ValueError when none fits."""
     cands = multiplier_candidates(space)
-    m, widths = measured_multiplier(cands, budget_ms, measure)
+    _, widths = measured_multiplier(cands, budget_ms, measure)
     i = [c[1] for c in cands].index(widths)
-    while True:  # one timing under the budget is not a verdict: step down until the verdict says within
-        v = verdict(widths)
-        if v["verdict"] == WITHIN or i == 0:
-            return {"multiplier": m, "widths": list(widths), "verdict": v}
+    v = verdict(cands[i][1])
+    while v["verdict"] != WITHIN and i > 0:
         i -= 1
-        m, widths = cands[i]
+        v = verdict(cands[i][1])
+    while v["verdict"] == WITHIN and i + 1 < len(cands):
+        up = verdict(cands[i + 1][1])
+        if up["verdict"] != WITHIN:
+            break
+        i, v = i + 1, up
+    return {"multiplier": cands[i][0], "widths": list(cands[i][1]), "verdict": v}

@@ -48,6 +48,26 @@ def test_a_verdict_that_is_not_within_steps_one_multiplier_down(small):
     assert u["verdict"]["verdict"] == "within"
 
 
+def test_one_noisy_timing_does_not_cost_the_baseline_a_rung(small):
+    """Bisection on single timings can be misled by one high timing; the verdicts step back up to the
+    largest multiplier whose verdict is within, the one a scan of every multiplier finds."""
+    cands = multiplier_candidates(small)
+    budget = 0.5 * _cost(small.multiplier_widths(10.0))
+    truth = [c for c in cands if _cost(c[1]) <= budget][-1]
+    seen = []
+
+    def noisy(w):  # the first timing of the right answer reads 3x high
+        seen.append(w)
+        return _cost(w) * (3.0 if w == truth[1] and seen.count(w) == 1 else 1.0)
+
+    misled = measured_multiplier(cands, budget, lambda w: noisy(w))
+    assert misled != truth  # the precondition: bisection alone lands lower
+    seen.clear()
+    verdict = lambda w: {"verdict": "within" if _cost(w) <= budget else "over", "mean_ms": _cost(w)}  # noqa: E731
+    u = uniform8(small, budget, noisy, verdict)
+    assert (u["multiplier"], u["widths"]) == truth
+
+
 def test_a_supernet_materializes_widths_off_its_grid(small):
     """Off-grid widths (with_dense_choices) slice the same first channels as on the grid: on grid widths
     the two spaces give the same network, and off grid every weight is the supernet's slice."""
