@@ -340,7 +340,9 @@ class Run:
         # the network compared with the chosen one: the multiplier rounded to 8 channels that spends the
         # budget on measurement (uniform8, as the benchmarks define it); the ladder's uniform where nothing
         # can be timed here
-        compared = self._uniform8(sup, table, budget) or d(uni)
+        compared = self._uniform8(sup, table, budget)
+        if compared is _CANNOT_TIME:
+            compared = d(uni)
         # what the supernet itself says of the chosen and the uniform network, on held-out images:
         # the MRF's predicted gain is only real if this agrees
         held = holdout_split(sp)
@@ -356,24 +358,24 @@ class Run:
                 "greedy": d(gre), "lagrangian": d(lag), "pareto_points": len(front), "unaries": str(unaries_path),
                 "supernet_holdout_acc": sup_acc, "holdout_images": len(held[1])}
 
-    def _uniform8(self, sup, table, budget: float) -> dict | None:
-        """uniform8 (nas/uniform8.py) from the supernet, timed here as verify times networks; None when
-        this profile's networks cannot be timed here (not onnxruntime) or no multiplier fits."""
+    def _uniform8(self, sup, table, budget: float):
+        """uniform8 (nas/uniform8.py) from the supernet, timed here as verify times networks; None when no
+        multiplier fits; _CANNOT_TIME when this profile's networks cannot be timed here (not onnxruntime)."""
         from widthnas.latency.verdict import budget_verdict
 
         from .export import network_measurer
-        from .uniform8 import uniform8
+        from .uniform8 import NoMultiplierFits, uniform8
 
         dense = self.space.with_dense_choices()
         try:
             measure = network_measurer(sup, table, self.dir / "candidates", self.cfg.verify_rounds,
                                        self.cfg.verify_round_ms, space=dense)
         except ValueError as e:
-            self.log(f"search: compared with the ladder's uniform network ({e})")
-            return None
+            self.log(f"search: compared with the search grid's uniform network ({e})")
+            return _CANNOT_TIME
         try:
             u = uniform8(self.space, budget, measure, lambda w: budget_verdict(lambda: measure(w), budget))
-        except ValueError as e:
+        except NoMultiplierFits as e:
             self.log(f"search: {e}; the chosen network is reported alone")
             return None
         v = u["verdict"]
@@ -617,6 +619,9 @@ class Run:
         rows.append(f"ONNX: {st['export']['chosen']['path']}  (report: {st['report']['report']}; every message in full: "
                     f"{self.dir / LOG_NAME})")
         return "\n".join(rows)
+
+
+_CANNOT_TIME = object()  # Run._uniform8: no timing here, the search grid's uniform network stands in
 
 
 def _uniform_name(rec: dict) -> str:

@@ -112,7 +112,7 @@ def write_pareto(path: str | Path, front, chosen=None, uniform_sol=None, budget=
     if chosen is not None:
         ax.plot([chosen.latency], [chosen.score], "r*", ms=14, label=f"chosen ({chosen.method})")
     if uniform_sol is not None:
-        ax.plot([uniform_sol.latency], [uniform_sol.score], "ks", label="uniform multiplier")
+        ax.plot([uniform_sol.latency], [uniform_sol.score], "ks", label="uniform multiplier (search grid)")
     ax.set_xlabel("predicted latency (ms)")
     ax.set_ylabel("score (−accuracy loss)")
     ax.legend(fontsize=8)

@@ -18,6 +18,10 @@ from widthnas.models.space import ROUND_TO
 Widths = list[int]
 
 
+class NoMultiplierFits(ValueError):
+    """Even the narrowest multiplier rounded to 8 channels does not measure within the budget."""
+
+
 def multiplier_candidates(space, lo: float = 0.05, hi: float | None = None,
                           step: float = 0.005) -> list[tuple[float, Widths]]:
     """(multiplier, widths) of every distinct network a multiplier rounded to 8 channels gives, ascending
@@ -44,7 +48,7 @@ def measured_multiplier(cands: Sequence[tuple[float, Widths]], target_ms: float,
         else:
             hi = mid
     if lo < 0:
-        raise ValueError(f"no width multiplier rounded to {ROUND_TO} channels measures within {target_ms:.4f} ms")
+        raise NoMultiplierFits(f"no width multiplier rounded to {ROUND_TO} channels measures within {target_ms:.4f} ms")
     return cands[lo]
 
 
@@ -53,18 +57,24 @@ def uniform8(space, budget_ms: float, measure: Callable[[Widths], float],
     """The largest multiplier (rounded to 8 channels, on `space.with_dense_choices()`) measured within
     budget_ms. measure(widths) -> one timing (ms); verdict(widths) -> a budget verdict of that network.
     Bisection on single timings finds the neighbourhood; verdicts then step down until one says "within",
-    and up while the next multiplier's says so too (one noisy timing must not cost the baseline a rung).
-    Returns {"multiplier", "widths", "verdict"}; ValueError when none fits."""
+    or, when the first already does, up while the next multiplier's does too (one noisy timing must not
+    cost the baseline a rung). Each network gets one verdict. Returns {"multiplier", "widths", "verdict"};
+    NoMultiplierFits when no verdict says within."""
     cands = multiplier_candidates(space)
     _, widths = measured_multiplier(cands, budget_ms, measure)
     i = [c[1] for c in cands].index(widths)
     v = verdict(cands[i][1])
-    while v["verdict"] != WITHIN and i > 0:
-        i -= 1
-        v = verdict(cands[i][1])
-    while v["verdict"] == WITHIN and i + 1 < len(cands):
-        up = verdict(cands[i + 1][1])
-        if up["verdict"] != WITHIN:
-            break
-        i, v = i + 1, up
+    if v["verdict"] == WITHIN:
+        while i + 1 < len(cands):
+            up = verdict(cands[i + 1][1])
+            if up["verdict"] != WITHIN:
+                break
+            i, v = i + 1, up
+    else:
+        while v["verdict"] != WITHIN and i > 0:
+            i -= 1
+            v = verdict(cands[i][1])
+        if v["verdict"] != WITHIN:
+            raise NoMultiplierFits(f"no width multiplier rounded to {ROUND_TO} channels is measured within "
+                                   f"{budget_ms:.4f} ms (the narrowest: {v['verdict']})")
     return {"multiplier": cands[i][0], "widths": list(cands[i][1]), "verdict": v}
