@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from widthnas.models import activations
 from widthnas.models.graph import INPUT
 from widthnas.models.space import GraphSpace
 
@@ -67,7 +68,7 @@ def build_onnx(space: GraphSpace, weights: Weights, batch: int | str = "batch") 
     Tensors are named after the ops; a BN's output is its conv's (the BN folded into it).
     """
     nodes, inits, alias = [], [], {INPUT: INPUT}
-    clip = False
+    shared: dict = {}
     for op in space.graph.ops:
         xs = [alias[i] for i in op.inputs]
         if op.kind == "bn":
@@ -80,11 +81,10 @@ def build_onnx(space: GraphSpace, weights: Weights, batch: int | str = "batch") 
             nodes.append(helper.make_node("Conv", [xs[0], f"{op.name}.w", f"{op.name}.b"], [op.name],
                                           kernel_shape=[op.kernel] * 2, strides=[op.stride] * 2,
                                           pads=[op.kernel // 2] * 4, group=w.shape[0] if op.depthwise else 1))
-        elif op.kind == "act" and op.fn == "relu6":
-            clip = True
-            nodes.append(helper.make_node("Clip", [xs[0], "clip.min", "clip.max"], [op.name]))
         elif op.kind == "act":
-            nodes.append(helper.make_node("Relu", xs, [op.name]))
+            ns, consts = activations.onnx_nodes(op.fn, op.alpha, xs[0], op.name)
+            nodes += ns
+            shared.update((c.name, c) for c in consts)  # one copy of each constant (clip bounds, ...)
         elif op.kind == "add":
             y = xs[0]
             for k, z in enumerate(xs[1:], start=1):
@@ -102,9 +102,7 @@ def build_onnx(space: GraphSpace, weights: Weights, batch: int | str = "batch") 
             nodes.append(helper.make_node("Flatten", xs, [f"{op.name}.flat"], axis=1))
             nodes.append(helper.make_node("Gemm", [f"{op.name}.flat", f"{op.name}.w", f"{op.name}.b"], ["logits"],
                                           transB=1))
-    if clip:  # opset >= 11 takes Clip's bounds as scalar inputs
-        inits += [numpy_helper.from_array(np.array(0.0, np.float32), "clip.min"),
-                  numpy_helper.from_array(np.array(6.0, np.float32), "clip.max")]
+    inits += list(shared.values())
     inp = helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, [batch, *space.input_shape])
     out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, space.num_classes])
     graph = helper.make_graph(nodes, f"widthnas_{space.name}", [inp], [out], inits)

@@ -20,18 +20,21 @@ the conv at export; the last op is the one linear classifier, on a globally pool
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import cached_property
 
+from .activations import ACTIVATIONS, HAS_ALPHA
+
 INPUT = "input"  # the image tensor and its fixed channel group
 CLASSES = "classes"  # the classifier output's fixed channel group
 KINDS = ("conv", "bn", "act", "add", "maxpool", "gap", "linear")
-ACTIVATIONS = ("relu", "relu6")
+BN_EPS = 1e-5  # torch's default; another eps is recorded in the op
 # kind -> (fields an op of that kind may have besides name/op/inputs, fields it must have)
 _FIELDS = {"conv": ({"out", "kernel", "stride", "depthwise", "tag"}, {"out", "kernel", "stride"}),
-           "maxpool": ({"kernel", "stride"}, {"kernel", "stride"}), "act": ({"fn"}, {"fn"}),
-           "bn": (set(), set()), "add": (set(), set()), "gap": (set(), set()), "linear": (set(), set())}
+           "maxpool": ({"kernel", "stride"}, {"kernel", "stride"}), "act": ({"fn", "alpha"}, {"fn"}),
+           "bn": ({"eps"}, set()), "add": (set(), set()), "gap": (set(), set()), "linear": (set(), set())}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
 
 
@@ -50,8 +53,10 @@ class Op:
     kernel: int = 1  # conv, maxpool: square kernel side
     stride: int = 1  # conv, maxpool
     depthwise: bool = False  # conv: groups = channels, output keeps the input's group
-    fn: str = ""  # act: "relu" or "relu6"
+    fn: str = ""  # act: one of ACTIVATIONS (models/activations.py)
     tag: str = ""  # conv: name of the group this op starts (default: the op's name)
+    alpha: float = 0.0  # act leaky_relu: the negative slope
+    eps: float = BN_EPS  # bn: added to the variance
 
     def to_dict(self) -> dict:
         d: dict = {"name": self.name, "op": self.kind, "inputs": list(self.inputs)}
@@ -67,6 +72,10 @@ class Op:
             d.update(kernel=self.kernel, stride=self.stride)
         elif self.kind == "act":
             d["fn"] = self.fn
+            if self.fn in HAS_ALPHA:
+                d["alpha"] = self.alpha
+        elif self.kind == "bn" and self.eps != BN_EPS:  # written only when not the default: old files keep
+            d["eps"] = self.eps                          # their fingerprints
         return d
 
     @classmethod
@@ -92,8 +101,14 @@ class Op:
         for key, typ in (("out", int), ("kernel", int), ("stride", int), ("depthwise", bool), ("fn", str), ("tag", str)):
             if key in d and (not isinstance(d[key], typ) or (typ is int and isinstance(d[key], bool))):
                 raise GraphError(f"{where}: '{key}' must be a {typ.__name__}, not {d[key]!r}")
+        for key, ok, what in (("alpha", lambda v: 0 <= v < 1, "in [0, 1)"), ("eps", lambda v: 0 < v < 1, "in (0, 1)")):
+            v = d.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                                  or not ok(v)):
+                raise GraphError(f"{where}: '{key}' must be a number {what}, not {v!r}")
         return cls(name, kind, tuple(inputs), d.get("out", 0), d.get("kernel", 1), d.get("stride", 1),
-                   d.get("depthwise", False), d.get("fn", ""), d.get("tag", ""))
+                   d.get("depthwise", False), d.get("fn", ""), d.get("tag", ""), float(d.get("alpha", 0.0)),
+                   float(d.get("eps", BN_EPS)))
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import activations
 from .graph import INPUT, Op
 from .space import GraphSpace
 
@@ -47,9 +48,9 @@ class GraphNet(nn.Module):
                 self.layers[module_key(op)] = nn.Conv2d(c_in, c_out, op.kernel, op.stride, op.kernel // 2,
                                                   groups=c_in if op.depthwise else 1, bias=False)
             elif op.kind == "bn":
-                self.layers[module_key(op)] = nn.BatchNorm2d(c_out)
+                self.layers[module_key(op)] = nn.BatchNorm2d(c_out, eps=op.eps)
             elif op.kind == "act":
-                self.layers[module_key(op)] = nn.ReLU6() if op.fn == "relu6" else nn.ReLU()
+                self.layers[module_key(op)] = activations.module(op.fn, op.alpha)
             elif op.kind == "maxpool":
                 self.layers[module_key(op)] = nn.MaxPool2d(op.kernel, op.stride, op.kernel // 2)
             elif op.kind == "linear":
@@ -121,7 +122,7 @@ class SlimmableGraphNet(nn.Module):
             elif op.kind == "bn":
                 y = self._bn(xs[0], m)
             elif op.kind == "act":
-                y = F.relu6(xs[0]) if op.fn == "relu6" else F.relu(xs[0])
+                y = activations.apply(op.fn, xs[0], op.alpha)
             elif op.kind == "add":
                 y = xs[0]
                 for z in xs[1:]:

@@ -21,6 +21,7 @@ from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from .activations import FUSED
 from .graph import Graph, GraphError, Group, Op
 
 CHAIN_FORMAT = "widthnas-space/1"  # MobileNet-v1 spaces before they became graph spaces: refused, with what to do
@@ -96,7 +97,7 @@ class OpSignature(NamedTuple):
     kind: str  # conv, linear, add, maxpool, gap
     kernel: int
     stride: int
-    groups: str  # "dense", "dw" (depthwise) or "none"
+    groups: str  # "dense", "dw" (depthwise), "none", or an unfused activation's name (its own cost)
     resolution: tuple[int, int]  # input (H, W), px
     op: str = ""  # a profile keyed per op (latency/entries.py KEYINGS): the op's name; else ""
 
@@ -327,9 +328,10 @@ class GraphSpace:
         g, sizes, fixed = self.graph.group_of, self.graph.sizes, {s.name for s in self.groups if s.fixed}
         factors = []
         for op in self.graph.ops:
-            if op.kind in ("bn", "act"):  # BN folds into its conv; onnxruntime fuses activations into it
-                continue
-            kind = "dw" if op.depthwise else ("dense" if op.kind in ("conv", "linear") else "none")
+            if op.kind == "bn" or (op.kind == "act" and op.fn in FUSED):  # BN folds into its conv; onnxruntime
+                continue                                                  # fuses ReLU(6) into it
+            kind = "dw" if op.depthwise else ("dense" if op.kind in ("conv", "linear") else
+                                              op.fn if op.kind == "act" else "none")  # an activation's cost is its own
             k, s = (op.kernel, op.stride) if op.kind in ("conv", "maxpool") else (1, 1)
             gi, go = g[op.inputs[0]], g[op.name]
             scope = tuple(dict.fromkeys(x for x in (gi, go) if x not in fixed))

@@ -15,8 +15,9 @@ the module path and the source line, and says what to do):
   nn.Conv2d, groups 1 (dense) or groups = in = out (depthwise); odd square kernel, padding k // 2,
       no dilation; feeding exactly its BatchNorm2d                               -> conv (+ bn)
       (a conv bias is folded into that BN's running mean when weights are loaded: same function)
-  nn.BatchNorm2d (affine, running statistics, eps 1e-5) right after its conv    -> bn
-  nn.ReLU / nn.ReLU6 / nn.Hardtanh(0, 6), F.relu(6), torch.relu, x.relu(_)      -> act
+  nn.BatchNorm2d (affine, running statistics, any eps, any momentum) right after its conv -> bn
+  nn.ReLU / ReLU6 / Hardtanh(0, 6) / Hardswish / Hardsigmoid / SiLU / Sigmoid / GELU (exact) / LeakyReLU,
+      their functionals (F.relu, F.silu, torch.sigmoid, ...), x.relu(_), x.sigmoid(_) -> act
   a + b, a += b, torch.add(a, b), a.add(b) of two feature maps                  -> add (ties the groups)
   nn.MaxPool2d / F.max_pool2d, odd kernel, padding k // 2                       -> maxpool
   nn.AdaptiveAvgPool2d(1), F.adaptive_avg_pool2d(x, 1), x.mean((2, 3)),
@@ -28,7 +29,7 @@ the module path and the source line, and says what to do):
 Refused, each with its own message: grouped convs that are neither dense nor depthwise, a conv
 without its BN, torch.cat / split / chunk / channel slicing (widthnas has no concatenation: each
 input of a cat would be its own group at a channel offset; not supported), multiplications
-(squeeze-excitation), other activations, a second linear layer, several outputs, weights shared
+(squeeze-excitation), other activations (tanh, ELU, Mish, ...), a second linear layer, several outputs, weights shared
 by two calls. `fixed` (layers kept at their own width) and `ties` (groups merged by hand) only
 constrain widths: they cannot carry an op the space cannot express past the tracer, because every
 later stage (profiling on a device, the supernet, ONNX export) rebuilds the network from the space
@@ -125,8 +126,12 @@ class _T:
     logits: bool = False  # the classifier's output
 
 
-_ACT_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6"}
-_ACT_FUNCS = {F.relu: "relu", torch.relu: "relu", torch.relu_: "relu", F.relu_: "relu", F.relu6: "relu6"}
+_ACT_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.Hardsigmoid: "hardsigmoid",
+                nn.SiLU: "silu", nn.Sigmoid: "sigmoid", nn.GELU: "gelu", nn.LeakyReLU: "leaky_relu"}
+_ACT_FUNCS = {F.relu: "relu", torch.relu: "relu", torch.relu_: "relu", F.relu_: "relu", F.relu6: "relu6",
+              F.hardswish: "hardswish", F.hardsigmoid: "hardsigmoid", F.silu: "silu", torch.sigmoid: "sigmoid",
+              F.sigmoid: "sigmoid", F.gelu: "gelu", F.leaky_relu: "leaky_relu", F.leaky_relu_: "leaky_relu"}
+_ACT_METHODS = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "sigmoid_": "sigmoid"}
 _ADD_FUNCS = (operator.add, operator.iadd, torch.add)
 _PASS_MODULES = (nn.Dropout, nn.Dropout2d, nn.Dropout1d, nn.AlphaDropout, nn.Identity)
 _FLATTEN = {torch.flatten, torch.squeeze, torch.reshape}
@@ -134,10 +139,11 @@ _SHAPE_METHODS = {"size", "dim", "numel"}
 _CAT = {torch.cat, torch.concat, torch.stack, torch.hstack, torch.vstack}
 _SPLIT = {torch.split, torch.chunk, torch.tensor_split, torch.unbind, torch.narrow}
 _MUL = {operator.mul, operator.imul, torch.mul, operator.truediv, torch.div, operator.matmul, torch.matmul}
-_OTHER_ACTS = (nn.SiLU, nn.Hardswish, nn.GELU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.Sigmoid,
-               nn.Hardsigmoid, nn.Tanh, nn.Mish, nn.Softplus, nn.CELU)
+_OTHER_ACTS = (nn.PReLU, nn.ELU, nn.SELU, nn.Tanh, nn.Mish, nn.Softplus, nn.CELU)  # (subclasses of the supported
+                                                                                  # ones: also refused)
 
-_TODO_SUPPORTED = ("the space supports Conv2d (dense or depthwise) + BatchNorm2d, ReLU/ReLU6, residual adds, "
+_TODO_SUPPORTED = ("the space supports Conv2d (dense or depthwise) + BatchNorm2d (any eps), ReLU, ReLU6, Hardswish, "
+                   "Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU, residual adds, "
                    "MaxPool2d, global average pooling and one Linear classifier")
 
 
@@ -306,7 +312,10 @@ class _Builder:
         if type(m) is nn.BatchNorm2d:
             return self.bn(node, m, x)
         if type(m) in _ACT_MODULES:
-            return self.emit(node, "act", x, fn=_ACT_MODULES[type(m)])
+            if type(m) is nn.GELU and m.approximate != "none":
+                raise self.refuse(node, f"GELU(approximate={m.approximate!r})", "use nn.GELU() (the exact, erf form)")
+            return self.emit(node, "act", x, fn=_ACT_MODULES[type(m)],
+                             **({"alpha": float(m.negative_slope)} if type(m) is nn.LeakyReLU else {}))
         if type(m) is nn.Hardtanh and (m.min_val, m.max_val) == (0.0, 6.0):
             return self.emit(node, "act", x, fn="relu6")
         if type(m) is nn.MaxPool2d:
@@ -323,9 +332,9 @@ class _Builder:
         if type(m) is nn.Linear:
             return self.linear(node, m, x)
         if isinstance(m, _OTHER_ACTS):
-            raise self.refuse(node, f"activation {type(m).__name__} is not supported", "use nn.ReLU or nn.ReLU6 "
-                              "(the activations the latency profiles and the ONNX builder know), or search a model "
-                              "that has them")
+            raise self.refuse(node, f"activation {type(m).__name__} is not supported", "use one of ReLU, ReLU6, "
+                              "Hardswish, Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU (the activations the latency "
+                              "profiles and the ONNX builder know), or search a model that has them")
         if isinstance(m, nn.Conv2d) or isinstance(m, nn.modules.batchnorm._BatchNorm):
             raise self.refuse(node, f"{type(m).__name__} is a subclass of a torch module with a forward of its own",
                               "use torch.nn.Conv2d / nn.BatchNorm2d themselves")
@@ -365,11 +374,11 @@ class _Builder:
             raise self.refuse(node, f"BatchNorm2d after a {self.kind_of.get(x.name, 'input')}, not right after its "
                               "conv", "a space's BN directly follows the conv it folds into (pre-activation blocks, "
                               "BN on the input, after an add or a pool are not supported)")
-        if not m.affine or not m.track_running_stats or m.eps != 1e-5:
+        if not m.affine or not m.track_running_stats or not 0 < m.eps < 1:
             raise self.refuse(node, f"BatchNorm2d(affine={m.affine}, track_running_stats={m.track_running_stats}, "
-                              f"eps={m.eps:g})", "use nn.BatchNorm2d with the defaults affine=True, "
-                              "track_running_stats=True, eps=1e-5")
-        return self.emit(node, "bn", x)
+                              f"eps={m.eps:g})", "use nn.BatchNorm2d with affine=True, track_running_stats=True "
+                              "(any eps in (0, 1) and any momentum)")
+        return self.emit(node, "bn", x, eps=float(m.eps))  # momentum: training only, the supernet uses its own
 
     def maxpool(self, node, x, kernel, stride, padding, dilation, ceil_mode, indices) -> _T:
         self.need_map(node, x, "a max-pool")
@@ -458,8 +467,14 @@ class _Builder:
                               "without channel splits, or a sub-network without them")
         if t in _ADD_FUNCS or t in ("add", "add_", "__add__", "__iadd__"):
             return self.add(node, xs)
-        if t in _ACT_FUNCS or t in ("relu", "relu_"):
-            return self.emit(node, "act", x, fn=_ACT_FUNCS.get(t, "relu"))
+        if t in _ACT_FUNCS or t in _ACT_METHODS:
+            fn = _ACT_FUNCS[t] if t in _ACT_FUNCS else _ACT_METHODS[t]
+            extra = {}
+            if fn == "gelu" and (node.kwargs.get("approximate", "none") != "none" or len(node.args) > 1):
+                raise self.refuse(node, "GELU with approximate='tanh'", "use F.gelu(x) (the exact, erf form)")
+            if fn == "leaky_relu":
+                extra["alpha"] = float(node.args[1] if len(node.args) > 1 else node.kwargs.get("negative_slope", 0.01))
+            return self.emit(node, "act", x, fn=fn, **extra)
         if t in (F.hardtanh, F.hardtanh_) or t in ("hardtanh", "hardtanh_"):
             lo = node.args[1] if len(node.args) > 1 else node.kwargs.get("min_val", -1.0)
             hi = node.args[2] if len(node.args) > 2 else node.kwargs.get("max_val", 1.0)
@@ -493,10 +508,9 @@ class _Builder:
             raise self.refuse(node, "multiplies or divides feature maps (e.g. channel attention / squeeze-"
                               "excitation, x * sigmoid(s))", "remove the attention block, or search a model "
                               "without it; " + _TODO_SUPPORTED)
-        if t in (torch.sigmoid, F.silu, F.hardswish, F.gelu, F.leaky_relu, F.elu, torch.tanh, F.hardsigmoid,
-                 F.mish) or t in ("sigmoid", "tanh", "silu"):
-            raise self.refuse(node, f"activation {name} is not supported", "use ReLU or ReLU6 (F.relu, F.relu6, "
-                              "nn.ReLU, nn.ReLU6), or search a model that has them")
+        if t in (F.elu, torch.tanh, F.tanh, F.mish, F.selu, F.celu, F.softplus) or t in ("tanh", "tanh_"):
+            raise self.refuse(node, f"activation {name} is not supported", "use one of ReLU, ReLU6, Hardswish, "
+                              "Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU, or search a model that has them")
         if x.logits:
             raise self.refuse(node, f"{name} after the classifier", "return the Linear classifier's logits as the "
                               "model's output (apply softmax and the like outside the model)")

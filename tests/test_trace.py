@@ -141,7 +141,7 @@ def test_names_of_a_top_level_sequential_start_with_a_letter():
     (tm.WithSplit, ["Tensor.chunk()", "splitting", "What to do"]),
     (tm.WithGrouped, ["groups=4", "module 'conv.0'", "neither dense nor depthwise", "groups=1"]),
     (tm.WithoutBN, ["module 'conv'", "not exactly its BatchNorm2d", "nn.BatchNorm2d"]),
-    (tm.WithSiLU, ["SiLU", "module 'act'", "nn.ReLU or nn.ReLU6"]),
+    (tm.WithTanh, ["Tanh", "module 'act'", "Hardswish", "LeakyReLU"]),
     (tm.Dynamic, ["torch.fx could not trace Dynamic", "control flow", "What to do"]),
     (tm.TwoOutputs, ["returns tuple", "one tensor"]),
 ])
@@ -164,7 +164,8 @@ def test_more_refusals():
     assert "MaxPool2d(3, 2, 1)" in refused(nn.Sequential(*cbr, nn.MaxPool2d(2), *head))
     assert "hidden linear layers" in refused(nn.Sequential(*cbr, *head, nn.ReLU(), nn.Linear(4, 4)))
     assert "not yet pooled" in refused(nn.Sequential(*cbr, nn.Flatten(), nn.Linear(16 * 64, 4)))
-    assert "eps" in refused(nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16, eps=1e-3), *head))
+    assert "affine=False" in refused(nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16, affine=False),
+                                                   *head))
     assert "after the classifier" in refused(nn.Sequential(*cbr, *head, nn.Softmax(dim=1)))
     assert "does not run on input" in refused(nn.Sequential(*cbr, *head), (3, 8, 8))
     shared = nn.Conv2d(16, 16, 3, padding=1, bias=False)

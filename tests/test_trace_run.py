@@ -22,6 +22,7 @@ from widthnas.nas.cli import main
     # (124 s of it verifying); tests/test_trace_thirdparty.py runs a traced ResNet with --weights end to end
     pytest.param("resnet_tiny", True, marks=pytest.mark.slow),
     ("mobilenet_v2_tiny", False),  # an untrained architecture: searched from scratch
+    ("modern_acts", True),  # Hardswish, SiLU, Sigmoid, GELU, LeakyReLU, BN eps 1e-3 (issue 32), from its weights
 ])
 def test_traced_model_runs_end_to_end(factory, weights, tmp_path, capsys):
     data = write_bar_dataset(tmp_path / "bars.npz", 320, 64, seed=0)

@@ -239,13 +239,47 @@ class WithoutBN(_Base):
         return self.head(F.relu(self.conv(self.stem(x))))
 
 
-class WithSiLU(_Base):
+class WithTanh(_Base):
     def __init__(self):
         super().__init__(16)
-        self.act = nn.SiLU()
+        self.act = nn.Tanh()
 
     def forward(self, x):
         return self.head(self.act(self.stem(x)))
+
+
+class ModernActs(nn.Module):
+    """The activations of today's mobile networks, as modules and functionals, after BNs ported from
+    TensorFlow (eps 1e-3, momentum 0.01), with a residual block (MobileNet-v3 / EfficientNet style,
+    without squeeze-excitation)."""
+
+    def __init__(self, act: str = "hardswish"):
+        super().__init__()
+        bn = lambda c: nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)  # noqa: E731
+        self.act = act
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), bn(16), nn.Hardswish())
+        self.expand = nn.Sequential(nn.Conv2d(16, 32, 1, bias=False), bn(32), nn.SiLU())
+        self.dw = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1, groups=32, bias=False), bn(32))
+        self.project = nn.Sequential(nn.Conv2d(32, 16, 1, bias=False), bn(16))
+        self.down = nn.Sequential(nn.Conv2d(16, 24, 3, stride=2, padding=1, bias=False), bn(24),
+                                  nn.LeakyReLU(0.1))
+        self.last = nn.Sequential(nn.Conv2d(24, 32, 1, bias=False), bn(32), nn.GELU())
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.dw(self.expand(x)).sigmoid()
+        y = {"hardswish": F.hardswish, "hardsigmoid": F.hardsigmoid, "sigmoid": torch.sigmoid,
+             "silu": F.silu, "gelu": F.gelu}[self.act](y)
+        x = x + self.project(y)
+        x = F.leaky_relu(self.down(x), 0.2)
+        x = self.last(x)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def modern_acts() -> ModernActs:
+    torch.manual_seed(0)
+    return ModernActs("hardsigmoid")
 
 
 class Dynamic(_Base):

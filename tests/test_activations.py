@@ -1,0 +1,112 @@
+"""Activations beyond ReLU and BNs ported from TensorFlow (issue 32, items 1-2): a model with Hardswish,
+Hardsigmoid, SiLU, Sigmoid, GELU and LeakyReLU (modules and functionals) and BN eps 1e-3 traces, and
+every form of the space computes the model: the plain network at a narrower width exported by torch,
+the supernet's functional forward, and the ONNX graph the latency profiles time."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import trace_models as tm
+from helpers import assert_onnx_computes
+from widthnas.latency.onnx_graph import build_onnx, folded_weights
+from widthnas.models.graph import GraphError, Op
+from widthnas.models.net import GraphNet, SlimmableGraphNet
+from widthnas.models.space import GraphSpace
+from widthnas.models.trace import TraceError, trace_model
+from widthnas.models.trace_weights import user_network
+
+ACTS = ("hardswish", "hardsigmoid", "sigmoid", "silu", "gelu")
+
+
+def _ort(model_proto, x):
+    import onnxruntime as ort
+
+    s = ort.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return s.run(None, {s.get_inputs()[0].name: x})[0]
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_a_model_with_modern_activations_traces_and_every_form_computes_it(act, tmp_path):
+    from widthnas.nas.export import export_onnx
+
+    torch.manual_seed(0)
+    model = tm.ModernActs(act).eval()
+    for m in model.modules():  # trained-looking BN statistics, so that eps and the folding matter
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.01, 0.5)
+    space = trace_model(model, (1, 16, 16))  # raises unless the traced space reproduces the model
+    fns = [op.fn for op in space.graph.ops if op.kind == "act"]
+    assert fns == ["hardswish", "silu", "sigmoid", act, "leaky_relu", "leaky_relu", "gelu"]
+    assert [op.alpha for op in space.graph.ops if op.fn == "leaky_relu"] == [0.1, 0.2]
+    assert {op.eps for op in space.graph.ops if op.kind == "bn"} == {1e-3}
+    assert GraphSpace.from_dict(json.loads(json.dumps(space.to_dict()))).fingerprint == space.fingerprint  # alpha, eps
+
+    widths = [c[len(c) // 2] for c in space.choices]  # narrower than the model
+    assert widths != space.base_widths
+    net = user_network(space, model.state_dict(), widths).eval()
+    x = np.random.default_rng(1).standard_normal((3, 1, 16, 16)).astype(np.float32)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    # torch's exporter, as `widthnas export` writes the model
+    export_onnx(net, space, tmp_path / "m.onnx")
+    assert_onnx_computes(tmp_path / "m.onnx", net, x)
+    # the graph the latency profiles time (BN folded, activations as models/activations.py writes them)
+    got = _ort(build_onnx(space, folded_weights(net)), x)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
+    # the supernet's functional forward at those widths, loaded with the same weights at full width
+    sup = SlimmableGraphNet(space).eval()
+    sup.full.load_state_dict(user_network(space, model.state_dict(), space.max_widths).state_dict())
+    with torch.no_grad():
+        np.testing.assert_allclose(sup(torch.from_numpy(x), widths).numpy(),
+                                   sup.materialize(widths).eval()(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_unfused_activations_are_costed_ops_and_relu_stays_free():
+    space = trace_model(tm.ModernActs("hardswish").eval(), (1, 16, 16))
+    costed = {f.op: f.signature.groups for f in space.factor_structure().factors if f.signature.kind == "act"}
+    acts = {op.name: op.fn for op in space.graph.ops if op.kind == "act"}
+    assert costed == acts  # every one of them costs its own time (onnxruntime does not fuse them all)
+    relu = trace_model(tm.resnet_tiny().eval(), (1, 16, 16))
+    assert not [f for f in relu.factor_structure().factors if f.signature.kind == "act"]
+
+
+def test_default_ops_write_no_new_fields_so_old_fingerprints_hold():
+    assert Op("b", "bn", ("c",)).to_dict() == {"name": "b", "op": "bn", "inputs": ["c"]}
+    assert Op("a", "act", ("b",), fn="relu").to_dict() == {"name": "a", "op": "act", "inputs": ["b"], "fn": "relu"}
+    assert Op("a", "act", ("b",), fn="leaky_relu", alpha=0.1).to_dict()["alpha"] == 0.1
+    assert Op("b", "bn", ("c",), eps=1e-3).to_dict()["eps"] == 1e-3
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("eps", 0.0, "'eps' must be a number in (0, 1)"), ("eps", "1e-3", "'eps' must be a number"),
+    ("alpha", float("nan"), "'alpha' must be a number in [0, 1)"), ("alpha", 2.0, "in [0, 1)")])
+def test_bad_alpha_and_eps_in_a_space_file_are_refused(field, value, needle):
+    d = {"name": "x", "op": "bn" if field == "eps" else "act", "inputs": ["c"], field: value}
+    if field == "alpha":
+        d["fn"] = "leaky_relu"
+    with pytest.raises(GraphError) as e:
+        Op.from_dict(d)
+    assert needle in str(e.value)
+
+
+def test_approximate_gelu_and_tanh_are_refused_with_what_to_do():
+    class Tanhy(tm._Base):
+        def forward(self, x):
+            return self.head(torch.nn.functional.gelu(self.stem(x), approximate="tanh"))
+
+    with pytest.raises(TraceError, match="approximate='tanh'"):
+        trace_model(Tanhy(), (1, 8, 8))
+    with pytest.raises(TraceError, match="Tanh"):
+        trace_model(tm.WithTanh(), (1, 8, 8))
+
+
+def test_a_space_file_with_these_activations_loads_and_builds(tmp_path):
+    space = trace_model(tm.ModernActs("silu").eval(), (1, 16, 16))
+    p = tmp_path / "s.json"
+    space.save(p)
+    again = GraphSpace.load(p)
+    assert again.fingerprint == space.fingerprint
+    assert json.loads(p.read_text())["ops"] and GraphNet(again, again.base_widths)(torch.zeros(1, 1, 16, 16)).shape == (1, 10)
