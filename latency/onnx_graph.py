@@ -51,11 +51,17 @@ def folded_weights(net) -> Weights:
     ops, out = net.space.graph.ops, {}
     with torch.no_grad():
         for op in ops:
-            if op.kind == "bn":
+            if op.kind == "conv":  # as it is; a BN after it (later in the ops) replaces this by the folded conv
+                conv = net.layers[module_key(op)]
+                out[op.name] = {"w": conv.weight.numpy().astype(np.float32).copy(),
+                                "b": (conv.bias.numpy() if conv.bias is not None else
+                                      np.zeros(conv.weight.shape[0])).astype(np.float32)}
+            elif op.kind == "bn":
                 conv, bn = net.layers[module_key(net.space.graph.by_name[op.inputs[0]])], net.layers[module_key(op)]
                 scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                b0 = conv.bias if conv.bias is not None else torch.zeros_like(bn.bias)
                 out[op.inputs[0]] = {"w": (conv.weight * scale.reshape(-1, 1, 1, 1)).numpy().astype(np.float32),
-                                     "b": (bn.bias - bn.running_mean * scale).numpy().astype(np.float32)}
+                                     "b": (bn.bias + (b0 - bn.running_mean) * scale).numpy().astype(np.float32)}
             elif op.kind == "linear":
                 fc = net.layers[module_key(op)]
                 out[op.name] = {"w": fc.weight.numpy().copy(), "b": fc.bias.numpy().copy()}

@@ -32,7 +32,7 @@ CLASSES = "classes"  # the classifier output's fixed channel group
 KINDS = ("conv", "bn", "act", "add", "maxpool", "gap", "linear")
 BN_EPS = 1e-5  # torch's default; another eps is recorded in the op
 # kind -> (fields an op of that kind may have besides name/op/inputs, fields it must have)
-_FIELDS = {"conv": ({"out", "kernel", "stride", "depthwise", "tag"}, {"out", "kernel", "stride"}),
+_FIELDS = {"conv": ({"out", "kernel", "stride", "depthwise", "tag", "bias"}, {"out", "kernel", "stride"}),
            "maxpool": ({"kernel", "stride"}, {"kernel", "stride"}), "act": ({"fn", "alpha"}, {"fn"}),
            "bn": ({"eps"}, set()), "add": (set(), set()), "gap": (set(), set()), "linear": (set(), set())}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
@@ -57,11 +57,14 @@ class Op:
     tag: str = ""  # conv: name of the group this op starts (default: the op's name)
     alpha: float = 0.0  # act leaky_relu: the negative slope
     eps: float = BN_EPS  # bn: added to the variance
+    bias: bool = False  # conv: has a bias of its own (a conv with no BN after it; before a BN it folds in)
 
     def to_dict(self) -> dict:
         d: dict = {"name": self.name, "op": self.kind, "inputs": list(self.inputs)}
         if self.kind == "conv":
             d.update(kernel=self.kernel, stride=self.stride)
+            if self.bias:  # written only when set: old files keep their fingerprints
+                d["bias"] = True
             if self.depthwise:
                 d["depthwise"] = True
             else:
@@ -98,7 +101,8 @@ class Op:
                              f"missing field(s) {sorted(missing)}") + f"; this op has {sorted(fields)}")
         if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
             raise GraphError(f"{where}: 'inputs' must be a list of op names, not {inputs!r}")
-        for key, typ in (("out", int), ("kernel", int), ("stride", int), ("depthwise", bool), ("fn", str), ("tag", str)):
+        for key, typ in (("out", int), ("kernel", int), ("stride", int), ("depthwise", bool), ("fn", str), ("tag", str),
+                         ("bias", bool)):
             if key in d and (not isinstance(d[key], typ) or (typ is int and isinstance(d[key], bool))):
                 raise GraphError(f"{where}: '{key}' must be a {typ.__name__}, not {d[key]!r}")
         for key, ok, what in (("alpha", lambda v: 0 <= v < 1, "in [0, 1)"), ("eps", lambda v: 0 < v < 1, "in (0, 1)")):
@@ -108,7 +112,7 @@ class Op:
                 raise GraphError(f"{where}: '{key}' must be a number {what}, not {v!r}")
         return cls(name, kind, tuple(inputs), d.get("out", 0), d.get("kernel", 1), d.get("stride", 1),
                    d.get("depthwise", False), d.get("fn", ""), d.get("tag", ""), float(d.get("alpha", 0.0)),
-                   float(d.get("eps", BN_EPS)))
+                   float(d.get("eps", BN_EPS)), d.get("bias", False))
 
 
 @dataclass(frozen=True)
@@ -206,8 +210,11 @@ class Graph:
             users = self.consumers[op.name]
             if op is not self.ops[-1] and not users:
                 raise GraphError(f"op {op.name!r} is never used; remove it or feed it into the network")
-            if op.kind == "conv" and [self.by_name[u].kind for u in users] != ["bn"]:
-                raise GraphError(f"conv {op.name!r} must feed exactly one op, its bn (found {users})")
+            kinds = [self.by_name[u].kind for u in users]
+            if op.kind == "conv" and "bn" in kinds and kinds != ["bn"]:  # the bn folds into the conv at export
+                raise GraphError(f"conv {op.name!r} feeds its bn and more ({users}): a conv with a bn feeds only it")
+            if op.kind == "conv" and op.bias and "bn" in kinds:
+                raise GraphError(f"conv {op.name!r} has a bias and a bn: its bias folds into the bn; drop 'bias'")
         sizes = self.sizes  # checks spatial agreement
         if sizes[self.ops[-1].inputs[0]] != (1, 1):
             raise GraphError("the linear classifier reads a 1x1 tensor: put a 'gap' (global average pool) before it")

@@ -46,7 +46,7 @@ class GraphNet(nn.Module):
             c_in, c_out = a[g[op.inputs[0]]], a[g[op.name]]
             if op.kind == "conv":
                 self.layers[module_key(op)] = nn.Conv2d(c_in, c_out, op.kernel, op.stride, op.kernel // 2,
-                                                  groups=c_in if op.depthwise else 1, bias=False)
+                                                  groups=c_in if op.depthwise else 1, bias=op.bias)
             elif op.kind == "bn":
                 self.layers[module_key(op)] = nn.BatchNorm2d(c_out, eps=op.eps)
             elif op.kind == "act":
@@ -116,9 +116,12 @@ class SlimmableGraphNet(nn.Module):
             m = layers[module_key(op)] if module_key(op) in layers else None
             c_in = xs[0].shape[1]
             if op.kind == "conv" and op.depthwise:
-                y = F.conv2d(xs[0], m.weight[:c_in], None, m.stride, m.padding, 1, c_in)
+                y = F.conv2d(xs[0], m.weight[:c_in], None if m.bias is None else m.bias[:c_in], m.stride, m.padding, 1,
+                             c_in)
             elif op.kind == "conv":
-                y = F.conv2d(xs[0], m.weight[:a[g[op.name]], :c_in], None, m.stride, m.padding)
+                c_out = a[g[op.name]]
+                y = F.conv2d(xs[0], m.weight[:c_out, :c_in], None if m.bias is None else m.bias[:c_out], m.stride,
+                             m.padding)
             elif op.kind == "bn":
                 y = self._bn(xs[0], m)
             elif op.kind == "act":

@@ -13,8 +13,9 @@ What maps onto which op (anything else is refused with a TraceError that names t
 the module path and the source line, and says what to do):
 
   nn.Conv2d, groups 1 (dense) or groups = in = out (depthwise); odd square kernel, padding k // 2,
-      no dilation; feeding exactly its BatchNorm2d                               -> conv (+ bn)
-      (a conv bias is folded into that BN's running mean when weights are loaded: same function)
+      no dilation; feeding only its BatchNorm2d, or no BN at all                 -> conv (+ bn)
+      (before a BN, a conv bias folds into that BN's running mean when weights are loaded: same
+      function; without a BN the conv keeps its bias, sliced with its channels)
   nn.BatchNorm2d (affine, running statistics, any eps, any momentum) right after its conv -> bn
   nn.ReLU / ReLU6 / Hardtanh(0, 6) / Hardswish / Hardsigmoid / SiLU / Sigmoid / GELU (exact) / LeakyReLU,
       their functionals (F.relu, F.silu, torch.sigmoid, ...), x.relu(_), x.sigmoid(_) -> act
@@ -27,7 +28,7 @@ the module path and the source line, and says what to do):
   nn.Linear on the pooled features, the model's output                          -> linear (the classifier)
 
 Refused, each with its own message: grouped convs that are neither dense nor depthwise, a conv
-without its BN, torch.cat / split / chunk / channel slicing (widthnas has no concatenation: each
+whose output feeds its BN and other ops, torch.cat / split / chunk / channel slicing (widthnas has no concatenation: each
 input of a cat would be its own group at a channel offset; not supported), multiplications
 (squeeze-excitation), other activations (tanh, ELU, Mish, ...), a second linear layer, several outputs, weights shared
 by two calls. `fixed` (layers kept at their own width) and `ties` (groups merged by hand) only
@@ -360,14 +361,16 @@ class _Builder:
                               f"conv pads kernel // 2 = {k[0] // 2} with zeros and has no dilation",
                               f"set padding={k[0] // 2} (same size at stride 1) and dilation=1")
         users = list(node.users)
-        if len(users) != 1 or users[0].op != "call_module" or type(self.gm.get_submodule(users[0].target)) \
-                is not nn.BatchNorm2d:
+        to_bn = [u for u in users if u.op == "call_module"
+                 and isinstance(self.gm.get_submodule(u.target), nn.modules.batchnorm._BatchNorm)]
+        if to_bn and len(users) != 1:
             got = [f"{u.name} ({_describe(u, self.gm)})" for u in users]
-            raise self.refuse(node, f"the conv feeds {got}, not exactly its BatchNorm2d", "follow every Conv2d by its "
-                              "own nn.BatchNorm2d and use the conv's output nowhere else (the BN carries the "
-                              "per-channel scale and folds into the conv at export); a conv without BN, e.g. a "
-                              "classifier conv, is not supported")
-        return self.emit(node, "conv", x, out=0 if dw else m.out_channels, kernel=k[0], stride=s[0], depthwise=dw)
+            raise self.refuse(node, f"the conv feeds its BatchNorm2d and more: {got}", "use the conv's output only "
+                              "in its BN (the BN folds into the conv at export, which would change what the others "
+                              "read), or apply the BN to a copy")
+        # without a BN after it, the conv keeps its own bias; before a BN its bias folds into the BN
+        return self.emit(node, "conv", x, out=0 if dw else m.out_channels, kernel=k[0], stride=s[0], depthwise=dw,
+                         bias=not to_bn and m.bias is not None)
 
     def bn(self, node: fx.Node, m: nn.BatchNorm2d, x: _T) -> _T:
         if self.kind_of.get(x.name) != "conv":

@@ -70,7 +70,7 @@ def _expected(space: GraphSpace) -> dict[str, tuple[tuple[int, ...] | None, bool
         p, c_in, c_out = src[op.name], a[g[op.inputs[0]]], a[g[op.name]]
         if op.kind == "conv":
             out[f"{p}.weight"] = ((c_out, 1 if op.depthwise else c_in, op.kernel, op.kernel), True)
-            out[f"{p}.bias"] = ((c_out,), False)  # folded into the BN's running mean
+            out[f"{p}.bias"] = ((c_out,), op.bias)  # its own (no BN after it), or folded into the BN's running mean
         elif op.kind == "bn":
             out.update({f"{p}.{k}": ((c_out,), True) for k in _BN})
             out[f"{p}.num_batches_tracked"] = (None, False)
@@ -112,13 +112,21 @@ def check_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], what: str = "
 
 
 def importance(space: GraphSpace, sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Free group -> (base,) channel importance: sum over the group's BNs of |gamma| / mean |gamma|."""
+    """Free group -> (base,) channel importance: sum over the group's BNs of |gamma| / mean |gamma|, and over
+    its convs without a BN of their output channels' L1 norm / its mean."""
     src, g = _source(space), space.graph.group_of
     free = {s.name: torch.zeros(s.base, dtype=torch.float64) for s in space.free_groups}
+    with_bn = {op.inputs[0] for op in space.graph.ops if op.kind == "bn"}
     for op in space.graph.ops:
-        if op.kind == "bn" and g[op.name] in free:
-            gamma = sd[f"{src[op.name]}.weight"].detach().abs().double()
-            free[g[op.name]] += gamma / gamma.mean().clamp_min(1e-12)
+        if g.get(op.name) not in free:
+            continue
+        if op.kind == "bn":
+            v = sd[f"{src[op.name]}.weight"].detach().abs().double()
+        elif op.kind == "conv" and not op.depthwise and op.name not in with_bn:
+            v = sd[f"{src[op.name]}.weight"].detach().abs().double().flatten(1).sum(1)
+        else:
+            continue
+        free[g[op.name]] += v / v.mean().clamp_min(1e-12)
     return free
 
 
@@ -148,7 +156,7 @@ def _op_tensors(space: GraphSpace, sd: Mapping[str, torch.Tensor]) -> dict[str, 
     for op in space.graph.ops:
         p = src.get(op.name)
         if op.kind == "conv":
-            out[op.name] = {"weight": sd[f"{p}.weight"]}
+            out[op.name] = {"weight": sd[f"{p}.weight"], **({"bias": sd[f"{p}.bias"]} if op.bias else {})}
         elif op.kind == "bn":
             t = {k: sd[f"{p}.{k}"] for k in _BN}
             conv_bias = sd.get(f"{src[op.inputs[0]]}.bias")
@@ -177,7 +185,7 @@ def sliced_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widt
         for k, t in tensors.items():
             t = t.detach().float() if t.is_floating_point() else t.detach()
             if op.kind == "conv":
-                t = t[ko] if op.depthwise else t[ko][:, ki]
+                t = t[ko] if op.depthwise or k == "bias" else t[ko][:, ki]
             elif op.kind == "bn" and t.dim() == 1:
                 t = t[ko]
             elif op.kind == "linear" and k == "weight":

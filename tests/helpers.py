@@ -281,3 +281,38 @@ def calibrate_bn(net, space, seed: int = 0):
     with torch.no_grad():
         net(torch.rand(16, *space.input_shape))
     return net.eval()
+
+
+def check_every_form(model, input_shape, tmp_path, seed: int = 1):
+    """A traced model computes the same at a width narrower than its own in every form of its space: the
+    plain network exported by torch (what `widthnas export` writes), the ONNX graph the latency profiles
+    time (BN folded), and the supernet's functional forward. Returns (space, widths)."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from widthnas.latency.onnx_graph import build_onnx, folded_weights
+    from widthnas.models.net import SlimmableGraphNet
+    from widthnas.models.trace import trace_model
+    from widthnas.models.trace_weights import user_network
+    from widthnas.nas.export import export_onnx
+
+    space = trace_model(model, input_shape)  # raises unless the traced space reproduces the model
+    widths = [c[len(c) // 2] for c in space.choices]
+    assert widths != space.base_widths  # narrower than the model
+    net = user_network(space, model.state_dict(), widths).eval()
+    # large inputs: an untrained model's pooled logits barely move with small ones
+    x = 8 * np.random.default_rng(seed).standard_normal((3, *input_shape)).astype(np.float32)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    export_onnx(net, space, tmp_path / "m.onnx")
+    assert_onnx_computes(tmp_path / "m.onnx", net, x)
+    sess = ort.InferenceSession(build_onnx(space, folded_weights(net)).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {sess.get_inputs()[0].name: x})[0], ref, rtol=1e-4, atol=1e-4)
+    sup = SlimmableGraphNet(space).eval()
+    sup.full.load_state_dict(user_network(space, model.state_dict(), space.max_widths).state_dict())
+    with torch.no_grad():
+        np.testing.assert_allclose(sup(torch.from_numpy(x), widths).numpy(),
+                                   sup.materialize(widths).eval()(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-5)
+    return space, widths

@@ -4,33 +4,21 @@ every form of the space computes the model: the plain network at a narrower widt
 the supernet's functional forward, and the ONNX graph the latency profiles time."""
 import json
 
-import numpy as np
 import pytest
 import torch
 
 import trace_models as tm
-from helpers import assert_onnx_computes
-from widthnas.latency.onnx_graph import build_onnx, folded_weights
+from helpers import check_every_form
 from widthnas.models.graph import GraphError, Op
-from widthnas.models.net import GraphNet, SlimmableGraphNet
+from widthnas.models.net import GraphNet
 from widthnas.models.space import GraphSpace
 from widthnas.models.trace import TraceError, trace_model
-from widthnas.models.trace_weights import user_network
 
 ACTS = ("hardswish", "hardsigmoid", "sigmoid", "silu", "gelu")
 
 
-def _ort(model_proto, x):
-    import onnxruntime as ort
-
-    s = ort.InferenceSession(model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    return s.run(None, {s.get_inputs()[0].name: x})[0]
-
-
 @pytest.mark.parametrize("act", ACTS)
 def test_a_model_with_modern_activations_traces_and_every_form_computes_it(act, tmp_path):
-    from widthnas.nas.export import export_onnx
-
     torch.manual_seed(0)
     model = tm.ModernActs(act).eval()
     for m in model.modules():  # trained-looking BN statistics, so that eps and the folding matter
@@ -44,24 +32,7 @@ def test_a_model_with_modern_activations_traces_and_every_form_computes_it(act, 
     assert {op.eps for op in space.graph.ops if op.kind == "bn"} == {1e-3}
     assert GraphSpace.from_dict(json.loads(json.dumps(space.to_dict()))).fingerprint == space.fingerprint  # alpha, eps
 
-    widths = [c[len(c) // 2] for c in space.choices]  # narrower than the model
-    assert widths != space.base_widths
-    net = user_network(space, model.state_dict(), widths).eval()
-    x = np.random.default_rng(1).standard_normal((3, 1, 16, 16)).astype(np.float32)
-    with torch.no_grad():
-        ref = net(torch.from_numpy(x)).numpy()
-    # torch's exporter, as `widthnas export` writes the model
-    export_onnx(net, space, tmp_path / "m.onnx")
-    assert_onnx_computes(tmp_path / "m.onnx", net, x)
-    # the graph the latency profiles time (BN folded, activations as models/activations.py writes them)
-    got = _ort(build_onnx(space, folded_weights(net)), x)
-    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
-    # the supernet's functional forward at those widths, loaded with the same weights at full width
-    sup = SlimmableGraphNet(space).eval()
-    sup.full.load_state_dict(user_network(space, model.state_dict(), space.max_widths).state_dict())
-    with torch.no_grad():
-        np.testing.assert_allclose(sup(torch.from_numpy(x), widths).numpy(),
-                                   sup.materialize(widths).eval()(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-5)
+    check_every_form(model, (1, 16, 16), tmp_path)
 
 
 def test_unfused_activations_are_costed_ops_and_relu_stays_free():

@@ -332,7 +332,7 @@ BAD = [
     (lambda d: _op(d, "s2.b1.conv1").pop("stride"), r"missing field\(s\) \['stride'\]"),
     (lambda d: _op(d, "s2.b1.conv1").update(depthwise="yes"), "'depthwise' must be a bool"),
     (lambda d: _op(d, "s2.b1.conv1").update(kernel=2), "kernel must be odd"),
-    (lambda d: _op(d, "s1.b0.conv1.act").update(fn="gelu"), "activation 'gelu'"),
+    (lambda d: _op(d, "s1.b0.conv1.act").update(fn="tanh"), "activation 'tanh'"),
     (lambda d: d["ops"].remove(_op(d, "pool")) or _op(d, "fc").update(inputs=["s4.b1.out"]), "1x1 tensor"),
     (lambda d: d.update(input_shape=[1, 0, 28]), "must be positive"),
     (lambda d: d.update(input_shape=[1, 28]), r"\[C, H, W\]"),

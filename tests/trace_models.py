@@ -239,6 +239,44 @@ class WithoutBN(_Base):
         return self.head(F.relu(self.conv(self.stem(x))))
 
 
+class ConvBNAndMore(_Base):
+    """A conv whose output feeds its BN and an add: the BN cannot fold into it."""
+
+    def __init__(self):
+        super().__init__(16)
+        self.conv = nn.Conv2d(16, 16, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+
+    def forward(self, x):
+        y = self.conv(self.stem(x))
+        return self.head(F.relu(self.bn(y)) + y)
+
+
+class PlainConvs(nn.Module):
+    """Convs without BN, as in VGG or a plain depthwise conv: with a bias and without, dense and depthwise,
+    a residual add straight from a conv, and one conv with a BN whose own bias folds into it."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 32, 3, padding=1)  # bias, no BN
+        self.dw = nn.Conv2d(32, 32, 3, padding=1, groups=32)  # depthwise, bias, no BN
+        self.pw = nn.Conv2d(32, 32, 1, bias=False)  # no bias, no BN, its output feeds an add
+        self.c2 = nn.Conv2d(32, 64, 3, stride=2, padding=1)  # bias folded into its BN
+        self.bn2 = nn.BatchNorm2d(64)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = F.relu(self.c1(x))
+        x = x + self.pw(F.relu6(self.dw(x)))
+        x = F.relu(self.bn2(self.c2(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def plain_convs() -> PlainConvs:
+    torch.manual_seed(0)
+    return PlainConvs()
+
+
 class WithTanh(_Base):
     def __init__(self):
         super().__init__(16)
