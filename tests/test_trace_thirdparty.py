@@ -119,3 +119,21 @@ def test_pytorchcv_resnet_runs_end_to_end_with_the_users_weights(tmp_path, capsy
     assert conv_out_channels(tmp_path / "user.onnx") == conv_out_channels(out / "model.onnx")
     assert onnx.load(str(tmp_path / "user.onnx")).graph.input[0].type.tensor_type.shape.dim[1].dim_value == 1
     assert np.isfinite(json.loads((tmp_path / "user.json").read_text())["accuracy"]["val"])
+
+
+@pytest.mark.parametrize("module,factory,eps", [("proxylessnas", "proxylessnas_mobile", 1e-3),
+                                                ("mnasnet", "mnasnet_b1", 1e-5)])
+def test_models_ported_from_tensorflow_trace_and_compute_at_a_narrower_width(module, factory, eps, tmp_path):
+    """ProxylessNAS (BN eps 1e-3, TensorFlow's) and MnasNet-B1: refused until issue 32. Traced
+    at 64 px, every form of the space (torch export, the profiling ONNX, the supernet) computes the
+    model at widths narrower than its own."""
+    import importlib
+
+    from helpers import check_every_form
+
+    torch.manual_seed(0)
+    model = getattr(importlib.import_module(f"pytorchcv.models.{module}"), factory)().eval()
+    model.features.final_pool = nn.AdaptiveAvgPool2d(1)  # its 7x7 pool is for 224 px
+    space, widths = check_every_form(model, (3, 64, 64), tmp_path)
+    assert len(space.free_groups) >= 20 and sum(widths) < sum(space.base_widths)
+    assert {op.eps for op in space.graph.ops if op.kind == "bn"} == {eps}
