@@ -36,10 +36,18 @@ def random_weights(space: GraphSpace, widths: Sequence[int] | Mapping[str, int],
             w = rng.standard_normal((c_out, per_group, op.kernel, op.kernel)) * std
         elif op.kind == "linear":
             w = rng.standard_normal((c_out, c_in)) / np.sqrt(c_in)
+        elif op.kind == "bn" and op.name not in space.graph.folded_bns:  # a BatchNormalization of its own
+            out[op.name] = _bn_arrays(np.ones(c_out), np.zeros(c_out), np.zeros(c_out), np.ones(c_out))
+            continue
         else:
             continue
         out[op.name] = {"w": w.astype(np.float32), "b": np.zeros(c_out, np.float32)}
     return out
+
+
+def _bn_arrays(scale, bias, mean, var) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v, np.float32).copy() for k, v in (("scale", scale), ("bias", bias), ("mean", mean),
+                                                             ("var", var))}
 
 
 def folded_weights(net) -> Weights:
@@ -56,6 +64,10 @@ def folded_weights(net) -> Weights:
                 out[op.name] = {"w": conv.weight.numpy().astype(np.float32).copy(),
                                 "b": (conv.bias.numpy() if conv.bias is not None else
                                       np.zeros(conv.weight.shape[0])).astype(np.float32)}
+            elif op.kind == "bn" and op.name not in net.space.graph.folded_bns:
+                bn = net.layers[module_key(op)]
+                out[op.name] = _bn_arrays(bn.weight.numpy(), bn.bias.numpy(), bn.running_mean.numpy(),
+                                          bn.running_var.numpy())
             elif op.kind == "bn":
                 conv, bn = net.layers[module_key(net.space.graph.by_name[op.inputs[0]])], net.layers[module_key(op)]
                 scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
@@ -77,7 +89,7 @@ def build_onnx(space: GraphSpace, weights: Weights, batch: int | str = "batch") 
     shared: dict = {}
     for op in space.graph.ops:
         xs = [alias[i] for i in op.inputs]
-        if op.kind == "bn":
+        if op.kind == "bn" and op.name in space.graph.folded_bns:
             alias[op.name] = xs[0]
             continue
         alias[op.name] = op.name
@@ -87,6 +99,11 @@ def build_onnx(space: GraphSpace, weights: Weights, batch: int | str = "batch") 
             nodes.append(helper.make_node("Conv", [xs[0], f"{op.name}.w", f"{op.name}.b"], [op.name],
                                           kernel_shape=[op.kernel] * 2, strides=[op.stride] * 2,
                                           pads=[op.kernel // 2] * 4, group=w.shape[0] if op.depthwise else 1))
+        elif op.kind == "bn":  # after an add, a pool or the input: its own BatchNormalization (eval mode)
+            names = [f"{op.name}.{k}" for k in ("scale", "bias", "mean", "var")]
+            inits += [numpy_helper.from_array(weights[op.name][k], n) for k, n in zip(("scale", "bias", "mean", "var"),
+                                                                                      names)]
+            nodes.append(helper.make_node("BatchNormalization", [xs[0], *names], [op.name], epsilon=op.eps))
         elif op.kind == "act":
             ns, consts = activations.onnx_nodes(op.fn, op.alpha, xs[0], op.name)
             nodes += ns

@@ -149,6 +149,13 @@ class Graph:
         return {op.name: op for op in self.ops}
 
     @cached_property
+    def folded_bns(self) -> frozenset[str]:
+        """BNs right after a conv, which fold into it at export; the others (after an add, a pool, the
+        input: pre-activation blocks) stay BatchNormalization ops of their own, with a latency of their own."""
+        return frozenset(op.name for op in self.ops if op.kind == "bn"
+                         and self.by_name.get(op.inputs[0], Op("", "", ())).kind == "conv")
+
+    @cached_property
     def consumers(self) -> dict[str, list[str]]:
         """Tensor name -> the ops reading it, in graph order."""
         out: dict[str, list[str]] = {INPUT: [], **{op.name: [] for op in self.ops}}
@@ -194,8 +201,6 @@ class Graph:
                 raise GraphError(f"{where}: a conv declares its base output channels 'out' (> 0)")
             if op.kind == "act" and op.fn not in ACTIVATIONS:
                 raise GraphError(f"{where}: activation {op.fn!r}; choose one of {list(ACTIVATIONS)}")
-            if op.kind == "bn" and self.by_name.get(op.inputs[0], Op("", "", ())).kind != "conv":
-                raise GraphError(f"{where}: a bn follows a conv (it folds into it at export)")
             if op.kind == "linear" and k != len(self.ops) - 1:
                 raise GraphError(f"{where}: the one linear is the classifier, the last op")
             seen.add(op.name)

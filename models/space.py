@@ -328,8 +328,8 @@ class GraphSpace:
         g, sizes, fixed = self.graph.group_of, self.graph.sizes, {s.name for s in self.groups if s.fixed}
         factors = []
         for op in self.graph.ops:
-            if op.kind == "bn" or (op.kind == "act" and op.fn in FUSED):  # BN folds into its conv; onnxruntime
-                continue                                                  # fuses ReLU(6) into it
+            if op.name in self.graph.folded_bns or (op.kind == "act" and op.fn in FUSED):  # a BN after a conv
+                continue                                   # folds into it; onnxruntime fuses ReLU(6) into the conv
             kind = "dw" if op.depthwise else ("dense" if op.kind in ("conv", "linear") else
                                               op.fn if op.kind == "act" else "none")  # an activation's cost is its own
             k, s = (op.kernel, op.stride) if op.kind in ("conv", "maxpool") else (1, 1)

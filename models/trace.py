@@ -16,7 +16,8 @@ the module path and the source line, and says what to do):
       no dilation; feeding only its BatchNorm2d, or no BN at all                 -> conv (+ bn)
       (before a BN, a conv bias folds into that BN's running mean when weights are loaded: same
       function; without a BN the conv keeps its bias, sliced with its channels)
-  nn.BatchNorm2d (affine, running statistics, any eps, any momentum) right after its conv -> bn
+  nn.BatchNorm2d (affine, running statistics, any eps, any momentum) right after its conv (folds into
+      it), or after an add, a pool or on the input (pre-activation; stays a BatchNormalization) -> bn
   nn.ReLU / ReLU6 / Hardtanh(0, 6) / Hardswish / Hardsigmoid / SiLU / Sigmoid / GELU (exact) / LeakyReLU,
       their functionals (F.relu, F.silu, torch.sigmoid, ...), x.relu(_), x.sigmoid(_) -> act
   a + b, a += b, torch.add(a, b), a.add(b) of two feature maps                  -> add (ties the groups)
@@ -373,10 +374,9 @@ class _Builder:
                          bias=not to_bn and m.bias is not None)
 
     def bn(self, node: fx.Node, m: nn.BatchNorm2d, x: _T) -> _T:
-        if self.kind_of.get(x.name) != "conv":
-            raise self.refuse(node, f"BatchNorm2d after a {self.kind_of.get(x.name, 'input')}, not right after its "
-                              "conv", "a space's BN directly follows the conv it folds into (pre-activation blocks, "
-                              "BN on the input, after an add or a pool are not supported)")
+        # right after its conv it folds into it; after an add, a pool or the input (pre-activation blocks) it
+        # stays a BatchNormalization of its own
+        self.need_map(node, x, "a BatchNorm2d")
         if not m.affine or not m.track_running_stats or not 0 < m.eps < 1:
             raise self.refuse(node, f"BatchNorm2d(affine={m.affine}, track_running_stats={m.track_running_stats}, "
                               f"eps={m.eps:g})", "use nn.BatchNorm2d with affine=True, track_running_stats=True "

@@ -159,7 +159,8 @@ def _op_tensors(space: GraphSpace, sd: Mapping[str, torch.Tensor]) -> dict[str, 
             out[op.name] = {"weight": sd[f"{p}.weight"], **({"bias": sd[f"{p}.bias"]} if op.bias else {})}
         elif op.kind == "bn":
             t = {k: sd[f"{p}.{k}"] for k in _BN}
-            conv_bias = sd.get(f"{src[op.inputs[0]]}.bias")
+            folded = op.name in space.graph.folded_bns
+            conv_bias = sd.get(f"{src[op.inputs[0]]}.bias") if folded else None
             if conv_bias is not None:  # BN(conv(x) + b) == BN'(conv(x)) with running_mean' = running_mean - b
                 t["running_mean"] = t["running_mean"] - conv_bias
             if f"{p}.num_batches_tracked" in sd:

@@ -277,6 +277,49 @@ def plain_convs() -> PlainConvs:
     return PlainConvs()
 
 
+class PreActBlock(nn.Module):
+    """He et al. 2016: BN-ReLU-conv twice; the second conv's output feeds the add directly."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(c), nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(c), nn.Conv2d(c, c, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        y = self.conv1(F.relu(self.bn1(x)))
+        return x + self.conv2(F.relu(self.bn2(y)))
+
+
+class PreActNet(nn.Module):
+    """A pre-activation ResNet: a BN on the input, BNs after a max-pool and after adds."""
+
+    def __init__(self):
+        super().__init__()
+        self.bn_in = nn.BatchNorm2d(1)
+        self.stem = nn.Conv2d(1, 32, 3, padding=1, bias=False)
+        self.pool = nn.MaxPool2d(3, 2, 1)
+        self.b1, self.b2 = PreActBlock(32), PreActBlock(32)
+        self.post = nn.BatchNorm2d(32)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.pool(self.stem(self.bn_in(x)))
+        x = self.b2(self.b1(x))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(F.relu(self.post(x)), 1), 1))
+
+
+def preact_net() -> PreActNet:
+    torch.manual_seed(0)
+    m = PreActNet()
+    for mod in m.modules():  # trained-looking statistics and affine parameters: what the BNs compute matters
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.2, 2.0)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.2, 0.2)
+    return m
+
+
 class WithTanh(_Base):
     def __init__(self):
         super().__init__(16)
