@@ -98,7 +98,7 @@ def build_onnx(space: GraphSpace, weights: Weights, batch: int | str = "batch") 
             inits += [numpy_helper.from_array(w, f"{op.name}.w"), numpy_helper.from_array(b, f"{op.name}.b")]
             nodes.append(helper.make_node("Conv", [xs[0], f"{op.name}.w", f"{op.name}.b"], [op.name],
                                           kernel_shape=[op.kernel] * 2, strides=[op.stride] * 2,
-                                          pads=[op.kernel // 2] * 4, group=w.shape[0] if op.depthwise else 1))
+                                          pads=[op.padding] * 4, group=w.shape[0] if op.depthwise else 1))
         elif op.kind == "bn":  # after an add, a pool or the input: its own BatchNormalization (eval mode)
             names = [f"{op.name}.{k}" for k in ("scale", "bias", "mean", "var")]
             inits += [numpy_helper.from_array(weights[op.name][k], n) for k, n in zip(("scale", "bias", "mean", "var"),
@@ -116,7 +116,8 @@ def build_onnx(space: GraphSpace, weights: Weights, batch: int | str = "batch") 
                 y = out
         elif op.kind == "maxpool":
             nodes.append(helper.make_node("MaxPool", xs, [op.name], kernel_shape=[op.kernel] * 2,
-                                          strides=[op.stride] * 2, pads=[op.kernel // 2] * 4))
+                                          strides=[op.stride] * 2, pads=[op.padding] * 4,
+                                          **({"ceil_mode": 1} if op.ceil else {})))
         elif op.kind == "gap":
             nodes.append(helper.make_node("GlobalAveragePool", xs, [op.name]))
         else:  # linear

@@ -32,8 +32,8 @@ CLASSES = "classes"  # the classifier output's fixed channel group
 KINDS = ("conv", "bn", "act", "add", "maxpool", "gap", "linear")
 BN_EPS = 1e-5  # torch's default; another eps is recorded in the op
 # kind -> (fields an op of that kind may have besides name/op/inputs, fields it must have)
-_FIELDS = {"conv": ({"out", "kernel", "stride", "depthwise", "tag", "bias"}, {"out", "kernel", "stride"}),
-           "maxpool": ({"kernel", "stride"}, {"kernel", "stride"}), "act": ({"fn", "alpha"}, {"fn"}),
+_FIELDS = {"conv": ({"out", "kernel", "stride", "depthwise", "tag", "bias", "pad"}, {"out", "kernel", "stride"}),
+           "maxpool": ({"kernel", "stride", "pad", "ceil"}, {"kernel", "stride"}), "act": ({"fn", "alpha"}, {"fn"}),
            "bn": ({"eps"}, set()), "add": (set(), set()), "gap": (set(), set()), "linear": (set(), set())}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
 
@@ -58,9 +58,25 @@ class Op:
     alpha: float = 0.0  # act leaky_relu: the negative slope
     eps: float = BN_EPS  # bn: added to the variance
     bias: bool = False  # conv: has a bias of its own (a conv with no BN after it; before a BN it folds in)
+    pad: int = -1  # conv, maxpool: zero padding on every side, px; -1: kernel // 2 (the size kept at stride 1)
+    ceil: bool = False  # maxpool: ceil_mode (a last, partial window)
+
+    @property
+    def padding(self) -> int:
+        """Padding on every side, px."""
+        return self.kernel // 2 if self.pad < 0 else self.pad
+
+    @property
+    def shape_tag(self) -> str:
+        """'' for the default padding; else what sets this op's output size apart (its latency signature)."""
+        return ("" if self.pad < 0 else f"/p{self.pad}") + ("/ceil" if self.ceil else "")
 
     def to_dict(self) -> dict:
         d: dict = {"name": self.name, "op": self.kind, "inputs": list(self.inputs)}
+        if self.kind in ("conv", "maxpool") and self.pad >= 0:  # written only when set: old files keep their
+            d["pad"] = self.pad                                  # fingerprints
+        if self.kind == "maxpool" and self.ceil:
+            d["ceil"] = True
         if self.kind == "conv":
             d.update(kernel=self.kernel, stride=self.stride)
             if self.bias:  # written only when set: old files keep their fingerprints
@@ -102,7 +118,7 @@ class Op:
         if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
             raise GraphError(f"{where}: 'inputs' must be a list of op names, not {inputs!r}")
         for key, typ in (("out", int), ("kernel", int), ("stride", int), ("depthwise", bool), ("fn", str), ("tag", str),
-                         ("bias", bool)):
+                         ("bias", bool), ("pad", int), ("ceil", bool)):
             if key in d and (not isinstance(d[key], typ) or (typ is int and isinstance(d[key], bool))):
                 raise GraphError(f"{where}: '{key}' must be a {typ.__name__}, not {d[key]!r}")
         for key, ok, what in (("alpha", lambda v: 0 <= v < 1, "in [0, 1)"), ("eps", lambda v: 0 < v < 1, "in (0, 1)")):
@@ -112,7 +128,7 @@ class Op:
                 raise GraphError(f"{where}: '{key}' must be a number {what}, not {v!r}")
         return cls(name, kind, tuple(inputs), d.get("out", 0), d.get("kernel", 1), d.get("stride", 1),
                    d.get("depthwise", False), d.get("fn", ""), d.get("tag", ""), float(d.get("alpha", 0.0)),
-                   float(d.get("eps", BN_EPS)), d.get("bias", False))
+                   float(d.get("eps", BN_EPS)), d.get("bias", False), d.get("pad", -1), d.get("ceil", False))
 
 
 @dataclass(frozen=True)
@@ -125,9 +141,13 @@ class Group:
     members: tuple[str, ...]  # tensors (op names, and "input") whose channels this group is
 
 
-def _out_size(h: int, kernel: int, stride: int) -> int:
-    """Output side of a conv or max-pool with padding kernel // 2, px."""
-    return (h + 2 * (kernel // 2) - kernel) // stride + 1
+def _out_size(h: int, kernel: int, stride: int, pad: int | None = None, ceil: bool = False) -> int:
+    """Output side of a conv or max-pool, px, as torch computes it (pad None: kernel // 2)."""
+    pad = kernel // 2 if pad is None else pad
+    if not ceil:
+        return (h + 2 * pad - kernel) // stride + 1
+    out = -(-(h + 2 * pad - kernel) // stride) + 1
+    return out - 1 if (out - 1) * stride >= h + pad else out  # the last window starts inside the input
 
 
 @dataclass(frozen=True)
@@ -194,9 +214,11 @@ class Graph:
                 raise GraphError(f"{where}: {op.kind} takes {'two or more inputs' if op.kind == 'add' else 'one input'}"
                                  f", got {n_in}")
             if op.kind in ("conv", "maxpool"):
-                if op.kernel < 1 or op.kernel % 2 == 0 or op.stride < 1:
-                    raise GraphError(f"{where}: kernel must be odd and positive, stride positive "
-                                     f"(got kernel {op.kernel}, stride {op.stride})")
+                if op.kernel < 1 or op.stride < 1 or (op.pad < 0 and op.kernel % 2 == 0):
+                    raise GraphError(f"{where}: kernel and stride must be positive, the kernel odd unless 'pad' is "
+                                     f"given (got kernel {op.kernel}, stride {op.stride})")
+                if op.pad >= 0 and 2 * op.pad > op.kernel:
+                    raise GraphError(f"{where}: 'pad' {op.pad} is more than half the kernel {op.kernel}")
             if op.kind == "conv" and not op.depthwise and op.out < 1:
                 raise GraphError(f"{where}: a conv declares its base output channels 'out' (> 0)")
             if op.kind == "act" and op.fn not in ACTIVATIONS:
@@ -239,7 +261,10 @@ class Graph:
         for op in self.ops:
             h, w = s[op.inputs[0]]
             if op.kind in ("conv", "maxpool"):
-                h, w = _out_size(h, op.kernel, op.stride), _out_size(w, op.kernel, op.stride)  # >= 1 px
+                h, w = (_out_size(v, op.kernel, op.stride, op.padding, op.ceil) for v in (h, w))
+                if min(h, w) < 1:
+                    raise GraphError(f"{op.kind} {op.name!r}: output {h}x{w} px; the input is too small for its "
+                                     "kernel, stride and padding")
             elif op.kind == "gap":
                 h, w = 1, 1
             elif op.kind == "add":

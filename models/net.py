@@ -45,14 +45,14 @@ class GraphNet(nn.Module):
         for op in space.graph.ops:
             c_in, c_out = a[g[op.inputs[0]]], a[g[op.name]]
             if op.kind == "conv":
-                self.layers[module_key(op)] = nn.Conv2d(c_in, c_out, op.kernel, op.stride, op.kernel // 2,
+                self.layers[module_key(op)] = nn.Conv2d(c_in, c_out, op.kernel, op.stride, op.padding,
                                                   groups=c_in if op.depthwise else 1, bias=op.bias)
             elif op.kind == "bn":
                 self.layers[module_key(op)] = nn.BatchNorm2d(c_out, eps=op.eps)
             elif op.kind == "act":
                 self.layers[module_key(op)] = activations.module(op.fn, op.alpha)
             elif op.kind == "maxpool":
-                self.layers[module_key(op)] = nn.MaxPool2d(op.kernel, op.stride, op.kernel // 2)
+                self.layers[module_key(op)] = nn.MaxPool2d(op.kernel, op.stride, op.padding, ceil_mode=op.ceil)
             elif op.kind == "linear":
                 self.layers[module_key(op)] = nn.Linear(c_in, c_out)
 

@@ -335,7 +335,7 @@ class GraphSpace:
             k, s = (op.kernel, op.stride) if op.kind in ("conv", "maxpool") else (1, 1)
             gi, go = g[op.inputs[0]], g[op.name]
             scope = tuple(dict.fromkeys(x for x in (gi, go) if x not in fixed))
-            factors.append(OpFactor(op.name, OpSignature(op.kind, k, s, kind, sizes[op.inputs[0]]), gi, go,
+            factors.append(OpFactor(op.name, OpSignature(op.kind + op.shape_tag, k, s, kind, sizes[op.inputs[0]]), gi, go,
                                     sizes[op.name], scope))
         return FactorStructure(self.groups, tuple(factors))
 

@@ -12,8 +12,8 @@ a graph that reads the model wrongly is never written.
 What maps onto which op (anything else is refused with a TraceError that names the fx node, the op,
 the module path and the source line, and says what to do):
 
-  nn.Conv2d, groups 1 (dense) or groups = in = out (depthwise); odd square kernel, padding k // 2,
-      no dilation; feeding only its BatchNorm2d, or no BN at all                 -> conv (+ bn)
+  nn.Conv2d, groups 1 (dense) or groups = in = out (depthwise); square kernel, any padding up to half
+      of it (zeros), no dilation; feeding only its BatchNorm2d, or no BN at all                 -> conv (+ bn)
       (before a BN, a conv bias folds into that BN's running mean when weights are loaded: same
       function; without a BN the conv keeps its bias, sliced with its channels)
   nn.BatchNorm2d (affine, running statistics, any eps, any momentum) right after its conv (folds into
@@ -21,7 +21,7 @@ the module path and the source line, and says what to do):
   nn.ReLU / ReLU6 / Hardtanh(0, 6) / Hardswish / Hardsigmoid / SiLU / Sigmoid / GELU (exact) / LeakyReLU,
       their functionals (F.relu, F.silu, torch.sigmoid, ...), x.relu(_), x.sigmoid(_) -> act
   a + b, a += b, torch.add(a, b), a.add(b) of two feature maps                  -> add (ties the groups)
-  nn.MaxPool2d / F.max_pool2d, odd kernel, padding k // 2                       -> maxpool
+  nn.MaxPool2d / F.max_pool2d, square kernel, any padding up to half of it, ceil_mode -> maxpool
   nn.AdaptiveAvgPool2d(1), F.adaptive_avg_pool2d(x, 1), x.mean((2, 3)),
       an average pool over the whole map                                        -> gap
   flatten / view / reshape / squeeze of the pooled features, Dropout, Identity,
@@ -353,14 +353,15 @@ class _Builder:
                               "channels) is neither dense nor depthwise", "use groups=1, or a depthwise conv "
                               "(groups = in_channels = out_channels); a grouped conv or a depthwise conv with a "
                               "channel multiplier ties blocks of channels, which a space cannot express")
-        if k[0] != k[1] or k[0] % 2 == 0 or s[0] != s[1]:
-            raise self.refuse(node, f"kernel {tuple(k)}, stride {tuple(s)}: a space's conv has an odd square kernel "
-                              "and one stride", "use an odd square kernel (1x1, 3x3, 5x5, ...)")
+        if k[0] != k[1] or s[0] != s[1]:
+            raise self.refuse(node, f"kernel {tuple(k)}, stride {tuple(s)}: a space's conv has a square kernel "
+                              "and one stride", "use a square kernel (1x1, 3x3, 5x5, ...)")
         pad = m.padding if isinstance(m.padding, tuple) else {"same": (k[0] // 2,) * 2, "valid": (0, 0)}.get(m.padding)
-        if pad != (k[0] // 2, k[0] // 2) or m.padding_mode != "zeros" or tuple(m.dilation) != (1, 1):
+        if (pad is None or pad[0] != pad[1] or 2 * pad[0] > k[0] or (m.padding == "same" and k[0] % 2 == 0)
+                or m.padding_mode != "zeros" or tuple(m.dilation) != (1, 1)):
             raise self.refuse(node, f"padding {m.padding!r} ({m.padding_mode}), dilation {tuple(m.dilation)}: a space's "
-                              f"conv pads kernel // 2 = {k[0] // 2} with zeros and has no dilation",
-                              f"set padding={k[0] // 2} (same size at stride 1) and dilation=1")
+                              "conv pads every side alike with zeros, at most half its kernel, and has no dilation",
+                              f"set e.g. padding={k[0] // 2} and dilation=1")
         users = list(node.users)
         to_bn = [u for u in users if u.op == "call_module"
                  and isinstance(self.gm.get_submodule(u.target), nn.modules.batchnorm._BatchNorm)]
@@ -371,6 +372,7 @@ class _Builder:
                               "read), or apply the BN to a copy")
         # without a BN after it, the conv keeps its own bias; before a BN its bias folds into the BN
         return self.emit(node, "conv", x, out=0 if dw else m.out_channels, kernel=k[0], stride=s[0], depthwise=dw,
+                         pad=-1 if (k[0] % 2 and pad[0] == k[0] // 2) else pad[0],
                          bias=not to_bn and m.bias is not None)
 
     def bn(self, node: fx.Node, m: nn.BatchNorm2d, x: _T) -> _T:
@@ -387,12 +389,14 @@ class _Builder:
         self.need_map(node, x, "a max-pool")
         pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
         k, s = pair(kernel), pair(stride if stride not in (None, [], ()) else kernel)
-        if (k[0] != k[1] or k[0] % 2 == 0 or s[0] != s[1] or pair(padding) != (k[0] // 2,) * 2
-                or pair(dilation) != (1, 1) or ceil_mode or indices):
+        p = pair(padding)
+        if (k[0] != k[1] or s[0] != s[1] or p[0] != p[1] or 2 * p[0] > k[0] or pair(dilation) != (1, 1) or indices):
             raise self.refuse(node, f"max-pool kernel {k}, stride {s}, padding {padding}, dilation {dilation}, "
-                              f"ceil_mode {ceil_mode}: a space's max-pool has an odd square kernel k and padding "
-                              "k // 2", "use e.g. nn.MaxPool2d(3, 2, 1) (ResNet's stem), or a stride-2 conv")
-        return self.emit(node, "maxpool", x, kernel=k[0], stride=s[0])
+                              f"return_indices {indices}: a space's max-pool has a square kernel, one stride, the "
+                              "same padding on every side (at most half the kernel) and no dilation",
+                              "use e.g. nn.MaxPool2d(3, 2, 1) (ResNet's stem) or nn.MaxPool2d(2, 2)")
+        default = k[0] % 2 == 1 and p[0] == k[0] // 2
+        return self.emit(node, "maxpool", x, kernel=k[0], stride=s[0], pad=-1 if default else p[0], ceil=bool(ceil_mode))
 
     def gap(self, node, x: _T, output_size) -> _T:
         if output_size not in (1, (1, 1), [1, 1]):

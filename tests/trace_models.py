@@ -320,6 +320,30 @@ def preact_net() -> PreActNet:
     return m
 
 
+class Pools(nn.Module):
+    """VGG / SqueezeNet / ShuffleNet shapes: convs with padding 0 and an even kernel, 2x2 max-pools,
+    a ceil_mode pool on an odd size."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 32, 3, padding=0)  # 17 -> 15 px
+        self.p1 = nn.MaxPool2d(3, 2, ceil_mode=True)  # 15 -> 7 px
+        self.c2 = nn.Conv2d(32, 32, 2, padding=1, bias=False)  # even kernel: 7 -> 8 px
+        self.bn2 = nn.BatchNorm2d(32)
+        self.p2 = nn.MaxPool2d(2, 2)  # 8 -> 4 px
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.p1(F.relu(self.c1(x)))
+        x = self.p2(F.relu(self.bn2(self.c2(x))))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def pools() -> Pools:
+    torch.manual_seed(0)
+    return Pools()
+
+
 class WithTanh(_Base):
     def __init__(self):
         super().__init__(16)
