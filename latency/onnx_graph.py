@@ -114,6 +114,8 @@ def build_onnx(space: GraphSpace, weights: Weights, batch: int | str = "batch") 
                 out = op.name if k == len(xs) - 1 else f"{op.name}.{k}"
                 nodes.append(helper.make_node("Add", [y, z], [out]))
                 y = out
+        elif op.kind == "mul":  # a map times its (1x1) channel gate, broadcast
+            nodes.append(helper.make_node("Mul", xs, [op.name]))
         elif op.kind == "maxpool":
             nodes.append(helper.make_node("MaxPool", xs, [op.name], kernel_shape=[op.kernel] * 2,
                                           strides=[op.stride] * 2, pads=[op.padding] * 4,

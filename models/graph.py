@@ -29,12 +29,12 @@ from .activations import ACTIVATIONS, HAS_ALPHA
 
 INPUT = "input"  # the image tensor and its fixed channel group
 CLASSES = "classes"  # the classifier output's fixed channel group
-KINDS = ("conv", "bn", "act", "add", "maxpool", "gap", "linear")
+KINDS = ("conv", "bn", "act", "add", "maxpool", "gap", "linear", "mul")  # mul: a map times its channel gate
 BN_EPS = 1e-5  # torch's default; another eps is recorded in the op
 # kind -> (fields an op of that kind may have besides name/op/inputs, fields it must have)
 _FIELDS = {"conv": ({"out", "kernel", "stride", "depthwise", "tag", "bias", "pad"}, {"out", "kernel", "stride"}),
            "maxpool": ({"kernel", "stride", "pad", "ceil"}, {"kernel", "stride"}), "act": ({"fn", "alpha"}, {"fn"}),
-           "bn": ({"eps"}, set()), "add": (set(), set()), "gap": (set(), set()), "linear": (set(), set())}
+           "bn": ({"eps"}, set()), "add": (set(), set()), "mul": (set(), set()), "gap": (set(), set()), "linear": (set(), set())}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
 
 
@@ -210,9 +210,10 @@ class Graph:
                     raise GraphError(f"{where}: input {i!r} is not an earlier op (or 'input'); list ops in "
                                      "topological order")
             n_in = len(op.inputs)
-            if (op.kind == "add" and n_in < 2) or (op.kind != "add" and n_in != 1):
-                raise GraphError(f"{where}: {op.kind} takes {'two or more inputs' if op.kind == 'add' else 'one input'}"
-                                 f", got {n_in}")
+            want = {"add": "two or more inputs", "mul": "two inputs"}.get(op.kind, "one input")
+            if (op.kind == "add" and n_in < 2) or (op.kind == "mul" and n_in != 2) or \
+                    (op.kind not in ("add", "mul") and n_in != 1):
+                raise GraphError(f"{where}: {op.kind} takes {want}, got {n_in}")
             if op.kind in ("conv", "maxpool"):
                 if op.kernel < 1 or op.stride < 1 or (op.pad < 0 and op.kernel % 2 == 0):
                     raise GraphError(f"{where}: kernel and stride must be positive, the kernel odd unless 'pad' is "
@@ -272,6 +273,12 @@ class Graph:
                 if len(got) != 1:
                     raise GraphError(f"add {op.name!r} joins tensors of different sizes "
                                      f"{ {i: s[i] for i in op.inputs} } px; give the shortcut the same stride")
+            elif op.kind == "mul":  # a feature map times a (1x1) channel gate, e.g. squeeze-excitation
+                a, b = (s[i] for i in op.inputs)
+                if a != b and (1, 1) not in (a, b):
+                    raise GraphError(f"mul {op.name!r} multiplies tensors of sizes {a} and {b} px: a map and its "
+                                     "1x1 gate, or two maps of one size")
+                h, w = max(a, b)
             s[op.name] = (h, w)
         return s
 
@@ -289,7 +296,7 @@ class Graph:
         for op in self.ops:
             starts = op.kind == "linear" or (op.kind == "conv" and not op.depthwise)
             parent[op.name] = op.name if starts else find(op.inputs[0])
-            if op.kind == "add":
+            if op.kind in ("add", "mul"):  # both tie their inputs' channels (a gate has the map's channels)
                 roots = sorted({find(i) for i in op.inputs}, key=self._order.__getitem__)
                 for r in roots[1:]:  # the earliest root stays the representative
                     parent[r] = roots[0]

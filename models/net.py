@@ -64,6 +64,8 @@ class GraphNet(nn.Module):
                 y = xs[0]
                 for z in xs[1:]:
                     y = y + z
+            elif op.kind == "mul":
+                y = xs[0] * xs[1]  # a (1x1) gate broadcast over the map
             elif op.kind == "gap":
                 y = F.adaptive_avg_pool2d(xs[0], 1)  # (N, C, 1, 1)
             elif op.kind == "linear":
@@ -130,6 +132,8 @@ class SlimmableGraphNet(nn.Module):
                 y = xs[0]
                 for z in xs[1:]:
                     y = y + z
+            elif op.kind == "mul":
+                y = xs[0] * xs[1]
             elif op.kind == "maxpool":
                 y = m(xs[0])
             elif op.kind == "gap":

@@ -27,6 +27,8 @@ the module path and the source line, and says what to do):
   flatten / view / reshape / squeeze of the pooled features, Dropout, Identity,
       contiguous                                                                -> nothing (passed through)
   nn.Linear on the pooled features, the model's output                          -> linear (the classifier)
+  x * gate, the gate (N, C, 1, 1) from the pooled x through 1x1 convs and activations
+      (squeeze-excitation)                                                     -> mul (ties the groups)
 
 Refused, each with its own message: grouped convs that are neither dense nor depthwise, a conv
 whose output feeds its BN and other ops, torch.cat / split / chunk / channel slicing (widthnas has no concatenation: each
@@ -125,6 +127,7 @@ class _T:
 
     name: str  # IR tensor (op name, or "input")
     pooled: bool = False  # after the global average pool (N, C, 1, 1) or its flattening (N, C)
+    flat: bool = False  # flattened (N, C): only the classifier reads it
     logits: bool = False  # the classifier's output
 
 
@@ -236,7 +239,8 @@ class _Builder:
         op = Op(self.names[node], kind, tuple(t.name for t in xs), **fields)
         self.ops.append(op)
         self.kind_of[op.name] = kind
-        return _T(op.name, pooled=any(t.pooled for t in xs) or kind == "gap", logits=kind == "linear")
+        pooled = all(t.pooled for t in xs) if kind == "mul" else (any(t.pooled for t in xs) or kind == "gap")
+        return _T(op.name, pooled=pooled, logits=kind == "linear", flat=any(t.flat for t in xs) and kind != "mul")
 
     # ---- helpers ------------------------------------------------------------------------------
     def tensor_args(self, node: fx.Node) -> list[_T]:
@@ -345,7 +349,11 @@ class _Builder:
                           "module widthnas does not map")
 
     def conv(self, node: fx.Node, m: nn.Conv2d, x: _T) -> _T:
-        self.need_map(node, x, "a convolution")
+        if x.pooled and not x.flat:  # a 1x1 conv on the pooled (N, C, 1, 1) features: a channel gate's branch
+            if x.logits or tuple(m.kernel_size) != (1, 1) or not _feeds_a_product(node):
+                self.need_map(node, x, "a convolution")  # e.g. a conv classifier: refused, with what to do
+        else:
+            self.need_map(node, x, "a convolution")
         k, s = m.kernel_size, m.stride
         dw = m.groups > 1 and m.groups == m.in_channels == m.out_channels
         if m.groups != 1 and not dw:
@@ -428,7 +436,7 @@ class _Builder:
                               f"{' (a ' + size + ' feature map, not yet pooled)' if not x.pooled else ''}: only "
                               "flattening the globally pooled features (N, C, 1, 1) -> (N, C) is supported",
                               "pool globally (nn.AdaptiveAvgPool2d(1)) before flattening for the classifier")
-        return x
+        return _T(x.name, pooled=True, flat=len(shape_out) == 2)
 
     def linear(self, node, m: nn.Linear, x: _T) -> _T:
         later, seen, todo = [], set(), list(node.users)
@@ -511,10 +519,11 @@ class _Builder:
             return self.flatten(node, x)
         if t in (F.dropout, F.dropout2d, F.dropout1d) or t in ("contiguous", "clone", "detach"):
             return x
-        if t in _MUL or t in ("mul", "mul_", "div", "div_", "matmul", "__mul__"):
-            raise self.refuse(node, "multiplies or divides feature maps (e.g. channel attention / squeeze-"
-                              "excitation, x * sigmoid(s))", "remove the attention block, or search a model "
-                              "without it; " + _TODO_SUPPORTED)
+        if t in (operator.mul, operator.imul, torch.mul) or t in ("mul", "mul_", "__mul__"):
+            return self.mul(node, xs)
+        if t in _MUL or t in ("div", "div_", "matmul"):
+            raise self.refuse(node, "divides or matrix-multiplies feature maps (e.g. attention)", "remove that "
+                              "block, or search a model without it; " + _TODO_SUPPORTED)
         if t in (F.elu, torch.tanh, F.tanh, F.mish, F.selu, F.celu, F.softplus) or t in ("tanh", "tanh_"):
             raise self.refuse(node, f"activation {name} is not supported", "use one of ReLU, ReLU6, Hardswish, "
                               "Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU, or search a model that has them")
@@ -522,6 +531,22 @@ class _Builder:
             raise self.refuse(node, f"{name} after the classifier", "return the Linear classifier's logits as the "
                               "model's output (apply softmax and the like outside the model)")
         raise self.refuse(node, f"{name} is not an op a space has", _TODO_SUPPORTED)
+
+    def mul(self, node: fx.Node, xs: list[_T]) -> _T:
+        """A feature map times its channel gate (N, C, 1, 1): squeeze-excitation and the like."""
+        consts = [a for a in list(node.args) + list(node.kwargs.values()) if not isinstance(a, fx.Node)]
+        shapes = [self.shape(a) for a in node.args[:2] if isinstance(a, fx.Node)]
+        maps = [x for x in xs if not x.pooled]
+        gates = [x for x in xs if x.pooled and not x.flat and not x.logits]
+        if len(xs) != 2 or consts or len(maps) != 1 or len(gates) != 1 or None in shapes or \
+                len({tuple(sh[:2]) for sh in shapes}) != 1:
+            raise self.refuse(node, f"multiplies {len(xs)} network tensor(s) of shapes "
+                              f"{[tuple(sh) for sh in shapes if sh is not None]} and the constants {consts}",
+                              "a space multiplies a feature map by its channel gate (N, C, 1, 1), as squeeze-"
+                              "excitation does (x * sigmoid(conv(relu(conv(pool(x)))))); other products "
+                              "(x * sigmoid(x), scaling by constants) are not supported")
+        self.need_map(node, maps[0], "a channel gate")
+        return self.emit(node, "mul", [maps[0], gates[0]])
 
     def add(self, node: fx.Node, xs: list[_T]) -> _T:
         consts = [a for a in list(node.args) + list(node.kwargs.values()) if not isinstance(a, fx.Node)]
@@ -535,6 +560,21 @@ class _Builder:
         if len(set(shapes)) > 1:
             raise self.refuse(node, f"adds tensors of shapes {shapes} (broadcasting)", "add feature maps of equal shape")
         return self.emit(node, "add", xs)
+
+
+def _feeds_a_product(node: fx.Node, depth: int = 8) -> bool:
+    """Whether a value reaches a multiplication within `depth` ops (a channel gate's branch does; a conv
+    classifier on the pooled features reaches the output instead)."""
+    todo, seen = [(u, 1) for u in node.users], set()
+    while todo:
+        u, d = todo.pop()
+        if u in seen or d > depth or u.op == "output":
+            continue
+        seen.add(u)
+        if u.target in (operator.mul, operator.imul, torch.mul) or u.target in ("mul", "mul_"):
+            return True
+        todo += [(v, d + 1) for v in u.users]
+    return False
 
 
 def _inplace(node: fx.Node, gm: fx.GraphModule) -> bool:

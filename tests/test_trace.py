@@ -136,7 +136,7 @@ def test_names_of_a_top_level_sequential_start_with_a_letter():
 
 
 @pytest.mark.parametrize("model,needles", [
-    (tm.WithSE, ["fx node 'se_fc1'", "module 'se.fc1'", "trace_models.py:", "squeeze-excitation", "What to do"]),
+    (tm.ArithmeticSwish, ["fx node 'mul'", "trace_models.py:", "x * sigmoid(x)", "What to do"]),
     (tm.WithCat, ["torch.cat", "fx node 'cat'", "channel offset", "What to do", "add"]),
     (tm.WithSplit, ["Tensor.chunk()", "splitting", "What to do"]),
     (tm.WithGrouped, ["groups=4", "module 'conv.0'", "neither dense nor depthwise", "groups=1"]),

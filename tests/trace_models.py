@@ -170,8 +170,48 @@ class SqueezeExcite(nn.Module):
         return x * s
 
 
+class ArithmeticSwish(nn.Module):
+    """x * sigmoid(x) written out (EfficientNet ports): a product of two maps, refused."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16))
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x * torch.sigmoid(x)
+        return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+class SEBlockNet(nn.Module):
+    """MobileNet-v3 style: inverted residual with squeeze-excitation (hard-sigmoid gate, searchable hidden
+    width) and Hardswish."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.Hardswish())
+        self.expand = nn.Sequential(nn.Conv2d(32, 64, 1, bias=False), nn.BatchNorm2d(64), nn.Hardswish())
+        self.dw = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1, groups=64, bias=False), nn.BatchNorm2d(64))
+        self.se1, self.se2 = nn.Conv2d(64, 32, 1), nn.Conv2d(32, 64, 1)
+        self.project = nn.Sequential(nn.Conv2d(64, 32, 1, bias=False), nn.BatchNorm2d(32))
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        y = self.dw(self.expand(x))
+        s = F.hardsigmoid(self.se2(F.relu(self.se1(F.adaptive_avg_pool2d(y, 1)))))
+        x = x + self.project(y * s)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def se_block_net() -> SEBlockNet:
+    torch.manual_seed(0)
+    return SEBlockNet()
+
+
 class WithSE(nn.Module):
-    """A conv net with a squeeze-excitation block (x * sigmoid(...)): not an op a space has."""
+    """A conv net with a squeeze-excitation block (x * sigmoid(...))."""
 
     def __init__(self):
         super().__init__()
