@@ -153,11 +153,42 @@ _TODO_SUPPORTED = ("the space supports Conv2d (dense or depthwise) + BatchNorm2d
 
 
 class _Tracer(fx.Tracer):
-    """torch.fx's tracer with source lines recorded, so errors can point at the user's code."""
+    """torch.fx's tracer with source lines recorded, so errors can point at the user's code; a model's own
+    activation module (pytorchcv's Swish, HSwish, ...) is a leaf when it computes a known activation."""
 
-    def __init__(self):
+    def __init__(self, own_acts: dict[int, tuple[str, float]] | None = None):
         super().__init__()
         self.record_stack_traces = True
+        self.own_acts = own_acts or {}  # id(module) -> (fn, alpha): found before tracing, never run inside it
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return super().is_leaf_module(m, qualname) or id(m) in self.own_acts
+
+
+_PROBE = torch.linspace(-8, 8, 2 * 3 * 5 * 5).reshape(2, 3, 5, 5)
+
+
+def _as_activation(m: nn.Module) -> tuple[str, float] | None:
+    """(fn, alpha) when `m`, a module of the user's own with no weights, computes one of the activations a
+    space holds (checked on a probe tensor, -8..8); None otherwise. Torch's own modules map by type."""
+    from . import activations
+
+    if type(m).__module__.startswith("torch.") or any(True for _ in m.parameters()) or \
+            any(True for _ in m.buffers()) or any(True for _ in m.children()):
+        return None
+    try:
+        with torch.no_grad():
+            y = m(_PROBE.clone())
+    except Exception:  # not an elementwise function of one tensor
+        return None
+    if not isinstance(y, torch.Tensor) or y.shape != _PROBE.shape:
+        return None
+    for fn in activations.ACTIVATIONS:
+        alpha = float(-y.flatten()[0] / 8) if fn in activations.HAS_ALPHA else 0.0  # slope at x = -8
+        if not (fn in activations.HAS_ALPHA and not 0 <= alpha < 1) and \
+                torch.allclose(y, activations.apply(fn, _PROBE, alpha), atol=1e-5, rtol=1e-5):
+            return fn, alpha
+    return None
 
 
 def _source_line(node: fx.Node) -> str:
@@ -317,6 +348,9 @@ class _Builder:
             return self.conv(node, m, x)
         if type(m) is nn.BatchNorm2d:
             return self.bn(node, m, x)
+        own = _as_activation(m) if type(m) not in _ACT_MODULES else None
+        if own is not None:  # the model's own activation module, computing a known one
+            return self.emit(node, "act", x, fn=own[0], **({"alpha": own[1]} if own[0] == "leaky_relu" else {}))
         if type(m) in _ACT_MODULES:
             if type(m) is nn.GELU and m.approximate != "none":
                 raise self.refuse(node, f"GELU(approximate={m.approximate!r})", "use nn.GELU() (the exact, erf form)")
@@ -685,7 +719,8 @@ def trace_model(model: nn.Module, input_shape: Sequence[int] | str, name: str = 
     model.eval()  # traced as deployed: eval-mode branches, dropout off
     try:
         try:
-            tracer = _Tracer()
+            own = {id(m): a for m in model.modules() if (a := _as_activation(m)) is not None}
+            tracer = _Tracer(own)
             graph = tracer.trace(model)
             gm = fx.GraphModule(tracer.root, graph)
         except Exception as e:

@@ -81,3 +81,36 @@ def test_a_space_file_with_these_activations_loads_and_builds(tmp_path):
     again = GraphSpace.load(p)
     assert again.fingerprint == space.fingerprint
     assert json.loads(p.read_text())["ops"] and GraphNet(again, again.base_widths)(torch.zeros(1, 1, 16, 16)).shape == (1, 10)
+
+
+def test_a_models_own_activation_module_is_read_by_what_it_computes(tmp_path):
+    """pytorchcv writes Swish as x * sigmoid(x) and HSwish as x * relu6(x + 3) / 6 in modules of its own:
+    a weightless module of the user's that computes a known activation is read as that activation."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Swish(nn.Module):
+        def forward(self, x):
+            return x * torch.sigmoid(x)
+
+    class HSwish(nn.Module):
+        def forward(self, x):
+            return x * F.relu6(x + 3.0) / 6.0
+
+    class Odd(nn.Module):  # computes nothing a space has
+        def forward(self, x):
+            return x * 0.5
+
+    class Net(tm._Base):
+        def __init__(self, act):
+            super().__init__(16)
+            self.act = act
+
+        def forward(self, x):
+            return self.head(self.act(self.stem(x)))
+
+    for act, fn in ((Swish(), "silu"), (HSwish(), "hardswish")):
+        space = trace_model(Net(act).eval(), (1, 8, 8))
+        assert [op.fn for op in space.graph.ops if op.kind == "act"] == ["relu", fn]
+    with pytest.raises(TraceError, match="constant"):
+        trace_model(Net(Odd()).eval(), (1, 8, 8))

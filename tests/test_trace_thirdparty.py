@@ -122,9 +122,13 @@ def test_pytorchcv_resnet_runs_end_to_end_with_the_users_weights(tmp_path, capsy
 
 
 @pytest.mark.parametrize("module,factory,eps", [("proxylessnas", "proxylessnas_mobile", 1e-3),
-                                                ("mnasnet", "mnasnet_b1", 1e-5)])
+                                                ("mnasnet", "mnasnet_b1", 1e-5),
+                                                ("mnasnet", "mnasnet_a1", None)])  # squeeze-excitation
+# EfficientNet-B0 traces too (benchmarks/zoo_coverage.py), but untrained its logits hardly depend on the image,
+# so the parity checks here could not fail; its Swish module is covered by test_activations.py
 def test_models_ported_from_tensorflow_trace_and_compute_at_a_narrower_width(module, factory, eps, tmp_path):
-    """ProxylessNAS (BN eps 1e-3, TensorFlow's) and MnasNet-B1: refused until issue 32. Traced
+    """ProxylessNAS (BN eps 1e-3, TensorFlow's) and MnasNet (A1: squeeze-excitation): refused until
+    issue 32. Traced
     at 64 px, every form of the space (torch export, the profiling ONNX, the supernet) computes the
     model at widths narrower than its own."""
     import importlib
@@ -136,4 +140,4 @@ def test_models_ported_from_tensorflow_trace_and_compute_at_a_narrower_width(mod
     model.features.final_pool = nn.AdaptiveAvgPool2d(1)  # its 7x7 pool is for 224 px
     space, widths = check_every_form(model, (3, 64, 64), tmp_path)
     assert len(space.free_groups) >= 20 and sum(widths) < sum(space.base_widths)
-    assert {op.eps for op in space.graph.ops if op.kind == "bn"} == {eps}
+    assert eps is None or {op.eps for op in space.graph.ops if op.kind == "bn"} == {eps}
