@@ -26,7 +26,8 @@ the module path and the source line, and says what to do):
       an average pool over the whole map                                        -> gap
   flatten / view / reshape / squeeze of the pooled features, Dropout, Identity,
       contiguous                                                                -> nothing (passed through)
-  nn.Linear on the pooled features, the model's output                          -> linear (the classifier)
+  nn.Linear on the pooled features, the model's output, or a 1x1 conv there
+      followed only by reshapes (MobileNet-v2's conv classifier)                -> linear (the classifier)
   x * gate, the gate (N, C, 1, 1) from the pooled x through 1x1 convs and activations
       (squeeze-excitation)                                                     -> mul (ties the groups)
 
@@ -383,9 +384,12 @@ class _Builder:
                           "module widthnas does not map")
 
     def conv(self, node: fx.Node, m: nn.Conv2d, x: _T) -> _T:
+        if x.pooled and not x.flat and not x.logits and tuple(m.kernel_size) == (1, 1) and m.groups == 1 \
+                and _reaches_output_by_reshapes(node):  # a 1x1 conv classifier (MobileNet-v2): the linear op
+            return self.linear(node, m, x)
         if x.pooled and not x.flat:  # a 1x1 conv on the pooled (N, C, 1, 1) features: a channel gate's branch
             if x.logits or tuple(m.kernel_size) != (1, 1) or not _feeds_a_product(node):
-                self.need_map(node, x, "a convolution")  # e.g. a conv classifier: refused, with what to do
+                self.need_map(node, x, "a convolution")  # refused, with what to do
         else:
             self.need_map(node, x, "a convolution")
         k, s = m.kernel_size, m.stride
@@ -462,6 +466,9 @@ class _Builder:
         shape_in = self.shape(node.all_input_nodes[0]) if node.all_input_nodes else None
         shape_out = self.shape(node)
         if x.logits:
+            if shape_in is not None and shape_out is not None and len(shape_out) == 2 and \
+                    all(d == 1 for d in shape_in[2:]):  # a conv classifier's (N, classes, 1, 1) squeezed
+                return x
             raise self.refuse(node, "reshapes the classifier's output", "return the Linear classifier's logits")
         if not x.pooled or shape_in is None or shape_out is None or shape_out[0] != shape_in[0] or \
                 [d for d in shape_out[1:] if d != 1] != [d for d in shape_in[1:] if d != 1]:
@@ -594,6 +601,24 @@ class _Builder:
         if len(set(shapes)) > 1:
             raise self.refuse(node, f"adds tensors of shapes {shapes} (broadcasting)", "add feature maps of equal shape")
         return self.emit(node, "add", xs)
+
+
+def _reaches_output_by_reshapes(node: fx.Node) -> bool:
+    """Whether every path from `node` to the model's output passes only reshapes (flatten, view, squeeze):
+    a conv classifier on the pooled features."""
+    reshapes = {torch.flatten, torch.squeeze, torch.reshape, "flatten", "view", "reshape", "squeeze"}
+    users = list(node.users)
+    while users:
+        u = users.pop()
+        if u.op == "output" or (u.op == "call_method" and u.target in _SHAPE_METHODS):  # x.size(0) for a view
+            continue
+        if u.op == "call_module" and isinstance(u.graph.owning_module.get_submodule(u.target), nn.Flatten):
+            users += list(u.users)
+        elif u.op in ("call_function", "call_method") and u.target in reshapes:
+            users += list(u.users)
+        else:
+            return False
+    return bool(node.users)
 
 
 def _feeds_a_product(node: fx.Node, depth: int = 8) -> bool:

@@ -80,6 +80,12 @@ def _expected(space: GraphSpace) -> dict[str, tuple[tuple[int, ...] | None, bool
     return out
 
 
+def _as_linear(t: torch.Tensor, shape) -> tuple:
+    """A tensor's shape, a 1x1 conv classifier's weight (classes, C, 1, 1) read as the linear's (classes, C)."""
+    sh = tuple(t.shape)
+    return sh[:2] if len(sh) == 4 and sh[2:] == (1, 1) and len(shape) == 2 else sh
+
+
 def expected_keys(space: GraphSpace) -> set[str]:
     """The user's state_dict keys the traced ops read (some optional: conv and linear biases)."""
     return set(_expected(space))
@@ -104,7 +110,7 @@ def check_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], what: str = "
                            + ". Give the state_dict of the model the space was traced from "
                              f"({space.source.factory}), saved with torch.save(model.state_dict(), path)")
     bad = [f"{k}: {tuple(sd[k].shape)}, the space needs {shape}" for k, (shape, _) in exp.items()
-           if k in sd and shape is not None and tuple(sd[k].shape) != shape]
+           if k in sd and shape is not None and _as_linear(sd[k], shape) != shape]
     if bad:
         raise WeightsError(f"{what}: shapes differ from the traced model's: {bad[:8]}; were these weights saved "
                            "from another configuration of the model?")
@@ -168,6 +174,7 @@ def _op_tensors(space: GraphSpace, sd: Mapping[str, torch.Tensor]) -> dict[str, 
             out[op.name] = t
         elif op.kind == "linear":
             w = sd[f"{p}.weight"]
+            w = w.flatten(1) if w.dim() == 4 else w  # a 1x1 conv classifier's (classes, C, 1, 1)
             out[op.name] = {"weight": w, "bias": sd.get(f"{p}.bias", torch.zeros(w.shape[0]))}
     return out
 

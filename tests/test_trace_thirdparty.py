@@ -4,7 +4,7 @@
 Its ResNet-18 must trace into the groups of the built-in `resnet` family, written independently;
 its MobileNet (v1) into one free group per pointwise conv, depthwise convs keeping their input's
 group, and the traced network must reproduce the model's outputs. Its MobileNet-v2 ends in a 1x1
-conv classifier, which the space refuses with a message naming the node. A width-quartered
+conv classifier, read as the space's linear classifier. A width-quartered
 ResNet-18 then goes through `widthnas run` with the user's weights, as a user would run it."""
 import json
 from pathlib import Path
@@ -76,11 +76,16 @@ def test_pytorchcv_mobilenet_v1_traces_one_group_per_pointwise_conv():
     assert check_against_model(traced, model) < 1e-3
 
 
-def test_pytorchcv_mobilenet_v2_conv_classifier_is_refused_by_name():
-    with pytest.raises(TraceError) as e:
-        trace_model(mobilenetv2_w1().eval(), (3, 224, 224), "pcv_mobilenetv2")
-    msg = str(e.value)
-    assert "'output'" in msg and "conv classifier" in msg and "What to do" in msg
+def test_pytorchcv_mobilenet_v2_conv_classifier_is_read_as_the_linear_classifier(tmp_path):
+    """Its classifier is a 1x1 conv on the pooled features, then x.view(x.size(0), -1): the space's linear op,
+    with the user's (classes, C, 1, 1) weights read as (classes, C). Refused until issue 32."""
+    from helpers import check_every_form
+
+    torch.manual_seed(0)
+    model = mobilenetv2_w1().eval()
+    model.features.final_pool = nn.AdaptiveAvgPool2d(1)  # its 7x7 pool is for 224 px
+    space, _ = check_every_form(model, (3, 64, 64), tmp_path)
+    assert space.graph.ops[-1].kind == "linear" and space.source.module_of[space.graph.ops[-1].name] == "output"
 
 
 def resnet18_quarter_small():
