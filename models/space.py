@@ -46,7 +46,8 @@ def parse_input_shape(text: str | Sequence[int]) -> tuple[int, int, int]:
 def width_choices(base: int, lo: float = 0.2, hi: float = 1.5, levels: int = 14, round_to: int = 8) -> tuple[int, ...]:
     """Multipliers lo..hi of `base` in `levels` steps, rounded to multiples of `round_to`.
 
-    Multiples of 8 keep the vector units of CPUs and GPUs full, so widths map to real speed.
+    Multiples of 8 suit most vector units; speed does not follow channels smoothly everywhere (on this
+    AVX-512 CPU 24 channels cost what 32 do, RESULTS §9), which is why latency comes from measured profiles.
     """
     mults = np.linspace(lo, hi, levels)
     rounded = {max(round_to, int(np.floor(base * m / round_to + 0.5)) * round_to) for m in mults}
