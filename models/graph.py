@@ -121,6 +121,8 @@ class Op:
                          ("bias", bool), ("pad", int), ("ceil", bool)):
             if key in d and (not isinstance(d[key], typ) or (typ is int and isinstance(d[key], bool))):
                 raise GraphError(f"{where}: '{key}' must be a {typ.__name__}, not {d[key]!r}")
+        if "pad" in d and isinstance(d["pad"], int) and d["pad"] < 0:  # -1 is the default, never written
+            raise GraphError(f"{where}: 'pad' must be 0 or more px, not {d['pad']!r} (leave it out for kernel // 2)")
         for key, ok, what in (("alpha", lambda v: 0 <= v < 1, "in [0, 1)"), ("eps", lambda v: 0 < v < 1, "in (0, 1)")):
             v = d.get(key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)

@@ -221,8 +221,9 @@ def _scope(node: fx.Node) -> str:
 
 
 class _Builder:
-    def __init__(self, gm: fx.GraphModule, shapes: dict):
+    def __init__(self, gm: fx.GraphModule, shapes: dict, own_acts: dict[int, tuple[str, float]] | None = None):
         self.gm, self.shapes = gm, shapes
+        self.own_acts = own_acts or {}  # the tracer's: id(module) -> (fn, alpha) of the model's own activations
         self.ops: list[Op] = []
         self.env: dict[fx.Node, _T | None] = {}
         self.modules: dict[str, str] = {}  # op name -> module path (conv, bn, linear)
@@ -349,7 +350,7 @@ class _Builder:
             return self.conv(node, m, x)
         if type(m) is nn.BatchNorm2d:
             return self.bn(node, m, x)
-        own = _as_activation(m) if type(m) not in _ACT_MODULES else None
+        own = self.own_acts.get(id(m)) if type(m) not in _ACT_MODULES else None
         if own is not None:  # the model's own activation module, computing a known one
             return self.emit(node, "act", x, fn=own[0], **({"alpha": own[1]} if own[0] == "leaky_relu" else {}))
         if type(m) in _ACT_MODULES:
@@ -761,7 +762,7 @@ def trace_model(model: nn.Module, input_shape: Sequence[int] | str, name: str = 
             raise TraceError(f"{type(model).__name__} does not run on input (2, {', '.join(map(str, shape))}) "
                              f"({type(e).__name__}: {str(e).splitlines()[0]}); check --input-shape C,H,W") from None
         _drop_dead_code(gm)
-        b = _Builder(gm, shapes)
+        b = _Builder(gm, shapes, tracer.own_acts)
         b.assign_names()
         b.run()
         if not b.ops or b.ops[-1].kind != "linear":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -366,7 +367,7 @@ class Run:
         from .export import network_measurer
         from .uniform8 import NoMultiplierFits, uniform8
 
-        dense = self.space.with_dense_choices()
+        dense = self._dense_space
         try:
             measure = network_measurer(sup, table, self.dir / "candidates", self.cfg.verify_rounds,
                                        self.cfg.verify_round_ms, space=dense)
@@ -384,9 +385,14 @@ class Run:
                 "info": {"multiplier": u["multiplier"], "rounded_to": 8, "measured_ms": v["mean_ms"],
                          "verdict": v["verdict"]}}
 
+    @cached_property
+    def _dense_space(self):
+        """The space with every multiple of 8 channels: uniform8's widths (nas/uniform8.py)."""
+        return self.space.with_dense_choices()
+
     def _space_of_record(self, rec: dict | None):
         """The space a network record's widths belong to: uniform8's lie off the search grid."""
-        return self.space.with_dense_choices() if rec and rec.get("grid") == "dense8" else self.space
+        return self._dense_space if rec and rec.get("grid") == "dense8" else self.space
 
     def _space_of(self, name: str):
         return self._space_of_record(self.state["search"].get(name))

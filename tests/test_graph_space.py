@@ -333,6 +333,7 @@ BAD = [
     (lambda d: _op(d, "s2.b1.conv1").update(depthwise="yes"), "'depthwise' must be a bool"),
     (lambda d: _op(d, "s2.b1.conv1").update(kernel=2), "the kernel odd unless 'pad' is given"),
     (lambda d: _op(d, "s2.b1.conv1").update(pad=3), "'pad' 3 is more than half the kernel 3"),
+    (lambda d: _op(d, "s2.b1.conv1").update(pad=-2), "'pad' must be 0 or more px"),
     (lambda d: _op(d, "s1.b0.conv1.act").update(fn="tanh"), "activation 'tanh'"),
     (lambda d: d["ops"].remove(_op(d, "pool")) or _op(d, "fc").update(inputs=["s4.b1.out"]), "1x1 tensor"),
     (lambda d: d.update(input_shape=[1, 0, 28]), "must be positive"),
