@@ -81,8 +81,4 @@ def run(args) -> int:
     t = train(cfg, run, resume=args.resume, progress=not args.quiet)
     if t.rank == 0:
         print(f"unaries: {run / 'unaries.json'}; checkpoint: {run / 'checkpoint.pt'}")
-    import torch.distributed as dist
-
-    if dist.is_initialized():  # under torchrun: a group left open can abort a rank in gloo's teardown at exit
-        dist.destroy_process_group()
     return 0
