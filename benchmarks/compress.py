@@ -17,6 +17,8 @@ Steps, each kept in --out so that a killed run resumes where it stopped:
       tp_global    the same with global ranking (max ratio 0.9 per layer, as its examples cap it);
       widthnas     `widthnas run --weights`: a supernet seeded with the user's weights (AOWS toward the
                    budget), measured unaries, held-out selection among MRF candidates, the user's weights sliced;
+      widthnas_ec  the same at the baselines' compute: a short supernet (ec_* settings), and fine-tuning on
+                   only as many images as leave its total CPU time equal to the baselines' mean at that budget;
     the Torch-Pruning ratio is bisected until the exported network's measured latency fits;
  3b. the whole uniform8 curve for the plot: the user's weights sliced to multipliers 0.3-0.9, measured;
  4. fine-tune every starting network with the same protocol on paired seeds (seed s: the same data
@@ -49,6 +51,7 @@ BASELINES = ("uniform8", "tp_uniform", "tp_global")
 METHODS = BASELINES + ("widthnas",)
 CURVE = "uniform8_curve"  # the whole uniform8 curve (the plot), one seed
 CONGRUENT = "widthnas_pc"  # widthnas's network at the middle budget, fine-tuned positive-congruently
+EQUAL = "widthnas_ec"  # widthnas at the baselines' compute: a short supernet, then what is left for fine-tuning
 ROUND_TO = 8
 TP_MAX_RATIO = 0.9  # Torch-Pruning's cap per layer in global pruning (its examples use 0.9 or 1.0)
 
@@ -71,6 +74,9 @@ class Setup:
     supernet_limit: int | None = 20000
     sampling: str = "aows"  # widthnas run's default
     unary_configs: int = 300  # widthnas run's default
+    ec_supernet_epochs: int = 1  # widthnas_ec: its supernet, unaries and selection must leave room for fine-tuning
+    ec_supernet_limit: int = 3000
+    ec_unary_configs: int = 100
     profile_networks: int = 400
     heldout_networks: int = 100
     budgets: tuple[int, ...] = (60, 40, 25)  # % of the base model's measured latency
@@ -86,7 +92,7 @@ class Setup:
 
 
 SMOKE = dict(base_epochs=1, base_limit=2000, ft_epochs=1, ft_limit=1000, supernet_epochs=1, supernet_limit=1000,
-             unary_configs=20, profile_networks=40, heldout_networks=10, budgets=(60, 40), seeds=2, curve=(0.5,))
+             unary_configs=20, ec_supernet_limit=300, ec_unary_configs=10, profile_networks=40, heldout_networks=10, budgets=(60, 40), seeds=2, curve=(0.5,))
 
 
 def _json(path: Path, d: dict) -> dict:
@@ -212,7 +218,7 @@ class Bench:
     # ---- 3. starting networks ------------------------------------------------------------------------------
     def start(self, method: str, pct: int) -> dict:
         """The starting network of `method` at budget pct: saved whole (torch.save) with its record."""
-        key = self.s.key(*_START_FIELDS[method.split("_pc")[0]])
+        key = self.s.key(*_START_FIELDS[method.replace("_pc", "")])
         rec_p = self.out / "start" / f"{method}_{pct}_{key}.json"
         if rec_p.exists():
             return read_json(rec_p, "starting network")
@@ -223,8 +229,8 @@ class Bench:
             net, info = self._uniform8(budget, pct)
         elif method.startswith("tp_"):
             net, info = self._torch_pruning(method, budget, pct)
-        elif method == "widthnas":
-            net, info = self._widthnas(budget, pct)
+        elif method in ("widthnas", EQUAL):
+            net, info = self._widthnas(budget, pct, equal=method == EQUAL)
         else:
             raise ValueError(method)
         v = self.verdict(net, f"{method}_{pct}_{key}", budget)
@@ -307,7 +313,7 @@ class Bench:
         pruner.step()
         return model
 
-    def _widthnas(self, budget: float, pct: int):
+    def _widthnas(self, budget: float, pct: int, equal: bool = False):
         from widthnas.models.trace_weights import user_network
         from widthnas.nas.export import network_measurer
         from widthnas.nas.search import search
@@ -317,14 +323,17 @@ class Bench:
         from widthnas.mrf import with_margin
 
         s, space, table = self.s, self.space(), self.table()
-        d = self.out / f"supernet_{pct}_{s.key(*_START_FIELDS['widthnas'])}"
+        name = EQUAL if equal else "widthnas"
+        epochs, limit, configs = ((s.ec_supernet_epochs, s.ec_supernet_limit, s.ec_unary_configs) if equal
+                                  else (s.supernet_epochs, s.supernet_limit, s.unary_configs))
+        d = self.out / f"supernet{'_ec' if equal else ''}_{pct}_{s.key(*_START_FIELDS[name])}"
         state = d / "base_weights.pt"
         if not state.exists():
             d.mkdir(exist_ok=True)
             torch.save(self.base_state(), state)
         t0 = time.process_time()
-        tc = TrainConfig(space=str(self.out / "space.json"), dataset=s.dataset, data=s.data, limit=s.supernet_limit,
-                         epochs=s.supernet_epochs, lr=s.supernet_lr, sampling=s.sampling, budget=f"{budget}ms",
+        tc = TrainConfig(space=str(self.out / "space.json"), dataset=s.dataset, data=s.data, limit=limit,
+                         epochs=epochs, lr=s.supernet_lr, sampling=s.sampling, budget=f"{budget}ms",
                          profile=str(self._profile_path()), seed=s.split_seed, weights=str(state))
         t = Trainer(tc, d, self.log, progress=False)
         if (d / CKPT).exists():
@@ -333,14 +342,14 @@ class Bench:
         sup = make_supernet(space)
         sup.load_state_dict(load_checkpoint(d / CKPT, space)["model"])
         sp = self.splits
-        unaries = cached_measured_unaries(sup, sp, d / "unaries_measured.json", s.unary_configs, log=self.log)
+        unaries = cached_measured_unaries(sup, sp, d / "unaries_measured.json", configs, log=self.log)
         margin_pct, _ = resolve_margin("auto", table)
         target = with_margin(budget, margin_pct)
         measure = network_measurer(sup, table, d / "candidates")
         sol, _, _ = search(table, unaries, "select", target, budget, sup, sp, measure, self.log)
         return user_network(space, self.base_state(), sol.widths), {
             "widths": list(sol.widths), "margin_pct": margin_pct, "search_cpu_min": (time.process_time() - t0) / 60,
-            "supernet_epochs": s.supernet_epochs}
+            "supernet_epochs": epochs, "supernet_limit": limit, "unary_configs": configs}
 
     def _profile_path(self) -> Path:
         self.table()
@@ -349,24 +358,58 @@ class Bench:
     # ---- 4. fine-tuning ------------------------------------------------------------------------------------
     def jobs(self) -> list[tuple[str, int, int]]:
         mid = sorted(self.s.budgets)[len(self.s.budgets) // 2]
-        return ([(m, b, seed) for b in self.s.budgets for m in METHODS for seed in range(self.s.seeds)]
-                + [(CONGRUENT, mid, seed) for seed in range(self.s.seeds)]
+        seeds = range(self.s.seeds)
+        return ([(m, b, seed) for b in self.s.budgets for m in METHODS for seed in seeds]
+                + [(CONGRUENT, mid, seed) for seed in seeds]
+                + [(EQUAL, b, seed) for b in self.s.budgets for seed in seeds]  # once the others' CPU time is known
                 + [(CURVE, round(100 * m), 0) for m in self.s.curve])  # last: only the plot needs them
+
+    def equal_images(self, pct: int, done: dict) -> int | None:
+        """widthnas_ec's fine-tuning images at budget pct: its selection's CPU time plus its fine-tuning's equals
+        the baselines' mean (selection + fine-tuning); the rate (CPU s per image) is widthnas's own fine-tuning
+        at that budget. None until those records exist."""
+        seeds = range(self.s.seeds)
+        if not all((m, pct, seed) in done for m in METHODS for seed in seeds):
+            return None
+        target = np.mean([done[(m, pct, seed)]["cpu_s"] + 60 * self.start(m, pct)["select_cpu_min"]
+                          for m in BASELINES for seed in seeds])  # CPU s
+        images = len(first(self.splits, self.s.ft_limit).train[1]) * self.s.ft_epochs
+        rate = np.mean([done[("widthnas", pct, seed)]["cpu_s"] for seed in seeds]) / images  # CPU s per image
+        left = target - 60 * self.start(EQUAL, pct)["select_cpu_min"]
+        return max(0, int(left / rate))
 
     def start_of(self, method: str, pct: int) -> dict:
         """The starting-network record of a fine-tuning job (a curve point's pct is its multiplier x 100)."""
         return self.curve_start(pct / 100) if method == CURVE else self.start(method.replace("_pc", ""), pct)
 
     def finetune_all(self) -> dict:
+        """Every job whose inputs are known, in rounds: widthnas_ec's wait for the others' CPU times."""
+        done: dict = {}
+        while self._finetune_round(done):
+            pass
+        missing = [j for j in self.jobs() if j not in done]
+        if missing:
+            raise RuntimeError(f"fine-tuning jobs never became ready: {missing}")
+        return done
+
+    def _finetune_round(self, done: dict) -> bool:
         ft_key = self.s.key("ft_epochs", "ft_lr", "ft_limit")
-        todo, done = [], {}
+        todo = []
         for m, b, seed in self.jobs():
+            if (m, b, seed) in done:
+                continue
+            images = None
+            if m == EQUAL:
+                images = self.equal_images(b, done)
+                if images is None:
+                    continue
             start = self.start_of(m, b)
-            p = self.out / "ft" / f"{m}_{b}_s{seed}_{ft_key}_{Path(start['module']).stem.split('_')[-1]}.json"
+            tail = "" if images is None else f"_n{images}"
+            p = self.out / "ft" / f"{m}_{b}_s{seed}_{ft_key}_{Path(start['module']).stem.split('_')[-1]}{tail}.json"
             if p.exists():
                 done[(m, b, seed)] = read_json(p, "fine-tuning record")
             else:
-                todo.append((m, b, seed, start["module"], str(p)))
+                todo.append((m, b, seed, start["module"], str(p), images))
         if todo:
             (self.out / "ft").mkdir(exist_ok=True)
             self.log(f"fine-tuning {len(todo)} networks ({len(done)} done before), {self.workers} x 1 thread")
@@ -380,19 +423,18 @@ class Bench:
                     self.log(f"  {k}/{len(todo)} {rec['method']} {rec['budget_pct']} % seed {rec['seed']}: "
                              f"acc {rec['test_acc']:.4f}, NFR {rec['nfr']:.4f} ({rec['seconds']:.0f} s); "
                              f"ETA {el / k * (len(todo) - k) / 60:.0f} min")
-        return done
+        return bool(todo)  # another round only after one that ran something (it may have readied widthnas_ec)
 
     # ---- 5. report -----------------------------------------------------------------------------------------
     def report(self, docs: str | None = None) -> list[dict]:
         res = self.finetune_all()
         base, budgets = self.base(), self.budgets()
-        rows, pooled = [], []
+        rows, pooled, pooled_ec = [], [], []
         for b in self.s.budgets:
-            starts = {m: self.start(m, b) for m in METHODS}
-            accs = {m: [res[(m, b, s)]["test_acc"] for s in range(self.s.seeds)] for m in METHODS}
+            accs = {m: [res[(m, b, s)]["test_acc"] for s in range(self.s.seeds)] for m in METHODS + (EQUAL,)}
             best = max(BASELINES, key=lambda m: np.mean(accs[m]))
-            for m in METHODS + ((CONGRUENT,) if (CONGRUENT, b, 0) in res else ()):
-                st = starts[m.replace("_pc", "")]
+            for m in METHODS + (EQUAL,) + ((CONGRUENT,) if (CONGRUENT, b, 0) in res else ()):
+                st = self.start(m.replace("_pc", ""), b)
                 a = [res[(m, b, s)]["test_acc"] for s in range(self.s.seeds)]
                 nfr = [res[(m, b, s)]["nfr"] for s in range(self.s.seeds)]
                 ft_cpu = np.mean([res[(m, b, s)]["cpu_s"] for s in range(self.s.seeds)]) / 60
@@ -404,9 +446,11 @@ class Bench:
                              "measured_ms": st["measured_ms"], "budget_ms": st["budget_ms"],
                              "budget_met": st["budget_met"], "cpu_min": ft_cpu + st["select_cpu_min"]})
             pooled += [x - y for x, y in zip(accs["widthnas"], accs[best])]
+            pooled_ec += [x - y for x, y in zip(accs[EQUAL], accs[best])]
         p = paired_diff(pooled, [0.0] * len(pooled))
+        p_ec = paired_diff(pooled_ec, [0.0] * len(pooled_ec))  # secondary: the test stated before the run is p
         summary = {"setup": asdict(self.s), "base": {k: base[k] for k in ("test_acc", "minutes", "cpu_min")},
-                   "base_ms": budgets["base_ms"], "pooled_vs_best_baseline": p}
+                   "base_ms": budgets["base_ms"], "pooled_vs_best_baseline": p, "pooled_ec_vs_best_baseline": p_ec}
         mid = sorted(self.s.budgets)[len(self.s.budgets) // 2]
         if (CONGRUENT, mid, 0) in res:  # positive-congruent against plain fine-tuning of the same network
             pc = [res[(CONGRUENT, mid, s)] for s in range(self.s.seeds)]
@@ -418,10 +462,11 @@ class Bench:
                                       "test_acc": res[(CURVE, round(100 * m), 0)]["test_acc"]}
                                      for m in self.s.curve if (CURVE, round(100 * m), 0) in res]
         _json(self.out / "summary.json", summary)
-        rows.append({"model": self.s.model, "budget_pct": "pooled", "method": "widthnas", "acc_mean": "",
-                     "acc_std": "", "nfr_mean": "", "best_baseline": "best per budget",
-                     "diff_vs_best_baseline": p["diff"], "ci_low": p["ci_low"], "ci_high": p["ci_high"],
-                     "measured_ms": "", "budget_ms": "", "budget_met": "", "cpu_min": ""})
+        for m, q in (("widthnas", p), (EQUAL, p_ec)):
+            rows.append({"model": self.s.model, "budget_pct": "pooled", "method": m, "acc_mean": "",
+                         "acc_std": "", "nfr_mean": "", "best_baseline": "best per budget",
+                         "diff_vs_best_baseline": q["diff"], "ci_low": q["ci_low"], "ci_high": q["ci_high"],
+                         "measured_ms": "", "budget_ms": "", "budget_met": "", "cpu_min": ""})
         text = _csv(rows)
         atomic_write_text(self.out / "compress.csv", text)
         self._plot(rows, base, budgets, res)
@@ -430,7 +475,8 @@ class Bench:
         self.log(text)
         self.log(f"base model {base['test_acc']:.4f}, {budgets['base_ms']:.4f} ms; pooled widthnas - best baseline "
                  f"{100 * p['diff']:+.2f} [{100 * p['ci_low']:+.2f}, {100 * p['ci_high']:+.2f}] points over "
-                 f"{p['n']} (budget, seed) pairs")
+                 f"{p['n']} (budget, seed) pairs; at equal compute (widthnas_ec, secondary) {100 * p_ec['diff']:+.2f} "
+                 f"[{100 * p_ec['ci_low']:+.2f}, {100 * p_ec['ci_high']:+.2f}]")
         return rows
 
     def _plot(self, rows: list[dict], base: dict, budgets: dict, res: dict) -> None:
@@ -438,11 +484,11 @@ class Bench:
 
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
-        for m in METHODS + (CONGRUENT,):
+        for m in METHODS + (EQUAL, CONGRUENT):
             r = [x for x in rows if x["method"] == m and x["budget_pct"] != "pooled"]
             if r:
                 ax.errorbar([x["measured_ms"] for x in r], [100 * x["acc_mean"] for x in r],
-                            yerr=[100 * x["acc_std"] for x in r], marker="o", ls="-" if m in METHODS else "none",
+                            yerr=[100 * x["acc_std"] for x in r], marker="o", ls="-" if m in METHODS + (EQUAL,) else "none",
                             capsize=3, label=m)
         curve = sorted((self.curve_start(m)["measured_ms"], 100 * res[(CURVE, round(100 * m), 0)]["test_acc"])
                        for m in self.s.curve if (CURVE, round(100 * m), 0) in res)
@@ -465,7 +511,9 @@ class Bench:
 _COMMON = ("model", "dataset", "data", "split_seed", "base_epochs", "base_lr", "base_limit", "budgets",
            "profile_networks", "heldout_networks")
 _START_FIELDS = {"uniform8": _COMMON, "tp_uniform": _COMMON, "tp_global": _COMMON,
-                 "widthnas": _COMMON + ("supernet_epochs", "supernet_lr", "supernet_limit", "sampling", "unary_configs")}
+                 "widthnas": _COMMON + ("supernet_epochs", "supernet_lr", "supernet_limit", "sampling", "unary_configs"),
+                 EQUAL: _COMMON + ("ec_supernet_epochs", "supernet_lr", "ec_supernet_limit", "sampling",
+                                   "ec_unary_configs")}
 
 _W: dict = {}
 
@@ -481,13 +529,14 @@ def _init(setup: Setup, base_state: str) -> None:
     _W.update(setup=setup, splits=sp, base=base, base_pred=torch_predictions(base, sp.test[0], sp.mean, sp.std))
 
 
-def _finetune_one(job: tuple[str, int, int, str, str]) -> dict:
+def _finetune_one(job: tuple[str, int, int, str, str, int | None]) -> dict:
+    """One fine-tuning; images (widthnas_ec): that many of the training images, 0: none (its selection spent all)."""
     from widthnas.nas.data import normalize
     from widthnas.nas.flips import congruent_loss, flip_report, torch_predictions
     from widthnas.nas.evaluate import accuracy
     from widthnas.nas.finetune import train_plain
 
-    method, pct, seed, module, out = job
+    method, pct, seed, module, out, images = job
     s, sp = _W["setup"], _W["splits"]
     net = torch.load(module, map_location="cpu", weights_only=False)  # our own file: a pickled module
     t0, c0 = time.time(), time.process_time()
@@ -501,12 +550,13 @@ def _finetune_one(job: tuple[str, int, int, str, str]) -> dict:
 
         kw["loss_fn"] = congruent_loss(old, 1.0)
     torch.manual_seed(seed)
-    train_plain(net, first(sp, s.ft_limit), s.ft_epochs, lr=s.ft_lr, seed=seed, log=lambda *_: None,
-                validate_each_epoch=False, **kw)
+    if images is None or images >= 128:  # fewer than one batch: nothing to fine-tune
+        train_plain(net, first(sp, s.ft_limit if images is None else images // s.ft_epochs or 1), s.ft_epochs,
+                    lr=s.ft_lr, seed=seed, log=lambda *_: None, validate_each_epoch=False, **kw)
     acc, _ = accuracy(net, *sp.test, sp.mean, sp.std)
     flips = flip_report(sp.test[1], _W["base_pred"], torch_predictions(net, sp.test[0], sp.mean, sp.std), 10)
     rec = {"method": method, "budget_pct": pct, "seed": seed, "test_acc": acc, "nfr": flips["nfr"],
-           "seconds": time.time() - t0, "cpu_s": time.process_time() - c0, "start": module}
+           "seconds": time.time() - t0, "cpu_s": time.process_time() - c0, "start": module, "ft_images": images}
     atomic_write_text(Path(out), json.dumps(rec))
     return rec
 
@@ -584,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
             b.budgets()
         elif step == "start":
             for pct in s.budgets:
-                for m in METHODS:
+                for m in METHODS + (EQUAL,):
                     b.start(m, pct)
         elif step == "curve":
             for m in s.curve:

@@ -87,3 +87,23 @@ def test_the_cli_refuses_bad_numbers(capsys):
     with pytest.raises(SystemExit):
         cb.main(["--seeds", "0"])
     assert "--seeds 0" in capsys.readouterr().err
+
+
+def test_widthnas_at_equal_compute_fine_tunes_on_what_its_selection_leaves(tmp_path):
+    from widthnas.nas.data import Splits
+
+    s = cb.Setup(seeds=2, budgets=(60,), ft_limit=None)
+    b = cb.Bench(s, tmp_path, log=lambda *_: None)
+    x, y = torch.zeros(1000, 1, 4, 4, dtype=torch.uint8), torch.zeros(1000, dtype=torch.long)
+    b._splits = Splits((x, y), (x[:2], y[:2]), (x[:2], y[:2]), torch.tensor([0.3]), torch.tensor([0.2]))
+    select = {"uniform8": 0.5, "tp_uniform": 1.0, "tp_global": 1.5, "widthnas": 10.0, cb.EQUAL: 1.0}  # CPU min
+    b.start = lambda m, pct: {"select_cpu_min": select[m]}
+    ft = {"uniform8": 100.0, "tp_uniform": 110.0, "tp_global": 120.0, "widthnas": 200.0}  # CPU s per 1000 images
+    done = {(m, 60, seed): {"cpu_s": ft[m] + seed} for m in cb.BASELINES for seed in (0, 1)}
+    assert b.equal_images(60, done) is None  # widthnas's own fine-tuning gives the rate: not there yet
+    done.update({("widthnas", 60, seed): {"cpu_s": 200.0} for seed in (0, 1)})
+    target = sum(ft[m] + seed + 60 * select[m] for m in cb.BASELINES for seed in (0, 1)) / 6  # 170.5 CPU s
+    n = b.equal_images(60, done)
+    assert 60 * select[cb.EQUAL] + n * 0.2 <= target < 60 * select[cb.EQUAL] + (n + 1) * 0.2  # 0.2 CPU s per image
+    select[cb.EQUAL] = 5.0  # a selection dearer than the baselines' whole budget leaves nothing
+    assert b.equal_images(60, done) == 0
