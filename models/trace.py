@@ -30,11 +30,15 @@ the module path and the source line, and says what to do):
       followed only by reshapes (MobileNet-v2's conv classifier)                -> linear (the classifier)
   x * gate, the gate (N, C, 1, 1) from the pooled x through 1x1 convs and activations
       (squeeze-excitation)                                                     -> mul (ties the groups)
+  a hidden layer of the head: nn.Linear on the pooled (N, C) features followed by another Linear,
+      or a 1x1 conv on the pooled (N, C, 1, 1) features (MobileNet-v3)          -> conv (1x1, on a 1x1 map;
+                                                                                   its width a group of its own)
 
 Refused, each with its own message: grouped convs that are neither dense nor depthwise, a conv
 whose output feeds its BN and other ops, torch.cat / split / chunk / channel slicing (widthnas has no concatenation: each
 input of a cat would be its own group at a channel offset; not supported), multiplications
-(squeeze-excitation), other activations (tanh, ELU, Mish, ...), a second linear layer, several outputs, weights shared
+other than a map times its gate, other activations (tanh, ELU, Mish, ...), a linear layer on a map not yet
+pooled, several outputs, weights shared
 by two calls. `fixed` (layers kept at their own width) and `ties` (groups merged by hand) only
 constrain widths: they cannot carry an op the space cannot express past the tracer, because every
 later stage (profiling on a device, the supernet, ONNX export) rebuilds the network from the space
@@ -388,8 +392,8 @@ class _Builder:
         if x.pooled and not x.flat and not x.logits and tuple(m.kernel_size) == (1, 1) and m.groups == 1 \
                 and _reaches_output_by_reshapes(node):  # a 1x1 conv classifier (MobileNet-v2): the linear op
             return self.linear(node, m, x)
-        if x.pooled and not x.flat:  # a 1x1 conv on the pooled (N, C, 1, 1) features: a channel gate's branch
-            if x.logits or tuple(m.kernel_size) != (1, 1) or not _feeds_a_product(node):
+        if x.pooled and not x.flat:  # a 1x1 conv on the pooled (N, C, 1, 1) features: a channel gate's branch,
+            if x.logits or tuple(m.kernel_size) != (1, 1) or m.groups != 1:  # or a hidden layer of the head
                 self.need_map(node, x, "a convolution")  # refused, with what to do
         else:
             self.need_map(node, x, "a convolution")
@@ -490,16 +494,16 @@ class _Builder:
             if u.op == "call_module" and type(self.gm.get_submodule(u.target)) is nn.Linear:
                 later.append(u.name)
             todo += list(u.users)
-        if later and x.pooled and not x.logits:
-            raise self.refuse(node, f"a Linear layer followed by the Linear layer(s) {later}: hidden linear "
-                              "layers (MLP heads) are not supported", "end the model with global average pooling "
-                              "and one nn.Linear classifier whose output the model returns")
+        shape_in = self.shape(node.all_input_nodes[0]) if node.all_input_nodes else None
+        if later and x.pooled and not x.logits and shape_in is not None and len(shape_in) == 2:
+            # a hidden layer of an MLP head on the pooled (N, C) features: a 1x1 conv in the space
+            return self.emit(node, "conv", x, out=m.out_features, kernel=1, stride=1, bias=m.bias is not None)
         if not x.pooled or x.logits or any(o.kind == "linear" for o in self.ops):
             problem = ("a second Linear layer: the space's network has one, the classifier" if x.logits or
                        any(o.kind == "linear" for o in self.ops) else "a Linear layer on features that are not "
                        "globally average-pooled")
-            raise self.refuse(node, problem, "end the model with global average pooling and one nn.Linear "
-                              "classifier (hidden linear layers are not supported)")
+            raise self.refuse(node, problem, "pool globally (nn.AdaptiveAvgPool2d(1)), flatten, then nn.Linear "
+                              "layers; the last one, the classifier, gives the model's output")
         return self.emit(node, "linear", x)
 
     def function(self, node: fx.Node) -> _T | None:
@@ -620,21 +624,6 @@ def _reaches_output_by_reshapes(node: fx.Node) -> bool:
         else:
             return False
     return bool(node.users)
-
-
-def _feeds_a_product(node: fx.Node, depth: int = 8) -> bool:
-    """Whether a value reaches a multiplication within `depth` ops (a channel gate's branch does; a conv
-    classifier on the pooled features reaches the output instead)."""
-    todo, seen = [(u, 1) for u in node.users], set()
-    while todo:
-        u, d = todo.pop()
-        if u in seen or d > depth or u.op == "output":
-            continue
-        seen.add(u)
-        if u.target in (operator.mul, operator.imul, torch.mul) or u.target in ("mul", "mul_"):
-            return True
-        todo += [(v, d + 1) for v in u.users]
-    return False
 
 
 def _inplace(node: fx.Node, gm: fx.GraphModule) -> bool:

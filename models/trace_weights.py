@@ -81,9 +81,12 @@ def _expected(space: GraphSpace) -> dict[str, tuple[tuple[int, ...] | None, bool
 
 
 def _as_linear(t: torch.Tensor, shape) -> tuple:
-    """A tensor's shape, a 1x1 conv classifier's weight (classes, C, 1, 1) read as the linear's (classes, C)."""
+    """A tensor's shape as the op reads it: a 1x1 conv classifier's weight (classes, C, 1, 1) as the linear's
+    (classes, C); a hidden Linear's (out, C) as the 1x1 conv's (out, C, 1, 1) it is in the space."""
     sh = tuple(t.shape)
-    return sh[:2] if len(sh) == 4 and sh[2:] == (1, 1) and len(shape) == 2 else sh
+    if len(sh) == 4 and sh[2:] == (1, 1) and len(shape) == 2:
+        return sh[:2]
+    return sh + (1, 1) if len(sh) == 2 and len(shape) == 4 else sh
 
 
 def expected_keys(space: GraphSpace) -> set[str]:
@@ -162,7 +165,9 @@ def _op_tensors(space: GraphSpace, sd: Mapping[str, torch.Tensor]) -> dict[str, 
     for op in space.graph.ops:
         p = src.get(op.name)
         if op.kind == "conv":
-            out[op.name] = {"weight": sd[f"{p}.weight"], **({"bias": sd[f"{p}.bias"]} if op.bias else {})}
+            w = sd[f"{p}.weight"]
+            w = w[:, :, None, None] if w.dim() == 2 else w  # a hidden Linear's (out, C): a 1x1 conv's
+            out[op.name] = {"weight": w, **({"bias": sd[f"{p}.bias"]} if op.bias else {})}
         elif op.kind == "bn":
             t = {k: sd[f"{p}.{k}"] for k in _BN}
             folded = op.name in space.graph.folded_bns

@@ -128,12 +128,14 @@ def test_pytorchcv_resnet_runs_end_to_end_with_the_users_weights(tmp_path, capsy
 
 @pytest.mark.parametrize("module,factory,eps", [("proxylessnas", "proxylessnas_mobile", 1e-3),
                                                 ("mnasnet", "mnasnet_b1", 1e-5),
-                                                ("mnasnet", "mnasnet_a1", None)])  # squeeze-excitation
+                                                ("mnasnet", "mnasnet_a1", None),  # squeeze-excitation
+                                                # SE, hardswish, and a hidden 1x1 conv on the pooled features
+                                                ("mobilenetv3", "mobilenetv3_small_w7d20", None)])
 # EfficientNet-B0 traces too (benchmarks/zoo_coverage.py), but untrained its logits hardly depend on the image,
 # so the parity checks here could not fail; its Swish module is covered by test_activations.py
 def test_models_ported_from_tensorflow_trace_and_compute_at_a_narrower_width(module, factory, eps, tmp_path):
-    """ProxylessNAS (BN eps 1e-3, TensorFlow's) and MnasNet (A1: squeeze-excitation): refused until
-    issue 32. Traced
+    """ProxylessNAS (BN eps 1e-3, TensorFlow's), MnasNet (A1: squeeze-excitation) and MobileNet-v3 (its
+    hidden head layer): refused until issue 32. Traced
     at 64 px, every form of the space (torch export, the profiling ONNX, the supernet) computes the
     model at widths narrower than its own."""
     import importlib
@@ -146,3 +148,9 @@ def test_models_ported_from_tensorflow_trace_and_compute_at_a_narrower_width(mod
     space, widths = check_every_form(model, (3, 64, 64), tmp_path)
     assert len(space.free_groups) >= 20 and sum(widths) < sum(space.base_widths)
     assert eps is None or {op.eps for op in space.graph.ops if op.kind == "bn"} == {eps}
+    if module == "mobilenetv3":  # its head: pool, 1x1 conv + hardswish, 1x1 conv classifier
+        hidden = space.graph.by_name[space.graph.ops[-1].inputs[0]]
+        while hidden.kind != "conv":
+            hidden = space.graph.by_name[hidden.inputs[0]]
+        assert space.graph.sizes[hidden.inputs[0]] == (1, 1) and hidden.out == 1280
+        assert space.graph.group_of[hidden.name] in [s.name for s in space.free_groups]

@@ -224,6 +224,43 @@ class WithSE(nn.Module):
         return self.head(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+class MLPHead(nn.Module):
+    """Pooled features through a hidden Linear layer (an MLP head), as many users' classifiers are."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                                      nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32),
+                                      nn.ReLU())
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(32, 48), nn.ReLU(inplace=True), nn.Dropout(0.2),
+                                  nn.Linear(48, 10))
+
+    def forward(self, x):
+        return self.head(F.adaptive_avg_pool2d(self.features(x), 1))
+
+
+class ConvHead(nn.Module):
+    """MobileNet-v3's head: the pooled features through a 1x1 conv with a bias and hardswish, then a 1x1
+    conv classifier; squeeze-excitation before it, with hardsigmoid."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16),
+                                  nn.Hardswish())
+        self.se = SqueezeExcite(16)
+        self.final = nn.Sequential(nn.Conv2d(16, 32, 1, bias=False), nn.BatchNorm2d(32), nn.Hardswish())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.hidden = nn.Conv2d(32, 40, 1)
+        self.act = nn.Hardswish()
+        self.drop = nn.Dropout(0.2)
+        self.classifier = nn.Conv2d(40, 10, 1)
+
+    def forward(self, x):
+        x = self.pool(self.final(self.se(self.stem(x))))
+        x = self.classifier(self.drop(self.act(self.hidden(x))))
+        return x.view(x.size(0), -1)
+
+
 class _Base(nn.Module):
     """conv-bn-relu stem of 16 channels, then `body`, then pool and classifier."""
 

@@ -1,0 +1,65 @@
+"""Hidden layers on the pooled features (issue 32): an MLP head (Linear, ReLU, Linear) and MobileNet-v3's
+head (a 1x1 conv with a bias and hardswish on the pooled map, then a 1x1 conv classifier). Each hidden
+layer is a 1x1 conv on a 1x1 map in the space, its width a channel group of its own."""
+import pytest
+import torch
+
+import trace_models as tm
+from helpers import check_every_form
+from widthnas.models.trace import trace_model
+
+
+def _lively(model: torch.nn.Module) -> torch.nn.Module:
+    """Trained-looking BN statistics (small variances): an untrained head's logits barely move otherwise."""
+    torch.manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.01, 0.05)
+    return model.eval()
+
+
+@pytest.mark.parametrize("model, hidden", [(tm.MLPHead, "head.1"), (tm.ConvHead, "hidden")])
+def test_a_hidden_head_layer_traces_is_searched_and_every_form_computes_it(model, hidden, tmp_path):
+    space, widths = check_every_form(_lively(model()), (1, 16, 16), tmp_path)
+    g = space.graph
+    op = next(o for o in g.ops if space.source.module_of.get(o.name) == hidden)
+    assert op.kind == "conv" and op.kernel == 1 and op.bias and g.sizes[op.inputs[0]] == (1, 1)
+    assert g.group_of[op.name] in [s.name for s in space.free_groups]  # its width is searched
+    assert dict(zip([s.name for s in space.free_groups], widths))[g.group_of[op.name]] < op.out  # and narrower here
+    assert g.ops[-1].kind == "linear"  # the classifier stays the one linear op
+
+
+def test_the_users_weights_fill_a_hidden_linear_as_a_1x1_conv():
+    from widthnas.models.trace_weights import user_network
+
+    torch.manual_seed(0)
+    model = tm.MLPHead().eval()
+    space = trace_model(model, (1, 16, 16))
+    net = user_network(space, model.state_dict()).eval()
+    x = torch.randn(4, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), model(x), rtol=1e-5, atol=1e-5)
+    # the channels kept at a narrower hidden width are the rows of largest L1 norm, in their order
+    hidden = next(o for o in space.graph.ops if space.source.module_of.get(o.name) == "head.1")
+    group = space.graph.group_of[hidden.name]
+    k = min(c for c in space.choices[[s.name for s in space.free_groups].index(group)])
+    widths = {s.name: (k if s.name == group else s.base) for s in space.free_groups}
+    small = user_network(space, model.state_dict(), widths)
+    w = model.head[1].weight.detach()
+    keep = torch.sort(torch.sort(-w.abs().sum(1), stable=True).indices[:k]).values
+    from widthnas.models.net import module_key
+
+    torch.testing.assert_close(small.layers[module_key(hidden)].weight[:, :, 0, 0], w[keep])
+    torch.testing.assert_close(small.layers[module_key(space.graph.ops[-1])].weight,
+                               model.head[4].weight.detach()[:, keep])
+
+
+def test_a_linear_on_a_map_not_yet_pooled_is_still_refused():
+    from torch import nn
+
+    from widthnas.models.trace import TraceError
+
+    with pytest.raises(TraceError, match="not yet pooled"):
+        trace_model(nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                                  nn.Flatten(), nn.Linear(16 * 64, 32), nn.ReLU(), nn.Linear(32, 10)), (1, 8, 8))
