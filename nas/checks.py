@@ -42,7 +42,8 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs=(), force: bool 
     Each message names the option, the path, the input it would overwrite and what to do."""
     from widthnas.latency.registry import PROFILE_DIR
 
-    ins = [(label, Path(p), Path(p).resolve()) for label, p in _input_pairs(inputs)]
+    resolved = _resolver()
+    ins = [(label, Path(p), resolved(Path(p))) for label, p in _input_pairs(inputs)]
     shipped = PROFILE_DIR.resolve()
     seen: dict[Path, str] = {}
     for label, out in outputs.items():
@@ -71,6 +72,21 @@ def _option(label: str) -> str:
     return m.group(0) if m else label
 
 
+def _resolver():
+    """`Path.resolve`, resolving each directory once: a dataset directory's thousands of image files
+    (`dataset_inputs`) would otherwise each be resolved component by component."""
+    dirs: dict[Path, Path] = {}
+
+    def resolved(p: Path) -> Path:
+        if p.name in ("", ".", "..") or p.is_symlink():
+            return p.resolve()
+        if p.parent not in dirs:
+            dirs[p.parent] = p.parent.resolve()
+        return dirs[p.parent] / p.name
+
+    return resolved
+
+
 def _input_pairs(inputs):
     """(description, path) of every input path: a dict {option: path or list of paths}, or a list of
     (description, path or list) pairs and plain paths; None skipped."""
@@ -81,12 +97,28 @@ def _input_pairs(inputs):
                 yield label, p
 
 
+def dataset_inputs(dataset: str, data: str | Path | None) -> list[tuple[str, Path]]:
+    """The files --dataset / --data are read from, as `check_outputs` inputs: every file a --data
+    directory holds that the dataset reads (nas/data.py `data_files`), not the directory alone, which
+    no output path can equal."""
+    from .data import data_files
+
+    label = ("--data" if data is not None else "--dataset" if str(dataset).endswith(".npz")
+             else f"the {dataset} dataset")
+    return [(label, p) for p in data_files(dataset, data)]
+
+
 def run_inputs(run: str | Path | None, option: str = "--run", own: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
     """Every file a command reading the run directory `run` must not overwrite, as (description, path):
     the files of the directory and of its supernet/ (a `widthnas run` directory), those of the `widthnas
-    run` directory whose supernet/ it is, and the data, space, profile and weights files its training or
-    run recorded. `own`: names in the directory that the command itself writes there (curve's
-    curve.csv), left out. Nothing (an empty list) for a path that is no directory: the command says so."""
+    run` directory whose supernet/ it is, and the files its training or run recorded reading: the
+    dataset's (each file of a --data directory), the space, profile and weights files, and the previous
+    and congruent models. `own`: names in the directory that the command itself writes there (curve's
+    curve.csv), left out. Nothing (an empty list) for a path that is no directory: the command says so.
+    Recorded paths are absolute (nas/paths.py); a relative one (a run recorded before) is read against
+    the current directory, as the commands read it."""
+    from .data import data_files
+
     if run is None or not Path(run).is_dir():
         return []
     d = Path(run)
@@ -108,11 +140,17 @@ def run_inputs(run: str | Path | None, option: str = "--run", own: tuple[str, ..
                 continue
             if not isinstance(saved, dict):
                 continue
-            named = {k: saved.get(k) for k in ("data", "space", "profile", "weights")}
+            named = {k: [saved.get(k)] for k in ("space", "profile", "weights")}
             if isinstance(saved.get("profile"), dict):  # run_state.json: {"profile": {"path": ...}}
-                named["profile"] = saved["profile"].get("path")
-            found += [(f"the {k} file {dd / rec} records", Path(v)) for k, v in named.items()
-                      if isinstance(v, str) and Path(v).is_file()]
+                named["profile"] = [saved["profile"].get("path")]
+            for k in ("previous", "congruent"):  # run_config.json: an .onnx (and its sidecar) or a run directory
+                if isinstance(saved.get(k), str):
+                    named[k] = previous_inputs(saved[k])
+            dataset, data = saved.get("dataset", "fashion_mnist"), saved.get("data")
+            if "dataset" in saved and isinstance(dataset, str) and isinstance(data, (str, type(None))):
+                named["data"] = data_files(dataset, data)
+            found += [(f"the {k} file {dd / rec} records", Path(v)) for k, vs in named.items() for v in vs
+                      if isinstance(v, (str, Path)) and Path(v).is_file()]
     return found
 
 

@@ -67,11 +67,20 @@ def _read_idx(raw: bytes) -> np.ndarray:
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
+def _fashion_cache() -> Path:
+    """Where a downloaded Fashion-MNIST is kept ($WIDTHNAS_CACHE, else ~/.cache/widthnas)."""
+    return Path(os.environ.get("WIDTHNAS_CACHE", Path.home() / ".cache" / "widthnas")) / "fashion-mnist"
+
+
+def _fashion_sources(root: Path | None, cache: Path) -> list[Path]:
+    """The directories an idx file is looked for in, in order: --data `root` alone when given (never the
+    Debian copy, the cache or a download instead), else the Debian package, then the cache."""
+    return [root] if root is not None else [DEBIAN_FASHION, cache]
+
+
 def _fashion_file(name: str, root: Path | None, cache: Path, download: bool) -> bytes:
-    """One idx file: from --data `root` alone when given (never the Debian copy, the cache or a download
-    instead), else the Debian package, the cache, then a checksummed download."""
-    candidates = [root] if root is not None else [DEBIAN_FASHION, cache]
-    for d in candidates:
+    """One idx file: from the first of `_fashion_sources` that holds it, else a checksummed download."""
+    for d in _fashion_sources(root, cache):
         f = Path(d) / name
         if f.exists():
             try:
@@ -102,7 +111,7 @@ def _fashion_file(name: str, root: Path | None, cache: Path, download: bool) -> 
 
 
 def fashion_mnist(root: str | None = None, download: bool = True) -> Dataset:
-    cache = Path(os.environ.get("WIDTHNAS_CACHE", Path.home() / ".cache" / "widthnas")) / "fashion-mnist"
+    cache = _fashion_cache()
     r = Path(root) if root else None
     if r is not None:
         check_data("fashion_mnist", str(r))
@@ -153,25 +162,21 @@ def image_folder(root: str, size: tuple[int, int] | None = None, channels: int =
 
     check_data("imagefolder", root)
     r = Path(root)
-    test_dir = next(r / d for d in ("test", "val") if (r / d).is_dir())
-    classes = sorted(d.name for d in (r / "train").iterdir() if d.is_dir())
+    classes, test_dir = _folder_layout(r)
 
     def load(split: Path):
         xs, ys = [], []
-        for c, name in enumerate(classes):
-            for f in sorted((split / name).glob("*")):
-                if f.suffix.lower() not in IMAGE_SUFFIXES:
-                    continue
-                try:
-                    im = Image.open(f).convert("L" if channels == 1 else "RGB")
-                except Exception as e:  # a damaged image, or another kind of file under an image's name
-                    raise DatasetError(f"{f} cannot be read as an image ({type(e).__name__}); found "
-                                       f"{describe_path(f)}; remove it or replace it with a whole image") from None
-                if size:
-                    im = im.resize((size[1], size[0]))
-                a = np.asarray(im, np.uint8)
-                xs.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
-                ys.append(c)
+        for c, f in _split_images(split, classes):
+            try:
+                im = Image.open(f).convert("L" if channels == 1 else "RGB")
+            except Exception as e:  # a damaged image, or another kind of file under an image's name
+                raise DatasetError(f"{f} cannot be read as an image ({type(e).__name__}); found "
+                                   f"{describe_path(f)}; remove it or replace it with a whole image") from None
+            if size:
+                im = im.resize((size[1], size[0]))
+            a = np.asarray(im, np.uint8)
+            xs.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+            ys.append(c)
         if not xs:
             raise DatasetError(f"no images in {split}")
         shapes = {x.shape for x in xs}
@@ -182,6 +187,18 @@ def image_folder(root: str, size: tuple[int, int] | None = None, channels: int =
     xtr, ytr = load(r / "train")
     xte, yte = load(test_dir)
     return Dataset(f"imagefolder:{r.name}", xtr, ytr, xte, yte, len(classes))
+
+
+def _folder_layout(r: Path) -> tuple[list[str], Path]:
+    """(class names, the test split's directory: test/, else val/) of an image folder."""
+    test_dir = next(r / d for d in ("test", "val") if (r / d).is_dir())
+    return sorted(d.name for d in (r / "train").iterdir() if d.is_dir()), test_dir
+
+
+def _split_images(split: Path, classes: list[str]) -> list[tuple[int, Path]]:
+    """(class index, file) of every image of one split that `image_folder` reads, in its order."""
+    return [(c, f) for c, name in enumerate(classes) for f in sorted((split / name).glob("*"))
+            if f.suffix.lower() in IMAGE_SUFFIXES]
 
 
 # ---- .npz ------------------------------------------------------------------------------
@@ -221,6 +238,32 @@ def load_dataset(name: str, path: str | None = None, download: bool = True) -> D
     if path is None:  # a name ending in .npz
         return npz(name)
     return {"cifar10": cifar10, "imagefolder": image_folder, "npz": npz}[name](path)
+
+
+def data_files(name: str, path: str | Path | None = None) -> list[Path]:
+    """Every file `load_dataset(name, path)` reads: what no command may write over (a --data directory
+    is not itself a file, so comparing outputs with it alone protects none of its files). Cheap
+    (names and listings only, never an image) and never raises: for a path that holds nothing this
+    dataset reads, the files it would look for (`check_data` says what is wrong). Without a path,
+    Fashion-MNIST's files in the Debian package or the download cache, where they are."""
+    if name in FASHION_NAMES:
+        if path is not None:
+            return [Path(path) / n for n in FASHION_FILES]
+        cache = _fashion_cache()
+        return [next((d / n for d in _fashion_sources(None, cache) if (d / n).exists()), cache / n)
+                for n in FASHION_FILES]
+    if path is None:  # a name ending in .npz is the file itself; another name reads nothing
+        return [Path(name)] if isinstance(name, str) and name.endswith(".npz") else []
+    p = Path(path)
+    if name == "cifar10":
+        return [_cifar_dir(p) / n for n in CIFAR_FILES]
+    if name == "imagefolder":
+        try:
+            classes, test_dir = _folder_layout(p)
+        except (OSError, StopIteration):  # no train/ or test/ (val/): nothing it would read
+            return []
+        return [f for split_dir in (p / "train", test_dir) for _, f in _split_images(split_dir, classes)]
+    return [p]  # npz (an unknown dataset: the path as given; check_data refuses the name)
 
 
 # ---- what --data must hold, checked before anything is loaded or trained -------------------------

@@ -23,6 +23,7 @@ import torch
 from widthnas._io import atomic_path, atomic_write_text, read_json, read_jsonl
 from widthnas.latency.check import CHECK_NETWORKS
 
+from .paths import recorded_path, same_setting, with_recorded_paths
 from .runlog import LOG_NAME
 
 RECOVER = "delete it to redo the run's stages (finished artefacts stay), or choose another --out"
@@ -137,6 +138,7 @@ class Run:
 
         parse_margin(cfg.margin)  # a bad margin is refused before anything is written
         check_run_config(cfg)
+        cfg = with_recorded_paths(cfg)  # run_config.json reads the same from any directory (nas/paths.py)
         self.cfg, self.dir, self.log, self.progress = cfg, Path(out), log, progress
         self.dir.mkdir(parents=True, exist_ok=True)
         saved = self.dir / "run_config.json"
@@ -147,7 +149,8 @@ class Run:
             except (TypeError, ValueError) as e:
                 raise ValueError(f"{e}; the saved settings are damaged: choose another --out") from None
             defaults = asdict(RunConfig())  # settings added since that run was saved hold their defaults
-            diff = {k: (old.get(k, defaults[k]), v) for k, v in asdict(cfg).items() if old.get(k, defaults[k]) != v}
+            diff = {k: (old.get(k, defaults[k]), v) for k, v in asdict(cfg).items()
+                    if not same_setting(k, old.get(k, defaults[k]), v)}
             if diff:
                 raise ValueError(f"{self.dir} holds a run with other settings {diff} (saved vs now); "
                                  "rerun with the same settings to resume, or choose another --out")
@@ -249,7 +252,8 @@ class Run:
                 check = self._latency_check(table, backend)  # the same timed networks, against the new profile
         if check["machine_note"]:  # a profile used anyway (given, or its ratios hold): say what its ms mean here
             self.log(f"profile: note: {check['machine_note']}")
-        return {"path": str(path), "name": table.name or Path(path).stem, "why": why, "check": check}
+        return {"path": recorded_path(path, "profile"), "name": table.name or Path(path).stem, "why": why,
+                "check": check}
 
     def _profile_here(self, backend) -> str:
         from widthnas.latency.profile_here import HereSettings, profile_here
@@ -285,7 +289,7 @@ class Run:
         if (sup_dir / CKPT).exists():
             t.resume()
         t.fit()
-        return {"dir": str(sup_dir), "epochs": t.epoch, "final": t.history[-1] if t.history else {}}
+        return {"dir": recorded_path(sup_dir), "epochs": t.epoch, "final": t.history[-1] if t.history else {}}
 
     def _mrf(self):
         from widthnas.mrf import build_mrf
@@ -334,7 +338,8 @@ class Run:
         if front is None:
             front = pareto_front(mrf)
         write_pareto(self.dir / "pareto.csv", front, sol, uni, target)
-        cfg = chosen_config(self.space, table, sol, str(unaries_path), self.cfg.budget, budget, margin_pct, margin_how)
+        cfg = chosen_config(self.space, table, sol, recorded_path(unaries_path), self.cfg.budget, budget, margin_pct,
+                            margin_how)
         atomic_write_text(self.dir / "config.json", json.dumps(cfg, indent=1))
         d = lambda s: None if s is None else {**s.to_dict(), "info": {  # noqa: E731
             k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in s.to_dict()["info"].items()}}
@@ -356,8 +361,8 @@ class Run:
                                                             f"{sup_acc['uniform']:.4f}" if compared else ""))
         return {"budget_ms": budget, "widest_ms": widest, "target_ms": target, "margin_pct": margin_pct,
                 "margin_how": margin_how, "chosen": d(sol), "uniform": compared, "uniform_ladder": d(uni),
-                "greedy": d(gre), "lagrangian": d(lag), "pareto_points": len(front), "unaries": str(unaries_path),
-                "supernet_holdout_acc": sup_acc, "holdout_images": len(held[1])}
+                "greedy": d(gre), "lagrangian": d(lag), "pareto_points": len(front),
+                "unaries": recorded_path(unaries_path), "supernet_holdout_acc": sup_acc, "holdout_images": len(held[1])}
 
     def _uniform8(self, sup, table, budget: float):
         """uniform8 (nas/uniform8.py) from the supernet, timed here as verify times networks; None when no
@@ -471,7 +476,7 @@ class Run:
         for name in self._networks():
             fname = {"chosen": "model.onnx", "uniform": "uniform.onnx"}[name]
             v = export_onnx(self._final_net(name), self._space_of(name), self.dir / fname, real)
-            out[name] = {"path": str(self.dir / fname), **v}
+            out[name] = {"path": recorded_path(self.dir / fname), **v}  # verify reads it, maybe from elsewhere
             self.log(f"export {name}: {self.dir / fname}, ORT vs torch max abs diff {v['max_abs_diff']:.2e}")
         return out
 
@@ -561,7 +566,8 @@ class Run:
                "stage_seconds": {k: st[k]["seconds"] for k in STAGES if k in st and "seconds" in st[k]}}
         res["flips"] = self._flips
         path = write_report(self.dir, res, extra)
-        return {"report": str(path), "flips": {k: {m: r[m] for m in ("nfr", "pfr")} for k, r in self._flips.items()}}
+        return {"report": recorded_path(path),
+                "flips": {k: {m: r[m] for m in ("nfr", "pfr")} for k, r in self._flips.items()}}
 
     def _flips_section(self) -> list[str]:
         """Negative flips of the chosen network against the uniform one (and --previous) on the test set."""

@@ -34,6 +34,7 @@ from widthnas.models.space import check_fingerprint
 
 from .data import augment, check_fits, load_dataset, normalize, split
 from .device import resolve_device
+from .paths import same_setting, with_recorded_paths
 from .schedule import SCHEDULES, lr_at, ramp, warmup_steps
 
 CKPT = "checkpoint.pt"
@@ -294,6 +295,7 @@ def load_checkpoint(path: Path, space) -> dict:
 class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, log=print, progress: bool = True):
         cfg.check()
+        cfg = with_recorded_paths(cfg)  # train_config.json and the checkpoint read the same from any directory
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
         self.rank, self.world = _dist_info()
 
@@ -377,7 +379,7 @@ class Trainer:
         ck = load_checkpoint(self.run_dir / CKPT, self.space)
         now = asdict(self.cfg)
         diff = {k: (v, now[k]) for k, v in ck.get("config", {}).items()
-                if k in now and k not in RESUMABLE and k not in allow and now[k] != v}
+                if k in now and k not in RESUMABLE and k not in allow and not same_setting(k, v, now[k])}
         if diff:
             raise ValueError(f"{self.run_dir} was trained with other settings {diff} (checkpoint vs now); "
                              "resume with the run's own settings, or start a new run with another --out")
@@ -522,7 +524,8 @@ class _WidestView(torch.nn.Module):
 
 
 def load_train_config(run_dir: str | Path) -> TrainConfig:
-    """The resolved settings a training run recorded (train_config.json)."""
+    """The resolved settings a training run recorded (train_config.json). Its paths are absolute (nas/paths.py);
+    a relative one, recorded before they were, is read against the current directory, as it always was."""
     path = Path(run_dir) / "train_config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; {run_dir} is not a `widthnas train` run directory")

@@ -74,3 +74,50 @@ def test_augment_keeps_shape_and_content():
     out = augment(x, torch.Generator().manual_seed(0), pad=2)
     assert out.shape == x.shape and out.dtype == torch.uint8
     assert (out.sum(dim=(1, 2, 3)) == x.sum(dim=(1, 2, 3))).all()  # a 2-px shift keeps the centre square
+
+
+def test_data_files_are_the_files_each_loader_reads(tmp_path, monkeypatch):
+    """data_files (what the overwrite checks protect) names exactly what the loaders open: an image
+    folder's images (val/ as its test split, a non-image file left out), CIFAR-10's batches in
+    cifar-10-batches-py/, the .npz; Fashion-MNIST's idx files in --data, else where each one is found."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    from widthnas.nas import data
+
+    r = tmp_path / "imgs"
+    for split_ in ("train", "val"):
+        for c in ("cat", "dog"):
+            (r / split_ / c).mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(np.full((6, 6, 3), 50 * i, np.uint8)).save(r / split_ / c / f"{i}.png")
+    (r / "train" / "cat" / "notes.txt").write_text("not an image")
+    opened, real_open = [], Image.open
+    monkeypatch.setattr(Image, "open", lambda f, *a, **k: (opened.append(Path(f)), real_open(f, *a, **k))[1])
+    load_dataset("imagefolder", str(r))
+    assert data.data_files("imagefolder", str(r)) == opened and len(opened) == 8
+    assert data.data_files("imagefolder", str(tmp_path / "nothing")) == []  # never raises
+
+    cifar = tmp_path / "c" / "cifar-10-batches-py"
+    cifar.mkdir(parents=True)
+    for name in data.CIFAR_FILES:
+        with open(cifar / name, "wb") as f:
+            pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}, f)
+    read = []
+    monkeypatch.setattr(data, "open", lambda f, *a, **k: (read.append(Path(f)), open(f, *a, **k))[1], raising=False)
+    cifar10(str(tmp_path / "c"))
+    assert data.data_files("cifar10", str(tmp_path / "c")) == read and len(read) == 6
+
+    assert data.data_files("npz", str(tmp_path / "d.npz")) == [tmp_path / "d.npz"]
+    assert data.data_files(str(tmp_path / "d.npz")) == [tmp_path / "d.npz"]  # --dataset FILE.npz, no --data
+    assert data.data_files("fashion_mnist", str(tmp_path / "fm")) == [tmp_path / "fm" / n for n in data.FASHION_FILES]
+    debian, cache = tmp_path / "debian", tmp_path / "cache"
+    names = list(data.FASHION_FILES)
+    debian.mkdir()
+    (cache / "fashion-mnist").mkdir(parents=True)
+    (debian / names[0]).write_bytes(b"x")
+    (cache / "fashion-mnist" / names[1]).write_bytes(b"x")
+    monkeypatch.setattr(data, "DEBIAN_FASHION", debian)
+    monkeypatch.setenv("WIDTHNAS_CACHE", str(cache))
+    assert data.data_files("fashion_mnist") == [debian / names[0], *(cache / "fashion-mnist" / n for n in names[1:])]

@@ -166,3 +166,45 @@ def test_space_profile_fit_validate(run_dir, tmp_path, capsys):
              "--plot", str(samples)], samples, capsys, "--plot")
     refused(["validate", "--profile", str(run_dir / "profile.json"), "--samples", str(samples),
              "--plot", str(samples)], samples, capsys, "--plot")
+
+
+def test_the_files_of_a_runs_data_directory_and_models_are_inputs(run_dir, tmp_path, capsys, no_work):
+    """A run recorded training on a --data directory (CIFAR-10 batches) and reading a --previous model:
+    no output of a command reading that run may replace one of the directory's files or the model (the
+    directory itself, all that was compared before, is no file an output can be)."""
+    from widthnas.nas.data import CIFAR_FILES
+
+    cifar = tmp_path / "cifar"
+    cifar.mkdir()
+    for n in CIFAR_FILES:
+        (cifar / n).write_bytes(b"stand-in for a CIFAR-10 batch")
+    (tmp_path / "deployed.onnx").write_bytes(b"stand-in for the model the run compared with")
+    r = tmp_path / "R"
+    (r / "supernet").mkdir(parents=True)
+    saved = json.loads((run_dir / "R" / "supernet" / "train_config.json").read_text())
+    (r / "supernet" / "train_config.json").write_text(json.dumps({**saved, "dataset": "cifar10", "data": str(cifar)}))
+    (r / "run_config.json").write_text(json.dumps({"dataset": "cifar10", "data": str(cifar),
+                                                   "previous": str(tmp_path / "deployed.onnx")}))
+    for run in (r, r / "supernet"):
+        err = refused(["evaluate", "--run", str(run), "--widths", "x1.0", "--against", str(run_dir / "old.onnx"),
+                       "--json", str(cifar / "test_batch")], cifar / "test_batch", capsys, "--json")
+        assert "the data file" in err
+    err = refused(["export", "--run", str(r), "--widths", "x1.0", "--out", str(tmp_path / "deployed.onnx")],
+                  tmp_path / "deployed.onnx", capsys)
+    assert "the previous file" in err
+
+
+def test_run_never_writes_over_a_file_of_its_data_directory(tmp_path, capsys, monkeypatch):
+    """`run --data DIR`: every image the dataset reads is an input, not DIR alone; here a training image
+    named as one of the run's plots (widths.png) in --out."""
+    import widthnas.nas.run as nas_run
+
+    monkeypatch.setattr(nas_run, "Run", lambda *a, **k: pytest.fail("the run started before the check"))
+    imgs = tmp_path / "imgs"
+    for split in ("train", "test"):
+        (imgs / split / "cat").mkdir(parents=True)
+        (imgs / split / "cat" / "0.png").write_bytes(b"stand-in for an image")
+    (imgs / "train" / "cat" / "widths.png").write_bytes(b"stand-in for a training image")
+    err = refused(["run", "--out", str(imgs / "train" / "cat"), "--dataset", "imagefolder", "--data", str(imgs)],
+                  imgs / "train" / "cat" / "widths.png", capsys)
+    assert "--data" in err and not (imgs / "train" / "cat" / "run_config.json").exists()

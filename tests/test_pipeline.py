@@ -144,6 +144,28 @@ def test_rerun_resumes_and_other_settings_are_refused(finished_run):
         Run(replace(cfg, budget="70%"), out, progress=False)
 
 
+def test_a_run_records_its_paths_absolute_and_resumes_from_another_directory(inputs, tmp_path, monkeypatch):
+    """run_config.json records --space and --data absolute: the run resumes from another directory with
+    those paths, and where it was made with the relative ones it was given; another file is refused."""
+    import shutil
+    from dataclasses import replace
+
+    made, elsewhere = tmp_path / "made", tmp_path / "elsewhere"
+    shutil.copytree(inputs, made / "in")
+    elsewhere.mkdir()
+    monkeypatch.chdir(made)
+    typed = RunConfig(space="in/space.json", dataset="npz", data="in/data.npz", budget="60%")
+    Run(typed, "r", log=lambda *_: None, progress=False)
+    saved = json.loads((made / "r" / "run_config.json").read_text())
+    assert saved["space"] == str(made / "in" / "space.json") and saved["data"] == str(made / "in" / "data.npz")
+    Run(typed, "r", log=lambda *_: None, progress=False)  # the same flags resume it
+    monkeypatch.chdir(elsewhere)
+    here = replace(typed, space=str(made / "in" / "space.json"), data=str(made / "in" / "data.npz"))
+    Run(here, made / "r", log=lambda *_: None, progress=False)
+    with pytest.raises(ValueError, match="other settings.*'data'"):
+        Run(replace(here, data=str(made / "in" / "other.npz")), made / "r", progress=False)
+
+
 def test_export_and_evaluate_clis(finished_run, tmp_path, capsys, monkeypatch):
     import onnx
     import torch

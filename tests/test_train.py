@@ -400,3 +400,70 @@ def test_warm_start_changes_only_the_allowed_settings(tiny_run_inputs, tmp_path)
     t3 = Trainer(cfg_for(tiny_run_inputs, epochs=2, n_random=1, lr=0.3), out, log=lambda *_: None, progress=False)
     with pytest.raises(ValueError, match="'lr'"):
         t3.resume(allow=("n_random",))
+
+
+TRAIN_FLAGS = ["--space", "in/space.json", "--dataset", "npz", "--data", "in/data.npz", "--batch-size", "32",
+               "--threads", "1", "--seed", "3", "--lr", "0.05", "--quiet"]  # paths relative to where the run is made
+
+
+def made_in(inputs: Path, d: Path, monkeypatch) -> Path:
+    """`widthnas train --out r` for 1 epoch, run in directory d (made, with the inputs in d/in) on paths
+    typed relative to it; the current directory stays d. Returns the run directory d/r."""
+    import shutil
+
+    from widthnas.nas.cli import main
+
+    shutil.copytree(inputs, d / "in")
+    monkeypatch.chdir(d)
+    assert main(["train", "--out", "r", *TRAIN_FLAGS, "--epochs", "1"]) == 0
+    return d / "r"
+
+
+def test_a_run_made_in_one_directory_is_read_from_any_other(tiny_run_inputs, tmp_path, monkeypatch, capsys):
+    """The paths a run was given (`--space in/space.json`) are recorded absolute: load_run, evaluate
+    --run, --resume and the overwrite checks (run_inputs) read the run from another directory, and the
+    relative flags it was made with still resume it where it was made."""
+    from widthnas.nas.checks import run_inputs
+    from widthnas.nas.cli import main
+    from widthnas.nas.train import load_run, load_train_config
+
+    made, elsewhere = tmp_path / "made", tmp_path / "elsewhere"
+    run = made_in(tiny_run_inputs, made, monkeypatch)
+    saved = json.loads((run / "train_config.json").read_text())
+    assert saved["space"] == str(made / "in" / "space.json") and saved["data"] == str(made / "in" / "data.npz")
+    assert saved["dataset"] == "npz"  # a name stays a name
+    assert main(["train", "--out", "r", "--resume", *TRAIN_FLAGS, "--epochs", "2"]) == 0  # typed paths match
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert load_run(run)[0].epochs == 2
+    assert main(["evaluate", "--run", str(run), "--widths", "x1.0", "--calib-images", "32"]) == 0
+    assert "val accuracy" in capsys.readouterr().out
+    assert main(["train", "--out", str(run), "--resume", "--space", str(made / "in" / "space.json"),
+                 "--epochs", "3", "--quiet"]) == 0
+    assert load_train_config(run).epochs == 3
+    assert {made / "in" / "space.json", made / "in" / "data.npz"} <= {p for _, p in run_inputs(run)}
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--data", "in/data.npz"]) == 2  # another file from here
+    assert "--data in/data.npz (the run has " in capsys.readouterr().err
+
+
+def test_a_run_recorded_with_relative_paths_is_read_as_before(tiny_run_inputs, tmp_path, monkeypatch):
+    """A run recorded before paths were made absolute holds them as typed: read against the current
+    directory as before, where it was made it loads, resumes with its flags and protects its inputs."""
+    from widthnas.nas.checks import run_inputs
+    from widthnas.nas.cli import main
+    from widthnas.nas.train import load_run
+
+    made = tmp_path / "made"
+    run = made_in(tiny_run_inputs, made, monkeypatch)
+    rel = {"space": "in/space.json", "data": "in/data.npz"}
+    saved = json.loads((run / "train_config.json").read_text())
+    (run / "train_config.json").write_text(json.dumps({**saved, **rel}))
+    ck = torch.load(run / CKPT, weights_only=True)
+    ck["config"].update(rel)
+    torch.save(ck, run / CKPT)
+    assert load_run("r")[0].data == "in/data.npz"
+    assert {Path("in/space.json"), Path("in/data.npz")} <= {p for _, p in run_inputs("r")}
+    assert main(["train", "--out", "r", "--resume", *TRAIN_FLAGS, "--epochs", "2"]) == 0
+    assert main(["train", "--out", str(run), "--resume", "--data", str(made / "in" / "data.npz"), "--epochs", "2",
+                 "--quiet"]) == 0

@@ -105,7 +105,7 @@ def _check_files(cfg, out) -> None:
     --weights, --previous, --congruent), and --data must hold what --dataset reads."""
     from pathlib import Path
 
-    from ..checks import check_outputs, previous_inputs
+    from ..checks import check_outputs, dataset_inputs, previous_inputs
     from ..data import check_data
     from ..run import RUN_WRITES
     from ..train import RUN_FILES
@@ -113,8 +113,9 @@ def _check_files(cfg, out) -> None:
     out = Path(out)
     check_outputs({**{f"{n} in --out {out}": out / n for n in RUN_WRITES},
                    **{f"supernet/{n} in --out {out}": out / "supernet" / n for n in (*RUN_FILES, "unaries_measured.json")}},
-                  {"--space": cfg.space, "--data": cfg.data, "--profile": cfg.profile, "--weights": cfg.weights,
-                   "--previous": previous_inputs(cfg.previous), "--congruent": previous_inputs(cfg.congruent)})
+                  [("--space", cfg.space), ("--profile", cfg.profile), ("--weights", cfg.weights),
+                   ("--previous", previous_inputs(cfg.previous)), ("--congruent", previous_inputs(cfg.congruent)),
+                   *dataset_inputs(cfg.dataset, cfg.data)])
     check_data(cfg.dataset, cfg.data)
 
 

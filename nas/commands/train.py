@@ -56,15 +56,16 @@ def _given_train_settings(args) -> dict:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..checks import check_outputs
+    from ..checks import check_outputs, dataset_inputs
     from ..data import check_data
+    from ..paths import same_setting
     from ..train import RESUMABLE, RUN_FILES, TrainConfig, load_train_config, train
 
     run = Path(args.out)
     given = _given_train_settings(args)
     if args.resume and (run / "train_config.json").exists():
         cfg = load_train_config(run)
-        differ = {k: v for k, v in given.items() if k not in RESUMABLE and getattr(cfg, k) != v}
+        differ = {k: v for k, v in given.items() if k not in RESUMABLE and not same_setting(k, getattr(cfg, k), v)}
         if differ:
             flags = ", ".join(f"--{k.replace('_', '-')} {v} (the run has {getattr(cfg, k)})" for k, v in differ.items())
             raise ValueError(f"--resume continues {run} with its own settings; these flags differ and would be "
@@ -76,7 +77,8 @@ def run(args) -> int:
     else:
         cfg = TrainConfig(**given)
     check_outputs({f"{n} in --out {run}": run / n for n in RUN_FILES},  # no file the run writes may be one it reads
-                  {f"--{k}": getattr(cfg, k) for k in ("space", "data", "profile", "weights")})
+                  [*((f"--{k}", getattr(cfg, k)) for k in ("space", "profile", "weights")),
+                   *dataset_inputs(cfg.dataset, cfg.data)])
     check_data(cfg.dataset, cfg.data)  # a --data holding nothing this dataset reads fails now, not after setup
     t = train(cfg, run, resume=args.resume, progress=not args.quiet)
     if t.rank == 0:
