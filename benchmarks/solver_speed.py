@@ -115,7 +115,7 @@ def builtin_graph(name: str, seed: int = 0) -> GraphMRF:
         op = ops[f.op]
         if op.kind == "conv":
             h, w = sizes[op.name]
-            return 5e-3 + op.kernel ** 2 * (1 if op.depthwise else c_in) * c_out * h * w * 1e-6
+            return 5e-3 + op.kernel ** 2 * (1 if op.depthwise else c_in // op.conv_groups) * c_out * h * w * 1e-6
         if op.kind == "linear":
             return 5e-3 + c_in * c_out * 1e-6
         h, w = f.signature.resolution

@@ -6,7 +6,8 @@ Entries are (signature, c_in, c_out), shared by every op of that signature, or o
 (keying 'op', entries.py), and anchored per signature on a bilinear surface:
     T[c_in, c_out] = theta_s . (c_in', c_out', c_in' c_out') + R[c_in, c_out]
 with c' = c / (the signature's widest), theta >= 0, and R ridge-penalised; an op that keeps its
-channels (depthwise, add, pooling) has the one feature c'. Monotonicity pairs join neighbouring
+channels (depthwise, add, pooling) has the one feature c' (a grouped conv also c'^2: its work is
+c * c / groups). Monotonicity pairs join neighbouring
 channel counts of one signature.
 
 The regularised solve:
@@ -273,12 +274,13 @@ def fit_flops_proxy(space, samples: Samples, elasticity: float = 0.0) -> FlopsPr
 
 
 # ---- the layout of a space's entries -------------------------------------------------------
-def _features(ci: np.ndarray, co: np.ndarray, diagonal: bool) -> list[np.ndarray]:
+def _features(ci: np.ndarray, co: np.ndarray, diagonal: bool, quadratic: bool = False) -> list[np.ndarray]:
     """Bilinear anchor features of one signature's entries (channels ci, co, each (m,)), normalised;
-    a feature that is constant over the entries is left out (the intercept carries constants)."""
+    a feature that is constant over the entries is left out (the intercept carries constants). A grouped
+    conv keeps its channels but does c' * c' / groups work: `quadratic` adds c'^2 to the diagonal's c'."""
     ci_n, co_n = ci / ci.max(), co / co.max()
     if diagonal:
-        return [ci_n] if len(set(ci)) > 1 else []
+        return ([ci_n] + ([ci_n * ci_n] if quadratic else [])) if len(set(ci)) > 1 else []
     feats = []
     if len(set(ci)) > 1:
         feats.append(ci_n)
@@ -312,7 +314,7 @@ class System(Solver):
         rows, cols, vals, P, pairs = [], [], [], 0, []
         for sig, idx in self.entries.by_signature().items():
             diag = self.entries.diagonal(sig)
-            for f in _features(c_in[idx], c_out[idx], diag):
+            for f in _features(c_in[idx], c_out[idx], diag, sig.grouped):
                 rows.extend(idx)
                 cols.extend([P] * len(idx))
                 vals.extend(f)

@@ -31,7 +31,7 @@ def random_weights(space: GraphSpace, widths: Sequence[int] | Mapping[str, int],
     for op in space.graph.ops:
         c_in, c_out = a[g[op.inputs[0]]], a[g[op.name]]
         if op.kind == "conv":
-            per_group = 1 if op.depthwise else c_in
+            per_group = 1 if op.depthwise else c_in // op.conv_groups  # input channels each output reads
             std = np.sqrt(2.0 / (per_group * op.kernel ** 2))
             w = rng.standard_normal((c_out, per_group, op.kernel, op.kernel)) * std
         elif op.kind == "linear":
@@ -98,7 +98,7 @@ def build_onnx(space: GraphSpace, weights: Weights, batch: int | str = "batch") 
             inits += [numpy_helper.from_array(w, f"{op.name}.w"), numpy_helper.from_array(b, f"{op.name}.b")]
             nodes.append(helper.make_node("Conv", [xs[0], f"{op.name}.w", f"{op.name}.b"], [op.name],
                                           kernel_shape=[op.kernel] * 2, strides=[op.stride] * 2,
-                                          pads=[op.padding] * 4, group=w.shape[0] if op.depthwise else 1))
+                                          pads=[op.padding] * 4, group=w.shape[0] if op.depthwise else op.conv_groups))
         elif op.kind == "bn":  # after an add, a pool or the input: its own BatchNormalization (eval mode)
             names = [f"{op.name}.{k}" for k in ("scale", "bias", "mean", "var")]
             inits += [numpy_helper.from_array(weights[op.name][k], n) for k, n in zip(("scale", "bias", "mean", "var"),

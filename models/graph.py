@@ -4,7 +4,10 @@ A channel group is a set of tensors that must have the same number of channels w
 chosen. Groups are derived from the ops by union-find, never written by hand:
 
   - a conv (not depthwise) starts a new group for its output, with the base width it declares;
-  - a depthwise conv, BN, activation and pooling keep their input's group;
+  - a depthwise conv, a grouped conv (`conv_groups` > 1: its channels in that many blocks, in and out
+    tied), BN, activation and pooling keep their input's group; a group holding a grouped conv has
+    that many blocks (`Graph.blocks`): its widths are multiples of the block count, and a width keeps
+    the first channels of every block, not the first channels overall;
   - an add ties the groups of all its inputs into one (a residual never changes the architecture:
     when widths would differ the add is not dropped, the widths are tied);
   - the input channels ("input") and the classifier output ("classes") are fixed groups;
@@ -32,7 +35,8 @@ CLASSES = "classes"  # the classifier output's fixed channel group
 KINDS = ("conv", "bn", "act", "add", "maxpool", "gap", "linear", "mul")  # mul: a map times its channel gate
 BN_EPS = 1e-5  # torch's default; another eps is recorded in the op
 # kind -> (fields an op of that kind may have besides name/op/inputs, fields it must have)
-_FIELDS = {"conv": ({"out", "kernel", "stride", "depthwise", "tag", "bias", "pad"}, {"out", "kernel", "stride"}),
+_FIELDS = {"conv": ({"out", "kernel", "stride", "depthwise", "tag", "bias", "pad", "conv_groups"},
+                    {"out", "kernel", "stride"}),
            "maxpool": ({"kernel", "stride", "pad", "ceil"}, {"kernel", "stride"}), "act": ({"fn", "alpha"}, {"fn"}),
            "bn": ({"eps"}, set()), "add": (set(), set()), "mul": (set(), set()), "gap": (set(), set()), "linear": (set(), set())}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
@@ -60,6 +64,12 @@ class Op:
     bias: bool = False  # conv: has a bias of its own (a conv with no BN after it; before a BN it folds in)
     pad: int = -1  # conv, maxpool: zero padding on every side, px; -1: kernel // 2 (the size kept at stride 1)
     ceil: bool = False  # maxpool: ceil_mode (a last, partial window)
+    conv_groups: int = 1  # conv: > 1 for a grouped conv (ResNeXt, RegNet); its output keeps the input's group
+
+    @property
+    def keeps_group(self) -> bool:
+        """A conv whose output channels are its input's (depthwise or grouped): it starts no group."""
+        return self.kind == "conv" and (self.depthwise or self.conv_groups > 1)
 
     @property
     def padding(self) -> int:
@@ -83,6 +93,8 @@ class Op:
                 d["bias"] = True
             if self.depthwise:
                 d["depthwise"] = True
+            elif self.conv_groups > 1:  # written only when set: old files keep their fingerprints
+                d["conv_groups"] = self.conv_groups
             else:
                 d["out"] = self.out
                 if self.tag:
@@ -109,7 +121,7 @@ class Op:
         if kind not in KINDS:
             raise GraphError(f"{where}: unknown op {kind!r}; ops are {list(KINDS)}")
         fields, required = _FIELDS[kind]
-        if kind == "conv" and d.get("depthwise") is True:  # a depthwise conv keeps its input's channels
+        if kind == "conv" and (d.get("depthwise") is True or "conv_groups" in d):  # keeps its input's channels
             fields, required = fields - {"out", "tag"}, required - {"out"}
         unknown, missing = set(d) - fields - {"name", "op", "inputs"}, required - set(d)
         if unknown or missing:
@@ -118,11 +130,15 @@ class Op:
         if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
             raise GraphError(f"{where}: 'inputs' must be a list of op names, not {inputs!r}")
         for key, typ in (("out", int), ("kernel", int), ("stride", int), ("depthwise", bool), ("fn", str), ("tag", str),
-                         ("bias", bool), ("pad", int), ("ceil", bool)):
+                         ("bias", bool), ("pad", int), ("ceil", bool), ("conv_groups", int)):
             if key in d and (not isinstance(d[key], typ) or (typ is int and isinstance(d[key], bool))):
                 raise GraphError(f"{where}: '{key}' must be a {typ.__name__}, not {d[key]!r}")
         if "pad" in d and isinstance(d["pad"], int) and d["pad"] < 0:  # -1 is the default, never written
             raise GraphError(f"{where}: 'pad' must be 0 or more px, not {d['pad']!r} (leave it out for kernel // 2)")
+        if "conv_groups" in d and (isinstance(d["conv_groups"], bool) or not isinstance(d["conv_groups"], int)
+                                   or d["conv_groups"] < 2 or d.get("depthwise")):
+            raise GraphError(f"{where}: 'conv_groups' is a grouped conv's group count, a whole number of 2 or more "
+                             f"(not with 'depthwise'), not {d['conv_groups']!r}; leave it out for a dense conv")
         for key, ok, what in (("alpha", lambda v: 0 <= v < 1, "in [0, 1)"), ("eps", lambda v: 0 < v < 1, "in (0, 1)")):
             v = d.get(key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
@@ -130,7 +146,8 @@ class Op:
                 raise GraphError(f"{where}: '{key}' must be a number {what}, not {v!r}")
         return cls(name, kind, tuple(inputs), d.get("out", 0), d.get("kernel", 1), d.get("stride", 1),
                    d.get("depthwise", False), d.get("fn", ""), d.get("tag", ""), float(d.get("alpha", 0.0)),
-                   float(d.get("eps", BN_EPS)), d.get("bias", False), d.get("pad", -1), d.get("ceil", False))
+                   float(d.get("eps", BN_EPS)), d.get("bias", False), d.get("pad", -1), d.get("ceil", False),
+                   d.get("conv_groups", 1))
 
 
 @dataclass(frozen=True)
@@ -222,7 +239,7 @@ class Graph:
                                      f"given (got kernel {op.kernel}, stride {op.stride})")
                 if op.pad >= 0 and 2 * op.pad > op.kernel:
                     raise GraphError(f"{where}: 'pad' {op.pad} is more than half the kernel {op.kernel}")
-            if op.kind == "conv" and not op.depthwise and op.out < 1:
+            if op.kind == "conv" and not op.keeps_group and op.out < 1:
                 raise GraphError(f"{where}: a conv declares its base output channels 'out' (> 0)")
             if op.kind == "act" and op.fn not in ACTIVATIONS:
                 raise GraphError(f"{where}: activation {op.fn!r}; choose one of {list(ACTIVATIONS)}")
@@ -249,6 +266,7 @@ class Graph:
         if sizes[self.ops[-1].inputs[0]] != (1, 1):
             raise GraphError("the linear classifier reads a 1x1 tensor: put a 'gap' (global average pool) before it")
         self.groups  # noqa: B018  (checks base widths agree inside every group)
+        self.blocks  # noqa: B018  (checks each group's grouped convs agree)
 
     def _known(self, names, what: str) -> None:
         unknown = [n for n in names if n != INPUT and n not in self.by_name]
@@ -296,7 +314,7 @@ class Graph:
             return x
 
         for op in self.ops:
-            starts = op.kind == "linear" or (op.kind == "conv" and not op.depthwise)
+            starts = op.kind == "linear" or (op.kind == "conv" and not op.keeps_group)
             parent[op.name] = op.name if starts else find(op.inputs[0])
             if op.kind in ("add", "mul"):  # both tie their inputs' channels (a gate has the map's channels)
                 roots = sorted({find(i) for i in op.inputs}, key=self._order.__getitem__)
@@ -328,7 +346,7 @@ class Graph:
                     bases[t] = self.input_shape[0]
                 elif self.by_name[t].kind == "linear":
                     bases[t] = self.num_classes
-                elif self.by_name[t].kind == "conv" and not self.by_name[t].depthwise:
+                elif self.by_name[t].kind == "conv" and not self.by_name[t].keeps_group:
                     bases[t] = self.by_name[t].out
             if len(set(bases.values())) != 1:
                 raise GraphError(f"ops {bases} are tied into one channel group (by adds, depthwise convs or ties), "
@@ -347,6 +365,24 @@ class Graph:
             names[name] = root
             out.append(Group(name, next(iter(bases.values())), fixed, tuple(tensors)))
         return tuple(out)
+
+    @cached_property
+    def blocks(self) -> dict[str, int]:
+        """Group -> its block count, for the groups holding a grouped conv (others: 1, not listed). A width
+        w of such a group keeps the first w / blocks channels of every block of base / blocks."""
+        out: dict[str, int] = {}
+        g = self.group_of
+        for op in self.ops:
+            if op.kind != "conv" or op.conv_groups < 2:
+                continue
+            name, k = g[op.name], op.conv_groups
+            if out.setdefault(name, k) != k:
+                raise GraphError(f"conv {op.name!r} has {k} groups, another grouped conv of its channel group "
+                                 f"{name!r} has {out[name]}: the blocks of one group's channels must agree")
+            base = self.groups[[x.name for x in self.groups].index(name)].base
+            if base % k:
+                raise GraphError(f"conv {op.name!r}: {k} groups do not divide its {base} channels")
+        return out
 
     @cached_property
     def group_of(self) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Torch networks over a GraphSpace: a plain network for one width assignment, and a slimmable
 supernet that runs any assignment by slicing its widest weights: the first c channels of every
-tensor, shared BN affine parameters, running statistics updated only by passes that ask for it and
-recalibrated per chosen network. Narrow passes are real smaller convolutions (cheaper), and
+tensor (of a group with blocks, a grouped conv's: the first c / blocks of every block), shared BN affine
+parameters, running statistics updated only by passes that ask for it and recalibrated per chosen network.
+Narrow passes are real smaller convolutions (cheaper), and
 `materialize` copies exactly those slices into a plain network.
 """
 from __future__ import annotations
@@ -23,6 +24,18 @@ def module_key(op: Op) -> str:
     return op.name.replace(".", "_")  # torch module names may not hold '.'
 
 
+def channel_index(space: GraphSpace, group: str, width: int, widest: int) -> slice | torch.Tensor:
+    """The channels of `group` that width `width` keeps, out of the supernet's `widest`: the first `width`
+    (a slice: a view), or for a group of b blocks (a grouped conv's) the first width / b of every block of
+    widest / b (an index: a copy). At the widest, all of them in order (a view, so running BN statistics
+    update in place)."""
+    b = space.graph.blocks.get(group, 1)
+    if b == 1 or width == widest:
+        return slice(0, width)
+    per, k = widest // b, width // b
+    return (torch.arange(b)[:, None] * per + torch.arange(k)[None, :]).reshape(-1)
+
+
 def _last_use(space: GraphSpace) -> dict[str, int]:
     """Tensor -> index of the last op reading it, so forward passes free tensors early."""
     last = {}
@@ -40,13 +53,14 @@ class GraphNet(nn.Module):
         self.space = space
         self.widths = space.validate(widths)
         a, g = space.assignment(widths), space.graph.group_of
+        self.assignment = a  # {group: channels}, fixed groups included
         self._last = _last_use(space)
         self.layers = nn.ModuleDict()
         for op in space.graph.ops:
             c_in, c_out = a[g[op.inputs[0]]], a[g[op.name]]
             if op.kind == "conv":
                 self.layers[module_key(op)] = nn.Conv2d(c_in, c_out, op.kernel, op.stride, op.padding,
-                                                  groups=c_in if op.depthwise else 1, bias=op.bias)
+                                                  groups=c_in if op.depthwise else op.conv_groups, bias=op.bias)
             elif op.kind == "bn":
                 self.layers[module_key(op)] = nn.BatchNorm2d(c_out, eps=op.eps)
             elif op.kind == "act":
@@ -101,31 +115,43 @@ class SlimmableGraphNet(nn.Module):
     def max_widths(self) -> list[int]:
         return self.space.max_widths
 
-    def _bn(self, x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
-        c = x.shape[1]
+    def _bn(self, x: torch.Tensor, bn: nn.BatchNorm2d, c) -> torch.Tensor:
+        """c: the channels kept (channel_index); narrow running statistics of a group with blocks are copies,
+        so only a pass at the widest (the one that updates them when training) writes them back."""
         if bn.training and not self._update_bn:  # batch statistics, running ones untouched
-            return F.batch_norm(x, None, None, bn.weight[:c], bn.bias[:c], True, 0.0, bn.eps)
-        return F.batch_norm(x, bn.running_mean[:c], bn.running_var[:c], bn.weight[:c], bn.bias[:c],
+            return F.batch_norm(x, None, None, bn.weight[c], bn.bias[c], True, 0.0, bn.eps)
+        return F.batch_norm(x, bn.running_mean[c], bn.running_var[c], bn.weight[c], bn.bias[c],
                             bn.training, bn.momentum, bn.eps)
+
+    def _index(self, a: Mapping[str, int]) -> dict[str, slice | torch.Tensor]:
+        """Group -> the channels the assignment `a` keeps of the supernet's widest."""
+        return {name: channel_index(self.space, name, c, self._widest[name]) for name, c in a.items()}
+
+    @property
+    def _widest(self) -> dict[str, int]:
+        return self.full.assignment
 
     def forward(self, x: torch.Tensor, widths: Widths | None = None, update_bn_stats: bool = True) -> torch.Tensor:
         a = self.space.assignment(widths if widths is not None else self.max_widths)
+        idx = self._index(a)
         g, layers, last = self.space.graph.group_of, self.full.layers, self.full._last
         self._update_bn = update_bn_stats
         t = {INPUT: x}
         for k, op in enumerate(self.space.graph.ops):
             xs = [t[i] for i in op.inputs]
             m = layers[module_key(op)] if module_key(op) in layers else None
-            c_in = xs[0].shape[1]
-            if op.kind == "conv" and op.depthwise:
-                y = F.conv2d(xs[0], m.weight[:c_in], None if m.bias is None else m.bias[:c_in], m.stride, m.padding, 1,
-                             c_in)
+            gi, go = g[op.inputs[0]], g[op.name]
+            if op.kind == "conv" and op.keeps_group:  # depthwise or grouped: out rows of its input's channels
+                blocks = a[gi] if op.depthwise else op.conv_groups
+                w = m.weight[idx[go]]
+                if op.conv_groups > 1:
+                    w = w[:, :a[gi] // blocks]  # each block's first inputs (the rows' own block)
+                y = F.conv2d(xs[0], w, None if m.bias is None else m.bias[idx[go]], m.stride, m.padding, 1, blocks)
             elif op.kind == "conv":
-                c_out = a[g[op.name]]
-                y = F.conv2d(xs[0], m.weight[:c_out, :c_in], None if m.bias is None else m.bias[:c_out], m.stride,
-                             m.padding)
+                y = F.conv2d(xs[0], m.weight[idx[go]][:, idx[gi]], None if m.bias is None else m.bias[idx[go]],
+                             m.stride, m.padding)
             elif op.kind == "bn":
-                y = self._bn(xs[0], m)
+                y = self._bn(xs[0], m, idx[go])
             elif op.kind == "act":
                 y = activations.apply(op.fn, xs[0], op.alpha)
             elif op.kind == "add":
@@ -139,7 +165,7 @@ class SlimmableGraphNet(nn.Module):
             elif op.kind == "gap":
                 y = F.adaptive_avg_pool2d(xs[0], 1)
             else:  # linear
-                y = F.linear(torch.flatten(xs[0], 1), m.weight[:, :c_in], m.bias)
+                y = F.linear(torch.flatten(xs[0], 1), m.weight[:, idx[gi]], m.bias)
             for i in op.inputs:
                 if last[i] == k:
                     del t[i]
@@ -151,10 +177,23 @@ class SlimmableGraphNet(nn.Module):
         """A plain network with copied, physically smaller weights equal to the supernet at `widths`.
         space: the supernet's (default), or one of the same graph with other choices (with_dense_choices:
         widths off the search grid; a layer's first channels, as on the grid)."""
-        net = GraphNet(space or self.space, widths)
-        for key, small in net.layers.items():
-            big = self.full.layers[key]
+        space = space or self.space
+        net = GraphNet(space, widths)
+        a, g = space.assignment(widths), space.graph.group_of
+        idx = self._index(a)
+        for op in space.graph.ops:
+            if module_key(op) not in net.layers:
+                continue
+            small, big = net.layers[module_key(op)], self.full.layers[module_key(op)]
+            io, ii = idx[g[op.name]], idx[g[op.inputs[0]]]
             for name, p in list(small.named_parameters()) + list(small.named_buffers()):
                 src = getattr(big, name)
-                p.copy_(src if p.dim() == 0 else src[tuple(slice(0, n) for n in p.shape)])
+                if p.dim() == 0:  # num_batches_tracked
+                    p.copy_(src)
+                elif op.kind == "linear":
+                    p.copy_(src[:, ii] if name == "weight" else src)
+                elif name == "weight" and op.kind == "conv":
+                    p.copy_(src[io][:, :p.shape[1]] if op.keeps_group else src[io][:, ii])
+                else:  # conv bias, BN parameters and statistics
+                    p.copy_(src[io])
         return net.train(self.training)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import numbers
 from dataclasses import dataclass
 from functools import cached_property
@@ -52,6 +53,16 @@ def width_choices(base: int, lo: float = 0.2, hi: float = 1.5, levels: int = 14,
     mults = np.linspace(lo, hi, levels)
     rounded = {max(round_to, int(np.floor(base * m / round_to + 0.5)) * round_to) for m in mults}
     return tuple(sorted(rounded))
+
+
+def block_round(base: int, blocks: int) -> int:
+    """What a group of `blocks` blocks rounds its widths to: multiples of lcm(8, blocks) when its base holds
+    three of them, else multiples of `blocks` (a RegNet group of 3 blocks of 8: 8-multiples would leave it one
+    width). Every width keeps the same channels in each block, so it is a multiple of the block count."""
+    if blocks <= 1:
+        return ROUND_TO
+    lcm = ROUND_TO * blocks // math.gcd(ROUND_TO, blocks)
+    return lcm if base >= 3 * lcm else blocks
 
 
 def check_fingerprint(found: str, expected, what: str) -> None:
@@ -98,9 +109,14 @@ class OpSignature(NamedTuple):
     kind: str  # conv, linear, add, maxpool, gap
     kernel: int
     stride: int
-    groups: str  # "dense", "dw" (depthwise), "none", or an unfused activation's name (its own cost)
+    groups: str  # "dense", "dw" (depthwise), "g<k>" (grouped, k groups), "none", or an unfused activation's name
     resolution: tuple[int, int]  # input (H, W), px
     op: str = ""  # a profile keyed per op (latency/entries.py KEYINGS): the op's name; else ""
+
+    @property
+    def grouped(self) -> bool:
+        """A grouped conv: its work grows with the square of its channels (c * c / groups), not linearly."""
+        return self.kind.startswith("conv") and self.groups.startswith("g")
 
 
 @dataclass(frozen=True)
@@ -157,7 +173,9 @@ class GraphSpace:
         """Default choices: 0.2x-1.5x of each free group's base in 14 levels, multiples of 8 (as space.py)."""
         choices = dict(choices or {})
         whole = lambda c: tuple(int(x) if isinstance(x, numbers.Integral) else x for x in c)  # numpy ints too
-        full = tuple((g.name, whole(choices.get(g.name, width_choices(g.base)))) for g in graph.groups if not g.fixed)
+        blocks = graph.blocks
+        full = tuple((g.name, whole(choices.get(g.name, width_choices(
+            g.base, round_to=block_round(g.base, blocks.get(g.name, 1)))))) for g in graph.groups if not g.fixed)
         return cls(name, graph, full, source)
 
     def with_constraints(self, fixed: Sequence[str] = (), ties: Sequence[Sequence[str]] = ()) -> "GraphSpace":
@@ -197,7 +215,12 @@ class GraphSpace:
             if list(c) != sorted(set(c)) or c[0] <= 0:
                 raise GraphError(f"group {n!r}: choices must be positive, unique and ascending, got {list(c)}")
             base = self.group(n).base  # a traced model's own width may be any number: it is always allowed
-            bad = [x for x in c if x % ROUND_TO and x != base]
+            blocks = self.graph.blocks.get(n, 1)
+            if blocks > 1 and any(x % blocks for x in c):
+                raise GraphError(f"group {n!r}: choices {[x for x in c if x % blocks]} are not multiples of its "
+                                 f"{blocks} blocks (a grouped conv's group count): every block keeps the same "
+                                 f"channels; use multiples of {blocks}")
+            bad = [x for x in c if x % ROUND_TO and x != base and blocks == 1]
             if bad:
                 raise GraphError(f"group {n!r}: choices {bad} are not multiples of {ROUND_TO}; widths that are not "
                                  f"make onnxruntime CPU several times slower, so round them to multiples of {ROUND_TO}"
@@ -313,7 +336,7 @@ class GraphSpace:
             c_in, c_out = a[g[op.inputs[0]]], a[g[op.name]]
             if op.kind == "conv":
                 h, w = sizes[op.name]
-                per_group_in = 1 if op.depthwise else c_in
+                per_group_in = 1 if op.depthwise else c_in // op.conv_groups
                 out[op.name] = op.kernel * op.kernel * per_group_in * c_out * h * w
             elif op.kind == "linear":
                 out[op.name] = c_in * c_out
@@ -331,7 +354,8 @@ class GraphSpace:
         for op in self.graph.ops:
             if op.name in self.graph.folded_bns or (op.kind == "act" and op.fn in FUSED):  # a BN after a conv
                 continue                                   # folds into it; onnxruntime fuses ReLU(6) into the conv
-            kind = "dw" if op.depthwise else ("dense" if op.kind in ("conv", "linear") else
+            kind = "dw" if op.depthwise else (f"g{op.conv_groups}" if op.kind == "conv" and op.conv_groups > 1 else
+                                              "dense" if op.kind in ("conv", "linear") else
                                               op.fn if op.kind == "act" else "none")  # an activation's cost is its own
             k, s = (op.kernel, op.stride) if op.kind in ("conv", "maxpool") else (1, 1)
             gi, go = g[op.inputs[0]], g[op.name]

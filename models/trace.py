@@ -12,7 +12,8 @@ a graph that reads the model wrongly is never written.
 What maps onto which op (anything else is refused with a TraceError that names the fx node, the op,
 the module path and the source line, and says what to do):
 
-  nn.Conv2d, groups 1 (dense) or groups = in = out (depthwise); square kernel, any padding up to half
+  nn.Conv2d, groups 1 (dense), groups = in = out (depthwise) or in = out in groups (grouped: ResNeXt,
+  RegNet; its channels' group gets that many blocks); square kernel, any padding up to half
       of it (zeros), no dilation; feeding only its BatchNorm2d, or no BN at all                 -> conv (+ bn)
       (before a BN, a conv bias folds into that BN's running mean when weights are loaded: same
       function; without a BN the conv keeps its bias, sliced with its channels)
@@ -34,7 +35,7 @@ the module path and the source line, and says what to do):
       or a 1x1 conv on the pooled (N, C, 1, 1) features (MobileNet-v3)          -> conv (1x1, on a 1x1 map;
                                                                                    its width a group of its own)
 
-Refused, each with its own message: grouped convs that are neither dense nor depthwise, a conv
+Refused, each with its own message: grouped convs that change their channel count, a conv
 whose output feeds its BN and other ops, torch.cat / split / chunk / channel slicing (widthnas has no concatenation: each
 input of a cat would be its own group at a channel offset; not supported), multiplications
 other than a map times its gate, other activations (tanh, ELU, Mish, ...), a linear layer on a map not yet
@@ -61,7 +62,7 @@ from torch import fx, nn
 
 from .graph import CLASSES, INPUT, Graph, GraphError, Op
 from .space import GraphSpace, TraceSource
-from .space import width_choices
+from .space import block_round, width_choices
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.]")
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)')
@@ -152,7 +153,8 @@ _MUL = {operator.mul, operator.imul, torch.mul, operator.truediv, torch.div, ope
 _OTHER_ACTS = (nn.PReLU, nn.ELU, nn.SELU, nn.Tanh, nn.Mish, nn.Softplus, nn.CELU)  # (subclasses of the supported
                                                                                   # ones: also refused)
 
-_TODO_SUPPORTED = ("the space supports Conv2d (dense or depthwise) + BatchNorm2d (any eps), ReLU, ReLU6, Hardswish, "
+_TODO_SUPPORTED = ("the space supports Conv2d (dense, depthwise or grouped) + BatchNorm2d (any eps), ReLU, ReLU6, "
+                   "Hardswish, "
                    "Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU, residual adds, "
                    "MaxPool2d, global average pooling and one Linear classifier")
 
@@ -399,11 +401,11 @@ class _Builder:
             self.need_map(node, x, "a convolution")
         k, s = m.kernel_size, m.stride
         dw = m.groups > 1 and m.groups == m.in_channels == m.out_channels
-        if m.groups != 1 and not dw:
+        if m.groups != 1 and not dw and m.in_channels != m.out_channels:
             raise self.refuse(node, f"grouped convolution (groups={m.groups}, {m.in_channels} -> {m.out_channels} "
-                              "channels) is neither dense nor depthwise", "use groups=1, or a depthwise conv "
-                              "(groups = in_channels = out_channels); a grouped conv or a depthwise conv with a "
-                              "channel multiplier ties blocks of channels, which a space cannot express")
+                              "channels) changes its channel count", "a space's grouped conv keeps its channels "
+                              "(in = out, as in ResNeXt and RegNet), its blocks tied to its input's; a depthwise "
+                              "conv with a channel multiplier, or a grouped conv that widens, is not supported")
         if k[0] != k[1] or s[0] != s[1]:
             raise self.refuse(node, f"kernel {tuple(k)}, stride {tuple(s)}: a space's conv has a square kernel "
                               "and one stride", "use a square kernel (1x1, 3x3, 5x5, ...)")
@@ -422,7 +424,9 @@ class _Builder:
                               "in its BN (the BN folds into the conv at export, which would change what the others "
                               "read), or apply the BN to a copy")
         # without a BN after it, the conv keeps its own bias; before a BN its bias folds into the BN
-        return self.emit(node, "conv", x, out=0 if dw else m.out_channels, kernel=k[0], stride=s[0], depthwise=dw,
+        grouped = m.groups if m.groups > 1 and not dw else 1
+        return self.emit(node, "conv", x, out=0 if dw or grouped > 1 else m.out_channels, kernel=k[0], stride=s[0],
+                         depthwise=dw, conv_groups=grouped,
                          pad=-1 if (k[0] % 2 and pad[0] == k[0] // 2) else pad[0],
                          bias=not to_bn and m.bias is not None)
 
@@ -687,12 +691,14 @@ def _resolve(names: Sequence[str], space: GraphSpace, what: str, containers: boo
     return out
 
 
-def traced_choices(base: int, max_mult: float = 1.0, levels: int = 14) -> tuple[int, ...]:
+def traced_choices(base: int, max_mult: float = 1.0, levels: int = 14, blocks: int = 1) -> tuple[int, ...]:
     """0.2x-max_mult x base in `levels` levels on multiples of 8, as the built-in spaces, never above
     max_mult x base; the model's own width is always a choice (when max_mult >= 1), so the model
     itself is in the space and its weights can be sliced to every choice below it. Fewer levels mean
-    fewer latency-table entries: a quicker fit and search, a coarser choice."""
-    c = {w for w in width_choices(base, 0.2, max_mult, levels) if w <= base * max_mult + 1e-9}
+    fewer latency-table entries: a quicker fit and search, a coarser choice. A group of a grouped conv
+    (`blocks` > 1) rounds to multiples of its block count (space.block_round)."""
+    c = {w for w in width_choices(base, 0.2, max_mult, levels, block_round(base, blocks))
+         if w <= base * max_mult + 1e-9}
     if max_mult >= 1:
         c.add(base)
     return tuple(sorted(c)) or (base,)
@@ -764,8 +770,9 @@ def trace_model(model: nn.Module, input_shape: Sequence[int] | str, name: str = 
         except GraphError as e:
             raise TraceError(f"the traced ops do not form a space ({e})") from None
         src = TraceSource(factory or type(model).__name__, tuple(modules.items()))
-        space = GraphSpace.from_graph(name, g, {gr.name: traced_choices(gr.base, max_mult, levels) for gr in g.groups
-                                                if not gr.fixed}, src)
+        space = GraphSpace.from_graph(name, g, {gr.name: traced_choices(gr.base, max_mult, levels,
+                                                                        g.blocks.get(gr.name, 1))
+                                                for gr in g.groups if not gr.fixed}, src)
         from .trace_weights import expected_keys
 
         used = expected_keys(space)
@@ -822,14 +829,16 @@ def format_groups(space: GraphSpace) -> list[str]:
     for g in space.groups:
         starts = [src.get(t, t) for t in space.group(g.name).members
                   if t in space.graph.by_name and space.graph.by_name[t].kind in ("conv", "linear")
-                  and not space.graph.by_name[t].depthwise]
+                  and not space.graph.by_name[t].keeps_group]
         dws = [src.get(t, t) for t in space.group(g.name).members
-               if t in space.graph.by_name and space.graph.by_name[t].depthwise]
+               if t in space.graph.by_name and space.graph.by_name[t].keeps_group]
         what = (f"fixed at {g.base}" if g.fixed else f"base {g.base}, choices {list(g.choices)}")
+        if space.graph.blocks.get(g.name, 1) > 1:
+            what += f", in {space.graph.blocks[g.name]} blocks (a grouped conv's)"
         lines.append(f"  {g.name:24s} {what}")
         if starts or dws:
-            lines.append(f"  {'':24s} out of: {', '.join(starts) or '-'}" + (f"; kept by depthwise {', '.join(dws)}"
-                                                                              if dws else ""))
+            lines.append(f"  {'':24s} out of: {', '.join(starts) or '-'}"
+                         + (f"; kept by depthwise/grouped {', '.join(dws)}" if dws else ""))
     return lines
 
 

@@ -14,6 +14,10 @@ order, so slicing to the model's own widths gives back the model exactly.
 
 A supernet (which always slices the first k channels) is seeded instead with each group's
 channels *sorted* by that importance, so its first k channels are the k most important ones.
+
+A group of b blocks (a grouped conv's, `Graph.blocks`) keeps the same number of channels in every
+block, the most important of each block: a block's channels only ever feed that block's convolution.
+Sorting likewise stays inside each block.
 """
 from __future__ import annotations
 
@@ -62,14 +66,16 @@ def _source(space: GraphSpace) -> dict[str, str]:
 
 def _expected(space: GraphSpace) -> dict[str, tuple[tuple[int, ...] | None, bool]]:
     """user key -> (shape at the base widths, required)."""
-    src, a, g = _source(space), space.assignment(space.base_widths), space.graph.group_of
+    # the model's own widths, choices or not (traced with --max-mult < 1 they are above every choice)
+    src, a, g = _source(space), {s.name: s.base for s in space.groups}, space.graph.group_of
     out = {}
     for op in space.graph.ops:
         if op.kind not in ("conv", "bn", "linear"):
             continue
         p, c_in, c_out = src[op.name], a[g[op.inputs[0]]], a[g[op.name]]
         if op.kind == "conv":
-            out[f"{p}.weight"] = ((c_out, 1 if op.depthwise else c_in, op.kernel, op.kernel), True)
+            per_group = 1 if op.depthwise else c_in // op.conv_groups  # input channels each output reads
+            out[f"{p}.weight"] = ((c_out, per_group, op.kernel, op.kernel), True)
             out[f"{p}.bias"] = ((c_out,), op.bias)  # its own (no BN after it), or folded into the BN's running mean
         elif op.kind == "bn":
             out.update({f"{p}.{k}": ((c_out,), True) for k in _BN})
@@ -120,30 +126,59 @@ def check_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], what: str = "
     return dict(sd)
 
 
-def importance(space: GraphSpace, sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Free group -> (base,) channel importance: sum over the group's BNs of |gamma| / mean |gamma|, and over
-    its convs without a BN of their output channels' L1 norm / its mean."""
-    src, g = _source(space), space.graph.group_of
+CRITERIA = ("bn", "magnitude", "tp")
+
+
+def importance(space: GraphSpace, sd: Mapping[str, torch.Tensor], criterion: str = "bn") -> dict[str, torch.Tensor]:
+    """Free group -> (base,) channel importance.
+
+    bn: sum over the group's BNs of |gamma| / mean |gamma|, and over its convs without a BN of their output
+        channels' L1 norm / its mean (what a channel puts out);
+    magnitude: that, plus what reads the channel: every conv and linear taking the group as input votes with
+        its input channel's L1 norm / its mean (each layer one vote);
+    tp: Torch-Pruning's group L1 magnitude (MagnitudeImportance(p=1)): the mean over the group's layers of
+        their raw L1 norms (conv outputs, BN |gamma|, inputs of what reads it), divided by its mean."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"importance criterion {criterion!r}: choose one of {CRITERIA}")
+    g = space.graph.group_of
     free = {s.name: torch.zeros(s.base, dtype=torch.float64) for s in space.free_groups}
+    votes = {n: 0 for n in free}
     with_bn = {op.inputs[0] for op in space.graph.ops if op.kind == "bn"}
+    tensors = _op_tensors(space, sd)
+
+    def vote(group: str, v: torch.Tensor) -> None:
+        if group in free:
+            v = v.detach().double()
+            free[group] += v if criterion == "tp" else v / v.mean().clamp_min(1e-12)
+            votes[group] += 1
+
     for op in space.graph.ops:
-        if g.get(op.name) not in free:
-            continue
+        go, gi = g[op.name], g[op.inputs[0]]
         if op.kind == "bn":
-            v = sd[f"{src[op.name]}.weight"].detach().abs().double()
-        elif op.kind == "conv" and not op.depthwise and op.name not in with_bn:
-            v = sd[f"{src[op.name]}.weight"].detach().abs().double().flatten(1).sum(1)
-        else:
-            continue
-        free[g[op.name]] += v / v.mean().clamp_min(1e-12)
+            vote(go, tensors[op.name]["weight"].abs())
+        elif op.kind == "conv":
+            w = tensors[op.name]["weight"].abs()  # (out, in / groups, k, k)
+            if criterion == "tp" or op.name not in with_bn or op.keeps_group:  # what it puts out
+                if criterion != "bn" or not op.keeps_group:
+                    vote(go, w.flatten(1).sum(1))
+            if criterion != "bn" and not op.keeps_group:  # what it reads
+                vote(gi, w.sum((0, 2, 3)))
+            elif criterion != "bn" and op.conv_groups > 1:  # a grouped conv reads each block's inputs
+                b = op.conv_groups
+                vote(gi, w.sum((2, 3)).reshape(b, w.shape[0] // b, -1).sum(1).reshape(-1))
+        elif op.kind == "linear" and criterion != "bn":
+            vote(gi, tensors[op.name]["weight"].abs().sum(0))
+    if criterion == "tp":  # the mean over layers, then normalised by its mean
+        free = {n: (v / max(votes[n], 1)) / (v / max(votes[n], 1)).mean().clamp_min(1e-12) for n, v in free.items()}
     return free
 
 
-def keep_channels(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widths) -> dict[str, torch.Tensor]:
+def keep_channels(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widths, criterion: str = "bn"
+                  ) -> dict[str, torch.Tensor]:
     """Group -> indices of the channels kept at `widths` (the most important, in their original
     order); fixed groups keep all."""
     a = space.assignment(widths)
-    imp = importance(space, sd)
+    imp = importance(space, sd, criterion)
     out = {}
     for s in space.groups:
         k = a[s.name]
@@ -153,10 +188,19 @@ def keep_channels(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Wid
                                "--max-mult 1.0), or train without --weights")
         if s.name not in imp or k == s.base:
             out[s.name] = torch.arange(s.base)
-        else:  # stable sort: equal importance keeps the earlier channel
-            top = torch.sort(-imp[s.name], stable=True).indices[:k]
-            out[s.name] = torch.sort(top).values
+        else:
+            out[s.name] = torch.sort(_ranked(imp[s.name], space.graph.blocks.get(s.name, 1), k)).values
     return out
+
+
+def _ranked(imp: torch.Tensor, blocks: int, k: int | None = None) -> torch.Tensor:
+    """Indices of the k most important channels (all when None), most important first, in blocks: the
+    k / blocks most important of each block, block by block. Stable: equal importance keeps the earlier
+    channel."""
+    per = imp.numel() // blocks
+    k = imp.numel() if k is None else k
+    return torch.cat([j * per + torch.sort(-imp[j * per:(j + 1) * per], stable=True).indices[:k // blocks]
+                      for j in range(blocks)])
 
 
 def _op_tensors(space: GraphSpace, sd: Mapping[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
@@ -197,7 +241,9 @@ def sliced_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widt
         ki, ko = keep[g[op.inputs[0]]], keep[g[op.name]]
         for k, t in tensors.items():
             t = t.detach().float() if t.is_floating_point() else t.detach()
-            if op.kind == "conv":
+            if op.kind == "conv" and op.conv_groups > 1 and k == "weight":
+                t = _grouped_rows(t, ko, op.conv_groups)
+            elif op.kind == "conv":
                 t = t[ko] if op.depthwise or k == "bias" else t[ko][:, ki]
             elif op.kind == "bn" and t.dim() == 1:
                 t = t[ko]
@@ -205,6 +251,18 @@ def sliced_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widt
                 t = t[:, ki]
             out[f"layers.{module_key(op)}.{k}"] = t.clone()
     return out
+
+
+def _grouped_rows(w: torch.Tensor, keep: torch.Tensor, blocks: int) -> torch.Tensor:
+    """A grouped conv's weight (C, C / blocks, k, k) cut to the kept channels `keep` (the same number in
+    every block, listed block by block, in any order inside one): a kept output of block j reads the kept
+    inputs of block j, at their positions inside it, in the same order."""
+    per = w.shape[0] // blocks
+    rows = []
+    for j in range(blocks):
+        mine = keep[(keep >= j * per) & (keep < (j + 1) * per)]
+        rows.append(w[mine][:, mine - j * per])
+    return torch.cat(rows)
 
 
 def model_space(space: GraphSpace) -> GraphSpace:
@@ -215,16 +273,16 @@ def model_space(space: GraphSpace) -> GraphSpace:
 
 
 def user_network(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widths | None = None,
-                 what: str = "--weights", allow_unexpected: bool = False):
+                 what: str = "--weights", allow_unexpected: bool = False, criterion: str = "bn"):
     """A plain `GraphNet` at `widths` (default: the model's own widths) holding the user's weights,
-    sliced by importance (see above)."""
+    sliced by importance (see above; `criterion`: `importance`'s)."""
     from .net import GraphNet
 
     if widths is None:
         space, widths = model_space(space), space.base_widths
     sd = check_state(space, sd, what, allow_unexpected)
     net = GraphNet(space, widths)
-    state = sliced_state(space, sd, widths)
+    state = sliced_state(space, sd, widths, keep_channels(space, sd, widths, criterion))
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:  # a bug here, not the user's: every key was checked above
@@ -237,19 +295,45 @@ def seed_supernet(sup, sd: Mapping[str, torch.Tensor], what: str = "--weights") 
     (so the supernet's first k channels are the k most important) into its first `base` channels;
     channels beyond the model's (when choices exceed it) keep their initialisation. Returns
     {group: channels copied}."""
-    space = sup.space
+    from .net import channel_index, module_key
+
+    space, widest, g = sup.space, sup.full.assignment, sup.space.graph.group_of
+    narrow = [f"{s.name} ({widest[s.name]} < {s.base})" for s in space.groups if widest[s.name] < s.base]
+    if narrow:
+        raise WeightsError(f"{what}: the supernet's widest choices are narrower than the model in groups "
+                           f"{narrow[:6]}, so the model's weights do not fit in it; trace with --max-mult 1.0 or more "
+                           "(the model's own width is then a choice), or train without --weights")
     sd = check_state(space, sd, what)
-    imp = importance(space, sd)
-    order = {s.name: (torch.sort(-imp[s.name], stable=True).indices if s.name in imp else torch.arange(s.base))
+    imp, blocks = importance(space, sd), space.graph.blocks
+    order = {s.name: (_ranked(imp[s.name], blocks.get(s.name, 1)) if s.name in imp else torch.arange(s.base))
              for s in space.groups}
     small = sliced_state(space, sd, space.base_widths, keep=order)  # base widths, channels permuted
+    # where the model's channels go in the supernet: its first `base` (of a group of blocks: the first
+    # base / b of every block of widest / b)
+    at = {s.name: channel_index(space, s.name, s.base, widest[s.name]) for s in space.groups}
     full = sup.full.state_dict()
     with torch.no_grad():
-        for k, t in small.items():
-            dst = full[k]
-            if dst.dim() == 0:
-                dst.copy_(t)
-            else:
-                dst[tuple(slice(0, n) for n in t.shape)].copy_(t)
+        for op in space.graph.ops:
+            for name in ("weight", "bias", *_BN[2:], "num_batches_tracked"):
+                key = f"layers.{module_key(op)}.{name}"
+                if key not in small:
+                    continue
+                t, dst = small[key], full[key]
+                if dst.dim() == 0:
+                    dst.copy_(t)
+                    continue
+                rows = at[g[op.name]]
+                if op.kind == "linear" and name == "weight":
+                    dst[:, at[g[op.inputs[0]]]] = t
+                elif op.kind == "conv" and name == "weight":
+                    cols = slice(0, t.shape[1]) if op.keeps_group else at[g[op.inputs[0]]]
+                    sub = dst[rows]
+                    sub[:, cols] = t
+                    dst[rows] = sub
+                elif op.kind == "linear":  # its bias: the classes, fixed
+                    dst.copy_(t)
+                else:
+                    dst[rows] = t
     sup.full.load_state_dict(full)
     return {s.name: s.base for s in space.groups}
+

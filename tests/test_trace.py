@@ -139,7 +139,7 @@ def test_names_of_a_top_level_sequential_start_with_a_letter():
     (tm.ArithmeticSwish, ["fx node 'mul'", "trace_models.py:", "x * sigmoid(x)", "What to do"]),
     (tm.WithCat, ["torch.cat", "fx node 'cat'", "channel offset", "What to do", "add"]),
     (tm.WithSplit, ["Tensor.chunk()", "splitting", "What to do"]),
-    (tm.WithGrouped, ["groups=4", "module 'conv.0'", "neither dense nor depthwise", "groups=1"]),
+    (tm.WithGrouped, ["groups=4", "module 'conv.0'", "16 -> 32", "changes its channel count", "ResNeXt"]),
     (tm.ConvBNAndMore, ["module 'conv'", "feeds its BatchNorm2d and more", "What to do"]),
     (tm.WithTanh, ["Tanh", "module 'act'", "Hardswish", "LeakyReLU"]),
     (tm.Dynamic, ["torch.fx could not trace Dynamic", "control flow", "What to do"]),

@@ -25,6 +25,7 @@ from widthnas.nas.cli import main
     ("modern_acts", True),  # Hardswish, SiLU, Sigmoid, GELU, LeakyReLU, BN eps 1e-3 (issue 32), from its weights
     ("plain_convs", True),  # convs without BN, with and without bias (issue 32), from its weights
     ("se_block_net", True),  # squeeze-excitation with Hardswish (issue 32), from its weights
+    ("resnext_se_tiny", True),  # grouped convs in 4 and 3 blocks, squeeze-excitation on them (issue 32)
 ])
 def test_traced_model_runs_end_to_end(factory, weights, tmp_path, capsys):
     data = write_bar_dataset(tmp_path / "bars.npz", 320, 64, seed=0)

@@ -199,3 +199,52 @@ def test_export_cli_slices_the_users_weights(tmp_path, capsys):
     assert main(["export", "--space", str(tmp_path / "rn.json"), "--weights", str(tmp_path / "bad.pt"),
                  "--out", str(tmp_path / "y.onnx")]) == 2
     assert "missing keys ['fc.weight']" in capsys.readouterr().err and not (tmp_path / "y.onnx").exists()
+
+
+def test_magnitude_importance_also_asks_what_reads_a_channel():
+    """Equal BN gammas say nothing; the layer reading the group says which channels it uses. 'bn' keeps the
+    first channels (a stable tie), 'magnitude' the ones the next conv reads hardest."""
+    model = _trained_like(tm.mobilenet_v2_tiny())
+    space = trace_model(model, (1, 16, 16), "mb")
+    g = space.graph.group_of
+    op = next(o for o in space.graph.ops if o.kind == "conv" and not o.keeps_group
+              and g[o.name] in [s.name for s in space.free_groups] and g[o.inputs[0]] in
+              [s.name for s in space.free_groups])
+    grp, mods = g[op.inputs[0]], dict(model.named_modules())
+    src = space.source.module_of
+    with torch.no_grad():
+        for o in space.graph.ops:  # every BN of the group the conv reads: gamma 1
+            if o.kind == "bn" and g[o.name] == grp:
+                mods[src[o.name]].weight.fill_(1.0)
+        base = space.group(grp).base
+        assert base >= 16
+        mods[src[op.name]].weight[:, base - 8:] *= 50  # the reader leans on the last 8 channels
+    sd = model.state_dict()
+    widths = {s.name: (8 if s.name == grp else s.base) for s in space.free_groups}
+    dense = space.with_dense_choices(8)
+    assert keep_channels(dense, sd, widths)[grp].tolist() == list(range(8))
+    assert keep_channels(dense, sd, widths, "magnitude")[grp].tolist() == list(range(base - 8, base))
+    with pytest.raises(ValueError, match="criterion"):
+        importance(space, sd, "l2")
+
+
+def test_the_tp_criterion_keeps_the_channels_torch_pruning_keeps():
+    """Sliced by 'tp' at the widths Torch-Pruning's uniform L1 pruning leaves, the user's weights compute
+    exactly Torch-Pruning's pruned model (its group magnitude, reduced and normalised as it does)."""
+    tp = pytest.importorskip("torch_pruning")
+    model = _trained_like(tm.resnet_tiny())
+    space = trace_model(model, (1, 16, 16), "rn")
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    pruned = _trained_like(tm.resnet_tiny())
+    pruned.load_state_dict(sd)
+    tp.pruner.MetaPruner(pruned, torch.randn(1, 1, 16, 16), importance=tp.importance.MagnitudeImportance(p=1),
+                         pruning_ratio=0.5, ignored_layers=[pruned.fc]).step()
+    small = trace_model(pruned.eval(), (1, 16, 16), "rn_pruned")
+    widths = {s.name: small.group(s.name).base for s in space.free_groups}  # the same op names, so groups
+    assert widths != {s.name: s.base for s in space.free_groups}
+    dense = space.with_dense_choices(8)
+    net = user_network(dense, sd, widths, criterion="tp").eval()
+    x = torch.randn(4, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), pruned(x), rtol=1e-4, atol=1e-4)
+        assert (user_network(dense, sd, widths).eval()(x) - pruned(x)).abs().max() > 1e-2  # 'bn' keeps others

@@ -261,6 +261,45 @@ class ConvHead(nn.Module):
         return x.view(x.size(0), -1)
 
 
+class XBlock(nn.Module):
+    """ResNeXt's bottleneck: 1x1, a grouped 3x3 (in = out, `groups` blocks), 1x1, residual; squeeze-excitation
+    on the grouped conv's output when `se` (RegNetY)."""
+
+    def __init__(self, c_in: int, width: int, c_out: int, groups: int, stride: int = 1, se: bool = False):
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(c_in, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.b = nn.Sequential(nn.Conv2d(width, width, 3, stride, 1, groups=groups, bias=False),
+                               nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.se = SqueezeExcite(width) if se else nn.Identity()
+        self.c = nn.Sequential(nn.Conv2d(width, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.down = (nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+                     if stride != 1 or c_in != c_out else None)
+
+    def forward(self, x):
+        idt = x if self.down is None else self.down(x)
+        return F.relu(idt + self.c(self.se(self.b(self.a(x)))))
+
+
+class ResNeXtTiny(nn.Module):
+    """Grouped convs as ResNeXt and RegNet write them: 4 blocks of 8 channels, then 3 blocks of 16."""
+
+    def __init__(self, se: bool = False):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.layer1 = XBlock(16, 32, 16, groups=4, se=se)
+        self.layer2 = XBlock(16, 48, 32, groups=3, stride=2, se=se)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.layer2(self.layer1(self.stem(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+def resnext_se_tiny() -> ResNeXtTiny:
+    torch.manual_seed(0)
+    return ResNeXtTiny(se=True)
+
+
 class _Base(nn.Module):
     """conv-bn-relu stem of 16 channels, then `body`, then pool and classifier."""
 
