@@ -55,13 +55,13 @@ def width_choices(base: int, lo: float = 0.2, hi: float = 1.5, levels: int = 14,
     return tuple(sorted(rounded))
 
 
-def block_round(base: int, blocks: int) -> int:
-    """What a group of `blocks` blocks rounds its widths to: multiples of lcm(8, blocks) when its base holds
-    three of them, else multiples of `blocks` (a RegNet group of 3 blocks of 8: 8-multiples would leave it one
-    width). Every width keeps the same channels in each block, so it is a multiple of the block count."""
+def block_round(base: int, blocks: int, round_to: int = 8) -> int:  # 8: ROUND_TO
+    """What a group of `blocks` blocks rounds its widths to: multiples of lcm(round_to, blocks) when its base
+    holds three of them, else multiples of `blocks` (a RegNet group of 3 blocks of 8: 8-multiples would leave it
+    one width). Every width keeps the same channels in each block, so it is a multiple of the block count."""
     if blocks <= 1:
-        return ROUND_TO
-    lcm = ROUND_TO * blocks // math.gcd(ROUND_TO, blocks)
+        return round_to
+    lcm = round_to * blocks // math.gcd(round_to, blocks)
     return lcm if base >= 3 * lcm else blocks
 
 
@@ -264,8 +264,12 @@ class GraphSpace:
         (`with_dense_choices` makes a space that holds it)."""
         if not (mult > 0 and mult < float("inf")):
             raise ValueError(f"multiplier {mult!r}: give a positive number, e.g. 0.5")
-        return [int(min(g.choices[-1], max(round_to, round_to * int(mult * g.base / round_to + 0.5))))
-                for g in self.free_groups]
+        steps = [self._step(g, round_to) for g in self.free_groups]
+        return [int(min(g.choices[-1], max(r, r * int(mult * g.base / r + 0.5)))) for g, r in zip(self.free_groups, steps)]
+
+    def _step(self, group: GroupSpec, round_to: int) -> int:
+        """A multiplier's rounding in `group`: round_to, or for a group of blocks block_round's."""
+        return block_round(group.base, self.graph.blocks.get(group.name, 1), round_to)
 
     def with_dense_choices(self, step: int = ROUND_TO) -> "GraphSpace":
         """Every multiple of `step` up to each free group's widest choice, plus its choices: the widths a
@@ -274,7 +278,8 @@ class GraphSpace:
         if step < 1 or step % ROUND_TO:
             raise ValueError(f"step {step}: give a positive multiple of {ROUND_TO} channels, e.g. 8")
         return GraphSpace.from_graph(self.name, self.graph,
-                                     {g.name: tuple(sorted(set(range(step, g.choices[-1] + 1, step)) | set(g.choices)))
+                                     {g.name: tuple(sorted(set(range(self._step(g, step), g.choices[-1] + 1,
+                                                                     self._step(g, step))) | set(g.choices)))
                                       for g in self.free_groups}, self.source)
 
     def validate(self, widths: Sequence[int] | Mapping[str, int]) -> list[int]:

@@ -182,3 +182,17 @@ def test_pytorchcv_resnext_and_regnet_trace_and_compute_at_a_narrower_width(modu
     for grp, b in space.graph.blocks.items():
         assert space.group(grp).base % b == 0
         assert all(x % b == 0 for x in space.choices[[s.name for s in space.free_groups].index(grp)])
+
+
+def test_a_multiplier_and_the_dense_space_keep_whole_blocks():
+    """uniform8 (the run's comparison and the compress benchmark's baseline) rounds a blocked group to its
+    block_round step, so its widths are in the dense space and keep whole blocks."""
+    space = trace_model(tm.ResNeXtTiny(), (1, 16, 16))
+    dense = space.with_dense_choices(8)
+    for mult in (0.3, 0.5, 0.77, 1.0):
+        w = space.multiplier_widths(mult)
+        dense.validate(w)  # raises if a width is not a choice
+        for g, x in zip(space.free_groups, w):
+            assert x % space.graph.blocks.get(g.name, 1) == 0
+    steps = {g.name: g.choices[:3] for g in dense.free_groups}
+    assert steps[_blocked(space)["layer2.b.0"][0]] == (3, 6, 9) and steps[_blocked(space)["layer1.b.0"][0]] == (8, 16, 24)
