@@ -46,6 +46,7 @@ import torch
 
 from widthnas._io import atomic_write_text, read_json
 from widthnas.benchmarks.stats import paired_diff
+from widthnas.models.trace_weights import IMPORTANCE
 
 BASELINES = ("uniform8", "tp_uniform", "tp_global")
 METHODS = BASELINES + ("widthnas",)
@@ -82,6 +83,7 @@ class Setup:
     budgets: tuple[int, ...] = (60, 40, 25)  # % of the base model's measured latency
     seeds: int = 5
     curve: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the uniform8 curve's multipliers (seed 0 only)
+    importance: str = IMPORTANCE  # which channels widthnas (and uniform8) keep: widthnas's criterion, not a choice here
 
     def key(self, *fields: str) -> str:
         import hashlib
@@ -252,7 +254,7 @@ class Bench:
 
         def net(widths):
             k = tuple(widths)
-            nets.setdefault(k, user_network(dense, sd, list(widths)))
+            nets.setdefault(k, user_network(dense, sd, list(widths), criterion=self.s.importance))
             return nets[k]
 
         name = lambda w: "u8_" + "_".join(map(str, w))  # noqa: E731
@@ -265,14 +267,14 @@ class Bench:
         channels, measured (its verdict's mean) and saved like a starting network; fine-tuned on seed 0."""
         from widthnas.models.trace_weights import user_network
 
-        key = self.s.key(*_COMMON)
+        key = self.s.key(*_START_FIELDS[CURVE])
         rec_p = self.out / "start" / f"{CURVE}_{round(100 * mult)}_{key}.json"
         if rec_p.exists():
             return read_json(rec_p, "curve point")
         rec_p.parent.mkdir(exist_ok=True)
         space = self.space()
         widths = space.multiplier_widths(mult, ROUND_TO)
-        net = user_network(space.with_dense_choices(ROUND_TO), self.base_state(), widths)
+        net = user_network(space.with_dense_choices(ROUND_TO), self.base_state(), widths, criterion=self.s.importance)
         v = self.verdict(net, "u8_" + "_".join(map(str, widths)), 1e9)  # its repeated timings, for their mean
         pt = rec_p.with_suffix(".pt")
         torch.save(net, pt)
@@ -323,6 +325,9 @@ class Bench:
         from widthnas.mrf import with_margin
 
         s, space, table = self.s, self.space(), self.table()
+        if s.importance != IMPORTANCE:
+            raise ValueError(f"importance {s.importance!r}: widthnas run seeds its supernet with its own criterion "
+                             f"({IMPORTANCE!r}); its fine-tuning must start from the same channels")
         name = EQUAL if equal else "widthnas"
         epochs, limit, configs = ((s.ec_supernet_epochs, s.ec_supernet_limit, s.ec_unary_configs) if equal
                                   else (s.supernet_epochs, s.supernet_limit, s.unary_configs))
@@ -347,7 +352,7 @@ class Bench:
         target = with_margin(budget, margin_pct)
         measure = network_measurer(sup, table, d / "candidates")
         sol, _, _ = search(table, unaries, "select", target, budget, sup, sp, measure, self.log)
-        return user_network(space, self.base_state(), sol.widths), {
+        return user_network(space, self.base_state(), sol.widths, criterion=s.importance), {
             "widths": list(sol.widths), "margin_pct": margin_pct, "search_cpu_min": (time.process_time() - t0) / 60,
             "supernet_epochs": epochs, "supernet_limit": limit, "unary_configs": configs}
 
@@ -510,9 +515,10 @@ class Bench:
 # which settings decide each method's starting network (its file name carries their hash)
 _COMMON = ("model", "dataset", "data", "split_seed", "base_epochs", "base_lr", "base_limit", "budgets",
            "profile_networks", "heldout_networks")
-_START_FIELDS = {"uniform8": _COMMON, "tp_uniform": _COMMON, "tp_global": _COMMON,
-                 "widthnas": _COMMON + ("supernet_epochs", "supernet_lr", "supernet_limit", "sampling", "unary_configs"),
-                 EQUAL: _COMMON + ("ec_supernet_epochs", "supernet_lr", "ec_supernet_limit", "sampling",
+_SLICED = _COMMON + ("importance",)  # the methods that slice the user's weights by widthnas's importance
+_START_FIELDS = {"uniform8": _SLICED, "tp_uniform": _COMMON, "tp_global": _COMMON, CURVE: _SLICED,
+                 "widthnas": _SLICED + ("supernet_epochs", "supernet_lr", "supernet_limit", "sampling", "unary_configs"),
+                 EQUAL: _SLICED + ("ec_supernet_epochs", "supernet_lr", "ec_supernet_limit", "sampling",
                                    "ec_unary_configs")}
 
 _W: dict = {}

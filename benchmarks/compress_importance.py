@@ -3,9 +3,10 @@ the compress benchmark's trained model (issue 31: why widthnas loses where it do
 
 At the compress benchmark's uniform8 widths, the user's weights are sliced by each criterion of
 `models/trace_weights.importance` and fine-tuned with the benchmark's protocol (same epochs, rate, data and
-paired seeds: `compress._finetune_one`). The same widths were already fine-tuned there sliced by the "bn"
-criterion (method uniform8) and pruned by Torch-Pruning with one ratio (tp_uniform, the same widths): this
-reports each criterion's paired difference against both.
+paired seeds: `compress._finetune_one`). The same widths were fine-tuned there sliced by the "bn" criterion
+(uniform8 as it ran before the compress setup recorded its importance criterion, 2026-12-05: its records carry
+the key of the common settings alone) and pruned by Torch-Pruning with one ratio (tp_uniform, the same widths):
+this reports each criterion's paired difference against both.
 
     python -m widthnas.benchmarks.compress_importance --model resnet     # after compress.py --model resnet
 
@@ -26,14 +27,24 @@ import torch
 from widthnas._io import atomic_write_text, read_json
 from widthnas.benchmarks.stats import paired_diff
 
-from .compress import Bench, Setup, _finetune_one, _init
+from .compress import _COMMON, Bench, Setup, _finetune_one, _init
 
 CRITERIA = ("magnitude",)  # "bn" is the compress benchmark's uniform8; "tp" slices exactly as tp_uniform prunes
 
 
 def _record(out: Path, pattern: str) -> dict | None:
     found = sorted(out.glob(pattern))
+    if len(found) > 1:
+        raise SystemExit(f"{len(found)} records match {out / pattern}: which one to compare with is ambiguous")
     return read_json(found[0], "fine-tuning record") if found else None
+
+
+def _bn_start(b: Bench, pct: int) -> dict:
+    """The uniform8 starting network of the run made with the "bn" criterion (key of the common settings)."""
+    p = b.out / "start" / f"uniform8_{pct}_{b.s.key(*_COMMON)}.json"
+    if not p.exists():
+        raise SystemExit(f"{p} is missing: this compares with the compress run made with the 'bn' criterion")
+    return read_json(p, "starting network")
 
 
 def starts(b: Bench, criteria, pcts) -> list[dict]:
@@ -47,7 +58,7 @@ def starts(b: Bench, criteria, pcts) -> list[dict]:
     d.mkdir(exist_ok=True)
     out, seen = [], set()
     for pct in pcts:
-        w = b.start("uniform8", pct)["widths"]
+        w = _bn_start(b, pct)["widths"]
         if tuple(w) in seen:  # 60 and 40 % may share their uniform8 network
             continue
         seen.add(tuple(w))
@@ -88,8 +99,9 @@ def report(b: Bench, done: list[dict]) -> list[dict]:
         mine = {r["seed"]: r["test_acc"] for r in done if (r["method"], r["budget_pct"]) == (method, pct)}
         row = {"criterion": method[3:], "budget_pct": pct, "acc_mean": float(np.mean(list(mine.values()))),
                "n": len(mine)}
-        for other in ("uniform8", "tp_uniform"):  # the same widths, sliced by "bn" / pruned by Torch-Pruning
-            theirs = {s: _record(b.out / "ft", f"{other}_{pct}_s{s}_*.json") for s in mine}
+        key = b.s.key(*_COMMON)  # uniform8 sliced by "bn"; tp_uniform: pruned by Torch-Pruning, the same widths
+        for other in ("uniform8", "tp_uniform"):
+            theirs = {s: _record(b.out / "ft", f"{other}_{pct}_s{s}_*_{key}.json") for s in mine}
             seeds = [s for s in mine if theirs[s] is not None]
             if len(seeds) >= 2:
                 d = paired_diff([mine[s] for s in seeds], [theirs[s]["test_acc"] for s in seeds])

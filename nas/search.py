@@ -23,7 +23,14 @@ def aim(table, budget_spec: str, margin: str, check: dict | None = None) -> tupl
     widest = table.predict(table.space.max_widths)
     budget = parse_budget(budget_spec, widest)
     margin_pct, margin_how = resolve_margin(margin, table, check)
-    return budget, widest, with_margin(budget, margin_pct), margin_pct, margin_how
+    target = with_margin(budget, margin_pct)
+    narrowest = table.predict(table.space.min_widths)  # the fastest network when the table is monotone
+    if target < narrowest <= budget:  # the margin, not the budget, would leave no network: aim at the narrowest
+        margin_how = (f"{margin_how}; reduced from {margin_pct:.2f} % to {100 * (1 - narrowest / budget):.2f} %: "
+                      f"{margin_pct:.2f} % under the budget is below the narrowest network ({narrowest:.4f} ms), "
+                      "which the budget holds; its measurement decides")
+        margin_pct, target = 100 * (1 - narrowest / budget), narrowest
+    return budget, widest, target, margin_pct, margin_how
 
 
 def search(table, unaries, method: str, target_ms: float, budget_ms: float, supernet=None, splits=None,

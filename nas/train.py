@@ -323,7 +323,7 @@ class Trainer:
             from widthnas.models.trace_weights import load_state_file, seed_supernet
 
             seed_supernet(self.model, load_state_file(cfg.weights))
-            self.log(f"supernet seeded with {cfg.weights} (channels sorted by summed BN |gamma| per group)")
+            self.log(f"supernet seeded with {cfg.weights} (channels sorted by importance per group)")
         self.model = self.model.to(self.device)
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)

@@ -63,6 +63,10 @@ def test_settings_name_their_results_and_the_csv_keeps_other_models(tmp_path):
     s = cb.Setup()
     assert s.key("ft_epochs") != replace(s, ft_epochs=3).key("ft_epochs")
     assert s.key("model") == replace(s, ft_epochs=3).key("model")  # fine-tuning does not move the base model
+    other = replace(s, importance="bn")  # the channels widthnas keeps name its starts and uniform8's, not Torch-Pruning's
+    for m in ("widthnas", cb.EQUAL, "uniform8", cb.CURVE):
+        assert s.key(*cb._START_FIELDS[m]) != other.key(*cb._START_FIELDS[m])
+    assert s.key(*cb._START_FIELDS["tp_global"]) == other.key(*cb._START_FIELDS["tp_global"])
     row = {f: "" for f in cb.FIELDS}
     path = tmp_path / "compress.csv"
     cb._merge_csv(path, [{**row, "model": "resnet", "method": "a"}], "resnet")

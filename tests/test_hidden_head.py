@@ -40,12 +40,13 @@ def test_the_users_weights_fill_a_hidden_linear_as_a_1x1_conv():
     x = torch.randn(4, 1, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(net(x), model(x), rtol=1e-5, atol=1e-5)
-    # the channels kept at a narrower hidden width are the rows of largest L1 norm, in their order
+    # by BN |gamma| alone ("bn"; no BN here: the conv's own L1), the channels kept at a narrower hidden width
+    # are the rows of largest L1 norm, in their order
     hidden = next(o for o in space.graph.ops if space.source.module_of.get(o.name) == "head.1")
     group = space.graph.group_of[hidden.name]
     k = min(c for c in space.choices[[s.name for s in space.free_groups].index(group)])
     widths = {s.name: (k if s.name == group else s.base) for s in space.free_groups}
-    small = user_network(space, model.state_dict(), widths)
+    small = user_network(space, model.state_dict(), widths, criterion="bn")
     w = model.head[1].weight.detach()
     keep = torch.sort(torch.sort(-w.abs().sum(1), stable=True).indices[:k]).values
     from widthnas.models.net import module_key

@@ -100,3 +100,32 @@ def test_auto_margin_on_another_machine_counts_the_check_made_there(err, noise, 
 def test_a_broken_check_error_is_refused(bad):
     with pytest.raises(ValueError, match="latency check: its RMS relative error"):
         auto_margin_pct(_Table({"table": {"rmspe": 0.01}}), _check(bad))
+
+
+def test_a_margin_that_would_leave_no_network_aims_at_the_narrowest_the_budget_holds(graph_toy):
+    """A budget the narrowest network meets, with a margin under which no network fits (a tiny profile's large
+    auto margin): the search aims at the narrowest network and says why, instead of refusing the budget; a
+    budget below the narrowest network is still left to the solver's refusal."""
+    from helpers import width_table
+    from widthnas.mrf import build_mrf, solve
+    from widthnas.mrf.solution import InfeasibleBudget
+    from widthnas.nas.search import aim
+
+    table = width_table(graph_toy)
+    narrowest = table.predict(graph_toy.min_widths)
+    budget, _, target, pct, how = aim(table, f"{narrowest * 1.05}ms", "20")
+    assert target == pytest.approx(narrowest) and pct == pytest.approx(100 * (1 - 1 / 1.05))
+    assert "reduced from 20.00 %" in how
+    import numpy as np
+    from widthnas.mrf.unaries import Unaries
+
+    free = graph_toy.free_groups
+    unaries = Unaries(graph_toy.name, graph_toy.fingerprint, [list(g.choices) for g in free],
+                      [np.linspace(1.0, 0.0, len(g.choices)) for g in free], [np.ones(len(g.choices)) for g in free],
+                      names=[g.name for g in free])  # wider is better: only the budget holds the search back
+    assert solve(build_mrf(table, unaries), target, "exact").widths == list(graph_toy.min_widths)
+    budget, _, target, pct, how = aim(table, f"{narrowest * 1.5}ms", "20")  # room under the margin: unchanged
+    assert pct == 20 and target == pytest.approx(budget * 0.8) and "reduced" not in how
+    _, _, target, _, _ = aim(table, f"{narrowest * 0.9}ms", "20")
+    with pytest.raises(InfeasibleBudget):
+        solve(build_mrf(table, unaries), target, "exact")

@@ -1,6 +1,6 @@
 """A user's weights on a traced space (models/trace_weights.py, `widthnas export --weights`): the
 model's own widths reproduce the model in PyTorch and in onnxruntime; narrower widths keep the same
-channels in every op of a group, chosen by BN |gamma|, and export physically smaller ONNX; bad
+channels in every op of a group, chosen by importance, and export physically smaller ONNX; bad
 weights are named; a supernet seeded from the weights is the model at its widest."""
 import json
 
@@ -179,7 +179,7 @@ def test_export_cli_slices_the_users_weights(tmp_path, capsys):
     assert main(["export", "--space", str(tmp_path / "rn.json"), "--weights", str(tmp_path / "model.pt"),
                  "--widths", "x0.5", "--out", str(tmp_path / "m.onnx")]) == 0
     text = capsys.readouterr().out
-    assert "kept by summed BN |gamma|" in text and "parameters" in text
+    assert "kept by importance over each group" in text and "parameters" in text
     side = json.loads((tmp_path / "m.json").read_text())
     assert side["widths"] == space.uniform(0.5) and side["weights"].endswith("model.pt")
     assert all(len(v) == w for v, w in zip(side["kept_channels"].values(), side["widths"]))
@@ -222,8 +222,8 @@ def test_magnitude_importance_also_asks_what_reads_a_channel():
     sd = model.state_dict()
     widths = {s.name: (8 if s.name == grp else s.base) for s in space.free_groups}
     dense = space.with_dense_choices(8)
-    assert keep_channels(dense, sd, widths)[grp].tolist() == list(range(8))
-    assert keep_channels(dense, sd, widths, "magnitude")[grp].tolist() == list(range(base - 8, base))
+    assert keep_channels(dense, sd, widths, "bn")[grp].tolist() == list(range(8))
+    assert keep_channels(dense, sd, widths)[grp].tolist() == list(range(base - 8, base))  # magnitude, the default
     with pytest.raises(ValueError, match="criterion"):
         importance(space, sd, "l2")
 
@@ -247,4 +247,4 @@ def test_the_tp_criterion_keeps_the_channels_torch_pruning_keeps():
     x = torch.randn(4, 1, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(net(x), pruned(x), rtol=1e-4, atol=1e-4)
-        assert (user_network(dense, sd, widths).eval()(x) - pruned(x)).abs().max() > 1e-2  # 'bn' keeps others
+        assert (user_network(dense, sd, widths, criterion="bn").eval()(x) - pruned(x)).abs().max() > 1e-2

@@ -123,7 +123,7 @@ def _export_weights(args) -> int:
     side = write_sidecar(args.out, widths, space, table, **extra)
     before = sum(p.numel() for p in user_network(space, sd).parameters())
     after = sum(p.numel() for p in net.parameters())
-    print("channels (model -> exported), kept by summed BN |gamma| over each group:")
+    print("channels (model -> exported), kept by importance over each group (BN |gamma| and what reads them):")
     for g, w in zip(space.free_groups, widths):
         print(f"  {g.name:24s} {g.base:5d} -> {w}")
     acc = f"; val acc {extra['accuracy']['val']:.4f}" + (" after BN recalibration" if args.calib_images else "") \
