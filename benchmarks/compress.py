@@ -19,6 +19,9 @@ Steps, each kept in --out so that a killed run resumes where it stopped:
                    budget), measured unaries, held-out selection among MRF candidates, the user's weights sliced;
       widthnas_ec  the same at the baselines' compute: a short supernet (ec_* settings), and fine-tuning on
                    only as many images as leave its total CPU time equal to the baselines' mean at that budget;
+      widthnas_sup widthnas's network taken from its supernet (BN recalibrated on 512 training images) instead
+                   of sliced from the user's weights: does the supernet's training give fine-tuning a better start?
+                   (the same network, so widthnas's measurement stands for it);
     the Torch-Pruning ratio is bisected until the exported network's measured latency fits;
  3b. the whole uniform8 curve for the plot: the user's weights sliced to multipliers 0.3-0.9, measured;
  4. fine-tune every starting network with the same protocol on paired seeds (seed s: the same data
@@ -53,6 +56,7 @@ METHODS = BASELINES + ("widthnas",)
 CURVE = "uniform8_curve"  # the whole uniform8 curve (the plot), one seed
 CONGRUENT = "widthnas_pc"  # widthnas's network at the middle budget, fine-tuned positive-congruently
 EQUAL = "widthnas_ec"  # widthnas at the baselines' compute: a short supernet, then what is left for fine-tuning
+SUPER = "widthnas_sup"  # widthnas's network fine-tuned from its supernet's weights (BN recalibrated), not the user's
 ROUND_TO = 8
 TP_MAX_RATIO = 0.9  # Torch-Pruning's cap per layer in global pruning (its examples use 0.9 or 1.0)
 
@@ -233,9 +237,13 @@ class Bench:
             net, info = self._torch_pruning(method, budget, pct)
         elif method in ("widthnas", EQUAL):
             net, info = self._widthnas(budget, pct, equal=method == EQUAL)
+        elif method == SUPER:
+            net, info = self._from_supernet(pct)
         else:
             raise ValueError(method)
-        v = self.verdict(net, f"{method}_{pct}_{key}", budget)
+        # widthnas_sup is widthnas's architecture: its measurement stands (no timing while fine-tunings run)
+        v = self.start("widthnas", pct)["verdict"] if method == SUPER else self.verdict(net, f"{method}_{pct}_{key}",
+                                                                                          budget)
         pt = rec_p.with_suffix(".pt")
         torch.save(net, pt)
         rec = {"method": method, "budget_pct": pct, "budget_ms": budget, "verdict": v, "measured_ms": v["mean_ms"],
@@ -356,6 +364,21 @@ class Bench:
             "widths": list(sol.widths), "margin_pct": margin_pct, "search_cpu_min": (time.process_time() - t0) / 60,
             "supernet_epochs": epochs, "supernet_limit": limit, "unary_configs": configs}
 
+    def _from_supernet(self, pct: int):
+        """widthnas's chosen network cut from its supernet (the one `_widthnas` trained), BN recalibrated."""
+        from widthnas.nas.evaluate import calibrated_network
+        from widthnas.nas.train import CKPT, load_checkpoint, make_supernet
+
+        t0, wn = time.process_time(), self.start("widthnas", pct)
+        space, w = self.space(), wn["widths"]
+        ckpt = self.out / f"supernet_{pct}_{self.s.key(*_START_FIELDS['widthnas'])}" / CKPT
+        sup = make_supernet(space)
+        sup.load_state_dict(load_checkpoint(ckpt, space)["model"])
+        net = calibrated_network(sup, w, self.splits).eval()
+        # its cost: widthnas's whole selection, then this
+        return net, {"widths": w, "supernet": str(ckpt),
+                     "select_cpu_min": wn["select_cpu_min"] + (time.process_time() - t0) / 60}
+
     def _profile_path(self) -> Path:
         self.table()
         return self.out / f"profile_{self.s.key('model', 'profile_networks', 'heldout_networks')}" / "profile.json"
@@ -366,6 +389,7 @@ class Bench:
         seeds = range(self.s.seeds)
         return ([(m, b, seed) for b in self.s.budgets for m in METHODS for seed in seeds]
                 + [(CONGRUENT, mid, seed) for seed in seeds]
+                + [(SUPER, b, seed) for b in self.s.budgets for seed in seeds]
                 + [(EQUAL, b, seed) for b in self.s.budgets for seed in seeds]  # once the others' CPU time is known
                 + [(CURVE, round(100 * m), 0) for m in self.s.curve])  # last: only the plot needs them
 
@@ -438,7 +462,7 @@ class Bench:
         for b in self.s.budgets:
             accs = {m: [res[(m, b, s)]["test_acc"] for s in range(self.s.seeds)] for m in METHODS + (EQUAL,)}
             best = max(BASELINES, key=lambda m: np.mean(accs[m]))
-            for m in METHODS + (EQUAL,) + ((CONGRUENT,) if (CONGRUENT, b, 0) in res else ()):
+            for m in METHODS + (EQUAL,) + tuple(x for x in (CONGRUENT, SUPER) if (x, b, 0) in res):
                 st = self.start(m.replace("_pc", ""), b)
                 a = [res[(m, b, s)]["test_acc"] for s in range(self.s.seeds)]
                 nfr = [res[(m, b, s)]["nfr"] for s in range(self.s.seeds)]
@@ -463,6 +487,10 @@ class Bench:
             summary["congruent_vs_plain"] = {
                 "budget_pct": mid, "acc": paired_diff([r["test_acc"] for r in pc], [r["test_acc"] for r in plain]),
                 "nfr": paired_diff([r["nfr"] for r in pc], [r["nfr"] for r in plain])}
+        if all((SUPER, b, s) in res for b in self.s.budgets for s in range(self.s.seeds)):  # secondary
+            pairs = [(res[(SUPER, b, s)]["test_acc"], res[("widthnas", b, s)]["test_acc"])
+                     for b in self.s.budgets for s in range(self.s.seeds)]
+            summary["supernet_start_vs_user_start"] = paired_diff([x for x, _ in pairs], [y for _, y in pairs])
         summary["uniform8_curve"] = [{"multiplier": m, "measured_ms": self.curve_start(m)["measured_ms"],
                                       "test_acc": res[(CURVE, round(100 * m), 0)]["test_acc"]}
                                      for m in self.s.curve if (CURVE, round(100 * m), 0) in res]
@@ -520,6 +548,7 @@ _START_FIELDS = {"uniform8": _SLICED, "tp_uniform": _COMMON, "tp_global": _COMMO
                  "widthnas": _SLICED + ("supernet_epochs", "supernet_lr", "supernet_limit", "sampling", "unary_configs"),
                  EQUAL: _SLICED + ("ec_supernet_epochs", "supernet_lr", "ec_supernet_limit", "sampling",
                                    "ec_unary_configs")}
+_START_FIELDS[SUPER] = _START_FIELDS["widthnas"]
 
 _W: dict = {}
 

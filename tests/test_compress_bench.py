@@ -111,3 +111,38 @@ def test_widthnas_at_equal_compute_fine_tunes_on_what_its_selection_leaves(tmp_p
     assert 60 * select[cb.EQUAL] + n * 0.2 <= target < 60 * select[cb.EQUAL] + (n + 1) * 0.2  # 0.2 CPU s per image
     select[cb.EQUAL] = 5.0  # a selection dearer than the baselines' whole budget leaves nothing
     assert b.equal_images(60, done) == 0
+
+
+def test_widthnas_sup_starts_from_the_supernets_network_at_widthnas_widths(tmp_path):
+    """widthnas_sup: the chosen widths cut from the supernet widthnas trained (BN recalibrated), its measurement
+    and widths widthnas's, its cost widthnas's selection plus its own; fine-tuned for every budget and seed."""
+    from widthnas.nas.data import Splits
+    from widthnas.nas.train import CKPT, make_supernet, save_checkpoint
+
+    s = cb.Setup(seeds=2, budgets=(60,))
+    b = cb.Bench(s, tmp_path, log=lambda *_: None)
+    space = b.space()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 255, (600, 1, 28, 28), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, 10, (600,), generator=g)
+    b._splits = Splits((x, y), (x[:50], y[:50]), (x[:50], y[:50]), torch.tensor([0.3]), torch.tensor([0.2]))
+    sup = make_supernet(space)
+    d = tmp_path / f"supernet_60_{s.key(*cb._START_FIELDS['widthnas'])}"
+    d.mkdir()
+    save_checkpoint(d / CKPT, {"model": sup.state_dict(), "space_fingerprint": space.fingerprint})
+    widths = space.min_widths
+    wn = {"widths": widths, "select_cpu_min": 7.0, "verdict": {"verdict": "within", "mean_ms": 0.3},
+          "budget_ms": 0.4}
+    real_start = b.start
+    b.start = lambda m, pct: wn if m == "widthnas" else real_start(m, pct)
+    b.budgets = lambda: {"budget_ms": {"60": 0.4}}
+    b.verdict = lambda *a: pytest.fail("widthnas_sup must not be timed: it is widthnas's network")
+    rec = b.start(cb.SUPER, 60)
+    assert rec["widths"] == widths and rec["verdict"] == wn["verdict"] and rec["select_cpu_min"] >= 7.0
+    net = torch.load(rec["module"], weights_only=False)
+    want = sup.materialize(widths)
+    assert [p.shape for p in net.parameters()] == [p.shape for p in want.parameters()]
+    for k, v in want.state_dict().items():  # the supernet's weights; BN statistics recalibrated on training images
+        if "running" not in k and "num_batches" not in k:
+            torch.testing.assert_close(net.state_dict()[k], v)
+    assert [j for j in b.jobs() if j[0] == cb.SUPER] == [(cb.SUPER, 60, 0), (cb.SUPER, 60, 1)]
