@@ -27,7 +27,8 @@ Steps, each kept in --out so that a killed run resumes where it stopped:
  4. fine-tune every starting network with the same protocol on paired seeds (seed s: the same data
     order and augmentation for every method), as parallel single-thread processes; test accuracy and
     negative flips against the base model; widthnas_pc: widthnas's network at the middle budget
-    fine-tuned with focal distillation toward the base model (positive-congruent);
+    fine-tuned with focal distillation toward the base model (positive-congruent); widthnas_glr: widthnas's
+    networks fine-tuned with GreedyLR stepped on the smoothed training loss every 20 steps, against cosine;
  5. report: docs/compress.csv (--docs), a plot of accuracy against measured latency, and the pooled
     paired difference of widthnas against the best baseline of each budget (RESULTS.md states the test).
 """
@@ -57,6 +58,9 @@ CURVE = "uniform8_curve"  # the whole uniform8 curve (the plot), one seed
 CONGRUENT = "widthnas_pc"  # widthnas's network at the middle budget, fine-tuned positive-congruently
 EQUAL = "widthnas_ec"  # widthnas at the baselines' compute: a short supernet, then what is left for fine-tuning
 SUPER = "widthnas_sup"  # widthnas's network fine-tuned from its supernet's weights (BN recalibrated), not the user's
+GREEDY_LR = "widthnas_glr"  # widthnas's network fine-tuned with GreedyLR stepped every GLR_EVERY steps, not cosine
+GLR_EVERY, GLR_WINDOW = 20, 5  # 21 readings in an epoch of 422 steps, each the mean of 20 training losses, smoothed over 5
+FINE_TUNED_ALIKE = {CONGRUENT: "widthnas", GREEDY_LR: "widthnas"}  # variants fine-tuning another method's start
 ROUND_TO = 8
 TP_MAX_RATIO = 0.9  # Torch-Pruning's cap per layer in global pruning (its examples use 0.9 or 1.0)
 
@@ -224,7 +228,7 @@ class Bench:
     # ---- 3. starting networks ------------------------------------------------------------------------------
     def start(self, method: str, pct: int) -> dict:
         """The starting network of `method` at budget pct: saved whole (torch.save) with its record."""
-        key = self.s.key(*_START_FIELDS[method.replace("_pc", "")])
+        key = self.s.key(*_START_FIELDS[method])
         rec_p = self.out / "start" / f"{method}_{pct}_{key}.json"
         if rec_p.exists():
             return read_json(rec_p, "starting network")
@@ -390,6 +394,7 @@ class Bench:
         return ([(m, b, seed) for b in self.s.budgets for m in METHODS for seed in seeds]
                 + [(CONGRUENT, mid, seed) for seed in seeds]
                 + [(SUPER, b, seed) for b in self.s.budgets for seed in seeds]
+                + [(GREEDY_LR, b, seed) for b in self.s.budgets for seed in seeds]
                 + [(EQUAL, b, seed) for b in self.s.budgets for seed in seeds]  # once the others' CPU time is known
                 + [(CURVE, round(100 * m), 0) for m in self.s.curve])  # last: only the plot needs them
 
@@ -409,7 +414,7 @@ class Bench:
 
     def start_of(self, method: str, pct: int) -> dict:
         """The starting-network record of a fine-tuning job (a curve point's pct is its multiplier x 100)."""
-        return self.curve_start(pct / 100) if method == CURVE else self.start(method.replace("_pc", ""), pct)
+        return self.curve_start(pct / 100) if method == CURVE else self.start(FINE_TUNED_ALIKE.get(method, method), pct)
 
     def finetune_all(self) -> dict:
         """Every job whose inputs are known, in rounds: widthnas_ec's wait for the others' CPU times."""
@@ -462,8 +467,8 @@ class Bench:
         for b in self.s.budgets:
             accs = {m: [res[(m, b, s)]["test_acc"] for s in range(self.s.seeds)] for m in METHODS + (EQUAL,)}
             best = max(BASELINES, key=lambda m: np.mean(accs[m]))
-            for m in METHODS + (EQUAL,) + tuple(x for x in (CONGRUENT, SUPER) if (x, b, 0) in res):
-                st = self.start(m.replace("_pc", ""), b)
+            for m in METHODS + (EQUAL,) + tuple(x for x in (CONGRUENT, SUPER, GREEDY_LR) if (x, b, 0) in res):
+                st = self.start_of(m, b)
                 a = [res[(m, b, s)]["test_acc"] for s in range(self.s.seeds)]
                 nfr = [res[(m, b, s)]["nfr"] for s in range(self.s.seeds)]
                 ft_cpu = np.mean([res[(m, b, s)]["cpu_s"] for s in range(self.s.seeds)]) / 60
@@ -487,10 +492,11 @@ class Bench:
             summary["congruent_vs_plain"] = {
                 "budget_pct": mid, "acc": paired_diff([r["test_acc"] for r in pc], [r["test_acc"] for r in plain]),
                 "nfr": paired_diff([r["nfr"] for r in pc], [r["nfr"] for r in plain])}
-        if all((SUPER, b, s) in res for b in self.s.budgets for s in range(self.s.seeds)):  # secondary
-            pairs = [(res[(SUPER, b, s)]["test_acc"], res[("widthnas", b, s)]["test_acc"])
-                     for b in self.s.budgets for s in range(self.s.seeds)]
-            summary["supernet_start_vs_user_start"] = paired_diff([x for x, _ in pairs], [y for _, y in pairs])
+        for m, name in ((SUPER, "supernet_start_vs_user_start"), (GREEDY_LR, "greedylr_vs_cosine")):  # secondary
+            if all((m, b, s) in res for b in self.s.budgets for s in range(self.s.seeds)):
+                pairs = [(res[(m, b, s)]["test_acc"], res[("widthnas", b, s)]["test_acc"])
+                         for b in self.s.budgets for s in range(self.s.seeds)]
+                summary[name] = paired_diff([x for x, _ in pairs], [y for _, y in pairs])
         summary["uniform8_curve"] = [{"multiplier": m, "measured_ms": self.curve_start(m)["measured_ms"],
                                       "test_acc": res[(CURVE, round(100 * m), 0)]["test_acc"]}
                                      for m in self.s.curve if (CURVE, round(100 * m), 0) in res]
@@ -584,6 +590,10 @@ def _finetune_one(job: tuple[str, int, int, str, str, int | None]) -> dict:
                 return base(normalize(images, sp.mean, sp.std))
 
         kw["loss_fn"] = congruent_loss(old, 1.0)
+    elif method == GREEDY_LR:
+        from widthnas.nas.greedylr import GreedyOptions
+
+        kw.update(schedule="greedy", greedy=GreedyOptions(every=GLR_EVERY, window=GLR_WINDOW))
     torch.manual_seed(seed)
     if images is None or images >= 128:  # fewer than one batch: nothing to fine-tune
         train_plain(net, first(sp, s.ft_limit if images is None else images // s.ft_epochs or 1), s.ft_epochs,

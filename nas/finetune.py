@@ -36,8 +36,9 @@ def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 12
     warm = warmup_steps(total, steps)
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule {schedule!r}: choose one of {', '.join(SCHEDULES)}")
-    if schedule == "greedy" and not validate_each_epoch:
-        raise ValueError("schedule 'greedy' steps on every epoch's validation loss: keep validate_each_epoch")
+    if schedule == "greedy" and not validate_each_epoch and not (greedy is not None and greedy.every):
+        raise ValueError("schedule 'greedy' steps on every epoch's validation loss: keep validate_each_epoch, "
+                         "or step it on the training loss every N steps (greedy every=N)")
     sched = None
     if schedule == "greedy":
         from .greedylr import GreedyLR

@@ -146,3 +146,15 @@ def test_widthnas_sup_starts_from_the_supernets_network_at_widthnas_widths(tmp_p
         if "running" not in k and "num_batches" not in k:
             torch.testing.assert_close(net.state_dict()[k], v)
     assert [j for j in b.jobs() if j[0] == cb.SUPER] == [(cb.SUPER, 60, 0), (cb.SUPER, 60, 1)]
+
+
+def test_variants_fine_tune_widthnas_start_and_every_budget_gets_greedylr(tmp_path):
+    s = cb.Setup(seeds=2, budgets=(60, 25))
+    b = cb.Bench(s, tmp_path, log=lambda *_: None)
+    b.start = lambda m, pct: {"method": m, "pct": pct}
+    assert b.start_of(cb.GREEDY_LR, 25) == {"method": "widthnas", "pct": 25}
+    assert b.start_of(cb.CONGRUENT, 60) == {"method": "widthnas", "pct": 60}
+    assert b.start_of(cb.SUPER, 60) == {"method": cb.SUPER, "pct": 60}  # its own start: the supernet's weights
+    jobs = b.jobs()
+    assert sorted(j for j in jobs if j[0] == cb.GREEDY_LR) == [(cb.GREEDY_LR, p, x) for p in (25, 60) for x in (0, 1)]
+    assert [j for j in jobs if j[0] == cb.CONGRUENT] == [(cb.CONGRUENT, 60, 0), (cb.CONGRUENT, 60, 1)]  # the middle

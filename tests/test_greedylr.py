@@ -189,6 +189,14 @@ def test_train_plain_steps_greedy_on_validation_loss(tiny_inputs, tiny):
     assert [h["next_lr"] for h in hist] == pytest.approx([ref.step(h["val_loss"])[0] for h in hist])
     with pytest.raises(ValueError, match="choose one of"):
         train_plain(net, sp, 1, schedule="step", log=lambda *_: None)
+    # stepped on the training loss every 2 steps, it needs no validation pass (the compress benchmark's widthnas_glr)
+    with pytest.raises(ValueError, match="every N steps"):
+        train_plain(net, sp, 1, schedule="greedy", log=lambda *_: None, validate_each_epoch=False)
+    opts = GreedyOptions(factor=0.5, threshold=0.0, min_lr=1e-6, max_lr=1.0, every=2)
+    hist = train_plain(net, sp, 2, lr=0.05, batch_size=8, schedule="greedy", log=lambda *_: None, device="cpu",
+                       greedy=opts, validate_each_epoch=False)
+    assert hist[0]["val_acc"] is None and hist[1]["val_acc"] is not None
+    assert hist[-1]["next_lr"] != 0.05  # it moved within the run, on training losses alone
 
 
 def test_cli_refuses_bad_greedy_options(tiny_inputs, tmp_path, capsys):
