@@ -34,12 +34,15 @@ the module path and the source line, and says what to do):
   a hidden layer of the head: nn.Linear on the pooled (N, C) features followed by another Linear,
       or a 1x1 conv on the pooled (N, C, 1, 1) features (MobileNet-v3)          -> conv (1x1, on a 1x1 map;
                                                                                    its width a group of its own)
+  VGG's head: a square H x H map flattened without pooling into a Linear followed by another
+      Linear                                                                    -> conv (H x H, no padding:
+                                                                                   a 1x1 map; its own group)
 
 Refused, each with its own message: grouped convs that change their channel count, a conv
 whose output feeds its BN and other ops, torch.cat / split / chunk / channel slicing (widthnas has no concatenation: each
 input of a cat would be its own group at a channel offset; not supported), multiplications
-other than a map times its gate, other activations (tanh, ELU, Mish, ...), a linear layer on a map not yet
-pooled, several outputs, weights shared
+other than a map times its gate, other activations (tanh, ELU, Mish, ...), a classifier Linear straight on a
+map not yet pooled, several outputs, weights shared
 by two calls. `fixed` (layers kept at their own width) and `ties` (groups merged by hand) only
 constrain widths: they cannot carry an op the space cannot express past the tracer, because every
 later stage (profiling on a device, the supernet, ONNX export) rebuilds the network from the space
@@ -48,6 +51,7 @@ file alone, without the user's code.
 from __future__ import annotations
 
 import importlib
+import math
 import importlib.util
 import operator
 import re
@@ -134,6 +138,7 @@ class _T:
     name: str  # IR tensor (op name, or "input")
     pooled: bool = False  # after the global average pool (N, C, 1, 1) or its flattening (N, C)
     flat: bool = False  # flattened (N, C): only the classifier reads it
+    map_side: int = 0  # a square (N, C, H, H) map flattened to (N, C*H*H) (VGG): H; only an MLP head reads it
     logits: bool = False  # the classifier's output
 
 
@@ -479,6 +484,9 @@ class _Builder:
                     all(d == 1 for d in shape_in[2:]):  # a conv classifier's (N, classes, 1, 1) squeezed
                 return x
             raise self.refuse(node, "reshapes the classifier's output", "return the Linear classifier's logits")
+        if not x.pooled and not x.map_side and shape_in is not None and shape_out is not None and len(shape_in) == 4 \
+                and shape_in[2] == shape_in[3] > 1 and tuple(shape_out) == (shape_in[0], math.prod(shape_in[1:])):
+            return _T(x.name, map_side=int(shape_in[2]))  # VGG: the map flattened for its MLP head
         if not x.pooled or shape_in is None or shape_out is None or shape_out[0] != shape_in[0] or \
                 [d for d in shape_out[1:] if d != 1] != [d for d in shape_in[1:] if d != 1]:
             size = "x".join(map(str, shape_in[2:])) if shape_in is not None and len(shape_in) == 4 else "?"
@@ -499,6 +507,14 @@ class _Builder:
                 later.append(u.name)
             todo += list(u.users)
         shape_in = self.shape(node.all_input_nodes[0]) if node.all_input_nodes else None
+        if x.map_side and later:  # VGG's first head layer on a flattened H x H map: an H x H conv without padding,
+            t = self.emit(node, "conv", x, out=m.out_features, kernel=x.map_side, stride=1, pad=0,  # to a 1x1 map
+                          bias=m.bias is not None)
+            return _T(t.name, pooled=True, flat=True)
+        if x.map_side:
+            raise self.refuse(node, f"the classifier reads a flattened {x.map_side}x{x.map_side} feature map, not "
+                              "pooled features", "pool globally (nn.AdaptiveAvgPool2d(1)) before flattening for the "
+                              "classifier, or keep hidden Linear layers before it (an MLP head, as VGG's)")
         if later and x.pooled and not x.logits and shape_in is not None and len(shape_in) == 2:
             # a hidden layer of an MLP head on the pooled (N, C) features: a 1x1 conv in the space
             return self.emit(node, "conv", x, out=m.out_features, kernel=1, stride=1, bias=m.bias is not None)

@@ -92,11 +92,14 @@ def _expected(space: GraphSpace) -> dict[str, tuple[tuple[int, ...] | None, bool
 
 def _as_linear(t: torch.Tensor, shape) -> tuple:
     """A tensor's shape as the op reads it: a 1x1 conv classifier's weight (classes, C, 1, 1) as the linear's
-    (classes, C); a hidden Linear's (out, C) as the 1x1 conv's (out, C, 1, 1) it is in the space."""
+    (classes, C); a hidden Linear's (out, C) as the 1x1 conv's (out, C, 1, 1) it is in the space, and VGG's
+    first head Linear on a flattened H x H map, (out, C*H*H), as the H x H conv's (out, C, H, H)."""
     sh = tuple(t.shape)
     if len(sh) == 4 and sh[2:] == (1, 1) and len(shape) == 2:
         return sh[:2]
-    return sh + (1, 1) if len(sh) == 2 and len(shape) == 4 else sh
+    if len(sh) == 2 and len(shape) == 4 and sh[0] == shape[0] and sh[1] == shape[1] * shape[2] * shape[3]:
+        return tuple(shape)
+    return sh
 
 
 def expected_keys(space: GraphSpace) -> set[str]:
@@ -215,7 +218,8 @@ def _op_tensors(space: GraphSpace, sd: Mapping[str, torch.Tensor]) -> dict[str, 
         p = src.get(op.name)
         if op.kind == "conv":
             w = sd[f"{p}.weight"]
-            w = w[:, :, None, None] if w.dim() == 2 else w  # a hidden Linear's (out, C): a 1x1 conv's
+            # a hidden Linear's (out, C): a 1x1 conv's; VGG's (out, C*H*H) on a flattened map: an H x H conv's
+            w = w.reshape(w.shape[0], -1, op.kernel, op.kernel) if w.dim() == 2 else w
             out[op.name] = {"weight": w, **({"bias": sd[f"{p}.bias"]} if op.bias else {})}
         elif op.kind == "bn":
             t = {k: sd[f"{p}.{k}"] for k in _BN}

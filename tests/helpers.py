@@ -283,6 +283,20 @@ def calibrate_bn(net, space, seed: int = 0):
     return net.eval()
 
 
+def lively_bn(model):
+    """Trained-looking BatchNorms: unequal gammas (so importance ranks channels) and small variances (an untrained
+    head's logits barely move otherwise). Seeded; returns the model in eval mode."""
+    import torch
+
+    torch.manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.2, 1.5)
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.01, 0.05)
+    return model.eval()
+
+
 def check_every_form(model, input_shape, tmp_path, seed: int = 1):
     """A traced model computes the same at a width narrower than its own in every form of its space: the
     plain network exported by torch (what `widthnas export` writes), the ONNX graph the latency profiles

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import trace_models as tm
-from helpers import check_every_form, draw_widths
+from helpers import check_every_form, draw_widths, lively_bn
 from widthnas.latency.entries import GraphEntries
 from widthnas.latency.fit import FitSettings, System, fit_table
 from widthnas.latency.samples import Samples
@@ -23,16 +23,6 @@ from widthnas.models.trace import format_groups, trace_model
 from widthnas.models.trace_weights import WeightsError, importance, keep_channels, seed_supernet, user_network
 
 
-def _lively(model: torch.nn.Module) -> torch.nn.Module:
-    """Trained-looking BNs: unequal gammas (so importance ranks channels) and small variances."""
-    torch.manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.weight.data.uniform_(0.2, 1.5)
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.01, 0.05)
-    return model.eval()
-
 
 def _blocked(space):
     """{module path of the grouped conv: (its group, block count)}."""
@@ -42,7 +32,7 @@ def _blocked(space):
 
 @pytest.mark.parametrize("se", [False, True], ids=["resnext", "regnety_se"])
 def test_a_grouped_conv_traces_into_blocks_and_every_form_computes_it(se, tmp_path):
-    space, widths = check_every_form(_lively(tm.ResNeXtTiny(se=se)), (1, 16, 16), tmp_path)
+    space, widths = check_every_form(lively_bn(tm.ResNeXtTiny(se=se)), (1, 16, 16), tmp_path)
     blocked = _blocked(space)
     assert {p: b for p, (_, b) in blocked.items()} == {"layer1.b.0": 4, "layer2.b.0": 3}
     chosen = dict(zip([s.name for s in space.free_groups], widths))
@@ -77,7 +67,7 @@ def test_block_round_and_channel_index():
 def test_a_seeded_supernet_keeps_each_blocks_most_important_channels():
     """Seeded from the user's weights with choices up to 1.5x the model, the supernet at the model's widths
     is the model, and at narrower widths it computes the model sliced by importance inside each block."""
-    model = _lively(tm.ResNeXtTiny(se=True))
+    model = lively_bn(tm.ResNeXtTiny(se=True))
     space = trace_model(model, (1, 16, 16), max_mult=1.5)
     sd = model.state_dict()
     sup = SlimmableGraphNet(space).eval()
@@ -102,7 +92,7 @@ def test_a_seeded_supernet_keeps_each_blocks_most_important_channels():
 
 
 def test_a_supernet_narrower_than_the_model_is_refused_when_seeded():
-    model = _lively(tm.ResNeXtTiny())
+    model = lively_bn(tm.ResNeXtTiny())
     space = trace_model(model, (1, 16, 16), max_mult=0.75)
     with pytest.raises(WeightsError, match="narrower than the model"):
         seed_supernet(SlimmableGraphNet(space), model.state_dict())

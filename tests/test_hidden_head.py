@@ -5,23 +5,14 @@ import pytest
 import torch
 
 import trace_models as tm
-from helpers import check_every_form
+from helpers import check_every_form, lively_bn
 from widthnas.models.trace import trace_model
 
-
-def _lively(model: torch.nn.Module) -> torch.nn.Module:
-    """Trained-looking BN statistics (small variances): an untrained head's logits barely move otherwise."""
-    torch.manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.01, 0.05)
-    return model.eval()
 
 
 @pytest.mark.parametrize("model, hidden", [(tm.MLPHead, "head.1"), (tm.ConvHead, "hidden")])
 def test_a_hidden_head_layer_traces_is_searched_and_every_form_computes_it(model, hidden, tmp_path):
-    space, widths = check_every_form(_lively(model()), (1, 16, 16), tmp_path)
+    space, widths = check_every_form(lively_bn(model()), (1, 16, 16), tmp_path)
     g = space.graph
     op = next(o for o in g.ops if space.source.module_of.get(o.name) == hidden)
     assert op.kind == "conv" and op.kernel == 1 and op.bias and g.sizes[op.inputs[0]] == (1, 1)
@@ -56,11 +47,11 @@ def test_the_users_weights_fill_a_hidden_linear_as_a_1x1_conv():
                                model.head[4].weight.detach()[:, keep])
 
 
-def test_a_linear_on_a_map_not_yet_pooled_is_still_refused():
+def test_an_mlp_head_on_a_map_not_yet_pooled_reads_it_as_a_conv_over_the_map():
+    """Refused until VGG's head was supported (tests/test_vgg_head.py): the first Linear is an 8x8 conv."""
     from torch import nn
 
-    from widthnas.models.trace import TraceError
-
-    with pytest.raises(TraceError, match="not yet pooled"):
-        trace_model(nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-                                  nn.Flatten(), nn.Linear(16 * 64, 32), nn.ReLU(), nn.Linear(32, 10)), (1, 8, 8))
+    space = trace_model(nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                                      nn.Flatten(), nn.Linear(16 * 64, 32), nn.ReLU(), nn.Linear(32, 10)), (1, 8, 8))
+    first = next(o for o in space.graph.ops if o.kind == "conv" and o.kernel == 8)
+    assert first.padding == 0 and first.out == 32 and space.graph.sizes[first.name] == (1, 1)

@@ -165,7 +165,7 @@ def test_more_refusals():
     assert "dilation" in refused(nn.Sequential(nn.Conv2d(1, 16, 3, padding=2, dilation=2, bias=False),
                                                nn.BatchNorm2d(16), *head))
     assert "MaxPool2d(3, 2, 1)" in refused(nn.Sequential(*cbr, nn.MaxPool2d(3, 2, 1, dilation=2), *head))
-    assert "not yet pooled" in refused(nn.Sequential(*cbr, nn.Flatten(), nn.Linear(16 * 64, 4)))
+    assert "flattened 8x8 feature map, not pooled" in refused(nn.Sequential(*cbr, nn.Flatten(), nn.Linear(16 * 64, 4)))
     assert "affine=False" in refused(nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16, affine=False),
                                                    *head))
     assert "after the classifier" in refused(nn.Sequential(*cbr, *head, nn.Softmax(dim=1)))

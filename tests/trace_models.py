@@ -300,6 +300,33 @@ def resnext_se_tiny() -> ResNeXtTiny:
     return ResNeXtTiny(se=True)
 
 
+class SmallVGG(nn.Module):
+    """VGG's head: the 4x4 feature map flattened (not pooled) into hidden Linear layers, then the classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2, 2),
+                                      nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32),
+                                      nn.ReLU(inplace=True), nn.MaxPool2d(2, 2))
+        self.classifier = nn.Sequential(nn.Linear(32 * 4 * 4, 64), nn.ReLU(inplace=True), nn.Dropout(0.5),
+                                        nn.Linear(64, 48), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(48, 10))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+class FlatClassifier(nn.Module):
+    """A classifier straight on a flattened, unpooled map: refused (no hidden layer to carry the map)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 16, 3, stride=4, padding=1, bias=False), nn.BatchNorm2d(16))
+        self.fc = nn.Linear(16 * 4 * 4, 10)
+
+    def forward(self, x):
+        return self.fc(self.features(x).view(x.size(0), -1))
+
+
 class _Base(nn.Module):
     """conv-bn-relu stem of 16 channels, then `body`, then pool and classifier."""
 
