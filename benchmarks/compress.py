@@ -330,16 +330,15 @@ class Bench:
     def _widthnas(self, budget: float, pct: int, equal: bool = False):
         from widthnas.models.trace_weights import user_network
         from widthnas.nas.export import network_measurer
-        from widthnas.nas.search import search
+        from widthnas.nas.search import aim, search
         from widthnas.nas.selection import cached_measured_unaries
         from widthnas.nas.train import CKPT, TrainConfig, Trainer, load_checkpoint, make_supernet
-        from widthnas.latency.margin import resolve_margin
-        from widthnas.mrf import with_margin
 
         s, space, table = self.s, self.space(), self.table()
         if s.importance != IMPORTANCE:
             raise ValueError(f"importance {s.importance!r}: widthnas run seeds its supernet with its own criterion "
-                             f"({IMPORTANCE!r}); its fine-tuning must start from the same channels")
+                             f"({IMPORTANCE!r}) and its fine-tuning must start from the same channels; set "
+                             f"Setup.importance to {IMPORTANCE!r}")
         name = EQUAL if equal else "widthnas"
         epochs, limit, configs = ((s.ec_supernet_epochs, s.ec_supernet_limit, s.ec_unary_configs) if equal
                                   else (s.supernet_epochs, s.supernet_limit, s.unary_configs))
@@ -360,8 +359,7 @@ class Bench:
         sup.load_state_dict(load_checkpoint(d / CKPT, space)["model"])
         sp = self.splits
         unaries = cached_measured_unaries(sup, sp, d / "unaries_measured.json", configs, log=self.log)
-        margin_pct, _ = resolve_margin("auto", table)
-        target = with_margin(budget, margin_pct)
+        _, _, target, margin_pct, _ = aim(table, f"{budget!r}ms", "auto")  # as widthnas run aims
         measure = network_measurer(sup, table, d / "candidates")
         sol, _, _ = search(table, unaries, "select", target, budget, sup, sp, measure, self.log)
         return user_network(space, self.base_state(), sol.widths, criterion=s.importance), {
@@ -376,6 +374,9 @@ class Bench:
         t0, wn = time.process_time(), self.start("widthnas", pct)
         space, w = self.space(), wn["widths"]
         ckpt = self.out / f"supernet_{pct}_{self.s.key(*_START_FIELDS['widthnas'])}" / CKPT
+        if not ckpt.exists():
+            raise FileNotFoundError(f"{ckpt} is missing, though widthnas's start at {pct} % exists: remove "
+                                    f"{self.out / 'start'}/widthnas_{pct}_*.json so that widthnas runs again")
         sup = make_supernet(space)
         sup.load_state_dict(load_checkpoint(ckpt, space)["model"])
         net = calibrated_network(sup, w, self.splits).eval()

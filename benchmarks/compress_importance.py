@@ -29,7 +29,7 @@ from widthnas.benchmarks.stats import paired_diff
 
 from .compress import _COMMON, Bench, Setup, _finetune_one, _init
 
-CRITERIA = ("magnitude",)  # "bn" is the compress benchmark's uniform8; "tp" slices exactly as tp_uniform prunes
+CRITERIA = ("magnitude",)  # "bn": the first run's uniform8; "tp": tp_uniform's channels on dense networks (the ResNet)
 
 
 def _record(out: Path, pattern: str) -> dict | None:

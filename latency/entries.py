@@ -1,7 +1,7 @@
 """The unknowns of a graph space's latency model, and where every op of a network finds its own.
 
 An entry is (op signature, c_in, c_out): what one costed op takes in ms, given what its latency
-depends on (kind, kernel, stride, dense/depthwise, input resolution) and its channels. Ops with
+depends on (kind, kernel, stride, dense, depthwise or grouped, input resolution) and its channels. Ops with
 equal signatures share entries (the AOWS code's table keyed by layer type, not by position), so the
 repeated blocks of a stage are one set of unknowns. Everything here is derived from
 `GraphSpace.factor_structure()`, the one source of which op touches which channel groups.
@@ -143,6 +143,6 @@ class GraphEntries:
         return out
 
     def diagonal(self, signature: OpSignature) -> bool:
-        """True when every op of this signature keeps its channels (depthwise, add, pooling)."""
+        """True when every op of this signature keeps its channels (depthwise or grouped conv, add, pooling)."""
         return all(fc.factor.in_group == fc.factor.out_group for fc in self.factors
                    if self.key_of(fc.factor) == signature)

@@ -3,7 +3,7 @@
 A channel group is a set of tensors that must have the same number of channels whatever widths are
 chosen. Groups are derived from the ops by union-find, never written by hand:
 
-  - a conv (not depthwise) starts a new group for its output, with the base width it declares;
+  - a conv (dense: not depthwise nor grouped) starts a new group for its output, with the base width it declares;
   - a depthwise conv, a grouped conv (`conv_groups` > 1: its channels in that many blocks, in and out
     tied), BN, activation and pooling keep their input's group; a group holding a grouped conv has
     that many blocks (`Graph.blocks`): its widths are multiples of the block count, and a width keeps
@@ -53,7 +53,7 @@ class Op:
     name: str
     kind: str  # one of KINDS
     inputs: tuple[str, ...]
-    out: int = 0  # conv (not depthwise): base output channels
+    out: int = 0  # conv (dense): base output channels
     kernel: int = 1  # conv, maxpool: square kernel side
     stride: int = 1  # conv, maxpool
     depthwise: bool = False  # conv: groups = channels, output keeps the input's group
@@ -349,8 +349,8 @@ class Graph:
                 elif self.by_name[t].kind == "conv" and not self.by_name[t].keeps_group:
                     bases[t] = self.by_name[t].out
             if len(set(bases.values())) != 1:
-                raise GraphError(f"ops {bases} are tied into one channel group (by adds, depthwise convs or ties), "
-                                 "so they need the same base width; make their 'out' equal")
+                raise GraphError(f"ops {bases} are tied into one channel group (by adds, depthwise or grouped convs, "
+                                 "or ties), so they need the same base width; make their 'out' equal")
             classes = any(self.by_name[t].kind == "linear" for t in tensors if t != INPUT)
             fixed = INPUT in tensors or classes or any(t in self.fixed for t in tensors)
             if INPUT in tensors:
@@ -369,7 +369,7 @@ class Graph:
     @cached_property
     def blocks(self) -> dict[str, int]:
         """Group -> its block count, for the groups holding a grouped conv (others: 1, not listed). A width
-        w of such a group keeps the first w / blocks channels of every block of base / blocks."""
+        w of such a group keeps w / blocks channels of every block (models/net.py channel_index)."""
         out: dict[str, int] = {}
         g = self.group_of
         for op in self.ops:
@@ -378,10 +378,14 @@ class Graph:
             name, k = g[op.name], op.conv_groups
             if out.setdefault(name, k) != k:
                 raise GraphError(f"conv {op.name!r} has {k} groups, another grouped conv of its channel group "
-                                 f"{name!r} has {out[name]}: the blocks of one group's channels must agree")
+                                 f"{name!r} has {out[name]}: one group's channels are cut into one set of blocks, "
+                                 "so grouped convs whose channels are tied (by adds or ties) must have the same group "
+                                 "count; not supported otherwise (in a space file, fix 'conv_groups' or remove the "
+                                 "tie)")
             base = self.groups[[x.name for x in self.groups].index(name)].base
             if base % k:
-                raise GraphError(f"conv {op.name!r}: {k} groups do not divide its {base} channels")
+                raise GraphError(f"conv {op.name!r}: {k} groups do not divide its {base} channels; "
+                                 f"'conv_groups' must divide the channels (fix it in the space file)")
         return out
 
     @cached_property

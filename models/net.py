@@ -116,12 +116,16 @@ class SlimmableGraphNet(nn.Module):
         return self.space.max_widths
 
     def _bn(self, x: torch.Tensor, bn: nn.BatchNorm2d, c) -> torch.Tensor:
-        """c: the channels kept (channel_index); narrow running statistics of a group with blocks are copies,
-        so only a pass at the widest (the one that updates them when training) writes them back."""
+        """c: the channels kept (channel_index): a slice (views: running statistics update in place) or, in a
+        group with blocks, an index (copies, written back after an updating pass)."""
         if bn.training and not self._update_bn:  # batch statistics, running ones untouched
             return F.batch_norm(x, None, None, bn.weight[c], bn.bias[c], True, 0.0, bn.eps)
-        return F.batch_norm(x, bn.running_mean[c], bn.running_var[c], bn.weight[c], bn.bias[c],
-                            bn.training, bn.momentum, bn.eps)
+        mean, var = bn.running_mean[c], bn.running_var[c]
+        y = F.batch_norm(x, mean, var, bn.weight[c], bn.bias[c], bn.training, bn.momentum, bn.eps)
+        if bn.training and isinstance(c, torch.Tensor):
+            with torch.no_grad():
+                bn.running_mean[c], bn.running_var[c] = mean, var
+        return y
 
     def _index(self, a: Mapping[str, int]) -> dict[str, slice | torch.Tensor]:
         """Group -> the channels the assignment `a` keeps of the supernet's widest."""
@@ -176,7 +180,7 @@ class SlimmableGraphNet(nn.Module):
     def materialize(self, widths: Widths, space=None) -> GraphNet:
         """A plain network with copied, physically smaller weights equal to the supernet at `widths`.
         space: the supernet's (default), or one of the same graph with other choices (with_dense_choices:
-        widths off the search grid; a layer's first channels, as on the grid)."""
+        widths off the search grid; a layer's channels chosen as on the grid, `channel_index`)."""
         space = space or self.space
         net = GraphNet(space, widths)
         a, g = space.assignment(widths), space.graph.group_of

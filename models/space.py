@@ -180,11 +180,19 @@ class GraphSpace:
 
     def with_constraints(self, fixed: Sequence[str] = (), ties: Sequence[Sequence[str]] = ()) -> "GraphSpace":
         """The same ops with more groups given by hand: `fixed` ops' groups held at their base width,
-        `ties` merging groups. A merged group keeps the choices of its earliest member group."""
+        `ties` merging groups. A merged group keeps the choices of its earliest member group; one that now
+        holds a grouped conv's blocks takes every multiple of its block_round step up to the widest of them."""
         graph = Graph(self.graph.input_shape, self.graph.num_classes, self.graph.ops,
                       self.graph.ties + tuple(tuple(t) for t in ties),
                       tuple(dict.fromkeys(self.graph.fixed + tuple(fixed))))
-        return GraphSpace.from_graph(self.name, graph, dict(self.choices_by_group), self.source)
+        choices = dict(self.choices_by_group)
+        for g in graph.groups:
+            b = graph.blocks.get(g.name, 1)
+            if g.fixed or b == 1 or g.name not in choices or all(x % b == 0 for x in choices[g.name]):
+                continue
+            r, top = block_round(g.base, b), max(choices[g.name])
+            choices[g.name] = tuple(sorted(set(range(r, top + 1, r)) | ({g.base} if g.base <= top else set())))
+        return GraphSpace.from_graph(self.name, graph, choices, self.source)
 
     # ---- groups ------------------------------------------------------------------------
     @cached_property
@@ -220,7 +228,12 @@ class GraphSpace:
                 raise GraphError(f"group {n!r}: choices {[x for x in c if x % blocks]} are not multiples of its "
                                  f"{blocks} blocks (a grouped conv's group count): every block keeps the same "
                                  f"channels; use multiples of {blocks}")
-            bad = [x for x in c if x % ROUND_TO and x != base and blocks == 1]
+            step = block_round(base, blocks)  # 8, or a grouped conv's block step
+            bad = [x for x in c if x % step and x != base]
+            if blocks > 1 and bad:
+                raise GraphError(f"group {n!r}: choices {bad} are not multiples of {step} (the least common multiple "
+                                 f"of 8 and its {blocks} blocks); widths that are not multiples of 8 make onnxruntime "
+                                 f"CPU several times slower: use multiples of {step}")
             if bad:
                 raise GraphError(f"group {n!r}: choices {bad} are not multiples of {ROUND_TO}; widths that are not "
                                  f"make onnxruntime CPU several times slower, so round them to multiples of {ROUND_TO}"

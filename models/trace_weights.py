@@ -12,8 +12,8 @@ network slimming, Liu et al. 2017, reads it; a conv without BN: its filter's L1 
 layer's vector divided by its mean so that every layer has one equal vote whatever its scale. Why the
 readers too: fine-tuned from the compress benchmark's trained ResNet at equal widths (its uniform8 networks at
 60 and 25 % of its latency, 5 paired seeds, docs/RESULTS.md §9), channels chosen so were +1.3 and +3.8 points
-better than by BN |gamma| alone ("bn"), and +0.5 and -0.4 against Torch-Pruning's group L1 ("tp", reproduced
-here exactly). Kept channels stay in their original order, so slicing to the model's own widths gives back the
+better than by BN |gamma| alone ("bn"), and +0.5 and -0.4 against Torch-Pruning's group L1 ("tp", which
+reproduces its choice on networks of dense convs). Kept channels stay in their original order, so slicing to the model's own widths gives back the
 model exactly.
 
 A supernet (which always slices the first k channels) is seeded instead with each group's
@@ -145,7 +145,9 @@ def importance(space: GraphSpace, sd: Mapping[str, torch.Tensor], criterion: str
     magnitude: that, plus what reads the channel: every conv and linear taking the group as input votes with
         its input channel's L1 norm / its mean (each layer one vote);
     tp: Torch-Pruning's group L1 magnitude (MagnitudeImportance(p=1)): the mean over the group's layers of
-        their raw L1 norms (conv outputs, BN |gamma|, inputs of what reads it), divided by its mean."""
+        their raw L1 norms (conv outputs, BN |gamma|, inputs of what reads it), divided by its mean. The same
+        channels as Torch-Pruning's on networks of dense convs, BNs and linears (tested on a ResNet); its rules
+        for depthwise and grouped convs (which it ranks by the mean over blocks) are not reproduced."""
     if criterion not in CRITERIA:
         raise ValueError(f"importance criterion {criterion!r}: choose one of {CRITERIA}")
     g = space.graph.group_of
@@ -166,7 +168,9 @@ def importance(space: GraphSpace, sd: Mapping[str, torch.Tensor], criterion: str
             vote(go, tensors[op.name]["weight"].abs())
         elif op.kind == "conv":
             w = tensors[op.name]["weight"].abs()  # (out, in / groups, k, k)
-            if criterion == "tp" or op.name not in with_bn or op.keeps_group:  # what it puts out
+            # what it puts out: its BN says it when it has one (but for 'tp'); a depthwise conv's filter is also
+            # all it reads, one vote ('bn' leaves it out); a grouped conv with a BN votes only as a reader below
+            if criterion == "tp" or op.name not in with_bn or (op.depthwise and criterion != "bn"):
                 if criterion != "bn" or not op.keeps_group:
                     vote(go, w.flatten(1).sum(1))
             if criterion != "bn" and not op.keeps_group:  # what it reads

@@ -186,3 +186,20 @@ def test_a_multiplier_and_the_dense_space_keep_whole_blocks():
             assert x % space.graph.blocks.get(g.name, 1) == 0
     steps = {g.name: g.choices[:3] for g in dense.free_groups}
     assert steps[_blocked(space)["layer2.b.0"][0]] == (3, 6, 9) and steps[_blocked(space)["layer1.b.0"][0]] == (8, 16, 24)
+
+
+def test_an_updating_pass_at_a_narrow_width_updates_a_blocked_groups_running_statistics():
+    """Slices of a group without blocks update in place; a blocked group's index is a copy, written back."""
+    space = trace_model(tm.ResNeXtTiny(), (1, 16, 16))
+    sup = SlimmableGraphNet(space).train()
+    grp = _blocked(space)["layer1.b.0"][0]
+    bn = next(op for op in space.graph.ops if op.kind == "bn" and space.graph.group_of[op.name] == grp)
+    stats = sup.full.layers[bn.name.replace(".", "_")].running_mean
+    before = stats.clone()
+    widths = {s.name: (8 if s.name == grp else s.choices[-1]) for s in space.free_groups}
+    sup(torch.randn(4, 1, 16, 16), widths, update_bn_stats=True)
+    kept = channel_index(space, grp, 8, 32)
+    assert not torch.equal(stats[kept], before[kept])  # the kept channels moved
+    rest = torch.ones(32, dtype=torch.bool)
+    rest[kept] = False
+    assert torch.equal(stats[rest], before[rest])  # the others did not
