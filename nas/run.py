@@ -410,8 +410,11 @@ class Run:
 
         sp, c = self.splits, self.cfg
         sup = self._supernet()
+        from widthnas.models.trace_weights import IMPORTANCE
+
         out = {"mode": f"retrain {c.retrain_epochs} epochs" if c.retrain_epochs else f"finetune {c.finetune_epochs} epochs"
-                       + (f" from {Path(c.weights).name} (--weights)" if c.weights else "")}
+                       + (f" from {Path(c.weights).name} (--weights), channels by {IMPORTANCE} importance"
+                          if c.weights else "")}
         user_sd = None
         if c.weights and not c.retrain_epochs:
             from widthnas.models.trace_weights import load_state_file, user_network

@@ -49,7 +49,7 @@ def test_traced_model_runs_end_to_end(factory, weights, tmp_path, capsys):
     chosen = st["search"]["chosen"]
     assert chosen["predicted_ms"] <= st["search"]["budget_ms"]
     space.validate(chosen["widths"])
-    assert ("from model.pt (--weights)" in st["finetune"]["mode"]) == weights
+    assert ("from model.pt (--weights), channels by magnitude importance" in st["finetune"]["mode"]) == weights
     assert text.splitlines()[-1].startswith("ONNX:") and "group" in text
     if weights:
         assert "supernet seeded with" in (out / "supernet" / "train.log").read_text()
