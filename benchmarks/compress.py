@@ -1,7 +1,7 @@
 """Compress a user's trained model under a measured latency budget: widthnas against a width multiplier
 and Torch-Pruning, at equal measured latency, from the same trained weights, with the same fine-tuning.
 
-    pip install torch-pruning                               # the benchmark extra (never a runtime dependency)
+    pip install '.[bench]'                                  # torch-pruning 1.6.1, the benchmark extra (never a runtime dependency)
     python -m widthnas.benchmarks.compress --model resnet   # README's SmallResNet; --model mbv2: a MobileNet-v2
     python -m widthnas.benchmarks.compress --model resnet --smoke   # end to end in minutes, measures nothing
 
