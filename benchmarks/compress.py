@@ -555,7 +555,7 @@ _START_FIELDS = {"uniform8": _SLICED, "tp_uniform": _COMMON, "tp_global": _COMMO
                  "widthnas": _SLICED + ("supernet_epochs", "supernet_lr", "supernet_limit", "sampling", "unary_configs"),
                  EQUAL: _SLICED + ("ec_supernet_epochs", "supernet_lr", "ec_supernet_limit", "sampling",
                                    "ec_unary_configs")}
-_START_FIELDS[SUPER] = _START_FIELDS["widthnas"]
+_START_FIELDS[SUPER] = _START_FIELDS["widthnas"]  # widthnas's network from its supernet: decided by the same
 
 _W: dict = {}
 

@@ -13,8 +13,8 @@ layer's vector divided by its mean so that every layer has one equal vote whatev
 readers too: fine-tuned from the compress benchmark's trained ResNet at equal widths (its uniform8 networks at
 60 and 25 % of its latency, 5 paired seeds, docs/RESULTS.md §9), channels chosen so were +1.3 and +3.8 points
 better than by BN |gamma| alone ("bn"), and +0.5 and -0.4 against Torch-Pruning's group L1 ("tp", which
-reproduces its choice on networks of dense convs). Kept channels stay in their original order, so slicing to the model's own widths gives back the
-model exactly.
+reproduces its choice on networks of dense convs). Kept channels stay in their original order, so slicing to
+the model's own widths gives back the model exactly.
 
 A supernet (which always slices the first k channels) is seeded instead with each group's
 channels *sorted* by that importance, so its first k channels are the k most important ones.
@@ -170,9 +170,10 @@ def importance(space: GraphSpace, sd: Mapping[str, torch.Tensor], criterion: str
             w = tensors[op.name]["weight"].abs()  # (out, in / groups, k, k)
             # what it puts out: its BN says it when it has one (but for 'tp'); a depthwise conv's filter is also
             # all it reads, one vote ('bn' leaves it out); a grouped conv with a BN votes only as a reader below
-            if criterion == "tp" or op.name not in with_bn or (op.depthwise and criterion != "bn"):
-                if criterion != "bn" or not op.keeps_group:
-                    vote(go, w.flatten(1).sum(1))
+            puts_out = {"bn": op.name not in with_bn and not op.keeps_group,
+                        "magnitude": op.name not in with_bn or op.depthwise, "tp": True}[criterion]
+            if puts_out:
+                vote(go, w.flatten(1).sum(1))
             if criterion != "bn" and not op.keeps_group:  # what it reads
                 vote(gi, w.sum((0, 2, 3)))
             elif criterion != "bn" and op.conv_groups > 1:  # a grouped conv reads each block's inputs
@@ -349,4 +350,3 @@ def seed_supernet(sup, sd: Mapping[str, torch.Tensor], what: str = "--weights") 
                     dst[rows] = t
     sup.full.load_state_dict(full)
     return {s.name: s.base for s in space.groups}
-
