@@ -92,6 +92,7 @@ class Setup:
     seeds: int = 5
     curve: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the uniform8 curve's multipliers (seed 0 only)
     importance: str = IMPORTANCE  # which channels widthnas (and uniform8) keep: widthnas's criterion, not a choice here
+    secondary: bool = True  # also fine-tune widthnas_pc, widthnas_sup and widthnas_glr (the ResNet run answered them)
 
     def key(self, *fields: str) -> str:
         import hashlib
@@ -235,16 +236,25 @@ class Bench:
         rec_p.parent.mkdir(exist_ok=True)
         budget = self.budgets()["budget_ms"][str(pct)]
         t0 = time.process_time()
-        if method == "uniform8":
-            net, info = self._uniform8(budget, pct)
-        elif method.startswith("tp_"):
-            net, info = self._torch_pruning(method, budget, pct)
-        elif method in ("widthnas", EQUAL):
-            net, info = self._widthnas(budget, pct, equal=method == EQUAL)
-        elif method == SUPER:
-            net, info = self._from_supernet(pct)
-        else:
-            raise ValueError(method)
+        from widthnas.mrf import InfeasibleBudget
+        from widthnas.nas.uniform8 import NoMultiplierFits
+
+        try:
+            if method == "uniform8":
+                net, info = self._uniform8(budget, pct)
+            elif method.startswith("tp_"):
+                net, info = self._torch_pruning(method, budget, pct)
+            elif method in ("widthnas", EQUAL):
+                net, info = self._widthnas(budget, pct, equal=method == EQUAL)
+            elif method == SUPER:
+                net, info = self._from_supernet(pct)
+            else:
+                raise ValueError(method)
+        except (NoMultiplierFits, InfeasibleBudget) as e:  # a method that cannot meet the budget: a result, kept
+            self.log(f"{method} at {pct} %: no network within {budget:.4f} ms ({e})")
+            return _json(rec_p, {"method": method, "budget_pct": pct, "budget_ms": budget, "budget_met": False,
+                                 "failure": str(e), "module": None, "measured_ms": None,
+                                 "select_cpu_min": (time.process_time() - t0) / 60})
         # widthnas_sup is widthnas's architecture: its measurement stands (no timing while fine-tunings run)
         v = self.start("widthnas", pct)["verdict"] if method == SUPER else self.verdict(net, f"{method}_{pct}_{key}",
                                                                                           budget)
@@ -391,13 +401,20 @@ class Bench:
     # ---- 4. fine-tuning ------------------------------------------------------------------------------------
     def jobs(self) -> list[tuple[str, int, int]]:
         mid = sorted(self.s.budgets)[len(self.s.budgets) // 2]
-        seeds = range(self.s.seeds)
-        return ([(m, b, seed) for b in self.s.budgets for m in METHODS for seed in seeds]
-                + [(CONGRUENT, mid, seed) for seed in seeds]
-                + [(SUPER, b, seed) for b in self.s.budgets for seed in seeds]
-                + [(GREEDY_LR, b, seed) for b in self.s.budgets for seed in seeds]
-                + [(EQUAL, b, seed) for b in self.s.budgets for seed in seeds]  # once the others' CPU time is known
+        seeds, budgets = range(self.s.seeds), self.s.budgets
+        secondary = ([(CONGRUENT, mid, seed) for seed in seeds]
+                     + [(SUPER, b, seed) for b in budgets for seed in seeds]
+                     + [(GREEDY_LR, b, seed) for b in budgets for seed in seeds]) if self.s.secondary else []
+        return ([(m, b, seed) for b in budgets for m in METHODS for seed in seeds] + secondary
+                + [(EQUAL, b, seed) for b in budgets for seed in seeds]  # once the others' CPU time is known
                 + [(CURVE, round(100 * m), 0) for m in self.s.curve])  # last: only the plot needs them
+
+    def met(self, method: str, pct: int) -> bool:
+        """Did `method`'s starting network at pct measure within the budget? Only those are fine-tuned and
+        compared: a network over the budget is not an answer to the user's question."""
+        if method == SUPER and not self.met("widthnas", pct):  # widthnas's network: none within, nothing to cut
+            return False
+        return bool(self.start(FINE_TUNED_ALIKE.get(method, method), pct)["budget_met"])
 
     def equal_images(self, pct: int, done: dict) -> int | None:
         """widthnas_ec's fine-tuning images at budget pct: its selection's CPU time plus its fine-tuning's equals
@@ -406,8 +423,11 @@ class Bench:
         seeds = range(self.s.seeds)
         if not all((m, pct, seed) in done for m in METHODS for seed in seeds):
             return None
+        fit = [m for m in BASELINES if self.met(m, pct)]
+        if not fit or not self.met("widthnas", pct):
+            return 0  # no baseline's compute to equal, or no fine-tuning rate of widthnas's: nothing to spend
         target = np.mean([done[(m, pct, seed)]["cpu_s"] + 60 * self.start(m, pct)["select_cpu_min"]
-                          for m in BASELINES for seed in seeds])  # CPU s
+                          for m in fit for seed in seeds])  # CPU s
         images = len(first(self.splits, self.s.ft_limit).train[1]) * self.s.ft_epochs
         rate = np.mean([done[("widthnas", pct, seed)]["cpu_s"] for seed in seeds]) / images  # CPU s per image
         left = target - 60 * self.start(EQUAL, pct)["select_cpu_min"]
@@ -439,6 +459,9 @@ class Bench:
                 if images is None:
                     continue
             start = self.start_of(m, b)
+            if m != CURVE and not self.met(m, b):
+                done[(m, b, seed)] = {"method": m, "budget_pct": b, "seed": seed, "skipped": "over the budget"}
+                continue
             tail = "" if images is None else f"_n{images}"
             p = self.out / "ft" / f"{m}_{b}_s{seed}_{ft_key}_{Path(start['module']).stem.split('_')[-1]}{tail}.json"
             if p.exists():
@@ -464,39 +487,57 @@ class Bench:
     def report(self, docs: str | None = None) -> list[dict]:
         res = self.finetune_all()
         base, budgets = self.base(), self.budgets()
-        rows, pooled, pooled_ec = [], [], []
+        rows, pooled, pooled_ec, unpaired = [], [], [], []
+        seeds = range(self.s.seeds)
         for b in self.s.budgets:
-            accs = {m: [res[(m, b, s)]["test_acc"] for s in range(self.s.seeds)] for m in METHODS + (EQUAL,)}
-            best = max(BASELINES, key=lambda m: np.mean(accs[m]))
+            fine = [m for m in METHODS + (EQUAL,) if self.met(m, b)]  # fine-tuned: their starts met the budget
+            accs = {m: [res[(m, b, s)]["test_acc"] for s in seeds] for m in fine}
+            fit = [m for m in BASELINES if m in fine]
+            best = max(fit, key=lambda m: np.mean(accs[m])) if fit else ""  # only a baseline within the budget
             for m in METHODS + (EQUAL,) + tuple(x for x in (CONGRUENT, SUPER, GREEDY_LR) if (x, b, 0) in res):
                 st = self.start_of(m, b)
-                a = [res[(m, b, s)]["test_acc"] for s in range(self.s.seeds)]
-                nfr = [res[(m, b, s)]["nfr"] for s in range(self.s.seeds)]
-                ft_cpu = np.mean([res[(m, b, s)]["cpu_s"] for s in range(self.s.seeds)]) / 60
-                d = paired_diff(a, accs[best]) if m != best else None
-                rows.append({"model": self.s.model, "budget_pct": b, "method": m, "acc_mean": np.mean(a),
-                             "acc_std": np.std(a, ddof=1), "nfr_mean": np.mean(nfr),
-                             "best_baseline": best, "diff_vs_best_baseline": d["diff"] if d else 0.0,
-                             "ci_low": d["ci_low"] if d else 0.0, "ci_high": d["ci_high"] if d else 0.0,
-                             "measured_ms": st["measured_ms"], "budget_ms": st["budget_ms"],
-                             "budget_met": st["budget_met"], "cpu_min": ft_cpu + st["select_cpu_min"]})
-            pooled += [x - y for x, y in zip(accs["widthnas"], accs[best])]
-            pooled_ec += [x - y for x, y in zip(accs[EQUAL], accs[best])]
-        p = paired_diff(pooled, [0.0] * len(pooled))
-        p_ec = paired_diff(pooled_ec, [0.0] * len(pooled_ec))  # secondary: the test stated before the run is p
+                row = {"model": self.s.model, "budget_pct": b, "method": m, "best_baseline": best or "none within",
+                       "measured_ms": st["measured_ms"] if st["measured_ms"] is not None else "",
+                       "budget_ms": st["budget_ms"], "budget_met": st["budget_met"]}
+                if "skipped" in res[(m, b, 0)]:  # over the budget (or no network at all): not fine-tuned, no accuracy
+                    rows.append({**row, "acc_mean": "", "acc_std": "", "nfr_mean": "", "diff_vs_best_baseline": "",
+                                 "ci_low": "", "ci_high": "", "cpu_min": st["select_cpu_min"]})
+                    continue
+                a = [res[(m, b, s)]["test_acc"] for s in seeds]
+                nfr = [res[(m, b, s)]["nfr"] for s in seeds]
+                ft_cpu = np.mean([res[(m, b, s)]["cpu_s"] for s in seeds]) / 60
+                d = paired_diff(a, accs[best]) if best and m != best else None
+                rows.append({**row, "acc_mean": np.mean(a), "acc_std": np.std(a, ddof=1), "nfr_mean": np.mean(nfr),
+                             "diff_vs_best_baseline": d["diff"] if d else (0.0 if best else ""),
+                             "ci_low": d["ci_low"] if d else (0.0 if best else ""),
+                             "ci_high": d["ci_high"] if d else (0.0 if best else ""),
+                             "cpu_min": ft_cpu + st["select_cpu_min"]})
+            if best and "widthnas" in accs:
+                pooled += [x - y for x, y in zip(accs["widthnas"], accs[best])]
+                if EQUAL in accs:
+                    pooled_ec += [x - y for x, y in zip(accs[EQUAL], accs[best])]
+            else:  # one side has no network within the budget: nothing to pair, said in the summary
+                unpaired.append({"budget_pct": b, "widthnas_met": "widthnas" in accs, "baselines_met": fit})
+        if unpaired:
+            self.log(f"not paired (a side has no network within the budget): {unpaired}")
+        p = paired_diff(pooled, [0.0] * len(pooled)) if pooled else {"diff": float("nan"), "ci_low": float("nan"),
+                                                                     "ci_high": float("nan"), "n": 0}
+        p_ec = (paired_diff(pooled_ec, [0.0] * len(pooled_ec)) if pooled_ec  # secondary: the stated test is p
+                else {"diff": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0})
         summary = {"setup": asdict(self.s), "base": {k: base[k] for k in ("test_acc", "minutes", "cpu_min")},
-                   "base_ms": budgets["base_ms"], "pooled_vs_best_baseline": p, "pooled_ec_vs_best_baseline": p_ec}
+                   "base_ms": budgets["base_ms"], "pooled_vs_best_baseline": p, "pooled_ec_vs_best_baseline": p_ec,
+                   "unpaired_budgets": unpaired}
         mid = sorted(self.s.budgets)[len(self.s.budgets) // 2]
-        if (CONGRUENT, mid, 0) in res:  # positive-congruent against plain fine-tuning of the same network
+        if (CONGRUENT, mid, 0) in res and "skipped" not in res[(CONGRUENT, mid, 0)]:  # positive-congruent against plain fine-tuning of the same network
             pc = [res[(CONGRUENT, mid, s)] for s in range(self.s.seeds)]
             plain = [res[("widthnas", mid, s)] for s in range(self.s.seeds)]
             summary["congruent_vs_plain"] = {
                 "budget_pct": mid, "acc": paired_diff([r["test_acc"] for r in pc], [r["test_acc"] for r in plain]),
                 "nfr": paired_diff([r["nfr"] for r in pc], [r["nfr"] for r in plain])}
         for m, name in ((SUPER, "supernet_start_vs_user_start"), (GREEDY_LR, "greedylr_vs_cosine")):  # secondary
-            if all((m, b, s) in res for b in self.s.budgets for s in range(self.s.seeds)):
-                pairs = [(res[(m, b, s)]["test_acc"], res[("widthnas", b, s)]["test_acc"])
-                         for b in self.s.budgets for s in range(self.s.seeds)]
+            fine = [b for b in self.s.budgets if (m, b, 0) in res and "skipped" not in res[(m, b, 0)]]
+            if fine:
+                pairs = [(res[(m, b, s)]["test_acc"], res[("widthnas", b, s)]["test_acc"]) for b in fine for s in seeds]
                 summary[name] = paired_diff([x for x, _ in pairs], [y for _, y in pairs])
         summary["uniform8_curve"] = [{"multiplier": m, "measured_ms": self.curve_start(m)["measured_ms"],
                                       "test_acc": res[(CURVE, round(100 * m), 0)]["test_acc"]}
@@ -525,7 +566,7 @@ class Bench:
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
         for m in METHODS + (EQUAL, CONGRUENT):
-            r = [x for x in rows if x["method"] == m and x["budget_pct"] != "pooled"]
+            r = [x for x in rows if x["method"] == m and x["budget_pct"] != "pooled" and x["acc_mean"] != ""]
             if r:
                 ax.errorbar([x["measured_ms"] for x in r], [100 * x["acc_mean"] for x in r],
                             yerr=[100 * x["acc_std"] for x in r], marker="o", ls="-" if m in METHODS + (EQUAL,) else "none",
@@ -654,8 +695,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--until", choices=STEPS, default="report",
                    help="stop after this step (e.g. 'start' while the machine must stay quiet for timing)")
     p.add_argument("--docs", help="merge the rows into this CSV, e.g. docs/compress.csv")
+    p.add_argument("--no-secondary", action="store_true",
+                   help="skip widthnas_pc, widthnas_sup and widthnas_glr (45 of the 117 fine-tunings)")
     a = p.parse_args(argv)
-    s = Setup(model=a.model, **(SMOKE if a.smoke else {}))
+    s = Setup(model=a.model, secondary=not a.no_secondary, **(SMOKE if a.smoke else {}))
     for f in ("seeds", "base_epochs", "ft_epochs", "ft_limit"):
         v = getattr(a, f)
         if v is not None:

@@ -101,7 +101,7 @@ def test_widthnas_at_equal_compute_fine_tunes_on_what_its_selection_leaves(tmp_p
     x, y = torch.zeros(1000, 1, 4, 4, dtype=torch.uint8), torch.zeros(1000, dtype=torch.long)
     b._splits = Splits((x, y), (x[:2], y[:2]), (x[:2], y[:2]), torch.tensor([0.3]), torch.tensor([0.2]))
     select = {"uniform8": 0.5, "tp_uniform": 1.0, "tp_global": 1.5, "widthnas": 10.0, cb.EQUAL: 1.0}  # CPU min
-    b.start = lambda m, pct: {"select_cpu_min": select[m]}
+    b.start = lambda m, pct: {"select_cpu_min": select[m], "budget_met": True}
     ft = {"uniform8": 100.0, "tp_uniform": 110.0, "tp_global": 120.0, "widthnas": 200.0}  # CPU s per 1000 images
     done = {(m, 60, seed): {"cpu_s": ft[m] + seed} for m in cb.BASELINES for seed in (0, 1)}
     assert b.equal_images(60, done) is None  # widthnas's own fine-tuning gives the rate: not there yet
@@ -158,3 +158,47 @@ def test_variants_fine_tune_widthnas_start_and_every_budget_gets_greedylr(tmp_pa
     jobs = b.jobs()
     assert sorted(j for j in jobs if j[0] == cb.GREEDY_LR) == [(cb.GREEDY_LR, p, x) for p in (25, 60) for x in (0, 1)]
     assert [j for j in jobs if j[0] == cb.CONGRUENT] == [(cb.CONGRUENT, 60, 0), (cb.CONGRUENT, 60, 1)]  # the middle
+
+
+def test_a_method_that_cannot_meet_the_budget_is_recorded_and_never_fine_tuned(tmp_path):
+    """uniform8 on a network bound by operator overhead: no multiplier fits. The failure is a result, kept
+    on disk (a resumed run does not retry it), and no fine-tuning is spent on it."""
+    from widthnas.nas.uniform8 import NoMultiplierFits
+
+    s = cb.Setup(seeds=2, budgets=(40,), curve=())
+    b = cb.Bench(s, tmp_path, log=lambda *_: None)
+    b.budgets = lambda: {"budget_ms": {"40": 0.05}}
+    b._uniform8 = lambda budget, pct: (_ for _ in ()).throw(NoMultiplierFits("narrowest 0.07 ms"))
+    rec = b.start("uniform8", 40)
+    assert rec["budget_met"] is False and rec["module"] is None and "0.07" in rec["failure"]
+    b._uniform8 = lambda budget, pct: pytest.fail("a recorded failure is not retried")
+    assert b.start("uniform8", 40) == rec and not b.met("uniform8", 40)
+    b.start = lambda m, pct: {"budget_met": False, "module": None, "select_cpu_min": 0.0}  # nothing meets 40 %
+    done = b.finetune_all()  # no worker pool: every job is skipped
+    assert set(done) == set(b.jobs()) and all("skipped" in r for r in done.values())
+
+
+def test_the_best_baseline_is_one_within_the_budget_and_the_pooled_test_pairs_only_those(tmp_path):
+    s = cb.Setup(seeds=3, budgets=(60, 40), curve=(), secondary=False)
+    b = cb.Bench(s, tmp_path, log=lambda *_: None)
+    over = {("uniform8", 40), ("tp_uniform", 40), ("tp_global", 40)}  # at 40 % no baseline has a network within
+    b.start = lambda m, pct: {"budget_met": (m, pct) not in over, "measured_ms": 0.1, "budget_ms": 0.1,
+                              "select_cpu_min": 1.0, "module": "x"}
+    acc = {"uniform8": 0.80, "tp_uniform": 0.95, "tp_global": 0.85, "widthnas": 0.90, cb.EQUAL: 0.88}
+    res = {}
+    for m, pct, seed in b.jobs():
+        res[(m, pct, seed)] = ({"skipped": "over"} if (m, pct) in over else
+                               {"test_acc": acc[m] + 0.01 * seed, "nfr": 0.0, "cpu_s": 60.0})
+    b.finetune_all = lambda: res
+    b.base = lambda: {"test_acc": 0.93, "minutes": 1.0, "cpu_min": 2.0}
+    b.budgets = lambda: {"base_ms": 0.2, "budget_ms": {"60": 0.12, "40": 0.08}}
+    b._plot = lambda *a: None
+    rows = {(r["budget_pct"], r["method"]): r for r in b.report()}
+    assert rows[(60, "widthnas")]["best_baseline"] == "tp_uniform"
+    assert rows[(60, "widthnas")]["diff_vs_best_baseline"] == pytest.approx(-0.05)
+    assert rows[(40, "uniform8")]["acc_mean"] == "" and rows[(40, "uniform8")]["budget_met"] is False
+    assert rows[(40, "widthnas")]["best_baseline"] == "none within" and rows[(40, "widthnas")]["diff_vs_best_baseline"] == ""
+    summary = cb.read_json(tmp_path / "summary.json", "summary")
+    assert summary["pooled_vs_best_baseline"]["n"] == 3  # 60 % only: 40 % has nothing to pair with
+    assert summary["unpaired_budgets"] == [{"budget_pct": 40, "widthnas_met": True, "baselines_met": []}]
+    assert not [j for j in b.jobs() if j[0] in (cb.CONGRUENT, cb.SUPER, cb.GREEDY_LR)]
