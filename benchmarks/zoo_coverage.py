@@ -3,9 +3,11 @@
 a traced space must reproduce the model's outputs, or tracing fails.
 
     python -m widthnas.benchmarks.zoo_coverage        # pytorchcv installed (make test installs it)
+    python -m widthnas.benchmarks.zoo_coverage densenet121 squeezenet_v1_1   # some rows only
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import re
 import time
@@ -25,12 +27,20 @@ def reason(msg: str) -> str:
     return " ".join((m.group(1) if m else msg).split())[:140]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("only", nargs="*", help=f"these models only, of {[n for _, n in MODELS]}")
+    a = p.parse_args(argv)
+    unknown = sorted(set(a.only) - {n for _, n in MODELS})
+    if unknown:
+        p.error(f"unknown models {unknown}; choose from {[n for _, n in MODELS]}")
     warnings.filterwarnings("ignore")
     from widthnas.models.trace import TraceError, trace_model
 
     print("| model | traces | free groups, or why it is refused |\n|---|---|---|")
     for module, name in MODELS:
+        if a.only and name not in a.only:
+            continue
         t0 = time.time()
         model = getattr(importlib.import_module(f"pytorchcv.models.{module}"), name)().eval()
         try:

@@ -3,7 +3,7 @@
 Profiling needs thousands of networks; `torch.onnx.export` costs ~160 ms each, this ~5 ms. It is what
 the exporter emits for `models.GraphNet`
 in eval mode after BatchNorm folding (Conv+bias, Relu or Clip(0, 6), Add, MaxPool,
-GlobalAveragePool, Flatten, Gemm), so profiling can build thousands of networks cheaply and
+GlobalAveragePool, AveragePool, Flatten, Gemm, Concat), so profiling can build thousands of networks cheaply and
 onnxruntime runs the same kernels; tests/test_graph_space.py checks outputs against torch.
 """
 from __future__ import annotations
@@ -26,10 +26,10 @@ Weights = dict[str, dict[str, np.ndarray]]  # conv or linear op name -> {"w": we
 def random_weights(space: GraphSpace, widths: Sequence[int] | Mapping[str, int], seed: int = 0) -> Weights:
     """He-initialised folded weights: latency does not depend on values, only on shapes."""
     rng = np.random.default_rng(seed)
-    a, g = space.assignment(widths), space.graph.group_of
+    a, ch = space.assignment(widths), space.graph.channels
     out = {}
     for op in space.graph.ops:
-        c_in, c_out = a[g[op.inputs[0]]], a[g[op.name]]
+        c_in, c_out = ch(op.inputs[0], a), ch(op.name, a)  # a concatenation's: the sum of its segments
         if op.kind == "conv":
             per_group = 1 if op.depthwise else c_in // op.conv_groups  # input channels each output reads
             std = np.sqrt(2.0 / (per_group * op.kernel ** 2))
@@ -116,10 +116,15 @@ def build_onnx(space: GraphSpace, weights: Weights, batch: int | str = "batch") 
                 y = out
         elif op.kind == "mul":  # a map times its (1x1) channel gate, broadcast
             nodes.append(helper.make_node("Mul", xs, [op.name]))
+        elif op.kind == "cat":
+            nodes.append(helper.make_node("Concat", xs, [op.name], axis=1))
         elif op.kind == "maxpool":
             nodes.append(helper.make_node("MaxPool", xs, [op.name], kernel_shape=[op.kernel] * 2,
                                           strides=[op.stride] * 2, pads=[op.padding] * 4,
                                           **({"ceil_mode": 1} if op.ceil else {})))
+        elif op.kind == "avgpool":  # padding zeros counted in the mean, as torch's default
+            nodes.append(helper.make_node("AveragePool", xs, [op.name], kernel_shape=[op.kernel] * 2,
+                                          strides=[op.stride] * 2, pads=[op.padding] * 4, count_include_pad=1))
         elif op.kind == "gap":
             nodes.append(helper.make_node("GlobalAveragePool", xs, [op.name]))
         else:  # linear

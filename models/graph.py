@@ -10,6 +10,10 @@ chosen. Groups are derived from the ops by union-find, never written by hand:
     the first channels of every block, not the first channels overall;
   - an add ties the groups of all its inputs into one (a residual never changes the architecture:
     when widths would differ the add is not dropped, the widths are tied);
+  - a concatenation (`cat`, on the channel axis) starts no group and ties none: its output is a
+    *composite* tensor whose channels are its inputs' groups one after another (`Graph.layout`), each
+    at its channel offset; a BN, activation or pooling of a composite tensor is composite alike; a dense
+    conv or the classifier reading one takes the sum of its segments' widths (DenseNet, Inception);
   - the input channels ("input") and the classifier output ("classes") are fixed groups;
   - given by hand (traced spaces, models/trace.py): `ties` merge the groups of the tensors they
     name, for constraints the ops cannot show (code outside the network reads two tensors as one
@@ -32,13 +36,17 @@ from .activations import ACTIVATIONS, HAS_ALPHA
 
 INPUT = "input"  # the image tensor and its fixed channel group
 CLASSES = "classes"  # the classifier output's fixed channel group
-KINDS = ("conv", "bn", "act", "add", "maxpool", "gap", "linear", "mul")  # mul: a map times its channel gate
+KINDS = ("conv", "bn", "act", "add", "maxpool", "gap", "linear", "mul", "cat", "avgpool")  # mul: a map times its channel gate
+KEEPS_LAYOUT = ("bn", "act", "maxpool", "avgpool", "gap")  # channelwise: the output has its input's channels, in order
 BN_EPS = 1e-5  # torch's default; another eps is recorded in the op
 # kind -> (fields an op of that kind may have besides name/op/inputs, fields it must have)
 _FIELDS = {"conv": ({"out", "kernel", "stride", "depthwise", "tag", "bias", "pad", "conv_groups"},
                     {"out", "kernel", "stride"}),
-           "maxpool": ({"kernel", "stride", "pad", "ceil"}, {"kernel", "stride"}), "act": ({"fn", "alpha"}, {"fn"}),
-           "bn": ({"eps"}, set()), "add": (set(), set()), "mul": (set(), set()), "gap": (set(), set()), "linear": (set(), set())}
+           "maxpool": ({"kernel", "stride", "pad", "ceil"}, {"kernel", "stride"}),
+           "avgpool": ({"kernel", "stride", "pad"}, {"kernel", "stride"}),  # zeros counted (torch's default)
+           "act": ({"fn", "alpha"}, {"fn"}),
+           "bn": ({"eps"}, set()), "add": (set(), set()), "mul": (set(), set()), "gap": (set(), set()), "linear": (set(), set()),
+           "cat": (set(), set())}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
 
 
@@ -54,7 +62,7 @@ class Op:
     kind: str  # one of KINDS
     inputs: tuple[str, ...]
     out: int = 0  # conv (dense): base output channels
-    kernel: int = 1  # conv, maxpool: square kernel side
+    kernel: int = 1  # conv, maxpool, avgpool: square kernel side
     stride: int = 1  # conv, maxpool
     depthwise: bool = False  # conv: groups = channels, output keeps the input's group
     fn: str = ""  # act: one of ACTIVATIONS (models/activations.py)
@@ -83,7 +91,7 @@ class Op:
 
     def to_dict(self) -> dict:
         d: dict = {"name": self.name, "op": self.kind, "inputs": list(self.inputs)}
-        if self.kind in ("conv", "maxpool") and self.pad >= 0:  # written only when set: old files keep their
+        if self.kind in ("conv", "maxpool", "avgpool") and self.pad >= 0:  # written only when set: old files keep their
             d["pad"] = self.pad                                  # fingerprints
         if self.kind == "maxpool" and self.ceil:
             d["ceil"] = True
@@ -99,7 +107,7 @@ class Op:
                 d["out"] = self.out
                 if self.tag:
                     d["tag"] = self.tag
-        elif self.kind == "maxpool":
+        elif self.kind in ("maxpool", "avgpool"):
             d.update(kernel=self.kernel, stride=self.stride)
         elif self.kind == "act":
             d["fn"] = self.fn
@@ -189,10 +197,13 @@ class Graph:
 
     @cached_property
     def folded_bns(self) -> frozenset[str]:
-        """BNs right after a conv, which fold into it at export; the others (after an add, a pool, the
-        input: pre-activation blocks) stay BatchNormalization ops of their own, with a latency of their own."""
+        """BNs right after a conv that feeds only them, which fold into it at export; the others (after an add,
+        a pool, a concatenation, the input, or a conv whose output is also read elsewhere, as DenseNet's stem
+        is by its first layer's BN and the concatenation: pre-activation blocks) stay BatchNormalization ops of
+        their own, with a latency of their own."""
         return frozenset(op.name for op in self.ops if op.kind == "bn"
-                         and self.by_name.get(op.inputs[0], Op("", "", ())).kind == "conv")
+                         and self.by_name.get(op.inputs[0], Op("", "", ())).kind == "conv"
+                         and self.consumers[op.inputs[0]] == [op.name])
 
     @cached_property
     def consumers(self) -> dict[str, list[str]]:
@@ -229,11 +240,12 @@ class Graph:
                     raise GraphError(f"{where}: input {i!r} is not an earlier op (or 'input'); list ops in "
                                      "topological order")
             n_in = len(op.inputs)
-            want = {"add": "two or more inputs", "mul": "two inputs"}.get(op.kind, "one input")
-            if (op.kind == "add" and n_in < 2) or (op.kind == "mul" and n_in != 2) or \
-                    (op.kind not in ("add", "mul") and n_in != 1):
+            want = {"add": "two or more inputs", "mul": "two inputs", "cat": "two or more inputs"}.get(op.kind,
+                                                                                                      "one input")
+            if (op.kind in ("add", "cat") and n_in < 2) or (op.kind == "mul" and n_in != 2) or \
+                    (op.kind not in ("add", "mul", "cat") and n_in != 1):
                 raise GraphError(f"{where}: {op.kind} takes {want}, got {n_in}")
-            if op.kind in ("conv", "maxpool"):
+            if op.kind in ("conv", "maxpool", "avgpool"):
                 if op.kernel < 1 or op.stride < 1 or (op.pad < 0 and op.kernel % 2 == 0):
                     raise GraphError(f"{where}: kernel and stride must be positive, the kernel odd unless 'pad' is "
                                      f"given (got kernel {op.kernel}, stride {op.stride})")
@@ -258,9 +270,7 @@ class Graph:
             if op is not self.ops[-1] and not users:
                 raise GraphError(f"op {op.name!r} is never used; remove it or feed it into the network")
             kinds = [self.by_name[u].kind for u in users]
-            if op.kind == "conv" and "bn" in kinds and kinds != ["bn"]:  # the bn folds into the conv at export
-                raise GraphError(f"conv {op.name!r} feeds its bn and more ({users}): a conv with a bn feeds only it")
-            if op.kind == "conv" and op.bias and "bn" in kinds:
+            if op.kind == "conv" and op.bias and kinds == ["bn"]:  # the bn folds into the conv at export
                 raise GraphError(f"conv {op.name!r} has a bias and a bn: its bias folds into the bn; drop 'bias'")
         sizes = self.sizes  # checks spatial agreement
         if sizes[self.ops[-1].inputs[0]] != (1, 1):
@@ -281,18 +291,18 @@ class Graph:
         s = {INPUT: tuple(self.input_shape[1:])}
         for op in self.ops:
             h, w = s[op.inputs[0]]
-            if op.kind in ("conv", "maxpool"):
+            if op.kind in ("conv", "maxpool", "avgpool"):
                 h, w = (_out_size(v, op.kernel, op.stride, op.padding, op.ceil) for v in (h, w))
                 if min(h, w) < 1:
                     raise GraphError(f"{op.kind} {op.name!r}: output {h}x{w} px; the input is too small for its "
                                      "kernel, stride and padding")
             elif op.kind == "gap":
                 h, w = 1, 1
-            elif op.kind == "add":
+            elif op.kind in ("add", "cat"):
                 got = {s[i] for i in op.inputs}
                 if len(got) != 1:
-                    raise GraphError(f"add {op.name!r} joins tensors of different sizes "
-                                     f"{ {i: s[i] for i in op.inputs} } px; give the shortcut the same stride")
+                    raise GraphError(f"{op.kind} {op.name!r} joins tensors of different sizes "
+                                     f"{ {i: s[i] for i in op.inputs} } px; give its inputs the same stride")
             elif op.kind == "mul":  # a feature map times a (1x1) channel gate, e.g. squeeze-excitation
                 a, b = (s[i] for i in op.inputs)
                 if a != b and (1, 1) not in (a, b):
@@ -313,7 +323,10 @@ class Graph:
                 x = parent[x]
             return x
 
+        composite = self.composite
         for op in self.ops:
+            if op.name in composite:  # a concatenation's channels are its inputs' groups: it is in none
+                continue
             starts = op.kind == "linear" or (op.kind == "conv" and not op.keeps_group)
             parent[op.name] = op.name if starts else find(op.inputs[0])
             if op.kind in ("add", "mul"):  # both tie their inputs' channels (a gate has the map's channels)
@@ -326,6 +339,46 @@ class Graph:
             for r in roots[1:]:
                 parent[r] = roots[0]
         return {t: find(t) for t in parent}
+
+    @cached_property
+    def composite(self) -> frozenset[str]:
+        """Tensors whose channels are several groups' (a cat, and what a BN, activation or pool makes of
+        one). GraphError for an op that needs its input to be one group: an add or mul (they tie their
+        inputs' channels), a depthwise or grouped conv (its output keeps its input's group)."""
+        out: set[str] = set()
+        for op in self.ops:
+            if op.kind == "cat":
+                out.add(op.name)
+                continue
+            hit = [i for i in op.inputs if i in out]
+            if not hit:
+                continue
+            if op.kind in KEEPS_LAYOUT:
+                out.add(op.name)
+            elif not (op.kind == "linear" or (op.kind == "conv" and not op.keeps_group)):
+                what = "a depthwise or grouped conv" if op.kind == "conv" else f"an {op.kind}"
+                raise GraphError(f"{op.kind} {op.name!r} reads {hit[0]!r}, a concatenation of several channel "
+                                 f"groups; {what} ties its input's channels to its output's, which widthnas supports "
+                                 "for one group only: put a dense conv after the concatenation first")
+        return frozenset(out)
+
+    @cached_property
+    def layout(self) -> dict[str, tuple[str, ...]]:
+        """Tensor name -> the groups of its channels in order: one for most tensors, the segments of a
+        concatenation (a group may repeat: cat(x, x))."""
+        g, out = self.group_of, {INPUT: (self.group_of[INPUT],)}
+        for op in self.ops:
+            if op.kind == "cat":
+                out[op.name] = tuple(s for i in op.inputs for s in out[i])
+            elif op.name in self.composite:
+                out[op.name] = out[op.inputs[0]]
+            else:
+                out[op.name] = (g[op.name],)
+        return out
+
+    def channels(self, tensor: str, a: dict[str, int]) -> int:
+        """A tensor's channels under the assignment a ({group: channels}): the sum of its segments'."""
+        return sum(a[s] for s in self.layout[tensor])
 
     @cached_property
     def _order(self) -> dict[str, int]:

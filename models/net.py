@@ -36,6 +36,21 @@ def channel_index(space: GraphSpace, group: str, width: int, widest: int) -> sli
     return (torch.arange(b)[:, None] * per + torch.arange(k)[None, :]).reshape(-1)
 
 
+def tensor_index(space: GraphSpace, tensor: str, per: Mapping[str, slice | torch.Tensor],
+                 width: Mapping[str, int]) -> slice | torch.Tensor:
+    """The channels of `tensor` from its groups' (per: group -> slice or index): its one group's as they are,
+    or for a concatenation each segment's shifted by the channels (`width`) of the segments before it."""
+    lay = space.graph.layout[tensor]
+    if len(lay) == 1:
+        return per[lay[0]]
+    parts, off = [], 0
+    for s in lay:
+        c = per[s]
+        parts.append((torch.arange(c.start or 0, c.stop) if isinstance(c, slice) else c) + off)
+        off += width[s]
+    return torch.cat(parts)
+
+
 def _last_use(space: GraphSpace) -> dict[str, int]:
     """Tensor -> index of the last op reading it, so forward passes free tensors early."""
     last = {}
@@ -52,12 +67,12 @@ class GraphNet(nn.Module):
         super().__init__()
         self.space = space
         self.widths = space.validate(widths)
-        a, g = space.assignment(widths), space.graph.group_of
+        a, ch = space.assignment(widths), space.graph.channels
         self.assignment = a  # {group: channels}, fixed groups included
         self._last = _last_use(space)
         self.layers = nn.ModuleDict()
         for op in space.graph.ops:
-            c_in, c_out = a[g[op.inputs[0]]], a[g[op.name]]
+            c_in, c_out = ch(op.inputs[0], a), ch(op.name, a)  # a concatenation's: the sum of its segments
             if op.kind == "conv":
                 self.layers[module_key(op)] = nn.Conv2d(c_in, c_out, op.kernel, op.stride, op.padding,
                                                   groups=c_in if op.depthwise else op.conv_groups, bias=op.bias)
@@ -67,6 +82,8 @@ class GraphNet(nn.Module):
                 self.layers[module_key(op)] = activations.module(op.fn, op.alpha)
             elif op.kind == "maxpool":
                 self.layers[module_key(op)] = nn.MaxPool2d(op.kernel, op.stride, op.padding, ceil_mode=op.ceil)
+            elif op.kind == "avgpool":
+                self.layers[module_key(op)] = nn.AvgPool2d(op.kernel, op.stride, op.padding)
             elif op.kind == "linear":
                 self.layers[module_key(op)] = nn.Linear(c_in, c_out)
 
@@ -80,6 +97,8 @@ class GraphNet(nn.Module):
                     y = y + z
             elif op.kind == "mul":
                 y = xs[0] * xs[1]  # a (1x1) gate broadcast over the map
+            elif op.kind == "cat":
+                y = torch.cat(xs, 1)
             elif op.kind == "gap":
                 y = F.adaptive_avg_pool2d(xs[0], 1)  # (N, C, 1, 1)
             elif op.kind == "linear":
@@ -135,6 +154,14 @@ class SlimmableGraphNet(nn.Module):
     def _widest(self) -> dict[str, int]:
         return self.full.assignment
 
+    def _at(self, tensor: str, a: Mapping[str, int], idx: Mapping[str, slice | torch.Tensor]) -> slice | torch.Tensor:
+        """The channels of `tensor` that the assignment keeps, out of its widest: its group's (idx), or for
+        a concatenation each segment's, shifted by the widest widths of the segments before it."""
+        lay = self.space.graph.layout[tensor]
+        if len(lay) > 1 and all(a[s] == self._widest[s] for s in lay):  # all of it: a view
+            return slice(0, sum(a[s] for s in lay))
+        return tensor_index(self.space, tensor, idx, self._widest)
+
     def forward(self, x: torch.Tensor, widths: Widths | None = None, update_bn_stats: bool = True) -> torch.Tensor:
         a = self.space.assignment(widths if widths is not None else self.max_widths)
         idx = self._index(a)
@@ -144,18 +171,21 @@ class SlimmableGraphNet(nn.Module):
         for k, op in enumerate(self.space.graph.ops):
             xs = [t[i] for i in op.inputs]
             m = layers[module_key(op)] if module_key(op) in layers else None
-            gi, go = g[op.inputs[0]], g[op.name]
-            if op.kind == "conv" and op.keeps_group:  # depthwise or grouped: out rows of its input's channels
+            if op.kind == "cat":
+                y = torch.cat(xs, 1)
+            elif op.kind == "conv" and op.keeps_group:  # depthwise or grouped: out rows of its input's channels
+                gi, go = g[op.inputs[0]], g[op.name]
                 blocks = a[gi] if op.depthwise else op.conv_groups
                 w = m.weight[idx[go]]
                 if op.conv_groups > 1:
                     w = w[:, :a[gi] // blocks]  # each block's first inputs (the rows' own block)
                 y = F.conv2d(xs[0], w, None if m.bias is None else m.bias[idx[go]], m.stride, m.padding, 1, blocks)
             elif op.kind == "conv":
-                y = F.conv2d(xs[0], m.weight[idx[go]][:, idx[gi]], None if m.bias is None else m.bias[idx[go]],
-                             m.stride, m.padding)
+                go = g[op.name]
+                y = F.conv2d(xs[0], m.weight[idx[go]][:, self._at(op.inputs[0], a, idx)],
+                             None if m.bias is None else m.bias[idx[go]], m.stride, m.padding)
             elif op.kind == "bn":
-                y = self._bn(xs[0], m, idx[go])
+                y = self._bn(xs[0], m, self._at(op.name, a, idx))
             elif op.kind == "act":
                 y = activations.apply(op.fn, xs[0], op.alpha)
             elif op.kind == "add":
@@ -164,12 +194,12 @@ class SlimmableGraphNet(nn.Module):
                     y = y + z
             elif op.kind == "mul":
                 y = xs[0] * xs[1]
-            elif op.kind == "maxpool":
+            elif op.kind in ("maxpool", "avgpool"):
                 y = m(xs[0])
             elif op.kind == "gap":
                 y = F.adaptive_avg_pool2d(xs[0], 1)
             else:  # linear
-                y = F.linear(torch.flatten(xs[0], 1), m.weight[:, idx[gi]], m.bias)
+                y = F.linear(torch.flatten(xs[0], 1), m.weight[:, self._at(op.inputs[0], a, idx)], m.bias)
             for i in op.inputs:
                 if last[i] == k:
                     del t[i]
@@ -183,13 +213,13 @@ class SlimmableGraphNet(nn.Module):
         widths off the search grid; a layer's channels chosen as on the grid, `channel_index`)."""
         space = space or self.space
         net = GraphNet(space, widths)
-        a, g = space.assignment(widths), space.graph.group_of
+        a = space.assignment(widths)
         idx = self._index(a)
         for op in space.graph.ops:
             if module_key(op) not in net.layers:
                 continue
             small, big = net.layers[module_key(op)], self.full.layers[module_key(op)]
-            io, ii = idx[g[op.name]], idx[g[op.inputs[0]]]
+            io, ii = self._at(op.name, a, idx), self._at(op.inputs[0], a, idx)
             for name, p in list(small.named_parameters()) + list(small.named_buffers()):
                 src = getattr(big, name)
                 if p.dim() == 0:  # num_batches_tracked

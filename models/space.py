@@ -348,10 +348,10 @@ class GraphSpace:
     # ---- costs -------------------------------------------------------------------------
     def op_macs(self, widths: Sequence[int] | Mapping[str, int]) -> dict[str, int]:
         """Multiply-accumulates of one image per conv and linear (BN, activations, adds, pooling: not counted)."""
-        a, g, sizes = self.assignment(widths), self.graph.group_of, self.graph.sizes
+        a, ch, sizes = self.assignment(widths), self.graph.channels, self.graph.sizes
         out = {}
         for op in self.graph.ops:
-            c_in, c_out = a[g[op.inputs[0]]], a[g[op.name]]
+            c_in, c_out = ch(op.inputs[0], a), ch(op.name, a)
             if op.kind == "conv":
                 h, w = sizes[op.name]
                 per_group_in = 1 if op.depthwise else c_in // op.conv_groups
@@ -368,6 +368,7 @@ class GraphSpace:
         """Groups and, per costed op, its signature and the groups of its input and output channels:
         what the latency design matrix and the MRF's factors are keyed by."""
         g, sizes, fixed = self.graph.group_of, self.graph.sizes, {s.name for s in self.groups if s.fixed}
+        lay = self.graph.layout
         factors = []
         for op in self.graph.ops:
             if op.name in self.graph.folded_bns or (op.kind == "act" and op.fn in FUSED):  # a BN after a conv
@@ -375,11 +376,23 @@ class GraphSpace:
             kind = "dw" if op.depthwise else (f"g{op.conv_groups}" if op.kind == "conv" and op.conv_groups > 1 else
                                               "dense" if op.kind in ("conv", "linear") else
                                               op.fn if op.kind == "act" else "none")  # an activation's cost is its own
-            k, s = (op.kernel, op.stride) if op.kind in ("conv", "maxpool") else (1, 1)
-            gi, go = g[op.inputs[0]], g[op.name]
-            scope = tuple(dict.fromkeys(x for x in (gi, go) if x not in fixed))
-            factors.append(OpFactor(op.name, OpSignature(op.kind + op.shape_tag, k, s, kind, sizes[op.inputs[0]]), gi, go,
-                                    sizes[op.name], scope))
+            k, s = (op.kernel, op.stride) if op.kind in ("conv", "maxpool", "avgpool") else (1, 1)
+            segments = lay[op.inputs[0]] if op.kind != "cat" else lay[op.name]
+            if len(segments) == 1:
+                gi, go = g[op.inputs[0]], g[op.name]
+                scope = tuple(dict.fromkeys(x for x in (gi, go) if x not in fixed))
+                factors.append(OpFactor(op.name, OpSignature(op.kind + op.shape_tag, k, s, kind, sizes[op.inputs[0]]),
+                                        gi, go, sizes[op.name], scope))
+                continue
+            # an op over a concatenation: one term per segment, its share of the op. Its work is linear in
+            # the input channels (a conv's c_in x c_out, a copy's or channelwise op's c), so the sum of the
+            # segments' terms is the op's cost and the MRF stays pairwise; the terms have their own
+            # entries ('<kind>/cat'), apart from whole ops', whose fixed per-op cost they share out.
+            for seg in segments:
+                go = seg if op.name in self.graph.composite else g[op.name]  # a channelwise op: its own segment
+                scope = tuple(dict.fromkeys(x for x in (seg, go) if x not in fixed))
+                factors.append(OpFactor(op.name, OpSignature(op.kind + op.shape_tag + "/cat", k, s, kind,
+                                                             sizes[op.inputs[0]]), seg, go, sizes[op.name], scope))
         return FactorStructure(self.groups, tuple(factors))
 
     def touches(self) -> dict[str, list[str]]:

@@ -22,7 +22,11 @@ the module path and the source line, and says what to do):
   nn.ReLU / ReLU6 / Hardtanh(0, 6) / Hardswish / Hardsigmoid / SiLU / Sigmoid / GELU (exact) / LeakyReLU,
       their functionals (F.relu, F.silu, torch.sigmoid, ...), x.relu(_), x.sigmoid(_) -> act
   a + b, a += b, torch.add(a, b), a.add(b) of two feature maps                  -> add (ties the groups)
+  torch.cat / torch.concat of feature maps on dim 1 (DenseNet, Inception)        -> cat (each input keeps its
+                                                                                   group at its offset)
   nn.MaxPool2d / F.max_pool2d, square kernel, any padding up to half of it, ceil_mode -> maxpool
+  nn.AvgPool2d / F.avg_pool2d not over the whole map, square kernel, padding up to half of it (zeros
+      counted, torch's default), no ceil_mode (DenseNet's transition)          -> avgpool
   nn.AdaptiveAvgPool2d(1), F.adaptive_avg_pool2d(x, 1), x.mean((2, 3)),
       an average pool over the whole map                                        -> gap
   flatten / view / reshape / squeeze of the pooled features, Dropout, Identity,
@@ -39,8 +43,7 @@ the module path and the source line, and says what to do):
                                                                                    a 1x1 map; its own group)
 
 Refused, each with its own message: grouped convs that change their channel count, a conv
-whose output feeds its BN and other ops, torch.cat / split / chunk / channel slicing (widthnas has no concatenation: each
-input of a cat would be its own group at a channel offset; not supported), multiplications
+whose output feeds its BN and other ops, split / chunk / channel slicing and stacking (torch.stack, hstack, vstack), multiplications
 other than a map times its gate, other activations (tanh, ELU, Mish, ...), a classifier Linear straight on a
 map not yet pooled, several outputs, weights shared
 by two calls. `fixed` (layers kept at their own width) and `ties` (groups merged by hand) only
@@ -160,8 +163,8 @@ _OTHER_ACTS = (nn.PReLU, nn.ELU, nn.SELU, nn.Tanh, nn.Mish, nn.Softplus, nn.CELU
 
 _TODO_SUPPORTED = ("the space supports Conv2d (dense, depthwise or grouped) + BatchNorm2d (any eps), ReLU, ReLU6, "
                    "Hardswish, "
-                   "Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU, residual adds, "
-                   "MaxPool2d, global average pooling and one Linear classifier")
+                   "Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU, residual adds, channel concatenation (torch.cat, dim=1), "
+                   "MaxPool2d, AvgPool2d, global average pooling and one Linear classifier")
 
 
 class _Tracer(fx.Tracer):
@@ -377,7 +380,8 @@ class _Builder:
         if type(m) is nn.AdaptiveAvgPool2d:
             return self.gap(node, x, m.output_size)
         if type(m) is nn.AvgPool2d:
-            return self.avgpool(node, x, m.kernel_size, m.stride, m.padding)
+            return self.avgpool(node, x, m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
+                                m.divisor_override)
         if isinstance(m, _PASS_MODULES):
             return x
         if type(m) is nn.Flatten:
@@ -423,17 +427,13 @@ class _Builder:
         users = list(node.users)
         to_bn = [u for u in users if u.op == "call_module"
                  and isinstance(self.gm.get_submodule(u.target), nn.modules.batchnorm._BatchNorm)]
-        if to_bn and len(users) != 1:
-            got = [f"{u.name} ({_describe(u, self.gm)})" for u in users]
-            raise self.refuse(node, f"the conv feeds its BatchNorm2d and more: {got}", "use the conv's output only "
-                              "in its BN (the BN folds into the conv at export, which would change what the others "
-                              "read), or apply the BN to a copy")
-        # without a BN after it, the conv keeps its own bias; before a BN its bias folds into the BN
+        folds = bool(to_bn) and len(users) == 1  # its BN folds into it; a BN beside other readers stays a BN
+        # without a BN folding into it, the conv keeps its own bias; before such a BN its bias folds into the BN
         grouped = m.groups if m.groups > 1 and not dw else 1
         return self.emit(node, "conv", x, out=0 if dw or grouped > 1 else m.out_channels, kernel=k[0], stride=s[0],
                          depthwise=dw, conv_groups=grouped,
                          pad=-1 if (k[0] % 2 and pad[0] == k[0] // 2) else pad[0],
-                         bias=not to_bn and m.bias is not None)
+                         bias=not folds and m.bias is not None)
 
     def bn(self, node: fx.Node, m: nn.BatchNorm2d, x: _T) -> _T:
         # right after its conv it folds into it; after an add, a pool or the input (pre-activation blocks) it
@@ -465,16 +465,23 @@ class _Builder:
         self.need_map(node, x, "global average pooling")
         return self.emit(node, "gap", x)
 
-    def avgpool(self, node, x: _T, kernel, stride, padding) -> _T:
+    def avgpool(self, node, x: _T, kernel, stride, padding, ceil_mode=False, count_include_pad=True,
+                divisor_override=None) -> _T:
         self.need_map(node, x, "an average pool")
         shape_in, shape_out = self.shape(node.all_input_nodes[0]), self.shape(node)
         pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
-        if shape_in is None or shape_out is None or tuple(shape_out[2:]) != (1, 1) or \
-                pair(kernel) != tuple(shape_in[2:]) or pair(padding) != (0, 0):
-            raise self.refuse(node, f"average pool with kernel {kernel}: only a pool over the whole feature map "
-                              "(global average pooling) is supported", "use nn.AdaptiveAvgPool2d(1) before the "
-                              "classifier, and a stride-2 conv or MaxPool2d(3, 2, 1) to downsample")
-        return self.emit(node, "gap", x)
+        k, s, p = pair(kernel), pair(stride if stride not in (None, [], ()) else kernel), pair(padding)
+        if shape_in is not None and shape_out is not None and tuple(shape_out[2:]) == (1, 1) and \
+                k == tuple(shape_in[2:]) and p == (0, 0):
+            return self.emit(node, "gap", x)  # over the whole map: global average pooling
+        if k[0] != k[1] or s[0] != s[1] or p[0] != p[1] or 2 * p[0] > k[0] or ceil_mode or divisor_override or \
+                (p[0] and not count_include_pad):
+            raise self.refuse(node, f"average pool kernel {k}, stride {s}, padding {padding}, ceil_mode {ceil_mode}, "
+                              f"count_include_pad {count_include_pad}, divisor_override {divisor_override}: a space's "
+                              "average pool has a square kernel, one stride, the same padding on every side (at most "
+                              "half the kernel, its zeros counted) and no ceil_mode", "use e.g. nn.AvgPool2d(2, 2) "
+                              "(DenseNet's transition), or nn.AdaptiveAvgPool2d(1) before the classifier")
+        return self.emit(node, "avgpool", x, kernel=k[0], stride=s[0], pad=p[0])
 
     def flatten(self, node, x: _T) -> _T:
         shape_in = self.shape(node.all_input_nodes[0]) if node.all_input_nodes else None
@@ -535,12 +542,11 @@ class _Builder:
         if node.op == "call_method" and t in _SHAPE_METHODS or (t is getattr and node.args[1] in
                                                                  ("shape", "dtype", "device", "ndim")):
             return None
-        if t in _CAT or t in ("cat",):
-            raise self.refuse(node, "torch.cat joins the channels of several tensors; widthnas has no "
-                              "concatenation (each input of a cat would be its own channel group at a channel "
-                              "offset), so it is refused rather than traced wrongly", "replace the cat by an add "
-                              "where widths match, or search a sub-network without it (a factory that returns "
-                              "that part)")
+        if t in (torch.cat, torch.concat) or t in ("cat", "concat"):
+            return self.cat(node)
+        if t in _CAT:
+            raise self.refuse(node, f"{name} stacks tensors along a new or a spatial axis", "concatenate feature "
+                              "maps on the channel axis (torch.cat(xs, dim=1)), the one joining a space holds")
         if t in _SPLIT or t in ("split", "chunk", "tensor_split", "unbind", "narrow") or (
                 t is operator.getitem and isinstance(self.env.get(node.args[0]), _T)):
             raise self.refuse(node, "splitting or slicing a tensor's channels (split, chunk, x[:, a:b]) is not "
@@ -566,8 +572,13 @@ class _Builder:
         if t is F.avg_pool2d:
             args = list(node.args[1:]) + [None] * 3
             kernel = args[0] if args[0] is not None else node.kwargs.get("kernel_size")
-            return self.avgpool(node, x, kernel, args[1], args[2] if args[2] is not None else
-                                node.kwargs.get("padding", 0))
+            kw = node.kwargs
+            more = list(node.args[4:]) + [None] * 3
+            return self.avgpool(node, x, kernel, args[1] if args[1] is not None else kw.get("stride"),
+                                args[2] if args[2] is not None else kw.get("padding", 0),
+                                more[0] if more[0] is not None else kw.get("ceil_mode", False),
+                                more[1] if more[1] is not None else kw.get("count_include_pad", True),
+                                more[2] if more[2] is not None else kw.get("divisor_override"))
         if t is F.max_pool2d:
             a = list(node.args[1:]) + [None] * 6
             kw = node.kwargs
@@ -613,6 +624,24 @@ class _Builder:
                               "(x * sigmoid(x), scaling by constants) are not supported")
         self.need_map(node, maps[0], "a channel gate")
         return self.emit(node, "mul", [maps[0], gates[0]])
+
+    def cat(self, node: fx.Node) -> _T:
+        """torch.cat of feature maps on the channel axis: each input keeps its own channel group at its offset."""
+        seq = node.args[0] if node.args else node.kwargs.get("tensors")
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        ins = [self.env.get(a) for a in seq] if isinstance(seq, (list, tuple)) else []
+        if not ins or not all(isinstance(a, fx.Node) for a in seq) or not all(isinstance(x, _T) for x in ins):
+            raise self.refuse(node, "a cat of values that are not all the network's tensors (constants, or "
+                              "tensors made outside the network)", "concatenate feature maps of the network only")
+        sh = self.shape(node)
+        if sh is None or len(sh) != 4 or dim not in (1, -3):
+            raise self.refuse(node, f"a cat on dim {dim} of {'?' if sh is None else len(sh)}-d tensors",
+                              "concatenate (N, C, H, W) feature maps on the channel axis, dim=1")
+        for x in ins:
+            self.need_map(node, x, "a concatenation")
+        if len(ins) == 1:  # a cat of one tensor is that tensor
+            return ins[0]
+        return self.emit(node, "cat", ins)
 
     def add(self, node: fx.Node, xs: list[_T]) -> _T:
         consts = [a for a in list(node.args) + list(node.kwargs.values()) if not isinstance(a, fx.Node)]

@@ -71,12 +71,12 @@ def _source(space: GraphSpace) -> dict[str, str]:
 def _expected(space: GraphSpace) -> dict[str, tuple[tuple[int, ...] | None, bool]]:
     """user key -> (shape at the base widths, required)."""
     # the model's own widths, choices or not (traced with --max-mult < 1 they are above every choice)
-    src, a, g = _source(space), {s.name: s.base for s in space.groups}, space.graph.group_of
+    src, a, ch = _source(space), {s.name: s.base for s in space.groups}, space.graph.channels
     out = {}
     for op in space.graph.ops:
         if op.kind not in ("conv", "bn", "linear"):
             continue
-        p, c_in, c_out = src[op.name], a[g[op.inputs[0]]], a[g[op.name]]
+        p, c_in, c_out = src[op.name], ch(op.inputs[0], a), ch(op.name, a)
         if op.kind == "conv":
             per_group = 1 if op.depthwise else c_in // op.conv_groups  # input channels each output reads
             out[f"{p}.weight"] = ((c_out, per_group, op.kernel, op.kernel), True)
@@ -156,14 +156,20 @@ def importance(space: GraphSpace, sd: Mapping[str, torch.Tensor], criterion: str
     with_bn = {op.inputs[0] for op in space.graph.ops if op.kind == "bn"}
     tensors = _op_tensors(space, sd)
 
-    def vote(group: str, v: torch.Tensor) -> None:
-        if group in free:
-            v = v.detach().double()
-            free[group] += v if criterion == "tp" else v / v.mean().clamp_min(1e-12)
-            votes[group] += 1
+    base, lay = {s.name: s.base for s in space.groups}, space.graph.layout
+
+    def vote(tensor: str, v: torch.Tensor) -> None:
+        """v: (channels of `tensor`,): one vote for each of its groups (a concatenation's segments in turn)."""
+        off = 0
+        for group in lay[tensor]:
+            if group in free:
+                p = v[off:off + base[group]].detach().double()
+                free[group] += p if criterion == "tp" else p / p.mean().clamp_min(1e-12)
+                votes[group] += 1
+            off += base[group]
 
     for op in space.graph.ops:
-        go, gi = g[op.name], g[op.inputs[0]]
+        go, gi = op.name, op.inputs[0]  # tensors: vote() spreads a vote over a concatenation's groups
         if op.kind == "bn":
             vote(go, tensors[op.name]["weight"].abs())
         elif op.kind == "conv":
@@ -249,10 +255,12 @@ def sliced_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widt
     from .net import module_key
 
     keep = keep_channels(space, sd, widths) if keep is None else keep
-    g, out = space.graph.group_of, {}
+    from .net import tensor_index
+
+    base, out = {s.name: s.base for s in space.groups}, {}
     for name, tensors in _op_tensors(space, sd).items():
         op = space.graph.by_name[name]
-        ki, ko = keep[g[op.inputs[0]]], keep[g[op.name]]
+        ki, ko = (tensor_index(space, t, keep, base) for t in (op.inputs[0], op.name))
         for k, t in tensors.items():
             t = t.detach().float() if t.is_floating_point() else t.detach()
             if op.kind == "conv" and op.conv_groups > 1 and k == "weight":
@@ -309,9 +317,9 @@ def seed_supernet(sup, sd: Mapping[str, torch.Tensor], what: str = "--weights") 
     (so the supernet's first k channels are the k most important) into its first `base` channels;
     channels beyond the model's (when choices exceed it) keep their initialisation. Returns
     {group: channels copied}."""
-    from .net import channel_index, module_key
+    from .net import channel_index, module_key, tensor_index
 
-    space, widest, g = sup.space, sup.full.assignment, sup.space.graph.group_of
+    space, widest = sup.space, sup.full.assignment
     narrow = [f"{s.name} ({widest[s.name]} < {s.base})" for s in space.groups if widest[s.name] < s.base]
     if narrow:
         raise WeightsError(f"{what}: the supernet's widest choices are narrower than the model in groups "
@@ -336,11 +344,11 @@ def seed_supernet(sup, sd: Mapping[str, torch.Tensor], what: str = "--weights") 
                 if dst.dim() == 0:
                     dst.copy_(t)
                     continue
-                rows = at[g[op.name]]
+                rows, cols = (tensor_index(space, x, at, widest) for x in (op.name, op.inputs[0]))
                 if op.kind == "linear" and name == "weight":
-                    dst[:, at[g[op.inputs[0]]]] = t
+                    dst[:, cols] = t
                 elif op.kind == "conv" and name == "weight":
-                    cols = slice(0, t.shape[1]) if op.keeps_group else at[g[op.inputs[0]]]
+                    cols = slice(0, t.shape[1]) if op.keeps_group else cols
                     sub = dst[rows]
                     sub[:, cols] = t
                     dst[rows] = sub

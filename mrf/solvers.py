@@ -551,8 +551,19 @@ def _decode_flat(m: _MaxSum, A: np.ndarray, h_arg: np.ndarray, h_at: np.ndarray,
 
 
 # ---- max-sum, budget checks, the Lagrangian -----------------------------------------------------
+def _wide(mrf: GraphMRF):
+    """mrf/wide.py when exact dynamic programming on this graph would not fit (a DenseNet's concatenations),
+    else None."""
+    from . import wide
+
+    return wide if wide.too_wide(mrf) else None
+
+
 def viterbi(mrf: GraphMRF, gamma: float = 0.0) -> Solution:
     """argmax of score - gamma * latency."""
+    if w := _wide(mrf):
+        lo = w.fastest(mrf).idx
+        return w._solution(mrf, w.coordinate_ascent(mrf, 1.0, gamma, lo)[0], "viterbi", gamma=gamma)
     return _solution(mrf, _max_sum(mrf, np.array([gamma]))[0], "viterbi", gamma=gamma)
 
 
@@ -565,10 +576,14 @@ def _min_latency(mrf: GraphMRF, sign: float = -1.0) -> np.ndarray:
 
 def fastest(mrf: GraphMRF) -> Solution:
     """The minimum-latency configuration (ties broken by score)."""
+    if w := _wide(mrf):
+        return w.fastest(mrf)
     return _solution(mrf, _min_latency(mrf), "fastest")
 
 
 def slowest_latency(mrf: GraphMRF) -> float:
+    if w := _wide(mrf):
+        return w.slowest_latency(mrf)
     return mrf.latency(_min_latency(mrf, 1.0))
 
 
@@ -580,6 +595,8 @@ def check_budget(mrf: GraphMRF, budget: float) -> Solution:
 def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12) -> Solution:
     """The paper's method: maximise score - gamma * latency, with gamma searched so that the answer
     meets the budget. Reaches only convex-hull points."""
+    if w := _wide(mrf):
+        return w.lagrangian(mrf, budget, rounds, width)
     p = plan(mrf)
     if "ranges" not in mrf.cache:  # (score, latency ms) spread of all terms: scales the multipliers
         spread = lambda arrs: sum(float(a.max() - a.min()) for a in arrs)  # noqa: E731
@@ -610,6 +627,8 @@ def _sum_product_up(mrf: GraphMRF, gamma: float, temperature: float):
 
 def marginals(mrf: GraphMRF, gamma: float, temperature: float) -> list[np.ndarray]:
     """Per-group marginals of p(x) ∝ exp((score - gamma * latency) / T), exactly (log space)."""
+    if w := _wide(mrf):
+        return w.marginals(mrf, gamma, temperature)
     p, up, msg = _sum_product_up(mrf, gamma, temperature)
     full, _ = _downward(p, up, msg, "lse")
     out = []
@@ -622,6 +641,8 @@ def marginals(mrf: GraphMRF, gamma: float, temperature: float) -> list[np.ndarra
 
 def log_partition(mrf: GraphMRF, gamma: float, temperature: float) -> float:
     """log sum_x exp((score - gamma * latency) / T)."""
+    if w := _wide(mrf):
+        raise ValueError(f"no exact partition function for this graph: {w.why(mrf)}")
     _, up, _ = _sum_product_up(mrf, gamma, temperature)
     return float(up[-1][0, 0])
 
@@ -631,6 +652,8 @@ def sample_configs(mrf: GraphMRF, gamma: float, temperature: float, n: int,
     """(n, groups) choice indices drawn jointly and exactly from the same distribution: upward
     sum-product, then each clique's rest sampled given its separator (root down)."""
     rng = rng or np.random.default_rng()
+    if w := _wide(mrf):  # Gibbs sampling, approximate
+        return w.sample_configs(mrf, gamma, temperature, n, rng)
     p, up, _ = _sum_product_up(mrf, gamma, temperature)
     x = np.zeros((n, mrf.n), int)
     for c in reversed(p.post[:-1]):
@@ -926,6 +949,8 @@ def pareto_front(mrf: GraphMRF, bins: int | None = None, max_labels: int = 5_000
     exact latency, but the front may miss points closer than about a bin. (A ResNet-50-like graph
     with 14 widths per group outgrows 5M labels; 1024 bins then cost ~2 s of CPU.)
     """
+    if w := _wide(mrf):
+        raise ValueError(f"no Pareto front for this graph: {w.why(mrf)}")
     return _points(mrf, *_run_dp(mrf, bins, max_labels, None, fallback_bins)[:3])
 
 
@@ -939,6 +964,12 @@ def exact(mrf: GraphMRF, budget: float, with_front: bool = True, bins: int | Non
     able to fit the budget and beat the Lagrangian's answer (bounded by Lagrangian relaxation).
     info['front_exact'] says whether the front is exact or binned.
     """
+    if w := _wide(mrf):  # the Lagrangian by coordinate ascent; its info says so
+        sol = w.lagrangian(mrf, budget)
+        sol.info["proof"] = "none: fell back to the Lagrangian"
+        if with_front:
+            sol.pareto = [sol]
+        return sol
     check_budget(mrf, budget)
     idx = lat = sc = None
     certified, front_exact, labels, how = False, None, 0, "front"

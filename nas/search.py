@@ -45,7 +45,11 @@ def search(table, unaries, method: str, target_ms: float, budget_ms: float, supe
     from widthnas.mrf import build_mrf, solve
     from widthnas.mrf.baselines import uniform
 
+    from widthnas.mrf import wide
+
     mrf = build_mrf(table, unaries)
+    if wide.too_wide(mrf):  # a DenseNet's concatenations: no exact search, and the user is told
+        log(f"search: no exact solution for this space: {wide.why(mrf)}")
     if method == "select":
         from .selection import default_search
 

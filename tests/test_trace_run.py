@@ -26,6 +26,7 @@ from widthnas.nas.cli import main
     ("plain_convs", True),  # convs without BN, with and without bias (issue 32), from its weights
     ("se_block_net", True),  # squeeze-excitation with Hardswish (issue 32), from its weights
     ("resnext_se_tiny", True),  # grouped convs in 4 and 3 blocks, squeeze-excitation on them (issue 32)
+    ("tiny_densenet", True),  # concatenations, BNs on them, 2x2 average pools (issue 32), from its weights
 ])
 def test_traced_model_runs_end_to_end(factory, weights, tmp_path, capsys):
     data = write_bar_dataset(tmp_path / "bars.npz", 320, 64, seed=0)

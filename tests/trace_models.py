@@ -352,6 +352,59 @@ class WithCat(_Base):
         return self.head(torch.cat([self.a(x), self.b(x)], dim=1))
 
 
+class WithStack(_Base):
+    """Two branches stacked on a new axis (refused: only channel concatenation is a space's join)."""
+
+    def __init__(self):
+        super().__init__(16)
+        self.a = nn.Sequential(nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16))
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.head(torch.stack([self.a(x), x], dim=1).sum(1))
+
+
+class DenseLayer(nn.Module):
+    """DenseNet-BC's layer: BN-ReLU-1x1 conv, BN-ReLU-3x3 conv, its output concatenated to its input."""
+
+    def __init__(self, c_in: int, growth: int, bottleneck: int = 2):
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(c_in), nn.Conv2d(c_in, bottleneck * growth, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(bottleneck * growth)
+        self.conv2 = nn.Conv2d(bottleneck * growth, growth, 3, 1, 1, bias=False)
+
+    def forward(self, x):
+        y = self.conv1(torch.relu(self.bn1(x)))
+        y = self.conv2(torch.relu(self.bn2(y)))
+        return torch.cat([x, y], 1)
+
+
+class TinyDenseNet(nn.Module):
+    """A DenseNet-BC for 1-channel images: dense blocks of `layers`, a transition (BN-ReLU-1x1 conv halving
+    the channels, 2x2 average pool) between them, a pre-activation head."""
+
+    def __init__(self, growth: int = 16, layers: tuple[int, ...] = (3, 2), stem: int = 16):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, stem, 3, 1, 1, bias=False), nn.BatchNorm2d(stem), nn.ReLU())
+        c, mods = stem, []
+        for k, n in enumerate(layers):
+            for _ in range(n):
+                mods.append(DenseLayer(c, growth))
+                c += growth
+            if k < len(layers) - 1:
+                mods += [nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, c // 2, 1, bias=False), nn.AvgPool2d(2)]
+                c //= 2
+        self.features = nn.Sequential(*mods, nn.BatchNorm2d(c), nn.ReLU())
+        self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(c, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.features(self.stem(x))), 1))
+
+
+def tiny_densenet() -> TinyDenseNet:
+    return TinyDenseNet()
+
+
 class WithSplit(_Base):
     """Channels split in two halves (ShuffleNet-v2 style)."""
 
