@@ -265,6 +265,10 @@ class Graph:
                 raise GraphError(f"tie {k} {list(tie)}: a tie names two or more ops whose channel groups it merges")
             self._known(tie, f"tie {k}")
         self._known(self.fixed, "fixed")
+        cats = [t for tie in self.ties for t in tie if t in self.composite]
+        if cats:
+            raise GraphError(f"tie names {cats[0]!r}, a concatenation of several channel groups: a tie merges one "
+                             f"group with others; name the layers it joins ({list(self._sources(cats[0]))[:6]})")
         for op in self.ops:
             users = self.consumers[op.name]
             if op is not self.ops[-1] and not users:
@@ -362,6 +366,18 @@ class Graph:
                                  "for one group only: put a dense conv after the concatenation first")
         return frozenset(out)
 
+    def _sources(self, tensor: str) -> tuple[str, ...]:
+        """The tensors whose channels a tensor's are, in order: itself, or a concatenation's inputs' (recursively)."""
+        if tensor not in self.composite:
+            return (tensor,)
+        op = self.by_name[tensor]
+        return tuple(s for i in (op.inputs if op.kind == "cat" else op.inputs[:1]) for s in self._sources(i))
+
+    @cached_property
+    def _fixed_tensors(self) -> frozenset[str]:
+        """`fixed` with a concatenation (or a BN, activation, pool of one) standing for every group it joins."""
+        return frozenset(s for t in self.fixed for s in self._sources(t))
+
     @cached_property
     def layout(self) -> dict[str, tuple[str, ...]]:
         """Tensor name -> the groups of its channels in order: one for most tensors, the segments of a
@@ -405,7 +421,7 @@ class Graph:
                 raise GraphError(f"ops {bases} are tied into one channel group (by adds, depthwise or grouped convs, "
                                  "or ties), so they need the same base width; make their 'out' equal")
             classes = any(self.by_name[t].kind == "linear" for t in tensors if t != INPUT)
-            fixed = INPUT in tensors or classes or any(t in self.fixed for t in tensors)
+            fixed = INPUT in tensors or classes or any(t in self._fixed_tensors for t in tensors)
             if INPUT in tensors:
                 name = INPUT
             elif classes:

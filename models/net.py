@@ -105,7 +105,7 @@ class GraphNet(nn.Module):
                 y = self.layers[module_key(op)](torch.flatten(xs[0], 1))
             else:
                 y = self.layers[module_key(op)](xs[0])
-            for i in op.inputs:
+            for i in dict.fromkeys(op.inputs):  # once each: cat(x, x) and add(x, x) read x twice
                 if self._last[i] == k:
                     del t[i]
             t[op.name] = y
@@ -200,7 +200,7 @@ class SlimmableGraphNet(nn.Module):
                 y = F.adaptive_avg_pool2d(xs[0], 1)
             else:  # linear
                 y = F.linear(torch.flatten(xs[0], 1), m.weight[:, self._at(op.inputs[0], a, idx)], m.bias)
-            for i in op.inputs:
+            for i in dict.fromkeys(op.inputs):
                 if last[i] == k:
                     del t[i]
             t[op.name] = y

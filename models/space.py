@@ -400,7 +400,8 @@ class GraphSpace:
         out: dict[str, list[str]] = {s.name: [] for s in self.groups}
         for f in self.factor_structure().factors:
             for gname in dict.fromkeys((f.in_group, f.out_group)):
-                out[gname].append(f.op)
+                if f.op not in out[gname]:  # an op over a concatenation has one term per segment
+                    out[gname].append(f.op)
         return out
 
     def with_input(self, input_shape: Sequence[int] | None = None, num_classes: int | None = None) -> "GraphSpace":

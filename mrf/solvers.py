@@ -596,7 +596,7 @@ def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12) -
     """The paper's method: maximise score - gamma * latency, with gamma searched so that the answer
     meets the budget. Reaches only convex-hull points."""
     if w := _wide(mrf):
-        return w.lagrangian(mrf, budget, rounds, width)
+        return w.lagrangian(mrf, budget, rounds, width, with_greedy=False)
     p = plan(mrf)
     if "ranges" not in mrf.cache:  # (score, latency ms) spread of all terms: scales the multipliers
         spread = lambda arrs: sum(float(a.max() - a.min()) for a in arrs)  # noqa: E731
@@ -949,8 +949,8 @@ def pareto_front(mrf: GraphMRF, bins: int | None = None, max_labels: int = 5_000
     exact latency, but the front may miss points closer than about a bin. (A ResNet-50-like graph
     with 14 widths per group outgrows 5M labels; 1024 bins then cost ~2 s of CPU.)
     """
-    if w := _wide(mrf):
-        raise ValueError(f"no Pareto front for this graph: {w.why(mrf)}")
+    if w := _wide(mrf):  # an approximate front (each point's info says so)
+        return w.pareto_front(mrf)
     return _points(mrf, *_run_dp(mrf, bins, max_labels, None, fallback_bins)[:3])
 
 

@@ -85,9 +85,11 @@ def slowest_latency(mrf: GraphMRF) -> float:
     return mrf.latency(coordinate_ascent(mrf, 0.0, -1.0, hi)[0])
 
 
-def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12) -> Solution:
+def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12, with_greedy: bool = True) -> Solution:
     """max score - gamma * latency by coordinate ascent (started from the narrowest and from the widest
-    network, the better kept), gamma searched so that the answer meets the budget."""
+    network, the better kept), gamma searched so that the answer meets the budget. with_greedy: also greedy
+    slimming's answer, both polished within the budget (the exact solver's stand-in; thousands of latency
+    evaluations on a DenseNet-121, so the training's AOWS refreshes, which need only gamma, leave it out)."""
     refuse_below(fastest(mrf), budget)
     lo, hi = _ends(mrf)
     srange = sum(float(np.ptp(s)) for s in mrf.score_unary) + sum(float(np.ptp(s)) for _, s in mrf.pairs.values())
@@ -106,6 +108,8 @@ def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12) -
     idx, gamma, passes = search_gamma(batch, budget, srange + 1e-12, lrange + 1e-12, rounds, width)
     if idx is None:
         idx = fastest(mrf).idx
+    if not with_greedy:
+        return _solution(mrf, polish(mrf, np.asarray(idx), budget), "lagrangian", budget, gamma=gamma, passes=passes)
     # the Lagrangian reaches only convex-hull points; greedy slimming others. Both polished under the budget
     from .baselines import greedy
 
@@ -136,6 +140,25 @@ def polish(mrf: GraphMRF, x: np.ndarray, budget: float) -> np.ndarray:
         if not moved:
             break
     return x
+
+
+def pareto_front(mrf: GraphMRF, points: int = 32) -> list[Solution]:
+    """An approximate score/latency front, by increasing latency: coordinate ascent on score - gamma * latency
+    over a geometric grid of gammas (from the narrowest and the widest start), the non-dominated kept. Only
+    convex-hull points can appear, and not all of them; each is a real network with its exact latency."""
+    lo, hi = _ends(mrf)
+    srange = sum(float(np.ptp(s)) for s in mrf.score_unary) + sum(float(np.ptp(s)) for _, s in mrf.pairs.values())
+    lrange = sum(float(np.ptp(l)) for l in mrf.lat_unary) + sum(float(np.ptp(l)) for l, _ in mrf.pairs.values())
+    gammas = np.r_[0.0, (srange + 1e-12) / (lrange + 1e-12) * np.geomspace(1e-3, 1e3, points - 1)]
+    x = np.concatenate([coordinate_ascent(mrf, 1.0, float(g), s) for g in gammas for s in (lo, hi)])
+    x = np.unique(x, axis=0)
+    lat, sc = mrf.evaluate(x)
+    order, keep, best = np.lexsort((-sc, lat)), [], -np.inf
+    for k in order:
+        if sc[k] > best + 1e-12:
+            keep.append(k)
+            best = sc[k]
+    return [_solution(mrf, x[k], "pareto") for k in keep]
 
 
 def _solution(mrf: GraphMRF, idx, method: str, budget: float | None = None, **info) -> Solution:
