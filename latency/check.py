@@ -40,7 +40,8 @@ def reference_speed(table, backend, protocol) -> float:
 
 
 def latency_check(table, backend, path: str | Path, n: int, seed: int, protocol,
-                  log: Callable[[str], None] | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
+                  log: Callable[[str], None] | None = None,
+                  progress: bool = False) -> tuple[dict, np.ndarray, np.ndarray]:
     """(metrics, measured ms, predicted ms) of n uniform random networks timed here into `path` (a
     samples file: resumable, and reused by a later check of the same networks against another profile).
     The metrics add `host_speed` (reference now over profiled) and `machine_note` (None on the
@@ -52,7 +53,8 @@ def latency_check(table, backend, path: str | Path, n: int, seed: int, protocol,
     from .samples import load_samples
     from .validate import metrics
 
-    profile(table.space, path, n, backend, "uniform", seed, protocol=protocol, progress=False, log=log)
+    profile(table.space, path, n, backend, "uniform", seed, protocol=protocol, progress=progress, log=log,
+            desc="latency check")
     with warnings.catch_warnings():  # said below in the check's terms (the file's advice is for profiles)
         warnings.simplefilter("ignore")
         try:

@@ -76,7 +76,7 @@ def remeasure(samples: Samples, k: int, backend, out: str | Path | None = None, 
 
     ref = backend.open(samples.header.get("reference_widths") or backend.space.reference_widths)
     for j, w in enumerate(tqdm(todo, disable=not progress, desc="re-measure held-out", unit="net",
-                               dynamic_ncols=True), len(done)):
+                               dynamic_ncols=True, leave=False), len(done)):
         rec = {"type": "sample", "widths": w, **sr.measure_sample(backend.open(w), ref, protocol, guard, clock,
                                                                   what=f"re-measurement {j + 1}"),
                "t": time.time(), "remeasure_of": j}

@@ -36,8 +36,8 @@ def _header(space: GraphSpace, device: dict, sampling: str, seed: int, protocol:
 def profile(space: GraphSpace, out: str | Path, n: int, backend, sampling: str = "coverage", seed: int = 0,
             rounds: int = 5, round_ms: float = 10.0, progress: bool = True, time_limit_s: float | None = None,
             protocol: sr.Protocol | None = None, guard: sr.LoadGuard | None = None,
-            log: Callable[[str], None] | None = None) -> int:
-    """Measure networks until `out` holds `n` samples; returns how many were added.
+            log: Callable[[str], None] | None = None, desc: str | None = None) -> int:
+    """Measure networks until `out` holds `n` samples; returns how many were added (`desc` names the bar).
 
     `protocol` (default: adaptive rounds with the load guard, from `rounds` and `round_ms`) is
     recorded in the header. With a guard, a sample taken while the machine was disturbed is said
@@ -67,7 +67,7 @@ def profile(space: GraphSpace, out: str | Path, n: int, backend, sampling: str =
     # a resumed run draws from a fresh stream; coverage sampling continues from the recorded counts
     sampler = make_sampler(space, sampling, seed + len(seen), seen)
     todo = max(0, n - len(seen))
-    bar = _bar(todo, progress, f"profile {space.name}")
+    bar = _bar(todo, progress, desc or f"profile {space.name}")
     clock, sleep = clocks(backend)
     if guard is None and protocol.guard is not None:
         guard = sr.LoadGuard(protocol.guard, clock, sleep, log=log or _log_beside(bar))
@@ -98,7 +98,7 @@ def _log_beside(bar) -> Callable[[str], None]:
 def _bar(total: int, enabled: bool, desc: str):
     from tqdm import tqdm
 
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="net", dynamic_ncols=True)
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="net", dynamic_ncols=True, leave=False)
 
 
 def write_bundle(space: GraphSpace, out_dir: str | Path, n: int, sampling: str = "coverage", seed: int = 0,

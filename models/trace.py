@@ -43,7 +43,7 @@ the module path and the source line, and says what to do):
                                                                                    a 1x1 map; its own group)
 
 Refused, each with its own message: grouped convs that change their channel count, a conv
-whose output feeds its BN and other ops, split / chunk / channel slicing and stacking (torch.stack, hstack, vstack), multiplications
+whose output feeds its BN and other ops, split / chunk / channel slicing and stacking (torch.stack, vstack), multiplications
 other than a map times its gate, other activations (tanh, ELU, Mish, ...), a classifier Linear straight on a
 map not yet pooled, several outputs, weights shared
 by two calls. `fixed` (layers kept at their own width) and `ties` (groups merged by hand) only
@@ -544,9 +544,12 @@ class _Builder:
             return None
         if t in (torch.cat, torch.concat) or t in ("cat", "concat"):
             return self.cat(node)
+        if t is torch.hstack:  # on (N, C, H, W) maps: the channel axis, as cat(xs, dim=1)
+            return self.cat(node, dim=1)
         if t in _CAT:
-            raise self.refuse(node, f"{name} stacks tensors along a new or a spatial axis", "concatenate feature "
-                              "maps on the channel axis (torch.cat(xs, dim=1)), the one joining a space holds")
+            axis = "the batch axis" if t is torch.vstack else "a new axis"
+            raise self.refuse(node, f"{name} joins tensors along {axis}", "concatenate feature maps on the "
+                              "channel axis (torch.cat(xs, dim=1)), the one joining a space holds")
         if t in _SPLIT or t in ("split", "chunk", "tensor_split", "unbind", "narrow") or (
                 t is operator.getitem and isinstance(self.env.get(node.args[0]), _T)):
             raise self.refuse(node, "splitting or slicing a tensor's channels (split, chunk, x[:, a:b]) is not "
@@ -625,10 +628,12 @@ class _Builder:
         self.need_map(node, maps[0], "a channel gate")
         return self.emit(node, "mul", [maps[0], gates[0]])
 
-    def cat(self, node: fx.Node) -> _T:
-        """torch.cat of feature maps on the channel axis: each input keeps its own channel group at its offset."""
+    def cat(self, node: fx.Node, dim: int | None = None) -> _T:
+        """torch.cat of feature maps on the channel axis: each input keeps its own channel group at its offset
+        (`dim`: the axis a function joins on by definition, torch.hstack's 1)."""
         seq = node.args[0] if node.args else node.kwargs.get("tensors")
-        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        if dim is None:
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
         ins = [self.env.get(a) for a in seq] if isinstance(seq, (list, tuple)) else []
         if not ins or not all(isinstance(a, fx.Node) for a in seq) or not all(isinstance(x, _T) for x in ins):
             raise self.refuse(node, "a cat of values that are not all the network's tensors (constants, or "

@@ -25,7 +25,7 @@ class UserError(Exception):
 
 
 def check_outputs(outputs: dict[str, str | Path | None], inputs=(), force: bool | None = None,
-                  in_place: dict[str, str] | None = None) -> None:
+                  in_place: dict[str, str] | None = None, dirs: dict[str, str | Path] | None = None) -> None:
     """The one check of every file a command writes, made before anything is loaded, computed or written.
 
     `outputs` maps what names a file to its path: the option (e.g. "--out") or, for a file written
@@ -38,7 +38,8 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs=(), force: bool 
       written (a resumable file) is not its own input;
     - an existing file among the shipped ones (hw_profiles/), unless `force` (--force; None: the command
       has no --force);
-    - two outputs that are one file.
+    - two outputs that are one file;
+    - an input inside one of `dirs`, directories the command fills with files of its own naming.
     Each message names the option, the path, the input it would overwrite and what to do."""
     from widthnas.latency.registry import PROFILE_DIR
 
@@ -64,6 +65,13 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs=(), force: bool 
         if r in seen:
             raise UserError(f"{what} is also {seen[r]}: one would overwrite the other; choose two paths")
         seen[r] = label
+    for label, d in (dirs or {}).items():
+        rd = Path(d).resolve()
+        for in_label, p, rp in ins:
+            if rd in rp.parents:
+                victim = f"{in_label} {p}" if in_label.startswith("-") else f"{p} ({in_label})"
+                raise UserError(f"{victim} lies in {d}, where {label} writes files of its own: it could be "
+                                f"overwritten; move it elsewhere, or choose another {_option(label)}")
 
 
 def _option(label: str) -> str:

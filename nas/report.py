@@ -164,6 +164,10 @@ def write_report(run_dir: Path, res: dict, sections: list[str] = ()) -> Path:
                   "over training: the search space narrows toward the budget.", "", "![narrowing](narrowing.png)", ""]
     lines += list(sections)
     lines += ["## Timing", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v:.1f} |" for k, v in res.get("stage_seconds", {}).items()]
+    secs = res.get("stage_seconds", {})
+    lines += [f"| {k} | {v:.1f} |" for k, v in secs.items()]
+    if secs:
+        lines += [f"| total | {sum(secs.values()):.1f} |", "", "The report's own time is counted up to writing "
+                  "this file. Every message of the run, in full and timestamped: `run.log`."]
     atomic_write_text(run_dir / "report.md", "\n".join(lines) + "\n")
     return run_dir / "report.md"

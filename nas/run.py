@@ -140,6 +140,18 @@ class Run:
         check_run_config(cfg)
         cfg = with_recorded_paths(cfg)  # run_config.json reads the same from any directory (nas/paths.py)
         self.cfg, self.dir, self.log, self.progress = cfg, Path(out), log, progress
+        from widthnas.models.families import get_space
+
+        self.space = get_space(cfg.space)  # the space, --weights and --profile are refused before anything is saved
+        if cfg.weights:  # refused now, not after profiling and training
+            from widthnas.models.trace_weights import check_state, load_state_file
+
+            check_state(self.space, load_state_file(cfg.weights))
+        if cfg.profile:
+            from widthnas.latency.registry import load_profile
+            from widthnas.models.space import check_fingerprint
+
+            check_fingerprint(load_profile(cfg.profile).space.fingerprint, self.space, f"--profile {cfg.profile}")
         self.dir.mkdir(parents=True, exist_ok=True)
         saved = self.dir / "run_config.json"
         if saved.exists():
@@ -158,13 +170,6 @@ class Run:
             atomic_write_text(saved, json.dumps(asdict(cfg), indent=1))
         self.state_path = self.dir / "run_state.json"
         self.state = read_json(self.state_path, "run state", RECOVER) if self.state_path.exists() else {}
-        from widthnas.models.families import get_space
-
-        self.space = get_space(cfg.space)
-        if cfg.weights:  # refused now, not after profiling and training
-            from widthnas.models.trace_weights import check_state, load_state_file
-
-            check_state(self.space, load_state_file(cfg.weights))
         self._splits = None
         self._flips: dict = {}
 
@@ -189,15 +194,69 @@ class Run:
         return load_profile(self.state["profile"]["path"])
 
     def go(self) -> dict:
+        import warnings
+
         for stage in STAGES:
             if self.state.get(stage, {}).get("done"):
-                self.log(f"[{stage}] done earlier, skipped")
+                self._say(f"[{stage}] done earlier, skipped")
                 continue
-            t0 = time.time()
-            self.log(f"[{stage}]")
-            result = getattr(self, f"stage_{stage}")()
-            self._done(stage, result, time.time() - t0)
+            t0 = self._stage_t0 = time.time()
+            begin, end = getattr(self.log, "begin", None), getattr(self.log, "end", None)
+            begin(stage) if begin else self.log(f"[{stage}]")
+            with warnings.catch_warnings(record=True) as caught:  # said in run.log, counted on the terminal
+                warnings.simplefilter("always")
+                try:
+                    result = getattr(self, f"stage_{stage}")()
+                finally:
+                    if end:
+                        end()
+            ours = [w for w in caught if _ours(w.filename)]  # not a library's
+            for w in caught:
+                self.log(f"{stage}: note: {w.message}" if w in ours else
+                         f"{stage}: library warning ({Path(w.filename).name}): {w.message}")
+            secs = time.time() - t0
+            self._done(stage, result, secs)
+            notes = f" ({len(ours)} note{'s' * (len(ours) > 1)} in {LOG_NAME})" if ours else ""
+            self._say(f"[{stage}] {_duration(secs)}: {self._outcome(stage, result)}{notes}")
         return self.state
+
+    def _say(self, msg: str) -> None:
+        """A line for the terminal (RunLog.say), beside the details that go to run.log."""
+        getattr(self.log, "say", self.log)(msg)
+
+    def _outcome(self, stage: str, r: dict) -> str:
+        """The stage's one terminal line: what it found, in a few words (run.log and report.md say why)."""
+        if stage == "profile":
+            c = r["check"]
+            line = f"{r['name']}; {c['within_10']:.0%} of a fresh check within ±10 % of it"
+            if c.get("machine_note"):
+                sp = c["host_speed"]  # this machine's time over the profile's, for its reference network
+                line += (f" (made on a machine {sp:.2f} x faster than this one" if sp > 1 else
+                         f" (made on a machine {1 / sp:.2f} x slower than this one") + ": ms are at its speed)"
+            return line
+        if stage == "train":
+            acc = r.get("final", {}).get("val_acc_widest")
+            return f"{r['epochs']} epochs" + (f", widest network val acc {acc:.2%}" if isinstance(acc, float) else "")
+        if stage == "search":
+            uni = r.get("uniform")
+            return (f"chosen network predicted {r['chosen']['predicted_ms']:.4f} ms for a {r['budget_ms']:.4f} ms "
+                    f"budget; compared with {_uniform_name(uni) if uni else 'no multiplier (none fits)'}")
+        if stage == "finetune":
+            return "test acc " + ", ".join(f"{self._label(k)} {r[k]['test_acc']:.2%}" for k in self._networks())
+        if stage == "export":
+            return ", ".join(f"{Path(r[k]['path']).name}" for k in self._networks()) + \
+                f" (onnxruntime matches PyTorch to {max(r[k]['max_abs_diff'] for k in self._networks()):.0e})"
+        if stage == "verify":
+            return "; ".join(f"{self._label(k)} measured {r[k]['normalised_ms']:.4f} ms, "
+                             f"{r[k]['budget_verdict']['verdict']}" for k in self._networks()) + \
+                f" (budget {self.state['search']['budget_ms']:.4f} ms)"
+        if stage == "report":
+            return str(r["report"])
+        return "done"
+
+    def _label(self, name: str) -> str:
+        """'chosen', or the compared network's name ('uniform8 x0.55')."""
+        return name if name != "uniform" else _uniform_name(self.state["search"]["uniform"])
 
     def _guard_settings(self):
         """The load guard's settings for this run's timings, or None (--no-guard)."""
@@ -270,7 +329,8 @@ class Run:
 
         n = self.cfg.check_networks if n is None else n
         m, meas, pred = latency_check(table, backend, self.dir / "latency_check.jsonl", n, self.cfg.seed + CHECK_SEED,
-                                      self._protocol(min(CHECK_ROUNDS, self.cfg.profile_rounds)), log=self.log)
+                                      self._protocol(min(CHECK_ROUNDS, self.cfg.profile_rounds)), log=self.log,
+                                      progress=self.progress)
         scatter_plot(self.dir / "latency_fit.png", meas, {"table": pred},
                      f"{table.name}: {n} networks measured in this run")
         self.log(f"latency check on {n} fresh networks: within ±10% {m['within_10']:.0%}, NRMSE {m['nrmse']:.2%}")
@@ -379,8 +439,16 @@ class Run:
         except ValueError as e:
             self.log(f"search: compared with the search grid's uniform network ({e})")
             return _CANNOT_TIME
+        timed = 0
+
+        def measure_said(w):  # the status line shows the bisection going on
+            nonlocal timed
+            timed += 1
+            self.log(f"search: uniform8: timing network {timed} (bisection over the multipliers)")
+            return measure(w)
+
         try:
-            u = uniform8(self.space, budget, measure, lambda w: budget_verdict(lambda: measure(w), budget))
+            u = uniform8(self.space, budget, measure_said, lambda w: budget_verdict(lambda: measure_said(w), budget))
         except NoMultiplierFits as e:
             self.log(f"search: {e}; the chosen network is reported alone")
             return None
@@ -429,7 +497,7 @@ class Run:
                 torch.manual_seed(c.seed)
                 net = build_network(self._space_of(name), widths)
                 hist = train_plain(net, sp, c.retrain_epochs, lr=c.lr, seed=c.seed, log=self.log, desc=f"{name} retrain",
-                                   **kw)
+                                   progress=self.progress, **kw)
             else:  # from the user's model sliced to the widths (--weights), or from the supernet
                 space = self._space_of(name)
                 net = sup.materialize(widths, space) if user_sd is None else user_network(space, user_sd, widths)
@@ -438,7 +506,7 @@ class Run:
                 self.log(f"{name}: val acc {before:.4f} from "
                          f"{'the supernet' if user_sd is None else Path(c.weights).name} after BN recalibration")
                 hist = train_plain(net, sp, c.finetune_epochs, lr=c.lr * 0.2, seed=c.seed, log=self.log,
-                                   desc=f"{name} finetune", **kw) if c.finetune_epochs else []
+                                   desc=f"{name} finetune", progress=self.progress, **kw) if c.finetune_epochs else []
             val_acc = accuracy(net, *sp.val, sp.mean, sp.std)[0]
             test_acc = accuracy(net, *sp.test, sp.mean, sp.std)[0]  # reported, never used for decisions
             with atomic_path(self.dir / f"final_{name}.pt") as tmp:
@@ -509,6 +577,7 @@ class Run:
             records: list[dict] = []
 
             def measure() -> float:
+                self.log(f"verify {self._label(name)}: timing {len(records) + 1}")
                 for _ in range(3):  # each already waited and re-measured up to twice; then keep it, flagged
                     records.append(measure_exported(path, table, self.cfg.verify_rounds, self.cfg.verify_round_ms,
                                                     guard=guard))
@@ -566,7 +635,9 @@ class Run:
                             for k, v in st["finetune"].items()},
                "verify": st["verify"], "onnx": st["export"]["chosen"]["path"], "narrowing_plot": has_nar,
                "supernet": sup_metrics,
-               "stage_seconds": {k: st[k]["seconds"] for k in STAGES if k in st and "seconds" in st[k]}}
+               # the report's own time up to writing it (the write is what is left)
+               "stage_seconds": {**{k: st[k]["seconds"] for k in STAGES if k in st and "seconds" in st[k]},
+                                 "report": time.time() - getattr(self, "_stage_t0", time.time())}}
         res["flips"] = self._flips
         path = write_report(self.dir, res, extra)
         return {"report": recorded_path(path),
@@ -623,18 +694,34 @@ class Run:
             rows.append(f"latency {name if name == 'chosen' else un}: {pred}measured {vn['normalised_ms']:.4f} ms, "
                         f"budget {s['budget_ms']:.4f} ms -> "
                         f"{vn.get('budget_verdict', {}).get('verdict') or ('within' if vn['within_budget'] else 'over')}")
+        chk = st["profile"].get("check") or {}
+        if chk.get("machine_note"):  # a profile of the other machine kind, kept: its ms, not this machine's
+            rows.append(f"ms are the profile machine's: this machine ran its reference {chk['host_speed']:.2f} x "
+                        f"slower (run.log, report.md)" if chk["host_speed"] > 1 else
+                        f"ms are the profile machine's: this machine ran its reference at {chk['host_speed']:.2f} x "
+                        f"its time (run.log, report.md)")
+        elif chk:
+            rows.append(f"ms are this machine's: its reference network ran at {chk.get('host_speed', 1.0):.2f} x "
+                        "the profile's time")
         for name, r in st["report"].get("flips", {}).items():
             rows.append(f"negative flip rate of the chosen network against the {name}: {r['nfr']:.2%} "
                         f"(positive {r['pfr']:.2%})")
         rows.append("one run cannot tell two networks apart by accuracy: that takes paired seeds and a confidence "
                     "interval (docs/RESULTS.md)")
-        secs = {k: st[k]["seconds"] for k in STAGES if isinstance(st.get(k, {}).get("seconds"), (int, float))}
-        rows.append("time per stage: " + ", ".join(f"{k} {_duration(v)}" for k, v in secs.items())
-                    + f"; total {_duration(sum(secs.values()))}")
+        rows.extend(time_table({k: st[k]["seconds"] for k in STAGES
+                                if isinstance(st.get(k, {}).get("seconds"), (int, float))}))
         rows.append(f"ONNX: {st['export']['chosen']['path']}  (report: {st['report']['report']}; every message in full: "
                     f"{self.dir / LOG_NAME})")
         return "\n".join(rows)
 
+
+_PACKAGE = Path(__file__).resolve().parent.parent  # warnings raised in widthnas's own code are a run's notes
+
+
+def _ours(filename: str) -> bool:
+    """Raised in widthnas's code (not a library's, even one installed in a venv inside the checkout)."""
+    p = Path(filename).resolve()
+    return _PACKAGE in p.parents and "site-packages" not in p.parts
 
 _CANNOT_TIME = object()  # Run._uniform8: no timing here, the search grid's uniform network stands in
 
@@ -642,6 +729,14 @@ _CANNOT_TIME = object()  # Run._uniform8: no timing here, the search grid's unif
 def _uniform_name(rec: dict) -> str:
     """'uniform8 x0.55' or 'uniform x0.55' (the ladder's, on the search grid)."""
     return f"{'uniform8' if rec.get('grid') == 'dense8' else 'uniform'} x{rec['info'].get('multiplier')}"
+
+
+def time_table(secs: dict[str, float]) -> list[str]:
+    """Two aligned lines, stage names over their times, and the total: where the run's time went."""
+    cols = [(k, _duration(v)) for k, v in secs.items()] + [("total", _duration(sum(secs.values())))]
+    w = [max(len(a), len(b)) for a, b in cols]
+    return ["time  " + "  ".join(f"{a:>{n}}" for (a, _), n in zip(cols, w)),
+            "      " + "  ".join(f"{b:>{n}}" for (_, b), n in zip(cols, w))]
 
 
 def _duration(s: float) -> str:

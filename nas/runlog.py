@@ -1,14 +1,18 @@
-"""The run's log: every message in full in `<run>/run.log`, a short line of it on the terminal.
+"""The run's log: every message in full in `<run>/run.log`; on the terminal, one line per stage.
 
 A newcomer reads the terminal at a glance; the explanations (why a margin, what another machine's
-profile means) stay in run.log and report.md, where the terminal line points."""
+profile means) stay in run.log and report.md, where the terminal points. With `terse`, a message is a
+detail: it goes to run.log and, while a stage runs, shows as that stage's transient status line
+(`begin`); `say` and `warn` reach the terminal."""
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Callable
 
 WIDTH = 150  # characters per terminal line; longer messages are cut at a clause and point to run.log
+STATUS_WIDTH = 100  # characters of a stage's transient status line
 LOG_NAME = "run.log"
 
 
@@ -31,13 +35,62 @@ def short(msg: str, width: int = WIDTH, pointer: str = f" … ({LOG_NAME})") -> 
 
 
 class RunLog:
-    """log(msg): the whole message appended to run.log (timestamped), its short form printed."""
+    """log(msg): the whole message appended to run.log (timestamped); on the terminal its short form
+    (terse=False), or, with terse, only as the running stage's status line. say/warn: always shown."""
 
-    def __init__(self, run_dir: str | Path, out: Callable[[str], None] = print, width: int = WIDTH):
-        self.path, self.out, self.width = Path(run_dir) / LOG_NAME, out, width
+    def __init__(self, run_dir: str | Path, out: Callable[[str], None] = print, width: int = WIDTH,
+                 terse: bool = False, status: bool = False):
+        self.path, self.out, self.width, self.terse = Path(run_dir) / LOG_NAME, out, width, terse
+        self.status = status and sys.stderr.isatty()  # a status line only where it can be redrawn
+        self._bar, self._stage = None, ""
 
-    def __call__(self, msg: str) -> None:
+    def _file(self, msg: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:  # appended: a resumed run keeps its history
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
-        self.out(short(msg, self.width))
+
+    def __call__(self, msg: str) -> None:
+        if msg.lstrip().startswith("WARNING"):  # a library's warning to act on reaches the terminal
+            return self.warn(msg.lstrip()[len("WARNING"):].lstrip(": "))
+        self._file(msg)
+        if not self.terse:
+            self._show(short(msg, self.width))
+        elif self._bar is not None:
+            self._bar.set_description_str(short(f"[{self._stage}] {msg}", STATUS_WIDTH, " …"), refresh=True)
+
+    def record(self, msg: str) -> None:
+        """Into run.log only (e.g. the summary, printed by the caller)."""
+        self._file(msg)
+
+    def say(self, msg: str) -> None:
+        """A line the user reads: the stage's outcome, the summary."""
+        self._file(msg)
+        self._show(short(msg, self.width))
+
+    def warn(self, msg: str) -> None:
+        """A line the user must act on."""
+        self.say(f"warning: {msg}")
+
+    def begin(self, stage: str) -> None:
+        """The stage's status line (terse, on a terminal): its latest message, redrawn in place."""
+        self.end()
+        self._stage = stage
+        self._file(f"[{stage}]")
+        if self.terse and self.status:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=None, bar_format="{desc}", leave=False, dynamic_ncols=True)
+            self._bar.set_description_str(f"[{stage}] …", refresh=True)
+
+    def end(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _show(self, line: str) -> None:
+        if self._bar is not None:  # printed above the status line, which stays last
+            from tqdm import tqdm
+
+            tqdm.write(line, file=sys.stdout)
+        else:
+            self.out(line)

@@ -433,7 +433,7 @@ class Trainer:
             aows_now = narrowing is not None and e >= cfg.warmup_epochs
             t0, seen, loss_sum, acc_sum = time.time(), 0, 0.0, 0.0
             bar = tqdm(range(steps_per_epoch), disable=not (self.progress and main), dynamic_ncols=True,
-                       desc=f"epoch {e + 1}/{cfg.epochs} {'aows' if aows_now else 'ows'}", unit="step")
+                       desc=f"epoch {e + 1}/{cfg.epochs} {'aows' if aows_now else 'ows'}", unit="step", leave=False)
             self.model.train()
             for s in bar:
                 if aows_now and self.step - narrowing.built_at >= cfg.refresh:

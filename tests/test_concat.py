@@ -200,8 +200,29 @@ def test_stacking_and_a_cat_on_another_axis_are_refused():
 
     with pytest.raises(TraceError, match="dim=1"):
         trace_model(OnHeight(), (1, 8, 8))
-    with pytest.raises(TraceError, match="stack"):
+    with pytest.raises(TraceError, match="stack joins tensors along a new axis"):
         trace_model(tm.WithStack(), (1, 8, 8))
+
+    class OnBatch(tm._Base):
+        def forward(self, x):
+            x = self.stem(x)
+            return self.head(torch.vstack([x, x]))
+
+    with pytest.raises(TraceError, match="vstack joins tensors along the batch axis"):
+        trace_model(OnBatch(), (1, 8, 8))
+
+
+def test_hstack_of_feature_maps_is_a_channel_concatenation(tmp_path):
+    """torch.hstack joins 4-d maps on dim 1: the same space as torch.cat(xs, dim=1)."""
+
+    class WithHstack(tm.WithCat):
+        def forward(self, x):
+            x = self.stem(x)
+            return self.head(torch.hstack([self.a(x), self.b(x)]))
+
+    space, _ = check_every_form(lively_bn(WithHstack()), (1, 16, 16), tmp_path)
+    ref = trace_model(tm.WithCat(), (1, 16, 16))
+    assert [op.kind for op in space.graph.ops] == [op.kind for op in ref.graph.ops]
 
 
 def test_a_conv_read_beside_its_bn_keeps_its_bias_and_the_bn_stays(tmp_path):

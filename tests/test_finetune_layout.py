@@ -58,3 +58,13 @@ def test_accuracy_does_not_depend_on_the_batch(tiny):
     a = accuracy(net, x, y, mean, std, batch=512)
     b = accuracy(net, x, y, mean, std, batch=7)
     assert a[0] == b[0] and abs(a[1] - b[1]) < 1e-5
+
+
+def test_the_progress_bar_changes_no_weight_and_counts_every_step(tmp_path, tiny, capsys):
+    data = write_bar_dataset(tmp_path / "data.npz", 256, 64, seed=3)
+    nets, _ = _train_twice(tiny, data, 2, 1, "progress", (False, True))
+    for k, v in nets[0].state_dict().items():
+        assert torch.equal(v, nets[1].state_dict()[k]), k
+    steps = 2 * (len(split(load_dataset("npz", str(data)), 0.1, 0).train[1]) // 128)
+    err = capsys.readouterr().err  # a bar named for the job, over every step of every epoch
+    assert "finetune" in err and f" 0/{steps} " in err

@@ -152,6 +152,13 @@ def test_train_and_run_never_write_over_what_they_read(run_dir, tmp_path, capsys
     err = refused(["run", "--out", str(r), "--dataset", "npz", "--data", str(run_dir / "data.npz"),
                    "--previous", str(r)], r / "model.onnx", capsys)
     assert "--previous" in err and not (r / "run_config.json").exists()
+    cand = r / "candidates"  # the search writes its candidates' ONNX files there, under names of its own
+    cand.mkdir(exist_ok=True)
+    (cand / "old.onnx").write_bytes((run_dir / "old.onnx").read_bytes())
+    (cand / "old.json").write_text("{}")
+    err = refused(["run", "--out", str(r), "--dataset", "npz", "--data", str(run_dir / "data.npz"),
+                   "--previous", str(cand / "old.onnx")], cand / "old.onnx", capsys)
+    assert "--previous" in err and "candidates" in err and not (r / "run_config.json").exists()
 
 
 def test_space_profile_fit_validate(run_dir, tmp_path, capsys):

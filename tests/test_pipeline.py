@@ -12,7 +12,7 @@ import pytest
 from helpers import assert_onnx_computes, check_budget_verdict, fine_tuned_network, write_inputs
 from widthnas.latency.standalone_runner import read_samples
 from widthnas.nas.cli import main
-from widthnas.nas.run import STAGES, Run, RunConfig
+from widthnas.nas.run import _duration, STAGES, Run, RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,8 +69,16 @@ def test_run_goes_from_data_to_verified_onnx(finished_run):
     for png in ("latency_fit.png", "pareto.png", "widths.png", "training.png", "narrowing.png"):
         assert (out / png).stat().st_size > 1000
     assert "test accuracy" in run.summary()
-    times = next(l for l in run.summary().splitlines() if l.startswith("time per stage: "))
-    assert [p.split()[0] for p in times[len("time per stage: "):].split("; ")[0].split(", ")] == list(STAGES)
+    lines = run.summary().splitlines()
+    head = next(i for i, l in enumerate(lines) if l.startswith("time  "))  # stages over their times, then the total
+    assert lines[head].split()[1:] == [*STAGES, "total"]
+    secs = [st[k]["seconds"] for k in STAGES]
+    assert lines[head + 1].split()[-2:] == _duration(sum(secs)).split()
+    for stage in STAGES:  # one terminal line per stage, with its time and what it found
+        said = [m for m in logs if m.startswith(f"[{stage}] ") and ": " in m]
+        assert len(said) == 1 and said[0].split(": ", 1)[0] == f"[{stage}] {_duration(st[stage]['seconds'])}"
+    assert f"{st['search']['chosen']['predicted_ms']:.4f} ms for a" in next(m for m in logs if m.startswith("[search] "))
+    assert "| report |" in report and f"| total | " in report
     assert "one run cannot tell two networks apart" in run.summary()
     assert "negative flip rate of the chosen network against the uniform network" in run.summary()
 
@@ -622,6 +630,16 @@ def test_bad_numbers_are_refused_before_anything_is_written(tmp_path, capsys, cm
     rc = main([cmd, "--out", str(tmp_path / "r"), *extra])
     assert rc == 2 and msg in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_profile_of_another_space_is_refused_before_the_run_saves_its_settings(tmp_path, capsys):
+    """Nothing saved: the corrected command is a fresh run, not 'a run with other settings'."""
+    from widthnas.latency.registry import PROFILE_DIR
+
+    other = next(PROFILE_DIR.glob("*_resnet_small.json"))
+    rc = main(["run", "--out", str(tmp_path / "r"), "--profile", str(other)])
+    assert rc == 2 and "--profile" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "run_config.json").exists()
 
 
 def test_a_resumed_run_checks_the_numbers_it_reads_back(finished_run, tmp_path):

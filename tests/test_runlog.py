@@ -32,3 +32,30 @@ def test_run_log_keeps_every_message_whole_and_appends_on_resume(tmp_path):
     text = (tmp_path / LOG_NAME).read_text()
     assert MARGIN in text and LONG in text and text.index(MARGIN) < text.index(LONG)
     assert all(len(s) <= 150 for s in shown) and len(shown) == 2
+
+
+def test_a_terse_log_shows_stage_lines_and_warnings_and_keeps_every_detail_in_the_file(tmp_path):
+    shown = []
+    log = RunLog(tmp_path, shown.append, terse=True)
+    log.begin("search")  # not a terminal here: no status line, the stage is written to the file
+    log(MARGIN)  # a detail: run.log only
+    log("  WARNING: every candidate measured over the budget; choosing the fastest")  # to act on: shown
+    log.say("[search] 5.2 min: chosen network predicted 0.2 ms")
+    log.end()
+    log.record("summary:\nwidths")
+    assert shown == ["warning: every candidate measured over the budget; choosing the fastest",
+                     "[search] 5.2 min: chosen network predicted 0.2 ms"]
+    text = (tmp_path / LOG_NAME).read_text()
+    for part in ("[search]\n", MARGIN, "every candidate measured over", "[search] 5.2 min", "summary:\nwidths"):
+        assert part in text
+
+
+def test_the_time_table_puts_each_stage_over_its_time_and_adds_the_total():
+    from widthnas.nas.run import time_table
+
+    head, times = time_table({"profile": 6.0, "train": 276.0, "search": 30.0})
+    assert head.split() == ["time", "profile", "train", "search", "total"]
+    assert times.split() == ["6", "s", "4.6", "min", "30", "s", "5.2", "min"]
+    for name in ("profile", "train", "search", "total"):  # each time ends under its stage's name
+        end = head.index(name) + len(name)
+        assert times[end - 1] != " " and (end == len(times) or times[end] == " ")

@@ -131,8 +131,7 @@ def test_pytorchcv_resnet_runs_end_to_end_with_the_users_weights(tmp_path, capsy
                                                 ("mnasnet", "mnasnet_a1", None),  # squeeze-excitation
                                                 # SE, hardswish, and a hidden 1x1 conv on the pooled features
                                                 ("mobilenetv3", "mobilenetv3_small_w7d20", None)])
-# EfficientNet-B0 traces too (benchmarks/zoo_coverage.py), but untrained its logits hardly depend on the image,
-# so the parity checks here could not fail; its Swish module is covered by test_activations.py
+# EfficientNet-B0: its own test below, with BN statistics under which its logits depend on the image
 def test_models_ported_from_tensorflow_trace_and_compute_at_a_narrower_width(module, factory, eps, tmp_path):
     """ProxylessNAS (BN eps 1e-3, TensorFlow's), MnasNet (A1: squeeze-excitation) and MobileNet-v3 (its
     hidden head layer): refused until issue 32. Traced
@@ -154,3 +153,26 @@ def test_models_ported_from_tensorflow_trace_and_compute_at_a_narrower_width(mod
             hidden = space.graph.by_name[hidden.inputs[0]]
         assert space.graph.sizes[hidden.inputs[0]] == (1, 1) and hidden.out == 1280
         assert space.graph.group_of[hidden.name] in [s.name for s in space.free_groups]
+
+
+def test_pytorchcv_efficientnet_b0_traces_and_computes_at_a_narrower_width(tmp_path):
+    """EfficientNet-B0 (Swish, squeeze-excitation, BN eps 1e-3): untrained, its logits hardly depend on the
+    image; with trained-looking BN statistics they do (checked), so the parity checks of every form can fail."""
+    from pytorchcv.models.efficientnet import efficientnet_b0
+
+    from helpers import check_every_form
+
+    torch.manual_seed(0)
+    model = efficientnet_b0().eval()
+    model.features.final_pool = nn.AdaptiveAvgPool2d(1)  # its 7x7 pool is for 224 px
+    for m in model.modules():  # unequal BN statistics: channels differ in importance, logits move. Between
+        if isinstance(m, nn.BatchNorm2d):  # signals that die out (variances >= 1) and ones that grow past 1e4
+            m.weight.data.uniform_(0.5, 1.5)  # through 16 blocks (<= 0.5), where float32 rounding fails the check
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.7, 1.2)
+    with torch.no_grad():
+        out = model(torch.randn(8, 3, 64, 64))
+    assert float(out.std(0).mean()) > 0.05 * float(out.abs().mean()) + 1e-3  # the logits depend on the image
+    space, widths = check_every_form(model, (3, 64, 64), tmp_path)
+    assert len(space.free_groups) >= 30 and sum(widths) < sum(space.base_widths)
+    assert {op.fn for op in space.graph.ops if op.kind == "act"} >= {"silu", "sigmoid"}

@@ -60,7 +60,9 @@ def add_parser(sub) -> None:
     q.add_argument("--weights", help="your model's state_dict, for a space traced with `space --from-model`: seeds "
                    "the supernet (channels sorted by importance) and fine-tuning starts from it, sliced to the "
                    "chosen widths")
-    q.add_argument("--quiet", action="store_true")
+    q.add_argument("--quiet", action="store_true", help="no progress bars or status line")
+    q.add_argument("--verbose", action="store_true", help="every message on the terminal (run.log always has "
+                   "them all); default: one line per stage")
     q.set_defaults(fn=run)
 
 
@@ -93,10 +95,13 @@ def run(args) -> int:
     _check_files(cfg, args.out)
     from ..runlog import RunLog
 
-    run = Run(cfg, args.out, log=RunLog(args.out), progress=not args.quiet)  # full messages in run.log
+    log = RunLog(args.out, terse=not args.verbose, status=not args.quiet)  # every message in full in run.log
+    run = Run(cfg, args.out, log=log, progress=not args.quiet)
     run.go()
+    summary = run.summary()
+    log.record("summary:\n" + summary)
     print()
-    print(run.summary())
+    print(summary)
     return 0
 
 
@@ -115,7 +120,8 @@ def _check_files(cfg, out) -> None:
                    **{f"supernet/{n} in --out {out}": out / "supernet" / n for n in (*RUN_FILES, "unaries_measured.json")}},
                   [("--space", cfg.space), ("--profile", cfg.profile), ("--weights", cfg.weights),
                    ("--previous", previous_inputs(cfg.previous)), ("--congruent", previous_inputs(cfg.congruent)),
-                   *dataset_inputs(cfg.dataset, cfg.data)])
+                   *dataset_inputs(cfg.dataset, cfg.data)],
+                  dirs={f"--out {out}": out / "candidates"})  # the search's candidate networks (ONNX)
     check_data(cfg.dataset, cfg.data)
 
 
