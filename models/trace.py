@@ -340,8 +340,10 @@ class _Builder:
         if not isinstance(v, _T) or not v.logits:
             got = type(res).__name__ if not isinstance(res, fx.Node) else (
                 "a tensor that is not the Linear classifier's output" if isinstance(v, _T) else "no tensor")
-            raise self.refuse(node, f"the model returns {got}", "return one tensor, the logits of the model's Linear "
-                              "classifier (detection heads, several outputs and softmax are outside a space)")
+            raise self.refuse(node, f"the model returns {got}", "return one tensor, the logits of the model's "
+                              "classifier: a Linear, or a 1x1 conv on the globally pooled features. Nothing may follow "
+                              "it (an activation or a pooling after a conv classifier, as in SqueezeNet, softmax); "
+                              "detection heads and several outputs are outside a space")
         return v
 
     def module(self, node: fx.Node, m: nn.Module) -> _T | None:

@@ -25,9 +25,11 @@ from widthnas.latency.check import CHECK_NETWORKS
 
 from .paths import recorded_path, same_setting, with_recorded_paths
 from .runlog import LOG_NAME
+from .threads import using_threads
 
 RECOVER = "delete it to redo the run's stages (finished artefacts stay), or choose another --out"
 
+FREE_ON_RESUME = ("threads",)  # settings that change where a run computes, not what: a resume may change them
 STAGES = ("profile", "train", "search", "finetune", "export", "verify", "report")
 
 # What a run writes in its directory (the stages below), and in its supernet/ (nas/train.py's RUN_FILES)
@@ -76,6 +78,7 @@ class RunConfig:
     congruent_weight: float = 1.0  # weight of that term beside the cross-entropy
     weights: str | None = None  # the user's state_dict (traced space): seeds the supernet, fine-tuning starts from it
     curve: bool = False  # the report's width-error curve along every uniform multiplier (--curve; ~1.5 min in the demo)
+    threads: int = 0  # torch threads for training, search and fine-tuning; 0: the faster of 1 and torch's default, timed per stage
 
 
 def check_run_config(cfg: RunConfig, where: str = "") -> None:
@@ -93,7 +96,8 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
         "epochs": INT_POS, "warmup_epochs": INT_NONNEG,
         "limit": Rule(integer=True, low=1, none_ok=True), "batch_size": INT_POS, "n_random": INT_NONNEG,
         "lr": POSITIVE, "finetune_epochs": INT_NONNEG, "retrain_epochs": INT_NONNEG,
-        "unary_configs": Rule(integer=True, low=10), "seed": INT_NONNEG, "congruent_weight": POSITIVE}, where)
+        "unary_configs": Rule(integer=True, low=10), "seed": INT_NONNEG, "congruent_weight": POSITIVE,
+        "threads": Rule(integer=True, low=0, high=1024)}, where)
     for flag, v in (("guard", cfg.guard), ("curve", cfg.curve)):
         if not isinstance(v, bool):
             raise ValueError(f"{where + ': ' if where else ''}{flag} {v!r}: expected true or false (--no-guard, --curve)")
@@ -162,7 +166,7 @@ class Run:
                 raise ValueError(f"{e}; the saved settings are damaged: choose another --out") from None
             defaults = asdict(RunConfig())  # settings added since that run was saved hold their defaults
             diff = {k: (old.get(k, defaults[k]), v) for k, v in asdict(cfg).items()
-                    if not same_setting(k, old.get(k, defaults[k]), v)}
+                    if k not in FREE_ON_RESUME and not same_setting(k, old.get(k, defaults[k]), v)}
             if diff:
                 raise ValueError(f"{self.dir} holds a run with other settings {diff} (saved vs now); "
                                  "rerun with the same settings to resume, or choose another --out")
@@ -206,7 +210,11 @@ class Run:
             with warnings.catch_warnings(record=True) as caught:  # said in run.log, counted on the terminal
                 warnings.simplefilter("always")
                 try:
-                    result = getattr(self, f"stage_{stage}")()
+                    threads = self._stage_threads(stage)
+                    with using_threads(threads["threads"] if threads else torch.get_num_threads()):
+                        result = getattr(self, f"stage_{stage}")()
+                    if threads:
+                        result = {**result, "threads": threads}
                 finally:
                     if end:
                         end()
@@ -219,6 +227,33 @@ class Run:
             notes = f" ({len(ours)} note{'s' * (len(ours) > 1)} in {LOG_NAME})" if ours else ""
             self._say(f"[{stage}] {_duration(secs)}: {self._outcome(stage, result)}{notes}")
         return self.state
+
+    def _stage_threads(self, stage: str) -> dict | None:
+        """Torch threads for the stage's own work: --threads, else the faster of 1 and all cores on a few
+        repetitions of that work (nas/threads.py); None where torch does little (profile, export, verify)."""
+        from .threads import describe, evaluation_probe, fastest_threads, finetune_probe, thread_counts, training_probe
+
+        if stage not in ("train", "search", "finetune", "report"):
+            return None
+        if self.cfg.threads:
+            return {"threads": self.cfg.threads, "how": "--threads"}
+        if len(thread_counts()) == 1:  # torch runs on one thread here (OMP_NUM_THREADS=1, one core)
+            return None
+        if stage == "report":  # predictions on the test set: the search's kind of work
+            return self.state.get("search", {}).get("threads")
+        if stage == "train":
+            job = training_probe(self.space, self.cfg.batch_size, self.cfg.seed)
+        elif stage == "search":
+            job = evaluation_probe(self._supernet(), 512, self.cfg.seed)
+        else:
+            from .train import build_plain_network
+
+            job = finetune_probe(build_plain_network(self.space, self.state["search"]["chosen"]["widths"]),
+                                 self.cfg.batch_size, self.cfg.seed)
+        self.log(f"{stage}: timing its work on 1 and on every core's threads")
+        best, med = fastest_threads(job)
+        self.log(f"{stage}: torch on {describe(best, med)}")
+        return {"threads": best, "median_s": {str(k): v for k, v in med.items()}, "how": "measured"}
 
     def _say(self, msg: str) -> None:
         """A line for the terminal (RunLog.say), beside the details that go to run.log."""

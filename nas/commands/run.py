@@ -45,6 +45,8 @@ def add_parser(sub) -> None:
     q.add_argument("--unary-configs", type=int,
                    help="select: configurations measured for the unaries after training (default 300; --full 1000)")
     q.add_argument("--seed", type=int)
+    q.add_argument("--threads", type=int, help="torch threads for training, search and fine-tuning (default 0: the "
+                   "faster of 1 and every core, timed on a few repetitions of each stage's work)")
     q.add_argument("--full", action="store_true", help="longer, better: all data, 20 epochs, 5 fine-tune epochs, "
                    "the width-error curve")
     q.add_argument("--curve", action="store_true", help="the report's width-error curve along every uniform "
@@ -76,7 +78,7 @@ def run(args) -> int:
               "finetune_epochs", "retrain_epochs", "method", "unary_configs", "seed", "profile_networks", "schedule",
               "heldout_networks", "check_networks", "remeasure_networks", "ladder_rungs", "profile_rounds",
               "profile_round_ms", "verify_rounds", "verify_round_ms",
-              "max_wait", "greedy", "previous", "congruent", "congruent_weight", "weights"):
+              "max_wait", "greedy", "previous", "congruent", "congruent_weight", "weights", "threads"):
         v = getattr(args, f, None)
         if v is not None:
             setattr(cfg, f, v)
