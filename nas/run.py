@@ -24,7 +24,7 @@ from widthnas._io import atomic_path, atomic_write_text, read_json, read_jsonl
 from widthnas.latency.check import CHECK_NETWORKS
 
 from .paths import recorded_path, same_setting, with_recorded_paths
-from .runlog import LOG_NAME
+from .runlog import LOG_NAME, WIDTH, short
 from .threads import using_threads
 
 RECOVER = "delete it to redo the run's stages (finished artefacts stay), or choose another --out"
@@ -208,24 +208,37 @@ class Run:
             begin, end = getattr(self.log, "begin", None), getattr(self.log, "end", None)
             begin(stage) if begin else self.log(f"[{stage}]")
             with warnings.catch_warnings(record=True) as caught:  # said in run.log, counted on the terminal
-                warnings.simplefilter("always")
+                warnings.simplefilter("default")  # once per place that warns, not once per batch
                 try:
                     threads = self._stage_threads(stage)
                     with using_threads(threads["threads"] if threads else torch.get_num_threads()):
                         result = getattr(self, f"stage_{stage}")()
                     if threads:
                         result = {**result, "threads": threads}
+                except BaseException:
+                    self._log_warnings(stage, caught)  # often what explains the failure
+                    self.log(f"[{stage}] failed after {_duration(time.time() - t0)}")
+                    raise
                 finally:
                     if end:
                         end()
-            ours = [w for w in caught if _ours(w.filename)]  # not a library's
-            for w in caught:
-                self.log(f"{stage}: note: {w.message}" if w in ours else
-                         f"{stage}: library warning ({Path(w.filename).name}): {w.message}")
+            counts = self._log_warnings(stage, caught)
             secs = time.time() - t0
             self._done(stage, result, secs)
-            notes = f" ({len(ours)} note{'s' * (len(ours) > 1)} in {LOG_NAME})" if ours else ""
-            self._say(f"[{stage}] {_duration(secs)}: {self._outcome(stage, result)}{notes}")
+            head = f"[{stage}] {_duration(secs)}: "
+            self._say(head + short(self._outcome(stage, result), WIDTH - len(head) - len(counts), " …") + counts)
+        return self.state
+
+    def _log_warnings(self, stage: str, caught: list) -> str:
+        """Every warning a stage raised, into run.log; ' (2 notes, 1 library warning in run.log)' or ''."""
+        ours = [w for w in caught if _ours(w.filename)]
+        for w in caught:
+            self.log(f"{stage}: note: {w.message}" if w in ours else
+                     f"{stage}: library warning ({Path(w.filename).name}:{w.lineno}): {w.message}")
+        parts = [f"{n} {what}{'s' * (n > 1)}" for n, what in ((len(ours), "note"),
+                                                                (len(caught) - len(ours), "library warning")) if n]
+        return f" ({', '.join(parts)} in {LOG_NAME})" if parts else ""
+
         return self.state
 
     def _stage_threads(self, stage: str) -> dict | None:
@@ -239,19 +252,27 @@ class Run:
             return {"threads": self.cfg.threads, "how": "--threads"}
         if len(thread_counts()) == 1:  # torch runs on one thread here (OMP_NUM_THREADS=1, one core)
             return None
+        if stage == "search" and self.cfg.method != "select":  # little torch work: a validation pass or none
+            return None
         if stage == "report":  # predictions on the test set: the search's kind of work
             return self.state.get("search", {}).get("threads")
-        if stage == "train":
-            job = training_probe(self.space, self.cfg.batch_size, self.cfg.seed)
-        elif stage == "search":
-            job = evaluation_probe(self._supernet(), 512, self.cfg.seed)
-        else:
-            from .train import build_plain_network
+        self.log(f"{stage}: timing its work on 1 and on {max(thread_counts())} threads")
+        try:
+            if stage == "train":
+                job = training_probe(self.space, self.cfg.batch_size, self.cfg.n_random, self.cfg.seed)
+            elif stage == "search":
+                from .selection import unary_image_count
 
-            job = finetune_probe(build_plain_network(self.space, self.state["search"]["chosen"]["widths"]),
-                                 self.cfg.batch_size, self.cfg.seed)
-        self.log(f"{stage}: timing its work on 1 and on every core's threads")
-        best, med = fastest_threads(job)
+                job = evaluation_probe(self._supernet(), unary_image_count(self.splits), self.cfg.seed)
+            else:
+                from .train import build_plain_network
+
+                job = finetune_probe(build_plain_network(self.space, self.state["search"]["chosen"]["widths"]),
+                                     self.cfg.batch_size, self.cfg.seed)
+            best, med = fastest_threads(job)
+        except (RuntimeError, MemoryError) as e:  # the probe, not the stage: it runs on torch's default
+            self.log(f"{stage}: could not time its threads ({e}); torch's default {torch.get_num_threads()}")
+            return None
         self.log(f"{stage}: torch on {describe(best, med)}")
         return {"threads": best, "median_s": {str(k): v for k, v in med.items()}, "how": "measured"}
 
@@ -735,8 +756,8 @@ class Run:
                         f"slower (run.log, report.md)" if chk["host_speed"] > 1 else
                         f"ms are the profile machine's: this machine ran its reference at {chk['host_speed']:.2f} x "
                         f"its time (run.log, report.md)")
-        elif chk:
-            rows.append(f"ms are this machine's: its reference network ran at {chk.get('host_speed', 1.0):.2f} x "
+        elif isinstance(chk.get("host_speed"), (int, float)):
+            rows.append(f"ms are this machine's: its reference network ran at {chk['host_speed']:.2f} x "
                         "the profile's time")
         for name, r in st["report"].get("flips", {}).items():
             rows.append(f"negative flip rate of the chosen network against the {name}: {r['nfr']:.2%} "
@@ -756,7 +777,9 @@ _PACKAGE = Path(__file__).resolve().parent.parent  # warnings raised in widthnas
 def _ours(filename: str) -> bool:
     """Raised in widthnas's code (not a library's, even one installed in a venv inside the checkout)."""
     p = Path(filename).resolve()
-    return _PACKAGE in p.parents and "site-packages" not in p.parts
+    if _PACKAGE not in p.parents:
+        return False
+    return not {"site-packages", "dist-packages"} & set(p.relative_to(_PACKAGE).parts)
 
 _CANNOT_TIME = object()  # Run._uniform8: no timing here, the search grid's uniform network stands in
 

@@ -71,8 +71,9 @@ def describe(best: int, med: dict) -> str:
             f"{1e3 * med[best]:.0f} ms against {1e3 * med[most]:.0f} ms per call)")
 
 
-def training_probe(space, batch: int, seed: int = 0) -> Callable[[], object]:
-    """One sandwich step of a fresh supernet of `space` on random images (NHWC, as training runs)."""
+def training_probe(space, batch: int, n_random: int = 2, seed: int = 0) -> Callable[[], object]:
+    """One sandwich step of a fresh supernet of `space` on random images (NHWC, as training runs), the same
+    configurations every call: each thread count times the same work."""
     from .train import UniformConfigs, make_supernet, sandwich_step
 
     cl = torch.channels_last
@@ -81,24 +82,25 @@ def training_probe(space, batch: int, seed: int = 0) -> Callable[[], object]:
     opt = torch.optim.SGD(sup.parameters(), lr=1e-3, momentum=0.9)
     x = torch.randn(batch, *space.input_shape, generator=gen).contiguous(memory_format=cl)
     y = torch.randint(0, space.num_classes, (batch,), generator=gen)
-    draw, rng = UniformConfigs(space), np.random.default_rng(seed)
-    return lambda: sandwich_step(sup, opt, x, y, draw.draw(2, rng))
+    configs = UniformConfigs(space).draw(n_random, np.random.default_rng(seed))
+    return lambda: sandwich_step(sup, opt, x, y, configs)
 
 
 def evaluation_probe(supernet, images: int, seed: int = 0) -> Callable[[], object]:
-    """One no-grad forward of `supernet` at random widths on `images` random images (measured unaries,
-    greedy's scorer, held-out accuracy)."""
+    """No-grad forwards of `supernet` on `images` random images at 3 random widths, the same every call
+    (measured unaries, greedy's scorer, held-out accuracy)."""
     from .train import UniformConfigs
 
     space = supernet.space
     x = torch.randn(images, *space.input_shape, generator=torch.Generator().manual_seed(seed))
-    draw, rng = UniformConfigs(space), np.random.default_rng(seed)
+    widths = [space.widths_from_indices(c) for c in UniformConfigs(space).draw(3, np.random.default_rng(seed))]
     was = supernet.training
 
     def job():
         supernet.eval()
         with torch.no_grad():
-            supernet(x, space.widths_from_indices(draw.draw(1, rng)[0]), update_bn_stats=False)
+            for w in widths:
+                supernet(x, w, update_bn_stats=False)
         supernet.train(was)
 
     return job

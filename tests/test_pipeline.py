@@ -13,6 +13,7 @@ from helpers import assert_onnx_computes, check_budget_verdict, fine_tuned_netwo
 from widthnas.latency.standalone_runner import read_samples
 from widthnas.nas.cli import main
 from widthnas.nas.run import _duration, STAGES, Run, RunConfig
+from widthnas.nas.runlog import LOG_NAME, RunLog
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,9 +37,12 @@ def finished_run(inputs, tmp_path_factory):
                     profile_round_ms=2.0, heldout_networks=60, ladder_rungs=3,  # 0.02-0.1 ms networks: 2 ms rounds hold 20-100 runs
                     verify_round_ms=5.0,  # and 5 ms rounds 50-250 runs (20 ms: the suite's slowest stage)
                     curve=True)
-    logs = []
-    run = Run(cfg, out, log=logs.append, progress=False)
+    shown = []  # the terminal, as `widthnas run` prints it (terse: a line per stage)
+    run = Run(cfg, out, log=RunLog(out, shown.append, terse=True), progress=False)
     run.go()
+    run.terminal_lines = shown  # for the tests below
+    stamp = len("2026-12-06 03:40:00 ")
+    logs = [line[stamp:] for line in (out / LOG_NAME).read_text().splitlines()]  # every message, in full
     return cfg, out, run, logs
 
 
@@ -78,6 +82,9 @@ def test_run_goes_from_data_to_verified_onnx(finished_run):
         said = [m for m in logs if m.startswith(f"[{stage}] ") and ": " in m]
         assert len(said) == 1 and said[0].split(": ", 1)[0] == f"[{stage}] {_duration(st[stage]['seconds'])}"
     assert f"{st['search']['chosen']['predicted_ms']:.4f} ms for a" in next(m for m in logs if m.startswith("[search] "))
+    shown = run.terminal_lines  # the terminal: the stage lines and nothing else (no warning to act on here)
+    assert [m.split("]")[0] + "]" for m in shown] == [f"[{s}]" for s in STAGES], shown
+    assert all(len(m) <= 150 for m in shown) and len(logs) > 3 * len(shown)  # the details went to run.log
     assert "| report |" in report and f"| total | " in report
     assert "one run cannot tell two networks apart" in run.summary()
     assert "negative flip rate of the chosen network against the uniform network" in run.summary()

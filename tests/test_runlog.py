@@ -59,3 +59,66 @@ def test_the_time_table_puts_each_stage_over_its_time_and_adds_the_total():
     for name in ("profile", "train", "search", "total"):  # each time ends under its stage's name
         end = head.index(name) + len(name)
         assert times[end - 1] != " " and (end == len(times) or times[end] == " ")
+
+
+def _stub_run(tmp_path, monkeypatch, stage_fn):
+    """A Run whose only stage is `profile`, doing stage_fn; its terminal and its run.log."""
+    from widthnas.nas import run as nas_run
+
+    monkeypatch.setattr(nas_run, "STAGES", ("profile",))
+    monkeypatch.setattr(nas_run.Run, "stage_profile", lambda self: stage_fn())
+    monkeypatch.setattr(nas_run.Run, "_outcome", lambda self, stage, r: "stub outcome")
+    r = nas_run.Run.__new__(nas_run.Run)
+    shown = []
+    r.cfg, r.state, r.dir = nas_run.RunConfig(), {}, tmp_path
+    r.state_path, r.log = tmp_path / "run_state.json", RunLog(tmp_path, shown.append, terse=True)
+    return r, shown
+
+
+def test_a_stages_warnings_go_to_run_log_counted_ours_apart_from_a_librarys(tmp_path, monkeypatch):
+    import warnings
+
+    import numpy as np
+
+    def stage():
+        for _ in range(50):  # once per place, not 50 times
+            warnings.warn("2 samples never settled")
+        np.mean(np.array([]))  # numpy's RuntimeWarning, raised in numpy
+        return {}
+
+    r, shown = _stub_run(tmp_path, monkeypatch, stage)
+    r.go()
+    text = (tmp_path / LOG_NAME).read_text()
+    assert text.count("profile: note: 2 samples never settled") == 1 and "profile: library warning (" in text
+    import re
+
+    assert len(shown) == 1 and re.fullmatch(rf"\[profile\] 0 s: stub outcome \(1 note, \d library warnings? in {LOG_NAME}\)",
+                                            shown[0]), shown
+
+
+def test_a_failing_stage_keeps_its_warnings_and_says_it_failed(tmp_path, monkeypatch):
+    import warnings
+
+    import pytest
+
+    def stage():
+        warnings.warn("the loss became NaN at step 12")
+        raise RuntimeError("stage broke")
+
+    r, shown = _stub_run(tmp_path, monkeypatch, stage)
+    with pytest.raises(RuntimeError, match="stage broke"):
+        r.go()
+    text = (tmp_path / LOG_NAME).read_text()
+    assert "profile: note: the loss became NaN at step 12" in text and "[profile] failed after" in text
+    assert shown == []
+
+
+def test_only_widthnas_code_outside_installed_libraries_counts_as_ours():
+    import numpy
+
+    from widthnas.nas import run as nas_run
+
+    assert nas_run._ours(nas_run.__file__) and not nas_run._ours(numpy.__file__)
+    inside = nas_run._PACKAGE / ".venv" / "lib" / "python3.11" / "site-packages" / "x.py"  # a venv in the checkout
+    assert not nas_run._ours(str(inside))
+    assert not nas_run._ours("/usr/lib/python3/dist-packages/x.py")

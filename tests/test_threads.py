@@ -16,15 +16,15 @@ def _job(seconds_by_threads):
 
 
 @pytest.mark.parametrize("times,best", [
-    ({1: 0.004, 2: 0.012}, 1),  # one thread 3 x faster: it wins
-    ({1: 0.012, 2: 0.004}, 2),  # every core faster: it stays
-    ({1: 0.0100, 2: 0.0104}, 2),  # one thread faster by less than the margin: all cores stay
+    ({1: 0.02, 2: 0.06}, 1),  # one thread 3 x faster: it wins
+    ({1: 0.06, 2: 0.02}, 2),  # every core faster: it stays
+    ({1: 0.050, 2: 0.052}, 2),  # one thread faster by less than the margin: all cores stay
 ])
 def test_the_faster_thread_count_wins_and_a_near_tie_keeps_every_core(times, best):
     before = torch.get_num_threads()
     got, med = fastest_threads(_job(times), counts=[1, 2], reps=3)
     assert got == best and set(med) == {1, 2}
-    assert med[1] == pytest.approx(times[1], abs=0.003) and med[2] == pytest.approx(times[2], abs=0.003)
+    assert med[1] == pytest.approx(times[1], abs=0.01) and med[2] == pytest.approx(times[2], abs=0.01)
     assert torch.get_num_threads() == before
 
 

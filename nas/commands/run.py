@@ -97,8 +97,11 @@ def run(args) -> int:
     _check_files(cfg, args.out)
     from ..runlog import RunLog
 
-    log = RunLog(args.out, terse=not args.verbose, status=not args.quiet)  # every message in full in run.log
-    run = Run(cfg, args.out, log=log, progress=not args.quiet)
+    import sys
+
+    bars = not args.quiet and sys.stderr.isatty()  # piped or in CI: no bars redrawn into the captured text
+    log = RunLog(args.out, terse=not args.verbose, status=bars)  # every message in full in run.log
+    run = Run(cfg, args.out, log=log, progress=bars)
     run.go()
     summary = run.summary()
     log.record("summary:\n" + summary)
