@@ -29,7 +29,7 @@ from .threads import using_threads
 
 RECOVER = "delete it to redo the run's stages (finished artefacts stay), or choose another --out"
 
-FREE_ON_RESUME = ("threads",)  # settings that change where a run computes, not what: a resume may change them
+FREE_ON_RESUME = ("threads", "time_threads")  # settings that change where a run computes, not what: a resume may change them
 STAGES = ("profile", "train", "search", "finetune", "export", "verify", "report")
 
 # What a run writes in its directory (the stages below), and in its supernet/ (nas/train.py's RUN_FILES)
@@ -78,7 +78,8 @@ class RunConfig:
     congruent_weight: float = 1.0  # weight of that term beside the cross-entropy
     weights: str | None = None  # the user's state_dict (traced space): seeds the supernet, fine-tuning starts from it
     curve: bool = False  # the report's width-error curve along every uniform multiplier (--curve; ~1.5 min in the demo)
-    threads: int = 0  # torch threads for training, search and fine-tuning; 0: the faster of 1 and torch's default, timed per stage
+    threads: int = 0  # torch threads for training, search and fine-tuning; 0: torch's default (every core)
+    time_threads: bool = False  # time 1 thread against torch's default on each stage's own work, keep the faster
 
 
 def check_run_config(cfg: RunConfig, where: str = "") -> None:
@@ -98,7 +99,7 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
         "lr": POSITIVE, "finetune_epochs": INT_NONNEG, "retrain_epochs": INT_NONNEG,
         "unary_configs": Rule(integer=True, low=10), "seed": INT_NONNEG, "congruent_weight": POSITIVE,
         "threads": Rule(integer=True, low=0, high=1024)}, where)
-    for flag, v in (("guard", cfg.guard), ("curve", cfg.curve)):
+    for flag, v in (("guard", cfg.guard), ("curve", cfg.curve), ("time_threads", cfg.time_threads)):
         if not isinstance(v, bool):
             raise ValueError(f"{where + ': ' if where else ''}{flag} {v!r}: expected true or false (--no-guard, --curve)")
     from widthnas.mrf import parse_budget
@@ -242,15 +243,17 @@ class Run:
         return self.state
 
     def _stage_threads(self, stage: str) -> dict | None:
-        """Torch threads for the stage's own work: --threads, else the faster of 1 and all cores on a few
-        repetitions of that work (nas/threads.py); None where torch does little (profile, export, verify)."""
+        """Torch threads for the stage's own work: --threads; with --time-threads the faster of 1 and torch's
+        default on a few repetitions of that work (nas/threads.py); else None (torch's default), as where
+        torch does little (profile, export, verify). On this machine's demo 2 threads were 1.6-1.7 x faster
+        than 1 for every job (RESULTS §6), so timing is not the default: it would cost ~25 s for nothing."""
         from .threads import describe, evaluation_probe, fastest_threads, finetune_probe, thread_counts, training_probe
 
         if stage not in ("train", "search", "finetune", "report"):
             return None
         if self.cfg.threads:
             return {"threads": self.cfg.threads, "how": "--threads"}
-        if len(thread_counts()) == 1:  # torch runs on one thread here (OMP_NUM_THREADS=1, one core)
+        if not self.cfg.time_threads or len(thread_counts()) == 1:  # torch runs on one thread here (OMP_NUM_THREADS=1, one core)
             return None
         if stage == "search" and self.cfg.method != "select":  # little torch work: a validation pass or none
             return None

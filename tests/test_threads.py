@@ -59,12 +59,15 @@ def test_each_stage_probe_runs_its_kind_of_work_and_leaves_the_real_networks_alo
 
 
 def test_a_run_times_its_stages_threads_when_torch_has_more_than_one(tiny, monkeypatch, tmp_path):
-    """With two threads to choose from, the train stage's record says which it ran on and how long each took."""
+    """--time-threads, with two thread counts to choose from: the train stage's record says which it ran on
+    and how long each took."""
     from widthnas.nas import run as nas_run
 
     monkeypatch.setattr("widthnas.nas.threads.thread_counts", lambda: [1, 2])
     r = nas_run.Run.__new__(nas_run.Run)  # only what _stage_threads reads
     r.cfg, r.space, r.state, r.log = nas_run.RunConfig(batch_size=8), tiny, {}, (lambda *_: None)
+    assert r._stage_threads("train") is None  # torch's default unless asked to time it
+    r.cfg = nas_run.RunConfig(batch_size=8, time_threads=True)
     th = r._stage_threads("train")
     assert th["how"] == "measured" and th["threads"] in (1, 2) and set(th["median_s"]) == {"1", "2"}
     assert r._stage_threads("profile") is None and r._stage_threads("report") is None  # nothing searched yet

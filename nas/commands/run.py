@@ -45,8 +45,10 @@ def add_parser(sub) -> None:
     q.add_argument("--unary-configs", type=int,
                    help="select: configurations measured for the unaries after training (default 300; --full 1000)")
     q.add_argument("--seed", type=int)
-    q.add_argument("--threads", type=int, help="torch threads for training, search and fine-tuning (default 0: the "
-                   "faster of 1 and every core, timed on a few repetitions of each stage's work)")
+    q.add_argument("--threads", type=int, help="torch threads for training, search and fine-tuning (default 0: "
+                   "torch's default, every core)")
+    q.add_argument("--time-threads", action="store_true", help="per stage, time 1 thread against torch's default on "
+                   "a few repetitions of its own work and keep the faster (small networks on some machines)")
     q.add_argument("--full", action="store_true", help="longer, better: all data, 20 epochs, 5 fine-tune epochs, "
                    "the width-error curve")
     q.add_argument("--curve", action="store_true", help="the report's width-error curve along every uniform "
@@ -86,6 +88,8 @@ def run(args) -> int:
         cfg.guard = False
     if args.curve:
         cfg.curve = True
+    if args.time_threads:
+        cfg.time_threads = True
     from widthnas.latency.margin import parse_margin
 
     cfg.margin = parse_margin(cfg.margin)  # "auto" or a number, one spelling per setting (resume compares them)
