@@ -41,10 +41,12 @@ def test_weights_of_another_map_size_are_refused_by_name():
 
 
 @pytest.mark.slow  # 224 px, 4096-wide hidden layers: 34 s while fine-tunings ran, 3.6 GB
-def test_pytorchcv_vgg11_computes_the_model_at_a_narrower_width(tmp_path):
+@pytest.mark.parametrize("factory", ["bn_vgg11", "vgg11"])  # with BN, and convs with biases and no BN
+def test_pytorchcv_vgg11_computes_the_model_at_a_narrower_width(tmp_path, factory):
     pytest.importorskip("pytorchcv")
-    from pytorchcv.models.vgg import bn_vgg11
+    import pytorchcv.models.vgg as vgg
 
     torch.manual_seed(0)
-    space, widths = check_every_form(bn_vgg11().eval(), (3, 224, 224), tmp_path)
+    space, widths = check_every_form(getattr(vgg, factory)().eval(), (3, 224, 224), tmp_path)
     assert sum(widths) < sum(space.base_widths)
+    assert any(op.kind == "bn" for op in space.graph.ops) == (factory == "bn_vgg11")
