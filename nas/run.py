@@ -253,13 +253,14 @@ class Run:
             return None
         if self.cfg.threads:
             return {"threads": self.cfg.threads, "how": "--threads"}
-        if not self.cfg.time_threads or len(thread_counts()) == 1:  # torch runs on one thread here (OMP_NUM_THREADS=1, one core)
+        counts = thread_counts()
+        if not self.cfg.time_threads or len(counts) == 1:  # torch runs on one thread here (OMP_NUM_THREADS=1, one core)
             return None
         if stage == "search" and self.cfg.method != "select":  # little torch work: a validation pass or none
             return None
         if stage == "report":  # predictions on the test set: the search's kind of work
             return self.state.get("search", {}).get("threads")
-        self.log(f"{stage}: timing its work on 1 and on {max(thread_counts())} threads")
+        self.log(f"{stage}: timing its work on 1 and on {max(counts)} threads")
         try:
             if stage == "train":
                 job = training_probe(self.space, self.cfg.batch_size, self.cfg.n_random, self.cfg.seed)
@@ -272,7 +273,7 @@ class Run:
 
                 job = finetune_probe(build_plain_network(self.space, self.state["search"]["chosen"]["widths"]),
                                      self.cfg.batch_size, self.cfg.seed)
-            best, med = fastest_threads(job)
+            best, med = fastest_threads(job, counts)
         except (RuntimeError, MemoryError) as e:  # the probe, not the stage: it runs on torch's default
             self.log(f"{stage}: could not time its threads ({e}); torch's default {torch.get_num_threads()}")
             return None
@@ -289,9 +290,7 @@ class Run:
             c = r["check"]
             line = f"{r['name']}; {c['within_10']:.0%} of a fresh check within ±10 % of it"
             if c.get("machine_note"):
-                sp = c["host_speed"]  # this machine's time over the profile's, for its reference network
-                line += (f" (made on a machine {sp:.2f} x faster than this one" if sp > 1 else
-                         f" (made on a machine {1 / sp:.2f} x slower than this one") + ": ms are at its speed)"
+                line += f" ({_other_machine(c['host_speed'])}: ms are at its speed)"
             return line
         if stage == "train":
             acc = r.get("final", {}).get("val_acc_widest")
@@ -755,10 +754,7 @@ class Run:
                         f"{vn.get('budget_verdict', {}).get('verdict') or ('within' if vn['within_budget'] else 'over')}")
         chk = st["profile"].get("check") or {}
         if chk.get("machine_note"):  # a profile of the other machine kind, kept: its ms, not this machine's
-            rows.append(f"ms are the profile machine's: this machine ran its reference {chk['host_speed']:.2f} x "
-                        f"slower (run.log, report.md)" if chk["host_speed"] > 1 else
-                        f"ms are the profile machine's: this machine ran its reference at {chk['host_speed']:.2f} x "
-                        f"its time (run.log, report.md)")
+            rows.append(f"ms are the profile machine's ({_other_machine(chk['host_speed'])}; run.log, report.md)")
         elif isinstance(chk.get("host_speed"), (int, float)):
             rows.append(f"ms are this machine's: its reference network ran at {chk['host_speed']:.2f} x "
                         "the profile's time")
@@ -790,6 +786,12 @@ _CANNOT_TIME = object()  # Run._uniform8: no timing here, the search grid's unif
 def _uniform_name(rec: dict) -> str:
     """'uniform8 x0.55' or 'uniform x0.55' (the ladder's, on the search grid)."""
     return f"{'uniform8' if rec.get('grid') == 'dense8' else 'uniform'} x{rec['info'].get('multiplier')}"
+
+
+def _other_machine(speed: float) -> str:
+    """'made on a machine 1.76 x faster than this one' from this machine's time over the profile's."""
+    return (f"made on a machine {speed:.2f} x faster than this one" if speed > 1 else
+            f"made on a machine {1 / speed:.2f} x slower than this one")
 
 
 def time_table(secs: dict[str, float]) -> list[str]:

@@ -41,7 +41,7 @@ class RunLog:
     def __init__(self, run_dir: str | Path, out: Callable[[str], None] = print, width: int = WIDTH,
                  terse: bool = False, status: bool = False):
         self.path, self.out, self.width, self.terse = Path(run_dir) / LOG_NAME, out, width, terse
-        self.status = status and sys.stderr.isatty()  # a status line only where it can be redrawn
+        self.status = status  # the caller says whether a status line can be redrawn (a terminal)
         self._bar, self._stage = None, ""
 
     def _file(self, msg: str) -> None:
