@@ -70,6 +70,7 @@ class RunConfig:
     retrain_epochs: int = 0  # > 0: retrain from scratch instead
     method: str = "select"  # select (held-out selection, nas.selection) | exact | lagrangian | greedy | uniform
     unary_configs: int = 300  # select: configurations measured for the unaries after training (--full: 1000)
+    slim_images: int = 256  # select: validation images greedy slimming scores each of its steps on (<= 512)
     seed: int = 0
     schedule: str = "cosine"  # cosine | greedy (GreedyLR) for supernet training, fine-tuning and retraining
     greedy: str = ""  # GreedyLR options ("factor=0.5,patience=0,..."); "": defaults
@@ -86,6 +87,8 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
     """Refuse bad numbers (option names in the message) before anything is measured or written."""
     from widthnas.latency.noise_floor import MIN_REMEASURE
 
+    from .selection import UNARY_IMAGES
+
     from .checks import INT_NONNEG, INT_POS, POSITIVE, Rule, check_settings
 
     check_settings(cfg, {
@@ -97,7 +100,8 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
         "epochs": INT_POS, "warmup_epochs": INT_NONNEG,
         "limit": Rule(integer=True, low=1, none_ok=True), "batch_size": INT_POS, "n_random": INT_NONNEG,
         "lr": POSITIVE, "finetune_epochs": INT_NONNEG, "retrain_epochs": INT_NONNEG,
-        "unary_configs": Rule(integer=True, low=10), "seed": INT_NONNEG, "congruent_weight": POSITIVE,
+        "unary_configs": Rule(integer=True, low=10), "slim_images": Rule(integer=True, low=16, high=UNARY_IMAGES),
+        "seed": INT_NONNEG, "congruent_weight": POSITIVE,
         "threads": Rule(integer=True, low=0, high=1024)}, where)
     for flag, v in (("guard", cfg.guard), ("curve", cfg.curve), ("time_threads", cfg.time_threads)):
         if not isinstance(v, bool):
@@ -450,7 +454,8 @@ class Run:
         if self.cfg.method == "select":
             self.log("search: MRF candidates, uniform and greedy, judged by the supernet on held-out validation images")
         measure = self._candidate_measurer(sup, table) if self.cfg.method == "select" else None
-        sol, uni, mrf = search(table, unaries, self.cfg.method, target, budget, sup, sp, measure, self.log)
+        sol, uni, mrf = search(table, unaries, self.cfg.method, target, budget, sup, sp, measure, self.log,
+                               slim_images=self.cfg.slim_images)
         gre, lag = greedy(mrf, target), lagrangian(mrf, target)
         front = sol.pareto
         if front is None:

@@ -35,13 +35,14 @@ def aim(table, budget_spec: str, margin: str, check: dict | None = None) -> tupl
 
 
 def search(table, unaries, method: str, target_ms: float, budget_ms: float, supernet=None, splits=None,
-           measure=None, log=print):
+           measure=None, log=print, slim_images: int | None = None):
     """The search `widthnas search` and `widthnas run` both make: (chosen, uniform or None, the MRF).
 
     method 'select' (the default): MRF candidates, uniform and greedy judged by the supernet on held-out
     images, the winner measured within budget_ms when `measure` is given (nas/selection.py); else one
     solver ('exact', 'lagrangian', 'greedy', 'uniform') on the unaries. The uniform network is the
-    largest multiplier within target_ms, for comparison."""
+    largest multiplier within target_ms, for comparison. slim_images: the validation images greedy
+    slimming scores its steps on (None: selection.GREEDY_IMAGES)."""
     from widthnas.mrf import build_mrf, solve
     from widthnas.mrf.baselines import uniform
 
@@ -54,7 +55,7 @@ def search(table, unaries, method: str, target_ms: float, budget_ms: float, supe
         from .selection import default_search
 
         sol = default_search(supernet, splits, table, unaries, target_ms, log=log, budget_ms=budget_ms,
-                             measure=measure)
+                             measure=measure, slim_images=slim_images)
     else:
         sol = solve(mrf, target_ms, method)
     try:

@@ -68,7 +68,7 @@ def supernet_accuracy(supernet, widths: Sequence[int], splits, images: tuple[tor
 def estimation_scorer(supernet, splits, images: int | None = None) -> Callable[[list[int]], float]:
     """Supernet accuracy (cross-entropy as tie-break) on the first unary-estimation images, batch
     statistics: what greedy slimming (AutoSlim) ranks its steps by. Never the selection images."""
-    images = min(GREEDY_IMAGES, unary_image_count(splits)) if images is None else images
+    images = min(GREEDY_IMAGES if images is None else images, unary_image_count(splits))  # never selection's
     dev = device_of(supernet)
     x = normalize(splits.val[0][:images], splits.mean, splits.std).to(dev)
     y = splits.val[1][:images].to(dev)
@@ -186,7 +186,7 @@ def cached_measured_unaries(supernet, splits, path, n_configs: int = 1000, batch
 
 def default_search(supernet, splits, table, unaries, target_ms: float, unary_images: int | None = None,
                    log=print, budget_ms: float | None = None,
-                   measure: Callable[[list[int]], float] | None = None):
+                   measure: Callable[[list[int]], float] | None = None, slim_images: int | None = None):
     """The default of `widthnas search` and `widthnas run`: MRF candidates (several smoothness
     weights), uniform and greedy, judged by the supernet on held-out validation images.
 
@@ -197,7 +197,7 @@ def default_search(supernet, splits, table, unaries, target_ms: float, unary_ima
     from widthnas.mrf import Solution
 
     mrf = build_mrf(table, unaries)
-    cands = propose(mrf, target_ms, greedy_score=estimation_scorer(supernet, splits))
+    cands = propose(mrf, target_ms, greedy_score=estimation_scorer(supernet, splits, slim_images))
     check = None
     if measure is not None and budget_ms is not None:
         def check(w):

@@ -44,6 +44,8 @@ def add_parser(sub) -> None:
                    help="select (default): MRF candidates, uniform and greedy judged by the supernet on held-out images")
     q.add_argument("--unary-configs", type=int,
                    help="select: configurations measured for the unaries after training (default 300; --full 1000)")
+    q.add_argument("--slim-images", type=int, help="select: validation images greedy slimming scores each of its "
+                   "steps on (default 256, at most 512: the images that estimate the unaries)")
     q.add_argument("--seed", type=int)
     q.add_argument("--threads", type=int, help="torch threads for training, search and fine-tuning (default 0: "
                    "torch's default, every core)")
@@ -77,7 +79,7 @@ def run(args) -> int:
     if args.full:
         cfg = full_config(cfg)
     for f in ("space", "dataset", "data", "budget", "margin", "profile", "sampling", "epochs", "limit", "batch_size",
-              "finetune_epochs", "retrain_epochs", "method", "unary_configs", "seed", "profile_networks", "schedule",
+              "finetune_epochs", "retrain_epochs", "method", "unary_configs", "slim_images", "seed", "profile_networks", "schedule",
               "heldout_networks", "check_networks", "remeasure_networks", "ladder_rungs", "profile_rounds",
               "profile_round_ms", "verify_rounds", "verify_round_ms",
               "max_wait", "greedy", "previous", "congruent", "congruent_weight", "weights", "threads"):
