@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
 
@@ -21,16 +21,13 @@ import numpy as np
 import torch
 
 from widthnas._io import atomic_path, atomic_write_text, read_json, read_jsonl
-from widthnas.latency.check import CHECK_NETWORKS
 
-from .paths import recorded_path, same_setting, with_recorded_paths
+from .paths import recorded_path, with_recorded_paths
+from .run_config import RECOVER, RunConfig, check_run_config, settle
+from .run_summary import STAGES, duration, label, networks, stage_line, summary_text, uniform_name
 from .runlog import LOG_NAME, WIDTH, short
 from .threads import using_threads
 
-RECOVER = "delete it to redo the run's stages (finished artefacts stay), or choose another --out"
-
-FREE_ON_RESUME = ("threads", "time_threads")  # settings that change where a run computes, not what: a resume may change them
-STAGES = ("profile", "train", "search", "finetune", "export", "verify", "report")
 
 # What a run writes in its directory (the stages below), and in its supernet/ (nas/train.py's RUN_FILES)
 RUN_WRITES = ("run_config.json", "run_state.json", "samples.jsonl", "heldout.jsonl", "heldout_remeasure.jsonl",
@@ -38,107 +35,6 @@ RUN_WRITES = ("run_config.json", "run_state.json", "samples.jsonl", "heldout.jso
               "final_chosen.pt", "final_uniform.pt", "model.onnx", "model.json", "uniform.onnx", "uniform.json",
               "widths.png", "training.png", "narrowing.png", "curve.csv", "curve.png", "report.json", "report.md", "run.log")
 
-
-
-@dataclass
-class RunConfig:
-    space: str = "mobilenet_v1_small"  # search space
-    dataset: str = "fashion_mnist"  # fashion_mnist | cifar10 | imagefolder | npz
-    data: str | None = None  # dataset path
-    budget: str = "50%"  # ms, or % of the widest network's predicted latency
-    margin: float | str = "auto"  # % under the budget the search aims at; auto: 2x the profile's held-out error
-    profile: str | None = None  # a profile to use; default: a shipped one matching this machine
-    profile_networks: int = 800  # networks to time when this machine must be profiled
-    heldout_networks: int = 150  # held-out networks timed to validate that profile
-    check_networks: int = CHECK_NETWORKS  # networks timed to check any profile on this machine today
-    remeasure_networks: int = 30  # held-out networks timed again for a new profile's noise floor (0: none)
-    ladder_rungs: int = 8  # rungs of the ladder of reference networks timed into a new profile (0: none)
-    profile_rounds: int = 5  # timed rounds per network while profiling (the check uses at most 3)
-    profile_round_ms: float = 10.0  # ms per timed round
-    verify_rounds: int = 7  # rounds before a verification timing's interval is judged (it may grow to 4 x)
-    verify_round_ms: float = 20.0  # ms per verification round (the search's measured candidates, verify; not the ladder)
-    guard: bool = True  # watch the reference network for a disturbed machine while timing (--no-guard: off)
-    max_wait: float = 60.0  # s, longest wait for a disturbed machine to settle, per disturbance
-    sampling: str = "aows"  # ows | aows
-    epochs: int = 3  # supernet epochs
-    warmup_epochs: int = 1  # aows: uniform epochs first
-    limit: int | None = 12000  # training images (None: all); the demo trains on a subset
-    batch_size: int = 128
-    n_random: int = 2
-    lr: float = 0.1
-    finetune_epochs: int = 2  # fine-tune the chosen network from the supernet's weights
-    retrain_epochs: int = 0  # > 0: retrain from scratch instead
-    method: str = "select"  # select (held-out selection, nas.selection) | exact | lagrangian | greedy | uniform
-    unary_configs: int = 300  # select: configurations measured for the unaries after training (--full: 1000)
-    slim_images: int = 256  # select: validation images greedy slimming scores each of its steps on (<= 512)
-    seed: int = 0
-    schedule: str = "cosine"  # cosine | greedy (GreedyLR) for supernet training, fine-tuning and retraining
-    greedy: str = ""  # GreedyLR options ("factor=0.5,patience=0,..."); "": defaults
-    previous: str | None = None  # a deployed model (.onnx or run directory): the report gives the flips against it
-    congruent: str | None = None  # fine-tune/retrain with focal distillation toward this model (.onnx or run dir)
-    congruent_weight: float = 1.0  # weight of that term beside the cross-entropy
-    weights: str | None = None  # the user's state_dict (traced space): seeds the supernet, fine-tuning starts from it
-    curve: bool = False  # the report's width-error curve along every uniform multiplier (--curve; ~1.5 min in the demo)
-    threads: int = 0  # torch threads for training, search and fine-tuning; 0: torch's default (every core)
-    time_threads: bool = False  # time 1 thread against torch's default on each stage's own work, keep the faster
-
-
-def check_run_config(cfg: RunConfig, where: str = "") -> None:
-    """Refuse bad numbers (option names in the message) before anything is measured or written."""
-    from widthnas.latency.noise_floor import MIN_REMEASURE
-
-    from .selection import UNARY_IMAGES
-
-    from .checks import INT_NONNEG, INT_POS, POSITIVE, Rule, check_settings
-
-    check_settings(cfg, {
-        "profile_networks": Rule(integer=True, low=10), "heldout_networks": Rule(integer=True, low=3),
-        "check_networks": Rule(integer=True, low=3), "remeasure_networks": Rule(integer=True, low=MIN_REMEASURE,
-                                                                                zero_ok=True),
-        "ladder_rungs": Rule(integer=True, low=2, zero_ok=True), "profile_rounds": INT_POS, "profile_round_ms": POSITIVE,
-        "verify_rounds": Rule(integer=True, low=1, high=10_000), "verify_round_ms": Rule(above=0, high=1e6), "max_wait": Rule(low=0, high=86400),
-        "epochs": INT_POS, "warmup_epochs": INT_NONNEG,
-        "limit": Rule(integer=True, low=1, none_ok=True), "batch_size": INT_POS, "n_random": INT_NONNEG,
-        "lr": POSITIVE, "finetune_epochs": INT_NONNEG, "retrain_epochs": INT_NONNEG,
-        "unary_configs": Rule(integer=True, low=10), "slim_images": Rule(integer=True, low=16, high=UNARY_IMAGES),
-        "seed": INT_NONNEG, "congruent_weight": POSITIVE,
-        "threads": Rule(integer=True, low=0, high=1024)}, where)
-    for flag, v in (("guard", cfg.guard), ("curve", cfg.curve), ("time_threads", cfg.time_threads)):
-        if not isinstance(v, bool):
-            raise ValueError(f"{where + ': ' if where else ''}{flag} {v!r}: expected true or false (--no-guard, --curve)")
-    from widthnas.mrf import parse_budget
-
-    try:
-        parse_budget(cfg.budget, 1.0)  # its syntax and sign now, not after profiling or training
-    except ValueError as e:
-        raise ValueError(f"{where + ': ' if where else ''}--{e}") from None
-
-
-def full_config(cfg: RunConfig) -> RunConfig:
-    """--full: the whole training set and longer training."""
-    cfg.limit, cfg.epochs, cfg.warmup_epochs, cfg.finetune_epochs, cfg.unary_configs = None, 20, 4, 5, 1000
-    cfg.curve = True
-    return cfg
-
-
-def host_notes(records: list[dict]) -> tuple[str | None, str | None]:
-    """A verification's repeated timings each name their own host speed in their notes: one note per kind
-    instead, (another machine, a host speed the profile's correction was not fitted on), each the note of
-    the kind's median-speed timing with the range of speeds every timing saw, or None."""
-    speeds = [r["host_speed"] for r in records if isinstance(r.get("host_speed"), (int, float))]
-    out = []
-    for machine in (True, False):
-        noted = [r for r in records if r.get("host_note") and bool(r.get("machine_note")) == machine]
-        if not noted:
-            out.append(None)
-            continue
-        noted.sort(key=lambda r: r.get("host_speed") or 0.0)
-        mid = noted[len(noted) // 2]["machine_note" if machine else "host_note"]
-        if len(records) > 1 and speeds:
-            mid += (f" ({len(noted)} of {len(records)} timings noted; the reference ran {min(speeds):.2f}-"
-                    f"{max(speeds):.2f} x its profiled time across them)")
-        out.append(mid)
-    return out[0], out[1]
 
 
 class Run:
@@ -162,21 +58,7 @@ class Run:
 
             check_fingerprint(load_profile(cfg.profile).space.fingerprint, self.space, f"--profile {cfg.profile}")
         self.dir.mkdir(parents=True, exist_ok=True)
-        saved = self.dir / "run_config.json"
-        if saved.exists():
-            old = read_json(saved, "run settings", RECOVER)
-            try:  # numbers read back from the file are checked as the options are
-                check_run_config(RunConfig(**{k: v for k, v in old.items() if k in asdict(cfg)}), str(saved))
-            except (TypeError, ValueError) as e:
-                raise ValueError(f"{e}; the saved settings are damaged: choose another --out") from None
-            defaults = asdict(RunConfig())  # settings added since that run was saved hold their defaults
-            diff = {k: (old.get(k, defaults[k]), v) for k, v in asdict(cfg).items()
-                    if k not in FREE_ON_RESUME and not same_setting(k, old.get(k, defaults[k]), v)}
-            if diff:
-                raise ValueError(f"{self.dir} holds a run with other settings {diff} (saved vs now); "
-                                 "rerun with the same settings to resume, or choose another --out")
-        else:
-            atomic_write_text(saved, json.dumps(asdict(cfg), indent=1))
+        settle(cfg, self.dir)
         self.state_path = self.dir / "run_state.json"
         self.state = read_json(self.state_path, "run state", RECOVER) if self.state_path.exists() else {}
         self._splits = None
@@ -222,7 +104,7 @@ class Run:
                         result = {**result, "threads": threads}
                 except BaseException:
                     self._log_warnings(stage, caught)  # often what explains the failure
-                    self.log(f"[{stage}] failed after {_duration(time.time() - t0)}")
+                    self.log(f"[{stage}] failed after {duration(time.time() - t0)}")
                     raise
                 finally:
                     if end:
@@ -230,8 +112,8 @@ class Run:
             counts = self._log_warnings(stage, caught)
             secs = time.time() - t0
             self._done(stage, result, secs)
-            head = f"[{stage}] {_duration(secs)}: "
-            self._say(head + short(self._outcome(stage, result), WIDTH - len(head) - len(counts), " …") + counts)
+            head = f"[{stage}] {duration(secs)}: "
+            self._say(head + short(stage_line(stage, result, self.state), WIDTH - len(head) - len(counts), " …") + counts)
         return self.state
 
     def _log_warnings(self, stage: str, caught: list) -> str:
@@ -287,38 +169,6 @@ class Run:
     def _say(self, msg: str) -> None:
         """A line for the terminal (RunLog.say), beside the details that go to run.log."""
         getattr(self.log, "say", self.log)(msg)
-
-    def _outcome(self, stage: str, r: dict) -> str:
-        """The stage's one terminal line: what it found, in a few words (run.log and report.md say why)."""
-        if stage == "profile":
-            c = r["check"]
-            line = f"{r['name']}; {c['within_10']:.0%} of a fresh check within ±10 % of it"
-            if c.get("machine_note"):
-                line += f" ({_other_machine(c['host_speed'])}: ms are at its speed)"
-            return line
-        if stage == "train":
-            acc = r.get("final", {}).get("val_acc_widest")
-            return f"{r['epochs']} epochs" + (f", widest network val acc {acc:.2%}" if isinstance(acc, float) else "")
-        if stage == "search":
-            uni = r.get("uniform")
-            return (f"chosen network predicted {r['chosen']['predicted_ms']:.4f} ms for a {r['budget_ms']:.4f} ms "
-                    f"budget; compared with {_uniform_name(uni) if uni else 'no multiplier (none fits)'}")
-        if stage == "finetune":
-            return "test acc " + ", ".join(f"{self._label(k)} {r[k]['test_acc']:.2%}" for k in self._networks())
-        if stage == "export":
-            return ", ".join(f"{Path(r[k]['path']).name}" for k in self._networks()) + \
-                f" (onnxruntime matches PyTorch to {max(r[k]['max_abs_diff'] for k in self._networks()):.0e})"
-        if stage == "verify":
-            return "; ".join(f"{self._label(k)} measured {r[k]['normalised_ms']:.4f} ms, "
-                             f"{r[k]['budget_verdict']['verdict']}" for k in self._networks()) + \
-                f" (budget {self.state['search']['budget_ms']:.4f} ms)"
-        if stage == "report":
-            return str(r["report"])
-        return "done"
-
-    def _label(self, name: str) -> str:
-        """'chosen', or the compared network's name ('uniform8 x0.55')."""
-        return name if name != "uniform" else _uniform_name(self.state["search"]["uniform"])
 
     def _guard_settings(self):
         """The load guard's settings for this run's timings, or None (--no-guard)."""
@@ -413,12 +263,6 @@ class Run:
         t.fit()
         return {"dir": recorded_path(sup_dir), "epochs": t.epoch, "final": t.history[-1] if t.history else {}}
 
-    def _mrf(self):
-        from widthnas.mrf import build_mrf
-        from widthnas.mrf.unaries import Unaries
-
-        return build_mrf(self.table(), Unaries.load(self.dir / "supernet" / "unaries.json"))
-
     def _supernet(self):
         from .train import CKPT, load_checkpoint, make_supernet
 
@@ -427,99 +271,78 @@ class Run:
         return sup
 
     def stage_search(self) -> dict:
+        from widthnas.mrf import lagrangian, pareto_front
         from widthnas.mrf.baselines import greedy
 
-        from .search import aim, chosen_config, search, write_pareto
-        from .selection import cached_measured_unaries, holdout_split, supernet_accuracy
+        from .search import chosen_config, search, write_pareto
+        from .uniform8 import CANNOT_TIME, measured_uniform8
 
-        table, sup, sp = self.table(), self._supernet(), self.splits
-        unaries_path = self.dir / "supernet" / "unaries.json"  # training-time statistics
-        if self.cfg.method == "select":  # measured after training, on validation images selection never sees
-            unaries_path = self.dir / "supernet" / "unaries_measured.json"
-            unaries = cached_measured_unaries(sup, sp, unaries_path, self.cfg.unary_configs, log=self.log,
-                                              progress=self.progress)
-        else:
-            from widthnas.mrf.unaries import Unaries
-
-            unaries = Unaries.load(unaries_path)
-        from widthnas.mrf import lagrangian, pareto_front
-
-        try:
-            budget, widest, target, margin_pct, margin_how = aim(table, self.cfg.budget, self.cfg.margin,
-                                                                 self.state["profile"].get("check"))
-        except ValueError as e:  # the check recorded by the profile stage is broken
-            raise ValueError(f"{self.dir / 'run_state.json'}, profile.check: {e}; {RECOVER}") from None
-        if margin_pct:
-            self.log(f"search: aiming at {target:.4f} ms, margin {margin_how}")
-        if self.cfg.method == "select":
-            self.log("search: MRF candidates, uniform and greedy, judged by the supernet on held-out validation images")
-        measure = self._candidate_measurer(sup, table) if self.cfg.method == "select" else None
-        sol, uni, mrf = search(table, unaries, self.cfg.method, target, budget, sup, sp, measure, self.log,
-                               slim_images=self.cfg.slim_images)
-        gre, lag = greedy(mrf, target), lagrangian(mrf, target)
-        front = sol.pareto
-        if front is None:
-            front = pareto_front(mrf)
+        table, sup, c = self.table(), self._supernet(), self.cfg
+        unaries, unaries_path = self._unaries(sup)
+        budget, widest, target, margin_pct, margin_how = self._aim(table)
+        measure = self._candidate_measurer(sup, table) if c.method == "select" else None
+        sol, uni, mrf = search(table, unaries, c.method, target, budget, sup, self.splits, measure, self.log,
+                               slim_images=c.slim_images)
+        front = sol.pareto if sol.pareto is not None else pareto_front(mrf)
         write_pareto(self.dir / "pareto.csv", front, sol, uni, target)
-        cfg = chosen_config(self.space, table, sol, recorded_path(unaries_path), self.cfg.budget, budget, margin_pct,
-                            margin_how)
-        atomic_write_text(self.dir / "config.json", json.dumps(cfg, indent=1))
-        d = lambda s: None if s is None else {**s.to_dict(), "info": {  # noqa: E731
-            k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in s.to_dict()["info"].items()}}
+        atomic_write_text(self.dir / "config.json", json.dumps(chosen_config(
+            self.space, table, sol, recorded_path(unaries_path), c.budget, budget, margin_pct, margin_how), indent=1))
         # the network compared with the chosen one: the multiplier rounded to 8 channels that spends the
         # budget on measurement (uniform8, as the benchmarks define it); the ladder's uniform where nothing
         # can be timed here
-        compared = self._uniform8(sup, table, budget)
-        if compared is _CANNOT_TIME:
-            compared = d(uni)
-        # what the supernet itself says of the chosen and the uniform network, on held-out images:
-        # the MRF's predicted gain is only real if this agrees
-        held = holdout_split(sp)
-        sup_acc = {"chosen": supernet_accuracy(sup, sol.widths, sp, held)[0]}
-        if compared:
-            sup_acc["uniform"] = supernet_accuracy(sup, compared["widths"], sp, held,
-                                                   space=self._space_of_record(compared))[0]
-        self.log(f"search: chosen {sol.widths}, predicted {sol.latency:.4f} ms (budget {budget:.4f} ms), supernet "
-                 f"held-out acc {sup_acc['chosen']:.4f}" + (f"; {_uniform_name(compared)}: supernet held-out acc "
-                                                            f"{sup_acc['uniform']:.4f}" if compared else ""))
+        compared = measured_uniform8(sup, table, budget, self.dir / "candidates", c.verify_rounds, c.verify_round_ms,
+                                     self.log)
+        if compared is CANNOT_TIME:
+            compared = _record(uni)
+        sup_acc, n_held = self._supernet_says(sup, sol, budget, compared)
         return {"budget_ms": budget, "widest_ms": widest, "target_ms": target, "margin_pct": margin_pct,
-                "margin_how": margin_how, "chosen": d(sol), "uniform": compared, "uniform_ladder": d(uni),
-                "greedy": d(gre), "lagrangian": d(lag), "pareto_points": len(front),
-                "unaries": recorded_path(unaries_path), "supernet_holdout_acc": sup_acc, "holdout_images": len(held[1])}
+                "margin_how": margin_how, "chosen": _record(sol), "uniform": compared, "uniform_ladder": _record(uni),
+                "greedy": _record(greedy(mrf, target)), "lagrangian": _record(lagrangian(mrf, target)),
+                "pareto_points": len(front), "unaries": recorded_path(unaries_path), "supernet_holdout_acc": sup_acc,
+                "holdout_images": n_held}
 
-    def _uniform8(self, sup, table, budget: float):
-        """uniform8 (nas/uniform8.py) from the supernet, timed here as verify times networks; None when no
-        multiplier fits; _CANNOT_TIME when this profile's networks cannot be timed here (not onnxruntime)."""
-        from widthnas.latency.verdict import budget_verdict
+    def _unaries(self, sup):
+        """(unaries, their file): measured after training on validation images selection never sees
+        (--method select), else the training-time statistics."""
+        from .selection import cached_measured_unaries
 
-        from .export import network_measurer
-        from .uniform8 import NoMultiplierFits, uniform8
+        if self.cfg.method == "select":
+            path = self.dir / "supernet" / "unaries_measured.json"
+            return cached_measured_unaries(sup, self.splits, path, self.cfg.unary_configs, log=self.log,
+                                           progress=self.progress), path
+        from widthnas.mrf.unaries import Unaries
 
-        dense = self._dense_space
-        try:
-            measure = network_measurer(sup, table, self.dir / "candidates", self.cfg.verify_rounds,
-                                       self.cfg.verify_round_ms, space=dense)
-        except ValueError as e:
-            self.log(f"search: compared with the search grid's uniform network ({e})")
-            return _CANNOT_TIME
-        timed = 0
+        path = self.dir / "supernet" / "unaries.json"
+        return Unaries.load(path), path
 
-        def measure_said(w):  # the status line shows the bisection going on
-            nonlocal timed
-            timed += 1
-            self.log(f"search: uniform8: timing network {timed} (bisection over the multipliers)")
-            return measure(w)
+    def _aim(self, table) -> tuple[float, float, float, float, str]:
+        """(budget, widest network, target ms, margin %, why): nas.search.aim with the profile stage's check."""
+        from .search import aim
 
         try:
-            u = uniform8(self.space, budget, measure_said, lambda w: budget_verdict(lambda: measure_said(w), budget))
-        except NoMultiplierFits as e:
-            self.log(f"search: {e}; the chosen network is reported alone")
-            return None
-        v = u["verdict"]
-        self.log(f"search: uniform8 x{u['multiplier']} {u['widths']}: {v['mean_ms']:.4f} ms measured ({v['verdict']})")
-        return {"widths": u["widths"], "method": "uniform8", "grid": "dense8", "predicted_ms": None, "score": None,
-                "info": {"multiplier": u["multiplier"], "rounded_to": 8, "measured_ms": v["mean_ms"],
-                         "verdict": v["verdict"]}}
+            aimed = aim(table, self.cfg.budget, self.cfg.margin, self.state["profile"].get("check"))
+        except ValueError as e:  # the check recorded by the profile stage is broken
+            raise ValueError(f"{self.dir / 'run_state.json'}, profile.check: {e}; {RECOVER}") from None
+        if aimed[3]:
+            self.log(f"search: aiming at {aimed[2]:.4f} ms, margin {aimed[4]}")
+        if self.cfg.method == "select":
+            self.log("search: MRF candidates, uniform and greedy, judged by the supernet on held-out validation images")
+        return aimed
+
+    def _supernet_says(self, sup, sol, budget: float, compared: dict | None) -> tuple[dict, int]:
+        """The supernet's held-out accuracy of the chosen and the compared network (the MRF's predicted gain
+        is only real if this agrees), and the number of held-out images."""
+        from .selection import holdout_split, supernet_accuracy
+
+        held = holdout_split(self.splits)
+        acc = {"chosen": supernet_accuracy(sup, sol.widths, self.splits, held)[0]}
+        if compared:
+            acc["uniform"] = supernet_accuracy(sup, compared["widths"], self.splits, held,
+                                               space=self._space_of_record(compared))[0]
+        self.log(f"search: chosen {sol.widths}, predicted {sol.latency:.4f} ms (budget {budget:.4f} ms), supernet "
+                 f"held-out acc {acc['chosen']:.4f}" + (f"; {uniform_name(compared)}: supernet held-out acc "
+                                                        f"{acc['uniform']:.4f}" if compared else ""))
+        return acc, len(held[1])
 
     @cached_property
     def _dense_space(self):
@@ -533,43 +356,20 @@ class Run:
     def _space_of(self, name: str):
         return self._space_of_record(self.state["search"].get(name))
 
-
     def stage_finetune(self) -> dict:
-        from .evaluate import accuracy, calibration_images, recalibrate_bn
+        from .evaluate import accuracy
         from .finetune import train_plain
-        from .train import build_plain_network as build_network
 
         sp, c = self.splits, self.cfg
-        sup = self._supernet()
-        from widthnas.models.trace_weights import IMPORTANCE
-
-        out = {"mode": f"retrain {c.retrain_epochs} epochs" if c.retrain_epochs else f"finetune {c.finetune_epochs} epochs"
-                       + (f" from {Path(c.weights).name} (--weights), channels by {IMPORTANCE} importance"
-                          if c.weights else "")}
-        user_sd = None
-        if c.weights and not c.retrain_epochs:
-            from widthnas.models.trace_weights import load_state_file, user_network
-
-            user_sd = load_state_file(c.weights)
-        kw = self._plain_training_options()
-        if c.congruent:
-            out["mode"] += f", positive-congruent toward {Path(c.congruent).name} (weight {c.congruent_weight:g})"
-        for name in self._networks():
+        start, kw = self._starting_network(), self._plain_training_options()
+        epochs, lr, verb = ((c.retrain_epochs, c.lr, "retrain") if c.retrain_epochs else
+                            (c.finetune_epochs, c.lr * 0.2, "finetune"))
+        out = {"mode": self._training_mode()}
+        for name in networks(self.state):
             widths = self.state["search"][name]["widths"]
-            if c.retrain_epochs:
-                torch.manual_seed(c.seed)
-                net = build_network(self._space_of(name), widths)
-                hist = train_plain(net, sp, c.retrain_epochs, lr=c.lr, seed=c.seed, log=self.log, desc=f"{name} retrain",
-                                   progress=self.progress, **kw)
-            else:  # from the user's model sliced to the widths (--weights), or from the supernet
-                space = self._space_of(name)
-                net = sup.materialize(widths, space) if user_sd is None else user_network(space, user_sd, widths)
-                recalibrate_bn(net, calibration_images(sp, 1024), sp.mean, sp.std)
-                before = accuracy(net, *sp.val, sp.mean, sp.std)[0]
-                self.log(f"{name}: val acc {before:.4f} from "
-                         f"{'the supernet' if user_sd is None else Path(c.weights).name} after BN recalibration")
-                hist = train_plain(net, sp, c.finetune_epochs, lr=c.lr * 0.2, seed=c.seed, log=self.log,
-                                   desc=f"{name} finetune", progress=self.progress, **kw) if c.finetune_epochs else []
+            net = start(name, widths)
+            hist = train_plain(net, sp, epochs, lr=lr, seed=c.seed, log=self.log, desc=f"{name} {verb}",
+                               progress=self.progress, **kw) if epochs else []
             val_acc = accuracy(net, *sp.val, sp.mean, sp.std)[0]
             test_acc = accuracy(net, *sp.test, sp.mean, sp.std)[0]  # reported, never used for decisions
             with atomic_path(self.dir / f"final_{name}.pt") as tmp:
@@ -578,9 +378,43 @@ class Run:
             self.log(f"{name}: val acc {val_acc:.4f}, test acc {test_acc:.4f}")
         return out
 
-    def _networks(self) -> tuple[str, ...]:
-        """The networks carried past the search: the chosen one, and the uniform one when one fits."""
-        return ("chosen", "uniform") if self.state["search"].get("uniform") else ("chosen",)
+    def _training_mode(self) -> str:
+        """'finetune 2 epochs', with where the weights come from and the loss, for the report."""
+        from widthnas.models.trace_weights import IMPORTANCE
+
+        c = self.cfg
+        mode = f"retrain {c.retrain_epochs} epochs" if c.retrain_epochs else f"finetune {c.finetune_epochs} epochs" + (
+            f" from {Path(c.weights).name} (--weights), channels by {IMPORTANCE} importance" if c.weights else "")
+        if c.congruent:
+            mode += f", positive-congruent toward {Path(c.congruent).name} (weight {c.congruent_weight:g})"
+        return mode
+
+    def _starting_network(self):
+        """(name, widths) -> the network training starts from: fresh (--retrain-epochs), else the user's
+        model (--weights) or the supernet sliced to the widths, BN recalibrated."""
+        from .evaluate import accuracy, calibration_images, recalibrate_bn
+        from .train import build_plain_network
+
+        sp, c = self.splits, self.cfg
+        if c.retrain_epochs:
+            def fresh(name, widths):
+                torch.manual_seed(c.seed)
+                return build_plain_network(self._space_of(name), widths)
+            return fresh
+        sup, user_sd = self._supernet(), None
+        if c.weights:
+            from widthnas.models.trace_weights import load_state_file, user_network
+
+            user_sd = load_state_file(c.weights)
+
+        def sliced(name, widths):
+            space = self._space_of(name)
+            net = sup.materialize(widths, space) if user_sd is None else user_network(space, user_sd, widths)
+            recalibrate_bn(net, calibration_images(sp, 1024), sp.mean, sp.std)
+            self.log(f"{name}: val acc {accuracy(net, *sp.val, sp.mean, sp.std)[0]:.4f} from "
+                     f"{'the supernet' if user_sd is None else Path(c.weights).name} after BN recalibration")
+            return net
+        return sliced
 
     def _plain_training_options(self) -> dict:
         """Schedule and positive-congruent loss for fine-tuning / retraining."""
@@ -607,7 +441,7 @@ class Run:
 
         sp, out = self.splits, {}
         real = normalize(sp.test[0][:256], sp.mean, sp.std)
-        for name in self._networks():
+        for name in networks(self.state):
             fname = {"chosen": "model.onnx", "uniform": "uniform.onnx"}[name]
             v = export_onnx(self._final_net(name), self._space_of(name), self.dir / fname, real)
             out[name] = {"path": recorded_path(self.dir / fname), **v}  # verify reads it, maybe from elsewhere
@@ -627,55 +461,23 @@ class Run:
 
     def stage_verify(self) -> dict:
         from widthnas.latency.standalone_runner import LoadGuard
-        from widthnas.latency.verdict import WITHIN, budget_verdict, describe
 
-        from .export import measure_exported, write_sidecar
+        from .export import write_sidecar
+        from .verify import verify_exported
 
-        table, out = self.table(), {}
-        budget = self.state["search"]["budget_ms"]
+        table, out, c = self.table(), {}, self.cfg
         gs = self._guard_settings()  # a disturbed machine is waited out, not averaged into the verdict
         guard = LoadGuard(gs, log=self.log) if gs is not None else None
-        for name in self._networks():
-            path = self.state["export"][name]["path"]
-            records: list[dict] = []
-
-            def measure() -> float:
-                self.log(f"verify {self._label(name)}: timing {len(records) + 1}")
-                for _ in range(3):  # each already waited and re-measured up to twice; then keep it, flagged
-                    records.append(measure_exported(path, table, self.cfg.verify_rounds, self.cfg.verify_round_ms,
-                                                    guard=guard))
-                    if not records[-1]["disturbed"]:
-                        break
-                return records[-1]["normalised_ms"]
-
-            bv = budget_verdict(measure, budget)  # re-measured until the 95 % interval clears the budget
-            m = {**records[0], "normalised_ms": bv["mean_ms"],  # both readings over the same timings
-                 "reference_normalised_ms": sum(r["reference_normalised_ms"] for r in records) / len(records)}
-            pred = self.state["search"][name]["predicted_ms"]
-            m.update({"predicted_ms": pred, "budget_ms": budget, "within_budget": bv["verdict"] == WITHIN,
-                      "budget_verdict": bv, "error": None if pred is None else m["normalised_ms"] / pred - 1,
-                      "max_abs_diff": self.state["export"][name]["max_abs_diff"],
-                      # measurements repeated after a disturbance; still disturbed (dropped when a clean one followed)
-                      "remeasured": sum(r["remeasured"] > 0 for r in records),
-                      "disturbed": sum(r["disturbed"] for r in records),
-                      "unsettled": sum(r.get("unsettled", 0) for r in records)})
-            other, speed = host_notes(records)  # over every timing, not records[0]'s alone
-            notes = [n for n in (other, speed) if n]
-            m.update(host_notes=notes, host_note="; ".join(notes) or None, machine_note=other)
-            fin = self.state["finetune"][name]
-            write_sidecar(path, fin["widths"], self._space_of(name), table, accuracy={"val": fin["val_acc"], "test": fin["test_acc"]},
-                          latency=m, verify=self.state["export"][name], budget=self.cfg.budget,
-                          normalization={"mean": self.splits.mean.tolist(), "std": self.splits.std.tolist()})
-            out[name] = m
-            noisy = (f"; {m['remeasured']} measurement(s) repeated after a disturbance, {m['disturbed']} still "
-                     "disturbed" if m["remeasured"] or m["disturbed"] else "")
-            if m["unsettled"]:
-                noisy += f"; {m['unsettled']} timing(s) never met their spread target (noisier; the interval counts it)"
-            for n in notes:
-                self.log(f"verify {name}: note: {n}")
-            vs = "off the profile's grid, not predicted" if pred is None else f"vs predicted {pred:.4f} ms ({m['error']:+.1%})"
-            self.log(f"verify {name}: measured {m['normalised_ms']:.4f} ms (at the profile's host speed, read off its "
-                     f"{m['read_off']}; raw median {m['measured_ms']:.4f} ms) {vs}; {describe(bv)}{noisy}")
+        for name in networks(self.state):
+            exported, fin = self.state["export"][name], self.state["finetune"][name]
+            m = verify_exported(exported["path"], table, self.state["search"]["budget_ms"],
+                                self.state["search"][name]["predicted_ms"], c.verify_rounds, c.verify_round_ms, guard,
+                                self.log, label(self.state, name))
+            out[name] = m = {**m, "max_abs_diff": exported["max_abs_diff"]}
+            write_sidecar(exported["path"], fin["widths"], self._space_of(name), table,
+                          accuracy={"val": fin["val_acc"], "test": fin["test_acc"]}, latency=m, verify=exported,
+                          budget=c.budget, normalization={"mean": self.splits.mean.tolist(),
+                                                          "std": self.splits.std.tolist()})
         return out
 
     def stage_report(self) -> dict:
@@ -689,7 +491,7 @@ class Run:
         uni = st["search"]["uniform"]
         plot_widths(self.dir / "widths.png", self.space, st["search"]["chosen"]["widths"], uni and uni["widths"])
         plot_training(self.dir / "training.png", sup_metrics,
-                      {k: st["finetune"][k]["history"] for k in self._networks()})
+                      {k: st["finetune"][k]["history"] for k in networks(self.state)})
         has_nar = plot_narrowing(self.dir / "narrowing.png", self.space, snaps)
         extra = self._flips_section() + (self._curve_section() if self.cfg.curve else [])
         res = {"space": {"name": self.space.name, "fingerprint": self.space.fingerprint}, "dataset": self.cfg.dataset,
@@ -712,7 +514,7 @@ class Run:
 
         sp = self.splits
         x, y = sp.test
-        pred = {k: torch_predictions(self._final_net(k), x, sp.mean, sp.std) for k in self._networks()}
+        pred = {k: torch_predictions(self._final_net(k), x, sp.mean, sp.std) for k in networks(self.state)}
         old = {"uniform network": pred["uniform"]} if "uniform" in pred else {}
         if self.cfg.previous:
             prev = load_previous(self.cfg.previous, sp, self.space)
@@ -729,50 +531,16 @@ class Run:
         write_curve(self.dir / "curve.csv", self.dir / "curve.png", rows)
         return curve_markdown(rows, "curve.png")
 
-    # ---- summary ---------------------------------------------------------------------------
     def summary(self) -> str:
-        st = self.state
-        s, f, v = st["search"], st["finetune"], st["verify"]
-        uni = s.get("uniform")
-        from .search import variables
+        return summary_text(self.state, self.space, self.dir)
 
-        vs = variables(self.space)
-        wn = max(8, *(len(n) for n, _, _ in vs))
-        rows = [f"{'group':{wn}s} {'base':>5s} {'chosen':>7s} {'uniform':>8s}"]
-        for i, (name, base, _) in enumerate(vs):
-            rows.append(f"{name:{wn}s} {base:5d} {s['chosen']['widths'][i]:7d} {uni['widths'][i] if uni else '-':>8}")
-        un = _uniform_name(uni) if uni else None
-        if uni:
-            what = ("the largest multiplier rounded to 8 channels measured within budget" if uni.get("grid") == "dense8"
-                    else "the largest multiplier of the search grid within budget")
-            rows.append(f"uniform: {un} ({what})")
-            rows.append(f"test accuracy: chosen {f['chosen']['test_acc']:.2%}, {un} {f['uniform']['test_acc']:.2%} "
-                        f"({f['mode']})")
-        else:
-            rows.append("uniform: no width multiplier fits the budget")
-            rows.append(f"test accuracy: chosen {f['chosen']['test_acc']:.2%} ({f['mode']})")
-        for name in self._networks():
-            vn = v[name]
-            pred = "" if vn["predicted_ms"] is None else f"predicted {vn['predicted_ms']:.4f} ms, "
-            rows.append(f"latency {name if name == 'chosen' else un}: {pred}measured {vn['normalised_ms']:.4f} ms, "
-                        f"budget {s['budget_ms']:.4f} ms -> "
-                        f"{vn.get('budget_verdict', {}).get('verdict') or ('within' if vn['within_budget'] else 'over')}")
-        chk = st["profile"].get("check") or {}
-        if chk.get("machine_note"):  # a profile of the other machine kind, kept: its ms, not this machine's
-            rows.append(f"ms are the profile machine's ({_other_machine(chk['host_speed'])}; run.log, report.md)")
-        elif isinstance(chk.get("host_speed"), (int, float)):
-            rows.append(f"ms are this machine's: its reference network ran at {chk['host_speed']:.2f} x "
-                        "the profile's time")
-        for name, r in st["report"].get("flips", {}).items():
-            rows.append(f"negative flip rate of the chosen network against the {name}: {r['nfr']:.2%} "
-                        f"(positive {r['pfr']:.2%})")
-        rows.append("one run cannot tell two networks apart by accuracy: that takes paired seeds and a confidence "
-                    "interval (docs/RESULTS.md)")
-        rows.extend(time_table({k: st[k]["seconds"] for k in STAGES
-                                if isinstance(st.get(k, {}).get("seconds"), (int, float))}))
-        rows.append(f"ONNX: {st['export']['chosen']['path']}  (report: {st['report']['report']}; every message in full: "
-                    f"{self.dir / LOG_NAME})")
-        return "\n".join(rows)
+
+def _record(sol) -> dict | None:
+    """A solution as run_state.json keeps it (numpy floats as floats)."""
+    if sol is None:
+        return None
+    d = sol.to_dict()
+    return {**d, "info": {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in d["info"].items()}}
 
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # warnings raised in widthnas's own code are a run's notes
@@ -784,29 +552,3 @@ def _ours(filename: str) -> bool:
     if _PACKAGE not in p.parents:
         return False
     return not {"site-packages", "dist-packages"} & set(p.relative_to(_PACKAGE).parts)
-
-_CANNOT_TIME = object()  # Run._uniform8: no timing here, the search grid's uniform network stands in
-
-
-def _uniform_name(rec: dict) -> str:
-    """'uniform8 x0.55' or 'uniform x0.55' (the ladder's, on the search grid)."""
-    return f"{'uniform8' if rec.get('grid') == 'dense8' else 'uniform'} x{rec['info'].get('multiplier')}"
-
-
-def _other_machine(speed: float) -> str:
-    """'made on a machine 1.76 x faster than this one' from this machine's time over the profile's."""
-    return (f"made on a machine {speed:.2f} x faster than this one" if speed > 1 else
-            f"made on a machine {1 / speed:.2f} x slower than this one")
-
-
-def time_table(secs: dict[str, float]) -> list[str]:
-    """Two aligned lines, stage names over their times, and the total: where the run's time went."""
-    cols = [(k, _duration(v)) for k, v in secs.items()] + [("total", _duration(sum(secs.values())))]
-    w = [max(len(a), len(b)) for a, b in cols]
-    return ["time  " + "  ".join(f"{a:>{n}}" for (a, _), n in zip(cols, w)),
-            "      " + "  ".join(f"{b:>{n}}" for (_, b), n in zip(cols, w))]
-
-
-def _duration(s: float) -> str:
-    """'42 s' or '6.1 min'."""
-    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"

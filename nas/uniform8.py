@@ -78,3 +78,41 @@ def uniform8(space, budget_ms: float, measure: Callable[[Widths], float],
             raise NoMultiplierFits(f"no width multiplier rounded to {ROUND_TO} channels is measured within "
                                    f"{budget_ms:.4f} ms (the narrowest: {v['verdict']})")
     return {"multiplier": cands[i][0], "widths": list(cands[i][1]), "verdict": v}
+
+
+CANNOT_TIME = "cannot time"  # measured_uniform8: this profile's networks cannot be timed here (not onnxruntime)
+
+
+def measured_uniform8(supernet, table, budget_ms: float, work_dir, rounds: int, round_ms: float,
+                      log: Callable[[str], None] = print) -> dict | None | str:
+    """uniform8 from the supernet's weights, timed here as verify times networks: a network record
+    (method "uniform8", grid "dense8": widths off the search grid, so nothing is predicted); None when no
+    multiplier fits; CANNOT_TIME when the profile's networks cannot be timed on this machine."""
+    from widthnas.latency.verdict import budget_verdict
+
+    from .export import network_measurer
+
+    try:
+        measure = network_measurer(supernet, table, work_dir, rounds, round_ms, space=supernet.space.with_dense_choices())
+    except ValueError as e:
+        log(f"search: compared with the search grid's uniform network ({e})")
+        return CANNOT_TIME
+    timed = 0
+
+    def measure_said(w):  # the status line shows the bisection going on
+        nonlocal timed
+        timed += 1
+        log(f"search: uniform8: timing network {timed} (bisection over the multipliers)")
+        return measure(w)
+
+    try:
+        u = uniform8(supernet.space, budget_ms, measure_said,
+                     lambda w: budget_verdict(lambda: measure_said(w), budget_ms))
+    except NoMultiplierFits as e:
+        log(f"search: {e}; the chosen network is reported alone")
+        return None
+    v = u["verdict"]
+    log(f"search: uniform8 x{u['multiplier']} {u['widths']}: {v['mean_ms']:.4f} ms measured ({v['verdict']})")
+    return {"widths": u["widths"], "method": "uniform8", "grid": "dense8", "predicted_ms": None, "score": None,
+            "info": {"multiplier": u["multiplier"], "rounded_to": 8, "measured_ms": v["mean_ms"],
+                     "verdict": v["verdict"]}}

@@ -272,7 +272,7 @@ def test_a_reference_far_off_its_profiled_time_is_another_machine():
 def test_a_verification_says_its_host_note_once_with_the_speeds_it_saw():
     """15 repeated timings of one network each named their own host speed: 15 lines for one fact."""
     from widthnas.latency.host_state import machine_note
-    from widthnas.nas.run import host_notes
+    from widthnas.nas.verify import host_notes
 
     speeds = [1.55, 2.42, 2.05, 1.3, 2.3]  # one within 1.4 x: not noted
     recs = [{"host_speed": s, "host_note": machine_note(s, 0.0927)} for s in speeds]

@@ -12,7 +12,8 @@ import pytest
 from helpers import assert_onnx_computes, check_budget_verdict, fine_tuned_network, write_inputs
 from widthnas.latency.standalone_runner import read_samples
 from widthnas.nas.cli import main
-from widthnas.nas.run import _duration, STAGES, Run, RunConfig
+from widthnas.nas.run import Run, RunConfig
+from widthnas.nas.run_summary import STAGES, duration as _duration
 from widthnas.nas.runlog import LOG_NAME, RunLog
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -625,6 +626,8 @@ def test_run_refuses_bad_feature_options(finished_run, tmp_path, capsys, extra, 
     ("run", ["--remeasure-networks", "2"], "--remeasure-networks 2: give a whole number >= 3 (or 0)"),
     ("run", ["--ladder-rungs", "1"], "--ladder-rungs 1: give a whole number >= 2 (or 0)"),
     ("run", ["--unary-configs", "5"], "--unary-configs 5"),
+    ("run", ["--slim-images", "600"], "--slim-images 600: give a whole number >= 16 and <= 512"),
+    ("run", ["--slim-images", "8"], "--slim-images 8"),
     ("run", ["--max-wait", "-1"], "--max-wait -1.0: give a finite number >= 0 and <= 86400"),
     ("run", ["--max-wait", "inf"], "--max-wait inf"),
     ("run", ["--budget", "0.5s"], "--budget '0.5s': give milliseconds"),  # not after profiling and training

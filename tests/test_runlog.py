@@ -51,7 +51,7 @@ def test_a_terse_log_shows_stage_lines_and_warnings_and_keeps_every_detail_in_th
 
 
 def test_the_time_table_puts_each_stage_over_its_time_and_adds_the_total():
-    from widthnas.nas.run import time_table
+    from widthnas.nas.run_summary import time_table
 
     head, times = time_table({"profile": 6.0, "train": 276.0, "search": 30.0})
     assert head.split() == ["time", "profile", "train", "search", "total"]
@@ -67,7 +67,7 @@ def _stub_run(tmp_path, monkeypatch, stage_fn):
 
     monkeypatch.setattr(nas_run, "STAGES", ("profile",))
     monkeypatch.setattr(nas_run.Run, "stage_profile", lambda self: stage_fn())
-    monkeypatch.setattr(nas_run.Run, "_outcome", lambda self, stage, r: "stub outcome")
+    monkeypatch.setattr(nas_run, "stage_line", lambda stage, r, state: "stub outcome")
     r = nas_run.Run.__new__(nas_run.Run)
     shown = []
     r.cfg, r.state, r.dir = nas_run.RunConfig(), {}, tmp_path

@@ -157,3 +157,29 @@ def test_select_skips_candidates_that_measure_over_the_budget(tiny, tiny_superne
     sel = select(sup, m, cands, sp, unary_images=64, log=lines.append, check=check_all_over)
     assert sel.name == fastest
     assert any("every candidate measured over the budget" in l for l in lines)
+
+
+def test_greedy_scores_on_the_images_asked_for_and_never_on_the_selection_images(tiny_supernet_and_splits):
+    """--slim-images n: greedy slimming's scorer sees the first n validation images; a larger n is cut to the
+    images that estimate the unaries, so the held-out selection images stay unseen."""
+    from widthnas.nas.data import normalize
+    from widthnas.nas.selection import estimation_scorer, unary_image_count
+
+    sup, sp = tiny_supernet_and_splits
+    seen = []
+    forward = sup.forward
+
+    def spy(x, *a, **k):
+        seen.append(x)
+        return forward(x, *a, **k)
+
+    sup.forward = spy
+    try:
+        w = sup.space.max_widths
+        for asked, expect in ((32, 32), (10 ** 6, unary_image_count(sp))):
+            seen.clear()
+            estimation_scorer(sup, sp, asked)(w)
+            assert len(seen) == 1 and torch.equal(seen[0], normalize(sp.val[0][:expect], sp.mean, sp.std))
+    finally:
+        del sup.forward
+    assert unary_image_count(sp) < len(sp.val[1])  # the rest are selection's

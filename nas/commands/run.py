@@ -73,7 +73,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..run import Run, RunConfig, full_config
+    from ..run import Run
+    from ..run_config import RunConfig, full_config
 
     cfg = RunConfig()
     if args.full:
