@@ -6,8 +6,16 @@
 Each (variant, seed) is one `widthnas run --out <out>/<variant>_s<seed> --seed <seed> [its flags]`, run as a
 user runs it (the CLI, in a process of its own), one at a time so that no run disturbs another's timings.
 "base" is the demo as shipped (no flags); every other variant is `name:option=value,...` with `widthnas run`'s
-options (dashes or underscores). A finished run is read back from its run_state.json, an unfinished one
-continues where it stopped (the run resumes by itself), so a killed benchmark resumes too.
+options (dashes or underscores). --common 'option=value,...' adds flags to every variant, base included (e.g. a
+fixed --profile, so that no run profiles the machine and every run reads latency off the same table). A finished
+run is read back from its run_state.json, an unfinished one continues where it stopped (the run resumes by
+itself), so a killed benchmark resumes too; --keep DIR also copies each finished run's run_state.json there
+(docs/, which a new checkout has) and reads runs back from it.
+
+--share-supernet: a variant whose options all act after supernet training (SHAREABLE) starts from a copy of
+base's profile and train stages for the same seed (its run_config.json written with its own settings), so the
+pair differs in the search and what follows it alone, and the benchmark costs one supernet per seed. The copied
+stages' seconds count in the variant's total time, as if it had run them.
 
 Reported: per variant, the chosen network's test accuracy after fine-tuning and its measured latency, the
 uniform8 network's accuracy and the seconds per stage; per other variant, its paired difference against
@@ -19,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +38,8 @@ from widthnas._io import atomic_write_text
 from widthnas.benchmarks.stats import paired_diff
 
 BASE = "base"
+# settings a run reads only after its supernet is trained: a variant of these alone can share base's supernet
+SHAREABLE = ("unary_configs", "slim_images", "finetune_epochs", "method")
 STAGES = ("profile", "train", "search", "finetune", "export", "verify", "report")  # nas/run.py's
 
 
@@ -49,10 +60,15 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     return name, flags
 
 
-def run_one(out: Path, seed: int, flags: Sequence[str], log=print) -> dict:
-    """One `widthnas run` (continued if it stopped); its run_state.json when done."""
+def run_one(out: Path, seed: int, flags: Sequence[str], log=print, keep: Path | None = None) -> dict:
+    """One `widthnas run` (continued if it stopped); its run_state.json when done (also copied to keep/)."""
     state = out / "run_state.json"
+    kept = keep / f"{out.name}.json" if keep else None
+    if kept is not None and kept.exists():
+        return json.loads(kept.read_text())
     if state.exists() and "report" in json.loads(state.read_text()):
+        if kept is not None:
+            atomic_write_text(kept, state.read_text())
         return json.loads(state.read_text())
     cli = "import sys; from widthnas.nas.cli import main; sys.exit(main())"  # the `widthnas` command
     cmd = [sys.executable, "-c", cli, "run", "--out", str(out), "--seed", str(seed), *flags]
@@ -62,7 +78,43 @@ def run_one(out: Path, seed: int, flags: Sequence[str], log=print) -> dict:
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stderr[-3000:]}")
     log(f"{out.name}: done in {(time.time() - t0) / 60:.1f} min")
+    if kept is not None:
+        atomic_write_text(kept, state.read_text())
     return json.loads(state.read_text())
+
+
+def shareable(flags: Sequence[str]) -> bool:
+    """Do these flags (parse_variant's) all name settings read after supernet training?"""
+    names = [f[2:].replace("-", "_") for f in flags if f.startswith("--")]
+    return bool(names) and all(n in SHAREABLE for n in names)
+
+
+def share_supernet(base: Path, out: Path, flags: Sequence[str]) -> None:
+    """Start `out` from base's finished profile and train stages: its files but the search's and later
+    ones (the measured unaries too), run_state.json cut to those two stages, run_config.json with the
+    variant's settings. Nothing is done when `out` exists (a resumed benchmark)."""
+    from widthnas.nas.run import RUN_WRITES
+    from widthnas.nas.run_config import RunConfig
+
+    if out.exists():
+        return
+    st = json.loads((base / "run_state.json").read_text())
+    if not all(st.get(k, {}).get("done") for k in ("profile", "train")):
+        raise RuntimeError(f"{base}: its supernet is not trained; run base first")
+    cfg = json.loads((base / "run_config.json").read_text())
+    types = {k: type(v) for k, v in RunConfig().__dict__.items()}
+    for name, value in zip(flags[::2], flags[1::2]):
+        key = name[2:].replace("-", "_")
+        cfg[key] = types[key](value)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    later = set(RUN_WRITES) - {"run_config.json", "run_state.json", "samples.jsonl", "heldout.jsonl",
+                               "heldout_remeasure.jsonl", "profile.json", "latency_check.jsonl", "latency_fit.png"}
+    shutil.copytree(base, tmp, ignore=lambda d, names: [n for n in names if n in later or n == "candidates" or
+                                                        n == "unaries_measured.json"])
+    atomic_write_text(tmp / "run_config.json", json.dumps(cfg, indent=1))
+    atomic_write_text(tmp / "run_state.json", json.dumps({k: st[k] for k in ("profile", "train")}, indent=1))
+    tmp.rename(out)
 
 
 def row(variant: str, seed: int, st: dict) -> dict:
@@ -98,21 +150,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--out", default="runs/demo_levers")
     p.add_argument("--csv", help="also write the per-run rows here (e.g. docs/demo_levers.csv)")
+    p.add_argument("--common", default="", help="option=value,... added to every variant, base included")
+    p.add_argument("--share-supernet", action="store_true",
+                   help=f"variants of {', '.join(SHAREABLE)} alone start from base's trained supernet")
+    p.add_argument("--keep", help="copy each finished run's run_state.json here and read runs back from it")
     a = p.parse_args(argv)
     if a.seeds < 2:
         p.error(f"--seeds {a.seeds}: a paired difference needs at least 2")
     try:
         variants = [(BASE, [])] + [parse_variant(v) for v in a.variant]
+        common = parse_variant(f"common:{a.common}")[1]
     except ValueError as e:
         p.error(str(e))
+    if a.share_supernet and not all(shareable(f) for n, f in variants if n != BASE):
+        p.error(f"--share-supernet: every variant may set only {', '.join(SHAREABLE)}")
     if len({n for n, _ in variants}) != len(variants):
         p.error("two --variant share a name")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    keep = Path(a.keep) if a.keep else None
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
     rows = []
     for seed in range(a.seeds):  # seed-major: a stopped benchmark has paired results so far
         for name, flags in variants:
-            rows.append(row(name, seed, run_one(out / f"{name}_s{seed}", seed, flags)))
+            run_dir = out / f"{name}_s{seed}"
+            if a.share_supernet and name != BASE and not (keep and (keep / f"{run_dir.name}.json").exists()):
+                share_supernet(out / f"{BASE}_s{seed}", run_dir, flags)
+            rows.append(row(name, seed, run_one(run_dir, seed, [*common, *flags], keep=keep)))
     keys = list(rows[0])
     text = ",".join(keys) + "\n" + "\n".join(",".join("" if r.get(k) is None else str(r.get(k)) for k in keys)
                                              for r in rows) + "\n"

@@ -438,7 +438,9 @@ class Trainer:
             for s in bar:
                 if aows_now and self.step - narrowing.built_at >= cfg.refresh:
                     post = max(1, (cfg.epochs - cfg.warmup_epochs) * steps_per_epoch)
-                    narrowing.refresh(self.last.merged(stats), self.step, e,
+                    now = LossStats(self.space).merged(stats)  # a copy: the epoch's own sum is reduced at its end
+                    now.all_reduce(self.device)  # every rank narrows by the same MRF, as its checkpoint restores it
+                    narrowing.refresh(self.last.merged(now), self.step, e,
                                       (self.step - cfg.warmup_epochs * steps_per_epoch) / post)
                 sampler = narrowing if aows_now and narrowing.mrf is not None else uniform
                 b = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]

@@ -31,3 +31,38 @@ def test_the_comparison_pairs_seeds_and_times_against_base():
     assert c["ci_low"] < c["diff"] < c["ci_high"]
     assert c["time_ratio"] == pytest.approx(120 / 300)
     assert dl.compare(rows[:4]) == []  # one paired seed: no interval
+
+
+def test_only_variants_of_settings_read_after_training_share_a_supernet():
+    assert dl.shareable(dl.parse_variant("fast:unary_configs=100,slim_images=128")[1])
+    assert not dl.shareable(dl.parse_variant("fast:epochs=2,unary_configs=100")[1])
+    assert not dl.shareable([])
+
+
+def test_a_shared_run_starts_from_bases_profile_and_supernet_with_its_own_settings(tmp_path):
+    import json
+
+    base, out = tmp_path / "base_s0", tmp_path / "fast_s0"
+    (base / "supernet").mkdir(parents=True)
+    cfg = {"unary_configs": 300, "slim_images": 256, "epochs": 3, "method": "select"}
+    (base / "run_config.json").write_text(json.dumps(cfg))
+    state = {k: {"done": True, "seconds": 1.0} for k in dl.STAGES}
+    (base / "run_state.json").write_text(json.dumps(state))
+    for f in ("latency_check.jsonl", "config.json", "model.onnx", "report.md", "run.log",
+              "supernet/ckpt.pt", "supernet/unaries.json", "supernet/unaries_measured.json"):
+        (base / f).write_text(f)
+    (base / "candidates").mkdir()
+    dl.share_supernet(base, out, dl.parse_variant("fast:unary_configs=100,slim_images=128")[1])
+    assert json.loads((out / "run_config.json").read_text()) == {**cfg, "unary_configs": 100, "slim_images": 128}
+    assert set(json.loads((out / "run_state.json").read_text())) == {"profile", "train"}
+    files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert files == {"run_config.json", "run_state.json", "latency_check.jsonl", "supernet/ckpt.pt",
+                     "supernet/unaries.json"}  # the search's files and the measured unaries are its own to make
+    assert json.loads((base / "run_config.json").read_text()) == cfg  # base untouched
+    (out / "marker").write_text("x")
+    dl.share_supernet(base, out, [])  # a resumed benchmark leaves it as it is
+    assert (out / "marker").exists()
+    state["train"]["done"] = False
+    (base / "run_state.json").write_text(json.dumps(state))
+    with pytest.raises(RuntimeError, match="not trained"):
+        dl.share_supernet(base, tmp_path / "other", [])
