@@ -38,7 +38,6 @@ import argparse
 import csv
 import io
 import json
-import math
 import multiprocessing as mp
 import os
 import time

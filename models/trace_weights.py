@@ -150,7 +150,6 @@ def importance(space: GraphSpace, sd: Mapping[str, torch.Tensor], criterion: str
         for depthwise and grouped convs (which it ranks by the mean over blocks) are not reproduced."""
     if criterion not in CRITERIA:
         raise ValueError(f"importance criterion {criterion!r}: choose one of {CRITERIA}")
-    g = space.graph.group_of
     free = {s.name: torch.zeros(s.base, dtype=torch.float64) for s in space.free_groups}
     votes = {n: 0 for n in free}
     with_bn = {op.inputs[0] for op in space.graph.ops if op.kind == "bn"}

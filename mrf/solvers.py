@@ -597,7 +597,6 @@ def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12) -
     meets the budget. Reaches only convex-hull points."""
     if w := _wide(mrf):
         return w.lagrangian(mrf, budget, rounds, width, with_greedy=False)
-    p = plan(mrf)
     if "ranges" not in mrf.cache:  # (score, latency ms) spread of all terms: scales the multipliers
         spread = lambda arrs: sum(float(a.max() - a.min()) for a in arrs)  # noqa: E731
         mrf.cache["ranges"] = (spread(mrf.score_unary) + spread(s for _, s in mrf.pairs.values()),

@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..data import normalize
     from ..evaluate import accuracy, calibration_images, recalibrate_bn
-    from ..export import check_onnx_profile, export_onnx, measure_exported, write_sidecar
+    from ..export import check_onnx_profile, export_onnx, write_sidecar
     from ..train import load_run
 
     if Path(args.out).suffix.lower() == ".json":
@@ -82,7 +82,7 @@ def _export_weights(args) -> int:
 
     from ..data import normalize
     from ..evaluate import accuracy, calibration_images, recalibrate_bn
-    from ..export import check_onnx_profile, export_onnx, measure_exported, write_sidecar
+    from ..export import check_onnx_profile, export_onnx, write_sidecar
 
     if not args.space and not args.run:
         raise ValueError("--weights needs the traced space: --space traced.json (or --run DIR of a run on it)")
