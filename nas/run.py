@@ -291,7 +291,7 @@ class Run:
         # budget on measurement (uniform8, as the benchmarks define it); the ladder's uniform where nothing
         # can be timed here
         compared = measured_uniform8(sup, table, budget, self.dir / "candidates", c.verify_rounds, c.verify_round_ms,
-                                     self.log)
+                                     self.log, self._dense_space)
         if compared is CANNOT_TIME:
             compared = _record(uni)
         sup_acc, n_held = self._supernet_says(sup, sol, budget, compared)

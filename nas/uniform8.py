@@ -84,16 +84,17 @@ CANNOT_TIME = "cannot time"  # measured_uniform8: this profile's networks cannot
 
 
 def measured_uniform8(supernet, table, budget_ms: float, work_dir, rounds: int, round_ms: float,
-                      log: Callable[[str], None] = print) -> dict | None | str:
+                      log: Callable[[str], None] = print, dense_space=None) -> dict | None | str:
     """uniform8 from the supernet's weights, timed here as verify times networks: a network record
     (method "uniform8", grid "dense8": widths off the search grid, so nothing is predicted); None when no
-    multiplier fits; CANNOT_TIME when the profile's networks cannot be timed on this machine."""
+    multiplier fits; CANNOT_TIME when the profile's networks cannot be timed on this machine. dense_space:
+    supernet.space.with_dense_choices(), when the caller already has it."""
     from widthnas.latency.verdict import budget_verdict
 
     from .export import network_measurer
 
     try:
-        measure = network_measurer(supernet, table, work_dir, rounds, round_ms, space=supernet.space.with_dense_choices())
+        measure = network_measurer(supernet, table, work_dir, rounds, round_ms, space=dense_space or supernet.space.with_dense_choices())
     except ValueError as e:
         log(f"search: compared with the search grid's uniform network ({e})")
         return CANNOT_TIME
