@@ -92,6 +92,48 @@ class JunctionTree:
                     stack.extend((k, False) for k in reversed(kids[c]))
         return out
 
+    def height(self) -> int:
+        """Cliques on the longest root-to-leaf path, over every component."""
+        depth = [0] * len(self.cliques)
+        for c in reversed(self.postorder()):  # parents before children
+            depth[c] = 1 + (depth[self.parent[c]] if self.parent[c] >= 0 else 0)
+        return max(depth)
+
+    def centred(self) -> "JunctionTree":
+        """The same tree with each component rooted at its centre (a clique of least eccentricity).
+
+        Any clique can be a root; the elimination order makes a chain's root one end, so a pass that
+        batches the cliques of one height (solvers._max_sum) makes one numpy step per clique. Rooted
+        at the centre, the two halves run side by side: about half the steps."""
+        m = len(self.cliques)
+        nb: list[list[int]] = [[] for _ in range(m)]
+        for c, p in enumerate(self.parent):
+            if p >= 0:
+                nb[c].append(p)
+                nb[p].append(c)
+
+        def bfs(s: int) -> tuple[dict[int, int], list[int]]:  # each clique's parent from s outwards (s: -1), cliques in visiting order
+            par, seen = {s: -1}, [s]
+            for c in seen:
+                for k in sorted(nb[c]):
+                    if k not in par:
+                        par[k] = c
+                        seen.append(k)
+            return par, seen
+
+        parent = [-1] * m
+        for r in self.roots:
+            _, seen = bfs(r)
+            a = seen[-1]  # a farthest clique from r: one end of a longest path
+            par_a, seen_a = bfs(a)
+            path = [seen_a[-1]]  # the longest path, from its other end back to a
+            while par_a[path[-1]] >= 0:
+                path.append(par_a[path[-1]])
+            par_c, _ = bfs(path[(len(path) - 1) // 2])
+            for c, p in par_c.items():
+                parent[c] = p
+        return JunctionTree(list(self.cliques), parent, list(self.order))
+
     def check(self, n: int, edges: Sequence[tuple[int, int]]) -> None:
         """Raises unless this is a valid tree decomposition of the graph: every vertex and edge in some
         clique, and the cliques holding any vertex forming one connected subtree (running intersection)."""

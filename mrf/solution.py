@@ -45,7 +45,8 @@ def search_gamma(solve_batch, budget: float, srange: float, lrange: float, round
     `width`-way section (bisection that tries `width` multipliers per pass) narrow it. Returns the
     best in-budget configuration seen (None if none), its gamma (inf if none) and the passes run.
     """
-    gammas = np.r_[0.0, (srange / lrange) * 8.0 ** np.arange(-4, 7)]
+    gammas = np.concatenate(([0.0], (srange / lrange) * 8.0 ** np.arange(-4, 7)))
+    inner = np.arange(1, width + 1)  # the section's multipliers: np.linspace(lo, hi, width + 2)[1:-1], cheaper
     best, best_g, passes = None, None, 0
 
     def consider(gs: np.ndarray):
@@ -67,7 +68,7 @@ def search_gamma(solve_batch, budget: float, srange: float, lrange: float, round
         return best[0], 0.0, passes
     lo_g, hi_g = gammas[hi - 1], gammas[hi]
     for _ in range(rounds):
-        gs = np.linspace(lo_g, hi_g, width + 2)[1:-1]
+        gs = inner * ((hi_g - lo_g) / (width + 1)) + lo_g
         ok = consider(gs)
         if ok.any():
             k = int(np.argmax(ok))

@@ -65,6 +65,29 @@ def brute_marginals(m, idx, w):
 
 
 # ---- the tree decomposition ------------------------------------------------------------------
+def _least_height(jt) -> int:
+    """Brute force: the tree's height (in cliques) under the best root of each component, trying every clique."""
+    nb = {c: set() for c in range(len(jt.cliques))}
+    for c, p in enumerate(jt.parent):
+        if p >= 0:
+            nb[c].add(p)
+            nb[p].add(c)
+
+    def ecc(s):  # cliques on the longest path from s, s included
+        dist, todo = {s: 1}, [s]
+        for c in todo:
+            for k in nb[c] - dist.keys():
+                dist[k] = dist[c] + 1
+                todo.append(k)
+        return max(dist.values()), frozenset(dist)
+
+    best = {}
+    for c in nb:
+        e, comp = ecc(c)
+        best[comp] = min(best.get(comp, e), e)
+    return max(best.values())
+
+
 def test_junction_tree_is_a_valid_decomposition():
     rng = np.random.default_rng(0)
     for _ in range(150):
@@ -75,8 +98,14 @@ def test_junction_tree_is_a_valid_decomposition():
             jt.check(n, edges)
             sets = [set(c) for c in jt.cliques]
             assert not any(a < b for a in sets for b in sets)  # only maximal cliques
+            cj = jt.centred()
+            cj.check(n, edges)
+            assert cj.cliques == jt.cliques and len(cj.roots) == len(jt.roots)
+            assert cj.height() == _least_height(jt) <= jt.height()
     chain = junction_tree(*GRAPHS["chain"])
     assert chain.width == 1 and sorted(chain.cliques) == GRAPHS["chain"][1]
+    long_chain = junction_tree(14, [(i, i + 1) for i in range(13)])  # MobileNet-v1's 14 groups: 13 cliques
+    assert long_chain.height() == 13 and long_chain.centred().height() == 7
     assert junction_tree(*GRAPHS["residual"]).width == 2  # bottleneck blocks: cliques of three groups
     assert len(junction_tree(*GRAPHS["disconnected"]).roots) == 3  # a forest, one tree per component
     assert junction_tree(4, list(itertools.combinations(range(4), 2))).cliques == [(0, 1, 2, 3)]
