@@ -88,6 +88,7 @@ class Setup:
     profile_networks: int = 400
     heldout_networks: int = 100
     budgets: tuple[int, ...] = (60, 40, 25)  # % of the base model's measured latency
+    only: tuple[int, ...] = ()  # the budgets this run starts and fine-tunes (empty: all); the budget file is all of them
     seeds: int = 5
     curve: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the uniform8 curve's multipliers (seed 0 only)
     importance: str = IMPORTANCE  # which channels widthnas (and uniform8) keep: widthnas's criterion, not a choice here
@@ -398,9 +399,13 @@ class Bench:
         return self.out / f"profile_{self.s.key('model', 'profile_networks', 'heldout_networks')}" / "profile.json"
 
     # ---- 4. fine-tuning ------------------------------------------------------------------------------------
+    @property
+    def run_budgets(self) -> tuple[int, ...]:
+        return self.s.only or self.s.budgets
+
     def jobs(self) -> list[tuple[str, int, int]]:
-        mid = sorted(self.s.budgets)[len(self.s.budgets) // 2]
-        seeds, budgets = range(self.s.seeds), self.s.budgets
+        mid = sorted(self.run_budgets)[len(self.run_budgets) // 2]
+        seeds, budgets = range(self.s.seeds), self.run_budgets
         secondary = ([(CONGRUENT, mid, seed) for seed in seeds]
                      + [(SUPER, b, seed) for b in budgets for seed in seeds]
                      + [(GREEDY_LR, b, seed) for b in budgets for seed in seeds]) if self.s.secondary else []
@@ -488,7 +493,7 @@ class Bench:
         base, budgets = self.base(), self.budgets()
         rows, pooled, pooled_ec, unpaired = [], [], [], []
         seeds = range(self.s.seeds)
-        for b in self.s.budgets:
+        for b in self.run_budgets:
             fine = [m for m in METHODS + (EQUAL,) if self.met(m, b)]  # fine-tuned: their starts met the budget
             accs = {m: [res[(m, b, s)]["test_acc"] for s in seeds] for m in fine}
             fit = [m for m in BASELINES if m in fine]
@@ -526,7 +531,7 @@ class Bench:
         summary = {"setup": asdict(self.s), "base": {k: base[k] for k in ("test_acc", "minutes", "cpu_min")},
                    "base_ms": budgets["base_ms"], "pooled_vs_best_baseline": p, "pooled_ec_vs_best_baseline": p_ec,
                    "unpaired_budgets": unpaired}
-        mid = sorted(self.s.budgets)[len(self.s.budgets) // 2]
+        mid = sorted(self.run_budgets)[len(self.run_budgets) // 2]
         if (CONGRUENT, mid, 0) in res and "skipped" not in res[(CONGRUENT, mid, 0)]:  # positive-congruent against plain fine-tuning of the same network
             pc = [res[(CONGRUENT, mid, s)] for s in range(self.s.seeds)]
             plain = [res[("widthnas", mid, s)] for s in range(self.s.seeds)]
@@ -534,7 +539,7 @@ class Bench:
                 "budget_pct": mid, "acc": paired_diff([r["test_acc"] for r in pc], [r["test_acc"] for r in plain]),
                 "nfr": paired_diff([r["nfr"] for r in pc], [r["nfr"] for r in plain])}
         for m, name in ((SUPER, "supernet_start_vs_user_start"), (GREEDY_LR, "greedylr_vs_cosine")):  # secondary
-            fine = [b for b in self.s.budgets if (m, b, 0) in res and "skipped" not in res[(m, b, 0)]]
+            fine = [b for b in self.run_budgets if (m, b, 0) in res and "skipped" not in res[(m, b, 0)]]
             if fine:
                 pairs = [(res[(m, b, s)]["test_acc"], res[("widthnas", b, s)]["test_acc"]) for b in fine for s in seeds]
                 summary[name] = paired_diff([x for x, _ in pairs], [y for _, y in pairs])
@@ -694,6 +699,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--until", choices=STEPS, default="report",
                    help="stop after this step (e.g. 'start' while the machine must stay quiet for timing)")
     p.add_argument("--docs", help="merge the rows into this CSV, e.g. docs/compress.csv")
+    p.add_argument("--budgets", help="start and fine-tune only these budgets, e.g. 60 (of the setup's 60,40,25)")
+    p.add_argument("--no-curve", action="store_true", help="skip the uniform8 curve (the plot's 7 extra fine-tunings)")
     p.add_argument("--no-secondary", action="store_true",
                    help="skip widthnas_pc, widthnas_sup and widthnas_glr (45 of the 117 fine-tunings)")
     a = p.parse_args(argv)
@@ -704,6 +711,17 @@ def main(argv: list[str] | None = None) -> int:
             if v <= 0:
                 p.error(f"--{f.replace('_', '-')} {v}: give a positive number")
             s = replace(s, **{f: v})
+    if a.budgets:
+        try:
+            only = tuple(int(x) for x in a.budgets.split(","))
+        except ValueError:
+            p.error(f"--budgets {a.budgets!r}: give budgets as integers separated by commas, e.g. 60,25")
+        bad = [x for x in only if x not in s.budgets]
+        if bad:
+            p.error(f"--budgets {a.budgets}: {bad} not among the setup's budgets {list(s.budgets)}")
+        s = replace(s, only=only)
+    if a.no_curve:
+        s = replace(s, curve=())
     if a.workers < 1:
         p.error(f"--workers {a.workers}: give at least 1")
     import importlib.util
@@ -721,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
         elif step == "budgets":
             b.budgets()
         elif step == "start":
-            for pct in s.budgets:
+            for pct in b.run_budgets:
                 for m in METHODS + (EQUAL,):
                     b.start(m, pct)
         elif step == "curve":

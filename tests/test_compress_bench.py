@@ -202,3 +202,19 @@ def test_the_best_baseline_is_one_within_the_budget_and_the_pooled_test_pairs_on
     assert summary["pooled_vs_best_baseline"]["n"] == 3  # 60 % only: 40 % has nothing to pair with
     assert summary["unpaired_budgets"] == [{"budget_pct": 40, "widthnas_met": True, "baselines_met": []}]
     assert not [j for j in b.jobs() if j[0] in (cb.CONGRUENT, cb.SUPER, cb.GREEDY_LR)]
+
+
+def test_a_subset_of_budgets_keeps_every_start_name_and_runs_only_its_jobs(tmp_path, capsys):
+    """--budgets 60 re-runs one budget (longer fine-tuning) against the same budget file and starts."""
+    s = cb.Setup(seeds=2)
+    only = replace(s, only=(60,), curve=())
+    for m in cb.METHODS + (cb.EQUAL, cb.CURVE):
+        assert s.key(*cb._START_FIELDS[m]) == only.key(*cb._START_FIELDS[m])
+    jobs = cb.Bench(replace(only, secondary=False), tmp_path, log=lambda *_: None).jobs()
+    assert {j[1] for j in jobs} == {60} and len(jobs) == (len(cb.METHODS) + 1) * 2
+    with pytest.raises(SystemExit):
+        cb.main(["--budgets", "50"])
+    assert "[50] not among" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cb.main(["--budgets", "sixty"])
+    assert "integers" in capsys.readouterr().err
