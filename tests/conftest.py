@@ -1,15 +1,21 @@
 import os
-import sys
-from pathlib import Path
 
-import numpy as np
-import pytest
+# one thread per test process (make test runs two): torch's and numpy's BLAS, set before either loads.
+# OpenBLAS reads this when numpy is imported; two BLAS threads per process on two busy cores made a small
+# least-squares fit (nas/unary_eval.choose_smooth, 35 fits of 600 x 150) ~7x slower under xdist
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 pytest.register_assert_rewrite("helpers")  # its checks (check_budget_verdict, ...) report as a test's asserts
 from helpers import make_graph_toy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_addoption(parser):

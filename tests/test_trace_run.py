@@ -22,7 +22,10 @@ from widthnas.nas.cli import main
     # (124 s of it verifying); tests/test_trace_thirdparty.py runs a traced ResNet with --weights end to end
     pytest.param("resnet_tiny", True, marks=pytest.mark.slow),
     ("mobilenet_v2_tiny", False),  # an untrained architecture: searched from scratch
-    ("modern_acts", True),  # Hardswish, SiLU, Sigmoid, GELU, LeakyReLU, BN eps 1e-3 (issue 32), from its weights
+    # Hardswish, SiLU, Sigmoid, GELU, LeakyReLU, BN eps 1e-3 (issue 32), from its weights. Its ops' overhead
+    # binds: the narrowest network takes ~89 % of the widest's 0.022 ms, so TINY's 80 % budget is infeasible
+    # (refused, exit 2) whenever the fit is honest; 95 % leaves room
+    ("modern_acts", True),
     ("plain_convs", True),  # convs without BN, with and without bias (issue 32), from its weights
     ("se_block_net", True),  # squeeze-excitation with Hardswish (issue 32), from its weights
     ("resnext_se_tiny", True),  # grouped convs in 4 and 3 blocks, squeeze-excitation on them (issue 32)
@@ -38,8 +41,9 @@ def test_traced_model_runs_end_to_end(factory, weights, tmp_path, capsys):
     assert "channel groups" in capsys.readouterr().out
     space = GraphSpace.load(space_file)
     out = tmp_path / "run"
+    budget = ["--budget", "95%"] if factory == "modern_acts" else []  # after TINY's: the last one counts
     assert main(["run", "--space", str(space_file), "--dataset", "npz", "--data", str(data), "--out", str(out), *TINY,
-                 *(["--weights", str(tmp_path / "model.pt")] if weights else [])]) == 0
+                 *budget, *(["--weights", str(tmp_path / "model.pt")] if weights else [])]) == 0
     text = capsys.readouterr().out
     st = json.loads((out / "run_state.json").read_text())
     assert "profiling this machine" in st["profile"]["why"]  # no shipped profile knows a user's model
