@@ -22,16 +22,16 @@ from widthnas.nas.cli import main
     # (124 s of it verifying); tests/test_trace_thirdparty.py runs a traced ResNet with --weights end to end
     pytest.param("resnet_tiny", True, marks=pytest.mark.slow),
     ("mobilenet_v2_tiny", False),  # an untrained architecture: searched from scratch
-    # Hardswish, SiLU, Sigmoid, GELU, LeakyReLU, BN eps 1e-3 (issue 32), from its weights. Its ops' overhead
-    # binds: the narrowest network takes ~89 % of the widest's 0.022 ms, so TINY's 80 % budget is infeasible
-    # (refused, exit 2) whenever the fit is honest; 95 % leaves room
-    ("modern_acts", True),
-    ("plain_convs", True),  # convs without BN, with and without bias (issue 32), from its weights
-    ("se_block_net", True),  # squeeze-excitation with Hardswish (issue 32), from its weights
     ("resnext_se_tiny", True),  # grouped convs in 4 and 3 blocks, squeeze-excitation on them (issue 32)
     ("tiny_densenet", True),  # concatenations, BNs on them, 2x2 average pools (issue 32), from its weights
-])
+])  # the operators' runs: tests/test_trace_run_ops.py (a file of their own, so that make test's two workers share them)
 def test_traced_model_runs_end_to_end(factory, weights, tmp_path, capsys):
+    check_traced_run(factory, weights, tmp_path, capsys)
+
+
+def check_traced_run(factory: str, weights: bool, tmp_path, capsys):
+    """trace tests/trace_models.py's `factory`, `widthnas run` it (from its weights if `weights`), check the run's
+    files, the exported network and `export --weights`."""
     data = write_bar_dataset(tmp_path / "bars.npz", 320, 64, seed=0)
     model = tm.__dict__[factory]()
     torch.save(model.state_dict(), tmp_path / "model.pt")
