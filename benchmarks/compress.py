@@ -4,6 +4,8 @@ and Torch-Pruning, at equal measured latency, from the same trained weights, wit
     pip install '.[bench]'                                  # torch-pruning 1.6.1, the benchmark extra (never a runtime dependency)
     python -m widthnas.benchmarks.compress --model resnet   # README's SmallResNet; --model mbv2: a MobileNet-v2
     python -m widthnas.benchmarks.compress --model resnet --smoke   # end to end in minutes, measures nothing
+    python -m widthnas.benchmarks.compress --model mbv2 --budgets 60 --ft-epochs 4 --no-curve --no-secondary
+                                     # one budget again with longer fine-tuning (same base model, budgets, starts)
 
 Steps, each kept in --out so that a killed run resumes where it stopped:
  1. trace the model (`space --from-model`), train it on the training split (validation held out) and
