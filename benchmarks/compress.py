@@ -715,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
             s = replace(s, **{f: v})
     if a.budgets:
         try:
-            only = tuple(int(x) for x in a.budgets.split(","))
+            only = tuple(dict.fromkeys(int(x) for x in a.budgets.split(",")))  # "60,60": one budget, once
         except ValueError:
             p.error(f"--budgets {a.budgets!r}: give budgets as integers separated by commas, e.g. 60,25")
         bad = [x for x in only if x not in s.budgets]

@@ -24,7 +24,8 @@ def aim(table, budget_spec: str, margin: str, check: dict | None = None) -> tupl
     budget = parse_budget(budget_spec, widest)
     margin_pct, margin_how = resolve_margin(margin, table, check)
     target = with_margin(budget, margin_pct)
-    fastest = fastest_ms(table)
+    # the fastest network is no slower than the narrowest: only a target under the narrowest needs it found
+    fastest = fastest_ms(table) if target < table.predict(table.space.min_widths) else target
     if target < fastest <= budget:  # the margin, not the budget, would leave no network: aim at the fastest
         aimed = min(budget, fastest * (1 + 1e-9))  # the MRF sums the same costs in another order: not an ulp under
         margin_how = (f"{margin_how}; reduced from {margin_pct:.2f} % to {100 * (1 - aimed / budget):.2f} %: "
