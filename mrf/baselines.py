@@ -58,7 +58,9 @@ def greedy(mrf: GraphMRF, budget: float, score_fn: Callable[[list[int]], float] 
             if best is None or ratio < best[0]:
                 best = (ratio, cand, s)
         if best is None:  # nothing that still saves latency: fall back to the fastest
-            return ops._solution(mrf, ops.fastest(mrf).idx, "greedy", budget, steps=steps, evals=evals)
+            sol = ops._solution(mrf, ops.fastest(mrf).idx, "greedy", budget, steps=steps, evals=evals)
+            sol.info["path"] = path  # still greedy's answer at every budget its descent reached
+            return sol
         _, idx, cur_s = best
         cur_l = mrf.latency(idx)
         path.append((mrf.widths(idx), cur_l, cur_s))

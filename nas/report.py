@@ -149,13 +149,19 @@ def write_report(run_dir: Path, res: dict, sections: list[str] = ()) -> Path:
     if s.get("margin_pct"):  # runs before the margin was recorded in the state do not say it
         lines += [f"Aimed at {s['target_ms']:.4f} ms, {s['margin_pct']:g} % under the budget {s['budget_ms']:.4f} ms: "
                   f"margin {s['margin_how']}.", ""]
+    reaimed = s["chosen"]["info"].get("reaimed_ms")
+    if reaimed:
+        lines += [f"Re-aimed at {reaimed:.4f} ms: the first winner measured well under its prediction, so the profile "
+                  "over-predicts networks like it on this machine; a second round of candidates was proposed at the "
+                  "corrected target and the most accurate one measured within the budget was kept.", ""]
     lines += [_method_line(s["chosen"]) + f" Lagrangian answer score {s['lagrangian']['score']:.4f}; "
               f"greedy {s['greedy']['score']:.4f}; uniform {cell(un_s, 'score', '.4f')} (MRF scores, higher is better).", ""]
     cands = s["chosen"]["info"].get("candidates")
     if cands:
-        lines += ["| candidate | predicted ms | MRF score | supernet held-out acc |", "|---|---|---|---|"]
+        ms = lambda c: f"{c['measured_ms']:.4f} ({c['verdict']})" if "verdict" in c else "–"  # noqa: E731
+        lines += ["| candidate | predicted ms | measured ms | MRF score | supernet held-out acc |", "|---|---|---|---|---|"]
         lines += [f"| {c['name']}{' (selected)' if c['name'] == s['chosen']['info'].get('selected') else ''} | "
-                  f"{c['predicted_ms']:.4f} | {c['mrf_score']:.4f} | {c['holdout_acc']:.4f} |" for c in cands]
+                  f"{c['predicted_ms']:.4f} | {ms(c)} | {c['mrf_score']:.4f} | {c['holdout_acc']:.4f} |" for c in cands]
         lines.append("")
     lines += ["![Pareto front](pareto.png)", "", "![widths](widths.png)", ""]
     lines += ["## Training", "", "![training curves](training.png)", ""]

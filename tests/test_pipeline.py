@@ -226,15 +226,21 @@ def test_search_cli_default_selects_on_held_out_images(finished_run, tmp_path, c
     prof, cfgp = run.state["profile"]["path"], tmp_path / "sel.json"
     assert main(["search", "--profile", prof, "--run", str(out / "supernet"), "--budget", "70%", "--out", str(cfgp)]) == 0
     c = json.loads(cfgp.read_text())
-    assert c["method"] == "select" and c["predicted_ms"] <= c["budget_ms"]
+    assert c["method"] == "select"
     cands = c["info"]["candidates"]
     ranked = sorted(cands, key=lambda r: (-r["holdout_acc"], r["holdout_loss"]))
-    # candidates are timed here in order of accuracy; the first measured within the budget wins
+    # candidates are timed here in order of accuracy; the most accurate measured within the budget wins
+    # (a second, re-aimed round when the first winner measured well under its prediction)
     timed = [r for r in ranked if "verdict" in r]
-    assert timed and timed == ranked[:len(timed)] and all(r["measured_ms"] > 0 for r in timed)
+    assert timed and all(r["measured_ms"] > 0 for r in timed)
     best = next((r for r in timed if r["verdict"] == "within"), None)
     if best is not None:
-        assert timed[-1] is best and c["info"]["selected"] == best["name"] and c["widths"] == best["widths"]
+        assert c["info"]["selected"] == best["name"] and c["widths"] == best["widths"]
+        # nothing more accurate went untimed, and none of it measured within
+        assert all(r.get("verdict", "untimed") not in ("within", "untimed") for r in ranked[:ranked.index(best)])
+        assert ("reaimed_ms" in c["info"]) == any(r["name"].endswith("re-aimed") for r in cands)
+        if "reaimed_ms" not in c["info"]:
+            assert c["predicted_ms"] <= c["target_ms"]
     else:  # nothing clearly within at this noise: every candidate was timed
         assert len(timed) == len(ranked)
     from widthnas.latency.registry import load_profile

@@ -183,3 +183,81 @@ def test_greedy_scores_on_the_images_asked_for_and_never_on_the_selection_images
     finally:
         del sup.forward
     assert unary_image_count(sp) < len(sp.val[1])  # the rest are selection's
+
+
+def test_reaimed_target_corrects_only_an_over_prediction():
+    from widthnas.nas.selection import REAIM_SLACK, reaimed_target
+
+    assert reaimed_target(0.20, 0.19, 0.19 * 0.9) == pytest.approx(0.20 / 0.9)
+    assert reaimed_target(0.20, 0.19, 0.19 * (1 - REAIM_SLACK / 2)) is None  # within the timing noise
+    assert reaimed_target(0.20, 0.19, 0.21) is None  # measured over its prediction: never aim lower
+    assert reaimed_target(0.20, 0.19, float("nan")) is None and reaimed_target(0.20, 0.19, 0.0) is None
+
+
+def test_greedy_read_off_its_descent_is_greedy_at_the_looser_target(tiny):
+    from widthnas.mrf import greedy
+    from widthnas.nas.selection import greedy_at
+
+    for seed in range(4):
+        m = chain_mrf(tiny, np.random.default_rng(seed), noise=0.3)
+        low = m.latency([0] * m.n) * 1.05
+        g = greedy(m, low)  # on these tables narrowing a layer can cost latency: greedy may stop short of `low`
+        for t in np.linspace(low, m.latency([len(c) - 1 for c in m.choices]), 7):
+            assert (greedy_at(g.info["path"], t) or g.widths) == greedy(m, t).widths
+    assert greedy_at(None, 1.0) is None
+
+
+def test_reaim_spends_the_budget_a_profile_over_predicts(tiny, tiny_supernet_and_splits):
+    """Scripted timings: every network measures 10 % under its prediction. The first round's winner
+    leaves budget unspent, so a second round is proposed at target / 0.9, and the most accurate of all
+    candidates measured within the budget wins, though it is predicted over the target."""
+    from widthnas.latency.verdict import budget_verdict
+    from widthnas.nas.selection import holdout_split, propose, reaim, select, supernet_accuracy
+
+    sup, sp = tiny_supernet_and_splits
+    m = chain_mrf(tiny, np.random.default_rng(2), noise=0.5)
+    budget = m.latency([len(c) // 2 for c in m.choices])
+    target = budget * 0.95
+    timed = []
+
+    def check(w, scale=0.9):
+        timed.append(tuple(w))
+        return budget_verdict(lambda: scale * m.latency(m.indices(w)), budget)
+
+    first = select(sup, m, propose(m, target, ratios=(0.0, 1.0)), sp, unary_images=64, log=lambda *_: None, check=check)
+    n_first = len(timed)
+    sel = reaim(sup, m, first, sp, target, check, unary_images=64, log=lambda *_: None)
+    won = next(r for r in first.table if r["name"] == first.name)
+    assert sel.reaimed_ms == pytest.approx(target * won["predicted_ms"] / won["measured_ms"])
+    assert sel.reaimed_ms == pytest.approx(target / 0.9)
+    assert sel.table[:len(first.table)] == first.table and len(sel.table) > len(first.table)
+    assert all(r["name"].endswith("re-aimed") for r in sel.table[len(first.table):])
+    assert len(set(timed[:n_first])) == n_first and won["widths"] not in [list(t) for t in timed[n_first:]]  # not timed twice
+    images = holdout_split(sp, 64)
+    within = [r for r in sel.table if r.get("verdict") == "within"]
+    assert sel.name == max(within, key=lambda r: (r["holdout_acc"], -r["holdout_loss"]))["name"]
+    assert all(r["holdout_acc"] == supernet_accuracy(sup, r["widths"], sp, images)[0] for r in sel.table)
+    best = next(r for r in sel.table if r["name"] == sel.name)
+    assert 0.9 * best["predicted_ms"] <= budget
+    assert best["holdout_acc"] >= won["holdout_acc"]
+    assert sel.to_info()["reaimed_ms"] == sel.reaimed_ms
+
+    # a profile that is right: no second round
+    timed.clear()
+    exact_first = select(sup, m, propose(m, target, ratios=(0.0, 1.0)), sp, unary_images=64, log=lambda *_: None,
+                         check=lambda w: check(w, 1.0))
+    again = reaim(sup, m, exact_first, sp, target, lambda w: check(w, 1.0), unary_images=64, log=lambda *_: None)
+    assert again is exact_first and "reaimed_ms" not in again.to_info()
+
+    # the re-aimed networks all measure over the budget: the first winner stays
+    def over_when_new(w):
+        scale = 0.9 if tuple(w) in {tuple(r["widths"]) for r in first.table} else 1.2
+        return check(w, scale)
+
+    first2 = select(sup, m, propose(m, target, ratios=(0.0, 1.0)), sp, unary_images=64, log=lambda *_: None,
+                    check=over_when_new)
+    kept = reaim(sup, m, first2, sp, target, over_when_new, unary_images=64, log=lambda *_: None)
+    assert kept.widths == first2.widths and kept.name == first2.name
+    won2 = next(r for r in kept.table if r["name"] == kept.name)
+    above = [r for r in kept.table[len(first2.table):] if (r["holdout_acc"], -r["holdout_loss"]) > (won2["holdout_acc"], -won2["holdout_loss"])]
+    assert all(r["verdict"] == "over" for r in above)  # each more accurate re-aimed network was timed and refused
