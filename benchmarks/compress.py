@@ -91,6 +91,7 @@ class Setup:
     heldout_networks: int = 100
     budgets: tuple[int, ...] = (60, 40, 25)  # % of the base model's measured latency
     only: tuple[int, ...] = ()  # the budgets this run starts and fine-tunes (empty: all); the budget file is all of them
+    methods: tuple[str, ...] = ()  # the methods this run fine-tunes (empty: all); every start is still made and timed
     seeds: int = 5
     curve: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the uniform8 curve's multipliers (seed 0 only)
     importance: str = IMPORTANCE  # which channels widthnas (and uniform8) keep: widthnas's criterion, not a choice here
@@ -411,9 +412,10 @@ class Bench:
         secondary = ([(CONGRUENT, mid, seed) for seed in seeds]
                      + [(SUPER, b, seed) for b in budgets for seed in seeds]
                      + [(GREEDY_LR, b, seed) for b in budgets for seed in seeds]) if self.s.secondary else []
-        return ([(m, b, seed) for b in budgets for m in METHODS for seed in seeds] + secondary
+        jobs = ([(m, b, seed) for b in budgets for m in METHODS for seed in seeds] + secondary
                 + [(EQUAL, b, seed) for b in budgets for seed in seeds]  # once the others' CPU time is known
                 + [(CURVE, round(100 * m), 0) for m in self.s.curve])  # last: only the plot needs them
+        return [j for j in jobs if not self.s.methods or j[0] in self.s.methods]
 
     def met(self, method: str, pct: int) -> bool:
         """Did `method`'s starting network at pct measure within the budget? Only those are fine-tuned and
@@ -496,11 +498,12 @@ class Bench:
         rows, pooled, pooled_ec, unpaired = [], [], [], []
         seeds = range(self.s.seeds)
         for b in self.run_budgets:
-            fine = [m for m in METHODS + (EQUAL,) if self.met(m, b)]  # fine-tuned: their starts met the budget
+            fine = [m for m in METHODS + (EQUAL,) if self.met(m, b)  # fine-tuned: their starts met the budget
+                    and (not self.s.methods or m in self.s.methods)]
             accs = {m: [res[(m, b, s)]["test_acc"] for s in seeds] for m in fine}
             fit = [m for m in BASELINES if m in fine]
             best = max(fit, key=lambda m: np.mean(accs[m])) if fit else ""  # only a baseline within the budget
-            for m in METHODS + (EQUAL,) + tuple(x for x in (CONGRUENT, SUPER, GREEDY_LR) if (x, b, 0) in res):
+            for m in (x for x in METHODS + (EQUAL, CONGRUENT, SUPER, GREEDY_LR) if (x, b, 0) in res):  # those run
                 st = self.start_of(m, b)
                 row = {"model": self.s.model, "budget_pct": b, "method": m, "best_baseline": best or "none within",
                        "measured_ms": st["measured_ms"] if st["measured_ms"] is not None else "",
@@ -703,6 +706,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs", help="merge the rows into this CSV, e.g. docs/compress.csv")
     p.add_argument("--budgets", help="start and fine-tune only these budgets, e.g. 60 (of the setup's 60,40,25)")
     p.add_argument("--no-curve", action="store_true", help="skip the uniform8 curve (the plot's 7 extra fine-tunings)")
+    p.add_argument("--methods", help=f"fine-tune only these methods, e.g. widthnas,tp_global (of {','.join(METHODS + (EQUAL,))}); "
+                   "the best baseline is then the best of those given")
     p.add_argument("--no-secondary", action="store_true",
                    help="skip widthnas_pc, widthnas_sup and widthnas_glr (45 of the 117 fine-tunings)")
     a = p.parse_args(argv)
@@ -722,6 +727,13 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             p.error(f"--budgets {a.budgets}: {bad} not among the setup's budgets {list(s.budgets)}")
         s = replace(s, only=only)
+    if a.methods:
+        methods = tuple(dict.fromkeys(m.strip() for m in a.methods.split(",")))
+        bad = [m for m in methods if m not in METHODS + (EQUAL,)]
+        if bad or "widthnas" not in methods or not set(methods) & set(BASELINES):
+            p.error(f"--methods {a.methods}: give widthnas and at least one baseline among "
+                    f"{', '.join(METHODS + (EQUAL,))}" + (f" ({bad} unknown)" if bad else ""))
+        s = replace(s, methods=methods, curve=())
     if a.no_curve:
         s = replace(s, curve=())
     if a.workers < 1:

@@ -137,14 +137,7 @@ def write_report(run_dir: Path, res: dict, sections: list[str] = ()) -> Path:
                   "images the unaries were not estimated on. A predicted gain over uniform that the measurement does "
                   "not show is noise in the unaries."]
     lines += ["", f"ONNX model: `{res.get('onnx')}` (sidecar `{Path(res.get('onnx', 'model.onnx')).with_suffix('.json').name}`).", ""]
-    lc = p.get("check")
-    if lc:
-        lines += ["## Latency model", "",
-                  f"{lc['n']} random networks measured during this run against the profile: "
-                  f"within ±10% {lc['within_10']:.1%}, ±5% {lc['within_5']:.1%}, NRMSE {lc['nrmse']:.2%}, "
-                  f"Kendall τ {lc['kendall_tau']:.3f}.", "", "![latency fit](latency_fit.png)", ""]
-        if lc.get("machine_note"):
-            lines += [f"**Note:** {lc['machine_note']}.", ""]
+    lines += latency_check_lines(p.get("check"))
     lines += ["## Search", ""]
     if s.get("margin_pct"):  # runs before the margin was recorded in the state do not say it
         lines += [f"Aimed at {s['target_ms']:.4f} ms, {s['margin_pct']:g} % under the budget {s['budget_ms']:.4f} ms: "
@@ -177,3 +170,22 @@ def write_report(run_dir: Path, res: dict, sections: list[str] = ()) -> Path:
                   "this file. Every message of the run, in full and timestamped: `run.log`."]
     atomic_write_text(run_dir / "report.md", "\n".join(lines) + "\n")
     return run_dir / "report.md"
+
+
+def latency_check_lines(lc: dict | None) -> list[str]:
+    """The report's section on the run's latency check (reused from earlier today, or timed in the run)."""
+    if not lc:
+        return []
+    lines = ["## Latency model", "",
+             f"{lc['n']} random networks measured against the profile"
+             + (" earlier today" if lc.get("reused") else " during this run")
+             + f": within ±10% {lc['within_10']:.1%}, ±5% {lc['within_5']:.1%}, NRMSE {lc['nrmse']:.2%}, "
+             f"Kendall τ {lc['kendall_tau']:.3f}.", "", "![latency fit](latency_fit.png)", ""]
+    if lc.get("reused"):
+        r = lc["reused"]
+        lines += [f"They were timed at {r['made']} for the same profile on this machine kind, by another run, and "
+                  f"reused: the reference network runs at {r['host_speed_now']:.2f} x its profiled time now, "
+                  f"{r['host_speed_then']:.2f} x then (`--recheck` times them again).", ""]
+    if lc.get("machine_note"):
+        lines += [f"**Note:** {lc['machine_note']}.", ""]
+    return lines

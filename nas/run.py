@@ -210,7 +210,7 @@ class Run:
                 path = self._profile_here(backend)
             table = load_profile(path)
         self.log(f"profile: {table.name or path}: {why}")
-        check = self._latency_check(table, backend)
+        check = self._latency_check(table, path, backend)
         if check["machine_note"] and not self.cfg.profile and Path(path).parent != self.dir:
             # a shipped profile of another machine behind the same device key (latency/check.py)
             action, path, table, why = other_machine_choice(path, table, found[1:], check,
@@ -220,7 +220,7 @@ class Run:
                 path = self._profile_here(backend)
                 table = load_profile(path)
             if action != "keep":
-                check = self._latency_check(table, backend)  # the same timed networks, against the new profile
+                check = self._latency_check(table, path, backend)  # the same timed networks, against the new profile
         if check["machine_note"]:  # a profile used anyway (given, or its ratios hold): say what its ms mean here
             self.log(f"profile: note: {check['machine_note']}")
         return {"path": recorded_path(path, "profile"), "name": table.name or Path(path).stem, "why": why,
@@ -234,17 +234,32 @@ class Run:
                                 c.max_wait)
         return str(profile_here(self.space, self.dir, backend, self._protocol(), settings, self.log, self.progress))
 
-    def _latency_check(self, table, backend, n: int | None = None) -> dict:
-        """Time n random networks now and compare with the profile: is it valid here today?"""
-        from widthnas.latency.check import CHECK_ROUNDS, CHECK_SEED, latency_check
+    def _latency_check(self, table, path: str, backend, n: int | None = None) -> dict:
+        """Time n random networks now and compare with the profile (at `path`): is it valid here today?
+        A check of the same profile and networks made today on this machine kind is reused (check_cache)."""
+        from widthnas.latency.check import CHECK_ROUNDS, CHECK_SEED, latency_check, reference_speed
+        from widthnas.latency.check_cache import cached_check, check_key
         from widthnas.latency.validate import scatter_plot
 
         n = self.cfg.check_networks if n is None else n
-        m, meas, pred = latency_check(table, backend, self.dir / "latency_check.jsonl", n, self.cfg.seed + CHECK_SEED,
-                                      self._protocol(min(CHECK_ROUNDS, self.cfg.profile_rounds)), log=self.log,
-                                      progress=self.progress)
-        scatter_plot(self.dir / "latency_fit.png", meas, {"table": pred},
-                     f"{table.name}: {n} networks measured in this run")
+        seed, protocol, samples = self.cfg.seed + CHECK_SEED, self._protocol(min(CHECK_ROUNDS, self.cfg.profile_rounds)), \
+            self.dir / "latency_check.jsonl"
+
+        def timed():
+            return latency_check(table, backend, samples, n, seed, protocol, log=self.log, progress=self.progress)
+
+        if self.cfg.reuse_check:
+            key = check_key(path, backend.device_info(), n, seed, protocol.settings())
+            m, meas, pred = cached_check(key, timed, samples, lambda: reference_speed(table, backend, protocol),
+                                         table.reference_ms, self.log)
+        else:
+            m, meas, pred = timed()
+        when = f"measured today at {m['reused']['made'][11:16]} UTC" if m.get("reused") else "measured in this run"
+        scatter_plot(self.dir / "latency_fit.png", meas, {"table": pred}, f"{table.name}: {n} networks {when}")
+        if m.get("reused"):
+            self.log(f"latency check: today's check of this profile reused ({when}; the reference runs at "
+                     f"{m['reused']['host_speed_now'] / m['reused']['host_speed_then']:.2f} x its speed then; "
+                     "--recheck times a new one)")
         self.log(f"latency check on {n} fresh networks: within ±10% {m['within_10']:.0%}, NRMSE {m['nrmse']:.2%}")
         return m
 

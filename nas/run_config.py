@@ -13,7 +13,7 @@ from .paths import same_setting
 
 RECOVER = "delete it to redo the run's stages (finished artefacts stay), or choose another --out"
 
-FREE_ON_RESUME = ("threads", "time_threads")  # settings that change where a run computes, not what: a resume may change them
+FREE_ON_RESUME = ("threads", "time_threads", "reuse_check")  # settings that change where a run computes, not what: a resume may change them
 
 
 @dataclass
@@ -34,6 +34,7 @@ class RunConfig:
     verify_rounds: int = 7  # rounds before a verification timing's interval is judged (it may grow to 4 x)
     verify_round_ms: float = 20.0  # ms per verification round (the search's measured candidates, verify; not the ladder)
     guard: bool = True  # watch the reference network for a disturbed machine while timing (--no-guard: off)
+    reuse_check: bool = True  # reuse today's latency check of this profile on this machine kind (--recheck: off)
     max_wait: float = 60.0  # s, longest wait for a disturbed machine to settle, per disturbance
     sampling: str = "aows"  # ows | aows
     epochs: int = 3  # supernet epochs
@@ -79,7 +80,8 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
         "unary_configs": Rule(integer=True, low=10), "slim_images": Rule(integer=True, low=16, high=UNARY_IMAGES),
         "seed": INT_NONNEG, "congruent_weight": POSITIVE,
         "threads": Rule(integer=True, low=0, high=1024)}, where)
-    for flag, v in (("guard", cfg.guard), ("curve", cfg.curve), ("time_threads", cfg.time_threads)):
+    for flag, v in (("guard", cfg.guard), ("curve", cfg.curve), ("time_threads", cfg.time_threads),
+                    ("reuse_check", cfg.reuse_check)):
         if not isinstance(v, bool):
             raise ValueError(f"{where + ': ' if where else ''}{flag} {v!r}: expected true or false (--no-guard, --curve)")
     from widthnas.mrf import parse_budget

@@ -6,6 +6,10 @@ import os
 # against 0.35 s on one (2026-12-06; on an idle machine 0.46 s against 0.33 s)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import tempfile  # noqa: E402
+
+# today's latency checks (latency/check_cache.py) go to a cache of this test process, never the user's
+os.environ["WIDTHNAS_CACHE"] = tempfile.mkdtemp(prefix="widthnas-test-cache-")
 
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402

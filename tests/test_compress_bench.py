@@ -218,3 +218,30 @@ def test_a_subset_of_budgets_keeps_every_start_name_and_runs_only_its_jobs(tmp_p
     with pytest.raises(SystemExit):
         cb.main(["--budgets", "sixty"])
     assert "integers" in capsys.readouterr().err
+
+
+def test_a_subset_of_methods_fine_tunes_only_those_and_compares_with_their_best(tmp_path, capsys):
+    """--methods widthnas,tp_global: every start is still made (same names); only those two are fine-tuned,
+    and the best baseline is tp_global, the only one fine-tuned, though another would have scored higher."""
+    s = cb.Setup(seeds=2, budgets=(60,), curve=(), secondary=False)
+    sub = replace(s, methods=("widthnas", "tp_global"))
+    for m in cb.METHODS + (cb.EQUAL,):
+        assert s.key(*cb._START_FIELDS[m]) == sub.key(*cb._START_FIELDS[m])
+    b = cb.Bench(sub, tmp_path, log=lambda *_: None)
+    assert sorted(b.jobs()) == sorted((m, 60, x) for m in ("widthnas", "tp_global") for x in (0, 1))
+    b.start = lambda m, pct: {"budget_met": True, "measured_ms": 0.1, "budget_ms": 0.1, "select_cpu_min": 1.0,
+                              "module": "x"}
+    acc = {"uniform8": 0.99, "tp_uniform": 0.99, "tp_global": 0.85, "widthnas": 0.90}
+    b.finetune_all = lambda: {(m, 60, x): {"test_acc": acc[m] + 0.01 * x, "nfr": 0.0, "cpu_s": 60.0}
+                              for m, _, x in b.jobs()}
+    b.base = lambda: {"test_acc": 0.93, "minutes": 1.0, "cpu_min": 2.0}
+    b.budgets = lambda: {"base_ms": 0.2, "budget_ms": {"60": 0.12}}
+    b._plot = lambda *a: None
+    rows = {r["method"]: r for r in b.report() if r["budget_pct"] == 60}
+    assert set(rows) == {"widthnas", "tp_global"}
+    assert rows["widthnas"]["best_baseline"] == "tp_global"
+    assert rows["widthnas"]["diff_vs_best_baseline"] == pytest.approx(0.05)
+    for bad in ("widthnas,tp_magic", "tp_global", "widthnas"):
+        with pytest.raises(SystemExit):
+            cb.main(["--methods", bad])
+        assert "give widthnas and at least one baseline" in capsys.readouterr().err

@@ -917,7 +917,7 @@ def test_a_shipped_profile_of_a_machine_of_another_speed_is_not_used(finished_ru
     # choice is tested on the rule (this machine at mine's profiled speed); the real check is timed below (r3)
     within = {"other": 1.0}
 
-    def check(self, table, backend, n=None):
+    def check(self, table, path, backend, n=None):
         speed = json.loads(mine.read_text())["reference_ms"] / table.reference_ms
         return {"within_10": within["other"] if speed > OTHER_MACHINE else 1.0, "nrmse": 0.02, "host_speed": speed,
                 "machine_note": machine_note(speed, table.reference_ms)}
@@ -977,7 +977,7 @@ def test_another_machines_profile_is_kept_only_when_its_check_holds_and_the_budg
     other.write_text(json.dumps(d))
     monkeypatch.setattr(registry, "matching_profiles", lambda space, dev: ([other], f"{other.name} matches"))
 
-    def check(self, table, backend, n=None):
+    def check(self, table, path, backend, n=None):
         speed = 3.0 if table.reference_ms == d["reference_ms"] else 1.0
         return {"within_10": within if speed == 3.0 else 1.0, "nrmse": 0.02, "host_speed": speed,
                 "machine_note": machine_note(speed, table.reference_ms)}
@@ -1002,3 +1002,40 @@ def test_the_list_of_files_a_run_writes_holds_every_file_it_wrote(finished_run):
     sup = {p.name for p in (out / "supernet").iterdir() if p.is_file()}
     assert top - set(RUN_WRITES) == set()
     assert sup - set(RUN_FILES) - {"unaries_measured.json"} == set()
+
+
+def test_the_next_run_today_reuses_the_latency_check_on_this_machine_kind_only(finished_run, tmp_path, monkeypatch):
+    """Two runs of one profile the same day: the second reads the first's check back (its timings written into
+    its own directory) while the reference runs at the check's speed; on the other machine kind (2 x), or with
+    --recheck, it times its own. The reference's speed is given: a 0.04 ms reference strays by itself here."""
+    from dataclasses import replace
+
+    import widthnas.latency.check as check_mod
+
+    cfg, out, run, _ = finished_run
+    monkeypatch.setenv("WIDTHNAS_CACHE", str(tmp_path / "cache"))
+    c = replace(cfg, profile=run.state["profile"]["path"], check_networks=4)
+    logs = []
+    first = Run(c, tmp_path / "a", log=logs.append, progress=False).stage_profile()["check"]
+    assert "reused" not in first and len(list((tmp_path / "cache" / "checks").glob("*.json"))) == 1
+    speed = {"x": first["host_speed"] * 1.03}
+    monkeypatch.setattr(check_mod, "reference_speed", lambda table, backend, protocol: speed["x"])
+    second = Run(c, tmp_path / "b", log=logs.append, progress=False).stage_profile()["check"]
+    assert second["reused"]["host_speed_then"] == first["host_speed"] and second["host_speed"] == speed["x"]
+    assert {k: second[k] for k in ("n", "within_10", "nrmse", "rmspe")} == {k: first[k] for k in ("n", "within_10", "nrmse", "rmspe")}
+    assert (tmp_path / "b" / "latency_check.jsonl").read_text() == (tmp_path / "a" / "latency_check.jsonl").read_text()
+    assert (tmp_path / "b" / "latency_fit.png").exists()
+    assert any("today's check of this profile reused" in l for l in logs)
+    from widthnas.nas.report import latency_check_lines
+
+    said = "\n".join(latency_check_lines(second))
+    assert "earlier today" in said and f"They were timed at {second['reused']['made']}" in said and "--recheck" in said
+    assert "earlier today" not in "\n".join(latency_check_lines(first))
+    speed["x"] = first["host_speed"] * 2  # the other machine kind: timed, and kept in the cache in its place
+    third = Run(c, tmp_path / "c", log=logs.append, progress=False).stage_profile()["check"]
+    assert "reused" not in third and any("another machine kind" in l for l in logs)
+    speed["x"] = third["host_speed"]
+    assert "reused" not in Run(replace(c, reuse_check=False), tmp_path / "d", log=logs.append,
+                               progress=False).stage_profile()["check"]
+    assert Run(c, tmp_path / "e", log=logs.append, progress=False).stage_profile()["check"]["reused"]["host_speed_then"] \
+        == third["host_speed"]

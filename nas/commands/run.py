@@ -33,6 +33,8 @@ def add_parser(sub) -> None:
                    "rung of the ladder a new profile gets")
     q.add_argument("--no-guard", action="store_true", help="do not watch the reference network for a disturbed "
                    "machine: every timing is kept as measured (for tiny networks, whose timings spread anyway)")
+    q.add_argument("--recheck", action="store_true", help="time a new latency check even when one of this profile "
+                   "made today on this machine kind is kept in $WIDTHNAS_CACHE (default ~/.cache/widthnas)")
     q.add_argument("--sampling", choices=("ows", "aows"))
     q.add_argument("--epochs", type=int, help="supernet epochs")
     q.add_argument("--limit", type=int, help="training images (default 12000 for the quick demo)")
@@ -89,6 +91,8 @@ def run(args) -> int:
             setattr(cfg, f, v)
     if args.no_guard:
         cfg.guard = False
+    if args.recheck:
+        cfg.reuse_check = False
     if args.curve:
         cfg.curve = True
     if args.time_threads:
