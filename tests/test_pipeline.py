@@ -325,6 +325,15 @@ def test_search_on_another_machine_counts_a_check_made_here_in_its_margin(finish
     assert c["margin_pct"] == pytest.approx(min(max(own, 200 * chk["rmspe"]), MAX_AUTO_PCT), abs=0.01)
     assert ("the profile was made on another machine" in c["margin_how"]) == (200 * chk["rmspe"] > own)
     assert c["target_ms"] == pytest.approx(c["budget_ms"] * (1 - c["margin_pct"] / 100)) and c["predicted_ms"] <= c["target_ms"]
+    import widthnas.latency.check as check_mod  # the same search again today, the reference at the check's speed
+
+    monkeypatch.setattr(check_mod, "reference_speed", lambda table, be, protocol: chk["host_speed"])
+    assert main(["search", "--profile", str(other), "--unaries", un, "--budget", "70%", "--check-networks", "6",
+                 "--out", str(cfgp)]) == 0
+    assert "today's check of this profile reused" in capsys.readouterr().out
+    again = json.loads(cfgp.read_text())["latency_check"]
+    assert {k: again[k] for k in ("n", "rmspe", "within_10")} == {k: chk[k] for k in ("n", "rmspe", "within_10")}
+    monkeypatch.undo()
     board = tmp_path / "board.json"  # another device altogether (a bundle's board): nothing timed here tells
     board.write_text(json.dumps({**d, "device": {**d["device"], "cpu": "Cortex-A72 (a board)"}}))
     for extra, mine in ((["--check-networks", "0"], other), (["--margin", "3"], other), ([], board)):
