@@ -92,6 +92,8 @@ class Setup:
     budgets: tuple[int, ...] = (60, 40, 25)  # % of the base model's measured latency
     only: tuple[int, ...] = ()  # the budgets this run starts and fine-tunes (empty: all); the budget file is all of them
     methods: tuple[str, ...] = ()  # the methods this run fine-tunes (empty: all); every start is still made and timed
+    search_version: int = 2  # widthnas's search, in its starts' names: 1 kept the first candidate measured within,
+    # 2 re-aims after measuring (829fd5f); a start made by another search is not reused (its supernet is)
     seeds: int = 5
     curve: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the uniform8 curve's multipliers (seed 0 only)
     importance: str = IMPORTANCE  # which channels widthnas (and uniform8) keep: widthnas's criterion, not a choice here
@@ -230,9 +232,13 @@ class Bench:
                          "budget_ms": {str(b): b / 100 * ms for b in self.s.budgets}})
 
     # ---- 3. starting networks ------------------------------------------------------------------------------
+    def start_key(self, method: str) -> str:
+        """What names a start: the settings that decide it, and for widthnas's the search's version."""
+        return self.s.key(*_START_FIELDS[method], *(("search_version",) if method in SEARCHED else ()))
+
     def start(self, method: str, pct: int) -> dict:
         """The starting network of `method` at budget pct: saved whole (torch.save) with its record."""
-        key = self.s.key(*_START_FIELDS[method])
+        key = self.start_key(method)
         rec_p = self.out / "start" / f"{method}_{pct}_{key}.json"
         if rec_p.exists():
             return read_json(rec_p, "starting network")
@@ -561,7 +567,7 @@ class Bench:
         atomic_write_text(self.out / "compress.csv", text)
         self._plot(rows, base, budgets, res)
         if docs:
-            _merge_csv(Path(docs), rows, self.s.model)
+            _merge_csv(Path(docs), rows, self.s.model, partial=bool(self.s.only or self.s.methods))
         self.log(text)
         self.log(f"base model {base['test_acc']:.4f}, {budgets['base_ms']:.4f} ms; pooled widthnas - best baseline "
                  f"{100 * p['diff']:+.2f} [{100 * p['ci_low']:+.2f}, {100 * p['ci_high']:+.2f}] points over "
@@ -606,6 +612,7 @@ _START_FIELDS = {"uniform8": _SLICED, "tp_uniform": _COMMON, "tp_global": _COMMO
                  EQUAL: _SLICED + ("ec_supernet_epochs", "supernet_lr", "ec_supernet_limit", "sampling",
                                    "ec_unary_configs")}
 _START_FIELDS[SUPER] = _START_FIELDS["widthnas"]  # widthnas's network from its supernet: decided by the same
+SEARCHED = ("widthnas", EQUAL, SUPER)  # starts chosen by widthnas's search (named with Setup.search_version)
 
 _W: dict = {}
 
@@ -680,11 +687,14 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _merge_csv(path: Path, rows: list[dict], model: str) -> None:
-    """docs/compress.csv holds every model: replace this model's rows, keep the others'."""
+def _merge_csv(path: Path, rows: list[dict], model: str, partial: bool = False) -> None:
+    """docs/compress.csv holds every model: a whole run replaces its model's rows; a partial one (some budgets
+    or methods) only the (model, budget, method) rows it wrote, keeping those it left out."""
     keep = []
     if path.exists():
-        keep = [r for r in csv.DictReader(io.StringIO(path.read_text())) if r["model"] != model]
+        mine = {(model, str(r["budget_pct"]), r["method"]) for r in rows}
+        keep = [r for r in csv.DictReader(io.StringIO(path.read_text()))
+                if r["model"] != model or (partial and (r["model"], r["budget_pct"], r["method"]) not in mine)]
     atomic_write_text(path, _csv(keep + rows))
 
 
@@ -707,7 +717,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budgets", help="start and fine-tune only these budgets, e.g. 60 (of the setup's 60,40,25)")
     p.add_argument("--no-curve", action="store_true", help="skip the uniform8 curve (the plot's 7 extra fine-tunings)")
     p.add_argument("--methods", help=f"fine-tune only these methods, e.g. widthnas,tp_global (of {','.join(METHODS + (EQUAL,))}); "
-                   "the best baseline is then the best of those given")
+                   "the best baseline is then the best of those given; no curve and no secondary variants")
     p.add_argument("--no-secondary", action="store_true",
                    help="skip widthnas_pc, widthnas_sup and widthnas_glr (45 of the 117 fine-tunings)")
     a = p.parse_args(argv)
@@ -733,6 +743,9 @@ def main(argv: list[str] | None = None) -> int:
         if bad or "widthnas" not in methods or not set(methods) & set(BASELINES):
             p.error(f"--methods {a.methods}: give widthnas and at least one baseline among "
                     f"{', '.join(METHODS + (EQUAL,))}" + (f" ({bad} unknown)" if bad else ""))
+        if EQUAL in methods and not set(METHODS) <= set(methods):
+            p.error(f"--methods {a.methods}: {EQUAL} is held to the mean CPU time of every baseline; list all of "
+                    f"{', '.join(METHODS)} with it")
         s = replace(s, methods=methods, curve=())
     if a.no_curve:
         s = replace(s, curve=())

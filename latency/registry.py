@@ -10,12 +10,17 @@ from .standalone_runner import UNRECORDED_OK, describe_differences, device_diffe
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "hw_profiles"
 
 
-def load_profile(name_or_path: str | Path) -> LatencyTable:
-    """A profile file, or the name of a shipped one (hw_profiles/<name>.json)."""
+def profile_path(name_or_path: str | Path) -> Path:
+    """The file of a profile given as a path, or as the name of a shipped one (hw_profiles/<name>.json)."""
     p = Path(name_or_path)
     if not p.exists() and (PROFILE_DIR / f"{name_or_path}.json").exists():
         p = PROFILE_DIR / f"{name_or_path}.json"
-    return LatencyTable.load(p)
+    return p
+
+
+def load_profile(name_or_path: str | Path) -> LatencyTable:
+    """A profile file, or the name of a shipped one (hw_profiles/<name>.json)."""
+    return LatencyTable.load(profile_path(name_or_path))
 
 
 def refuse_shipped(out: str | Path, force: bool, flag: str = "--out") -> None:

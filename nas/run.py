@@ -237,30 +237,19 @@ class Run:
     def _latency_check(self, table, path: str, backend, n: int | None = None) -> dict:
         """Time n random networks now and compare with the profile (at `path`): is it valid here today?
         A check of the same profile and networks made today on this machine kind is reused (check_cache)."""
-        from widthnas.latency.check import CHECK_ROUNDS, CHECK_SEED, latency_check, reference_speed
-        from widthnas.latency.check_cache import cached_check, check_key
+        from widthnas.latency.check import CHECK_ROUNDS, CHECK_SEED
+        from widthnas.latency.check_cache import latency_check_today
         from widthnas.latency.validate import scatter_plot
 
         n = self.cfg.check_networks if n is None else n
-        seed, protocol, samples = self.cfg.seed + CHECK_SEED, self._protocol(min(CHECK_ROUNDS, self.cfg.profile_rounds)), \
-            self.dir / "latency_check.jsonl"
-
-        def timed():
-            return latency_check(table, backend, samples, n, seed, protocol, log=self.log, progress=self.progress)
-
-        if self.cfg.reuse_check:
-            key = check_key(path, backend.device_info(), n, seed, protocol.settings())
-            m, meas, pred = cached_check(key, timed, samples, lambda: reference_speed(table, backend, protocol),
-                                         table.reference_ms, self.log)
-        else:
-            m, meas, pred = timed()
-        when = f"measured today at {m['reused']['made'][11:16]} UTC" if m.get("reused") else "measured in this run"
+        m, meas, pred = latency_check_today(table, path, backend, self.dir / "latency_check.jsonl", n,
+                                            self.cfg.seed + CHECK_SEED,
+                                            self._protocol(min(CHECK_ROUNDS, self.cfg.profile_rounds)),
+                                            self.cfg.reuse_check, log=self.log, progress=self.progress)
+        when = f"timed today at {m['reused']['made'][11:16]} UTC" if m.get("reused") else "timed in this run"
         scatter_plot(self.dir / "latency_fit.png", meas, {"table": pred}, f"{table.name}: {n} networks {when}")
-        if m.get("reused"):
-            self.log(f"latency check: today's check of this profile reused ({when}; the reference runs at "
-                     f"{m['reused']['host_speed_now'] / m['reused']['host_speed_then']:.2f} x its speed then; "
-                     "--recheck times a new one)")
-        self.log(f"latency check on {n} fresh networks: within ±10% {m['within_10']:.0%}, NRMSE {m['nrmse']:.2%}")
+        self.log(f"latency check on {n} fresh networks ({when}): within ±10% {m['within_10']:.0%}, "
+                 f"NRMSE {m['nrmse']:.2%}")
         return m
 
     def stage_train(self) -> dict:

@@ -83,7 +83,8 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
     for flag, v in (("guard", cfg.guard), ("curve", cfg.curve), ("time_threads", cfg.time_threads),
                     ("reuse_check", cfg.reuse_check)):
         if not isinstance(v, bool):
-            raise ValueError(f"{where + ': ' if where else ''}{flag} {v!r}: expected true or false (--no-guard, --curve)")
+            raise ValueError(f"{where + ': ' if where else ''}{flag} {v!r}: expected true or false (--no-guard, --curve, "
+                             "--time-threads, --recheck)")
     from widthnas.mrf import parse_budget
 
     try:

@@ -17,75 +17,88 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache" / "checks"
 
 
-def fake_check(samples, calls, speed=1.0):
-    """A check that writes a samples file and returns figures, counting its calls."""
+def fake_check(samples, timed, speed=1.0):
+    """latency_check's contract: a complete samples file is read without timing; else networks are timed
+    into it (counted in `timed`). The figures are computed from the file, as load_samples would."""
     def run():
-        calls.append(samples)
-        samples.write_text('{"header": 1}\n{"ms": 0.1}\n')
-        meas, pred = np.array([0.10, 0.20, 0.30]), np.array([0.11, 0.19, 0.30])
-        return ({"n": 3, "rmse": 0.01, "nrmse": 0.05, "rmspe": 0.06, "within_5": 1 / 3, "within_10": 1.0,
-                 "kendall_tau": 1.0, "median_abs_rel": 0.05, "host_speed": speed, "machine_note": None}, meas, pred)
+        if not samples.exists():
+            timed.append(samples)
+            samples.write_text(json.dumps({"speed": speed, "ms": [0.10, 0.20, 0.30]}) + "\n")
+        d = json.loads(samples.read_text())
+        meas = np.array(d["ms"])
+        return ({"n": len(meas), "within_10": 1.0, "nrmse": 0.05, "host_speed": d["speed"], "machine_note": None},
+                meas, meas * 1.1)
     return run
 
 
+def check(name, tmp_path, timed, speed_now, when=NOW, speed=1.0, logs=None, key="k"):
+    s = tmp_path / f"{name}.jsonl"
+    return cc.cached_check(key, fake_check(s, timed, speed), s, lambda: speed_now, 0.5,
+                           (logs.append if logs is not None else print), when)
+
+
 def test_a_check_is_reused_the_same_day_at_the_same_speed_only(cache, tmp_path):
-    calls, logs = [], []
-    m, meas, pred = cc.cached_check("k", fake_check(tmp_path / "a.jsonl", calls), tmp_path / "a.jsonl",
-                                    lambda: 1.0, 0.5, logs.append, NOW)
-    assert len(calls) == 1 and "reused" not in m and (cache / "k.json").exists()
+    timed, logs = [], []
+    m, meas, pred = check("a", tmp_path, timed, 1.0)
+    assert len(timed) == 1 and "reused" not in m and (cache / "k.json").exists()
     later = NOW + dt.timedelta(hours=5)
-    m2, meas2, pred2 = cc.cached_check("k", fake_check(tmp_path / "b.jsonl", calls), tmp_path / "b.jsonl",
-                                       lambda: 1.05, 0.5, logs.append, later)
-    assert len(calls) == 1  # nothing timed
+    m2, meas2, pred2 = check("b", tmp_path, timed, 1.05, later)
+    assert len(timed) == 1  # nothing timed
     assert (tmp_path / "b.jsonl").read_text() == (tmp_path / "a.jsonl").read_text()  # the run gets the timings
     assert np.array_equal(meas2, meas) and np.array_equal(pred2, pred)
-    assert {k: v for k, v in m2.items() if k not in ("reused", "host_speed")} == {k: v for k, v in m.items() if k != "host_speed"}
     assert m2["host_speed"] == 1.05 and m2["reused"] == {"made": NOW.isoformat(timespec="seconds"),
                                                          "host_speed_then": 1.0, "host_speed_now": 1.05}
-    # the other machine kind (2 x apart), another day, another key: timed again
-    cc.cached_check("k", fake_check(tmp_path / "c.jsonl", calls), tmp_path / "c.jsonl", lambda: 2.0, 0.5, logs.append,
-                    later)
-    assert len(calls) == 2 and any("another machine kind" in l for l in logs)
-    cc.cached_check("k", fake_check(tmp_path / "d.jsonl", calls, 2.0), tmp_path / "d.jsonl", lambda: 2.0, 0.5,
-                    logs.append, NOW + dt.timedelta(days=1))
-    assert len(calls) == 3
-    cc.cached_check("other", fake_check(tmp_path / "e.jsonl", calls), tmp_path / "e.jsonl", lambda: 1.0, 0.5,
-                    logs.append, NOW)
-    assert len(calls) == 4
+    # the other machine kind (2 x apart): timed, and kept beside the first kind's check
+    check("c", tmp_path, timed, 2.0, later, speed=2.0, logs=logs)
+    assert len(timed) == 2 and any("another machine kind" in l and "timing a new one" in l for l in logs)
+    assert check("d", tmp_path, timed, 2.1, later)[0]["reused"]["host_speed_then"] == 2.0
+    assert check("e", tmp_path, timed, 0.98, later)[0]["reused"]["host_speed_then"] == 1.0
+    assert len(timed) == 2
+    check("f", tmp_path, timed, 1.0, NOW + dt.timedelta(days=1))  # another day (UTC)
+    check("g", tmp_path, timed, 1.0, key="other")  # another profile, network set, protocol or host
+    assert len(timed) == 4
     # a samples file already in the run: a check under way, resumed, never replaced by the cache's
-    (tmp_path / "f.jsonl").write_text("partial\n")
-    cc.cached_check("k", fake_check(tmp_path / "f.jsonl", calls), tmp_path / "f.jsonl", lambda: 1.0, 0.5,
-                    logs.append, NOW)
-    assert len(calls) == 5
+    (tmp_path / "h.jsonl").write_text(json.dumps({"speed": 1.0, "ms": [0.5]}) + "\n")
+    m, meas, _ = check("h", tmp_path, timed, 1.0)
+    assert list(meas) == [0.5] and "reused" not in m and len(timed) == 4
 
 
 def test_a_reused_check_on_another_machine_still_says_so(cache, tmp_path):
-    calls = []
-    cc.cached_check("k", fake_check(tmp_path / "a.jsonl", calls, speed=2.2), tmp_path / "a.jsonl", lambda: 2.2, 0.5,
-                    print, NOW)
-    m, _, _ = cc.cached_check("k", fake_check(tmp_path / "b.jsonl", calls), tmp_path / "b.jsonl", lambda: 2.25, 0.5,
-                              print, NOW)
-    assert len(calls) == 1 and "not the machine the profile was made on" in m["machine_note"]
+    timed = []
+    check("a", tmp_path, timed, 2.2, speed=2.2)
+    m, _, _ = check("b", tmp_path, timed, 2.25)
+    assert len(timed) == 1 and "not the machine the profile was made on" in m["machine_note"]
 
 
 @pytest.mark.parametrize("damage, said", [
-    (lambda d: "{not json", "does not read back"),
-    (lambda d: json.dumps({**d, "metrics": {**d["metrics"], "within_10": 1.5}}), "within_10 1.5"),
-    (lambda d: json.dumps({**d, "measured_ms": [0.1, float("nan"), 0.3]}), "positive finite ms"),
-    (lambda d: json.dumps({**d, "predicted_ms": [0.1, 0.2]}), "number of networks"),
-    (lambda d: json.dumps({**d, "metrics": {**d["metrics"], "host_speed": -1}}), "host_speed -1"),
-    (lambda d: json.dumps({**d, "samples": ""}), "no samples"),
-    (lambda d: json.dumps({**d, "format": "other/9"}), "format 'other/9'"),
+    (lambda d: "{not json", "Expecting property name"),
+    (lambda d: "[]", "not a widthnas-check/2 file"),
+    (lambda d: json.dumps({**d, "format": "widthnas-check/1"}), "not a widthnas-check/2 file"),
+    (lambda d: json.dumps({**d, "entries": [{**d["entries"][0], "host_speed": -1}]}), "1 entries without"),
+    (lambda d: json.dumps({**d, "entries": [{**d["entries"][0], "host_speed": "1.0"}]}), "1 entries without"),
+    (lambda d: json.dumps({**d, "entries": [{**d["entries"][0], "host_speed": float("nan")}]}), "1 entries without"),
+    (lambda d: json.dumps({**d, "entries": [{k: v for k, v in d["entries"][0].items() if k != "made"}]}), "1 entries"),
+    (lambda d: json.dumps({**d, "entries": [{**d["entries"][0], "samples": ""}]}), "1 entries without"),
+    (lambda d: json.dumps({**d, "entries": ["x"]}), "1 entries without"),
 ])
 def test_a_damaged_cached_check_is_said_and_timed_again(cache, tmp_path, damage, said):
-    calls, logs = [], []
-    cc.cached_check("k", fake_check(tmp_path / "a.jsonl", calls), tmp_path / "a.jsonl", lambda: 1.0, 0.5, print, NOW)
+    timed, logs = [], []
+    check("a", tmp_path, timed, 1.0)
     f = cache / "k.json"
     f.write_text(damage(json.loads(f.read_text())))
-    m, _, _ = cc.cached_check("k", fake_check(tmp_path / "b.jsonl", calls), tmp_path / "b.jsonl", lambda: 1.0, 0.5,
-                              logs.append, NOW)
-    assert len(calls) == 2 and "reused" not in m
-    assert any(said in l and "timing a new one" in l for l in logs), logs
+    m, _, _ = check("b", tmp_path, timed, 1.0, logs=logs)
+    assert len(timed) == 2 and "reused" not in m
+    assert any(said in l and "does not read back" in l and "timing a new one" in l for l in logs), logs
+    assert "reused" in check("c", tmp_path, timed, 1.0)[0]  # and the new check took its place
+
+
+def test_a_cache_that_cannot_be_written_never_stops_the_check(tmp_path, monkeypatch):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the cache directory would go")
+    monkeypatch.setenv(cc.CACHE_ENV, str(blocker))
+    timed, logs = [], []
+    m, _, _ = check("a", tmp_path, timed, 1.0, logs=logs)
+    assert len(timed) == 1 and m["n"] == 3 and any("could not keep it" in l for l in logs)
 
 
 def test_the_key_changes_with_the_profile_the_networks_and_the_protocol(tmp_path):
@@ -98,3 +111,14 @@ def test_the_key_changes_with_the_profile_the_networks_and_the_protocol(tmp_path
                 cc.check_key(p, dev, 40, 78, {"rounds": 3}), cc.check_key(p, dev, 40, 77, {"rounds": 5})}) == 5
     p.write_text('{"a": 2}')  # a profile re-fitted under the same name
     assert cc.check_key(p, dev, 40, 77, {"rounds": 3}) != k
+
+
+def test_a_shipped_profile_given_by_name_has_a_key(tmp_path):
+    """`search --profile <shipped name>` on another machine kind: the check's key reads the shipped file."""
+    from widthnas.latency.registry import PROFILE_DIR, profile_path, shipped_profiles
+
+    shipped = shipped_profiles()[0]
+    assert profile_path(shipped.stem) == PROFILE_DIR / shipped.name
+    assert profile_path(str(shipped)) == shipped
+    assert cc.check_key(profile_path(shipped.stem), {}, 40, 77, {}) == cc.check_key(shipped, {}, 40, 77, {})
+    assert not profile_path(tmp_path / "none.json").exists()  # a missing file stays missing: load_profile says so

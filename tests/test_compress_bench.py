@@ -245,3 +245,26 @@ def test_a_subset_of_methods_fine_tunes_only_those_and_compares_with_their_best(
         with pytest.raises(SystemExit):
             cb.main(["--methods", bad])
         assert "give widthnas and at least one baseline" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # its compute is the mean of every baseline's
+        cb.main(["--methods", f"widthnas,tp_global,{cb.EQUAL}"])
+    assert "list all of" in capsys.readouterr().err
+    # the CSV keeps what this run left out: the other methods' rows of the same model and budget
+    csvp = tmp_path / "c.csv"
+    row = lambda m, acc: {**{f: "" for f in cb.FIELDS}, "model": "mbv2", "budget_pct": 60, "method": m, "acc_mean": acc}  # noqa: E731
+    cb._merge_csv(csvp, [row("uniform8", 0.5), row("widthnas", 0.5)], "mbv2")
+    cb._merge_csv(csvp, [row("widthnas", 0.9)], "mbv2", partial=True)
+    got = {r["method"]: r["acc_mean"] for r in cb.csv.DictReader(cb.io.StringIO(csvp.read_text()))}
+    assert got == {"uniform8": "0.5", "widthnas": "0.9"}
+
+
+def test_a_start_of_another_search_is_not_reused_but_its_supernet_is(tmp_path):
+    """Starts made before the search re-aimed (search_version 1) keep their names; widthnas's new starts get
+    new ones, the baselines' stay, and the supernet directory (named by the supernet's settings) is shared."""
+    old, new = cb.Setup(search_version=1), cb.Setup()
+    b_old, b_new = cb.Bench(old, tmp_path, log=lambda *_: None), cb.Bench(new, tmp_path, log=lambda *_: None)
+    for m in cb.SEARCHED:
+        assert b_old.start_key(m) != b_new.start_key(m)
+    for m in cb.BASELINES + (cb.CURVE,):
+        assert b_old.start_key(m) == b_new.start_key(m)
+    assert old.key(*cb._START_FIELDS["widthnas"]) == new.key(*cb._START_FIELDS["widthnas"])  # the supernet's name
+

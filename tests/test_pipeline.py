@@ -327,12 +327,21 @@ def test_search_on_another_machine_counts_a_check_made_here_in_its_margin(finish
     assert c["target_ms"] == pytest.approx(c["budget_ms"] * (1 - c["margin_pct"] / 100)) and c["predicted_ms"] <= c["target_ms"]
     import widthnas.latency.check as check_mod  # the same search again today, the reference at the check's speed
 
-    monkeypatch.setattr(check_mod, "reference_speed", lambda table, be, protocol: chk["host_speed"])
-    assert main(["search", "--profile", str(other), "--unaries", un, "--budget", "70%", "--check-networks", "6",
-                 "--out", str(cfgp)]) == 0
-    assert "today's check of this profile reused" in capsys.readouterr().out
+    import widthnas.latency.check_cache as cc
+
+    speed = {"x": chk["host_speed"]}  # another machine still (> 1.4 x), whatever the tiny reference does now
+    monkeypatch.setattr(check_mod, "reference_speed", lambda table, be, protocol: speed["x"])
+    monkeypatch.setattr(cc, "_today", lambda now: "9999-01-01")  # a day of its own: the check above is not its
+    monkeypatch.setenv("WIDTHNAS_CACHE", str(tmp_path / "cache"))
+    search_again = ["search", "--profile", str(other), "--unaries", un, "--budget", "70%", "--check-networks", "6",
+                    "--out", str(cfgp)]
+    assert main(search_again) == 0 and "reused" not in capsys.readouterr().out
+    fresh = json.loads(cfgp.read_text())["latency_check"]
+    (kept,) = (tmp_path / "cache" / "checks").glob("*.json")
+    speed["x"] = json.loads(kept.read_text())["entries"][0]["host_speed"]  # the kept check's own speed
+    assert main(search_again) == 0 and "today's check of this profile reused" in capsys.readouterr().out
     again = json.loads(cfgp.read_text())["latency_check"]
-    assert {k: again[k] for k in ("n", "rmspe", "within_10")} == {k: chk[k] for k in ("n", "rmspe", "within_10")}
+    assert {k: again[k] for k in ("n", "rmspe", "within_10")} == {k: fresh[k] for k in ("n", "rmspe", "within_10")}
     monkeypatch.undo()
     board = tmp_path / "board.json"  # another device altogether (a bundle's board): nothing timed here tells
     board.write_text(json.dumps({**d, "device": {**d["device"], "cpu": "Cortex-A72 (a board)"}}))
@@ -1021,8 +1030,11 @@ def test_the_next_run_today_reuses_the_latency_check_on_this_machine_kind_only(f
 
     import widthnas.latency.check as check_mod
 
+    import widthnas.latency.check_cache as cc
+
     cfg, out, run, _ = finished_run
     monkeypatch.setenv("WIDTHNAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cc, "_today", lambda now: "2026-12-07")  # one day, though the clock may pass midnight
     c = replace(cfg, profile=run.state["profile"]["path"], check_networks=4)
     logs = []
     first = Run(c, tmp_path / "a", log=logs.append, progress=False).stage_profile()["check"]

@@ -29,6 +29,8 @@ def add_parser(sub) -> None:
     q.add_argument("--check-networks", type=int, default=CHECK_NETWORKS, metavar="N",
                    help=f"--margin auto on another machine: random networks timed here (default {CHECK_NETWORKS}; "
                         "0: no check, the margin from the profile alone)")
+    q.add_argument("--recheck", action="store_true", help="time that check anew even when one of this profile made "
+                   "today on this machine kind is kept in $WIDTHNAS_CACHE (default ~/.cache/widthnas)")
     q.add_argument("--out", default="config.json", help="chosen configuration JSON")
     q.add_argument("--pareto", help="write the Pareto front CSV here (and a PNG beside it)")
     q.set_defaults(fn=run)
@@ -80,7 +82,7 @@ def run(args) -> int:
         unaries = Unaries.load(args.unaries)
     check = None  # on another machine, --margin auto counts a latency check made here (latency/margin.py)
     if parse_margin(args.margin) == "auto" and args.check_networks:
-        check = check_if_another_machine(table, args.check_networks, args.profile)
+        check = check_if_another_machine(table, args.check_networks, args.profile, not args.recheck)
     budget, widest, target, margin_pct, margin_how = aim(table, args.budget, args.margin, check)
     import tempfile
 
@@ -116,14 +118,16 @@ def run(args) -> int:
     return 0
 
 
-def check_if_another_machine(table, n: int, path: str | None = None) -> dict | None:
+def check_if_another_machine(table, n: int, path: str | None = None, reuse: bool = True) -> dict | None:
     """A latency check of n random networks when the profile's reference runs so far off here that the
     profile was made on another machine (latency/check.py), else None; None, said, for a profile this
-    machine cannot time (not onnxruntime). path: the profile's file, whose check made today on this
-    machine kind is reused (latency/check_cache.py)."""
+    machine cannot time (not onnxruntime). path: the profile (a file or a shipped profile's name), whose
+    check made today on this machine kind is reused unless reuse=False (latency/check_cache.py)."""
     import tempfile
 
-    from widthnas.latency.check import CHECK_SEED, check_protocol, latency_check, reference_speed
+    from widthnas.latency.check import CHECK_SEED, check_protocol, reference_speed
+    from widthnas.latency.check_cache import latency_check_today
+    from widthnas.latency.registry import profile_path
     from widthnas.latency.host_state import machine_note
     from widthnas.latency.standalone_runner import describe_differences, device_differences
 
@@ -146,20 +150,8 @@ def check_if_another_machine(table, n: int, path: str | None = None) -> dict | N
           f"the profile's device key; timing {n} random networks here for the margin (--check-networks 0: skip)",
           flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        samples = Path(tmp) / "check.jsonl"
-
-        def timed():
-            return latency_check(table, be, samples, n, CHECK_SEED, check_protocol(), log=print)
-
-        if path is None:
-            m, _, _ = timed()
-        else:
-            from widthnas.latency.check_cache import cached_check, check_key
-
-            key = check_key(path, be.device_info(), n, CHECK_SEED, check_protocol().settings())
-            m, _, _ = cached_check(key, timed, samples, lambda: speed, table.reference_ms, print)
-            if m.get("reused"):
-                print(f"latency check: today's check of this profile reused (timed at {m['reused']['made']})")
+        m, _, _ = latency_check_today(table, path and profile_path(path), be, Path(tmp) / "check.jsonl", n, CHECK_SEED,
+                                      check_protocol(), reuse and path is not None, lambda: speed, log=print)
     print(f"latency check on {m['n']} networks: within ±10 % {m['within_10']:.0%}, RMS error {m['rmspe']:.2%}, "
           f"NRMSE {m['nrmse']:.2%}, reference at {m['host_speed']:.2f} x"
           + ("" if m["machine_note"] else ": the profile's machine after all, the margin from the profile alone"))
