@@ -320,7 +320,7 @@ def test_search_on_another_machine_counts_a_check_made_here_in_its_margin(finish
                  "--out", str(cfgp)]) == 0
     printed, c = capsys.readouterr().out, json.loads(cfgp.read_text())
     chk = c["latency_check"]
-    assert "another machine behind the profile's device key; timing 6 random networks here" in printed
+    assert "another machine behind the profile's device key; checking 6 random networks here" in printed
     assert chk["n"] == 6 and chk["host_speed"] > OTHER_MACHINE
     assert c["margin_pct"] == pytest.approx(min(max(own, 200 * chk["rmspe"]), MAX_AUTO_PCT), abs=0.01)
     assert ("the profile was made on another machine" in c["margin_how"]) == (200 * chk["rmspe"] > own)
@@ -351,14 +351,14 @@ def test_search_on_another_machine_counts_a_check_made_here_in_its_margin(finish
         c = json.loads((tmp_path / "n.json").read_text())
         (tmp_path / "n.json").unlink()
         out_text = capsys.readouterr().out
-        assert "timing" not in out_text and "latency_check" not in c  # no check: skipped, given, another device
+        assert "random networks here" not in out_text and "latency_check" not in c  # no check: skipped, given, another device
         assert c["margin_pct"] == (3.0 if "3" in extra else own)
     assert "it is of another device (cpu: Cortex-A72 (a board) in the profile" in out_text
     import widthnas.latency.check as check_mod  # on the profile's machine (its reference at its profiled speed)
 
     monkeypatch.setattr(check_mod, "reference_speed", lambda table, be, protocol: 1.0)
     assert main(["search", "--profile", str(other), "--unaries", un, "--budget", "70%", "--out", str(tmp_path / "n.json")]) == 0
-    assert "timing" not in capsys.readouterr().out and "latency_check" not in json.loads((tmp_path / "n.json").read_text())
+    assert "random networks here" not in capsys.readouterr().out and "latency_check" not in json.loads((tmp_path / "n.json").read_text())
     assert main(["search", "--profile", str(other), "--unaries", un, "--budget", "70%", "--check-networks", "2",
                  "--out", str(tmp_path / "x.json")]) == 2
     assert "--check-networks 2" in capsys.readouterr().err and not (tmp_path / "x.json").exists()

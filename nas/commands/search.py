@@ -147,7 +147,7 @@ def check_if_another_machine(table, n: int, path: str | None = None, reuse: bool
     if machine_note(speed, table.reference_ms) is None:
         return None
     print(f"the reference network ran {speed:.2f} x its profiled {table.reference_ms:.4g} ms: another machine behind "
-          f"the profile's device key; timing {n} random networks here for the margin (--check-networks 0: skip)",
+          f"the profile's device key; checking {n} random networks here for the margin (--check-networks 0: skip)",
           flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         m, _, _ = latency_check_today(table, path and profile_path(path), be, Path(tmp) / "check.jsonl", n, CHECK_SEED,
