@@ -67,7 +67,7 @@ def check_traced_run(factory: str, weights: bool, tmp_path, capsys, budget: str 
     assert sum(conv_out_channels(out / "model.onnx")) < sum(bases)
     assert st["export"]["chosen"]["max_abs_diff"] < 1e-3
     # and computes the network the run fine-tuned
-    x = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(8, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     assert_onnx_computes(out / "model.onnx", fine_tuned_network(out, space, chosen["widths"]), x)
     ms = check_budget_verdict(st["verify"]["chosen"], st["search"]["budget_ms"])
     told = st["verify"]["chosen"]["budget_verdict"]["verdict"] != "cannot tell at this noise"
