@@ -23,7 +23,7 @@ import numpy as np
 
 from widthnas.mrf import GraphMRF, PairFactor
 from widthnas.mrf import solvers as gs
-from widthnas.mrf.pgmpy_ref import pgmpy_marginals
+from widthnas.benchmarks.pgmpy_ref import pgmpy_marginals
 
 MOBILENET_V1_PROFILE = "amd-epyc-2c_ort-cpu-1t-b1_mobilenet_v1"  # shipped, hw_profiles/
 TARGETS_MS = {"lagrangian": 1.0, "exact+front": 50.0}  # issue 34, on mobilenet_v1 at 224 px

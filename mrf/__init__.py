@@ -1,4 +1,4 @@
-"""The width MRF and its solvers: pure numpy/scipy (pgmpy as reference), no torch."""
+"""The width MRF and its solvers: pure numpy/scipy (pgmpy as reference, benchmarks/pgmpy_ref.py), no torch."""
 from .baselines import greedy, uniform
 from .model import GraphMRF, PairFactor
 from .solvers import exact, fastest, lagrangian, marginals, pareto_front, sample_configs, viterbi

@@ -331,7 +331,7 @@ def test_factors_on_one_pair_are_summed_and_fixed_groups_work():
 # ---- pgmpy on the same graphs ------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["chain", "residual", "grid", "tree"])
 def test_pgmpy_agrees_on_map_and_marginals(kind):
-    from widthnas.mrf.pgmpy_ref import pgmpy_map, pgmpy_marginals
+    from widthnas.benchmarks.pgmpy_ref import pgmpy_map, pgmpy_marginals
 
     m, _ = random_graph(np.random.default_rng(11), kind, 3, 4)
     for gamma, T in ((0.0, 1.0), (1.3, 0.5)):
@@ -348,7 +348,7 @@ def test_tied_layers_as_one_group_match_pgmpy_with_equality_factors():
     from pgmpy.factors.discrete import DiscreteFactor
     from pgmpy.inference import VariableElimination
 
-    from widthnas.mrf.pgmpy_ref import to_pgmpy, group
+    from widthnas.benchmarks.pgmpy_ref import to_pgmpy, group
 
     rng = np.random.default_rng(12)
     ch = [(8, 16, 24), (8, 16, 32), (16, 24, 32), (8, 16, 32), (8, 16)]
