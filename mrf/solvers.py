@@ -11,7 +11,7 @@ differ only in what a message holds:
                 fronts hanging on one group meet on its K states, not on the clique's K^2
 A virtual root with no groups joins the trees of a disconnected graph and carries the intercept.
 The Lagrangian's max-sum (`_max_sum`) runs the same sums as a flat program: one batch per tree level,
-decoded by pointer doubling; `_max_sum_ref` is the clique-by-clique pass it must equal.
+decoded by pointer doubling; the tests check it against the clique-by-clique pass (`_upward`, `_decode_max`).
 Results are `Solution`s (solution.py).
 """
 from __future__ import annotations
@@ -338,34 +338,6 @@ def _decode_max(p: Plan, arg: list, n: int) -> np.ndarray:
     return x
 
 
-def _flat_tables(mrf: GraphMRF, p: Plan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All cliques' score and latency tables laid end to end, (all states,) each, and the
-    (cliques + 1,) offsets of each clique's states (cached on mrf)."""
-    key = ("flat", id(p))
-    if mrf.cache.get(key, (None,))[0] is not p:
-        S, L = _tables(mrf, p)
-        mrf.cache[key] = (p, np.concatenate(S), np.concatenate(L), np.cumsum([0] + [len(s) for s in S]))
-    return mrf.cache[key][1:]
-
-
-def _lag_pots(mrf: GraphMRF, p: Plan, gammas: np.ndarray) -> list[np.ndarray]:
-    """Per clique, (G, size) score - gamma * latency, for G multipliers: one array op on all
-    cliques' tables laid end to end, then views (cheaper than one op per clique). The views are of
-    a scratch array: use them before the next call."""
-    s, l, off = _flat_tables(mrf, p)
-    g = np.asarray(gammas, float)
-    pot = np.multiply(g[:, None], l[None], out=_buf("lag.pot", len(g) * len(l), np.float64).reshape(len(g), -1))
-    np.subtract(s[None], pot, out=pot)  # (G, all states); a scratch array, valid until the next call
-    return [pot[:, a:b] for a, b in zip(off[:-1], off[1:])]
-
-
-def _max_sum_ref(mrf: GraphMRF, gammas: np.ndarray) -> np.ndarray:
-    """`_max_sum` clique by clique (`_upward`, `_decode_max`): the reference it must equal."""
-    p = plan(mrf, centred=True)
-    _, _, arg = _upward(p, _lag_pots(mrf, p, gammas), "max")
-    return _decode_max(p, arg, mrf.n)
-
-
 # ---- max-sum for G multipliers as a flat program: a few numpy calls per tree level ----------------
 # Cliques of one height (every child lower) run as one batch, each padded to (level's n_sep, rest)
 # states; padding has potential -inf, so it is never an argmax (argmax takes the first of equal
@@ -392,7 +364,7 @@ class _MaxSum:
     Decode: H (G, cliques * ns) holds at (c, s) the separator state of c given separator state s
     of an ancestor; first the parent (h_*, proj), then by doubling (anc) the root."""
     n_pad: int  # P columns
-    pad: np.ndarray  # (n_pad,) each P column's index in `_flat_tables`' states; padding: one past the last
+    pad: np.ndarray  # (n_pad,) each P column's index in `_tables` laid end to end; padding: one past the last
     levels: list[_Level]
     ns: int  # the largest separator count: H's columns per clique
     h: tuple[np.ndarray, np.ndarray, np.ndarray]  # (cliques * ns,) c0, wb, ww of the parent's argmax for s
@@ -517,16 +489,15 @@ def _pad_tables(mrf: GraphMRF, p: Plan, m: _MaxSum) -> tuple[np.ndarray, np.ndar
     """(n_pad,) score and latency in P's layout; padding scores -inf, latency 0 (cached on mrf)."""
     key = ("maxsum", id(p))
     if mrf.cache.get(key, (None,))[0] is not p:
-        s, l, _ = _flat_tables(mrf, p)
-        mrf.cache[key] = (p, np.r_[s, -np.inf][m.pad], np.r_[l, 0.0][m.pad])
+        S, L = _tables(mrf, p)
+        mrf.cache[key] = (p, np.r_[np.concatenate(S), -np.inf][m.pad], np.r_[np.concatenate(L), 0.0][m.pad])
     return mrf.cache[key][1:]
 
 
 def _max_sum(mrf: GraphMRF, gammas: np.ndarray) -> np.ndarray:
     """(G,) multipliers -> (G, groups) argmax of score - gamma * latency. The same sums in the same
-    order as `_max_sum_ref` (so the same answers), with numpy calls per tree level, not per clique;
-    on the centred tree, whose levels are about half as many on a chain (1.04 -> 0.88 ms of Lagrangian,
-    RESULTS §4)."""
+    order as the clique-by-clique pass (so the same answers), with numpy calls per tree level, not
+    per clique; on the centred tree, whose levels are about half as many on a chain."""
     p = plan(mrf, centred=True)
     m = _max_sum_program(p)
     s, l = _pad_tables(mrf, p, m)
@@ -535,7 +506,7 @@ def _max_sum(mrf: GraphMRF, gammas: np.ndarray) -> np.ndarray:
     lv_idx, h_arg, h_at, g_arg = _per_g(m, G)
     P = _buf("ms.pot", G * m.n_pad, np.float64).reshape(G, m.n_pad)
     np.multiply(g[:, None], l[None], out=P)
-    np.subtract(s[None], P, out=P)  # as `_lag_pots`; padding: -inf - gamma * 0
+    np.subtract(s[None], P, out=P)  # score - gamma * latency; padding: -inf - gamma * 0
     n_msg = 1 + G * (m.levels[-1].wb + m.levels[-1].ww)
     M, A = _buf("ms.msg", n_msg, np.float64), _buf("ms.arg", n_msg, np.intp)
     M[0], A[0] = 0.0, 0
@@ -645,14 +616,6 @@ def marginals(mrf: GraphMRF, gamma: float, temperature: float) -> list[np.ndarra
         w = np.exp(lm - lm.max())
         out.append(w / w.sum())
     return out
-
-
-def log_partition(mrf: GraphMRF, gamma: float, temperature: float) -> float:
-    """log sum_x exp((score - gamma * latency) / T)."""
-    if w := _wide(mrf):
-        raise ValueError(f"no exact partition function for this graph: {w.why(mrf)}")
-    _, up, _ = _sum_product_up(mrf, gamma, temperature)
-    return float(up[-1][0, 0])
 
 
 def sample_configs(mrf: GraphMRF, gamma: float, temperature: float, n: int,
