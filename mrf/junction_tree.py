@@ -15,15 +15,16 @@ HEURISTICS = ("min-fill", "min-degree")
 
 
 def elimination_order(n: int, edges: Sequence[tuple[int, int]], state_counts: Sequence[int] | None = None,
-                      heuristic: str = "min-fill") -> list[int]:
+                      heuristic: str = "min-fill") -> tuple[list[int], dict[int, set[int]]]:
     """A greedy elimination order: each step removes the vertex adding the fewest fill edges
     ("min-fill") or having the fewest neighbours ("min-degree"); ties go to the smallest clique
-    table (product of state counts), then to the lowest index, so the order is deterministic."""
+    table (product of state counts), then to the lowest index, so the order is deterministic.
+    Also, per vertex, its neighbours not yet eliminated when it was."""
     if heuristic not in HEURISTICS:
         raise ValueError(f"unknown elimination heuristic {heuristic!r}; choose one of {HEURISTICS}")
     logk = [math.log(max(int(k), 1)) for k in (state_counts or [1] * n)]
     adj = _adjacency(n, edges)
-    alive, order = set(range(n)), []
+    alive, order, later = set(range(n)), [], {}
     while alive:
         def cost(v: int):
             nb = adj[v]
@@ -34,14 +35,14 @@ def elimination_order(n: int, edges: Sequence[tuple[int, int]], state_counts: Se
             return first, logk[v] + sum(logk[u] for u in nb), v
 
         v = min(alive, key=cost)
-        nb = adj[v]
+        nb = later[v] = adj[v]
         for a in nb:  # fill: the neighbours of an eliminated vertex become a clique
             adj[a] |= nb - {a}
             adj[a].discard(v)
         alive.discard(v)
         adj[v] = set()
         order.append(v)
-    return order
+    return order, later
 
 
 def _adjacency(n: int, edges: Sequence[tuple[int, int]]) -> list[set[int]]:
@@ -92,13 +93,6 @@ class JunctionTree:
                     stack.extend((k, False) for k in reversed(kids[c]))
         return out
 
-    def height(self) -> int:
-        """Cliques on the longest root-to-leaf path, over every component."""
-        depth = [0] * len(self.cliques)
-        for c in reversed(self.postorder()):  # parents before children
-            depth[c] = 1 + (depth[self.parent[c]] if self.parent[c] >= 0 else 0)
-        return max(depth)
-
     def centred(self) -> "JunctionTree":
         """The same tree with each component rooted at its centre (a clique of least eccentricity).
 
@@ -134,23 +128,6 @@ class JunctionTree:
                 parent[c] = p
         return JunctionTree(list(self.cliques), parent, list(self.order))
 
-    def check(self, n: int, edges: Sequence[tuple[int, int]]) -> None:
-        """Raises unless this is a valid tree decomposition of the graph: every vertex and edge in some
-        clique, and the cliques holding any vertex forming one connected subtree (running intersection)."""
-        sets = [set(c) for c in self.cliques]
-        for v in range(n):
-            holders = [c for c, s in enumerate(sets) if v in s]
-            if not holders:
-                raise AssertionError(f"vertex {v} is in no clique")
-            tops = [c for c in holders if self.parent[c] < 0 or v not in sets[self.parent[c]]]
-            if len(tops) != 1:
-                raise AssertionError(f"the cliques holding vertex {v} are not connected: {holders}")
-        for i, j in edges:
-            if not any(i in s and j in s for s in sets):
-                raise AssertionError(f"edge ({i}, {j}) is in no clique")
-        if sorted(self.postorder()) != list(range(len(self.cliques))):
-            raise AssertionError("the parent links do not form a forest")
-
 
 def junction_tree(n: int, edges: Sequence[tuple[int, int]], state_counts: Sequence[int] | None = None,
                   heuristic: str = "min-fill") -> JunctionTree:
@@ -163,19 +140,11 @@ def junction_tree(n: int, edges: Sequence[tuple[int, int]], state_counts: Sequen
     """
     if n <= 0:
         raise ValueError("a junction tree needs at least one vertex")
-    order = elimination_order(n, edges, state_counts, heuristic)
+    order, later = elimination_order(n, edges, state_counts, heuristic)
     pos = {v: k for k, v in enumerate(order)}
-    adj = _adjacency(n, edges)
-    clique_of, parent_v = {}, {}
-    for v in order:
-        nb = adj[v]
-        clique_of[v] = tuple(sorted(nb | {v}))
-        parent_v[v] = min(nb, key=pos.__getitem__) if nb else None
-        for a in nb:
-            adj[a] |= nb - {a}
-            adj[a].discard(v)
+    clique_of = {v: tuple(sorted(nb | {v})) for v, nb in later.items()}
+    par = {v: min(nb, key=pos.__getitem__) if nb else None for v, nb in later.items()}
     # merge non-maximal cliques: C_p inside a child C_c -> c takes p's place in the tree
-    par = dict(parent_v)
     alive = list(order)
     changed = True
     while changed:

@@ -79,6 +79,28 @@ def log_partition(m, gamma, T):
 
 
 # ---- the tree decomposition ------------------------------------------------------------------
+def check_decomposition(jt, n, edges) -> None:
+    """Raises unless jt is a valid tree decomposition of the graph: every vertex and edge in some
+    clique, and the cliques holding any vertex forming one connected subtree (running intersection)."""
+    sets = [set(c) for c in jt.cliques]
+    for v in range(n):
+        holders = [c for c, s in enumerate(sets) if v in s]
+        assert holders, f"vertex {v} is in no clique"
+        tops = [c for c in holders if jt.parent[c] < 0 or v not in sets[jt.parent[c]]]
+        assert len(tops) == 1, f"the cliques holding vertex {v} are not connected: {holders}"
+    for i, j in edges:
+        assert any(i in s and j in s for s in sets), f"edge ({i}, {j}) is in no clique"
+    assert sorted(jt.postorder()) == list(range(len(jt.cliques))), "the parent links do not form a forest"
+
+
+def height(jt) -> int:
+    """Cliques on the longest root-to-leaf path, over every component."""
+    depth = [0] * len(jt.cliques)
+    for c in reversed(jt.postorder()):  # parents before children
+        depth[c] = 1 + (depth[jt.parent[c]] if jt.parent[c] >= 0 else 0)
+    return max(depth)
+
+
 def _least_height(jt) -> int:
     """Brute force: the tree's height (in cliques) under the best root of each component, trying every clique."""
     nb = {c: set() for c in range(len(jt.cliques))}
@@ -109,17 +131,17 @@ def test_junction_tree_is_a_valid_decomposition():
         edges = [(i, j) for i in range(n) for j in range(i + 1, n) if rng.random() < rng.uniform(0, 0.6)]
         for h in ("min-fill", "min-degree"):
             jt = junction_tree(n, edges, list(rng.integers(1, 8, n)), h)
-            jt.check(n, edges)
+            check_decomposition(jt, n, edges)
             sets = [set(c) for c in jt.cliques]
             assert not any(a < b for a in sets for b in sets)  # only maximal cliques
             cj = jt.centred()
-            cj.check(n, edges)
+            check_decomposition(cj, n, edges)
             assert cj.cliques == jt.cliques and len(cj.roots) == len(jt.roots)
-            assert cj.height() == _least_height(jt) <= jt.height()
+            assert height(cj) == _least_height(jt) <= height(jt)
     chain = junction_tree(*GRAPHS["chain"])
     assert chain.width == 1 and sorted(chain.cliques) == GRAPHS["chain"][1]
     long_chain = junction_tree(14, [(i, i + 1) for i in range(13)])  # MobileNet-v1's 14 groups: 13 cliques
-    assert long_chain.height() == 13 and long_chain.centred().height() == 7
+    assert height(long_chain) == 13 and height(long_chain.centred()) == 7
     assert junction_tree(*GRAPHS["residual"]).width == 2  # bottleneck blocks: cliques of three groups
     assert len(junction_tree(*GRAPHS["disconnected"]).roots) == 3  # a forest, one tree per component
     assert junction_tree(4, list(itertools.combinations(range(4), 2))).cliques == [(0, 1, 2, 3)]
