@@ -63,7 +63,7 @@ class Plan:
     post: list[int]  # children before parents; the virtual root last
     home: list[tuple[int, np.ndarray]]  # per group: (a clique holding it, its states sorted by the group's choice)
     up: list[tuple[int, int]]  # per clique: (its parent, its position among the parent's children); root (-1, -1)
-    maxsum: "_MaxSum | None" = field(default=None, repr=False)  # built on first use (`_max_sum_program`)
+    maxsum: "_MaxSum | None" = field(default=None, repr=False)  # built on first use (`_max_sum`)
 
     @property
     def root(self) -> int:
@@ -73,25 +73,25 @@ class Plan:
 _PLANS: dict = {}
 
 
-def plan(mrf: GraphMRF, heuristic: str = "min-fill", centred: bool = False) -> Plan:
+def plan(mrf: GraphMRF, centred: bool = False) -> Plan:
     """The junction tree and index maps for this graph's structure (cached by structure, so
     changing a table's values never serves a stale plan). centred: each tree rooted at its centre
     (JunctionTree.centred), for the level-batched max-sum."""
-    mine = ("plan", heuristic, centred)  # the MRF is read-only once built (GraphMRF): its plan too
+    mine = ("plan", centred)  # the MRF is read-only once built (GraphMRF): its plan too
     if mine in mrf.cache:
         return mrf.cache[mine]
     ks = tuple(len(c) for c in mrf.choices)
-    key = (ks, tuple(mrf.edges), heuristic, centred)
+    key = (ks, tuple(mrf.edges), centred)
     if key not in _PLANS:
         if len(_PLANS) > 64:
             _PLANS.clear()
-        _PLANS[key] = _build_plan(ks, mrf.edges, heuristic, centred)
+        _PLANS[key] = _build_plan(ks, mrf.edges, centred)
     mrf.cache[mine] = _PLANS[key]
     return _PLANS[key]
 
 
-def _build_plan(ks: tuple[int, ...], edges: list[tuple[int, int]], heuristic: str, centred: bool = False) -> Plan:
-    jt = junction_tree(len(ks), edges, ks, heuristic)
+def _build_plan(ks: tuple[int, ...], edges: list[tuple[int, int]], centred: bool) -> Plan:
+    jt = junction_tree(len(ks), edges, ks)
     if centred:
         jt = jt.centred()
     m = len(jt.cliques)
@@ -255,12 +255,8 @@ def _solution(mrf: GraphMRF, idx, method: str, budget: float | None = None, **in
 def _tables(mrf: GraphMRF, p: Plan) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per clique, (size,) score and (size,) latency (ms) of the terms it carries (cached on mrf)."""
     key = ("tables", id(p))
-    if mrf.cache.get(key, (None,))[0] is not p:
-        mrf.cache[key] = (p, _build_tables(mrf, p))
-    return mrf.cache[key][1]
-
-
-def _build_tables(mrf: GraphMRF, p: Plan) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    if mrf.cache.get(key, (None,))[0] is p:
+        return mrf.cache[key][1]
     S, L = [], []
     for q in p.cliques:
         s, l = np.zeros(q.shape), np.zeros(q.shape)
@@ -281,6 +277,7 @@ def _build_tables(mrf: GraphMRF, p: Plan) -> tuple[list[np.ndarray], list[np.nda
         S.append(np.ravel(s))
         L.append(np.ravel(l))
     L[-1] = L[-1] + mrf.intercept  # the virtual root carries the intercept
+    mrf.cache[key] = (p, (S, L))
     return S, L
 
 
@@ -380,25 +377,12 @@ class _MaxSum:
     per_g: dict = field(default_factory=dict)  # G -> `_per_g`'s arrays
 
 
-def _heights(p: Plan) -> list[int]:
-    """Per clique, the longest path down to a leaf (leaves 0): cliques of one height are independent."""
-    h = [0] * len(p.cliques)
-    for c in p.post:
-        h[c] = 1 + max((h[k] for k in p.cliques[c].children), default=-1)
-    return h
-
-
-def _max_sum_program(p: Plan) -> _MaxSum:
-    """The plan's `_MaxSum` (built on first use)."""
-    if p.maxsum is None:
-        p.maxsum = _build_max_sum(p)
-    return p.maxsum
-
-
 def _build_max_sum(p: Plan) -> _MaxSum:
     C, qs = len(p.cliques), p.cliques
     off = np.cumsum([0] + [q.size for q in qs])
-    height = _heights(p)
+    height = [0] * C  # the longest path down to a leaf (leaves 0): cliques of one height are independent
+    for c in p.post:
+        height[c] = 1 + max((height[k] for k in qs[c].children), default=-1)
     by_level = [[c for c in p.post if height[c] == h] for h in range(max(height) + 1)]
     where = [(0, 0, 0)] * C  # per clique: c0 (without s), wb, ww of its messages
     shapes, wb = [], 0
@@ -499,7 +483,9 @@ def _max_sum(mrf: GraphMRF, gammas: np.ndarray) -> np.ndarray:
     order as the clique-by-clique pass (so the same answers), with numpy calls per tree level, not
     per clique; on the centred tree, whose levels are about half as many on a chain."""
     p = plan(mrf, centred=True)
-    m = _max_sum_program(p)
+    if p.maxsum is None:
+        p.maxsum = _build_max_sum(p)
+    m = p.maxsum
     s, l = _pad_tables(mrf, p, m)
     g = np.asarray(gammas, float)
     G = len(g)
