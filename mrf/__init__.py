@@ -1,5 +1,6 @@
 """The width MRF and its solvers: pure numpy/scipy (pgmpy as reference, benchmarks/pgmpy_ref.py), no torch."""
 from .baselines import greedy, uniform
+from .build import build_mrf
 from .model import GraphMRF, PairFactor
 from .solvers import exact, fastest, lagrangian, marginals, pareto_front, sample_configs, viterbi
 from .solution import InfeasibleBudget, Solution
@@ -9,7 +10,8 @@ __all__ = ["GraphMRF", "PairFactor", "InfeasibleBudget", "Unaries", "Solution", 
            "pareto_front", "marginals", "sample_configs", "fastest", "uniform", "greedy", "solve", "parse_budget",
            "with_margin", "build_mrf"]
 
-METHODS = ("exact", "lagrangian", "greedy", "uniform")
+SOLVERS = {"exact": exact, "lagrangian": lagrangian, "greedy": greedy, "uniform": uniform}
+METHODS = tuple(SOLVERS)
 
 
 def budget_is_share(text: str | float) -> bool:
@@ -38,19 +40,8 @@ def with_margin(budget_ms: float, margin_pct: float) -> float:
     return budget_ms * (1 - margin_pct / 100)
 
 
-def build_mrf(table, unaries) -> GraphMRF:
-    """The MRF of a profile's latency table and per-group unaries (build.py)."""
-    return GraphMRF.from_table(table, unaries)
-
-
 def solve(mrf: GraphMRF, budget: float, method: str = "exact", **kw) -> Solution:
     """One entry point for every method, same inputs, same output."""
-    if method == "exact":
-        return exact(mrf, budget, **kw)
-    if method == "lagrangian":
-        return lagrangian(mrf, budget, **kw)
-    if method == "greedy":
-        return greedy(mrf, budget, **kw)
-    if method == "uniform":
-        return uniform(mrf, budget, **kw)
-    raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    if method not in SOLVERS:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    return SOLVERS[method](mrf, budget, **kw)

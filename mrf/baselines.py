@@ -58,9 +58,8 @@ def greedy(mrf: GraphMRF, budget: float, score_fn: Callable[[list[int]], float] 
             if best is None or ratio < best[0]:
                 best = (ratio, cand, s)
         if best is None:  # nothing that still saves latency: fall back to the fastest
-            sol = ops._solution(mrf, ops.fastest(mrf).idx, "greedy", budget, steps=steps, evals=evals)
-            sol.info["path"] = path  # still greedy's answer at every budget its descent reached
-            return sol
+            idx, cur_s = ops.fastest(mrf).idx, None
+            break
         _, idx, cur_s = best
         cur_l = mrf.latency(idx)
         path.append((mrf.widths(idx), cur_l, cur_s))
@@ -68,7 +67,7 @@ def greedy(mrf: GraphMRF, budget: float, score_fn: Callable[[list[int]], float] 
         if log:
             log(f"greedy step {steps}: {mrf.widths(idx)} {cur_l:.4f} ms score {cur_s:.4f}")
     sol = ops._solution(mrf, idx, "greedy", budget, steps=steps, evals=evals)
-    sol.info["path"] = path
-    if score_fn:
+    sol.info["path"] = path  # greedy's answer at every budget its descent reached, even after a fallback
+    if score_fn and cur_s is not None:
         sol.info["evaluated_score"] = cur_s
     return sol

@@ -10,7 +10,7 @@ from __future__ import annotations
 from .model import GraphMRF, PairFactor
 
 
-def mrf_from_table(table, unaries, monotone: bool = True) -> GraphMRF:
+def build_mrf(table, unaries) -> GraphMRF:
     """From a latency.table.LatencyTable and mrf.unaries.Unaries (one entry per free group);
     refuses unaries of another space, group order or width choices."""
     from widthnas.models.space import check_fingerprint
@@ -28,6 +28,6 @@ def mrf_from_table(table, unaries, monotone: bool = True) -> GraphMRF:
                              f"{g.name} (widths {list(g.choices)})")
     terms = table.mrf_terms()  # latency in ms, per free group and per op on two free groups
     factors = [PairFactor(i, j, ms) for i, j, ms in terms.pairs]
-    return GraphMRF([g.choices for g in free], unaries.scores(monotone), terms.unary, factors, terms.intercept,
+    return GraphMRF([g.choices for g in free], unaries.scores(), terms.unary, factors, terms.intercept,
                     names=[g.name for g in free], base=tuple(g.base for g in free),
                     space_fingerprint=space.fingerprint)

@@ -17,7 +17,6 @@ from typing import Sequence
 import numpy as np
 
 
-
 @dataclass
 class PairFactor:
     """A pairwise term between groups i and j, e.g. a convolution from group i's channels to j's."""
@@ -148,9 +147,9 @@ class GraphMRF:
     @classmethod
     def from_table(cls, table, unaries) -> "GraphMRF":
         """Free groups of a LatencyTable's space, scored by per-group Unaries (mrf/build.py)."""
-        from .build import mrf_from_table
+        from .build import build_mrf
 
-        return mrf_from_table(table, unaries)
+        return build_mrf(table, unaries)
 
     # ---- evaluation --------------------------------------------------------------------
     @property
