@@ -146,19 +146,14 @@ def junction_tree(n: int, edges: Sequence[tuple[int, int]], state_counts: Sequen
     par = {v: min(nb, key=pos.__getitem__) if nb else None for v, nb in later.items()}
     # merge non-maximal cliques: C_p inside a child C_c -> c takes p's place in the tree
     alive = list(order)
-    changed = True
-    while changed:
-        changed = False
-        for c in list(alive):
-            p = par[c]
-            if p is not None and set(clique_of[p]) <= set(clique_of[c]):
-                for k in alive:
-                    if par[k] == p and k != c:
-                        par[k] = c
-                par[c] = par[p]
-                alive.remove(p)
-                changed = True
-                break
+    inside = lambda c: par[c] is not None and set(clique_of[par[c]]) <= set(clique_of[c])  # noqa: E731
+    while (c := next((c for c in alive if inside(c)), None)) is not None:
+        p = par[c]
+        for k in alive:
+            if par[k] == p and k != c:
+                par[k] = c
+        par[c] = par[p]
+        alive.remove(p)
     index = {v: k for k, v in enumerate(alive)}
     return JunctionTree([clique_of[v] for v in alive],
                         [-1 if par[v] is None else index[par[v]] for v in alive], order)

@@ -103,30 +103,22 @@ def _build_plan(ks: tuple[int, ...], edges: list[tuple[int, int]], centred: bool
     nsep = [int(np.prod([ks[v] for v in jt.separator(c)], dtype=np.int64)) for c in range(m)] + [1]
     kids = [jt.children(c) for c in range(m)] + [jt.roots]
     post = jt.postorder() + [m]
-    seen_u, seen_p, cliques = set(), set(), []
+    seen_u, seen_p, cliques = set(), set(), [None] * (m + 1)
     for c in post:  # a term goes to the first clique (leaves first) that holds its groups
         shape = tuple(ks[v] for v in vars_[c])
         grid = np.indices(shape).reshape(len(shape), -1) if shape else np.zeros((0, 1), int)
-        proj, perm = [], []
-        for k in kids[c]:
-            sep = vars_[k][:len(jt.separator(k))]
-            rows = [vars_[c].index(v) for v in sep]
-            pr = (np.ravel_multi_index(tuple(grid[rows]), tuple(ks[v] for v in sep)) if sep
-                  else np.zeros(grid.shape[1], int))
-            proj.append(pr)
-            perm.append(np.argsort(pr, kind="stable"))
+        seps = [jt.separator(k) for k in kids[c]]  # each child's separator: its first groups
+        proj = [np.ravel_multi_index(tuple(grid[[vars_[c].index(v) for v in s]]), tuple(ks[v] for v in s)) if s
+                else np.zeros(grid.shape[1], int) for s in seps]
         ns = len(jt.separator(c)) if c < m else 0
-        stride = np.cumprod([1] + [ks[v] for v in vars_[c][:ns]][::-1])[:-1][::-1].astype(np.int64)
         unary = [v for v in vars_[c] if v not in seen_u]
         pairs = [e for e in edges if e not in seen_p and e[0] in vars_[c] and e[1] in vars_[c]]
         seen_u.update(unary)
         seen_p.update(pairs)
-        seps = [vars_[k][:len(jt.separator(k))] for k in kids[c]]
         embed = [_embed(vars_[c], shape, s, tuple(ks[v] for v in s)) for s in seps]
         steps = _schedule(vars_[c], shape, grid, set(vars_[c][:ns]), [set(s) for s in seps])
-        cliques.append((c, _Clique(vars_[c], shape, nsep[c], kids[c], proj, perm, grid, stride, unary, pairs,
-                                   embed, steps)))
-    cliques = [q for _, q in sorted(cliques, key=lambda t: t[0])]
+        cliques[c] = _Clique(vars_[c], shape, nsep[c], kids[c], proj, [np.argsort(pr, kind="stable") for pr in proj],
+                             grid, _strides(shape[:ns]), unary, pairs, embed, steps)
     home = []
     for g in range(len(ks)):
         c = min((c for c in range(m) if g in vars_[c]), key=lambda c: cliques[c].size)
@@ -260,18 +252,15 @@ def _tables(mrf: GraphMRF, p: Plan) -> tuple[list[np.ndarray], list[np.ndarray]]
     S, L = [], []
     for q in p.cliques:
         s, l = np.zeros(q.shape), np.zeros(q.shape)
-        for g in q.unary:
-            b = [1] * len(q.shape)
-            b[q.vars.index(g)] = q.shape[q.vars.index(g)]
-            s = s + mrf.score_unary[g].reshape(b)
-            l = l + mrf.lat_unary[g].reshape(b)
-        for i, j in q.pairs:
+        terms = [([q.vars.index(g)], mrf.lat_unary[g], mrf.score_unary[g]) for g in q.unary]
+        for i, j in q.pairs:  # a (K_i, K_j) table, its axes put in the clique's order
             lat, sc = mrf.pairs[(i, j)]
             a, c = q.vars.index(i), q.vars.index(j)
-            if a > c:
-                lat, sc, a, c = lat.T, sc.T, c, a
+            terms.append(([a, c], lat, sc) if a < c else ([c, a], lat.T, sc.T))
+        for axes, lat, sc in terms:
             b = [1] * len(q.shape)
-            b[a], b[c] = lat.shape
+            for ax, k in zip(axes, lat.shape):
+                b[ax] = k
             s = s + sc.reshape(b)
             l = l + lat.reshape(b)
         S.append(np.ravel(s))
@@ -876,13 +865,12 @@ def _run_dp(mrf: GraphMRF, bins: int | None, max_labels: int, bound: _Bound | No
     latency and score recomputed by mrf.evaluate, labels created, exact?). Over max_labels, the DP
     is rerun with latencies compared in `fallback_bins` bins of the latency span (not exact)."""
     p = plan(mrf)
-    delta, exact_ = None, bins is None
-    if bins is not None:
-        delta = max(slowest_latency(mrf) - fastest(mrf).latency, 1e-12) / bins
+    span = lambda: max(slowest_latency(mrf) - fastest(mrf).latency, 1e-12)  # noqa: E731 (ms)
+    delta, exact_ = (None, True) if bins is None else (span() / bins, False)
     try:
         labs, total = _pareto_dp(mrf, p, delta, max_labels, bound)
     except TooManyLabels:
-        delta, exact_ = max(slowest_latency(mrf) - fastest(mrf).latency, 1e-12) / fallback_bins, False
+        delta, exact_ = span() / fallback_bins, False
         labs, total = _pareto_dp(mrf, p, delta, np.iinfo(np.int64).max, bound)
     idx = _decode_labels(p, labs, np.arange(len(labs[p.root].lat)), mrf.n)
     lat, sc = mrf.evaluate(idx)
@@ -903,8 +891,7 @@ def pareto_front(mrf: GraphMRF, bins: int | None = None, max_labels: int = 5_000
     Exact by default: partial configurations are compared on their true latencies. `bins` (or
     `fallback_bins` after more than `max_labels` labels) compares latencies in bins of (latency
     span / bins) instead: fewer labels, every returned point still a real configuration with its
-    exact latency, but the front may miss points closer than about a bin. (A ResNet-50-like graph
-    with 14 widths per group outgrows 5M labels; 1024 bins then cost ~2 s of CPU.)
+    exact latency, but the front may miss points closer than about a bin.
     """
     if w := _wide(mrf):  # an approximate front (each point's info says so)
         return w.pareto_front(mrf)
@@ -928,19 +915,16 @@ def exact(mrf: GraphMRF, budget: float, with_front: bool = True, bins: int | Non
             sol.pareto = [sol]
         return sol
     check_budget(mrf, budget)
-    idx = lat = sc = None
-    certified, front_exact, labels, how = False, None, 0, "front"
+    certified, front_exact, labels, how, cands = False, None, 0, "front", []
     if with_front:
         idx, lat, sc, labels, front_exact = _run_dp(mrf, bins, max_labels, None, fallback_bins)
-        certified = front_exact
-    cands = [] if idx is None else [(idx, lat, sc)]
+        certified, cands = front_exact, [(idx, lat, sc)]
     if not certified:  # the budgeted DP, bounded by the Lagrangian's answer
         lag = lagrangian(mrf, budget)
         gamma = lag.info["gamma"] if np.isfinite(lag.info["gamma"]) else 0.0
         b = _bound(mrf, plan(mrf), budget, lag.score, gamma)
         i2, l2, s2, n2, certified = _run_dp(mrf, bins, max_labels, b, fallback_bins)
-        cands.append((i2, l2, s2))
-        cands.append((np.array([lag.idx]), np.array([lag.latency]), np.array([lag.score])))
+        cands += [(i2, l2, s2), (np.array([lag.idx]), np.array([lag.latency]), np.array([lag.score]))]
         labels, how = labels + n2, "budgeted-dp"
     best, best_sc = None, -np.inf
     for i, l, s in cands:
