@@ -35,17 +35,36 @@ def refuse_below(f: Solution, budget: float, where: str = "space") -> Solution:
     return f
 
 
-def search_gamma(solve_batch, budget: float, srange: float, lrange: float, rounds: int = 2,
+def gamma_scale(mrf) -> float:
+    """The summed spread of the score terms over that of the latency terms (ms): the multipliers' scale."""
+    if "gamma_scale" not in mrf.cache:  # cached: the MRF is read-only once built
+        spread = lambda arrs: sum(float(a.max() - a.min()) for a in arrs)  # noqa: E731
+        mrf.cache["gamma_scale"] = ((spread(mrf.score_unary) + spread(s for _, s in mrf.pairs.values()) + 1e-12)
+                                    / (spread(mrf.lat_unary) + spread(l for l, _ in mrf.pairs.values()) + 1e-12))
+    return mrf.cache["gamma_scale"]
+
+
+def nondominated(lat: np.ndarray, sc: np.ndarray) -> np.ndarray:
+    """Indices of the points no faster (or as fast) point matches in score within 1e-12, by latency."""
+    keep, best = [], -np.inf
+    for k in np.lexsort((-sc, lat)):
+        if sc[k] > best + 1e-12:
+            keep.append(k)
+            best = sc[k]
+    return np.array(keep, int)
+
+
+def search_gamma(solve_batch, budget: float, scale: float, rounds: int = 2,
                  width: int = 12) -> tuple[np.ndarray | None, float, int]:
     """The multiplier search behind the Lagrangian solver.
 
     `solve_batch(gammas (G,))` returns (idx (G, n), latency (G,) ms, score (G,)) of the argmax of
     score - gamma * latency for each gamma. The bracket is found automatically: gamma = 0 and a
-    geometric grid (factor 8) around (srange / lrange), all in one batch; then `rounds` of
+    geometric grid (factor 8) around `scale` (`gamma_scale`), all in one batch; then `rounds` of
     `width`-way section (bisection that tries `width` multipliers per pass) narrow it. Returns the
     best in-budget configuration seen (None if none), its gamma (inf if none) and the passes run.
     """
-    gammas = np.concatenate(([0.0], (srange / lrange) * 8.0 ** np.arange(-4, 7)))
+    gammas = np.concatenate(([0.0], scale * 8.0 ** np.arange(-4, 7)))
     inner = np.arange(1, width + 1)  # the section's multipliers: np.linspace(lo, hi, width + 2)[1:-1], cheaper
     best, best_g, passes = None, None, 0
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .model import GraphMRF
 from .junction_tree import JunctionTree, junction_tree
-from .solution import Solution, refuse_below, search_gamma
+from .solution import Solution, gamma_scale, nondominated, refuse_below, search_gamma
 
 
 def _lse(a: np.ndarray, axis: int) -> np.ndarray:
@@ -552,18 +552,12 @@ def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12) -
     meets the budget. Reaches only convex-hull points."""
     if w := _wide(mrf):
         return w.lagrangian(mrf, budget, rounds, width, with_greedy=False)
-    if "ranges" not in mrf.cache:  # (score, latency ms) spread of all terms: scales the multipliers
-        spread = lambda arrs: sum(float(a.max() - a.min()) for a in arrs)  # noqa: E731
-        mrf.cache["ranges"] = (spread(mrf.score_unary) + spread(s for _, s in mrf.pairs.values()),
-                               spread(mrf.lat_unary) + spread(l for l, _ in mrf.pairs.values()))
-    srange, lrange = mrf.cache["ranges"]
-
     def batch(gs: np.ndarray):
         idx = _max_sum(mrf, gs)
         lat, sc = mrf.evaluate(idx)
         return idx, lat, sc
 
-    idx, gamma, passes = search_gamma(batch, budget, srange + 1e-12, lrange + 1e-12, rounds, width)
+    idx, gamma, passes = search_gamma(batch, budget, gamma_scale(mrf), rounds, width)
     if idx is None:  # even the largest multiplier is over budget
         idx = check_budget(mrf, budget).idx  # raises when the budget is infeasible
     return _solution(mrf, idx, "lagrangian", budget, gamma=gamma, passes=passes)
@@ -874,13 +868,7 @@ def _run_dp(mrf: GraphMRF, bins: int | None, max_labels: int, bound: _Bound | No
         labs, total = _pareto_dp(mrf, p, delta, np.iinfo(np.int64).max, bound)
     idx = _decode_labels(p, labs, np.arange(len(labs[p.root].lat)), mrf.n)
     lat, sc = mrf.evaluate(idx)
-    order = np.lexsort((-sc, lat))
-    keep, best = [], -np.inf
-    for k in order:  # the DP's float sums may differ from evaluate's in the last bits: re-filter
-        if sc[k] > best + 1e-12:
-            keep.append(k)
-            best = sc[k]
-    keep = np.array(keep, int)
+    keep = nondominated(lat, sc)  # the DP's float sums may differ from evaluate's in the last bits: re-filter
     return idx[keep], lat[keep], sc[keep], total, exact_
 
 

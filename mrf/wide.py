@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import solvers
 from .junction_tree import junction_tree
 from .model import GraphMRF
-from .solution import Solution, refuse_below, search_gamma
+from .solution import Solution, gamma_scale, nondominated, refuse_below, search_gamma
 
 MAX_CLIQUE_STATES = 2_000_000  # states of the largest clique table exact DP builds (x 8 bytes per table)
 SWEEPS = 30  # coordinate-ascent passes over all groups at most (it stops when a pass changes nothing)
@@ -46,6 +47,16 @@ def _objective(mrf: GraphMRF, idx: np.ndarray, a: float, b: float) -> np.ndarray
     return a * sc - b * lat
 
 
+def _each_group(mrf: GraphMRF, x: np.ndarray):
+    """Per group with more than one width: (g, K, (G * K, n) each row of x (G, n) with group g at each
+    of its K widths), made when reached, so from x as the caller has changed it so far."""
+    for g, c in enumerate(mrf.choices):
+        if len(c) > 1:
+            cand = np.repeat(x, len(c), axis=0)
+            cand[:, g] = np.tile(np.arange(len(c)), len(x))
+            yield g, len(c), cand
+
+
 def coordinate_ascent(mrf: GraphMRF, a: float, b: float, start: np.ndarray) -> np.ndarray:
     """(G, n) starts -> (G, n) configurations maximising a * score - b * latency one group at a time
     (all of a group's widths tried at once), until a pass over the groups changes nothing."""
@@ -53,12 +64,7 @@ def coordinate_ascent(mrf: GraphMRF, a: float, b: float, start: np.ndarray) -> n
     G = len(x)
     for _ in range(SWEEPS):
         moved = False
-        for g in range(mrf.n):
-            K = len(mrf.choices[g])
-            if K == 1:
-                continue
-            cand = np.repeat(x, K, axis=0)  # (G * K, n)
-            cand[:, g] = np.tile(np.arange(K), G)
+        for g, K, cand in _each_group(mrf, x):
             best = _objective(mrf, cand, a, b).reshape(G, K).argmax(1)
             moved |= bool((best != x[:, g]).any())
             x[:, g] = best
@@ -92,8 +98,6 @@ def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12, w
     evaluations on a DenseNet-121, so the training's AOWS refreshes, which need only gamma, leave it out)."""
     refuse_below(fastest(mrf), budget)
     lo, hi = _ends(mrf)
-    srange = sum(float(np.ptp(s)) for s in mrf.score_unary) + sum(float(np.ptp(s)) for _, s in mrf.pairs.values())
-    lrange = sum(float(np.ptp(l)) for l in mrf.lat_unary) + sum(float(np.ptp(l)) for l, _ in mrf.pairs.values())
 
     def batch(gs: np.ndarray):
         best = None
@@ -105,7 +109,7 @@ def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12, w
         lat, sc = mrf.evaluate(best[0])
         return best[0], lat, sc
 
-    idx, gamma, passes = search_gamma(batch, budget, srange + 1e-12, lrange + 1e-12, rounds, width)
+    idx, gamma, passes = search_gamma(batch, budget, gamma_scale(mrf), rounds, width)
     if idx is None:
         idx = fastest(mrf).idx
     if not with_greedy:
@@ -126,12 +130,7 @@ def polish(mrf: GraphMRF, x: np.ndarray, budget: float) -> np.ndarray:
     x = np.array(x, int)
     for _ in range(SWEEPS):
         moved = False
-        for g in range(mrf.n):
-            K = len(mrf.choices[g])
-            if K == 1:
-                continue
-            cand = np.repeat(x[None], K, axis=0)
-            cand[:, g] = np.arange(K)
+        for g, K, cand in _each_group(mrf, x[None]):
             lat, sc = mrf.evaluate(cand)
             sc = np.where(lat <= budget, sc, -np.inf)
             k = int(np.argmax(sc))
@@ -147,26 +146,16 @@ def pareto_front(mrf: GraphMRF, points: int = 32) -> list[Solution]:
     over a geometric grid of gammas (from the narrowest and the widest start), the non-dominated kept. Only
     convex-hull points can appear, and not all of them; each is a real network with its exact latency."""
     lo, hi = _ends(mrf)
-    srange = sum(float(np.ptp(s)) for s in mrf.score_unary) + sum(float(np.ptp(s)) for _, s in mrf.pairs.values())
-    lrange = sum(float(np.ptp(l)) for l in mrf.lat_unary) + sum(float(np.ptp(l)) for l, _ in mrf.pairs.values())
-    gammas = np.r_[0.0, (srange + 1e-12) / (lrange + 1e-12) * np.geomspace(1e-3, 1e3, points - 1)]
+    gammas = np.r_[0.0, gamma_scale(mrf) * np.geomspace(1e-3, 1e3, points - 1)]
     x = np.concatenate([coordinate_ascent(mrf, 1.0, float(g), s) for g in gammas for s in (lo, hi)])
     x = np.unique(x, axis=0)
-    lat, sc = mrf.evaluate(x)
-    order, keep, best = np.lexsort((-sc, lat)), [], -np.inf
-    for k in order:
-        if sc[k] > best + 1e-12:
-            keep.append(k)
-            best = sc[k]
-    return [_solution(mrf, x[k], "pareto") for k in keep]
+    return [_solution(mrf, x[k], "pareto") for k in nondominated(*mrf.evaluate(x))]
 
 
 def _solution(mrf: GraphMRF, idx, method: str, budget: float | None = None, **info) -> Solution:
-    idx = [int(i) for i in idx]
     states, size = clique_states(mrf)
-    return Solution(mrf.widths(idx), idx, mrf.score(idx), mrf.latency(idx), method, budget,
-                    {**info, "certified": False, "fallback": "coordinate ascent: " + why(mrf),
-                     "clique_groups": size, "clique_states": states})
+    return solvers._solution(mrf, idx, method, budget, **info, certified=False,
+                             fallback="coordinate ascent: " + why(mrf), clique_groups=size, clique_states=states)
 
 
 def sample_configs(mrf: GraphMRF, gamma: float, temperature: float, n: int, rng: np.random.Generator,
@@ -176,12 +165,7 @@ def sample_configs(mrf: GraphMRF, gamma: float, temperature: float, n: int, rng:
     short are not mixed when the distribution is sharp)."""
     x = np.stack([rng.integers(0, len(c), n) for c in mrf.choices], axis=1)
     for _ in range(sweeps):
-        for g in range(mrf.n):
-            K = len(mrf.choices[g])
-            if K == 1:
-                continue
-            cand = np.repeat(x, K, axis=0)
-            cand[:, g] = np.tile(np.arange(K), n)
+        for g, K, cand in _each_group(mrf, x):
             e = _objective(mrf, cand, 1.0, gamma).reshape(n, K) / max(temperature, 1e-12)
             p = np.exp(e - e.max(1, keepdims=True))
             cdf = np.cumsum(p / p.sum(1, keepdims=True), axis=1)
