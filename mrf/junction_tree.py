@@ -23,7 +23,12 @@ def elimination_order(n: int, edges: Sequence[tuple[int, int]], state_counts: Se
     if heuristic not in HEURISTICS:
         raise ValueError(f"unknown elimination heuristic {heuristic!r}; choose one of {HEURISTICS}")
     logk = [math.log(max(int(k), 1)) for k in (state_counts or [1] * n)]
-    adj = _adjacency(n, edges)
+    adj = [set() for _ in range(n)]
+    for i, j in edges:
+        if not (0 <= i < n and 0 <= j < n) or i == j:
+            raise ValueError(f"edge ({i}, {j}) is not a pair of distinct vertices in 0..{n - 1}")
+        adj[i].add(j)
+        adj[j].add(i)
     alive, order, later = set(range(n)), [], {}
     while alive:
         def cost(v: int):
@@ -43,16 +48,6 @@ def elimination_order(n: int, edges: Sequence[tuple[int, int]], state_counts: Se
         adj[v] = set()
         order.append(v)
     return order, later
-
-
-def _adjacency(n: int, edges: Sequence[tuple[int, int]]) -> list[set[int]]:
-    adj = [set() for _ in range(n)]
-    for i, j in edges:
-        if not (0 <= i < n and 0 <= j < n) or i == j:
-            raise ValueError(f"edge ({i}, {j}) is not a pair of distinct vertices in 0..{n - 1}")
-        adj[i].add(j)
-        adj[j].add(i)
-    return adj
 
 
 @dataclass

@@ -226,15 +226,13 @@ def _schedule(vars_: tuple[int, ...], shape: tuple[int, ...], grid: np.ndarray, 
         v = min(todo, key=lambda v: (states(set().union(*[live[r][0] for r in bucket(v)])), len(bucket(v)), v))
         regs = bucket(v)
         if len(regs) == 1:
-            s, k, t = live[regs[0]]
-            finish("prune", regs[0], -1, s, k, t)
+            finish("prune", regs[0], -1, *live[regs[0]])
         else:
             fold(regs)
         todo = {u for u in todo if any(u in live[r][0] for r in live)}
     last = fold(list(live))
     if steps[-1].group is None or steps[-1].op in ("table", "child"):
-        s, k, t = live[last]
-        finish("prune", last, -1, s, k, t)
+        finish("prune", last, -1, *live[last])
     return steps
 
 
@@ -552,6 +550,7 @@ def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12) -
     meets the budget. Reaches only convex-hull points."""
     if w := _wide(mrf):
         return w.lagrangian(mrf, budget, rounds, width, with_greedy=False)
+
     def batch(gs: np.ndarray):
         idx = _max_sum(mrf, gs)
         lat, sc = mrf.evaluate(idx)
@@ -701,14 +700,12 @@ class _Bound:
 
 def _bound(mrf: GraphMRF, p: Plan, budget: float, incumbent: float, gamma: float) -> _Bound:
     S, L = _tables(mrf, p)
-    out = []
-    for pots in ([-l[None] for l in L], [(s - gamma * l)[None] for s, l in zip(S, L)]):
+    out = []  # down_min, up_min (max-sum of -latency, negated), down_lag, up_lag
+    for sign, pots in ((-1.0, [-l[None] for l in L]), (1.0, [(s - gamma * l)[None] for s, l in zip(S, L)])):
         up, msg, _ = _upward(p, pots, "max")
         _, down = _downward(p, up, msg, "max")
-        out.append(([None if d is None else d[0] for d in down], [m[0] for m in msg]))
-    (dmin, umin), (dlag, ulag) = out
-    return _Bound(budget, incumbent, gamma, [None if d is None else -d for d in dmin], [-u for u in umin],
-                  dlag, ulag)
+        out += [[None if d is None else sign * d[0] for d in down], [sign * m[0] for m in msg]]
+    return _Bound(budget, incumbent, gamma, *out)
 
 
 @dataclass
@@ -758,19 +755,18 @@ def _join(step: _Step, A: _Set, B: _Set) -> _Set:
             A, B, ka, kb, cb = B, A, kb, ka, ca
     ob = np.argsort(kb, kind="stable")
     rest = B.assign - step.shared[B.assign]  # B's clique state index without the shared groups
+    cols = (("j.lat", A.lat, B.lat), ("j.sc", A.sc, B.sc), ("j.assign", A.assign, rest))
     if cb.min() == cb.max():
         m = int(cb[0])
         per = ob.reshape(step.n_key, m)  # (shared states, m) B's labels of each shared state
-        lat, sc, assign = (_outer(name, a, b[per], ka) for name, a, b in
-                           (("j.lat", A.lat, B.lat), ("j.sc", A.sc, B.sc), ("j.assign", A.assign, rest)))
+        lat, sc, assign = (_outer(name, a, b[per], ka) for name, a, b in cols)
         return _Set(lat, sc, assign, None, (A, B, lambda k: (k // m, per[ka[k // m], k % m])))
     start = _starts(cb)
     cnt = start[ka + 1] - start[ka]
     tot = int(cnt.sum())
     ra = np.repeat(np.arange(len(ka)), cnt)
     rb = ob[np.repeat(start[ka] - (np.cumsum(cnt) - cnt), cnt) + np.arange(tot)]
-    lat, sc, assign = (_pairsum(name, a, ra, b, rb) for name, a, b in
-                       (("j.lat", A.lat, B.lat), ("j.sc", A.sc, B.sc), ("j.assign", A.assign, rest)))
+    lat, sc, assign = (_pairsum(name, a, ra, b, rb) for name, a, b in cols)
     return _Set(lat, sc, assign, None, (A, B, lambda k: (ra[k], rb[k])))
 
 
