@@ -33,10 +33,8 @@ def elimination_order(n: int, edges: Sequence[tuple[int, int]], state_counts: Se
     while alive:
         def cost(v: int):
             nb = adj[v]
-            if heuristic == "min-fill":
-                first = sum(1 for a in nb for b in nb if a < b and b not in adj[a])
-            else:
-                first = len(nb)
+            first = (sum(1 for a in nb for b in nb if a < b and b not in adj[a]) if heuristic == "min-fill"
+                     else len(nb))
             return first, logk[v] + sum(logk[u] for u in nb), v
 
         v = min(alive, key=cost)
@@ -54,7 +52,6 @@ def elimination_order(n: int, edges: Sequence[tuple[int, int]], state_counts: Se
 class JunctionTree:
     cliques: list[tuple[int, ...]]  # sorted vertex ids per clique
     parent: list[int]  # per clique, its parent clique; -1 for the root of each connected component
-    order: list[int]  # the elimination order it was built from
 
     @property
     def width(self) -> int:
@@ -121,7 +118,7 @@ class JunctionTree:
             par_c, _ = bfs(path[(len(path) - 1) // 2])
             for c, p in par_c.items():
                 parent[c] = p
-        return JunctionTree(list(self.cliques), parent, list(self.order))
+        return JunctionTree(list(self.cliques), parent)
 
 
 def junction_tree(n: int, edges: Sequence[tuple[int, int]], state_counts: Sequence[int] | None = None,
@@ -151,4 +148,4 @@ def junction_tree(n: int, edges: Sequence[tuple[int, int]], state_counts: Sequen
         alive.remove(p)
     index = {v: k for k, v in enumerate(alive)}
     return JunctionTree([clique_of[v] for v in alive],
-                        [-1 if par[v] is None else index[par[v]] for v in alive], order)
+                        [-1 if par[v] is None else index[par[v]] for v in alive])

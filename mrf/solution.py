@@ -27,10 +27,10 @@ class Solution:
                 "budget_ms": self.budget, "info": info}
 
 
-def refuse_below(f: Solution, budget: float, where: str = "space") -> Solution:
+def refuse_below(f: Solution, budget: float) -> Solution:
     """`f` (the fastest configuration), after refusing a budget below its latency."""
     if not np.isfinite(budget) or budget < f.latency:
-        raise InfeasibleBudget(f"budget {budget:.4f} ms is below the fastest network in this {where} "
+        raise InfeasibleBudget(f"budget {budget:.4f} ms is below the fastest network in this space "
                                f"({f.latency:.4f} ms, widths {f.widths}); raise the budget to at least that")
     return f
 
@@ -54,24 +54,25 @@ def nondominated(lat: np.ndarray, sc: np.ndarray) -> np.ndarray:
     return np.array(keep, int)
 
 
-def search_gamma(solve_batch, budget: float, scale: float, rounds: int = 2,
+def search_gamma(mrf, solve_batch, budget: float, rounds: int = 2,
                  width: int = 12) -> tuple[np.ndarray | None, float, int]:
     """The multiplier search behind the Lagrangian solver.
 
-    `solve_batch(gammas (G,))` returns (idx (G, n), latency (G,) ms, score (G,)) of the argmax of
-    score - gamma * latency for each gamma. The bracket is found automatically: gamma = 0 and a
-    geometric grid (factor 8) around `scale` (`gamma_scale`), all in one batch; then `rounds` of
+    `solve_batch(gammas (G,))` returns idx (G, n): the argmax of score - gamma * latency for each
+    gamma. The bracket is found automatically: gamma = 0 and a geometric grid (factor 8) around
+    `gamma_scale(mrf)`, all in one batch; then `rounds` of
     `width`-way section (bisection that tries `width` multipliers per pass) narrow it. Returns the
     best in-budget configuration seen (None if none), its gamma (inf if none) and the passes run.
     """
-    gammas = np.concatenate(([0.0], scale * 8.0 ** np.arange(-4, 7)))
+    gammas = np.concatenate(([0.0], gamma_scale(mrf) * 8.0 ** np.arange(-4, 7)))
     inner = np.arange(1, width + 1)  # the section's multipliers: np.linspace(lo, hi, width + 2)[1:-1], cheaper
     best, best_g, passes = None, None, 0
 
     def consider(gs: np.ndarray):
         nonlocal best, best_g, passes
         passes += 1
-        idx, lat, sc = solve_batch(gs)
+        idx = solve_batch(gs)
+        lat, sc = mrf.evaluate(idx)
         ok = lat <= budget
         if ok.any():
             k = np.flatnonzero(ok)[np.argmax(sc[ok])]

@@ -24,7 +24,7 @@ import numpy as np
 
 from .model import GraphMRF
 from .junction_tree import JunctionTree, junction_tree
-from .solution import Solution, gamma_scale, nondominated, refuse_below, search_gamma
+from .solution import Solution, nondominated, refuse_below, search_gamma
 
 
 def _lse(a: np.ndarray, axis: int) -> np.ndarray:
@@ -550,13 +550,7 @@ def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12) -
     meets the budget. Reaches only convex-hull points."""
     if w := _wide(mrf):
         return w.lagrangian(mrf, budget, rounds, width, with_greedy=False)
-
-    def batch(gs: np.ndarray):
-        idx = _max_sum(mrf, gs)
-        lat, sc = mrf.evaluate(idx)
-        return idx, lat, sc
-
-    idx, gamma, passes = search_gamma(batch, budget, gamma_scale(mrf), rounds, width)
+    idx, gamma, passes = search_gamma(mrf, lambda gs: _max_sum(mrf, gs), budget, rounds, width)
     if idx is None:  # even the largest multiplier is over budget
         idx = check_budget(mrf, budget).idx  # raises when the budget is infeasible
     return _solution(mrf, idx, "lagrangian", budget, gamma=gamma, passes=passes)

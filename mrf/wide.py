@@ -99,17 +99,16 @@ def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12, w
     refuse_below(fastest(mrf), budget)
     lo, hi = _ends(mrf)
 
-    def batch(gs: np.ndarray):
+    def batch(gs: np.ndarray) -> np.ndarray:
         best = None
         for start in (lo, hi):
             x = np.concatenate([coordinate_ascent(mrf, 1.0, float(g), start) for g in gs])
             obj = _objective(mrf, x, 1.0, 0.0) - gs * mrf.evaluate(x)[0]
             best = (x, obj) if best is None else (np.where((obj > best[1])[:, None], x, best[0]),
                                                     np.maximum(obj, best[1]))
-        lat, sc = mrf.evaluate(best[0])
-        return best[0], lat, sc
+        return best[0]
 
-    idx, gamma, passes = search_gamma(batch, budget, gamma_scale(mrf), rounds, width)
+    idx, gamma, passes = search_gamma(mrf, batch, budget, rounds, width)
     if idx is None:
         idx = fastest(mrf).idx
     if not with_greedy:
