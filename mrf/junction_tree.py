@@ -98,25 +98,23 @@ class JunctionTree:
                 nb[c].append(p)
                 nb[p].append(c)
 
-        def bfs(s: int) -> tuple[dict[int, int], list[int]]:  # each clique's parent from s outwards (s: -1), cliques in visiting order
+        def bfs(s: int) -> dict[int, int]:  # each clique's parent from s outwards (s: -1), in visiting order
             par, seen = {s: -1}, [s]
             for c in seen:
                 for k in sorted(nb[c]):
                     if k not in par:
                         par[k] = c
                         seen.append(k)
-            return par, seen
+            return par
 
         parent = [-1] * m
         for r in self.roots:
-            _, seen = bfs(r)
-            a = seen[-1]  # a farthest clique from r: one end of a longest path
-            par_a, seen_a = bfs(a)
-            path = [seen_a[-1]]  # the longest path, from its other end back to a
-            while par_a[path[-1]] >= 0:
-                path.append(par_a[path[-1]])
-            par_c, _ = bfs(path[(len(path) - 1) // 2])
-            for c, p in par_c.items():
+            end = list(bfs(r))[-1]  # a farthest clique from r: one end of a longest path
+            par_end = bfs(end)
+            path = [list(par_end)[-1]]  # the longest path, from its other end back to `end`
+            while par_end[path[-1]] >= 0:
+                path.append(par_end[path[-1]])
+            for c, p in bfs(path[(len(path) - 1) // 2]).items():
                 parent[c] = p
         return JunctionTree(list(self.cliques), parent)
 

@@ -81,8 +81,7 @@ def _ends(mrf: GraphMRF) -> tuple[np.ndarray, np.ndarray]:
 def fastest(mrf: GraphMRF) -> Solution:
     """The fastest configuration coordinate ascent finds from the narrowest (latency tables are monotone in
     widths when built from a profile, mrf/build.py, so the narrowest is usually it already)."""
-    lo, _ = _ends(mrf)
-    x = coordinate_ascent(mrf, 1e-9, 1.0, lo)[0]
+    x = coordinate_ascent(mrf, 1e-9, 1.0, _ends(mrf)[0])[0]
     return _solution(mrf, x, "fastest")
 
 
