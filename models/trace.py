@@ -162,9 +162,12 @@ _OTHER_ACTS = (nn.PReLU, nn.ELU, nn.SELU, nn.Tanh, nn.Mish, nn.Softplus, nn.CELU
                                                                                   # ones: also refused)
 
 _TODO_SUPPORTED = ("the space supports Conv2d (dense, depthwise or grouped) + BatchNorm2d (any eps), ReLU, ReLU6, "
-                   "Hardswish, "
-                   "Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU, residual adds, channel concatenation (torch.cat, dim=1), "
-                   "MaxPool2d, AvgPool2d, global average pooling and one Linear classifier")
+                   "Hardswish, Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU, residual adds, channel concatenation "
+                   "(torch.cat, dim=1), MaxPool2d, AvgPool2d, global average pooling and one Linear classifier")
+_TODO_LOGITS = ("return the Linear classifier's logits as the model's output (apply softmax and the like outside "
+                "the model)")
+_TODO_ACTS = ("use one of ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU (the activations the "
+              "latency profiles and the ONNX builder know), or search a model that has them")
 
 
 class _Tracer(fx.Tracer):
@@ -234,6 +237,31 @@ def _scope(node: fx.Node) -> str:
     return str(list(stack.values())[-1][0]) if stack else ""
 
 
+def _arg(node: fx.Node, i: int, key: str, default=None):
+    """Argument i of a call, given by position or by keyword `key` (`default` when neither)."""
+    v = node.args[i] if len(node.args) > i else None
+    return node.kwargs.get(key, default) if v is None else v
+
+
+def _call_args(node: fx.Node, **defaults) -> list:
+    """A functional's arguments after its input, by position or keyword, in the order of `defaults` (their values
+    when not given)."""
+    return [_arg(node, i, key, d) for i, (key, d) in enumerate(defaults.items(), start=1)]
+
+
+def _pair(v) -> tuple:
+    """A pooling's kernel, stride or padding as (H, W)."""
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _refusal(node: fx.Node, gm: fx.GraphModule, problem: str, todo: str) -> TraceError:
+    """What was found, where (the fx node, its module, the user's source line), and what to do."""
+    scope = _scope(node)
+    where = f"fx node {node.name!r} ({_describe(node, gm)}" + (f", module {scope!r}" if scope else
+                                                               ", top-level forward") + ")"
+    return TraceError(f"cannot trace {where}{_source_line(node)}: {problem}. What to do: {todo}")
+
+
 class _Builder:
     def __init__(self, gm: fx.GraphModule, shapes: dict, own_acts: dict[int, tuple[str, float]] | None = None):
         self.gm, self.shapes = gm, shapes
@@ -247,10 +275,7 @@ class _Builder:
 
     # ---- errors and names -------------------------------------------------------------------
     def refuse(self, node: fx.Node, problem: str, todo: str) -> TraceError:
-        scope = _scope(node)
-        where = f"fx node {node.name!r} ({_describe(node, self.gm)}" + (f", module {scope!r}" if scope else
-                                                                        ", top-level forward") + ")"
-        return TraceError(f"cannot trace {where}{_source_line(node)}: {problem}. What to do: {todo}")
+        return _refusal(node, self.gm, problem, todo)
 
     def assign_names(self) -> None:
         """Conv, BN and Linear ops take their module's path (sanitised: IR names start with a letter);
@@ -291,20 +316,14 @@ class _Builder:
 
     # ---- helpers ------------------------------------------------------------------------------
     def tensor_args(self, node: fx.Node) -> list[_T]:
-        out = []
-        for a in node.all_input_nodes:
-            v = self.env.get(a)
-            if isinstance(v, _T):
-                out.append(v)
-        return out
+        return [v for a in node.all_input_nodes if isinstance(v := self.env.get(a), _T)]
 
     def shape(self, node: fx.Node):
         return self.shapes.get(node)
 
     def need_map(self, node: fx.Node, x: _T, what: str) -> None:
         if x.logits:
-            raise self.refuse(node, f"{what} after the classifier", "return the Linear classifier's logits as the "
-                              "model's output (apply softmax and the like outside the model)")
+            raise self.refuse(node, f"{what} after the classifier", _TODO_LOGITS)
         if x.pooled:
             raise self.refuse(node, f"{what} on globally pooled features (as in a squeeze-excitation or attention "
                               "branch, or a conv classifier)", "remove that branch, or search a model without it; "
@@ -353,8 +372,7 @@ class _Builder:
         x = xs[0]
         path = str(node.target)
         if x.logits and not isinstance(m, (nn.Linear, *_PASS_MODULES)):
-            raise self.refuse(node, f"{type(m).__name__} after the classifier", "return the Linear classifier's "
-                              "logits as the model's output (apply softmax and the like outside the model)")
+            raise self.refuse(node, f"{type(m).__name__} after the classifier", _TODO_LOGITS)
         if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)):
             if path in self.calls:
                 raise self.refuse(node, f"module {path!r} is called a second time (first by fx node "
@@ -391,9 +409,7 @@ class _Builder:
         if type(m) is nn.Linear:
             return self.linear(node, m, x)
         if isinstance(m, _OTHER_ACTS):
-            raise self.refuse(node, f"activation {type(m).__name__} is not supported", "use one of ReLU, ReLU6, "
-                              "Hardswish, Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU (the activations the latency "
-                              "profiles and the ONNX builder know), or search a model that has them")
+            raise self.refuse(node, f"activation {type(m).__name__} is not supported", _TODO_ACTS)
         if isinstance(m, nn.Conv2d) or isinstance(m, nn.modules.batchnorm._BatchNorm):
             raise self.refuse(node, f"{type(m).__name__} is a subclass of a torch module with a forward of its own",
                               "use torch.nn.Conv2d / nn.BatchNorm2d themselves")
@@ -449,10 +465,8 @@ class _Builder:
 
     def maxpool(self, node, x, kernel, stride, padding, dilation, ceil_mode, indices) -> _T:
         self.need_map(node, x, "a max-pool")
-        pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
-        k, s = pair(kernel), pair(stride if stride not in (None, [], ()) else kernel)
-        p = pair(padding)
-        if (k[0] != k[1] or s[0] != s[1] or p[0] != p[1] or 2 * p[0] > k[0] or pair(dilation) != (1, 1) or indices):
+        k, s, p = _pair(kernel), _pair(stride if stride not in (None, [], ()) else kernel), _pair(padding)
+        if (k[0] != k[1] or s[0] != s[1] or p[0] != p[1] or 2 * p[0] > k[0] or _pair(dilation) != (1, 1) or indices):
             raise self.refuse(node, f"max-pool kernel {k}, stride {s}, padding {padding}, dilation {dilation}, "
                               f"return_indices {indices}: a space's max-pool has a square kernel, one stride, the "
                               "same padding on every side (at most half the kernel) and no dilation",
@@ -471,8 +485,7 @@ class _Builder:
                 divisor_override=None) -> _T:
         self.need_map(node, x, "an average pool")
         shape_in, shape_out = self.shape(node.all_input_nodes[0]), self.shape(node)
-        pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
-        k, s, p = pair(kernel), pair(stride if stride not in (None, [], ()) else kernel), pair(padding)
+        k, s, p = _pair(kernel), _pair(stride if stride not in (None, [], ()) else kernel), _pair(padding)
         if shape_in is not None and shape_out is not None and tuple(shape_out[2:]) == (1, 1) and \
                 k == tuple(shape_in[2:]) and p == (0, 0):
             return self.emit(node, "gap", x)  # over the whole map: global average pooling
@@ -565,33 +578,21 @@ class _Builder:
             if fn == "gelu" and (node.kwargs.get("approximate", "none") != "none" or len(node.args) > 1):
                 raise self.refuse(node, "GELU with approximate='tanh'", "use F.gelu(x) (the exact, erf form)")
             if fn == "leaky_relu":
-                extra["alpha"] = float(node.args[1] if len(node.args) > 1 else node.kwargs.get("negative_slope", 0.01))
+                extra["alpha"] = float(_arg(node, 1, "negative_slope", 0.01))
             return self.emit(node, "act", x, fn=fn, **extra)
         if t in (F.hardtanh, F.hardtanh_) or t in ("hardtanh", "hardtanh_"):
-            lo = node.args[1] if len(node.args) > 1 else node.kwargs.get("min_val", -1.0)
-            hi = node.args[2] if len(node.args) > 2 else node.kwargs.get("max_val", 1.0)
-            if (lo, hi) == (0, 6):
+            if tuple(_call_args(node, min_val=-1.0, max_val=1.0)) == (0, 6):
                 return self.emit(node, "act", x, fn="relu6")
         if t is F.adaptive_avg_pool2d:
-            return self.gap(node, x, node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size"))
+            return self.gap(node, x, _arg(node, 1, "output_size"))
         if t is F.avg_pool2d:
-            args = list(node.args[1:]) + [None] * 3
-            kernel = args[0] if args[0] is not None else node.kwargs.get("kernel_size")
-            kw = node.kwargs
-            more = list(node.args[4:]) + [None] * 3
-            return self.avgpool(node, x, kernel, args[1] if args[1] is not None else kw.get("stride"),
-                                args[2] if args[2] is not None else kw.get("padding", 0),
-                                more[0] if more[0] is not None else kw.get("ceil_mode", False),
-                                more[1] if more[1] is not None else kw.get("count_include_pad", True),
-                                more[2] if more[2] is not None else kw.get("divisor_override"))
+            return self.avgpool(node, x, *_call_args(node, kernel_size=None, stride=None, padding=0, ceil_mode=False,
+                                                     count_include_pad=True, divisor_override=None))
         if t is F.max_pool2d:
-            a = list(node.args[1:]) + [None] * 6
-            kw = node.kwargs
-            get = lambda i, k, d: a[i] if a[i] is not None else kw.get(k, d)  # noqa: E731
-            return self.maxpool(node, x, get(0, "kernel_size", None), get(1, "stride", None), get(2, "padding", 0),
-                                get(3, "dilation", 1), get(4, "ceil_mode", False), get(5, "return_indices", False))
+            return self.maxpool(node, x, *_call_args(node, kernel_size=None, stride=None, padding=0, dilation=1,
+                                                     ceil_mode=False, return_indices=False))
         if t in (torch.mean, "mean"):
-            dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+            dims = _arg(node, 1, "dim")
             dims = sorted(d % 4 for d in (dims if isinstance(dims, (tuple, list)) else [dims]) if isinstance(d, int))
             if dims == [2, 3]:
                 return self.gap(node, x, 1)
@@ -607,11 +608,9 @@ class _Builder:
             raise self.refuse(node, "divides or matrix-multiplies feature maps (e.g. attention)", "remove that "
                               "block, or search a model without it; " + _TODO_SUPPORTED)
         if t in (F.elu, torch.tanh, F.tanh, F.mish, F.selu, F.celu, F.softplus) or t in ("tanh", "tanh_"):
-            raise self.refuse(node, f"activation {name} is not supported", "use one of ReLU, ReLU6, Hardswish, "
-                              "Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU, or search a model that has them")
+            raise self.refuse(node, f"activation {name} is not supported", _TODO_ACTS)
         if x.logits:
-            raise self.refuse(node, f"{name} after the classifier", "return the Linear classifier's logits as the "
-                              "model's output (apply softmax and the like outside the model)")
+            raise self.refuse(node, f"{name} after the classifier", _TODO_LOGITS)
         raise self.refuse(node, f"{name} is not an op a space has", _TODO_SUPPORTED)
 
     def mul(self, node: fx.Node, xs: list[_T]) -> _T:
@@ -633,9 +632,8 @@ class _Builder:
     def cat(self, node: fx.Node, dim: int | None = None) -> _T:
         """torch.cat of feature maps on the channel axis: each input keeps its own channel group at its offset
         (`dim`: the axis a function joins on by definition, torch.hstack's 1)."""
-        seq = node.args[0] if node.args else node.kwargs.get("tensors")
-        if dim is None:
-            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        seq = _arg(node, 0, "tensors")
+        dim = _arg(node, 1, "dim", 0) if dim is None else dim
         ins = [self.env.get(a) for a in seq] if isinstance(seq, (list, tuple)) else []
         if not ins or not all(isinstance(a, fx.Node) for a in seq) or not all(isinstance(x, _T) for x in ins):
             raise self.refuse(node, "a cat of values that are not all the network's tensors (constants, or "
@@ -695,10 +693,8 @@ def _drop_dead_code(gm: fx.GraphModule) -> None:
     (the space's ops are pure, so they cannot follow it)."""
     for node in gm.graph.nodes:
         if node.op in ("call_module", "call_function", "call_method") and not node.users and _inplace(node, gm):
-            raise TraceError(f"cannot trace fx node {node.name!r} ({_describe(node, gm)}{', module ' + repr(_scope(node)) if _scope(node) else ''})"
-                             f"{_source_line(node)}: an in-place op whose result is not used changes its input in "
-                             "place, which a graph of pure ops cannot follow. What to do: assign its result "
-                             "(x = x.relu()) and use that")
+            raise _refusal(node, gm, "an in-place op whose result is not used changes its input in place, which a "
+                           "graph of pure ops cannot follow", "assign its result (x = x.relu()) and use that")
     gm.graph.eliminate_dead_code()
 
 
