@@ -10,11 +10,9 @@ per layer touching the group: what puts the channel out (a BN's |gamma|, the cha
 network slimming, Liu et al. 2017, reads it; a conv without BN: its filter's L1 norm) and what reads it
 (every conv and linear taking the group as input: the L1 norm of that input channel's weights), each
 layer's vector divided by its mean so that every layer has one equal vote whatever its scale. Why the
-readers too: fine-tuned from the compress benchmark's trained ResNet at equal widths (its uniform8 networks at
-60 and 25 % of its latency, 5 paired seeds, docs/RESULTS.md §9), channels chosen so were +1.3 and +3.8 points
-better than by BN |gamma| alone ("bn"), and +0.5 and -0.4 against Torch-Pruning's group L1 ("tp", which
-reproduces its choice on networks of dense convs). Kept channels stay in their original order, so slicing to
-the model's own widths gives back the model exactly.
+readers too: fine-tuned at equal widths, channels chosen so were better than by BN |gamma| alone ("bn") and on
+a par with Torch-Pruning's group L1 ("tp"), docs/RESULTS.md §9. Kept channels stay in their original order, so
+slicing to the model's own widths gives back the model exactly.
 
 A supernet (which always slices the first k channels) is seeded instead with each group's
 channels *sorted* by that importance, so its first k channels are the k most important ones.
@@ -68,8 +66,9 @@ def _source(space: GraphSpace) -> dict[str, str]:
     return space.source.module_of
 
 
-def _expected(space: GraphSpace) -> dict[str, tuple[tuple[int, ...] | None, bool]]:
-    """user key -> (shape at the base widths, required)."""
+def expected_keys(space: GraphSpace) -> dict[str, tuple[tuple[int, ...] | None, bool]]:
+    """The user's state_dict keys the traced ops read -> (shape at the base widths, required: conv and linear
+    biases may be absent)."""
     # the model's own widths, choices or not (traced with --max-mult < 1 they are above every choice)
     src, a, ch = _source(space), {s.name: s.base for s in space.groups}, space.graph.channels
     out = {}
@@ -102,16 +101,11 @@ def _as_linear(t: torch.Tensor, shape) -> tuple:
     return sh
 
 
-def expected_keys(space: GraphSpace) -> set[str]:
-    """The user's state_dict keys the traced ops read (some optional: conv and linear biases)."""
-    return set(_expected(space))
-
-
 def check_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], what: str = "--weights",
                 allow_unexpected: bool = False) -> dict[str, torch.Tensor]:
     """Refuse missing keys, unexpected keys and wrong shapes, naming them; returns the state_dict
     (a DataParallel 'module.' prefix removed)."""
-    exp = _expected(space)
+    exp = expected_keys(space)
     if sd and all(k.startswith("module.") for k in sd) and not any(k in exp for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
     missing = [k for k, (_, req) in exp.items() if req and k not in sd]
@@ -251,11 +245,9 @@ def sliced_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widt
                  keep: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """The state_dict of `GraphNet(space, widths)` cut from the user's weights: every op of a group
     takes the same channels (`keep`, default `keep_channels`)."""
-    from .net import module_key
+    from .net import module_key, tensor_index
 
     keep = keep_channels(space, sd, widths) if keep is None else keep
-    from .net import tensor_index
-
     base, out = {s.name: s.base for s in space.groups}, {}
     for name, tensors in _op_tensors(space, sd).items():
         op = space.graph.by_name[name]
@@ -286,21 +278,16 @@ def _grouped_rows(w: torch.Tensor, keep: torch.Tensor, blocks: int) -> torch.Ten
     return torch.cat(rows)
 
 
-def model_space(space: GraphSpace) -> GraphSpace:
-    """The space whose one choice per group is the model's own width: the user's model itself, even
-    when the space's choices stop below it (--max-mult < 1)."""
-    return GraphSpace.from_graph(space.name, space.graph, {g.name: (g.base,) for g in space.free_groups},
-                                 space.source)
-
-
 def user_network(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widths | None = None,
                  what: str = "--weights", allow_unexpected: bool = False, criterion: str = IMPORTANCE):
     """A plain `GraphNet` at `widths` (default: the model's own widths) holding the user's weights,
     sliced by importance (see above; `criterion`: `importance`'s)."""
     from .net import GraphNet
 
-    if widths is None:
-        space, widths = model_space(space), space.base_widths
+    if widths is None:  # the model's own widths, in a space holding them even when its choices stop below them
+        widths = space.base_widths  # (--max-mult < 1)
+        space = GraphSpace.from_graph(space.name, space.graph, {g.name: (g.base,) for g in space.free_groups},
+                                      space.source)
     sd = check_state(space, sd, what, allow_unexpected)
     net = GraphNet(space, widths)
     state = sliced_state(space, sd, widths, keep_channels(space, sd, widths, criterion))
@@ -340,19 +327,17 @@ def seed_supernet(sup, sd: Mapping[str, torch.Tensor], what: str = "--weights") 
                 if key not in small:
                     continue
                 t, dst = small[key], full[key]
-                if dst.dim() == 0:
+                if dst.dim() == 0 or (op.kind == "linear" and name == "bias"):  # a count; the classes, fixed
                     dst.copy_(t)
                     continue
                 rows, cols = (tensor_index(space, x, at, widest) for x in (op.name, op.inputs[0]))
-                if op.kind == "linear" and name == "weight":
+                if op.kind == "linear":
                     dst[:, cols] = t
                 elif op.kind == "conv" and name == "weight":
                     cols = slice(0, t.shape[1]) if op.keeps_group else cols
                     sub = dst[rows]
                     sub[:, cols] = t
                     dst[rows] = sub
-                elif op.kind == "linear":  # its bias: the classes, fixed
-                    dst.copy_(t)
                 else:
                     dst[rows] = t
     sup.full.load_state_dict(full)
