@@ -90,31 +90,32 @@ class Op:
         return ("" if self.pad < 0 else f"/p{self.pad}") + ("/ceil" if self.ceil else "")
 
     def to_dict(self) -> dict:
+        # fields added later (pad, ceil, bias, conv_groups, eps) are written only when not at their default, so
+        # older files keep their fingerprints; the order of the keys is the file's
         d: dict = {"name": self.name, "op": self.kind, "inputs": list(self.inputs)}
-        if self.kind in ("conv", "maxpool", "avgpool") and self.pad >= 0:  # written only when set: old files keep their
-            d["pad"] = self.pad                                  # fingerprints
-        if self.kind == "maxpool" and self.ceil:
-            d["ceil"] = True
-        if self.kind == "conv":
+        if self.kind in ("conv", "maxpool", "avgpool"):
+            if self.pad >= 0:
+                d["pad"] = self.pad
+            if self.kind == "maxpool" and self.ceil:
+                d["ceil"] = True
             d.update(kernel=self.kernel, stride=self.stride)
-            if self.bias:  # written only when set: old files keep their fingerprints
+        if self.kind == "conv":
+            if self.bias:
                 d["bias"] = True
             if self.depthwise:
                 d["depthwise"] = True
-            elif self.conv_groups > 1:  # written only when set: old files keep their fingerprints
+            elif self.conv_groups > 1:
                 d["conv_groups"] = self.conv_groups
             else:
                 d["out"] = self.out
                 if self.tag:
                     d["tag"] = self.tag
-        elif self.kind in ("maxpool", "avgpool"):
-            d.update(kernel=self.kernel, stride=self.stride)
         elif self.kind == "act":
             d["fn"] = self.fn
             if self.fn in HAS_ALPHA:
                 d["alpha"] = self.alpha
-        elif self.kind == "bn" and self.eps != BN_EPS:  # written only when not the default: old files keep
-            d["eps"] = self.eps                          # their fingerprints
+        elif self.kind == "bn" and self.eps != BN_EPS:
+            d["eps"] = self.eps
         return d
 
     @classmethod
@@ -239,11 +240,9 @@ class Graph:
                 if i not in seen:
                     raise GraphError(f"{where}: input {i!r} is not an earlier op (or 'input'); list ops in "
                                      "topological order")
-            n_in = len(op.inputs)
-            want = {"add": "two or more inputs", "mul": "two inputs", "cat": "two or more inputs"}.get(op.kind,
-                                                                                                      "one input")
-            if (op.kind in ("add", "cat") and n_in < 2) or (op.kind == "mul" and n_in != 2) or \
-                    (op.kind not in ("add", "mul", "cat") and n_in != 1):
+            n_in, many = len(op.inputs), op.kind in ("add", "cat")
+            if n_in < 2 if many else n_in != (2 if op.kind == "mul" else 1):
+                want = "two or more inputs" if many else "two inputs" if op.kind == "mul" else "one input"
                 raise GraphError(f"{where}: {op.kind} takes {want}, got {n_in}")
             if op.kind in ("conv", "maxpool", "avgpool"):
                 if op.kernel < 1 or op.stride < 1 or (op.pad < 0 and op.kernel % 2 == 0):
@@ -327,6 +326,12 @@ class Graph:
                 x = parent[x]
             return x
 
+        def merge(tensors) -> str:
+            roots = sorted({find(t) for t in tensors}, key=self._order.__getitem__)
+            for r in roots[1:]:  # the earliest root stays the representative
+                parent[r] = roots[0]
+            return roots[0]
+
         composite = self.composite
         for op in self.ops:
             if op.name in composite:  # a concatenation's channels are its inputs' groups: it is in none
@@ -334,14 +339,9 @@ class Graph:
             starts = op.kind == "linear" or (op.kind == "conv" and not op.keeps_group)
             parent[op.name] = op.name if starts else find(op.inputs[0])
             if op.kind in ("add", "mul"):  # both tie their inputs' channels (a gate has the map's channels)
-                roots = sorted({find(i) for i in op.inputs}, key=self._order.__getitem__)
-                for r in roots[1:]:  # the earliest root stays the representative
-                    parent[r] = roots[0]
-                parent[op.name] = roots[0]
+                parent[op.name] = merge(op.inputs)
         for tie in self.ties:  # merged by hand, as an add would
-            roots = sorted({find(t) for t in tie}, key=self._order.__getitem__)
-            for r in roots[1:]:
-                parent[r] = roots[0]
+            merge(tie)
         return {t: find(t) for t in parent}
 
     @cached_property
@@ -422,12 +422,7 @@ class Graph:
                                  "or ties), so they need the same base width; make their 'out' equal")
             classes = any(self.by_name[t].kind == "linear" for t in tensors if t != INPUT)
             fixed = INPUT in tensors or classes or any(t in self._fixed_tensors for t in tensors)
-            if INPUT in tensors:
-                name = INPUT
-            elif classes:
-                name = CLASSES
-            else:
-                name = self.by_name[root].tag or root
+            name = INPUT if INPUT in tensors else CLASSES if classes else (self.by_name[root].tag or root)
             if name in names:
                 raise GraphError(f"two channel groups are named {name!r} (started by {names[name]!r} and "
                                  f"{root!r}); give their convs different tags")

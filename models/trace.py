@@ -270,7 +270,6 @@ class _Builder:
         self.env: dict[fx.Node, _T | None] = {}
         self.modules: dict[str, str] = {}  # op name -> module path (conv, bn, linear)
         self.names: dict[fx.Node, str] = {}
-        self.kind_of: dict[str, str] = {INPUT: "input"}
         self.calls: dict[str, fx.Node] = {}  # module path -> its first call (shared weights are refused)
 
     # ---- errors and names -------------------------------------------------------------------
@@ -310,7 +309,6 @@ class _Builder:
         xs = [x] if isinstance(x, _T) else list(x)
         op = Op(self.names[node], kind, tuple(t.name for t in xs), **fields)
         self.ops.append(op)
-        self.kind_of[op.name] = kind
         pooled = all(t.pooled for t in xs) if kind == "mul" else (any(t.pooled for t in xs) or kind == "gap")
         return _T(op.name, pooled=pooled, logits=kind == "linear", flat=any(t.flat for t in xs) and kind != "mul")
 
