@@ -9,47 +9,18 @@ input of --input-shape to know every tensor's shape; afterwards the traced space
 plain `GraphNet` with the model's own weights, must reproduce the model's outputs, or tracing fails:
 a graph that reads the model wrongly is never written.
 
-What maps onto which op (anything else is refused with a TraceError that names the fx node, the op,
-the module path and the source line, and says what to do):
-
-  nn.Conv2d, groups 1 (dense), groups = in = out (depthwise) or in = out in groups (grouped: ResNeXt,
-  RegNet; its channels' group gets that many blocks); square kernel, any padding up to half
-      of it (zeros), no dilation; feeding only its BatchNorm2d, or no BN at all                 -> conv (+ bn)
-      (before a BN, a conv bias folds into that BN's running mean when weights are loaded: same
-      function; without a BN the conv keeps its bias, sliced with its channels)
-  nn.BatchNorm2d (affine, running statistics, any eps, any momentum) right after its conv (folds into
-      it), or after an add, a pool or on the input (pre-activation; stays a BatchNormalization) -> bn
-  nn.ReLU / ReLU6 / Hardtanh(0, 6) / Hardswish / Hardsigmoid / SiLU / Sigmoid / GELU (exact) / LeakyReLU,
-      their functionals (F.relu, F.silu, torch.sigmoid, ...), x.relu(_), x.sigmoid(_) -> act
-  a + b, a += b, torch.add(a, b), a.add(b) of two feature maps                  -> add (ties the groups)
-  torch.cat / torch.concat of feature maps on dim 1 (DenseNet, Inception)        -> cat (each input keeps its
-                                                                                   group at its offset)
-  nn.MaxPool2d / F.max_pool2d, square kernel, any padding up to half of it, ceil_mode -> maxpool
-  nn.AvgPool2d / F.avg_pool2d not over the whole map, square kernel, padding up to half of it (zeros
-      counted, torch's default), no ceil_mode (DenseNet's transition)          -> avgpool
-  nn.AdaptiveAvgPool2d(1), F.adaptive_avg_pool2d(x, 1), x.mean((2, 3)),
-      an average pool over the whole map                                        -> gap
-  flatten / view / reshape / squeeze of the pooled features, Dropout, Identity,
-      contiguous                                                                -> nothing (passed through)
-  nn.Linear on the pooled features, the model's output, or a 1x1 conv there
-      followed only by reshapes (MobileNet-v2's conv classifier)                -> linear (the classifier)
-  x * gate, the gate (N, C, 1, 1) from the pooled x through 1x1 convs and activations
-      (squeeze-excitation)                                                     -> mul (ties the groups)
-  a hidden layer of the head: nn.Linear on the pooled (N, C) features followed by another Linear,
-      or a 1x1 conv on the pooled (N, C, 1, 1) features (MobileNet-v3)          -> conv (1x1, on a 1x1 map;
-                                                                                   its width a group of its own)
-  VGG's head: a square H x H map flattened without pooling into a Linear followed by another
-      Linear                                                                    -> conv (H x H, no padding:
-                                                                                   a 1x1 map; its own group)
-
-Refused, each with its own message: grouped convs that change their channel count, a conv
-whose output feeds its BN and other ops, split / chunk / channel slicing and stacking (torch.stack, vstack), multiplications
-other than a map times its gate, other activations (tanh, ELU, Mish, ...), a classifier Linear straight on a
-map not yet pooled, several outputs, weights shared
-by two calls. `fixed` (layers kept at their own width) and `ties` (groups merged by hand) only
-constrain widths: they cannot carry an op the space cannot express past the tracer, because every
-later stage (profiling on a device, the supernet, ONNX export) rebuilds the network from the space
-file alone, without the user's code.
+What maps onto which op, and what is refused, README.md lists ("Bring your own model") and each `_Builder`
+handler checks for its fx node: a Conv2d (dense, depthwise, or grouped keeping its channels) and its
+BatchNorm2d -> conv (+ bn; a BN elsewhere stays a bn), the activations of models/activations.py (modules and
+functionals) -> act, `+` -> add (ties the groups), torch.cat on dim 1 -> cat (each input keeps its group at its
+offset), pools -> maxpool / avgpool / gap, reshapes of the pooled features, Dropout and Identity -> nothing,
+the classifier (a Linear, or a 1x1 conv on the pooled features) -> linear, a map times its squeeze-excitation
+gate -> mul (ties the groups), hidden layers of the head (MobileNet-v3's, VGG's on a flattened map) -> convs
+on a 1x1 map, each its own group. Anything else is refused with a TraceError that names the fx node, the op,
+the module path and the source line, and says what to do. `fixed` (layers kept at their own width) and `ties`
+(groups merged by hand) only constrain widths: they cannot carry an op the space cannot express past the
+tracer, because every later stage (profiling on a device, the supernet, ONNX export) rebuilds the network
+from the space file alone, without the user's code.
 """
 from __future__ import annotations
 
@@ -149,8 +120,8 @@ _ACT_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", n
                 nn.SiLU: "silu", nn.Sigmoid: "sigmoid", nn.GELU: "gelu", nn.LeakyReLU: "leaky_relu"}
 _ACT_FUNCS = {F.relu: "relu", torch.relu: "relu", torch.relu_: "relu", F.relu_: "relu", F.relu6: "relu6",
               F.hardswish: "hardswish", F.hardsigmoid: "hardsigmoid", F.silu: "silu", torch.sigmoid: "sigmoid",
-              F.sigmoid: "sigmoid", F.gelu: "gelu", F.leaky_relu: "leaky_relu", F.leaky_relu_: "leaky_relu"}
-_ACT_METHODS = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "sigmoid_": "sigmoid"}
+              F.sigmoid: "sigmoid", F.gelu: "gelu", F.leaky_relu: "leaky_relu", F.leaky_relu_: "leaky_relu",
+              "relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "sigmoid_": "sigmoid"}  # and Tensor methods
 _ADD_FUNCS = (operator.add, operator.iadd, torch.add)
 _PASS_MODULES = (nn.Dropout, nn.Dropout2d, nn.Dropout1d, nn.AlphaDropout, nn.Identity)
 _FLATTEN = {torch.flatten, torch.squeeze, torch.reshape}
@@ -268,7 +239,6 @@ class _Builder:
         self.own_acts = own_acts or {}  # the tracer's: id(module) -> (fn, alpha) of the model's own activations
         self.ops: list[Op] = []
         self.env: dict[fx.Node, _T | None] = {}
-        self.modules: dict[str, str] = {}  # op name -> module path (conv, bn, linear)
         self.names: dict[fx.Node, str] = {}
         self.calls: dict[str, fx.Node] = {}  # module path -> its first call (shared weights are refused)
 
@@ -382,16 +352,15 @@ class _Builder:
             return self.conv(node, m, x)
         if type(m) is nn.BatchNorm2d:
             return self.bn(node, m, x)
-        own = self.own_acts.get(id(m)) if type(m) not in _ACT_MODULES else None
-        if own is not None:  # the model's own activation module, computing a known one
-            return self.emit(node, "act", x, fn=own[0], **({"alpha": own[1]} if own[0] == "leaky_relu" else {}))
+        act = self.own_acts.get(id(m))  # (fn, alpha) of the model's own activation module, computing a known one
         if type(m) in _ACT_MODULES:
             if type(m) is nn.GELU and m.approximate != "none":
                 raise self.refuse(node, f"GELU(approximate={m.approximate!r})", "use nn.GELU() (the exact, erf form)")
-            return self.emit(node, "act", x, fn=_ACT_MODULES[type(m)],
-                             **({"alpha": float(m.negative_slope)} if type(m) is nn.LeakyReLU else {}))
+            act = _ACT_MODULES[type(m)], getattr(m, "negative_slope", 0.0)
         if type(m) is nn.Hardtanh and (m.min_val, m.max_val) == (0.0, 6.0):
-            return self.emit(node, "act", x, fn="relu6")
+            act = "relu6", 0.0
+        if act is not None:  # alpha: leaky_relu's slope, 0 (unused) for the others
+            return self.emit(node, "act", x, fn=act[0], alpha=float(act[1]))
         if type(m) is nn.MaxPool2d:
             return self.maxpool(node, x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode,
                                 m.return_indices)
@@ -416,14 +385,11 @@ class _Builder:
                           "module widthnas does not map")
 
     def conv(self, node: fx.Node, m: nn.Conv2d, x: _T) -> _T:
-        if x.pooled and not x.flat and not x.logits and tuple(m.kernel_size) == (1, 1) and m.groups == 1 \
-                and _reaches_output_by_reshapes(node):  # a 1x1 conv classifier (MobileNet-v2): the linear op
+        on_pooled = x.pooled and not x.flat and not x.logits and tuple(m.kernel_size) == (1, 1) and m.groups == 1
+        if on_pooled and _reaches_output_by_reshapes(node):  # a 1x1 conv classifier (MobileNet-v2): the linear op
             return self.linear(node, m, x)
-        if x.pooled and not x.flat:  # a 1x1 conv on the pooled (N, C, 1, 1) features: a channel gate's branch,
-            if x.logits or tuple(m.kernel_size) != (1, 1) or m.groups != 1:  # or a hidden layer of the head
-                self.need_map(node, x, "a convolution")  # refused, with what to do
-        else:
-            self.need_map(node, x, "a convolution")
+        if not on_pooled:  # else a 1x1 conv on the pooled (N, C, 1, 1) features: a channel gate's branch, or a
+            self.need_map(node, x, "a convolution")  # hidden layer of the head
         k, s = m.kernel_size, m.stride
         dw = m.groups > 1 and m.groups == m.in_channels == m.out_channels
         if m.groups != 1 and not dw and m.in_channels != m.out_channels:
@@ -570,14 +536,12 @@ class _Builder:
                               "without channel splits, or a sub-network without them")
         if t in _ADD_FUNCS or t in ("add", "add_", "__add__", "__iadd__"):
             return self.add(node, xs)
-        if t in _ACT_FUNCS or t in _ACT_METHODS:
-            fn = _ACT_FUNCS[t] if t in _ACT_FUNCS else _ACT_METHODS[t]
-            extra = {}
+        if t in _ACT_FUNCS:
+            fn = _ACT_FUNCS[t]
             if fn == "gelu" and (node.kwargs.get("approximate", "none") != "none" or len(node.args) > 1):
                 raise self.refuse(node, "GELU with approximate='tanh'", "use F.gelu(x) (the exact, erf form)")
-            if fn == "leaky_relu":
-                extra["alpha"] = float(_arg(node, 1, "negative_slope", 0.01))
-            return self.emit(node, "act", x, fn=fn, **extra)
+            alpha = _arg(node, 1, "negative_slope", 0.01) if fn == "leaky_relu" else 0.0
+            return self.emit(node, "act", x, fn=fn, alpha=float(alpha))
         if t in (F.hardtanh, F.hardtanh_) or t in ("hardtanh", "hardtanh_"):
             if tuple(_call_args(node, min_val=-1.0, max_val=1.0)) == (0, 6):
                 return self.emit(node, "act", x, fn="relu6")
