@@ -142,10 +142,9 @@ class Op:
                          ("bias", bool), ("pad", int), ("ceil", bool), ("conv_groups", int)):
             if key in d and (not isinstance(d[key], typ) or (typ is int and isinstance(d[key], bool))):
                 raise GraphError(f"{where}: '{key}' must be a {typ.__name__}, not {d[key]!r}")
-        if "pad" in d and isinstance(d["pad"], int) and d["pad"] < 0:  # -1 is the default, never written
+        if "pad" in d and d["pad"] < 0:  # -1 is the default, never written (its type is checked above)
             raise GraphError(f"{where}: 'pad' must be 0 or more px, not {d['pad']!r} (leave it out for kernel // 2)")
-        if "conv_groups" in d and (isinstance(d["conv_groups"], bool) or not isinstance(d["conv_groups"], int)
-                                   or d["conv_groups"] < 2 or d.get("depthwise")):
+        if "conv_groups" in d and (d["conv_groups"] < 2 or d.get("depthwise")):
             raise GraphError(f"{where}: 'conv_groups' is a grouped conv's group count, a whole number of 2 or more "
                              f"(not with 'depthwise'), not {d['conv_groups']!r}; leave it out for a dense conv")
         for key, ok, what in (("alpha", lambda v: 0 <= v < 1, "in [0, 1)"), ("eps", lambda v: 0 < v < 1, "in (0, 1)")):
@@ -169,9 +168,8 @@ class Group:
     members: tuple[str, ...]  # tensors (op names, and "input") whose channels this group is
 
 
-def _out_size(h: int, kernel: int, stride: int, pad: int | None = None, ceil: bool = False) -> int:
-    """Output side of a conv or max-pool, px, as torch computes it (pad None: kernel // 2)."""
-    pad = kernel // 2 if pad is None else pad
+def _out_size(h: int, kernel: int, stride: int, pad: int, ceil: bool) -> int:
+    """Output side of a conv or pool, px, as torch computes it."""
     if not ceil:
         return (h + 2 * pad - kernel) // stride + 1
     out = -(-(h + 2 * pad - kernel) // stride) + 1

@@ -153,19 +153,15 @@ class SlimmableGraphNet(nn.Module):
 
     def _index(self, a: Mapping[str, int]) -> dict[str, slice | torch.Tensor]:
         """Group -> the channels the assignment `a` keeps of the supernet's widest."""
-        return {name: channel_index(self.space, name, c, self._widest[name]) for name, c in a.items()}
-
-    @property
-    def _widest(self) -> dict[str, int]:
-        return self.full.assignment
+        return {name: channel_index(self.space, name, c, self.full.assignment[name]) for name, c in a.items()}
 
     def _at(self, tensor: str, a: Mapping[str, int], idx: Mapping[str, slice | torch.Tensor]) -> slice | torch.Tensor:
         """The channels of `tensor` that the assignment keeps, out of its widest: its group's (idx), or for
         a concatenation each segment's, shifted by the widest widths of the segments before it."""
-        lay = self.space.graph.layout[tensor]
-        if len(lay) > 1 and all(a[s] == self._widest[s] for s in lay):  # all of it: a view
+        lay, widest = self.space.graph.layout[tensor], self.full.assignment
+        if len(lay) > 1 and all(a[s] == widest[s] for s in lay):  # all of it: a view
             return slice(0, sum(a[s] for s in lay))
-        return tensor_index(self.space, tensor, idx, self._widest)
+        return tensor_index(self.space, tensor, idx, widest)
 
     def forward(self, x: torch.Tensor, widths: Widths | None = None, update_bn_stats: bool = True) -> torch.Tensor:
         a = self.space.assignment(widths if widths is not None else self.max_widths)

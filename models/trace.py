@@ -299,8 +299,7 @@ class _Builder:
                               + _TODO_SUPPORTED)
 
     # ---- the walk -----------------------------------------------------------------------------
-    def run(self) -> _T:
-        out = None
+    def run(self) -> None:
         placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
         if len(placeholders) != 1:
             raise TraceError(f"the model's forward takes {len(placeholders)} inputs "
@@ -314,14 +313,13 @@ class _Builder:
                                   "use it inside a supported module (Conv2d, BatchNorm2d, Linear), or search a "
                                   "model without it")
             elif node.op == "output":
-                out = self.output(node)
+                self.output(node)
             elif node.op == "call_module":
                 self.env[node] = self.module(node, self.gm.get_submodule(node.target))
             else:
                 self.env[node] = self.function(node)
-        return out
 
-    def output(self, node: fx.Node) -> _T:
+    def output(self, node: fx.Node) -> None:
         res = node.args[0]
         v = self.env.get(res) if isinstance(res, fx.Node) else None
         if not isinstance(v, _T) or not v.logits:
@@ -331,7 +329,6 @@ class _Builder:
                               "classifier: a Linear, or a 1x1 conv on the globally pooled features. Nothing may follow "
                               "it (an activation or a pooling after a conv classifier, as in SqueezeNet, softmax); "
                               "detection heads and several outputs are outside a space")
-        return v
 
     def module(self, node: fx.Node, m: nn.Module) -> _T | None:
         xs = self.tensor_args(node)
@@ -406,10 +403,9 @@ class _Builder:
             raise self.refuse(node, f"padding {m.padding!r} ({m.padding_mode}), dilation {tuple(m.dilation)}: a space's "
                               "conv pads every side alike with zeros, at most half its kernel, and has no dilation",
                               f"set e.g. padding={k[0] // 2} and dilation=1")
-        users = list(node.users)
-        to_bn = [u for u in users if u.op == "call_module"
-                 and isinstance(self.gm.get_submodule(u.target), nn.modules.batchnorm._BatchNorm)]
-        folds = bool(to_bn) and len(users) == 1  # its BN folds into it; a BN beside other readers stays a BN
+        users = list(node.users)  # its BN folds into it; a BN beside other readers stays a BN
+        folds = len(users) == 1 and users[0].op == "call_module" and \
+            isinstance(self.gm.get_submodule(users[0].target), nn.modules.batchnorm._BatchNorm)
         # without a BN folding into it, the conv keeps its own bias; before such a BN its bias folds into the BN
         grouped = m.groups if m.groups > 1 and not dw else 1
         return self.emit(node, "conv", x, out=0 if dw or grouped > 1 else m.out_channels, kernel=k[0], stride=s[0],
@@ -483,15 +479,13 @@ class _Builder:
         return _T(x.name, pooled=True, flat=len(shape_out) == 2)
 
     def linear(self, node, m: nn.Linear, x: _T) -> _T:
-        later, seen, todo = [], set(), list(node.users)
-        while todo:  # a Linear downstream of this one: an MLP head
+        later, seen, todo = False, set(), list(node.users)
+        while todo and not later:  # a Linear downstream of this one: an MLP head
             u = todo.pop()
-            if u in seen:
-                continue
-            seen.add(u)
-            if u.op == "call_module" and type(self.gm.get_submodule(u.target)) is nn.Linear:
-                later.append(u.name)
-            todo += list(u.users)
+            if u not in seen:
+                seen.add(u)
+                later = u.op == "call_module" and type(self.gm.get_submodule(u.target)) is nn.Linear
+                todo += list(u.users)
         shape_in = self.shape(node.all_input_nodes[0]) if node.all_input_nodes else None
         if x.map_side and later:  # VGG's first head layer on a flattened H x H map: an H x H conv without padding,
             t = self.emit(node, "conv", x, out=m.out_features, kernel=x.map_side, stride=1, pad=0,  # to a 1x1 map
@@ -835,13 +829,11 @@ def check_against_model(space: GraphSpace, model: nn.Module, atol: float = 1e-4)
 def format_groups(space: GraphSpace) -> list[str]:
     """One line per channel group: its width choices, and the model's layers whose output it is."""
     src = space.source.module_of if space.source is not None else {}
-    lines = []
+    lines, by = [], space.graph.by_name
     for g in space.groups:
-        starts = [src.get(t, t) for t in space.group(g.name).members
-                  if t in space.graph.by_name and space.graph.by_name[t].kind in ("conv", "linear")
-                  and not space.graph.by_name[t].keeps_group]
-        dws = [src.get(t, t) for t in space.group(g.name).members
-               if t in space.graph.by_name and space.graph.by_name[t].keeps_group]
+        ops = [by[t] for t in space.group(g.name).members if t in by]
+        starts = [src.get(o.name, o.name) for o in ops if o.kind in ("conv", "linear") and not o.keeps_group]
+        dws = [src.get(o.name, o.name) for o in ops if o.keeps_group]
         what = (f"fixed at {g.base}" if g.fixed else f"base {g.base}, choices {list(g.choices)}")
         if space.graph.blocks.get(g.name, 1) > 1:
             what += f", in {space.graph.blocks[g.name]} blocks (a grouped conv's)"

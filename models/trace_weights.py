@@ -110,15 +110,13 @@ def check_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], what: str = "
         sd = {k[len("module."):]: v for k, v in sd.items()}
     missing = [k for k, (_, req) in exp.items() if req and k not in sd]
     unused = set(space.source.unused_keys)  # layers the traced forward never calls: ignored
-    unexpected = [k for k in sd if k not in exp and k not in unused]
-    if missing or (unexpected and not allow_unexpected):
-        raise WeightsError(f"{what} do not match the traced model of space {space.name!r}: "
-                           + (f"missing keys {missing[:12]}{' ...' if len(missing) > 12 else ''}" if missing else "")
-                           + ("; " if missing and unexpected and not allow_unexpected else "")
-                           + (f"unexpected keys {unexpected[:12]}{' ...' if len(unexpected) > 12 else ''}"
-                              if unexpected and not allow_unexpected else "")
-                           + ". Give the state_dict of the model the space was traced from "
-                             f"({space.source.factory}), saved with torch.save(model.state_dict(), path)")
+    unexpected = [] if allow_unexpected else [k for k in sd if k not in exp and k not in unused]
+    if missing or unexpected:
+        found = [f"{kind} keys {ks[:12]}{' ...' if len(ks) > 12 else ''}"
+                 for kind, ks in (("missing", missing), ("unexpected", unexpected)) if ks]
+        raise WeightsError(f"{what} do not match the traced model of space {space.name!r}: {'; '.join(found)}. "
+                           f"Give the state_dict of the model the space was traced from ({space.source.factory}), "
+                           "saved with torch.save(model.state_dict(), path)")
     bad = [f"{k}: {tuple(sd[k].shape)}, the space needs {shape}" for k, (shape, _) in exp.items()
            if k in sd and shape is not None and _as_linear(sd[k], shape) != shape]
     if bad:
