@@ -500,7 +500,7 @@ class GraphSpace:
         return cls(d["name"], graph, tuple((g.name, listed[g.name]) for g in graph.groups if not g.fixed), source)
 
     def save(self, path: str | Path) -> None:
-        from widthnas._io import atomic_write_text
+        from widthnas._io import atomic_write_text  # not at the top: _io imports widthnas.latency, which imports this
 
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 

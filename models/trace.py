@@ -38,9 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from . import activations
 from .graph import CLASSES, INPUT, Graph, GraphError, Op
-from .space import GraphSpace, TraceSource
-from .space import block_round, width_choices
+from .space import GraphSpace, TraceSource, block_round, width_choices
+from .space import parse_input_shape as _parse_input_shape
+from .trace_weights import expected_keys, user_network
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.]")
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)')
@@ -96,10 +98,8 @@ def load_factory(spec: str) -> tuple[nn.Module, str]:
 
 def parse_input_shape(text: str | Sequence[int]) -> tuple[int, int, int]:
     """'3,32,32' (C,H,W of one image) -> (3, 32, 32); space.parse_input_shape, as a TraceError."""
-    from .space import parse_input_shape as parse
-
     try:
-        return parse(text)
+        return _parse_input_shape(text)
     except ValueError as e:
         raise TraceError(str(e)) from None
 
@@ -160,8 +160,6 @@ _PROBE = torch.linspace(-8, 8, 2 * 3 * 5 * 5).reshape(2, 3, 5, 5)
 def _as_activation(m: nn.Module) -> tuple[str, float] | None:
     """(fn, alpha) when `m`, a module of the user's own with no weights, computes one of the activations a
     space holds (checked on a probe tensor, -8..8); None otherwise. Torch's own modules map by type."""
-    from . import activations
-
     if type(m).__module__.startswith("torch.") or any(True for _ in m.parameters()) or \
             any(True for _ in m.buffers()) or any(True for _ in m.children()):
         return None
@@ -777,8 +775,6 @@ def trace_model(model: nn.Module, input_shape: Sequence[int] | str, name: str = 
         space = GraphSpace.from_graph(name, g, {gr.name: traced_choices(gr.base, max_mult, levels,
                                                                         g.blocks.get(gr.name, 1))
                                                 for gr in g.groups if not gr.fixed}, src)
-        from .trace_weights import expected_keys
-
         used = expected_keys(space)
         unused = tuple(k for k in model.state_dict() if k not in used)
         if unused:  # e.g. an auxiliary head that only training calls: its weights are ignored, by name
@@ -805,8 +801,6 @@ def check_against_model(space: GraphSpace, model: nn.Module, atol: float = 1e-4)
     """The space at its base widths with the model's weights must compute the model's outputs
     (eval mode, a random input); returns the max abs difference, raises TraceError past `atol`
     (relative to the outputs' scale)."""
-    from .trace_weights import user_network
-
     was_training = model.training
     model.eval()
     try:

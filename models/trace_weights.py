@@ -24,13 +24,13 @@ Sorting likewise stays inside each block.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import torch
 
+from .net import GraphNet, Widths, channel_index, module_key, tensor_index
 from .space import GraphSpace
 
-Widths = Sequence[int] | Mapping[str, int]
 _BN = ("weight", "bias", "running_mean", "running_var")
 
 
@@ -243,8 +243,6 @@ def sliced_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widt
                  keep: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """The state_dict of `GraphNet(space, widths)` cut from the user's weights: every op of a group
     takes the same channels (`keep`, default `keep_channels`)."""
-    from .net import module_key, tensor_index
-
     keep = keep_channels(space, sd, widths) if keep is None else keep
     base, out = {s.name: s.base for s in space.groups}, {}
     for name, tensors in _op_tensors(space, sd).items():
@@ -280,8 +278,6 @@ def user_network(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widt
                  what: str = "--weights", allow_unexpected: bool = False, criterion: str = IMPORTANCE):
     """A plain `GraphNet` at `widths` (default: the model's own widths) holding the user's weights,
     sliced by importance (see above; `criterion`: `importance`'s)."""
-    from .net import GraphNet
-
     if widths is None:  # the model's own widths, in a space holding them even when its choices stop below them
         widths = space.base_widths  # (--max-mult < 1)
         space = GraphSpace.from_graph(space.name, space.graph, {g.name: (g.base,) for g in space.free_groups},
@@ -301,8 +297,6 @@ def seed_supernet(sup, sd: Mapping[str, torch.Tensor], what: str = "--weights") 
     (so the supernet's first k channels are the k most important) into its first `base` channels;
     channels beyond the model's (when choices exceed it) keep their initialisation. Returns
     {group: channels copied}."""
-    from .net import channel_index, module_key, tensor_index
-
     space, widest = sup.space, sup.full.assignment
     narrow = [f"{s.name} ({widest[s.name]} < {s.base})" for s in space.groups if widest[s.name] < s.base]
     if narrow:
