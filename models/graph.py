@@ -22,8 +22,8 @@ chosen. Groups are derived from the ops by union-find, never written by hand:
 
 A group's name is the `tag` of the first op (in graph order) that starts it, or that op's name.
 Ops are listed in topological order; tensors are named after the op that produces them, and the
-image is the tensor "input". Every conv is followed by its BN (and only by it), so BN folds into
-the conv at export; the last op is the one linear classifier, on a globally pooled 1x1 tensor.
+image is the tensor "input". A BN right after a conv that feeds only it folds into the conv at export
+(`Graph.folded_bns`); the last op is the one linear classifier, on a globally pooled 1x1 tensor.
 """
 from __future__ import annotations
 
@@ -454,9 +454,6 @@ class Graph:
     def group_of(self) -> dict[str, str]:
         """Tensor name -> its group's name."""
         return {t: g.name for g in self.groups for t in g.members}
-
-    def with_input(self, input_shape: tuple[int, int, int], num_classes: int) -> "Graph":
-        return Graph(tuple(input_shape), num_classes, self.ops, self.ties, self.fixed)
 
 
 class GraphBuilder:

@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Mapping, NamedTuple, Sequence
@@ -167,9 +167,8 @@ class GraphSpace:
         """The same ops with more groups given by hand: `fixed` ops' groups held at their base width,
         `ties` merging groups. A merged group keeps the choices of its earliest member group; one that now
         holds a grouped conv's blocks takes every multiple of its block_round step up to the widest of them."""
-        graph = Graph(self.graph.input_shape, self.graph.num_classes, self.graph.ops,
-                      self.graph.ties + tuple(tuple(t) for t in ties),
-                      tuple(dict.fromkeys(self.graph.fixed + tuple(fixed))))
+        graph = replace(self.graph, ties=self.graph.ties + tuple(tuple(t) for t in ties),
+                        fixed=tuple(dict.fromkeys(self.graph.fixed + tuple(fixed))))
         choices = dict(self.choices_by_group)
         for g in graph.groups:
             b = graph.blocks.get(g.name, 1)
@@ -399,8 +398,8 @@ class GraphSpace:
 
     def with_input(self, input_shape: Sequence[int] | None = None, num_classes: int | None = None) -> "GraphSpace":
         """The same ops and choices for another input shape or class count (a different fingerprint)."""
-        graph = self.graph.with_input(parse_input_shape(input_shape) if input_shape else self.graph.input_shape,
-                                      num_classes or self.graph.num_classes)
+        graph = replace(self.graph, input_shape=parse_input_shape(input_shape) if input_shape else
+                        self.graph.input_shape, num_classes=num_classes or self.graph.num_classes)
         return GraphSpace(self.name, graph, self.choices_by_group, self.source)
 
     @property

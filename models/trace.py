@@ -30,7 +30,7 @@ import importlib.util
 import operator
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -124,7 +124,7 @@ _ACT_FUNCS = {F.relu: "relu", torch.relu: "relu", torch.relu_: "relu", F.relu_: 
               "relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "sigmoid_": "sigmoid"}  # and Tensor methods
 _ADD_FUNCS = (operator.add, operator.iadd, torch.add)
 _PASS_MODULES = (nn.Dropout, nn.Dropout2d, nn.Dropout1d, nn.AlphaDropout, nn.Identity)
-_FLATTEN = {torch.flatten, torch.squeeze, torch.reshape}
+_FLATTEN = {torch.flatten, torch.squeeze, torch.reshape, "flatten", "view", "reshape", "squeeze"}  # and methods
 _SHAPE_METHODS = {"size", "dim", "numel"}
 _CAT = {torch.cat, torch.concat, torch.stack, torch.hstack, torch.vstack}
 _SPLIT = {torch.split, torch.chunk, torch.tensor_split, torch.unbind, torch.narrow}
@@ -552,7 +552,7 @@ class _Builder:
                 return self.gap(node, x, 1)
             raise self.refuse(node, f"mean over dims {dims}", "average over the spatial dims (2, 3) for global "
                               "pooling; other reductions are not supported")
-        if t in _FLATTEN or t in ("flatten", "view", "reshape", "squeeze"):
+        if t in _FLATTEN:
             return self.flatten(node, x)
         if t in (F.dropout, F.dropout2d, F.dropout1d) or t in ("contiguous", "clone", "detach"):
             return x
@@ -619,7 +619,6 @@ class _Builder:
 def _reaches_output_by_reshapes(node: fx.Node) -> bool:
     """Whether every path from `node` to the model's output passes only reshapes (flatten, view, squeeze):
     a conv classifier on the pooled features."""
-    reshapes = {torch.flatten, torch.squeeze, torch.reshape, "flatten", "view", "reshape", "squeeze"}
     users = list(node.users)
     while users:
         u = users.pop()
@@ -627,7 +626,7 @@ def _reaches_output_by_reshapes(node: fx.Node) -> bool:
             continue
         if u.op == "call_module" and isinstance(u.graph.owning_module.get_submodule(u.target), nn.Flatten):
             users += list(u.users)
-        elif u.op in ("call_function", "call_method") and u.target in reshapes:
+        elif u.op in ("call_function", "call_method") and u.target in _FLATTEN:
             users += list(u.users)
         else:
             return False
@@ -752,9 +751,8 @@ def trace_model(model: nn.Module, input_shape: Sequence[int] | str, name: str = 
                              "tensor, loops over its size) cannot be traced. What to do: make that part of the "
                              "forward static (decide it in __init__), or give a factory that returns a model "
                              "without it") from None
-        x = torch.randn(2, *shape)
         try:
-            shapes = _shapes(gm, x)
+            shapes = _shapes(gm, torch.randn(2, *shape))
         except Exception as e:
             raise TraceError(f"{type(model).__name__} does not run on input (2, {', '.join(map(str, shape))}) "
                              f"({type(e).__name__}: {str(e).splitlines()[0]}); check --input-shape C,H,W") from None
@@ -778,8 +776,7 @@ def trace_model(model: nn.Module, input_shape: Sequence[int] | str, name: str = 
         used = expected_keys(space)
         unused = tuple(k for k in model.state_dict() if k not in used)
         if unused:  # e.g. an auxiliary head that only training calls: its weights are ignored, by name
-            space = GraphSpace(space.name, space.graph, space.choices_by_group,
-                               TraceSource(src.factory, src.modules, unused))
+            space = replace(space, source=replace(src, unused_keys=unused))
         if fixed or ties:
             space = apply_constraints(space, fixed, ties)
         space = _fix_unsearchable(space)
@@ -792,8 +789,7 @@ def trace_model(model: nn.Module, input_shape: Sequence[int] | str, name: str = 
 
 def _fix_unsearchable(space: GraphSpace) -> GraphSpace:
     """Groups whose one choice is their own width (fewer than 8 channels) are fixed: nothing to search."""
-    ch = dict(space.choices_by_group)
-    one = [space.group(g.name).members[0] for g in space.free_groups if len(ch[g.name]) == 1]
+    one = [space.group(g.name).members[0] for g in space.free_groups if len(g.choices) == 1]
     return space.with_constraints(one) if one else space
 
 
