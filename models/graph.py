@@ -152,10 +152,9 @@ class Op:
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
                                   or not ok(v)):
                 raise GraphError(f"{where}: '{key}' must be a number {what}, not {v!r}")
-        return cls(name, kind, tuple(inputs), d.get("out", 0), d.get("kernel", 1), d.get("stride", 1),
-                   d.get("depthwise", False), d.get("fn", ""), d.get("tag", ""), float(d.get("alpha", 0.0)),
-                   float(d.get("eps", BN_EPS)), d.get("bias", False), d.get("pad", -1), d.get("ceil", False),
-                   d.get("conv_groups", 1))
+        given = {k: float(v) if k in ("alpha", "eps") else v for k, v in d.items()  # the fields checked above
+                 if k not in ("name", "op", "inputs")}
+        return cls(name, kind, tuple(inputs), **given)
 
 
 @dataclass(frozen=True)
