@@ -83,7 +83,7 @@ def load_factory(spec: str) -> tuple[nn.Module, str]:
         raise TraceError(f"--from-model {spec!r}: importing {mod_name} failed ({type(e).__name__}: {e}); run from "
                          "the directory that holds it, or give its file path ('path/to/models.py:factory')") from None
     factory = getattr(module, fn_name, None)
-    if factory is None or not callable(factory):
+    if not callable(factory):
         names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
         raise TraceError(f"--from-model {spec!r}: {mod_name} has no callable {fn_name!r}; callables there: {names}")
     try:
@@ -496,10 +496,10 @@ class _Builder:
         if later and x.pooled and not x.logits and shape_in is not None and len(shape_in) == 2:
             # a hidden layer of an MLP head on the pooled (N, C) features: a 1x1 conv in the space
             return self.emit(node, "conv", x, out=m.out_features, kernel=1, stride=1, bias=m.bias is not None)
-        if not x.pooled or x.logits or any(o.kind == "linear" for o in self.ops):
-            problem = ("a second Linear layer: the space's network has one, the classifier" if x.logits or
-                       any(o.kind == "linear" for o in self.ops) else "a Linear layer on features that are not "
-                       "globally average-pooled")
+        second = x.logits or any(o.kind == "linear" for o in self.ops)
+        if not x.pooled or second:
+            problem = ("a second Linear layer: the space's network has one, the classifier" if second else
+                       "a Linear layer on features that are not globally average-pooled")
             raise self.refuse(node, problem, "pool globally (nn.AdaptiveAvgPool2d(1)), flatten, then nn.Linear "
                               "layers; the last one, the classifier, gives the model's output")
         return self.emit(node, "linear", x)
