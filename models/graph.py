@@ -45,8 +45,7 @@ _FIELDS = {"conv": ({"out", "kernel", "stride", "depthwise", "tag", "bias", "pad
            "maxpool": ({"kernel", "stride", "pad", "ceil"}, {"kernel", "stride"}),
            "avgpool": ({"kernel", "stride", "pad"}, {"kernel", "stride"}),  # zeros counted (torch's default)
            "act": ({"fn", "alpha"}, {"fn"}),
-           "bn": ({"eps"}, set()), "add": (set(), set()), "mul": (set(), set()), "gap": (set(), set()), "linear": (set(), set()),
-           "cat": (set(), set())}
+           "bn": ({"eps"}, set())}  # the other kinds: none
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
 
 
@@ -129,7 +128,7 @@ class Op:
         where = f"{where} ({name!r}, {kind})"
         if kind not in KINDS:
             raise GraphError(f"{where}: unknown op {kind!r}; ops are {list(KINDS)}")
-        fields, required = _FIELDS[kind]
+        fields, required = _FIELDS.get(kind, (set(), set()))
         if kind == "conv" and (d.get("depthwise") is True or "conv_groups" in d):  # keeps its input's channels
             fields, required = fields - {"out", "tag"}, required - {"out"}
         unknown, missing = set(d) - fields - {"name", "op", "inputs"}, required - set(d)

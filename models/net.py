@@ -53,11 +53,7 @@ def tensor_index(space: GraphSpace, tensor: str, per: Mapping[str, slice | torch
 
 def _last_use(space: GraphSpace) -> dict[str, int]:
     """Tensor -> index of the last op reading it, so forward passes free tensors early."""
-    last = {}
-    for k, op in enumerate(space.graph.ops):
-        for i in op.inputs:
-            last[i] = k
-    return last
+    return {i: k for k, op in enumerate(space.graph.ops) for i in op.inputs}  # later readers overwrite
 
 
 def _run(space: GraphSpace, last: Mapping[str, int], x: torch.Tensor, step) -> torch.Tensor:

@@ -49,10 +49,7 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"--weights {path} cannot be read as a torch state_dict ({type(e).__name__}: "
                            f"{str(e).splitlines()[0]}); save it with torch.save(model.state_dict(), path)") from None
     if isinstance(d, dict) and not any(isinstance(v, torch.Tensor) for v in d.values()):
-        for k in ("state_dict", "model", "model_state_dict"):
-            if isinstance(d.get(k), dict):
-                d = d[k]
-                break
+        d = next((d[k] for k in ("state_dict", "model", "model_state_dict") if isinstance(d.get(k), dict)), d)
     if not isinstance(d, dict) or not d or not all(isinstance(v, torch.Tensor) for v in d.values()):
         raise WeightsError(f"--weights {path} holds {type(d).__name__}, not a state_dict of tensors; save it with "
                            "torch.save(model.state_dict(), path)")
