@@ -16,58 +16,47 @@ FUSED = ("relu", "relu6")  # folded into the preceding conv by onnxruntime: no l
 HAS_ALPHA = ("leaky_relu",)  # the negative slope, recorded in the op
 
 
+def _check(fn: str) -> None:
+    if fn not in ACTIVATIONS:
+        raise ValueError(f"activation {fn!r}: choose one of {list(ACTIVATIONS)}")
+
+
 def apply(fn: str, x, alpha: float = 0.0):
     """fn(x) as torch computes it (the supernet's forward)."""
+    import torch
     import torch.nn.functional as F
 
-    if fn == "relu":
-        return F.relu(x)
-    if fn == "relu6":
-        return F.relu6(x)
-    if fn == "hardswish":
-        return F.hardswish(x)
-    if fn == "hardsigmoid":
-        return F.hardsigmoid(x)
-    if fn == "silu":
-        return F.silu(x)
-    if fn == "sigmoid":
-        return x.sigmoid()
-    if fn == "gelu":
-        return F.gelu(x)
+    _check(fn)
     if fn == "leaky_relu":
         return F.leaky_relu(x, alpha)
-    raise ValueError(f"activation {fn!r}: choose one of {list(ACTIVATIONS)}")
+    return {"relu": F.relu, "relu6": F.relu6, "hardswish": F.hardswish, "hardsigmoid": F.hardsigmoid,
+            "silu": F.silu, "sigmoid": torch.sigmoid, "gelu": F.gelu}[fn](x)
 
 
 def module(fn: str, alpha: float = 0.0):
     """The torch module of fn (the plain network; torch.onnx exports it)."""
     from torch import nn
 
-    mods = {"relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish, "hardsigmoid": nn.Hardsigmoid,
-            "silu": nn.SiLU, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
+    _check(fn)
     if fn == "leaky_relu":
         return nn.LeakyReLU(alpha)
-    if fn not in mods:
-        raise ValueError(f"activation {fn!r}: choose one of {list(ACTIVATIONS)}")
-    return mods[fn]()
+    return {"relu": nn.ReLU, "relu6": nn.ReLU6, "hardswish": nn.Hardswish, "hardsigmoid": nn.Hardsigmoid,
+            "silu": nn.SiLU, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}[fn]()
 
 
 def onnx_nodes(fn: str, alpha: float, x: str, y: str) -> tuple[list, list]:
     """(nodes, initializers) computing y = fn(x) in ONNX, as torch.onnx (opset 17) writes the module."""
     from onnx import helper, numpy_helper
 
+    _check(fn)
     const = lambda name, v: numpy_helper.from_array(np.array(v, np.float32), name)  # noqa: E731
-    if fn == "relu":
-        return [helper.make_node("Relu", [x], [y])], []
+    if fn in ("relu", "hardswish", "sigmoid"):
+        return [helper.make_node({"relu": "Relu", "hardswish": "HardSwish", "sigmoid": "Sigmoid"}[fn], [x], [y])], []
     if fn == "relu6":
         return [helper.make_node("Clip", [x, "clip.min", "clip.max"], [y])], [const("clip.min", 0.0),
                                                                             const("clip.max", 6.0)]
-    if fn == "hardswish":
-        return [helper.make_node("HardSwish", [x], [y])], []
     if fn == "hardsigmoid":
         return [helper.make_node("HardSigmoid", [x], [y], alpha=1.0 / 6, beta=0.5)], []
-    if fn == "sigmoid":
-        return [helper.make_node("Sigmoid", [x], [y])], []
     if fn == "silu":
         return [helper.make_node("Sigmoid", [x], [f"{y}.sig"]), helper.make_node("Mul", [x, f"{y}.sig"], [y])], []
     if fn == "gelu":  # 0.5 x (1 + erf(x / sqrt 2)), torch's exact GELU
@@ -76,6 +65,4 @@ def onnx_nodes(fn: str, alpha: float, x: str, y: str) -> tuple[list, list]:
                 helper.make_node("Mul", [x, f"{y}.a"], [f"{y}.m"]),
                 helper.make_node("Mul", [f"{y}.m", "gelu.half"], [y])], [
             const("gelu.sqrt2", math.sqrt(2.0)), const("gelu.one", 1.0), const("gelu.half", 0.5)]
-    if fn == "leaky_relu":
-        return [helper.make_node("LeakyRelu", [x], [y], alpha=float(alpha))], []
-    raise ValueError(f"activation {fn!r}: choose one of {list(ACTIVATIONS)}")
+    return [helper.make_node("LeakyRelu", [x], [y], alpha=float(alpha))], []  # leaky_relu

@@ -17,8 +17,7 @@ from .space import GraphSpace
 # the full 3x3 stem, the others depthwise-separable blocks (3x3 depthwise, then 1x1 pointwise).
 _MBV1_CHANNELS = [32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024]
 _MBV1_STRIDES = [2, 1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]
-# Small inputs: stem and block 6 keep stride 1, so 28 px ends at 4x4 after three stride-2 layers.
-_MBV1_SMALL_STRIDES = [1, 1, 2, 1, 2, 1, 1, 1, 1, 1, 1, 1, 2, 1]
+_MBV1_SMALL_STRIDES = [1, 1, 2, 1, 2, 1, 1, 1, 1, 1, 1, 1, 2, 1]  # stem and block 6 at stride 1: 28 px -> 4x4
 
 # MobileNet-v2 (Sandler et al. 2018, Table 2): (expansion t, channels c, blocks n, first stride s)
 _MBV2 = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]

@@ -22,8 +22,8 @@ chosen. Groups are derived from the ops by union-find, never written by hand:
 
 A group's name is the `tag` of the first op (in graph order) that starts it, or that op's name.
 Ops are listed in topological order; tensors are named after the op that produces them, and the
-image is the tensor "input". Every conv is followed by its BN (and only by it), so BN folds into
-the conv at export; the last op is the one linear classifier, on a globally pooled 1x1 tensor.
+image is the tensor "input". A BN right after a conv that feeds only it folds into the conv at export
+(`Graph.folded_bns`); the last op is the one linear classifier, on a globally pooled 1x1 tensor.
 """
 from __future__ import annotations
 
@@ -45,8 +45,7 @@ _FIELDS = {"conv": ({"out", "kernel", "stride", "depthwise", "tag", "bias", "pad
            "maxpool": ({"kernel", "stride", "pad", "ceil"}, {"kernel", "stride"}),
            "avgpool": ({"kernel", "stride", "pad"}, {"kernel", "stride"}),  # zeros counted (torch's default)
            "act": ({"fn", "alpha"}, {"fn"}),
-           "bn": ({"eps"}, set()), "add": (set(), set()), "mul": (set(), set()), "gap": (set(), set()), "linear": (set(), set()),
-           "cat": (set(), set())}
+           "bn": ({"eps"}, set())}  # the other kinds: none
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
 
 
@@ -90,31 +89,32 @@ class Op:
         return ("" if self.pad < 0 else f"/p{self.pad}") + ("/ceil" if self.ceil else "")
 
     def to_dict(self) -> dict:
+        # fields added later (pad, ceil, bias, conv_groups, eps) are written only when not at their default, so
+        # older files keep their fingerprints; the order of the keys is the file's
         d: dict = {"name": self.name, "op": self.kind, "inputs": list(self.inputs)}
-        if self.kind in ("conv", "maxpool", "avgpool") and self.pad >= 0:  # written only when set: old files keep their
-            d["pad"] = self.pad                                  # fingerprints
-        if self.kind == "maxpool" and self.ceil:
-            d["ceil"] = True
-        if self.kind == "conv":
+        if self.kind in ("conv", "maxpool", "avgpool"):
+            if self.pad >= 0:
+                d["pad"] = self.pad
+            if self.kind == "maxpool" and self.ceil:
+                d["ceil"] = True
             d.update(kernel=self.kernel, stride=self.stride)
-            if self.bias:  # written only when set: old files keep their fingerprints
+        if self.kind == "conv":
+            if self.bias:
                 d["bias"] = True
             if self.depthwise:
                 d["depthwise"] = True
-            elif self.conv_groups > 1:  # written only when set: old files keep their fingerprints
+            elif self.conv_groups > 1:
                 d["conv_groups"] = self.conv_groups
             else:
                 d["out"] = self.out
                 if self.tag:
                     d["tag"] = self.tag
-        elif self.kind in ("maxpool", "avgpool"):
-            d.update(kernel=self.kernel, stride=self.stride)
         elif self.kind == "act":
             d["fn"] = self.fn
             if self.fn in HAS_ALPHA:
                 d["alpha"] = self.alpha
-        elif self.kind == "bn" and self.eps != BN_EPS:  # written only when not the default: old files keep
-            d["eps"] = self.eps                          # their fingerprints
+        elif self.kind == "bn" and self.eps != BN_EPS:
+            d["eps"] = self.eps
         return d
 
     @classmethod
@@ -128,7 +128,7 @@ class Op:
         where = f"{where} ({name!r}, {kind})"
         if kind not in KINDS:
             raise GraphError(f"{where}: unknown op {kind!r}; ops are {list(KINDS)}")
-        fields, required = _FIELDS[kind]
+        fields, required = _FIELDS.get(kind, (set(), set()))
         if kind == "conv" and (d.get("depthwise") is True or "conv_groups" in d):  # keeps its input's channels
             fields, required = fields - {"out", "tag"}, required - {"out"}
         unknown, missing = set(d) - fields - {"name", "op", "inputs"}, required - set(d)
@@ -141,10 +141,9 @@ class Op:
                          ("bias", bool), ("pad", int), ("ceil", bool), ("conv_groups", int)):
             if key in d and (not isinstance(d[key], typ) or (typ is int and isinstance(d[key], bool))):
                 raise GraphError(f"{where}: '{key}' must be a {typ.__name__}, not {d[key]!r}")
-        if "pad" in d and isinstance(d["pad"], int) and d["pad"] < 0:  # -1 is the default, never written
+        if "pad" in d and d["pad"] < 0:  # -1 is the default, never written (its type is checked above)
             raise GraphError(f"{where}: 'pad' must be 0 or more px, not {d['pad']!r} (leave it out for kernel // 2)")
-        if "conv_groups" in d and (isinstance(d["conv_groups"], bool) or not isinstance(d["conv_groups"], int)
-                                   or d["conv_groups"] < 2 or d.get("depthwise")):
+        if "conv_groups" in d and (d["conv_groups"] < 2 or d.get("depthwise")):
             raise GraphError(f"{where}: 'conv_groups' is a grouped conv's group count, a whole number of 2 or more "
                              f"(not with 'depthwise'), not {d['conv_groups']!r}; leave it out for a dense conv")
         for key, ok, what in (("alpha", lambda v: 0 <= v < 1, "in [0, 1)"), ("eps", lambda v: 0 < v < 1, "in (0, 1)")):
@@ -152,10 +151,9 @@ class Op:
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
                                   or not ok(v)):
                 raise GraphError(f"{where}: '{key}' must be a number {what}, not {v!r}")
-        return cls(name, kind, tuple(inputs), d.get("out", 0), d.get("kernel", 1), d.get("stride", 1),
-                   d.get("depthwise", False), d.get("fn", ""), d.get("tag", ""), float(d.get("alpha", 0.0)),
-                   float(d.get("eps", BN_EPS)), d.get("bias", False), d.get("pad", -1), d.get("ceil", False),
-                   d.get("conv_groups", 1))
+        given = {k: float(v) if k in ("alpha", "eps") else v for k, v in d.items()  # the fields checked above
+                 if k not in ("name", "op", "inputs")}
+        return cls(name, kind, tuple(inputs), **given)
 
 
 @dataclass(frozen=True)
@@ -168,9 +166,8 @@ class Group:
     members: tuple[str, ...]  # tensors (op names, and "input") whose channels this group is
 
 
-def _out_size(h: int, kernel: int, stride: int, pad: int | None = None, ceil: bool = False) -> int:
-    """Output side of a conv or max-pool, px, as torch computes it (pad None: kernel // 2)."""
-    pad = kernel // 2 if pad is None else pad
+def _out_size(h: int, kernel: int, stride: int, pad: int, ceil: bool) -> int:
+    """Output side of a conv or pool, px, as torch computes it."""
     if not ceil:
         return (h + 2 * pad - kernel) // stride + 1
     out = -(-(h + 2 * pad - kernel) // stride) + 1
@@ -239,11 +236,9 @@ class Graph:
                 if i not in seen:
                     raise GraphError(f"{where}: input {i!r} is not an earlier op (or 'input'); list ops in "
                                      "topological order")
-            n_in = len(op.inputs)
-            want = {"add": "two or more inputs", "mul": "two inputs", "cat": "two or more inputs"}.get(op.kind,
-                                                                                                      "one input")
-            if (op.kind in ("add", "cat") and n_in < 2) or (op.kind == "mul" and n_in != 2) or \
-                    (op.kind not in ("add", "mul", "cat") and n_in != 1):
+            n_in, many = len(op.inputs), op.kind in ("add", "cat")
+            if n_in < 2 if many else n_in != (2 if op.kind == "mul" else 1):
+                want = "two or more inputs" if many else "two inputs" if op.kind == "mul" else "one input"
                 raise GraphError(f"{where}: {op.kind} takes {want}, got {n_in}")
             if op.kind in ("conv", "maxpool", "avgpool"):
                 if op.kernel < 1 or op.stride < 1 or (op.pad < 0 and op.kernel % 2 == 0):
@@ -327,6 +322,12 @@ class Graph:
                 x = parent[x]
             return x
 
+        def merge(tensors) -> str:
+            roots = sorted({find(t) for t in tensors}, key=self._order.__getitem__)
+            for r in roots[1:]:  # the earliest root stays the representative
+                parent[r] = roots[0]
+            return roots[0]
+
         composite = self.composite
         for op in self.ops:
             if op.name in composite:  # a concatenation's channels are its inputs' groups: it is in none
@@ -334,14 +335,9 @@ class Graph:
             starts = op.kind == "linear" or (op.kind == "conv" and not op.keeps_group)
             parent[op.name] = op.name if starts else find(op.inputs[0])
             if op.kind in ("add", "mul"):  # both tie their inputs' channels (a gate has the map's channels)
-                roots = sorted({find(i) for i in op.inputs}, key=self._order.__getitem__)
-                for r in roots[1:]:  # the earliest root stays the representative
-                    parent[r] = roots[0]
-                parent[op.name] = roots[0]
+                parent[op.name] = merge(op.inputs)
         for tie in self.ties:  # merged by hand, as an add would
-            roots = sorted({find(t) for t in tie}, key=self._order.__getitem__)
-            for r in roots[1:]:
-                parent[r] = roots[0]
+            merge(tie)
         return {t: find(t) for t in parent}
 
     @cached_property
@@ -422,12 +418,7 @@ class Graph:
                                  "or ties), so they need the same base width; make their 'out' equal")
             classes = any(self.by_name[t].kind == "linear" for t in tensors if t != INPUT)
             fixed = INPUT in tensors or classes or any(t in self._fixed_tensors for t in tensors)
-            if INPUT in tensors:
-                name = INPUT
-            elif classes:
-                name = CLASSES
-            else:
-                name = self.by_name[root].tag or root
+            name = INPUT if INPUT in tensors else CLASSES if classes else (self.by_name[root].tag or root)
             if name in names:
                 raise GraphError(f"two channel groups are named {name!r} (started by {names[name]!r} and "
                                  f"{root!r}); give their convs different tags")
@@ -461,9 +452,6 @@ class Graph:
     def group_of(self) -> dict[str, str]:
         """Tensor name -> its group's name."""
         return {t: g.name for g in self.groups for t in g.members}
-
-    def with_input(self, input_shape: tuple[int, int, int], num_classes: int) -> "Graph":
-        return Graph(tuple(input_shape), num_classes, self.ops, self.ties, self.fixed)
 
 
 class GraphBuilder:

@@ -53,11 +53,30 @@ def tensor_index(space: GraphSpace, tensor: str, per: Mapping[str, slice | torch
 
 def _last_use(space: GraphSpace) -> dict[str, int]:
     """Tensor -> index of the last op reading it, so forward passes free tensors early."""
-    last = {}
+    return {i: k for k, op in enumerate(space.graph.ops) for i in op.inputs}  # later readers overwrite
+
+
+def _run(space: GraphSpace, last: Mapping[str, int], x: torch.Tensor, step) -> torch.Tensor:
+    """The ops in order on x, each tensor freed after its last reader (`last`, _last_use). Adds, muls, cats
+    and global pools are the same in every network; step(op, x) computes the others on their one input."""
+    t = {INPUT: x}
     for k, op in enumerate(space.graph.ops):
-        for i in op.inputs:
-            last[i] = k
-    return last
+        xs = [t[i] for i in op.inputs]
+        if op.kind == "add":
+            y = sum(xs[1:], xs[0])
+        elif op.kind == "mul":
+            y = xs[0] * xs[1]  # a (1x1) gate broadcast over the map
+        elif op.kind == "cat":
+            y = torch.cat(xs, 1)
+        elif op.kind == "gap":
+            y = F.adaptive_avg_pool2d(xs[0], 1)  # (N, C, 1, 1)
+        else:
+            y = step(op, xs[0])
+        for i in dict.fromkeys(op.inputs):  # once each: cat(x, x) and add(x, x) read x twice
+            if last[i] == k:
+                del t[i]
+        t[op.name] = y
+    return y
 
 
 class GraphNet(nn.Module):
@@ -88,28 +107,10 @@ class GraphNet(nn.Module):
                 self.layers[module_key(op)] = nn.Linear(c_in, c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, classes)
-        t = {INPUT: x}
-        for k, op in enumerate(self.space.graph.ops):
-            xs = [t[i] for i in op.inputs]
-            if op.kind == "add":
-                y = xs[0]
-                for z in xs[1:]:
-                    y = y + z
-            elif op.kind == "mul":
-                y = xs[0] * xs[1]  # a (1x1) gate broadcast over the map
-            elif op.kind == "cat":
-                y = torch.cat(xs, 1)
-            elif op.kind == "gap":
-                y = F.adaptive_avg_pool2d(xs[0], 1)  # (N, C, 1, 1)
-            elif op.kind == "linear":
-                y = self.layers[module_key(op)](torch.flatten(xs[0], 1))
-            else:
-                y = self.layers[module_key(op)](xs[0])
-            for i in dict.fromkeys(op.inputs):  # once each: cat(x, x) and add(x, x) read x twice
-                if self._last[i] == k:
-                    del t[i]
-            t[op.name] = y
-        return y
+        return _run(self.space, self._last, x, self._step)
+
+    def _step(self, op: Op, x: torch.Tensor) -> torch.Tensor:
+        return self.layers[module_key(op)](torch.flatten(x, 1) if op.kind == "linear" else x)
 
 
 def build_network(space: GraphSpace, widths: Widths) -> GraphNet:
@@ -148,63 +149,44 @@ class SlimmableGraphNet(nn.Module):
 
     def _index(self, a: Mapping[str, int]) -> dict[str, slice | torch.Tensor]:
         """Group -> the channels the assignment `a` keeps of the supernet's widest."""
-        return {name: channel_index(self.space, name, c, self._widest[name]) for name, c in a.items()}
-
-    @property
-    def _widest(self) -> dict[str, int]:
-        return self.full.assignment
+        return {name: channel_index(self.space, name, c, self.full.assignment[name]) for name, c in a.items()}
 
     def _at(self, tensor: str, a: Mapping[str, int], idx: Mapping[str, slice | torch.Tensor]) -> slice | torch.Tensor:
         """The channels of `tensor` that the assignment keeps, out of its widest: its group's (idx), or for
         a concatenation each segment's, shifted by the widest widths of the segments before it."""
-        lay = self.space.graph.layout[tensor]
-        if len(lay) > 1 and all(a[s] == self._widest[s] for s in lay):  # all of it: a view
+        lay, widest = self.space.graph.layout[tensor], self.full.assignment
+        if len(lay) > 1 and all(a[s] == widest[s] for s in lay):  # all of it: a view
             return slice(0, sum(a[s] for s in lay))
-        return tensor_index(self.space, tensor, idx, self._widest)
+        return tensor_index(self.space, tensor, idx, widest)
 
     def forward(self, x: torch.Tensor, widths: Widths | None = None, update_bn_stats: bool = True) -> torch.Tensor:
         a = self.space.assignment(widths if widths is not None else self.max_widths)
         idx = self._index(a)
-        g, layers, last = self.space.graph.group_of, self.full.layers, self.full._last
+        g, layers = self.space.graph.group_of, self.full.layers
         self._update_bn = update_bn_stats
-        t = {INPUT: x}
-        for k, op in enumerate(self.space.graph.ops):
-            xs = [t[i] for i in op.inputs]
+
+        def step(op: Op, x: torch.Tensor) -> torch.Tensor:
             m = layers[module_key(op)] if module_key(op) in layers else None
-            if op.kind == "cat":
-                y = torch.cat(xs, 1)
-            elif op.kind == "conv" and op.keeps_group:  # depthwise or grouped: out rows of its input's channels
+            if op.kind == "conv" and op.keeps_group:  # depthwise or grouped: out rows of its input's channels
                 gi, go = g[op.inputs[0]], g[op.name]
                 blocks = a[gi] if op.depthwise else op.conv_groups
                 w = m.weight[idx[go]]
                 if op.conv_groups > 1:
                     w = w[:, :a[gi] // blocks]  # each block's first inputs (the rows' own block)
-                y = F.conv2d(xs[0], w, None if m.bias is None else m.bias[idx[go]], m.stride, m.padding, 1, blocks)
-            elif op.kind == "conv":
+                return F.conv2d(x, w, None if m.bias is None else m.bias[idx[go]], m.stride, m.padding, 1, blocks)
+            if op.kind == "conv":
                 go = g[op.name]
-                y = F.conv2d(xs[0], m.weight[idx[go]][:, self._at(op.inputs[0], a, idx)],
-                             None if m.bias is None else m.bias[idx[go]], m.stride, m.padding)
-            elif op.kind == "bn":
-                y = self._bn(xs[0], m, self._at(op.name, a, idx))
-            elif op.kind == "act":
-                y = activations.apply(op.fn, xs[0], op.alpha)
-            elif op.kind == "add":
-                y = xs[0]
-                for z in xs[1:]:
-                    y = y + z
-            elif op.kind == "mul":
-                y = xs[0] * xs[1]
-            elif op.kind in ("maxpool", "avgpool"):
-                y = m(xs[0])
-            elif op.kind == "gap":
-                y = F.adaptive_avg_pool2d(xs[0], 1)
-            else:  # linear
-                y = F.linear(torch.flatten(xs[0], 1), m.weight[:, self._at(op.inputs[0], a, idx)], m.bias)
-            for i in dict.fromkeys(op.inputs):
-                if last[i] == k:
-                    del t[i]
-            t[op.name] = y
-        return y
+                return F.conv2d(x, m.weight[idx[go]][:, self._at(op.inputs[0], a, idx)],
+                                None if m.bias is None else m.bias[idx[go]], m.stride, m.padding)
+            if op.kind == "bn":
+                return self._bn(x, m, self._at(op.name, a, idx))
+            if op.kind == "act":
+                return activations.apply(op.fn, x, op.alpha)
+            if op.kind in ("maxpool", "avgpool"):
+                return m(x)
+            return F.linear(torch.flatten(x, 1), m.weight[:, self._at(op.inputs[0], a, idx)], m.bias)  # linear
+
+        return _run(self.space, self.full._last, x, step)
 
     @torch.no_grad()
     def materialize(self, widths: Widths, space=None) -> GraphNet:

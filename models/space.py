@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Mapping, NamedTuple, Sequence
@@ -73,21 +73,6 @@ def check_fingerprint(found: str, expected, what: str) -> None:
             f"({expected.name}, {expected.input_shape}) has {expected.fingerprint}; "
             "use the same --space (and input shape) that produced it, or regenerate it"
         )
-
-
-def parse_multiplier(text: str, variables: Sequence[tuple[Sequence[int], int]], space_name: str) -> float:
-    """'x0.75' -> 0.75, within the multipliers the (choices, base) of each variable span (never a
-    silent clamp)."""
-    lo = min(c[0] / b for c, b in variables)
-    hi = max(c[-1] / b for c, b in variables)
-    try:
-        m = float(text[1:])
-    except ValueError:
-        m = float("nan")
-    if not lo <= m <= hi:  # also NaN, inf
-        raise WidthError(f"widths {text!r}: a uniform multiplier is 'x' and a number between x{lo:g} and "
-                         f"x{hi:g} (the widths space {space_name!r} offers), e.g. x0.75")
-    return m
 
 
 FORMAT = "widthnas-graph/1"
@@ -182,9 +167,8 @@ class GraphSpace:
         """The same ops with more groups given by hand: `fixed` ops' groups held at their base width,
         `ties` merging groups. A merged group keeps the choices of its earliest member group; one that now
         holds a grouped conv's blocks takes every multiple of its block_round step up to the widest of them."""
-        graph = Graph(self.graph.input_shape, self.graph.num_classes, self.graph.ops,
-                      self.graph.ties + tuple(tuple(t) for t in ties),
-                      tuple(dict.fromkeys(self.graph.fixed + tuple(fixed))))
+        graph = replace(self.graph, ties=self.graph.ties + tuple(tuple(t) for t in ties),
+                        fixed=tuple(dict.fromkeys(self.graph.fixed + tuple(fixed))))
         choices = dict(self.choices_by_group)
         for g in graph.groups:
             b = graph.blocks.get(g.name, 1)
@@ -331,8 +315,17 @@ class GraphSpace:
     def parse_widths(self, text: str) -> list[int]:
         """'32,64,...', a JSON list or {group: channels} object, or a uniform multiplier 'x0.75'."""
         text = text.strip()
-        if text.startswith("x"):
-            return self.uniform(parse_multiplier(text, [(g.choices, g.base) for g in self.free_groups], self.name))
+        if text.startswith("x"):  # within the multipliers the free groups' choices span (never a silent clamp)
+            lo = min(g.choices[0] / g.base for g in self.free_groups)
+            hi = max(g.choices[-1] / g.base for g in self.free_groups)
+            try:
+                m = float(text[1:])
+            except ValueError:
+                m = float("nan")
+            if not lo <= m <= hi:  # also NaN, inf
+                raise WidthError(f"widths {text!r}: a uniform multiplier is 'x' and a number between x{lo:g} and "
+                                 f"x{hi:g} (the widths space {self.name!r} offers), e.g. x0.75")
+            return self.uniform(m)
         try:
             widths = json.loads(text) if text[:1] in "[{" else [int(t) for t in text.split(",") if t.strip()]
         except ValueError:
@@ -379,20 +372,19 @@ class GraphSpace:
             k, s = (op.kernel, op.stride) if op.kind in ("conv", "maxpool", "avgpool") else (1, 1)
             segments = lay[op.inputs[0]] if op.kind != "cat" else lay[op.name]
             if len(segments) == 1:
-                gi, go = g[op.inputs[0]], g[op.name]
+                terms, cat = [(g[op.inputs[0]], g[op.name])], ""
+            else:
+                # an op over a concatenation: one term per segment, its share of the op. Its work is linear in
+                # the input channels (a conv's c_in x c_out, a copy's or channelwise op's c), so the sum of the
+                # segments' terms is the op's cost and the MRF stays pairwise; the terms have their own
+                # entries ('<kind>/cat'), apart from whole ops', whose fixed per-op cost they share out.
+                terms = [(seg, seg if op.name in self.graph.composite else g[op.name])  # channelwise: its own segment
+                         for seg in segments]
+                cat = "/cat"
+            sig = OpSignature(op.kind + op.shape_tag + cat, k, s, kind, sizes[op.inputs[0]])
+            for gi, go in terms:
                 scope = tuple(dict.fromkeys(x for x in (gi, go) if x not in fixed))
-                factors.append(OpFactor(op.name, OpSignature(op.kind + op.shape_tag, k, s, kind, sizes[op.inputs[0]]),
-                                        gi, go, sizes[op.name], scope))
-                continue
-            # an op over a concatenation: one term per segment, its share of the op. Its work is linear in
-            # the input channels (a conv's c_in x c_out, a copy's or channelwise op's c), so the sum of the
-            # segments' terms is the op's cost and the MRF stays pairwise; the terms have their own
-            # entries ('<kind>/cat'), apart from whole ops', whose fixed per-op cost they share out.
-            for seg in segments:
-                go = seg if op.name in self.graph.composite else g[op.name]  # a channelwise op: its own segment
-                scope = tuple(dict.fromkeys(x for x in (seg, go) if x not in fixed))
-                factors.append(OpFactor(op.name, OpSignature(op.kind + op.shape_tag + "/cat", k, s, kind,
-                                                             sizes[op.inputs[0]]), seg, go, sizes[op.name], scope))
+                factors.append(OpFactor(op.name, sig, gi, go, sizes[op.name], scope))
         return FactorStructure(self.groups, tuple(factors))
 
     def touches(self) -> dict[str, list[str]]:
@@ -406,8 +398,8 @@ class GraphSpace:
 
     def with_input(self, input_shape: Sequence[int] | None = None, num_classes: int | None = None) -> "GraphSpace":
         """The same ops and choices for another input shape or class count (a different fingerprint)."""
-        graph = self.graph.with_input(parse_input_shape(input_shape) if input_shape else self.graph.input_shape,
-                                      num_classes or self.graph.num_classes)
+        graph = replace(self.graph, input_shape=parse_input_shape(input_shape) if input_shape else
+                        self.graph.input_shape, num_classes=num_classes or self.graph.num_classes)
         return GraphSpace(self.name, graph, self.choices_by_group, self.source)
 
     @property
@@ -507,7 +499,7 @@ class GraphSpace:
         return cls(d["name"], graph, tuple((g.name, listed[g.name]) for g in graph.groups if not g.fixed), source)
 
     def save(self, path: str | Path) -> None:
-        from widthnas._io import atomic_write_text
+        from widthnas._io import atomic_write_text  # not at the top: _io imports widthnas.latency, which imports this
 
         atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 

@@ -9,47 +9,18 @@ input of --input-shape to know every tensor's shape; afterwards the traced space
 plain `GraphNet` with the model's own weights, must reproduce the model's outputs, or tracing fails:
 a graph that reads the model wrongly is never written.
 
-What maps onto which op (anything else is refused with a TraceError that names the fx node, the op,
-the module path and the source line, and says what to do):
-
-  nn.Conv2d, groups 1 (dense), groups = in = out (depthwise) or in = out in groups (grouped: ResNeXt,
-  RegNet; its channels' group gets that many blocks); square kernel, any padding up to half
-      of it (zeros), no dilation; feeding only its BatchNorm2d, or no BN at all                 -> conv (+ bn)
-      (before a BN, a conv bias folds into that BN's running mean when weights are loaded: same
-      function; without a BN the conv keeps its bias, sliced with its channels)
-  nn.BatchNorm2d (affine, running statistics, any eps, any momentum) right after its conv (folds into
-      it), or after an add, a pool or on the input (pre-activation; stays a BatchNormalization) -> bn
-  nn.ReLU / ReLU6 / Hardtanh(0, 6) / Hardswish / Hardsigmoid / SiLU / Sigmoid / GELU (exact) / LeakyReLU,
-      their functionals (F.relu, F.silu, torch.sigmoid, ...), x.relu(_), x.sigmoid(_) -> act
-  a + b, a += b, torch.add(a, b), a.add(b) of two feature maps                  -> add (ties the groups)
-  torch.cat / torch.concat of feature maps on dim 1 (DenseNet, Inception)        -> cat (each input keeps its
-                                                                                   group at its offset)
-  nn.MaxPool2d / F.max_pool2d, square kernel, any padding up to half of it, ceil_mode -> maxpool
-  nn.AvgPool2d / F.avg_pool2d not over the whole map, square kernel, padding up to half of it (zeros
-      counted, torch's default), no ceil_mode (DenseNet's transition)          -> avgpool
-  nn.AdaptiveAvgPool2d(1), F.adaptive_avg_pool2d(x, 1), x.mean((2, 3)),
-      an average pool over the whole map                                        -> gap
-  flatten / view / reshape / squeeze of the pooled features, Dropout, Identity,
-      contiguous                                                                -> nothing (passed through)
-  nn.Linear on the pooled features, the model's output, or a 1x1 conv there
-      followed only by reshapes (MobileNet-v2's conv classifier)                -> linear (the classifier)
-  x * gate, the gate (N, C, 1, 1) from the pooled x through 1x1 convs and activations
-      (squeeze-excitation)                                                     -> mul (ties the groups)
-  a hidden layer of the head: nn.Linear on the pooled (N, C) features followed by another Linear,
-      or a 1x1 conv on the pooled (N, C, 1, 1) features (MobileNet-v3)          -> conv (1x1, on a 1x1 map;
-                                                                                   its width a group of its own)
-  VGG's head: a square H x H map flattened without pooling into a Linear followed by another
-      Linear                                                                    -> conv (H x H, no padding:
-                                                                                   a 1x1 map; its own group)
-
-Refused, each with its own message: grouped convs that change their channel count, a conv
-whose output feeds its BN and other ops, split / chunk / channel slicing and stacking (torch.stack, vstack), multiplications
-other than a map times its gate, other activations (tanh, ELU, Mish, ...), a classifier Linear straight on a
-map not yet pooled, several outputs, weights shared
-by two calls. `fixed` (layers kept at their own width) and `ties` (groups merged by hand) only
-constrain widths: they cannot carry an op the space cannot express past the tracer, because every
-later stage (profiling on a device, the supernet, ONNX export) rebuilds the network from the space
-file alone, without the user's code.
+What maps onto which op, and what is refused, README.md lists ("Bring your own model") and each `_Builder`
+handler checks for its fx node: a Conv2d (dense, depthwise, or grouped keeping its channels) and its
+BatchNorm2d -> conv (+ bn; a BN elsewhere stays a bn), the activations of models/activations.py (modules and
+functionals) -> act, `+` -> add (ties the groups), torch.cat on dim 1 -> cat (each input keeps its group at its
+offset), pools -> maxpool / avgpool / gap, reshapes of the pooled features, Dropout and Identity -> nothing,
+the classifier (a Linear, or a 1x1 conv on the pooled features) -> linear, a map times its squeeze-excitation
+gate -> mul (ties the groups), hidden layers of the head (MobileNet-v3's, VGG's on a flattened map) -> convs
+on a 1x1 map, each its own group. Anything else is refused with a TraceError that names the fx node, the op,
+the module path and the source line, and says what to do. `fixed` (layers kept at their own width) and `ties`
+(groups merged by hand) only constrain widths: they cannot carry an op the space cannot express past the
+tracer, because every later stage (profiling on a device, the supernet, ONNX export) rebuilds the network
+from the space file alone, without the user's code.
 """
 from __future__ import annotations
 
@@ -59,7 +30,7 @@ import importlib.util
 import operator
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -67,9 +38,11 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from . import activations
 from .graph import CLASSES, INPUT, Graph, GraphError, Op
-from .space import GraphSpace, TraceSource
-from .space import block_round, width_choices
+from .space import GraphSpace, TraceSource, block_round, width_choices
+from .space import parse_input_shape as _parse_input_shape
+from .trace_weights import expected_keys, user_network
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.]")
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)')
@@ -110,7 +83,7 @@ def load_factory(spec: str) -> tuple[nn.Module, str]:
         raise TraceError(f"--from-model {spec!r}: importing {mod_name} failed ({type(e).__name__}: {e}); run from "
                          "the directory that holds it, or give its file path ('path/to/models.py:factory')") from None
     factory = getattr(module, fn_name, None)
-    if factory is None or not callable(factory):
+    if not callable(factory):
         names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))]
         raise TraceError(f"--from-model {spec!r}: {mod_name} has no callable {fn_name!r}; callables there: {names}")
     try:
@@ -125,10 +98,8 @@ def load_factory(spec: str) -> tuple[nn.Module, str]:
 
 def parse_input_shape(text: str | Sequence[int]) -> tuple[int, int, int]:
     """'3,32,32' (C,H,W of one image) -> (3, 32, 32); space.parse_input_shape, as a TraceError."""
-    from .space import parse_input_shape as parse
-
     try:
-        return parse(text)
+        return _parse_input_shape(text)
     except ValueError as e:
         raise TraceError(str(e)) from None
 
@@ -149,11 +120,11 @@ _ACT_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", n
                 nn.SiLU: "silu", nn.Sigmoid: "sigmoid", nn.GELU: "gelu", nn.LeakyReLU: "leaky_relu"}
 _ACT_FUNCS = {F.relu: "relu", torch.relu: "relu", torch.relu_: "relu", F.relu_: "relu", F.relu6: "relu6",
               F.hardswish: "hardswish", F.hardsigmoid: "hardsigmoid", F.silu: "silu", torch.sigmoid: "sigmoid",
-              F.sigmoid: "sigmoid", F.gelu: "gelu", F.leaky_relu: "leaky_relu", F.leaky_relu_: "leaky_relu"}
-_ACT_METHODS = {"relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "sigmoid_": "sigmoid"}
+              F.sigmoid: "sigmoid", F.gelu: "gelu", F.leaky_relu: "leaky_relu", F.leaky_relu_: "leaky_relu",
+              "relu": "relu", "relu_": "relu", "sigmoid": "sigmoid", "sigmoid_": "sigmoid"}  # and Tensor methods
 _ADD_FUNCS = (operator.add, operator.iadd, torch.add)
 _PASS_MODULES = (nn.Dropout, nn.Dropout2d, nn.Dropout1d, nn.AlphaDropout, nn.Identity)
-_FLATTEN = {torch.flatten, torch.squeeze, torch.reshape}
+_FLATTEN = {torch.flatten, torch.squeeze, torch.reshape, "flatten", "view", "reshape", "squeeze"}  # and methods
 _SHAPE_METHODS = {"size", "dim", "numel"}
 _CAT = {torch.cat, torch.concat, torch.stack, torch.hstack, torch.vstack}
 _SPLIT = {torch.split, torch.chunk, torch.tensor_split, torch.unbind, torch.narrow}
@@ -162,9 +133,12 @@ _OTHER_ACTS = (nn.PReLU, nn.ELU, nn.SELU, nn.Tanh, nn.Mish, nn.Softplus, nn.CELU
                                                                                   # ones: also refused)
 
 _TODO_SUPPORTED = ("the space supports Conv2d (dense, depthwise or grouped) + BatchNorm2d (any eps), ReLU, ReLU6, "
-                   "Hardswish, "
-                   "Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU, residual adds, channel concatenation (torch.cat, dim=1), "
-                   "MaxPool2d, AvgPool2d, global average pooling and one Linear classifier")
+                   "Hardswish, Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU, residual adds, channel concatenation "
+                   "(torch.cat, dim=1), MaxPool2d, AvgPool2d, global average pooling and one Linear classifier")
+_TODO_LOGITS = ("return the Linear classifier's logits as the model's output (apply softmax and the like outside "
+                "the model)")
+_TODO_ACTS = ("use one of ReLU, ReLU6, Hardswish, Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU (the activations the "
+              "latency profiles and the ONNX builder know), or search a model that has them")
 
 
 class _Tracer(fx.Tracer):
@@ -186,8 +160,6 @@ _PROBE = torch.linspace(-8, 8, 2 * 3 * 5 * 5).reshape(2, 3, 5, 5)
 def _as_activation(m: nn.Module) -> tuple[str, float] | None:
     """(fn, alpha) when `m`, a module of the user's own with no weights, computes one of the activations a
     space holds (checked on a probe tensor, -8..8); None otherwise. Torch's own modules map by type."""
-    from . import activations
-
     if type(m).__module__.startswith("torch.") or any(True for _ in m.parameters()) or \
             any(True for _ in m.buffers()) or any(True for _ in m.children()):
         return None
@@ -234,23 +206,43 @@ def _scope(node: fx.Node) -> str:
     return str(list(stack.values())[-1][0]) if stack else ""
 
 
+def _arg(node: fx.Node, i: int, key: str, default=None):
+    """Argument i of a call, given by position or by keyword `key` (`default` when neither)."""
+    v = node.args[i] if len(node.args) > i else None
+    return node.kwargs.get(key, default) if v is None else v
+
+
+def _call_args(node: fx.Node, **defaults) -> list:
+    """A functional's arguments after its input, by position or keyword, in the order of `defaults` (their values
+    when not given)."""
+    return [_arg(node, i, key, d) for i, (key, d) in enumerate(defaults.items(), start=1)]
+
+
+def _pair(v) -> tuple:
+    """A pooling's kernel, stride or padding as (H, W)."""
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _refusal(node: fx.Node, gm: fx.GraphModule, problem: str, todo: str) -> TraceError:
+    """What was found, where (the fx node, its module, the user's source line), and what to do."""
+    scope = _scope(node)
+    where = f"fx node {node.name!r} ({_describe(node, gm)}" + (f", module {scope!r}" if scope else
+                                                               ", top-level forward") + ")"
+    return TraceError(f"cannot trace {where}{_source_line(node)}: {problem}. What to do: {todo}")
+
+
 class _Builder:
     def __init__(self, gm: fx.GraphModule, shapes: dict, own_acts: dict[int, tuple[str, float]] | None = None):
         self.gm, self.shapes = gm, shapes
         self.own_acts = own_acts or {}  # the tracer's: id(module) -> (fn, alpha) of the model's own activations
         self.ops: list[Op] = []
         self.env: dict[fx.Node, _T | None] = {}
-        self.modules: dict[str, str] = {}  # op name -> module path (conv, bn, linear)
         self.names: dict[fx.Node, str] = {}
-        self.kind_of: dict[str, str] = {INPUT: "input"}
         self.calls: dict[str, fx.Node] = {}  # module path -> its first call (shared weights are refused)
 
     # ---- errors and names -------------------------------------------------------------------
     def refuse(self, node: fx.Node, problem: str, todo: str) -> TraceError:
-        scope = _scope(node)
-        where = f"fx node {node.name!r} ({_describe(node, self.gm)}" + (f", module {scope!r}" if scope else
-                                                                        ", top-level forward") + ")"
-        return TraceError(f"cannot trace {where}{_source_line(node)}: {problem}. What to do: {todo}")
+        return _refusal(node, self.gm, problem, todo)
 
     def assign_names(self) -> None:
         """Conv, BN and Linear ops take their module's path (sanitised: IR names start with a letter);
@@ -285,26 +277,19 @@ class _Builder:
         xs = [x] if isinstance(x, _T) else list(x)
         op = Op(self.names[node], kind, tuple(t.name for t in xs), **fields)
         self.ops.append(op)
-        self.kind_of[op.name] = kind
         pooled = all(t.pooled for t in xs) if kind == "mul" else (any(t.pooled for t in xs) or kind == "gap")
         return _T(op.name, pooled=pooled, logits=kind == "linear", flat=any(t.flat for t in xs) and kind != "mul")
 
     # ---- helpers ------------------------------------------------------------------------------
     def tensor_args(self, node: fx.Node) -> list[_T]:
-        out = []
-        for a in node.all_input_nodes:
-            v = self.env.get(a)
-            if isinstance(v, _T):
-                out.append(v)
-        return out
+        return [v for a in node.all_input_nodes if isinstance(v := self.env.get(a), _T)]
 
     def shape(self, node: fx.Node):
         return self.shapes.get(node)
 
     def need_map(self, node: fx.Node, x: _T, what: str) -> None:
         if x.logits:
-            raise self.refuse(node, f"{what} after the classifier", "return the Linear classifier's logits as the "
-                              "model's output (apply softmax and the like outside the model)")
+            raise self.refuse(node, f"{what} after the classifier", _TODO_LOGITS)
         if x.pooled:
             raise self.refuse(node, f"{what} on globally pooled features (as in a squeeze-excitation or attention "
                               "branch, or a conv classifier)", "remove that branch, or search a model without it; "
@@ -312,8 +297,7 @@ class _Builder:
                               + _TODO_SUPPORTED)
 
     # ---- the walk -----------------------------------------------------------------------------
-    def run(self) -> _T:
-        out = None
+    def run(self) -> None:
         placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
         if len(placeholders) != 1:
             raise TraceError(f"the model's forward takes {len(placeholders)} inputs "
@@ -327,14 +311,13 @@ class _Builder:
                                   "use it inside a supported module (Conv2d, BatchNorm2d, Linear), or search a "
                                   "model without it")
             elif node.op == "output":
-                out = self.output(node)
+                self.output(node)
             elif node.op == "call_module":
                 self.env[node] = self.module(node, self.gm.get_submodule(node.target))
             else:
                 self.env[node] = self.function(node)
-        return out
 
-    def output(self, node: fx.Node) -> _T:
+    def output(self, node: fx.Node) -> None:
         res = node.args[0]
         v = self.env.get(res) if isinstance(res, fx.Node) else None
         if not isinstance(v, _T) or not v.logits:
@@ -344,7 +327,6 @@ class _Builder:
                               "classifier: a Linear, or a 1x1 conv on the globally pooled features. Nothing may follow "
                               "it (an activation or a pooling after a conv classifier, as in SqueezeNet, softmax); "
                               "detection heads and several outputs are outside a space")
-        return v
 
     def module(self, node: fx.Node, m: nn.Module) -> _T | None:
         xs = self.tensor_args(node)
@@ -353,8 +335,7 @@ class _Builder:
         x = xs[0]
         path = str(node.target)
         if x.logits and not isinstance(m, (nn.Linear, *_PASS_MODULES)):
-            raise self.refuse(node, f"{type(m).__name__} after the classifier", "return the Linear classifier's "
-                              "logits as the model's output (apply softmax and the like outside the model)")
+            raise self.refuse(node, f"{type(m).__name__} after the classifier", _TODO_LOGITS)
         if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)):
             if path in self.calls:
                 raise self.refuse(node, f"module {path!r} is called a second time (first by fx node "
@@ -366,16 +347,15 @@ class _Builder:
             return self.conv(node, m, x)
         if type(m) is nn.BatchNorm2d:
             return self.bn(node, m, x)
-        own = self.own_acts.get(id(m)) if type(m) not in _ACT_MODULES else None
-        if own is not None:  # the model's own activation module, computing a known one
-            return self.emit(node, "act", x, fn=own[0], **({"alpha": own[1]} if own[0] == "leaky_relu" else {}))
+        act = self.own_acts.get(id(m))  # (fn, alpha) of the model's own activation module, computing a known one
         if type(m) in _ACT_MODULES:
             if type(m) is nn.GELU and m.approximate != "none":
                 raise self.refuse(node, f"GELU(approximate={m.approximate!r})", "use nn.GELU() (the exact, erf form)")
-            return self.emit(node, "act", x, fn=_ACT_MODULES[type(m)],
-                             **({"alpha": float(m.negative_slope)} if type(m) is nn.LeakyReLU else {}))
+            act = _ACT_MODULES[type(m)], getattr(m, "negative_slope", 0.0)
         if type(m) is nn.Hardtanh and (m.min_val, m.max_val) == (0.0, 6.0):
-            return self.emit(node, "act", x, fn="relu6")
+            act = "relu6", 0.0
+        if act is not None:  # alpha: leaky_relu's slope, 0 (unused) for the others
+            return self.emit(node, "act", x, fn=act[0], alpha=float(act[1]))
         if type(m) is nn.MaxPool2d:
             return self.maxpool(node, x, m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode,
                                 m.return_indices)
@@ -391,9 +371,7 @@ class _Builder:
         if type(m) is nn.Linear:
             return self.linear(node, m, x)
         if isinstance(m, _OTHER_ACTS):
-            raise self.refuse(node, f"activation {type(m).__name__} is not supported", "use one of ReLU, ReLU6, "
-                              "Hardswish, Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU (the activations the latency "
-                              "profiles and the ONNX builder know), or search a model that has them")
+            raise self.refuse(node, f"activation {type(m).__name__} is not supported", _TODO_ACTS)
         if isinstance(m, nn.Conv2d) or isinstance(m, nn.modules.batchnorm._BatchNorm):
             raise self.refuse(node, f"{type(m).__name__} is a subclass of a torch module with a forward of its own",
                               "use torch.nn.Conv2d / nn.BatchNorm2d themselves")
@@ -402,14 +380,11 @@ class _Builder:
                           "module widthnas does not map")
 
     def conv(self, node: fx.Node, m: nn.Conv2d, x: _T) -> _T:
-        if x.pooled and not x.flat and not x.logits and tuple(m.kernel_size) == (1, 1) and m.groups == 1 \
-                and _reaches_output_by_reshapes(node):  # a 1x1 conv classifier (MobileNet-v2): the linear op
+        on_pooled = x.pooled and not x.flat and not x.logits and tuple(m.kernel_size) == (1, 1) and m.groups == 1
+        if on_pooled and _reaches_output_by_reshapes(node):  # a 1x1 conv classifier (MobileNet-v2): the linear op
             return self.linear(node, m, x)
-        if x.pooled and not x.flat:  # a 1x1 conv on the pooled (N, C, 1, 1) features: a channel gate's branch,
-            if x.logits or tuple(m.kernel_size) != (1, 1) or m.groups != 1:  # or a hidden layer of the head
-                self.need_map(node, x, "a convolution")  # refused, with what to do
-        else:
-            self.need_map(node, x, "a convolution")
+        if not on_pooled:  # else a 1x1 conv on the pooled (N, C, 1, 1) features: a channel gate's branch, or a
+            self.need_map(node, x, "a convolution")  # hidden layer of the head
         k, s = m.kernel_size, m.stride
         dw = m.groups > 1 and m.groups == m.in_channels == m.out_channels
         if m.groups != 1 and not dw and m.in_channels != m.out_channels:
@@ -426,10 +401,9 @@ class _Builder:
             raise self.refuse(node, f"padding {m.padding!r} ({m.padding_mode}), dilation {tuple(m.dilation)}: a space's "
                               "conv pads every side alike with zeros, at most half its kernel, and has no dilation",
                               f"set e.g. padding={k[0] // 2} and dilation=1")
-        users = list(node.users)
-        to_bn = [u for u in users if u.op == "call_module"
-                 and isinstance(self.gm.get_submodule(u.target), nn.modules.batchnorm._BatchNorm)]
-        folds = bool(to_bn) and len(users) == 1  # its BN folds into it; a BN beside other readers stays a BN
+        users = list(node.users)  # its BN folds into it; a BN beside other readers stays a BN
+        folds = len(users) == 1 and users[0].op == "call_module" and \
+            isinstance(self.gm.get_submodule(users[0].target), nn.modules.batchnorm._BatchNorm)
         # without a BN folding into it, the conv keeps its own bias; before such a BN its bias folds into the BN
         grouped = m.groups if m.groups > 1 and not dw else 1
         return self.emit(node, "conv", x, out=0 if dw or grouped > 1 else m.out_channels, kernel=k[0], stride=s[0],
@@ -449,10 +423,8 @@ class _Builder:
 
     def maxpool(self, node, x, kernel, stride, padding, dilation, ceil_mode, indices) -> _T:
         self.need_map(node, x, "a max-pool")
-        pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
-        k, s = pair(kernel), pair(stride if stride not in (None, [], ()) else kernel)
-        p = pair(padding)
-        if (k[0] != k[1] or s[0] != s[1] or p[0] != p[1] or 2 * p[0] > k[0] or pair(dilation) != (1, 1) or indices):
+        k, s, p = _pair(kernel), _pair(stride if stride not in (None, [], ()) else kernel), _pair(padding)
+        if (k[0] != k[1] or s[0] != s[1] or p[0] != p[1] or 2 * p[0] > k[0] or _pair(dilation) != (1, 1) or indices):
             raise self.refuse(node, f"max-pool kernel {k}, stride {s}, padding {padding}, dilation {dilation}, "
                               f"return_indices {indices}: a space's max-pool has a square kernel, one stride, the "
                               "same padding on every side (at most half the kernel) and no dilation",
@@ -471,8 +443,7 @@ class _Builder:
                 divisor_override=None) -> _T:
         self.need_map(node, x, "an average pool")
         shape_in, shape_out = self.shape(node.all_input_nodes[0]), self.shape(node)
-        pair = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
-        k, s, p = pair(kernel), pair(stride if stride not in (None, [], ()) else kernel), pair(padding)
+        k, s, p = _pair(kernel), _pair(stride if stride not in (None, [], ()) else kernel), _pair(padding)
         if shape_in is not None and shape_out is not None and tuple(shape_out[2:]) == (1, 1) and \
                 k == tuple(shape_in[2:]) and p == (0, 0):
             return self.emit(node, "gap", x)  # over the whole map: global average pooling
@@ -506,15 +477,13 @@ class _Builder:
         return _T(x.name, pooled=True, flat=len(shape_out) == 2)
 
     def linear(self, node, m: nn.Linear, x: _T) -> _T:
-        later, seen, todo = [], set(), list(node.users)
-        while todo:  # a Linear downstream of this one: an MLP head
+        later, seen, todo = False, set(), list(node.users)
+        while todo and not later:  # a Linear downstream of this one: an MLP head
             u = todo.pop()
-            if u in seen:
-                continue
-            seen.add(u)
-            if u.op == "call_module" and type(self.gm.get_submodule(u.target)) is nn.Linear:
-                later.append(u.name)
-            todo += list(u.users)
+            if u not in seen:
+                seen.add(u)
+                later = u.op == "call_module" and type(self.gm.get_submodule(u.target)) is nn.Linear
+                todo += list(u.users)
         shape_in = self.shape(node.all_input_nodes[0]) if node.all_input_nodes else None
         if x.map_side and later:  # VGG's first head layer on a flattened H x H map: an H x H conv without padding,
             t = self.emit(node, "conv", x, out=m.out_features, kernel=x.map_side, stride=1, pad=0,  # to a 1x1 map
@@ -527,10 +496,10 @@ class _Builder:
         if later and x.pooled and not x.logits and shape_in is not None and len(shape_in) == 2:
             # a hidden layer of an MLP head on the pooled (N, C) features: a 1x1 conv in the space
             return self.emit(node, "conv", x, out=m.out_features, kernel=1, stride=1, bias=m.bias is not None)
-        if not x.pooled or x.logits or any(o.kind == "linear" for o in self.ops):
-            problem = ("a second Linear layer: the space's network has one, the classifier" if x.logits or
-                       any(o.kind == "linear" for o in self.ops) else "a Linear layer on features that are not "
-                       "globally average-pooled")
+        second = x.logits or any(o.kind == "linear" for o in self.ops)
+        if not x.pooled or second:
+            problem = ("a second Linear layer: the space's network has one, the classifier" if second else
+                       "a Linear layer on features that are not globally average-pooled")
             raise self.refuse(node, problem, "pool globally (nn.AdaptiveAvgPool2d(1)), flatten, then nn.Linear "
                               "layers; the last one, the classifier, gives the model's output")
         return self.emit(node, "linear", x)
@@ -559,45 +528,31 @@ class _Builder:
                               "without channel splits, or a sub-network without them")
         if t in _ADD_FUNCS or t in ("add", "add_", "__add__", "__iadd__"):
             return self.add(node, xs)
-        if t in _ACT_FUNCS or t in _ACT_METHODS:
-            fn = _ACT_FUNCS[t] if t in _ACT_FUNCS else _ACT_METHODS[t]
-            extra = {}
+        if t in _ACT_FUNCS:
+            fn = _ACT_FUNCS[t]
             if fn == "gelu" and (node.kwargs.get("approximate", "none") != "none" or len(node.args) > 1):
                 raise self.refuse(node, "GELU with approximate='tanh'", "use F.gelu(x) (the exact, erf form)")
-            if fn == "leaky_relu":
-                extra["alpha"] = float(node.args[1] if len(node.args) > 1 else node.kwargs.get("negative_slope", 0.01))
-            return self.emit(node, "act", x, fn=fn, **extra)
+            alpha = _arg(node, 1, "negative_slope", 0.01) if fn == "leaky_relu" else 0.0
+            return self.emit(node, "act", x, fn=fn, alpha=float(alpha))
         if t in (F.hardtanh, F.hardtanh_) or t in ("hardtanh", "hardtanh_"):
-            lo = node.args[1] if len(node.args) > 1 else node.kwargs.get("min_val", -1.0)
-            hi = node.args[2] if len(node.args) > 2 else node.kwargs.get("max_val", 1.0)
-            if (lo, hi) == (0, 6):
+            if tuple(_call_args(node, min_val=-1.0, max_val=1.0)) == (0, 6):
                 return self.emit(node, "act", x, fn="relu6")
         if t is F.adaptive_avg_pool2d:
-            return self.gap(node, x, node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size"))
+            return self.gap(node, x, _arg(node, 1, "output_size"))
         if t is F.avg_pool2d:
-            args = list(node.args[1:]) + [None] * 3
-            kernel = args[0] if args[0] is not None else node.kwargs.get("kernel_size")
-            kw = node.kwargs
-            more = list(node.args[4:]) + [None] * 3
-            return self.avgpool(node, x, kernel, args[1] if args[1] is not None else kw.get("stride"),
-                                args[2] if args[2] is not None else kw.get("padding", 0),
-                                more[0] if more[0] is not None else kw.get("ceil_mode", False),
-                                more[1] if more[1] is not None else kw.get("count_include_pad", True),
-                                more[2] if more[2] is not None else kw.get("divisor_override"))
+            return self.avgpool(node, x, *_call_args(node, kernel_size=None, stride=None, padding=0, ceil_mode=False,
+                                                     count_include_pad=True, divisor_override=None))
         if t is F.max_pool2d:
-            a = list(node.args[1:]) + [None] * 6
-            kw = node.kwargs
-            get = lambda i, k, d: a[i] if a[i] is not None else kw.get(k, d)  # noqa: E731
-            return self.maxpool(node, x, get(0, "kernel_size", None), get(1, "stride", None), get(2, "padding", 0),
-                                get(3, "dilation", 1), get(4, "ceil_mode", False), get(5, "return_indices", False))
+            return self.maxpool(node, x, *_call_args(node, kernel_size=None, stride=None, padding=0, dilation=1,
+                                                     ceil_mode=False, return_indices=False))
         if t in (torch.mean, "mean"):
-            dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+            dims = _arg(node, 1, "dim")
             dims = sorted(d % 4 for d in (dims if isinstance(dims, (tuple, list)) else [dims]) if isinstance(d, int))
             if dims == [2, 3]:
                 return self.gap(node, x, 1)
             raise self.refuse(node, f"mean over dims {dims}", "average over the spatial dims (2, 3) for global "
                               "pooling; other reductions are not supported")
-        if t in _FLATTEN or t in ("flatten", "view", "reshape", "squeeze"):
+        if t in _FLATTEN:
             return self.flatten(node, x)
         if t in (F.dropout, F.dropout2d, F.dropout1d) or t in ("contiguous", "clone", "detach"):
             return x
@@ -607,11 +562,9 @@ class _Builder:
             raise self.refuse(node, "divides or matrix-multiplies feature maps (e.g. attention)", "remove that "
                               "block, or search a model without it; " + _TODO_SUPPORTED)
         if t in (F.elu, torch.tanh, F.tanh, F.mish, F.selu, F.celu, F.softplus) or t in ("tanh", "tanh_"):
-            raise self.refuse(node, f"activation {name} is not supported", "use one of ReLU, ReLU6, Hardswish, "
-                              "Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU, or search a model that has them")
+            raise self.refuse(node, f"activation {name} is not supported", _TODO_ACTS)
         if x.logits:
-            raise self.refuse(node, f"{name} after the classifier", "return the Linear classifier's logits as the "
-                              "model's output (apply softmax and the like outside the model)")
+            raise self.refuse(node, f"{name} after the classifier", _TODO_LOGITS)
         raise self.refuse(node, f"{name} is not an op a space has", _TODO_SUPPORTED)
 
     def mul(self, node: fx.Node, xs: list[_T]) -> _T:
@@ -633,9 +586,8 @@ class _Builder:
     def cat(self, node: fx.Node, dim: int | None = None) -> _T:
         """torch.cat of feature maps on the channel axis: each input keeps its own channel group at its offset
         (`dim`: the axis a function joins on by definition, torch.hstack's 1)."""
-        seq = node.args[0] if node.args else node.kwargs.get("tensors")
-        if dim is None:
-            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        seq = _arg(node, 0, "tensors")
+        dim = _arg(node, 1, "dim", 0) if dim is None else dim
         ins = [self.env.get(a) for a in seq] if isinstance(seq, (list, tuple)) else []
         if not ins or not all(isinstance(a, fx.Node) for a in seq) or not all(isinstance(x, _T) for x in ins):
             raise self.refuse(node, "a cat of values that are not all the network's tensors (constants, or "
@@ -667,7 +619,6 @@ class _Builder:
 def _reaches_output_by_reshapes(node: fx.Node) -> bool:
     """Whether every path from `node` to the model's output passes only reshapes (flatten, view, squeeze):
     a conv classifier on the pooled features."""
-    reshapes = {torch.flatten, torch.squeeze, torch.reshape, "flatten", "view", "reshape", "squeeze"}
     users = list(node.users)
     while users:
         u = users.pop()
@@ -675,7 +626,7 @@ def _reaches_output_by_reshapes(node: fx.Node) -> bool:
             continue
         if u.op == "call_module" and isinstance(u.graph.owning_module.get_submodule(u.target), nn.Flatten):
             users += list(u.users)
-        elif u.op in ("call_function", "call_method") and u.target in reshapes:
+        elif u.op in ("call_function", "call_method") and u.target in _FLATTEN:
             users += list(u.users)
         else:
             return False
@@ -695,10 +646,8 @@ def _drop_dead_code(gm: fx.GraphModule) -> None:
     (the space's ops are pure, so they cannot follow it)."""
     for node in gm.graph.nodes:
         if node.op in ("call_module", "call_function", "call_method") and not node.users and _inplace(node, gm):
-            raise TraceError(f"cannot trace fx node {node.name!r} ({_describe(node, gm)}{', module ' + repr(_scope(node)) if _scope(node) else ''})"
-                             f"{_source_line(node)}: an in-place op whose result is not used changes its input in "
-                             "place, which a graph of pure ops cannot follow. What to do: assign its result "
-                             "(x = x.relu()) and use that")
+            raise _refusal(node, gm, "an in-place op whose result is not used changes its input in place, which a "
+                           "graph of pure ops cannot follow", "assign its result (x = x.relu()) and use that")
     gm.graph.eliminate_dead_code()
 
 
@@ -802,9 +751,8 @@ def trace_model(model: nn.Module, input_shape: Sequence[int] | str, name: str = 
                              "tensor, loops over its size) cannot be traced. What to do: make that part of the "
                              "forward static (decide it in __init__), or give a factory that returns a model "
                              "without it") from None
-        x = torch.randn(2, *shape)
         try:
-            shapes = _shapes(gm, x)
+            shapes = _shapes(gm, torch.randn(2, *shape))
         except Exception as e:
             raise TraceError(f"{type(model).__name__} does not run on input (2, {', '.join(map(str, shape))}) "
                              f"({type(e).__name__}: {str(e).splitlines()[0]}); check --input-shape C,H,W") from None
@@ -825,13 +773,10 @@ def trace_model(model: nn.Module, input_shape: Sequence[int] | str, name: str = 
         space = GraphSpace.from_graph(name, g, {gr.name: traced_choices(gr.base, max_mult, levels,
                                                                         g.blocks.get(gr.name, 1))
                                                 for gr in g.groups if not gr.fixed}, src)
-        from .trace_weights import expected_keys
-
         used = expected_keys(space)
         unused = tuple(k for k in model.state_dict() if k not in used)
         if unused:  # e.g. an auxiliary head that only training calls: its weights are ignored, by name
-            space = GraphSpace(space.name, space.graph, space.choices_by_group,
-                               TraceSource(src.factory, src.modules, unused))
+            space = replace(space, source=replace(src, unused_keys=unused))
         if fixed or ties:
             space = apply_constraints(space, fixed, ties)
         space = _fix_unsearchable(space)
@@ -844,8 +789,7 @@ def trace_model(model: nn.Module, input_shape: Sequence[int] | str, name: str = 
 
 def _fix_unsearchable(space: GraphSpace) -> GraphSpace:
     """Groups whose one choice is their own width (fewer than 8 channels) are fixed: nothing to search."""
-    ch = dict(space.choices_by_group)
-    one = [space.group(g.name).members[0] for g in space.free_groups if len(ch[g.name]) == 1]
+    one = [space.group(g.name).members[0] for g in space.free_groups if len(g.choices) == 1]
     return space.with_constraints(one) if one else space
 
 
@@ -853,8 +797,6 @@ def check_against_model(space: GraphSpace, model: nn.Module, atol: float = 1e-4)
     """The space at its base widths with the model's weights must compute the model's outputs
     (eval mode, a random input); returns the max abs difference, raises TraceError past `atol`
     (relative to the outputs' scale)."""
-    from .trace_weights import user_network
-
     was_training = model.training
     model.eval()
     try:
@@ -877,13 +819,11 @@ def check_against_model(space: GraphSpace, model: nn.Module, atol: float = 1e-4)
 def format_groups(space: GraphSpace) -> list[str]:
     """One line per channel group: its width choices, and the model's layers whose output it is."""
     src = space.source.module_of if space.source is not None else {}
-    lines = []
+    lines, by = [], space.graph.by_name
     for g in space.groups:
-        starts = [src.get(t, t) for t in space.group(g.name).members
-                  if t in space.graph.by_name and space.graph.by_name[t].kind in ("conv", "linear")
-                  and not space.graph.by_name[t].keeps_group]
-        dws = [src.get(t, t) for t in space.group(g.name).members
-               if t in space.graph.by_name and space.graph.by_name[t].keeps_group]
+        ops = [by[t] for t in space.group(g.name).members if t in by]
+        starts = [src.get(o.name, o.name) for o in ops if o.kind in ("conv", "linear") and not o.keeps_group]
+        dws = [src.get(o.name, o.name) for o in ops if o.keeps_group]
         what = (f"fixed at {g.base}" if g.fixed else f"base {g.base}, choices {list(g.choices)}")
         if space.graph.blocks.get(g.name, 1) > 1:
             what += f", in {space.graph.blocks[g.name]} blocks (a grouped conv's)"

@@ -10,11 +10,9 @@ per layer touching the group: what puts the channel out (a BN's |gamma|, the cha
 network slimming, Liu et al. 2017, reads it; a conv without BN: its filter's L1 norm) and what reads it
 (every conv and linear taking the group as input: the L1 norm of that input channel's weights), each
 layer's vector divided by its mean so that every layer has one equal vote whatever its scale. Why the
-readers too: fine-tuned from the compress benchmark's trained ResNet at equal widths (its uniform8 networks at
-60 and 25 % of its latency, 5 paired seeds, docs/RESULTS.md §9), channels chosen so were +1.3 and +3.8 points
-better than by BN |gamma| alone ("bn"), and +0.5 and -0.4 against Torch-Pruning's group L1 ("tp", which
-reproduces its choice on networks of dense convs). Kept channels stay in their original order, so slicing to
-the model's own widths gives back the model exactly.
+readers too: fine-tuned at equal widths, channels chosen so were better than by BN |gamma| alone ("bn") and on
+a par with Torch-Pruning's group L1 ("tp"), docs/RESULTS.md §9. Kept channels stay in their original order, so
+slicing to the model's own widths gives back the model exactly.
 
 A supernet (which always slices the first k channels) is seeded instead with each group's
 channels *sorted* by that importance, so its first k channels are the k most important ones.
@@ -26,13 +24,13 @@ Sorting likewise stays inside each block.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import torch
 
+from .net import GraphNet, Widths, channel_index, module_key, tensor_index
 from .space import GraphSpace
 
-Widths = Sequence[int] | Mapping[str, int]
 _BN = ("weight", "bias", "running_mean", "running_var")
 
 
@@ -51,10 +49,7 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"--weights {path} cannot be read as a torch state_dict ({type(e).__name__}: "
                            f"{str(e).splitlines()[0]}); save it with torch.save(model.state_dict(), path)") from None
     if isinstance(d, dict) and not any(isinstance(v, torch.Tensor) for v in d.values()):
-        for k in ("state_dict", "model", "model_state_dict"):
-            if isinstance(d.get(k), dict):
-                d = d[k]
-                break
+        d = next((d[k] for k in ("state_dict", "model", "model_state_dict") if isinstance(d.get(k), dict)), d)
     if not isinstance(d, dict) or not d or not all(isinstance(v, torch.Tensor) for v in d.values()):
         raise WeightsError(f"--weights {path} holds {type(d).__name__}, not a state_dict of tensors; save it with "
                            "torch.save(model.state_dict(), path)")
@@ -68,8 +63,9 @@ def _source(space: GraphSpace) -> dict[str, str]:
     return space.source.module_of
 
 
-def _expected(space: GraphSpace) -> dict[str, tuple[tuple[int, ...] | None, bool]]:
-    """user key -> (shape at the base widths, required)."""
+def expected_keys(space: GraphSpace) -> dict[str, tuple[tuple[int, ...] | None, bool]]:
+    """The user's state_dict keys the traced ops read -> (shape at the base widths, required: conv and linear
+    biases may be absent)."""
     # the model's own widths, choices or not (traced with --max-mult < 1 they are above every choice)
     src, a, ch = _source(space), {s.name: s.base for s in space.groups}, space.graph.channels
     out = {}
@@ -102,29 +98,22 @@ def _as_linear(t: torch.Tensor, shape) -> tuple:
     return sh
 
 
-def expected_keys(space: GraphSpace) -> set[str]:
-    """The user's state_dict keys the traced ops read (some optional: conv and linear biases)."""
-    return set(_expected(space))
-
-
 def check_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], what: str = "--weights",
                 allow_unexpected: bool = False) -> dict[str, torch.Tensor]:
     """Refuse missing keys, unexpected keys and wrong shapes, naming them; returns the state_dict
     (a DataParallel 'module.' prefix removed)."""
-    exp = _expected(space)
+    exp = expected_keys(space)
     if sd and all(k.startswith("module.") for k in sd) and not any(k in exp for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
     missing = [k for k, (_, req) in exp.items() if req and k not in sd]
     unused = set(space.source.unused_keys)  # layers the traced forward never calls: ignored
-    unexpected = [k for k in sd if k not in exp and k not in unused]
-    if missing or (unexpected and not allow_unexpected):
-        raise WeightsError(f"{what} do not match the traced model of space {space.name!r}: "
-                           + (f"missing keys {missing[:12]}{' ...' if len(missing) > 12 else ''}" if missing else "")
-                           + ("; " if missing and unexpected and not allow_unexpected else "")
-                           + (f"unexpected keys {unexpected[:12]}{' ...' if len(unexpected) > 12 else ''}"
-                              if unexpected and not allow_unexpected else "")
-                           + ". Give the state_dict of the model the space was traced from "
-                             f"({space.source.factory}), saved with torch.save(model.state_dict(), path)")
+    unexpected = [] if allow_unexpected else [k for k in sd if k not in exp and k not in unused]
+    if missing or unexpected:
+        found = [f"{kind} keys {ks[:12]}{' ...' if len(ks) > 12 else ''}"
+                 for kind, ks in (("missing", missing), ("unexpected", unexpected)) if ks]
+        raise WeightsError(f"{what} do not match the traced model of space {space.name!r}: {'; '.join(found)}. "
+                           f"Give the state_dict of the model the space was traced from ({space.source.factory}), "
+                           "saved with torch.save(model.state_dict(), path)")
     bad = [f"{k}: {tuple(sd[k].shape)}, the space needs {shape}" for k, (shape, _) in exp.items()
            if k in sd and shape is not None and _as_linear(sd[k], shape) != shape]
     if bad:
@@ -251,11 +240,7 @@ def sliced_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widt
                  keep: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """The state_dict of `GraphNet(space, widths)` cut from the user's weights: every op of a group
     takes the same channels (`keep`, default `keep_channels`)."""
-    from .net import module_key
-
     keep = keep_channels(space, sd, widths) if keep is None else keep
-    from .net import tensor_index
-
     base, out = {s.name: s.base for s in space.groups}, {}
     for name, tensors in _op_tensors(space, sd).items():
         op = space.graph.by_name[name]
@@ -286,21 +271,14 @@ def _grouped_rows(w: torch.Tensor, keep: torch.Tensor, blocks: int) -> torch.Ten
     return torch.cat(rows)
 
 
-def model_space(space: GraphSpace) -> GraphSpace:
-    """The space whose one choice per group is the model's own width: the user's model itself, even
-    when the space's choices stop below it (--max-mult < 1)."""
-    return GraphSpace.from_graph(space.name, space.graph, {g.name: (g.base,) for g in space.free_groups},
-                                 space.source)
-
-
 def user_network(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Widths | None = None,
                  what: str = "--weights", allow_unexpected: bool = False, criterion: str = IMPORTANCE):
     """A plain `GraphNet` at `widths` (default: the model's own widths) holding the user's weights,
     sliced by importance (see above; `criterion`: `importance`'s)."""
-    from .net import GraphNet
-
-    if widths is None:
-        space, widths = model_space(space), space.base_widths
+    if widths is None:  # the model's own widths, in a space holding them even when its choices stop below them
+        widths = space.base_widths  # (--max-mult < 1)
+        space = GraphSpace.from_graph(space.name, space.graph, {g.name: (g.base,) for g in space.free_groups},
+                                      space.source)
     sd = check_state(space, sd, what, allow_unexpected)
     net = GraphNet(space, widths)
     state = sliced_state(space, sd, widths, keep_channels(space, sd, widths, criterion))
@@ -316,8 +294,6 @@ def seed_supernet(sup, sd: Mapping[str, torch.Tensor], what: str = "--weights") 
     (so the supernet's first k channels are the k most important) into its first `base` channels;
     channels beyond the model's (when choices exceed it) keep their initialisation. Returns
     {group: channels copied}."""
-    from .net import channel_index, module_key, tensor_index
-
     space, widest = sup.space, sup.full.assignment
     narrow = [f"{s.name} ({widest[s.name]} < {s.base})" for s in space.groups if widest[s.name] < s.base]
     if narrow:
@@ -340,19 +316,17 @@ def seed_supernet(sup, sd: Mapping[str, torch.Tensor], what: str = "--weights") 
                 if key not in small:
                     continue
                 t, dst = small[key], full[key]
-                if dst.dim() == 0:
+                if dst.dim() == 0 or (op.kind == "linear" and name == "bias"):  # a count; the classes, fixed
                     dst.copy_(t)
                     continue
                 rows, cols = (tensor_index(space, x, at, widest) for x in (op.name, op.inputs[0]))
-                if op.kind == "linear" and name == "weight":
+                if op.kind == "linear":
                     dst[:, cols] = t
                 elif op.kind == "conv" and name == "weight":
                     cols = slice(0, t.shape[1]) if op.keeps_group else cols
                     sub = dst[rows]
                     sub[:, cols] = t
                     dst[rows] = sub
-                elif op.kind == "linear":  # its bias: the classes, fixed
-                    dst.copy_(t)
                 else:
                     dst[rows] = t
     sup.full.load_state_dict(full)
