@@ -1,6 +1,8 @@
-"""Options several commands read the same way: the space (--space, --input-shape) and the widths
-(--widths, --config)."""
+"""Options several commands read the same way: the space (--space, --input-shape), the widths
+(--widths, --config) and the settings of a configuration dataclass."""
 from __future__ import annotations
+
+from dataclasses import fields
 
 from widthnas.models.space import check_fingerprint
 
@@ -43,3 +45,9 @@ def widths_arg(space, args, default=None) -> list[int]:
     if default is None:
         raise ValueError("give --config (from `widthnas search`) or --widths")
     return default
+
+
+def given_settings(args, config) -> dict:
+    """The fields of the settings dataclass `config` given on the command line (options left out, None,
+    are absent); a switch that sets a field has that field's name as its dest and default None."""
+    return {f.name: getattr(args, f.name) for f in fields(config) if getattr(args, f.name, None) is not None}

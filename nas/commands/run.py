@@ -31,9 +31,9 @@ def add_parser(sub) -> None:
     q.add_argument("--max-wait", type=float, help="seconds to wait for a disturbed machine to settle before timing "
                    "a network again (the load guard, for profiling, checking and verifying; default 60), and at most 30 per "
                    "rung of the ladder a new profile gets")
-    q.add_argument("--no-guard", action="store_true", help="do not watch the reference network for a disturbed "
+    q.add_argument("--no-guard", dest="guard", action="store_false", default=None, help="do not watch the reference network for a disturbed "
                    "machine: every timing is kept as measured (for tiny networks, whose timings spread anyway)")
-    q.add_argument("--recheck", action="store_true", help="time a new latency check even when one of this profile "
+    q.add_argument("--recheck", dest="reuse_check", action="store_false", default=None, help="time a new latency check even when one of this profile "
                    "made today on this machine kind is kept in $WIDTHNAS_CACHE (default ~/.cache/widthnas)")
     q.add_argument("--sampling", choices=("ows", "aows"))
     q.add_argument("--epochs", type=int, help="supernet epochs")
@@ -51,11 +51,11 @@ def add_parser(sub) -> None:
     q.add_argument("--seed", type=int)
     q.add_argument("--threads", type=int, help="torch threads for training, search and fine-tuning (default 0: "
                    "torch's default, every core)")
-    q.add_argument("--time-threads", action="store_true", help="per stage, time 1 thread against torch's default on "
+    q.add_argument("--time-threads", action="store_true", default=None, help="per stage, time 1 thread against torch's default on "
                    "a few repetitions of its own work and keep the faster (small networks on some machines)")
     q.add_argument("--full", action="store_true", help="longer, better: all data, 20 epochs, 5 fine-tune epochs, "
                    "the width-error curve")
-    q.add_argument("--curve", action="store_true", help="the report's width-error curve along every uniform "
+    q.add_argument("--curve", action="store_true", default=None, help="the report's width-error curve along every uniform "
                    "multiplier (about 1.5 min in the demo)")
     q.add_argument("--schedule", choices=("cosine", "greedy"),
                    help="learning rate for supernet training, fine-tuning and retraining (default cosine)")
@@ -75,30 +75,17 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..run import Run
-    from ..run_config import RunConfig, full_config
+    import sys
+    from dataclasses import replace
 
-    cfg = RunConfig()
-    if args.full:
-        cfg = full_config(cfg)
-    for f in ("space", "dataset", "data", "budget", "margin", "profile", "sampling", "epochs", "limit", "batch_size",
-              "finetune_epochs", "retrain_epochs", "method", "unary_configs", "slim_images", "seed", "profile_networks", "schedule",
-              "heldout_networks", "check_networks", "remeasure_networks", "ladder_rungs", "profile_rounds",
-              "profile_round_ms", "verify_rounds", "verify_round_ms",
-              "max_wait", "greedy", "previous", "congruent", "congruent_weight", "weights", "threads"):
-        v = getattr(args, f, None)
-        if v is not None:
-            setattr(cfg, f, v)
-    if args.no_guard:
-        cfg.guard = False
-    if args.recheck:
-        cfg.reuse_check = False
-    if args.curve:
-        cfg.curve = True
-    if args.time_threads:
-        cfg.time_threads = True
     from widthnas.latency.margin import parse_margin
 
+    from ..run import Run
+    from ..run_config import RunConfig, full_config
+    from ..runlog import RunLog
+    from .options import given_settings
+
+    cfg = replace(full_config(RunConfig()) if args.full else RunConfig(), **given_settings(args, RunConfig))
     cfg.margin = parse_margin(cfg.margin)  # "auto" or a number, one spelling per setting (resume compares them)
     _check_feature_options(cfg, args)
     if args.all_data:
@@ -106,10 +93,6 @@ def run(args) -> int:
     if cfg.sampling == "aows" and cfg.warmup_epochs >= cfg.epochs:
         cfg.warmup_epochs = max(0, cfg.epochs - 1)
     _check_files(cfg, args.out)
-    from ..runlog import RunLog
-
-    import sys
-
     bars = not args.quiet and sys.stderr.isatty()  # piped or in CI: no bars redrawn into the captured text
     log = RunLog(args.out, terse=not args.verbose, status=bars)  # every message in full in run.log
     run = Run(cfg, args.out, log=log, progress=bars)
