@@ -126,13 +126,11 @@ class Run:
                                                                 (len(caught) - len(ours), "library warning")) if n]
         return f" ({', '.join(parts)} in {LOG_NAME})" if parts else ""
 
-        return self.state
-
     def _stage_threads(self, stage: str) -> dict | None:
         """Torch threads for the stage's own work: --threads; with --time-threads the faster of 1 and torch's
         default on a few repetitions of that work (nas/threads.py); else None (torch's default), as where
-        torch does little (profile, export, verify). On this machine's demo 2 threads were 1.6-1.7 x faster
-        than 1 for every job (RESULTS §6), so timing is not the default: it would cost ~25 s for nothing."""
+        torch does little (profile, export, verify). Not timed by default: it costs time, and more threads
+        were faster for every job of the demo (RESULTS §6)."""
         from .threads import describe, evaluation_probe, fastest_threads, finetune_probe, thread_counts, training_probe
 
         if stage not in ("train", "search", "finetune", "report"):
@@ -284,7 +282,14 @@ class Run:
         table, sup, c = self.table(), self._supernet(), self.cfg
         unaries, unaries_path = self._unaries(sup)
         budget, widest, target, margin_pct, margin_how = self._aim(table)
-        measure = self._candidate_measurer(sup, table) if c.method == "select" else None
+        measure = None
+        if c.method == "select":  # the candidates timed here, as verify will, for an onnxruntime profile
+            from .export import network_measurer
+
+            try:
+                measure = network_measurer(sup, table, self.dir / "candidates", c.verify_rounds, c.verify_round_ms)
+            except ValueError as e:
+                self.log(f"search: candidates judged on predicted latency only ({e})")
         sol, uni, mrf = search(table, unaries, c.method, target, budget, sup, self.splits, measure, self.log,
                                slim_images=c.slim_images)
         front = sol.pareto if sol.pareto is not None else pareto_front(mrf)
@@ -451,17 +456,6 @@ class Run:
             out[name] = {"path": recorded_path(self.dir / fname), **v}  # verify reads it, maybe from elsewhere
             self.log(f"export {name}: {self.dir / fname}, ORT vs torch max abs diff {v['max_abs_diff']:.2e}")
         return out
-
-    def _candidate_measurer(self, sup, table):
-        """Time the selection's candidates here, as verify will, when the profile was measured with
-        onnxruntime; None (prediction only) otherwise."""
-        from .export import network_measurer
-
-        try:
-            return network_measurer(sup, table, self.dir / "candidates", self.cfg.verify_rounds, self.cfg.verify_round_ms)
-        except ValueError as e:
-            self.log(f"search: candidates judged on predicted latency only ({e})")
-            return None
 
     def stage_verify(self) -> dict:
         from widthnas.latency.standalone_runner import LoadGuard

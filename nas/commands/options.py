@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 
 from widthnas.models.space import check_fingerprint
 
 
-def add_space_options(q, default=None) -> None:
-    q.add_argument("--space", default=default, help="mobilenet_v1_small (default), mobilenet_v1, mobilenet_v2"
-                   "(_small), resnet(_small), or a space JSON file (`widthnas space --json`, --from-model)")
-    q.add_argument("--input-shape", help="C,H,W to override the space's input shape")
+def add_space_options(q, shape_help: str | None = "C,H,W to override the space's input shape") -> None:
+    """--space, and --input-shape with this help (None: no --input-shape)."""
+    q.add_argument("--space", help="mobilenet_v1_small (default), mobilenet_v1, mobilenet_v2(_small), "
+                   "resnet(_small), or a space JSON file (`widthnas space --json`, --from-model)")
+    if shape_help:
+        q.add_argument("--input-shape", help=shape_help)
+
+
+def space_file(space: str | None) -> str | None:
+    """--space when it names a file (a space JSON, an input), not a shipped space."""
+    return space if space and Path(space).is_file() else None
 
 
 def space_from_args(args, header_space: dict | None = None):
@@ -21,7 +29,7 @@ def space_from_args(args, header_space: dict | None = None):
     if header_space is not None and not args.space:
         return GraphSpace.from_dict(header_space, "the samples header's space")
     space = get_space(args.space or "mobilenet_v1_small")
-    if getattr(args, "input_shape", None):
+    if args.input_shape:
         space = space.with_input(args.input_shape)
     return space
 

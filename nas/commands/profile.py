@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from ..checks import UserError, check_outputs
-from .options import add_space_options, space_from_args
+from .options import add_space_options, space_file, space_from_args
 
 
 def add_parser(sub) -> None:
@@ -44,8 +43,8 @@ def run(args) -> int:
                             f"{flag} {v}: give a whole number >= 1")
     if args.time_limit is not None and not (math.isfinite(args.time_limit) and args.time_limit > 0):
         raise UserError(f"--time-limit {args.time_limit}: give a positive number of seconds (rerun to continue)")
-    space_file = args.space if args.space and Path(args.space).is_file() else None
-    check_outputs({"--bundle": args.bundle} if args.bundle else {"--out": args.out}, {"--space": space_file})
+    outputs = {"--bundle": args.bundle} if args.bundle else {"--out": args.out}
+    check_outputs(outputs, {"--space": space_file(args.space)})
     space = space_from_args(args)
     if args.bundle:
         out = write_bundle(space, args.bundle, args.networks, args.sampling, args.seed, args.batch)

@@ -1,14 +1,15 @@
 """`widthnas run`: the whole pipeline: profile, train, search, fine-tune, export, verify, report."""
 from __future__ import annotations
 
+from .options import add_space_options, given_settings
+
 
 def add_parser(sub) -> None:
     from widthnas.mrf import METHODS
 
     q = sub.add_parser("run", help="the whole pipeline: profile, train, search, fine-tune, export, verify, report")
     q.add_argument("--out", default="runs/demo", help="run directory (a rerun resumes it)")
-    q.add_argument("--space", help="mobilenet_v1_small (default), mobilenet_v1, or a graph space: mobilenet_v2(_small), "
-                                   "resnet(_small), or a space JSON file")
+    add_space_options(q, shape_help=None)
     q.add_argument("--dataset")
     q.add_argument("--data")
     q.add_argument("--budget", help="ms or %% of the widest network (default 50%%)")
@@ -83,7 +84,6 @@ def run(args) -> int:
     from ..run import Run
     from ..run_config import RunConfig, full_config
     from ..runlog import RunLog
-    from .options import given_settings
 
     cfg = replace(full_config(RunConfig()) if args.full else RunConfig(), **given_settings(args, RunConfig))
     cfg.margin = parse_margin(cfg.margin)  # "auto" or a number, one spelling per setting (resume compares them)

@@ -5,14 +5,13 @@ import json
 from pathlib import Path
 
 from ..checks import UserError, check_outputs
+from .options import add_space_options, space_file, space_from_args
 
 
 def add_parser(sub) -> None:
     q = sub.add_parser("space", help="show a search space, its channel groups and their width choices")
-    q.add_argument("--space", help="mobilenet_v1_small (default), mobilenet_v1, mobilenet_v2, "
-                   "mobilenet_v2_small, resnet, resnet_small, or a space JSON file")
-    q.add_argument("--input-shape", help="C,H,W to override the space's input shape (with --from-model: the "
-                   "shape the model is traced on, required)")
+    add_space_options(q, "C,H,W to override the space's input shape (with --from-model: the shape the model "
+                      "is traced on, required)")
     q.add_argument("--json", action="store_true")
     q.add_argument("--from-model", metavar="PKG.MODULE:FACTORY", help="trace your own nn.Module into a graph "
                    "space: a function or class (called without arguments) in an importable module or a .py file, "
@@ -32,21 +31,16 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from widthnas.models.families import get_space
-
     mod = (args.from_model or "").split(":")[0]  # --from-model path/to/models.py:factory, or pkg.module:factory
     model_files = [f for f in (mod, mod.replace(".", "/") + ".py") if mod and Path(f).is_file()]
-    check_outputs({"--out": args.out}, {"--space": args.space if args.space and Path(args.space).is_file() else None,
-                                        "--from-model": model_files})
+    check_outputs({"--out": args.out}, {"--space": space_file(args.space), "--from-model": model_files})
     if args.from_model:
         space = _traced_space(args)
     else:
         if args.max_mult is not None or args.levels is not None:
             raise UserError("--max-mult and --levels set the width choices of a traced model: use them with "
                             "--from-model")
-        space = get_space(args.space or "mobilenet_v1_small")
-        if args.input_shape:
-            space = space.with_input(args.input_shape)
+        space = space_from_args(args)
         if args.fixed or args.tie:
             from widthnas.models.trace import apply_constraints
 

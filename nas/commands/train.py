@@ -1,14 +1,14 @@
 """`widthnas train`: train the slimmable supernet and record per-layer accuracy loss."""
 from __future__ import annotations
 
+from .options import add_space_options, given_settings
+
 
 def add_parser(sub) -> None:
     q = sub.add_parser("train", help="train the slimmable supernet and record per-layer accuracy loss")
     q.add_argument("--out", required=True, help="run directory")
     q.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    q.add_argument("--space", help="mobilenet_v1_small (default), mobilenet_v1, a graph space (mobilenet_v2(_small), "
-                                   "resnet(_small)) or a space JSON file")
-    q.add_argument("--input-shape")
+    add_space_options(q)
     q.add_argument("--dataset", help="fashion_mnist (default), cifar10, imagefolder, npz")
     q.add_argument("--data", help="dataset path")
     q.add_argument("--limit", type=int, help="train on only this many images")
@@ -47,7 +47,6 @@ def run(args) -> int:
     from ..data import check_data
     from ..paths import same_setting
     from ..train import RESUMABLE, RUN_FILES, TrainConfig, load_train_config, train
-    from .options import given_settings
 
     run = Path(args.out)
     given = given_settings(args, TrainConfig)

@@ -1,8 +1,12 @@
-"""What `fit --heldout` and `validate` share: the --remeasure options, the validation record on
-held-out samples (with the noise floor), its printout and the predicted-vs-measured plot."""
+"""What `fit --heldout` and `validate` share: the --remeasure options, loading samples, the validation
+record on held-out samples (with the noise floor), its printout and the predicted-vs-measured plot."""
 from __future__ import annotations
 
 import sys
+import warnings
+from pathlib import Path
+
+from ..checks import UserError
 
 
 def add_remeasure_options(q) -> None:
@@ -13,6 +17,25 @@ def add_remeasure_options(q) -> None:
                    f"that measured them) for the measurement's noise floor; 0: skip (default {DEFAULT_REMEASURE})")
     q.add_argument("--remeasure-out", metavar="JSONL", help="keep the re-measurements here (resumable); never "
                    "an input file")
+
+
+def load_checked_samples(paths, space, what: str = "samples", device: dict | None = None):
+    """(space, samples) of the files `paths`, each of which must exist; `space` is a GraphSpace or (fit) a
+    function of the first file's header space definition. What the load left out or flagged is said once."""
+    from widthnas.latency.samples import load_samples
+    from widthnas.latency.standalone_runner import read_samples
+
+    for p in paths:
+        if not Path(p).exists():
+            raise UserError(f"samples file {p} not found; create it with `widthnas profile --out {p}`")
+    if callable(space):
+        space = space(read_samples(paths[0])[0]["space"].get("def"))
+    with warnings.catch_warnings(record=True):  # counted and reported below, once
+        warnings.simplefilter("always")
+        s = load_samples(paths, space, device)  # refuses another space or device
+    for line in s.describe(what):
+        print(f"warning: {line}", file=sys.stderr)
+    return space, s
 
 
 def validation_record(table, h, proxy, heldout_paths, remeasure: int, remeasure_out) -> dict:
