@@ -80,21 +80,14 @@ class Run:
         settle(cfg, self.dir)
         self.state_path = self.dir / "run_state.json"
         self.state = read_json(self.state_path, "run state", RECOVER) if self.state_path.exists() else {}
-        self._splits = None
         self._flips: dict = {}
 
     # ---- plumbing --------------------------------------------------------------------------
-    def _done(self, stage: str, result: dict, seconds: float) -> None:
-        self.state[stage] = {"done": True, "seconds": seconds, **result}
-        atomic_write_text(self.state_path, json.dumps(self.state, indent=1, default=float))
-
-    @property
+    @cached_property
     def splits(self):
-        if self._splits is None:
-            ds = load_dataset(self.cfg.dataset, self.cfg.data)
-            check_fits(ds, self.space)
-            self._splits = split(ds, 0.1, self.cfg.seed, self.cfg.limit)
-        return self._splits
+        ds = load_dataset(self.cfg.dataset, self.cfg.data)
+        check_fits(ds, self.space)
+        return split(ds, 0.1, self.cfg.seed, self.cfg.limit)
 
     def table(self):
         return registry.load_profile(self.state["profile"]["path"])
@@ -124,7 +117,8 @@ class Run:
                         end()
             counts = self._log_warnings(stage, caught)
             secs = time.time() - t0
-            self._done(stage, result, secs)
+            self.state[stage] = {"done": True, "seconds": secs, **result}
+            atomic_write_text(self.state_path, json.dumps(self.state, indent=1, default=float))
             head = f"[{stage}] {duration(secs)}: "
             self._say(head + short(stage_line(stage, result, self.state), WIDTH - len(head) - len(counts), " …") + counts)
         return self.state
@@ -339,7 +333,10 @@ class Run:
 
     def stage_finetune(self) -> dict:
         sp, c = self.splits, self.cfg
-        start, kw = self._starting_network(), self._plain_training_options()
+        start = self._starting_network()
+        kw = {"schedule": c.schedule, "greedy": GreedyOptions.parse(c.greedy)}  # and the positive-congruent loss
+        if c.congruent:
+            kw["loss_fn"] = congruent_loss(load_previous(c.congruent, sp, self.space), c.congruent_weight)
         epochs, lr, verb = ((c.retrain_epochs, c.lr, "retrain") if c.retrain_epochs else
                             (c.finetune_epochs, c.lr * 0.2, "finetune"))
         out = {"mode": self._training_mode()}
@@ -386,14 +383,6 @@ class Run:
                      f"{'the supernet' if user_sd is None else Path(c.weights).name} after BN recalibration")
             return net
         return sliced
-
-    def _plain_training_options(self) -> dict:
-        """Schedule and positive-congruent loss for fine-tuning / retraining."""
-        kw = {"schedule": self.cfg.schedule, "greedy": GreedyOptions.parse(self.cfg.greedy)}
-        if self.cfg.congruent:
-            kw["loss_fn"] = congruent_loss(load_previous(self.cfg.congruent, self.splits, self.space),
-                                           self.cfg.congruent_weight)
-        return kw
 
     def _final_net(self, name: str):
         net = build_plain_network(self._space_of(name), self.state["finetune"][name]["widths"])

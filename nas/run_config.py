@@ -8,8 +8,12 @@ from pathlib import Path
 
 from widthnas._io import atomic_write_text, read_json
 from widthnas.latency.check import CHECK_NETWORKS
+from widthnas.latency.noise_floor import MIN_REMEASURE
+from widthnas.mrf import parse_budget
 
+from .checks import INT_NONNEG, INT_POS, POSITIVE, Rule, check_settings
 from .paths import same_setting
+from .selection import UNARY_IMAGES
 
 RECOVER = "delete it to redo the run's stages (finished artefacts stay), or choose another --out"
 
@@ -62,12 +66,6 @@ class RunConfig:
 
 def check_run_config(cfg: RunConfig, where: str = "") -> None:
     """Refuse bad numbers (option names in the message) before anything is measured or written."""
-    from widthnas.latency.noise_floor import MIN_REMEASURE
-
-    from .selection import UNARY_IMAGES
-
-    from .checks import INT_NONNEG, INT_POS, POSITIVE, Rule, check_settings
-
     check_settings(cfg, {
         "profile_networks": Rule(integer=True, low=10), "heldout_networks": Rule(integer=True, low=3),
         "check_networks": Rule(integer=True, low=3), "remeasure_networks": Rule(integer=True, low=MIN_REMEASURE,
@@ -85,8 +83,6 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
         if not isinstance(v, bool):
             raise ValueError(f"{where + ': ' if where else ''}{flag} {v!r}: expected true or false (--no-guard, --curve, "
                              "--time-threads, --recheck)")
-    from widthnas.mrf import parse_budget
-
     try:
         parse_budget(cfg.budget, 1.0)  # its syntax and sign now, not after profiling or training
     except ValueError as e:

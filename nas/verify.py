@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+from widthnas.latency.verdict import WITHIN, budget_verdict, describe
+
+from .export import measure_exported
+
 
 def host_notes(records: list[dict]) -> tuple[str | None, str | None]:
     """A verification's repeated timings each name their own host speed in their notes: one note per kind
@@ -30,10 +34,6 @@ def verify_exported(path: str, table, budget_ms: float, predicted_ms: float | No
     """Time the ONNX file at `path` (ms at the profile's host speed) until its 95 % interval clears
     budget_ms (latency.verdict.budget_verdict); the first timing's record with the verdict's mean, the
     error against predicted_ms, counts of disturbed timings and the host notes over every timing."""
-    from widthnas.latency.verdict import WITHIN, budget_verdict, describe
-
-    from .export import measure_exported
-
     records: list[dict] = []
 
     def measure() -> float:

@@ -47,7 +47,10 @@ def validation_record(table, h, proxy, heldout_paths, remeasure: int, remeasure_
     v = validate(table, h, proxy)
     v["heldout_files"] = [str(p) for p in heldout_paths]
     v["heldout_quality"] = h.quality()
-    print_validation(v)
+    for name, m in v.items():
+        if isinstance(m, dict) and "nrmse" in m and name != "noise_floor":
+            print(f"{name:12s} n={m['n']}  NRMSE {m['nrmse']:.2%}  RMSPE {m['rmspe']:.2%}  "
+                  f"within ±5% {m['within_5']:.1%}  ±10% {m['within_10']:.1%}  Kendall τ {m['kendall_tau']:.3f}")
     if remeasure:
         try:
             floor = measure_floor(h, remeasure, table.space, table.measured_ms, out=remeasure_out,
@@ -71,10 +74,3 @@ def plot_heldout(path, table, h, proxy) -> None:
                               / proxy.reference_ms},
                  f"{table.name}: held-out n={len(h)}")
     print(f"plot: {path}")
-
-
-def print_validation(v: dict) -> None:
-    for name, m in v.items():
-        if isinstance(m, dict) and "nrmse" in m and name != "noise_floor":
-            print(f"{name:12s} n={m['n']}  NRMSE {m['nrmse']:.2%}  RMSPE {m['rmspe']:.2%}  "
-                  f"within ±5% {m['within_5']:.1%}  ±10% {m['within_10']:.1%}  Kendall τ {m['kendall_tau']:.3f}")
