@@ -51,7 +51,6 @@ def run(args) -> int:
         if args.plot:
             plot_heldout(args.plot, table, h, proxy)
     table.save(args.out)
-    n_entries = table.fit["entries"]
-    print(f"profile written to {args.out}: {n_entries} entries, "
+    print(f"profile written to {args.out}: {table.fit['entries']} entries, "
           f"reference {table.reference_ms:.3f} ms, intercept {table.intercept:.4f} ms")
     return 0

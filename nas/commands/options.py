@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
+from widthnas._io import read_json
 from widthnas.models.space import check_fingerprint
 
 
@@ -37,8 +38,6 @@ def space_from_args(args, header_space: dict | None = None):
 def widths_arg(space, args, default=None) -> list[int]:
     """--widths ('8,16,...', a JSON list, 'x0.75') or --config (a chosen-configuration JSON, checked
     against the space's fingerprint)."""
-    from widthnas._io import read_json
-
     if args.widths:
         return space.parse_widths(args.widths)
     if args.config:

@@ -38,9 +38,8 @@ def run(args) -> int:
 
     for flag, v in (("--threads", args.threads), ("--batch", args.batch), ("-n/--networks", args.networks)):
         if v < 1:
-            raise UserError(f"{flag} {v}: give a whole number >= 1 (onnxruntime reads --threads 0 as 'all cores', "
-                            "which the profile would not record)" if flag == "--threads" else
-                            f"{flag} {v}: give a whole number >= 1")
+            raise UserError(f"{flag} {v}: give a whole number >= 1" + (" (onnxruntime reads --threads 0 as 'all "
+                            "cores', which the profile would not record)" if flag == "--threads" else ""))
     if args.time_limit is not None and not (math.isfinite(args.time_limit) and args.time_limit > 0):
         raise UserError(f"--time-limit {args.time_limit}: give a positive number of seconds (rerun to continue)")
     outputs = {"--bundle": args.bundle} if args.bundle else {"--out": args.out}

@@ -32,10 +32,12 @@ def add_parser(sub) -> None:
     q.add_argument("--max-wait", type=float, help="seconds to wait for a disturbed machine to settle before timing "
                    "a network again (the load guard, for profiling, checking and verifying; default 60), and at most 30 per "
                    "rung of the ladder a new profile gets")
-    q.add_argument("--no-guard", dest="guard", action="store_false", default=None, help="do not watch the reference network for a disturbed "
-                   "machine: every timing is kept as measured (for tiny networks, whose timings spread anyway)")
-    q.add_argument("--recheck", dest="reuse_check", action="store_false", default=None, help="time a new latency check even when one of this profile "
-                   "made today on this machine kind is kept in $WIDTHNAS_CACHE (default ~/.cache/widthnas)")
+    q.add_argument("--no-guard", dest="guard", action="store_false", default=None, help="do not watch the reference "
+                   "network for a disturbed machine: every timing is kept as measured (for tiny networks, whose "
+                   "timings spread anyway)")
+    q.add_argument("--recheck", dest="reuse_check", action="store_false", default=None, help="time a new latency "
+                   "check even when one of this profile made today on this machine kind is kept in $WIDTHNAS_CACHE "
+                   "(default ~/.cache/widthnas)")
     q.add_argument("--sampling", choices=("ows", "aows"))
     q.add_argument("--epochs", type=int, help="supernet epochs")
     q.add_argument("--limit", type=int, help="training images (default 12000 for the quick demo)")
@@ -52,12 +54,13 @@ def add_parser(sub) -> None:
     q.add_argument("--seed", type=int)
     q.add_argument("--threads", type=int, help="torch threads for training, search and fine-tuning (default 0: "
                    "torch's default, every core)")
-    q.add_argument("--time-threads", action="store_true", default=None, help="per stage, time 1 thread against torch's default on "
-                   "a few repetitions of its own work and keep the faster (small networks on some machines)")
+    q.add_argument("--time-threads", action="store_true", default=None, help="per stage, time 1 thread against "
+                   "torch's default on a few repetitions of its own work and keep the faster (small networks on some "
+                   "machines)")
     q.add_argument("--full", action="store_true", help="longer, better: all data, 20 epochs, 5 fine-tune epochs, "
                    "the width-error curve")
-    q.add_argument("--curve", action="store_true", default=None, help="the report's width-error curve along every uniform "
-                   "multiplier (about 1.5 min in the demo)")
+    q.add_argument("--curve", action="store_true", default=None, help="the report's width-error curve along every "
+                   "uniform multiplier (about 1.5 min in the demo)")
     q.add_argument("--schedule", choices=("cosine", "greedy"),
                    help="learning rate for supernet training, fine-tuning and retraining (default cosine)")
     q.add_argument("--greedy", help="GreedyLR options, e.g. 'factor=0.5,patience=1' (see `widthnas train --help`)")
@@ -134,8 +137,6 @@ def _check_feature_options(cfg, args) -> None:
         raise ValueError("--greedy sets GreedyLR options; add --schedule greedy to use them")
     if args.congruent_weight is not None and not cfg.congruent:
         raise ValueError("--congruent-weight needs --congruent OLD.onnx (the model to stay congruent with)")
-    if not cfg.congruent_weight > 0:
-        raise ValueError(f"--congruent-weight {cfg.congruent_weight}: use a value > 0 (e.g. 1)")
     for opt in ("previous", "congruent"):
         if getattr(cfg, opt):
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from widthnas._io import atomic_write_text
 from widthnas.models.space import check_fingerprint
 
 from ..checks import Rule, UserError, check_outputs, check_settings, run_inputs
@@ -39,7 +40,6 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from widthnas.latency.margin import parse_margin
     from widthnas.latency.registry import load_profile
-    from widthnas._io import atomic_write_text
     from widthnas.mrf import pareto_front
     from widthnas.mrf.unaries import Unaries
 

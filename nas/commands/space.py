@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from widthnas._io import atomic_write_text
+
 from ..checks import UserError, check_outputs
 from .options import add_space_options, space_file, space_from_args
 
@@ -45,16 +47,12 @@ def run(args) -> int:
             from widthnas.models.trace import apply_constraints
 
             space = apply_constraints(space, _names(args.fixed), [_names(t) for t in args.tie or ()])
-    if args.out:
-        out = Path(args.out)
-        if out.exists() and not args.force:
-            raise UserError(f"{out} exists; choose another --out, or pass --force to replace it")
+    if args.out and Path(args.out).exists() and not args.force:
+        raise UserError(f"{Path(args.out)} exists; choose another --out, or pass --force to replace it")
     _print_space(space)
     if args.json:
         print(json.dumps(space.to_dict(), indent=1))
     if args.out:
-        from widthnas._io import atomic_write_text
-
         atomic_write_text(args.out, json.dumps(space.to_dict(), indent=1))
         print(f"space written to {args.out}; use it with --space {args.out} in profile, train, run, export")
     return 0

@@ -8,6 +8,8 @@ import sys
 
 import numpy as np
 
+from widthnas._io import atomic_write_text
+
 from ..checks import UserError, check_outputs, check_plot_path, check_remeasure
 from .validation import add_remeasure_options, load_checked_samples, plot_heldout, validation_record
 
@@ -48,8 +50,6 @@ def run(args) -> int:
     if args.plot and proxy:
         plot_heldout(args.plot, table, h, proxy)
     if args.json:
-        from widthnas._io import atomic_write_text
-
         atomic_write_text(args.json, json.dumps(v, indent=1))
     if args.out:
         table.validation = {**v, "command": "widthnas " + " ".join(getattr(args, "argv", sys.argv[1:]))}
