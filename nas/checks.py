@@ -204,9 +204,8 @@ class Rule:
 
     def describe(self) -> str:
         what = "a whole number" if self.integer else "a finite number"
-        parts = [f">= {self.low:g}" if self.low is not None else "", f"> {self.above:g}" if self.above is not None else "",
-                 f"<= {self.high:g}" if self.high is not None else "", f"< {self.below:g}" if self.below is not None else ""]
-        rng = " and ".join(p for p in parts if p)
+        bounds = ((">=", self.low), (">", self.above), ("<=", self.high), ("<", self.below))
+        rng = " and ".join(f"{op} {v:g}" for op, v in bounds if v is not None)
         return f"{what}{' ' + rng if rng else ''}{' (or 0)' if self.zero_ok else ''}"
 
     def ok(self, v) -> bool:

@@ -333,7 +333,8 @@ class Run:
 
     def stage_finetune(self) -> dict:
         sp, c = self.splits, self.cfg
-        start = self._starting_network()
+        sup = None if c.retrain_epochs else self._supernet()  # training starts from it, or from --weights
+        user_sd = load_state_file(c.weights) if c.weights and sup is not None else None
         kw = {"schedule": c.schedule, "greedy": GreedyOptions.parse(c.greedy)}  # and the positive-congruent loss
         if c.congruent:
             kw["loss_fn"] = congruent_loss(load_previous(c.congruent, sp, self.space), c.congruent_weight)
@@ -342,7 +343,7 @@ class Run:
         out = {"mode": self._training_mode()}
         for name in networks(self.state):
             widths = self.state["search"][name]["widths"]
-            net = start(name, widths)
+            net = self._starting_network(name, widths, sup, user_sd)
             hist = train_plain(net, sp, epochs, lr=lr, seed=c.seed, log=self.log, desc=f"{name} {verb}",
                                progress=self.progress, **kw) if epochs else []
             val_acc = accuracy(net, *sp.val, sp.mean, sp.std)[0]
@@ -362,27 +363,18 @@ class Run:
             mode += f", positive-congruent toward {Path(c.congruent).name} (weight {c.congruent_weight:g})"
         return mode
 
-    def _starting_network(self):
-        """(name, widths) -> the network training starts from: fresh (--retrain-epochs), else the user's
-        model (--weights) or the supernet sliced to the widths, BN recalibrated."""
-        sp, c = self.splits, self.cfg
-        if c.retrain_epochs:
-            def fresh(name, widths):
-                torch.manual_seed(c.seed)
-                return build_plain_network(self._space_of(name), widths)
-            return fresh
-        sup, user_sd = self._supernet(), None
-        if c.weights:
-            user_sd = load_state_file(c.weights)
-
-        def sliced(name, widths):
-            space = self._space_of(name)
-            net = sup.materialize(widths, space) if user_sd is None else user_network(space, user_sd, widths)
-            recalibrate_bn(net, calibration_images(sp, 1024), sp.mean, sp.std)
-            self.log(f"{name}: val acc {accuracy(net, *sp.val, sp.mean, sp.std)[0]:.4f} from "
-                     f"{'the supernet' if user_sd is None else Path(c.weights).name} after BN recalibration")
-            return net
-        return sliced
+    def _starting_network(self, name: str, widths: list[int], sup, user_sd: dict | None):
+        """The network training starts from: fresh (--retrain-epochs: no supernet), else the user's model
+        (--weights: user_sd) or the supernet sliced to the widths, BN recalibrated."""
+        sp, space = self.splits, self._space_of(name)
+        if sup is None:
+            torch.manual_seed(self.cfg.seed)
+            return build_plain_network(space, widths)
+        net = sup.materialize(widths, space) if user_sd is None else user_network(space, user_sd, widths)
+        recalibrate_bn(net, calibration_images(sp, 1024), sp.mean, sp.std)
+        self.log(f"{name}: val acc {accuracy(net, *sp.val, sp.mean, sp.std)[0]:.4f} from "
+                 f"{'the supernet' if user_sd is None else Path(self.cfg.weights).name} after BN recalibration")
+        return net
 
     def _final_net(self, name: str):
         net = build_plain_network(self._space_of(name), self.state["finetune"][name]["widths"])
