@@ -3,7 +3,7 @@ with them (the settings saved in its run_config.json must match, but for where i
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from widthnas._io import atomic_write_text, read_json
@@ -91,9 +91,7 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
 
 def full_config(cfg: RunConfig) -> RunConfig:
     """--full: the whole training set and longer training."""
-    cfg.limit, cfg.epochs, cfg.warmup_epochs, cfg.finetune_epochs, cfg.unary_configs = None, 20, 4, 5, 1000
-    cfg.curve = True
-    return cfg
+    return replace(cfg, limit=None, epochs=20, warmup_epochs=4, finetune_epochs=5, unary_configs=1000, curve=True)
 
 
 def settle(cfg: RunConfig, run_dir: Path) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 from widthnas._io import atomic_write_text
@@ -66,26 +67,22 @@ def run(args) -> int:
                          "directory), or choose --method exact")
     if not args.run and not args.unaries:
         raise ValueError("give --run DIR (a `widthnas train` directory) or --unaries FILE")
-    sup = splits = None
+    sup = splits = unaries = None
     if args.run:
         from ..selection import cached_measured_unaries
         from ..train import load_run
 
         _, run_space, sup, splits = load_run(args.run)
         check_fingerprint(run_space.fingerprint, space, f"the supernet in {args.run}")
-        if args.unaries:
-            unaries = Unaries.load(args.unaries)
-        else:  # measured after training: paired against the widest network, many configurations
+        if not args.unaries:  # measured after training: paired against the widest network, many configurations
             args.unaries = str(Path(args.run) / "unaries_measured.json")
             unaries = cached_measured_unaries(sup, splits, args.unaries)
-    else:
+    if unaries is None:
         unaries = Unaries.load(args.unaries)
     check = None  # on another machine, --margin auto counts a latency check made here (latency/margin.py)
     if parse_margin(args.margin) == "auto" and args.check_networks:
         check = check_if_another_machine(table, args.check_networks, args.profile, not args.recheck)
     budget, widest, target, margin_pct, margin_how = aim(table, args.budget, args.margin, check)
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:  # the candidates' ONNX files, timed here
         measure = None
         if method == "select":
@@ -123,8 +120,6 @@ def check_if_another_machine(table, n: int, path: str | None = None, reuse: bool
     profile was made on another machine (latency/check.py), else None; None, said, for a profile this
     machine cannot time (not onnxruntime). path: the profile (a file or a shipped profile's name), whose
     check made today on this machine kind is reused unless reuse=False (latency/check_cache.py)."""
-    import tempfile
-
     from widthnas.latency.check import CHECK_SEED, check_protocol, reference_speed
     from widthnas.latency.check_cache import latency_check_today
     from widthnas.latency.registry import profile_path
