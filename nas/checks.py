@@ -6,6 +6,7 @@ resumed run's `run_config.json`, a checkpoint's training settings).
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -74,16 +75,8 @@ def _option(label: str) -> str:
 def _resolver():
     """`Path.resolve`, resolving each directory once: a dataset directory's thousands of image files
     (`dataset_inputs`) would otherwise each be resolved component by component."""
-    dirs: dict[Path, Path] = {}
-
-    def resolved(p: Path) -> Path:
-        if p.name in ("", ".", "..") or p.is_symlink():
-            return p.resolve()
-        if p.parent not in dirs:
-            dirs[p.parent] = p.parent.resolve()
-        return dirs[p.parent] / p.name
-
-    return resolved
+    resolved_dir = functools.lru_cache(maxsize=None)(Path.resolve)
+    return lambda p: p.resolve() if p.name in ("", ".", "..") or p.is_symlink() else resolved_dir(p.parent) / p.name
 
 
 def _input_pairs(inputs):
@@ -107,7 +100,7 @@ def dataset_inputs(dataset: str, data: str | Path | None) -> list[tuple[str, Pat
     return [(label, p) for p in data_files(dataset, data)]
 
 
-def run_inputs(run: str | Path | None, option: str = "--run", own: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
+def run_inputs(run: str | Path | None, own: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
     """Every file a command reading the run directory `run` must not overwrite, as (description, path):
     the files of the directory, of its supernet/, of the `widthnas run` directory whose supernet/ it is,
     and the files its training or run recorded reading (dataset, space, profile, weights, previous and
@@ -118,16 +111,15 @@ def run_inputs(run: str | Path | None, option: str = "--run", own: tuple[str, ..
     if run is None or not Path(run).is_dir():
         return []
     d = Path(run)
-    files = lambda dd: [p for p in sorted(dd.iterdir()) if p.is_file()]  # noqa: E731
-    found = [(f"a file of {option} {run}", p) for p in files(d) if p.name not in own]
-    dirs = [d]
+    dirs = {d: f"a file of --run {run}"}  # each directory read, and how its files are named
     if (d / "supernet").is_dir():  # a `widthnas run` directory: its supernet's checkpoint, settings, unaries
-        dirs.append(d / "supernet")
-        found += [(f"a file of {option} {run}", p) for p in files(d / "supernet")]
+        dirs[d / "supernet"] = f"a file of --run {run}"
     parent = d.parent if d.name == "supernet" else d.resolve().parent  # as given, where it can be
     if d.resolve().name == "supernet" and (parent / "run_state.json").is_file():
-        dirs.append(parent)  # `--run R/supernet`: the run R's config.json, model.onnx, report, ...
-        found += [(f"a file of the run {parent} whose supernet is {option} {run}", p) for p in files(parent)]
+        # `--run R/supernet`: the run R's config.json, model.onnx, report, ...
+        dirs[parent] = f"a file of the run {parent} whose supernet is --run {run}"
+    found = [(what, p) for dd, what in dirs.items() for p in sorted(dd.iterdir())
+             if p.is_file() and not (dd == d and p.name in own)]
     for dd in dirs:  # what the training or the run read: its dataset, space, profile, weights
         for rec in ("train_config.json", "run_config.json", "run_state.json"):
             try:

@@ -14,19 +14,19 @@ def host_notes(records: list[dict]) -> tuple[str | None, str | None]:
     instead, (another machine, a host speed the profile's correction was not fitted on), each the note of
     the kind's median-speed timing with the range of speeds every timing saw, or None."""
     speeds = [r["host_speed"] for r in records if isinstance(r.get("host_speed"), (int, float))]
-    out = []
-    for machine in (True, False):
-        noted = [r for r in records if r.get("host_note") and bool(r.get("machine_note")) == machine]
+
+    def note(machine: bool) -> str | None:
+        noted = sorted((r for r in records if r.get("host_note") and bool(r.get("machine_note")) == machine),
+                       key=lambda r: r.get("host_speed") or 0.0)
         if not noted:
-            out.append(None)
-            continue
-        noted.sort(key=lambda r: r.get("host_speed") or 0.0)
+            return None
         mid = noted[len(noted) // 2]["machine_note" if machine else "host_note"]
         if len(records) > 1 and speeds:
             mid += (f" ({len(noted)} of {len(records)} timings noted; the reference ran {min(speeds):.2f}-"
                     f"{max(speeds):.2f} x its profiled time across them)")
-        out.append(mid)
-    return out[0], out[1]
+        return mid
+
+    return note(True), note(False)
 
 
 def verify_exported(path: str, table, budget_ms: float, predicted_ms: float | None, rounds: int, round_ms: float,
