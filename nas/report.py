@@ -100,7 +100,6 @@ def write_report(run_dir: Path, res: dict, sections: list[str] = ()) -> Path:
              f"Profile: `{p['name']}`: {p['why']}.", ""]
     un_s = s.get("uniform") or {}  # None when no uniform multiplier fits the budget
     ch, un = ver.get("chosen", {}), ver.get("uniform", {})
-    na = "none fits the budget"
 
     def cell(d: dict, key: str, fmt: str) -> str:
         return format(d[key], fmt) if d.get(key) is not None else "–"
@@ -109,7 +108,7 @@ def write_report(run_dir: Path, res: dict, sections: list[str] = ()) -> Path:
     un_name = "uniform8" if un_s.get("grid") == "dense8" else "uniform"  # rounded to 8 channels, measured; or the grid's
     lines += ["## Result", "", f"| | chosen | {un_name} |", "|---|---|---|"]
     lines.append(f"| widths | {s['chosen']['widths']} | "
-                 + (f"{un_s['widths']} (x{un_s['info'].get('multiplier')})" if un_s else na) + " |")
+                 + (f"{un_s['widths']} (x{un_s['info'].get('multiplier')})" if un_s else "none fits the budget") + " |")
     lines.append(f"| predicted latency (ms) | {s['chosen']['predicted_ms']:.4f} | {cell(un_s, 'predicted_ms', '.4f')} |")
     lines.append(f"| MRF score (predicted: −accuracy loss, higher is better) | {s['chosen']['score']:.4f} | "
                  f"{cell(un_s, 'score', '.4f')} |")

@@ -25,8 +25,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from widthnas.latency.fit import FitSettings, FlopsProxy
-    from widthnas.latency.fit import fit_profile
+    from widthnas.latency.fit import FitSettings, FlopsProxy, fit_profile
 
     check_outputs({"--out": args.out, "--plot": args.plot, "--remeasure-out": args.remeasure_out},
                   {"--samples": args.samples, "--heldout": args.heldout, "--space": space_file(args.space),
