@@ -20,7 +20,6 @@ def add_parser(sub) -> None:
     q.add_argument("--split", choices=("val", "test"), default="test")
     q.add_argument("--calib-images", type=int, default=1024, help="BN recalibration images per network")
     q.add_argument("--out", help="CSV path (default RUN/curve.csv; the PNG goes beside it)")
-    q.set_defaults(fn=run)
 
 
 def _training_dir(run: Path) -> tuple[Path, str | None]:

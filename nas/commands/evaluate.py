@@ -15,7 +15,6 @@ def add_parser(sub) -> None:
     q.add_argument("--against", metavar="OLD", help="a deployed model (.onnx or a `widthnas run` directory): "
                    "report both accuracies and the negative / positive flip rates")
     q.add_argument("--json", help="with --against: write the flip report here")
-    q.set_defaults(fn=run)
 
 
 def run(args) -> int:

@@ -25,7 +25,6 @@ def add_parser(sub) -> None:
     q.add_argument("--calib-images", type=int, default=1024, help="training images to recalibrate BN with "
                    "(>= 1 for a supernet, whose shared statistics fit no single network; with --weights, 0 keeps your "
                    "model's own statistics, and without --run there are no images)")
-    q.set_defaults(fn=run)
 
 
 def run(args) -> int:

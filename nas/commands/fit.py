@@ -21,7 +21,6 @@ def add_parser(sub) -> None:
                    help="entries shared by ops of one signature (default), or one set per op (more unknowns)")
     q.add_argument("--plot", help="predicted-vs-measured PNG (needs --heldout)")
     q.add_argument("--force", action="store_true", help="allow --out to replace a shipped profile in hw_profiles/")
-    q.set_defaults(fn=run)
 
 
 def run(args) -> int:

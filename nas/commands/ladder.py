@@ -21,7 +21,6 @@ def add_parser(sub) -> None:
     q.add_argument("--max-wait", type=float, default=MAX_WAIT_S, help="seconds per rung to wait for the reference to "
                    f"return to its profiled time before giving up (default {MAX_WAIT_S:g})")
     q.add_argument("--force", action="store_true", help="allow --out to replace a shipped profile in hw_profiles/")
-    q.set_defaults(fn=run)
 
 
 def run(args) -> int:

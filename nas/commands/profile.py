@@ -30,7 +30,6 @@ def add_parser(sub) -> None:
                    "machine (every sample is kept as measured)")
     q.add_argument("--bundle", help="write an edge-device bundle to this directory instead of timing here")
     q.add_argument("--quiet", action="store_true")
-    q.set_defaults(fn=run)
 
 
 def run(args) -> int:

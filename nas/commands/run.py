@@ -75,7 +75,6 @@ def add_parser(sub) -> None:
     q.add_argument("--quiet", action="store_true", help="no progress bars or status line")
     q.add_argument("--verbose", action="store_true", help="every message on the terminal (run.log always has "
                    "them all); default: one line per stage")
-    q.set_defaults(fn=run)
 
 
 def run(args) -> int:

@@ -35,7 +35,6 @@ def add_parser(sub) -> None:
                    "today on this machine kind is kept in $WIDTHNAS_CACHE (default ~/.cache/widthnas)")
     q.add_argument("--out", default="config.json", help="chosen configuration JSON")
     q.add_argument("--pareto", help="write the Pareto front CSV here (and a PNG beside it)")
-    q.set_defaults(fn=run)
 
 
 def run(args) -> int:

@@ -29,7 +29,6 @@ def add_parser(sub) -> None:
                    "(default 14, as the shipped spaces; fewer: a quicker profile fit and search)")
     q.add_argument("--out", help="write the space JSON here (refused if it exists, unless --force)")
     q.add_argument("--force", action="store_true", help="let --out replace an existing file")
-    q.set_defaults(fn=run)
 
 
 def run(args) -> int:

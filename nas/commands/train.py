@@ -37,7 +37,6 @@ def add_parser(sub) -> None:
                    "supernet starts from it, each group's channels sorted by importance")
     q.add_argument("--no-augment", dest="augment", action="store_false", default=None)
     q.add_argument("--quiet", action="store_true")
-    q.set_defaults(fn=run)
 
 
 def run(args) -> int:

@@ -27,7 +27,6 @@ def add_parser(sub) -> None:
                    "(timed while the machine ran at another speed than when profiled; the table is kept), or a "
                    "number in [0, 2]; recorded in the profile with --out")
     q.add_argument("--force", action="store_true", help="allow --out to replace a shipped profile in hw_profiles/")
-    q.set_defaults(fn=run)
 
 
 def run(args) -> int:
