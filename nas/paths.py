@@ -52,8 +52,6 @@ def same_setting(setting: str, saved, given) -> bool:
     setting the same file (`--space runs/x/space.json` matches the absolute path the run recorded)."""
     if saved == given:
         return True
-    if setting not in PATH_SETTINGS or not isinstance(saved, str) or not isinstance(given, str):
-        return False
-    if _is_name(setting, saved) or _is_name(setting, given):
-        return False
-    return Path(saved).resolve() == Path(given).resolve()
+    return (setting in PATH_SETTINGS and isinstance(saved, str) and isinstance(given, str)
+            and not _is_name(setting, saved) and not _is_name(setting, given)
+            and Path(saved).resolve() == Path(given).resolve())

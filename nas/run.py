@@ -427,8 +427,8 @@ class Run:
                "supernet": sup_metrics,
                # the report's own time up to writing it (the write is what is left)
                "stage_seconds": {**{k: st[k]["seconds"] for k in STAGES if k in st and "seconds" in st[k]},
-                                 "report": time.time() - getattr(self, "_stage_t0", time.time())}}
-        res["flips"] = self._flips
+                                 "report": time.time() - getattr(self, "_stage_t0", time.time())},
+               "flips": self._flips}
         path = write_report(self.dir, res, extra)
         return {"report": recorded_path(path),
                 "flips": {k: {m: r[m] for m in ("nfr", "pfr")} for k, r in self._flips.items()}}
@@ -447,8 +447,7 @@ class Run:
 
     def _curve_section(self) -> list[str]:
         """The supernet's width-error curve (every uniform multiplier, BN recalibrated), predicted latency."""
-        sup = self._supernet()
-        rows = supernet_curve(sup, self.space, self.splits, table=self.table(), log=self.log)
+        rows = supernet_curve(self._supernet(), self.space, self.splits, table=self.table(), log=self.log)
         write_curve(self.dir / "curve.csv", self.dir / "curve.png", rows)
         return curve_markdown(rows, "curve.png")
 
