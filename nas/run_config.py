@@ -78,11 +78,10 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
         "unary_configs": Rule(integer=True, low=10), "slim_images": Rule(integer=True, low=16, high=UNARY_IMAGES),
         "seed": INT_NONNEG, "congruent_weight": POSITIVE,
         "threads": Rule(integer=True, low=0, high=1024)}, where)
-    for flag, v in (("guard", cfg.guard), ("curve", cfg.curve), ("time_threads", cfg.time_threads),
-                    ("reuse_check", cfg.reuse_check)):
-        if not isinstance(v, bool):
-            raise ValueError(f"{where + ': ' if where else ''}{flag} {v!r}: expected true or false (--no-guard, --curve, "
-                             "--time-threads, --recheck)")
+    for flag in ("guard", "curve", "time_threads", "reuse_check"):
+        if not isinstance(getattr(cfg, flag), bool):
+            raise ValueError(f"{where + ': ' if where else ''}{flag} {getattr(cfg, flag)!r}: expected true or false "
+                             "(--no-guard, --curve, --time-threads, --recheck)")
     try:
         parse_budget(cfg.budget, 1.0)  # its syntax and sign now, not after profiling or training
     except ValueError as e:
@@ -103,12 +102,12 @@ def settle(cfg: RunConfig, run_dir: Path) -> None:
         return
     old = read_json(saved, "run settings", RECOVER)
     try:  # numbers read back from the file are checked as the options are
-        check_run_config(RunConfig(**{k: v for k, v in old.items() if k in asdict(cfg)}), str(saved))
+        old = RunConfig(**{k: v for k, v in old.items() if k in asdict(cfg)})  # settings added since: defaults
+        check_run_config(old, str(saved))
     except (TypeError, ValueError) as e:
         raise ValueError(f"{e}; the saved settings are damaged: choose another --out") from None
-    defaults = asdict(RunConfig())  # settings added since that run was saved hold their defaults
-    diff = {k: (old.get(k, defaults[k]), v) for k, v in asdict(cfg).items()
-            if k not in FREE_ON_RESUME and not same_setting(k, old.get(k, defaults[k]), v)}
+    diff = {k: (getattr(old, k), v) for k, v in asdict(cfg).items()
+            if k not in FREE_ON_RESUME and not same_setting(k, getattr(old, k), v)}
     if diff:
         raise ValueError(f"{run_dir} holds a run with other settings {diff} (saved vs now); "
                          "rerun with the same settings to resume, or choose another --out")
