@@ -340,7 +340,11 @@ class Run:
             kw["loss_fn"] = congruent_loss(load_previous(c.congruent, sp, self.space), c.congruent_weight)
         epochs, lr, verb = ((c.retrain_epochs, c.lr, "retrain") if c.retrain_epochs else
                             (c.finetune_epochs, c.lr * 0.2, "finetune"))
-        out = {"mode": self._training_mode()}
+        mode = f"retrain {c.retrain_epochs} epochs" if c.retrain_epochs else f"finetune {c.finetune_epochs} epochs" + (
+            f" from {Path(c.weights).name} (--weights), channels by {IMPORTANCE} importance" if c.weights else "")
+        if c.congruent:
+            mode += f", positive-congruent toward {Path(c.congruent).name} (weight {c.congruent_weight:g})"
+        out = {"mode": mode}  # for the report: where the weights come from and the loss
         for name in networks(self.state):
             widths = self.state["search"][name]["widths"]
             net = self._starting_network(name, widths, sup, user_sd)
@@ -353,15 +357,6 @@ class Run:
             out[name] = {"widths": widths, "val_acc": val_acc, "test_acc": test_acc, "history": hist}
             self.log(f"{name}: val acc {val_acc:.4f}, test acc {test_acc:.4f}")
         return out
-
-    def _training_mode(self) -> str:
-        """'finetune 2 epochs', with where the weights come from and the loss, for the report."""
-        c = self.cfg
-        mode = f"retrain {c.retrain_epochs} epochs" if c.retrain_epochs else f"finetune {c.finetune_epochs} epochs" + (
-            f" from {Path(c.weights).name} (--weights), channels by {IMPORTANCE} importance" if c.weights else "")
-        if c.congruent:
-            mode += f", positive-congruent toward {Path(c.congruent).name} (weight {c.congruent_weight:g})"
-        return mode
 
     def _starting_network(self, name: str, widths: list[int], sup, user_sd: dict | None):
         """The network training starts from: fresh (--retrain-epochs: no supernet), else the user's model

@@ -1,6 +1,10 @@
 """`widthnas run`: the whole pipeline: profile, train, search, fine-tune, export, verify, report."""
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
+from pathlib import Path
+
 from .options import add_space_options, given_settings
 
 
@@ -78,9 +82,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    import sys
-    from dataclasses import replace
-
     from widthnas.latency.margin import parse_margin
 
     from ..run import Run
@@ -109,8 +110,6 @@ def run(args) -> int:
 def _check_files(cfg, out) -> None:
     """Before any stage runs: no file the run writes may be one it reads (--space, --data, --profile,
     --weights, --previous, --congruent), and --data must hold what --dataset reads."""
-    from pathlib import Path
-
     from ..checks import check_outputs, dataset_inputs, previous_inputs
     from ..data import check_data
     from ..run import RUN_WRITES
