@@ -1,18 +1,12 @@
-"""The checks every command shares, made before anything runs or is written.
-
-Bad input fails at once with the option's name and what to give: `UserError` (printed by the CLI as
-one clear line, exit code 2), the output-file checks (no output may overwrite an input, a shipped
-profile or another output), and the numeric settings' rules.
-
-The numeric rules: a bad value (`--batch-size 0`, `--lr nan`, `--heldout-networks -3`) must fail at
-once with the option's name and what to give, not as a ZeroDivisionError or a run of NaN losses
-minutes later. The same rules check settings read back from a file (a resumed run's
-`run_config.json`, a checkpoint's training settings).
-
-This module imports nothing from the command modules (nas/commands/), which import it.
+"""The checks every command shares, made before anything runs or is written: bad input fails at once
+with the option's name and what to give (`UserError`: one line, exit code 2), not as a ZeroDivisionError
+or NaN losses minutes later. The output-file checks refuse an output that would overwrite an input, a
+shipped profile or another output; the numeric rules also check settings read back from a file (a
+resumed run's `run_config.json`, a checkpoint's training settings).
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -28,19 +22,14 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs=(), force: bool 
                   in_place: dict[str, str] | None = None, dirs: dict[str, str | Path] | None = None) -> None:
     """The one check of every file a command writes, made before anything is loaded, computed or written.
 
-    `outputs` maps what names a file to its path: the option (e.g. "--out") or, for a file written
-    beside one, what it is ("the sidecar of --out m.onnx"; the first --option in the name is what the
-    message asks to change). None entries are skipped. `inputs` maps an option (or a description) to a path or a
-    list of paths the command reads (None skipped), or is a list of (description, path) pairs, as
-    `run_inputs` gives for a --run directory; plain paths are named "an input file". Refused:
-    - an output that is (resolved) an input, unless `in_place` maps its name to that input's (e.g.
-      ladder's --out to --profile: the profile rewritten with its ladder); an option both read and
-      written (a resumable file) is not its own input;
-    - an existing file among the shipped ones (hw_profiles/), unless `force` (--force; None: the command
-      has no --force);
+    `outputs` maps what names a file (an option, or "the sidecar of --out m.onnx": the first --option in
+    it is what the message asks to change) to its path; `inputs` maps an option or description to a path
+    or list of paths, or is a list of (description, path) pairs and plain paths; None is skipped. Refused:
+    - an output that is (resolved) an input, unless `in_place` maps its name to that input's (ladder's
+      --out to --profile); an option both read and written (a resumable file) is not its own input;
+    - an existing shipped file (hw_profiles/), unless `force` (None: the command has no --force);
     - two outputs that are one file;
-    - an input inside one of `dirs`, directories the command fills with files of its own naming.
-    Each message names the option, the path, the input it would overwrite and what to do."""
+    - an input inside one of `dirs`, directories the command fills with files of its own naming."""
     from widthnas.latency.registry import PROFILE_DIR
 
     resolved = _resolver()
@@ -55,8 +44,7 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs=(), force: bool 
         r = Path(out).resolve()
         for in_label, p, rp in ins:
             if rp == r and in_label != label and (in_place or {}).get(label) != in_label:
-                victim = f"{in_label} {p}" if in_label.startswith("-") else f"{p} ({in_label})"
-                raise UserError(f"{what} is one of the input files: it would overwrite {victim}; "
+                raise UserError(f"{what} is one of the input files: it would overwrite {_named(in_label, p)}; "
                                 f"choose another {opt}")
         if r.is_file() and shipped in r.parents and not force:
             raise UserError(f"{what} is a shipped file ({shipped}): it holds validated figures; choose "
@@ -69,9 +57,13 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs=(), force: bool 
         rd = Path(d).resolve()
         for in_label, p, rp in ins:
             if rd in rp.parents:
-                victim = f"{in_label} {p}" if in_label.startswith("-") else f"{p} ({in_label})"
-                raise UserError(f"{victim} lies in {d}, where {label} writes files of its own: it could be "
-                                f"overwritten; move it elsewhere, or choose another {_option(label)}")
+                raise UserError(f"{_named(in_label, p)} lies in {d}, where {label} writes files of its own: it "
+                                f"could be overwritten; move it elsewhere, or choose another {_option(label)}")
+
+
+def _named(label: str, path) -> str:
+    """An input as a message names it: '--profile p.json', or 'p.json (a file of --run r)'."""
+    return f"{label} {path}" if label.startswith("-") else f"{path} ({label})"
 
 
 def _option(label: str) -> str:
@@ -83,16 +75,8 @@ def _option(label: str) -> str:
 def _resolver():
     """`Path.resolve`, resolving each directory once: a dataset directory's thousands of image files
     (`dataset_inputs`) would otherwise each be resolved component by component."""
-    dirs: dict[Path, Path] = {}
-
-    def resolved(p: Path) -> Path:
-        if p.name in ("", ".", "..") or p.is_symlink():
-            return p.resolve()
-        if p.parent not in dirs:
-            dirs[p.parent] = p.parent.resolve()
-        return dirs[p.parent] / p.name
-
-    return resolved
+    resolved_dir = functools.lru_cache(maxsize=None)(Path.resolve)
+    return lambda p: p.resolve() if p.name in ("", ".", "..") or p.is_symlink() else resolved_dir(p.parent) / p.name
 
 
 def _input_pairs(inputs):
@@ -116,30 +100,26 @@ def dataset_inputs(dataset: str, data: str | Path | None) -> list[tuple[str, Pat
     return [(label, p) for p in data_files(dataset, data)]
 
 
-def run_inputs(run: str | Path | None, option: str = "--run", own: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
+def run_inputs(run: str | Path | None, own: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
     """Every file a command reading the run directory `run` must not overwrite, as (description, path):
-    the files of the directory and of its supernet/ (a `widthnas run` directory), those of the `widthnas
-    run` directory whose supernet/ it is, and the files its training or run recorded reading: the
-    dataset's (each file of a --data directory), the space, profile and weights files, and the previous
-    and congruent models. `own`: names in the directory that the command itself writes there (curve's
-    curve.csv), left out. Nothing (an empty list) for a path that is no directory: the command says so.
-    Recorded paths are absolute (nas/paths.py); a relative one (a run recorded before) is read against
-    the current directory, as the commands read it."""
+    the files of the directory, of its supernet/, of the `widthnas run` directory whose supernet/ it is,
+    and the files its training or run recorded reading (dataset, space, profile, weights, previous and
+    congruent models). `own`: names the command itself writes there (curve's curve.csv), left out.
+    Nothing for a path that is no directory: the command says so."""
     from .data import data_files
 
     if run is None or not Path(run).is_dir():
         return []
     d = Path(run)
-    files = lambda dd: [p for p in sorted(dd.iterdir()) if p.is_file()]  # noqa: E731
-    found = [(f"a file of {option} {run}", p) for p in files(d) if p.name not in own]
-    dirs = [d]
+    dirs = {d: f"a file of --run {run}"}  # each directory read, and how its files are named
     if (d / "supernet").is_dir():  # a `widthnas run` directory: its supernet's checkpoint, settings, unaries
-        dirs.append(d / "supernet")
-        found += [(f"a file of {option} {run}", p) for p in files(d / "supernet")]
+        dirs[d / "supernet"] = f"a file of --run {run}"
     parent = d.parent if d.name == "supernet" else d.resolve().parent  # as given, where it can be
     if d.resolve().name == "supernet" and (parent / "run_state.json").is_file():
-        dirs.append(parent)  # `--run R/supernet`: the run R's config.json, model.onnx, report, ...
-        found += [(f"a file of the run {parent} whose supernet is {option} {run}", p) for p in files(parent)]
+        # `--run R/supernet`: the run R's config.json, model.onnx, report, ...
+        dirs[parent] = f"a file of the run {parent} whose supernet is --run {run}"
+    found = [(what, p) for dd, what in dirs.items() for p in sorted(dd.iterdir())
+             if p.is_file() and not (dd == d and p.name in own)]
     for dd in dirs:  # what the training or the run read: its dataset, space, profile, weights
         for rec in ("train_config.json", "run_config.json", "run_state.json"):
             try:
@@ -216,19 +196,16 @@ class Rule:
 
     def describe(self) -> str:
         what = "a whole number" if self.integer else "a finite number"
-        parts = [f">= {self.low:g}" if self.low is not None else "", f"> {self.above:g}" if self.above is not None else "",
-                 f"<= {self.high:g}" if self.high is not None else "", f"< {self.below:g}" if self.below is not None else ""]
-        rng = " and ".join(p for p in parts if p)
+        bounds = ((">=", self.low), (">", self.above), ("<=", self.high), ("<", self.below))
+        rng = " and ".join(f"{op} {v:g}" for op, v in bounds if v is not None)
         return f"{what}{' ' + rng if rng else ''}{' (or 0)' if self.zero_ok else ''}"
 
     def ok(self, v) -> bool:
         if v is None:
             return self.none_ok
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             return False
         if self.integer and not (isinstance(v, int) or float(v).is_integer()):
-            return False
-        if not math.isfinite(v):
             return False
         if self.zero_ok and v == 0:
             return True
@@ -236,17 +213,10 @@ class Rule:
                 and (self.high is None or v <= self.high) and (self.below is None or v < self.below))
 
 
-def option_name(field: str) -> str:
-    return "--" + field.replace("_", "-")
-
-
 def check_settings(obj, rules: dict[str, Rule], where: str = "") -> None:
     """Raise ValueError naming every field of `obj` whose value breaks its rule."""
-    bad = []
-    for field, rule in rules.items():
-        v = getattr(obj, field)
-        if not rule.ok(v):
-            bad.append(f"{option_name(field)} {v!r}: give {rule.describe()}")
+    bad = [f"--{field.replace('_', '-')} {getattr(obj, field)!r}: give {rule.describe()}"
+           for field, rule in rules.items() if not rule.ok(getattr(obj, field))]
     if bad:
         raise ValueError(f"{where + ': ' if where else ''}" + "; ".join(bad))
 

@@ -9,13 +9,15 @@ from .checks import UserError
 from .commands import (curve, evaluate, export, fit, ladder, profile, profiles, run, search, space, train,
                        validate)
 
-COMMANDS = (space, profile, fit, validate, ladder, profiles, search, train, evaluate, export, run, curve)
+# by the subcommand each adds (its module's name), in the order `widthnas --help` lists them
+COMMANDS = {c.__name__.rsplit(".", 1)[1]: c
+            for c in (space, profile, fit, validate, ladder, profiles, search, train, evaluate, export, run, curve)}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="widthnas", description="Hardware-aware channel-width search (AOWS).")
     sub = p.add_subparsers(dest="cmd", required=True)
-    for command in COMMANDS:
+    for command in COMMANDS.values():
         command.add_parser(sub)
     return p
 
@@ -24,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]  # recorded in what a command writes
     try:
-        return args.fn(args)
+        return COMMANDS[args.cmd].run(args)
     except (UserError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

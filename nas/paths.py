@@ -1,13 +1,10 @@
 """The paths a run records (its space, data, profile, weights, previous model, ...), and how they are
 compared when a run is resumed.
 
-A run is read again by later commands (`evaluate --run`, `export --run`, `search --run`, `curve
---run`, `--resume`, the overwrite checks of `run_inputs`), often from another directory than the one
-it was made in: a path recorded as typed (`runs/x/space.json`) would then be read against the wrong
-directory. So `recorded_path` records every path absolute, once, where a run saves its settings
-(`Trainer`, `Run`). Reading needs no counterpart: an absolute path reads the same from anywhere, and a
-relative one (a run recorded before paths were made absolute) is read against the current
-directory, as it always was.
+Later commands (`evaluate --run`, `search --run`, `--resume`, `run_inputs`, ...) often read a run from
+another directory than the one it was made in, so `recorded_path` records every path absolute where a
+run saves its settings (`Trainer`, `Run`). A relative path (a run recorded before) is read against the
+current directory.
 """
 from __future__ import annotations
 
@@ -21,8 +18,8 @@ PATH_SETTINGS = ("space", "dataset", "data", "profile", "weights", "previous", "
 
 def _is_name(setting: str | None, value: str) -> bool:
     """Whether a setting's value is read as a name, not a path: a shipped space (`get_space` looks
-    names up first) or a dataset other than a .npz file (`load_dataset`). A profile is a path whenever
-    that path exists (`load_profile` looks there first), so it needs no rule here."""
+    names up first) or a dataset other than a .npz file. A profile is a path whenever that path exists
+    (`load_profile` looks there first), so it needs no rule here."""
     if setting == "space":
         from widthnas.models.families import SPACES
 
@@ -33,10 +30,9 @@ def _is_name(setting: str | None, value: str) -> bool:
 
 
 def recorded_path(value: str | Path | None, setting: str | None = None) -> str | None:
-    """`value` as a run records it: absolute (against the current directory) when it names a file or
-    directory that exists here, so the run reads the same from any directory; else as given (None, a
-    shipped space or profile name, a dataset name, or a missing path, whose error then names it as
-    typed). `setting`: the TrainConfig / RunConfig field it is the value of (names are told apart by it)."""
+    """`value` as a run records it: absolute when it names a file or directory that exists here; else as
+    given (None, a shipped space or profile name, a dataset name, or a missing path, whose error then
+    names it as typed). `setting`: the TrainConfig / RunConfig field it is the value of."""
     if value is None or (isinstance(value, str) and (not value or _is_name(setting, value))):
         return value
     p = Path(value)
@@ -53,12 +49,9 @@ def with_recorded_paths(cfg):
 
 def same_setting(setting: str, saved, given) -> bool:
     """Whether a setting given now is the one a run saved, for a resume: equal values, or for a path
-    setting the same file (`--space runs/x/space.json` matches the absolute path the run recorded, and
-    a relative path a run recorded before paths were made absolute, read against the current directory)."""
+    setting the same file (`--space runs/x/space.json` matches the absolute path the run recorded)."""
     if saved == given:
         return True
-    if setting not in PATH_SETTINGS or not isinstance(saved, str) or not isinstance(given, str):
-        return False
-    if _is_name(setting, saved) or _is_name(setting, given):
-        return False
-    return Path(saved).resolve() == Path(given).resolve()
+    return (setting in PATH_SETTINGS and isinstance(saved, str) and isinstance(given, str)
+            and not _is_name(setting, saved) and not _is_name(setting, given)
+            and Path(saved).resolve() == Path(given).resolve())

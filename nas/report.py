@@ -8,6 +8,8 @@ import numpy as np
 
 from widthnas._io import atomic_savefig, atomic_write_text, pyplot
 
+from .search import variables
+
 
 METHOD_LABELS = {"exact": "exact budgeted optimum", "lagrangian": "Lagrangian (the paper's method)",
                  "greedy": "greedy slimming (AutoSlim-style)", "uniform": "uniform width multiplier"}
@@ -16,8 +18,6 @@ METHOD_LABELS = {"exact": "exact budgeted optimum", "lagrangian": "Lagrangian (t
 def plot_widths(path: Path, space, chosen: list[int], uniform: list[int] | None) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    from .search import variables
-
     vs = variables(space)
     x = np.arange(len(vs))
     ax.bar(x - 0.27, space.base_widths, 0.27, label="base network", color="0.7")
@@ -61,8 +61,6 @@ def plot_narrowing(path: Path, space, snaps: list[dict]) -> bool:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     steps = [s["step"] for s in snaps]
-    from .search import variables
-
     for i, (name, _, choices) in enumerate(variables(space)):
         axes[0].plot(steps, [s["expected_widths"][i] / choices[-1] for s in snaps], label=name)
     axes[0].set_xlabel("training step")
@@ -102,7 +100,6 @@ def write_report(run_dir: Path, res: dict, sections: list[str] = ()) -> Path:
              f"Profile: `{p['name']}`: {p['why']}.", ""]
     un_s = s.get("uniform") or {}  # None when no uniform multiplier fits the budget
     ch, un = ver.get("chosen", {}), ver.get("uniform", {})
-    na = "none fits the budget"
 
     def cell(d: dict, key: str, fmt: str) -> str:
         return format(d[key], fmt) if d.get(key) is not None else "–"
@@ -111,7 +108,7 @@ def write_report(run_dir: Path, res: dict, sections: list[str] = ()) -> Path:
     un_name = "uniform8" if un_s.get("grid") == "dense8" else "uniform"  # rounded to 8 channels, measured; or the grid's
     lines += ["## Result", "", f"| | chosen | {un_name} |", "|---|---|---|"]
     lines.append(f"| widths | {s['chosen']['widths']} | "
-                 + (f"{un_s['widths']} (x{un_s['info'].get('multiplier')})" if un_s else na) + " |")
+                 + (f"{un_s['widths']} (x{un_s['info'].get('multiplier')})" if un_s else "none fits the budget") + " |")
     lines.append(f"| predicted latency (ms) | {s['chosen']['predicted_ms']:.4f} | {cell(un_s, 'predicted_ms', '.4f')} |")
     lines.append(f"| MRF score (predicted: −accuracy loss, higher is better) | {s['chosen']['score']:.4f} | "
                  f"{cell(un_s, 'score', '.4f')} |")

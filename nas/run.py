@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
@@ -21,12 +22,39 @@ import numpy as np
 import torch
 
 from widthnas._io import atomic_path, atomic_write_text, read_json, read_jsonl
+from widthnas.latency import registry
+from widthnas.latency.backends import OrtBackend
+from widthnas.latency.check import CHECK_ROUNDS, CHECK_SEED, other_machine_choice
+from widthnas.latency.check_cache import latency_check_today
+from widthnas.latency.margin import parse_margin
+from widthnas.latency.profile_here import HereSettings, profile_here
+from widthnas.latency.standalone_runner import GuardSettings, LoadGuard, Protocol
+from widthnas.latency.validate import scatter_plot
+from widthnas.models.families import get_space
+from widthnas.models.space import check_fingerprint
+from widthnas.models.trace_weights import IMPORTANCE, check_state, load_state_file, user_network
+from widthnas.mrf import budget_is_share, lagrangian, pareto_front
+from widthnas.mrf.baselines import greedy
+from widthnas.mrf.unaries import Unaries
 
+from .curve import curve_markdown, supernet_curve, write_curve
+from .data import check_fits, load_dataset, normalize, split
+from .evaluate import accuracy, calibration_images, recalibrate_bn
+from .export import export_onnx, network_measurer, verify_timing, write_sidecar
+from .finetune import train_plain
+from .flips import congruent_loss, flips_markdown, load_previous, torch_predictions
+from .greedylr import GreedyOptions
 from .paths import recorded_path, with_recorded_paths
+from .report import plot_narrowing, plot_training, plot_widths, write_report
 from .run_config import RECOVER, RunConfig, check_run_config, settle
 from .run_summary import STAGES, duration, label, networks, stage_line, summary_text, uniform_name
 from .runlog import LOG_NAME, WIDTH, short
+from .search import aim, chosen_config, search, write_pareto
+from .selection import cached_measured_unaries, holdout_split, supernet_accuracy, unary_image_count
 from .threads import using_threads
+from .train import CKPT, TrainConfig, Trainer, build_plain_network, load_checkpoint, make_supernet
+from .uniform8 import CANNOT_TIME, measured_uniform8
+from .verify import verify_exported
 
 
 # What a run writes in its directory (the stages below), and in its supernet/ (nas/train.py's RUN_FILES)
@@ -36,57 +64,35 @@ RUN_WRITES = ("run_config.json", "run_state.json", "samples.jsonl", "heldout.jso
               "widths.png", "training.png", "narrowing.png", "curve.csv", "curve.png", "report.json", "report.md", "run.log")
 
 
-
 class Run:
     def __init__(self, cfg: RunConfig, out: str | Path, log=print, progress: bool = True):
-        from widthnas.latency.margin import parse_margin
-
         parse_margin(cfg.margin)  # a bad margin is refused before anything is written
         check_run_config(cfg)
         cfg = with_recorded_paths(cfg)  # run_config.json reads the same from any directory (nas/paths.py)
         self.cfg, self.dir, self.log, self.progress = cfg, Path(out), log, progress
-        from widthnas.models.families import get_space
-
         self.space = get_space(cfg.space)  # the space, --weights and --profile are refused before anything is saved
         if cfg.weights:  # refused now, not after profiling and training
-            from widthnas.models.trace_weights import check_state, load_state_file
-
             check_state(self.space, load_state_file(cfg.weights))
         if cfg.profile:
-            from widthnas.latency.registry import load_profile
-            from widthnas.models.space import check_fingerprint
-
-            check_fingerprint(load_profile(cfg.profile).space.fingerprint, self.space, f"--profile {cfg.profile}")
+            table = registry.load_profile(cfg.profile)
+            check_fingerprint(table.space.fingerprint, self.space, f"--profile {cfg.profile}")
         self.dir.mkdir(parents=True, exist_ok=True)
         settle(cfg, self.dir)
         self.state_path = self.dir / "run_state.json"
         self.state = read_json(self.state_path, "run state", RECOVER) if self.state_path.exists() else {}
-        self._splits = None
         self._flips: dict = {}
 
     # ---- plumbing --------------------------------------------------------------------------
-    def _done(self, stage: str, result: dict, seconds: float) -> None:
-        self.state[stage] = {"done": True, "seconds": seconds, **result}
-        atomic_write_text(self.state_path, json.dumps(self.state, indent=1, default=float))
-
-    @property
+    @cached_property
     def splits(self):
-        if self._splits is None:
-            from .data import check_fits, load_dataset, split
-
-            ds = load_dataset(self.cfg.dataset, self.cfg.data)
-            check_fits(ds, self.space)
-            self._splits = split(ds, 0.1, self.cfg.seed, self.cfg.limit)
-        return self._splits
+        ds = load_dataset(self.cfg.dataset, self.cfg.data)
+        check_fits(ds, self.space)
+        return split(ds, 0.1, self.cfg.seed, self.cfg.limit)
 
     def table(self):
-        from widthnas.latency.registry import load_profile
-
-        return load_profile(self.state["profile"]["path"])
+        return registry.load_profile(self.state["profile"]["path"])
 
     def go(self) -> dict:
-        import warnings
-
         for stage in STAGES:
             if self.state.get(stage, {}).get("done"):
                 self._say(f"[{stage}] done earlier, skipped")
@@ -111,7 +117,8 @@ class Run:
                         end()
             counts = self._log_warnings(stage, caught)
             secs = time.time() - t0
-            self._done(stage, result, secs)
+            self.state[stage] = {"done": True, "seconds": secs, **result}
+            atomic_write_text(self.state_path, json.dumps(self.state, indent=1, default=float))
             head = f"[{stage}] {duration(secs)}: "
             self._say(head + short(stage_line(stage, result, self.state), WIDTH - len(head) - len(counts), " …") + counts)
         return self.state
@@ -126,13 +133,12 @@ class Run:
                                                                 (len(caught) - len(ours), "library warning")) if n]
         return f" ({', '.join(parts)} in {LOG_NAME})" if parts else ""
 
-        return self.state
-
     def _stage_threads(self, stage: str) -> dict | None:
         """Torch threads for the stage's own work: --threads; with --time-threads the faster of 1 and torch's
         default on a few repetitions of that work (nas/threads.py); else None (torch's default), as where
-        torch does little (profile, export, verify). On this machine's demo 2 threads were 1.6-1.7 x faster
-        than 1 for every job (RESULTS §6), so timing is not the default: it would cost ~25 s for nothing."""
+        torch does little (profile, export, verify). Not timed by default: it costs time, and more threads
+        were faster for every job of the demo (RESULTS §6)."""
+        # imported here, not at the top: looked up when called (tests replace thread_counts)
         from .threads import describe, evaluation_probe, fastest_threads, finetune_probe, thread_counts, training_probe
 
         if stage not in ("train", "search", "finetune", "report"):
@@ -151,12 +157,8 @@ class Run:
             if stage == "train":
                 job = training_probe(self.space, self.cfg.batch_size, self.cfg.n_random, self.cfg.seed)
             elif stage == "search":
-                from .selection import unary_image_count
-
                 job = evaluation_probe(self._supernet(), unary_image_count(self.splits), self.cfg.seed)
             else:
-                from .train import build_plain_network
-
                 job = finetune_probe(build_plain_network(self.space, self.state["search"]["chosen"]["widths"]),
                                      self.cfg.batch_size, self.cfg.seed)
             best, med = fastest_threads(job, counts)
@@ -172,43 +174,31 @@ class Run:
 
     def _guard_settings(self):
         """The load guard's settings for this run's timings, or None (--no-guard)."""
-        from widthnas.latency.standalone_runner import GuardSettings
-
         return GuardSettings(max_wait_s=self.cfg.max_wait) if self.cfg.guard else None
 
     def _protocol(self, rounds: int | None = None):
         """How this run times a profiling or check sample (recorded in the samples headers)."""
-        from widthnas.latency.standalone_runner import Protocol
-
         return Protocol(rounds or self.cfg.profile_rounds, self.cfg.profile_round_ms, guard=self._guard_settings())
 
     # ---- stages ----------------------------------------------------------------------------
     def stage_profile(self) -> dict:
-        from widthnas.latency.backends import OrtBackend
-        from widthnas.latency.check import other_machine_choice
-        from widthnas.latency.registry import load_profile, matching_profiles
-        from widthnas.models.space import check_fingerprint
-        from widthnas.mrf import budget_is_share
-
-        from .export import verify_timing
-
         backend = OrtBackend(self.space)
         if self.cfg.profile:
             path, why = self.cfg.profile, "given with --profile"
-            table = load_profile(path)
+            table = registry.load_profile(path)
             check_fingerprint(table.space.fingerprint, self.space, f"profile {path}")
             # onnxruntime with the profile's settings (threads, batch, ...): the check times networks as it was
             # made, as verify times the exported models; another backend's profile is refused here
             backend = verify_timing(table)[0]
         else:
-            found, why = matching_profiles(self.space, backend.device_info())
+            found, why = registry.matching_profiles(self.space, backend.device_info())
             if found:
                 path = str(found[0])
             else:
                 why += "; profiling this machine"
                 self.log(f"profile: {why}")
                 path = self._profile_here(backend)
-            table = load_profile(path)
+            table = registry.load_profile(path)
         self.log(f"profile: {table.name or path}: {why}")
         check = self._latency_check(table, path, backend)
         if check["machine_note"] and not self.cfg.profile and Path(path).parent != self.dir:
@@ -218,7 +208,7 @@ class Run:
             self.log(f"profile: {why}")
             if action == "profile":
                 path = self._profile_here(backend)
-                table = load_profile(path)
+                table = registry.load_profile(path)
             if action != "keep":
                 check = self._latency_check(table, path, backend)  # the same timed networks, against the new profile
         if check["machine_note"]:  # a profile used anyway (given, or its ratios hold): say what its ms mean here
@@ -227,8 +217,6 @@ class Run:
                 "check": check}
 
     def _profile_here(self, backend) -> str:
-        from widthnas.latency.profile_here import HereSettings, profile_here
-
         c = self.cfg
         settings = HereSettings(c.profile_networks, c.heldout_networks, c.remeasure_networks, c.ladder_rungs, c.seed,
                                 c.max_wait)
@@ -237,10 +225,6 @@ class Run:
     def _latency_check(self, table, path: str, backend, n: int | None = None) -> dict:
         """Time n random networks now and compare with the profile (at `path`): is it valid here today?
         A check of the same profile and networks made today on this machine kind is reused (check_cache)."""
-        from widthnas.latency.check import CHECK_ROUNDS, CHECK_SEED
-        from widthnas.latency.check_cache import latency_check_today
-        from widthnas.latency.validate import scatter_plot
-
         n = self.cfg.check_networks if n is None else n
         m, meas, pred = latency_check_today(table, path, backend, self.dir / "latency_check.jsonl", n,
                                             self.cfg.seed + CHECK_SEED,
@@ -253,8 +237,6 @@ class Run:
         return m
 
     def stage_train(self) -> dict:
-        from .train import CKPT, TrainConfig, Trainer
-
         c = self.cfg
         tc = TrainConfig(space=c.space, dataset=c.dataset, data=c.data, limit=c.limit, epochs=c.epochs,
                          batch_size=c.batch_size, lr=c.lr, n_random=c.n_random, sampling=c.sampling,
@@ -268,23 +250,20 @@ class Run:
         return {"dir": recorded_path(sup_dir), "epochs": t.epoch, "final": t.history[-1] if t.history else {}}
 
     def _supernet(self):
-        from .train import CKPT, load_checkpoint, make_supernet
-
         sup = make_supernet(self.space)
         sup.load_state_dict(load_checkpoint(self.dir / "supernet" / CKPT, self.space)["model"])
         return sup
 
     def stage_search(self) -> dict:
-        from widthnas.mrf import lagrangian, pareto_front
-        from widthnas.mrf.baselines import greedy
-
-        from .search import chosen_config, search, write_pareto
-        from .uniform8 import CANNOT_TIME, measured_uniform8
-
         table, sup, c = self.table(), self._supernet(), self.cfg
         unaries, unaries_path = self._unaries(sup)
         budget, widest, target, margin_pct, margin_how = self._aim(table)
-        measure = self._candidate_measurer(sup, table) if c.method == "select" else None
+        measure = None
+        if c.method == "select":  # the candidates timed here, as verify will, for an onnxruntime profile
+            try:
+                measure = network_measurer(sup, table, self.dir / "candidates", c.verify_rounds, c.verify_round_ms)
+            except ValueError as e:
+                self.log(f"search: candidates judged on predicted latency only ({e})")
         sol, uni, mrf = search(table, unaries, c.method, target, budget, sup, self.splits, measure, self.log,
                                slim_images=c.slim_images)
         front = sol.pareto if sol.pareto is not None else pareto_front(mrf)
@@ -308,21 +287,15 @@ class Run:
     def _unaries(self, sup):
         """(unaries, their file): measured after training on validation images selection never sees
         (--method select), else the training-time statistics."""
-        from .selection import cached_measured_unaries
-
         if self.cfg.method == "select":
             path = self.dir / "supernet" / "unaries_measured.json"
             return cached_measured_unaries(sup, self.splits, path, self.cfg.unary_configs, log=self.log,
                                            progress=self.progress), path
-        from widthnas.mrf.unaries import Unaries
-
         path = self.dir / "supernet" / "unaries.json"
         return Unaries.load(path), path
 
     def _aim(self, table) -> tuple[float, float, float, float, str]:
         """(budget, widest network, target ms, margin %, why): nas.search.aim with the profile stage's check."""
-        from .search import aim
-
         try:
             aimed = aim(table, self.cfg.budget, self.cfg.margin, self.state["profile"].get("check"))
         except ValueError as e:  # the check recorded by the profile stage is broken
@@ -336,8 +309,6 @@ class Run:
     def _supernet_says(self, sup, sol, budget: float, compared: dict | None) -> tuple[dict, int]:
         """The supernet's held-out accuracy of the chosen and the compared network (the MRF's predicted gain
         is only real if this agrees), and the number of held-out images."""
-        from .selection import holdout_split, supernet_accuracy
-
         held = holdout_split(self.splits)
         acc = {"chosen": supernet_accuracy(sup, sol.widths, self.splits, held)[0]}
         if compared:
@@ -361,17 +332,22 @@ class Run:
         return self._space_of_record(self.state["search"].get(name))
 
     def stage_finetune(self) -> dict:
-        from .evaluate import accuracy
-        from .finetune import train_plain
-
         sp, c = self.splits, self.cfg
-        start, kw = self._starting_network(), self._plain_training_options()
+        sup = None if c.retrain_epochs else self._supernet()  # training starts from it, or from --weights
+        user_sd = load_state_file(c.weights) if c.weights and sup is not None else None
+        kw = {"schedule": c.schedule, "greedy": GreedyOptions.parse(c.greedy)}  # and the positive-congruent loss
+        if c.congruent:
+            kw["loss_fn"] = congruent_loss(load_previous(c.congruent, sp, self.space), c.congruent_weight)
         epochs, lr, verb = ((c.retrain_epochs, c.lr, "retrain") if c.retrain_epochs else
                             (c.finetune_epochs, c.lr * 0.2, "finetune"))
-        out = {"mode": self._training_mode()}
+        mode = f"retrain {c.retrain_epochs} epochs" if c.retrain_epochs else f"finetune {c.finetune_epochs} epochs" + (
+            f" from {Path(c.weights).name} (--weights), channels by {IMPORTANCE} importance" if c.weights else "")
+        if c.congruent:
+            mode += f", positive-congruent toward {Path(c.congruent).name} (weight {c.congruent_weight:g})"
+        out = {"mode": mode}  # for the report: where the weights come from and the loss
         for name in networks(self.state):
             widths = self.state["search"][name]["widths"]
-            net = start(name, widths)
+            net = self._starting_network(name, widths, sup, user_sd)
             hist = train_plain(net, sp, epochs, lr=lr, seed=c.seed, log=self.log, desc=f"{name} {verb}",
                                progress=self.progress, **kw) if epochs else []
             val_acc = accuracy(net, *sp.val, sp.mean, sp.std)[0]
@@ -382,67 +358,25 @@ class Run:
             self.log(f"{name}: val acc {val_acc:.4f}, test acc {test_acc:.4f}")
         return out
 
-    def _training_mode(self) -> str:
-        """'finetune 2 epochs', with where the weights come from and the loss, for the report."""
-        from widthnas.models.trace_weights import IMPORTANCE
-
-        c = self.cfg
-        mode = f"retrain {c.retrain_epochs} epochs" if c.retrain_epochs else f"finetune {c.finetune_epochs} epochs" + (
-            f" from {Path(c.weights).name} (--weights), channels by {IMPORTANCE} importance" if c.weights else "")
-        if c.congruent:
-            mode += f", positive-congruent toward {Path(c.congruent).name} (weight {c.congruent_weight:g})"
-        return mode
-
-    def _starting_network(self):
-        """(name, widths) -> the network training starts from: fresh (--retrain-epochs), else the user's
-        model (--weights) or the supernet sliced to the widths, BN recalibrated."""
-        from .evaluate import accuracy, calibration_images, recalibrate_bn
-        from .train import build_plain_network
-
-        sp, c = self.splits, self.cfg
-        if c.retrain_epochs:
-            def fresh(name, widths):
-                torch.manual_seed(c.seed)
-                return build_plain_network(self._space_of(name), widths)
-            return fresh
-        sup, user_sd = self._supernet(), None
-        if c.weights:
-            from widthnas.models.trace_weights import load_state_file, user_network
-
-            user_sd = load_state_file(c.weights)
-
-        def sliced(name, widths):
-            space = self._space_of(name)
-            net = sup.materialize(widths, space) if user_sd is None else user_network(space, user_sd, widths)
-            recalibrate_bn(net, calibration_images(sp, 1024), sp.mean, sp.std)
-            self.log(f"{name}: val acc {accuracy(net, *sp.val, sp.mean, sp.std)[0]:.4f} from "
-                     f"{'the supernet' if user_sd is None else Path(c.weights).name} after BN recalibration")
-            return net
-        return sliced
-
-    def _plain_training_options(self) -> dict:
-        """Schedule and positive-congruent loss for fine-tuning / retraining."""
-        from .greedylr import GreedyOptions
-
-        kw = {"schedule": self.cfg.schedule, "greedy": GreedyOptions.parse(self.cfg.greedy)}
-        if self.cfg.congruent:
-            from .flips import congruent_loss, load_previous
-
-            kw["loss_fn"] = congruent_loss(load_previous(self.cfg.congruent, self.splits, self.space),
-                                           self.cfg.congruent_weight)
-        return kw
+    def _starting_network(self, name: str, widths: list[int], sup, user_sd: dict | None):
+        """The network training starts from: fresh (--retrain-epochs: no supernet), else the user's model
+        (--weights: user_sd) or the supernet sliced to the widths, BN recalibrated."""
+        sp, space = self.splits, self._space_of(name)
+        if sup is None:
+            torch.manual_seed(self.cfg.seed)
+            return build_plain_network(space, widths)
+        net = sup.materialize(widths, space) if user_sd is None else user_network(space, user_sd, widths)
+        recalibrate_bn(net, calibration_images(sp, 1024), sp.mean, sp.std)
+        self.log(f"{name}: val acc {accuracy(net, *sp.val, sp.mean, sp.std)[0]:.4f} from "
+                 f"{'the supernet' if user_sd is None else Path(self.cfg.weights).name} after BN recalibration")
+        return net
 
     def _final_net(self, name: str):
-        from .train import build_plain_network
-
         net = build_plain_network(self._space_of(name), self.state["finetune"][name]["widths"])
         net.load_state_dict(torch.load(self.dir / f"final_{name}.pt", map_location="cpu", weights_only=True))
         return net.eval()
 
     def stage_export(self) -> dict:
-        from .data import normalize
-        from .export import export_onnx
-
         sp, out = self.splits, {}
         real = normalize(sp.test[0][:256], sp.mean, sp.std)
         for name in networks(self.state):
@@ -452,23 +386,7 @@ class Run:
             self.log(f"export {name}: {self.dir / fname}, ORT vs torch max abs diff {v['max_abs_diff']:.2e}")
         return out
 
-    def _candidate_measurer(self, sup, table):
-        """Time the selection's candidates here, as verify will, when the profile was measured with
-        onnxruntime; None (prediction only) otherwise."""
-        from .export import network_measurer
-
-        try:
-            return network_measurer(sup, table, self.dir / "candidates", self.cfg.verify_rounds, self.cfg.verify_round_ms)
-        except ValueError as e:
-            self.log(f"search: candidates judged on predicted latency only ({e})")
-            return None
-
     def stage_verify(self) -> dict:
-        from widthnas.latency.standalone_runner import LoadGuard
-
-        from .export import write_sidecar
-        from .verify import verify_exported
-
         table, out, c = self.table(), {}, self.cfg
         gs = self._guard_settings()  # a disturbed machine is waited out, not averaged into the verdict
         guard = LoadGuard(gs, log=self.log) if gs is not None else None
@@ -485,8 +403,6 @@ class Run:
         return out
 
     def stage_report(self) -> dict:
-        from .report import plot_narrowing, plot_training, plot_widths, write_report
-
         st = self.state
         fix = "delete the run's supernet/ directory and run_state.json to retrain, or choose another --out"
         sup_metrics = read_jsonl(self.dir / "supernet" / "metrics.jsonl", "supernet metrics", fix)
@@ -506,16 +422,14 @@ class Run:
                "supernet": sup_metrics,
                # the report's own time up to writing it (the write is what is left)
                "stage_seconds": {**{k: st[k]["seconds"] for k in STAGES if k in st and "seconds" in st[k]},
-                                 "report": time.time() - getattr(self, "_stage_t0", time.time())}}
-        res["flips"] = self._flips
+                                 "report": time.time() - getattr(self, "_stage_t0", time.time())},
+               "flips": self._flips}
         path = write_report(self.dir, res, extra)
         return {"report": recorded_path(path),
                 "flips": {k: {m: r[m] for m in ("nfr", "pfr")} for k, r in self._flips.items()}}
 
     def _flips_section(self) -> list[str]:
         """Negative flips of the chosen network against the uniform one (and --previous) on the test set."""
-        from .flips import flips_markdown, load_previous, torch_predictions
-
         sp = self.splits
         x, y = sp.test
         pred = {k: torch_predictions(self._final_net(k), x, sp.mean, sp.std) for k in networks(self.state)}
@@ -528,10 +442,7 @@ class Run:
 
     def _curve_section(self) -> list[str]:
         """The supernet's width-error curve (every uniform multiplier, BN recalibrated), predicted latency."""
-        from .curve import curve_markdown, supernet_curve, write_curve
-
-        sup = self._supernet()
-        rows = supernet_curve(sup, self.space, self.splits, table=self.table(), log=self.log)
+        rows = supernet_curve(self._supernet(), self.space, self.splits, table=self.table(), log=self.log)
         write_curve(self.dir / "curve.csv", self.dir / "curve.png", rows)
         return curve_markdown(rows, "curve.png")
 

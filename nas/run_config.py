@@ -3,13 +3,17 @@ with them (the settings saved in its run_config.json must match, but for where i
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from widthnas._io import atomic_write_text, read_json
 from widthnas.latency.check import CHECK_NETWORKS
+from widthnas.latency.noise_floor import MIN_REMEASURE
+from widthnas.mrf import parse_budget
 
+from .checks import INT_NONNEG, INT_POS, POSITIVE, Rule, check_settings
 from .paths import same_setting
+from .selection import UNARY_IMAGES
 
 RECOVER = "delete it to redo the run's stages (finished artefacts stay), or choose another --out"
 
@@ -62,12 +66,6 @@ class RunConfig:
 
 def check_run_config(cfg: RunConfig, where: str = "") -> None:
     """Refuse bad numbers (option names in the message) before anything is measured or written."""
-    from widthnas.latency.noise_floor import MIN_REMEASURE
-
-    from .selection import UNARY_IMAGES
-
-    from .checks import INT_NONNEG, INT_POS, POSITIVE, Rule, check_settings
-
     check_settings(cfg, {
         "profile_networks": Rule(integer=True, low=10), "heldout_networks": Rule(integer=True, low=3),
         "check_networks": Rule(integer=True, low=3), "remeasure_networks": Rule(integer=True, low=MIN_REMEASURE,
@@ -80,13 +78,10 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
         "unary_configs": Rule(integer=True, low=10), "slim_images": Rule(integer=True, low=16, high=UNARY_IMAGES),
         "seed": INT_NONNEG, "congruent_weight": POSITIVE,
         "threads": Rule(integer=True, low=0, high=1024)}, where)
-    for flag, v in (("guard", cfg.guard), ("curve", cfg.curve), ("time_threads", cfg.time_threads),
-                    ("reuse_check", cfg.reuse_check)):
-        if not isinstance(v, bool):
-            raise ValueError(f"{where + ': ' if where else ''}{flag} {v!r}: expected true or false (--no-guard, --curve, "
-                             "--time-threads, --recheck)")
-    from widthnas.mrf import parse_budget
-
+    for flag in ("guard", "curve", "time_threads", "reuse_check"):
+        if not isinstance(getattr(cfg, flag), bool):
+            raise ValueError(f"{where + ': ' if where else ''}{flag} {getattr(cfg, flag)!r}: expected true or false "
+                             "(--no-guard, --curve, --time-threads, --recheck)")
     try:
         parse_budget(cfg.budget, 1.0)  # its syntax and sign now, not after profiling or training
     except ValueError as e:
@@ -95,9 +90,7 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
 
 def full_config(cfg: RunConfig) -> RunConfig:
     """--full: the whole training set and longer training."""
-    cfg.limit, cfg.epochs, cfg.warmup_epochs, cfg.finetune_epochs, cfg.unary_configs = None, 20, 4, 5, 1000
-    cfg.curve = True
-    return cfg
+    return replace(cfg, limit=None, epochs=20, warmup_epochs=4, finetune_epochs=5, unary_configs=1000, curve=True)
 
 
 def settle(cfg: RunConfig, run_dir: Path) -> None:
@@ -109,12 +102,12 @@ def settle(cfg: RunConfig, run_dir: Path) -> None:
         return
     old = read_json(saved, "run settings", RECOVER)
     try:  # numbers read back from the file are checked as the options are
-        check_run_config(RunConfig(**{k: v for k, v in old.items() if k in asdict(cfg)}), str(saved))
+        old = RunConfig(**{k: v for k, v in old.items() if k in asdict(cfg)})  # settings added since: defaults
+        check_run_config(old, str(saved))
     except (TypeError, ValueError) as e:
         raise ValueError(f"{e}; the saved settings are damaged: choose another --out") from None
-    defaults = asdict(RunConfig())  # settings added since that run was saved hold their defaults
-    diff = {k: (old.get(k, defaults[k]), v) for k, v in asdict(cfg).items()
-            if k not in FREE_ON_RESUME and not same_setting(k, old.get(k, defaults[k]), v)}
+    diff = {k: (getattr(old, k), v) for k, v in asdict(cfg).items()
+            if k not in FREE_ON_RESUME and not same_setting(k, getattr(old, k), v)}
     if diff:
         raise ValueError(f"{run_dir} holds a run with other settings {diff} (saved vs now); "
                          "rerun with the same settings to resume, or choose another --out")

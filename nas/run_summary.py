@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .runlog import LOG_NAME
+from .search import variables
 
 STAGES = ("profile", "train", "search", "finetune", "export", "verify", "report")
 
@@ -52,8 +53,6 @@ def summary_text(state: dict, space, run_dir: Path) -> str:
     st = state
     s, f, v = st["search"], st["finetune"], st["verify"]
     uni = s.get("uniform")
-    from .search import variables
-
     vs = variables(space)
     wn = max(8, *(len(n) for n, _, _ in vs))
     rows = [f"{'group':{wn}s} {'base':>5s} {'chosen':>7s} {'uniform':>8s}"]

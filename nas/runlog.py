@@ -1,9 +1,5 @@
-"""The run's log: every message in full in `<run>/run.log`; on the terminal, one line per stage.
-
-A newcomer reads the terminal at a glance; the explanations (why a margin, what another machine's
-profile means) stay in run.log and report.md, where the terminal points. With `terse`, a message is a
-detail: it goes to run.log and, while a stage runs, shows as that stage's transient status line
-(`begin`); `say` and `warn` reach the terminal."""
+"""The run's log: every message in full in `<run>/run.log`; on the terminal, one line per stage, read at a
+glance (the explanations stay in run.log and report.md, where the terminal points)."""
 from __future__ import annotations
 
 import sys
@@ -44,7 +40,8 @@ class RunLog:
         self.status = status  # the caller says whether a status line can be redrawn (a terminal)
         self._bar, self._stage = None, ""
 
-    def _file(self, msg: str) -> None:
+    def record(self, msg: str) -> None:
+        """Into run.log only (e.g. the summary, printed by the caller)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as f:  # appended: a resumed run keeps its history
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}\n")
@@ -52,19 +49,15 @@ class RunLog:
     def __call__(self, msg: str) -> None:
         if msg.lstrip().startswith("WARNING"):  # a library's warning to act on reaches the terminal
             return self.warn(msg.lstrip()[len("WARNING"):].lstrip(": "))
-        self._file(msg)
+        self.record(msg)
         if not self.terse:
             self._show(short(msg, self.width))
         elif self._bar is not None:
             self._bar.set_description_str(short(f"[{self._stage}] {msg}", STATUS_WIDTH, " …"), refresh=True)
 
-    def record(self, msg: str) -> None:
-        """Into run.log only (e.g. the summary, printed by the caller)."""
-        self._file(msg)
-
     def say(self, msg: str) -> None:
         """A line the user reads: the stage's outcome, the summary."""
-        self._file(msg)
+        self.record(msg)
         self._show(short(msg, self.width))
 
     def warn(self, msg: str) -> None:
@@ -75,7 +68,7 @@ class RunLog:
         """The stage's status line (terse, on a terminal): its latest message, redrawn in place."""
         self.end()
         self._stage = stage
-        self._file(f"[{stage}]")
+        self.record(f"[{stage}]")
         if self.terse and self.status:
             from tqdm import tqdm
 

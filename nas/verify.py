@@ -4,25 +4,29 @@ from __future__ import annotations
 
 from typing import Callable
 
+from widthnas.latency.verdict import WITHIN, budget_verdict, describe
+
+from .export import measure_exported
+
 
 def host_notes(records: list[dict]) -> tuple[str | None, str | None]:
     """A verification's repeated timings each name their own host speed in their notes: one note per kind
     instead, (another machine, a host speed the profile's correction was not fitted on), each the note of
     the kind's median-speed timing with the range of speeds every timing saw, or None."""
     speeds = [r["host_speed"] for r in records if isinstance(r.get("host_speed"), (int, float))]
-    out = []
-    for machine in (True, False):
-        noted = [r for r in records if r.get("host_note") and bool(r.get("machine_note")) == machine]
+
+    def note(machine: bool) -> str | None:
+        noted = sorted((r for r in records if r.get("host_note") and bool(r.get("machine_note")) == machine),
+                       key=lambda r: r.get("host_speed") or 0.0)
         if not noted:
-            out.append(None)
-            continue
-        noted.sort(key=lambda r: r.get("host_speed") or 0.0)
+            return None
         mid = noted[len(noted) // 2]["machine_note" if machine else "host_note"]
         if len(records) > 1 and speeds:
             mid += (f" ({len(noted)} of {len(records)} timings noted; the reference ran {min(speeds):.2f}-"
                     f"{max(speeds):.2f} x its profiled time across them)")
-        out.append(mid)
-    return out[0], out[1]
+        return mid
+
+    return note(True), note(False)
 
 
 def verify_exported(path: str, table, budget_ms: float, predicted_ms: float | None, rounds: int, round_ms: float,
@@ -30,10 +34,6 @@ def verify_exported(path: str, table, budget_ms: float, predicted_ms: float | No
     """Time the ONNX file at `path` (ms at the profile's host speed) until its 95 % interval clears
     budget_ms (latency.verdict.budget_verdict); the first timing's record with the verdict's mean, the
     error against predicted_ms, counts of disturbed timings and the host notes over every timing."""
-    from widthnas.latency.verdict import WITHIN, budget_verdict, describe
-
-    from .export import measure_exported
-
     records: list[dict] = []
 
     def measure() -> float:

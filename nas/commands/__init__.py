@@ -1,7 +1,2 @@
-"""The `widthnas` subcommands, one module each, in the order `widthnas --help` lists them.
-
-Each module has `add_parser(sub)`, which adds its subcommand to the parser's subparsers, and
-`run(args) -> int`, which runs it. Checks shared by several commands live in nas/checks.py; helpers
-shared by several commands here in options.py (space and widths options) and validation.py (fit and
-validate's held-out validation).
-"""
+"""The `widthnas` subcommands, one module each (`add_parser(sub)`, `run(args) -> int`); checks shared
+by several commands are in nas/checks.py, options in options.py, held-out validation in validation.py."""

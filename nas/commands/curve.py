@@ -20,7 +20,6 @@ def add_parser(sub) -> None:
     q.add_argument("--split", choices=("val", "test"), default="test")
     q.add_argument("--calib-images", type=int, default=1024, help="BN recalibration images per network")
     q.add_argument("--out", help="CSV path (default RUN/curve.csv; the PNG goes beside it)")
-    q.set_defaults(fn=run)
 
 
 def _training_dir(run: Path) -> tuple[Path, str | None]:
@@ -53,7 +52,8 @@ def run(args) -> int:
     out = Path(args.out) if args.out else run / "curve.csv"
     if out.suffix.lower() == ".png":  # the CSV would go there, then the plot over it
         raise UserError(f"--out {out}: give the CSV's path (e.g. curve.csv); the plot goes beside it as .png")
-    check_outputs({"--out": out, f"the plot beside --out {out}": out.with_suffix(".png")},  # its own curve may be redrawn
+    png = out.with_suffix(".png")
+    check_outputs({"--out": out, f"the plot beside --out {out}": png},  # its own curve may be redrawn
                   [("--profile", args.profile), *run_inputs(run, own=("curve.csv", "curve.png"))])
     opts = GreedyOptions.parse(args.greedy)
     train_dir, run_profile = _training_dir(run)
@@ -71,7 +71,6 @@ def run(args) -> int:
     if args.retrain:
         retrain_curve(rows, space, splits, 2 if args.retrain_epochs is None else args.retrain_epochs, args.split,
                       lr=cfg.lr, seed=cfg.seed, schedule=args.schedule, greedy=opts)
-    png = out.with_suffix(".png")
     write_curve(out, png, rows)
     print(f"width-error curve: {out}, plot {png}")
     return 0

@@ -15,7 +15,6 @@ def add_parser(sub) -> None:
     q.add_argument("--against", metavar="OLD", help="a deployed model (.onnx or a `widthnas run` directory): "
                    "report both accuracies and the negative / positive flip rates")
     q.add_argument("--json", help="with --against: write the flip report here")
-    q.set_defaults(fn=run)
 
 
 def run(args) -> int:
@@ -28,7 +27,7 @@ def run(args) -> int:
     check_outputs({"--json": args.json}, [("--config", args.config), ("--against", previous_inputs(args.against)),
                                           *run_inputs(args.run)])
     if args.against:
-        from ..flips import resolve_previous
+        from ..flips import compare_with_previous, resolve_previous
 
         resolve_previous(args.against)  # a wrong path fails before the data is loaded
     cfg, space, sup, splits = load_run(args.run)
@@ -37,7 +36,5 @@ def run(args) -> int:
     print(f"{args.split} accuracy {r['accuracy']:.4f} (loss {r['loss']:.4f}, {r['images']} images) for widths "
           f"{widths} after BN recalibration on {args.calib_images} training images")
     if args.against:
-        from ..flips import compare_with_previous
-
         compare_with_previous(sup, space, widths, splits, args.split, args.calib_images, args.against, args.json)
     return 0

@@ -25,7 +25,6 @@ def add_parser(sub) -> None:
     q.add_argument("--calib-images", type=int, default=1024, help="training images to recalibrate BN with "
                    "(>= 1 for a supernet, whose shared statistics fit no single network; with --weights, 0 keeps your "
                    "model's own statistics, and without --run there are no images)")
-    q.set_defaults(fn=run)
 
 
 def run(args) -> int:
@@ -40,20 +39,22 @@ def run(args) -> int:
     check_outputs({"--out": args.out, f"the sidecar of --out {args.out}": Path(args.out).with_suffix(".json")},
                   [*{"--profile": args.profile, "--config": args.config, "--space": args.space,
                      "--weights": args.weights}.items(), *run_inputs(args.run)])
-    if args.weights:
-        return _export_weights(args)
-    if args.space:
+    if args.space and not args.weights:
         raise ValueError("--space goes with --weights (export your model's own weights sliced to widths); a supernet "
                          "export takes its space from --run")
-    if not args.run:
+    if not args.run and not args.weights:
         raise ValueError("give --run DIR (a `widthnas train` directory whose supernet is sliced), or --weights "
                          "model.pt with --space traced.json (your model's weights sliced to the widths)")
+    if not args.space and not args.run:
+        raise ValueError("--weights needs the traced space: --space traced.json (or --run DIR of a run on it)")
     table = None
-    if args.profile:  # checked before anything is written
+    if args.profile:  # checked before anything is loaded or written
         from widthnas.latency.registry import load_profile
 
         table = load_profile(args.profile)
         check_onnx_profile(table)
+    if args.weights:
+        return _export_weights(args, table)
     cfg, space, sup, sp = load_run(args.run)
     if table is not None:
         check_fingerprint(table.space.fingerprint, space, f"profile {args.profile}")
@@ -74,7 +75,7 @@ def run(args) -> int:
     return 0
 
 
-def _export_weights(args) -> int:
+def _export_weights(args, table) -> int:
     """export --weights: the user's state_dict sliced to the widths (channels chosen by importance,
     models/trace_weights.py), BN recalibrated and judged on the data of --run when given; ONNX verified."""
     from widthnas.models.families import get_space
@@ -82,16 +83,8 @@ def _export_weights(args) -> int:
 
     from ..data import normalize
     from ..evaluate import accuracy, calibration_images, recalibrate_bn
-    from ..export import check_onnx_profile, export_onnx, write_sidecar
+    from ..export import export_onnx, write_sidecar
 
-    if not args.space and not args.run:
-        raise ValueError("--weights needs the traced space: --space traced.json (or --run DIR of a run on it)")
-    table = None
-    if args.profile:
-        from widthnas.latency.registry import load_profile
-
-        table = load_profile(args.profile)
-        check_onnx_profile(table)
     sd = load_state_file(args.weights)
     space = get_space(args.space) if args.space else None
     sp = None

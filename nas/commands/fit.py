@@ -1,13 +1,11 @@
 """`widthnas fit`: fit a per-op latency table to samples (validated on --heldout ones)."""
 from __future__ import annotations
 
-import sys
-import warnings
 from pathlib import Path
 
 from ..checks import UserError, check_outputs, check_plot_path, check_remeasure
-from .options import add_space_options, space_from_args
-from .validation import add_remeasure_options, plot_heldout, validation_record
+from .options import add_space_options, space_file, space_from_args
+from .validation import add_remeasure_options, load_checked_samples, plot_heldout, validation_record
 
 
 def add_parser(sub) -> None:
@@ -23,37 +21,13 @@ def add_parser(sub) -> None:
                    help="entries shared by ops of one signature (default), or one set per op (more unknowns)")
     q.add_argument("--plot", help="predicted-vs-measured PNG (needs --heldout)")
     q.add_argument("--force", action="store_true", help="allow --out to replace a shipped profile in hw_profiles/")
-    q.set_defaults(fn=run)
-
-
-def _load(paths, args, what: str = "samples"):
-    from widthnas.latency.standalone_runner import read_samples
-    from widthnas.latency.samples import load_samples
-
-    for p in paths:
-        if not Path(p).exists():
-            raise UserError(f"samples file {p} not found; create it with `widthnas profile --out {p}`")
-    header, _, _ = read_samples(paths[0])
-    space = space_from_args(args, header["space"].get("def"))
-    with warnings.catch_warnings(record=True):  # counted and reported below, once
-        warnings.simplefilter("always")
-        s = load_samples(paths, space)
-    for line in s.describe(what):
-        print(f"warning: {line}", file=sys.stderr)
-    return space, s
-
-
-def _space_file(space: str | None) -> str | None:
-    """--space when it names a file (a space JSON), not a shipped space."""
-    return space if space and Path(space).is_file() else None
 
 
 def run(args) -> int:
-    from widthnas.latency.fit import FitSettings, FlopsProxy
-    from widthnas.latency.fit import fit_profile
+    from widthnas.latency.fit import FitSettings, FlopsProxy, fit_profile
 
     check_outputs({"--out": args.out, "--plot": args.plot, "--remeasure-out": args.remeasure_out},
-                  {"--samples": args.samples, "--heldout": args.heldout, "--space": _space_file(args.space),
+                  {"--samples": args.samples, "--heldout": args.heldout, "--space": space_file(args.space),
                    "--remeasure-out": args.remeasure_out},  # re-measurements kept there are resumed
                   force=args.force)
     if args.folds < 2:
@@ -64,17 +38,17 @@ def run(args) -> int:
     if args.remeasure_out and not args.heldout:
         raise UserError("--remeasure-out times held-out networks again: give --heldout too")
     remeasure = check_remeasure(args)
-    space, s = _load(args.samples, args)
+    space_of = lambda header_space: space_from_args(args, header_space)  # noqa: E731
+    space, s = load_checked_samples(args.samples, space_of)
     table = fit_profile(space, s, FitSettings(folds=args.folds), args.name or Path(args.out).stem,
                         keying=args.keying)
     proxy = FlopsProxy.from_profile(table)
     if args.heldout:
-        _, h = _load(args.heldout, args, "held-out samples")
+        _, h = load_checked_samples(args.heldout, space_of, "held-out samples")
         table.validation = validation_record(table, h, proxy, args.heldout, remeasure, args.remeasure_out)
         if args.plot:
             plot_heldout(args.plot, table, h, proxy)
     table.save(args.out)
-    n_entries = table.fit["entries"]
-    print(f"profile written to {args.out}: {n_entries} entries, "
+    print(f"profile written to {args.out}: {table.fit['entries']} entries, "
           f"reference {table.reference_ms:.3f} ms, intercept {table.intercept:.4f} ms")
     return 0

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from ..checks import UserError, check_outputs
-from .options import add_space_options, space_from_args
+from .options import add_space_options, space_file, space_from_args
 
 
 def add_parser(sub) -> None:
@@ -31,7 +30,6 @@ def add_parser(sub) -> None:
                    "machine (every sample is kept as measured)")
     q.add_argument("--bundle", help="write an edge-device bundle to this directory instead of timing here")
     q.add_argument("--quiet", action="store_true")
-    q.set_defaults(fn=run)
 
 
 def run(args) -> int:
@@ -39,13 +37,12 @@ def run(args) -> int:
 
     for flag, v in (("--threads", args.threads), ("--batch", args.batch), ("-n/--networks", args.networks)):
         if v < 1:
-            raise UserError(f"{flag} {v}: give a whole number >= 1 (onnxruntime reads --threads 0 as 'all cores', "
-                            "which the profile would not record)" if flag == "--threads" else
-                            f"{flag} {v}: give a whole number >= 1")
+            raise UserError(f"{flag} {v}: give a whole number >= 1" + (" (onnxruntime reads --threads 0 as 'all "
+                            "cores', which the profile would not record)" if flag == "--threads" else ""))
     if args.time_limit is not None and not (math.isfinite(args.time_limit) and args.time_limit > 0):
         raise UserError(f"--time-limit {args.time_limit}: give a positive number of seconds (rerun to continue)")
-    space_file = args.space if args.space and Path(args.space).is_file() else None
-    check_outputs({"--bundle": args.bundle} if args.bundle else {"--out": args.out}, {"--space": space_file})
+    outputs = {"--bundle": args.bundle} if args.bundle else {"--out": args.out}
+    check_outputs(outputs, {"--space": space_file(args.space)})
     space = space_from_args(args)
     if args.bundle:
         out = write_bundle(space, args.bundle, args.networks, args.sampling, args.seed, args.batch)

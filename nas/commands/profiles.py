@@ -5,8 +5,7 @@ import json
 
 
 def add_parser(sub) -> None:
-    q = sub.add_parser("profiles", help="list shipped device profiles")
-    q.set_defaults(fn=run)
+    sub.add_parser("profiles", help="list shipped device profiles")
 
 
 def run(args) -> int:

@@ -1,14 +1,19 @@
 """`widthnas run`: the whole pipeline: profile, train, search, fine-tune, export, verify, report."""
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from .options import add_space_options, given_settings
+
 
 def add_parser(sub) -> None:
     from widthnas.mrf import METHODS
 
     q = sub.add_parser("run", help="the whole pipeline: profile, train, search, fine-tune, export, verify, report")
     q.add_argument("--out", default="runs/demo", help="run directory (a rerun resumes it)")
-    q.add_argument("--space", help="mobilenet_v1_small (default), mobilenet_v1, or a graph space: mobilenet_v2(_small), "
-                                   "resnet(_small), or a space JSON file")
+    add_space_options(q, shape_help=None)
     q.add_argument("--dataset")
     q.add_argument("--data")
     q.add_argument("--budget", help="ms or %% of the widest network (default 50%%)")
@@ -31,10 +36,12 @@ def add_parser(sub) -> None:
     q.add_argument("--max-wait", type=float, help="seconds to wait for a disturbed machine to settle before timing "
                    "a network again (the load guard, for profiling, checking and verifying; default 60), and at most 30 per "
                    "rung of the ladder a new profile gets")
-    q.add_argument("--no-guard", action="store_true", help="do not watch the reference network for a disturbed "
-                   "machine: every timing is kept as measured (for tiny networks, whose timings spread anyway)")
-    q.add_argument("--recheck", action="store_true", help="time a new latency check even when one of this profile "
-                   "made today on this machine kind is kept in $WIDTHNAS_CACHE (default ~/.cache/widthnas)")
+    q.add_argument("--no-guard", dest="guard", action="store_false", default=None, help="do not watch the reference "
+                   "network for a disturbed machine: every timing is kept as measured (for tiny networks, whose "
+                   "timings spread anyway)")
+    q.add_argument("--recheck", dest="reuse_check", action="store_false", default=None, help="time a new latency "
+                   "check even when one of this profile made today on this machine kind is kept in $WIDTHNAS_CACHE "
+                   "(default ~/.cache/widthnas)")
     q.add_argument("--sampling", choices=("ows", "aows"))
     q.add_argument("--epochs", type=int, help="supernet epochs")
     q.add_argument("--limit", type=int, help="training images (default 12000 for the quick demo)")
@@ -51,12 +58,13 @@ def add_parser(sub) -> None:
     q.add_argument("--seed", type=int)
     q.add_argument("--threads", type=int, help="torch threads for training, search and fine-tuning (default 0: "
                    "torch's default, every core)")
-    q.add_argument("--time-threads", action="store_true", help="per stage, time 1 thread against torch's default on "
-                   "a few repetitions of its own work and keep the faster (small networks on some machines)")
+    q.add_argument("--time-threads", action="store_true", default=None, help="per stage, time 1 thread against "
+                   "torch's default on a few repetitions of its own work and keep the faster (small networks on some "
+                   "machines)")
     q.add_argument("--full", action="store_true", help="longer, better: all data, 20 epochs, 5 fine-tune epochs, "
                    "the width-error curve")
-    q.add_argument("--curve", action="store_true", help="the report's width-error curve along every uniform "
-                   "multiplier (about 1.5 min in the demo)")
+    q.add_argument("--curve", action="store_true", default=None, help="the report's width-error curve along every "
+                   "uniform multiplier (about 1.5 min in the demo)")
     q.add_argument("--schedule", choices=("cosine", "greedy"),
                    help="learning rate for supernet training, fine-tuning and retraining (default cosine)")
     q.add_argument("--greedy", help="GreedyLR options, e.g. 'factor=0.5,patience=1' (see `widthnas train --help`)")
@@ -71,34 +79,16 @@ def add_parser(sub) -> None:
     q.add_argument("--quiet", action="store_true", help="no progress bars or status line")
     q.add_argument("--verbose", action="store_true", help="every message on the terminal (run.log always has "
                    "them all); default: one line per stage")
-    q.set_defaults(fn=run)
 
 
 def run(args) -> int:
-    from ..run import Run
-    from ..run_config import RunConfig, full_config
-
-    cfg = RunConfig()
-    if args.full:
-        cfg = full_config(cfg)
-    for f in ("space", "dataset", "data", "budget", "margin", "profile", "sampling", "epochs", "limit", "batch_size",
-              "finetune_epochs", "retrain_epochs", "method", "unary_configs", "slim_images", "seed", "profile_networks", "schedule",
-              "heldout_networks", "check_networks", "remeasure_networks", "ladder_rungs", "profile_rounds",
-              "profile_round_ms", "verify_rounds", "verify_round_ms",
-              "max_wait", "greedy", "previous", "congruent", "congruent_weight", "weights", "threads"):
-        v = getattr(args, f, None)
-        if v is not None:
-            setattr(cfg, f, v)
-    if args.no_guard:
-        cfg.guard = False
-    if args.recheck:
-        cfg.reuse_check = False
-    if args.curve:
-        cfg.curve = True
-    if args.time_threads:
-        cfg.time_threads = True
     from widthnas.latency.margin import parse_margin
 
+    from ..run import Run
+    from ..run_config import RunConfig, full_config
+    from ..runlog import RunLog
+
+    cfg = replace(full_config(RunConfig()) if args.full else RunConfig(), **given_settings(args, RunConfig))
     cfg.margin = parse_margin(cfg.margin)  # "auto" or a number, one spelling per setting (resume compares them)
     _check_feature_options(cfg, args)
     if args.all_data:
@@ -106,10 +96,6 @@ def run(args) -> int:
     if cfg.sampling == "aows" and cfg.warmup_epochs >= cfg.epochs:
         cfg.warmup_epochs = max(0, cfg.epochs - 1)
     _check_files(cfg, args.out)
-    from ..runlog import RunLog
-
-    import sys
-
     bars = not args.quiet and sys.stderr.isatty()  # piped or in CI: no bars redrawn into the captured text
     log = RunLog(args.out, terse=not args.verbose, status=bars)  # every message in full in run.log
     run = Run(cfg, args.out, log=log, progress=bars)
@@ -124,8 +110,6 @@ def run(args) -> int:
 def _check_files(cfg, out) -> None:
     """Before any stage runs: no file the run writes may be one it reads (--space, --data, --profile,
     --weights, --previous, --congruent), and --data must hold what --dataset reads."""
-    from pathlib import Path
-
     from ..checks import check_outputs, dataset_inputs, previous_inputs
     from ..data import check_data
     from ..run import RUN_WRITES
@@ -151,8 +135,6 @@ def _check_feature_options(cfg, args) -> None:
         raise ValueError("--greedy sets GreedyLR options; add --schedule greedy to use them")
     if args.congruent_weight is not None and not cfg.congruent:
         raise ValueError("--congruent-weight needs --congruent OLD.onnx (the model to stay congruent with)")
-    if not cfg.congruent_weight > 0:
-        raise ValueError(f"--congruent-weight {cfg.congruent_weight}: use a value > 0 (e.g. 1)")
     for opt in ("previous", "congruent"):
         if getattr(cfg, opt):
             try:

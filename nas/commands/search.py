@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
+from widthnas._io import atomic_write_text
 from widthnas.models.space import check_fingerprint
 
 from ..checks import Rule, UserError, check_outputs, check_settings, run_inputs
@@ -33,13 +35,11 @@ def add_parser(sub) -> None:
                    "today on this machine kind is kept in $WIDTHNAS_CACHE (default ~/.cache/widthnas)")
     q.add_argument("--out", default="config.json", help="chosen configuration JSON")
     q.add_argument("--pareto", help="write the Pareto front CSV here (and a PNG beside it)")
-    q.set_defaults(fn=run)
 
 
 def run(args) -> int:
     from widthnas.latency.margin import parse_margin
     from widthnas.latency.registry import load_profile
-    from widthnas._io import atomic_write_text
     from widthnas.mrf import pareto_front
     from widthnas.mrf.unaries import Unaries
 
@@ -66,26 +66,22 @@ def run(args) -> int:
                          "directory), or choose --method exact")
     if not args.run and not args.unaries:
         raise ValueError("give --run DIR (a `widthnas train` directory) or --unaries FILE")
-    sup = splits = None
+    sup = splits = unaries = None
     if args.run:
         from ..selection import cached_measured_unaries
         from ..train import load_run
 
         _, run_space, sup, splits = load_run(args.run)
         check_fingerprint(run_space.fingerprint, space, f"the supernet in {args.run}")
-        if args.unaries:
-            unaries = Unaries.load(args.unaries)
-        else:  # measured after training: paired against the widest network, many configurations
+        if not args.unaries:  # measured after training: paired against the widest network, many configurations
             args.unaries = str(Path(args.run) / "unaries_measured.json")
             unaries = cached_measured_unaries(sup, splits, args.unaries)
-    else:
+    if unaries is None:
         unaries = Unaries.load(args.unaries)
     check = None  # on another machine, --margin auto counts a latency check made here (latency/margin.py)
     if parse_margin(args.margin) == "auto" and args.check_networks:
         check = check_if_another_machine(table, args.check_networks, args.profile, not args.recheck)
     budget, widest, target, margin_pct, margin_how = aim(table, args.budget, args.margin, check)
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:  # the candidates' ONNX files, timed here
         measure = None
         if method == "select":
@@ -123,8 +119,6 @@ def check_if_another_machine(table, n: int, path: str | None = None, reuse: bool
     profile was made on another machine (latency/check.py), else None; None, said, for a profile this
     machine cannot time (not onnxruntime). path: the profile (a file or a shipped profile's name), whose
     check made today on this machine kind is reused unless reuse=False (latency/check_cache.py)."""
-    import tempfile
-
     from widthnas.latency.check import CHECK_SEED, check_protocol, reference_speed
     from widthnas.latency.check_cache import latency_check_today
     from widthnas.latency.registry import profile_path

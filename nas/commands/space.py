@@ -4,15 +4,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from widthnas._io import atomic_write_text
+
 from ..checks import UserError, check_outputs
+from .options import add_space_options, space_file, space_from_args
 
 
 def add_parser(sub) -> None:
     q = sub.add_parser("space", help="show a search space, its channel groups and their width choices")
-    q.add_argument("--space", help="mobilenet_v1_small (default), mobilenet_v1, mobilenet_v2, "
-                   "mobilenet_v2_small, resnet, resnet_small, or a space JSON file")
-    q.add_argument("--input-shape", help="C,H,W to override the space's input shape (with --from-model: the "
-                   "shape the model is traced on, required)")
+    add_space_options(q, "C,H,W to override the space's input shape (with --from-model: the shape the model "
+                      "is traced on, required)")
     q.add_argument("--json", action="store_true")
     q.add_argument("--from-model", metavar="PKG.MODULE:FACTORY", help="trace your own nn.Module into a graph "
                    "space: a function or class (called without arguments) in an importable module or a .py file, "
@@ -28,39 +29,29 @@ def add_parser(sub) -> None:
                    "(default 14, as the shipped spaces; fewer: a quicker profile fit and search)")
     q.add_argument("--out", help="write the space JSON here (refused if it exists, unless --force)")
     q.add_argument("--force", action="store_true", help="let --out replace an existing file")
-    q.set_defaults(fn=run)
 
 
 def run(args) -> int:
-    from widthnas.models.families import get_space
-
     mod = (args.from_model or "").split(":")[0]  # --from-model path/to/models.py:factory, or pkg.module:factory
     model_files = [f for f in (mod, mod.replace(".", "/") + ".py") if mod and Path(f).is_file()]
-    check_outputs({"--out": args.out}, {"--space": args.space if args.space and Path(args.space).is_file() else None,
-                                        "--from-model": model_files})
+    check_outputs({"--out": args.out}, {"--space": space_file(args.space), "--from-model": model_files})
     if args.from_model:
         space = _traced_space(args)
     else:
         if args.max_mult is not None or args.levels is not None:
             raise UserError("--max-mult and --levels set the width choices of a traced model: use them with "
                             "--from-model")
-        space = get_space(args.space or "mobilenet_v1_small")
-        if args.input_shape:
-            space = space.with_input(args.input_shape)
+        space = space_from_args(args)
         if args.fixed or args.tie:
             from widthnas.models.trace import apply_constraints
 
             space = apply_constraints(space, _names(args.fixed), [_names(t) for t in args.tie or ()])
-    if args.out:
-        out = Path(args.out)
-        if out.exists() and not args.force:
-            raise UserError(f"{out} exists; choose another --out, or pass --force to replace it")
+    if args.out and Path(args.out).exists() and not args.force:
+        raise UserError(f"{Path(args.out)} exists; choose another --out, or pass --force to replace it")
     _print_space(space)
     if args.json:
         print(json.dumps(space.to_dict(), indent=1))
     if args.out:
-        from widthnas._io import atomic_write_text
-
         atomic_write_text(args.out, json.dumps(space.to_dict(), indent=1))
         print(f"space written to {args.out}; use it with --space {args.out} in profile, train, run, export")
     return 0

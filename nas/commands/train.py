@@ -1,14 +1,14 @@
 """`widthnas train`: train the slimmable supernet and record per-layer accuracy loss."""
 from __future__ import annotations
 
+from .options import add_space_options, given_settings
+
 
 def add_parser(sub) -> None:
     q = sub.add_parser("train", help="train the slimmable supernet and record per-layer accuracy loss")
     q.add_argument("--out", required=True, help="run directory")
     q.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    q.add_argument("--space", help="mobilenet_v1_small (default), mobilenet_v1, a graph space (mobilenet_v2(_small), "
-                                   "resnet(_small)) or a space JSON file")
-    q.add_argument("--input-shape")
+    add_space_options(q)
     q.add_argument("--dataset", help="fashion_mnist (default), cifar10, imagefolder, npz")
     q.add_argument("--data", help="dataset path")
     q.add_argument("--limit", type=int, help="train on only this many images")
@@ -35,22 +35,8 @@ def add_parser(sub) -> None:
     q.add_argument("--seed", type=int)
     q.add_argument("--weights", help="your model's state_dict (a space traced with `space --from-model`): the "
                    "supernet starts from it, each group's channels sorted by importance")
-    q.add_argument("--no-augment", action="store_true")
+    q.add_argument("--no-augment", dest="augment", action="store_false", default=None)
     q.add_argument("--quiet", action="store_true")
-    q.set_defaults(fn=run)
-
-
-TRAIN_FLAGS = ("space", "input_shape", "dataset", "data", "limit", "val_fraction", "epochs", "batch_size", "lr",
-               "momentum", "weight_decay", "schedule", "greedy", "lr_warmup", "n_random", "sampling", "warmup_epochs", "budget",
-               "profile", "t_start", "t_end", "threads", "device", "seed", "weights")
-
-
-def _given_train_settings(args) -> dict:
-    """The training settings given on the command line (flags left out are absent)."""
-    given = {f: getattr(args, f) for f in TRAIN_FLAGS if getattr(args, f, None) is not None}
-    if getattr(args, "no_augment", False):
-        given["augment"] = False
-    return given
 
 
 def run(args) -> int:
@@ -62,7 +48,7 @@ def run(args) -> int:
     from ..train import RESUMABLE, RUN_FILES, TrainConfig, load_train_config, train
 
     run = Path(args.out)
-    given = _given_train_settings(args)
+    given = given_settings(args, TrainConfig)
     if args.resume and (run / "train_config.json").exists():
         cfg = load_train_config(run)
         differ = {k: v for k, v in given.items() if k not in RESUMABLE and not same_setting(k, getattr(cfg, k), v)}

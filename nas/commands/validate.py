@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import math
 import sys
-import warnings
-from pathlib import Path
 
 import numpy as np
 
+from widthnas._io import atomic_write_text
+
 from ..checks import UserError, check_outputs, check_plot_path, check_remeasure
-from .validation import add_remeasure_options, plot_heldout, validation_record
+from .validation import add_remeasure_options, load_checked_samples, plot_heldout, validation_record
 
 
 def add_parser(sub) -> None:
@@ -27,13 +27,11 @@ def add_parser(sub) -> None:
                    "(timed while the machine ran at another speed than when profiled; the table is kept), or a "
                    "number in [0, 2]; recorded in the profile with --out")
     q.add_argument("--force", action="store_true", help="allow --out to replace a shipped profile in hw_profiles/")
-    q.set_defaults(fn=run)
 
 
 def run(args) -> int:
     from widthnas.latency.fit import FlopsProxy
     from widthnas.latency.registry import load_profile
-    from widthnas.latency.samples import load_samples
 
     check_outputs({"--out": args.out, "--json": args.json, "--plot": args.plot, "--remeasure-out": args.remeasure_out},
                   {"--profile": args.profile, "--samples": args.samples,
@@ -43,14 +41,7 @@ def run(args) -> int:
     check_plot_path(args.plot)
     remeasure = check_remeasure(args)
     table = load_profile(args.profile)
-    for p in args.samples:
-        if not Path(p).exists():
-            raise UserError(f"samples file {p} not found; create it with `widthnas profile --out {p}`")
-    with warnings.catch_warnings(record=True):  # counted and reported below, once
-        warnings.simplefilter("always")
-        h = load_samples(args.samples, table.space, table.device)  # refuses another space or device
-    for line in h.describe("held-out samples"):
-        print(f"warning: {line}", file=sys.stderr)
+    _, h = load_checked_samples(args.samples, table.space, "held-out samples", table.device)
     if args.elasticity is not None:
         set_elasticity(table, h, args.elasticity, args.samples)
     proxy = FlopsProxy.from_profile(table)
@@ -58,8 +49,6 @@ def run(args) -> int:
     if args.plot and proxy:
         plot_heldout(args.plot, table, h, proxy)
     if args.json:
-        from widthnas._io import atomic_write_text
-
         atomic_write_text(args.json, json.dumps(v, indent=1))
     if args.out:
         table.validation = {**v, "command": "widthnas " + " ".join(getattr(args, "argv", sys.argv[1:]))}

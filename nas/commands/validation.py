@@ -1,8 +1,12 @@
-"""What `fit --heldout` and `validate` share: the --remeasure options, the validation record on
-held-out samples (with the noise floor), its printout and the predicted-vs-measured plot."""
+"""What `fit --heldout` and `validate` share: the --remeasure options, loading samples, the validation
+record on held-out samples (with the noise floor), its printout and the predicted-vs-measured plot."""
 from __future__ import annotations
 
 import sys
+import warnings
+from pathlib import Path
+
+from ..checks import UserError
 
 
 def add_remeasure_options(q) -> None:
@@ -15,6 +19,25 @@ def add_remeasure_options(q) -> None:
                    "an input file")
 
 
+def load_checked_samples(paths, space, what: str = "samples", device: dict | None = None):
+    """(space, samples) of the files `paths`, each of which must exist; `space` is a GraphSpace or (fit) a
+    function of the first file's header space definition. What the load left out or flagged is said once."""
+    from widthnas.latency.samples import load_samples
+    from widthnas.latency.standalone_runner import read_samples
+
+    for p in paths:
+        if not Path(p).exists():
+            raise UserError(f"samples file {p} not found; create it with `widthnas profile --out {p}`")
+    if callable(space):
+        space = space(read_samples(paths[0])[0]["space"].get("def"))
+    with warnings.catch_warnings(record=True):  # counted and reported below, once
+        warnings.simplefilter("always")
+        s = load_samples(paths, space, device)  # refuses another space or device
+    for line in s.describe(what):
+        print(f"warning: {line}", file=sys.stderr)
+    return space, s
+
+
 def validation_record(table, h, proxy, heldout_paths, remeasure: int, remeasure_out) -> dict:
     """The profile's validation record on held-out samples h: the metrics, what the load found, and
     (remeasure > 0) the measured noise floor with which of the two limits the figures; printed too."""
@@ -24,7 +47,10 @@ def validation_record(table, h, proxy, heldout_paths, remeasure: int, remeasure_
     v = validate(table, h, proxy)
     v["heldout_files"] = [str(p) for p in heldout_paths]
     v["heldout_quality"] = h.quality()
-    print_validation(v)
+    for name, m in v.items():
+        if isinstance(m, dict) and "nrmse" in m and name != "noise_floor":
+            print(f"{name:12s} n={m['n']}  NRMSE {m['nrmse']:.2%}  RMSPE {m['rmspe']:.2%}  "
+                  f"within ±5% {m['within_5']:.1%}  ±10% {m['within_10']:.1%}  Kendall τ {m['kendall_tau']:.3f}")
     if remeasure:
         try:
             floor = measure_floor(h, remeasure, table.space, table.measured_ms, out=remeasure_out,
@@ -48,10 +74,3 @@ def plot_heldout(path, table, h, proxy) -> None:
                               / proxy.reference_ms},
                  f"{table.name}: held-out n={len(h)}")
     print(f"plot: {path}")
-
-
-def print_validation(v: dict) -> None:
-    for name, m in v.items():
-        if isinstance(m, dict) and "nrmse" in m and name != "noise_floor":
-            print(f"{name:12s} n={m['n']}  NRMSE {m['nrmse']:.2%}  RMSPE {m['rmspe']:.2%}  "
-                  f"within ±5% {m['within_5']:.1%}  ±10% {m['within_10']:.1%}  Kendall τ {m['kendall_tau']:.3f}")
