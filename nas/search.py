@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import time
 from pathlib import Path
 
@@ -35,16 +36,22 @@ def aim(table, budget_spec: str, margin: str, check: dict | None = None) -> tupl
     return budget, widest, target, margin_pct, margin_how
 
 
-def fastest_ms(table) -> float:
-    """The fastest network's predicted ms. Not always the narrowest's: on an overhead-bound network a fitted
-    table can rank 8 channels slower than 16 (a traced DenseNet's narrowest took 0.091 ms, its fastest 0.076)."""
+def flat_mrf(table):
+    """The profile's MRF with every unary 0: latency alone."""
     from widthnas.mrf import build_mrf
-    from widthnas.mrf.solvers import fastest
     from widthnas.mrf.unaries import from_arrays
 
     sp = table.space
-    flat = from_arrays(sp, [np.zeros(len(c)) for c in sp.choices], [np.ones(len(c), int) for c in sp.choices])
-    return fastest(build_mrf(table, flat)).latency
+    return build_mrf(table, from_arrays(sp, [np.zeros(len(c)) for c in sp.choices],
+                                        [np.ones(len(c), int) for c in sp.choices]))
+
+
+def fastest_ms(table) -> float:
+    """The fastest network's predicted ms. Not always the narrowest's: on an overhead-bound network a fitted
+    table can rank 8 channels slower than 16 (a traced DenseNet's narrowest took 0.091 ms, its fastest 0.076)."""
+    from widthnas.mrf.solvers import fastest
+
+    return fastest(flat_mrf(table)).latency
 
 
 def search(table, unaries, method: str, target_ms: float, budget_ms: float, supernet=None, splits=None,
@@ -56,10 +63,8 @@ def search(table, unaries, method: str, target_ms: float, budget_ms: float, supe
     solver ('exact', 'lagrangian', 'greedy', 'uniform') on the unaries. The uniform network is the
     largest multiplier within target_ms, for comparison. slim_images: the validation images greedy
     slimming scores its steps on (None: selection.GREEDY_IMAGES)."""
-    from widthnas.mrf import build_mrf, solve
+    from widthnas.mrf import build_mrf, solve, wide
     from widthnas.mrf.baselines import uniform
-
-    from widthnas.mrf import wide
 
     mrf = build_mrf(table, unaries)
     if wide.too_wide(mrf):  # a DenseNet's concatenations: no exact search, and the user is told
@@ -117,19 +122,15 @@ def print_widths(space, sol, uniform_sol=None, out=print) -> None:
 
 def write_pareto(path: str | Path, front, chosen=None, uniform_sol=None, budget=None) -> Path:
     """The front as CSV (latency_ms, score, widths) and a PNG beside it with the chosen point."""
-    from widthnas._io import atomic_savefig, atomic_write_text
+    from widthnas._io import atomic_savefig, atomic_write_text, pyplot
 
     path = Path(path)
     rows = [["latency_ms", "score", "widths"]] + [[f"{s.latency:.6f}", f"{s.score:.6f}", " ".join(map(str, s.widths))]
                                                   for s in front]
-    import io
-
     buf = io.StringIO()
     csv.writer(buf).writerows(rows)
     atomic_write_text(path, buf.getvalue())
     png = path.with_suffix(".png")
-    from widthnas._io import pyplot
-
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.step([s.latency for s in front], [s.score for s in front], where="post", label="Pareto front (exact)")

@@ -88,8 +88,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
+        unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown training settings {sorted(unknown)}")
         return cls(**d)
@@ -192,10 +191,6 @@ class NarrowingConfigs:
             self.unaries = Unaries.from_dict(d["unaries"], "the checkpoint's narrowing unaries")
             self.mrf = build_mrf(self.table, self.unaries)
 
-    def temperature(self, progress: float) -> float:
-        c = self.cfg
-        return c.t_start * (c.t_end / c.t_start) ** min(max(progress, 0.0), 1.0)
-
     def refresh(self, stats: LossStats, step: int, epoch: int, progress: float) -> None:
         from widthnas.mrf import build_mrf
         from widthnas.mrf import solvers as ops
@@ -207,7 +202,8 @@ class NarrowingConfigs:
         sol = ops.lagrangian(self.mrf, self.budget)
         self.gamma = sol.info["gamma"] if math.isfinite(sol.info["gamma"]) else 1e6
         spread = float(np.mean([np.ptp(s) for s in self.mrf.score_unary])) or 1e-3
-        self.temp = self.temperature(progress) * spread
+        c = self.cfg
+        self.temp = c.t_start * (c.t_end / c.t_start) ** min(max(progress, 0.0), 1.0) * spread
         self.built_at = step
         if self.log_path is not None:
             margs = ops.marginals(self.mrf, self.gamma, self.temp)
@@ -349,20 +345,16 @@ class Trainer:
     def _setup_aows(self) -> None:
         from widthnas.latency.registry import load_profile
         from widthnas.mrf import parse_budget
+        from widthnas.mrf.solvers import check_budget
+
+        from .search import flat_mrf
 
         if not self.cfg.profile or not self.cfg.budget:
             raise ValueError("aows sampling needs --profile and --budget (it narrows toward that budget)")
         self.table = load_profile(self.cfg.profile)
         check_fingerprint(self.table.space.fingerprint, self.space, f"profile {self.cfg.profile}")
         self.budget_ms = parse_budget(self.cfg.budget, self.table.predict(self.space.max_widths))
-        from widthnas.mrf import build_mrf
-        from widthnas.mrf.solvers import check_budget
-        from widthnas.mrf.unaries import from_arrays
-
-        zeros = from_arrays(self.space, [np.zeros(len(c)) for c in self.space.choices],
-                            [np.ones(len(c), int) for c in self.space.choices])
-        mrf = build_mrf(self.table, zeros)  # refuse an infeasible budget now, not after the warm-up
-        check_budget(mrf, self.budget_ms)
+        check_budget(flat_mrf(self.table), self.budget_ms)  # refuse an infeasible budget now, not after the warm-up
 
     # ---- state ---------------------------------------------------------------------------
     def state(self) -> dict:
@@ -487,8 +479,8 @@ class Trainer:
     def _end_epoch(self, e: int, loss: float, acc: float, ips: float, aows_now: bool, narrowing) -> None:
         from .evaluate import accuracy
 
-        val_acc, val_loss = accuracy(_WidestView(self.model), *self.splits.val,
-                                     self.splits.mean, self.splits.std)
+        # the supernet's forward defaults to its widest network; in eval mode no BN statistic changes
+        val_acc, val_loss = accuracy(self.model, *self.splits.val, self.splits.mean, self.splits.std)
         rec = {"epoch": e + 1, "step": self.step, "train_loss": loss, "train_acc": acc, "val_acc_widest": val_acc,
                "val_loss_widest": val_loss, "images_per_s": ips, "lr": self.opt.param_groups[0]["lr"],
                "sampling": "aows" if aows_now else "ows", "time": time.time()}
@@ -512,17 +504,6 @@ class Trainer:
             ew = [float(np.dot(m, c)) for m, c in zip(margs, self.space.choices)]
             line += f" | T {narrowing.temp:.3g}, expected widths {[int(round(w)) for w in ew]}"
         self.log(line)
-
-
-class _WidestView(torch.nn.Module):
-    """The supernet at its widest, as a plain module for `accuracy`."""
-
-    def __init__(self, sup: torch.nn.Module):
-        super().__init__()
-        self.sup = sup
-
-    def forward(self, x):
-        return self.sup(x, self.sup.max_widths, update_bn_stats=False)
 
 
 def load_train_config(run_dir: str | Path) -> TrainConfig:
