@@ -94,13 +94,12 @@ def smoothness_weights(mrf: GraphMRF, ratios: Sequence[float] = SMOOTH_RATIOS) -
 
 
 def propose(mrf: GraphMRF, budget_ms: float, ratios: Sequence[float] = SMOOTH_RATIOS,
-            greedy_score: Callable[[list[int]], float] | None = None,
             greedy_widths: list[int] | None = None) -> dict[str, list[int]]:
     """Candidate networks under the budget: the MRF optimum at each prior weight, uniform, greedy.
 
     greedy_widths: greedy slimming's answer computed elsewhere (one descent answers every budget);
-    otherwise greedy runs here, scored by `greedy_score` (the supernet) or by the MRF.
-    Distinct widths only; the first name that proposed a network keeps it.
+    otherwise greedy runs here, scored by the MRF. Distinct widths only; the first name that proposed
+    a network keeps it.
     """
     cands: dict[str, list[int]] = {}
     for r, w in zip(ratios, smoothness_weights(mrf, ratios)):
@@ -109,13 +108,11 @@ def propose(mrf: GraphMRF, budget_ms: float, ratios: Sequence[float] = SMOOTH_RA
         cands["uniform"] = uniform(mrf, budget_ms).widths
     except ValueError:  # no uniform multiplier fits this budget: the others still compete
         pass
-    cands["greedy"] = greedy_widths or greedy(mrf, budget_ms, score_fn=greedy_score, step=GREEDY_STEP).widths
-    seen, out = set(), {}
+    cands["greedy"] = greedy_widths or greedy(mrf, budget_ms, step=GREEDY_STEP).widths
+    first: dict[tuple, str] = {}
     for name, w in cands.items():
-        if tuple(w) not in seen:
-            seen.add(tuple(w))
-            out[name] = w
-    return out
+        first.setdefault(tuple(w), name)
+    return {name: cands[name] for name in first.values()}
 
 
 def score_candidates(supernet, mrf: GraphMRF, cands: dict[str, list[int]], splits,
@@ -154,17 +151,16 @@ def select(supernet, mrf: GraphMRF, cands: dict[str, list[int]], splits, unary_i
     return Selection(best["widths"], best["name"], rows)
 
 
-def reaimed_target(target_ms: float, predicted_ms: float, measured_ms: float,
-                   slack: float = REAIM_SLACK) -> float | None:
+def reaimed_target(target_ms: float, predicted_ms: float, measured_ms: float) -> float | None:
     """The target under which networks like the chosen one measure at `target_ms`, when the latency
-    model over-predicts the chosen network by more than `slack` (a fraction); None otherwise.
+    model over-predicts the chosen network by more than REAIM_SLACK (a fraction); None otherwise.
 
     The profile's error is shared by networks of similar widths, so one measurement corrects the aim
     for its neighbours; the margin under the budget stays, as cover for the measurement's noise.
     Never aims lower: a network measured over its prediction was already judged against the budget."""
     if not (np.isfinite(measured_ms) and measured_ms > 0 and predicted_ms > 0):
         return None
-    if measured_ms >= predicted_ms * (1 - slack):
+    if measured_ms >= predicted_ms * (1 - REAIM_SLACK):
         return None
     return target_ms * predicted_ms / measured_ms
 
