@@ -9,9 +9,7 @@ by least squares, rather than as marginal means (which other layers' sampled wid
 whenever sampling is not uniform). Optionally monotone per layer (a narrower width never loses
 less), by weighted isotonic regression.
 
-Graph spaces (SlimmableGraphNet): a "layer" here is a free channel group, in `free_groups` order;
-the space's `choices` and `widths_from_indices` give the same interface, and the Unaries carry
-the group names.
+A "layer" here is a free channel group of the space, in `free_groups` order.
 """
 from __future__ import annotations
 
@@ -32,11 +30,8 @@ def _design(idx: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, list[int]]:
     for i, k_i in enumerate(sizes):
         offsets.append(len(cols))
         cols.extend((i, k) for k in range(k_i - 1))
-    A = np.zeros((len(idx), len(cols) + 1))
-    for j, (i, k) in enumerate(cols):
-        A[:, j] = idx[:, i] == k
-    A[:, -1] = 1.0  # intercept: what the additive terms do not explain on average
-    return A, offsets
+    # the last column, an intercept: what the additive terms do not explain on average
+    return np.column_stack([idx[:, i] == k for i, k in cols] + [np.ones(len(idx))]), offsets
 
 
 def _penalty(sizes: list[int], offsets: list[int], n_cols: int, ridge: float, smooth: float) -> np.ndarray:
@@ -128,14 +123,8 @@ def sample_deltas(supernet, splits, n_configs: int, batch: int = 256, seed: int 
         rng = np.random.default_rng(seed)
         idx = np.stack([rng.integers(0, len(c), n_configs) for c in space.choices], 1)  # (n, layers)
     elif design == "one-at-a-time":
-        top = np.array([len(c) - 1 for c in space.choices])
-        rows = []
-        for i, c in enumerate(space.choices):
-            for k in range(len(c) - 1):
-                r = top.copy()
-                r[i] = k
-                rows.append(r)
-        idx = np.array(rows)
+        top = [len(c) - 1 for c in space.choices]
+        idx = np.array([top[:i] + [k] + top[i + 1:] for i, t in enumerate(top) for k in range(t)])
     else:
         raise ValueError(f"unary design {design!r}: choose 'random' or 'one-at-a-time'")
     from tqdm import tqdm
