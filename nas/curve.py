@@ -98,12 +98,6 @@ def write_curve(csv_path: str | Path, png_path: str | Path | None, rows: list[di
         plot_curve(png_path, rows)
 
 
-def read_curve(csv_path: str | Path) -> list[dict]:
-    with open(csv_path) as f:
-        return [{"multiplier": float(r["multiplier"]), "widths": [int(v) for v in r["widths"].split()],
-                 **{k: (float(r[k]) if r[k] else None) for k in FIELDS[2:]}} for r in csv.DictReader(f)]
-
-
 def plot_curve(path: str | Path, rows: list[dict]) -> None:
     from widthnas._io import pyplot
 
