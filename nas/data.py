@@ -72,15 +72,10 @@ def _fashion_cache() -> Path:
     return Path(os.environ.get("WIDTHNAS_CACHE", Path.home() / ".cache" / "widthnas")) / "fashion-mnist"
 
 
-def _fashion_sources(root: Path | None, cache: Path) -> list[Path]:
-    """The directories an idx file is looked for in, in order: --data `root` alone when given (never the
-    Debian copy, the cache or a download instead), else the Debian package, then the cache."""
-    return [root] if root is not None else [DEBIAN_FASHION, cache]
-
-
 def _fashion_file(name: str, root: Path | None, cache: Path, download: bool) -> bytes:
-    """One idx file: from the first of `_fashion_sources` that holds it, else a checksummed download."""
-    for d in _fashion_sources(root, cache):
+    """One idx file: from --data `root` alone when given (never the Debian copy, the cache or a download
+    instead), else from the Debian package, then the cache, else a checksummed download."""
+    for d in [root] if root is not None else [DEBIAN_FASHION, cache]:
         f = Path(d) / name
         if f.exists():
             try:
@@ -250,7 +245,7 @@ def data_files(name: str, path: str | Path | None = None) -> list[Path]:
         if path is not None:
             return [Path(path) / n for n in FASHION_FILES]
         cache = _fashion_cache()
-        return [next((d / n for d in _fashion_sources(None, cache) if (d / n).exists()), cache / n)
+        return [next((d / n for d in (DEBIAN_FASHION, cache) if (d / n).exists()), cache / n)
                 for n in FASHION_FILES]
     if path is None:  # a name ending in .npz is the file itself; another name reads nothing
         return [Path(name)] if isinstance(name, str) and name.endswith(".npz") else []
@@ -406,7 +401,7 @@ def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
     return (x.float() / 255 - mean[None, :, None, None]) / std[None, :, None, None]
 
 
-def augment(x: torch.Tensor, g: torch.Generator, pad: int = 2, flip: bool = True) -> torch.Tensor:
+def augment(x: torch.Tensor, g: torch.Generator, pad: int = 2) -> torch.Tensor:
     """Random-shift crop (zero padding) and horizontal flip, batched, on uint8 images."""
     n, c, h, w = x.shape
     xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
@@ -415,7 +410,6 @@ def augment(x: torch.Tensor, g: torch.Generator, pad: int = 2, flip: bool = True
     rows = (dy[:, None] + torch.arange(h)[None])[:, None, :, None].expand(n, c, h, w)
     cols = (dx[:, None] + torch.arange(w)[None])[:, None, None, :].expand(n, c, h, w)
     out = xp[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
-    if flip:
-        f = torch.rand(n, generator=g) < 0.5
-        out[f] = out[f].flip(-1)
+    f = torch.rand(n, generator=g) < 0.5
+    out[f] = out[f].flip(-1)
     return out
