@@ -1,7 +1,7 @@
 """Torch threads per job, measured: small networks often run faster on one thread than on two here.
 
-Two OpenMP threads spin on a 28-px network's small convolutions (half the CPU time in the kernel, issue 33);
-a 224-px network wants every core. Which holds is a property of the network, the batch and the machine,
+Two OpenMP threads spin on a 28-px network's small convolutions (half the CPU time in the kernel); a
+224-px network wants every core. Which holds is a property of the network, the batch and the machine,
 so it is timed, not assumed: a few interleaved repetitions of the job itself at each thread count. The
 thread count changes float rounding only, never which data or widths a job sees.
 """
@@ -28,9 +28,8 @@ def fastest_threads(job: Callable[[], object], counts: list[int] | None = None, 
     """(the thread count whose median time per call is lowest, {threads: median s}). Fewer threads win
     only by a clear margin (MARGIN): a noisy tie keeps today's default, all cores."""
     counts = counts or thread_counts()
-    before = torch.get_num_threads()
     times: dict[int, list[float]] = {t: [] for t in counts}
-    try:
+    with using_threads(torch.get_num_threads()):  # as many threads afterwards as before
         for t in counts:
             torch.set_num_threads(t)
             job()
@@ -40,8 +39,6 @@ def fastest_threads(job: Callable[[], object], counts: list[int] | None = None, 
                 t0 = time.perf_counter()
                 job()
                 times[t].append(time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(before)
     med = {t: float(np.median(v)) for t, v in times.items()}
     most = max(counts)
     best = min(counts, key=lambda t: med[t])

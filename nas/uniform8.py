@@ -8,6 +8,7 @@ nothing: it is found by bisection on measurements, then confirmed by a budget ve
 """
 from __future__ import annotations
 
+import itertools
 from typing import Callable, Sequence
 
 import numpy as np
@@ -98,12 +99,10 @@ def measured_uniform8(supernet, table, budget_ms: float, work_dir, rounds: int, 
     except ValueError as e:
         log(f"search: compared with the search grid's uniform network ({e})")
         return CANNOT_TIME
-    timed = 0
+    timed = itertools.count(1)
 
     def measure_said(w):  # the status line shows the bisection going on
-        nonlocal timed
-        timed += 1
-        log(f"search: uniform8: timing network {timed} (bisection over the multipliers)")
+        log(f"search: uniform8: timing network {next(timed)} (bisection over the multipliers)")
         return measure(w)
 
     try:
