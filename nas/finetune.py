@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from .data import augment, normalize
 from .device import resolve_device
 from .evaluate import accuracy
+from .greedylr import GreedyLR
 from .schedule import SCHEDULES, lr_at, ramp, warmup_steps
 
 
@@ -43,11 +44,7 @@ def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 12
     if schedule == "greedy" and not validate_each_epoch and not (greedy is not None and greedy.every):
         raise ValueError("schedule 'greedy' steps on every epoch's validation loss: keep validate_each_epoch, "
                          "or step it on the training loss every N steps (greedy every=N)")
-    sched = None
-    if schedule == "greedy":
-        from .greedylr import GreedyLR
-
-        sched = GreedyLR(opt, greedy)
+    sched = GreedyLR(opt, greedy) if schedule == "greedy" else None
     bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, dynamic_ncols=True, leave=False)
     for e in range(epochs):
         g = torch.Generator().manual_seed(seed * 7919 + e)

@@ -8,6 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from widthnas._io import atomic_savefig, atomic_write_text, pyplot
+from widthnas.mrf import build_mrf, parse_budget, solve, wide, with_margin
+from widthnas.mrf.baselines import uniform
+from widthnas.mrf.solvers import fastest
+from widthnas.mrf.unaries import from_arrays
+
 
 def variables(space) -> list[tuple[str, int, tuple[int, ...]]]:
     """(name, base channels, width choices) per search variable, a free channel group; the order
@@ -19,7 +25,6 @@ def aim(table, budget_spec: str, margin: str, check: dict | None = None) -> tupl
     """(budget ms, widest network's ms, target ms, margin %, why that margin): the budget as given
     ('0.8ms' or '60%' of the widest network) and the latency the solvers aim at, a margin under it."""
     from widthnas.latency.margin import resolve_margin
-    from widthnas.mrf import parse_budget, with_margin
 
     widest = table.predict(table.space.max_widths)
     budget = parse_budget(budget_spec, widest)
@@ -38,9 +43,6 @@ def aim(table, budget_spec: str, margin: str, check: dict | None = None) -> tupl
 
 def flat_mrf(table):
     """The profile's MRF with every unary 0: latency alone."""
-    from widthnas.mrf import build_mrf
-    from widthnas.mrf.unaries import from_arrays
-
     sp = table.space
     return build_mrf(table, from_arrays(sp, [np.zeros(len(c)) for c in sp.choices],
                                         [np.ones(len(c), int) for c in sp.choices]))
@@ -49,8 +51,6 @@ def flat_mrf(table):
 def fastest_ms(table) -> float:
     """The fastest network's predicted ms. Not always the narrowest's: on an overhead-bound network a fitted
     table can rank 8 channels slower than 16 (a traced DenseNet's narrowest took 0.091 ms, its fastest 0.076)."""
-    from widthnas.mrf.solvers import fastest
-
     return fastest(flat_mrf(table)).latency
 
 
@@ -63,9 +63,6 @@ def search(table, unaries, method: str, target_ms: float, budget_ms: float, supe
     solver ('exact', 'lagrangian', 'greedy', 'uniform') on the unaries. The uniform network is the
     largest multiplier within target_ms, for comparison. slim_images: the validation images greedy
     slimming scores its steps on (None: selection.GREEDY_IMAGES)."""
-    from widthnas.mrf import build_mrf, solve, wide
-    from widthnas.mrf.baselines import uniform
-
     mrf = build_mrf(table, unaries)
     if wide.too_wide(mrf):  # a DenseNet's concatenations: no exact search, and the user is told
         log(f"search: no exact solution for this space: {wide.why(mrf)}")
@@ -122,8 +119,6 @@ def print_widths(space, sol, uniform_sol=None, out=print) -> None:
 
 def write_pareto(path: str | Path, front, chosen=None, uniform_sol=None, budget=None) -> Path:
     """The front as CSV (latency_ms, score, widths) and a PNG beside it with the chosen point."""
-    from widthnas._io import atomic_savefig, atomic_write_text, pyplot
-
     path = Path(path)
     rows = [["latency_ms", "score", "widths"]] + [[f"{s.latency:.6f}", f"{s.score:.6f}", " ".join(map(str, s.widths))]
                                                   for s in front]

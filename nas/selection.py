@@ -13,17 +13,21 @@ Validation images: the first `unary_images` of the validation split estimate the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from widthnas.mrf import GraphMRF, build_mrf, exact, greedy, uniform
+from widthnas.latency.verdict import OVER, WITHIN, budget_verdict, describe
+from widthnas.models.space import check_fingerprint
+from widthnas.mrf import GraphMRF, Solution, Unaries, build_mrf, exact, greedy, uniform
 from widthnas.mrf.smoothness import with_smoothness
 
 from .data import normalize
 from .device import device_of
 from .evaluate import accuracy, calibrated_network
+from .unary_eval import measure_unaries
 
 SMOOTH_RATIOS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0)  # prior weight / mean per-layer score range
 UNARY_IMAGES = 512  # validation images reserved for estimating the unaries
@@ -180,8 +184,6 @@ def reaim(supernet, mrf: GraphMRF, sel: Selection, splits, target_ms: float, che
     target, judge the new candidates on the same held-out images, and keep the most accurate of all
     that *measures* within the budget (the first winner remains the fallback). slim: greedy slimming's
     Solution at target_ms, whose descent answers the looser target without another descent."""
-    from widthnas.latency.verdict import WITHIN
-
     won = next(r for r in sel.table if r["name"] == sel.name)
     if won.get("verdict") != WITHIN:
         return sel
@@ -203,8 +205,6 @@ def reaim(supernet, mrf: GraphMRF, sel: Selection, splits, target_ms: float, che
 def _first_measured_within(ranked: list[dict], check: Callable[[list[int]], dict], log) -> dict:
     """The most accurate candidate whose measured latency is within the budget; failing that, one
     the measurement cannot place; failing that, the fastest measured, with a warning."""
-    from widthnas.latency.verdict import OVER, WITHIN, describe
-
     for r in ranked:
         if "verdict" not in r:  # rows measured in an earlier round keep their verdict
             v = check(r["widths"])
@@ -228,13 +228,6 @@ def cached_measured_unaries(supernet, splits, path, n_configs: int = 1000, batch
                             log=print, progress: bool = False):
     """Post-training unaries of this supernet (nas.unary_eval, random design), kept at `path` and
     reused while they match the supernet's space."""
-    from pathlib import Path
-
-    from widthnas.models.space import check_fingerprint
-    from widthnas.mrf.unaries import Unaries
-
-    from .unary_eval import measure_unaries
-
     path = Path(path)
     if path.exists():
         u = Unaries.load(path)
@@ -257,9 +250,6 @@ def default_search(supernet, splits, table, unaries, target_ms: float, unary_ima
     predicted under the target; and when it measures well under its prediction, one more round is
     proposed at the corrected target (`reaim`), so that a profile that over-predicts this machine
     does not leave the budget unspent."""
-    from widthnas.latency.verdict import budget_verdict
-    from widthnas.mrf import Solution
-
     mrf = build_mrf(table, unaries)
     slim = greedy(mrf, target_ms, score_fn=estimation_scorer(supernet, splits, slim_images), step=GREEDY_STEP)
     cands = propose(mrf, target_ms, greedy_widths=slim.widths)
