@@ -7,12 +7,16 @@ thread count changes float rounding only, never which data or widths a job sees.
 """
 from __future__ import annotations
 
+import copy
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+from .train import UniformConfigs, make_supernet, sandwich_step
 
 REPS = 3  # timed repetitions per thread count, after one warm-up each (oneDNN meets its shapes)
 MARGIN = 0.9  # fewer threads only when they take at most this share of the time: a tie keeps all cores
@@ -71,8 +75,6 @@ def describe(best: int, med: dict) -> str:
 def training_probe(space, batch: int, n_random: int = 2, seed: int = 0) -> Callable[[], object]:
     """One sandwich step of a fresh supernet of `space` on random images (NHWC, as training runs), the same
     configurations every call: each thread count times the same work."""
-    from .train import UniformConfigs, make_supernet, sandwich_step
-
     cl = torch.channels_last
     gen = torch.Generator().manual_seed(seed)
     sup = make_supernet(space).to(memory_format=cl)
@@ -86,8 +88,6 @@ def training_probe(space, batch: int, n_random: int = 2, seed: int = 0) -> Calla
 def evaluation_probe(supernet, images: int, seed: int = 0) -> Callable[[], object]:
     """No-grad forwards of `supernet` on `images` random images at 3 random widths, the same every call
     (measured unaries, greedy's scorer, held-out accuracy)."""
-    from .train import UniformConfigs
-
     space = supernet.space
     x = torch.randn(images, *space.input_shape, generator=torch.Generator().manual_seed(seed))
     widths = [space.widths_from_indices(c) for c in UniformConfigs(space).draw(3, np.random.default_rng(seed))]
@@ -105,10 +105,6 @@ def evaluation_probe(supernet, images: int, seed: int = 0) -> Callable[[], objec
 
 def finetune_probe(net, batch: int, seed: int = 0) -> Callable[[], object]:
     """One training step of a copy of `net` (the network itself stays as it is), NHWC."""
-    import copy
-
-    import torch.nn.functional as F
-
     cl = torch.channels_last
     twin = copy.deepcopy(net).to(memory_format=cl).train()
     opt = torch.optim.SGD(twin.parameters(), lr=1e-3)

@@ -35,6 +35,7 @@ from widthnas.mrf import Unaries, build_mrf, lagrangian, marginals, parse_budget
 from widthnas.mrf.solvers import check_budget
 from widthnas.mrf.unaries import from_arrays
 
+from .checks import INT_NONNEG, INT_POS, POSITIVE, Rule, check_settings
 from .data import augment, check_fits, load_dataset, normalize, split
 from .device import resolve_device
 from .evaluate import accuracy
@@ -83,21 +84,12 @@ class TrainConfig:
 
     def check(self, where: str = "") -> None:
         """Refuse bad numbers (option names in the message) before anything is trained or written."""
-        from .checks import INT_NONNEG, INT_POS, POSITIVE, Rule, check_settings
-
         check_settings(self, {
             "limit": Rule(integer=True, low=1, none_ok=True), "val_fraction": Rule(above=0, below=1),
             "epochs": INT_POS, "batch_size": INT_POS, "lr": POSITIVE, "momentum": Rule(low=0, below=1),
             "weight_decay": Rule(low=0), "lr_warmup": Rule(low=0, high=1), "n_random": INT_NONNEG,
             "warmup_epochs": INT_NONNEG, "t_start": POSITIVE, "t_end": POSITIVE, "refresh": INT_POS,
             "threads": INT_NONNEG, "seed": INT_NONNEG}, where)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown training settings {sorted(unknown)}")
-        return cls(**d)
 
 
 def build_space(cfg: TrainConfig):
@@ -501,7 +493,10 @@ def load_train_config(run_dir: str | Path) -> TrainConfig:
     for k in ("space_fingerprint", "world_size"):
         saved.pop(k, None)
     saved.setdefault("lr_warmup", 0.0)  # runs recorded before the ramp existed resume without one
-    return TrainConfig.from_dict(saved)
+    unknown = set(saved) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise ValueError(f"unknown training settings {sorted(unknown)}")
+    return TrainConfig(**saved)
 
 
 def load_run(run_dir: str | Path):
