@@ -22,10 +22,10 @@ def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 12
     returns per-epoch metrics (val accuracy, lr).
 
     loss_fn(logits, labels, uint8 images) replaces the cross-entropy, e.g. nas.flips.congruent_loss.
-    channels_last: train in NHWC, 1.5-1.6x faster here on CPU (docs/RESULTS.md §0.6); the network is
-    handed back in the default layout, so export and state dicts do not change.
-    validate_each_epoch=False: the validation split is evaluated after the last epoch only (earlier
-    records carry None), which changes no weight: retraining from scratch saves ~10 % of its time.
+    channels_last: train in NHWC, faster on CPU (docs/RESULTS.md §0.6); the network is handed back in
+    the default layout, so export and state dicts do not change.
+    validate_each_epoch=False: validate after the last epoch only (earlier records carry None): less
+    time, the same weights.
     progress: a bar over every step of every epoch (`desc` names it), left off the terminal when done.
     """
     from tqdm import tqdm

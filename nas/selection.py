@@ -172,10 +172,7 @@ def reaimed_target(target_ms: float, predicted_ms: float, measured_ms: float) ->
 def greedy_at(path: list | None, target_ms: float) -> list[int] | None:
     """Greedy slimming's answer at a looser target, read off its descent (widths, ms, score), widest first;
     None when the descent stopped short of it (greedy then answered with the fastest network)."""
-    for widths, ms, _ in path or []:
-        if ms <= target_ms:
-            return list(widths)
-    return None
+    return next((list(widths) for widths, ms, _ in path or [] if ms <= target_ms), None)
 
 
 def reaim(supernet, mrf: GraphMRF, sel: Selection, splits, target_ms: float, check: Callable[[list[int]], dict],
