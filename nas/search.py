@@ -57,7 +57,6 @@ def fastest_ms(table) -> float:
 def search(table, unaries, method: str, target_ms: float, budget_ms: float, supernet=None, splits=None,
            measure=None, log=print, slim_images: int | None = None):
     """The search `widthnas search` and `widthnas run` both make: (chosen, uniform or None, the MRF).
-
     method 'select' (the default): MRF candidates, uniform and greedy judged by the supernet on held-out
     images, the winner measured within budget_ms when `measure` is given (nas/selection.py); else one
     solver ('exact', 'lagrangian', 'greedy', 'uniform') on the unaries. The uniform network is the

@@ -140,7 +140,6 @@ def _ranked(rows: list[dict]) -> list[dict]:
 def select(supernet, mrf: GraphMRF, cands: dict[str, list[int]], splits, unary_images: int | None = None,
            log=print, check: Callable[[list[int]], dict] | None = None) -> Selection:
     """The candidate with the highest held-out supernet accuracy (cross-entropy breaks ties).
-
     check(widths) -> a budget verdict (latency.verdict.budget_verdict): when given, candidates are
     measured on the device in order of accuracy, and the first one *measured* within the budget wins.
     The latency model is right to its validated error, not exactly: a candidate predicted just under
@@ -239,14 +238,11 @@ def cached_measured_unaries(supernet, splits, path, n_configs: int = 1000, batch
 def default_search(supernet, splits, table, unaries, target_ms: float, unary_images: int | None = None,
                    log=print, budget_ms: float | None = None,
                    measure: Callable[[list[int]], float] | None = None, slim_images: int | None = None):
-    """The default of `widthnas search` and `widthnas run`: MRF candidates (several smoothness
-    weights), uniform and greedy, judged by the supernet on held-out validation images.
-
-    measure(widths) -> ms on the device at the profile's speed (nas.export.measure_exported), with
-    budget_ms: the winner must also *measure* within the budget (select's `check`), not only be
-    predicted under the target; and when it measures well under its prediction, one more round is
-    proposed at the corrected target (`reaim`), so that a profile that over-predicts this machine
-    does not leave the budget unspent."""
+    """The default of `widthnas search` and `widthnas run`: MRF candidates (several smoothness weights),
+    uniform and greedy, judged by the supernet on held-out validation images. With measure(widths) -> ms
+    at the profile's speed (nas.export.measure_exported) and budget_ms, the winner must also *measure*
+    within the budget (select's `check`); when it measures well under its prediction, one more round aims
+    at the corrected target (`reaim`), so a profile that over-predicts this machine leaves no budget unspent."""
     mrf = build_mrf(table, unaries)
     slim = greedy(mrf, target_ms, score_fn=estimation_scorer(supernet, splits, slim_images), step=GREEDY_STEP)
     cands = propose(mrf, target_ms, greedy_widths=slim.widths)

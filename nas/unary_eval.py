@@ -105,12 +105,9 @@ def choose_smooth(idx: np.ndarray, delta: np.ndarray, sizes: list[int], grid=SMO
 def sample_deltas(supernet, splits, n_configs: int, batch: int = 256, seed: int = 0,
                   design: str = "random", progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(idx (n, layers), delta (n,) nats): configurations' loss increase over the widest network,
-    every one on the same first `batch` validation images.
-
-    design "random": n_configs configurations drawn uniformly; "one-at-a-time": every width of
-    every layer with all other layers at their widest (the source article's measurement; n_configs
-    is ignored, sum of the layers' choice counts minus one per layer are evaluated).
-    """
+    every one on the same first `batch` validation images. design "random": n_configs configurations
+    drawn uniformly; "one-at-a-time" (the source article's measurement; n_configs is ignored): every
+    non-widest width of every layer, all other layers at their widest."""
     space = supernet.space
     xv, yv = splits.val
     dev = device_of(supernet)
@@ -142,10 +139,8 @@ def measure_unaries(supernet, splits, n_configs: int = 400, batch: int = 256, se
                     ridge: float = 1e-3, monotone: bool = True, smooth: float | None = None, log=print,
                     design: str = "random", progress: bool = False):
     """Per-(layer, width) loss increase, from `n_configs` uniformly sampled configurations
-    (design "random") or from one layer varied at a time against the widest network.
-
-    smooth=None picks the curvature penalty by 5-fold cross-validation over SMOOTH_GRID.
-    """
+    (design "random") or from one layer varied at a time against the widest network. smooth=None
+    picks the curvature penalty by 5-fold cross-validation over SMOOTH_GRID."""
     space = supernet.space
     sizes = [len(c) for c in space.choices]
     idx, delta = sample_deltas(supernet, splits, n_configs, batch, seed, design, progress)

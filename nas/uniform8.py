@@ -13,8 +13,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from widthnas.latency.verdict import WITHIN
+from widthnas.latency.verdict import WITHIN, budget_verdict
 from widthnas.models.space import ROUND_TO
+
+from .export import network_measurer
 
 Widths = list[int]
 
@@ -90,10 +92,6 @@ def measured_uniform8(supernet, table, budget_ms: float, work_dir, rounds: int, 
     (method "uniform8", grid "dense8": widths off the search grid, so nothing is predicted); None when no
     multiplier fits; CANNOT_TIME when the profile's networks cannot be timed on this machine. dense_space:
     supernet.space.with_dense_choices(), when the caller already has it."""
-    from widthnas.latency.verdict import budget_verdict
-
-    from .export import network_measurer
-
     try:
         measure = network_measurer(supernet, table, work_dir, rounds, round_ms, space=dense_space or supernet.space.with_dense_choices())
     except ValueError as e:
