@@ -44,10 +44,8 @@ class Selection:
     reaimed_ms: float | None = None  # the second round's target (ms), when the first winner measured under its prediction
 
     def to_info(self) -> dict:
-        info = {"selected": self.name, "candidates": self.table}
-        if self.reaimed_ms is not None:
-            info["reaimed_ms"] = self.reaimed_ms
-        return info
+        return {"selected": self.name, "candidates": self.table,
+                **({"reaimed_ms": self.reaimed_ms} if self.reaimed_ms is not None else {})}
 
 
 def unary_image_count(splits) -> int:
