@@ -25,14 +25,12 @@ class NoMultiplierFits(ValueError):
     """Even the narrowest multiplier rounded to 8 channels does not measure within the budget."""
 
 
-def multiplier_candidates(space, lo: float = 0.05, hi: float | None = None,
-                          step: float = 0.005) -> list[tuple[float, Widths]]:
+def multiplier_candidates(space) -> list[tuple[float, Widths]]:
     """(multiplier, widths) of every distinct network a multiplier rounded to 8 channels gives, ascending
-    (so ascending in latency). hi: default the multiplier that reaches every group's widest choice."""
-    if hi is None:
-        hi = max(g.choices[-1] / g.base for g in space.free_groups)
+    (so ascending in latency): from 0.05 in steps of 0.005 to the one that reaches every group's widest choice."""
+    hi = max(g.choices[-1] / g.base for g in space.free_groups)
     out: list[tuple[float, Widths]] = []
-    for m in np.arange(lo, hi + 1e-9, step):
+    for m in np.arange(0.05, hi + 1e-9, 0.005):
         w = space.multiplier_widths(float(m), ROUND_TO)
         if not out or w != out[-1][1]:
             out.append((round(float(m), 3), w))
