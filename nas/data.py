@@ -151,8 +151,8 @@ def cifar10(root: str) -> Dataset:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-def image_folder(root: str, size: tuple[int, int] | None = None, channels: int = 3) -> Dataset:
-    """root/train/<class>/*.png|jpg and root/test/<class>/... (or root/val/...)."""
+def image_folder(root: str) -> Dataset:
+    """root/train/<class>/*.png|jpg and root/test/<class>/... (or root/val/...), read as RGB."""
     from PIL import Image
 
     check_data("imagefolder", root)
@@ -163,20 +163,17 @@ def image_folder(root: str, size: tuple[int, int] | None = None, channels: int =
         xs, ys = [], []
         for c, f in _split_images(split, classes):
             try:
-                im = Image.open(f).convert("L" if channels == 1 else "RGB")
+                im = Image.open(f).convert("RGB")
             except Exception as e:  # a damaged image, or another kind of file under an image's name
                 raise DatasetError(f"{f} cannot be read as an image ({type(e).__name__}); found "
                                    f"{describe_path(f)}; remove it or replace it with a whole image") from None
-            if size:
-                im = im.resize((size[1], size[0]))
-            a = np.asarray(im, np.uint8)
-            xs.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+            xs.append(np.asarray(im, np.uint8).transpose(2, 0, 1))
             ys.append(c)
         if not xs:
             raise DatasetError(f"no images in {split}")
         shapes = {x.shape for x in xs}
         if len(shapes) > 1:
-            raise DatasetError(f"images in {split} differ in size {sorted(shapes)[:3]}; pass a size to resize them")
+            raise DatasetError(f"images in {split} differ in size {sorted(shapes)[:3]}; resize them to one size")
         return torch.from_numpy(np.stack(xs)), torch.tensor(ys)
 
     xtr, ytr = load(r / "train")
@@ -382,8 +379,7 @@ def check_fits(ds: Dataset, space) -> None:
 def split(ds: Dataset, val_fraction: float = 0.1, seed: int = 0, limit: int | None = None) -> Splits:
     """Seeded validation split from train; `limit` keeps only that many training images (for quick runs)."""
     n = len(ds.y_train)
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n, generator=g)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_val = max(1, int(round(n * val_fraction)))
     val_idx, tr_idx = perm[:n_val], perm[n_val:]
     if limit:
