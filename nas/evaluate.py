@@ -18,12 +18,13 @@ def calibration_images(splits, n: int, seed: int = 0) -> torch.Tensor:
 
 
 def recalibrate_bn(net: nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                   batch: int = 128) -> None:
-    """Reset every BatchNorm's running statistics and re-estimate them from `images`:
-    torch.optim.swa_utils.update_bn, a cumulative average with the weights frozen.
+                   n_images: int | None = None, batch: int = 128) -> None:
+    """Reset every BatchNorm's running statistics and re-estimate them from (the first `n_images`
+    of) `images`: torch.optim.swa_utils.update_bn, a cumulative average with the weights frozen.
     Shared supernet statistics fit no single configuration."""
     from torch.optim.swa_utils import update_bn
 
+    images = images[:n_images]
     if len(images) == 0:
         raise ValueError("no images to recalibrate BatchNorm on: its statistics would be reset to mean 0, "
                          "variance 1; give at least one calibration image")

@@ -14,6 +14,8 @@ from widthnas.mrf.baselines import uniform
 from widthnas.mrf.solvers import fastest
 from widthnas.mrf.unaries import from_arrays
 
+from .selection import default_search
+
 
 def variables(space) -> list[tuple[str, int, tuple[int, ...]]]:
     """(name, base channels, width choices) per search variable, a free channel group; the order
@@ -66,8 +68,6 @@ def search(table, unaries, method: str, target_ms: float, budget_ms: float, supe
     if wide.too_wide(mrf):  # a DenseNet's concatenations: no exact search, and the user is told
         log(f"search: no exact solution for this space: {wide.why(mrf)}")
     if method == "select":
-        from .selection import default_search
-
         sol = default_search(supernet, splits, table, unaries, target_ms, log=log, budget_ms=budget_ms,
                              measure=measure, slim_images=slim_images)
     else:

@@ -28,6 +28,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from widthnas._io import append_line, append_text, atomic_path, atomic_write_text, read_jsonl
+from widthnas.latency.registry import load_profile
 from widthnas.models.families import get_space
 from widthnas.models.net import GraphNet, SlimmableGraphNet
 from widthnas.models.space import check_fingerprint
@@ -329,8 +330,6 @@ class Trainer:
                                               self.run_dir / "narrowing.jsonl" if self.rank == 0 else None)
 
     def _setup_aows(self) -> None:
-        from widthnas.latency.registry import load_profile
-
         if not self.cfg.profile or not self.cfg.budget:
             raise ValueError("aows sampling needs --profile and --budget (it narrows toward that budget)")
         self.table = load_profile(self.cfg.profile)
