@@ -49,18 +49,17 @@ def export_onnx(net, space, path: str | Path, real_inputs: torch.Tensor | None =
             "conv_out_channels": [int(i.dims[0]) for i in convs]}
 
 
+@torch.no_grad()
 def _compare(net, space, sess, real_inputs) -> tuple[float, dict]:
     """(worst max abs difference, per-input differences) of onnxruntime against torch."""
     g = torch.Generator().manual_seed(123)
     diffs = {}
     for b in (1, 5):
         xi = torch.randn(b, *space.input_shape, generator=g)
-        with torch.no_grad():
-            ref = net(xi).numpy()
+        ref = net(xi).numpy()
         diffs[f"random_batch{b}"] = float(np.abs(sess.run(None, {"input": xi.numpy()})[0] - ref).max())
     if real_inputs is not None:
-        with torch.no_grad():
-            ref = net(real_inputs).numpy()
+        ref = net(real_inputs).numpy()
         got = sess.run(None, {"input": real_inputs.numpy().astype(np.float32)})[0]
         diffs["real"] = float(np.abs(got - ref).max())
         diffs["real_argmax_agree"] = float((got.argmax(1) == ref.argmax(1)).mean())
