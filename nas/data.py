@@ -111,8 +111,7 @@ def fashion_mnist(root: str | None = None, download: bool = True) -> Dataset:
     if r is not None:
         check_data("fashion_mnist", str(r))
     get = lambda n: _read_idx(_fashion_file(n, r, cache, download))  # noqa: E731
-    xtr, ytr = get("train-images-idx3-ubyte.gz"), get("train-labels-idx1-ubyte.gz")
-    xte, yte = get("t10k-images-idx3-ubyte.gz"), get("t10k-labels-idx1-ubyte.gz")
+    xtr, ytr, xte, yte = map(get, FASHION_FILES)  # train images, train labels, test images, test labels
     t = lambda x: torch.from_numpy(x.copy())[:, None]  # noqa: E731  (N, 1, 28, 28)
     return Dataset("fashion_mnist", t(xtr), torch.from_numpy(ytr.astype(np.int64)), t(xte),
                    torch.from_numpy(yte.astype(np.int64)), 10)
