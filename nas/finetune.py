@@ -32,9 +32,8 @@ def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 12
 
     xtr, ytr = splits.train
     dev = resolve_device(device)
-    net.to(dev)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    net.to(memory_format=fmt)
+    net.to(dev, memory_format=fmt)
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     steps = max(1, len(ytr) // batch_size)
     total, step, history = steps * epochs, 0, []
