@@ -15,25 +15,22 @@ from typing import Callable
 
 import numpy as np
 
-from widthnas._io import atomic_savefig, atomic_write_text
+from widthnas._io import atomic_savefig, atomic_write_text, pyplot
 
 FIELDS = ("multiplier", "widths", "predicted_ms", "measured_ms", "supernet_error", "retrain_error")
 
 
-def uniform_networks(space, multipliers=None) -> list[tuple[float, list[int]]]:
+def uniform_networks(space) -> list[tuple[float, list[int]]]:
     """(multiplier, widths) for each distinct uniform network, narrowest first (0.2x-1.5x in 0.1 steps)."""
-    mults = np.round(np.arange(0.2, 1.5001, 0.1), 2) if multipliers is None else multipliers
-    out, seen = [], set()
-    for m in mults:
+    nets: dict[tuple, tuple[float, list[int]]] = {}
+    for m in np.round(np.arange(0.2, 1.5001, 0.1), 2):
         w = space.uniform(float(m))
-        if tuple(w) not in seen:
-            seen.add(tuple(w))
-            out.append((float(m), w))
-    return out
+        nets.setdefault(tuple(w), (float(m), w))  # the first multiplier that gives these widths
+    return list(nets.values())
 
 
 def supernet_curve(supernet, space, splits, split: str = "test", calib_images: int = 1024, table=None,
-                   measure: bool = False, multipliers=None, log: Callable[[str], None] = print) -> list[dict]:
+                   measure: bool = False, log: Callable[[str], None] = print) -> list[dict]:
     """Error of each uniform network materialized from the supernet after BN recalibration; latency
     predicted by `table`, and measured (exported to ONNX, timed beside the reference) with `measure`."""
     from .evaluate import accuracy, calibrated_network
@@ -42,7 +39,7 @@ def supernet_curve(supernet, space, splits, split: str = "test", calib_images: i
         raise ValueError("measured latency needs a latency profile; pass --profile (or --no-measure)")
     x, y = getattr(splits, split)
     rows = []
-    for m, widths in uniform_networks(space, multipliers):
+    for m, widths in uniform_networks(space):
         net = calibrated_network(supernet, widths, splits, calib_images)
         err = 1 - accuracy(net, x, y, splits.mean, splits.std)[0]
         row = {"multiplier": m, "widths": widths, "predicted_ms": table.predict(widths) if table else None,
@@ -98,15 +95,7 @@ def write_curve(csv_path: str | Path, png_path: str | Path | None, rows: list[di
         plot_curve(png_path, rows)
 
 
-def read_curve(csv_path: str | Path) -> list[dict]:
-    with open(csv_path) as f:
-        return [{"multiplier": float(r["multiplier"]), "widths": [int(v) for v in r["widths"].split()],
-                 **{k: (float(r[k]) if r[k] else None) for k in FIELDS[2:]}} for r in csv.DictReader(f)]
-
-
 def plot_curve(path: str | Path, rows: list[dict]) -> None:
-    from widthnas._io import pyplot
-
     plt = pyplot()
     lat_key = "measured_ms" if rows and rows[0]["measured_ms"] is not None else "predicted_ms"
     has_lat = bool(rows) and rows[0][lat_key] is not None

@@ -72,15 +72,10 @@ def _fashion_cache() -> Path:
     return Path(os.environ.get("WIDTHNAS_CACHE", Path.home() / ".cache" / "widthnas")) / "fashion-mnist"
 
 
-def _fashion_sources(root: Path | None, cache: Path) -> list[Path]:
-    """The directories an idx file is looked for in, in order: --data `root` alone when given (never the
-    Debian copy, the cache or a download instead), else the Debian package, then the cache."""
-    return [root] if root is not None else [DEBIAN_FASHION, cache]
-
-
 def _fashion_file(name: str, root: Path | None, cache: Path, download: bool) -> bytes:
-    """One idx file: from the first of `_fashion_sources` that holds it, else a checksummed download."""
-    for d in _fashion_sources(root, cache):
+    """One idx file: from --data `root` alone when given (never the Debian copy, the cache or a download
+    instead), else from the Debian package, then the cache, else a checksummed download."""
+    for d in [root] if root is not None else [DEBIAN_FASHION, cache]:
         f = Path(d) / name
         if f.exists():
             try:
@@ -116,8 +111,7 @@ def fashion_mnist(root: str | None = None, download: bool = True) -> Dataset:
     if r is not None:
         check_data("fashion_mnist", str(r))
     get = lambda n: _read_idx(_fashion_file(n, r, cache, download))  # noqa: E731
-    xtr, ytr = get("train-images-idx3-ubyte.gz"), get("train-labels-idx1-ubyte.gz")
-    xte, yte = get("t10k-images-idx3-ubyte.gz"), get("t10k-labels-idx1-ubyte.gz")
+    xtr, ytr, xte, yte = map(get, FASHION_FILES)  # train images, train labels, test images, test labels
     t = lambda x: torch.from_numpy(x.copy())[:, None]  # noqa: E731  (N, 1, 28, 28)
     return Dataset("fashion_mnist", t(xtr), torch.from_numpy(ytr.astype(np.int64)), t(xte),
                    torch.from_numpy(yte.astype(np.int64)), 10)
@@ -156,8 +150,8 @@ def cifar10(root: str) -> Dataset:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
-def image_folder(root: str, size: tuple[int, int] | None = None, channels: int = 3) -> Dataset:
-    """root/train/<class>/*.png|jpg and root/test/<class>/... (or root/val/...)."""
+def image_folder(root: str) -> Dataset:
+    """root/train/<class>/*.png|jpg and root/test/<class>/... (or root/val/...), read as RGB."""
     from PIL import Image
 
     check_data("imagefolder", root)
@@ -168,20 +162,17 @@ def image_folder(root: str, size: tuple[int, int] | None = None, channels: int =
         xs, ys = [], []
         for c, f in _split_images(split, classes):
             try:
-                im = Image.open(f).convert("L" if channels == 1 else "RGB")
+                im = Image.open(f).convert("RGB")
             except Exception as e:  # a damaged image, or another kind of file under an image's name
                 raise DatasetError(f"{f} cannot be read as an image ({type(e).__name__}); found "
                                    f"{describe_path(f)}; remove it or replace it with a whole image") from None
-            if size:
-                im = im.resize((size[1], size[0]))
-            a = np.asarray(im, np.uint8)
-            xs.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+            xs.append(np.asarray(im, np.uint8).transpose(2, 0, 1))
             ys.append(c)
         if not xs:
             raise DatasetError(f"no images in {split}")
         shapes = {x.shape for x in xs}
         if len(shapes) > 1:
-            raise DatasetError(f"images in {split} differ in size {sorted(shapes)[:3]}; pass a size to resize them")
+            raise DatasetError(f"images in {split} differ in size {sorted(shapes)[:3]}; resize them to one size")
         return torch.from_numpy(np.stack(xs)), torch.tensor(ys)
 
     xtr, ytr = load(r / "train")
@@ -250,7 +241,7 @@ def data_files(name: str, path: str | Path | None = None) -> list[Path]:
         if path is not None:
             return [Path(path) / n for n in FASHION_FILES]
         cache = _fashion_cache()
-        return [next((d / n for d in _fashion_sources(None, cache) if (d / n).exists()), cache / n)
+        return [next((d / n for d in (DEBIAN_FASHION, cache) if (d / n).exists()), cache / n)
                 for n in FASHION_FILES]
     if path is None:  # a name ending in .npz is the file itself; another name reads nothing
         return [Path(name)] if isinstance(name, str) and name.endswith(".npz") else []
@@ -387,8 +378,7 @@ def check_fits(ds: Dataset, space) -> None:
 def split(ds: Dataset, val_fraction: float = 0.1, seed: int = 0, limit: int | None = None) -> Splits:
     """Seeded validation split from train; `limit` keeps only that many training images (for quick runs)."""
     n = len(ds.y_train)
-    g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n, generator=g)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_val = max(1, int(round(n * val_fraction)))
     val_idx, tr_idx = perm[:n_val], perm[n_val:]
     if limit:
@@ -406,7 +396,7 @@ def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
     return (x.float() / 255 - mean[None, :, None, None]) / std[None, :, None, None]
 
 
-def augment(x: torch.Tensor, g: torch.Generator, pad: int = 2, flip: bool = True) -> torch.Tensor:
+def augment(x: torch.Tensor, g: torch.Generator, pad: int = 2) -> torch.Tensor:
     """Random-shift crop (zero padding) and horizontal flip, batched, on uint8 images."""
     n, c, h, w = x.shape
     xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
@@ -415,7 +405,6 @@ def augment(x: torch.Tensor, g: torch.Generator, pad: int = 2, flip: bool = True
     rows = (dy[:, None] + torch.arange(h)[None])[:, None, :, None].expand(n, c, h, w)
     cols = (dx[:, None] + torch.arange(w)[None])[:, None, None, :].expand(n, c, h, w)
     out = xp[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
-    if flip:
-        f = torch.rand(n, generator=g) < 0.5
-        out[f] = out[f].flip(-1)
+    f = torch.rand(n, generator=g) < 0.5
+    out[f] = out[f].flip(-1)
     return out

@@ -34,10 +34,8 @@ def recalibrate_bn(net: nn.Module, images: torch.Tensor, mean: torch.Tensor, std
 @torch.no_grad()
 def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
              batch: int = 128) -> tuple[float, float]:
-    """(top-1 accuracy, mean cross-entropy) in eval mode.
-
-    batch 128: on this 2-core CPU a 512-image batch evaluates 2.3-3.3x slower (its activations
-    leave the cache), measured on mobilenet_v1_small networks at 1 and 2 threads."""
+    """(top-1 accuracy, mean cross-entropy) in eval mode. batch 128: on a CPU, larger batches evaluate
+    several times slower (their activations leave the cache)."""
     was = net.training
     net.eval()
     dev = device_of(net)

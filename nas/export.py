@@ -19,13 +19,10 @@ class ExportError(ValueError):
 
 def export_onnx(net, space, path: str | Path, real_inputs: torch.Tensor | None = None, opset: int = 17,
                 tolerance: float = 1e-3) -> dict:
-    """Export with a dynamic batch axis; check the graph; compare onnxruntime with torch.
-
-    Runs a forward pass first (shapes, eval-mode BN), exports through the TorchScript-based
-    exporter, checks with onnx.checker(full_check=True), then compares outputs on fresh random
-    inputs at two batch sizes and on `real_inputs` (already normalised) when given.
-    Returns the verification figures; the file appears only when all checks passed.
-    """
+    """Export with a dynamic batch axis (TorchScript exporter, after an eval-mode forward pass), check the
+    graph (onnx.checker, full_check), and compare onnxruntime with torch on random inputs at two batch
+    sizes and on `real_inputs` (already normalised) when given. Returns the verification figures; the
+    file appears only when all checks passed."""
     import onnx
     import onnxruntime as ort
 
@@ -52,18 +49,17 @@ def export_onnx(net, space, path: str | Path, real_inputs: torch.Tensor | None =
             "conv_out_channels": [int(i.dims[0]) for i in convs]}
 
 
+@torch.no_grad()
 def _compare(net, space, sess, real_inputs) -> tuple[float, dict]:
     """(worst max abs difference, per-input differences) of onnxruntime against torch."""
     g = torch.Generator().manual_seed(123)
     diffs = {}
     for b in (1, 5):
         xi = torch.randn(b, *space.input_shape, generator=g)
-        with torch.no_grad():
-            ref = net(xi).numpy()
+        ref = net(xi).numpy()
         diffs[f"random_batch{b}"] = float(np.abs(sess.run(None, {"input": xi.numpy()})[0] - ref).max())
     if real_inputs is not None:
-        with torch.no_grad():
-            ref = net(real_inputs).numpy()
+        ref = net(real_inputs).numpy()
         got = sess.run(None, {"input": real_inputs.numpy().astype(np.float32)})[0]
         diffs["real"] = float(np.abs(got - ref).max())
         diffs["real_argmax_agree"] = float((got.argmax(1) == ref.argmax(1)).mean())
@@ -95,17 +91,14 @@ def verify_timing(table, rounds: int = 7, round_ms: float = 20.0):
 
 
 def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float = 20.0, guard=None) -> dict:
-    """Latency of the exported model on this machine, timed like the profile was (beside the
-    reference network), so it compares with the profile's prediction.
-
-    `normalised_ms` is the latency at the profile's host speed: read off the profile's ladder of
-    reference networks when it has one (latency/ref_ladder.py: timed again beside the two rungs that
-    bracket it), else off the reference alone (`reference_normalised_ms`, always reported).
-    With a `latency.standalone_runner.LoadGuard` (keep one across repeated measurements), a
-    measurement taken while the machine was disturbed is said, waited out and repeated;
-    `remeasured` and `disturbed` say what happened; `unsettled` counts its timings (network beside
-    reference, beside rungs) that never met their spread target. `machine_note` is set when the reference
-    ran so far off its profiled time that this is another machine (also in `host_note`)."""
+    """Latency of the exported model on this machine, timed like the profile was (beside the reference
+    network), so it compares with the profile's prediction. `normalised_ms`: at the profile's host speed,
+    read off its ladder of reference networks when it has one (latency/ref_ladder.py: timed again beside
+    the two rungs that bracket it), else off the reference alone (`reference_normalised_ms`, always
+    reported). With a `latency.standalone_runner.LoadGuard` (keep one across repeated measurements), a
+    measurement taken while the machine was disturbed is said, waited out and repeated (`remeasured`,
+    `disturbed`); `unsettled` counts its timings that never met their spread target. `machine_note`: the
+    reference ran so far off its profiled time that this is another machine (also in `host_note`)."""
     from widthnas.latency import standalone_runner as sr
     from widthnas.latency.host_state import machine_note, speed_note
     from widthnas.latency.ref_ladder import ladder_estimate, read_ladder

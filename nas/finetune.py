@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from .data import augment, normalize
 from .device import resolve_device
 from .evaluate import accuracy
+from .greedylr import GreedyLR
 from .schedule import SCHEDULES, lr_at, ramp, warmup_steps
 
 
@@ -21,19 +22,18 @@ def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 12
     returns per-epoch metrics (val accuracy, lr).
 
     loss_fn(logits, labels, uint8 images) replaces the cross-entropy, e.g. nas.flips.congruent_loss.
-    channels_last: train in NHWC, 1.5-1.6x faster here on CPU (docs/RESULTS.md §0.6); the network is
-    handed back in the default layout, so export and state dicts do not change.
-    validate_each_epoch=False: the validation split is evaluated after the last epoch only (earlier
-    records carry None), which changes no weight: retraining from scratch saves ~10 % of its time.
+    channels_last: train in NHWC, faster on CPU (docs/RESULTS.md §0.6); the network is handed back in
+    the default layout, so export and state dicts do not change.
+    validate_each_epoch=False: validate after the last epoch only (earlier records carry None): less
+    time, the same weights.
     progress: a bar over every step of every epoch (`desc` names it), left off the terminal when done.
     """
     from tqdm import tqdm
 
     xtr, ytr = splits.train
     dev = resolve_device(device)
-    net.to(dev)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    net.to(memory_format=fmt)
+    net.to(dev, memory_format=fmt)
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     steps = max(1, len(ytr) // batch_size)
     total, step, history = steps * epochs, 0, []
@@ -43,11 +43,7 @@ def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 12
     if schedule == "greedy" and not validate_each_epoch and not (greedy is not None and greedy.every):
         raise ValueError("schedule 'greedy' steps on every epoch's validation loss: keep validate_each_epoch, "
                          "or step it on the training loss every N steps (greedy every=N)")
-    sched = None
-    if schedule == "greedy":
-        from .greedylr import GreedyLR
-
-        sched = GreedyLR(opt, greedy)
+    sched = GreedyLR(opt, greedy) if schedule == "greedy" else None
     bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, dynamic_ncols=True, leave=False)
     for e in range(epochs):
         g = torch.Generator().manual_seed(seed * 7919 + e)

@@ -15,7 +15,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from widthnas._io import atomic_write_text
+
 from .data import normalize
+from .device import device_of
+from .evaluate import calibrated_network
 
 
 class PreviousModel:
@@ -94,8 +98,6 @@ def load_previous(path: str | Path, splits, space=None) -> PreviousModel:
 @torch.no_grad()
 def torch_predictions(net: torch.nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
                       batch: int = 512) -> torch.Tensor:
-    from .device import device_of
-
     was = net.training
     net.eval()
     dev = device_of(net)
@@ -165,8 +167,6 @@ def congruent_loss(old: Callable[[torch.Tensor], torch.Tensor], weight: float) -
 def compare_with_previous(supernet, space, widths, splits, split: str, calib_images: int, against: str,
                           json_out: str | None = None, log=print) -> dict:
     """`widthnas evaluate --against`: the configuration (BN recalibrated) against a deployed model."""
-    from .evaluate import calibrated_network
-
     old = load_previous(against, splits, space)
     net = calibrated_network(supernet, widths, splits, calib_images)
     x, y = getattr(splits, split)
@@ -175,8 +175,6 @@ def compare_with_previous(supernet, space, widths, splits, split: str, calib_ima
               "previous_normalization": "its sidecar" if old.own_normalization else "this run's"})
     log(format_flips(r, f"previous ({old.path.name})", "this configuration"))
     if json_out:
-        from widthnas._io import atomic_write_text
-
         atomic_write_text(json_out, json.dumps(r, indent=1))
     return r
 

@@ -5,9 +5,8 @@ N steps; or any loss the caller steps it with) the rate rises by 1 / `factor` wh
 improved for more than `patience` readings in a row, and falls by `factor` when it worsened for more
 than `patience` readings. A change smaller than `threshold` (relative) counts as no change: it neither
 extends nor breaks a streak. After a rise, `warmup` further readings keep raising it; after a fall,
-`cooldown` further readings keep lowering it (issue 14: "keep moving the rate in the same direction
-for a while"; as we recall the published GreedyLR code, its phases instead only suspend the opposite
-move). The rate never leaves [min_lr, max_lr].
+`cooldown` further readings keep lowering it (keep moving the rate in the same direction for a while).
+The rate never leaves [min_lr, max_lr].
 
 The class follows torch.optim.lr_scheduler.ReduceLROnPlateau: `step(loss)`, `get_last_lr()`,
 `state_dict()` / `load_state_dict()` (the optimizer is not part of the state), so a resumed run
@@ -87,7 +86,7 @@ class GreedyLR:
         self.last_epoch = 0
         self.last_action = "none"  # rise | fall | hold (for logs and tests)
         self.pending: list[float] = []  # training losses since the last reading (every > 0)
-        self._apply()
+        self.set_scale()
 
     # ---- the rules -----------------------------------------------------------------------
     def step(self, loss: float) -> list[float]:
@@ -121,7 +120,7 @@ class GreedyLR:
         elif action == "fall":
             self.lrs = [max(lr * self.opts.factor, self.opts.min_lr) for lr in self.lrs]
         self.prev, self.last_action = smooth, action
-        self._apply()
+        self.set_scale()
         return self.get_last_lr()
 
     @staticmethod
@@ -148,13 +147,10 @@ class GreedyLR:
         return not self.opts.every
 
     # ---- the optimizer -------------------------------------------------------------------
-    def _apply(self, scale: float = 1.0) -> None:
+    def set_scale(self, scale: float = 1.0) -> None:
+        """Write the current rates times `scale` (a linear warm-up ramp) into the optimizer."""
         for g, lr in zip(self.optimizer.param_groups, self.lrs):
             g["lr"] = lr * scale
-
-    def set_scale(self, scale: float) -> None:
-        """Write the current rates times `scale` (a linear warm-up ramp) into the optimizer."""
-        self._apply(scale)
 
     def get_last_lr(self) -> list[float]:
         return list(self.lrs)
@@ -175,4 +171,4 @@ class GreedyLR:
         self.rising, self.falling = int(state["rising"]), int(state["falling"])
         self.last_epoch, self.last_action = int(state["last_epoch"]), state["last_action"]
         self.pending = [float(v) for v in state.get("pending", [])]
-        self._apply()
+        self.set_scale()

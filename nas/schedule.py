@@ -21,10 +21,7 @@ def ramp(step: int, warm: int) -> float:
 
 def lr_at(peak: float, step: int, total: int, warm: int = 0, schedule: str = "cosine") -> float:
     """Linear ramp to `peak` over `warm` steps, then cosine decay to 0 at `total` (or constant).
-
-    From scratch at lr 0.1 with no ramp, BatchNorm networks sometimes start astray: the supernet's
-    first epoch ended above chance-level loss and one short retraining reached 67 % instead of 77 %.
-    """
+    The ramp: from scratch at lr 0.1 without one, BatchNorm networks sometimes start astray."""
     if step < warm:
         return peak * ramp(step, warm)
     if schedule == "constant":

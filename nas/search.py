@@ -2,10 +2,19 @@
 from __future__ import annotations
 
 import csv
+import io
 import time
 from pathlib import Path
 
 import numpy as np
+
+from widthnas._io import atomic_savefig, atomic_write_text, pyplot
+from widthnas.mrf import build_mrf, parse_budget, solve, wide, with_margin
+from widthnas.mrf.baselines import uniform
+from widthnas.mrf.solvers import fastest
+from widthnas.mrf.unaries import from_arrays
+
+from .selection import default_search
 
 
 def variables(space) -> list[tuple[str, int, tuple[int, ...]]]:
@@ -18,7 +27,6 @@ def aim(table, budget_spec: str, margin: str, check: dict | None = None) -> tupl
     """(budget ms, widest network's ms, target ms, margin %, why that margin): the budget as given
     ('0.8ms' or '60%' of the widest network) and the latency the solvers aim at, a margin under it."""
     from widthnas.latency.margin import resolve_margin
-    from widthnas.mrf import parse_budget, with_margin
 
     widest = table.predict(table.space.max_widths)
     budget = parse_budget(budget_spec, widest)
@@ -35,38 +43,31 @@ def aim(table, budget_spec: str, margin: str, check: dict | None = None) -> tupl
     return budget, widest, target, margin_pct, margin_how
 
 
+def flat_mrf(table):
+    """The profile's MRF with every unary 0: latency alone."""
+    sp = table.space
+    return build_mrf(table, from_arrays(sp, [np.zeros(len(c)) for c in sp.choices],
+                                        [np.ones(len(c), int) for c in sp.choices]))
+
+
 def fastest_ms(table) -> float:
     """The fastest network's predicted ms. Not always the narrowest's: on an overhead-bound network a fitted
     table can rank 8 channels slower than 16 (a traced DenseNet's narrowest took 0.091 ms, its fastest 0.076)."""
-    from widthnas.mrf import build_mrf
-    from widthnas.mrf.solvers import fastest
-    from widthnas.mrf.unaries import from_arrays
-
-    sp = table.space
-    flat = from_arrays(sp, [np.zeros(len(c)) for c in sp.choices], [np.ones(len(c), int) for c in sp.choices])
-    return fastest(build_mrf(table, flat)).latency
+    return fastest(flat_mrf(table)).latency
 
 
 def search(table, unaries, method: str, target_ms: float, budget_ms: float, supernet=None, splits=None,
            measure=None, log=print, slim_images: int | None = None):
     """The search `widthnas search` and `widthnas run` both make: (chosen, uniform or None, the MRF).
-
     method 'select' (the default): MRF candidates, uniform and greedy judged by the supernet on held-out
     images, the winner measured within budget_ms when `measure` is given (nas/selection.py); else one
     solver ('exact', 'lagrangian', 'greedy', 'uniform') on the unaries. The uniform network is the
     largest multiplier within target_ms, for comparison. slim_images: the validation images greedy
     slimming scores its steps on (None: selection.GREEDY_IMAGES)."""
-    from widthnas.mrf import build_mrf, solve
-    from widthnas.mrf.baselines import uniform
-
-    from widthnas.mrf import wide
-
     mrf = build_mrf(table, unaries)
     if wide.too_wide(mrf):  # a DenseNet's concatenations: no exact search, and the user is told
         log(f"search: no exact solution for this space: {wide.why(mrf)}")
     if method == "select":
-        from .selection import default_search
-
         sol = default_search(supernet, splits, table, unaries, target_ms, log=log, budget_ms=budget_ms,
                              measure=measure, slim_images=slim_images)
     else:
@@ -117,19 +118,13 @@ def print_widths(space, sol, uniform_sol=None, out=print) -> None:
 
 def write_pareto(path: str | Path, front, chosen=None, uniform_sol=None, budget=None) -> Path:
     """The front as CSV (latency_ms, score, widths) and a PNG beside it with the chosen point."""
-    from widthnas._io import atomic_savefig, atomic_write_text
-
     path = Path(path)
     rows = [["latency_ms", "score", "widths"]] + [[f"{s.latency:.6f}", f"{s.score:.6f}", " ".join(map(str, s.widths))]
                                                   for s in front]
-    import io
-
     buf = io.StringIO()
     csv.writer(buf).writerows(rows)
     atomic_write_text(path, buf.getvalue())
     png = path.with_suffix(".png")
-    from widthnas._io import pyplot
-
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.step([s.latency for s in front], [s.score for s in front], where="post", label="Pareto front (exact)")

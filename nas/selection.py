@@ -13,17 +13,21 @@ Validation images: the first `unary_images` of the validation split estimate the
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from widthnas.mrf import GraphMRF, build_mrf, exact, greedy, uniform
+from widthnas.latency.verdict import OVER, WITHIN, budget_verdict, describe
+from widthnas.models.space import check_fingerprint
+from widthnas.mrf import GraphMRF, Solution, Unaries, build_mrf, exact, greedy, uniform
 from widthnas.mrf.smoothness import with_smoothness
 
 from .data import normalize
 from .device import device_of
 from .evaluate import accuracy, calibrated_network
+from .unary_eval import measure_unaries
 
 SMOOTH_RATIOS = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0)  # prior weight / mean per-layer score range
 UNARY_IMAGES = 512  # validation images reserved for estimating the unaries
@@ -40,10 +44,8 @@ class Selection:
     reaimed_ms: float | None = None  # the second round's target (ms), when the first winner measured under its prediction
 
     def to_info(self) -> dict:
-        info = {"selected": self.name, "candidates": self.table}
-        if self.reaimed_ms is not None:
-            info["reaimed_ms"] = self.reaimed_ms
-        return info
+        return {"selected": self.name, "candidates": self.table,
+                **({"reaimed_ms": self.reaimed_ms} if self.reaimed_ms is not None else {})}
 
 
 def unary_image_count(splits) -> int:
@@ -94,13 +96,12 @@ def smoothness_weights(mrf: GraphMRF, ratios: Sequence[float] = SMOOTH_RATIOS) -
 
 
 def propose(mrf: GraphMRF, budget_ms: float, ratios: Sequence[float] = SMOOTH_RATIOS,
-            greedy_score: Callable[[list[int]], float] | None = None,
             greedy_widths: list[int] | None = None) -> dict[str, list[int]]:
     """Candidate networks under the budget: the MRF optimum at each prior weight, uniform, greedy.
 
     greedy_widths: greedy slimming's answer computed elsewhere (one descent answers every budget);
-    otherwise greedy runs here, scored by `greedy_score` (the supernet) or by the MRF.
-    Distinct widths only; the first name that proposed a network keeps it.
+    otherwise greedy runs here, scored by the MRF. Distinct widths only; the first name that proposed
+    a network keeps it.
     """
     cands: dict[str, list[int]] = {}
     for r, w in zip(ratios, smoothness_weights(mrf, ratios)):
@@ -109,13 +110,11 @@ def propose(mrf: GraphMRF, budget_ms: float, ratios: Sequence[float] = SMOOTH_RA
         cands["uniform"] = uniform(mrf, budget_ms).widths
     except ValueError:  # no uniform multiplier fits this budget: the others still compete
         pass
-    cands["greedy"] = greedy_widths or greedy(mrf, budget_ms, score_fn=greedy_score, step=GREEDY_STEP).widths
-    seen, out = set(), {}
+    cands["greedy"] = greedy_widths or greedy(mrf, budget_ms, step=GREEDY_STEP).widths
+    first: dict[tuple, str] = {}
     for name, w in cands.items():
-        if tuple(w) not in seen:
-            seen.add(tuple(w))
-            out[name] = w
-    return out
+        first.setdefault(tuple(w), name)
+    return {name: cands[name] for name in first.values()}
 
 
 def score_candidates(supernet, mrf: GraphMRF, cands: dict[str, list[int]], splits,
@@ -139,7 +138,6 @@ def _ranked(rows: list[dict]) -> list[dict]:
 def select(supernet, mrf: GraphMRF, cands: dict[str, list[int]], splits, unary_images: int | None = None,
            log=print, check: Callable[[list[int]], dict] | None = None) -> Selection:
     """The candidate with the highest held-out supernet accuracy (cross-entropy breaks ties).
-
     check(widths) -> a budget verdict (latency.verdict.budget_verdict): when given, candidates are
     measured on the device in order of accuracy, and the first one *measured* within the budget wins.
     The latency model is right to its validated error, not exactly: a candidate predicted just under
@@ -154,17 +152,16 @@ def select(supernet, mrf: GraphMRF, cands: dict[str, list[int]], splits, unary_i
     return Selection(best["widths"], best["name"], rows)
 
 
-def reaimed_target(target_ms: float, predicted_ms: float, measured_ms: float,
-                   slack: float = REAIM_SLACK) -> float | None:
+def reaimed_target(target_ms: float, predicted_ms: float, measured_ms: float) -> float | None:
     """The target under which networks like the chosen one measure at `target_ms`, when the latency
-    model over-predicts the chosen network by more than `slack` (a fraction); None otherwise.
+    model over-predicts the chosen network by more than REAIM_SLACK (a fraction); None otherwise.
 
     The profile's error is shared by networks of similar widths, so one measurement corrects the aim
     for its neighbours; the margin under the budget stays, as cover for the measurement's noise.
     Never aims lower: a network measured over its prediction was already judged against the budget."""
     if not (np.isfinite(measured_ms) and measured_ms > 0 and predicted_ms > 0):
         return None
-    if measured_ms >= predicted_ms * (1 - slack):
+    if measured_ms >= predicted_ms * (1 - REAIM_SLACK):
         return None
     return target_ms * predicted_ms / measured_ms
 
@@ -172,10 +169,7 @@ def reaimed_target(target_ms: float, predicted_ms: float, measured_ms: float,
 def greedy_at(path: list | None, target_ms: float) -> list[int] | None:
     """Greedy slimming's answer at a looser target, read off its descent (widths, ms, score), widest first;
     None when the descent stopped short of it (greedy then answered with the fastest network)."""
-    for widths, ms, _ in path or []:
-        if ms <= target_ms:
-            return list(widths)
-    return None
+    return next((list(widths) for widths, ms, _ in path or [] if ms <= target_ms), None)
 
 
 def reaim(supernet, mrf: GraphMRF, sel: Selection, splits, target_ms: float, check: Callable[[list[int]], dict],
@@ -184,8 +178,6 @@ def reaim(supernet, mrf: GraphMRF, sel: Selection, splits, target_ms: float, che
     target, judge the new candidates on the same held-out images, and keep the most accurate of all
     that *measures* within the budget (the first winner remains the fallback). slim: greedy slimming's
     Solution at target_ms, whose descent answers the looser target without another descent."""
-    from widthnas.latency.verdict import WITHIN
-
     won = next(r for r in sel.table if r["name"] == sel.name)
     if won.get("verdict") != WITHIN:
         return sel
@@ -207,8 +199,6 @@ def reaim(supernet, mrf: GraphMRF, sel: Selection, splits, target_ms: float, che
 def _first_measured_within(ranked: list[dict], check: Callable[[list[int]], dict], log) -> dict:
     """The most accurate candidate whose measured latency is within the budget; failing that, one
     the measurement cannot place; failing that, the fastest measured, with a warning."""
-    from widthnas.latency.verdict import OVER, WITHIN, describe
-
     for r in ranked:
         if "verdict" not in r:  # rows measured in an earlier round keep their verdict
             v = check(r["widths"])
@@ -232,13 +222,6 @@ def cached_measured_unaries(supernet, splits, path, n_configs: int = 1000, batch
                             log=print, progress: bool = False):
     """Post-training unaries of this supernet (nas.unary_eval, random design), kept at `path` and
     reused while they match the supernet's space."""
-    from pathlib import Path
-
-    from widthnas.models.space import check_fingerprint
-    from widthnas.mrf.unaries import Unaries
-
-    from .unary_eval import measure_unaries
-
     path = Path(path)
     if path.exists():
         u = Unaries.load(path)
@@ -253,17 +236,11 @@ def cached_measured_unaries(supernet, splits, path, n_configs: int = 1000, batch
 def default_search(supernet, splits, table, unaries, target_ms: float, unary_images: int | None = None,
                    log=print, budget_ms: float | None = None,
                    measure: Callable[[list[int]], float] | None = None, slim_images: int | None = None):
-    """The default of `widthnas search` and `widthnas run`: MRF candidates (several smoothness
-    weights), uniform and greedy, judged by the supernet on held-out validation images.
-
-    measure(widths) -> ms on the device at the profile's speed (nas.export.measure_exported), with
-    budget_ms: the winner must also *measure* within the budget (select's `check`), not only be
-    predicted under the target; and when it measures well under its prediction, one more round is
-    proposed at the corrected target (`reaim`), so that a profile that over-predicts this machine
-    does not leave the budget unspent."""
-    from widthnas.latency.verdict import budget_verdict
-    from widthnas.mrf import Solution
-
+    """The default of `widthnas search` and `widthnas run`: MRF candidates (several smoothness weights),
+    uniform and greedy, judged by the supernet on held-out validation images. With measure(widths) -> ms
+    at the profile's speed (nas.export.measure_exported) and budget_ms, the winner must also *measure*
+    within the budget (select's `check`); when it measures well under its prediction, one more round aims
+    at the corrected target (`reaim`), so a profile that over-predicts this machine leaves no budget unspent."""
     mrf = build_mrf(table, unaries)
     slim = greedy(mrf, target_ms, score_fn=estimation_scorer(supernet, splits, slim_images), step=GREEDY_STEP)
     cands = propose(mrf, target_ms, greedy_widths=slim.widths)

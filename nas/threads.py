@@ -1,18 +1,22 @@
 """Torch threads per job, measured: small networks often run faster on one thread than on two here.
 
-Two OpenMP threads spin on a 28-px network's small convolutions (half the CPU time in the kernel, issue 33);
-a 224-px network wants every core. Which holds is a property of the network, the batch and the machine,
+Two OpenMP threads spin on a 28-px network's small convolutions (half the CPU time in the kernel); a
+224-px network wants every core. Which holds is a property of the network, the batch and the machine,
 so it is timed, not assumed: a few interleaved repetitions of the job itself at each thread count. The
 thread count changes float rounding only, never which data or widths a job sees.
 """
 from __future__ import annotations
 
+import copy
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+from .train import UniformConfigs, make_supernet, sandwich_step
 
 REPS = 3  # timed repetitions per thread count, after one warm-up each (oneDNN meets its shapes)
 MARGIN = 0.9  # fewer threads only when they take at most this share of the time: a tie keeps all cores
@@ -28,9 +32,8 @@ def fastest_threads(job: Callable[[], object], counts: list[int] | None = None, 
     """(the thread count whose median time per call is lowest, {threads: median s}). Fewer threads win
     only by a clear margin (MARGIN): a noisy tie keeps today's default, all cores."""
     counts = counts or thread_counts()
-    before = torch.get_num_threads()
     times: dict[int, list[float]] = {t: [] for t in counts}
-    try:
+    with using_threads(torch.get_num_threads()):  # as many threads afterwards as before
         for t in counts:
             torch.set_num_threads(t)
             job()
@@ -40,8 +43,6 @@ def fastest_threads(job: Callable[[], object], counts: list[int] | None = None, 
                 t0 = time.perf_counter()
                 job()
                 times[t].append(time.perf_counter() - t0)
-    finally:
-        torch.set_num_threads(before)
     med = {t: float(np.median(v)) for t, v in times.items()}
     most = max(counts)
     best = min(counts, key=lambda t: med[t])
@@ -74,8 +75,6 @@ def describe(best: int, med: dict) -> str:
 def training_probe(space, batch: int, n_random: int = 2, seed: int = 0) -> Callable[[], object]:
     """One sandwich step of a fresh supernet of `space` on random images (NHWC, as training runs), the same
     configurations every call: each thread count times the same work."""
-    from .train import UniformConfigs, make_supernet, sandwich_step
-
     cl = torch.channels_last
     gen = torch.Generator().manual_seed(seed)
     sup = make_supernet(space).to(memory_format=cl)
@@ -89,8 +88,6 @@ def training_probe(space, batch: int, n_random: int = 2, seed: int = 0) -> Calla
 def evaluation_probe(supernet, images: int, seed: int = 0) -> Callable[[], object]:
     """No-grad forwards of `supernet` on `images` random images at 3 random widths, the same every call
     (measured unaries, greedy's scorer, held-out accuracy)."""
-    from .train import UniformConfigs
-
     space = supernet.space
     x = torch.randn(images, *space.input_shape, generator=torch.Generator().manual_seed(seed))
     widths = [space.widths_from_indices(c) for c in UniformConfigs(space).draw(3, np.random.default_rng(seed))]
@@ -108,10 +105,6 @@ def evaluation_probe(supernet, images: int, seed: int = 0) -> Callable[[], objec
 
 def finetune_probe(net, batch: int, seed: int = 0) -> Callable[[], object]:
     """One training step of a copy of `net` (the network itself stays as it is), NHWC."""
-    import copy
-
-    import torch.nn.functional as F
-
     cl = torch.channels_last
     twin = copy.deepcopy(net).to(memory_format=cl).train()
     opt = torch.optim.SGD(twin.parameters(), lr=1e-3)

@@ -28,14 +28,22 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from widthnas._io import append_line, append_text, atomic_path, atomic_write_text, read_jsonl
+from widthnas.latency.registry import load_profile
 from widthnas.models.families import get_space
 from widthnas.models.net import GraphNet, SlimmableGraphNet
 from widthnas.models.space import check_fingerprint
+from widthnas.mrf import Unaries, build_mrf, lagrangian, marginals, parse_budget, sample_configs
+from widthnas.mrf.solvers import check_budget
+from widthnas.mrf.unaries import from_arrays
 
+from .checks import INT_NONNEG, INT_POS, POSITIVE, Rule, check_settings
 from .data import augment, check_fits, load_dataset, normalize, split
 from .device import resolve_device
+from .evaluate import accuracy
+from .greedylr import GreedyLR, GreedyOptions
 from .paths import same_setting, with_recorded_paths
 from .schedule import SCHEDULES, lr_at, ramp, warmup_steps
+from .search import flat_mrf
 
 CKPT = "checkpoint.pt"
 # What a training run writes in its directory (an input given inside it must not be one of them)
@@ -77,22 +85,12 @@ class TrainConfig:
 
     def check(self, where: str = "") -> None:
         """Refuse bad numbers (option names in the message) before anything is trained or written."""
-        from .checks import INT_NONNEG, INT_POS, POSITIVE, Rule, check_settings
-
         check_settings(self, {
             "limit": Rule(integer=True, low=1, none_ok=True), "val_fraction": Rule(above=0, below=1),
             "epochs": INT_POS, "batch_size": INT_POS, "lr": POSITIVE, "momentum": Rule(low=0, below=1),
             "weight_decay": Rule(low=0), "lr_warmup": Rule(low=0, high=1), "n_random": INT_NONNEG,
             "warmup_epochs": INT_NONNEG, "t_start": POSITIVE, "t_end": POSITIVE, "refresh": INT_POS,
             "threads": INT_NONNEG, "seed": INT_NONNEG}, where)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown training settings {sorted(unknown)}")
-        return cls(**d)
 
 
 def build_space(cfg: TrainConfig):
@@ -144,8 +142,6 @@ class LossStats:
             self.sum, self.count = list(parts[:k]), list(parts[k:])
 
     def unaries(self, meta: dict | None = None):
-        from widthnas.mrf.unaries import from_arrays
-
         loss = [np.where(c.numpy() > 0, s.numpy() / np.maximum(c.numpy(), 1), np.nan) for s, c in zip(self.sum, self.count)]
         return from_arrays(self.space, loss, [c.numpy().astype(int) for c in self.count], meta)
 
@@ -184,33 +180,24 @@ class NarrowingConfigs:
                 "unaries": None if self.unaries is None else self.unaries.to_dict()}
 
     def load(self, d: dict) -> None:
-        from widthnas.mrf import build_mrf
-        from widthnas.mrf.unaries import Unaries
-
         self.built_at, self.gamma, self.temp = int(d["built_at"]), float(d["gamma"]), float(d["temp"])
         if d["unaries"] is not None:
             self.unaries = Unaries.from_dict(d["unaries"], "the checkpoint's narrowing unaries")
             self.mrf = build_mrf(self.table, self.unaries)
 
-    def temperature(self, progress: float) -> float:
-        c = self.cfg
-        return c.t_start * (c.t_end / c.t_start) ** min(max(progress, 0.0), 1.0)
-
     def refresh(self, stats: LossStats, step: int, epoch: int, progress: float) -> None:
-        from widthnas.mrf import build_mrf
-        from widthnas.mrf import solvers as ops
-
         u = stats.unaries()
         if any((c > 0).sum() == 0 for c in u.count):
             return  # not every layer measured yet: keep the previous distribution
         self.mrf, self.unaries = build_mrf(self.table, u), u
-        sol = ops.lagrangian(self.mrf, self.budget)
+        sol = lagrangian(self.mrf, self.budget)
         self.gamma = sol.info["gamma"] if math.isfinite(sol.info["gamma"]) else 1e6
         spread = float(np.mean([np.ptp(s) for s in self.mrf.score_unary])) or 1e-3
-        self.temp = self.temperature(progress) * spread
+        cfg = self.cfg
+        self.temp = cfg.t_start * (cfg.t_end / cfg.t_start) ** min(max(progress, 0.0), 1.0) * spread
         self.built_at = step
         if self.log_path is not None:
-            margs = ops.marginals(self.mrf, self.gamma, self.temp)
+            margs = marginals(self.mrf, self.gamma, self.temp)
             expected = [float(np.dot(m, c)) for m, c in zip(margs, self.space.choices)]
             rec = {"step": step, "epoch": epoch, "temperature": self.temp, "gamma": self.gamma,
                    "map_widths": sol.widths, "map_ms": sol.latency, "expected_widths": expected,
@@ -218,8 +205,6 @@ class NarrowingConfigs:
             append_line(self.log_path, rec)
 
     def draw(self, n: int, rng: np.random.Generator, **_) -> np.ndarray:
-        from widthnas.mrf import sample_configs
-
         return sample_configs(self.mrf, self.gamma, self.temp, n, rng)
 
 
@@ -331,8 +316,6 @@ class Trainer:
                                    weight_decay=cfg.weight_decay, nesterov=True)
         self.sched = None
         if cfg.schedule == "greedy":
-            from .greedylr import GreedyLR, GreedyOptions
-
             self.sched = GreedyLR(self.opt, GreedyOptions.parse(cfg.greedy))
             if self.sched.opts.every and self.world > 1:  # rank-local training losses would split the rates
                 raise ValueError("GreedyLR every=N reads each rank's own training loss; under DDP use the "
@@ -347,22 +330,12 @@ class Trainer:
                                               self.run_dir / "narrowing.jsonl" if self.rank == 0 else None)
 
     def _setup_aows(self) -> None:
-        from widthnas.latency.registry import load_profile
-        from widthnas.mrf import parse_budget
-
         if not self.cfg.profile or not self.cfg.budget:
             raise ValueError("aows sampling needs --profile and --budget (it narrows toward that budget)")
         self.table = load_profile(self.cfg.profile)
         check_fingerprint(self.table.space.fingerprint, self.space, f"profile {self.cfg.profile}")
         self.budget_ms = parse_budget(self.cfg.budget, self.table.predict(self.space.max_widths))
-        from widthnas.mrf import build_mrf
-        from widthnas.mrf.solvers import check_budget
-        from widthnas.mrf.unaries import from_arrays
-
-        zeros = from_arrays(self.space, [np.zeros(len(c)) for c in self.space.choices],
-                            [np.ones(len(c), int) for c in self.space.choices])
-        mrf = build_mrf(self.table, zeros)  # refuse an infeasible budget now, not after the warm-up
-        check_budget(mrf, self.budget_ms)
+        check_budget(flat_mrf(self.table), self.budget_ms)  # refuse an infeasible budget now, not after the warm-up
 
     # ---- state ---------------------------------------------------------------------------
     def state(self) -> dict:
@@ -417,8 +390,7 @@ class Trainer:
                 {**asdict(cfg), "space_fingerprint": self.space.fingerprint, "world_size": self.world}, indent=1))
         xtr, ytr = self.splits.train
         n = len(ytr)
-        per_rank = n // self.world
-        steps_per_epoch = max(1, per_rank // cfg.batch_size)
+        steps_per_epoch = max(1, n // self.world // cfg.batch_size)
         total = steps_per_epoch * cfg.epochs
         warm = warmup_steps(total, steps_per_epoch, cfg.lr_warmup)
         narrowing = self.narrowing
@@ -485,10 +457,8 @@ class Trainer:
         return self.history[-1] if self.history else {}
 
     def _end_epoch(self, e: int, loss: float, acc: float, ips: float, aows_now: bool, narrowing) -> None:
-        from .evaluate import accuracy
-
-        val_acc, val_loss = accuracy(_WidestView(self.model), *self.splits.val,
-                                     self.splits.mean, self.splits.std)
+        # the supernet's forward defaults to its widest network; in eval mode no BN statistic changes
+        val_acc, val_loss = accuracy(self.model, *self.splits.val, self.splits.mean, self.splits.std)
         rec = {"epoch": e + 1, "step": self.step, "train_loss": loss, "train_acc": acc, "val_acc_widest": val_acc,
                "val_loss_widest": val_loss, "images_per_s": ips, "lr": self.opt.param_groups[0]["lr"],
                "sampling": "aows" if aows_now else "ows", "time": time.time()}
@@ -506,23 +476,10 @@ class Trainer:
         line = (f"epoch {e + 1}: train loss {loss:.3f} acc {acc:.3f} | widest val acc {val_acc:.3f} | "
                 f"{ips:.0f} img/s | {rec['sampling']}")
         if aows_now and narrowing is not None and narrowing.mrf is not None:
-            from widthnas.mrf import marginals
-
             margs = marginals(narrowing.mrf, narrowing.gamma, narrowing.temp)
             ew = [float(np.dot(m, c)) for m, c in zip(margs, self.space.choices)]
             line += f" | T {narrowing.temp:.3g}, expected widths {[int(round(w)) for w in ew]}"
         self.log(line)
-
-
-class _WidestView(torch.nn.Module):
-    """The supernet at its widest, as a plain module for `accuracy`."""
-
-    def __init__(self, sup: torch.nn.Module):
-        super().__init__()
-        self.sup = sup
-
-    def forward(self, x):
-        return self.sup(x, self.sup.max_widths, update_bn_stats=False)
 
 
 def load_train_config(run_dir: str | Path) -> TrainConfig:
@@ -535,7 +492,10 @@ def load_train_config(run_dir: str | Path) -> TrainConfig:
     for k in ("space_fingerprint", "world_size"):
         saved.pop(k, None)
     saved.setdefault("lr_warmup", 0.0)  # runs recorded before the ramp existed resume without one
-    return TrainConfig.from_dict(saved)
+    unknown = set(saved) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise ValueError(f"unknown training settings {sorted(unknown)}")
+    return TrainConfig(**saved)
 
 
 def load_run(run_dir: str | Path):

@@ -9,9 +9,7 @@ by least squares, rather than as marginal means (which other layers' sampled wid
 whenever sampling is not uniform). Optionally monotone per layer (a narrower width never loses
 less), by weighted isotonic regression.
 
-Graph spaces (SlimmableGraphNet): a "layer" here is a free channel group, in `free_groups` order;
-the space's `choices` and `widths_from_indices` give the same interface, and the Unaries carry
-the group names.
+A "layer" here is a free channel group of the space, in `free_groups` order.
 """
 from __future__ import annotations
 
@@ -32,11 +30,8 @@ def _design(idx: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, list[int]]:
     for i, k_i in enumerate(sizes):
         offsets.append(len(cols))
         cols.extend((i, k) for k in range(k_i - 1))
-    A = np.zeros((len(idx), len(cols) + 1))
-    for j, (i, k) in enumerate(cols):
-        A[:, j] = idx[:, i] == k
-    A[:, -1] = 1.0  # intercept: what the additive terms do not explain on average
-    return A, offsets
+    # the last column, an intercept: what the additive terms do not explain on average
+    return np.column_stack([idx[:, i] == k for i, k in cols] + [np.ones(len(idx))]), offsets
 
 
 def _penalty(sizes: list[int], offsets: list[int], n_cols: int, ridge: float, smooth: float) -> np.ndarray:
@@ -110,12 +105,9 @@ def choose_smooth(idx: np.ndarray, delta: np.ndarray, sizes: list[int], grid=SMO
 def sample_deltas(supernet, splits, n_configs: int, batch: int = 256, seed: int = 0,
                   design: str = "random", progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(idx (n, layers), delta (n,) nats): configurations' loss increase over the widest network,
-    every one on the same first `batch` validation images.
-
-    design "random": n_configs configurations drawn uniformly; "one-at-a-time": every width of
-    every layer with all other layers at their widest (the source article's measurement; n_configs
-    is ignored, sum of the layers' choice counts minus one per layer are evaluated).
-    """
+    every one on the same first `batch` validation images. design "random": n_configs configurations
+    drawn uniformly; "one-at-a-time" (the source article's measurement; n_configs is ignored): every
+    non-widest width of every layer, all other layers at their widest."""
     space = supernet.space
     xv, yv = splits.val
     dev = device_of(supernet)
@@ -128,14 +120,8 @@ def sample_deltas(supernet, splits, n_configs: int, batch: int = 256, seed: int 
         rng = np.random.default_rng(seed)
         idx = np.stack([rng.integers(0, len(c), n_configs) for c in space.choices], 1)  # (n, layers)
     elif design == "one-at-a-time":
-        top = np.array([len(c) - 1 for c in space.choices])
-        rows = []
-        for i, c in enumerate(space.choices):
-            for k in range(len(c) - 1):
-                r = top.copy()
-                r[i] = k
-                rows.append(r)
-        idx = np.array(rows)
+        top = [len(c) - 1 for c in space.choices]
+        idx = np.array([top[:i] + [k] + top[i + 1:] for i, t in enumerate(top) for k in range(t)])
     else:
         raise ValueError(f"unary design {design!r}: choose 'random' or 'one-at-a-time'")
     from tqdm import tqdm
@@ -153,10 +139,8 @@ def measure_unaries(supernet, splits, n_configs: int = 400, batch: int = 256, se
                     ridge: float = 1e-3, monotone: bool = True, smooth: float | None = None, log=print,
                     design: str = "random", progress: bool = False):
     """Per-(layer, width) loss increase, from `n_configs` uniformly sampled configurations
-    (design "random") or from one layer varied at a time against the widest network.
-
-    smooth=None picks the curvature penalty by 5-fold cross-validation over SMOOTH_GRID.
-    """
+    (design "random") or from one layer varied at a time against the widest network. smooth=None
+    picks the curvature penalty by 5-fold cross-validation over SMOOTH_GRID."""
     space = supernet.space
     sizes = [len(c) for c in space.choices]
     idx, delta = sample_deltas(supernet, splits, n_configs, batch, seed, design, progress)

@@ -8,12 +8,15 @@ nothing: it is found by bisection on measurements, then confirmed by a budget ve
 """
 from __future__ import annotations
 
+import itertools
 from typing import Callable, Sequence
 
 import numpy as np
 
-from widthnas.latency.verdict import WITHIN
+from widthnas.latency.verdict import WITHIN, budget_verdict
 from widthnas.models.space import ROUND_TO
+
+from .export import network_measurer
 
 Widths = list[int]
 
@@ -22,14 +25,12 @@ class NoMultiplierFits(ValueError):
     """Even the narrowest multiplier rounded to 8 channels does not measure within the budget."""
 
 
-def multiplier_candidates(space, lo: float = 0.05, hi: float | None = None,
-                          step: float = 0.005) -> list[tuple[float, Widths]]:
+def multiplier_candidates(space) -> list[tuple[float, Widths]]:
     """(multiplier, widths) of every distinct network a multiplier rounded to 8 channels gives, ascending
-    (so ascending in latency). hi: default the multiplier that reaches every group's widest choice."""
-    if hi is None:
-        hi = max(g.choices[-1] / g.base for g in space.free_groups)
+    (so ascending in latency): from 0.05 in steps of 0.005 to the one that reaches every group's widest choice."""
+    hi = max(g.choices[-1] / g.base for g in space.free_groups)
     out: list[tuple[float, Widths]] = []
-    for m in np.arange(lo, hi + 1e-9, step):
+    for m in np.arange(0.05, hi + 1e-9, 0.005):
         w = space.multiplier_widths(float(m), ROUND_TO)
         if not out or w != out[-1][1]:
             out.append((round(float(m), 3), w))
@@ -89,21 +90,15 @@ def measured_uniform8(supernet, table, budget_ms: float, work_dir, rounds: int, 
     (method "uniform8", grid "dense8": widths off the search grid, so nothing is predicted); None when no
     multiplier fits; CANNOT_TIME when the profile's networks cannot be timed on this machine. dense_space:
     supernet.space.with_dense_choices(), when the caller already has it."""
-    from widthnas.latency.verdict import budget_verdict
-
-    from .export import network_measurer
-
     try:
         measure = network_measurer(supernet, table, work_dir, rounds, round_ms, space=dense_space or supernet.space.with_dense_choices())
     except ValueError as e:
         log(f"search: compared with the search grid's uniform network ({e})")
         return CANNOT_TIME
-    timed = 0
+    timed = itertools.count(1)
 
     def measure_said(w):  # the status line shows the bisection going on
-        nonlocal timed
-        timed += 1
-        log(f"search: uniform8: timing network {timed} (bisection over the multipliers)")
+        log(f"search: uniform8: timing network {next(timed)} (bisection over the multipliers)")
         return measure(w)
 
     try:

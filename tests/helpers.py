@@ -342,3 +342,14 @@ def check_every_form(model, input_shape, tmp_path, seed: int = 1):
         np.testing.assert_allclose(sup(torch.from_numpy(x), widths).numpy(),
                                    sup.materialize(widths).eval()(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-5)
     return space, widths
+
+
+def read_curve(csv_path) -> list:
+    """The rows of a curve.csv (nas/curve.py's write_curve), numbers parsed and empty cells None."""
+    import csv
+
+    from widthnas.nas.curve import FIELDS
+
+    with open(csv_path) as f:
+        return [{"multiplier": float(r["multiplier"]), "widths": [int(v) for v in r["widths"].split()],
+                 **{k: (float(r[k]) if r[k] else None) for k in FIELDS[2:]}} for r in csv.DictReader(f)]

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from helpers import train_config, width_table, write_inputs
-from widthnas.nas.curve import read_curve, supernet_curve, uniform_networks, write_curve
+from helpers import read_curve, train_config, width_table, write_inputs
+from widthnas.nas.curve import supernet_curve, uniform_networks, write_curve
 
 
 @pytest.fixture(scope="module")

@@ -605,7 +605,7 @@ def test_report_has_negative_flips_and_the_width_error_curve(finished_run):
     report = (out / "report.md").read_text()
     assert "## Negative flips" in report and "| uniform network |" in report
     assert "## Width-error curve (supernet)" in report and "![width-error curve](curve.png)" in report
-    from widthnas.nas.curve import read_curve
+    from helpers import read_curve
 
     rows = read_curve(out / "curve.csv")
     assert len(rows) >= 3 and all(r["predicted_ms"] is not None for r in rows)
@@ -688,7 +688,7 @@ def test_a_resumed_run_checks_the_numbers_it_reads_back(finished_run, tmp_path):
 
 
 def test_curve_cli_on_a_run_measures_latency(finished_run, tmp_path, capsys):
-    from widthnas.nas.curve import read_curve
+    from helpers import read_curve
 
     _, out, run, _ = finished_run
     csv_path = tmp_path / "curve.csv"
