@@ -34,13 +34,13 @@ import numpy as np
 
 from widthnas._io import atomic_write_text
 from widthnas.latency import noise_floor as nf
+from widthnas.latency import registry
 from widthnas.latency import standalone_runner as sr
 from widthnas.latency.backends import make_backend
 from widthnas.latency.fit import FitSettings, fit_flops_proxy
 from widthnas.latency.entries import KEYINGS
 from widthnas.latency.fit import fit_table
 from widthnas.latency.profile import profile
-from widthnas.latency.registry import refuse_shipped
 from widthnas.latency.samples import load_samples
 from widthnas.latency.validate import metrics, scatter_plot
 from widthnas.models import SPACES, GraphSpace, get_space
@@ -269,6 +269,14 @@ def _curve(path: Path, res: dict) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def refuse_shipped(out: str | Path, force: bool, flag: str = "--out") -> None:
+    """A shipped profile holds validated figures: refuse to overwrite it unless `force` (--force)."""
+    p = Path(out).resolve()
+    if p.exists() and p.parent == registry.PROFILE_DIR.resolve() and not force:
+        raise ValueError(f"{out} is a shipped, validated profile; write the new fit elsewhere "
+                         f"(e.g. {flag} {p.stem}_new.json), or pass --force to replace it")
 
 
 def profile_name(device: dict, space_name: str) -> str:
