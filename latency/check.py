@@ -3,8 +3,7 @@
 `widthnas run` checks every profile it uses this way. `widthnas search` checks only when the profile's
 reference network runs more than OTHER_MACHINE x off its profiled time: then the profile was made on
 another machine behind the same device key, and its own validation says nothing of the error here, so
-`--margin auto` counts this check's (latency/margin.py; RESULTS §2.2e: a profile validated at RMSPE
-0.75 % missed by up to 2.0 % on the other machine kind, whose check showed RMSPE 3.4 %).
+`--margin auto` counts this check's (latency/margin.py; RESULTS §2.2e).
 """
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-CHECK_NETWORKS = 40  # random networks a check times (14 s for the small space on a quiet machine here, 2026-12-04)
+CHECK_NETWORKS = 40  # random networks a check times
 CHECK_ROUNDS = 3  # timing rounds per network: fewer than profiling's 5, the check is a look, not a fit
 CHECK_SEED = 77  # search's check draws the networks `run --seed 0` checks
 REFERENCE_SAMPLES = 3  # reference timings whose median tells another machine: one disturbed timing does not

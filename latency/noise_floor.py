@@ -2,10 +2,10 @@
 
 A profile judged on held-out networks can look no better than the held-out labels are: each is one
 measurement, and a second measurement of the same network by the same protocol disagrees with it
-(at 224 px on this machine by 5.3 % NRMSE, docs/design.md §3). Re-measuring the first K held-out networks
-gives that disagreement beside the model's error, so a user sees which of the two limits the
-figures; `margin.auto_margin_pct` uses it too. The re-measurement uses the backend and protocol the
-held-out file's header records, so it is only possible on the device that measured it.
+(docs/design.md §3). Re-measuring the first K held-out networks gives that disagreement beside the
+model's error, so a user sees which of the two limits the figures; `margin.auto_margin_pct` uses it
+too. The re-measurement uses the backend and protocol the held-out file's header records, so it is
+only possible on the device that measured it.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from .backends import clocks
 from .samples import Samples
 from .validate import metrics
 
-DEFAULT_REMEASURE = 30  # held-out networks timed again (~1 min at 224 px on this machine); 0 disables
+DEFAULT_REMEASURE = 30  # held-out networks timed again; 0 disables
 MIN_REMEASURE = 3  # fewer pairs say nothing about a spread
 
 
@@ -128,14 +128,10 @@ def limiting(model_rmspe: float, floor: dict) -> dict:
     share = 1.0 if total <= 0 else min(1.0, noise ** 2 / total ** 2)
     model = math.sqrt(max(total ** 2 - noise ** 2, 0.0))
     by = "measurement" if share >= 0.5 else "model"
-    if by == "measurement":
-        text = (f"the measurement limits these figures: re-measurement noise ({noise:.2%} per measurement) is "
-                f"{share:.0%} of the held-out squared error ({total:.2%} RMS); the model's own error is about "
-                f"{model:.2%}. A better model cannot show here: measure longer or on a quieter machine")
-    else:
-        text = (f"the model limits these figures: re-measurement noise ({noise:.2%} per measurement) is only "
-                f"{share:.0%} of the held-out squared error ({total:.2%} RMS); the model's own error is about "
-                f"{model:.2%}")
+    advice = ". A better model cannot show here: measure longer or on a quieter machine" if by == "measurement" else ""
+    text = (f"the {by} limits these figures: re-measurement noise ({noise:.2%} per measurement) is "
+            f"{'only ' if by == 'model' else ''}{share:.0%} of the held-out squared error ({total:.2%} RMS); the "
+            f"model's own error is about {model:.2%}{advice}")
     return {"limited_by": by, "noise_share": share, "model_rmspe_est": model, "verdict": text}
 
 

@@ -45,25 +45,20 @@ def profile_here(space: GraphSpace, out_dir: str | Path, backend, protocol: sr.P
         floor = _noise_floor(space, table, h, backend, s.remeasure, out_dir, log, progress)
         if floor is not None:  # the measurement's own noise: --margin auto counts it (latency/margin.py)
             table.validation["noise_floor"] = floor
-    if s.ladder_rungs:
-        _ladder(table, s.ladder_rungs, min(LADDER_WAIT_S, s.max_wait), log)
+    if s.ladder_rungs:  # timed now, as the host ran for the samples: verification reads networks off it later
+        from widthnas.nas.export import verify_timing
+
+        from .ref_ladder import measure_ladder
+
+        be, protocol = verify_timing(table)  # as every ladder is, whatever round length verification reads it with
+        try:
+            table.fit["ref_ladder"] = measure_ladder(table, be, protocol, s.ladder_rungs, log=log,
+                                                     max_wait_s=min(LADDER_WAIT_S, s.max_wait))
+        except ValueError as e:  # the host drifted since profiling: verify off the reference alone
+            log(f"ladder: not timed: {e}")
     out = out_dir / "profile.json"
     table.save(out)
     return out
-
-
-def _ladder(table, rungs: int, max_wait_s: float, log) -> None:
-    """Time the ladder of reference networks now, while the host runs as it did for the samples, so
-    that verification can read networks off it on another day (latency/ref_ladder.py)."""
-    from widthnas.nas.export import verify_timing
-
-    from .ref_ladder import measure_ladder
-
-    be, protocol = verify_timing(table)  # as every ladder is, whatever round length verification reads it with
-    try:
-        table.fit["ref_ladder"] = measure_ladder(table, be, protocol, rungs, log=log, max_wait_s=max_wait_s)
-    except ValueError as e:  # the host drifted since profiling: verify off the reference alone
-        log(f"ladder: not timed: {e}")
 
 
 def _noise_floor(space, table, heldout, backend, k: int, out_dir: Path, log, progress: bool) -> dict | None:

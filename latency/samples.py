@@ -30,11 +30,6 @@ class Samples:
     def __len__(self) -> int:
         return len(self.norm)
 
-    def subset(self, idx) -> "Samples":
-        """These rows; the counts and lists describe the files the samples came from."""
-        return Samples(self.header, self.widths[idx], self.norm[idx], self.ms[idx], self.ref_ms[idx], self.skipped,
-                       self.unsettled, self.disturbed, self.remeasured)
-
     def quality(self) -> dict:
         """What the load found, for fit and validation records."""
         return {"unsettled": int(self.unsettled), "disturbed": len(self.disturbed),

@@ -24,7 +24,7 @@ from widthnas.models.space import GraphSpace, OpSignature
 from widthnas.models.space import check_fingerprint
 
 from .entries import EntryKey, GraphEntries, check_keying, signature_from_dict, signature_to_dict
-from .host_state import profile_measured_ms, read_elasticity, read_speed_range
+from .host_state import read_elasticity, read_speed_range, typical_speed_ms
 from .ref_ladder import read_ladder
 
 FORMAT = "widthnas-graph-profile/1"
@@ -93,7 +93,9 @@ class LatencyTable:
     def measured_ms(self, norm, ref_ms):
         """ms at the reference's typical speed, from ratio(s) to a reference that took ref_ms beside them
         (host_state.py); what every prediction of this table is compared with."""
-        return profile_measured_ms(self.fit, self.reference_ms, self.name or "profile", norm, ref_ms)
+        where = self.name or "profile"
+        return typical_speed_ms(norm, ref_ms, self.reference_ms, read_elasticity(self.fit, where),
+                                read_speed_range(self.fit, where))
 
     @cached_property
     def entries(self) -> GraphEntries:
@@ -194,7 +196,7 @@ class LatencyTable:
             intercept, reference_ms, fit = _check_header(d, where)
             table = cls(space, costs, intercept, reference_ms, d.get("device", {}), fit, d.get("validation", {}),
                         d.get("name", ""), keying)
-            try:  # its ladder of reference networks, checked at load, not first at verification after a run trained
+            try:  # its ladder of reference networks: checked at load, not first at verification after training
                 read_ladder(fit, space, where, table.predict)
             except ValueError as e:
                 raise ProfileError(str(e)) from None
