@@ -95,10 +95,7 @@ class System:
         self.B = sp.csr_matrix((vals, (rows, cols)), shape=(self.E, P))
         self.T = sp.hstack([self.B, sp.identity(self.E)]).tocsr()  # entries from (theta, R)
         self.pairs = np.array(pairs, int).reshape(-1, 2)
-
-    def design(self, widths: np.ndarray) -> sp.csr_matrix:
-        """(n, E) counts of every entry in each network."""
-        return self.entries.design(widths)
+        self.design = self.entries.design  # (n, E) counts of every entry in each network
 
     def least_squares_rows(self, A: sp.csr_matrix, y: np.ndarray, lam: float) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """(data rows (n, P+E+1), ridge rows (E, P+E+1)) over z = (theta, R, intercept): relative
@@ -209,16 +206,6 @@ def _cv_rmspe(sys_: System, A: sp.csr_matrix, y: np.ndarray, lam: float, mu: flo
     return float(np.mean(errs))
 
 
-def cross_validated_solve(sys_: System, A: sp.csr_matrix, y: np.ndarray, settings: FitSettings
-                          ) -> tuple[np.ndarray, float, float, float, dict]:
-    """(entries (E,) ms, intercept ms, lam, mu, {(lam, mu): cv RMSPE}): lam and mu chosen by k-fold
-    cross-validation on networks, then one solve on all of them."""
-    cv = {(lam, mu): _cv_rmspe(sys_, A, y, lam, mu, settings) for lam in settings.lams for mu in settings.mus}
-    lam, mu = min(cv, key=cv.get)
-    entries, c = sys_.solve(A, y, lam, mu, settings.active_set_iters)
-    return entries, c, lam, mu, cv
-
-
 def cross_validated_elasticity(sys_: System, A: sp.csr_matrix, samples: Samples, reference_ms: float,
                                lam: float, mu: float, settings: FitSettings, at_zero: float | None = None
                                ) -> tuple[float, dict]:
@@ -237,9 +224,9 @@ def cross_validated_elasticity(sys_: System, A: sp.csr_matrix, samples: Samples,
 
 def solve_samples(sys_: System, samples: Samples, settings: FitSettings) -> tuple[np.ndarray, float, float, np.ndarray, dict]:
     """The fit every table shares: targets in ms at the reference network's typical speed, lam and mu
-    by cross-validation without host-state correction, then the correction's elasticity by
-    cross-validation at that lam and mu. Returns (entries (E,) ms, intercept ms, reference ms, design
-    matrix, fit record)."""
+    by k-fold cross-validation on networks without host-state correction, then the correction's
+    elasticity by cross-validation at that lam and mu, and one solve on all of them. Returns (entries
+    (E,) ms, intercept ms, reference ms, design matrix, fit record)."""
     if len(samples) < settings.folds * 2:
         raise ValueError(f"{len(samples)} samples are too few to fit; profile at least {settings.folds * 10}")
     bad = [k for k in settings.elasticities if not ELASTICITY_RANGE[0] <= k <= ELASTICITY_RANGE[1]]
@@ -250,7 +237,9 @@ def solve_samples(sys_: System, samples: Samples, settings: FitSettings) -> tupl
     reference_ms = float(np.median(samples.ref_ms))
     y = samples.norm * reference_ms  # ms at the reference network's typical speed, k = 0
     A = sys_.design(samples.widths)
-    entries, c, lam, mu, cv = cross_validated_solve(sys_, A, y, settings)
+    cv = {(lam, mu): _cv_rmspe(sys_, A, y, lam, mu, settings) for lam in settings.lams for mu in settings.mus}
+    lam, mu = min(cv, key=cv.get)
+    entries, c = sys_.solve(A, y, lam, mu, settings.active_set_iters)
     k, cv_k = cross_validated_elasticity(sys_, A, samples, reference_ms, lam, mu, settings, cv[(lam, mu)])
     if k:
         y = typical_speed_ms(samples.norm, samples.ref_ms, reference_ms, k)

@@ -135,21 +135,13 @@ def limiting(model_rmspe: float, floor: dict) -> dict:
     return {"limited_by": by, "noise_share": share, "model_rmspe_est": model, "verdict": text}
 
 
-def measure_floor(samples: Samples, k: int, space, to_ms: float | Callable, backend=None,
+def measure_floor(samples: Samples, k: int, space, to_ms: Callable, backend=None,
                   out: str | Path | None = None, guard: sr.LoadGuard | None = None,
                   log: Callable[[str], None] | None = None, progress: bool = False) -> dict:
     """The noise-floor record a profile's `validation.noise_floor` keeps: re-measure the first k held-out
     samples (all of them when fewer) and compare, in reference-ms: `to_ms` is the profile's
-    `table.measured_ms(norm, ref_ms)`, so both timings are judged as its predictions are, or a plain
-    scale (ms per unit of normalised latency)."""
-    k = check_count(k)
-    if not callable(to_ms):
-        scale_ms = to_ms
-        if not (isinstance(scale_ms, (int, float)) and math.isfinite(scale_ms) and scale_ms > 0):
-            raise ValueError(f"reference latency {scale_ms!r} ms: expected a positive, finite number; "
-                             "the profile is corrupt")
-        to_ms = lambda norm, ref_ms: np.asarray(norm, float) * scale_ms  # noqa: E731
-    k = min(k, len(samples))
+    `table.measured_ms(norm, ref_ms)`, so both timings are judged as its predictions are."""
+    k = min(check_count(k), len(samples))
     if k < MIN_REMEASURE:
         raise FloorUnavailable(f"only {len(samples)} held-out sample(s); at least {MIN_REMEASURE} are needed")
     backend = backend if backend is not None else backend_for(space, samples.header["device"])
