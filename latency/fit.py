@@ -206,22 +206,6 @@ def _cv_rmspe(sys_: System, A: sp.csr_matrix, y: np.ndarray, lam: float, mu: flo
     return float(np.mean(errs))
 
 
-def cross_validated_elasticity(sys_: System, A: sp.csr_matrix, samples: Samples, reference_ms: float,
-                               lam: float, mu: float, settings: FitSettings, at_zero: float | None = None
-                               ) -> tuple[float, dict]:
-    """(k, {k: cv RMSPE}): the host-state correction whose targets the table predicts best on networks
-    it was not fitted on. A wrong k adds to each target a part that depends on the host's speed at its
-    timing, not on its widths, and no table can predict that part. `at_zero`: the k = 0 figure when
-    already known (the lam/mu search's, same folds)."""
-    if tuple(settings.elasticities) == (0.0,) or np.ptp(samples.ref_ms) == 0:
-        return 0.0, {}  # plain normalisation; or one reference speed, where every k gives the same targets
-    cv = {}
-    for k in settings.elasticities:
-        y = typical_speed_ms(samples.norm, samples.ref_ms, reference_ms, k)
-        cv[float(k)] = at_zero if k == 0 and at_zero is not None else _cv_rmspe(sys_, A, y, lam, mu, settings)
-    return min(cv, key=cv.get), cv
-
-
 def solve_samples(sys_: System, samples: Samples, settings: FitSettings) -> tuple[np.ndarray, float, float, np.ndarray, dict]:
     """The fit every table shares: targets in ms at the reference network's typical speed, lam and mu
     by k-fold cross-validation on networks without host-state correction, then the correction's
@@ -240,7 +224,15 @@ def solve_samples(sys_: System, samples: Samples, settings: FitSettings) -> tupl
     cv = {(lam, mu): _cv_rmspe(sys_, A, y, lam, mu, settings) for lam in settings.lams for mu in settings.mus}
     lam, mu = min(cv, key=cv.get)
     entries, c = sys_.solve(A, y, lam, mu, settings.active_set_iters)
-    k, cv_k = cross_validated_elasticity(sys_, A, samples, reference_ms, lam, mu, settings, cv[(lam, mu)])
+    # the host-state correction k whose targets the table predicts best on networks it was not fitted on: a
+    # wrong k adds to each target a part that depends on the host's speed at its timing, not on its widths,
+    # and no table can predict that part. None to choose with one reference speed: every k gives the same targets
+    cv_k = {}
+    if tuple(settings.elasticities) != (0.0,) and np.ptp(samples.ref_ms) != 0:
+        for k in settings.elasticities:
+            y_k = typical_speed_ms(samples.norm, samples.ref_ms, reference_ms, k)
+            cv_k[float(k)] = cv[(lam, mu)] if k == 0 else _cv_rmspe(sys_, A, y_k, lam, mu, settings)
+    k = min(cv_k, key=cv_k.get) if cv_k else 0.0
     if k:
         y = typical_speed_ms(samples.norm, samples.ref_ms, reference_ms, k)
         entries, c = sys_.solve(A, y, lam, mu, settings.active_set_iters)
