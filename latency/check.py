@@ -7,10 +7,14 @@ another machine behind the same device key, and its own validation says nothing 
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from .host_state import OTHER_MACHINE, machine_note
+from .standalone_runner import Protocol, measure_sample
 
 CHECK_NETWORKS = 40  # random networks a check times
 CHECK_ROUNDS = 3  # timing rounds per network: fewer than profiling's 5, the check is a look, not a fit
@@ -22,16 +26,12 @@ CHECK_PASS = 0.95  # share of a check within ±10 % for which another machine's 
 def check_protocol():
     """How `search` times a check: adaptive rounds from CHECK_ROUNDS, with the default load guard (`run`
     times its check with its own round length and guard settings)."""
-    from .standalone_runner import Protocol
-
     return Protocol(CHECK_ROUNDS)
 
 
 def reference_speed(table, backend, protocol) -> float:
     """The reference network's time here now over its profiled time (1.99: it runs 1.99 x slower here),
     the median of REFERENCE_SAMPLES timings."""
-    from .standalone_runner import measure_sample
-
     ref = backend.open(table.space.reference_widths)  # timed beside itself: ref_ms is the reference alone
     ms = [measure_sample(ref, ref, protocol, what="the reference network")["ref_ms"]["median"]
           for _ in range(REFERENCE_SAMPLES)]
@@ -45,9 +45,6 @@ def latency_check(table, backend, path: str | Path, n: int, seed: int, protocol,
     samples file: resumable, and reused by a later check of the same networks against another profile).
     The metrics add `host_speed` (reference now over profiled) and `machine_note` (None on the
     profile's machine)."""
-    import warnings
-
-    from .host_state import machine_note
     from .profile import profile
     from .samples import load_samples
     from .validate import metrics
@@ -78,7 +75,6 @@ def other_machine_choice(path: str, table, others: list, check: dict, budget_is_
       'keep'    this one, when the check's networks hold to it (CHECK_PASS) and the budget is a share of
                 the widest network (the small spaces ran 2.3 x slower on another machine, 100 % within ±10 %);
       'profile' profile this machine (the check failed, or the budget is in this machine's ms)."""
-    from .host_state import OTHER_MACHINE
     from .registry import load_profile
 
     ref_now = check["host_speed"] * table.reference_ms  # ms, the reference here today

@@ -26,6 +26,9 @@ import numpy as np
 
 from widthnas._io import atomic_write_text
 
+from .check import latency_check, reference_speed
+from .host_state import machine_note
+
 CACHE_ENV = "WIDTHNAS_CACHE"
 SAME_SPEED = 1.10  # the reference now within this factor of the cached check's: the same machine kind
 FORMAT = "widthnas-check/2"
@@ -84,8 +87,6 @@ def cached_check(key: str, run_check: Callable[[], Check], samples_path: str | P
     run_check() only reads them; the metrics then carry `reused` (when it was timed, the speed then and
     now) and today's host_speed. A samples file already at samples_path is a check under way: resumed,
     never replaced. A check timed here is kept for later runs, beside those of other machine kinds."""
-    from .host_state import machine_note
-
     samples_path, now = Path(samples_path), now or dt.datetime.now(dt.timezone.utc)
     if samples_path.exists():
         return run_check()
@@ -120,8 +121,6 @@ def latency_check_today(table, profile_file: str | Path, backend, samples_path: 
                         log: Callable[[str], None] = print, progress: bool = False) -> Check:
     """latency.check.latency_check, or today's check of the same profile and networks on this machine kind
     (reuse=False: always timed). speed_now: the reference's speed, when the caller has just timed it."""
-    from .check import latency_check, reference_speed
-
     def timed() -> Check:
         return latency_check(table, backend, samples_path, n, seed, protocol, log=log, progress=progress)
 

@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from widthnas._cv import kfold
+
 ELASTICITY_RANGE = (0.0, 2.0)  # k; outside it the model is not a correction but a different machine
 # s = ref_ms / reference_ms clamped to this for profiles without fit.host_speed_range: wide enough for
 # every timing of the runs the elasticity was measured on (the reference moved -6.6 % to +15.8 % between a
@@ -92,8 +94,6 @@ def calibrate_elasticity(predicted_ms, norm, ref_ms, reference_ms: float, grid, 
     "selection_cv_rmspe": RMSPE when each fold's k is chosen on the other folds (the honest figure
     for the choice), "host_speed": [min, max] of s}. Timings within 2 % of the profile's reference
     speed say nothing about k: refused."""
-    from widthnas._cv import kfold
-
     pred = _positive("predicted latency (ms)", predicted_ms)
     s = _positive("reference time (ms)", ref_ms) / reference_ms
     if np.max(np.abs(np.log(s))) < 0.02:

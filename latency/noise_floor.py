@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from . import standalone_runner as sr
-from .backends import clocks
+from .backends import clocks, make_backend
 from .samples import Samples
 from .validate import metrics
 
@@ -40,8 +40,6 @@ def check_count(n: int, what: str = "--remeasure") -> int:
 
 def backend_for(space, device: dict):
     """The backend that produced samples of `device`, if this machine is that device (same device key)."""
-    from .backends import make_backend
-
     try:
         be = make_backend(space, device.get("backend", "onnxruntime"), device.get("provider"),
                           int(device.get("threads", 1)), int(device.get("batch", 1)), device.get("opt_level", "all"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau
 
-from widthnas._io import atomic_savefig
+from widthnas._io import atomic_savefig, pyplot
 
 
 def metrics(pred: np.ndarray, meas: np.ndarray) -> dict:
@@ -45,8 +45,6 @@ def validate(table, samples, proxy=None) -> dict:
 
 def scatter_plot(path: str | Path, meas: np.ndarray, preds: dict[str, np.ndarray], title: str = "") -> None:
     """Predicted against measured latency, one colour per predictor, with the ±10 % band."""
-    from widthnas._io import pyplot
-
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 5))
