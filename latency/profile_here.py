@@ -30,6 +30,7 @@ def profile_here(space: GraphSpace, out_dir: str | Path, backend, protocol: sr.P
     """The profile of `space` on this machine, saved as out_dir/profile.json (returned). Resumable:
     the samples files in out_dir are continued, not re-timed."""
     from .fit import FlopsProxy, fit_profile
+    from .noise_floor import FloorUnavailable, describe, limiting, measure_floor
     from .profile import profile
     from .samples import load_samples
     from .validate import validate
@@ -41,9 +42,16 @@ def profile_here(space: GraphSpace, out_dir: str | Path, backend, protocol: sr.P
     table = fit_profile(space, load_samples(str(samples), space), name="this-machine", log=log)
     h = load_samples(str(held), space)
     table.validation = validate(table, h, FlopsProxy.from_profile(table))
-    if s.remeasure:
-        floor = _noise_floor(space, table, h, backend, s.remeasure, out_dir, log, progress)
-        if floor is not None:  # the measurement's own noise: --margin auto counts it (latency/margin.py)
+    if s.remeasure:  # the measurement's own noise (resumable file): --margin auto counts it (latency/margin.py)
+        try:
+            floor = measure_floor(h, s.remeasure, space, table.measured_ms, backend,
+                                  out=out_dir / "heldout_remeasure.jsonl", log=log, progress=progress)
+        except FloorUnavailable as e:
+            log(f"noise floor: not measured: {e}")
+        else:
+            floor.update(limiting(table.validation["table"]["rmspe"], floor))
+            log(f"noise floor: {describe(floor)}")
+            log(f"limits: {floor['verdict']}")
             table.validation["noise_floor"] = floor
     if s.ladder_rungs:  # timed now, as the host ran for the samples: verification reads networks off it later
         from widthnas.nas.export import verify_timing
@@ -60,18 +68,3 @@ def profile_here(space: GraphSpace, out_dir: str | Path, backend, protocol: sr.P
     table.save(out)
     return out
 
-
-def _noise_floor(space, table, heldout, backend, k: int, out_dir: Path, log, progress: bool) -> dict | None:
-    """Re-time the first k held-out networks (resumable file) and compare with their first timing."""
-    from .noise_floor import FloorUnavailable, describe, limiting, measure_floor
-
-    try:
-        floor = measure_floor(heldout, k, space, table.measured_ms, backend, out=out_dir / "heldout_remeasure.jsonl",
-                              log=log, progress=progress)
-    except FloorUnavailable as e:
-        log(f"noise floor: not measured: {e}")
-        return None
-    floor.update(limiting(table.validation["table"]["rmspe"], floor))
-    log(f"noise floor: {describe(floor)}")
-    log(f"limits: {floor['verdict']}")
-    return floor
