@@ -31,6 +31,11 @@ ELASTICITY_RANGE = (0.0, 2.0)  # k; outside it the model is not a correction but
 DEFAULT_SPEED_RANGE = (0.8, 1.25)
 
 
+def is_positive(x) -> bool:
+    """x is one positive, finite number (not a bool), as a latency or a ratio read from a file must be."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
 def _positive(name: str, x) -> np.ndarray:
     a = np.asarray(x, float)
     if not np.all(np.isfinite(a) & (a > 0)):

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import standalone_runner as sr
 from .backends import clocks, make_backend
+from .host_state import is_positive
 from .samples import Samples
 from .validate import metrics
 
@@ -145,8 +146,8 @@ def measure_floor(samples: Samples, k: int, space, to_ms: Callable, backend=None
     backend = backend if backend is not None else backend_for(space, samples.header["device"])
     t0 = time.time()
     recs = remeasure(samples, k, backend, out, guard, log, progress)
-    keep = [j for j, r in enumerate(recs) if r.get("disturbed") is not True and _ok(r.get("norm"))
-            and isinstance(r.get("ref_ms"), dict) and _ok(r["ref_ms"].get("median"))]
+    keep = [j for j, r in enumerate(recs) if r.get("disturbed") is not True and is_positive(r.get("norm"))
+            and isinstance(r.get("ref_ms"), dict) and is_positive(r["ref_ms"].get("median"))]
     if len(keep) < MIN_REMEASURE:
         raise FloorUnavailable(f"{k - len(keep)} of {k} re-measurements were disturbed or unusable; the machine is "
                                "too busy for a noise floor now")
@@ -159,10 +160,6 @@ def measure_floor(samples: Samples, k: int, space, to_ms: Callable, backend=None
             "unsettled": sum(recs[j].get("settled") is False for j in keep),
             "protocol": protocol.settings(), "seconds": round(time.time() - t0, 1), "measured": time.time(),
             **({"file": str(out)} if out is not None else {})}
-
-
-def _ok(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
 
 def describe(floor: dict) -> str:
