@@ -172,9 +172,10 @@ def evaluate(space: GraphSpace, out: Path, backend, plan: Plan, log: Callable[[s
                 floor = nf.measure_floor(held, plan.remeasure, space, final["table"].measured_ms, backend,
                                          out / proto / "remeasure.jsonl", log=log)
                 floor.update(nf.limiting(final["metrics"]["rmspe"], floor))
+                scale_ms = final["table"].reference_ms  # plain normalisation: no host-state correction
                 final["uncorrected_floor"] = nf.measure_floor(held, plan.remeasure, space,
-                                                              final["table"].reference_ms, backend,
-                                                              out / proto / "remeasure.jsonl")
+                                                              lambda norm, ref_ms: np.asarray(norm, float) * scale_ms,
+                                                              backend, out / proto / "remeasure.jsonl")
             except nf.FloorUnavailable as e:
                 log(f"{proto}: noise floor not measured: {e}")
         res[proto] = {"settings": plan.protocol(proto).settings(), "rows": rows, "final": final, "floor": floor,
