@@ -334,10 +334,8 @@ _GUARD_LIMITS = {"drift": (float, 1e-3, 100.0), "spread": (float, 1e-3, 100.0), 
 def _num(d: dict, key: str, default, where: str, kind, lo: float, hi: float):
     """d[key] (or the default when absent) as `kind`, finite and within [lo, hi], or a ValueError naming it."""
     v = d.get(key, default)
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and lo <= v <= hi
-    if ok and kind is int and float(v) != int(v):
-        ok = False
-    if not ok:
+    if not (isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and lo <= v <= hi
+            and (kind is not int or float(v) == int(v))):
         raise ValueError(f"{where}: {key} is {v!r}; expected a finite {'whole ' if kind is int else ''}number in "
                          f"[{lo:g}, {hi:g}]. The file was edited or is corrupt: profile again into a new file")
     return kind(v)
