@@ -206,7 +206,8 @@ def _cv_rmspe(sys_: System, A: sp.csr_matrix, y: np.ndarray, lam: float, mu: flo
     return float(np.mean(errs))
 
 
-def solve_samples(sys_: System, samples: Samples, settings: FitSettings) -> tuple[np.ndarray, float, float, np.ndarray, dict]:
+def solve_samples(sys_: System, samples: Samples, settings: FitSettings
+                  ) -> tuple[np.ndarray, float, float, np.ndarray, dict]:
     """The fit every table shares: targets in ms at the reference network's typical speed, lam and mu
     by k-fold cross-validation on networks without host-state correction, then the correction's
     elasticity by cross-validation at that lam and mu, and one solve on all of them. Returns (entries
@@ -289,8 +290,7 @@ def fit_table(space: GraphSpace, samples: Samples, settings: FitSettings | None 
     fit.update(entries_measured=int((A.sum(axis=0) > 0).sum()), signatures=len(sys_.entries.signatures))
     log(f"fit: {fit['samples']} samples, {sys_.E} entries ({fit['entries_measured']} measured) in "
         f"{fit['signatures']} signatures; cv RMSPE {fit['cv_rmspe']:.4f} at lam={fit['lam']:g} mu={fit['mu']:g} "
-        f"elasticity={fit['elasticity']:g}; "
-        f"train RMSPE {fit['train_rmspe']:.4f}; {fit['seconds']:.1f} s")
+        f"elasticity={fit['elasticity']:g}; train RMSPE {fit['train_rmspe']:.4f}; {fit['seconds']:.1f} s")
     return LatencyTable(space, costs, c, reference_ms, samples.header["device"], fit, {}, name, keying)
 
 
