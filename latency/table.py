@@ -63,8 +63,6 @@ class FactorTable:
     """One op's latency over the choices of the free groups it touches."""
 
     op: str
-    in_group: str
-    out_group: str
     scope: tuple[str, ...]  # free groups the table is indexed by, (in, out) order
     ms: np.ndarray  # (K_in, K_out), (K,) or () ms
 
@@ -118,8 +116,7 @@ class LatencyTable:
     def factor_tables(self) -> list[FactorTable]:
         """Per costed op, in graph order, its latency table over its scope's choices."""
         free = [g.name for g in self.space.free_groups]
-        return [FactorTable(fc.factor.op, fc.factor.in_group, fc.factor.out_group,
-                            tuple(free[p] for p in fc.scope_pos), self.costs[fc.cols])
+        return [FactorTable(fc.factor.op, tuple(free[p] for p in fc.scope_pos), self.costs[fc.cols])
                 for fc in self.entries.factors]
 
     def mrf_terms(self) -> MrfTerms:
