@@ -73,7 +73,6 @@ class System:
     (fewer channels, more channels) whose order the monotonicity penalty keeps."""
 
     def __init__(self, space: GraphSpace, keying: str = "signature"):
-        self.space = space
         self.entries = GraphEntries(space, keying)
         self.E = self.entries.E
         keys = self.entries.keys
