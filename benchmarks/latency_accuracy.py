@@ -26,7 +26,7 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -34,14 +34,14 @@ import numpy as np
 
 from widthnas._io import atomic_write_text
 from widthnas.latency import noise_floor as nf
+from widthnas.latency import registry
 from widthnas.latency import standalone_runner as sr
 from widthnas.latency.backends import make_backend
 from widthnas.latency.fit import FitSettings, fit_flops_proxy
 from widthnas.latency.entries import KEYINGS
 from widthnas.latency.fit import fit_table
 from widthnas.latency.profile import profile
-from widthnas.latency.registry import refuse_shipped
-from widthnas.latency.samples import load_samples
+from widthnas.latency.samples import Samples, load_samples
 from widthnas.latency.validate import metrics, scatter_plot
 from widthnas.models import SPACES, GraphSpace, get_space
 
@@ -120,6 +120,12 @@ def measure_all(space: GraphSpace, out: Path, backend, plan: Plan, log: Callable
     log(f"re-measured the first {plan.remeasure} held-out networks of each protocol")
 
 
+def _first(samples: Samples, n: int) -> Samples:
+    """The first n samples; the counts and lists describe the files the samples came from."""
+    return replace(samples, widths=samples.widths[:n], norm=samples.norm[:n], ms=samples.ms[:n],
+                   ref_ms=samples.ref_ms[:n])
+
+
 def _load(path: Path, space: GraphSpace):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # counted in Samples and reported in the results
@@ -136,14 +142,14 @@ def evaluate(space: GraphSpace, out: Path, backend, plan: Plan, log: Callable[[s
             train = _load(out / proto / f"{strat}.jsonl", space)
             for n in plan.sizes:
                 t = time.time()
-                table = fit_table(space, train.subset(slice(0, n)), FitSettings(folds=plan.folds),
+                table = fit_table(space, _first(train, n), FitSettings(folds=plan.folds),
                                         log=lambda *_: None, keying=plan.keying)
                 fit_s = time.time() - t
                 meas = table.measured_ms(held.norm, held.ref_ms)
                 m = metrics(table.predict_many(held.widths), meas)
                 rows.append({**m, "protocol": proto, "predictor": f"table/{strat}", "train_n": n, "fit_s": fit_s})
                 if strat == plan.strategies[0]:
-                    proxy = fit_flops_proxy(space, train.subset(slice(0, n)), table.fit["elasticity"])
+                    proxy = fit_flops_proxy(space, _first(train, n), table.fit["elasticity"])
                     mp = metrics(proxy.predict_many(space, held.widths) * table.reference_ms / proxy.reference_ms,
                                  meas)
                     rows.append({**mp, "protocol": proto, "predictor": f"flops/{strat}", "train_n": n, "fit_s": 0.0})
@@ -152,7 +158,7 @@ def evaluate(space: GraphSpace, out: Path, backend, plan: Plan, log: Callable[[s
                                  "train_quality": train.quality()}
                         # the same fit (lam and mu are chosen at k = 0 in both) without the host-state
                         # correction (latency/host_state.py); each is judged on measurements corrected its way
-                        plain = fit_table(space, train.subset(slice(0, n)),
+                        plain = fit_table(space, _first(train, n),
                                                 FitSettings(lams=(table.fit["lam"],), mus=(table.fit["mu"],),
                                                             folds=plan.folds, elasticities=(0.0,)),
                                                 log=lambda *_: None, keying=plan.keying)
@@ -166,9 +172,10 @@ def evaluate(space: GraphSpace, out: Path, backend, plan: Plan, log: Callable[[s
                 floor = nf.measure_floor(held, plan.remeasure, space, final["table"].measured_ms, backend,
                                          out / proto / "remeasure.jsonl", log=log)
                 floor.update(nf.limiting(final["metrics"]["rmspe"], floor))
+                scale_ms = final["table"].reference_ms  # plain normalisation: no host-state correction
                 final["uncorrected_floor"] = nf.measure_floor(held, plan.remeasure, space,
-                                                              final["table"].reference_ms, backend,
-                                                              out / proto / "remeasure.jsonl")
+                                                              lambda norm, ref_ms: np.asarray(norm, float) * scale_ms,
+                                                              backend, out / proto / "remeasure.jsonl")
             except nf.FloorUnavailable as e:
                 log(f"{proto}: noise floor not measured: {e}")
         res[proto] = {"settings": plan.protocol(proto).settings(), "rows": rows, "final": final, "floor": floor,
@@ -269,6 +276,14 @@ def _curve(path: Path, res: dict) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def refuse_shipped(out: str | Path, force: bool, flag: str = "--out") -> None:
+    """A shipped profile holds validated figures: refuse to overwrite it unless `force` (--force)."""
+    p = Path(out).resolve()
+    if p.exists() and p.parent == registry.PROFILE_DIR.resolve() and not force:
+        raise ValueError(f"{out} is a shipped, validated profile; write the new fit elsewhere "
+                         f"(e.g. {flag} {p.stem}_new.json), or pass --force to replace it")
 
 
 def profile_name(device: dict, space_name: str) -> str:

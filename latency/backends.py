@@ -26,12 +26,10 @@ class OrtBackend:
         return sr.device_info("onnxruntime", self.provider, self.threads, self.batch, self.opt_level, ort.__version__)
 
     def open(self, widths: Sequence[int]) -> Callable[[], None]:
-        model = space_onnx(self.space, widths, batch=self.batch).SerializeToString()
-        sess = sr.ort_session(model, self.provider, self.threads, self.opt_level)
-        return sr.ort_runner(sess, self.batch, self.provider)
+        return self.open_file(space_onnx(self.space, widths, batch=self.batch).SerializeToString())
 
-    def open_file(self, path: str) -> Callable[[], None]:
-        """An exported model (dynamic batch) timed the same way, for verifying predictions."""
+    def open_file(self, path: str | bytes) -> Callable[[], None]:
+        """An exported model (dynamic batch; or a serialized one) timed the same way, for verifying predictions."""
         return sr.ort_runner(sr.ort_session(path, self.provider, self.threads, self.opt_level), self.batch,
                              self.provider)
 

@@ -3,17 +3,20 @@
 `widthnas run` checks every profile it uses this way. `widthnas search` checks only when the profile's
 reference network runs more than OTHER_MACHINE x off its profiled time: then the profile was made on
 another machine behind the same device key, and its own validation says nothing of the error here, so
-`--margin auto` counts this check's (latency/margin.py; RESULTS §2.2e: a profile validated at RMSPE
-0.75 % missed by up to 2.0 % on the other machine kind, whose check showed RMSPE 3.4 %).
+`--margin auto` counts this check's (latency/margin.py; RESULTS §2.2e).
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-CHECK_NETWORKS = 40  # random networks a check times (14 s for the small space on a quiet machine here, 2026-12-04)
+from .host_state import OTHER_MACHINE, machine_note
+from .standalone_runner import Protocol, measure_sample
+
+CHECK_NETWORKS = 40  # random networks a check times
 CHECK_ROUNDS = 3  # timing rounds per network: fewer than profiling's 5, the check is a look, not a fit
 CHECK_SEED = 77  # search's check draws the networks `run --seed 0` checks
 REFERENCE_SAMPLES = 3  # reference timings whose median tells another machine: one disturbed timing does not
@@ -23,16 +26,12 @@ CHECK_PASS = 0.95  # share of a check within ±10 % for which another machine's 
 def check_protocol():
     """How `search` times a check: adaptive rounds from CHECK_ROUNDS, with the default load guard (`run`
     times its check with its own round length and guard settings)."""
-    from .standalone_runner import Protocol
-
     return Protocol(CHECK_ROUNDS)
 
 
 def reference_speed(table, backend, protocol) -> float:
     """The reference network's time here now over its profiled time (1.99: it runs 1.99 x slower here),
     the median of REFERENCE_SAMPLES timings."""
-    from .standalone_runner import measure_sample
-
     ref = backend.open(table.space.reference_widths)  # timed beside itself: ref_ms is the reference alone
     ms = [measure_sample(ref, ref, protocol, what="the reference network")["ref_ms"]["median"]
           for _ in range(REFERENCE_SAMPLES)]
@@ -46,9 +45,6 @@ def latency_check(table, backend, path: str | Path, n: int, seed: int, protocol,
     samples file: resumable, and reused by a later check of the same networks against another profile).
     The metrics add `host_speed` (reference now over profiled) and `machine_note` (None on the
     profile's machine)."""
-    import warnings
-
-    from .host_state import machine_note
     from .profile import profile
     from .samples import load_samples
     from .validate import metrics
@@ -79,7 +75,6 @@ def other_machine_choice(path: str, table, others: list, check: dict, budget_is_
       'keep'    this one, when the check's networks hold to it (CHECK_PASS) and the budget is a share of
                 the widest network (the small spaces ran 2.3 x slower on another machine, 100 % within ±10 %);
       'profile' profile this machine (the check failed, or the budget is in this machine's ms)."""
-    from .host_state import OTHER_MACHINE
     from .registry import load_profile
 
     ref_now = check["host_speed"] * table.reference_ms  # ms, the reference here today

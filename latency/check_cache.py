@@ -1,6 +1,6 @@
 """Reuse a latency check made today, on this machine kind, of the same profile and the same networks.
 
-A check times 40 networks (25-65 s of `make demo`). What it tells, the profile's error here, holds
+A check times 40 networks (most of a minute). What it tells, the profile's error here, holds
 while the profile, the networks, the timing protocol and the machine stay the same; so a later run
 on the same day (UTC) reads it back. The machine kind is re-read from the reference network alone (a
 few seconds): this machine comes in kinds that share a CPU name and run about 2 x apart, and a check
@@ -26,6 +26,8 @@ import numpy as np
 
 from widthnas._io import atomic_write_text
 
+from .host_state import machine_note
+
 CACHE_ENV = "WIDTHNAS_CACHE"
 SAME_SPEED = 1.10  # the reference now within this factor of the cached check's: the same machine kind
 FORMAT = "widthnas-check/2"
@@ -33,8 +35,8 @@ FORMAT = "widthnas-check/2"
 Check = tuple[dict, np.ndarray, np.ndarray]  # (metrics, measured ms, predicted ms), as latency.check.latency_check
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "widthnas")
+def _today(now: dt.datetime) -> str:
+    return now.strftime("%Y-%m-%d")
 
 
 def check_key(profile_file: str | Path, device: dict, n: int, seed: int, protocol_settings: dict) -> str:
@@ -42,10 +44,6 @@ def check_key(profile_file: str | Path, device: dict, n: int, seed: int, protoco
     what = {"profile": hashlib.sha256(Path(profile_file).read_bytes()).hexdigest(), "device": device, "n": n,
             "seed": seed, "protocol": protocol_settings, "host": platform.node()}
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
-def _today(now: dt.datetime) -> str:
-    return now.strftime("%Y-%m-%d")
 
 
 def _valid_entry(e) -> bool:
@@ -88,13 +86,12 @@ def cached_check(key: str, run_check: Callable[[], Check], samples_path: str | P
     run_check() only reads them; the metrics then carry `reused` (when it was timed, the speed then and
     now) and today's host_speed. A samples file already at samples_path is a check under way: resumed,
     never replaced. A check timed here is kept for later runs, beside those of other machine kinds."""
-    from .host_state import machine_note
-
     samples_path, now = Path(samples_path), now or dt.datetime.now(dt.timezone.utc)
     if samples_path.exists():
         return run_check()
-    path = cache_root() / "checks" / f"{key}.json"
-    today = [e for e in _entries(path, log) if e["date"] == _today(now)]
+    path = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "widthnas") / "checks" / f"{key}.json"
+    date = _today(now)
+    today = [e for e in _entries(path, log) if e["date"] == date]
     if today:
         speed = speed_now()
         match = next((e for e in today if same_kind(speed, e["host_speed"])), None)
@@ -108,7 +105,7 @@ def cached_check(key: str, run_check: Callable[[], Check], samples_path: str | P
         log(f"latency check: today's checks of this profile ran the reference at {then} x, now {speed:.2f} x "
             "(another machine kind): timing a new one")
     m, meas, pred = run_check()
-    entry = {"date": _today(now), "made": now.isoformat(timespec="seconds"), "host_speed": float(m["host_speed"]),
+    entry = {"date": date, "made": now.isoformat(timespec="seconds"), "host_speed": float(m["host_speed"]),
              "samples": samples_path.read_text()}
     kept = [e for e in today if not same_kind(e["host_speed"], entry["host_speed"])]  # other kinds stay
     try:
@@ -123,7 +120,7 @@ def latency_check_today(table, profile_file: str | Path, backend, samples_path: 
                         log: Callable[[str], None] = print, progress: bool = False) -> Check:
     """latency.check.latency_check, or today's check of the same profile and networks on this machine kind
     (reuse=False: always timed). speed_now: the reference's speed, when the caller has just timed it."""
-    from .check import latency_check, reference_speed
+    from .check import latency_check, reference_speed  # looked up now: a test gives its own reference speed
 
     def timed() -> Check:
         return latency_check(table, backend, samples_path, n, seed, protocol, log=log, progress=progress)

@@ -1,14 +1,13 @@
 """The unknowns of a graph space's latency model, and where every op of a network finds its own.
 
 An entry is (op signature, c_in, c_out): what one costed op takes in ms, given what its latency
-depends on (kind, kernel, stride, dense, depthwise or grouped, input resolution) and its channels. Ops with
-equal signatures share entries (the AOWS code's table keyed by layer type, not by position), so the
-repeated blocks of a stage are one set of unknowns. Everything here is derived from
-`GraphSpace.factor_structure()`, the one source of which op touches which channel groups.
+depends on (kind, kernel, stride, dense, depthwise or grouped, input resolution) and its channels. Ops
+with equal signatures share entries, so the repeated blocks of a stage are one set of unknowns.
+Everything here is derived from `GraphSpace.factor_structure()`, the one source of which op touches
+which channel groups.
 
-A profile may instead key its entries per op (`keying="op"`): each op has entries of its own, as the
-chain tables of widthnas before 0.2 had per layer (their shipped MobileNet-v1 profiles were converted
-that way, exactly). The signature then carries the op's name.
+A profile may instead key its entries per op (`keying="op"`, as the converted chain profiles of
+widthnas before 0.2 are): each op has entries of its own; the signature then carries the op's name.
 
 For the fit a network is a row of the design matrix (counts of the entries it uses); for the MRF an
 op is a factor whose table over its free groups' choices is read from the same column indices.

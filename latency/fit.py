@@ -1,27 +1,20 @@
 """`widthnas fit`: the networks x entries system solved into a LatencyTable.
 
-A black-box end-to-end fit (fit.py holds the solver, penalties and cross-validation): whole random
-networks are timed, and per-entry costs solved for.
+A black-box end-to-end fit: whole random networks are timed, and per-entry costs solved for.
 Entries are (signature, c_in, c_out), shared by every op of that signature, or one set per op
-(keying 'op', entries.py), and anchored per signature on a bilinear surface:
-    T[c_in, c_out] = theta_s . (c_in', c_out', c_in' c_out') + R[c_in, c_out]
-with c' = c / (the signature's widest), theta >= 0, and R ridge-penalised; an op that keeps its
-channels (depthwise, add, pooling) has the one feature c' (a grouped conv also c'^2: its work is
-c * c / groups). Monotonicity pairs join neighbouring
-channel counts of one signature.
-
-The regularised solve:
-
-Model of an entry (c_in, c_out) of one signature, in ms:
+(keying 'op', entries.py). Model of an entry of one signature, in ms:
     T[c_in, c_out] = theta . (c_in', c_out', c_in' c_out') + R[c_in, c_out]
-with c' = c / (widest choice), theta >= 0 (a bilinear cost, as a convolution's work is), and a
+with c' = c / (the signature's widest), theta >= 0 (a bilinear cost, as a convolution's work is), and a
 residual R ridge-penalised by `lam`, which lets measured entries leave the bilinear surface where
 the data say so while unmeasured ones stay on it. Entries of a table are not identifiable one by
-one (only network sums are); the bilinear anchor and the ridge make them so.
+one (only network sums are); the bilinear anchor and the ridge make them so. An op that keeps its
+channels (depthwise, add, pooling) has the one feature c' (a grouped conv also c'^2: its work is
+c * c / groups).
 
 Also penalised (squared hinge, weight `mu`): an entry cheaper than a neighbour with fewer
-channels (monotonicity), and negative entries. Residuals are relative errors, since the target
-is "within ±10 %" for small and large networks alike. lam and mu come from k-fold cross-validation.
+channels of one signature (monotonicity), and negative entries. Residuals are relative errors, since
+the target is "within ±10 %" for small and large networks alike. lam and mu come from k-fold
+cross-validation.
 """
 from __future__ import annotations
 
@@ -53,18 +46,55 @@ class FitSettings:
     elasticities: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # host-state correction k (host_state.py)
 
 
-class Solver:
-    """The regularised solve over any table of E entries in groups with bilinear anchors.
+def _features(ci: np.ndarray, co: np.ndarray, diagonal: bool, quadratic: bool = False) -> list[np.ndarray]:
+    """Bilinear anchor features of one signature's entries (channels ci, co, each (m,)), normalised;
+    a feature that is constant over the entries is left out (the intercept carries constants). A grouped
+    conv keeps its channels but does c' * c' / groups work: `quadratic` adds c'^2 to the diagonal's c'."""
+    ci_n, co_n = ci / ci.max(), co / co.max()
+    vary_in, vary_out = len(set(ci)) > 1, len(set(co)) > 1
+    if diagonal:
+        return ([ci_n] + ([ci_n * ci_n] if quadratic else [])) if vary_in else []
+    return [f for f, keep in ((ci_n, vary_in), (co_n, vary_out), (ci_n * co_n, vary_in and vary_out)) if keep]
 
-    A subclass sets E (entries), P (bilinear coefficients), T (E, P+E) sparse map from
-    (theta, R) to entries, and pairs (m, 2): entry indices (fewer channels, more channels) whose
-    order the monotonicity penalty keeps (fit.System).
-    """
 
-    E: int
-    P: int
-    T: sp.csr_matrix
-    pairs: np.ndarray
+def _neighbours(idx: np.ndarray, along: np.ndarray, across: np.ndarray) -> list[tuple[int, int]]:
+    """(fewer, more channels) pairs of entries that share `across` and are adjacent in `along`."""
+    out = []
+    for v in np.unique(across):
+        m = idx[across == v]
+        m = m[np.argsort(along[across == v], kind="stable")]
+        out += list(zip(m[:-1], m[1:]))
+    return out
+
+
+class System:
+    """The fit's bookkeeping for one graph space and its regularised solve: E entries, P bilinear
+    coefficients, T (E, P+E) sparse map from (theta, R) to entries, and pairs (m, 2): entry indices
+    (fewer channels, more channels) whose order the monotonicity penalty keeps."""
+
+    def __init__(self, space: GraphSpace, keying: str = "signature"):
+        self.entries = GraphEntries(space, keying)
+        self.E = self.entries.E
+        keys = self.entries.keys
+        c_in = np.array([k.c_in for k in keys], float)
+        c_out = np.array([k.c_out for k in keys], float)
+        rows, cols, vals, P, pairs = [], [], [], 0, []
+        for sig, idx in self.entries.by_signature().items():
+            diag = self.entries.diagonal(sig)
+            for f in _features(c_in[idx], c_out[idx], diag, sig.grouped):
+                rows.extend(idx)
+                cols.extend([P] * len(idx))
+                vals.extend(f)
+                P += 1
+            if diag:  # one chain of ascending channels
+                pairs += _neighbours(idx, c_in[idx], np.zeros(len(idx)))
+            else:
+                pairs += _neighbours(idx, c_in[idx], c_out[idx]) + _neighbours(idx, c_out[idx], c_in[idx])
+        self.P = P  # bilinear coefficients
+        self.B = sp.csr_matrix((vals, (rows, cols)), shape=(self.E, P))
+        self.T = sp.hstack([self.B, sp.identity(self.E)]).tocsr()  # entries from (theta, R)
+        self.pairs = np.array(pairs, int).reshape(-1, 2)
+        self.design = self.entries.design  # (n, E) counts of every entry in each network
 
     def least_squares_rows(self, A: sp.csr_matrix, y: np.ndarray, lam: float) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         """(data rows (n, P+E+1), ridge rows (E, P+E+1)) over z = (theta, R, intercept): relative
@@ -111,13 +141,10 @@ def _nonneg_lsq(M: sp.csr_matrix, rhs: np.ndarray, P: int) -> np.ndarray:
     """argmin ||M z - rhs|| subject to z[:P] >= 0, the other columns free.
 
     Sparse least squares (lsmr) inside an active set. Phase 1 pins every negative coefficient
-    until the solution is feasible (fast, usually close). Phase 2 is
-    Lawson-Hanson: release the pinned coefficient whose gradient says the objective falls most as
-    it grows, and step back along the segment to stay feasible, so the objective never rises and
-    the loop ends at the optimum (KKT). The old loop released and re-pinned several at a time
-    without that step; it could cycle, and its fallback stopped at an iteration cap 500x above
-    the optimum on a 12-network fit. scipy's bounded solver remains the last resort, kept only
-    where it does better.
+    until the solution is feasible (fast, usually close). Phase 2 is Lawson-Hanson: release the
+    pinned coefficient whose gradient says the objective falls most as it grows, and step back along
+    the segment to stay feasible, so the objective never rises and the loop cannot cycle: it ends at
+    the optimum (KKT). scipy's bounded solver remains the last resort, kept only where it does better.
     """
     M = M.tocsc()
     n_cols = M.shape[1]
@@ -169,51 +196,21 @@ def _rmspe(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(np.mean(((pred - y) / y) ** 2)))
 
 
-def cross_validated_solve(sys_: Solver, A: sp.csr_matrix, y: np.ndarray, settings: FitSettings
-                          ) -> tuple[np.ndarray, float, float, float, dict]:
-    """(entries (E,) ms, intercept ms, lam, mu, {(lam, mu): cv RMSPE}): lam and mu chosen by k-fold
-    cross-validation on networks, then one solve on all of them."""
-    cv = {}
-    for lam in settings.lams:
-        for mu in settings.mus:
-            errs = []
-            for tr, te in kfold(len(y), settings.folds, settings.seed):
-                e, c = sys_.solve(A[tr], y[tr], lam, mu, settings.active_set_iters)
-                errs.append(_rmspe(A[te] @ e + c, y[te]))
-            cv[(lam, mu)] = float(np.mean(errs))
-    lam, mu = min(cv, key=cv.get)
-    entries, c = sys_.solve(A, y, lam, mu, settings.active_set_iters)
-    return entries, c, lam, mu, cv
+def _cv_rmspe(sys_: System, A: sp.csr_matrix, y: np.ndarray, lam: float, mu: float, settings: FitSettings) -> float:
+    """Mean RMSPE on the held-out networks of each k-fold split."""
+    errs = []
+    for tr, te in kfold(len(y), settings.folds, settings.seed):
+        e, c = sys_.solve(A[tr], y[tr], lam, mu, settings.active_set_iters)
+        errs.append(_rmspe(A[te] @ e + c, y[te]))
+    return float(np.mean(errs))
 
 
-def cross_validated_elasticity(sys_: Solver, A: sp.csr_matrix, samples: Samples, reference_ms: float,
-                               lam: float, mu: float, settings: FitSettings, at_zero: float | None = None
-                               ) -> tuple[float, dict]:
-    """(k, {k: cv RMSPE}): the host-state correction whose targets the table predicts best on networks
-    it was not fitted on. A wrong k adds to each target a part that depends on the host's speed at its
-    timing, not on its widths, and no table can predict that part. `at_zero`: the k = 0 figure when
-    already known (the lam/mu search's, same folds)."""
-    if tuple(settings.elasticities) == (0.0,) or np.ptp(samples.ref_ms) == 0:
-        return 0.0, {}  # plain normalisation; or one reference speed, where every k gives the same targets
-    cv = {}
-    for k in settings.elasticities:
-        if k == 0 and at_zero is not None:
-            cv[0.0] = at_zero
-            continue
-        y = typical_speed_ms(samples.norm, samples.ref_ms, reference_ms, k)
-        errs = []
-        for tr, te in kfold(len(y), settings.folds, settings.seed):
-            e, c = sys_.solve(A[tr], y[tr], lam, mu, settings.active_set_iters)
-            errs.append(_rmspe(A[te] @ e + c, y[te]))
-        cv[float(k)] = float(np.mean(errs))
-    return min(cv, key=cv.get), cv
-
-
-def solve_samples(sys_: Solver, samples: Samples, settings: FitSettings) -> tuple[np.ndarray, float, float, np.ndarray, dict]:
+def solve_samples(sys_: System, samples: Samples, settings: FitSettings
+                  ) -> tuple[np.ndarray, float, float, np.ndarray, dict]:
     """The fit every table shares: targets in ms at the reference network's typical speed, lam and mu
-    by cross-validation without host-state correction, then the correction's elasticity by
-    cross-validation at that lam and mu. Returns (entries (E,) ms, intercept ms, reference ms, design
-    matrix, fit record)."""
+    by k-fold cross-validation on networks without host-state correction, then the correction's
+    elasticity by cross-validation at that lam and mu, and one solve on all of them. Returns (entries
+    (E,) ms, intercept ms, reference ms, design matrix, fit record)."""
     if len(samples) < settings.folds * 2:
         raise ValueError(f"{len(samples)} samples are too few to fit; profile at least {settings.folds * 10}")
     bad = [k for k in settings.elasticities if not ELASTICITY_RANGE[0] <= k <= ELASTICITY_RANGE[1]]
@@ -224,8 +221,18 @@ def solve_samples(sys_: Solver, samples: Samples, settings: FitSettings) -> tupl
     reference_ms = float(np.median(samples.ref_ms))
     y = samples.norm * reference_ms  # ms at the reference network's typical speed, k = 0
     A = sys_.design(samples.widths)
-    entries, c, lam, mu, cv = cross_validated_solve(sys_, A, y, settings)
-    k, cv_k = cross_validated_elasticity(sys_, A, samples, reference_ms, lam, mu, settings, cv[(lam, mu)])
+    cv = {(lam, mu): _cv_rmspe(sys_, A, y, lam, mu, settings) for lam in settings.lams for mu in settings.mus}
+    lam, mu = min(cv, key=cv.get)
+    entries, c = sys_.solve(A, y, lam, mu, settings.active_set_iters)
+    # the host-state correction k whose targets the table predicts best on networks it was not fitted on: a
+    # wrong k adds to each target a part that depends on the host's speed at its timing, not on its widths,
+    # and no table can predict that part. None to choose with one reference speed: every k gives the same targets
+    cv_k = {}
+    if tuple(settings.elasticities) != (0.0,) and np.ptp(samples.ref_ms) != 0:
+        for k in settings.elasticities:
+            y_k = typical_speed_ms(samples.norm, samples.ref_ms, reference_ms, k)
+            cv_k[float(k)] = cv[(lam, mu)] if k == 0 else _cv_rmspe(sys_, A, y_k, lam, mu, settings)
+    k = min(cv_k, key=cv_k.get) if cv_k else 0.0
     if k:
         y = typical_speed_ms(samples.norm, samples.ref_ms, reference_ms, k)
         entries, c = sys_.solve(A, y, lam, mu, settings.active_set_iters)
@@ -273,66 +280,6 @@ def fit_flops_proxy(space, samples: Samples, elasticity: float = 0.0) -> FlopsPr
     return FlopsProxy(float(a), float(b), reference_ms)
 
 
-# ---- the layout of a space's entries -------------------------------------------------------
-def _features(ci: np.ndarray, co: np.ndarray, diagonal: bool, quadratic: bool = False) -> list[np.ndarray]:
-    """Bilinear anchor features of one signature's entries (channels ci, co, each (m,)), normalised;
-    a feature that is constant over the entries is left out (the intercept carries constants). A grouped
-    conv keeps its channels but does c' * c' / groups work: `quadratic` adds c'^2 to the diagonal's c'."""
-    ci_n, co_n = ci / ci.max(), co / co.max()
-    if diagonal:
-        return ([ci_n] + ([ci_n * ci_n] if quadratic else [])) if len(set(ci)) > 1 else []
-    feats = []
-    if len(set(ci)) > 1:
-        feats.append(ci_n)
-    if len(set(co)) > 1:
-        feats.append(co_n)
-    if len(set(ci)) > 1 and len(set(co)) > 1:
-        feats.append(ci_n * co_n)
-    return feats
-
-
-def _neighbours(idx: np.ndarray, along: np.ndarray, across: np.ndarray) -> list[tuple[int, int]]:
-    """(fewer, more channels) pairs of entries that share `across` and are adjacent in `along`."""
-    out = []
-    for v in np.unique(across):
-        m = idx[across == v]
-        m = m[np.argsort(along[across == v], kind="stable")]
-        out += list(zip(m[:-1], m[1:]))
-    return out
-
-
-class System(Solver):
-    """The fit's bookkeeping for one graph space: design matrix, anchors, monotonicity pairs."""
-
-    def __init__(self, space: GraphSpace, keying: str = "signature"):
-        self.space = space
-        self.entries = GraphEntries(space, keying)
-        self.E = self.entries.E
-        keys = self.entries.keys
-        c_in = np.array([k.c_in for k in keys], float)
-        c_out = np.array([k.c_out for k in keys], float)
-        rows, cols, vals, P, pairs = [], [], [], 0, []
-        for sig, idx in self.entries.by_signature().items():
-            diag = self.entries.diagonal(sig)
-            for f in _features(c_in[idx], c_out[idx], diag, sig.grouped):
-                rows.extend(idx)
-                cols.extend([P] * len(idx))
-                vals.extend(f)
-                P += 1
-            if diag:  # one chain of ascending channels
-                pairs += _neighbours(idx, c_in[idx], np.zeros(len(idx)))
-            else:
-                pairs += _neighbours(idx, c_in[idx], c_out[idx]) + _neighbours(idx, c_out[idx], c_in[idx])
-        self.P = P  # bilinear coefficients
-        self.B = sp.csr_matrix((vals, (rows, cols)), shape=(self.E, P))
-        self.T = sp.hstack([self.B, sp.identity(self.E)]).tocsr()  # entries from (theta, R)
-        self.pairs = np.array(pairs, int).reshape(-1, 2)
-
-    def design(self, widths: np.ndarray) -> sp.csr_matrix:
-        """(n, E) counts of every entry in each network."""
-        return self.entries.design(widths)
-
-
 def fit_table(space: GraphSpace, samples: Samples, settings: FitSettings | None = None,
                     name: str = "", log=print, keying: str = "signature") -> LatencyTable:
     """Fit a LatencyTable to reference-normalised samples, choosing lam and mu by cross-validation.
@@ -342,8 +289,7 @@ def fit_table(space: GraphSpace, samples: Samples, settings: FitSettings | None 
     fit.update(entries_measured=int((A.sum(axis=0) > 0).sum()), signatures=len(sys_.entries.signatures))
     log(f"fit: {fit['samples']} samples, {sys_.E} entries ({fit['entries_measured']} measured) in "
         f"{fit['signatures']} signatures; cv RMSPE {fit['cv_rmspe']:.4f} at lam={fit['lam']:g} mu={fit['mu']:g} "
-        f"elasticity={fit['elasticity']:g}; "
-        f"train RMSPE {fit['train_rmspe']:.4f}; {fit['seconds']:.1f} s")
+        f"elasticity={fit['elasticity']:g}; train RMSPE {fit['train_rmspe']:.4f}; {fit['seconds']:.1f} s")
     return LatencyTable(space, costs, c, reference_ms, samples.header["device"], fit, {}, name, keying)
 
 

@@ -1,17 +1,14 @@
 """Reference-normalised latency, corrected for the host's speed at the time of the timing.
 
 Dividing a network's time by the reference network's, timed beside it, cancels a host slowdown only
-for networks that slow as much as the reference does. On this machine they do not: over an hour of
-profiling at 224 px the reference's speed wandered by ±8 %, and networks at 0.5-0.7 of the
-reference's time moved about 1.25 times as much as the reference, those above 0.7 about 1.08 times
-(docs/RESULTS.md §2.1e). The narrower the network, the more it slows.
+for networks that slow as much as the reference does. They do not: the narrower the network, the
+more it slows (docs/RESULTS.md §2.1e).
 
 Model: when the host slows the reference by s = ref_ms / reference_ms (reference_ms: the reference's
 typical time while profiling), a network whose ratio to the reference is r slows by s**beta, with
 beta = 1 - k ln r. Its ratio at the reference's typical speed is then r * s**(k ln r), taking the
-measured r for the true one in the exponent: exact to first order in k ln s (0.35 % off at k = 0.75,
-s = 1.1, r = 0.5). k is the profile's `fit.elasticity`, chosen by cross-validation in `fit` (k = 0:
-plain normalisation, what every profile before this had).
+measured r for the true one in the exponent: exact to first order in k ln s. k is the profile's
+`fit.elasticity`, chosen by cross-validation in `fit` (k = 0: plain normalisation, older profiles).
 
 The correction is only as good as the host speeds it was fitted on: `fit.host_speed_range` records
 the range of s over the profile's samples, and s is clamped into it before the correction (beyond
@@ -25,11 +22,18 @@ import math
 
 import numpy as np
 
+from widthnas._cv import kfold
+
 ELASTICITY_RANGE = (0.0, 2.0)  # k; outside it the model is not a correction but a different machine
 # s = ref_ms / reference_ms clamped to this for profiles without fit.host_speed_range: wide enough for
 # every timing of the runs the elasticity was measured on (the reference moved -6.6 % to +15.8 % between a
 # network's two timings, RESULTS §2.1d), so the shipped 224 px profile's validated figures stand
 DEFAULT_SPEED_RANGE = (0.8, 1.25)
+
+
+def is_positive(x) -> bool:
+    """x is one positive, finite number (not a bool), as a latency or a ratio read from a file must be."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
 def _positive(name: str, x) -> np.ndarray:
@@ -73,11 +77,6 @@ def read_speed_range(fit: dict, where: str = "profile") -> tuple[float, float]:
     return float(v[0]), float(v[1])
 
 
-def profile_measured_ms(fit: dict, reference_ms: float, where: str, norm, ref_ms):
-    """A measurement in the ms a profile predicts: its reference time, elasticity and speed range."""
-    return typical_speed_ms(norm, ref_ms, reference_ms, read_elasticity(fit, where), read_speed_range(fit, where))
-
-
 def read_elasticity(fit: dict, where: str = "profile") -> float:
     """The profile's `fit.elasticity`, checked; 0.0 for profiles fitted before it existed."""
     if not isinstance(fit, dict):
@@ -100,8 +99,6 @@ def calibrate_elasticity(predicted_ms, norm, ref_ms, reference_ms: float, grid, 
     "selection_cv_rmspe": RMSPE when each fold's k is chosen on the other folds (the honest figure
     for the choice), "host_speed": [min, max] of s}. Timings within 2 % of the profile's reference
     speed say nothing about k: refused."""
-    from widthnas._cv import kfold
-
     pred = _positive("predicted latency (ms)", predicted_ms)
     s = _positive("reference time (ms)", ref_ms) / reference_ms
     if np.max(np.abs(np.log(s))) < 0.02:
@@ -121,9 +118,8 @@ def calibrate_elasticity(predicted_ms, norm, ref_ms, reference_ms: float, grid, 
             "selection_cv_rmspe": float(np.sqrt(np.mean(held))), "host_speed": [float(s.min()), float(s.max())]}
 
 
-# s beyond this factor either way is not the host's flicker (its slow spells reached 1.31 x, RESULTS §2.2c)
-# but another machine behind the same device key: on 2026-12-03 the 224 px reference ran 0.53 x and, in
-# another session, 1.84 x the profiled time of machines reporting the same "AMD EPYC", 2 cores, avx512
+# s beyond this factor either way is not the host's flicker (its slow spells reached 1.31 x) but another
+# machine behind the same device key (RESULTS §2.2c)
 OTHER_MACHINE = 1.4
 
 

@@ -2,10 +2,10 @@
 
 A profile judged on held-out networks can look no better than the held-out labels are: each is one
 measurement, and a second measurement of the same network by the same protocol disagrees with it
-(at 224 px on this machine by 5.3 % NRMSE, docs/design.md §3). Re-measuring the first K held-out networks
-gives that disagreement beside the model's error, so a user sees which of the two limits the
-figures; `margin.auto_margin_pct` uses it too. The re-measurement uses the backend and protocol the
-held-out file's header records, so it is only possible on the device that measured it.
+(docs/design.md §3). Re-measuring the first K held-out networks gives that disagreement beside the
+model's error, so a user sees which of the two limits the figures; `margin.auto_margin_pct` uses it
+too. The re-measurement uses the backend and protocol the held-out file's header records, so it is
+only possible on the device that measured it.
 """
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ from typing import Callable
 import numpy as np
 
 from . import standalone_runner as sr
-from .backends import clocks
+from .backends import clocks, make_backend
+from .host_state import is_positive
 from .samples import Samples
 from .validate import metrics
 
-DEFAULT_REMEASURE = 30  # held-out networks timed again (~1 min at 224 px on this machine); 0 disables
+DEFAULT_REMEASURE = 30  # held-out networks timed again; 0 disables
 MIN_REMEASURE = 3  # fewer pairs say nothing about a spread
 
 
@@ -40,8 +41,6 @@ def check_count(n: int, what: str = "--remeasure") -> int:
 
 def backend_for(space, device: dict):
     """The backend that produced samples of `device`, if this machine is that device (same device key)."""
-    from .backends import make_backend
-
     try:
         be = make_backend(space, device.get("backend", "onnxruntime"), device.get("provider"),
                           int(device.get("threads", 1)), int(device.get("batch", 1)), device.get("opt_level", "all"))
@@ -128,39 +127,27 @@ def limiting(model_rmspe: float, floor: dict) -> dict:
     share = 1.0 if total <= 0 else min(1.0, noise ** 2 / total ** 2)
     model = math.sqrt(max(total ** 2 - noise ** 2, 0.0))
     by = "measurement" if share >= 0.5 else "model"
-    if by == "measurement":
-        text = (f"the measurement limits these figures: re-measurement noise ({noise:.2%} per measurement) is "
-                f"{share:.0%} of the held-out squared error ({total:.2%} RMS); the model's own error is about "
-                f"{model:.2%}. A better model cannot show here: measure longer or on a quieter machine")
-    else:
-        text = (f"the model limits these figures: re-measurement noise ({noise:.2%} per measurement) is only "
-                f"{share:.0%} of the held-out squared error ({total:.2%} RMS); the model's own error is about "
-                f"{model:.2%}")
+    advice = ". A better model cannot show here: measure longer or on a quieter machine" if by == "measurement" else ""
+    text = (f"the {by} limits these figures: re-measurement noise ({noise:.2%} per measurement) is "
+            f"{'only ' if by == 'model' else ''}{share:.0%} of the held-out squared error ({total:.2%} RMS); the "
+            f"model's own error is about {model:.2%}{advice}")
     return {"limited_by": by, "noise_share": share, "model_rmspe_est": model, "verdict": text}
 
 
-def measure_floor(samples: Samples, k: int, space, to_ms: float | Callable, backend=None,
+def measure_floor(samples: Samples, k: int, space, to_ms: Callable, backend=None,
                   out: str | Path | None = None, guard: sr.LoadGuard | None = None,
                   log: Callable[[str], None] | None = None, progress: bool = False) -> dict:
     """The noise-floor record a profile's `validation.noise_floor` keeps: re-measure the first k held-out
     samples (all of them when fewer) and compare, in reference-ms: `to_ms` is the profile's
-    `table.measured_ms(norm, ref_ms)`, so both timings are judged as its predictions are, or a plain
-    scale (ms per unit of normalised latency)."""
-    k = check_count(k)
-    if not callable(to_ms):
-        scale_ms = to_ms
-        if not (isinstance(scale_ms, (int, float)) and math.isfinite(scale_ms) and scale_ms > 0):
-            raise ValueError(f"reference latency {scale_ms!r} ms: expected a positive, finite number; "
-                             "the profile is corrupt")
-        to_ms = lambda norm, ref_ms: np.asarray(norm, float) * scale_ms  # noqa: E731
-    k = min(k, len(samples))
+    `table.measured_ms(norm, ref_ms)`, so both timings are judged as its predictions are."""
+    k = min(check_count(k), len(samples))
     if k < MIN_REMEASURE:
         raise FloorUnavailable(f"only {len(samples)} held-out sample(s); at least {MIN_REMEASURE} are needed")
     backend = backend if backend is not None else backend_for(space, samples.header["device"])
     t0 = time.time()
     recs = remeasure(samples, k, backend, out, guard, log, progress)
-    keep = [j for j, r in enumerate(recs) if r.get("disturbed") is not True and _ok(r.get("norm"))
-            and isinstance(r.get("ref_ms"), dict) and _ok(r["ref_ms"].get("median"))]
+    keep = [j for j, r in enumerate(recs) if r.get("disturbed") is not True and is_positive(r.get("norm"))
+            and isinstance(r.get("ref_ms"), dict) and is_positive(r["ref_ms"].get("median"))]
     if len(keep) < MIN_REMEASURE:
         raise FloorUnavailable(f"{k - len(keep)} of {k} re-measurements were disturbed or unusable; the machine is "
                                "too busy for a noise floor now")
@@ -173,10 +160,6 @@ def measure_floor(samples: Samples, k: int, space, to_ms: float | Callable, back
             "unsettled": sum(recs[j].get("settled") is False for j in keep),
             "protocol": protocol.settings(), "seconds": round(time.time() - t0, 1), "measured": time.time(),
             **({"file": str(out)} if out is not None else {})}
-
-
-def _ok(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
 
 def describe(floor: dict) -> str:

@@ -1,10 +1,9 @@
 """Build the ONNX graph of a GraphSpace network directly from its ops, without torch.
 
 Profiling needs thousands of networks; `torch.onnx.export` costs ~160 ms each, this ~5 ms. It is what
-the exporter emits for `models.GraphNet`
-in eval mode after BatchNorm folding (Conv+bias, Relu or Clip(0, 6), Add, MaxPool,
-GlobalAveragePool, AveragePool, Flatten, Gemm, Concat), so profiling can build thousands of networks cheaply and
-onnxruntime runs the same kernels; tests/test_graph_space.py checks outputs against torch.
+the exporter emits for `models.GraphNet` in eval mode after BatchNorm folding (Conv+bias, Relu or
+Clip(0, 6), Add, MaxPool, GlobalAveragePool, AveragePool, Flatten, Gemm, Concat), so onnxruntime runs
+the same kernels; tests/test_graph_space.py checks outputs against torch.
 """
 from __future__ import annotations
 
@@ -50,36 +49,6 @@ def _bn_arrays(scale, bias, mean, var) -> dict[str, np.ndarray]:
                                                              ("var", var))}
 
 
-def folded_weights(net) -> Weights:
-    """Fold a torch `models.GraphNet`'s BatchNorms into their convs (eval mode), as numpy."""
-    import torch
-
-    from widthnas.models.net import module_key
-
-    ops, out = net.space.graph.ops, {}
-    with torch.no_grad():
-        for op in ops:
-            if op.kind == "conv":  # as it is; a BN after it (later in the ops) replaces this by the folded conv
-                conv = net.layers[module_key(op)]
-                out[op.name] = {"w": conv.weight.numpy().astype(np.float32).copy(),
-                                "b": (conv.bias.numpy() if conv.bias is not None else
-                                      np.zeros(conv.weight.shape[0])).astype(np.float32)}
-            elif op.kind == "bn" and op.name not in net.space.graph.folded_bns:
-                bn = net.layers[module_key(op)]
-                out[op.name] = _bn_arrays(bn.weight.numpy(), bn.bias.numpy(), bn.running_mean.numpy(),
-                                          bn.running_var.numpy())
-            elif op.kind == "bn":
-                conv, bn = net.layers[module_key(net.space.graph.by_name[op.inputs[0]])], net.layers[module_key(op)]
-                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-                b0 = conv.bias if conv.bias is not None else torch.zeros_like(bn.bias)
-                out[op.inputs[0]] = {"w": (conv.weight * scale.reshape(-1, 1, 1, 1)).numpy().astype(np.float32),
-                                     "b": (bn.bias + (b0 - bn.running_mean) * scale).numpy().astype(np.float32)}
-            elif op.kind == "linear":
-                fc = net.layers[module_key(op)]
-                out[op.name] = {"w": fc.weight.numpy().copy(), "b": fc.bias.numpy().copy()}
-    return out
-
-
 def build_onnx(space: GraphSpace, weights: Weights, batch: int | str = "batch") -> onnx.ModelProto:
     """The ONNX model of `space`'s ops with folded `weights` (their shapes carry the widths).
 
@@ -93,9 +62,10 @@ def build_onnx(space: GraphSpace, weights: Weights, batch: int | str = "batch") 
             alias[op.name] = xs[0]
             continue
         alias[op.name] = op.name
+        if op.kind in ("conv", "linear"):  # initialisers <op>.w and <op>.b
+            w = weights[op.name]["w"]
+            inits += [numpy_helper.from_array(weights[op.name][k], f"{op.name}.{k}") for k in ("w", "b")]
         if op.kind == "conv":
-            w, b = weights[op.name]["w"], weights[op.name]["b"]
-            inits += [numpy_helper.from_array(w, f"{op.name}.w"), numpy_helper.from_array(b, f"{op.name}.b")]
             nodes.append(helper.make_node("Conv", [xs[0], f"{op.name}.w", f"{op.name}.b"], [op.name],
                                           kernel_shape=[op.kernel] * 2, strides=[op.stride] * 2,
                                           pads=[op.padding] * 4, group=w.shape[0] if op.depthwise else op.conv_groups))
@@ -128,8 +98,6 @@ def build_onnx(space: GraphSpace, weights: Weights, batch: int | str = "batch") 
         elif op.kind == "gap":
             nodes.append(helper.make_node("GlobalAveragePool", xs, [op.name]))
         else:  # linear
-            w, b = weights[op.name]["w"], weights[op.name]["b"]
-            inits += [numpy_helper.from_array(w, f"{op.name}.w"), numpy_helper.from_array(b, f"{op.name}.b")]
             nodes.append(helper.make_node("Flatten", xs, [f"{op.name}.flat"], axis=1))
             nodes.append(helper.make_node("Gemm", [f"{op.name}.flat", f"{op.name}.w", f"{op.name}.b"], ["logits"],
                                           transB=1))

@@ -46,6 +46,8 @@ def profile(space: GraphSpace, out: str | Path, n: int, backend, sampling: str =
     Resumable: an existing `out` is checked (space, device, protocol) and continued; a killed run loses
     at most the sample in flight.
     """
+    from tqdm import tqdm
+
     out = str(out)
     protocol = protocol or sr.Protocol(rounds, round_ms)
     device = backend.device_info()
@@ -67,10 +69,11 @@ def profile(space: GraphSpace, out: str | Path, n: int, backend, sampling: str =
     # a resumed run draws from a fresh stream; coverage sampling continues from the recorded counts
     sampler = make_sampler(space, sampling, seed + len(seen), seen)
     todo = max(0, n - len(seen))
-    bar = _bar(todo, progress, desc or f"profile {space.name}")
+    bar = tqdm(total=todo, disable=not progress, desc=desc or f"profile {space.name}", unit="net", dynamic_ncols=True,
+               leave=False)
     clock, sleep = clocks(backend)
-    if guard is None and protocol.guard is not None:
-        guard = sr.LoadGuard(protocol.guard, clock, sleep, log=log or _log_beside(bar))
+    if guard is None and protocol.guard is not None:  # by default, messages above the bar, never glued onto it
+        guard = sr.LoadGuard(protocol.guard, clock, sleep, log=log or (lambda msg: bar.write(msg, file=sys.stderr)))
     ref = backend.open(space.reference_widths)
     t0, added, flagged = time.time(), 0, 0
     for _ in range(todo):
@@ -88,17 +91,6 @@ def profile(space: GraphSpace, out: str | Path, n: int, backend, sampling: str =
                             + (f", {flagged} disturbed" if flagged else ""))
     bar.close()
     return added
-
-
-def _log_beside(bar) -> Callable[[str], None]:
-    """Messages printed above the progress bar (stderr), never glued onto it."""
-    return lambda msg: bar.write(msg, file=sys.stderr)
-
-
-def _bar(total: int, enabled: bool, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="net", dynamic_ncols=True, leave=False)
 
 
 def write_bundle(space: GraphSpace, out_dir: str | Path, n: int, sampling: str = "coverage", seed: int = 0,

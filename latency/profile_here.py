@@ -30,6 +30,7 @@ def profile_here(space: GraphSpace, out_dir: str | Path, backend, protocol: sr.P
     """The profile of `space` on this machine, saved as out_dir/profile.json (returned). Resumable:
     the samples files in out_dir are continued, not re-timed."""
     from .fit import FlopsProxy, fit_profile
+    from .noise_floor import FloorUnavailable, describe, limiting, measure_floor
     from .profile import profile
     from .samples import load_samples
     from .validate import validate
@@ -41,42 +42,29 @@ def profile_here(space: GraphSpace, out_dir: str | Path, backend, protocol: sr.P
     table = fit_profile(space, load_samples(str(samples), space), name="this-machine", log=log)
     h = load_samples(str(held), space)
     table.validation = validate(table, h, FlopsProxy.from_profile(table))
-    if s.remeasure:
-        floor = _noise_floor(space, table, h, backend, s.remeasure, out_dir, log, progress)
-        if floor is not None:  # the measurement's own noise: --margin auto counts it (latency/margin.py)
+    if s.remeasure:  # the measurement's own noise (resumable file): --margin auto counts it (latency/margin.py)
+        try:
+            floor = measure_floor(h, s.remeasure, space, table.measured_ms, backend,
+                                  out=out_dir / "heldout_remeasure.jsonl", log=log, progress=progress)
+        except FloorUnavailable as e:
+            log(f"noise floor: not measured: {e}")
+        else:
+            floor.update(limiting(table.validation["table"]["rmspe"], floor))
+            log(f"noise floor: {describe(floor)}")
+            log(f"limits: {floor['verdict']}")
             table.validation["noise_floor"] = floor
-    if s.ladder_rungs:
-        _ladder(table, s.ladder_rungs, min(LADDER_WAIT_S, s.max_wait), log)
+    if s.ladder_rungs:  # timed now, as the host ran for the samples: verification reads networks off it later
+        from widthnas.nas.export import verify_timing
+
+        from .ref_ladder import measure_ladder
+
+        be, protocol = verify_timing(table)  # as every ladder is, whatever round length verification reads it with
+        try:
+            table.fit["ref_ladder"] = measure_ladder(table, be, protocol, s.ladder_rungs, log=log,
+                                                     max_wait_s=min(LADDER_WAIT_S, s.max_wait))
+        except ValueError as e:  # the host drifted since profiling: verify off the reference alone
+            log(f"ladder: not timed: {e}")
     out = out_dir / "profile.json"
     table.save(out)
     return out
 
-
-def _ladder(table, rungs: int, max_wait_s: float, log) -> None:
-    """Time the ladder of reference networks now, while the host runs as it did for the samples, so
-    that verification can read networks off it on another day (latency/ref_ladder.py)."""
-    from widthnas.nas.export import verify_timing
-
-    from .ref_ladder import measure_ladder
-
-    be, protocol = verify_timing(table)  # as every ladder is, whatever round length verification reads it with
-    try:
-        table.fit["ref_ladder"] = measure_ladder(table, be, protocol, rungs, log=log, max_wait_s=max_wait_s)
-    except ValueError as e:  # the host drifted since profiling: verify off the reference alone
-        log(f"ladder: not timed: {e}")
-
-
-def _noise_floor(space, table, heldout, backend, k: int, out_dir: Path, log, progress: bool) -> dict | None:
-    """Re-time the first k held-out networks (resumable file) and compare with their first timing."""
-    from .noise_floor import FloorUnavailable, describe, limiting, measure_floor
-
-    try:
-        floor = measure_floor(heldout, k, space, table.measured_ms, backend, out=out_dir / "heldout_remeasure.jsonl",
-                              log=log, progress=progress)
-    except FloorUnavailable as e:
-        log(f"noise floor: not measured: {e}")
-        return None
-    floor.update(limiting(table.validation["table"]["rmspe"], floor))
-    log(f"noise floor: {describe(floor)}")
-    log(f"limits: {floor['verdict']}")
-    return floor

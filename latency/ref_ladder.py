@@ -1,16 +1,13 @@
 """A ladder of reference networks: a verification timing normalised by references of its own size.
 
 Normalising by one reference network cancels a host slowdown only for networks that slow as much as
-the reference does. On this machine they do not: on a host running ~20 % slower than when profiled, a
-network at 0.27 x the reference's time read +11 % and one at 0.57 x read +4.9 % against prediction, and
-went over budget on measurement (docs/RESULTS.md §2.2b); one fitted elasticity mended the narrow ones
-and spoilt the wide ones. A ladder measures instead of modelling: its rungs are uniform networks whose
-ratio to the reference was timed while the host ran at the profile's speed, within SPEED_TOLERANCE
-(`measure_ladder`). A network is then timed beside the two rungs that bracket it, which a slow host
-slows about as much as the network, and its latency at the profile's speed is read off each rung and
-interpolated in log ratio (`ladder_estimate`). The reference itself is the rung at ratio 1. Measured
-on this host in flicker, the reading moved 1.7 % RMS between two passes where the reference-only one
-moved 7.8 % (RESULTS §2.2c).
+the reference does, and narrow ones slow more; one fitted elasticity mended the narrow ones and spoilt
+the wide ones (docs/RESULTS.md §2.2b). A ladder measures instead of modelling: its rungs are uniform
+networks whose ratio to the reference was timed while the host ran at the profile's speed, within
+SPEED_TOLERANCE (`measure_ladder`). A network is then timed beside the two rungs that bracket it,
+which a slow host slows about as much as the network, and its latency at the profile's speed is read
+off each rung and interpolated in log ratio (`ladder_estimate`). The reference itself is the rung at
+ratio 1 (RESULTS §2.2c: how much steadier the reading is).
 
 Stored in the profile as fit.ref_ladder: {"rungs": [{"widths", "ratio", "spread_pct"}], "host_speed":
 [min, max] of the kept timings, "repeats", "tolerance", "timed_again", "measured"}.
@@ -27,8 +24,8 @@ from . import standalone_runner as sr
 
 RUNGS = 8  # besides the reference; spaced geometrically in ratio from the narrowest to the widest network
 REPEATS = 5  # timings per rung, beside the reference; the median ratio is kept
-SPEED_TOLERANCE = 0.05  # rungs are timed only while the reference is within ±5 % of its profiled time: the
-# profile's own samples spread over s = 0.96-1.05 (1st-99th percentile; small space, 2026-12-03)
+SPEED_TOLERANCE = 0.05  # rungs are timed only while the reference is within ±5 % of its profiled time, about
+# the spread of the profile's own samples
 WAIT_S = 2.0  # s, between a timing off the profiled speed and the next try
 MAX_WAIT_S = 120.0  # s per rung: this host flickers between speeds for minutes at a time (RESULTS §2.2c)
 PREDICTION_FACTOR = 3.0  # a rung's measured ratio within 3 x of the table's (a rough 40-network table misses by 30 %)

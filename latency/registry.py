@@ -23,14 +23,6 @@ def load_profile(name_or_path: str | Path) -> LatencyTable:
     return LatencyTable.load(profile_path(name_or_path))
 
 
-def refuse_shipped(out: str | Path, force: bool, flag: str = "--out") -> None:
-    """A shipped profile holds validated figures: refuse to overwrite it unless `force` (--force)."""
-    p = Path(out).resolve()
-    if p.exists() and p.parent == PROFILE_DIR.resolve() and not force:
-        raise ValueError(f"{out} is a shipped, validated profile; write the new fit elsewhere "
-                         f"(e.g. {flag} {p.stem}_new.json), or pass --force to replace it")
-
-
 def shipped_profiles() -> list[Path]:
     return sorted(PROFILE_DIR.glob("*.json"))
 

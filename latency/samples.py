@@ -1,7 +1,6 @@
 """Reading samples files and checking that they belong together."""
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 from widthnas.models.space import GraphSpace
 from widthnas.models.space import check_fingerprint
 
+from .host_state import is_positive
 from .standalone_runner import UNRECORDED_OK, describe_differences, device_differences, read_samples
 
 
@@ -29,11 +29,6 @@ class Samples:
 
     def __len__(self) -> int:
         return len(self.norm)
-
-    def subset(self, idx) -> "Samples":
-        """These rows; the counts and lists describe the files the samples came from."""
-        return Samples(self.header, self.widths[idx], self.norm[idx], self.ms[idx], self.ref_ms[idx], self.skipped,
-                       self.unsettled, self.disturbed, self.remeasured)
 
     def quality(self) -> dict:
         """What the load found, for fit and validation records."""
@@ -58,10 +53,6 @@ class Samples:
 
 def _few(locations: list[str], k: int = 8) -> str:
     return ", ".join(locations[:k]) + (f" and {len(locations) - k} more" if len(locations) > k else "")
-
-
-def _positive(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
 def load_samples(paths: str | Sequence[str], space: GraphSpace, device: dict | None = None) -> Samples:
@@ -99,7 +90,7 @@ def load_samples(paths: str | Sequence[str], space: GraphSpace, device: dict | N
                 values = (r["norm"], r["ms"]["median"], r["ref_ms"]["median"])
             except (KeyError, TypeError):
                 values = ()
-            if len(values) != 3 or not all(_positive(v) for v in values):
+            if len(values) != 3 or not all(is_positive(v) for v in values):
                 skipped += 1
                 warnings.warn(f"{path}: sample {k} has no positive, finite norm / ms.median / ref_ms.median; skipped")
                 continue

@@ -200,17 +200,14 @@ def rel_half_width(ratios: list[float]) -> float:
 
 # Rounds a sample may grow to, as a multiple of its first `rounds`. Two timings of one network disagree by
 # more than a sample's own interval says (rounds are not independent of the session and the moment), so
-# the cap, not the interval, sets most samples' precision: 12 x 5 rounds halve the re-measurement
-# disagreement of 4 x 5 at 224 px (benchmarks/session_noise.py: 2.71 % -> 1.50 % RMS, docs/RESULTS.md §2.1c).
+# the cap, not the interval, sets most samples' precision (docs/RESULTS.md §2.1c).
 ROUNDS_CAP = 12
 
 # How a sample's ratio is estimated from its rounds. "rounds": the median of the per-round ratios, the
-# statistic whose interval decides when a sample has settled; a round times the network, then the
-# reference (about 2 x round_ms, at least 5 runs each: ~30 ms on the small spaces, ~100 ms at 224 px),
-# so a slow spell of the host longer than that divides out within the round. "pooled":
-# median(all network runs) / median(all reference runs), the estimate before stop 21, which mixes
-# rounds taken in different spells (benchmarks/session_noise.py at 224 px: back-to-back disagreement
-# 1.21 % RMS pooled, 0.83 % per-round; docs/RESULTS.md §2.1d).
+# statistic whose interval decides when a sample has settled; a slow spell of the host longer than a
+# round (network, then reference) divides out within it. "pooled": median(all network runs) /
+# median(all reference runs), the older estimate, which mixes rounds taken in different spells
+# (docs/RESULTS.md §2.1d).
 RATIOS = ("rounds", "pooled")
 
 
@@ -289,7 +286,7 @@ class Protocol:
 
     @classmethod
     def fixed(cls, rounds: int = 5, round_ms: float = 10.0) -> "Protocol":
-        """The protocol before issue 11: a fixed number of rounds, pooled medians, no disturbance check."""
+        """The original protocol: a fixed number of rounds, pooled medians, no disturbance check."""
         return cls(rounds, round_ms, max_rounds=rounds, guard=None, ratio="pooled")
 
     def rounds_cap(self) -> int:
@@ -309,11 +306,7 @@ class Protocol:
         if not isinstance(d, dict):
             raise ValueError(f"{where}: settings is not an object; not a widthnas samples header")
         base = cls()
-        p = cls(rounds=_num(d, "rounds", base.rounds, where, int, 1, 10_000),
-                round_ms=_num(d, "round_ms", base.round_ms, where, float, 1e-3, 1e6),
-                target_ci=_num(d, "target_ci", base.target_ci, where, float, 1e-6, 1.0),
-                max_rounds=_num(d, "max_rounds", 0, where, int, 0, 1_000_000),
-                time_cap_s=_num(d, "time_cap_s", base.time_cap_s, where, float, 1e-3, 1e6), guard=None)
+        p = cls(**{k: _num(d, k, getattr(base, k), where, *lim) for k, lim in _PROTOCOL_LIMITS.items()}, guard=None)
         p.ratio = d.get("ratio", "pooled")  # files from before it was recorded pooled the medians
         if p.ratio not in RATIOS:
             raise ValueError(f"{where}: settings.ratio is {p.ratio!r}, expected one of {', '.join(RATIOS)}; the file "
@@ -326,23 +319,23 @@ class Protocol:
             if not isinstance(g, dict):
                 raise ValueError(f"{where}: settings.guard is {g!r}, expected an object or null")
             gb, w = GuardSettings(), f"{where} settings.guard"
-            p.guard = GuardSettings(drift=_num(g, "drift", gb.drift, w, float, 1e-3, 100.0),
-                                    spread=_num(g, "spread", gb.spread, w, float, 1e-3, 100.0),
-                                    max_wait_s=_num(g, "max_wait_s", gb.max_wait_s, w, float, 0.0, 86400.0),
-                                    retries=_num(g, "retries", gb.retries, w, int, 0, 100),
-                                    window=_num(g, "window", gb.window, w, int, 1, 10_000),
-                                    probe_ms=_num(g, "probe_ms", gb.probe_ms, w, float, 1e-3, 1e6),
-                                    step_s=_num(g, "step_s", gb.step_s, w, float, 0.0, 3600.0))
+            p.guard = GuardSettings(**{k: _num(g, k, getattr(gb, k), w, *lim) for k, lim in _GUARD_LIMITS.items()})
         return p
+
+
+# (type, lowest, highest) of every number a header's settings record, in the order they are checked
+_PROTOCOL_LIMITS = {"rounds": (int, 1, 10_000), "round_ms": (float, 1e-3, 1e6), "target_ci": (float, 1e-6, 1.0),
+                    "max_rounds": (int, 0, 1_000_000), "time_cap_s": (float, 1e-3, 1e6)}
+_GUARD_LIMITS = {"drift": (float, 1e-3, 100.0), "spread": (float, 1e-3, 100.0), "max_wait_s": (float, 0.0, 86400.0),
+                 "retries": (int, 0, 100), "window": (int, 1, 10_000), "probe_ms": (float, 1e-3, 1e6),
+                 "step_s": (float, 0.0, 3600.0)}
 
 
 def _num(d: dict, key: str, default, where: str, kind, lo: float, hi: float):
     """d[key] (or the default when absent) as `kind`, finite and within [lo, hi], or a ValueError naming it."""
     v = d.get(key, default)
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and lo <= v <= hi
-    if ok and kind is int and float(v) != int(v):
-        ok = False
-    if not ok:
+    if not (isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and lo <= v <= hi
+            and (kind is not int or float(v) == int(v))):
         raise ValueError(f"{where}: {key} is {v!r}; expected a finite {'whole ' if kind is int else ''}number in "
                          f"[{lo:g}, {hi:g}]. The file was edited or is corrupt: profile again into a new file")
     return kind(v)
@@ -358,9 +351,8 @@ class LoadGuard:
     Every sample times the reference beside the network. Its median is compared with a baseline:
     the median of the reference medians of the last `window` accepted samples (before any, of a
     few probes of the reference alone). A sample is disturbed when
-      - its reference median is more than `drift` (15 %) over the baseline: on this machine the
-        reference repeats to 1-3 % when quiet and moved 1.5-2.4x under other load (docs/design.md §3),
-        so 15 % is several times the quiet spread and well under a load step; or
+      - its reference median is more than `drift` (15 %) over the baseline: several times the quiet
+        spread and well under a load step (docs/design.md §3); or
       - the reference's own spread (IQR / median) is over `spread` (10 %, the threshold measure()
         already retries on): its runs were interrupted within the sample.
     A faster reference is never a disturbance (load does not speed a machine up); slow drift
@@ -370,8 +362,8 @@ class LoadGuard:
     (the last three probes within drift/2 of each other), that speed becomes the baseline (a
     throttled device, or load that stays) instead of waiting on every sample.
     Both thresholds are at least twice the reference's own spread on the quietest starting probe: a
-    tiny reference (0.02-0.1 ms, where timer and interpreter overhead spread single runs by 10-30 %
-    on a quiet machine) would otherwise count as disturbed on every sample and wait each one out.
+    tiny reference, whose single runs timer overhead spreads widely, would otherwise count as disturbed
+    on every sample and wait each one out.
     """
 
     def __init__(self, settings: GuardSettings | None = None, clock: Callable[[], float] = time.perf_counter,
@@ -437,13 +429,14 @@ class LoadGuard:
             if self.check(p) is None:
                 return {"waited_s": round(self.clock() - t0, 3), "quiet": True, "rebaselined": False}
         last = meds[-3:]
-        if len(last) == 3 and np.all(np.isfinite(last)) and max(last) / min(last) <= 1 + self.thresholds[0] / 2:
+        steady = bool(len(last) == 3 and np.all(np.isfinite(last))
+                      and max(last) / min(last) <= 1 + self.thresholds[0] / 2)
+        if steady:
             old = self.baseline
             self.start_ms, self.recent = float(np.median(last)), []
             self.log(f"the reference has stayed at {self.start_ms:.3f} ms (baseline was {old:.3f} ms) for the last "
                      "three probes: the machine's speed changed; that is the new baseline")
-            return {"waited_s": round(self.clock() - t0, 3), "quiet": True, "rebaselined": True}
-        return {"waited_s": round(self.clock() - t0, 3), "quiet": False, "rebaselined": False}
+        return {"waited_s": round(self.clock() - t0, 3), "quiet": steady, "rebaselined": steady}
 
 
 def measure_sample(run_net: Callable[[], None], run_ref: Callable[[], None], protocol: Protocol,

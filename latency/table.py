@@ -24,7 +24,8 @@ from widthnas.models.space import GraphSpace, OpSignature
 from widthnas.models.space import check_fingerprint
 
 from .entries import EntryKey, GraphEntries, check_keying, signature_from_dict, signature_to_dict
-from .host_state import profile_measured_ms, read_elasticity, read_speed_range
+from .host_state import read_elasticity, read_speed_range, typical_speed_ms
+from .ref_ladder import read_ladder
 
 FORMAT = "widthnas-graph-profile/1"
 CHAIN_FORMAT = "widthnas-profile/1"  # MobileNet-v1 profiles of widthnas before 0.2 (latency/legacy_profile.py converts)
@@ -37,33 +38,18 @@ class ProfileError(ValueError):
 def _check_header(d: dict, where: str) -> tuple[float, float, dict]:
     """(intercept ms, reference ms, fit) of a profile dict, checked, or a ProfileError naming the field.
     A missing or null fit is an old profile's: plain normalisation."""
-    fit = d.get("fit")
-    fit = {} if fit is None else fit
+    fit = {} if d.get("fit") is None else d["fit"]
     try:
         read_elasticity(fit, where)
         read_speed_range(fit, where)
     except ValueError as e:
         raise ProfileError(str(e)) from None
-    ref, icpt = d["reference_ms"], d["intercept_ms"]
-    if isinstance(ref, bool) or not isinstance(ref, (int, float)) or not np.isfinite(ref) or ref <= 0:
-        raise ProfileError(f"{where}: reference_ms is {ref!r}, expected a positive, finite number (ms); "
-                           "refit the profile with `widthnas fit`")
-    if isinstance(icpt, bool) or not isinstance(icpt, (int, float)) or not np.isfinite(icpt):
-        raise ProfileError(f"{where}: intercept_ms is {icpt!r}, expected a finite number (ms); "
-                           "refit the profile with `widthnas fit`")
-    return float(icpt), float(ref), fit
-
-
-def check_ladder(table, where: str):
-    """The table, once its ladder of reference networks (if any) parses and belongs to it: checked at
-    load, not first at verification after a run has trained."""
-    from .ref_ladder import read_ladder
-
-    try:
-        read_ladder(table.fit, table.space, where, table.predict)
-    except ValueError as e:
-        raise ProfileError(str(e)) from None
-    return table
+    for key, lowest in (("reference_ms", 0.0), ("intercept_ms", -np.inf)):  # reference: positive
+        v = d[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v <= lowest:
+            raise ProfileError(f"{where}: {key} is {v!r}, expected a {'positive, ' if lowest == 0 else ''}finite "
+                               "number (ms); refit the profile with `widthnas fit`")
+    return float(d["intercept_ms"]), float(d["reference_ms"]), fit
 
 
 def describe(s: OpSignature) -> str:
@@ -77,8 +63,6 @@ class FactorTable:
     """One op's latency over the choices of the free groups it touches."""
 
     op: str
-    in_group: str
-    out_group: str
     scope: tuple[str, ...]  # free groups the table is indexed by, (in, out) order
     ms: np.ndarray  # (K_in, K_out), (K,) or () ms
 
@@ -107,7 +91,9 @@ class LatencyTable:
     def measured_ms(self, norm, ref_ms):
         """ms at the reference's typical speed, from ratio(s) to a reference that took ref_ms beside them
         (host_state.py); what every prediction of this table is compared with."""
-        return profile_measured_ms(self.fit, self.reference_ms, self.name or "profile", norm, ref_ms)
+        where = self.name or "profile"
+        return typical_speed_ms(norm, ref_ms, self.reference_ms, read_elasticity(self.fit, where),
+                                read_speed_range(self.fit, where))
 
     @cached_property
     def entries(self) -> GraphEntries:
@@ -130,8 +116,7 @@ class LatencyTable:
     def factor_tables(self) -> list[FactorTable]:
         """Per costed op, in graph order, its latency table over its scope's choices."""
         free = [g.name for g in self.space.free_groups]
-        return [FactorTable(fc.factor.op, fc.factor.in_group, fc.factor.out_group,
-                            tuple(free[p] for p in fc.scope_pos), self.costs[fc.cols])
+        return [FactorTable(fc.factor.op, tuple(free[p] for p in fc.scope_pos), self.costs[fc.cols])
                 for fc in self.entries.factors]
 
     def mrf_terms(self) -> MrfTerms:
@@ -187,20 +172,18 @@ class LatencyTable:
                 raise ProfileError(str(e)) from None
             entries = GraphEntries(space, keying)
             costs = np.full(entries.E, np.nan)
-            for k, sd in enumerate(d["signatures"]):
+            for sd in d["signatures"]:
                 sig = signature_from_dict(sd["signature"])
-                for row in sd["entries"]:
-                    c_in, c_out, ms = row
-                    key = EntryKey(sig, int(c_in), int(c_out))
-                    i = entries.index.get(key)
+                for c_in, c_out, ms in sd["entries"]:
+                    i = entries.index.get(EntryKey(sig, int(c_in), int(c_out)))
+                    entry = f"{where}: entry {describe(sig)} c_in {c_in} c_out {c_out}"
                     if i is None:
-                        raise ProfileError(f"{where}: entry {describe(sig)} c_in {c_in} c_out {c_out} is not one "
-                                           f"the space's ops use; the file does not belong to this space")
+                        raise ProfileError(f"{entry} is not one the space's ops use; the file does not belong to "
+                                           "this space")
                     if not np.isnan(costs[i]):
-                        raise ProfileError(f"{where}: entry {describe(sig)} c_in {c_in} c_out {c_out} is listed twice")
+                        raise ProfileError(f"{entry} is listed twice")
                     if not isinstance(ms, (int, float)) or not np.isfinite(ms):
-                        raise ProfileError(f"{where}: entry {describe(sig)} c_in {c_in} c_out {c_out} has latency "
-                                           f"{ms!r}; latencies are finite numbers (ms)")
+                        raise ProfileError(f"{entry} has latency {ms!r}; latencies are finite numbers (ms)")
                     costs[i] = ms
             missing = np.flatnonzero(np.isnan(costs))
             if missing.size:
@@ -208,8 +191,13 @@ class LatencyTable:
                 raise ProfileError(f"{where}: {missing.size} of the space's {entries.E} entries are missing, e.g. "
                                    f"{describe(k.signature)} c_in {k.c_in} c_out {k.c_out}; refit it with `widthnas fit`")
             intercept, reference_ms, fit = _check_header(d, where)
-            return check_ladder(cls(space, costs, intercept, reference_ms, d.get("device", {}), fit,
-                                    d.get("validation", {}), d.get("name", ""), keying), where)
+            table = cls(space, costs, intercept, reference_ms, d.get("device", {}), fit, d.get("validation", {}),
+                        d.get("name", ""), keying)
+            try:  # its ladder of reference networks: checked at load, not first at verification after training
+                read_ladder(fit, space, where, table.predict)
+            except ValueError as e:
+                raise ProfileError(str(e)) from None
+            return table
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, ProfileError) or "fingerprint" in str(e):
                 raise

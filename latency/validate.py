@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import kendalltau
 
-from widthnas._io import atomic_savefig
+from widthnas._io import atomic_savefig, pyplot
 
 
 def metrics(pred: np.ndarray, meas: np.ndarray) -> dict:
@@ -33,8 +33,7 @@ def metrics(pred: np.ndarray, meas: np.ndarray) -> dict:
 
 
 def validate(table, samples, proxy=None) -> dict:
-    """Metrics of the table (a chain LatencyTable or a LatencyTable) and the FLOPs proxy, when
-    given, on held-out samples, in reference-ms."""
+    """Metrics of the LatencyTable and the FLOPs proxy, when given, on held-out samples, in reference-ms."""
     meas = table.measured_ms(samples.norm, samples.ref_ms)
     out = {"table": metrics(table.predict_many(samples.widths), meas)}
     if proxy is not None:
@@ -45,10 +44,7 @@ def validate(table, samples, proxy=None) -> dict:
 
 def scatter_plot(path: str | Path, meas: np.ndarray, preds: dict[str, np.ndarray], title: str = "") -> None:
     """Predicted against measured latency, one colour per predictor, with the ±10 % band."""
-    from widthnas._io import pyplot
-
     plt = pyplot()
-
     fig, ax = plt.subplots(figsize=(5, 5))
     lo, hi = float(np.min(meas)) * 0.9, float(np.max(meas)) * 1.1
     xs = np.linspace(lo, hi, 2)

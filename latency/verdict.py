@@ -41,19 +41,13 @@ def verdict_of(ms: list[float], budget_ms: float) -> dict:
     mean and its 95 % interval. Also judges another reading of the same timings."""
     if len(ms) < 2:
         raise ValueError(f"{len(ms)} measurement(s): a verdict needs at least 2")
-    lo, hi = _interval(ms)
-    mean = sum(ms) / len(ms)
+    n, mean = len(ms), sum(ms) / len(ms)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in ms) / (n - 1))
+    h = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
+    lo, hi = mean - h, mean + h
     return {"verdict": WITHIN if hi < budget_ms else OVER if lo > budget_ms else UNSURE, "mean_ms": mean,
             "ci_low_ms": lo, "ci_high_ms": hi, "budget_ms": budget_ms, "half_width_pct": 100 * (hi - lo) / 2 / mean,
             "measurements_ms": list(ms)}
-
-
-def _interval(ms: list[float]) -> tuple[float, float]:
-    n = len(ms)
-    mean = sum(ms) / n
-    sd = math.sqrt(sum((x - mean) ** 2 for x in ms) / (n - 1))
-    h = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    return mean - h, mean + h
 
 
 def describe(v: dict) -> str:

@@ -225,6 +225,37 @@ def ort_run(model, x: np.ndarray) -> np.ndarray:
     return s.run(None, {s.get_inputs()[0].name: x})[0]
 
 
+def folded_weights(net) -> dict:
+    """Fold a torch `models.GraphNet`'s BatchNorms into their convs (eval mode), as numpy."""
+    import torch
+
+    from widthnas.latency.onnx_graph import _bn_arrays
+    from widthnas.models.net import module_key
+
+    ops, out = net.space.graph.ops, {}
+    with torch.no_grad():
+        for op in ops:
+            if op.kind == "conv":  # as it is; a BN after it (later in the ops) replaces this by the folded conv
+                conv = net.layers[module_key(op)]
+                out[op.name] = {"w": conv.weight.numpy().astype(np.float32).copy(),
+                                "b": (conv.bias.numpy() if conv.bias is not None else
+                                      np.zeros(conv.weight.shape[0])).astype(np.float32)}
+            elif op.kind == "bn" and op.name not in net.space.graph.folded_bns:
+                bn = net.layers[module_key(op)]
+                out[op.name] = _bn_arrays(bn.weight.numpy(), bn.bias.numpy(), bn.running_mean.numpy(),
+                                          bn.running_var.numpy())
+            elif op.kind == "bn":
+                conv, bn = net.layers[module_key(net.space.graph.by_name[op.inputs[0]])], net.layers[module_key(op)]
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                b0 = conv.bias if conv.bias is not None else torch.zeros_like(bn.bias)
+                out[op.inputs[0]] = {"w": (conv.weight * scale.reshape(-1, 1, 1, 1)).numpy().astype(np.float32),
+                                     "b": (bn.bias + (b0 - bn.running_mean) * scale).numpy().astype(np.float32)}
+            elif op.kind == "linear":
+                fc = net.layers[module_key(op)]
+                out[op.name] = {"w": fc.weight.numpy().copy(), "b": fc.bias.numpy().copy()}
+    return out
+
+
 def scramble_bn(net, seed: int = 0):
     """Non-trivial BN statistics and affine parameters (seeded), so slicing or folding mistakes show."""
     import torch
@@ -316,7 +347,7 @@ def check_every_form(model, input_shape, tmp_path, seed: int = 1):
     import onnxruntime as ort
     import torch
 
-    from widthnas.latency.onnx_graph import build_onnx, folded_weights
+    from widthnas.latency.onnx_graph import build_onnx
     from widthnas.models.net import SlimmableGraphNet
     from widthnas.models.trace import trace_model
     from widthnas.models.trace_weights import user_network

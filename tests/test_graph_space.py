@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from helpers import calibrate_bn as _calibrate_bn
+from helpers import folded_weights
 from helpers import ort_run as _ort
 from helpers import scramble_bn as _scramble_bn
-from widthnas.latency.onnx_graph import build_onnx, folded_weights, space_onnx
+from widthnas.latency.onnx_graph import build_onnx, space_onnx
 from widthnas.models.graph import Graph, GraphBuilder, GraphError
 from widthnas.models.families import get_space, mobilenet_v2, mobilenet_v2_small, resnet, resnet_small
 from widthnas.models.net import SlimmableGraphNet, build_network

@@ -61,14 +61,19 @@ def test_remeasure_times_the_same_networks_and_resumes(fakes, tiny, tmp_path):
         nf.remeasure(other, 8, be, out)
 
 
+def _twice(norm, ref_ms):
+    """ms of a profile whose reference takes 2 ms, without host-state correction."""
+    return np.asarray(norm, float) * 2.0
+
+
 def test_the_floor_finds_the_session_noise(fakes, tiny, tmp_path):
     be, h = _heldout(fakes, tiny, tmp_path, n=40, session_noise=0.04)
-    floor = nf.measure_floor(h, 40, tiny, 2.0, be)
+    floor = nf.measure_floor(h, 40, tiny, _twice, be)
     assert floor["n"] == 40 and floor["requested"] == 40 and floor["disturbed"] == 0
     assert 0.025 < floor["per_measurement_rmspe"] < 0.06  # one measurement's noise is 4 %
     assert floor["protocol"] == sr.Protocol.from_settings(h.header["settings"]).settings()
     be, h = _heldout(fakes, tiny, tmp_path, n=10, name="quiet.jsonl")
-    quiet = nf.measure_floor(h, 30, tiny, 2.0, be)  # more asked than held out: all of them
+    quiet = nf.measure_floor(h, 30, tiny, _twice, be)  # more asked than held out: all of them
     assert quiet["n"] == quiet["requested"] == 10 and quiet["per_measurement_rmspe"] < 0.005 and quiet["within_5"] == 1
 
 

@@ -7,9 +7,8 @@ import numpy as np
 import onnx
 import torch
 
-from helpers import calibrate_bn, ort_run
-from widthnas.latency.onnx_graph import (OPSET, build_onnx, folded_weights, space_onnx,
-                                        random_weights)
+from helpers import calibrate_bn, folded_weights, ort_run
+from widthnas.latency.onnx_graph import OPSET, build_onnx, random_weights, space_onnx
 from widthnas.models.net import build_network, module_key
 
 
