@@ -1,9 +1,6 @@
 """The checks every command shares, made before anything runs or is written: bad input fails at once
 with the option's name and what to give (`UserError`: one line, exit code 2), not as a ZeroDivisionError
-or NaN losses minutes later. The output-file checks refuse an output that would overwrite an input, a
-shipped profile or another output; the numeric rules also check settings read back from a file (a
-resumed run's `run_config.json`, a checkpoint's training settings).
-"""
+or NaN losses minutes later. The numeric rules also check settings read back from a file."""
 from __future__ import annotations
 
 import functools
@@ -80,8 +77,7 @@ def _resolver():
 
 
 def _input_pairs(inputs):
-    """(description, path) of every input path: a dict {option: path or list of paths}, or a list of
-    (description, path or list) pairs and plain paths; None skipped."""
+    """(description, path) of every path of `check_outputs`'s `inputs`, None skipped."""
     for item in (inputs.items() if isinstance(inputs, dict) else inputs):
         label, v = item if isinstance(item, tuple) else ("an input file", item)
         for p in (v if isinstance(v, (list, tuple)) else [v]):

@@ -136,8 +136,7 @@ class Run:
     def _stage_threads(self, stage: str) -> dict | None:
         """Torch threads for the stage's own work: --threads; with --time-threads the faster of 1 and torch's
         default on a few repetitions of that work (nas/threads.py); else None (torch's default), as where
-        torch does little (profile, export, verify). Not timed by default: it costs time, and more threads
-        were faster for every job of the demo (RESULTS §6)."""
+        torch does little. Not timed by default: it costs time, and more threads were faster (RESULTS §6)."""
         # imported here, not at the top: looked up when called (tests replace thread_counts)
         from .threads import describe, evaluation_probe, fastest_threads, finetune_probe, thread_counts, training_probe
 
@@ -222,10 +221,10 @@ class Run:
                                 c.max_wait)
         return str(profile_here(self.space, self.dir, backend, self._protocol(), settings, self.log, self.progress))
 
-    def _latency_check(self, table, path: str, backend, n: int | None = None) -> dict:
-        """Time n random networks now and compare with the profile (at `path`): is it valid here today?
-        A check of the same profile and networks made today on this machine kind is reused (check_cache)."""
-        n = self.cfg.check_networks if n is None else n
+    def _latency_check(self, table, path: str, backend) -> dict:
+        """Time --check-networks random networks now and compare with the profile (at `path`): is it valid
+        here today? A check of the same profile and networks made today on this machine kind is reused."""
+        n = self.cfg.check_networks
         m, meas, pred = latency_check_today(table, path, backend, self.dir / "latency_check.jsonl", n,
                                             self.cfg.seed + CHECK_SEED,
                                             self._protocol(min(CHECK_ROUNDS, self.cfg.profile_rounds)),
@@ -340,8 +339,8 @@ class Run:
             kw["loss_fn"] = congruent_loss(load_previous(c.congruent, sp, self.space), c.congruent_weight)
         epochs, lr, verb = ((c.retrain_epochs, c.lr, "retrain") if c.retrain_epochs else
                             (c.finetune_epochs, c.lr * 0.2, "finetune"))
-        mode = f"retrain {c.retrain_epochs} epochs" if c.retrain_epochs else f"finetune {c.finetune_epochs} epochs" + (
-            f" from {Path(c.weights).name} (--weights), channels by {IMPORTANCE} importance" if c.weights else "")
+        mode = f"{verb} {epochs} epochs" + (f" from {Path(c.weights).name} (--weights), channels by {IMPORTANCE} "
+                                            "importance" if user_sd is not None else "")
         if c.congruent:
             mode += f", positive-congruent toward {Path(c.congruent).name} (weight {c.congruent_weight:g})"
         out = {"mode": mode}  # for the report: where the weights come from and the loss
