@@ -184,8 +184,7 @@ class Run:
         backend = OrtBackend(self.space)
         if self.cfg.profile:
             path, why = self.cfg.profile, "given with --profile"
-            table = registry.load_profile(path)
-            check_fingerprint(table.space.fingerprint, self.space, f"profile {path}")
+            table = registry.load_profile(path)  # its space was checked when the run was set up
             # onnxruntime with the profile's settings (threads, batch, ...): the check times networks as it was
             # made, as verify times the exported models; another backend's profile is refused here
             backend = verify_timing(table)[0]
@@ -255,7 +254,13 @@ class Run:
 
     def stage_search(self) -> dict:
         table, sup, c = self.table(), self._supernet(), self.cfg
-        unaries, unaries_path = self._unaries(sup)
+        if c.method == "select":  # measured after training on validation images selection never sees
+            unaries_path = self.dir / "supernet" / "unaries_measured.json"
+            unaries = cached_measured_unaries(sup, self.splits, unaries_path, c.unary_configs, log=self.log,
+                                              progress=self.progress)
+        else:  # the training-time statistics
+            unaries_path = self.dir / "supernet" / "unaries.json"
+            unaries = Unaries.load(unaries_path)
         budget, widest, target, margin_pct, margin_how = self._aim(table)
         measure = None
         if c.method == "select":  # the candidates timed here, as verify will, for an onnxruntime profile
@@ -282,16 +287,6 @@ class Run:
                 "greedy": _record(greedy(mrf, target)), "lagrangian": _record(lagrangian(mrf, target)),
                 "pareto_points": len(front), "unaries": recorded_path(unaries_path), "supernet_holdout_acc": sup_acc,
                 "holdout_images": n_held}
-
-    def _unaries(self, sup):
-        """(unaries, their file): measured after training on validation images selection never sees
-        (--method select), else the training-time statistics."""
-        if self.cfg.method == "select":
-            path = self.dir / "supernet" / "unaries_measured.json"
-            return cached_measured_unaries(sup, self.splits, path, self.cfg.unary_configs, log=self.log,
-                                           progress=self.progress), path
-        path = self.dir / "supernet" / "unaries.json"
-        return Unaries.load(path), path
 
     def _aim(self, table) -> tuple[float, float, float, float, str]:
         """(budget, widest network, target ms, margin %, why): nas.search.aim with the profile stage's check."""
@@ -412,7 +407,11 @@ class Run:
         plot_training(self.dir / "training.png", sup_metrics,
                       {k: st["finetune"][k]["history"] for k in networks(self.state)})
         has_nar = plot_narrowing(self.dir / "narrowing.png", self.space, snaps)
-        extra = self._flips_section() + (self._curve_section() if self.cfg.curve else [])
+        extra = self._flips_section()
+        if self.cfg.curve:  # the supernet's width-error curve (every uniform multiplier, BN recalibrated)
+            rows = supernet_curve(self._supernet(), self.space, self.splits, table=self.table(), log=self.log)
+            write_curve(self.dir / "curve.csv", self.dir / "curve.png", rows)
+            extra += curve_markdown(rows, "curve.png")
         res = {"space": {"name": self.space.name, "fingerprint": self.space.fingerprint}, "dataset": self.cfg.dataset,
                "budget": self.cfg.budget, "config": asdict(self.cfg), "profile": st["profile"], "search": st["search"],
                "finetune": {k: v if not isinstance(v, dict) else {kk: vv for kk, vv in v.items() if kk != "history"}
@@ -439,12 +438,6 @@ class Run:
         self._flips, lines = flips_markdown(y, old, pred["chosen"], self.space.num_classes)
         return lines
 
-    def _curve_section(self) -> list[str]:
-        """The supernet's width-error curve (every uniform multiplier, BN recalibrated), predicted latency."""
-        rows = supernet_curve(self._supernet(), self.space, self.splits, table=self.table(), log=self.log)
-        write_curve(self.dir / "curve.csv", self.dir / "curve.png", rows)
-        return curve_markdown(rows, "curve.png")
-
     def summary(self) -> str:
         return summary_text(self.state, self.space, self.dir)
 
@@ -463,6 +456,4 @@ _PACKAGE = Path(__file__).resolve().parent.parent  # warnings raised in widthnas
 def _ours(filename: str) -> bool:
     """Raised in widthnas's code (not a library's, even one installed in a venv inside the checkout)."""
     p = Path(filename).resolve()
-    if _PACKAGE not in p.parents:
-        return False
-    return not {"site-packages", "dist-packages"} & set(p.relative_to(_PACKAGE).parts)
+    return _PACKAGE in p.parents and not {"site-packages", "dist-packages"} & set(p.relative_to(_PACKAGE).parts)
