@@ -329,14 +329,13 @@ class Run:
         sp, c = self.splits, self.cfg
         sup = None if c.retrain_epochs else self._supernet()  # training starts from it, or from --weights
         user_sd = load_state_file(c.weights) if c.weights and sup is not None else None
-        kw = {"schedule": c.schedule, "greedy": GreedyOptions.parse(c.greedy)}  # and the positive-congruent loss
-        if c.congruent:
-            kw["loss_fn"] = congruent_loss(load_previous(c.congruent, sp, self.space), c.congruent_weight)
         epochs, lr, verb = ((c.retrain_epochs, c.lr, "retrain") if c.retrain_epochs else
                             (c.finetune_epochs, c.lr * 0.2, "finetune"))
         mode = f"{verb} {epochs} epochs" + (f" from {Path(c.weights).name} (--weights), channels by {IMPORTANCE} "
                                             "importance" if user_sd is not None else "")
+        kw = {"schedule": c.schedule, "greedy": GreedyOptions.parse(c.greedy)}  # and the positive-congruent loss
         if c.congruent:
+            kw["loss_fn"] = congruent_loss(load_previous(c.congruent, sp, self.space), c.congruent_weight)
             mode += f", positive-congruent toward {Path(c.congruent).name} (weight {c.congruent_weight:g})"
         out = {"mode": mode}  # for the report: where the weights come from and the loss
         for name in networks(self.state):
