@@ -261,9 +261,16 @@ class Run:
         else:  # the training-time statistics
             unaries_path = self.dir / "supernet" / "unaries.json"
             unaries = Unaries.load(unaries_path)
-        budget, widest, target, margin_pct, margin_how = self._aim(table)
+        try:
+            budget, widest, target, margin_pct, margin_how = aim(table, c.budget, c.margin,
+                                                                 self.state["profile"].get("check"))
+        except ValueError as e:  # the check recorded by the profile stage is broken
+            raise ValueError(f"{self.dir / 'run_state.json'}, profile.check: {e}; {RECOVER}") from None
+        if margin_pct:
+            self.log(f"search: aiming at {target:.4f} ms, margin {margin_how}")
         measure = None
         if c.method == "select":  # the candidates timed here, as verify will, for an onnxruntime profile
+            self.log("search: MRF candidates, uniform and greedy, judged by the supernet on held-out validation images")
             try:
                 measure = network_measurer(sup, table, self.dir / "candidates", c.verify_rounds, c.verify_round_ms)
             except ValueError as e:
@@ -287,18 +294,6 @@ class Run:
                 "greedy": _record(greedy(mrf, target)), "lagrangian": _record(lagrangian(mrf, target)),
                 "pareto_points": len(front), "unaries": recorded_path(unaries_path), "supernet_holdout_acc": sup_acc,
                 "holdout_images": n_held}
-
-    def _aim(self, table) -> tuple[float, float, float, float, str]:
-        """(budget, widest network, target ms, margin %, why): nas.search.aim with the profile stage's check."""
-        try:
-            aimed = aim(table, self.cfg.budget, self.cfg.margin, self.state["profile"].get("check"))
-        except ValueError as e:  # the check recorded by the profile stage is broken
-            raise ValueError(f"{self.dir / 'run_state.json'}, profile.check: {e}; {RECOVER}") from None
-        if aimed[3]:
-            self.log(f"search: aiming at {aimed[2]:.4f} ms, margin {aimed[4]}")
-        if self.cfg.method == "select":
-            self.log("search: MRF candidates, uniform and greedy, judged by the supernet on held-out validation images")
-        return aimed
 
     def _supernet_says(self, sup, sol, budget: float, compared: dict | None) -> tuple[dict, int]:
         """The supernet's held-out accuracy of the chosen and the compared network (the MRF's predicted gain
