@@ -80,7 +80,6 @@ class Run:
         settle(cfg, self.dir)
         self.state_path = self.dir / "run_state.json"
         self.state = read_json(self.state_path, "run state", RECOVER) if self.state_path.exists() else {}
-        self._flips: dict = {}
 
     # ---- plumbing --------------------------------------------------------------------------
     @cached_property
@@ -401,7 +400,7 @@ class Run:
         plot_training(self.dir / "training.png", sup_metrics,
                       {k: st["finetune"][k]["history"] for k in networks(self.state)})
         has_nar = plot_narrowing(self.dir / "narrowing.png", self.space, snaps)
-        extra = self._flips_section()
+        flips, extra = self._flips_section()
         if self.cfg.curve:  # the supernet's width-error curve (every uniform multiplier, BN recalibrated)
             rows = supernet_curve(self._supernet(), self.space, self.splits, table=self.table(), log=self.log)
             write_curve(self.dir / "curve.csv", self.dir / "curve.png", rows)
@@ -415,13 +414,13 @@ class Run:
                # the report's own time up to writing it (the write is what is left)
                "stage_seconds": {**{k: st[k]["seconds"] for k in STAGES if k in st and "seconds" in st[k]},
                                  "report": time.time() - getattr(self, "_stage_t0", time.time())},
-               "flips": self._flips}
+               "flips": flips}
         path = write_report(self.dir, res, extra)
         return {"report": recorded_path(path),
-                "flips": {k: {m: r[m] for m in ("nfr", "pfr")} for k, r in self._flips.items()}}
+                "flips": {k: {m: r[m] for m in ("nfr", "pfr")} for k, r in flips.items()}}
 
-    def _flips_section(self) -> list[str]:
-        """Negative flips of the chosen network against the uniform one (and --previous) on the test set."""
+    def _flips_section(self) -> tuple[dict, list[str]]:
+        """(flip records, report lines) of the chosen network against the uniform one (and --previous), test set."""
         sp = self.splits
         x, y = sp.test
         pred = {k: torch_predictions(self._final_net(k), x, sp.mean, sp.std) for k in networks(self.state)}
@@ -429,8 +428,7 @@ class Run:
         if self.cfg.previous:
             prev = load_previous(self.cfg.previous, sp, self.space)
             old[f"previous model `{self.cfg.previous}`"] = prev(x).argmax(1)
-        self._flips, lines = flips_markdown(y, old, pred["chosen"], self.space.num_classes)
-        return lines
+        return flips_markdown(y, old, pred["chosen"], self.space.num_classes)
 
     def summary(self) -> str:
         return summary_text(self.state, self.space, self.dir)
