@@ -3,7 +3,7 @@ them. Later commands often read a run from another directory than the one it was
 `recorded_path` records each path absolute (a relative one, recorded before, is read against the current one)."""
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 # The settings (TrainConfig, RunConfig) whose value may be a path: space and profile may instead be the
@@ -34,9 +34,8 @@ def recorded_path(value: str | Path | None, setting: str | None = None) -> str |
 
 def with_recorded_paths(cfg):
     """A copy of a settings dataclass (TrainConfig, RunConfig) with its path settings recorded."""
-    names = {f.name for f in fields(cfg)}
     return replace(cfg, **{k: recorded_path(getattr(cfg, k), k) for k in PATH_SETTINGS
-                           if k in names and isinstance(getattr(cfg, k), str)})
+                           if isinstance(getattr(cfg, k, None), str)})
 
 
 def same_setting(setting: str, saved, given) -> bool:
