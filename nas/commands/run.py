@@ -105,8 +105,7 @@ def run(args) -> int:
     run.go()
     summary = run.summary()
     log.record("summary:\n" + summary)
-    print()
-    print(summary)
+    print("\n" + summary)
     return 0
 
 
