@@ -280,9 +280,8 @@ class Run:
         write_pareto(self.dir / "pareto.csv", front, sol, uni, target)
         atomic_write_text(self.dir / "config.json", json.dumps(chosen_config(
             self.space, table, sol, recorded_path(unaries_path), c.budget, budget, margin_pct, margin_how), indent=1))
-        # the network compared with the chosen one: the multiplier rounded to 8 channels that spends the
-        # budget on measurement (uniform8, as the benchmarks define it); the ladder's uniform where nothing
-        # can be timed here
+        # compared with the chosen network: uniform8, the multiplier rounded to 8 channels that spends the budget
+        # on measurement (as the benchmarks define it); where nothing can be timed here, the ladder's uniform
         compared = measured_uniform8(sup, table, budget, self.dir / "candidates", c.verify_rounds, c.verify_round_ms,
                                      self.log, self._dense_space)
         if compared is CANNOT_TIME:
