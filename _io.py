@@ -1,13 +1,7 @@
-"""Durable files, written one way everywhere: atomic replacement and fsynced appends.
-
-- `atomic_path(path)`: a temporary file beside `path` for any writer (text, torch.save, the ONNX
-  exporter); on success it is fsynced and renamed over `path`, on any error it is removed, so
-  readers see the old file or the new one, never half of one, and no temporary file is left.
-- `append_line` / `append_text`: one fsynced append (latency.standalone_runner owns the code, since
-  that file is copied verbatim to edge devices and must stand alone); a killed writer loses at
-  most the line in flight, and a torn last line never glues onto the next record.
-- `read_json` / `read_jsonl`: a corrupt file is an error that names the file and the line.
-"""
+"""Durable files, written one way everywhere: atomic replacement (readers see the old file or the new one,
+never half of one, and no temporary file is left), fsynced appends (a killed writer loses at most the line in
+flight; the code lives in latency.standalone_runner, copied verbatim to edge devices, which must stand alone),
+and JSON readers whose errors name the file and the line."""
 from __future__ import annotations
 
 import json

@@ -1,9 +1,6 @@
 """The checks every command shares, made before anything runs or is written: bad input fails at once
 with the option's name and what to give (`UserError`: one line, exit code 2), not as a ZeroDivisionError
-or NaN losses minutes later. The output-file checks refuse an output that would overwrite an input, a
-shipped profile or another output; the numeric rules also check settings read back from a file (a
-resumed run's `run_config.json`, a checkpoint's training settings).
-"""
+or NaN losses minutes later. The numeric rules also check settings read back from a file."""
 from __future__ import annotations
 
 import functools
@@ -24,7 +21,7 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs=(), force: bool 
 
     `outputs` maps what names a file (an option, or "the sidecar of --out m.onnx": the first --option in
     it is what the message asks to change) to its path; `inputs` maps an option or description to a path
-    or list of paths, or is a list of (description, path) pairs and plain paths; None is skipped. Refused:
+    or list of paths, or is a list of (description, path or paths) pairs and plain paths; None is skipped. Refused:
     - an output that is (resolved) an input, unless `in_place` maps its name to that input's (ladder's
       --out to --profile); an option both read and written (a resumable file) is not its own input;
     - an existing shipped file (hw_profiles/), unless `force` (None: the command has no --force);
@@ -33,7 +30,10 @@ def check_outputs(outputs: dict[str, str | Path | None], inputs=(), force: bool 
     from widthnas.latency.registry import PROFILE_DIR
 
     resolved = _resolver()
-    ins = [(label, Path(p), resolved(Path(p))) for label, p in _input_pairs(inputs)]
+    pairs = (inputs.items() if isinstance(inputs, dict)
+             else [i if isinstance(i, tuple) else ("an input file", i) for i in inputs])
+    ins = [(label, Path(p), resolved(Path(p))) for label, v in pairs
+           for p in (v if isinstance(v, (list, tuple)) else [v]) if p is not None]
     shipped = PROFILE_DIR.resolve()
     seen: dict[Path, str] = {}
     for label, out in outputs.items():
@@ -77,16 +77,6 @@ def _resolver():
     (`dataset_inputs`) would otherwise each be resolved component by component."""
     resolved_dir = functools.lru_cache(maxsize=None)(Path.resolve)
     return lambda p: p.resolve() if p.name in ("", ".", "..") or p.is_symlink() else resolved_dir(p.parent) / p.name
-
-
-def _input_pairs(inputs):
-    """(description, path) of every input path: a dict {option: path or list of paths}, or a list of
-    (description, path or list) pairs and plain paths; None skipped."""
-    for item in (inputs.items() if isinstance(inputs, dict) else inputs):
-        label, v = item if isinstance(item, tuple) else ("an input file", item)
-        for p in (v if isinstance(v, (list, tuple)) else [v]):
-            if p is not None:
-                yield label, p
 
 
 def dataset_inputs(dataset: str, data: str | Path | None) -> list[tuple[str, Path]]:

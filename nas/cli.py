@@ -14,16 +14,12 @@ COMMANDS = {c.__name__.rsplit(".", 1)[1]: c
             for c in (space, profile, fit, validate, ladder, profiles, search, train, evaluate, export, run, curve)}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="widthnas", description="Hardware-aware channel-width search (AOWS).")
     sub = p.add_subparsers(dest="cmd", required=True)
     for command in COMMANDS.values():
         command.add_parser(sub)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = p.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]  # recorded in what a command writes
     try:
         return COMMANDS[args.cmd].run(args)

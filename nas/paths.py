@@ -1,14 +1,9 @@
-"""The paths a run records (its space, data, profile, weights, previous model, ...), and how they are
-compared when a run is resumed.
-
-Later commands (`evaluate --run`, `search --run`, `--resume`, `run_inputs`, ...) often read a run from
-another directory than the one it was made in, so `recorded_path` records every path absolute where a
-run saves its settings (`Trainer`, `Run`). A relative path (a run recorded before) is read against the
-current directory.
-"""
+"""The paths a run records (space, data, profile, weights, previous model, ...) and how a resume compares
+them. Later commands often read a run from another directory than the one it was made in, so
+`recorded_path` records each path absolute (a relative one, recorded before, is read against the current one)."""
 from __future__ import annotations
 
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 # The settings (TrainConfig, RunConfig) whose value may be a path: space and profile may instead be the
@@ -17,9 +12,8 @@ PATH_SETTINGS = ("space", "dataset", "data", "profile", "weights", "previous", "
 
 
 def _is_name(setting: str | None, value: str) -> bool:
-    """Whether a setting's value is read as a name, not a path: a shipped space (`get_space` looks
-    names up first) or a dataset other than a .npz file. A profile is a path whenever that path exists
-    (`load_profile` looks there first), so it needs no rule here."""
+    """Whether a setting's value is read as a name, not a path: a shipped space (`get_space` looks names
+    up first) or a dataset other than a .npz file; a profile is a path whenever it exists (`load_profile`)."""
     if setting == "space":
         from widthnas.models.families import SPACES
 
@@ -30,9 +24,8 @@ def _is_name(setting: str | None, value: str) -> bool:
 
 
 def recorded_path(value: str | Path | None, setting: str | None = None) -> str | None:
-    """`value` as a run records it: absolute when it names a file or directory that exists here; else as
-    given (None, a shipped space or profile name, a dataset name, or a missing path, whose error then
-    names it as typed). `setting`: the TrainConfig / RunConfig field it is the value of."""
+    """`value` (of the TrainConfig / RunConfig field `setting`) absolute when it names a file or directory
+    that exists here; else as given: a name, or a missing path, whose error then names it as typed."""
     if value is None or (isinstance(value, str) and (not value or _is_name(setting, value))):
         return value
     p = Path(value)
@@ -40,11 +33,9 @@ def recorded_path(value: str | Path | None, setting: str | None = None) -> str |
 
 
 def with_recorded_paths(cfg):
-    """A copy of a settings dataclass (TrainConfig, RunConfig) with its path settings as `recorded_path`
-    records them; the others as they are."""
-    names = {f.name for f in fields(cfg)}
+    """A copy of a settings dataclass (TrainConfig, RunConfig) with its path settings recorded."""
     return replace(cfg, **{k: recorded_path(getattr(cfg, k), k) for k in PATH_SETTINGS
-                           if k in names and isinstance(getattr(cfg, k), str)})
+                           if isinstance(getattr(cfg, k, None), str)})
 
 
 def same_setting(setting: str, saved, given) -> bool:

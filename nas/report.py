@@ -35,15 +35,12 @@ def plot_widths(path: Path, space, chosen: list[int], uniform: list[int] | None)
 def plot_training(path: Path, supernet_metrics: list[dict], finetune: dict[str, list[dict]]) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    if supernet_metrics:
-        ep = [m["epoch"] for m in supernet_metrics]
-        axes[0].plot(ep, [m["train_loss"] for m in supernet_metrics], "o-", label="supernet widest (train)")
-        axes[1].plot(ep, [m["val_acc_widest"] for m in supernet_metrics], "o-", label="supernet widest (val)")
-    for name, hist in finetune.items():
+    for name, hist, acc, style in [("supernet widest", supernet_metrics, "val_acc_widest", "o-"),
+                                   *((name, hist, "val_acc", "s--") for name, hist in finetune.items())]:
         if hist:
             ep = [h["epoch"] for h in hist]
-            axes[0].plot(ep, [h["train_loss"] for h in hist], "s--", label=f"{name} (train)")
-            axes[1].plot(ep, [h["val_acc"] for h in hist], "s--", label=f"{name} (val)")
+            axes[0].plot(ep, [h["train_loss"] for h in hist], style, label=f"{name} (train)")
+            axes[1].plot(ep, [h[acc] for h in hist], style, label=f"{name} (val)")
     axes[0].set_ylabel("loss")
     axes[1].set_ylabel("validation accuracy")
     for ax in axes:

@@ -80,7 +80,6 @@ class Run:
         settle(cfg, self.dir)
         self.state_path = self.dir / "run_state.json"
         self.state = read_json(self.state_path, "run state", RECOVER) if self.state_path.exists() else {}
-        self._flips: dict = {}
 
     # ---- plumbing --------------------------------------------------------------------------
     @cached_property
@@ -136,8 +135,7 @@ class Run:
     def _stage_threads(self, stage: str) -> dict | None:
         """Torch threads for the stage's own work: --threads; with --time-threads the faster of 1 and torch's
         default on a few repetitions of that work (nas/threads.py); else None (torch's default), as where
-        torch does little (profile, export, verify). Not timed by default: it costs time, and more threads
-        were faster for every job of the demo (RESULTS §6)."""
+        torch does little. Not timed by default: it costs time, and more threads were faster (RESULTS §6)."""
         # imported here, not at the top: looked up when called (tests replace thread_counts)
         from .threads import describe, evaluation_probe, fastest_threads, finetune_probe, thread_counts, training_probe
 
@@ -185,8 +183,7 @@ class Run:
         backend = OrtBackend(self.space)
         if self.cfg.profile:
             path, why = self.cfg.profile, "given with --profile"
-            table = registry.load_profile(path)
-            check_fingerprint(table.space.fingerprint, self.space, f"profile {path}")
+            table = registry.load_profile(path)  # its space was checked when the run was set up
             # onnxruntime with the profile's settings (threads, batch, ...): the check times networks as it was
             # made, as verify times the exported models; another backend's profile is refused here
             backend = verify_timing(table)[0]
@@ -222,10 +219,10 @@ class Run:
                                 c.max_wait)
         return str(profile_here(self.space, self.dir, backend, self._protocol(), settings, self.log, self.progress))
 
-    def _latency_check(self, table, path: str, backend, n: int | None = None) -> dict:
-        """Time n random networks now and compare with the profile (at `path`): is it valid here today?
-        A check of the same profile and networks made today on this machine kind is reused (check_cache)."""
-        n = self.cfg.check_networks if n is None else n
+    def _latency_check(self, table, path: str, backend) -> dict:
+        """Time --check-networks random networks now and compare with the profile (at `path`): is it valid
+        here today? A check of the same profile and networks made today on this machine kind is reused."""
+        n = self.cfg.check_networks
         m, meas, pred = latency_check_today(table, path, backend, self.dir / "latency_check.jsonl", n,
                                             self.cfg.seed + CHECK_SEED,
                                             self._protocol(min(CHECK_ROUNDS, self.cfg.profile_rounds)),
@@ -256,10 +253,23 @@ class Run:
 
     def stage_search(self) -> dict:
         table, sup, c = self.table(), self._supernet(), self.cfg
-        unaries, unaries_path = self._unaries(sup)
-        budget, widest, target, margin_pct, margin_how = self._aim(table)
+        if c.method == "select":  # measured after training on validation images selection never sees
+            unaries_path = self.dir / "supernet" / "unaries_measured.json"
+            unaries = cached_measured_unaries(sup, self.splits, unaries_path, c.unary_configs, log=self.log,
+                                              progress=self.progress)
+        else:  # the training-time statistics
+            unaries_path = self.dir / "supernet" / "unaries.json"
+            unaries = Unaries.load(unaries_path)
+        try:
+            budget, widest, target, margin_pct, margin_how = aim(table, c.budget, c.margin,
+                                                                 self.state["profile"].get("check"))
+        except ValueError as e:  # the check recorded by the profile stage is broken
+            raise ValueError(f"{self.dir / 'run_state.json'}, profile.check: {e}; {RECOVER}") from None
+        if margin_pct:
+            self.log(f"search: aiming at {target:.4f} ms, margin {margin_how}")
         measure = None
         if c.method == "select":  # the candidates timed here, as verify will, for an onnxruntime profile
+            self.log("search: MRF candidates, uniform and greedy, judged by the supernet on held-out validation images")
             try:
                 measure = network_measurer(sup, table, self.dir / "candidates", c.verify_rounds, c.verify_round_ms)
             except ValueError as e:
@@ -270,9 +280,8 @@ class Run:
         write_pareto(self.dir / "pareto.csv", front, sol, uni, target)
         atomic_write_text(self.dir / "config.json", json.dumps(chosen_config(
             self.space, table, sol, recorded_path(unaries_path), c.budget, budget, margin_pct, margin_how), indent=1))
-        # the network compared with the chosen one: the multiplier rounded to 8 channels that spends the
-        # budget on measurement (uniform8, as the benchmarks define it); the ladder's uniform where nothing
-        # can be timed here
+        # compared with the chosen network: uniform8, the multiplier rounded to 8 channels that spends the budget
+        # on measurement (as the benchmarks define it); where nothing can be timed here, the ladder's uniform
         compared = measured_uniform8(sup, table, budget, self.dir / "candidates", c.verify_rounds, c.verify_round_ms,
                                      self.log, self._dense_space)
         if compared is CANNOT_TIME:
@@ -283,28 +292,6 @@ class Run:
                 "greedy": _record(greedy(mrf, target)), "lagrangian": _record(lagrangian(mrf, target)),
                 "pareto_points": len(front), "unaries": recorded_path(unaries_path), "supernet_holdout_acc": sup_acc,
                 "holdout_images": n_held}
-
-    def _unaries(self, sup):
-        """(unaries, their file): measured after training on validation images selection never sees
-        (--method select), else the training-time statistics."""
-        if self.cfg.method == "select":
-            path = self.dir / "supernet" / "unaries_measured.json"
-            return cached_measured_unaries(sup, self.splits, path, self.cfg.unary_configs, log=self.log,
-                                           progress=self.progress), path
-        path = self.dir / "supernet" / "unaries.json"
-        return Unaries.load(path), path
-
-    def _aim(self, table) -> tuple[float, float, float, float, str]:
-        """(budget, widest network, target ms, margin %, why): nas.search.aim with the profile stage's check."""
-        try:
-            aimed = aim(table, self.cfg.budget, self.cfg.margin, self.state["profile"].get("check"))
-        except ValueError as e:  # the check recorded by the profile stage is broken
-            raise ValueError(f"{self.dir / 'run_state.json'}, profile.check: {e}; {RECOVER}") from None
-        if aimed[3]:
-            self.log(f"search: aiming at {aimed[2]:.4f} ms, margin {aimed[4]}")
-        if self.cfg.method == "select":
-            self.log("search: MRF candidates, uniform and greedy, judged by the supernet on held-out validation images")
-        return aimed
 
     def _supernet_says(self, sup, sol, budget: float, compared: dict | None) -> tuple[dict, int]:
         """The supernet's held-out accuracy of the chosen and the compared network (the MRF's predicted gain
@@ -335,14 +322,13 @@ class Run:
         sp, c = self.splits, self.cfg
         sup = None if c.retrain_epochs else self._supernet()  # training starts from it, or from --weights
         user_sd = load_state_file(c.weights) if c.weights and sup is not None else None
+        epochs, lr, verb = ((c.retrain_epochs, c.lr, "retrain") if c.retrain_epochs else
+                            (c.finetune_epochs, c.lr * 0.2, "finetune"))
+        mode = f"{verb} {epochs} epochs" + (f" from {Path(c.weights).name} (--weights), channels by {IMPORTANCE} "
+                                            "importance" if user_sd is not None else "")
         kw = {"schedule": c.schedule, "greedy": GreedyOptions.parse(c.greedy)}  # and the positive-congruent loss
         if c.congruent:
             kw["loss_fn"] = congruent_loss(load_previous(c.congruent, sp, self.space), c.congruent_weight)
-        epochs, lr, verb = ((c.retrain_epochs, c.lr, "retrain") if c.retrain_epochs else
-                            (c.finetune_epochs, c.lr * 0.2, "finetune"))
-        mode = f"retrain {c.retrain_epochs} epochs" if c.retrain_epochs else f"finetune {c.finetune_epochs} epochs" + (
-            f" from {Path(c.weights).name} (--weights), channels by {IMPORTANCE} importance" if c.weights else "")
-        if c.congruent:
             mode += f", positive-congruent toward {Path(c.congruent).name} (weight {c.congruent_weight:g})"
         out = {"mode": mode}  # for the report: where the weights come from and the loss
         for name in networks(self.state):
@@ -413,7 +399,11 @@ class Run:
         plot_training(self.dir / "training.png", sup_metrics,
                       {k: st["finetune"][k]["history"] for k in networks(self.state)})
         has_nar = plot_narrowing(self.dir / "narrowing.png", self.space, snaps)
-        extra = self._flips_section() + (self._curve_section() if self.cfg.curve else [])
+        flips, extra = self._flips_section()
+        if self.cfg.curve:  # the supernet's width-error curve (every uniform multiplier, BN recalibrated)
+            rows = supernet_curve(self._supernet(), self.space, self.splits, table=self.table(), log=self.log)
+            write_curve(self.dir / "curve.csv", self.dir / "curve.png", rows)
+            extra += curve_markdown(rows, "curve.png")
         res = {"space": {"name": self.space.name, "fingerprint": self.space.fingerprint}, "dataset": self.cfg.dataset,
                "budget": self.cfg.budget, "config": asdict(self.cfg), "profile": st["profile"], "search": st["search"],
                "finetune": {k: v if not isinstance(v, dict) else {kk: vv for kk, vv in v.items() if kk != "history"}
@@ -423,13 +413,13 @@ class Run:
                # the report's own time up to writing it (the write is what is left)
                "stage_seconds": {**{k: st[k]["seconds"] for k in STAGES if k in st and "seconds" in st[k]},
                                  "report": time.time() - getattr(self, "_stage_t0", time.time())},
-               "flips": self._flips}
+               "flips": flips}
         path = write_report(self.dir, res, extra)
         return {"report": recorded_path(path),
-                "flips": {k: {m: r[m] for m in ("nfr", "pfr")} for k, r in self._flips.items()}}
+                "flips": {k: {m: r[m] for m in ("nfr", "pfr")} for k, r in flips.items()}}
 
-    def _flips_section(self) -> list[str]:
-        """Negative flips of the chosen network against the uniform one (and --previous) on the test set."""
+    def _flips_section(self) -> tuple[dict, list[str]]:
+        """(flip records, report lines) of the chosen network against the uniform one (and --previous), test set."""
         sp = self.splits
         x, y = sp.test
         pred = {k: torch_predictions(self._final_net(k), x, sp.mean, sp.std) for k in networks(self.state)}
@@ -437,14 +427,7 @@ class Run:
         if self.cfg.previous:
             prev = load_previous(self.cfg.previous, sp, self.space)
             old[f"previous model `{self.cfg.previous}`"] = prev(x).argmax(1)
-        self._flips, lines = flips_markdown(y, old, pred["chosen"], self.space.num_classes)
-        return lines
-
-    def _curve_section(self) -> list[str]:
-        """The supernet's width-error curve (every uniform multiplier, BN recalibrated), predicted latency."""
-        rows = supernet_curve(self._supernet(), self.space, self.splits, table=self.table(), log=self.log)
-        write_curve(self.dir / "curve.csv", self.dir / "curve.png", rows)
-        return curve_markdown(rows, "curve.png")
+        return flips_markdown(y, old, pred["chosen"], self.space.num_classes)
 
     def summary(self) -> str:
         return summary_text(self.state, self.space, self.dir)
@@ -464,6 +447,4 @@ _PACKAGE = Path(__file__).resolve().parent.parent  # warnings raised in widthnas
 def _ours(filename: str) -> bool:
     """Raised in widthnas's code (not a library's, even one installed in a venv inside the checkout)."""
     p = Path(filename).resolve()
-    if _PACKAGE not in p.parents:
-        return False
-    return not {"site-packages", "dist-packages"} & set(p.relative_to(_PACKAGE).parts)
+    return _PACKAGE in p.parents and not {"site-packages", "dist-packages"} & set(p.relative_to(_PACKAGE).parts)

@@ -3,7 +3,7 @@ with them (the settings saved in its run_config.json must match, but for where i
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from widthnas._io import atomic_write_text, read_json
@@ -86,11 +86,6 @@ def check_run_config(cfg: RunConfig, where: str = "") -> None:
         parse_budget(cfg.budget, 1.0)  # its syntax and sign now, not after profiling or training
     except ValueError as e:
         raise ValueError(f"{where + ': ' if where else ''}--{e}") from None
-
-
-def full_config(cfg: RunConfig) -> RunConfig:
-    """--full: the whole training set and longer training."""
-    return replace(cfg, limit=None, epochs=20, warmup_epochs=4, finetune_epochs=5, unary_configs=1000, curve=True)
 
 
 def settle(cfg: RunConfig, run_dir: Path) -> None:

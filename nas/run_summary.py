@@ -43,6 +43,7 @@ def stage_line(stage: str, r: dict, state: dict) -> str:
         return str(r["report"])
     return "done"
 
+
 def label(state: dict, name: str) -> str:
     """'chosen', or the compared network's name ('uniform8 x0.55')."""
     return name if name != "uniform" else uniform_name(state["search"]["uniform"])
@@ -50,8 +51,7 @@ def label(state: dict, name: str) -> str:
 
 def summary_text(state: dict, space, run_dir: Path) -> str:
     """The terminal's closing lines: widths, accuracies, latencies against the budget, the time table."""
-    st = state
-    s, f, v = st["search"], st["finetune"], st["verify"]
+    s, f, v = state["search"], state["finetune"], state["verify"]
     uni = s.get("uniform")
     vs = variables(space)
     wn = max(8, *(len(n) for n, _, _ in vs))
@@ -62,33 +62,30 @@ def summary_text(state: dict, space, run_dir: Path) -> str:
     if uni:
         what = ("the largest multiplier rounded to 8 channels measured within budget" if uni.get("grid") == "dense8"
                 else "the largest multiplier of the search grid within budget")
-        rows.append(f"uniform: {un} ({what})")
-        rows.append(f"test accuracy: chosen {f['chosen']['test_acc']:.2%}, {un} {f['uniform']['test_acc']:.2%} "
-                    f"({f['mode']})")
-    else:
-        rows.append("uniform: no width multiplier fits the budget")
-        rows.append(f"test accuracy: chosen {f['chosen']['test_acc']:.2%} ({f['mode']})")
+    rows.append(f"uniform: {un} ({what})" if uni else "uniform: no width multiplier fits the budget")
+    rows.append(f"test accuracy: chosen {f['chosen']['test_acc']:.2%}"
+                + (f", {un} {f['uniform']['test_acc']:.2%}" if uni else "") + f" ({f['mode']})")
     for name in networks(state):
         vn = v[name]
         pred = "" if vn["predicted_ms"] is None else f"predicted {vn['predicted_ms']:.4f} ms, "
         rows.append(f"latency {name if name == 'chosen' else un}: {pred}measured {vn['normalised_ms']:.4f} ms, "
                     f"budget {s['budget_ms']:.4f} ms -> "
                     f"{vn.get('budget_verdict', {}).get('verdict') or ('within' if vn['within_budget'] else 'over')}")
-    chk = st["profile"].get("check") or {}
+    chk = state["profile"].get("check") or {}
     if chk.get("machine_note"):  # a profile of the other machine kind, kept: its ms, not this machine's
         rows.append(f"ms are the profile machine's ({other_machine(chk['host_speed'])}; run.log, report.md)")
     elif isinstance(chk.get("host_speed"), (int, float)):
         rows.append(f"ms are this machine's: its reference network ran at {chk['host_speed']:.2f} x "
                     "the profile's time")
-    for name, r in st["report"].get("flips", {}).items():
+    for name, r in state["report"].get("flips", {}).items():
         rows.append(f"negative flip rate of the chosen network against the {name}: {r['nfr']:.2%} "
                     f"(positive {r['pfr']:.2%})")
     rows.append("one run cannot tell two networks apart by accuracy: that takes paired seeds and a confidence "
                 "interval (docs/RESULTS.md)")
-    rows.extend(time_table({k: st[k]["seconds"] for k in STAGES
-                            if isinstance(st.get(k, {}).get("seconds"), (int, float))}))
-    rows.append(f"ONNX: {st['export']['chosen']['path']}  (report: {st['report']['report']}; every message in full: "
-                f"{run_dir / LOG_NAME})")
+    rows.extend(time_table({k: state[k]["seconds"] for k in STAGES
+                            if isinstance(state.get(k, {}).get("seconds"), (int, float))}))
+    rows.append(f"ONNX: {state['export']['chosen']['path']}  (report: {state['report']['report']}; every message "
+                f"in full: {run_dir / LOG_NAME})")
     return "\n".join(rows)
 
 

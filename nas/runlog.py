@@ -32,7 +32,7 @@ def short(msg: str, width: int = WIDTH, pointer: str = f" … ({LOG_NAME})") -> 
 
 class RunLog:
     """log(msg): the whole message appended to run.log (timestamped); on the terminal its short form
-    (terse=False), or, with terse, only as the running stage's status line. say/warn: always shown."""
+    (terse=False), or, with terse, only as the running stage's status line. say: always shown."""
 
     def __init__(self, run_dir: str | Path, out: Callable[[str], None] = print, width: int = WIDTH,
                  terse: bool = False, status: bool = False):
@@ -48,7 +48,7 @@ class RunLog:
 
     def __call__(self, msg: str) -> None:
         if msg.lstrip().startswith("WARNING"):  # a library's warning to act on reaches the terminal
-            return self.warn(msg.lstrip()[len("WARNING"):].lstrip(": "))
+            return self.say(f"warning: {msg.lstrip()[len('WARNING'):].lstrip(': ')}")
         self.record(msg)
         if not self.terse:
             self._show(short(msg, self.width))
@@ -59,10 +59,6 @@ class RunLog:
         """A line the user reads: the stage's outcome, the summary."""
         self.record(msg)
         self._show(short(msg, self.width))
-
-    def warn(self, msg: str) -> None:
-        """A line the user must act on."""
-        self.say(f"warning: {msg}")
 
     def begin(self, stage: str) -> None:
         """The stage's status line (terse, on a terminal): its latest message, redrawn in place."""

@@ -617,11 +617,11 @@ def test_report_has_negative_flips_and_the_width_error_curve(finished_run):
     # --previous: the exported uniform.onnx (own normalisation from its sidecar) gives the same flips
     run.cfg.previous = str(out / "uniform.onnx")
     try:
-        lines = run._flips_section()
+        flips_by, lines = run._flips_section()
     finally:
         run.cfg.previous = None
     assert any("previous model" in l for l in lines)
-    prev = run._flips[f"previous model `{out / 'uniform.onnx'}`"]
+    prev = flips_by[f"previous model `{out / 'uniform.onnx'}`"]
     assert prev["nfr"] == pytest.approx(flips["nfr"], abs=2 / flips["n"])  # ORT vs torch may differ on a tie
 
 

@@ -22,18 +22,6 @@ def add_parser(sub) -> None:
     q.add_argument("--out", help="CSV path (default RUN/curve.csv; the PNG goes beside it)")
 
 
-def _training_dir(run: Path) -> tuple[Path, str | None]:
-    """(supernet training directory, profile path recorded by the run) of a `train` or `run` directory."""
-    if (run / "supernet" / "train_config.json").exists():  # a `widthnas run` directory
-        state = run / "run_state.json"
-        prof = json.loads(state.read_text()).get("profile", {}).get("path") if state.exists() else None
-        return run / "supernet", prof
-    if (run / "train_config.json").exists():
-        return run, None
-    raise ValueError(f"{run} is neither a `widthnas train` nor a `widthnas run` directory (no train_config.json); "
-                     "train a supernet first")
-
-
 def run(args) -> int:
     from widthnas.latency.registry import load_profile
 
@@ -56,7 +44,15 @@ def run(args) -> int:
     check_outputs({"--out": out, f"the plot beside --out {out}": png},  # its own curve may be redrawn
                   [("--profile", args.profile), *run_inputs(run, own=("curve.csv", "curve.png"))])
     opts = GreedyOptions.parse(args.greedy)
-    train_dir, run_profile = _training_dir(run)
+    if (run / "supernet" / "train_config.json").exists():  # a `widthnas run` directory: its supernet, its profile
+        state = run / "run_state.json"
+        train_dir = run / "supernet"
+        run_profile = json.loads(state.read_text()).get("profile", {}).get("path") if state.exists() else None
+    elif (run / "train_config.json").exists():
+        train_dir, run_profile = run, None
+    else:
+        raise ValueError(f"{run} is neither a `widthnas train` nor a `widthnas run` directory (no train_config.json); "
+                         "train a supernet first")
     cfg, space, sup, splits = load_run(train_dir)
     prof = args.profile or run_profile or cfg.profile
     table = load_profile(prof) if prof else None

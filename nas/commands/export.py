@@ -84,13 +84,12 @@ def _export_weights(args, table) -> int:
     from ..data import normalize
     from ..evaluate import accuracy, calibration_images, recalibrate_bn
     from ..export import export_onnx, write_sidecar
+    from ..train import load_run
 
     sd = load_state_file(args.weights)
     space = get_space(args.space) if args.space else None
     sp = None
     if args.run:
-        from ..train import load_run
-
         _, run_space, _, sp = load_run(args.run)
         if space is not None:
             check_fingerprint(run_space.fingerprint, space, f"the run {args.run}")

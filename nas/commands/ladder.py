@@ -24,7 +24,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    """Time the profile's ladder of reference networks on this machine, while it runs at its profiled speed."""
     from widthnas.latency import standalone_runner as sr
     from widthnas.latency.ref_ladder import measure_ladder
     from widthnas.latency.registry import load_profile

@@ -85,10 +85,13 @@ def run(args) -> int:
     from widthnas.latency.margin import parse_margin
 
     from ..run import Run
-    from ..run_config import RunConfig, full_config
+    from ..run_config import RunConfig
     from ..runlog import RunLog
 
-    cfg = replace(full_config(RunConfig()) if args.full else RunConfig(), **given_settings(args, RunConfig))
+    cfg = RunConfig()
+    if args.full:  # the whole training set, longer training
+        cfg = replace(cfg, limit=None, epochs=20, warmup_epochs=4, finetune_epochs=5, unary_configs=1000, curve=True)
+    cfg = replace(cfg, **given_settings(args, RunConfig))
     cfg.margin = parse_margin(cfg.margin)  # "auto" or a number, one spelling per setting (resume compares them)
     _check_feature_options(cfg, args)
     if args.all_data:
@@ -102,8 +105,7 @@ def run(args) -> int:
     run.go()
     summary = run.summary()
     log.record("summary:\n" + summary)
-    print()
-    print(summary)
+    print("\n" + summary)
     return 0
 
 

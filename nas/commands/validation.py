@@ -44,9 +44,7 @@ def validation_record(table, h, proxy, heldout_paths, remeasure: int, remeasure_
     from widthnas.latency.noise_floor import FloorUnavailable, describe, limiting, measure_floor
     from widthnas.latency.validate import validate
 
-    v = validate(table, h, proxy)
-    v["heldout_files"] = [str(p) for p in heldout_paths]
-    v["heldout_quality"] = h.quality()
+    v = {**validate(table, h, proxy), "heldout_files": [str(p) for p in heldout_paths], "heldout_quality": h.quality()}
     for name, m in v.items():
         if isinstance(m, dict) and "nrmse" in m and name != "noise_floor":
             print(f"{name:12s} n={m['n']}  NRMSE {m['nrmse']:.2%}  RMSPE {m['rmspe']:.2%}  "
