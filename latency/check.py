@@ -1,9 +1,7 @@
 """Is a profile valid on this machine today? Time random networks here and compare with its predictions.
 
-`widthnas run` checks every profile it uses this way. `widthnas search` checks only when the profile's
-reference network runs more than OTHER_MACHINE x off its profiled time: then the profile was made on
-another machine behind the same device key, and its own validation says nothing of the error here, so
-`--margin auto` counts this check's (latency/margin.py; RESULTS §2.2e).
+`widthnas run` checks every profile it uses; `widthnas search` only when the reference runs more than
+OTHER_MACHINE x off its profiled time (another machine: `--margin auto` counts the check's error).
 """
 from __future__ import annotations
 
@@ -42,9 +40,7 @@ def latency_check(table, backend, path: str | Path, n: int, seed: int, protocol,
                   log: Callable[[str], None] | None = None,
                   progress: bool = False) -> tuple[dict, np.ndarray, np.ndarray]:
     """(metrics, measured ms, predicted ms) of n uniform random networks timed here into `path` (a
-    samples file: resumable, and reused by a later check of the same networks against another profile).
-    The metrics add `host_speed` (reference now over profiled) and `machine_note` (None on the
-    profile's machine)."""
+    resumable samples file); adds `host_speed` (now over profiled) and `machine_note` (None: same machine)."""
     from .profile import profile
     from .samples import load_samples
     from .validate import metrics
@@ -68,12 +64,10 @@ def latency_check(table, backend, path: str | Path, n: int, seed: int, protocol,
 
 
 def other_machine_choice(path: str, table, others: list, check: dict, budget_is_share: bool) -> tuple[str, str, object, str]:
-    """What to do with a shipped profile whose reference ran more than OTHER_MACHINE x off here (another
-    machine behind the same device key; its ms are not this machine's, and its ratios may not be either,
-    RESULTS §2.2d): (action, path, table, why), action one of
+    """What to do with a shipped profile whose reference ran more than OTHER_MACHINE x off here (its ms
+    are not this machine's, its ratios may not be): (action, path, table, why), action one of
       'other'   another matching profile (`others`, paths) whose reference ran at today's speed;
-      'keep'    this one, when the check's networks hold to it (CHECK_PASS) and the budget is a share of
-                the widest network (the small spaces ran 2.3 x slower on another machine, 100 % within ±10 %);
+      'keep'    this one, when the check holds to it (CHECK_PASS) and the budget is a share of the widest;
       'profile' profile this machine (the check failed, or the budget is in this machine's ms)."""
     from .registry import load_profile
 

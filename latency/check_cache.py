@@ -1,16 +1,13 @@
 """Reuse a latency check made today, on this machine kind, of the same profile and the same networks.
 
-A check times 40 networks (most of a minute). What it tells, the profile's error here, holds
-while the profile, the networks, the timing protocol and the machine stay the same; so a later run
-on the same day (UTC) reads it back. The machine kind is re-read from the reference network alone (a
-few seconds): this machine comes in kinds that share a CPU name and run about 2 x apart, and a check
-made on another kind is never reused.
+A check (most of a minute) holds while the profile, networks, protocol and machine stay the same, so a
+later run the same UTC day reads it back. Machines sharing a CPU name can run 2 x apart, so the machine
+kind is re-read from the reference alone (seconds) and a check of another kind is never reused.
 
-What is kept is the check's samples file, whole: a reusing run writes it into its own directory and
-reads it as a finished check (latency.profile resumes a complete file without timing anything), so the
-figures are recomputed and validated as any samples file is. Checks live in $WIDTHNAS_CACHE (default
-~/.cache/widthnas)/checks, one JSON file per key holding one entry per machine kind. A cache that
-cannot be read or written is said and skipped: it never stops a run.
+The check's samples file is kept whole and written into the reusing run's directory, where
+latency.profile resumes it without timing, so its figures are recomputed and validated as usual. Checks
+live in $WIDTHNAS_CACHE (default ~/.cache/widthnas)/checks, one JSON file per key, one entry per machine
+kind. A cache that cannot be read or written is said and skipped: it never stops a run.
 """
 from __future__ import annotations
 
@@ -81,11 +78,10 @@ def cached_check(key: str, run_check: Callable[[], Check], samples_path: str | P
                  reference_ms: float, log: Callable[[str], None] = print, now: dt.datetime | None = None) -> Check:
     """run_check(), which times a check into samples_path (or reads a complete one there without timing).
 
-    When today's cache holds a check under `key` made at the reference speed of now (speed_now(): the
-    reference's time now over its profiled time), its samples are written to samples_path first and
-    run_check() only reads them; the metrics then carry `reused` (when it was timed, the speed then and
-    now) and today's host_speed. A samples file already at samples_path is a check under way: resumed,
-    never replaced. A check timed here is kept for later runs, beside those of other machine kinds."""
+    A check cached today under `key` at the reference speed of now (speed_now()) is written to
+    samples_path first, and the metrics carry `reused` (made, speed then and now) and today's
+    host_speed. A file already at samples_path is a check under way: resumed, never replaced. A check
+    timed here is kept beside those of other machine kinds."""
     samples_path, now = Path(samples_path), now or dt.datetime.now(dt.timezone.utc)
     if samples_path.exists():
         return run_check()
@@ -118,8 +114,8 @@ def cached_check(key: str, run_check: Callable[[], Check], samples_path: str | P
 def latency_check_today(table, profile_file: str | Path, backend, samples_path: str | Path, n: int, seed: int,
                         protocol, reuse: bool = True, speed_now: Callable[[], float] | None = None,
                         log: Callable[[str], None] = print, progress: bool = False) -> Check:
-    """latency.check.latency_check, or today's check of the same profile and networks on this machine kind
-    (reuse=False: always timed). speed_now: the reference's speed, when the caller has just timed it."""
+    """latency.check.latency_check, or today's of the same profile and networks on this machine kind
+    (reuse=False: timed). speed_now: the reference's speed, when the caller has just timed it."""
     from .check import latency_check, reference_speed  # looked up now: a test gives its own reference speed
 
     def timed() -> Check:

@@ -1,16 +1,10 @@
 """The unknowns of a graph space's latency model, and where every op of a network finds its own.
 
-An entry is (op signature, c_in, c_out): what one costed op takes in ms, given what its latency
-depends on (kind, kernel, stride, dense, depthwise or grouped, input resolution) and its channels. Ops
-with equal signatures share entries, so the repeated blocks of a stage are one set of unknowns.
-Everything here is derived from `GraphSpace.factor_structure()`, the one source of which op touches
-which channel groups.
-
-A profile may instead key its entries per op (`keying="op"`, as the converted chain profiles of
-widthnas before 0.2 are): each op has entries of its own; the signature then carries the op's name.
-
-For the fit a network is a row of the design matrix (counts of the entries it uses); for the MRF an
-op is a factor whose table over its free groups' choices is read from the same column indices.
+An entry is (op signature, c_in, c_out): one costed op's ms given what its latency depends on. Ops with
+equal signatures share entries, so a stage's repeated blocks are one set of unknowns; under
+`keying="op"` each op has its own (the signature carries its name). All is derived from
+`GraphSpace.factor_structure()`. For the fit a network is a design-matrix row (counts of its entries);
+for the MRF an op is a factor whose table is read from the same column indices.
 """
 from __future__ import annotations
 

@@ -1,20 +1,13 @@
 """`widthnas fit`: the networks x entries system solved into a LatencyTable.
 
-A black-box end-to-end fit: whole random networks are timed, and per-entry costs solved for.
-Entries are (signature, c_in, c_out), shared by every op of that signature, or one set per op
-(keying 'op', entries.py). Model of an entry of one signature, in ms:
+Whole random networks are timed and per-entry costs (entries.py) solved for. An entry of one signature, in ms:
     T[c_in, c_out] = theta . (c_in', c_out', c_in' c_out') + R[c_in, c_out]
-with c' = c / (the signature's widest), theta >= 0 (a bilinear cost, as a convolution's work is), and a
-residual R ridge-penalised by `lam`, which lets measured entries leave the bilinear surface where
-the data say so while unmeasured ones stay on it. Entries of a table are not identifiable one by
-one (only network sums are); the bilinear anchor and the ridge make them so. An op that keeps its
-channels (depthwise, add, pooling) has the one feature c' (a grouped conv also c'^2: its work is
-c * c / groups).
-
-Also penalised (squared hinge, weight `mu`): an entry cheaper than a neighbour with fewer
-channels of one signature (monotonicity), and negative entries. Residuals are relative errors, since
-the target is "within ±10 %" for small and large networks alike. lam and mu come from k-fold
-cross-validation.
+with c' = c / (the signature's widest), theta >= 0 (bilinear, as a convolution's work is) and a residual R
+ridge-penalised by `lam`: only network sums are identifiable, so the anchor keeps unmeasured entries on the
+surface while measured ones may leave it. An op that keeps its channels has the one feature c' (a grouped
+conv also c'^2). A squared hinge (weight `mu`) penalises negative entries and entries cheaper than a
+neighbour with fewer channels. Residuals are relative, since the target is "within ±10 %" for small and
+large networks alike; lam and mu come from k-fold cross-validation.
 """
 from __future__ import annotations
 
@@ -68,9 +61,8 @@ def _neighbours(idx: np.ndarray, along: np.ndarray, across: np.ndarray) -> list[
 
 
 class System:
-    """The fit's bookkeeping for one graph space and its regularised solve: E entries, P bilinear
-    coefficients, T (E, P+E) sparse map from (theta, R) to entries, and pairs (m, 2): entry indices
-    (fewer channels, more channels) whose order the monotonicity penalty keeps."""
+    """One graph space's fit: E entries, P bilinear coefficients, T (E, P+E) sparse map from (theta, R)
+    to entries, and pairs (m, 2): entry indices (fewer, more channels) the monotonicity penalty orders."""
 
     def __init__(self, space: GraphSpace, keying: str = "signature"):
         self.entries = GraphEntries(space, keying)
@@ -105,11 +97,8 @@ class System:
         return data, ridge.tocsr()
 
     def solve(self, A: sp.csr_matrix, y: np.ndarray, lam: float, mu: float, iters: int) -> tuple[np.ndarray, float]:
-        """Table entries (E,) ms and intercept ms.
-
-        Sparse bounded least squares for theta >= 0 (`_nonneg_lsq`, exact), and the hinge
-        penalties by re-solving with the violated pairs added.
-        """
+        """Table entries (E,) ms and intercept ms: theta >= 0 exactly (`_nonneg_lsq`), the hinge
+        penalties by re-solving with the violated pairs added."""
         s = float(np.median(y))
         n, E, P = A.shape[0], self.E, self.P
         T1 = sp.hstack([self.T, sp.csr_matrix((E, 1))]).tocsr()  # (E, P+E+1) entries from z
@@ -140,19 +129,16 @@ class System:
 def _nonneg_lsq(M: sp.csr_matrix, rhs: np.ndarray, P: int) -> np.ndarray:
     """argmin ||M z - rhs|| subject to z[:P] >= 0, the other columns free.
 
-    Sparse least squares (lsmr) inside an active set. Phase 1 pins every negative coefficient
-    until the solution is feasible (fast, usually close). Phase 2 is Lawson-Hanson: release the
-    pinned coefficient whose gradient says the objective falls most as it grows, and step back along
-    the segment to stay feasible, so the objective never rises and the loop cannot cycle: it ends at
-    the optimum (KKT). scipy's bounded solver remains the last resort, kept only where it does better.
+    lsmr inside an active set: phase 1 pins negative coefficients until feasible; phase 2 (Lawson-Hanson)
+    releases the most promising pinned one and steps back to stay feasible, so it cannot cycle and ends at
+    the KKT optimum. scipy's bounded solver is the last resort, kept only where it does better.
     """
     M = M.tocsc()
     n_cols = M.shape[1]
     tol = 1e-7 * max(1e-300, float(np.abs(M[:, :P].T @ rhs).max(initial=0.0)))
 
     def lsq(free: np.ndarray) -> np.ndarray:
-        # at the iteration cap (a heavy monotonicity weight makes M ill-conditioned) this is close
-        # to, not at, the least-squares solution; the step below still keeps every iterate feasible
+        # near, not at, the optimum at the iteration cap (heavy mu: ill-conditioned); iterates stay feasible
         z = np.zeros(n_cols)
         z[free] = lsmr(M[:, free], rhs, atol=1e-10, btol=1e-10, maxiter=5000)[0]
         return z
@@ -207,10 +193,9 @@ def _cv_rmspe(sys_: System, A: sp.csr_matrix, y: np.ndarray, lam: float, mu: flo
 
 def solve_samples(sys_: System, samples: Samples, settings: FitSettings
                   ) -> tuple[np.ndarray, float, float, np.ndarray, dict]:
-    """The fit every table shares: targets in ms at the reference network's typical speed, lam and mu
-    by k-fold cross-validation on networks without host-state correction, then the correction's
-    elasticity by cross-validation at that lam and mu, and one solve on all of them. Returns (entries
-    (E,) ms, intercept ms, reference ms, design matrix, fit record)."""
+    """Targets in ms at the reference's typical speed; lam and mu by k-fold CV without host-state
+    correction, then its elasticity by CV at them. Returns (entries (E,) ms, intercept ms, reference ms,
+    design matrix, fit record)."""
     if len(samples) < settings.folds * 2:
         raise ValueError(f"{len(samples)} samples are too few to fit; profile at least {settings.folds * 10}")
     bad = [k for k in settings.elasticities if not ELASTICITY_RANGE[0] <= k <= ELASTICITY_RANGE[1]]
@@ -224,9 +209,8 @@ def solve_samples(sys_: System, samples: Samples, settings: FitSettings
     cv = {(lam, mu): _cv_rmspe(sys_, A, y, lam, mu, settings) for lam in settings.lams for mu in settings.mus}
     lam, mu = min(cv, key=cv.get)
     entries, c = sys_.solve(A, y, lam, mu, settings.active_set_iters)
-    # the host-state correction k whose targets the table predicts best on networks it was not fitted on: a
-    # wrong k adds to each target a part that depends on the host's speed at its timing, not on its widths,
-    # and no table can predict that part. None to choose with one reference speed: every k gives the same targets
+    # a wrong k adds to each target a part no table can predict (the host's speed, not the widths), so the k
+    # that predicts held-out networks best wins; with one reference speed every k gives the same targets
     cv_k = {}
     if tuple(settings.elasticities) != (0.0,) and np.ptp(samples.ref_ms) != 0:
         for k in settings.elasticities:
@@ -282,8 +266,7 @@ def fit_flops_proxy(space, samples: Samples, elasticity: float = 0.0) -> FlopsPr
 
 def fit_table(space: GraphSpace, samples: Samples, settings: FitSettings | None = None,
                     name: str = "", log=print, keying: str = "signature") -> LatencyTable:
-    """Fit a LatencyTable to reference-normalised samples, choosing lam and mu by cross-validation.
-    keying 'op': one set of entries per op (more unknowns; what the chain tables before 0.2 had)."""
+    """Fit a LatencyTable to reference-normalised samples; keying 'op': entries per op (more unknowns)."""
     sys_ = System(space, keying)
     costs, c, reference_ms, A, fit = solve_samples(sys_, samples, settings or FitSettings())
     fit.update(entries_measured=int((A.sum(axis=0) > 0).sum()), signatures=len(sys_.entries.signatures))

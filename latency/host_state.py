@@ -1,20 +1,14 @@
 """Reference-normalised latency, corrected for the host's speed at the time of the timing.
 
-Dividing a network's time by the reference network's, timed beside it, cancels a host slowdown only
-for networks that slow as much as the reference does. They do not: the narrower the network, the
-more it slows (docs/RESULTS.md §2.1e).
+Dividing by the reference network's time cancels a host slowdown only for networks that slow as much
+as the reference; narrower ones slow more (docs/RESULTS.md §2.1e).
 
-Model: when the host slows the reference by s = ref_ms / reference_ms (reference_ms: the reference's
-typical time while profiling), a network whose ratio to the reference is r slows by s**beta, with
-beta = 1 - k ln r. Its ratio at the reference's typical speed is then r * s**(k ln r), taking the
-measured r for the true one in the exponent: exact to first order in k ln s. k is the profile's
-`fit.elasticity`, chosen by cross-validation in `fit` (k = 0: plain normalisation, older profiles).
-
-The correction is only as good as the host speeds it was fitted on: `fit.host_speed_range` records
-the range of s over the profile's samples, and s is clamped into it before the correction (beyond
-it, the extra slowdown is divided out as plainly as the reference's). A lasting offset of the
-reference's time, such as a timing protocol other than the profile's, then cannot turn into an
-unbounded correction. Profiles fitted before the range was recorded clamp to DEFAULT_SPEED_RANGE.
+Model: when the host slows the reference by s = ref_ms / reference_ms (its typical time while
+profiling), a network at ratio r slows by s**(1 - k ln r), so its ratio at the typical speed is
+r * s**(k ln r) (measured r in the exponent: exact to first order in k ln s). k is `fit.elasticity`,
+chosen by cross-validation (0: plain normalisation). s is clamped into `fit.host_speed_range`, the
+speeds it was fitted on (DEFAULT_SPEED_RANGE when unrecorded), so a lasting offset of the reference's
+time cannot become an unbounded correction.
 """
 from __future__ import annotations
 
@@ -25,9 +19,8 @@ import numpy as np
 from widthnas._cv import kfold
 
 ELASTICITY_RANGE = (0.0, 2.0)  # k; outside it the model is not a correction but a different machine
-# s = ref_ms / reference_ms clamped to this for profiles without fit.host_speed_range: wide enough for
-# every timing of the runs the elasticity was measured on (the reference moved -6.6 % to +15.8 % between a
-# network's two timings, RESULTS §2.1d), so the shipped 224 px profile's validated figures stand
+# s clamped to this for profiles without fit.host_speed_range: wide enough for every timing the
+# elasticity was measured on (RESULTS §2.1d), so the shipped profiles' validated figures stand
 DEFAULT_SPEED_RANGE = (0.8, 1.25)
 
 
@@ -92,13 +85,11 @@ def read_elasticity(fit: dict, where: str = "profile") -> float:
 
 def calibrate_elasticity(predicted_ms, norm, ref_ms, reference_ms: float, grid, folds: int = 5,
                          seed: int = 0) -> dict:
-    """The elasticity k of the host-state correction for an already fitted table, from networks timed
-    while the host ran at other speeds: the table's entries stay, only the scalar k is chosen.
+    """The host-state elasticity k for a fitted table (entries kept), from networks timed at other speeds.
 
-    Returns {"k": the grid value with the least RMSPE on all these samples, "rmspe": {k: RMSPE},
-    "selection_cv_rmspe": RMSPE when each fold's k is chosen on the other folds (the honest figure
-    for the choice), "host_speed": [min, max] of s}. Timings within 2 % of the profile's reference
-    speed say nothing about k: refused."""
+    Returns {"k": least RMSPE on all samples, "rmspe": {k: RMSPE}, "selection_cv_rmspe": RMSPE with each
+    fold's k chosen on the others (the honest figure), "host_speed": [min, max] of s}. Timings all within
+    2 % of the reference speed say nothing about k: refused."""
     pred = _positive("predicted latency (ms)", predicted_ms)
     s = _positive("reference time (ms)", ref_ms) / reference_ms
     if np.max(np.abs(np.log(s))) < 0.02:
@@ -118,15 +109,13 @@ def calibrate_elasticity(predicted_ms, norm, ref_ms, reference_ms: float, grid, 
             "selection_cv_rmspe": float(np.sqrt(np.mean(held))), "host_speed": [float(s.min()), float(s.max())]}
 
 
-# s beyond this factor either way is not the host's flicker (its slow spells reached 1.31 x) but another
-# machine behind the same device key (RESULTS §2.2c)
+# s beyond this factor either way is not the host's flicker but another machine (RESULTS §2.2c)
 OTHER_MACHINE = 1.4
 
 
 def machine_note(host_speed: float, reference_ms: float) -> str | None:
-    """A warning when the reference runs so far off its profiled time (s = ref_ms / reference_ms) that
-    this is not the machine the profile was made on, else None. Ratios between networks may still hold
-    (a run's latency check tells); the profile's milliseconds, and budgets given in ms, do not."""
+    """A warning when the reference runs so far off its profiled time (s) that this is another machine,
+    else None: its ms, and budgets in ms, do not hold here (ratios may: a latency check tells)."""
     if 1 / OTHER_MACHINE <= host_speed <= OTHER_MACHINE:
         return None
     return (f"the reference network ran {host_speed:.2f} x its profiled {reference_ms:.4g} ms: this is not the "
@@ -137,9 +126,8 @@ def machine_note(host_speed: float, reference_ms: float) -> str | None:
 
 
 def speed_note(fit: dict, host_speed: float) -> str | None:
-    """A warning when a timing was taken at a host speed s the profile's correction was not fitted on
-    (outside fit.host_speed_range; for older profiles, which do not record it, outside ±5 %, about a
-    quiet hour's drift here), else None."""
+    """A warning when a timing's host speed s is outside fit.host_speed_range (unrecorded: ±5 %, a quiet
+    hour's drift), else None."""
     lo, hi = read_speed_range(fit) if isinstance(fit, dict) and "host_speed_range" in fit else (1 / 1.05, 1.05)
     if lo <= host_speed <= hi:
         return None

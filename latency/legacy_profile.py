@@ -1,10 +1,8 @@
 """Convert a MobileNet-v1 profile of widthnas before 0.2 (chain format 'widthnas-profile/1') exactly.
 
-The chain table held, per block, a (c_in, c_out) grid of ms for the block's depthwise and pointwise
-convs together, the stem's conv, and the head's pool and classifier together. Keyed per op
-(entries.KEYINGS), the same numbers sit on the pointwise conv, the stem conv and the classifier,
-with the depthwise convs and the pool at 0 ms: every network's prediction is unchanged (tests/test_fold.py
-checks this to 1e-9 on the networks the shipped profiles were validated and laddered with).
+Keyed per op, each block's (c_in, c_out) grid of ms (depthwise + pointwise, stem, pool + classifier)
+sits on its pointwise conv, the stem conv or the classifier, the depthwise convs and the pool at 0 ms:
+every prediction is unchanged (tests/test_fold.py).
 
     python -m widthnas.latency.legacy_profile OLD.json NEW.json
 """

@@ -1,24 +1,18 @@
 """How far under the budget the search aims, so that the exported network still measures within it.
 
-A network the profile predicts just under the budget measures over it about half the time: the
-prediction misses by the profile's held-out error. `auto` aims AUTO_Z relative errors under the
-budget (z = 2: ~98 % one-sided if the errors were Gaussian), taken from the profile's own
-validation (`widthnas validate`/`fit --heldout`), so a noisier device gets a wider margin.
+A network predicted just under the budget measures over it about half the time. `auto` aims AUTO_Z
+relative errors under it (z = 2: ~98 % one-sided if Gaussian), from the profile's held-out validation,
+so a noisier device gets a wider margin.
 
-With a measured noise floor (`validation.noise_floor`, `widthnas validate --remeasure`), the error
-is sqrt(held-out RMS error^2 + per-measurement noise^2). Why quadrature: a new measurement of the
-exported network misses the prediction by the model's error against one past measurement (the
-held-out error) plus how far a new measurement strays from a past one (the floor, per measurement:
-re-measured pairs' RMS / sqrt(2)); independent errors add in quadrature. It counts the held-out
-labels' noise twice (it is inside the held-out error too), which errs toward staying within budget
-and costs at most a factor sqrt(2) when noise dominates; and the floor, taken at another time,
-also holds run-to-run changes that one held-out run cannot show.
+With a noise floor (`validation.noise_floor`) the error is sqrt(held-out RMS error^2 + per-measurement
+noise^2): a new measurement misses the prediction by the model's error against a past measurement plus
+how far it strays from that one, and independent errors add in quadrature. The held-out labels' noise
+is counted twice, which errs toward staying within budget (at most a factor sqrt(2)); the floor, taken
+at another time, also holds run-to-run changes one held-out run cannot show.
 
-On another machine behind the same device key (the reference runs more than 1.4 x off its profiled
-time, latency/host_state.OTHER_MACHINE) the profile's validation says nothing of the error here
-(RESULTS §2.2e). Given such a check (latency/check.py), auto takes the larger of the profile's error
-and the check's RMS relative error. The check's networks are timed once in 3 rounds, so its error
-holds that measurement's noise, as the floor does above.
+On another machine behind the same device key (host_state.OTHER_MACHINE) the profile's validation
+says nothing of the error here (RESULTS §2.2e): given a latency check (check.py), auto takes the larger
+of the two errors; the check's single timings hold their noise, as the floor does.
 """
 from __future__ import annotations
 
@@ -43,10 +37,8 @@ def parse_margin(text: str | float) -> float | str:
 
 
 def auto_margin_pct(table, check: dict | None = None) -> tuple[float, str]:
-    """(margin in %, how it was found) from the profile's held-out validation error and, when the
-    profile records one, its measured noise floor (combined in quadrature, see the module docstring);
-    with a latency check made here on another machine (`check['machine_note']` set), at least AUTO_Z x
-    the check's RMS relative error."""
+    """(margin in %, how it was found) from the profile's held-out error and noise floor (module
+    docstring); with a check on another machine (`check['machine_note']`), at least AUTO_Z x its RMS error."""
     pct, how = _profile_margin_pct(table)
     if not check or not check.get("machine_note"):
         return pct, how
@@ -86,8 +78,7 @@ def _profile_margin_pct(table) -> tuple[float, str]:
 
 
 def resolve_margin(margin: float | str, table, check: dict | None = None) -> tuple[float, str]:
-    """The margin in % that a search aims under the budget, and a sentence saying where it came from;
-    `check`: a latency check made here (latency/check.py), counted by auto on another machine."""
+    """The margin in % a search aims under the budget, and where it came from (`check`: see auto)."""
     m = parse_margin(margin)
     if m == "auto":
         return auto_margin_pct(table, check)

@@ -1,11 +1,8 @@
 """The measurement's own noise floor: re-time held-out networks and compare with their first timing.
 
-A profile judged on held-out networks can look no better than the held-out labels are: each is one
-measurement, and a second measurement of the same network by the same protocol disagrees with it
-(docs/design.md §3). Re-measuring the first K held-out networks gives that disagreement beside the
-model's error, so a user sees which of the two limits the figures; `margin.auto_margin_pct` uses it
-too. The re-measurement uses the backend and protocol the held-out file's header records, so it is
-only possible on the device that measured it.
+A profile can look no better than its held-out labels, each one measurement (docs/design.md §3);
+re-measuring K of them shows which of the two limits the figures (`margin.auto_margin_pct` uses it
+too). It uses the backend and protocol the held-out header records: only on the device that measured it.
 """
 from __future__ import annotations
 
@@ -57,11 +54,8 @@ def backend_for(space, device: dict):
 
 def remeasure(samples: Samples, k: int, backend, out: str | Path | None = None, guard: sr.LoadGuard | None = None,
               log: Callable[[str], None] | None = None, progress: bool = False) -> list[dict]:
-    """Time the first k samples again, by the protocol their header records; record i re-measures sample i.
-
-    With `out`, each record is appended there as it is measured (a samples file with the same header),
-    and a rerun continues where a killed one stopped.
-    """
+    """Time the first k samples again by their header's protocol; record i re-measures sample i. With
+    `out`, records are appended there (a samples file, same header) and a rerun continues."""
     protocol = sr.Protocol.from_settings(samples.header.get("settings") or {}, "held-out samples header")
     widths = [[int(x) for x in w] for w in samples.widths[:k]]
     done = _resume(out, samples.header, protocol, widths) if out is not None else []
@@ -108,20 +102,16 @@ def _resume(out: str | Path, header: dict, protocol: sr.Protocol, widths: list[l
 
 
 def floor_metrics(first: np.ndarray, second: np.ndarray) -> dict:
-    """The second measurement judged against the first, as a prediction is against a label (same units).
-
-    `per_measurement_rmspe` is one measurement's relative noise: the pairs' RMS / sqrt(2), since a
-    difference of two independent measurements has twice the variance of one."""
+    """The second measurement judged against the first, as a prediction against a label; adds
+    `per_measurement_rmspe`, RMS / sqrt(2), as a difference of two measurements has twice one's variance."""
     m = metrics(second, first)
     m["per_measurement_rmspe"] = m["rmspe"] / math.sqrt(2)
     return m
 
 
 def limiting(model_rmspe: float, floor: dict) -> dict:
-    """Which limits the held-out figures, the model or the measurement, and one sentence saying so.
-
-    The held-out squared error holds the labels' noise (one measurement each) plus the model's own
-    error; the share of the first says which dominates (>= 1/2: the measurement)."""
+    """Which limits the held-out figures, and a sentence: the labels' noise share of the held-out
+    squared error (>= 1/2: the measurement, else the model)."""
     noise = float(floor["per_measurement_rmspe"])
     total = float(model_rmspe)
     share = 1.0 if total <= 0 else min(1.0, noise ** 2 / total ** 2)
@@ -137,9 +127,8 @@ def limiting(model_rmspe: float, floor: dict) -> dict:
 def measure_floor(samples: Samples, k: int, space, to_ms: Callable, backend=None,
                   out: str | Path | None = None, guard: sr.LoadGuard | None = None,
                   log: Callable[[str], None] | None = None, progress: bool = False) -> dict:
-    """The noise-floor record a profile's `validation.noise_floor` keeps: re-measure the first k held-out
-    samples (all of them when fewer) and compare, in reference-ms: `to_ms` is the profile's
-    `table.measured_ms(norm, ref_ms)`, so both timings are judged as its predictions are."""
+    """A profile's `validation.noise_floor`: the first k held-out samples re-measured and compared in
+    reference-ms, through the profile's `table.measured_ms` (`to_ms`) as its predictions are."""
     k = min(check_count(k), len(samples))
     if k < MIN_REMEASURE:
         raise FloorUnavailable(f"only {len(samples)} held-out sample(s); at least {MIN_REMEASURE} are needed")
@@ -175,8 +164,7 @@ def describe(floor: dict) -> str:
 
 
 def read_floor(validation: dict, where: str = "profile") -> dict | None:
-    """The noise-floor record of a profile's validation, checked; None when the profile has none (older
-    profiles). A record whose figures are not finite numbers in [0, 1) is an error naming the field."""
+    """The noise-floor record of a profile's validation, each figure checked in [0, 1); None when absent."""
     floor = (validation or {}).get("noise_floor")
     if floor is None:
         return None

@@ -1,9 +1,8 @@
 """Build the ONNX graph of a GraphSpace network directly from its ops, without torch.
 
-Profiling needs thousands of networks; `torch.onnx.export` costs ~160 ms each, this ~5 ms. It is what
-the exporter emits for `models.GraphNet` in eval mode after BatchNorm folding (Conv+bias, Relu or
-Clip(0, 6), Add, MaxPool, GlobalAveragePool, AveragePool, Flatten, Gemm, Concat), so onnxruntime runs
-the same kernels; tests/test_graph_space.py checks outputs against torch.
+Profiling needs thousands of networks: this is far cheaper than `torch.onnx.export`. It is what the
+exporter emits for `models.GraphNet` in eval mode after BatchNorm folding, so onnxruntime runs the same
+kernels (tests/test_graph_space.py checks outputs against torch).
 """
 from __future__ import annotations
 

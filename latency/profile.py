@@ -39,12 +39,9 @@ def profile(space: GraphSpace, out: str | Path, n: int, backend, sampling: str =
             log: Callable[[str], None] | None = None, desc: str | None = None) -> int:
     """Measure networks until `out` holds `n` samples; returns how many were added (`desc` names the bar).
 
-    `protocol` (default: adaptive rounds with the load guard, from `rounds` and `round_ms`) is
-    recorded in the header. With a guard, a sample taken while the machine was disturbed is said
-    (`log`, default stderr), waited out and measured again; one still disturbed is recorded as such
-    and left out of fits. `guard` replaces the one the protocol would make (tests pass a scripted clock).
-    Resumable: an existing `out` is checked (space, device, protocol) and continued; a killed run loses
-    at most the sample in flight.
+    `protocol` (default: adaptive rounds with the load guard) is recorded in the header; `guard`
+    replaces the one it would make (tests pass a scripted clock), `log` its messages (default: above the
+    bar). An existing `out` is checked (space, device, protocol) and continued.
     """
     from tqdm import tqdm
 

@@ -1,6 +1,5 @@
-"""Profile this machine for one space in one call: samples, fit, held-out validation, noise floor and
-the ladder of reference networks, into a directory. `widthnas run` uses it when no shipped profile
-fits; benchmarks use it for a traced model."""
+"""Profile this machine for one space in one call (samples, fit, validation, noise floor, ladder), for
+`widthnas run` when no shipped profile fits and for benchmarks."""
 from __future__ import annotations
 
 from dataclasses import dataclass

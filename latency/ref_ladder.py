@@ -1,13 +1,11 @@
 """A ladder of reference networks: a verification timing normalised by references of its own size.
 
-Normalising by one reference network cancels a host slowdown only for networks that slow as much as
-the reference does, and narrow ones slow more; one fitted elasticity mended the narrow ones and spoilt
-the wide ones (docs/RESULTS.md §2.2b). A ladder measures instead of modelling: its rungs are uniform
-networks whose ratio to the reference was timed while the host ran at the profile's speed, within
-SPEED_TOLERANCE (`measure_ladder`). A network is then timed beside the two rungs that bracket it,
-which a slow host slows about as much as the network, and its latency at the profile's speed is read
-off each rung and interpolated in log ratio (`ladder_estimate`). The reference itself is the rung at
-ratio 1 (RESULTS §2.2c: how much steadier the reading is).
+One reference cancels a host slowdown only for networks that slow as much as it does, and one fitted
+elasticity cannot mend narrow and wide networks at once (docs/RESULTS.md §2.2b). A ladder measures
+instead: its rungs are uniform networks whose ratio to the reference was timed at the profile's speed
+(`measure_ladder`); a network timed beside the two rungs that bracket it, which a slow host slows
+about as much, is read off each and interpolated in log ratio (`ladder_estimate`). The reference is
+the rung at ratio 1.
 
 Stored in the profile as fit.ref_ladder: {"rungs": [{"widths", "ratio", "spread_pct"}], "host_speed":
 [min, max] of the kept timings, "repeats", "tolerance", "timed_again", "measured"}.
@@ -24,11 +22,10 @@ from . import standalone_runner as sr
 
 RUNGS = 8  # besides the reference; spaced geometrically in ratio from the narrowest to the widest network
 REPEATS = 5  # timings per rung, beside the reference; the median ratio is kept
-SPEED_TOLERANCE = 0.05  # rungs are timed only while the reference is within ±5 % of its profiled time, about
-# the spread of the profile's own samples
+SPEED_TOLERANCE = 0.05  # rungs timed only with the reference within ±5 % of its profiled time (the samples' spread)
 WAIT_S = 2.0  # s, between a timing off the profiled speed and the next try
-MAX_WAIT_S = 120.0  # s per rung: this host flickers between speeds for minutes at a time (RESULTS §2.2c)
-PREDICTION_FACTOR = 3.0  # a rung's measured ratio within 3 x of the table's (a rough 40-network table misses by 30 %)
+MAX_WAIT_S = 120.0  # s per rung: a host may flicker between speeds for minutes (RESULTS §2.2c)
+PREDICTION_FACTOR = 3.0  # a rung's measured ratio within 3 x of the table's (loose: rough tables miss by 30 %)
 ORDER_SLACK = 0.1  # rungs taken in the table's predicted order must measure no more than 10 % out of order
 GRID = 301  # uniform width multipliers tried for rungs, from 0 to the widest over the base widths
 
@@ -63,10 +60,9 @@ def ladder_widths(space, predict: Callable[[Sequence[int]], float], rungs: int =
 def measure_ladder(table, backend, protocol: sr.Protocol, rungs: int = RUNGS, repeats: int = REPEATS,
                    tolerance: float = SPEED_TOLERANCE, log: Callable[[str], None] = print,
                    max_wait_s: float = MAX_WAIT_S) -> dict:
-    """Time each rung beside the reference `repeats` times (ratios: the median). A timing whose
-    reference ran more than `tolerance` off the profile's reference_ms is dropped, and the host given
-    WAIT_S to return; once a rung has taken `max_wait_s` so, refuses, losing nothing: a ladder measured
-    on a slow host would carry that slowdown into every verification."""
+    """Each rung's median ratio over `repeats` timings beside the reference. A timing with the reference
+    over `tolerance` off its profiled time is dropped (after `max_wait_s` per rung: refused, as a ladder
+    timed on a slow host would carry that slowdown into every verification)."""
     if not isinstance(repeats, int) or repeats < 3:
         raise ValueError(f"repeats {repeats!r}: give at least 3 timings per rung")
     if not (isinstance(tolerance, (int, float)) and 0 < tolerance < 0.5):
@@ -117,10 +113,9 @@ def measure_ladder(table, backend, protocol: sr.Protocol, rungs: int = RUNGS, re
 
 def read_ladder(fit: dict, space, where: str = "profile",
                 predict: Callable[[Sequence[int]], float] | None = None) -> list[dict] | None:
-    """The profile's rungs with the reference added at ratio 1, sorted by ratio, checked; None when the
-    profile has no ladder. With the table's `predict`, the rungs' ratios must follow the table's order
-    of them (within ORDER_SLACK) and lie within PREDICTION_FACTOR of its predictions: a ladder whose
-    ratios were swapped or belong to another table would misread every verification."""
+    """The profile's rungs plus the reference at ratio 1, sorted by ratio, checked (None: no ladder). With
+    `predict`, ratios must follow the table's order (ORDER_SLACK) and predictions (PREDICTION_FACTOR): a
+    swapped or foreign ladder would misread every verification."""
     lad = fit.get("ref_ladder") if isinstance(fit, dict) else None
     if lad is None:
         return None
@@ -175,9 +170,8 @@ def bracket(ratios: Sequence[float], r: float) -> tuple[int, int, float]:
 def ladder_estimate(run_net: Callable[[], None], norm_to_ref: float, rungs: list[dict], reference_ms: float,
                     open_rung: Callable[[list[int]], Callable[[], None]], protocol: sr.Protocol,
                     clock: Callable[[], float] = time.perf_counter) -> dict:
-    """Latency (ms) at the profile's speed of a network already timed beside the reference (ratio
-    `norm_to_ref` now), from timings beside the rungs that bracket it. Returns ms and, per rung used,
-    its ratio and the network's ratio to it now."""
+    """Latency (ms) at the profile's speed of a network at ratio `norm_to_ref` to the reference now, from
+    timings beside its bracketing rungs; also, per rung used, its ratio and the network's to it now."""
     ratios = [r["ratio"] for r in rungs]
     lo, hi, w = bracket(ratios, norm_to_ref)
     used, logs = [], []

@@ -35,8 +35,7 @@ def find_profile(space, device: dict) -> tuple[Path | None, str]:
 
 def matching_profiles(space, device: dict) -> tuple[list[Path], str]:
     """Every shipped profile for this space and device key, exact matches first, then those that predate
-    a field of the key; why the first was chosen. Machines behind one key can differ (two "AMD EPYC, 2
-    cores, avx512" ran the 224 px reference 6.9 and 12.7 ms): a run times the reference to choose."""
+    a field of the key; why the first was chosen. Machines behind one key differ: a run times to choose."""
     want = device_key(device)
     reasons, unrecorded, exact = [], [], []
     for p in shipped_profiles():

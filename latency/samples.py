@@ -58,9 +58,8 @@ def _few(locations: list[str], k: int = 8) -> str:
 def load_samples(paths: str | Sequence[str], space: GraphSpace, device: dict | None = None) -> Samples:
     """Samples of one space and device from one or more files; refuses to mix spaces or devices.
 
-    Widths outside the space are an error, since they mean the file came from another space.
-    Samples the protocol recorded as disturbed (`disturbed: true`, the load guard) are left out and
-    listed; a latency that is not a positive, finite number is skipped with a warning.
+    Widths outside the space are an error (another space's file). Samples recorded as disturbed are
+    left out and listed; one without a positive, finite latency is skipped with a warning.
     """
     paths = [paths] if isinstance(paths, str) else list(paths)
     if not paths:

@@ -1,10 +1,8 @@
 """Which graph-space networks to profile: uniform random widths per free group, or coverage-biased
 widths that use the least-measured (signature, c_in, c_out) entries next.
 
-The least-measured network is a min-sum problem over the MRF's graph; the coverage sampler descends
-coordinate-wise from a random start instead of solving it exactly (iterated conditional modes): every group in turn takes the choice whose
-entries are least measured given the others, until none changes. A local minimum is enough to
-steer sampling towards unmeasured entries.
+The least-measured network is a min-sum problem over the MRF's graph; iterated conditional modes from
+a random start, not an exact solve, are enough to steer sampling towards unmeasured entries.
 """
 from __future__ import annotations
 

@@ -1,14 +1,11 @@
 #!/usr/bin/env python3
 """widthnas latency runner: the onnxruntime timing protocol and the samples JSONL format.
 
-This one file is copied verbatim into edge-device bundles (`widthnas profile --bundle DIR`), so it
-imports only the standard library, numpy and onnxruntime. widthnas itself uses it for its
-onnxruntime backend, so host and device measure the same way.
+Copied verbatim into edge-device bundles (`widthnas profile --bundle DIR`), so standard library, numpy
+and onnxruntime only; widthnas's own onnxruntime backend uses it too, so both measure the same way.
 
 On a device:  python3 runner.py [--provider CPUExecutionProvider] [--threads 1] [--out samples.jsonl]
-run inside the bundle directory. A killed run loses at most the sample in flight; rerun to continue.
-Samples taken while the device was disturbed are said, waited out and measured again (LoadGuard;
---no-guard turns it off); the header records the protocol, so a rerun times the same way.
+run inside the bundle directory; rerun a killed run to continue (LoadGuard: --no-guard turns it off).
 """
 from __future__ import annotations
 
@@ -82,7 +79,7 @@ def device_info(backend: str, provider: str, threads: int, batch: int, opt_level
 
 
 DEVICE_KEY = ("cpu", "isa", "cores", "backend", "provider", "gpu", "threads", "batch", "opt_level")
-UNRECORDED_OK = ("isa",)  # recorded since 2026-12-03: a file without it matches any ISA
+UNRECORDED_OK = ("isa",)  # older files lack it: a file without it matches any ISA
 
 
 def device_key(info: dict) -> dict:
@@ -90,8 +87,7 @@ def device_key(info: dict) -> dict:
 
 
 def device_differences(want: dict, got: dict) -> dict:
-    """{field: (want, got)} of the device-key fields in which two device records differ; a field in
-    UNRECORDED_OK that one side lacks (older files) is not a difference."""
+    """{field: (want, got)} of the differing device-key fields; one in UNRECORDED_OK that a side lacks is not."""
     a, b = device_key(want), device_key(got)
     return {k: (a[k], b[k]) for k in DEVICE_KEY
             if a[k] != b[k] and not (k in UNRECORDED_OK and (a[k] in (None, "") or b[k] in (None, "")))}
@@ -198,16 +194,12 @@ def rel_half_width(ratios: list[float]) -> float:
     return float(np.expm1(t * x.std(ddof=1) / np.sqrt(x.size)))
 
 
-# Rounds a sample may grow to, as a multiple of its first `rounds`. Two timings of one network disagree by
-# more than a sample's own interval says (rounds are not independent of the session and the moment), so
-# the cap, not the interval, sets most samples' precision (docs/RESULTS.md §2.1c).
+# Rounds a sample may grow to, as a multiple of its first `rounds`: rounds are not independent, so the
+# cap, not the interval, sets most samples' precision (docs/RESULTS.md §2.1c).
 ROUNDS_CAP = 12
 
-# How a sample's ratio is estimated from its rounds. "rounds": the median of the per-round ratios, the
-# statistic whose interval decides when a sample has settled; a slow spell of the host longer than a
-# round (network, then reference) divides out within it. "pooled": median(all network runs) /
-# median(all reference runs), the older estimate, which mixes rounds taken in different spells
-# (docs/RESULTS.md §2.1d).
+# A sample's ratio from its rounds. "rounds": the median of per-round ratios (a slow spell longer than a
+# round divides out within it); "pooled": median(network runs) / median(reference runs), which mixes spells.
 RATIOS = ("rounds", "pooled")
 
 
@@ -217,15 +209,12 @@ def measure(run_net: Callable[[], None], run_ref: Callable[[], None], rounds: in
             time_cap_s: float = 20.0, clock: Callable[[], float] = time.perf_counter, ratio: str = "rounds") -> dict:
     """Time a network interleaved with the reference network, until the ratio is known to ±target_ci.
 
-    Both are timed in alternating rounds, each long enough to last ~`round_ms` (so the runs per round
-    follow the network's latency), after `warmup` untimed runs. `norm`, the network's latency over the
-    reference's, divides out machine-speed drift and thermal throttling (docs/design.md section 3); `ratio`
-    says how it is estimated (RATIOS; `norms` records both estimates). After `rounds`
-    rounds, more are added while the 95 % interval of the per-round ratio is wider than ±target_ci,
-    up to `max_rounds` (default ROUNDS_CAP x rounds) or `time_cap_s`; a sample that never got there is
-    returned with settled=False, for the fit to leave out. A sample whose reference timings spread
-    more than `max_ref_iqr` (IQR / median) was taken while the machine was disturbed and is measured
-    again (up to `retries` times; `attempts` says how many).
+    Alternating rounds of ~`round_ms` each, after `warmup` untimed runs. `norm`, the network's latency
+    over the reference's, divides out machine-speed drift (docs/design.md section 3); `ratio` picks its
+    estimate (RATIOS; `norms` records both). After `rounds` rounds, more are added while the 95 % interval
+    is wider than ±target_ci, up to `max_rounds` (default ROUNDS_CAP x rounds) or `time_cap_s`; else
+    settled=False. A reference spread over `max_ref_iqr` (IQR / median) means a disturbed machine: measured
+    again up to `retries` times (`attempts`).
     """
     max_rounds = max(rounds, max_rounds if max_rounds is not None else ROUNDS_CAP * rounds)
     if ratio not in RATIOS:
@@ -286,7 +275,7 @@ class Protocol:
 
     @classmethod
     def fixed(cls, rounds: int = 5, round_ms: float = 10.0) -> "Protocol":
-        """The original protocol: a fixed number of rounds, pooled medians, no disturbance check."""
+        """Fixed rounds, pooled medians, no disturbance check."""
         return cls(rounds, round_ms, max_rounds=rounds, guard=None, ratio="pooled")
 
     def rounds_cap(self) -> int:
@@ -300,9 +289,8 @@ class Protocol:
 
     @classmethod
     def from_settings(cls, d: dict, where: str = "samples header") -> "Protocol":
-        """The protocol a header records; keys it lacks (files from before they were recorded) take
-        today's defaults, except `ratio`, which such files did not use: "pooled". Every number is
-        checked, naming the field."""
+        """The protocol a header records, every number checked; missing keys take today's defaults,
+        except `ratio` ("pooled")."""
         if not isinstance(d, dict):
             raise ValueError(f"{where}: settings is not an object; not a widthnas samples header")
         base = cls()
@@ -348,22 +336,14 @@ def _stderr(msg: str) -> None:
 class LoadGuard:
     """Tells a disturbed machine from the reference network's timing, waits it out, and says so.
 
-    Every sample times the reference beside the network. Its median is compared with a baseline:
-    the median of the reference medians of the last `window` accepted samples (before any, of a
-    few probes of the reference alone). A sample is disturbed when
-      - its reference median is more than `drift` (15 %) over the baseline: several times the quiet
-        spread and well under a load step (docs/design.md §3); or
-      - the reference's own spread (IQR / median) is over `spread` (10 %, the threshold measure()
-        already retries on): its runs were interrupted within the sample.
-    A faster reference is never a disturbance (load does not speed a machine up); slow drift
-    (thermal) moves the baseline along and is divided out by the normalisation as before.
-    On a disturbance the guard waits, probing the reference alone every `step_s`, until it is back
-    within the threshold or `max_wait_s` passed; if by then the reference is steady at a new speed
-    (the last three probes within drift/2 of each other), that speed becomes the baseline (a
-    throttled device, or load that stays) instead of waiting on every sample.
-    Both thresholds are at least twice the reference's own spread on the quietest starting probe: a
-    tiny reference, whose single runs timer overhead spreads widely, would otherwise count as disturbed
-    on every sample and wait each one out.
+    The baseline is the median reference time of the last `window` accepted samples (before any, of
+    probes of the reference alone). A sample is disturbed when its reference median is over `drift` above
+    the baseline (docs/design.md §3), or the reference's IQR / median is over `spread` (its runs were
+    interrupted). A faster reference is never a disturbance; slow (thermal) drift moves the baseline along.
+    The guard then probes the reference every `step_s` until it is back or `max_wait_s` passed; a reference
+    steady at a new speed (three probes within drift/2) becomes the baseline, so lasting load is waited
+    out once. Both thresholds are at least twice the quietest probe's spread, else a tiny reference
+    (timer overhead) would count as disturbed on every sample.
     """
 
     def __init__(self, settings: GuardSettings | None = None, clock: Callable[[], float] = time.perf_counter,
@@ -442,9 +422,8 @@ class LoadGuard:
 def measure_sample(run_net: Callable[[], None], run_ref: Callable[[], None], protocol: Protocol,
                    guard: LoadGuard | None = None, clock: Callable[[], float] = time.perf_counter,
                    what: str = "sample") -> dict:
-    """One sample by `protocol`: measure(), and with a guard, a disturbed sample is said, waited out and
-    measured again (up to `retries` times). The record adds `remeasured` (times measured again) and
-    `disturbed` (still disturbed after that: left out of fits); `rejected` keeps what was discarded."""
+    """measure() by `protocol`; with a guard, a disturbed sample is said, waited out and measured again.
+    Adds `remeasured`, `disturbed` (left out of fits) and `rejected` (what was discarded)."""
     kw = dict(rounds=protocol.rounds, round_ms=protocol.round_ms, target_ci=protocol.target_ci,
               max_rounds=protocol.rounds_cap(), time_cap_s=protocol.time_cap_s, ratio=protocol.ratio)
     if guard is None:
@@ -573,9 +552,8 @@ def run_bundle(bundle_dir: str, out: str, provider: str, threads: int, opt_level
 
 def continuing_protocol(header: dict, protocol: Protocol, path: str, log: Callable[[str], None] | None = None
                         ) -> Protocol:
-    """The protocol that continues the file of `header`: `protocol`, checked against the recorded one,
-    except that a file keeps its own ratio estimate (files from before it was recorded pooled the
-    medians), so that one file never mixes the two."""
+    """`protocol`, checked against the one `header` records, but keeping the file's own ratio estimate
+    so that one file never mixes two."""
     settings = header.get("settings") or {}
     if "ratio" not in settings and protocol.ratio != "pooled":
         protocol = replace(protocol, ratio="pooled")
@@ -586,8 +564,7 @@ def continuing_protocol(header: dict, protocol: Protocol, path: str, log: Callab
 
 
 def check_same_protocol(header: dict, protocol: Protocol, path: str) -> None:
-    """A file written with a recorded protocol is continued only with the same one (older files,
-    which record only rounds and round_ms, are continued as before)."""
+    """A file that records its protocol is continued only with the same one (older files: unchecked)."""
     settings = header.get("settings") or {}
     if "target_ci" not in settings:
         return

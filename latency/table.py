@@ -1,9 +1,7 @@
 """`LatencyTable`: the latency model of a graph space, as a device profile holds it.
 
-A network's predicted latency is intercept + the sum, over its costed ops, of the entry
-(signature, c_in, c_out) each op uses (entries.py). For the MRF the same sum is read per op:
-a (K_in, K_out) table over its input and output groups' choices, a (K,) unary when both are one
-group or one side is fixed, a constant when both are fixed (`factor_tables`, `mrf_terms`).
+A network's predicted latency is intercept + the sum of the entry each costed op uses (entries.py);
+for the MRF the same sum is read per op (`factor_tables`, `mrf_terms`).
 
 File format 'widthnas-graph-profile/1': the space's definition and fingerprint, the device, and per
 signature the ops sharing it and its entries as [c_in, c_out, ms] rows.
@@ -36,8 +34,7 @@ class ProfileError(ValueError):
 
 
 def _check_header(d: dict, where: str) -> tuple[float, float, dict]:
-    """(intercept ms, reference ms, fit) of a profile dict, checked, or a ProfileError naming the field.
-    A missing or null fit is an old profile's: plain normalisation."""
+    """(intercept ms, reference ms, fit) of a profile dict, checked; a missing fit: plain normalisation."""
     fit = {} if d.get("fit") is None else d["fit"]
     try:
         read_elasticity(fit, where)

@@ -1,8 +1,6 @@
 """`widthnas validate`: judge a profile on networks measured in another run.
 
-Both sides are reference-normalised (latency / reference latency measured beside it), so a
-held-out run taken at another machine speed is judged fairly; ms figures are those ratios times
-the profile's reference_ms.
+Both sides are reference-normalised, so a held-out run at another machine speed is judged fairly.
 """
 from __future__ import annotations
 

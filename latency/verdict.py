@@ -1,9 +1,7 @@
 """Is a network within its budget on measurement? Re-measure until the answer is clear.
 
-One timing of a network predicted just under its budget says little: repeated measurements on this
-machine spread by a few per cent. The verdict re-measures until the 95 % t-interval of the mean lies
-wholly under the budget ("within") or wholly over it ("over"), or the measurement cap is reached
-("cannot tell at this noise"), and says which.
+Repeated timings spread by a few per cent, so one says little near the budget: re-measure until the
+95 % t-interval of the mean lies wholly under or over it, or the cap is reached ("cannot tell").
 """
 from __future__ import annotations
 
