@@ -232,11 +232,9 @@ def load_dataset(name: str, path: str | None = None, download: bool = True) -> D
 
 
 def data_files(name: str, path: str | Path | None = None) -> list[Path]:
-    """Every file `load_dataset(name, path)` reads: what no command may write over (a --data directory
-    is not itself a file, so comparing outputs with it alone protects none of its files). Cheap
-    (names and listings only, never an image) and never raises: for a path that holds nothing this
-    dataset reads, the files it would look for (`check_data` says what is wrong). Without a path,
-    Fashion-MNIST's files in the Debian package or the download cache, where they are."""
+    """Every file `load_dataset(name, path)` reads: what no command may write over (comparing outputs with
+    a --data directory alone would protect none of its files). Cheap (names and listings only) and never
+    raises: for a path that holds nothing this dataset reads, the files it would look for."""
     if name in FASHION_NAMES:
         if path is not None:
             return [Path(path) / n for n in FASHION_FILES]
@@ -323,20 +321,17 @@ def _data_problem(kind: str, p: Path) -> str | None:
         r = _cifar_dir(p)
         missing = [n for n in CIFAR_FILES if not (r / n).is_file()]
         return f"CIFAR-10 python batches missing in {r}: {missing}" if missing else None
-    test = next((p / d for d in ("test", "val") if (p / d).is_dir()), None)  # imagefolder
-    if not (p / "train").is_dir() or test is None:
+    try:  # imagefolder
+        classes, test = _folder_layout(p)
+    except (OSError, StopIteration):
         return "no train/ and test/ (or val/) subdirectories"
-    classes = {d.name for d in (p / "train").iterdir() if d.is_dir()}
     if not classes:
         return f"{p / 'train'} has no class directories"
     extra = sorted(d.name for d in test.iterdir() if d.is_dir() and d.name not in classes)
     if extra:  # their images would be left out without a word
         return f"{test} has classes that {p / 'train'} lacks: {extra[:5]}"
-    for split_dir in (p / "train", test):
-        if not any(f.suffix.lower() in IMAGE_SUFFIXES for c in sorted(classes) if (split_dir / c).is_dir()
-                   for f in (split_dir / c).iterdir()):
-            return f"no images in {split_dir}/<class>/"
-    return None
+    empty = next((d for d in (p / "train", test) if not _split_images(d, classes)), None)
+    return None if empty is None else f"no images in {empty}/<class>/"
 
 
 def describe_path(p: Path) -> str:

@@ -119,10 +119,9 @@ def flip_report(y: torch.Tensor, old_pred: torch.Tensor, new_pred: torch.Tensor,
     for c in range(num_classes):
         m = y == c
         k = int(m.sum())
-        per_class.append({"class": c, "n": k, "nfr": float(neg[m].sum()) / k if k else 0.0,
-                          "pfr": float(pos[m].sum()) / k if k else 0.0,
-                          "old_accuracy": float(old_ok[m].sum()) / k if k else 0.0,
-                          "new_accuracy": float(new_ok[m].sum()) / k if k else 0.0})
+        d = max(1, k)  # a class without samples has every rate 0
+        per_class.append({"class": c, "n": k, "nfr": float(neg[m].sum()) / d, "pfr": float(pos[m].sum()) / d,
+                          "old_accuracy": float(old_ok[m].sum()) / d, "new_accuracy": float(new_ok[m].sum()) / d})
     return {"n": len(y), "old_accuracy": float(old_ok.sum()) / n, "new_accuracy": float(new_ok.sum()) / n,
             "nfr": float(neg.sum()) / n, "pfr": float(pos.sum()) / n, "negative_flips": int(neg.sum()),
             "positive_flips": int(pos.sum()),

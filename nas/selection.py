@@ -244,10 +244,7 @@ def default_search(supernet, splits, table, unaries, target_ms: float, unary_ima
     mrf = build_mrf(table, unaries)
     slim = greedy(mrf, target_ms, score_fn=estimation_scorer(supernet, splits, slim_images), step=GREEDY_STEP)
     cands = propose(mrf, target_ms, greedy_widths=slim.widths)
-    check = None
-    if measure is not None and budget_ms is not None:
-        def check(w):
-            return budget_verdict(lambda: measure(w), budget_ms)
+    check = None if measure is None or budget_ms is None else lambda w: budget_verdict(lambda: measure(w), budget_ms)
     sel = select(supernet, mrf, cands, splits, unary_images, log, check)
     if check is not None:
         sel = reaim(supernet, mrf, sel, splits, target_ms, check, unary_images, slim, log)

@@ -252,7 +252,7 @@ def _dist_info() -> tuple[int, int]:
 
 
 def _close_group() -> None:
-    """A gloo group left open at interpreter exit can abort a rank in its teardown (SIGABRT, about 1 run in 12)."""
+    """A gloo group left open at interpreter exit can abort a rank in its teardown (SIGABRT)."""
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -325,17 +325,14 @@ class Trainer:
         self.history: list[dict] = []
         self.table, self.budget_ms, self.narrowing = None, None, None
         if cfg.sampling == "aows":
-            self._setup_aows()
+            if not cfg.profile or not cfg.budget:
+                raise ValueError("aows sampling needs --profile and --budget (it narrows toward that budget)")
+            self.table = load_profile(cfg.profile)
+            check_fingerprint(self.table.space.fingerprint, self.space, f"profile {cfg.profile}")
+            self.budget_ms = parse_budget(cfg.budget, self.table.predict(self.space.max_widths))
+            check_budget(flat_mrf(self.table), self.budget_ms)  # refuse an infeasible budget now, not after the warm-up
             self.narrowing = NarrowingConfigs(self.space, self.table, self.budget_ms, cfg,
                                               self.run_dir / "narrowing.jsonl" if self.rank == 0 else None)
-
-    def _setup_aows(self) -> None:
-        if not self.cfg.profile or not self.cfg.budget:
-            raise ValueError("aows sampling needs --profile and --budget (it narrows toward that budget)")
-        self.table = load_profile(self.cfg.profile)
-        check_fingerprint(self.table.space.fingerprint, self.space, f"profile {self.cfg.profile}")
-        self.budget_ms = parse_budget(self.cfg.budget, self.table.predict(self.space.max_widths))
-        check_budget(flat_mrf(self.table), self.budget_ms)  # refuse an infeasible budget now, not after the warm-up
 
     # ---- state ---------------------------------------------------------------------------
     def state(self) -> dict:
@@ -483,8 +480,8 @@ class Trainer:
 
 
 def load_train_config(run_dir: str | Path) -> TrainConfig:
-    """The resolved settings a training run recorded (train_config.json). Its paths are absolute (nas/paths.py);
-    a relative one, recorded before they were, is read against the current directory, as it always was."""
+    """The resolved settings a training run recorded (train_config.json); a relative path in it (older runs)
+    is read against the current directory."""
     path = Path(run_dir) / "train_config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; {run_dir} is not a `widthnas train` run directory")

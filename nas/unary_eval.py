@@ -78,11 +78,6 @@ def fit_additive(idx: np.ndarray, delta: np.ndarray, sizes: list[int], ridge: fl
 SMOOTH_GRID = (0.0, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
-def predict_additive(u: list[np.ndarray], idx: np.ndarray) -> np.ndarray:
-    """(n,) sum_i u_i[idx_i], without the intercept."""
-    return sum(ui[idx[:, i]] for i, ui in enumerate(u))
-
-
 def choose_smooth(idx: np.ndarray, delta: np.ndarray, sizes: list[int], grid=SMOOTH_GRID, folds: int = 5,
                   ridge: float = 1e-3, monotone: bool = True, seed: int = 0) -> tuple[float, dict[float, float]]:
     """The curvature weight whose fit best predicts held-out configurations (k-fold CV).
@@ -95,7 +90,7 @@ def choose_smooth(idx: np.ndarray, delta: np.ndarray, sizes: list[int], grid=SMO
         err = []
         for train, test in kfold(len(delta), folds, seed):
             u, _, _ = fit_additive(idx[train], delta[train], sizes, ridge, monotone, s)
-            r = delta[test] - predict_additive(u, idx[test])
+            r = delta[test] - sum(ui[idx[test, i]] for i, ui in enumerate(u))  # the fit without its intercept
             err.append(((r - r.mean()) ** 2).mean())
         mse[s] = float(np.mean(err))
     return min(mse, key=mse.get), mse
