@@ -105,13 +105,11 @@ def plot_curve(path: str | Path, rows: list[dict]) -> None:
               if any(r[k] is not None for r in rows)]
     for k, lab, st in series:
         pts = [r for r in rows if r[k] is not None]
-        axes[0][0].plot([r["multiplier"] for r in pts], [r[k] for r in pts], st, label=lab)
-        if has_lat:
-            axes[0][1].plot([r[lat_key] for r in pts], [r[k] for r in pts], st, label=lab)
-    axes[0][0].set_xlabel("uniform width multiplier")
-    if has_lat:
-        axes[0][1].set_xlabel(f"{'measured' if lat_key == 'measured_ms' else 'predicted'} latency (ms)")
-    for ax in axes[0]:
+        for ax, x in zip(axes[0], ("multiplier", lat_key)):  # the latency panel, when there is one
+            ax.plot([r[x] for r in pts], [r[k] for r in pts], st, label=lab)
+    xlabels = ("uniform width multiplier", f"{'measured' if lat_key == 'measured_ms' else 'predicted'} latency (ms)")
+    for ax, xlabel in zip(axes[0], xlabels):
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("test error")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)

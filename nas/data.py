@@ -128,7 +128,6 @@ def _cifar_dir(root: Path) -> Path:
 def cifar10(root: str) -> Dataset:
     check_data("cifar10", root)
     r = _cifar_dir(Path(root))
-    files = [r / f for f in CIFAR_FILES]
 
     def load(f):
         try:
@@ -139,8 +138,8 @@ def cifar10(root: str) -> Dataset:
             raise DatasetError(f"{f} is not a CIFAR-10 python batch ({type(e).__name__}: {str(e)[:120]}); found "
                                f"{describe_path(f)}; unpack cifar-10-python.tar.gz there") from None
 
-    parts = [load(f) for f in files[:5]]
-    xte, yte = load(files[5])
+    parts = [load(r / f) for f in CIFAR_FILES]
+    xte, yte = parts.pop()  # test_batch
     return Dataset("cifar10", torch.from_numpy(np.concatenate([p[0] for p in parts])),
                    torch.from_numpy(np.concatenate([p[1] for p in parts])), torch.from_numpy(xte),
                    torch.from_numpy(yte), 10)

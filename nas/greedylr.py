@@ -5,8 +5,7 @@ N steps; or any loss the caller steps it with) the rate rises by 1 / `factor` wh
 improved for more than `patience` readings in a row, and falls by `factor` when it worsened for more
 than `patience` readings. A change smaller than `threshold` (relative) counts as no change: it neither
 extends nor breaks a streak. After a rise, `warmup` further readings keep raising it; after a fall,
-`cooldown` further readings keep lowering it (keep moving the rate in the same direction for a while).
-The rate never leaves [min_lr, max_lr].
+`cooldown` further readings keep lowering it. The rate never leaves [min_lr, max_lr].
 
 The class follows torch.optim.lr_scheduler.ReduceLROnPlateau: `step(loss)`, `get_last_lr()`,
 `state_dict()` / `load_state_dict()` (the optimizer is not part of the state), so a resumed run

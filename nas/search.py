@@ -52,18 +52,16 @@ def flat_mrf(table):
 
 def fastest_ms(table) -> float:
     """The fastest network's predicted ms. Not always the narrowest's: on an overhead-bound network a fitted
-    table can rank 8 channels slower than 16 (a traced DenseNet's narrowest took 0.091 ms, its fastest 0.076)."""
+    table can rank 8 channels slower than 16."""
     return fastest(flat_mrf(table)).latency
 
 
 def search(table, unaries, method: str, target_ms: float, budget_ms: float, supernet=None, splits=None,
            measure=None, log=print, slim_images: int | None = None):
     """The search `widthnas search` and `widthnas run` both make: (chosen, uniform or None, the MRF).
-    method 'select' (the default): MRF candidates, uniform and greedy judged by the supernet on held-out
-    images, the winner measured within budget_ms when `measure` is given (nas/selection.py); else one
-    solver ('exact', 'lagrangian', 'greedy', 'uniform') on the unaries. The uniform network is the
-    largest multiplier within target_ms, for comparison. slim_images: the validation images greedy
-    slimming scores its steps on (None: selection.GREEDY_IMAGES)."""
+    method 'select' (the default): nas.selection.default_search; else one solver ('exact', 'lagrangian',
+    'greedy', 'uniform') on the unaries. The uniform network, the largest multiplier within target_ms, is
+    for comparison."""
     mrf = build_mrf(table, unaries)
     if wide.too_wide(mrf):  # a DenseNet's concatenations: no exact search, and the user is told
         log(f"search: no exact solution for this space: {wide.why(mrf)}")
@@ -110,10 +108,7 @@ def print_widths(space, sol, uniform_sol=None, out=print) -> None:
     wn = max(8, *(len(n) for n, _, _ in vs))
     out(f"{'group':{wn}s} {'base':>5s} {'chosen':>7s}" + (f" {'uniform':>8s}" if uniform_sol else ""))
     for i, (name, base, _) in enumerate(vs):
-        row = f"{name:{wn}s} {base:5d} {sol.widths[i]:7d}"
-        if uniform_sol:
-            row += f" {uniform_sol.widths[i]:8d}"
-        out(row)
+        out(f"{name:{wn}s} {base:5d} {sol.widths[i]:7d}" + (f" {uniform_sol.widths[i]:8d}" if uniform_sol else ""))
 
 
 def write_pareto(path: str | Path, front, chosen=None, uniform_sol=None, budget=None) -> Path:

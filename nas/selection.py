@@ -6,9 +6,6 @@ only *proposes* a few diverse candidates under the budget (its optimum at severa
 the smoothness prior), the uniform network and greedy slimming's choice join them, and the
 supernet itself, after BN recalibration, judges them on validation images that were not used to
 estimate the unaries. The smoothness weight is thereby chosen by validation too.
-
-Validation images: the first `unary_images` of the validation split estimate the unaries
-(nas.unary_eval); selection uses the rest.
 """
 from __future__ import annotations
 

@@ -4,9 +4,6 @@
 One variable per free channel group of the space (per layer for MobileNet-v1); everything below
 reads only the space's `choices`, widths lists in its free-group order and the MRF it builds.
 
-Every step: the widest network on the labels; the narrowest and `n_random` sampled configurations
-distilled in place from the widest network's detached softmax; one optimiser step.
-
 Accuracy-loss recording: for each *sampled* configuration, (its cross-entropy - the widest
 network's) on the same images is credited to each layer's chosen width. The narrowest network is
 trained but not recorded: it always pairs every layer's narrowest width, which would bias those
@@ -174,8 +171,7 @@ class NarrowingConfigs:
         self.unaries = None  # what self.mrf was built from: the checkpoint keeps it, so a resumed run samples alike
 
     def state(self) -> dict:
-        """What a checkpoint keeps: when the MRF was built, and from what (a resumed run rebuilds it exactly
-        and refreshes on the uninterrupted run's schedule)."""
+        """When and from what the MRF was built: a resumed run rebuilds it exactly and refreshes on schedule."""
         return {"built_at": self.built_at, "gamma": self.gamma, "temp": self.temp,
                 "unaries": None if self.unaries is None else self.unaries.to_dict()}
 
@@ -211,11 +207,9 @@ class NarrowingConfigs:
 # ---- the loop ----------------------------------------------------------------------------
 def sandwich_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                   configs: np.ndarray, stats: "LossStats | None" = None, world: int = 1) -> tuple[float, float]:
-    """One sandwich-rule step; returns (widest loss, widest accuracy) on the batch.
-
-    model: the SlimmableGraphNet of make_supernet.
-    configs: (n, layers or free groups) width indices of the sampled configurations.
-    """
+    """One sandwich-rule step: the widest network on the labels, the narrowest and `configs` ((n, free
+    groups) width indices) distilled in place from its detached softmax; returns (widest loss, widest
+    accuracy) on the batch."""
     space = model.space
     out = model(x, space.max_widths, update_bn_stats=True)
     loss_max = F.cross_entropy(out, y)

@@ -3,8 +3,7 @@ the largest one whose *measured* latency is within the budget.
 
 It is the baseline the benchmarks and `widthnas run`'s summary compare the chosen network with. Its
 widths lie off the search grid (`GraphSpace.with_dense_choices`), where the latency profile predicts
-nothing: it is found by bisection on measurements, then confirmed by a budget verdict
-(latency/verdict.py), stepping one multiplier down while the verdict does not say "within".
+nothing, so it is found by measurement alone.
 """
 from __future__ import annotations
 
