@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from widthnas._io import atomic_savefig, atomic_write_text, pyplot
+from widthnas.latency.margin import resolve_margin
 from widthnas.mrf import build_mrf, parse_budget, solve, wide, with_margin
 from widthnas.mrf.baselines import uniform
 from widthnas.mrf.solvers import fastest
@@ -26,8 +27,6 @@ def variables(space) -> list[tuple[str, int, tuple[int, ...]]]:
 def aim(table, budget_spec: str, margin: str, check: dict | None = None) -> tuple[float, float, float, float, str]:
     """(budget ms, widest network's ms, target ms, margin %, why that margin): the budget as given
     ('0.8ms' or '60%' of the widest network) and the latency the solvers aim at, a margin under it."""
-    from widthnas.latency.margin import resolve_margin
-
     widest = table.predict(table.space.max_widths)
     budget = parse_budget(budget_spec, widest)
     margin_pct, margin_how = resolve_margin(margin, table, check)

@@ -303,9 +303,8 @@ class Trainer:
 
             seed_supernet(self.model, load_state_file(cfg.weights))
             self.log(f"supernet seeded with {cfg.weights} (channels sorted by importance per group)")
-        self.model = self.model.to(self.device)
-        if cfg.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model = self.model.to(self.device, memory_format=self.fmt)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay, nesterov=True)
         self.sched = None
@@ -408,9 +407,7 @@ class Trainer:
                 sampler = narrowing if aows_now and narrowing.mrf is not None else uniform
                 b = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
                 xb = augment(xtr[b], g) if cfg.augment else xtr[b]
-                xb = normalize(xb, self.splits.mean, self.splits.std)
-                if cfg.channels_last:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
+                xb = normalize(xb, self.splits.mean, self.splits.std).contiguous(memory_format=self.fmt)
                 if self.sched is not None:
                     self.sched.set_scale(ramp(self.step, warm))
                 else:

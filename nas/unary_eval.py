@@ -158,10 +158,8 @@ def _one_at_a_time(idx: np.ndarray, delta: np.ndarray, sizes: list[int], monoton
     out = []
     for i, k_i in enumerate(sizes):
         u = np.zeros(k_i)
-        varied = idx[:, i] < k_i - 1
-        others_top = np.all(np.delete(idx, i, axis=1) == np.delete(np.array(sizes) - 1, i), axis=1)
-        for r in np.flatnonzero(varied & others_top):
-            u[idx[r, i]] = delta[r]
+        rows = (idx[:, i] < k_i - 1) & np.all(np.delete(idx, i, axis=1) == np.delete(np.array(sizes) - 1, i), axis=1)
+        u[idx[rows, i]] = delta[rows]  # this layer varied, every other one at its widest
         if monotone:
             u = isotonic_decreasing(u, np.ones(k_i))
             u = u - u[-1]
