@@ -87,9 +87,8 @@ def write_curve(csv_path: str | Path, png_path: str | Path | None, rows: list[di
     buf = io.StringIO()
     w = csv.DictWriter(buf, FIELDS)
     w.writeheader()
-    for r in rows:
-        w.writerow({k: (" ".join(map(str, r[k])) if k == "widths" else ("" if r[k] is None else r[k]))
-                    for k in FIELDS})
+    w.writerows({k: (" ".join(map(str, r[k])) if k == "widths" else ("" if r[k] is None else r[k])) for k in FIELDS}
+                for r in rows)
     atomic_write_text(csv_path, buf.getvalue())
     if png_path is not None:
         plot_curve(png_path, rows)

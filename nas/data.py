@@ -309,8 +309,7 @@ def _data_problem(kind: str, p: Path) -> str | None:
                 files = set(d.files)
         except Exception as e:  # a damaged archive
             return f"it cannot be read ({type(e).__name__}: {str(e)[:120]})"
-        missing = [k for k in NPZ_KEYS if k not in files]
-        return f"it must hold arrays {list(NPZ_KEYS)}; it has {sorted(files)}" if missing else None
+        return None if files >= set(NPZ_KEYS) else f"it must hold arrays {list(NPZ_KEYS)}; it has {sorted(files)}"
     if not p.is_dir():
         return "it is not a directory"
     if kind == "fashion_mnist":

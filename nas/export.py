@@ -44,9 +44,8 @@ def export_onnx(net, space, path: str | Path, real_inputs: torch.Tensor | None =
             raise ExportError(f"onnxruntime and torch disagree on the exported network (max abs diff {worst:.2e} > "
                               f"{tolerance:g}; per input: {diffs}); {path} was not written. The ONNX graph does "
                               "not compute what the network does: report it with the widths and opset")
-    convs = [i for i in model.graph.initializer if len(i.dims) == 4]
     return {"max_abs_diff": worst, "diffs": diffs, "opset": opset, "onnx_bytes": path.stat().st_size,
-            "conv_out_channels": [int(i.dims[0]) for i in convs]}
+            "conv_out_channels": [int(i.dims[0]) for i in model.graph.initializer if len(i.dims) == 4]}
 
 
 @torch.no_grad()

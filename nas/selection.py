@@ -94,12 +94,9 @@ def smoothness_weights(mrf: GraphMRF, ratios: Sequence[float] = SMOOTH_RATIOS) -
 
 def propose(mrf: GraphMRF, budget_ms: float, ratios: Sequence[float] = SMOOTH_RATIOS,
             greedy_widths: list[int] | None = None) -> dict[str, list[int]]:
-    """Candidate networks under the budget: the MRF optimum at each prior weight, uniform, greedy.
-
-    greedy_widths: greedy slimming's answer computed elsewhere (one descent answers every budget);
-    otherwise greedy runs here, scored by the MRF. Distinct widths only; the first name that proposed
-    a network keeps it.
-    """
+    """Candidate networks under the budget, each under the first name that proposed it: the MRF optimum at
+    each prior weight, uniform, greedy. greedy_widths: greedy slimming's answer computed elsewhere (one
+    descent answers every budget); otherwise greedy runs here, scored by the MRF."""
     cands: dict[str, list[int]] = {}
     for r, w in zip(ratios, smoothness_weights(mrf, ratios)):
         cands[f"mrf smooth={r:g}"] = exact(with_smoothness(mrf, w), budget_ms, with_front=False).widths
@@ -176,9 +173,7 @@ def reaim(supernet, mrf: GraphMRF, sel: Selection, splits, target_ms: float, che
     that *measures* within the budget (the first winner remains the fallback). slim: greedy slimming's
     Solution at target_ms, whose descent answers the looser target without another descent."""
     won = next(r for r in sel.table if r["name"] == sel.name)
-    if won.get("verdict") != WITHIN:
-        return sel
-    aim = reaimed_target(target_ms, won["predicted_ms"], won["measured_ms"])
+    aim = reaimed_target(target_ms, won["predicted_ms"], won["measured_ms"]) if won.get("verdict") == WITHIN else None
     if aim is None:
         return sel
     log(f"  re-aim: {sel.name} measured {won['measured_ms']:.4f} ms, {1 - won['measured_ms'] / won['predicted_ms']:.1%} "

@@ -123,10 +123,8 @@ class LossStats:
             self.count[i][k] += 1
 
     def merged(self, other: "LossStats") -> "LossStats":
-        out = LossStats(self.space)
-        out.sum = [a + b for a, b in zip(self.sum, other.sum)]
-        out.count = [a + b for a, b in zip(self.count, other.count)]
-        return out
+        return LossStats(self.space).load({"sum": [a + b for a, b in zip(self.sum, other.sum)],
+                                           "count": [a + b for a, b in zip(self.count, other.count)]})
 
     def all_reduce(self, device: torch.device | str = "cpu") -> None:
         """Sum over ranks in one all-reduce on the training device (NCCL rejects CPU tensors); the
