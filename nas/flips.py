@@ -48,8 +48,7 @@ class PreviousModel:
         self.num_classes = self.sess.get_outputs()[0].shape[-1]
         side = self.path.with_suffix(".json")
         norm = json.loads(side.read_text()).get("normalization") if side.exists() else None
-        self.mean = torch.tensor(norm["mean"]) if norm else mean
-        self.std = torch.tensor(norm["std"]) if norm else std
+        self.mean, self.std = (torch.tensor(norm["mean"]), torch.tensor(norm["std"])) if norm else (mean, std)
         self.own_normalization = norm is not None
         self.batch = batch
 

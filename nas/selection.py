@@ -74,8 +74,7 @@ def estimation_scorer(supernet, splits, images: int | None = None) -> Callable[[
     statistics: what greedy slimming (AutoSlim) ranks its steps by. Never the selection images."""
     images = min(GREEDY_IMAGES if images is None else images, unary_image_count(splits))  # never selection's
     dev = device_of(supernet)
-    x = normalize(splits.val[0][:images], splits.mean, splits.std).to(dev)
-    y = splits.val[1][:images].to(dev)
+    x, y = normalize(splits.val[0][:images], splits.mean, splits.std).to(dev), splits.val[1][:images].to(dev)
 
     @torch.no_grad()
     def score(widths: list[int]) -> float:

@@ -187,8 +187,7 @@ class NarrowingConfigs:
         sol = lagrangian(self.mrf, self.budget)
         self.gamma = sol.info["gamma"] if math.isfinite(sol.info["gamma"]) else 1e6
         spread = float(np.mean([np.ptp(s) for s in self.mrf.score_unary])) or 1e-3
-        cfg = self.cfg
-        self.temp = cfg.t_start * (cfg.t_end / cfg.t_start) ** min(max(progress, 0.0), 1.0) * spread
+        self.temp = self.cfg.t_start * (self.cfg.t_end / self.cfg.t_start) ** min(max(progress, 0.0), 1.0) * spread
         self.built_at = step
         if self.log_path is not None:
             margs = marginals(self.mrf, self.gamma, self.temp)
@@ -305,12 +304,10 @@ class Trainer:
         self.model = self.model.to(self.device, memory_format=self.fmt)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay, nesterov=True)
-        self.sched = None
-        if cfg.schedule == "greedy":
-            self.sched = GreedyLR(self.opt, GreedyOptions.parse(cfg.greedy))
-            if self.sched.opts.every and self.world > 1:  # rank-local training losses would split the rates
-                raise ValueError("GreedyLR every=N reads each rank's own training loss; under DDP use the "
-                                 "per-epoch validation reading (leave out every=)")
+        self.sched = GreedyLR(self.opt, GreedyOptions.parse(cfg.greedy)) if cfg.schedule == "greedy" else None
+        if self.sched is not None and self.sched.opts.every and self.world > 1:
+            raise ValueError("GreedyLR every=N reads each rank's own training loss; under DDP use the "
+                             "per-epoch validation reading (leave out every=)")
         self.epoch, self.step = 0, 0
         self.last = LossStats(self.space)  # last completed epoch
         self.history: list[dict] = []

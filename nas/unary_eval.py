@@ -104,10 +104,8 @@ def sample_deltas(supernet, splits, n_configs: int, batch: int = 256, seed: int 
     drawn uniformly; "one-at-a-time" (the source article's measurement; n_configs is ignored): every
     non-widest width of every layer, all other layers at their widest."""
     space = supernet.space
-    xv, yv = splits.val
     dev = device_of(supernet)
-    x = normalize(xv[:batch], splits.mean, splits.std).to(dev)
-    y = yv[:batch].to(dev)
+    x, y = normalize(splits.val[0][:batch], splits.mean, splits.std).to(dev), splits.val[1][:batch].to(dev)
     was = supernet.training
     supernet.train()  # batch statistics: the shared running ones fit no sliced configuration
     base = F.cross_entropy(supernet(x, space.max_widths, update_bn_stats=False), y).item()

@@ -61,8 +61,7 @@ def uniform8(space, budget_ms: float, measure: Callable[[Widths], float],
     cost the baseline a rung). Each network gets one verdict. Returns {"multiplier", "widths", "verdict"};
     NoMultiplierFits when no verdict says within."""
     cands = multiplier_candidates(space)
-    _, widths = measured_multiplier(cands, budget_ms, measure)
-    i = [c[1] for c in cands].index(widths)
+    i = cands.index(measured_multiplier(cands, budget_ms, measure))
     v = verdict(cands[i][1])
     if v["verdict"] == WITHIN:
         while i + 1 < len(cands):
