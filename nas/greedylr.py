@@ -165,9 +165,8 @@ class GreedyLR:
         self.opts = GreedyOptions(**state["options"]).check()
         self.lrs = [float(v) for v in state["lrs"]]
         self.history = deque((float(v) for v in state["history"]), maxlen=self.opts.window)
-        self.prev = state["prev"]
-        self.good, self.bad = int(state["good"]), int(state["bad"])
-        self.rising, self.falling = int(state["rising"]), int(state["falling"])
-        self.last_epoch, self.last_action = int(state["last_epoch"]), state["last_action"]
+        self.prev, self.last_action = state["prev"], state["last_action"]
+        for k in ("good", "bad", "rising", "falling", "last_epoch"):  # counters
+            setattr(self, k, int(state[k]))
         self.pending = [float(v) for v in state.get("pending", [])]
         self.set_scale()
