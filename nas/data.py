@@ -269,8 +269,8 @@ EXPECTED = {
 def check_data(name: str, path: str | None) -> None:
     """Refuse an unknown dataset, or a --data path that holds nothing this dataset reads, saying what was
     found and what is expected; nothing falls back to another source. Cheap: names, listings and the
-    .npz's index are read, not the images. Without a path only fashion_mnist (the Debian package, the
-    cache, or a checksummed download: checked as it loads) and a name ending in .npz are allowed."""
+    .npz's index are read, not the images. Without a path only fashion_mnist (checked as it loads) and a
+    name ending in .npz are allowed."""
     if name in FASHION_NAMES:
         kind = "fashion_mnist"
     elif path is None and isinstance(name, str) and name.endswith(".npz"):

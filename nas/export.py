@@ -130,10 +130,9 @@ def network_measurer(supernet, table, work_dir: str | Path, rounds: int = 7,
     from the supernet and timed here, as the verify stage will time it; each network is exported once.
     space: for widths off the search grid (materialize's)."""
     check_onnx_profile(table)
-    work_dir = Path(work_dir)
 
     def measure(widths: list[int]) -> float:
-        path = work_dir / f"{'_'.join(map(str, widths))}.onnx"
+        path = Path(work_dir) / f"{'_'.join(map(str, widths))}.onnx"
         if not path.exists():
             export_onnx(supernet.materialize(list(widths), space).eval(), space or supernet.space, path)
         return measure_exported(path, table, rounds, round_ms)["normalised_ms"]

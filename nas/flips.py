@@ -117,9 +117,8 @@ def flip_report(y: torch.Tensor, old_pred: torch.Tensor, new_pred: torch.Tensor,
     per_class = []
     for c in range(num_classes):
         m = y == c
-        k = int(m.sum())
-        d = max(1, k)  # a class without samples has every rate 0
-        per_class.append({"class": c, "n": k, "nfr": float(neg[m].sum()) / d, "pfr": float(pos[m].sum()) / d,
+        d = max(1, int(m.sum()))  # a class without samples has every rate 0
+        per_class.append({"class": c, "n": int(m.sum()), "nfr": float(neg[m].sum()) / d, "pfr": float(pos[m].sum()) / d,
                           "old_accuracy": float(old_ok[m].sum()) / d, "new_accuracy": float(new_ok[m].sum()) / d})
     return {"n": len(y), "old_accuracy": float(old_ok.sum()) / n, "new_accuracy": float(new_ok.sum()) / n,
             "nfr": float(neg.sum()) / n, "pfr": float(pos.sum()) / n, "negative_flips": int(neg.sum()),

@@ -62,10 +62,10 @@ def holdout_split(splits, unary_images: int | None = None) -> tuple[torch.Tensor
 
 @torch.no_grad()
 def supernet_accuracy(supernet, widths: Sequence[int], splits, images: tuple[torch.Tensor, torch.Tensor],
-                      calib_images: int = 1024, seed: int = 0, space=None) -> tuple[float, float]:
+                      calib_images: int = 1024, space=None) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of the sliced network on `images`, BN recalibrated on training images.
     space: for widths off the supernet's grid (uniform8's)."""
-    net = calibrated_network(supernet, list(widths), splits, calib_images, seed, space)  # same images for every candidate
+    net = calibrated_network(supernet, list(widths), splits, calib_images, space=space)  # the same images for all
     return accuracy(net, *images, splits.mean, splits.std)
 
 

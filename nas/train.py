@@ -29,6 +29,7 @@ from widthnas.latency.registry import load_profile
 from widthnas.models.families import get_space
 from widthnas.models.net import GraphNet, SlimmableGraphNet
 from widthnas.models.space import check_fingerprint
+from widthnas.models.trace_weights import load_state_file, seed_supernet
 from widthnas.mrf import Unaries, build_mrf, lagrangian, marginals, parse_budget, sample_configs
 from widthnas.mrf.solvers import check_budget
 from widthnas.mrf.unaries import from_arrays
@@ -296,8 +297,6 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.model = make_supernet(self.space)
         if cfg.weights:  # the user's model, each group's channels sorted by importance: first k = best k
-            from widthnas.models.trace_weights import load_state_file, seed_supernet
-
             seed_supernet(self.model, load_state_file(cfg.weights))
             self.log(f"supernet seeded with {cfg.weights} (channels sorted by importance per group)")
         self.fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
