@@ -17,6 +17,8 @@ import numpy as np
 
 from widthnas._io import atomic_savefig, atomic_write_text, pyplot
 
+from .export import export_onnx, measure_exported
+
 FIELDS = ("multiplier", "widths", "predicted_ms", "measured_ms", "supernet_error", "retrain_error")
 
 
@@ -43,22 +45,16 @@ def supernet_curve(supernet, space, splits, split: str = "test", calib_images: i
         net = calibrated_network(supernet, widths, splits, calib_images)
         err = 1 - accuracy(net, x, y, splits.mean, splits.std)[0]
         row = {"multiplier": m, "widths": widths, "predicted_ms": table.predict(widths) if table else None,
-               "measured_ms": _measure(net, space, table) if measure else None, "supernet_error": err,
-               "retrain_error": None}
+               "measured_ms": None, "supernet_error": err, "retrain_error": None}
+        if measure:
+            with tempfile.TemporaryDirectory() as d:
+                export_onnx(net, space, Path(d) / "net.onnx")
+                row["measured_ms"] = measure_exported(Path(d) / "net.onnx", table)["normalised_ms"]
         rows.append(row)
         log(f"curve x{m:.1f}: {split} error {err:.4f}"
             + (f", predicted {row['predicted_ms']:.4f} ms" if table else "")
             + (f", measured {row['measured_ms']:.4f} ms" if measure else ""))
     return rows
-
-
-def _measure(net, space, table) -> float:
-    from .export import export_onnx, measure_exported
-
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "net.onnx"
-        export_onnx(net, space, path)
-        return measure_exported(path, table)["normalised_ms"]
 
 
 def retrain_curve(rows: list[dict], space, splits, epochs: int, split: str = "test", lr: float = 0.1,
