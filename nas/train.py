@@ -238,9 +238,7 @@ def _dist_info() -> tuple[int, int]:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         atexit.register(_close_group)  # the group we opened; a script that calls train() need not close it
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
 def _close_group() -> None:
@@ -470,9 +468,7 @@ def load_train_config(run_dir: str | Path) -> TrainConfig:
     path = Path(run_dir) / "train_config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; {run_dir} is not a `widthnas train` run directory")
-    saved = json.loads(path.read_text())
-    for k in ("space_fingerprint", "world_size"):
-        saved.pop(k, None)
+    saved = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("space_fingerprint", "world_size")}
     saved.setdefault("lr_warmup", 0.0)  # runs recorded before the ramp existed resume without one
     unknown = set(saved) - {f.name for f in fields(TrainConfig)}
     if unknown:
