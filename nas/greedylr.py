@@ -1,11 +1,8 @@
 """GreedyLR: a learning rate that follows the loss instead of a fixed curve.
 
-After each reading (an epoch's validation loss; with `every` = N, the mean training loss of the last
-N steps; or any loss the caller steps it with) the rate rises by 1 / `factor` when the smoothed loss
-improved for more than `patience` readings in a row, and falls by `factor` when it worsened for more
-than `patience` readings. A change smaller than `threshold` (relative) counts as no change: it neither
-extends nor breaks a streak. After a rise, `warmup` further readings keep raising it; after a fall,
-`cooldown` further readings keep lowering it. The rate never leaves [min_lr, max_lr].
+The rate rises after a streak of improving loss readings (an epoch's validation loss; with `every` = N,
+the mean training loss of the last N steps) and falls after a streak of worsening ones; a change under
+`threshold` neither extends nor breaks a streak. GreedyOptions holds the rules.
 
 The class follows torch.optim.lr_scheduler.ReduceLROnPlateau: `step(loss)`, `get_last_lr()`,
 `state_dict()` / `load_state_dict()` (the optimizer is not part of the state), so a resumed run

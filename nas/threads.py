@@ -1,9 +1,8 @@
 """Torch threads per job, measured: small networks often run faster on one thread than on two here.
 
-Two OpenMP threads spin on a 28-px network's small convolutions (half the CPU time in the kernel); a
-224-px network wants every core. Which holds is a property of the network, the batch and the machine,
-so it is timed, not assumed: a few interleaved repetitions of the job itself at each thread count. The
-thread count changes float rounding only, never which data or widths a job sees.
+Two OpenMP threads spin on a 28-px network's small convolutions; a 224-px network wants every core.
+Which holds is a property of the network, the batch and the machine, so it is timed on the job itself,
+not assumed. The thread count changes float rounding only, never which data or widths a job sees.
 """
 from __future__ import annotations
 

@@ -94,9 +94,7 @@ class TrainConfig:
 def build_space(cfg: TrainConfig):
     """The space of cfg.space (name or JSON file), at cfg.input_shape."""
     space = get_space(cfg.space)
-    if cfg.input_shape:
-        space = space.with_input(cfg.input_shape)
-    return space
+    return space.with_input(cfg.input_shape) if cfg.input_shape else space
 
 
 def make_supernet(space) -> torch.nn.Module:

@@ -30,7 +30,6 @@ def _design(idx: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, list[int]]:
     for i, k_i in enumerate(sizes):
         offsets.append(len(cols))
         cols.extend((i, k) for k in range(k_i - 1))
-    # the last column, an intercept: what the additive terms do not explain on average
     return np.column_stack([idx[:, i] == k for i, k in cols] + [np.ones(len(idx))]), offsets
 
 
