@@ -440,8 +440,13 @@ class Trainer:
         rec = {"epoch": e + 1, "step": self.step, "train_loss": loss, "train_acc": acc, "val_acc_widest": val_acc,
                "val_loss_widest": val_loss, "images_per_s": ips, "lr": self.opt.param_groups[0]["lr"],
                "sampling": "aows" if aows_now else "ows", "time": time.time()}
-        if narrowing is not None and narrowing.mrf is not None and aows_now:
+        line = (f"epoch {e + 1}: train loss {loss:.3f} acc {acc:.3f} | widest val acc {val_acc:.3f} | "
+                f"{ips:.0f} img/s | {rec['sampling']}")
+        if aows_now and narrowing.mrf is not None:
             rec["temperature"] = narrowing.temp
+            margs = marginals(narrowing.mrf, narrowing.gamma, narrowing.temp)
+            ew = [float(np.dot(m, c)) for m, c in zip(margs, self.space.choices)]
+            line += f" | T {narrowing.temp:.3g}, expected widths {[int(round(w)) for w in ew]}"
         if self.sched is not None:  # before the checkpoint, so a resume continues with the next epoch's rate
             self.sched.after_epoch(val_loss)
             rec["next_lr"], rec["lr_action"] = self.sched.get_last_lr()[0], self.sched.last_action
@@ -451,12 +456,6 @@ class Trainer:
         self.last.unaries(meta).save(self.run_dir / "unaries.json")
         save_checkpoint(self.run_dir / CKPT, self.state())  # before its metrics row: see _rewrite_records
         append_line(self.run_dir / "metrics.jsonl", rec)
-        line = (f"epoch {e + 1}: train loss {loss:.3f} acc {acc:.3f} | widest val acc {val_acc:.3f} | "
-                f"{ips:.0f} img/s | {rec['sampling']}")
-        if aows_now and narrowing is not None and narrowing.mrf is not None:
-            margs = marginals(narrowing.mrf, narrowing.gamma, narrowing.temp)
-            ew = [float(np.dot(m, c)) for m, c in zip(margs, self.space.choices)]
-            line += f" | T {narrowing.temp:.3g}, expected widths {[int(round(w)) for w in ew]}"
         self.log(line)
 
 
