@@ -17,6 +17,8 @@ import numpy as np
 
 from widthnas._io import atomic_savefig, atomic_write_text, pyplot
 
+from .export import export_onnx, measure_exported
+
 FIELDS = ("multiplier", "widths", "predicted_ms", "measured_ms", "supernet_error", "retrain_error")
 
 
@@ -43,22 +45,16 @@ def supernet_curve(supernet, space, splits, split: str = "test", calib_images: i
         net = calibrated_network(supernet, widths, splits, calib_images)
         err = 1 - accuracy(net, x, y, splits.mean, splits.std)[0]
         row = {"multiplier": m, "widths": widths, "predicted_ms": table.predict(widths) if table else None,
-               "measured_ms": _measure(net, space, table) if measure else None, "supernet_error": err,
-               "retrain_error": None}
+               "measured_ms": None, "supernet_error": err, "retrain_error": None}
+        if measure:
+            with tempfile.TemporaryDirectory() as d:
+                export_onnx(net, space, Path(d) / "net.onnx")
+                row["measured_ms"] = measure_exported(Path(d) / "net.onnx", table)["normalised_ms"]
         rows.append(row)
         log(f"curve x{m:.1f}: {split} error {err:.4f}"
             + (f", predicted {row['predicted_ms']:.4f} ms" if table else "")
             + (f", measured {row['measured_ms']:.4f} ms" if measure else ""))
     return rows
-
-
-def _measure(net, space, table) -> float:
-    from .export import export_onnx, measure_exported
-
-    with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "net.onnx"
-        export_onnx(net, space, path)
-        return measure_exported(path, table)["normalised_ms"]
 
 
 def retrain_curve(rows: list[dict], space, splits, epochs: int, split: str = "test", lr: float = 0.1,
@@ -87,9 +83,8 @@ def write_curve(csv_path: str | Path, png_path: str | Path | None, rows: list[di
     buf = io.StringIO()
     w = csv.DictWriter(buf, FIELDS)
     w.writeheader()
-    for r in rows:
-        w.writerow({k: (" ".join(map(str, r[k])) if k == "widths" else ("" if r[k] is None else r[k]))
-                    for k in FIELDS})
+    w.writerows({k: (" ".join(map(str, r[k])) if k == "widths" else ("" if r[k] is None else r[k])) for k in FIELDS}
+                for r in rows)
     atomic_write_text(csv_path, buf.getvalue())
     if png_path is not None:
         plot_curve(png_path, rows)
@@ -105,13 +100,11 @@ def plot_curve(path: str | Path, rows: list[dict]) -> None:
               if any(r[k] is not None for r in rows)]
     for k, lab, st in series:
         pts = [r for r in rows if r[k] is not None]
-        axes[0][0].plot([r["multiplier"] for r in pts], [r[k] for r in pts], st, label=lab)
-        if has_lat:
-            axes[0][1].plot([r[lat_key] for r in pts], [r[k] for r in pts], st, label=lab)
-    axes[0][0].set_xlabel("uniform width multiplier")
-    if has_lat:
-        axes[0][1].set_xlabel(f"{'measured' if lat_key == 'measured_ms' else 'predicted'} latency (ms)")
-    for ax in axes[0]:
+        for ax, x in zip(axes[0], ("multiplier", lat_key)):  # the latency panel, when there is one
+            ax.plot([r[x] for r in pts], [r[k] for r in pts], st, label=lab)
+    xlabels = ("uniform width multiplier", f"{'measured' if lat_key == 'measured_ms' else 'predicted'} latency (ms)")
+    for ax, xlabel in zip(axes[0], xlabels):
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("test error")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)

@@ -128,7 +128,6 @@ def _cifar_dir(root: Path) -> Path:
 def cifar10(root: str) -> Dataset:
     check_data("cifar10", root)
     r = _cifar_dir(Path(root))
-    files = [r / f for f in CIFAR_FILES]
 
     def load(f):
         try:
@@ -139,8 +138,8 @@ def cifar10(root: str) -> Dataset:
             raise DatasetError(f"{f} is not a CIFAR-10 python batch ({type(e).__name__}: {str(e)[:120]}); found "
                                f"{describe_path(f)}; unpack cifar-10-python.tar.gz there") from None
 
-    parts = [load(f) for f in files[:5]]
-    xte, yte = load(files[5])
+    parts = [load(r / f) for f in CIFAR_FILES]
+    xte, yte = parts.pop()  # test_batch
     return Dataset("cifar10", torch.from_numpy(np.concatenate([p[0] for p in parts])),
                    torch.from_numpy(np.concatenate([p[1] for p in parts])), torch.from_numpy(xte),
                    torch.from_numpy(yte), 10)
@@ -232,11 +231,9 @@ def load_dataset(name: str, path: str | None = None, download: bool = True) -> D
 
 
 def data_files(name: str, path: str | Path | None = None) -> list[Path]:
-    """Every file `load_dataset(name, path)` reads: what no command may write over (a --data directory
-    is not itself a file, so comparing outputs with it alone protects none of its files). Cheap
-    (names and listings only, never an image) and never raises: for a path that holds nothing this
-    dataset reads, the files it would look for (`check_data` says what is wrong). Without a path,
-    Fashion-MNIST's files in the Debian package or the download cache, where they are."""
+    """Every file `load_dataset(name, path)` reads: what no command may write over (comparing outputs with
+    a --data directory alone would protect none of its files). Cheap (names and listings only) and never
+    raises: for a path that holds nothing this dataset reads, the files it would look for."""
     if name in FASHION_NAMES:
         if path is not None:
             return [Path(path) / n for n in FASHION_FILES]
@@ -272,8 +269,8 @@ EXPECTED = {
 def check_data(name: str, path: str | None) -> None:
     """Refuse an unknown dataset, or a --data path that holds nothing this dataset reads, saying what was
     found and what is expected; nothing falls back to another source. Cheap: names, listings and the
-    .npz's index are read, not the images. Without a path only fashion_mnist (the Debian package, the
-    cache, or a checksummed download: checked as it loads) and a name ending in .npz are allowed."""
+    .npz's index are read, not the images. Without a path only fashion_mnist (checked as it loads) and a
+    name ending in .npz are allowed."""
     if name in FASHION_NAMES:
         kind = "fashion_mnist"
     elif path is None and isinstance(name, str) and name.endswith(".npz"):
@@ -312,8 +309,7 @@ def _data_problem(kind: str, p: Path) -> str | None:
                 files = set(d.files)
         except Exception as e:  # a damaged archive
             return f"it cannot be read ({type(e).__name__}: {str(e)[:120]})"
-        missing = [k for k in NPZ_KEYS if k not in files]
-        return f"it must hold arrays {list(NPZ_KEYS)}; it has {sorted(files)}" if missing else None
+        return None if files >= set(NPZ_KEYS) else f"it must hold arrays {list(NPZ_KEYS)}; it has {sorted(files)}"
     if not p.is_dir():
         return "it is not a directory"
     if kind == "fashion_mnist":
@@ -323,20 +319,17 @@ def _data_problem(kind: str, p: Path) -> str | None:
         r = _cifar_dir(p)
         missing = [n for n in CIFAR_FILES if not (r / n).is_file()]
         return f"CIFAR-10 python batches missing in {r}: {missing}" if missing else None
-    test = next((p / d for d in ("test", "val") if (p / d).is_dir()), None)  # imagefolder
-    if not (p / "train").is_dir() or test is None:
+    try:  # imagefolder
+        classes, test = _folder_layout(p)
+    except (OSError, StopIteration):
         return "no train/ and test/ (or val/) subdirectories"
-    classes = {d.name for d in (p / "train").iterdir() if d.is_dir()}
     if not classes:
         return f"{p / 'train'} has no class directories"
     extra = sorted(d.name for d in test.iterdir() if d.is_dir() and d.name not in classes)
     if extra:  # their images would be left out without a word
         return f"{test} has classes that {p / 'train'} lacks: {extra[:5]}"
-    for split_dir in (p / "train", test):
-        if not any(f.suffix.lower() in IMAGE_SUFFIXES for c in sorted(classes) if (split_dir / c).is_dir()
-                   for f in (split_dir / c).iterdir()):
-            return f"no images in {split_dir}/<class>/"
-    return None
+    empty = next((d for d in (p / "train", test) if not _split_images(d, classes)), None)
+    return None if empty is None else f"no images in {empty}/<class>/"
 
 
 def describe_path(p: Path) -> str:

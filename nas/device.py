@@ -10,9 +10,7 @@ from torch import nn
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' -> this process's GPU (LOCAL_RANK under torchrun) if CUDA is available, else the CPU."""
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return torch.device("cpu")
+        name = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if torch.cuda.is_available() else "cpu"
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r}: CUDA is not available in this torch build or machine; use 'cpu' or 'auto'")

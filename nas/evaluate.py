@@ -6,6 +6,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from .data import normalize
 from .device import device_of
@@ -22,8 +23,6 @@ def recalibrate_bn(net: nn.Module, images: torch.Tensor, mean: torch.Tensor, std
     """Reset every BatchNorm's running statistics and re-estimate them from (the first `n_images`
     of) `images`: torch.optim.swa_utils.update_bn, a cumulative average with the weights frozen.
     Shared supernet statistics fit no single configuration."""
-    from torch.optim.swa_utils import update_bn
-
     images = images[:n_images]
     if len(images) == 0:
         raise ValueError("no images to recalibrate BatchNorm on: its statistics would be reset to mean 0, "

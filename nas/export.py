@@ -44,9 +44,8 @@ def export_onnx(net, space, path: str | Path, real_inputs: torch.Tensor | None =
             raise ExportError(f"onnxruntime and torch disagree on the exported network (max abs diff {worst:.2e} > "
                               f"{tolerance:g}; per input: {diffs}); {path} was not written. The ONNX graph does "
                               "not compute what the network does: report it with the widths and opset")
-    convs = [i for i in model.graph.initializer if len(i.dims) == 4]
     return {"max_abs_diff": worst, "diffs": diffs, "opset": opset, "onnx_bytes": path.stat().st_size,
-            "conv_out_channels": [int(i.dims[0]) for i in convs]}
+            "conv_out_channels": [int(i.dims[0]) for i in model.graph.initializer if len(i.dims) == 4]}
 
 
 @torch.no_grad()
@@ -76,8 +75,8 @@ def check_onnx_profile(table, where: str = "--profile") -> None:
 
 
 def verify_timing(table, rounds: int = 7, round_ms: float = 20.0):
-    """(onnxruntime backend with the profile's device settings, timing protocol) of every verification,
-    and of the ladder's rungs, which must be timed as the networks read off them are."""
+    """(onnxruntime backend with the profile's device settings, timing protocol) of every verification and
+    of the ladder's rungs, which must be timed as the networks read off them are."""
     from widthnas.latency import standalone_runner as sr
     from widthnas.latency.backends import OrtBackend
 
@@ -91,14 +90,12 @@ def verify_timing(table, rounds: int = 7, round_ms: float = 20.0):
 
 
 def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float = 20.0, guard=None) -> dict:
-    """Latency of the exported model on this machine, timed like the profile was (beside the reference
-    network), so it compares with the profile's prediction. `normalised_ms`: at the profile's host speed,
-    read off its ladder of reference networks when it has one (latency/ref_ladder.py: timed again beside
-    the two rungs that bracket it), else off the reference alone (`reference_normalised_ms`, always
-    reported). With a `latency.standalone_runner.LoadGuard` (keep one across repeated measurements), a
-    measurement taken while the machine was disturbed is said, waited out and repeated (`remeasured`,
-    `disturbed`); `unsettled` counts its timings that never met their spread target. `machine_note`: the
-    reference ran so far off its profiled time that this is another machine (also in `host_note`)."""
+    """Latency of the exported model here, timed beside the reference network as the profile was, so it
+    compares with the profile's prediction. `normalised_ms`: at the profile's host speed, read off its
+    ladder (latency/ref_ladder.py) when it has one, else off the reference alone (`reference_normalised_ms`).
+    With a `latency.standalone_runner.LoadGuard`, a disturbed measurement is waited out and repeated
+    (`remeasured`, `disturbed`); `unsettled` counts timings that never met their spread target.
+    `machine_note`: the reference ran so far off its profiled time that this is another machine."""
     from widthnas.latency import standalone_runner as sr
     from widthnas.latency.host_state import machine_note, speed_note
     from widthnas.latency.ref_ladder import ladder_estimate, read_ladder
@@ -121,8 +118,7 @@ def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float =
         out["host_note"] = other or speed_note(table.fit, s)
     else:  # the ladder's rungs slow as the network does: no host-speed model is needed
         est = ladder_estimate(net, rec["norm"], rungs, table.reference_ms, be.open, protocol)
-        # a rung timing that never settled is noisier, not disturbed: the verdict's interval over repeated
-        # measurements counts that noise (re-measuring it as a disturbance tripled a tiny network's verification)
+        # a rung timing that never settled is noisier, not disturbed: the verdict's interval counts that noise
         out.update(normalised_ms=est["ms"], ladder=est, host_note=other, read_off="ladder",
                    unsettled=out["unsettled"] + est["unsettled"])
     return out
@@ -134,10 +130,9 @@ def network_measurer(supernet, table, work_dir: str | Path, rounds: int = 7,
     from the supernet and timed here, as the verify stage will time it; each network is exported once.
     space: for widths off the search grid (materialize's)."""
     check_onnx_profile(table)
-    work_dir = Path(work_dir)
 
     def measure(widths: list[int]) -> float:
-        path = work_dir / f"{'_'.join(map(str, widths))}.onnx"
+        path = Path(work_dir) / f"{'_'.join(map(str, widths))}.onnx"
         if not path.exists():
             export_onnx(supernet.materialize(list(widths), space).eval(), space or supernet.space, path)
         return measure_exported(path, table, rounds, round_ms)["normalised_ms"]

@@ -24,8 +24,7 @@ def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 12
     loss_fn(logits, labels, uint8 images) replaces the cross-entropy, e.g. nas.flips.congruent_loss.
     channels_last: train in NHWC, faster on CPU (docs/RESULTS.md §0.6); the network is handed back in
     the default layout, so export and state dicts do not change.
-    validate_each_epoch=False: validate after the last epoch only (earlier records carry None): less
-    time, the same weights.
+    validate_each_epoch=False: validate after the last epoch only (earlier records carry None).
     progress: a bar over every step of every epoch (`desc` names it), left off the terminal when done.
     """
     from tqdm import tqdm

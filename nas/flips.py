@@ -48,8 +48,7 @@ class PreviousModel:
         self.num_classes = self.sess.get_outputs()[0].shape[-1]
         side = self.path.with_suffix(".json")
         norm = json.loads(side.read_text()).get("normalization") if side.exists() else None
-        self.mean = torch.tensor(norm["mean"]) if norm else mean
-        self.std = torch.tensor(norm["std"]) if norm else std
+        self.mean, self.std = (torch.tensor(norm["mean"]), torch.tensor(norm["std"])) if norm else (mean, std)
         self.own_normalization = norm is not None
         self.batch = batch
 
@@ -118,11 +117,9 @@ def flip_report(y: torch.Tensor, old_pred: torch.Tensor, new_pred: torch.Tensor,
     per_class = []
     for c in range(num_classes):
         m = y == c
-        k = int(m.sum())
-        per_class.append({"class": c, "n": k, "nfr": float(neg[m].sum()) / k if k else 0.0,
-                          "pfr": float(pos[m].sum()) / k if k else 0.0,
-                          "old_accuracy": float(old_ok[m].sum()) / k if k else 0.0,
-                          "new_accuracy": float(new_ok[m].sum()) / k if k else 0.0})
+        d = max(1, int(m.sum()))  # a class without samples has every rate 0
+        per_class.append({"class": c, "n": int(m.sum()), "nfr": float(neg[m].sum()) / d, "pfr": float(pos[m].sum()) / d,
+                          "old_accuracy": float(old_ok[m].sum()) / d, "new_accuracy": float(new_ok[m].sum()) / d})
     return {"n": len(y), "old_accuracy": float(old_ok.sum()) / n, "new_accuracy": float(new_ok.sum()) / n,
             "nfr": float(neg.sum()) / n, "pfr": float(pos.sum()) / n, "negative_flips": int(neg.sum()),
             "positive_flips": int(pos.sum()),

@@ -1,12 +1,8 @@
 """GreedyLR: a learning rate that follows the loss instead of a fixed curve.
 
-After each reading (an epoch's validation loss; with `every` = N, the mean training loss of the last
-N steps; or any loss the caller steps it with) the rate rises by 1 / `factor` when the smoothed loss
-improved for more than `patience` readings in a row, and falls by `factor` when it worsened for more
-than `patience` readings. A change smaller than `threshold` (relative) counts as no change: it neither
-extends nor breaks a streak. After a rise, `warmup` further readings keep raising it; after a fall,
-`cooldown` further readings keep lowering it (keep moving the rate in the same direction for a while).
-The rate never leaves [min_lr, max_lr].
+The rate rises after a streak of improving loss readings (an epoch's validation loss; with `every` = N,
+the mean training loss of the last N steps) and falls after a streak of worsening ones; a change under
+`threshold` neither extends nor breaks a streak. GreedyOptions holds the rules.
 
 The class follows torch.optim.lr_scheduler.ReduceLROnPlateau: `step(loss)`, `get_last_lr()`,
 `state_dict()` / `load_state_dict()` (the optimizer is not part of the state), so a resumed run
@@ -166,9 +162,8 @@ class GreedyLR:
         self.opts = GreedyOptions(**state["options"]).check()
         self.lrs = [float(v) for v in state["lrs"]]
         self.history = deque((float(v) for v in state["history"]), maxlen=self.opts.window)
-        self.prev = state["prev"]
-        self.good, self.bad = int(state["good"]), int(state["bad"])
-        self.rising, self.falling = int(state["rising"]), int(state["falling"])
-        self.last_epoch, self.last_action = int(state["last_epoch"]), state["last_action"]
+        self.prev, self.last_action = state["prev"], state["last_action"]
+        for k in ("good", "bad", "rising", "falling", "last_epoch"):  # counters
+            setattr(self, k, int(state[k]))
         self.pending = [float(v) for v in state.get("pending", [])]
         self.set_scale()

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from widthnas._io import atomic_savefig, atomic_write_text, pyplot
+from widthnas.latency.margin import resolve_margin
 from widthnas.mrf import build_mrf, parse_budget, solve, wide, with_margin
 from widthnas.mrf.baselines import uniform
 from widthnas.mrf.solvers import fastest
@@ -26,8 +27,6 @@ def variables(space) -> list[tuple[str, int, tuple[int, ...]]]:
 def aim(table, budget_spec: str, margin: str, check: dict | None = None) -> tuple[float, float, float, float, str]:
     """(budget ms, widest network's ms, target ms, margin %, why that margin): the budget as given
     ('0.8ms' or '60%' of the widest network) and the latency the solvers aim at, a margin under it."""
-    from widthnas.latency.margin import resolve_margin
-
     widest = table.predict(table.space.max_widths)
     budget = parse_budget(budget_spec, widest)
     margin_pct, margin_how = resolve_margin(margin, table, check)
@@ -52,18 +51,16 @@ def flat_mrf(table):
 
 def fastest_ms(table) -> float:
     """The fastest network's predicted ms. Not always the narrowest's: on an overhead-bound network a fitted
-    table can rank 8 channels slower than 16 (a traced DenseNet's narrowest took 0.091 ms, its fastest 0.076)."""
+    table can rank 8 channels slower than 16."""
     return fastest(flat_mrf(table)).latency
 
 
 def search(table, unaries, method: str, target_ms: float, budget_ms: float, supernet=None, splits=None,
            measure=None, log=print, slim_images: int | None = None):
     """The search `widthnas search` and `widthnas run` both make: (chosen, uniform or None, the MRF).
-    method 'select' (the default): MRF candidates, uniform and greedy judged by the supernet on held-out
-    images, the winner measured within budget_ms when `measure` is given (nas/selection.py); else one
-    solver ('exact', 'lagrangian', 'greedy', 'uniform') on the unaries. The uniform network is the
-    largest multiplier within target_ms, for comparison. slim_images: the validation images greedy
-    slimming scores its steps on (None: selection.GREEDY_IMAGES)."""
+    method 'select' (the default): nas.selection.default_search; else one solver ('exact', 'lagrangian',
+    'greedy', 'uniform') on the unaries. The uniform network, the largest multiplier within target_ms, is
+    for comparison."""
     mrf = build_mrf(table, unaries)
     if wide.too_wide(mrf):  # a DenseNet's concatenations: no exact search, and the user is told
         log(f"search: no exact solution for this space: {wide.why(mrf)}")
@@ -84,25 +81,14 @@ def chosen_config(space, table, sol, unaries_path: str | None, budget_spec: str,
                   margin_pct: float = 0.0, margin_how: str = "") -> dict:
     """The chosen-configuration JSON (docs/design.md section 2). budget_ms: the user's budget; the solver
     aimed at sol.budget (margin_pct % under it, for the reason margin_how gives)."""
-    return {
-        "format": "widthnas-config/1",
-        "widths": sol.widths,
-        "base_widths": space.base_widths,
-        "predicted_ms": sol.latency,
-        "score": sol.score,
-        "budget_ms": budget_ms,
-        "budget": budget_spec,
-        "margin_pct": margin_pct,
-        "margin_how": margin_how,
-        "target_ms": sol.budget,
-        "method": sol.method,
-        "info": {k: (v if not isinstance(v, (np.floating, np.integer)) else v.item())
-                 for k, v in sol.to_dict()["info"].items()},
-        "space": {"name": space.name, "fingerprint": space.fingerprint},
-        "profile": {"name": table.name, "reference_ms": table.reference_ms, "device": table.device},
-        "unaries": unaries_path,
-        "created": time.time(),
-    }
+    return {"format": "widthnas-config/1", "widths": sol.widths, "base_widths": space.base_widths,
+            "predicted_ms": sol.latency, "score": sol.score, "budget_ms": budget_ms, "budget": budget_spec,
+            "margin_pct": margin_pct, "margin_how": margin_how, "target_ms": sol.budget, "method": sol.method,
+            "info": {k: (v if not isinstance(v, (np.floating, np.integer)) else v.item())
+                     for k, v in sol.to_dict()["info"].items()},
+            "space": {"name": space.name, "fingerprint": space.fingerprint},
+            "profile": {"name": table.name, "reference_ms": table.reference_ms, "device": table.device},
+            "unaries": unaries_path, "created": time.time()}
 
 
 def print_widths(space, sol, uniform_sol=None, out=print) -> None:
@@ -110,10 +96,7 @@ def print_widths(space, sol, uniform_sol=None, out=print) -> None:
     wn = max(8, *(len(n) for n, _, _ in vs))
     out(f"{'group':{wn}s} {'base':>5s} {'chosen':>7s}" + (f" {'uniform':>8s}" if uniform_sol else ""))
     for i, (name, base, _) in enumerate(vs):
-        row = f"{name:{wn}s} {base:5d} {sol.widths[i]:7d}"
-        if uniform_sol:
-            row += f" {uniform_sol.widths[i]:8d}"
-        out(row)
+        out(f"{name:{wn}s} {base:5d} {sol.widths[i]:7d}" + (f" {uniform_sol.widths[i]:8d}" if uniform_sol else ""))
 
 
 def write_pareto(path: str | Path, front, chosen=None, uniform_sol=None, budget=None) -> Path:

@@ -6,9 +6,6 @@ only *proposes* a few diverse candidates under the budget (its optimum at severa
 the smoothness prior), the uniform network and greedy slimming's choice join them, and the
 supernet itself, after BN recalibration, judges them on validation images that were not used to
 estimate the unaries. The smoothness weight is thereby chosen by validation too.
-
-Validation images: the first `unary_images` of the validation split estimate the unaries
-(nas.unary_eval); selection uses the rest.
 """
 from __future__ import annotations
 
@@ -65,10 +62,10 @@ def holdout_split(splits, unary_images: int | None = None) -> tuple[torch.Tensor
 
 @torch.no_grad()
 def supernet_accuracy(supernet, widths: Sequence[int], splits, images: tuple[torch.Tensor, torch.Tensor],
-                      calib_images: int = 1024, seed: int = 0, space=None) -> tuple[float, float]:
+                      calib_images: int = 1024, space=None) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of the sliced network on `images`, BN recalibrated on training images.
     space: for widths off the supernet's grid (uniform8's)."""
-    net = calibrated_network(supernet, list(widths), splits, calib_images, seed, space)  # same images for every candidate
+    net = calibrated_network(supernet, list(widths), splits, calib_images, space=space)  # the same images for all
     return accuracy(net, *images, splits.mean, splits.std)
 
 
@@ -77,8 +74,7 @@ def estimation_scorer(supernet, splits, images: int | None = None) -> Callable[[
     statistics: what greedy slimming (AutoSlim) ranks its steps by. Never the selection images."""
     images = min(GREEDY_IMAGES if images is None else images, unary_image_count(splits))  # never selection's
     dev = device_of(supernet)
-    x = normalize(splits.val[0][:images], splits.mean, splits.std).to(dev)
-    y = splits.val[1][:images].to(dev)
+    x, y = normalize(splits.val[0][:images], splits.mean, splits.std).to(dev), splits.val[1][:images].to(dev)
 
     @torch.no_grad()
     def score(widths: list[int]) -> float:
@@ -97,12 +93,9 @@ def smoothness_weights(mrf: GraphMRF, ratios: Sequence[float] = SMOOTH_RATIOS) -
 
 def propose(mrf: GraphMRF, budget_ms: float, ratios: Sequence[float] = SMOOTH_RATIOS,
             greedy_widths: list[int] | None = None) -> dict[str, list[int]]:
-    """Candidate networks under the budget: the MRF optimum at each prior weight, uniform, greedy.
-
-    greedy_widths: greedy slimming's answer computed elsewhere (one descent answers every budget);
-    otherwise greedy runs here, scored by the MRF. Distinct widths only; the first name that proposed
-    a network keeps it.
-    """
+    """Candidate networks under the budget, each under the first name that proposed it: the MRF optimum at
+    each prior weight, uniform, greedy. greedy_widths: greedy slimming's answer computed elsewhere (one
+    descent answers every budget); otherwise greedy runs here, scored by the MRF."""
     cands: dict[str, list[int]] = {}
     for r, w in zip(ratios, smoothness_weights(mrf, ratios)):
         cands[f"mrf smooth={r:g}"] = exact(with_smoothness(mrf, w), budget_ms, with_front=False).widths
@@ -179,9 +172,7 @@ def reaim(supernet, mrf: GraphMRF, sel: Selection, splits, target_ms: float, che
     that *measures* within the budget (the first winner remains the fallback). slim: greedy slimming's
     Solution at target_ms, whose descent answers the looser target without another descent."""
     won = next(r for r in sel.table if r["name"] == sel.name)
-    if won.get("verdict") != WITHIN:
-        return sel
-    aim = reaimed_target(target_ms, won["predicted_ms"], won["measured_ms"])
+    aim = reaimed_target(target_ms, won["predicted_ms"], won["measured_ms"]) if won.get("verdict") == WITHIN else None
     if aim is None:
         return sel
     log(f"  re-aim: {sel.name} measured {won['measured_ms']:.4f} ms, {1 - won['measured_ms'] / won['predicted_ms']:.1%} "
@@ -244,10 +235,7 @@ def default_search(supernet, splits, table, unaries, target_ms: float, unary_ima
     mrf = build_mrf(table, unaries)
     slim = greedy(mrf, target_ms, score_fn=estimation_scorer(supernet, splits, slim_images), step=GREEDY_STEP)
     cands = propose(mrf, target_ms, greedy_widths=slim.widths)
-    check = None
-    if measure is not None and budget_ms is not None:
-        def check(w):
-            return budget_verdict(lambda: measure(w), budget_ms)
+    check = None if measure is None or budget_ms is None else lambda w: budget_verdict(lambda: measure(w), budget_ms)
     sel = select(supernet, mrf, cands, splits, unary_images, log, check)
     if check is not None:
         sel = reaim(supernet, mrf, sel, splits, target_ms, check, unary_images, slim, log)

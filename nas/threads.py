@@ -1,9 +1,8 @@
 """Torch threads per job, measured: small networks often run faster on one thread than on two here.
 
-Two OpenMP threads spin on a 28-px network's small convolutions (half the CPU time in the kernel); a
-224-px network wants every core. Which holds is a property of the network, the batch and the machine,
-so it is timed, not assumed: a few interleaved repetitions of the job itself at each thread count. The
-thread count changes float rounding only, never which data or widths a job sees.
+Two OpenMP threads spin on a 28-px network's small convolutions; a 224-px network wants every core.
+Which holds is a property of the network, the batch and the machine, so it is timed on the job itself,
+not assumed. The thread count changes float rounding only, never which data or widths a job sees.
 """
 from __future__ import annotations
 
@@ -34,15 +33,13 @@ def fastest_threads(job: Callable[[], object], counts: list[int] | None = None, 
     counts = counts or thread_counts()
     times: dict[int, list[float]] = {t: [] for t in counts}
     with using_threads(torch.get_num_threads()):  # as many threads afterwards as before
-        for t in counts:
-            torch.set_num_threads(t)
-            job()
-        for _ in range(reps):
+        for rep in range(reps + 1):  # round 0 warms every count up, untimed
             for t in counts:  # interleaved: a disturbance hits every count alike
                 torch.set_num_threads(t)
                 t0 = time.perf_counter()
                 job()
-                times[t].append(time.perf_counter() - t0)
+                if rep:
+                    times[t].append(time.perf_counter() - t0)
     med = {t: float(np.median(v)) for t, v in times.items()}
     most = max(counts)
     best = min(counts, key=lambda t: med[t])
@@ -75,11 +72,10 @@ def describe(best: int, med: dict) -> str:
 def training_probe(space, batch: int, n_random: int = 2, seed: int = 0) -> Callable[[], object]:
     """One sandwich step of a fresh supernet of `space` on random images (NHWC, as training runs), the same
     configurations every call: each thread count times the same work."""
-    cl = torch.channels_last
     gen = torch.Generator().manual_seed(seed)
-    sup = make_supernet(space).to(memory_format=cl)
+    sup = make_supernet(space).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(sup.parameters(), lr=1e-3, momentum=0.9)
-    x = torch.randn(batch, *space.input_shape, generator=gen).contiguous(memory_format=cl)
+    x = torch.randn(batch, *space.input_shape, generator=gen).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, space.num_classes, (batch,), generator=gen)
     configs = UniformConfigs(space).draw(n_random, np.random.default_rng(seed))
     return lambda: sandwich_step(sup, opt, x, y, configs)
@@ -105,11 +101,10 @@ def evaluation_probe(supernet, images: int, seed: int = 0) -> Callable[[], objec
 
 def finetune_probe(net, batch: int, seed: int = 0) -> Callable[[], object]:
     """One training step of a copy of `net` (the network itself stays as it is), NHWC."""
-    cl = torch.channels_last
-    twin = copy.deepcopy(net).to(memory_format=cl).train()
+    twin = copy.deepcopy(net).to(memory_format=torch.channels_last).train()
     opt = torch.optim.SGD(twin.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, *twin.space.input_shape, generator=gen).contiguous(memory_format=cl)
+    x = torch.randn(batch, *twin.space.input_shape, generator=gen).contiguous(memory_format=torch.channels_last)
 
     def job():
         out = twin(x)

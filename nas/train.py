@@ -4,9 +4,6 @@
 One variable per free channel group of the space (per layer for MobileNet-v1); everything below
 reads only the space's `choices`, widths lists in its free-group order and the MRF it builds.
 
-Every step: the widest network on the labels; the narrowest and `n_random` sampled configurations
-distilled in place from the widest network's detached softmax; one optimiser step.
-
 Accuracy-loss recording: for each *sampled* configuration, (its cross-entropy - the widest
 network's) on the same images is credited to each layer's chosen width. The narrowest network is
 trained but not recorded: it always pairs every layer's narrowest width, which would bias those
@@ -32,6 +29,7 @@ from widthnas.latency.registry import load_profile
 from widthnas.models.families import get_space
 from widthnas.models.net import GraphNet, SlimmableGraphNet
 from widthnas.models.space import check_fingerprint
+from widthnas.models.trace_weights import load_state_file, seed_supernet
 from widthnas.mrf import Unaries, build_mrf, lagrangian, marginals, parse_budget, sample_configs
 from widthnas.mrf.solvers import check_budget
 from widthnas.mrf.unaries import from_arrays
@@ -96,9 +94,7 @@ class TrainConfig:
 def build_space(cfg: TrainConfig):
     """The space of cfg.space (name or JSON file), at cfg.input_shape."""
     space = get_space(cfg.space)
-    if cfg.input_shape:
-        space = space.with_input(cfg.input_shape)
-    return space
+    return space.with_input(cfg.input_shape) if cfg.input_shape else space
 
 
 def make_supernet(space) -> torch.nn.Module:
@@ -126,10 +122,8 @@ class LossStats:
             self.count[i][k] += 1
 
     def merged(self, other: "LossStats") -> "LossStats":
-        out = LossStats(self.space)
-        out.sum = [a + b for a, b in zip(self.sum, other.sum)]
-        out.count = [a + b for a, b in zip(self.count, other.count)]
-        return out
+        return LossStats(self.space).load({"sum": [a + b for a, b in zip(self.sum, other.sum)],
+                                           "count": [a + b for a, b in zip(self.count, other.count)]})
 
     def all_reduce(self, device: torch.device | str = "cpu") -> None:
         """Sum over ranks in one all-reduce on the training device (NCCL rejects CPU tensors); the
@@ -174,8 +168,7 @@ class NarrowingConfigs:
         self.unaries = None  # what self.mrf was built from: the checkpoint keeps it, so a resumed run samples alike
 
     def state(self) -> dict:
-        """What a checkpoint keeps: when the MRF was built, and from what (a resumed run rebuilds it exactly
-        and refreshes on the uninterrupted run's schedule)."""
+        """When and from what the MRF was built: a resumed run rebuilds it exactly and refreshes on schedule."""
         return {"built_at": self.built_at, "gamma": self.gamma, "temp": self.temp,
                 "unaries": None if self.unaries is None else self.unaries.to_dict()}
 
@@ -193,8 +186,7 @@ class NarrowingConfigs:
         sol = lagrangian(self.mrf, self.budget)
         self.gamma = sol.info["gamma"] if math.isfinite(sol.info["gamma"]) else 1e6
         spread = float(np.mean([np.ptp(s) for s in self.mrf.score_unary])) or 1e-3
-        cfg = self.cfg
-        self.temp = cfg.t_start * (cfg.t_end / cfg.t_start) ** min(max(progress, 0.0), 1.0) * spread
+        self.temp = self.cfg.t_start * (self.cfg.t_end / self.cfg.t_start) ** min(max(progress, 0.0), 1.0) * spread
         self.built_at = step
         if self.log_path is not None:
             margs = marginals(self.mrf, self.gamma, self.temp)
@@ -211,11 +203,9 @@ class NarrowingConfigs:
 # ---- the loop ----------------------------------------------------------------------------
 def sandwich_step(model: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                   configs: np.ndarray, stats: "LossStats | None" = None, world: int = 1) -> tuple[float, float]:
-    """One sandwich-rule step; returns (widest loss, widest accuracy) on the batch.
-
-    model: the SlimmableGraphNet of make_supernet.
-    configs: (n, layers or free groups) width indices of the sampled configurations.
-    """
+    """One sandwich-rule step: the widest network on the labels, the narrowest and `configs` ((n, free
+    groups) width indices) distilled in place from its detached softmax; returns (widest loss, widest
+    accuracy) on the batch."""
     space = model.space
     out = model(x, space.max_widths, update_bn_stats=True)
     loss_max = F.cross_entropy(out, y)
@@ -246,13 +236,11 @@ def _dist_info() -> tuple[int, int]:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         atexit.register(_close_group)  # the group we opened; a script that calls train() need not close it
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
 def _close_group() -> None:
-    """A gloo group left open at interpreter exit can abort a rank in its teardown (SIGABRT, about 1 run in 12)."""
+    """A gloo group left open at interpreter exit can abort a rank in its teardown (SIGABRT)."""
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -305,37 +293,29 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.model = make_supernet(self.space)
         if cfg.weights:  # the user's model, each group's channels sorted by importance: first k = best k
-            from widthnas.models.trace_weights import load_state_file, seed_supernet
-
             seed_supernet(self.model, load_state_file(cfg.weights))
             self.log(f"supernet seeded with {cfg.weights} (channels sorted by importance per group)")
-        self.model = self.model.to(self.device)
-        if cfg.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model = self.model.to(self.device, memory_format=self.fmt)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay, nesterov=True)
-        self.sched = None
-        if cfg.schedule == "greedy":
-            self.sched = GreedyLR(self.opt, GreedyOptions.parse(cfg.greedy))
-            if self.sched.opts.every and self.world > 1:  # rank-local training losses would split the rates
-                raise ValueError("GreedyLR every=N reads each rank's own training loss; under DDP use the "
-                                 "per-epoch validation reading (leave out every=)")
+        self.sched = GreedyLR(self.opt, GreedyOptions.parse(cfg.greedy)) if cfg.schedule == "greedy" else None
+        if self.sched is not None and self.sched.opts.every and self.world > 1:
+            raise ValueError("GreedyLR every=N reads each rank's own training loss; under DDP use the "
+                             "per-epoch validation reading (leave out every=)")
         self.epoch, self.step = 0, 0
         self.last = LossStats(self.space)  # last completed epoch
         self.history: list[dict] = []
         self.table, self.budget_ms, self.narrowing = None, None, None
         if cfg.sampling == "aows":
-            self._setup_aows()
+            if not cfg.profile or not cfg.budget:
+                raise ValueError("aows sampling needs --profile and --budget (it narrows toward that budget)")
+            self.table = load_profile(cfg.profile)
+            check_fingerprint(self.table.space.fingerprint, self.space, f"profile {cfg.profile}")
+            self.budget_ms = parse_budget(cfg.budget, self.table.predict(self.space.max_widths))
+            check_budget(flat_mrf(self.table), self.budget_ms)  # refuse an infeasible budget now, not after the warm-up
             self.narrowing = NarrowingConfigs(self.space, self.table, self.budget_ms, cfg,
                                               self.run_dir / "narrowing.jsonl" if self.rank == 0 else None)
-
-    def _setup_aows(self) -> None:
-        if not self.cfg.profile or not self.cfg.budget:
-            raise ValueError("aows sampling needs --profile and --budget (it narrows toward that budget)")
-        self.table = load_profile(self.cfg.profile)
-        check_fingerprint(self.table.space.fingerprint, self.space, f"profile {self.cfg.profile}")
-        self.budget_ms = parse_budget(self.cfg.budget, self.table.predict(self.space.max_widths))
-        check_budget(flat_mrf(self.table), self.budget_ms)  # refuse an infeasible budget now, not after the warm-up
 
     # ---- state ---------------------------------------------------------------------------
     def state(self) -> dict:
@@ -417,9 +397,7 @@ class Trainer:
                 sampler = narrowing if aows_now and narrowing.mrf is not None else uniform
                 b = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
                 xb = augment(xtr[b], g) if cfg.augment else xtr[b]
-                xb = normalize(xb, self.splits.mean, self.splits.std)
-                if cfg.channels_last:
-                    xb = xb.contiguous(memory_format=torch.channels_last)
+                xb = normalize(xb, self.splits.mean, self.splits.std).contiguous(memory_format=self.fmt)
                 if self.sched is not None:
                     self.sched.set_scale(ramp(self.step, warm))
                 else:
@@ -462,8 +440,13 @@ class Trainer:
         rec = {"epoch": e + 1, "step": self.step, "train_loss": loss, "train_acc": acc, "val_acc_widest": val_acc,
                "val_loss_widest": val_loss, "images_per_s": ips, "lr": self.opt.param_groups[0]["lr"],
                "sampling": "aows" if aows_now else "ows", "time": time.time()}
-        if narrowing is not None and narrowing.mrf is not None and aows_now:
+        line = (f"epoch {e + 1}: train loss {loss:.3f} acc {acc:.3f} | widest val acc {val_acc:.3f} | "
+                f"{ips:.0f} img/s | {rec['sampling']}")
+        if aows_now and narrowing.mrf is not None:
             rec["temperature"] = narrowing.temp
+            margs = marginals(narrowing.mrf, narrowing.gamma, narrowing.temp)
+            ew = [float(np.dot(m, c)) for m, c in zip(margs, self.space.choices)]
+            line += f" | T {narrowing.temp:.3g}, expected widths {[int(round(w)) for w in ew]}"
         if self.sched is not None:  # before the checkpoint, so a resume continues with the next epoch's rate
             self.sched.after_epoch(val_loss)
             rec["next_lr"], rec["lr_action"] = self.sched.get_last_lr()[0], self.sched.last_action
@@ -473,24 +456,16 @@ class Trainer:
         self.last.unaries(meta).save(self.run_dir / "unaries.json")
         save_checkpoint(self.run_dir / CKPT, self.state())  # before its metrics row: see _rewrite_records
         append_line(self.run_dir / "metrics.jsonl", rec)
-        line = (f"epoch {e + 1}: train loss {loss:.3f} acc {acc:.3f} | widest val acc {val_acc:.3f} | "
-                f"{ips:.0f} img/s | {rec['sampling']}")
-        if aows_now and narrowing is not None and narrowing.mrf is not None:
-            margs = marginals(narrowing.mrf, narrowing.gamma, narrowing.temp)
-            ew = [float(np.dot(m, c)) for m, c in zip(margs, self.space.choices)]
-            line += f" | T {narrowing.temp:.3g}, expected widths {[int(round(w)) for w in ew]}"
         self.log(line)
 
 
 def load_train_config(run_dir: str | Path) -> TrainConfig:
-    """The resolved settings a training run recorded (train_config.json). Its paths are absolute (nas/paths.py);
-    a relative one, recorded before they were, is read against the current directory, as it always was."""
+    """The resolved settings a training run recorded (train_config.json); a relative path in it (older runs)
+    is read against the current directory."""
     path = Path(run_dir) / "train_config.json"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found; {run_dir} is not a `widthnas train` run directory")
-    saved = json.loads(path.read_text())
-    for k in ("space_fingerprint", "world_size"):
-        saved.pop(k, None)
+    saved = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("space_fingerprint", "world_size")}
     saved.setdefault("lr_warmup", 0.0)  # runs recorded before the ramp existed resume without one
     unknown = set(saved) - {f.name for f in fields(TrainConfig)}
     if unknown:

@@ -30,7 +30,6 @@ def _design(idx: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, list[int]]:
     for i, k_i in enumerate(sizes):
         offsets.append(len(cols))
         cols.extend((i, k) for k in range(k_i - 1))
-    # the last column, an intercept: what the additive terms do not explain on average
     return np.column_stack([idx[:, i] == k for i, k in cols] + [np.ones(len(idx))]), offsets
 
 
@@ -78,11 +77,6 @@ def fit_additive(idx: np.ndarray, delta: np.ndarray, sizes: list[int], ridge: fl
 SMOOTH_GRID = (0.0, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 
 
-def predict_additive(u: list[np.ndarray], idx: np.ndarray) -> np.ndarray:
-    """(n,) sum_i u_i[idx_i], without the intercept."""
-    return sum(ui[idx[:, i]] for i, ui in enumerate(u))
-
-
 def choose_smooth(idx: np.ndarray, delta: np.ndarray, sizes: list[int], grid=SMOOTH_GRID, folds: int = 5,
                   ridge: float = 1e-3, monotone: bool = True, seed: int = 0) -> tuple[float, dict[float, float]]:
     """The curvature weight whose fit best predicts held-out configurations (k-fold CV).
@@ -95,7 +89,7 @@ def choose_smooth(idx: np.ndarray, delta: np.ndarray, sizes: list[int], grid=SMO
         err = []
         for train, test in kfold(len(delta), folds, seed):
             u, _, _ = fit_additive(idx[train], delta[train], sizes, ridge, monotone, s)
-            r = delta[test] - predict_additive(u, idx[test])
+            r = delta[test] - sum(ui[idx[test, i]] for i, ui in enumerate(u))  # the fit without its intercept
             err.append(((r - r.mean()) ** 2).mean())
         mse[s] = float(np.mean(err))
     return min(mse, key=mse.get), mse
@@ -109,10 +103,8 @@ def sample_deltas(supernet, splits, n_configs: int, batch: int = 256, seed: int 
     drawn uniformly; "one-at-a-time" (the source article's measurement; n_configs is ignored): every
     non-widest width of every layer, all other layers at their widest."""
     space = supernet.space
-    xv, yv = splits.val
     dev = device_of(supernet)
-    x = normalize(xv[:batch], splits.mean, splits.std).to(dev)
-    y = yv[:batch].to(dev)
+    x, y = normalize(splits.val[0][:batch], splits.mean, splits.std).to(dev), splits.val[1][:batch].to(dev)
     was = supernet.training
     supernet.train()  # batch statistics: the shared running ones fit no sliced configuration
     base = F.cross_entropy(supernet(x, space.max_widths, update_bn_stats=False), y).item()
@@ -163,10 +155,8 @@ def _one_at_a_time(idx: np.ndarray, delta: np.ndarray, sizes: list[int], monoton
     out = []
     for i, k_i in enumerate(sizes):
         u = np.zeros(k_i)
-        varied = idx[:, i] < k_i - 1
-        others_top = np.all(np.delete(idx, i, axis=1) == np.delete(np.array(sizes) - 1, i), axis=1)
-        for r in np.flatnonzero(varied & others_top):
-            u[idx[r, i]] = delta[r]
+        rows = (idx[:, i] < k_i - 1) & np.all(np.delete(idx, i, axis=1) == np.delete(np.array(sizes) - 1, i), axis=1)
+        u[idx[rows, i]] = delta[rows]  # this layer varied, every other one at its widest
         if monotone:
             u = isotonic_decreasing(u, np.ones(k_i))
             u = u - u[-1]

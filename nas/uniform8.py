@@ -3,8 +3,7 @@ the largest one whose *measured* latency is within the budget.
 
 It is the baseline the benchmarks and `widthnas run`'s summary compare the chosen network with. Its
 widths lie off the search grid (`GraphSpace.with_dense_choices`), where the latency profile predicts
-nothing: it is found by bisection on measurements, then confirmed by a budget verdict
-(latency/verdict.py), stepping one multiplier down while the verdict does not say "within".
+nothing, so it is found by measurement alone.
 """
 from __future__ import annotations
 
@@ -62,8 +61,7 @@ def uniform8(space, budget_ms: float, measure: Callable[[Widths], float],
     cost the baseline a rung). Each network gets one verdict. Returns {"multiplier", "widths", "verdict"};
     NoMultiplierFits when no verdict says within."""
     cands = multiplier_candidates(space)
-    _, widths = measured_multiplier(cands, budget_ms, measure)
-    i = [c[1] for c in cands].index(widths)
+    i = cands.index(measured_multiplier(cands, budget_ms, measure))
     v = verdict(cands[i][1])
     if v["verdict"] == WITHIN:
         while i + 1 < len(cands):
