@@ -81,14 +81,25 @@ def chosen_config(space, table, sol, unaries_path: str | None, budget_spec: str,
                   margin_pct: float = 0.0, margin_how: str = "") -> dict:
     """The chosen-configuration JSON (docs/design.md section 2). budget_ms: the user's budget; the solver
     aimed at sol.budget (margin_pct % under it, for the reason margin_how gives)."""
-    return {"format": "widthnas-config/1", "widths": sol.widths, "base_widths": space.base_widths,
-            "predicted_ms": sol.latency, "score": sol.score, "budget_ms": budget_ms, "budget": budget_spec,
-            "margin_pct": margin_pct, "margin_how": margin_how, "target_ms": sol.budget, "method": sol.method,
-            "info": {k: (v if not isinstance(v, (np.floating, np.integer)) else v.item())
-                     for k, v in sol.to_dict()["info"].items()},
-            "space": {"name": space.name, "fingerprint": space.fingerprint},
-            "profile": {"name": table.name, "reference_ms": table.reference_ms, "device": table.device},
-            "unaries": unaries_path, "created": time.time()}
+    return {
+        "format": "widthnas-config/1",
+        "widths": sol.widths,
+        "base_widths": space.base_widths,
+        "predicted_ms": sol.latency,
+        "score": sol.score,
+        "budget_ms": budget_ms,
+        "budget": budget_spec,
+        "margin_pct": margin_pct,
+        "margin_how": margin_how,
+        "target_ms": sol.budget,
+        "method": sol.method,
+        "info": {k: (v if not isinstance(v, (np.floating, np.integer)) else v.item())
+                 for k, v in sol.to_dict()["info"].items()},
+        "space": {"name": space.name, "fingerprint": space.fingerprint},
+        "profile": {"name": table.name, "reference_ms": table.reference_ms, "device": table.device},
+        "unaries": unaries_path,
+        "created": time.time(),
+    }
 
 
 def print_widths(space, sol, uniform_sol=None, out=print) -> None:
