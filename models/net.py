@@ -1,9 +1,8 @@
-"""Torch networks over a GraphSpace: a plain network for one width assignment, and a slimmable
-supernet that runs any assignment by slicing its widest weights: the first c channels of every
-tensor (of a group with blocks, a grouped conv's: the first c / blocks of every block), shared BN affine
-parameters, running statistics updated only by passes that ask for it and recalibrated per chosen network.
-Narrow passes are real smaller convolutions (cheaper), and
-`materialize` copies exactly those slices into a plain network.
+"""Torch networks over a GraphSpace: a plain network for one width assignment, and a slimmable supernet
+that runs any assignment by slicing its widest weights: the first c channels of every tensor (of a group
+with blocks, a grouped conv's: the first c / blocks of every block), shared BN affine parameters, running
+statistics updated only by passes that ask for it and recalibrated per chosen network. Narrow passes are
+real smaller convolutions (cheaper), and `materialize` copies exactly those slices into a plain network.
 """
 from __future__ import annotations
 

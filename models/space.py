@@ -45,11 +45,8 @@ def parse_input_shape(text: str | Sequence[int]) -> tuple[int, int, int]:
 
 
 def width_choices(base: int, lo: float = 0.2, hi: float = 1.5, levels: int = 14, round_to: int = 8) -> tuple[int, ...]:
-    """Multipliers lo..hi of `base` in `levels` steps, rounded to multiples of `round_to`.
-
-    Multiples of 8 suit most vector units; speed does not follow channels smoothly everywhere (on this
-    AVX-512 CPU 24 channels cost what 32 do, RESULTS §9), which is why latency comes from measured profiles.
-    """
+    """Multipliers lo..hi of `base` in `levels` steps, rounded to multiples of `round_to` (8 suits most
+    vector units)."""
     mults = np.linspace(lo, hi, levels)
     rounded = {max(round_to, int(np.floor(base * m / round_to + 0.5)) * round_to) for m in mults}
     return tuple(sorted(rounded))

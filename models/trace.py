@@ -9,18 +9,11 @@ input of --input-shape to know every tensor's shape; afterwards the traced space
 plain `GraphNet` with the model's own weights, must reproduce the model's outputs, or tracing fails:
 a graph that reads the model wrongly is never written.
 
-What maps onto which op, and what is refused, README.md lists ("Bring your own model") and each `_Builder`
-handler checks for its fx node: a Conv2d (dense, depthwise, or grouped keeping its channels) and its
-BatchNorm2d -> conv (+ bn; a BN elsewhere stays a bn), the activations of models/activations.py (modules and
-functionals) -> act, `+` -> add (ties the groups), torch.cat on dim 1 -> cat (each input keeps its group at its
-offset), pools -> maxpool / avgpool / gap, reshapes of the pooled features, Dropout and Identity -> nothing,
-the classifier (a Linear, or a 1x1 conv on the pooled features) -> linear, a map times its squeeze-excitation
-gate -> mul (ties the groups), hidden layers of the head (MobileNet-v3's, VGG's on a flattened map) -> convs
-on a 1x1 map, each its own group. Anything else is refused with a TraceError that names the fx node, the op,
-the module path and the source line, and says what to do. `fixed` (layers kept at their own width) and `ties`
-(groups merged by hand) only constrain widths: they cannot carry an op the space cannot express past the
-tracer, because every later stage (profiling on a device, the supernet, ONNX export) rebuilds the network
-from the space file alone, without the user's code.
+What maps onto which op, and what is refused (with a TraceError naming the fx node, the op, the module
+path and the source line, and saying what to do): README.md ("Bring your own model") and each `_Builder`
+handler. `fixed` and `ties` only constrain widths: they cannot carry an op the space cannot express past
+the tracer, because every later stage (profiling on a device, the supernet, ONNX export) rebuilds the
+network from the space file alone, without the user's code.
 """
 from __future__ import annotations
 
@@ -129,8 +122,7 @@ _SHAPE_METHODS = {"size", "dim", "numel"}
 _CAT = {torch.cat, torch.concat, torch.stack, torch.hstack, torch.vstack}
 _SPLIT = {torch.split, torch.chunk, torch.tensor_split, torch.unbind, torch.narrow}
 _MUL = {operator.mul, operator.imul, torch.mul, operator.truediv, torch.div, operator.matmul, torch.matmul}
-_OTHER_ACTS = (nn.PReLU, nn.ELU, nn.SELU, nn.Tanh, nn.Mish, nn.Softplus, nn.CELU)  # (subclasses of the supported
-                                                                                  # ones: also refused)
+_OTHER_ACTS = (nn.PReLU, nn.ELU, nn.SELU, nn.Tanh, nn.Mish, nn.Softplus, nn.CELU)  # refused (and subclasses)
 
 _TODO_SUPPORTED = ("the space supports Conv2d (dense, depthwise or grouped) + BatchNorm2d (any eps), ReLU, ReLU6, "
                    "Hardswish, Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU, residual adds, channel concatenation "
@@ -283,9 +275,6 @@ class _Builder:
     # ---- helpers ------------------------------------------------------------------------------
     def tensor_args(self, node: fx.Node) -> list[_T]:
         return [v for a in node.all_input_nodes if isinstance(v := self.env.get(a), _T)]
-
-    def shape(self, node: fx.Node):
-        return self.shapes.get(node)
 
     def need_map(self, node: fx.Node, x: _T, what: str) -> None:
         if x.logits:
@@ -442,7 +431,7 @@ class _Builder:
     def avgpool(self, node, x: _T, kernel, stride, padding, ceil_mode=False, count_include_pad=True,
                 divisor_override=None) -> _T:
         self.need_map(node, x, "an average pool")
-        shape_in, shape_out = self.shape(node.all_input_nodes[0]), self.shape(node)
+        shape_in, shape_out = self.shapes.get(node.all_input_nodes[0]), self.shapes.get(node)
         k, s, p = _pair(kernel), _pair(stride if stride not in (None, [], ()) else kernel), _pair(padding)
         if shape_in is not None and shape_out is not None and tuple(shape_out[2:]) == (1, 1) and \
                 k == tuple(shape_in[2:]) and p == (0, 0):
@@ -457,8 +446,8 @@ class _Builder:
         return self.emit(node, "avgpool", x, kernel=k[0], stride=s[0], pad=p[0])
 
     def flatten(self, node, x: _T) -> _T:
-        shape_in = self.shape(node.all_input_nodes[0]) if node.all_input_nodes else None
-        shape_out = self.shape(node)
+        shape_in = self.shapes.get(node.all_input_nodes[0]) if node.all_input_nodes else None
+        shape_out = self.shapes.get(node)
         if x.logits:
             if shape_in is not None and shape_out is not None and len(shape_out) == 2 and \
                     all(d == 1 for d in shape_in[2:]):  # a conv classifier's (N, classes, 1, 1) squeezed
@@ -484,7 +473,7 @@ class _Builder:
                 seen.add(u)
                 later = u.op == "call_module" and type(self.gm.get_submodule(u.target)) is nn.Linear
                 todo += list(u.users)
-        shape_in = self.shape(node.all_input_nodes[0]) if node.all_input_nodes else None
+        shape_in = self.shapes.get(node.all_input_nodes[0]) if node.all_input_nodes else None
         if x.map_side and later:  # VGG's first head layer on a flattened H x H map: an H x H conv without padding,
             t = self.emit(node, "conv", x, out=m.out_features, kernel=x.map_side, stride=1, pad=0,  # to a 1x1 map
                           bias=m.bias is not None)
@@ -570,7 +559,7 @@ class _Builder:
     def mul(self, node: fx.Node, xs: list[_T]) -> _T:
         """A feature map times its channel gate (N, C, 1, 1): squeeze-excitation and the like."""
         consts = [a for a in list(node.args) + list(node.kwargs.values()) if not isinstance(a, fx.Node)]
-        shapes = [self.shape(a) for a in node.args[:2] if isinstance(a, fx.Node)]
+        shapes = [self.shapes.get(a) for a in node.args[:2] if isinstance(a, fx.Node)]
         maps = [x for x in xs if not x.pooled]
         gates = [x for x in xs if x.pooled and not x.flat and not x.logits]
         if len(xs) != 2 or consts or len(maps) != 1 or len(gates) != 1 or None in shapes or \
@@ -592,7 +581,7 @@ class _Builder:
         if not ins or not all(isinstance(a, fx.Node) for a in seq) or not all(isinstance(x, _T) for x in ins):
             raise self.refuse(node, "a cat of values that are not all the network's tensors (constants, or "
                               "tensors made outside the network)", "concatenate feature maps of the network only")
-        sh = self.shape(node)
+        sh = self.shapes.get(node)
         if sh is None or len(sh) != 4 or dim not in (1, -3):
             raise self.refuse(node, f"a cat on dim {dim} of {'?' if sh is None else len(sh)}-d tensors",
                               "concatenate (N, C, H, W) feature maps on the channel axis, dim=1")
@@ -610,7 +599,7 @@ class _Builder:
                               "a space's add sums two feature maps of equal shape (a residual)")
         for x in xs:
             self.need_map(node, x, "an add")
-        shapes = [tuple(self.shape(a)) for a in node.args[:2] if self.shape(a) is not None]
+        shapes = [tuple(self.shapes.get(a)) for a in node.args[:2] if self.shapes.get(a) is not None]
         if len(set(shapes)) > 1:
             raise self.refuse(node, f"adds tensors of shapes {shapes} (broadcasting)", "add feature maps of equal shape")
         return self.emit(node, "add", xs)

@@ -30,7 +30,7 @@ def uniform(mrf: GraphMRF, budget: float, multipliers: Sequence[float] | None = 
 
 
 def greedy(mrf: GraphMRF, budget: float, score_fn: Callable[[list[int]], float] | None = None,
-           step: int = 1, log: Callable[[str], None] | None = None) -> Solution:
+           step: int = 1) -> Solution:
     """Start from the widest network; repeatedly narrow the layer (by `step` choices) that loses
     the least score per millisecond saved, until within budget.
 
@@ -64,8 +64,6 @@ def greedy(mrf: GraphMRF, budget: float, score_fn: Callable[[list[int]], float] 
         cur_l = mrf.latency(idx)
         path.append((mrf.widths(idx), cur_l, cur_s))
         steps += 1
-        if log:
-            log(f"greedy step {steps}: {mrf.widths(idx)} {cur_l:.4f} ms score {cur_s:.4f}")
     sol = ops._solution(mrf, idx, "greedy", budget, steps=steps, evals=evals)
     sol.info["path"] = path  # greedy's answer at every budget its descent reached, even after a fallback
     if score_fn and cur_s is not None:

@@ -12,7 +12,6 @@ differ only in what a message holds:
 A virtual root with no groups joins the trees of a disconnected graph and carries the intercept.
 The Lagrangian's max-sum (`_max_sum`) runs the same sums as a flat program: one batch per tree level,
 decoded by pointer doubling; the tests check it against the clique-by-clique pass (`_upward`, `_decode_max`).
-Results are `Solution`s (solution.py).
 """
 from __future__ import annotations
 
@@ -505,8 +504,7 @@ def _decode_flat(m: _MaxSum, A: np.ndarray, h_arg: np.ndarray, h_at: np.ndarray,
 
 # ---- max-sum, budget checks, the Lagrangian -----------------------------------------------------
 def _wide(mrf: GraphMRF):
-    """mrf/wide.py when exact dynamic programming on this graph would not fit (a DenseNet's concatenations),
-    else None."""
+    """mrf/wide.py when exact dynamic programming would not fit (a DenseNet's concatenations), else None."""
     from . import wide
 
     return wide if wide.too_wide(mrf) else None

@@ -48,9 +48,9 @@ class Unaries:
     def scores(self, monotone: bool = True) -> list[np.ndarray]:
         """Per layer (K_i,) MRF scores (= -loss), never-sampled widths at the layer's worst.
 
-        monotone: a wider width never scores below a narrower one (count-weighted isotonic fit).
-        Noisy training-time means otherwise make a narrower width look better by chance, and the
-        solver leaves budget unused for it (the demo chose 0.228 ms under a 0.291 ms budget).
+        monotone: a wider width never scores below a narrower one (count-weighted isotonic fit);
+        noisy training-time means otherwise make a narrower width look better by chance, and the
+        solver leaves budget unused for it.
         """
         out = []
         for i, (l, c) in enumerate(zip(self.loss, self.count)):
