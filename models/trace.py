@@ -48,11 +48,8 @@ class TraceError(GraphError):
 
 # ---- the factory ----------------------------------------------------------------------------
 def load_factory(spec: str) -> tuple[nn.Module, str]:
-    """'package.module:factory' or 'path/to/file.py:factory' -> (the module it returns, spec).
-
-    The factory is called without arguments; a class counts as a factory. The working directory is
-    on the import path, as for `python -m`.
-    """
+    """'package.module:factory' or 'path/to/file.py:factory' -> (the module it returns, spec). The factory (a
+    class counts) is called without arguments; the working directory is on the import path, as for `python -m`."""
     if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
         raise TraceError(f"--from-model {spec!r}: give 'package.module:factory' (a function or class that returns "
                          "your nn.Module, called without arguments), e.g. 'mymodels:make_resnet' or "

@@ -15,8 +15,7 @@ def uniform(mrf: GraphMRF, budget: float, multipliers: Sequence[float] | None = 
     """The largest single multiplier m (every layer or group at the choice nearest m x base) within budget."""
     ops.check_budget(mrf, budget)
     if not mrf.base:
-        raise ValueError("the uniform baseline needs the base widths (build the MRF with "
-                         "GraphMRF.from_table)")
+        raise ValueError("the uniform baseline needs the base widths (build the MRF with build_mrf)")
     mults = np.arange(0.05, 2.0001, 0.005) if multipliers is None else np.asarray(multipliers)
     best = None
     for m in mults:
@@ -31,12 +30,9 @@ def uniform(mrf: GraphMRF, budget: float, multipliers: Sequence[float] | None = 
 
 def greedy(mrf: GraphMRF, budget: float, score_fn: Callable[[list[int]], float] | None = None,
            step: int = 1) -> Solution:
-    """Start from the widest network; repeatedly narrow the layer (by `step` choices) that loses
-    the least score per millisecond saved, until within budget.
-
-    `score_fn(widths) -> float` (higher is better) replaces the unaries, e.g. a supernet's
-    validation accuracy: that is AutoSlim proper.
-    """
+    """Start from the widest network; repeatedly narrow the layer (by `step` choices) that loses the least
+    score per millisecond saved, until within budget. `score_fn(widths) -> float` (higher is better)
+    replaces the unaries, e.g. a supernet's validation accuracy: that is AutoSlim proper."""
     ops.check_budget(mrf, budget)
     idx = [len(c) - 1 for c in mrf.choices]
     score = (lambda i: score_fn(mrf.widths(i))) if score_fn else mrf.score

@@ -115,13 +115,10 @@ class JunctionTree:
 
 def junction_tree(n: int, edges: Sequence[tuple[int, int]],
                   state_counts: Sequence[int] | None = None) -> JunctionTree:
-    """The elimination tree of a greedy order, with non-maximal cliques merged away.
-
-    Eliminating v creates clique C_v = {v} + its remaining neighbours; C_v's parent is the clique of
-    the first-eliminated of those neighbours, so the separator is C_v minus v. A vertex with no
-    remaining neighbours ends a connected component: a root. The root is thus the clique eliminated
-    last, which for a chain is an end, so dynamic programming on it runs along the chain.
-    """
+    """The elimination tree of a greedy order, with non-maximal cliques merged away. Eliminating v creates
+    clique C_v = {v} + its remaining neighbours; C_v's parent is the clique of the first-eliminated of
+    those neighbours, so the separator is C_v minus v. A vertex with no remaining neighbours ends a
+    connected component: a root (the clique eliminated last; for a chain, an end)."""
     if n <= 0:
         raise ValueError("a junction tree needs at least one vertex")
     order, later = elimination_order(n, edges, state_counts)

@@ -143,14 +143,6 @@ class GraphMRF:
         sc = np.zeros(shape) if f.score is None else self._table(f"{where}: score table", f.score, shape)
         return PairFactor(i, j, lat, sc)
 
-    # ---- construction ------------------------------------------------------------------
-    @classmethod
-    def from_table(cls, table, unaries) -> "GraphMRF":
-        """Free groups of a LatencyTable's space, scored by per-group Unaries (mrf/build.py)."""
-        from .build import build_mrf
-
-        return build_mrf(table, unaries)
-
     # ---- evaluation --------------------------------------------------------------------
     @property
     def n(self) -> int:

@@ -19,7 +19,7 @@ def with_smoothness(mrf: GraphMRF, weight: float) -> GraphMRF:
     if not (np.isfinite(weight) and weight >= 0):
         raise ValueError(f"smoothness weight {weight!r}: give a finite number >= 0")
     if not mrf.base:
-        raise ValueError("the smoothness prior needs the base widths (build the MRF with GraphMRF.from_table)")
+        raise ValueError("the smoothness prior needs the base widths (build the MRF with build_mrf)")
     logm = [np.log(np.asarray(c, float) / b) for c, b in zip(mrf.choices, mrf.base)]
     prior = [(i, j, -weight * np.subtract.outer(logm[i], logm[j]) ** 2) for i, j in mrf.edges]
     return GraphMRF(mrf.choices, mrf.score_unary, mrf.lat_unary,

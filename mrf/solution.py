@@ -56,14 +56,11 @@ def nondominated(lat: np.ndarray, sc: np.ndarray) -> np.ndarray:
 
 def search_gamma(mrf, solve_batch, budget: float, rounds: int = 2,
                  width: int = 12) -> tuple[np.ndarray | None, float, int]:
-    """The multiplier search behind the Lagrangian solver.
-
-    `solve_batch(gammas (G,))` returns idx (G, n): the argmax of score - gamma * latency for each
-    gamma. The bracket is found automatically: gamma = 0 and a geometric grid (factor 8) around
-    `gamma_scale(mrf)`, all in one batch; then `rounds` of
-    `width`-way section (bisection that tries `width` multipliers per pass) narrow it. Returns the
-    best in-budget configuration seen (None if none), its gamma (inf if none) and the passes run.
-    """
+    """The Lagrangian's multiplier search. `solve_batch(gammas (G,))` returns idx (G, n), the argmax of
+    score - gamma * latency for each gamma. The bracket: gamma = 0 and a geometric grid (factor 8) around
+    `gamma_scale(mrf)`, in one batch; then `rounds` of `width`-way section (bisection trying `width`
+    multipliers per pass) narrow it. Returns the best in-budget configuration seen (None if none), its
+    gamma (inf if none) and the passes run."""
     gammas = np.concatenate(([0.0], gamma_scale(mrf) * 8.0 ** np.arange(-4, 7)))
     inner = np.arange(1, width + 1)  # the section's multipliers: np.linspace(lo, hi, width + 2)[1:-1], cheaper
     best, best_g, passes = None, None, 0

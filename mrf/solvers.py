@@ -902,12 +902,9 @@ def exact(mrf: GraphMRF, budget: float, with_front: bool = True, bins: int | Non
         i2, l2, s2, n2, certified = _run_dp(mrf, bins, max_labels, b, fallback_bins)
         cands += [(i2, l2, s2), (np.array([lag.idx]), np.array([lag.latency]), np.array([lag.score]))]
         labels, how = labels + n2, "budgeted-dp"
-    best, best_sc = None, -np.inf
-    for i, l, s in cands:
-        ok = np.flatnonzero(l <= budget)
-        if len(ok) and s[ok].max() > best_sc:
-            best, best_sc = i[ok[np.argmax(s[ok])]], s[ok].max()
-    sol = _solution(mrf, best, "exact", budget, certified=certified, proof=how, labels=labels,
+    c_idx, c_lat, c_sc = (np.concatenate(x) for x in zip(*cands))
+    ok = np.flatnonzero(c_lat <= budget)
+    sol = _solution(mrf, c_idx[ok[np.argmax(c_sc[ok])]], "exact", budget, certified=certified, proof=how, labels=labels,
                     front_exact=front_exact, treewidth=plan(mrf).tree.width)
     if with_front:
         sol.pareto = _points(mrf, idx, lat, sc)
