@@ -248,19 +248,15 @@ class _Builder:
             taken.add(name.replace(".", "_"))
             return name
 
-        nodes = list(self.gm.graph.nodes)
-        weighted = [n for n in nodes if n.op == "call_module"
-                    and isinstance(self.gm.get_submodule(n.target), (nn.Conv2d, nn.BatchNorm2d, nn.Linear))]
-        for n in weighted:
-            self.names[n] = free(str(n.target))
-        for n in nodes:
-            if n not in self.names and n.op in ("call_module", "call_function", "call_method"):
-                scope = _scope(n)
-                if n.op == "call_module":
-                    self.names[n] = free(str(n.target))
-                else:
-                    fn = re.sub(r"_\d+$", "", n.name)  # fx's add_1 -> add (the suffix comes back if needed)
-                    self.names[n] = free(f"{scope}.{fn}" if scope else fn)
+        calls = [n for n in self.gm.graph.nodes if n.op in ("call_module", "call_function", "call_method")]
+        weighted = {n for n in calls if n.op == "call_module"
+                    and isinstance(self.gm.get_submodule(n.target), (nn.Conv2d, nn.BatchNorm2d, nn.Linear))}
+        for n in sorted(calls, key=lambda n: n not in weighted):  # weighted first, each in graph order
+            if n.op == "call_module":
+                self.names[n] = free(str(n.target))
+            else:
+                fn = re.sub(r"_\d+$", "", n.name)  # fx's add_1 -> add (the suffix comes back if needed)
+                self.names[n] = free(f"{_scope(n)}.{fn}".lstrip("."))
 
     def emit(self, node: fx.Node, kind: str, x: _T | Sequence[_T], **fields) -> _T:
         xs = [x] if isinstance(x, _T) else list(x)
@@ -666,8 +662,8 @@ def _resolve(names: Sequence[str], space: GraphSpace, what: str, containers: boo
             out.append(n)
         elif n in by_path:
             out.append(by_path[n])
-        elif containers and [c for c in convs if src.get(c, c).startswith(n + ".")]:
-            out += [c for c in convs if src.get(c, c).startswith(n + ".")]
+        elif containers and (inside := [c for c in convs if src.get(c, c).startswith(n + ".")]):
+            out += inside
         else:
             unknown.append(n)
     if unknown:

@@ -186,10 +186,8 @@ def keep_channels(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Wid
             raise WeightsError(f"group {s.name!r}: width {k} is wider than the model's {s.base} channels, so the "
                                "model's weights cannot fill it; choose widths up to the model's own (trace with "
                                "--max-mult 1.0), or train without --weights")
-        if s.name not in imp or k == s.base:
-            out[s.name] = torch.arange(s.base)
-        else:
-            out[s.name] = torch.sort(_ranked(imp[s.name], space.graph.blocks.get(s.name, 1), k)).values
+        out[s.name] = (torch.arange(s.base) if s.name not in imp or k == s.base
+                       else torch.sort(_ranked(imp[s.name], space.graph.blocks.get(s.name, 1), k)).values)
     return out
 
 
@@ -215,8 +213,7 @@ def _op_tensors(space: GraphSpace, sd: Mapping[str, torch.Tensor]) -> dict[str, 
             out[op.name] = {"weight": w, **({"bias": sd[f"{p}.bias"]} if op.bias else {})}
         elif op.kind == "bn":
             t = {k: sd[f"{p}.{k}"] for k in _BN}
-            folded = op.name in space.graph.folded_bns
-            conv_bias = sd.get(f"{src[op.inputs[0]]}.bias") if folded else None
+            conv_bias = sd.get(f"{src[op.inputs[0]]}.bias") if op.name in space.graph.folded_bns else None
             if conv_bias is not None:  # BN(conv(x) + b) == BN'(conv(x)) with running_mean' = running_mean - b
                 t["running_mean"] = t["running_mean"] - conv_bias
             if f"{p}.num_batches_tracked" in sd:

@@ -65,11 +65,9 @@ class GraphMRF:
         if not np.isfinite(float(self.intercept)):
             raise ValueError(f"intercept {self.intercept!r} ms is not finite")
         self.intercept = float(self.intercept)
-        if self.fixed is None:
-            self.fixed = [False] * n
+        self.fixed = [False] * n if self.fixed is None else [bool(f) for f in self.fixed]
         if len(self.fixed) != n:
             raise ValueError(f"fixed: {n} groups need {n} flags, got {len(self.fixed)}")
-        self.fixed = [bool(f) for f in self.fixed]
         for g, f in enumerate(self.fixed):
             if f and len(self.choices[g]) != 1:
                 raise ValueError(f"{self.name(g)} is fixed but has {len(self.choices[g])} widths "
