@@ -255,9 +255,7 @@ def _tables(mrf: GraphMRF, p: Plan) -> tuple[list[np.ndarray], list[np.ndarray]]
             a, c = q.vars.index(i), q.vars.index(j)
             terms.append(([a, c], lat, sc) if a < c else ([c, a], lat.T, sc.T))
         for axes, lat, sc in terms:
-            b = [1] * len(q.shape)
-            for ax, k in zip(axes, lat.shape):
-                b[ax] = k
+            b = [lat.shape[axes.index(ax)] if ax in axes else 1 for ax in range(len(q.shape))]
             s = s + sc.reshape(b)
             l = l + lat.reshape(b)
         S.append(np.ravel(s))

@@ -65,11 +65,9 @@ class Unaries:
         return out
 
     def to_dict(self) -> dict:
-        layers = []
-        for k, (w, l, c) in enumerate(zip(self.widths, self.loss, self.count)):
-            layers.append({**({"name": self.names[k]} if self.names else {}), "widths": list(map(int, w)),
-                           "loss": [None if not np.isfinite(x) else float(x) for x in l],
-                           "count": [int(x) for x in c]})
+        layers = [{**({"name": self.names[k]} if self.names else {}), "widths": list(map(int, w)),
+                   "loss": [None if not np.isfinite(x) else float(x) for x in l], "count": [int(x) for x in c]}
+                  for k, (w, l, c) in enumerate(zip(self.widths, self.loss, self.count))]
         return {"format": FORMAT, "space": {"name": self.space_name, "fingerprint": self.space_fingerprint},
                 "statistic": "mean cross-entropy increase against the widest network (nats); lower is better",
                 "layers": layers, "meta": self.meta}
