@@ -383,10 +383,11 @@ class _Builder:
             raise self.refuse(node, f"padding {m.padding!r} ({m.padding_mode}), dilation {tuple(m.dilation)}: a space's "
                               "conv pads every side alike with zeros, at most half its kernel, and has no dilation",
                               f"set e.g. padding={k[0] // 2} and dilation=1")
-        users = list(node.users)  # its BN folds into it; a BN beside other readers stays a BN
+        # a BN that is its only reader folds into it (Graph.folded_bns), its bias folded into the BN's; else the
+        # conv keeps its own bias
+        users = list(node.users)
         folds = len(users) == 1 and users[0].op == "call_module" and \
             isinstance(self.gm.get_submodule(users[0].target), nn.modules.batchnorm._BatchNorm)
-        # without a BN folding into it, the conv keeps its own bias; before such a BN its bias folds into the BN
         grouped = m.groups if m.groups > 1 and not dw else 1
         return self.emit(node, "conv", x, out=0 if dw or grouped > 1 else m.out_channels, kernel=k[0], stride=s[0],
                          depthwise=dw, conv_groups=grouped,
@@ -394,9 +395,7 @@ class _Builder:
                          bias=not folds and m.bias is not None)
 
     def bn(self, node: fx.Node, m: nn.BatchNorm2d, x: _T) -> _T:
-        # right after its conv it folds into it; after an add, a pool or the input (pre-activation blocks) it
-        # stays a BatchNormalization of its own
-        self.need_map(node, x, "a BatchNorm2d")
+        self.need_map(node, x, "a BatchNorm2d")  # folded into its conv when it is the conv's only reader
         if not m.affine or not m.track_running_stats or not 0 < m.eps < 1:
             raise self.refuse(node, f"BatchNorm2d(affine={m.affine}, track_running_stats={m.track_running_stats}, "
                               f"eps={m.eps:g})", "use nn.BatchNorm2d with affine=True, track_running_stats=True "
@@ -439,8 +438,7 @@ class _Builder:
         return self.emit(node, "avgpool", x, kernel=k[0], stride=s[0], pad=p[0])
 
     def flatten(self, node, x: _T) -> _T:
-        shape_in = self.shapes.get(node.all_input_nodes[0]) if node.all_input_nodes else None
-        shape_out = self.shapes.get(node)
+        shape_in, shape_out = self.shapes.get(node.all_input_nodes[0]), self.shapes.get(node)  # x is an input
         if x.logits:
             if shape_in is not None and shape_out is not None and len(shape_out) == 2 and \
                     all(d == 1 for d in shape_in[2:]):  # a conv classifier's (N, classes, 1, 1) squeezed
@@ -466,7 +464,7 @@ class _Builder:
                 seen.add(u)
                 later = u.op == "call_module" and type(self.gm.get_submodule(u.target)) is nn.Linear
                 todo += list(u.users)
-        shape_in = self.shapes.get(node.all_input_nodes[0]) if node.all_input_nodes else None
+        shape_in = self.shapes.get(node.all_input_nodes[0])
         if x.map_side and later:  # VGG's first head layer on a flattened H x H map: an H x H conv without padding,
             t = self.emit(node, "conv", x, out=m.out_features, kernel=x.map_side, stride=1, pad=0,  # to a 1x1 map
                           bias=m.bias is not None)
