@@ -184,9 +184,6 @@ class Graph:
     ties: tuple[tuple[str, ...], ...] = ()  # tensors whose groups are merged by hand, one tuple per tie
     fixed: tuple[str, ...] = ()  # tensors whose groups keep their base width (not searched)
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     # ---- structure ---------------------------------------------------------------------
     @cached_property
     def by_name(self) -> dict[str, Op]:
@@ -210,8 +207,8 @@ class Graph:
                 out[i].append(op.name)
         return out
 
-    def validate(self) -> None:
-        """Raise GraphError naming the first op that breaks a rule, and what to change."""
+    def __post_init__(self) -> None:
+        """Validated on construction: GraphError names the first op that breaks a rule, and what to change."""
         if len(self.input_shape) != 3 or min(self.input_shape) < 1 or self.num_classes < 1:
             raise GraphError(f"input shape {self.input_shape} (C, H, W) and {self.num_classes} classes must be positive")
         if not self.ops:

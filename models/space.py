@@ -146,18 +146,14 @@ class GraphSpace:
     choices_by_group: tuple[tuple[str, tuple[int, ...]], ...]
     source: TraceSource | None = None  # traced spaces only
 
-    def __post_init__(self) -> None:
-        self.check()
-
     @classmethod
     def from_graph(cls, name: str, graph: Graph, choices: Mapping[str, Sequence[int]] | None = None,
                    source: TraceSource | None = None) -> "GraphSpace":
         """Default choices: 0.2x-1.5x of each free group's base in 14 levels, multiples of 8 (as space.py)."""
         choices = dict(choices or {})
         whole = lambda c: tuple(int(x) if isinstance(x, numbers.Integral) else x for x in c)  # numpy ints too
-        blocks = graph.blocks
         full = tuple((g.name, whole(choices.get(g.name, width_choices(
-            g.base, round_to=block_round(g.base, blocks.get(g.name, 1)))))) for g in graph.groups if not g.fixed)
+            g.base, round_to=block_round(g.base, graph.blocks.get(g.name, 1)))))) for g in graph.groups if not g.fixed)
         return cls(name, graph, full, source)
 
     def with_constraints(self, fixed: Sequence[str] = (), ties: Sequence[Sequence[str]] = ()) -> "GraphSpace":
@@ -190,7 +186,7 @@ class GraphSpace:
     def group(self, name: str) -> Group:
         return next(g for g in self.graph.groups if g.name == name)
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:  # validated on construction
         derived = [g.name for g in self.graph.groups if not g.fixed]
         given = [n for n, _ in self.choices_by_group]
         if given != derived:

@@ -2,7 +2,7 @@
 slimming in the spirit of AutoSlim. They only read the MRF's choices, base, latency and score."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -11,12 +11,12 @@ from .model import GraphMRF
 from .solution import Solution
 
 
-def uniform(mrf: GraphMRF, budget: float, multipliers: Sequence[float] | None = None) -> Solution:
+def uniform(mrf: GraphMRF, budget: float) -> Solution:
     """The largest single multiplier m (every layer or group at the choice nearest m x base) within budget."""
     ops.check_budget(mrf, budget)
     if not mrf.base:
         raise ValueError("the uniform baseline needs the base widths (build the MRF with build_mrf)")
-    mults = np.arange(0.05, 2.0001, 0.005) if multipliers is None else np.asarray(multipliers)
+    mults = np.arange(0.05, 2.0001, 0.005)
     best = None
     for m in mults:
         idx = [int(np.argmin([abs(c - m * b) + 1e-9 * c for c in ch])) for ch, b in zip(mrf.choices, mrf.base)]
