@@ -17,7 +17,6 @@ network from the space file alone, without the user's code.
 """
 from __future__ import annotations
 
-import importlib
 import math
 import importlib.util
 import operator
