@@ -17,8 +17,8 @@ network from the space file alone, without the user's code.
 """
 from __future__ import annotations
 
-import math
 import importlib.util
+import math
 import operator
 import re
 import sys
