@@ -119,12 +119,9 @@ class GraphMRF:
 
     def _factor(self, k: int, f) -> PairFactor:
         if not isinstance(f, PairFactor):
-            try:
-                if not isinstance(f, (tuple, list)):
-                    raise TypeError
-                f = PairFactor(*f)
-            except TypeError:
+            if not isinstance(f, (tuple, list)) or len(f) not in (3, 4):
                 raise ValueError(f"factor {k}: give a PairFactor or a tuple (i, j, lat[, score]), got {f!r}")
+            f = PairFactor(*f)
         n = len(self.choices)
         try:
             i, j = int(f.i), int(f.j)

@@ -15,6 +15,7 @@ decoded by pointer doubling; the tests check it against the clique-by-clique pas
 """
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from dataclasses import dataclass, field
@@ -212,12 +213,8 @@ def _schedule(vars_: tuple[int, ...], shape: tuple[int, ...], grid: np.ndarray, 
         return finish("join", a, b, sa | sb, ka | kb, ta or tb, key=group_map(both), n_key=states(both),
                       shared=(grid[rows(both)].T @ st[rows(both)]).astype(np.int64))
 
-    def fold(regs: list[int]) -> int:
-        regs = sorted(regs, key=lambda r: (states(live[r][0]), r))
-        acc = regs[0]
-        for r in regs[1:]:
-            acc = join(acc, r)
-        return acc
+    def fold(regs: list[int]) -> int:  # smallest first
+        return functools.reduce(join, sorted(regs, key=lambda r: (states(live[r][0]), r)))
 
     todo = set(vars_) - sep
     while todo:
