@@ -160,7 +160,7 @@ class SlimmableGraphNet(nn.Module):
         self._update_bn = update_bn_stats
 
         def step(op: Op, x: torch.Tensor) -> torch.Tensor:
-            m = layers[module_key(op)] if module_key(op) in layers else None
+            m = layers[module_key(op)]  # every op _run leaves to step has a module
             if op.kind == "conv" and op.keeps_group:  # depthwise or grouped: out rows of its input's channels
                 gi, go = g[op.inputs[0]], g[op.name]
                 blocks = a[gi] if op.depthwise else op.conv_groups

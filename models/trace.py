@@ -105,8 +105,7 @@ class _T:
     logits: bool = False  # the classifier's output
 
 
-_ACT_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.Hardsigmoid: "hardsigmoid",
-                nn.SiLU: "silu", nn.Sigmoid: "sigmoid", nn.GELU: "gelu", nn.LeakyReLU: "leaky_relu"}
+_ACT_MODULES = {type(activations.module(fn)): fn for fn in activations.ACTIVATIONS}  # nn.ReLU: "relu", ...
 _ACT_FUNCS = {F.relu: "relu", torch.relu: "relu", torch.relu_: "relu", F.relu_: "relu", F.relu6: "relu6",
               F.hardswish: "hardswish", F.hardsigmoid: "hardsigmoid", F.silu: "silu", torch.sigmoid: "sigmoid",
               F.sigmoid: "sigmoid", F.gelu: "gelu", F.leaky_relu: "leaky_relu", F.leaky_relu_: "leaky_relu",
