@@ -49,7 +49,7 @@ def default_profile(space) -> str:
 def searched_network(a, space, sp, work: Path):
     """(supernet, chosen widths): from --run, or a supernet trained here and the exact optimum."""
     from widthnas.latency.registry import load_profile
-    from widthnas.mrf import GraphMRF, parse_budget, solve
+    from widthnas.mrf import build_mrf, parse_budget, solve
     from widthnas.mrf.unaries import Unaries
     from widthnas.nas.train import CKPT, TrainConfig, Trainer, load_checkpoint
 
@@ -63,7 +63,7 @@ def searched_network(a, space, sp, work: Path):
     t = Trainer(tc, work / "supernet", log=lambda *_: None, progress=False)
     t.fit()
     table = load_profile(a.profile or default_profile(space))
-    mrf = GraphMRF.from_table(table, Unaries.load(work / "supernet" / "unaries.json"))
+    mrf = build_mrf(table, Unaries.load(work / "supernet" / "unaries.json"))
     sol = solve(mrf, parse_budget(a.budget, table.predict(space.max_widths)), "exact")
     return t.model.cpu(), sol.widths
 

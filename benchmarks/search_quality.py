@@ -33,7 +33,7 @@ from widthnas.benchmarks.stats import paired_diff
 from widthnas.latency.backends import OrtBackend
 from widthnas.latency.registry import find_profile, load_profile
 from widthnas.models import SlimmableGraphNet, build_network, get_space
-from widthnas.mrf import GraphMRF, exact, greedy, uniform, with_margin
+from widthnas.mrf import build_mrf, exact, greedy, uniform, with_margin
 from widthnas.mrf.unaries import Unaries
 from widthnas.nas.uniform8 import measured_multiplier, multiplier_candidates
 from widthnas.nas.data import load_dataset, split
@@ -209,7 +209,7 @@ def main() -> int:
         shutil.copytree(ows_dir, warm_dir, dirs_exist_ok=True)
     ows = train_supernet(ows_dir, TrainConfig(**base, sampling="ows"), log)
     u_ows = cached_unaries(out / "unaries_ows_measured.json", ows, sp, mode, a.seed, log)
-    mrf_ows = GraphMRF.from_table(table, u_ows)
+    mrf_ows = build_mrf(table, u_ows)
 
     from widthnas.latency.margin import resolve_margin
 
@@ -260,7 +260,7 @@ def main() -> int:
                           profile=prof_path)
         sup = train_supernet(d, cfg, log)
         u = cached_unaries(d / "unaries_measured.json", sup, sp, mode, a.seed, log, mode.get("aows_unary_configs"))
-        mrf = GraphMRF.from_table(table, u)
+        mrf = build_mrf(table, u)
         target = with_margin(b * widest, MARGIN_PCT)
         choices[("aows", b)] = exact(mrf, target, with_front=False).widths
 

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from widthnas.mrf import GraphMRF, PairFactor
+from widthnas.mrf import GraphMRF, PairFactor, build_mrf
 from widthnas.mrf import solvers as gs
 from widthnas.benchmarks.pgmpy_ref import pgmpy_marginals
 
@@ -66,7 +66,7 @@ def mobilenet_v1(seed: int = 5, profile: str = MOBILENET_V1_PROFILE) -> GraphMRF
     rng = np.random.default_rng(seed)
     loss = [np.linspace(0.2, 0, len(c)) + rng.normal(0, 0.05, len(c)) for c in table.space.choices]
     u = from_arrays(table.space, loss, [rng.integers(1, 20, len(c)) for c in table.space.choices])
-    return GraphMRF.from_table(table, u)
+    return build_mrf(table, u)
 
 
 def bottleneck_graph(seed: int, stages: tuple[int, ...] = (2, 2), k: int = 14) -> GraphMRF:

@@ -26,7 +26,7 @@ from widthnas._io import atomic_write_text
 from widthnas.benchmarks.headroom import latency_mrf, sample_near
 from widthnas.latency.backends import OrtBackend
 from widthnas.latency.registry import find_profile, load_profile
-from widthnas.mrf import GraphMRF
+from widthnas.mrf import build_mrf
 from widthnas.mrf.smoothness import with_smoothness
 from widthnas.mrf.unaries import Unaries
 from widthnas.nas.selection import holdout_split, smoothness_weights, supernet_accuracy, unary_image_count
@@ -99,7 +99,7 @@ def main() -> int:
 
     rows = []
     for vname, u in variants.items():
-        mrf = GraphMRF.from_table(table, u)
+        mrf = build_mrf(table, u)
         for r, wgt in zip(RATIOS, smoothness_weights(mrf, RATIOS)):
             m = with_smoothness(mrf, wgt)
             row = {"unaries": vname, "smoothness": r}

@@ -2,16 +2,8 @@
 groups are the search variables (graph.py, space.py); the shipped families are in
 families.py, a user's own model is traced by trace.py."""
 from .graph import Graph, GraphBuilder, GraphError, Op
-from .families import (
-    SPACES,
-    get_space,
-    mobilenet_v1,
-    mobilenet_v1_small,
-    mobilenet_v2,
-    mobilenet_v2_small,
-    resnet,
-    resnet_small,
-)
+from .families import SPACES, get_space, mobilenet_v1, mobilenet_v1_small, mobilenet_v2, mobilenet_v2_small
+from .families import resnet, resnet_small
 from .space import FactorStructure, GraphSpace, GroupSpec, OpFactor, OpSignature
 from .space import WidthError, check_fingerprint, width_choices
 

@@ -113,9 +113,7 @@ def resnet_small() -> GraphSpace:
 
 
 SPACES: dict[str, Callable[[], GraphSpace]] = {
-    "mobilenet_v1": mobilenet_v1, "mobilenet_v1_small": mobilenet_v1_small, "mobilenet_v2": mobilenet_v2, "mobilenet_v2_small": mobilenet_v2_small,
-    "resnet": resnet, "resnet_small": resnet_small,
-}
+    f.__name__: f for f in (mobilenet_v1, mobilenet_v1_small, mobilenet_v2, mobilenet_v2_small, resnet, resnet_small)}
 
 
 def get_space(name_or_path: str) -> GraphSpace:

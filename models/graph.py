@@ -184,9 +184,6 @@ class Graph:
     ties: tuple[tuple[str, ...], ...] = ()  # tensors whose groups are merged by hand, one tuple per tie
     fixed: tuple[str, ...] = ()  # tensors whose groups keep their base width (not searched)
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     # ---- structure ---------------------------------------------------------------------
     @cached_property
     def by_name(self) -> dict[str, Op]:
@@ -194,10 +191,9 @@ class Graph:
 
     @cached_property
     def folded_bns(self) -> frozenset[str]:
-        """BNs right after a conv that feeds only them, which fold into it at export; the others (after an add,
-        a pool, a concatenation, the input, or a conv whose output is also read elsewhere, as DenseNet's stem
-        is by its first layer's BN and the concatenation: pre-activation blocks) stay BatchNormalization ops of
-        their own, with a latency of their own."""
+        """BNs right after a conv that feeds only them, which fold into it at export; the others (after an add, a
+        pool, a concatenation, the input, or a conv also read elsewhere: pre-activation blocks) stay BatchNormalization
+        ops, with a latency of their own."""
         return frozenset(op.name for op in self.ops if op.kind == "bn"
                          and self.by_name.get(op.inputs[0], Op("", "", ())).kind == "conv"
                          and self.consumers[op.inputs[0]] == [op.name])
@@ -211,8 +207,8 @@ class Graph:
                 out[i].append(op.name)
         return out
 
-    def validate(self) -> None:
-        """Raise GraphError naming the first op that breaks a rule, and what to change."""
+    def __post_init__(self) -> None:
+        """Validated on construction: GraphError names the first op that breaks a rule, and what to change."""
         if len(self.input_shape) != 3 or min(self.input_shape) < 1 or self.num_classes < 1:
             raise GraphError(f"input shape {self.input_shape} (C, H, W) and {self.num_classes} classes must be positive")
         if not self.ops:
@@ -370,11 +366,6 @@ class Graph:
         return tuple(s for i in (op.inputs if op.kind == "cat" else op.inputs[:1]) for s in self._sources(i))
 
     @cached_property
-    def _fixed_tensors(self) -> frozenset[str]:
-        """`fixed` with a concatenation (or a BN, activation, pool of one) standing for every group it joins."""
-        return frozenset(s for t in self.fixed for s in self._sources(t))
-
-    @cached_property
     def layout(self) -> dict[str, tuple[str, ...]]:
         """Tensor name -> the groups of its channels in order: one for most tensors, the segments of a
         concatenation (a group may repeat: cat(x, x))."""
@@ -403,6 +394,7 @@ class Graph:
         for t, r in self._union.items():
             members.setdefault(r, []).append(t)
         out, names = [], {}
+        held = {s for t in self.fixed for s in self._sources(t)}  # a concatenation: every group it joins
         for root in sorted(members, key=self._order.__getitem__):
             tensors = sorted(members[root], key=self._order.__getitem__)
             bases = {}  # tensor that starts channels -> its base width
@@ -417,7 +409,7 @@ class Graph:
                 raise GraphError(f"ops {bases} are tied into one channel group (by adds, depthwise or grouped convs, "
                                  "or ties), so they need the same base width; make their 'out' equal")
             classes = any(self.by_name[t].kind == "linear" for t in tensors if t != INPUT)
-            fixed = INPUT in tensors or classes or any(t in self._fixed_tensors for t in tensors)
+            fixed = INPUT in tensors or classes or any(t in held for t in tensors)
             name = INPUT if INPUT in tensors else CLASSES if classes else (self.by_name[root].tag or root)
             if name in names:
                 raise GraphError(f"two channel groups are named {name!r} (started by {names[name]!r} and "

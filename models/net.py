@@ -1,9 +1,8 @@
-"""Torch networks over a GraphSpace: a plain network for one width assignment, and a slimmable
-supernet that runs any assignment by slicing its widest weights: the first c channels of every
-tensor (of a group with blocks, a grouped conv's: the first c / blocks of every block), shared BN affine
-parameters, running statistics updated only by passes that ask for it and recalibrated per chosen network.
-Narrow passes are real smaller convolutions (cheaper), and
-`materialize` copies exactly those slices into a plain network.
+"""Torch networks over a GraphSpace: a plain network for one width assignment, and a slimmable supernet
+that runs any assignment by slicing its widest weights: the first c channels of every tensor (of a group
+with blocks, a grouped conv's: the first c / blocks of every block), shared BN affine parameters, running
+statistics updated only by passes that ask for it and recalibrated per chosen network. Narrow passes are
+real smaller convolutions (cheaper), and `materialize` copies exactly those slices into a plain network.
 """
 from __future__ import annotations
 
@@ -51,14 +50,9 @@ def tensor_index(space: GraphSpace, tensor: str, per: Mapping[str, slice | torch
     return torch.cat(parts)
 
 
-def _last_use(space: GraphSpace) -> dict[str, int]:
-    """Tensor -> index of the last op reading it, so forward passes free tensors early."""
-    return {i: k for k, op in enumerate(space.graph.ops) for i in op.inputs}  # later readers overwrite
-
-
 def _run(space: GraphSpace, last: Mapping[str, int], x: torch.Tensor, step) -> torch.Tensor:
-    """The ops in order on x, each tensor freed after its last reader (`last`, _last_use). Adds, muls, cats
-    and global pools are the same in every network; step(op, x) computes the others on their one input."""
+    """The ops in order on x, each tensor freed after its last reader (`last`: tensor -> that op's index). Adds,
+    muls, cats and global pools are the same in every network; step(op, x) computes the others on their one input."""
     t = {INPUT: x}
     for k, op in enumerate(space.graph.ops):
         xs = [t[i] for i in op.inputs]
@@ -88,7 +82,7 @@ class GraphNet(nn.Module):
         self.widths = space.validate(widths)
         a, ch = space.assignment(widths), space.graph.channels
         self.assignment = a  # {group: channels}, fixed groups included
-        self._last = _last_use(space)
+        self._last = {i: k for k, op in enumerate(space.graph.ops) for i in op.inputs}  # later readers overwrite
         self.layers = nn.ModuleDict()
         for op in space.graph.ops:
             c_in, c_out = ch(op.inputs[0], a), ch(op.name, a)  # a concatenation's: the sum of its segments
@@ -166,7 +160,7 @@ class SlimmableGraphNet(nn.Module):
         self._update_bn = update_bn_stats
 
         def step(op: Op, x: torch.Tensor) -> torch.Tensor:
-            m = layers[module_key(op)] if module_key(op) in layers else None
+            m = layers[module_key(op)]  # every op _run leaves to step has a module
             if op.kind == "conv" and op.keeps_group:  # depthwise or grouped: out rows of its input's channels
                 gi, go = g[op.inputs[0]], g[op.name]
                 blocks = a[gi] if op.depthwise else op.conv_groups

@@ -45,11 +45,8 @@ def parse_input_shape(text: str | Sequence[int]) -> tuple[int, int, int]:
 
 
 def width_choices(base: int, lo: float = 0.2, hi: float = 1.5, levels: int = 14, round_to: int = 8) -> tuple[int, ...]:
-    """Multipliers lo..hi of `base` in `levels` steps, rounded to multiples of `round_to`.
-
-    Multiples of 8 suit most vector units; speed does not follow channels smoothly everywhere (on this
-    AVX-512 CPU 24 channels cost what 32 do, RESULTS §9), which is why latency comes from measured profiles.
-    """
+    """Multipliers lo..hi of `base` in `levels` steps, rounded to multiples of `round_to` (8 suits most
+    vector units)."""
     mults = np.linspace(lo, hi, levels)
     rounded = {max(round_to, int(np.floor(base * m / round_to + 0.5)) * round_to) for m in mults}
     return tuple(sorted(rounded))
@@ -149,18 +146,14 @@ class GraphSpace:
     choices_by_group: tuple[tuple[str, tuple[int, ...]], ...]
     source: TraceSource | None = None  # traced spaces only
 
-    def __post_init__(self) -> None:
-        self.check()
-
     @classmethod
     def from_graph(cls, name: str, graph: Graph, choices: Mapping[str, Sequence[int]] | None = None,
                    source: TraceSource | None = None) -> "GraphSpace":
         """Default choices: 0.2x-1.5x of each free group's base in 14 levels, multiples of 8 (as space.py)."""
         choices = dict(choices or {})
         whole = lambda c: tuple(int(x) if isinstance(x, numbers.Integral) else x for x in c)  # numpy ints too
-        blocks = graph.blocks
         full = tuple((g.name, whole(choices.get(g.name, width_choices(
-            g.base, round_to=block_round(g.base, blocks.get(g.name, 1)))))) for g in graph.groups if not g.fixed)
+            g.base, round_to=block_round(g.base, graph.blocks.get(g.name, 1)))))) for g in graph.groups if not g.fixed)
         return cls(name, graph, full, source)
 
     def with_constraints(self, fixed: Sequence[str] = (), ties: Sequence[Sequence[str]] = ()) -> "GraphSpace":
@@ -193,7 +186,7 @@ class GraphSpace:
     def group(self, name: str) -> Group:
         return next(g for g in self.graph.groups if g.name == name)
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:  # validated on construction
         derived = [g.name for g in self.graph.groups if not g.fixed]
         given = [n for n, _ in self.choices_by_group]
         if given != derived:

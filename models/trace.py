@@ -9,24 +9,16 @@ input of --input-shape to know every tensor's shape; afterwards the traced space
 plain `GraphNet` with the model's own weights, must reproduce the model's outputs, or tracing fails:
 a graph that reads the model wrongly is never written.
 
-What maps onto which op, and what is refused, README.md lists ("Bring your own model") and each `_Builder`
-handler checks for its fx node: a Conv2d (dense, depthwise, or grouped keeping its channels) and its
-BatchNorm2d -> conv (+ bn; a BN elsewhere stays a bn), the activations of models/activations.py (modules and
-functionals) -> act, `+` -> add (ties the groups), torch.cat on dim 1 -> cat (each input keeps its group at its
-offset), pools -> maxpool / avgpool / gap, reshapes of the pooled features, Dropout and Identity -> nothing,
-the classifier (a Linear, or a 1x1 conv on the pooled features) -> linear, a map times its squeeze-excitation
-gate -> mul (ties the groups), hidden layers of the head (MobileNet-v3's, VGG's on a flattened map) -> convs
-on a 1x1 map, each its own group. Anything else is refused with a TraceError that names the fx node, the op,
-the module path and the source line, and says what to do. `fixed` (layers kept at their own width) and `ties`
-(groups merged by hand) only constrain widths: they cannot carry an op the space cannot express past the
-tracer, because every later stage (profiling on a device, the supernet, ONNX export) rebuilds the network
-from the space file alone, without the user's code.
+What maps onto which op, and what is refused (with a TraceError naming the fx node, the op, the module
+path and the source line, and saying what to do): README.md ("Bring your own model") and each `_Builder`
+handler. `fixed` and `ties` only constrain widths: they cannot carry an op the space cannot express past
+the tracer, because every later stage (profiling on a device, the supernet, ONNX export) rebuilds the
+network from the space file alone, without the user's code.
 """
 from __future__ import annotations
 
-import importlib
-import math
 import importlib.util
+import math
 import operator
 import re
 import sys
@@ -55,11 +47,8 @@ class TraceError(GraphError):
 
 # ---- the factory ----------------------------------------------------------------------------
 def load_factory(spec: str) -> tuple[nn.Module, str]:
-    """'package.module:factory' or 'path/to/file.py:factory' -> (the module it returns, spec).
-
-    The factory is called without arguments; a class counts as a factory. The working directory is
-    on the import path, as for `python -m`.
-    """
+    """'package.module:factory' or 'path/to/file.py:factory' -> (the module it returns, spec). The factory (a
+    class counts) is called without arguments; the working directory is on the import path, as for `python -m`."""
     if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
         raise TraceError(f"--from-model {spec!r}: give 'package.module:factory' (a function or class that returns "
                          "your nn.Module, called without arguments), e.g. 'mymodels:make_resnet' or "
@@ -116,8 +105,7 @@ class _T:
     logits: bool = False  # the classifier's output
 
 
-_ACT_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Hardswish: "hardswish", nn.Hardsigmoid: "hardsigmoid",
-                nn.SiLU: "silu", nn.Sigmoid: "sigmoid", nn.GELU: "gelu", nn.LeakyReLU: "leaky_relu"}
+_ACT_MODULES = {type(activations.module(fn)): fn for fn in activations.ACTIVATIONS}  # nn.ReLU: "relu", ...
 _ACT_FUNCS = {F.relu: "relu", torch.relu: "relu", torch.relu_: "relu", F.relu_: "relu", F.relu6: "relu6",
               F.hardswish: "hardswish", F.hardsigmoid: "hardsigmoid", F.silu: "silu", torch.sigmoid: "sigmoid",
               F.sigmoid: "sigmoid", F.gelu: "gelu", F.leaky_relu: "leaky_relu", F.leaky_relu_: "leaky_relu",
@@ -129,8 +117,7 @@ _SHAPE_METHODS = {"size", "dim", "numel"}
 _CAT = {torch.cat, torch.concat, torch.stack, torch.hstack, torch.vstack}
 _SPLIT = {torch.split, torch.chunk, torch.tensor_split, torch.unbind, torch.narrow}
 _MUL = {operator.mul, operator.imul, torch.mul, operator.truediv, torch.div, operator.matmul, torch.matmul}
-_OTHER_ACTS = (nn.PReLU, nn.ELU, nn.SELU, nn.Tanh, nn.Mish, nn.Softplus, nn.CELU)  # (subclasses of the supported
-                                                                                  # ones: also refused)
+_OTHER_ACTS = (nn.PReLU, nn.ELU, nn.SELU, nn.Tanh, nn.Mish, nn.Softplus, nn.CELU)  # refused (and subclasses)
 
 _TODO_SUPPORTED = ("the space supports Conv2d (dense, depthwise or grouped) + BatchNorm2d (any eps), ReLU, ReLU6, "
                    "Hardswish, Hardsigmoid, SiLU, Sigmoid, GELU, LeakyReLU, residual adds, channel concatenation "
@@ -259,19 +246,15 @@ class _Builder:
             taken.add(name.replace(".", "_"))
             return name
 
-        nodes = list(self.gm.graph.nodes)
-        weighted = [n for n in nodes if n.op == "call_module"
-                    and isinstance(self.gm.get_submodule(n.target), (nn.Conv2d, nn.BatchNorm2d, nn.Linear))]
-        for n in weighted:
-            self.names[n] = free(str(n.target))
-        for n in nodes:
-            if n not in self.names and n.op in ("call_module", "call_function", "call_method"):
-                scope = _scope(n)
-                if n.op == "call_module":
-                    self.names[n] = free(str(n.target))
-                else:
-                    fn = re.sub(r"_\d+$", "", n.name)  # fx's add_1 -> add (the suffix comes back if needed)
-                    self.names[n] = free(f"{scope}.{fn}" if scope else fn)
+        calls = [n for n in self.gm.graph.nodes if n.op in ("call_module", "call_function", "call_method")]
+        weighted = {n for n in calls if n.op == "call_module"
+                    and isinstance(self.gm.get_submodule(n.target), (nn.Conv2d, nn.BatchNorm2d, nn.Linear))}
+        for n in sorted(calls, key=lambda n: n not in weighted):  # weighted first, each in graph order
+            if n.op == "call_module":
+                self.names[n] = free(str(n.target))
+            else:
+                fn = re.sub(r"_\d+$", "", n.name)  # fx's add_1 -> add (the suffix comes back if needed)
+                self.names[n] = free(f"{_scope(n)}.{fn}".lstrip("."))
 
     def emit(self, node: fx.Node, kind: str, x: _T | Sequence[_T], **fields) -> _T:
         xs = [x] if isinstance(x, _T) else list(x)
@@ -283,9 +266,6 @@ class _Builder:
     # ---- helpers ------------------------------------------------------------------------------
     def tensor_args(self, node: fx.Node) -> list[_T]:
         return [v for a in node.all_input_nodes if isinstance(v := self.env.get(a), _T)]
-
-    def shape(self, node: fx.Node):
-        return self.shapes.get(node)
 
     def need_map(self, node: fx.Node, x: _T, what: str) -> None:
         if x.logits:
@@ -401,10 +381,11 @@ class _Builder:
             raise self.refuse(node, f"padding {m.padding!r} ({m.padding_mode}), dilation {tuple(m.dilation)}: a space's "
                               "conv pads every side alike with zeros, at most half its kernel, and has no dilation",
                               f"set e.g. padding={k[0] // 2} and dilation=1")
-        users = list(node.users)  # its BN folds into it; a BN beside other readers stays a BN
+        # a BN that is its only reader folds into it (Graph.folded_bns), its bias folded into the BN's; else the
+        # conv keeps its own bias
+        users = list(node.users)
         folds = len(users) == 1 and users[0].op == "call_module" and \
             isinstance(self.gm.get_submodule(users[0].target), nn.modules.batchnorm._BatchNorm)
-        # without a BN folding into it, the conv keeps its own bias; before such a BN its bias folds into the BN
         grouped = m.groups if m.groups > 1 and not dw else 1
         return self.emit(node, "conv", x, out=0 if dw or grouped > 1 else m.out_channels, kernel=k[0], stride=s[0],
                          depthwise=dw, conv_groups=grouped,
@@ -412,9 +393,7 @@ class _Builder:
                          bias=not folds and m.bias is not None)
 
     def bn(self, node: fx.Node, m: nn.BatchNorm2d, x: _T) -> _T:
-        # right after its conv it folds into it; after an add, a pool or the input (pre-activation blocks) it
-        # stays a BatchNormalization of its own
-        self.need_map(node, x, "a BatchNorm2d")
+        self.need_map(node, x, "a BatchNorm2d")  # folded into its conv when it is the conv's only reader
         if not m.affine or not m.track_running_stats or not 0 < m.eps < 1:
             raise self.refuse(node, f"BatchNorm2d(affine={m.affine}, track_running_stats={m.track_running_stats}, "
                               f"eps={m.eps:g})", "use nn.BatchNorm2d with affine=True, track_running_stats=True "
@@ -442,7 +421,7 @@ class _Builder:
     def avgpool(self, node, x: _T, kernel, stride, padding, ceil_mode=False, count_include_pad=True,
                 divisor_override=None) -> _T:
         self.need_map(node, x, "an average pool")
-        shape_in, shape_out = self.shape(node.all_input_nodes[0]), self.shape(node)
+        shape_in, shape_out = self.shapes.get(node.all_input_nodes[0]), self.shapes.get(node)
         k, s, p = _pair(kernel), _pair(stride if stride not in (None, [], ()) else kernel), _pair(padding)
         if shape_in is not None and shape_out is not None and tuple(shape_out[2:]) == (1, 1) and \
                 k == tuple(shape_in[2:]) and p == (0, 0):
@@ -457,8 +436,7 @@ class _Builder:
         return self.emit(node, "avgpool", x, kernel=k[0], stride=s[0], pad=p[0])
 
     def flatten(self, node, x: _T) -> _T:
-        shape_in = self.shape(node.all_input_nodes[0]) if node.all_input_nodes else None
-        shape_out = self.shape(node)
+        shape_in, shape_out = self.shapes.get(node.all_input_nodes[0]), self.shapes.get(node)  # x is an input
         if x.logits:
             if shape_in is not None and shape_out is not None and len(shape_out) == 2 and \
                     all(d == 1 for d in shape_in[2:]):  # a conv classifier's (N, classes, 1, 1) squeezed
@@ -484,7 +462,7 @@ class _Builder:
                 seen.add(u)
                 later = u.op == "call_module" and type(self.gm.get_submodule(u.target)) is nn.Linear
                 todo += list(u.users)
-        shape_in = self.shape(node.all_input_nodes[0]) if node.all_input_nodes else None
+        shape_in = self.shapes.get(node.all_input_nodes[0])
         if x.map_side and later:  # VGG's first head layer on a flattened H x H map: an H x H conv without padding,
             t = self.emit(node, "conv", x, out=m.out_features, kernel=x.map_side, stride=1, pad=0,  # to a 1x1 map
                           bias=m.bias is not None)
@@ -570,7 +548,7 @@ class _Builder:
     def mul(self, node: fx.Node, xs: list[_T]) -> _T:
         """A feature map times its channel gate (N, C, 1, 1): squeeze-excitation and the like."""
         consts = [a for a in list(node.args) + list(node.kwargs.values()) if not isinstance(a, fx.Node)]
-        shapes = [self.shape(a) for a in node.args[:2] if isinstance(a, fx.Node)]
+        shapes = [self.shapes.get(a) for a in node.args[:2] if isinstance(a, fx.Node)]
         maps = [x for x in xs if not x.pooled]
         gates = [x for x in xs if x.pooled and not x.flat and not x.logits]
         if len(xs) != 2 or consts or len(maps) != 1 or len(gates) != 1 or None in shapes or \
@@ -592,7 +570,7 @@ class _Builder:
         if not ins or not all(isinstance(a, fx.Node) for a in seq) or not all(isinstance(x, _T) for x in ins):
             raise self.refuse(node, "a cat of values that are not all the network's tensors (constants, or "
                               "tensors made outside the network)", "concatenate feature maps of the network only")
-        sh = self.shape(node)
+        sh = self.shapes.get(node)
         if sh is None or len(sh) != 4 or dim not in (1, -3):
             raise self.refuse(node, f"a cat on dim {dim} of {'?' if sh is None else len(sh)}-d tensors",
                               "concatenate (N, C, H, W) feature maps on the channel axis, dim=1")
@@ -610,7 +588,7 @@ class _Builder:
                               "a space's add sums two feature maps of equal shape (a residual)")
         for x in xs:
             self.need_map(node, x, "an add")
-        shapes = [tuple(self.shape(a)) for a in node.args[:2] if self.shape(a) is not None]
+        shapes = [tuple(self.shapes.get(a)) for a in node.args[:2] if self.shapes.get(a) is not None]
         if len(set(shapes)) > 1:
             raise self.refuse(node, f"adds tensors of shapes {shapes} (broadcasting)", "add feature maps of equal shape")
         return self.emit(node, "add", xs)
@@ -680,8 +658,8 @@ def _resolve(names: Sequence[str], space: GraphSpace, what: str, containers: boo
             out.append(n)
         elif n in by_path:
             out.append(by_path[n])
-        elif containers and [c for c in convs if src.get(c, c).startswith(n + ".")]:
-            out += [c for c in convs if src.get(c, c).startswith(n + ".")]
+        elif containers and (inside := [c for c in convs if src.get(c, c).startswith(n + ".")]):
+            out += inside
         else:
             unknown.append(n)
     if unknown:

@@ -3,23 +3,13 @@
 The traced space records, per conv, bn and linear op, the module path the weights live under
 (`GraphSpace.source`), so a state_dict of the user's model maps onto the ops by name.
 
-Which channels survive a narrower width: the same ones in every op of a channel group (a residual
-stage's convs, BNs and adds; a depthwise conv's input and output), chosen by importance, not the
-first k. Importance of a channel of a group (criterion "magnitude", the default) = the sum of one vote
-per layer touching the group: what puts the channel out (a BN's |gamma|, the channel's scale after BN as
-network slimming, Liu et al. 2017, reads it; a conv without BN: its filter's L1 norm) and what reads it
-(every conv and linear taking the group as input: the L1 norm of that input channel's weights), each
-layer's vector divided by its mean so that every layer has one equal vote whatever its scale. Why the
-readers too: fine-tuned at equal widths, channels chosen so were better than by BN |gamma| alone ("bn") and on
-a par with Torch-Pruning's group L1 ("tp"), docs/RESULTS.md §9. Kept channels stay in their original order, so
-slicing to the model's own widths gives back the model exactly.
-
-A supernet (which always slices the first k channels) is seeded instead with each group's
-channels *sorted* by that importance, so its first k channels are the k most important ones.
-
-A group of b blocks (a grouped conv's, `Graph.blocks`) keeps the same number of channels in every
-block, the most important of each block: a block's channels only ever feed that block's convolution.
-Sorting likewise stays inside each block.
+A narrower width keeps the same channels in every op of a channel group (a residual stage's convs,
+BNs and adds; a depthwise conv's input and output): the most important ones (`importance`), not the
+first k, in their original order, so slicing to the model's own widths gives back the model exactly.
+A supernet (which always slices the first k channels) is seeded instead with each group's channels
+*sorted* by importance, so its first k are the k most important. A group of b blocks (a grouped conv's,
+`Graph.blocks`) keeps the same number in every block, the most important of each (a block's channels
+only ever feed that block's convolution); sorting likewise stays inside each block.
 """
 from __future__ import annotations
 
@@ -123,16 +113,19 @@ def check_state(space: GraphSpace, sd: Mapping[str, torch.Tensor], what: str = "
 
 
 CRITERIA = ("bn", "magnitude", "tp")
-IMPORTANCE = "magnitude"  # the default criterion (see the module's docstring)
+IMPORTANCE = "magnitude"  # the default criterion (see `importance`)
 
 
 def importance(space: GraphSpace, sd: Mapping[str, torch.Tensor], criterion: str = IMPORTANCE) -> dict[str, torch.Tensor]:
     """Free group -> (base,) channel importance.
 
-    bn: sum over the group's BNs of |gamma| / mean |gamma|, and over its convs without a BN of their output
-        channels' L1 norm / its mean (what a channel puts out);
-    magnitude: that, plus what reads the channel: every conv and linear taking the group as input votes with
-        its input channel's L1 norm / its mean (each layer one vote);
+    bn: sum over the group's BNs of |gamma| / mean |gamma| (the channel's scale after BN, as network
+        slimming reads it), and over its convs without a BN of their output channels' L1 norm / its mean
+        (what a channel puts out);
+    magnitude (the default): that, plus what reads the channel: every conv and linear taking the group as
+        input votes with its input channel's L1 norm / its mean (each layer one equal vote whatever its
+        scale). Fine-tuned at equal widths, its channels did better than bn's and as well as tp's
+        (docs/RESULTS.md §9);
     tp: Torch-Pruning's group L1 magnitude (MagnitudeImportance(p=1)): the mean over the group's layers of
         their raw L1 norms (conv outputs, BN |gamma|, inputs of what reads it), divided by its mean. The same
         channels as Torch-Pruning's on networks of dense convs, BNs and linears (tested on a ResNet); its rules
@@ -193,10 +186,8 @@ def keep_channels(space: GraphSpace, sd: Mapping[str, torch.Tensor], widths: Wid
             raise WeightsError(f"group {s.name!r}: width {k} is wider than the model's {s.base} channels, so the "
                                "model's weights cannot fill it; choose widths up to the model's own (trace with "
                                "--max-mult 1.0), or train without --weights")
-        if s.name not in imp or k == s.base:
-            out[s.name] = torch.arange(s.base)
-        else:
-            out[s.name] = torch.sort(_ranked(imp[s.name], space.graph.blocks.get(s.name, 1), k)).values
+        out[s.name] = (torch.arange(s.base) if s.name not in imp or k == s.base
+                       else torch.sort(_ranked(imp[s.name], space.graph.blocks.get(s.name, 1), k)).values)
     return out
 
 
@@ -222,8 +213,7 @@ def _op_tensors(space: GraphSpace, sd: Mapping[str, torch.Tensor]) -> dict[str, 
             out[op.name] = {"weight": w, **({"bias": sd[f"{p}.bias"]} if op.bias else {})}
         elif op.kind == "bn":
             t = {k: sd[f"{p}.{k}"] for k in _BN}
-            folded = op.name in space.graph.folded_bns
-            conv_bias = sd.get(f"{src[op.inputs[0]]}.bias") if folded else None
+            conv_bias = sd.get(f"{src[op.inputs[0]]}.bias") if op.name in space.graph.folded_bns else None
             if conv_bias is not None:  # BN(conv(x) + b) == BN'(conv(x)) with running_mean' = running_mean - b
                 t["running_mean"] = t["running_mean"] - conv_bias
             if f"{p}.num_batches_tracked" in sd:

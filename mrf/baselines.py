@@ -2,7 +2,7 @@
 slimming in the spirit of AutoSlim. They only read the MRF's choices, base, latency and score."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -11,13 +11,12 @@ from .model import GraphMRF
 from .solution import Solution
 
 
-def uniform(mrf: GraphMRF, budget: float, multipliers: Sequence[float] | None = None) -> Solution:
+def uniform(mrf: GraphMRF, budget: float) -> Solution:
     """The largest single multiplier m (every layer or group at the choice nearest m x base) within budget."""
     ops.check_budget(mrf, budget)
     if not mrf.base:
-        raise ValueError("the uniform baseline needs the base widths (build the MRF with "
-                         "GraphMRF.from_table)")
-    mults = np.arange(0.05, 2.0001, 0.005) if multipliers is None else np.asarray(multipliers)
+        raise ValueError("the uniform baseline needs the base widths (build the MRF with build_mrf)")
+    mults = np.arange(0.05, 2.0001, 0.005)
     best = None
     for m in mults:
         idx = [int(np.argmin([abs(c - m * b) + 1e-9 * c for c in ch])) for ch, b in zip(mrf.choices, mrf.base)]
@@ -30,13 +29,10 @@ def uniform(mrf: GraphMRF, budget: float, multipliers: Sequence[float] | None = 
 
 
 def greedy(mrf: GraphMRF, budget: float, score_fn: Callable[[list[int]], float] | None = None,
-           step: int = 1, log: Callable[[str], None] | None = None) -> Solution:
-    """Start from the widest network; repeatedly narrow the layer (by `step` choices) that loses
-    the least score per millisecond saved, until within budget.
-
-    `score_fn(widths) -> float` (higher is better) replaces the unaries, e.g. a supernet's
-    validation accuracy: that is AutoSlim proper.
-    """
+           step: int = 1) -> Solution:
+    """Start from the widest network; repeatedly narrow the layer (by `step` choices) that loses the least
+    score per millisecond saved, until within budget. `score_fn(widths) -> float` (higher is better)
+    replaces the unaries, e.g. a supernet's validation accuracy: that is AutoSlim proper."""
     ops.check_budget(mrf, budget)
     idx = [len(c) - 1 for c in mrf.choices]
     score = (lambda i: score_fn(mrf.widths(i))) if score_fn else mrf.score
@@ -64,8 +60,6 @@ def greedy(mrf: GraphMRF, budget: float, score_fn: Callable[[list[int]], float] 
         cur_l = mrf.latency(idx)
         path.append((mrf.widths(idx), cur_l, cur_s))
         steps += 1
-        if log:
-            log(f"greedy step {steps}: {mrf.widths(idx)} {cur_l:.4f} ms score {cur_s:.4f}")
     sol = ops._solution(mrf, idx, "greedy", budget, steps=steps, evals=evals)
     sol.info["path"] = path  # greedy's answer at every budget its descent reached, even after a fallback
     if score_fn and cur_s is not None:

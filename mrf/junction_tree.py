@@ -11,17 +11,12 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-HEURISTICS = ("min-fill", "min-degree")
 
-
-def elimination_order(n: int, edges: Sequence[tuple[int, int]], state_counts: Sequence[int] | None = None,
-                      heuristic: str = "min-fill") -> tuple[list[int], dict[int, set[int]]]:
-    """A greedy elimination order: each step removes the vertex adding the fewest fill edges
-    ("min-fill") or having the fewest neighbours ("min-degree"); ties go to the smallest clique
-    table (product of state counts), then to the lowest index, so the order is deterministic.
-    Also, per vertex, its neighbours not yet eliminated when it was."""
-    if heuristic not in HEURISTICS:
-        raise ValueError(f"unknown elimination heuristic {heuristic!r}; choose one of {HEURISTICS}")
+def elimination_order(n: int, edges: Sequence[tuple[int, int]],
+                      state_counts: Sequence[int] | None = None) -> tuple[list[int], dict[int, set[int]]]:
+    """A greedy min-fill elimination order: each step removes the vertex adding the fewest fill edges;
+    ties go to the smallest clique table (product of state counts), then to the lowest index, so the
+    order is deterministic. Also, per vertex, its neighbours not yet eliminated when it was."""
     logk = [math.log(max(int(k), 1)) for k in (state_counts or [1] * n)]
     adj = [set() for _ in range(n)]
     for i, j in edges:
@@ -33,9 +28,8 @@ def elimination_order(n: int, edges: Sequence[tuple[int, int]], state_counts: Se
     while alive:
         def cost(v: int):
             nb = adj[v]
-            first = (sum(1 for a in nb for b in nb if a < b and b not in adj[a]) if heuristic == "min-fill"
-                     else len(nb))
-            return first, logk[v] + sum(logk[u] for u in nb), v
+            fill = sum(1 for a in nb for b in nb if a < b and b not in adj[a])
+            return fill, logk[v] + sum(logk[u] for u in nb), v
 
         v = min(alive, key=cost)
         nb = later[v] = adj[v]
@@ -119,18 +113,15 @@ class JunctionTree:
         return JunctionTree(list(self.cliques), parent)
 
 
-def junction_tree(n: int, edges: Sequence[tuple[int, int]], state_counts: Sequence[int] | None = None,
-                  heuristic: str = "min-fill") -> JunctionTree:
-    """The elimination tree of a greedy order, with non-maximal cliques merged away.
-
-    Eliminating v creates clique C_v = {v} + its remaining neighbours; C_v's parent is the clique of
-    the first-eliminated of those neighbours, so the separator is C_v minus v. A vertex with no
-    remaining neighbours ends a connected component: a root. The root is thus the clique eliminated
-    last, which for a chain is an end, so dynamic programming on it runs along the chain.
-    """
+def junction_tree(n: int, edges: Sequence[tuple[int, int]],
+                  state_counts: Sequence[int] | None = None) -> JunctionTree:
+    """The elimination tree of a greedy order, with non-maximal cliques merged away. Eliminating v creates
+    clique C_v = {v} + its remaining neighbours; C_v's parent is the clique of the first-eliminated of
+    those neighbours, so the separator is C_v minus v. A vertex with no remaining neighbours ends a
+    connected component: a root (the clique eliminated last; for a chain, an end)."""
     if n <= 0:
         raise ValueError("a junction tree needs at least one vertex")
-    order, later = elimination_order(n, edges, state_counts, heuristic)
+    order, later = elimination_order(n, edges, state_counts)
     pos = {v: k for k, v in enumerate(order)}
     clique_of = {v: tuple(sorted(nb | {v})) for v, nb in later.items()}
     par = {v: min(nb, key=pos.__getitem__) if nb else None for v, nb in later.items()}

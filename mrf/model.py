@@ -65,11 +65,9 @@ class GraphMRF:
         if not np.isfinite(float(self.intercept)):
             raise ValueError(f"intercept {self.intercept!r} ms is not finite")
         self.intercept = float(self.intercept)
-        if self.fixed is None:
-            self.fixed = [False] * n
+        self.fixed = [False] * n if self.fixed is None else [bool(f) for f in self.fixed]
         if len(self.fixed) != n:
             raise ValueError(f"fixed: {n} groups need {n} flags, got {len(self.fixed)}")
-        self.fixed = [bool(f) for f in self.fixed]
         for g, f in enumerate(self.fixed):
             if f and len(self.choices[g]) != 1:
                 raise ValueError(f"{self.name(g)} is fixed but has {len(self.choices[g])} widths "
@@ -121,12 +119,9 @@ class GraphMRF:
 
     def _factor(self, k: int, f) -> PairFactor:
         if not isinstance(f, PairFactor):
-            try:
-                if not isinstance(f, (tuple, list)):
-                    raise TypeError
-                f = PairFactor(*f)
-            except TypeError:
+            if not isinstance(f, (tuple, list)) or len(f) not in (3, 4):
                 raise ValueError(f"factor {k}: give a PairFactor or a tuple (i, j, lat[, score]), got {f!r}")
+            f = PairFactor(*f)
         n = len(self.choices)
         try:
             i, j = int(f.i), int(f.j)
@@ -142,14 +137,6 @@ class GraphMRF:
         lat = self._table(f"{where}: latency table", f.lat, shape)
         sc = np.zeros(shape) if f.score is None else self._table(f"{where}: score table", f.score, shape)
         return PairFactor(i, j, lat, sc)
-
-    # ---- construction ------------------------------------------------------------------
-    @classmethod
-    def from_table(cls, table, unaries) -> "GraphMRF":
-        """Free groups of a LatencyTable's space, scored by per-group Unaries (mrf/build.py)."""
-        from .build import build_mrf
-
-        return build_mrf(table, unaries)
 
     # ---- evaluation --------------------------------------------------------------------
     @property

@@ -7,31 +7,21 @@ weight decides how far, and is chosen on held-out images (nas.selection), not fi
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 
 from .model import GraphMRF, PairFactor
 
 
-def smoothness_pairs(choices: Sequence[Sequence[int]], base: Sequence[int], weight: float) -> list[np.ndarray]:
-    """Per edge (K_i, K_{i+1}): -weight * (log(w_i / base_i) - log(w_{i+1} / base_{i+1}))**2 (score units)."""
-    if not (np.isfinite(weight) and weight >= 0):
-        raise ValueError(f"smoothness weight {weight!r}: give a finite number >= 0")
-    if len(base) != len(choices):
-        raise ValueError(f"{len(choices)} layers but {len(base)} base widths")
-    logm = [np.log(np.asarray(c, float) / b) for c, b in zip(choices, base)]
-    return [-weight * np.subtract.outer(logm[i], logm[i + 1]) ** 2 for i in range(len(choices) - 1)]
-
-
 def with_smoothness(mrf: GraphMRF, weight: float) -> GraphMRF:
     """A new GraphMRF (they are read-only once built) with the prior added as one zero-latency factor
-    per pair of groups an op joins (weight 0: the same scores)."""
+    per pair of groups (i, j) an op joins, (K_i, K_j) scores -weight * (log(w_i / base_i) - log(w_j / base_j))**2
+    (weight 0: the same scores)."""
+    if not (np.isfinite(weight) and weight >= 0):
+        raise ValueError(f"smoothness weight {weight!r}: give a finite number >= 0")
     if not mrf.base:
-        raise ValueError("the smoothness prior needs the base widths (build the MRF with GraphMRF.from_table)")
-    prior = []
-    for i, j in mrf.edges:
-        (s,) = smoothness_pairs([mrf.choices[i], mrf.choices[j]], [mrf.base[i], mrf.base[j]], weight)
-        prior.append(PairFactor(i, j, np.zeros_like(s), s))
-    return GraphMRF(mrf.choices, mrf.score_unary, mrf.lat_unary, list(mrf.factors) + prior, mrf.intercept,
+        raise ValueError("the smoothness prior needs the base widths (build the MRF with build_mrf)")
+    logm = [np.log(np.asarray(c, float) / b) for c, b in zip(mrf.choices, mrf.base)]
+    prior = [(i, j, -weight * np.subtract.outer(logm[i], logm[j]) ** 2) for i, j in mrf.edges]
+    return GraphMRF(mrf.choices, mrf.score_unary, mrf.lat_unary,
+                    list(mrf.factors) + [PairFactor(i, j, np.zeros_like(s), s) for i, j, s in prior], mrf.intercept,
                     mrf.fixed, mrf.names, mrf.base, mrf.space_fingerprint)

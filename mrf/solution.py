@@ -56,21 +56,17 @@ def nondominated(lat: np.ndarray, sc: np.ndarray) -> np.ndarray:
 
 def search_gamma(mrf, solve_batch, budget: float, rounds: int = 2,
                  width: int = 12) -> tuple[np.ndarray | None, float, int]:
-    """The multiplier search behind the Lagrangian solver.
-
-    `solve_batch(gammas (G,))` returns idx (G, n): the argmax of score - gamma * latency for each
-    gamma. The bracket is found automatically: gamma = 0 and a geometric grid (factor 8) around
-    `gamma_scale(mrf)`, all in one batch; then `rounds` of
-    `width`-way section (bisection that tries `width` multipliers per pass) narrow it. Returns the
-    best in-budget configuration seen (None if none), its gamma (inf if none) and the passes run.
-    """
+    """The Lagrangian's multiplier search. `solve_batch(gammas (G,))` returns idx (G, n), the argmax of
+    score - gamma * latency for each gamma. The bracket: gamma = 0 and a geometric grid (factor 8) around
+    `gamma_scale(mrf)`, in one batch; then `rounds` of `width`-way section (bisection trying `width`
+    multipliers per pass) narrow it. Returns the best in-budget configuration seen (None if none), its
+    gamma (inf if none) and the passes run."""
     gammas = np.concatenate(([0.0], gamma_scale(mrf) * 8.0 ** np.arange(-4, 7)))
     inner = np.arange(1, width + 1)  # the section's multipliers: np.linspace(lo, hi, width + 2)[1:-1], cheaper
-    best, best_g, passes = None, None, 0
+    best, best_g = None, None
 
     def consider(gs: np.ndarray):
-        nonlocal best, best_g, passes
-        passes += 1
+        nonlocal best, best_g
         idx = solve_batch(gs)
         lat, sc = mrf.evaluate(idx)
         ok = lat <= budget
@@ -82,18 +78,17 @@ def search_gamma(mrf, solve_batch, budget: float, rounds: int = 2,
 
     ok = consider(gammas)
     if not ok.any():  # even the largest multiplier is over budget
-        return None, float("inf"), passes
+        return None, float("inf"), 1
     hi = int(np.argmax(ok))  # smallest feasible multiplier
     if hi == 0:
-        return best[0], 0.0, passes
+        return best[0], 0.0, 1
     lo_g, hi_g = gammas[hi - 1], gammas[hi]
     for _ in range(rounds):
         gs = inner * ((hi_g - lo_g) / (width + 1)) + lo_g
         ok = consider(gs)
         if ok.any():
             k = int(np.argmax(ok))
-            hi_g = gs[k]
-            lo_g = gs[k - 1] if k > 0 else lo_g
+            lo_g, hi_g = (gs[k - 1] if k > 0 else lo_g), gs[k]
         else:
             lo_g = gs[-1]
-    return best[0], best_g, passes
+    return best[0], best_g, 1 + rounds

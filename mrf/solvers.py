@@ -12,10 +12,10 @@ differ only in what a message holds:
 A virtual root with no groups joins the trees of a disconnected graph and carries the intercept.
 The Lagrangian's max-sum (`_max_sum`) runs the same sums as a flat program: one batch per tree level,
 decoded by pointer doubling; the tests check it against the clique-by-clique pass (`_upward`, `_decode_max`).
-Results are `Solution`s (solution.py).
 """
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from dataclasses import dataclass, field
@@ -213,12 +213,8 @@ def _schedule(vars_: tuple[int, ...], shape: tuple[int, ...], grid: np.ndarray, 
         return finish("join", a, b, sa | sb, ka | kb, ta or tb, key=group_map(both), n_key=states(both),
                       shared=(grid[rows(both)].T @ st[rows(both)]).astype(np.int64))
 
-    def fold(regs: list[int]) -> int:
-        regs = sorted(regs, key=lambda r: (states(live[r][0]), r))
-        acc = regs[0]
-        for r in regs[1:]:
-            acc = join(acc, r)
-        return acc
+    def fold(regs: list[int]) -> int:  # smallest first
+        return functools.reduce(join, sorted(regs, key=lambda r: (states(live[r][0]), r)))
 
     todo = set(vars_) - sep
     while todo:
@@ -256,9 +252,7 @@ def _tables(mrf: GraphMRF, p: Plan) -> tuple[list[np.ndarray], list[np.ndarray]]
             a, c = q.vars.index(i), q.vars.index(j)
             terms.append(([a, c], lat, sc) if a < c else ([c, a], lat.T, sc.T))
         for axes, lat, sc in terms:
-            b = [1] * len(q.shape)
-            for ax, k in zip(axes, lat.shape):
-                b[ax] = k
+            b = [lat.shape[axes.index(ax)] if ax in axes else 1 for ax in range(len(q.shape))]
             s = s + sc.reshape(b)
             l = l + lat.reshape(b)
         S.append(np.ravel(s))
@@ -505,8 +499,7 @@ def _decode_flat(m: _MaxSum, A: np.ndarray, h_arg: np.ndarray, h_at: np.ndarray,
 
 # ---- max-sum, budget checks, the Lagrangian -----------------------------------------------------
 def _wide(mrf: GraphMRF):
-    """mrf/wide.py when exact dynamic programming on this graph would not fit (a DenseNet's concatenations),
-    else None."""
+    """mrf/wide.py when exact dynamic programming would not fit (a DenseNet's concatenations), else None."""
     from . import wide
 
     return wide if wide.too_wide(mrf) else None
@@ -904,12 +897,9 @@ def exact(mrf: GraphMRF, budget: float, with_front: bool = True, bins: int | Non
         i2, l2, s2, n2, certified = _run_dp(mrf, bins, max_labels, b, fallback_bins)
         cands += [(i2, l2, s2), (np.array([lag.idx]), np.array([lag.latency]), np.array([lag.score]))]
         labels, how = labels + n2, "budgeted-dp"
-    best, best_sc = None, -np.inf
-    for i, l, s in cands:
-        ok = np.flatnonzero(l <= budget)
-        if len(ok) and s[ok].max() > best_sc:
-            best, best_sc = i[ok[np.argmax(s[ok])]], s[ok].max()
-    sol = _solution(mrf, best, "exact", budget, certified=certified, proof=how, labels=labels,
+    c_idx, c_lat, c_sc = (np.concatenate(x) for x in zip(*cands))
+    ok = np.flatnonzero(c_lat <= budget)
+    sol = _solution(mrf, c_idx[ok[np.argmax(c_sc[ok])]], "exact", budget, certified=certified, proof=how, labels=labels,
                     front_exact=front_exact, treewidth=plan(mrf).tree.width)
     if with_front:
         sol.pareto = _points(mrf, idx, lat, sc)

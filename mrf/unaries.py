@@ -48,9 +48,9 @@ class Unaries:
     def scores(self, monotone: bool = True) -> list[np.ndarray]:
         """Per layer (K_i,) MRF scores (= -loss), never-sampled widths at the layer's worst.
 
-        monotone: a wider width never scores below a narrower one (count-weighted isotonic fit).
-        Noisy training-time means otherwise make a narrower width look better by chance, and the
-        solver leaves budget unused for it (the demo chose 0.228 ms under a 0.291 ms budget).
+        monotone: a wider width never scores below a narrower one (count-weighted isotonic fit);
+        noisy training-time means otherwise make a narrower width look better by chance, and the
+        solver leaves budget unused for it.
         """
         out = []
         for i, (l, c) in enumerate(zip(self.loss, self.count)):
@@ -65,11 +65,9 @@ class Unaries:
         return out
 
     def to_dict(self) -> dict:
-        layers = []
-        for k, (w, l, c) in enumerate(zip(self.widths, self.loss, self.count)):
-            layers.append({**({"name": self.names[k]} if self.names else {}), "widths": list(map(int, w)),
-                           "loss": [None if not np.isfinite(x) else float(x) for x in l],
-                           "count": [int(x) for x in c]})
+        layers = [{**({"name": self.names[k]} if self.names else {}), "widths": list(map(int, w)),
+                   "loss": [None if not np.isfinite(x) else float(x) for x in l], "count": [int(x) for x in c]}
+                  for k, (w, l, c) in enumerate(zip(self.widths, self.loss, self.count))]
         return {"format": FORMAT, "space": {"name": self.space_name, "fingerprint": self.space_fingerprint},
                 "statistic": "mean cross-entropy increase against the widest network (nats); lower is better",
                 "layers": layers, "meta": self.meta}

@@ -86,8 +86,7 @@ def fastest(mrf: GraphMRF) -> Solution:
 
 
 def slowest_latency(mrf: GraphMRF) -> float:
-    _, hi = _ends(mrf)
-    return mrf.latency(coordinate_ascent(mrf, 0.0, -1.0, hi)[0])
+    return mrf.latency(coordinate_ascent(mrf, 0.0, -1.0, _ends(mrf)[1])[0])
 
 
 def lagrangian(mrf: GraphMRF, budget: float, rounds: int = 2, width: int = 12, with_greedy: bool = True) -> Solution:

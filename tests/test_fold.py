@@ -14,7 +14,7 @@ import pytest
 from widthnas.latency import ProfileError, load_profile
 from widthnas.latency.legacy_profile import convert
 from widthnas.models import GraphError, GraphSpace, get_space
-from widthnas.mrf import GraphMRF, solve
+from widthnas.mrf import build_mrf, solve
 from widthnas.mrf.unaries import from_arrays
 
 DATA = Path(__file__).parent / "data"
@@ -82,7 +82,7 @@ CASES = json.loads((DATA / "chain_solutions.json").read_text())["cases"]
 def test_the_graph_search_gives_the_chain_solvers_answers(case):
     table = load_profile(ROOT / case["profile"])
     u = from_arrays(table.space, [np.array(x) for x in case["loss"]], [np.array(x) for x in case["count"]])
-    mrf = GraphMRF.from_table(table, u)
+    mrf = build_mrf(table, u)
     for method in ("exact", "lagrangian"):
         sol, want = solve(mrf, case["budget_ms"], method), case[method]
         assert sol.widths == want["widths"], method

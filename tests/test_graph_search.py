@@ -24,19 +24,18 @@ def unaries(toy):
 
 def test_mrf_latency_is_the_profile_prediction(toy, table, unaries):
     assert any(g.fixed for g in toy.groups)  # input channels and classes: folded into unaries / intercept
-    mrf = GraphMRF.from_table(table, unaries)
+    mrf = build_mrf(table, unaries)
     assert mrf.names == [g.name for g in toy.free_groups] and list(mrf.base) == toy.base_widths
     idx, lat, sc = enumerate_mrf(mrf)
     pred = table.predict_many(np.array([mrf.widths(i) for i in idx]))
     np.testing.assert_allclose(lat, pred, rtol=1e-12)
     np.testing.assert_allclose(sc, [sum(s[k] for s, k in zip(unaries.scores(), i)) for i in idx], rtol=1e-12)
-    b = build_mrf(table, unaries)
-    assert isinstance(b, GraphMRF) and np.array_equal(b.evaluate(idx)[0], lat)
+    assert isinstance(mrf, GraphMRF)
 
 
 @pytest.mark.parametrize("share", [0.45, 0.6, 0.8])
 def test_budgeted_optimum_and_baselines_against_brute_force(table, unaries, share):
-    mrf = GraphMRF.from_table(table, unaries)
+    mrf = build_mrf(table, unaries)
     _, lat, _ = enumerate_mrf(mrf)
     budget = lat.min() + share * (lat.max() - lat.min())
     best, best_idx = brute_force(mrf, budget)
@@ -53,7 +52,7 @@ def test_budgeted_optimum_and_baselines_against_brute_force(table, unaries, shar
 
 
 def test_smoothness_prior_on_graph_pairs(table, unaries):
-    mrf = GraphMRF.from_table(table, unaries)
+    mrf = build_mrf(table, unaries)
     idx, lat, sc = enumerate_mrf(mrf)
     assert np.array_equal(enumerate_mrf(with_smoothness(mrf, 0.0))[2], sc)  # weight 0: the same scores
     w = 0.7
@@ -71,20 +70,20 @@ def test_unaries_name_their_groups_and_other_spaces_are_refused(toy, table, unar
     unaries.save(p)
     back = Unaries.load(p)
     assert back.names == [g.name for g in toy.free_groups] == unaries.names
-    assert GraphMRF.from_table(table, back).names == back.names
+    assert build_mrf(table, back).names == back.names
     shuffled = Unaries(back.space_name, back.space_fingerprint, back.widths, back.loss, back.count, {},
                        list(reversed(back.names)))
     with pytest.raises(ValueError, match="does not match the profile's group"):
-        GraphMRF.from_table(table, shuffled)
+        build_mrf(table, shuffled)
     other = Unaries("x", "0" * 16, back.widths, back.loss, back.count)
     with pytest.raises(ValueError, match="fingerprint"):
-        GraphMRF.from_table(table, other)
+        build_mrf(table, other)
 
 
 def test_baselines_and_exact_with_a_fixed_group(table, unaries):
     """A GraphMRF built by hand with a fixed group (one width, not searched): the baselines leave it
     alone, and every method meets the budget; exact matches brute force."""
-    m = GraphMRF.from_table(table, unaries)
+    m = build_mrf(table, unaries)
     rng = np.random.default_rng(7)
     fixed_lat = rng.uniform(0.01, 0.02, (len(m.choices[0]), 1))  # ms, an op from group 0 into the fixed group
     g = GraphMRF(m.choices + [(24,)], m.score_unary + [np.zeros(1)], m.lat_unary + [np.zeros(1)],

@@ -244,10 +244,10 @@ def test_search_cli_default_selects_on_held_out_images(finished_run, tmp_path, c
     else:  # nothing clearly within at this noise: every candidate was timed
         assert len(timed) == len(ranked)
     from widthnas.latency.registry import load_profile
-    from widthnas.mrf import GraphMRF, uniform
+    from widthnas.mrf import build_mrf, uniform
     from widthnas.mrf.unaries import Unaries
 
-    mrf = GraphMRF.from_table(load_profile(prof), Unaries.load(out / "supernet" / "unaries_measured.json"))
+    mrf = build_mrf(load_profile(prof), Unaries.load(out / "supernet" / "unaries_measured.json"))
     # the uniform network competes (under the name of whichever candidate proposed it first)
     assert uniform(mrf, c["target_ms"]).widths in [r["widths"] for r in cands]
     assert len({tuple(r["widths"]) for r in cands}) == len(cands)
@@ -559,7 +559,7 @@ def test_run_goes_on_when_no_uniform_network_fits(finished_run, tmp_path):
 
     from widthnas.latency.entries import GraphEntries
     from widthnas.latency.table import LatencyTable
-    from widthnas.mrf import GraphMRF, exact, fastest
+    from widthnas.mrf import build_mrf, exact, fastest
     from widthnas.mrf.baselines import uniform
     from widthnas.mrf.unaries import Unaries
 
@@ -571,7 +571,7 @@ def test_run_goes_on_when_no_uniform_network_fits(finished_run, tmp_path):
         # microseconds: below what any network measures here, so that no multiplier fits on measurement either
         table = LatencyTable(space, 1e-3 * rng.uniform(0.01, 0.2, GraphEntries(space, "op").E), 1e-5, real.reference_ms,
                                   real.device, name="non-uniform-device", keying="op")
-        m = GraphMRF.from_table(table, unaries)
+        m = build_mrf(table, unaries)
         uni_ms = min(table.predict(space.uniform(k)) for k in np.arange(0.05, 2.0001, 0.005))
         if fastest(m).latency < 0.9 * uni_ms:
             break

@@ -5,7 +5,7 @@ import torch
 
 from helpers import enumerate_mrf
 from widthnas.mrf import GraphMRF, PairFactor, exact
-from widthnas.mrf.smoothness import smoothness_pairs, with_smoothness
+from widthnas.mrf.smoothness import with_smoothness
 from widthnas.nas.data import Splits
 
 
@@ -20,17 +20,18 @@ def chain_mrf(tiny, rng, noise=0.0):
 
 
 def test_smoothness_pairs_follow_the_formula(tiny):
-    w = 0.7
-    pairs = smoothness_pairs(tiny.choices, tiny.base_widths, w)
-    for i, p in enumerate(pairs):
+    w, m = 0.7, chain_mrf(tiny, np.random.default_rng(0))
+    prior = with_smoothness(m, w).factors[len(m.factors):]
+    assert [(f.i, f.j) for f in prior] == [(i, i + 1) for i in range(len(tiny.choices) - 1)]
+    for i, p in enumerate(f.score for f in prior):
         for a, ca in enumerate(tiny.choices[i]):
             for b, cb in enumerate(tiny.choices[i + 1]):
                 ref = -w * (np.log(ca / tiny.base_widths[i]) - np.log(cb / tiny.base_widths[i + 1])) ** 2
                 assert p[a, b] == pytest.approx(ref)
     with pytest.raises(ValueError, match="smoothness weight"):
-        smoothness_pairs(tiny.choices, tiny.base_widths, -1.0)
+        with_smoothness(m, -1.0)
     with pytest.raises(ValueError, match="smoothness weight"):
-        smoothness_pairs(tiny.choices, tiny.base_widths, float("nan"))
+        with_smoothness(m, float("nan"))
 
 
 def _roughness(mrf, idx):
