@@ -69,7 +69,13 @@ def test_run_goes_from_data_to_verified_onnx(finished_run):
         assert section in report
     m = st["search"]  # the margin, said (the profile is this machine's: its held-out error and noise floor)
     assert f"{m['margin_pct']:g} % under the budget {m['budget_ms']:.4f} ms: margin {m['margin_how']}." in report
-    assert m["margin_how"].startswith(f"{m['margin_pct']:.2f} % = 2 x sqrt(held-out RMS error")
+    own = "2 x sqrt(held-out RMS error"
+    if m["margin_how"].startswith(f"{m['margin_pct']:.2f} % = 2 x the RMS error"):
+        # only when a noisy host slowed between profiling and the check, so that the check took this machine
+        # for another: its larger error sets the margin, and the profile's own is said beside it
+        assert st["profile"]["check"]["machine_note"] and own in m["margin_how"]
+    else:
+        assert m["margin_how"].startswith(f"{m['margin_pct']:.2f} % = {own}")
     assert f"| within budget on measurement (95 % interval of repeated timings, ms) | {bv['verdict']} [" in report
     for png in ("latency_fit.png", "pareto.png", "widths.png", "training.png", "narrowing.png"):
         assert (out / png).stat().st_size > 1000

@@ -130,7 +130,9 @@ def test_bundle_runner_needs_no_torch(tiny, tmp_path):
     header, recs, bad = sr.read_samples(str(bundle / "samples.jsonl"))
     assert [x["widths"] for x in recs] == [n["widths"] for n in manifest["networks"]]
     s = load_samples(str(bundle / "samples.jsonl"), tiny)  # the host reads what the device wrote
-    assert len(s) == 3 and np.all(s.norm > 0)
+    # ... leaving out what the device's load guard marked disturbed (a noisy host may mark one)
+    n_disturbed = sum(x["disturbed"] for x in recs)
+    assert len(s) == 3 - n_disturbed and len(s.disturbed) == n_disturbed and np.all(s.norm > 0)
     # rerunning continues: nothing left to do, nothing duplicated
     r = subprocess.run(cmd, cwd=bundle, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and len(sr.read_samples(str(bundle / "samples.jsonl"))[1]) == 3
