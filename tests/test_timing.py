@@ -198,6 +198,40 @@ def test_a_machine_that_never_settles_records_the_samples_as_disturbed(fakes):
     assert any("recorded as disturbed, left out of fits" in line for line in logs)
 
 
+def test_a_host_noisy_by_nature_is_waited_out_once_then_judged_by_its_own_spread(fakes):
+    # a shared host from 1 s on: 35 % of runs, network and reference alike, 1.3x slower; waits never find it quiet
+    flicker = dict(start=1.0, end=float("inf"), net=1.3, ref=1.3, share=0.35)
+    m, logs = fakes.Machine(noise=0.002, bursts=[flicker]), []
+    g = _guard(m, logs, max_wait_s=4)
+    recs = _measure_all(m, NETS_MS, g)
+    out = [k for k, r in enumerate(recs) if r["disturbed"]]
+    assert len(out) == sr.NOISY_SAMPLES and out == list(range(out[0], out[0] + sr.NOISY_SAMPLES))  # in a row
+    assert all("spread" in recs[k]["disturbance"] for k in out) and out[0] > 0  # not before the flicker began
+    said = [line for line in logs if "noisy by nature" in line]
+    assert len(said) == 1 and 0.1 < g.noisy_spread <= sr.NOISY_MAX_SPREAD and g.thresholds[1] == g.noisy_spread
+    assert not any(r["disturbed"] for r in recs[out[-1] + 1:])  # every later sample kept, and right
+    assert [r["norm"] for r in recs[out[-1] + 1:]] == pytest.approx([ms / 4 for ms in NETS_MS[out[-1] + 1:]], rel=0.01)
+    # the same flicker at 1.8x spreads past NOISY_MAX_SPREAD: its samples stay out (the test above)
+    m, logs = fakes.Machine(noise=0.002, bursts=[{**flicker, "net": 1.8, "ref": 1.8, "share": 0.4}]), []
+    g = _guard(m, logs, max_wait_s=4)
+    recs = _measure_all(m, NETS_MS[:10], g)
+    assert g.noisy_spread == 0 and all(r["disturbed"] for r in recs[-3:]) and not any("nature" in x for x in logs)
+
+
+def test_a_passing_disturbance_between_noisy_samples_restarts_the_count(fakes):
+    g = _guard(fakes.Machine(), [])
+    g.left_out([0.2, 0.25, 0.2])
+    g.left_out([0.3, 0.2, 0.2])
+    g.accept({"median": 4.0, "iqr": 0.1})  # a clean sample between them
+    g.left_out([0.2, 0.2, 0.2])
+    g.left_out(None)  # one left out for drift
+    g.left_out([0.2, 0.2, 0.2])
+    g.left_out([0.2, 0.2, 0.2])
+    assert g.noisy_spread == 0
+    g.left_out([0.2, 0.4, 0.2])
+    assert g.noisy_spread == pytest.approx(0.44)
+
+
 def test_guard_thresholds(fakes):
     m = fakes.Machine()
     g = _guard(m, [])
