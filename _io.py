@@ -60,12 +60,12 @@ def atomic_savefig(fig, path: str | Path, dpi: int = 110) -> None:
         fig.savefig(tmp, dpi=dpi)
 
 
-def read_json(path: str | Path, what: str = "file", fix: str = "") -> object:
-    """json.loads of a file, or CorruptFileError naming the file (and what to do: `fix`)."""
+def read_json(path: str | Path, what: str = "file", fix: str = "", error: type[ValueError] = CorruptFileError) -> object:
+    """json.loads of a file, or `error` naming the file (and what to do: `fix`)."""
     try:
         return json.loads(Path(path).read_text())
     except json.JSONDecodeError as e:
-        raise CorruptFileError(f"{what} {path} is corrupt (line {e.lineno}: {e.msg}){'; ' + fix if fix else ''}")
+        raise error(f"{what} {path} is corrupt (line {e.lineno}: {e.msg}){'; ' + fix if fix else ''}") from None
 
 
 def read_jsonl(path: str | Path, what: str = "file", fix: str = "") -> list:

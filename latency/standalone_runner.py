@@ -329,16 +329,8 @@ def _num(d: dict, key: str, default, where: str, kind, lo: float, hi: float):
     return kind(v)
 
 
-# A host whose reference spreads on every sample (a shared VM: steal time) is noisy by nature, not disturbed:
-# after NOISY_SAMPLES samples in a row left out for their spread alone, the guard judges spread against what
-# it saw (LoadGuard.left_out), up to NOISY_MAX_SPREAD; past that the machine stays unusable for timing.
-NOISY_SAMPLES = 3
-NOISY_MAX_SPREAD = 0.5  # IQR / median
-
-
-def _spread(ref: dict) -> float:
-    """IQR / median of the reference's timings in one sample (its stats)."""
-    return ref["iqr"] / ref["median"]
+NOISY_SAMPLES = 3  # samples in a row left out for spread: the host is noisy by nature (LoadGuard.left_out)
+NOISY_MAX_SPREAD = 0.5  # IQR / median: a host spreading more stays unusable for timing
 
 
 def _stderr(msg: str) -> None:
@@ -355,8 +347,7 @@ class LoadGuard:
     The guard then probes the reference every `step_s` until it is back or `max_wait_s` passed; a reference
     steady at a new speed (three probes within drift/2) becomes the baseline, so lasting load is waited
     out once. Both thresholds are at least twice the quietest probe's spread, else a tiny reference
-    (timer overhead) would count as disturbed on every sample. Lasting spread is waited out once too:
-    NOISY_SAMPLES samples in a row left out for spread raise the spread threshold to what they showed.
+    (timer overhead) would count as disturbed on every sample.
     """
 
     def __init__(self, settings: GuardSettings | None = None, clock: Callable[[], float] = time.perf_counter,
@@ -366,8 +357,7 @@ class LoadGuard:
         self.start_ms: float | None = None  # ms, reference median from the starting probes
         self.recent: list[float] = []  # ms, reference medians of the last accepted samples
         self.quiet_spread = 0.0  # IQR / median of the reference on its quietest starting probe
-        self.noisy_spread = 0.0  # IQR / median this host's reference shows on every sample (left_out)
-        self._left_out: list[float] = []  # largest spread of each sample left out for spread, in a row
+        self.noisy_spread, self._noisy = 0.0, []  # IQR / median of a host noisy by nature; of samples left out
 
     @property
     def baseline(self) -> float | None:
@@ -406,29 +396,24 @@ class LoadGuard:
         if base is not None and ref["median"] > base * (1 + drift):
             return (f"reference {ref['median']:.3f} ms, {ref['median'] / base - 1:+.0%} over its baseline "
                     f"{base:.3f} ms (threshold +{drift:.0%})")
-        sp = _spread(ref)
+        sp = ref["iqr"] / ref["median"]
         if sp > spread:
             return f"reference timings spread {sp:.0%} (IQR / median; threshold {spread:.0%})"
         return None
 
     def accept(self, ref: dict) -> None:
         self.recent = (self.recent + [ref["median"]])[-self.s.window:]
-        self._left_out = []
+        self._noisy = []
 
-    def left_out(self, spreads: list[float] | None) -> None:
-        """A sample was left out as disturbed: `spreads` of its every timing when spread alone was the
-        reason, else None. NOISY_SAMPLES such samples in a row mean this host's reference spreads that much
-        by nature; waiting costs each sample its retries and leaves nothing to fit (RESULTS §6), so the
-        spread threshold rises to 1.1 x the largest seen, if at most NOISY_MAX_SPREAD. Said once per rise."""
-        self._left_out = self._left_out + [max(spreads)] if spreads else []
-        if len(self._left_out) < NOISY_SAMPLES:
-            return
-        level, self._left_out = 1.1 * max(self._left_out), []
-        if level <= NOISY_MAX_SPREAD:
-            old, self.noisy_spread = self.thresholds[1], level
-            self.log(f"the reference spread {level / 1.1:.0%} on {NOISY_SAMPLES} samples in a row, waits included: "
-                     f"this host is noisy by nature, not disturbed; spread is judged against {level:.0%} from now "
-                     f"on (was {old:.0%}). The timings are noisier: quieter hosts give tighter profiles")
+    def left_out(self, ref: dict, why: str) -> None:
+        """Spread that outlasts NOISY_SAMPLES samples' waits in a row is the host's own (RESULTS §6): the threshold."""
+        self._noisy = self._noisy + [ref["iqr"] / ref["median"]] if "spread" in why else []
+        if len(self._noisy) == NOISY_SAMPLES:
+            level, self._noisy = 1.1 * max(self._noisy), []
+            if level <= NOISY_MAX_SPREAD:
+                self.noisy_spread = level
+                self.log(f"the reference spread up to {level / 1.1:.0%} on {NOISY_SAMPLES} samples in a row: this host "
+                         f"is noisy by nature, not disturbed; spread is judged against {level:.0%} from now on")
 
     def wait(self, run_ref: Callable[[], None]) -> dict:
         """Wait (bounded) until the reference is back within the thresholds; {waited_s, quiet, rebaselined}."""
@@ -461,12 +446,9 @@ def measure_sample(run_net: Callable[[], None], run_ref: Callable[[], None], pro
         return measure(run_net, run_ref, clock=clock, **kw)
     guard.start(run_ref)
     rejected: list[dict] = []
-    spreads: list[float] | None = []  # of every timing, while spread alone made it disturbed
     while True:
         rec = measure(run_net, run_ref, clock=guard.clock, **kw)
         why = guard.check(rec["ref_ms"])
-        if why is not None and spreads is not None:
-            spreads = spreads + [_spread(rec["ref_ms"])] if why.startswith("reference timings spread") else None
         if why is None or len(rejected) >= guard.s.retries:
             break
         guard.log(f"{what}: machine disturbed: {why}; waiting up to {guard.s.max_wait_s:g} s for it to settle, then "
@@ -480,7 +462,7 @@ def measure_sample(run_net: Callable[[], None], run_ref: Callable[[], None], pro
     else:
         guard.log(f"{what}: still disturbed after {len(rejected)} re-measurement(s) ({why}): recorded as disturbed, "
                   "left out of fits")
-        guard.left_out(spreads)
+        guard.left_out(rec["ref_ms"], why)
     rec.update(remeasured=len(rejected), disturbed=why is not None)
     if rejected:
         rec["rejected"] = rejected

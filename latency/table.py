@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from widthnas._io import atomic_write_text
+from widthnas._io import atomic_write_text, read_json
 from widthnas.models.graph import GraphError
 from widthnas.models.space import GraphSpace, OpSignature
 from widthnas.models.space import check_fingerprint
@@ -203,10 +203,6 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyTable":
-        try:
-            d = json.loads(Path(path).read_text())
-        except FileNotFoundError:
+        if not Path(path).is_file():
             raise FileNotFoundError(f"profile {path} not found; fit one with `widthnas fit --space SPACE`")
-        except json.JSONDecodeError as e:
-            raise ProfileError(f"profile {path} does not parse as JSON ({e}); refit it with `widthnas fit`")
-        return cls.from_dict(d, str(path))
+        return cls.from_dict(read_json(path, "profile", "refit it with `widthnas fit`", ProfileError), str(path))

@@ -498,8 +498,5 @@ class GraphSpace:
 
     @classmethod
     def load(cls, path: str | Path) -> "GraphSpace":
-        try:
-            d = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as e:
-            raise GraphError(f"graph space {path} does not parse as JSON ({e})")
-        return cls.from_dict(d, str(path))
+        from widthnas._io import read_json  # not at the top: _io imports widthnas.latency, which imports this
+        return cls.from_dict(read_json(path, "graph space", "write it again (`widthnas space --json`)", GraphError), str(path))

@@ -107,13 +107,11 @@ class Unaries:
 
     @classmethod
     def load(cls, path: str | Path) -> "Unaries":
-        try:
-            d = json.loads(Path(path).read_text())
-        except FileNotFoundError:
+        from widthnas._io import read_json  # not at the top: _io imports widthnas.latency, which imports this
+
+        if not Path(path).is_file():
             raise FileNotFoundError(f"unaries file {path} not found; `widthnas train` writes one into its run directory")
-        except json.JSONDecodeError as e:
-            raise ValueError(f"unaries file {path} does not parse ({e})")
-        return cls.from_dict(d, str(path))
+        return cls.from_dict(read_json(path, "unaries file", "`widthnas train` writes it again"), str(path))
 
 
 def from_arrays(space, loss: Sequence[np.ndarray], count: Sequence[np.ndarray], meta: dict | None = None) -> Unaries:

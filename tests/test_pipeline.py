@@ -324,10 +324,11 @@ def test_search_on_another_machine_counts_a_check_made_here_in_its_margin(finish
     capsys.readouterr()
     assert main(["search", "--profile", str(other), "--unaries", un, "--budget", "70%", "--check-networks", "6",
                  "--out", str(cfgp)]) == 0
-    printed, c = capsys.readouterr().out, json.loads(cfgp.read_text())
-    chk = c["latency_check"]
+    said, c = capsys.readouterr(), json.loads(cfgp.read_text())
+    printed, chk = said.out, c["latency_check"]
     assert "another machine behind the profile's device key; checking 6 random networks here" in printed
-    assert chk["n"] == 6 and chk["host_speed"] > OTHER_MACHINE
+    left_out = (said.out + said.err).count("recorded as disturbed, left out of fits")  # by the guard, on a noisy host
+    assert chk["n"] == 6 - left_out and left_out < 6 and chk["host_speed"] > OTHER_MACHINE
     assert c["margin_pct"] == pytest.approx(min(max(own, 200 * chk["rmspe"]), MAX_AUTO_PCT), abs=0.01)
     assert ("the profile was made on another machine" in c["margin_how"]) == (200 * chk["rmspe"] > own)
     assert c["target_ms"] == pytest.approx(c["budget_ms"] * (1 - c["margin_pct"] / 100)) and c["predicted_ms"] <= c["target_ms"]

@@ -219,16 +219,14 @@ def test_a_host_noisy_by_nature_is_waited_out_once_then_judged_by_its_own_spread
 
 
 def test_a_passing_disturbance_between_noisy_samples_restarts_the_count(fakes):
-    g = _guard(fakes.Machine(), [])
-    g.left_out([0.2, 0.25, 0.2])
-    g.left_out([0.3, 0.2, 0.2])
+    g, spread, drift = _guard(fakes.Machine(), []), "reference timings spread", "reference 5 ms, +25% over its baseline"
+    g.left_out({"median": 4.0, "iqr": 1.0}, spread)
+    g.left_out({"median": 4.0, "iqr": 0.8}, spread)
     g.accept({"median": 4.0, "iqr": 0.1})  # a clean sample between them
-    g.left_out([0.2, 0.2, 0.2])
-    g.left_out(None)  # one left out for drift
-    g.left_out([0.2, 0.2, 0.2])
-    g.left_out([0.2, 0.2, 0.2])
+    for why in (spread, drift, spread, spread):  # one left out for drift
+        g.left_out({"median": 4.0, "iqr": 0.8}, why)
     assert g.noisy_spread == 0
-    g.left_out([0.2, 0.4, 0.2])
+    g.left_out({"median": 4.0, "iqr": 1.6}, spread)
     assert g.noisy_spread == pytest.approx(0.44)
 
 
