@@ -386,7 +386,7 @@ class LoadGuard:
 
     @property
     def thresholds(self) -> tuple[float, float]:
-        """(drift, spread) in use: the settings', raised to twice the reference's quiet spread."""
+        """(drift, spread) in use: the settings', raised to twice the quiet spread (spread: to a noisy host's own)."""
         floor = 2 * self.quiet_spread
         return max(self.s.drift, floor), max(self.s.spread, floor, self.noisy_spread)
 
