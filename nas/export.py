@@ -13,6 +13,10 @@ import torch
 from widthnas._io import atomic_path, atomic_write_text
 
 
+VERIFY_ROUNDS = 7  # rounds before a verification timing's interval is judged (it may grow to 4 x)
+VERIFY_ROUND_MS = 20.0  # ms per round: every verification, the search's measured candidates, the ladder's rungs
+
+
 class ExportError(ValueError):
     """The exported graph failed its checks; nothing was written."""
 
@@ -74,7 +78,7 @@ def check_onnx_profile(table, where: str = "--profile") -> None:
                          "profile (`widthnas profiles` lists them), or leave --profile out")
 
 
-def verify_timing(table, rounds: int = 7, round_ms: float = 20.0):
+def verify_timing(table, rounds: int | None = None, round_ms: float | None = None):
     """(onnxruntime backend with the profile's device settings, timing protocol) of every verification and
     of the ladder's rungs, which must be timed as the networks read off them are."""
     from widthnas.latency import standalone_runner as sr
@@ -86,10 +90,12 @@ def verify_timing(table, rounds: int = 7, round_ms: float = 20.0):
                     int(dev.get("batch", 1)), dev.get("opt_level", "all"))
     # the cap stays at 4 x rounds: verification repeats whole measurements until its interval clears the
     # budget (latency/verdict.py), and the selection times dozens of candidates this way
-    return be, sr.Protocol(rounds, round_ms, max_rounds=4 * rounds)
+    rounds = rounds or VERIFY_ROUNDS
+    return be, sr.Protocol(rounds, round_ms or VERIFY_ROUND_MS, max_rounds=4 * rounds)
 
 
-def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float = 20.0, guard=None) -> dict:
+def measure_exported(path: str | Path, table, rounds: int | None = None, round_ms: float | None = None,
+                     guard=None) -> dict:
     """Latency of the exported model here, timed beside the reference network as the profile was, so it
     compares with the profile's prediction. `normalised_ms`: at the profile's host speed, read off its
     ladder (latency/ref_ladder.py) when it has one, else off the reference alone (`reference_normalised_ms`).
@@ -124,8 +130,8 @@ def measure_exported(path: str | Path, table, rounds: int = 7, round_ms: float =
     return out
 
 
-def network_measurer(supernet, table, work_dir: str | Path, rounds: int = 7,
-                     round_ms: float = 20.0, space=None) -> Callable[[list[int]], float]:
+def network_measurer(supernet, table, work_dir: str | Path, rounds: int | None = None,
+                     round_ms: float | None = None, space=None) -> Callable[[list[int]], float]:
     """widths -> ms at the profile's speed (read off its ladder, or its reference) of that network exported
     from the supernet and timed here, as the verify stage will time it; each network is exported once.
     space: for widths off the search grid (materialize's)."""

@@ -12,6 +12,7 @@ from widthnas.latency.noise_floor import MIN_REMEASURE
 from widthnas.mrf import parse_budget
 
 from .checks import INT_NONNEG, INT_POS, POSITIVE, Rule, check_settings
+from .export import VERIFY_ROUND_MS, VERIFY_ROUNDS
 from .paths import same_setting
 from .selection import UNARY_IMAGES
 
@@ -35,8 +36,8 @@ class RunConfig:
     ladder_rungs: int = 8  # rungs of the ladder of reference networks timed into a new profile (0: none)
     profile_rounds: int = 5  # timed rounds per network while profiling (the check uses at most 3)
     profile_round_ms: float = 10.0  # ms per timed round
-    verify_rounds: int = 7  # rounds before a verification timing's interval is judged (it may grow to 4 x)
-    verify_round_ms: float = 20.0  # ms per verification round (the search's measured candidates, verify; not the ladder)
+    verify_rounds: int = VERIFY_ROUNDS  # rounds before a verification timing's interval is judged (it may grow to 4 x)
+    verify_round_ms: float = VERIFY_ROUND_MS  # ms per verification round (the search's measured candidates, verify; not the ladder)
     guard: bool = True  # watch the reference network for a disturbed machine while timing (--no-guard: off)
     reuse_check: bool = True  # reuse today's latency check of this profile on this machine kind (--recheck: off)
     max_wait: float = 60.0  # s, longest wait for a disturbed machine to settle, per disturbance

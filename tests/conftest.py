@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 pytest.register_assert_rewrite("helpers")  # its checks (check_budget_verdict, ...) report as a test's asserts
-from helpers import make_graph_toy  # noqa: E402
+from helpers import make_graph_toy, quick_timing  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,6 +34,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def quick_timing_module():
+    """helpers.quick_timing for a whole module: its tests and its module fixtures (a finished run)."""
+    with quick_timing():
+        yield
 
 
 @pytest.fixture(scope="session")

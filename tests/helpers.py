@@ -2,6 +2,7 @@
 follow: brute-force enumeration (enumerate_mrf, brute_force), onnxruntime against PyTorch on random
 inputs (ort_run, assert_onnx_computes), and networks whose BN makes a wrong op show (scramble_bn,
 calibrate_bn)."""
+import contextlib
 import json
 from pathlib import Path
 
@@ -81,6 +82,35 @@ def fast_protocol():
     from widthnas.latency import standalone_runner as sr
 
     return sr.Protocol(**FAST_ROUNDS, guard=None)
+
+
+@contextlib.contextmanager
+def quick_timing():
+    """Defaults that no option reaches (CLI commands and benchmarks run in-process) shortened for tiny
+    networks on a noisy host: a sample's rounds capped at 3 x (not 12 x) its rounds, verification timings
+    3 rounds of 5 ms (not 7 of 20 ms), a default guard's wait 1 s (not 60), search's check of another
+    machine's profile 8 networks (not 40). The logic is the same; only the timings' precision drops (in
+    the suite, on a noisy host, one check-and-verify test took 6 min; a search whose host slowed 1.4 x, 100 s)."""
+    from dataclasses import dataclass
+
+    import pytest
+
+    from widthnas.latency import check
+    from widthnas.latency import standalone_runner as sr
+    from widthnas.nas import export
+
+    @dataclass
+    class QuickGuard(sr.GuardSettings):
+        max_wait_s: float = 1.0
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sr, "ROUNDS_CAP", 3)
+        mp.setattr(export, "VERIFY_ROUNDS", 3)
+        mp.setattr(export, "VERIFY_ROUND_MS", 5.0)
+        mp.setattr(sr, "GuardSettings", QuickGuard)
+        mp.setattr(check, "CHECK_NETWORKS", 8)
+        mp.setattr(check, "check_protocol", lambda: sr.Protocol(check.CHECK_ROUNDS, guard=QuickGuard()))
+        yield
 
 
 def run_flags(settings: dict) -> list:

@@ -13,6 +13,9 @@ from widthnas.nas.cli import main
 from widthnas.nas.run import Run, RunConfig
 
 
+pytestmark = pytest.mark.usefixtures("quick_timing_module")  # tests/helpers.py quick_timing
+
+
 @pytest.fixture(scope="module")
 def data28(tmp_path_factory):
     """A learnable .npz of 28x28 grey images: a bright bar whose row encodes the class."""

@@ -19,6 +19,8 @@ from widthnas.nas.runlog import LOG_NAME, RunLog
 ROOT = Path(__file__).resolve().parent.parent
 
 
+pytestmark = pytest.mark.usefixtures("quick_timing_module")  # tests/helpers.py quick_timing
+
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """A small space whose widest network is several times slower than its narrowest."""
@@ -30,7 +32,7 @@ def inputs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def finished_run(inputs, tmp_path_factory):
+def finished_run(inputs, tmp_path_factory, quick_timing_module):
     out = tmp_path_factory.mktemp("run") / "r"
     cfg = RunConfig(space=str(inputs / "space.json"), dataset="npz", data=str(inputs / "data.npz"), budget="60%",
                     profile_networks=40, epochs=2, warmup_epochs=1, limit=None, batch_size=32, finetune_epochs=1,
@@ -293,7 +295,12 @@ def test_search_margin_aims_under_the_budget(finished_run, tmp_path, capsys):
     auto = json.loads(cfgp.read_text())
     v = json.loads(Path(prof).read_text())["validation"]
     err, noise = v["table"]["rmspe"], v["noise_floor"]["per_measurement_rmspe"]
-    assert auto["margin_pct"] == pytest.approx(200 * np.hypot(err, noise), abs=0.01) and auto["margin_pct"] > 0
+    own = 200 * np.hypot(err, noise)
+    if "latency_check" in auto:  # a noisy host ran the reference 1.4 x off its profiled time: search took it for
+        # another machine and checked the profile here; a larger error from that check sets the margin, said beside its own
+        assert auto["margin_pct"] >= own - 0.01 and f"{own:.2f} % = 2 x sqrt(held-out RMS error" in auto["margin_how"]
+    else:
+        assert auto["margin_pct"] == pytest.approx(own, abs=0.01) and auto["margin_pct"] > 0
     assert auto["target_ms"] == pytest.approx(auto["budget_ms"] * (1 - auto["margin_pct"] / 100))
     assert auto["predicted_ms"] <= auto["target_ms"]
     capsys.readouterr()

@@ -17,6 +17,9 @@ from widthnas.models.space import GraphSpace
 from widthnas.nas.cli import main
 
 
+pytestmark = pytest.mark.usefixtures("quick_timing_module")  # tests/helpers.py quick_timing
+
+
 @pytest.mark.parametrize("factory,weights", [
     # a user's trained model: the supernet and the fine-tuning start from its weights. 171 s on 2026-12-04
     # (124 s of it verifying); tests/test_trace_thirdparty.py runs a traced ResNet with --weights end to end

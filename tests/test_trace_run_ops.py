@@ -5,6 +5,9 @@ import pytest
 from test_trace_run import check_traced_run
 
 
+pytestmark = pytest.mark.usefixtures("quick_timing_module")  # tests/helpers.py quick_timing
+
+
 @pytest.mark.parametrize("factory,weights,budget", [
     # Hardswish, SiLU, Sigmoid, GELU, LeakyReLU, BN eps 1e-3 (issue 32), from its weights. Its ops' overhead
     # binds: the narrowest network takes ~89 % of the widest's 0.022 ms, so TINY's 80 % budget is infeasible

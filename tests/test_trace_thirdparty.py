@@ -27,6 +27,9 @@ from pytorchcv.models.mobilenetv2 import mobilenetv2_w1  # noqa: E402
 from pytorchcv.models.resnet import resnet18, resnet18_wd4  # noqa: E402
 
 
+pytestmark = pytest.mark.usefixtures("quick_timing_module")  # tests/helpers.py quick_timing
+
+
 def _pcv_name(n: str) -> str:
     """The built-in resnet's op names -> pytorchcv's module paths."""
     if n == "stem":
