@@ -31,14 +31,11 @@ class PreviousModel:
     """
 
     def __init__(self, path: str | Path, mean: torch.Tensor, std: torch.Tensor, batch: int = 512):
-        import onnxruntime as ort
+        from widthnas.latency.standalone_runner import ort_session
 
         self.path = Path(path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1  # a teacher beside training; keep it off the other core
-        opts.log_severity_level = 3
-        try:
-            self.sess = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        try:  # 1 thread: a teacher beside training, kept off the other core
+            self.sess = ort_session(str(self.path))
         except Exception as e:
             raise ValueError(f"previous model {self.path} cannot be loaded by onnxruntime ({type(e).__name__}: "
                              f"{str(e).splitlines()[0][:200]}); give an .onnx file from `widthnas export` or "
