@@ -37,8 +37,8 @@ def reference_speed(table, backend, protocol) -> float:
 
 
 def latency_check(table, backend, path: str | Path, n: int, seed: int, protocol,
-                  log: Callable[[str], None] | None = None,
-                  progress: bool = False) -> tuple[dict, np.ndarray, np.ndarray]:
+                  log: Callable[[str], None] | None = None, progress: bool = False,
+                  guard=None) -> tuple[dict, np.ndarray, np.ndarray]:
     """(metrics, measured ms, predicted ms) of n uniform random networks timed here into `path` (a
     resumable samples file); adds `host_speed` (now over profiled) and `machine_note` (None: same machine)."""
     from .profile import profile
@@ -46,7 +46,7 @@ def latency_check(table, backend, path: str | Path, n: int, seed: int, protocol,
     from .validate import metrics
 
     profile(table.space, path, n, backend, "uniform", seed, protocol=protocol, progress=progress, log=log,
-            desc="latency check")
+            desc="latency check", guard=guard)
     with warnings.catch_warnings():  # said below in the check's terms (the file's advice is for profiles)
         warnings.simplefilter("ignore")
         try:

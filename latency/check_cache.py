@@ -113,13 +113,14 @@ def cached_check(key: str, run_check: Callable[[], Check], samples_path: str | P
 
 def latency_check_today(table, profile_file: str | Path, backend, samples_path: str | Path, n: int, seed: int,
                         protocol, reuse: bool = True, speed_now: Callable[[], float] | None = None,
-                        log: Callable[[str], None] = print, progress: bool = False) -> Check:
+                        log: Callable[[str], None] = print, progress: bool = False, guard=None) -> Check:
     """latency.check.latency_check, or today's of the same profile and networks on this machine kind
-    (reuse=False: timed). speed_now: the reference's speed, when the caller has just timed it."""
+    (reuse=False: timed). speed_now: the reference's speed, when the caller has just timed it. guard: the
+    load guard to time with (standalone_runner.LoadGuard; default: one of the protocol's settings)."""
     from .check import latency_check, reference_speed  # looked up now: a test gives its own reference speed
 
     def timed() -> Check:
-        return latency_check(table, backend, samples_path, n, seed, protocol, log=log, progress=progress)
+        return latency_check(table, backend, samples_path, n, seed, protocol, log=log, progress=progress, guard=guard)
 
     if not reuse:
         return timed()

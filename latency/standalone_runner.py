@@ -411,6 +411,13 @@ class LoadGuard:
                 self.log(f"the reference spread up to {level / 1.1:.0%} on {NOISY_SAMPLES} samples in a row: this host "
                          f"is noisy by nature, not disturbed; spread is judged against {level:.0%} from now on")
 
+    def assume_noisy(self, spread: float) -> None:
+        """Judge spread against a noisy host's own level found earlier (a run's check, read back from run_state)."""
+        if isinstance(spread, bool) or not isinstance(spread, (int, float)) or not 0 <= spread <= NOISY_MAX_SPREAD:
+            raise ValueError(f"a noisy host's reference spread {spread!r}: expected a number in [0, {NOISY_MAX_SPREAD}] "
+                             "(run_state.json damaged? delete it to redo the run's stages)")
+        self.noisy_spread = float(spread)
+
     def wait(self, run_ref: Callable[[], None]) -> dict:
         """Wait (bounded) until the reference is back within the thresholds; {waited_s, quiet, rebaselined}."""
         t0, meds = self.clock(), []

@@ -222,11 +222,14 @@ class Run:
     def _latency_check(self, table, path: str, backend) -> dict:
         """Time --check-networks random networks now and compare with the profile (at `path`): is it valid
         here today? A check of the same profile and networks made today on this machine kind is reused."""
-        n = self.cfg.check_networks
+        n, gs = self.cfg.check_networks, self._guard_settings()
+        guard = LoadGuard(gs, log=self.log) if gs is not None else None
         m, meas, pred = latency_check_today(table, path, backend, self.dir / "latency_check.jsonl", n,
                                             self.cfg.seed + CHECK_SEED,
                                             self._protocol(min(CHECK_ROUNDS, self.cfg.profile_rounds)),
-                                            self.cfg.reuse_check, log=self.log, progress=self.progress)
+                                            self.cfg.reuse_check, log=self.log, progress=self.progress, guard=guard)
+        if guard is not None and guard.noisy_spread:  # a host noisy by nature: verify judges spread by it too
+            m["noisy_spread"] = guard.noisy_spread
         when = f"timed today at {m['reused']['made'][11:16]} UTC" if m.get("reused") else "timed in this run"
         scatter_plot(self.dir / "latency_fit.png", meas, {"table": pred}, f"{table.name}: {n} networks {when}")
         self.log(f"latency check on {n} fresh networks ({when}): within ±10% {m['within_10']:.0%}, "
@@ -376,6 +379,8 @@ class Run:
         table, out, c = self.table(), {}, self.cfg
         gs = self._guard_settings()  # a disturbed machine is waited out, not averaged into the verdict
         guard = LoadGuard(gs, log=self.log) if gs is not None else None
+        if guard is not None:  # not waited out again at every timing (RESULTS §6)
+            guard.assume_noisy((self.state["profile"].get("check") or {}).get("noisy_spread", 0.0))
         for name in networks(self.state):
             exported, fin = self.state["export"][name], self.state["finetune"][name]
             m = verify_exported(exported["path"], table, self.state["search"]["budget_ms"],

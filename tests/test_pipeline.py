@@ -128,6 +128,42 @@ def test_the_run_compares_with_the_multiplier_rounded_to_8_channels_that_measure
     assert "| | chosen | uniform8 |" in (out / "report.md").read_text()
 
 
+def test_verify_judges_spread_by_the_noisy_level_the_run_check_found(finished_run, monkeypatch):
+    """A host the check found noisy by nature (its guard's level, recorded in the check) is not waited out again
+    at every verification timing: verify's guard starts at that level. No check level: a fresh guard."""
+    import widthnas.nas.run as run_mod
+
+    _, out, run, _ = finished_run
+    table, prof = run.table(), run.state["profile"]["path"]
+    given = {}
+
+    def check_today(*a, guard=None, **kw):  # the check found the host noisy (its guard's level; no timing here)
+        given["check"] = guard
+        guard.noisy_spread = 0.27
+        return {"within_10": 1.0, "nrmse": 0.01}, np.ones(3), np.ones(3)
+
+    def verify(path, table, budget_ms, predicted_ms, rounds, round_ms, guard, *a):
+        given.setdefault("verify", []).append(guard.thresholds[1])
+        return {"normalised_ms": predicted_ms}
+
+    for name, fake in (("latency_check_today", check_today), ("scatter_plot", lambda *a: None),
+                       ("verify_exported", verify), ("write_sidecar", lambda *a, **kw: None)):
+        monkeypatch.setattr(run_mod, name, fake)  # nothing of the finished run is rewritten
+    m = run._latency_check(table, prof, None)
+    assert given["check"] is not None and m["noisy_spread"] == 0.27
+    state = run.state
+    monkeypatch.setattr(run, "state", {**state, "profile": {**state["profile"], "check": m}})
+    run.stage_verify()
+    assert given["verify"] == [0.27] * len(given["verify"]) and given["verify"]
+    given.clear()
+    monkeypatch.setattr(run, "state", {**state, "profile": {**state["profile"], "check": {}}})
+    run.stage_verify()
+    assert given["verify"] and all(t < 0.27 for t in given["verify"])
+    monkeypatch.setattr(run, "state", {**state, "profile": {**state["profile"], "check": {"noisy_spread": 7}}})
+    with pytest.raises(ValueError, match="run_state.json damaged"):
+        run.stage_verify()
+
+
 def test_a_profile_made_by_run_records_its_noise_floor(finished_run):
     """The run profiled this machine: its first 30 held-out networks were timed again, the floor is in
     the profile, and --margin auto (the run's default) counted it."""

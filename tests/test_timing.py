@@ -218,6 +218,24 @@ def test_a_host_noisy_by_nature_is_waited_out_once_then_judged_by_its_own_spread
     assert g.noisy_spread == 0 and all(r["disturbed"] for r in recs[-3:]) and not any("nature" in x for x in logs)
 
 
+def test_a_later_stage_told_the_host_is_noisy_keeps_its_samples_from_the_start(fakes):
+    """`widthnas run` hands the level its check found to verify's guard (LoadGuard.assume_noisy): on the same
+    noisy host no timing is waited out and left out again; a level read back from a damaged file is refused."""
+    flicker = dict(start=0.0, end=float("inf"), net=1.3, ref=1.3, share=0.35)
+    m, logs = fakes.Machine(noise=0.002, bursts=[flicker]), []
+    check = _guard(m, logs, max_wait_s=4)
+    _measure_all(m, NETS_MS, check)
+    later = _guard(m, logs, max_wait_s=4)
+    later.assume_noisy(check.noisy_spread)
+    recs = _measure_all(m, NETS_MS[:8], later)
+    assert check.noisy_spread > 0.1 and later.thresholds[1] == check.noisy_spread
+    assert not any(r["disturbed"] or r.get("remeasured") for r in recs)
+    assert [r["norm"] for r in recs] == pytest.approx([ms / 4 for ms in NETS_MS[:8]], rel=0.01)
+    for bad in (-0.1, sr.NOISY_MAX_SPREAD + 0.01, True, "0.2", float("nan"), None):
+        with pytest.raises(ValueError, match="noisy host's reference spread"):
+            later.assume_noisy(bad)
+
+
 def test_a_passing_disturbance_between_noisy_samples_restarts_the_count(fakes):
     g, spread, drift = _guard(fakes.Machine(), []), "reference timings spread", "reference 5 ms, +25% over its baseline"
     g.left_out({"median": 4.0, "iqr": 1.0}, spread)
