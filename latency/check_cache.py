@@ -24,6 +24,7 @@ import numpy as np
 from widthnas._io import atomic_write_text
 
 from .host_state import machine_note
+from .standalone_runner import NOISY_MAX_SPREAD
 
 CACHE_ENV = "WIDTHNAS_CACHE"
 SAME_SPEED = 1.10  # the reference now within this factor of the cached check's: the same machine kind
@@ -43,12 +44,18 @@ def check_key(profile_file: str | Path, device: dict, n: int, seed: int, protoco
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+def _level(x) -> bool:
+    """A noisy host's reference spread (IQR / median), as LoadGuard.assume_noisy takes it."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= NOISY_MAX_SPREAD
+
+
 def _valid_entry(e) -> bool:
     try:
         speed = e["host_speed"]
         return (isinstance(e, dict) and isinstance(e["date"], str) and isinstance(e["made"], str)
                 and isinstance(speed, (int, float)) and not isinstance(speed, bool) and np.isfinite(speed)
-                and speed > 0 and isinstance(e["samples"], str) and bool(e["samples"].strip()))
+                and speed > 0 and isinstance(e["samples"], str) and bool(e["samples"].strip())
+                and _level(e.get("noisy_spread", 0.0)))
     except (KeyError, TypeError):
         return False
 
@@ -95,6 +102,8 @@ def cached_check(key: str, run_check: Callable[[], Check], samples_path: str | P
             atomic_write_text(samples_path, match["samples"])
             m, meas, pred = run_check()  # a complete file: read, validated, nothing timed
             m["reused"] = {"made": match["made"], "host_speed_then": match["host_speed"], "host_speed_now": speed}
+            if match.get("noisy_spread"):  # a host found noisy by nature: verify need not learn it again
+                m["noisy_spread"] = match["noisy_spread"]
             m.update(host_speed=speed, machine_note=machine_note(speed, reference_ms))
             return m, meas, pred
         then = ", ".join(format(e["host_speed"], ".2f") for e in today)
@@ -102,7 +111,7 @@ def cached_check(key: str, run_check: Callable[[], Check], samples_path: str | P
             "(another machine kind): timing a new one")
     m, meas, pred = run_check()
     entry = {"date": date, "made": now.isoformat(timespec="seconds"), "host_speed": float(m["host_speed"]),
-             "samples": samples_path.read_text()}
+             "samples": samples_path.read_text(), "noisy_spread": float(m.get("noisy_spread", 0.0))}
     kept = [e for e in today if not same_kind(e["host_speed"], entry["host_speed"])]  # other kinds stay
     try:
         atomic_write_text(path, json.dumps({"format": FORMAT, "entries": kept + [entry]}))
@@ -120,7 +129,11 @@ def latency_check_today(table, profile_file: str | Path, backend, samples_path: 
     from .check import latency_check, reference_speed  # looked up now: a test gives its own reference speed
 
     def timed() -> Check:
-        return latency_check(table, backend, samples_path, n, seed, protocol, log=log, progress=progress, guard=guard)
+        m, meas, pred = latency_check(table, backend, samples_path, n, seed, protocol, log=log, progress=progress,
+                                      guard=guard)
+        if guard is not None and guard.noisy_spread:  # a host noisy by nature: verify judges spread by it too
+            m["noisy_spread"] = guard.noisy_spread
+        return m, meas, pred
 
     if not reuse:
         return timed()

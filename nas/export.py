@@ -90,7 +90,8 @@ def verify_timing(table, rounds: int | None = None, round_ms: float | None = Non
                     int(dev.get("batch", 1)), dev.get("opt_level", "all"))
     # the cap stays at 4 x rounds: verification repeats whole measurements until its interval clears the
     # budget (latency/verdict.py), and the selection times dozens of candidates this way
-    return be, sr.Protocol(r := rounds or VERIFY_ROUNDS, round_ms or VERIFY_ROUND_MS, max_rounds=4 * r)
+    return be, sr.Protocol(r := VERIFY_ROUNDS if rounds is None else rounds,
+                           VERIFY_ROUND_MS if round_ms is None else round_ms, max_rounds=4 * r)
 
 
 def measure_exported(path: str | Path, table, rounds: int | None = None, round_ms: float | None = None,

@@ -219,17 +219,21 @@ class Run:
                                 c.max_wait)
         return str(profile_here(self.space, self.dir, backend, self._protocol(), settings, self.log, self.progress))
 
+    @cached_property
+    def _check_guard(self) -> LoadGuard | None:
+        """One guard for the run's checks: a noisy level learnt on the first holds for a second (another profile)."""
+        gs = self._guard_settings()
+        return LoadGuard(gs, log=self.log) if gs is not None else None
+
     def _latency_check(self, table, path: str, backend) -> dict:
         """Time --check-networks random networks now and compare with the profile (at `path`): is it valid
         here today? A check of the same profile and networks made today on this machine kind is reused."""
-        n, gs = self.cfg.check_networks, self._guard_settings()
-        guard = LoadGuard(gs, log=self.log) if gs is not None else None
+        n = self.cfg.check_networks
         m, meas, pred = latency_check_today(table, path, backend, self.dir / "latency_check.jsonl", n,
                                             self.cfg.seed + CHECK_SEED,
                                             self._protocol(min(CHECK_ROUNDS, self.cfg.profile_rounds)),
-                                            self.cfg.reuse_check, log=self.log, progress=self.progress, guard=guard)
-        if guard is not None and guard.noisy_spread:  # a host noisy by nature: verify judges spread by it too
-            m["noisy_spread"] = guard.noisy_spread
+                                            self.cfg.reuse_check, log=self.log, progress=self.progress,
+                                            guard=self._check_guard)  # the level of a noisy host: m["noisy_spread"]
         when = f"timed today at {m['reused']['made'][11:16]} UTC" if m.get("reused") else "timed in this run"
         scatter_plot(self.dir / "latency_fit.png", meas, {"table": pred}, f"{table.name}: {n} networks {when}")
         self.log(f"latency check on {n} fresh networks ({when}): within ±10% {m['within_10']:.0%}, "
@@ -380,7 +384,8 @@ class Run:
         gs = self._guard_settings()  # a disturbed machine is waited out, not averaged into the verdict
         guard = LoadGuard(gs, log=self.log) if gs is not None else None
         if guard is not None:  # not waited out again at every timing (RESULTS §6)
-            guard.assume_noisy((self.state["profile"].get("check") or {}).get("noisy_spread", 0.0))
+            check = self.state["profile"].get("check") or {}  # anything else than a dict is refused as damaged
+            guard.assume_noisy(check.get("noisy_spread", 0.0) if isinstance(check, dict) else check)
         for name in networks(self.state):
             exported, fin = self.state["export"][name], self.state["finetune"][name]
             m = verify_exported(exported["path"], table, self.state["search"]["budget_ms"],

@@ -70,6 +70,45 @@ def test_a_reused_check_on_another_machine_still_says_so(cache, tmp_path):
     assert len(timed) == 1 and "not the machine the profile was made on" in m["machine_note"]
 
 
+def test_a_noisy_level_found_while_timing_is_kept_with_the_check_and_given_back_when_reused(cache, tmp_path, monkeypatch):
+    """latency_check_today times the check with the caller's guard (down to profile()); the level it learnt
+    (a host noisy by nature) goes into the metrics and the cache, and a reused check gives it back."""
+    import types
+
+    from widthnas.latency import check as check_mod
+    from widthnas.latency import profile as profile_mod
+    from widthnas.latency.standalone_runner import LoadGuard
+
+    class Got(Exception):
+        pass
+
+    def no_timing(*a, guard=None, **kw):
+        raise Got(guard)
+
+    monkeypatch.setattr(profile_mod, "profile", no_timing)
+    g, table = LoadGuard(), types.SimpleNamespace(space=None, reference_ms=0.5)
+    with pytest.raises(Got) as got:
+        cc.latency_check_today(table, "p.json", None, tmp_path / "x.jsonl", 3, 0, None, reuse=False, guard=g)
+    assert got.value.args[0] is g
+    timed = []
+
+    def learnt(table, backend, path, *a, guard=None, **kw):
+        guard.noisy_spread = 0.31
+        return fake_check(path, timed)()
+
+    monkeypatch.setattr(check_mod, "latency_check", learnt)
+    monkeypatch.setattr(cc, "check_key", lambda *a: "k")
+    be = types.SimpleNamespace(device_info=lambda: {})
+    proto = types.SimpleNamespace(settings=lambda: {})
+    m = cc.latency_check_today(table, "p.json", be, tmp_path / "a.jsonl", 3, 0, proto, speed_now=lambda: 1.0,
+                               guard=LoadGuard())[0]
+    assert m["noisy_spread"] == 0.31 and json.loads((cache / "k.json").read_text())["entries"][0]["noisy_spread"] == 0.31
+    monkeypatch.setattr(check_mod, "latency_check", lambda *a, **kw: fake_check(tmp_path / "b.jsonl", timed)())
+    m = cc.latency_check_today(table, "p.json", be, tmp_path / "b.jsonl", 3, 0, proto, speed_now=lambda: 1.0,
+                               guard=LoadGuard())[0]
+    assert m["reused"] and m["noisy_spread"] == 0.31 and len(timed) == 1
+
+
 @pytest.mark.parametrize("damage, said", [
     (lambda d: "{not json", "Expecting property name"),
     (lambda d: "[]", "not a widthnas-check/2 file"),
@@ -80,6 +119,7 @@ def test_a_reused_check_on_another_machine_still_says_so(cache, tmp_path):
     (lambda d: json.dumps({**d, "entries": [{k: v for k, v in d["entries"][0].items() if k != "made"}]}), "1 entries"),
     (lambda d: json.dumps({**d, "entries": [{**d["entries"][0], "samples": ""}]}), "1 entries without"),
     (lambda d: json.dumps({**d, "entries": ["x"]}), "1 entries without"),
+    (lambda d: json.dumps({**d, "entries": [{**d["entries"][0], "noisy_spread": 0.9}]}), "1 entries without"),
 ])
 def test_a_damaged_cached_check_is_said_and_timed_again(cache, tmp_path, damage, said):
     timed, logs = [], []

@@ -131,26 +131,33 @@ def test_the_run_compares_with_the_multiplier_rounded_to_8_channels_that_measure
 def test_verify_judges_spread_by_the_noisy_level_the_run_check_found(finished_run, monkeypatch):
     """A host the check found noisy by nature (its guard's level, recorded in the check) is not waited out again
     at every verification timing: verify's guard starts at that level. No check level: a fresh guard."""
+    import types
+
+    import widthnas.latency.check as check_mod
     import widthnas.nas.run as run_mod
 
     _, out, run, _ = finished_run
     table, prof = run.table(), run.state["profile"]["path"]
     given = {}
 
-    def check_today(*a, guard=None, **kw):  # the check found the host noisy (its guard's level; no timing here)
+    def timed_check(*a, guard=None, **kw):  # the first check found the host noisy (its guard's level; no timing here)
+        if "check" not in given:
+            guard.noisy_spread = 0.27
         given["check"] = guard
-        guard.noisy_spread = 0.27
         return {"within_10": 1.0, "nrmse": 0.01}, np.ones(3), np.ones(3)
 
     def verify(path, table, budget_ms, predicted_ms, rounds, round_ms, guard, *a):
         given.setdefault("verify", []).append(guard.thresholds[1])
         return {"normalised_ms": predicted_ms}
 
-    for name, fake in (("latency_check_today", check_today), ("scatter_plot", lambda *a: None),
-                       ("verify_exported", verify), ("write_sidecar", lambda *a, **kw: None)):
+    monkeypatch.setattr(check_mod, "latency_check", timed_check)
+    for name, fake in (("scatter_plot", lambda *a: None), ("verify_exported", verify),
+                       ("write_sidecar", lambda *a, **kw: None)):
         monkeypatch.setattr(run_mod, name, fake)  # nothing of the finished run is rewritten
-    m = run._latency_check(table, prof, None)
-    assert given["check"] is not None and m["noisy_spread"] == 0.27
+    be = types.SimpleNamespace(device_info=lambda: {})  # nothing is timed
+    m = run._latency_check(table, prof, be)  # its samples file is there: read back through latency_check
+    assert given["check"] is run._check_guard is not None and m["noisy_spread"] == 0.27
+    assert run._latency_check(table, prof, be)["noisy_spread"] == 0.27  # a second check (another profile) keeps it
     state = run.state
     monkeypatch.setattr(run, "state", {**state, "profile": {**state["profile"], "check": m}})
     run.stage_verify()
@@ -159,9 +166,10 @@ def test_verify_judges_spread_by_the_noisy_level_the_run_check_found(finished_ru
     monkeypatch.setattr(run, "state", {**state, "profile": {**state["profile"], "check": {}}})
     run.stage_verify()
     assert given["verify"] and all(t < 0.27 for t in given["verify"])
-    monkeypatch.setattr(run, "state", {**state, "profile": {**state["profile"], "check": {"noisy_spread": 7}}})
-    with pytest.raises(ValueError, match="run_state.json damaged"):
-        run.stage_verify()
+    for damaged in ({"noisy_spread": 7}, ["x"]):
+        monkeypatch.setattr(run, "state", {**state, "profile": {**state["profile"], "check": damaged}})
+        with pytest.raises(ValueError, match="run_state.json damaged"):
+            run.stage_verify()
 
 
 def test_a_profile_made_by_run_records_its_noise_floor(finished_run):
