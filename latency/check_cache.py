@@ -24,7 +24,7 @@ import numpy as np
 from widthnas._io import atomic_write_text
 
 from .host_state import machine_note
-from .standalone_runner import NOISY_MAX_SPREAD
+from .standalone_runner import noisy_level_ok
 
 CACHE_ENV = "WIDTHNAS_CACHE"
 SAME_SPEED = 1.10  # the reference now within this factor of the cached check's: the same machine kind
@@ -44,18 +44,13 @@ def check_key(profile_file: str | Path, device: dict, n: int, seed: int, protoco
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def _level(x) -> bool:
-    """A noisy host's reference spread (IQR / median), as LoadGuard.assume_noisy takes it."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= NOISY_MAX_SPREAD
-
-
 def _valid_entry(e) -> bool:
     try:
         speed = e["host_speed"]
         return (isinstance(e, dict) and isinstance(e["date"], str) and isinstance(e["made"], str)
                 and isinstance(speed, (int, float)) and not isinstance(speed, bool) and np.isfinite(speed)
                 and speed > 0 and isinstance(e["samples"], str) and bool(e["samples"].strip())
-                and _level(e.get("noisy_spread", 0.0)))
+                and noisy_level_ok(e.get("noisy_spread", 0.0)))
     except (KeyError, TypeError):
         return False
 

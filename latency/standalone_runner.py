@@ -329,6 +329,11 @@ NOISY_SAMPLES = 3  # samples in a row left out for spread: the host is noisy by 
 NOISY_MAX_SPREAD = 0.5  # IQR / median: a host spreading more stays unusable for timing
 
 
+def noisy_level_ok(x) -> bool:
+    """A noisy host's reference spread as read back from a file (run_state, the check cache): a number in [0, max]."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= NOISY_MAX_SPREAD
+
+
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -413,7 +418,7 @@ class LoadGuard:
 
     def assume_noisy(self, spread: float) -> None:
         """Judge spread against a noisy host's own level found earlier (a run's check, read back from run_state)."""
-        if isinstance(spread, bool) or not isinstance(spread, (int, float)) or not 0 <= spread <= NOISY_MAX_SPREAD:
+        if not noisy_level_ok(spread):
             raise ValueError(f"a noisy host's reference spread {spread!r}: expected a number in [0, {NOISY_MAX_SPREAD}] "
                              "(run_state.json damaged? delete it to redo the run's stages)")
         self.noisy_spread = float(spread)
