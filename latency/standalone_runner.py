@@ -325,7 +325,8 @@ def _num(d: dict, key: str, default, where: str, kind, lo: float, hi: float):
     return kind(v)
 
 
-NOISY_SAMPLES = 3  # samples in a row left out for spread: the host is noisy by nature (LoadGuard.left_out)
+NOISY_SAMPLES = 3  # samples left out for spread among the last NOISY_WINDOW: the host is noisy by nature
+NOISY_WINDOW = 6  # samples, kept or left out (LoadGuard.left_out): a drifting or clean one between does not reset
 NOISY_MAX_SPREAD = 0.5  # IQR / median: a host spreading more stays unusable for timing
 
 
@@ -358,7 +359,8 @@ class LoadGuard:
         self.start_ms: float | None = None  # ms, reference median from the starting probes
         self.recent: list[float] = []  # ms, reference medians of the last accepted samples
         self.quiet_spread = 0.0  # IQR / median of the reference on its quietest starting probe
-        self.noisy_spread, self._noisy = 0.0, []  # IQR / median of a host noisy by nature; of samples left out
+        self.noisy_spread = 0.0  # IQR / median of a host noisy by nature
+        self._last: list[float | None] = []  # the last NOISY_WINDOW samples: spread if left out for it, else None
 
     @property
     def baseline(self) -> float | None:
@@ -404,17 +406,21 @@ class LoadGuard:
 
     def accept(self, ref: dict) -> None:
         self.recent = (self.recent + [ref["median"]])[-self.s.window:]
-        self._noisy = []
+        self._last = (self._last + [None])[-NOISY_WINDOW:]
 
     def left_out(self, ref: dict, why: str) -> None:
-        """Spread that outlasts NOISY_SAMPLES samples' waits in a row is the host's own (RESULTS §6): the threshold."""
-        self._noisy = self._noisy + [ref["iqr"] / ref["median"]] if "spread" in why else []
-        if len(self._noisy) == NOISY_SAMPLES:
-            level, self._noisy = 1.1 * max(self._noisy), []
+        """Spread that outlasts the waits of NOISY_SAMPLES of the last NOISY_WINDOW samples is the host's own
+        (RESULTS §6): the threshold. Not only in a row: a noisy host also drifts, and lets a sample through now
+        and then (the demo at 56d1e02 mixed the three and never learnt its level, 8.4 min of waits)."""
+        self._last = (self._last + [ref["iqr"] / ref["median"] if "spread" in why else None])[-NOISY_WINDOW:]
+        spreads = [x for x in self._last if x is not None]
+        if len(spreads) >= NOISY_SAMPLES:
+            level, self._last = 1.1 * max(spreads), []
             if level <= NOISY_MAX_SPREAD:
                 self.noisy_spread = level
-                self.log(f"the reference spread up to {level / 1.1:.0%} on {NOISY_SAMPLES} samples in a row: this host "
-                         f"is noisy by nature, not disturbed; spread is judged against {level:.0%} from now on")
+                self.log(f"the reference spread up to {level / 1.1:.0%} on {len(spreads)} of the last "
+                         f"{NOISY_WINDOW} samples: this host is noisy by nature, not disturbed; spread is judged "
+                         f"against {level:.0%} from now on")
 
     def assume_noisy(self, spread: float) -> None:
         """Judge spread against a noisy host's own level found earlier (a run's check, read back from run_state)."""

@@ -205,7 +205,7 @@ def test_a_host_noisy_by_nature_is_waited_out_once_then_judged_by_its_own_spread
     g = _guard(m, logs, max_wait_s=4)
     recs = _measure_all(m, NETS_MS, g)
     out = [k for k, r in enumerate(recs) if r["disturbed"]]
-    assert len(out) == sr.NOISY_SAMPLES and out == list(range(out[0], out[0] + sr.NOISY_SAMPLES))  # in a row
+    assert len(out) == sr.NOISY_SAMPLES and out[-1] - out[0] < sr.NOISY_WINDOW  # within one window of samples
     assert all("spread" in recs[k]["disturbance"] for k in out) and out[0] > 0  # not before the flicker began
     said = [line for line in logs if "noisy by nature" in line]
     assert len(said) == 1 and 0.1 < g.noisy_spread <= sr.NOISY_MAX_SPREAD and g.thresholds[1] == g.noisy_spread
@@ -236,16 +236,24 @@ def test_a_later_stage_told_the_host_is_noisy_keeps_its_samples_from_the_start(f
             later.assume_noisy(bad)
 
 
-def test_a_passing_disturbance_between_noisy_samples_restarts_the_count(fakes):
-    g, spread, drift = _guard(fakes.Machine(), []), "reference timings spread", "reference 5 ms, +25% over its baseline"
-    g.left_out({"median": 4.0, "iqr": 1.0}, spread)
+def test_spread_on_three_of_the_last_six_samples_is_the_hosts_own_whatever_lies_between(fakes):
+    """A noisy host drifts too and lets a sample through now and then (the demo at 56d1e02: 8.4 min of waits, no
+    level learnt while the count restarted): spread left-outs count within the last NOISY_WINDOW samples."""
+    spread, drift = "reference timings spread", "reference 5 ms, +25% over its baseline"
+    g = _guard(fakes.Machine(), [])
+    g.left_out({"median": 4.0, "iqr": 1.0}, spread)  # 25 %
     g.left_out({"median": 4.0, "iqr": 0.8}, spread)
-    g.accept({"median": 4.0, "iqr": 0.1})  # a clean sample between them
-    for why in (spread, drift, spread, spread):  # one left out for drift
-        g.left_out({"median": 4.0, "iqr": 0.8}, why)
-    assert g.noisy_spread == 0
-    g.left_out({"median": 4.0, "iqr": 1.6}, spread)
-    assert g.noisy_spread == pytest.approx(0.44)
+    for _ in range(sr.NOISY_WINDOW - 2):  # clean samples: the first spread falls out of the window
+        g.accept({"median": 4.0, "iqr": 0.1})
+    g.left_out({"median": 4.0, "iqr": 0.8}, spread)
+    assert g.noisy_spread == 0  # two within the window: a passing disturbance, not the host
+    g = _guard(fakes.Machine(), [])
+    for med, iqr, why in ((4.0, 0.8, spread), (5.0, 0.1, drift), (4.0, 0.1, None), (4.0, 0.8, spread),
+                          (5.0, 0.1, drift)):  # spread, drift and a clean sample mixed: counted, not reset
+        g.left_out({"median": med, "iqr": iqr}, why) if why else g.accept({"median": med, "iqr": iqr})
+        assert g.noisy_spread == 0
+    g.left_out({"median": 4.0, "iqr": 1.6}, spread)  # the third spread within six: 40 %, 1.1 x the largest
+    assert g.noisy_spread == pytest.approx(0.44) and g.thresholds[1] == pytest.approx(0.44)
 
 
 def test_guard_thresholds(fakes):
