@@ -104,3 +104,24 @@ def test_a_supernet_materializes_widths_off_its_grid(small):
     with torch.no_grad():
         assert torch.allclose(net(x), ref(x, off), atol=1e-5)
     assert [m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d) and m.groups == 1][:1] == off[:1]
+
+
+@pytest.mark.parametrize("budget_share", [0.3, 0.6])
+def test_a_band_of_cannot_tell_rungs_costs_a_few_verdicts_not_one_each(small, budget_share):
+    """Near the budget on a noisy host every rung's verdict may say "cannot tell" (8 timings each): the
+    verdicts gallop and bisect through the band to the largest rung a scan of verdicts finds within."""
+    cands = multiplier_candidates(small)
+    budget = budget_share * _cost(small.multiplier_widths(10.0))
+
+    def verdict(w):
+        c = _cost(w)
+        return {"verdict": "within" if c <= 0.85 * budget else "over" if c > 1.1 * budget else "cannot tell at this noise",
+                "mean_ms": c}
+
+    judged = []
+    u = uniform8(small, budget, _cost, lambda w: judged.append(tuple(w)) or verdict(w))
+    scan = [c for c in cands if verdict(c[1])["verdict"] == "within"][-1]
+    assert (u["multiplier"], u["widths"]) == scan
+    band = sum(0.85 * budget < _cost(c[1]) <= budget for c in cands)  # rungs a single timing fits, no verdict does
+    assert band >= 8  # the precondition: a rung at a time would judge them all
+    assert len(judged) == len(set(judged)) <= 2 * int(np.ceil(np.log2(band + 1))) + 1
