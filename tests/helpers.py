@@ -89,13 +89,16 @@ def quick_timing():
     """Defaults that no option reaches (CLI commands and benchmarks run in-process) shortened for tiny
     networks on a noisy host: a sample's rounds capped at 3 x (not 12 x) its rounds, verification timings
     3 rounds of 5 ms (not 7 of 20 ms), a default guard's wait 1 s (not 60), search's check of another
-    machine's profile 8 networks (not 40). The logic is the same; only the timings' precision drops (in
-    the suite, on a noisy host, one check-and-verify test took 6 min; a search whose host slowed 1.4 x, 100 s)."""
+    machine's profile 8 networks (not 40), and the latency fit's cross-validated grid 2 x 2 x 2 (not 5 x 3 x 5:
+    a 12-network profile of mobilenet_v2_small spent 20-30 s in it). The logic is the same; only the timings'
+    precision drops (in the suite, on a noisy host, one check-and-verify test took 6 min; a search whose host
+    slowed 1.4 x, 100 s). The fit's full grid is tested in test_fit.py, test_host_state.py."""
     from dataclasses import dataclass
 
     import pytest
 
     from widthnas.latency import check
+    from widthnas.latency import fit
     from widthnas.latency import standalone_runner as sr
     from widthnas.nas import export
 
@@ -103,12 +106,19 @@ def quick_timing():
     class QuickGuard(sr.GuardSettings):
         max_wait_s: float = 1.0
 
+    @dataclass
+    class QuickFit(fit.FitSettings):
+        lams: tuple = (1.0, 100.0)
+        mus: tuple = (0.0, 10.0)
+        elasticities: tuple = (0.0, 0.5)
+
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sr, "ROUNDS_CAP", 3)
         mp.setattr(export, "VERIFY_ROUNDS", 3)
         mp.setattr(export, "VERIFY_ROUND_MS", 5.0)
         mp.setattr(sr, "GuardSettings", QuickGuard)
         mp.setattr(check, "CHECK_NETWORKS", 8)
+        mp.setattr(fit, "FitSettings", QuickFit)
         mp.setattr(check, "check_protocol", lambda: sr.Protocol(check.CHECK_ROUNDS, guard=QuickGuard()))
         yield
 
