@@ -411,8 +411,10 @@ class LoadGuard:
     def left_out(self, ref: dict, why: str) -> None:
         """Spread that outlasts the waits of NOISY_SAMPLES of the last NOISY_WINDOW samples is the host's own
         (RESULTS §6): the threshold. Not only in a row: a noisy host also drifts, and lets a sample through now
-        and then (the demo at 56d1e02 mixed the three and never learnt its level, 8.4 min of waits)."""
-        self._last = (self._last + [ref["iqr"] / ref["median"] if "spread" in why else None])[-NOISY_WINDOW:]
+        and then (the demo at 56d1e02 mixed the three, the count kept restarting, its check took 8.4 min). A sample
+        left out for drift counts when its spread was over the threshold too (check() names the drift first)."""
+        sp = ref["iqr"] / ref["median"]
+        self._last = (self._last + [sp if sp > self.thresholds[1] else None])[-NOISY_WINDOW:]
         spreads = [x for x in self._last if x is not None]
         if len(spreads) >= NOISY_SAMPLES:
             level, self._last = 1.1 * max(spreads), []

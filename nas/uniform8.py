@@ -57,8 +57,8 @@ def uniform8(space, budget_ms: float, measure: Callable[[Widths], float],
     """The largest multiplier (rounded to 8 channels, on `space.with_dense_choices()`) measured within
     budget_ms. measure(widths) -> one timing (ms); verdict(widths) -> a budget verdict of that network.
     Bisection on single timings finds the neighbourhood; verdicts then search from there, a rung, then 2,
-    4, ... away (down until one says "within"; up, while they do, so that one noisy timing does not cost
-    the baseline a rung), and bisect the last gap. Each network gets at most one verdict: near the budget
+    4, ... away (down until one says "within"; up until one does not, so that one noisy timing does not cost
+    the baseline a rung), and bisect the last gap: rungs jumped over are not judged. Each network gets at most one verdict: near the budget
     on a noisy host most say "cannot tell" after 8 timings, and stepping a rung at a time through a dense
     ladder took 22 verdicts (121 timings) in one test run. Returns {"multiplier", "widths", "verdict"};
     NoMultiplierFits when no verdict says within."""

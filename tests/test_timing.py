@@ -254,6 +254,13 @@ def test_spread_on_three_of_the_last_six_samples_is_the_hosts_own_whatever_lies_
         assert g.noisy_spread == 0
     g.left_out({"median": 4.0, "iqr": 1.6}, spread)  # the third spread within six: 40 %, 1.1 x the largest
     assert g.noisy_spread == pytest.approx(0.44) and g.thresholds[1] == pytest.approx(0.44)
+    for _ in range(2):  # the window starts afresh once a level is learnt: two more spreads are not three
+        g.left_out({"median": 4.0, "iqr": 1.9}, spread)
+    assert g.noisy_spread == pytest.approx(0.44)
+    g = _guard(fakes.Machine(), [])
+    for _ in range(3):  # left out for drift, but spread too (check() names the drift first): counted
+        g.left_out({"median": 5.0, "iqr": 1.0}, drift)
+    assert g.noisy_spread == pytest.approx(0.22)
 
 
 def test_guard_thresholds(fakes):
