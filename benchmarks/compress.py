@@ -176,7 +176,7 @@ class Bench:
         net, sp = make_model(s), self.splits
         t0, c0 = time.time(), time.process_time()
         hist = train_plain(net, first(sp, s.base_limit), s.base_epochs, lr=s.base_lr, seed=10_000, desc="base",
-                           log=self.log)
+                           log=self.log, checkpoint=self.out / f"base_{k}.ckpt")  # a killed run resumes its epochs
         acc, _ = accuracy(net, *sp.test, sp.mean, sp.std)
         torch.save(net.state_dict(), pt)
         self.log(f"base model: test acc {acc:.4f} after {s.base_epochs} epochs ({(time.time() - t0) / 60:.1f} min)")

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from widthnas._io import atomic_path
 
 from .data import augment, normalize
 from .device import resolve_device
@@ -16,7 +19,7 @@ from .schedule import SCHEDULES, lr_at, ramp, warmup_steps
 def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 128, weight_decay: float = 4e-5,
                 seed: int = 0, log=print, desc: str = "finetune", device: str = "auto", schedule: str = "cosine",
                 greedy=None, loss_fn=None, channels_last: bool = True, validate_each_epoch: bool = True,
-                progress: bool = False) -> list[dict]:
+                progress: bool = False, checkpoint=None) -> list[dict]:
     """SGD with momentum, a linear warm-up (nas.schedule), then cosine decay, or GreedyLR
     (`schedule="greedy"`, options `greedy`, stepped on the validation loss after every epoch);
     returns per-epoch metrics (val accuracy, lr).
@@ -26,6 +29,9 @@ def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 12
     the default layout, so export and state dicts do not change.
     validate_each_epoch=False: validate after the last epoch only (earlier records carry None).
     progress: a bar over every step of every epoch (`desc` names it), left off the terminal when done.
+    checkpoint: a file written (atomically) after every epoch and read back first, so that a killed training
+    (a benchmark's 64-minute base model) resumes at its last epoch with the same result: each epoch's data
+    order and augmentation come from (seed, epoch), the rest of the state is in the file.
     """
     from tqdm import tqdm
 
@@ -43,8 +49,12 @@ def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 12
         raise ValueError("schedule 'greedy' steps on every epoch's validation loss: keep validate_each_epoch, "
                          "or step it on the training loss every N steps (greedy every=N)")
     sched = GreedyLR(opt, greedy) if schedule == "greedy" else None
-    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, dynamic_ncols=True, leave=False)
-    for e in range(epochs):
+    first = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        first, history = _resume(checkpoint, net, opt, sched, epochs, desc, log)
+        step = first * steps
+    bar = tqdm(total=total, initial=step, desc=desc, unit="step", disable=not progress, dynamic_ncols=True, leave=False)
+    for e in range(first, epochs):
         g = torch.Generator().manual_seed(seed * 7919 + e)
         perm = torch.randperm(len(ytr), generator=g)
         net.train()
@@ -79,6 +89,25 @@ def train_plain(net, splits, epochs: int, lr: float = 0.05, batch_size: int = 12
         history.append(rec)
         val_txt = f", val acc {val_acc:.4f}" if val_acc is not None else ""
         log(f"{desc} epoch {e + 1}/{epochs}: loss {rec['train_loss']:.3f}{val_txt}, {rec['images_per_s']:.0f} img/s")
+        if checkpoint is not None:
+            with atomic_path(checkpoint) as tmp:
+                torch.save({"epoch": e + 1, "epochs": epochs, "model": net.state_dict(), "opt": opt.state_dict(),
+                            "sched": sched.state_dict() if sched is not None else None, "history": history,
+                            "rng": torch.get_rng_state()}, tmp)
     bar.close()
     net.to(memory_format=torch.contiguous_format)
     return history
+
+
+def _resume(path, net, opt, sched, epochs: int, desc: str, log) -> tuple[int, list[dict]]:
+    """(epochs done, their records) from train_plain's checkpoint, its state loaded into net, opt and sched."""
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ck, dict) or ck.get("epochs") != epochs or not 0 < ck.get("epoch", 0) <= epochs:
+        raise ValueError(f"{path}: not a checkpoint of this {epochs}-epoch training (delete it to start again)")
+    net.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["opt"])
+    if sched is not None:
+        sched.load_state_dict(ck["sched"])
+    torch.set_rng_state(ck["rng"])
+    log(f"{desc}: resumed after epoch {ck['epoch']}/{epochs} from {path}")
+    return int(ck["epoch"]), list(ck["history"])

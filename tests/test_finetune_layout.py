@@ -79,3 +79,35 @@ def test_the_progress_bar_changes_no_weight_and_counts_every_step(tmp_path, tiny
     steps = 2 * (len(split(load_dataset("npz", str(data)), 0.1, 0).train[1]) // 128)
     shown = [b for b in bars if b[0].startswith("finetune")]
     assert len(shown) == 1 and shown[0][1:] == (steps, steps) and steps > 0  # every step of both epochs
+
+
+def test_a_killed_training_resumes_from_its_checkpoint_to_the_same_weights(tmp_path, tiny):
+    """train_plain(checkpoint=...) (the compress benchmark's 64-minute base model): stopped after its first
+    epoch, then called again, it ends bit for bit where an uninterrupted training ends; a checkpoint of
+    another number of epochs is refused."""
+    import pytest
+
+    sp = split(load_dataset("npz", str(write_bar_dataset(tmp_path / "data.npz", 256, 64, seed=3))), 0.1, 0)
+
+    def fresh():
+        torch.manual_seed(0)
+        return build_network(tiny, tiny.max_widths)
+
+    whole = fresh()
+    h_whole = train_plain(whole, sp, 3, seed=2, log=lambda *_: None, device="cpu", checkpoint=tmp_path / "w.ckpt")
+
+    def stop(msg):  # killed once epoch 2 has trained, before its checkpoint: epoch 1's is on disk
+        if "epoch 2/3" in msg:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_plain(fresh(), sp, 3, seed=2, log=stop, device="cpu", checkpoint=tmp_path / "k.ckpt")
+    assert torch.load(tmp_path / "k.ckpt", weights_only=True)["epoch"] == 1
+    said, resumed = [], build_network(tiny, tiny.max_widths)  # other initial weights: the checkpoint's count
+    h = train_plain(resumed, sp, 3, seed=2, log=said.append, device="cpu", checkpoint=tmp_path / "k.ckpt")
+    assert any("resumed after epoch 1/3" in m for m in said) and [r["epoch"] for r in h] == [1, 2, 3]
+    for k, v in whole.state_dict().items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    assert [r["train_loss"] for r in h] == [r["train_loss"] for r in h_whole]
+    with pytest.raises(ValueError, match="not a checkpoint of this 4-epoch training"):
+        train_plain(fresh(), sp, 4, seed=2, log=lambda *_: None, device="cpu", checkpoint=tmp_path / "k.ckpt")
