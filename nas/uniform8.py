@@ -40,16 +40,18 @@ def measured_multiplier(cands: Sequence[tuple[float, Widths]], target_ms: float,
                         measure: Callable[[Widths], float]) -> tuple[float, Widths]:
     """The widest of `cands` whose one measurement (ms) is within target_ms, by bisection: about
     log2(len(cands)) measurements. ValueError when even the narrowest measures over."""
-    lo, hi = -1, len(cands)  # cands[lo] fits (or none does), cands[hi] does not (or is past the end)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if measure(cands[mid][1]) <= target_ms:
-            lo = mid
-        else:
-            hi = mid
+    lo = _last_fitting(-1, len(cands), lambda i: measure(cands[i][1]) <= target_ms)
     if lo < 0:
         raise NoMultiplierFits(f"no width multiplier rounded to {ROUND_TO} channels measures within {target_ms:.4f} ms")
     return cands[lo]
+
+
+def _last_fitting(lo: int, hi: int, fits: Callable[[int], bool]) -> int:
+    """Bisection between lo (fits, or -1) and hi (does not, or past the end): the last index that fits."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
 
 
 def uniform8(space, budget_ms: float, measure: Callable[[Widths], float],
@@ -58,10 +60,10 @@ def uniform8(space, budget_ms: float, measure: Callable[[Widths], float],
     budget_ms. measure(widths) -> one timing (ms); verdict(widths) -> a budget verdict of that network.
     Bisection on single timings finds the neighbourhood; verdicts then search from there, a rung, then 2,
     4, ... away (down until one says "within"; up until one does not, so that one noisy timing does not cost
-    the baseline a rung), and bisect the last gap: rungs jumped over are not judged. Each network gets at most one verdict: near the budget
-    on a noisy host most say "cannot tell" after 8 timings, and stepping a rung at a time through a dense
-    ladder took 22 verdicts (121 timings) in one test run. Returns {"multiplier", "widths", "verdict"};
-    NoMultiplierFits when no verdict says within."""
+    the baseline a rung), and bisect the last gap: rungs jumped over are not judged. Each network gets at
+    most one verdict: near the budget on a noisy host most say "cannot tell" after 8 timings, and stepping a
+    rung at a time through a dense ladder took 22 verdicts (121 timings) in one test run.
+    Returns {"multiplier", "widths", "verdict"}; NoMultiplierFits when no verdict says within."""
     cands = multiplier_candidates(space)
     judged: dict[int, dict] = {}
 
@@ -74,8 +76,8 @@ def uniform8(space, budget_ms: float, measure: Callable[[Widths], float],
         return v(i)["verdict"] == WITHIN
 
     i = cands.index(measured_multiplier(cands, budget_ms, measure))
-    if within(i):  # gallop up to a rung that is not within (or the last rung)
-        lo, hi, step = i, None, 1
+    if within(i):  # gallop up to a rung that is not within (or past the last rung)
+        lo, hi, step = i, len(cands), 1
         while lo + 1 < len(cands):
             j = min(lo + step, len(cands) - 1)
             if not within(j):
@@ -93,9 +95,7 @@ def uniform8(space, budget_ms: float, measure: Callable[[Widths], float],
         if lo is None:
             raise NoMultiplierFits(f"no width multiplier rounded to {ROUND_TO} channels is measured within "
                                    f"{budget_ms:.4f} ms (the narrowest: {v(0)['verdict']})")
-    while hi is not None and hi - lo > 1:  # cands[lo] within, cands[hi] not
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if within(mid) else (lo, mid)
+    lo = _last_fitting(lo, hi, within)  # cands[lo] within, cands[hi] not
     return {"multiplier": cands[lo][0], "widths": list(cands[lo][1]), "verdict": v(lo)}
 
 
