@@ -434,8 +434,9 @@ class LoadGuard:
     def wait(self, run_ref: Callable[[], None]) -> dict:
         """Wait (bounded) until the reference is back within the thresholds; {waited_s, quiet, rebaselined}."""
         t0, meds = self.clock(), []
+        step = min(self.s.step_s, self.s.max_wait_s / 4)  # s; a short wait still holds the 3 probes a new level needs
         while self.clock() - t0 < self.s.max_wait_s:
-            self.sleep(min(self.s.step_s, max(0.0, self.s.max_wait_s - (self.clock() - t0))))
+            self.sleep(min(step, max(0.0, self.s.max_wait_s - (self.clock() - t0))))
             p = self.probe(run_ref)
             meds.append(p["median"] if p["iqr"] / p["median"] <= self.thresholds[1] else float("inf"))
             if self.check(p) is None:

@@ -181,9 +181,10 @@ def test_a_load_burst_is_said_waited_out_and_measured_again(fakes):
     assert any("machine disturbed" in line and "waiting up to 60 s" in line for line in logs)
 
 
-def test_a_machine_that_stays_slower_becomes_the_new_baseline(fakes):
+@pytest.mark.parametrize("max_wait_s", [10.0, 1.0])  # 1 s: shorter than the 2 s step between probes
+def test_a_machine_that_stays_slower_becomes_the_new_baseline(fakes, max_wait_s):
     m, logs = fakes.Machine(noise=0.002, bursts=[dict(start=1.0, end=float("inf"), net=1.3, ref=1.3)]), []
-    recs = _measure_all(m, NETS_MS, _guard(m, logs, max_wait_s=10))
+    recs = _measure_all(m, NETS_MS, _guard(m, logs, max_wait_s=max_wait_s))
     assert sum(r["remeasured"] for r in recs) == 1 and not any(r["disturbed"] for r in recs)  # one wait, not one each
     assert any("new baseline" in line for line in logs)
     assert [r["norm"] for r in recs] == pytest.approx([ms / 4 for ms in NETS_MS], rel=0.01)
@@ -205,7 +206,8 @@ def test_a_host_noisy_by_nature_is_waited_out_once_then_judged_by_its_own_spread
     g = _guard(m, logs, max_wait_s=4)
     recs = _measure_all(m, NETS_MS, g)
     out = [k for k, r in enumerate(recs) if r["disturbed"]]
-    assert len(out) == sr.NOISY_SAMPLES and out[-1] - out[0] < sr.NOISY_WINDOW  # within one window of samples
+    # a few left out (a wait's quiet probe lets some through), the last NOISY_SAMPLES of them within one window
+    assert sr.NOISY_SAMPLES <= len(out) <= 2 * sr.NOISY_SAMPLES and out[-1] - out[-sr.NOISY_SAMPLES] < sr.NOISY_WINDOW
     assert all("spread" in recs[k]["disturbance"] for k in out) and out[0] > 0  # not before the flicker began
     said = [line for line in logs if "noisy by nature" in line]
     assert len(said) == 1 and 0.1 < g.noisy_spread <= sr.NOISY_MAX_SPREAD and g.thresholds[1] == g.noisy_spread
