@@ -526,7 +526,13 @@ def test_config_files_are_checked(finished_run, tmp_path, capsys):
         assert "uniform multiplier" in capsys.readouterr().err
 
 
-def test_negative_and_zero_budgets_are_refused(finished_run, tmp_path, capsys):
+def test_negative_and_zero_budgets_are_refused(finished_run, tmp_path, capsys, monkeypatch):
+    from widthnas.latency import check
+
+    def timed(*a, **k):
+        raise AssertionError("a bad budget must be refused before the reference is timed")
+
+    monkeypatch.setattr(check, "reference_speed", timed)
     _, out, run, _ = finished_run
     prof, un = run.state["profile"]["path"], str(out / "supernet" / "unaries.json")
     for b in ("-10%", "0ms", "0", "-0.2"):

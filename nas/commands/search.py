@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from widthnas.latency.margin import parse_margin
     from widthnas.latency.registry import load_profile
-    from widthnas.mrf import pareto_front
+    from widthnas.mrf import pareto_front, parse_budget
     from widthnas.mrf.unaries import Unaries
 
     from ..search import aim, chosen_config, print_widths, search, write_pareto
@@ -56,6 +56,7 @@ def run(args) -> int:
                    (f"the unaries cache of --run {args.run}", Path(args.run) / "unaries_measured.json" if args.run else None)])
     table = load_profile(args.profile)
     space = table.space
+    parse_budget(args.budget, table.predict(space.max_widths))  # refused before the supernet, unaries or a check
     method = args.method
     if method == "auto":
         method = "select" if args.run else "exact"
