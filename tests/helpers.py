@@ -84,11 +84,15 @@ def fast_protocol():
     return sr.Protocol(**FAST_ROUNDS, guard=None)
 
 
+QUICK_VERDICT_MAX = 4  # quick_timing's timings before a budget verdict says "cannot tell"
+
+
 @contextlib.contextmanager
 def quick_timing():
     """Defaults that no option reaches (CLI commands and benchmarks run in-process) shortened for tiny
     networks on a noisy host: a sample's rounds capped at 3 x (not 12 x) its rounds, verification timings
-    3 rounds of 5 ms (not 7 of 20 ms), a default guard's wait 1 s (not 60), search's check of another
+    3 rounds of 5 ms (not 7 of 20 ms), a budget verdict "cannot tell" after 4 timings (not 8: about a quarter
+    of a tiny traced run went to verdicts), a default guard's wait 1 s (not 60), search's check of another
     machine's profile 8 networks (not 40), and the latency fit's cross-validated grid 2 x 2 x 2 (not 5 x 3 x 5:
     a 12-network profile of mobilenet_v2_small spent 20-30 s in it). The logic is the same; only the timings'
     precision drops (in the suite, on a noisy host, one check-and-verify test took 6 min; a search whose host
@@ -100,6 +104,7 @@ def quick_timing():
     from widthnas.latency import check
     from widthnas.latency import fit
     from widthnas.latency import standalone_runner as sr
+    from widthnas.latency import verdict
     from widthnas.nas import export
 
     @dataclass
@@ -116,6 +121,7 @@ def quick_timing():
         mp.setattr(sr, "ROUNDS_CAP", 3)
         mp.setattr(export, "VERIFY_ROUNDS", 3)
         mp.setattr(export, "VERIFY_ROUND_MS", 5.0)
+        mp.setattr(verdict, "MAX_MEASUREMENTS", QUICK_VERDICT_MAX)
         mp.setattr(sr, "GuardSettings", QuickGuard)
         mp.setattr(check, "CHECK_NETWORKS", 8)
         mp.setattr(fit, "FitSettings", QuickFit)

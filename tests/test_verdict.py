@@ -32,6 +32,8 @@ def test_a_network_at_the_budget_cannot_be_told_and_says_so():
     m, calls = noisy(1.0, 0.03, 1)
     v = budget_verdict(m, 1.0, max_measurements=6)
     assert v["verdict"] == UNSURE and len(calls) == 6 and v["ci_low_ms"] < 1.0 < v["ci_high_ms"]
+    m, calls = noisy(1.0, 0.03, 1)
+    assert budget_verdict(m, 1.0)["verdict"] == UNSURE and len(calls) == 8  # the default cap (MAX_MEASUREMENTS)
 
 
 def test_noise_makes_it_measure_more():
