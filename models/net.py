@@ -50,13 +50,19 @@ def tensor_index(space: GraphSpace, tensor: str, per: Mapping[str, slice | torch
     return torch.cat(parts)
 
 
-def _run(space: GraphSpace, last: Mapping[str, int], x: torch.Tensor, step) -> torch.Tensor:
+def _run(space: GraphSpace, last: Mapping[str, int], x: torch.Tensor, step, a: Mapping[str, int] | None = None,
+         reuse: "Activations | None" = None, keep: "Activations | None" = None) -> torch.Tensor:
     """The ops in order on x, each tensor freed after its last reader (`last`: tensor -> that op's index). Adds,
-    muls, cats and global pools are the same in every network; step(op, x) computes the others on their one input."""
-    t = {INPUT: x}
+    muls, cats and global pools are the same in every network; step(op, x) computes the others on their one input.
+    a: this network's assignment, with reuse: another network's outputs on the same x, taken for each op whose
+    inputs were taken and whose channels are the same (exact: the same computation on the same tensors);
+    keep: filled with this run's outputs."""
+    t, fresh = {INPUT: x}, {INPUT: reuse is None or reuse.x is not x}
     for k, op in enumerate(space.graph.ops):
         xs = [t[i] for i in op.inputs]
-        if op.kind == "add":
+        if reuse is not None and not any(fresh[i] for i in op.inputs) and reuse.reusable(op, a):
+            y, fresh[op.name] = reuse.out[op.name], False
+        elif op.kind == "add":
             y = sum(xs[1:], xs[0])
         elif op.kind == "mul":
             y = xs[0] * xs[1]  # a (1x1) gate broadcast over the map
@@ -66,11 +72,30 @@ def _run(space: GraphSpace, last: Mapping[str, int], x: torch.Tensor, step) -> t
             y = F.adaptive_avg_pool2d(xs[0], 1)  # (N, C, 1, 1)
         else:
             y = step(op, xs[0])
+        fresh.setdefault(op.name, True)
+        if keep is not None:
+            keep.out[op.name] = y
         for i in dict.fromkeys(op.inputs):  # once each: cat(x, x) and add(x, x) read x twice
             if last[i] == k:
                 del t[i]
         t[op.name] = y
     return y
+
+
+class Activations:
+    """Every op's output of one network (assignment a) on one batch x, kept so that a network differing from
+    it only in later layers (greedy slimming's next step) is computed from its first changed op on."""
+
+    def __init__(self, space: GraphSpace, a: Mapping[str, int], x: torch.Tensor):
+        self.space, self.a, self.x = space, dict(a), x
+        self.out: dict[str, torch.Tensor] = {}
+
+    def _channels(self, op: Op, a: Mapping[str, int]) -> tuple:
+        lay = self.space.graph.layout
+        return tuple(a[s] for t in (op.name, *op.inputs) if t != INPUT for s in lay[t])
+
+    def reusable(self, op: Op, a: Mapping[str, int]) -> bool:
+        return op.name in self.out and self._channels(op, self.a) == self._channels(op, a)
 
 
 class GraphNet(nn.Module):
@@ -153,8 +178,12 @@ class SlimmableGraphNet(nn.Module):
             return slice(0, sum(a[s] for s in lay))
         return tensor_index(self.space, tensor, idx, widest)
 
-    def forward(self, x: torch.Tensor, widths: Widths | None = None, update_bn_stats: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, widths: Widths | None = None, update_bn_stats: bool = True,
+                reuse: Activations | None = None, keep: Activations | None = None) -> torch.Tensor:
+        """reuse, keep (passes that update no running statistics): see _run; keep=self.activations(...)."""
         a = self.space.assignment(widths if widths is not None else self.max_widths)
+        if (reuse or keep) and update_bn_stats and self.training:
+            raise ValueError("reused activations skip ops: only for passes that update no BN statistics")
         idx = self._index(a)
         g, layers = self.space.graph.group_of, self.full.layers
         self._update_bn = update_bn_stats
@@ -180,7 +209,11 @@ class SlimmableGraphNet(nn.Module):
                 return m(x)
             return F.linear(torch.flatten(x, 1), m.weight[:, self._at(op.inputs[0], a, idx)], m.bias)  # linear
 
-        return _run(self.space, self.full._last, x, step)
+        return _run(self.space, self.full._last, x, step, a, reuse, keep)
+
+    def activations(self, x: torch.Tensor, widths: Widths) -> Activations:
+        """An empty record for a pass of `widths` on x to fill (forward's keep=)."""
+        return Activations(self.space, self.space.assignment(widths), x)
 
     @torch.no_grad()
     def materialize(self, widths: Widths, space=None) -> GraphNet:

@@ -69,20 +69,59 @@ def supernet_accuracy(supernet, widths: Sequence[int], splits, images: tuple[tor
     return accuracy(net, *images, splits.mean, splits.std)
 
 
-def estimation_scorer(supernet, splits, images: int | None = None) -> Callable[[list[int]], float]:
+class EstimationScorer:
     """Supernet accuracy (cross-entropy as tie-break) on the first unary-estimation images, batch
-    statistics: what greedy slimming (AutoSlim) ranks its steps by. Never the selection images."""
-    images = min(GREEDY_IMAGES if images is None else images, unary_image_count(splits))  # never selection's
-    dev = device_of(supernet)
-    x, y = normalize(splits.val[0][:images], splits.mean, splits.std).to(dev), splits.val[1][:images].to(dev)
+    statistics: what greedy slimming (AutoSlim) ranks its steps by. Never the selection images.
+
+    Greedy tells it each network it moves to (`rebase`); a step's candidates differ from that one in one
+    layer, so the ops before it are taken from the kept pass, not computed again (the same tensors: the
+    same scores). Kept only while one pass's activations fit in KEEP_BYTES."""
+
+    KEEP_BYTES = 1 << 30
+
+    def __init__(self, supernet, splits, images: int | None = None):
+        images = min(GREEDY_IMAGES if images is None else images, unary_image_count(splits))  # never selection's
+        dev = device_of(supernet)
+        self.net = supernet
+        self.x = normalize(splits.val[0][:images], splits.mean, splits.std).to(dev)
+        self.y = splits.val[1][:images].to(dev)
+        self.base = None  # Activations of the network greedy stands on
+        self.keep = self._fits()
 
     @torch.no_grad()
-    def score(widths: list[int]) -> float:
-        supernet.train()  # batch statistics, as in nas.unary_eval
-        out = supernet(x, widths, update_bn_stats=False)
+    def _fits(self) -> bool:
+        """Whether the widest network's activations on these images fit in KEEP_BYTES (timed on one image)."""
+        self.net.train()
+        one = self.net.activations(self.x[:1], self.net.max_widths)
+        self.net(self.x[:1], update_bn_stats=False, keep=one)
+        per_image = sum(t.numel() * t.element_size() for t in one.out.values())
+        return per_image * len(self.x) <= self.KEEP_BYTES
+
+    @torch.no_grad()
+    def __call__(self, widths: list[int]) -> float:
+        self.net.train()  # batch statistics, as in nas.unary_eval
+        out = self.net(self.x, widths, update_bn_stats=False, reuse=self.base)
+        return self._score(out)
+
+    @torch.no_grad()
+    def rebase(self, widths: list[int]) -> float:
+        """Score `widths` and keep its activations for the candidates that follow."""
+        if not self.keep:
+            return self(widths)
+        self.net.train()
+        kept = self.net.activations(self.x, widths)
+        out = self.net(self.x, widths, update_bn_stats=False, reuse=self.base, keep=kept)
+        self.base = kept
+        return self._score(out)
+
+    def _score(self, out: torch.Tensor) -> float:
+        y = self.y
         return float((out.argmax(1) == y).float().mean()) - 1e-3 * float(torch.nn.functional.cross_entropy(out, y))
 
-    return score
+
+def estimation_scorer(supernet, splits, images: int | None = None) -> EstimationScorer:
+    """See EstimationScorer (greedy slimming's score)."""
+    return EstimationScorer(supernet, splits, images)
 
 
 def smoothness_weights(mrf: GraphMRF, ratios: Sequence[float] = SMOOTH_RATIOS) -> list[float]:
