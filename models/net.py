@@ -56,7 +56,11 @@ def _run(space: GraphSpace, last: Mapping[str, int], x: torch.Tensor, step, a: M
     muls, cats and global pools are the same in every network; step(op, x) computes the others on their one input.
     a: this network's assignment, with reuse: another network's outputs on the same x, taken for each op whose
     inputs were taken and whose channels are the same (exact: the same computation on the same tensors);
-    keep: filled with this run's outputs."""
+    keep: filled with this run's x, assignment and outputs."""
+    if (reuse is not None or keep is not None) and a is None:
+        raise ValueError("reusing or keeping activations needs the network's assignment (a)")
+    if keep is not None:
+        keep.x, keep.a, keep.out = x, dict(a), {}
     t, fresh = {INPUT: x}, {INPUT: reuse is None or reuse.x is not x}
     for k, op in enumerate(space.graph.ops):
         xs = [t[i] for i in op.inputs]
@@ -84,10 +88,13 @@ def _run(space: GraphSpace, last: Mapping[str, int], x: torch.Tensor, step, a: M
 
 class Activations:
     """Every op's output of one network (assignment a) on one batch x, kept so that a network differing from
-    it only in later layers (greedy slimming's next step) is computed from its first changed op on."""
+    it only in later layers (greedy slimming's next step) is computed from its first changed op on. Filled by
+    a pass (forward's keep=); valid while the weights and the train/eval mode stay as they were."""
 
-    def __init__(self, space: GraphSpace, a: Mapping[str, int], x: torch.Tensor):
-        self.space, self.a, self.x = space, dict(a), x
+    def __init__(self, space: GraphSpace, training: bool):
+        self.space, self.training = space, training
+        self.x: torch.Tensor | None = None
+        self.a: dict[str, int] = {}
         self.out: dict[str, torch.Tensor] = {}
 
     def _channels(self, op: Op, a: Mapping[str, int]) -> tuple:
@@ -180,10 +187,12 @@ class SlimmableGraphNet(nn.Module):
 
     def forward(self, x: torch.Tensor, widths: Widths | None = None, update_bn_stats: bool = True,
                 reuse: Activations | None = None, keep: Activations | None = None) -> torch.Tensor:
-        """reuse, keep (passes that update no running statistics): see _run; keep=self.activations(...)."""
+        """reuse, keep (passes that update no running statistics): see _run; keep=Activations(space, training)."""
         a = self.space.assignment(widths if widths is not None else self.max_widths)
-        if (reuse or keep) and update_bn_stats and self.training:
-            raise ValueError("reused activations skip ops: only for passes that update no BN statistics")
+        if reuse is not None and update_bn_stats and self.training:
+            raise ValueError("reused activations skip ops, and their BN statistics updates: give update_bn_stats=False")
+        if any(r is not None and r.training != self.training for r in (reuse, keep)):
+            raise ValueError("activations of a pass in the other train/eval mode: they would not be these")
         idx = self._index(a)
         g, layers = self.space.graph.group_of, self.full.layers
         self._update_bn = update_bn_stats
@@ -210,10 +219,6 @@ class SlimmableGraphNet(nn.Module):
             return F.linear(torch.flatten(x, 1), m.weight[:, self._at(op.inputs[0], a, idx)], m.bias)  # linear
 
         return _run(self.space, self.full._last, x, step, a, reuse, keep)
-
-    def activations(self, x: torch.Tensor, widths: Widths) -> Activations:
-        """An empty record for a pass of `widths` on x to fill (forward's keep=)."""
-        return Activations(self.space, self.space.assignment(widths), x)
 
     @torch.no_grad()
     def materialize(self, widths: Widths, space=None) -> GraphNet:

@@ -33,14 +33,15 @@ def greedy(mrf: GraphMRF, budget: float, score_fn: Callable[[list[int]], float] 
     """Start from the widest network; repeatedly narrow the layer (by `step` choices) that loses the least
     score per millisecond saved, until within budget. `score_fn(widths) -> float` (higher is better)
     replaces the unaries, e.g. a supernet's validation accuracy: that is AutoSlim proper. A score_fn with a
-    `rebase(widths) -> float` method is told each network the descent stands on, and scores it
-    (nas.selection.EstimationScorer: the next candidates reuse its computation)."""
+    `rebase(widths)` method is told each network the descent stands on (nas.selection.EstimationScorer: the
+    next candidates reuse its computation)."""
     ops.check_budget(mrf, budget)
     idx = [len(c) - 1 for c in mrf.choices]
     score = (lambda i: score_fn(mrf.widths(i))) if score_fn else mrf.score
     rebase = getattr(score_fn, "rebase", None)
-    cur_s = rebase(mrf.widths(idx)) if rebase else score(idx)
-    cur_l, steps, evals = mrf.latency(idx), 0, 0
+    if rebase:
+        rebase(mrf.widths(idx))
+    cur_s, cur_l, steps, evals = score(idx), mrf.latency(idx), 0, 0
     path = [(mrf.widths(idx), cur_l, cur_s)]  # the slimming trajectory: answers every larger budget too
     while cur_l > budget:
         best = None
@@ -62,7 +63,7 @@ def greedy(mrf: GraphMRF, budget: float, score_fn: Callable[[list[int]], float] 
             break
         _, idx, cur_s = best
         if rebase:
-            rebase(mrf.widths(idx))  # the same score as its candidate pass: only its activations are wanted
+            rebase(mrf.widths(idx))
         cur_l = mrf.latency(idx)
         path.append((mrf.widths(idx), cur_l, cur_s))
         steps += 1

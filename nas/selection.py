@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from widthnas.latency.verdict import OVER, WITHIN, budget_verdict, describe
+from widthnas.models.net import Activations
 from widthnas.models.space import check_fingerprint
 from widthnas.mrf import GraphMRF, Solution, Unaries, build_mrf, exact, greedy, uniform
 from widthnas.mrf.smoothness import with_smoothness
@@ -74,8 +75,9 @@ class EstimationScorer:
     statistics: what greedy slimming (AutoSlim) ranks its steps by. Never the selection images.
 
     Greedy tells it each network it moves to (`rebase`); a step's candidates differ from that one in one
-    layer, so the ops before it are taken from the kept pass, not computed again (the same tensors: the
-    same scores). Kept only while one pass's activations fit in KEEP_BYTES."""
+    channel group, so the ops before that group's first tensor are taken from the kept pass, not computed
+    again (the same tensors: the same scores). Kept while two passes' activations (the old record and the
+    new) fit in KEEP_BYTES."""
 
     KEEP_BYTES = 1 << 30
 
@@ -85,36 +87,26 @@ class EstimationScorer:
         self.net = supernet
         self.x = normalize(splits.val[0][:images], splits.mean, splits.std).to(dev)
         self.y = splits.val[1][:images].to(dev)
-        self.base = None  # Activations of the network greedy stands on
-        self.keep = self._fits()
-
-    @torch.no_grad()
-    def _fits(self) -> bool:
-        """Whether the widest network's activations on these images fit in KEEP_BYTES (timed on one image)."""
-        self.net.train()
-        one = self.net.activations(self.x[:1], self.net.max_widths)
-        self.net(self.x[:1], update_bn_stats=False, keep=one)
-        per_image = sum(t.numel() * t.element_size() for t in one.out.values())
-        return per_image * len(self.x) <= self.KEEP_BYTES
+        self.base: Activations | None = None  # the pass of the network greedy stands on
+        g, widest = supernet.space.graph, supernet.space.assignment(supernet.max_widths)
+        per_image = sum(g.channels(op.name, widest) * h * w for op in g.ops for h, w in [g.sizes[op.name]])
+        self.keep = 2 * per_image * len(self.x) * self.x.element_size() <= self.KEEP_BYTES
 
     @torch.no_grad()
     def __call__(self, widths: list[int]) -> float:
-        self.net.train()  # batch statistics, as in nas.unary_eval
-        out = self.net(self.x, widths, update_bn_stats=False, reuse=self.base)
-        return self._score(out)
+        return self._pass(widths, None)
 
     @torch.no_grad()
-    def rebase(self, widths: list[int]) -> float:
-        """Score `widths` and keep its activations for the candidates that follow."""
-        if not self.keep:
-            return self(widths)
-        self.net.train()
-        kept = self.net.activations(self.x, widths)
-        out = self.net(self.x, widths, update_bn_stats=False, reuse=self.base, keep=kept)
-        self.base = kept
-        return self._score(out)
+    def rebase(self, widths: list[int]) -> None:
+        """Keep the pass of `widths` for the candidates that follow (nothing, when it would not fit)."""
+        if self.keep:
+            kept = Activations(self.net.space, True)
+            self._pass(widths, kept)
+            self.base = kept
 
-    def _score(self, out: torch.Tensor) -> float:
+    def _pass(self, widths: list[int], keep: Activations | None) -> float:
+        self.net.train()  # batch statistics, as in nas.unary_eval
+        out = self.net(self.x, widths, update_bn_stats=False, reuse=self.base, keep=keep)
         y = self.y
         return float((out.argmax(1) == y).float().mean()) - 1e-3 * float(torch.nn.functional.cross_entropy(out, y))
 

@@ -527,17 +527,22 @@ def test_config_files_are_checked(finished_run, tmp_path, capsys):
 
 
 def test_negative_and_zero_budgets_are_refused(finished_run, tmp_path, capsys, monkeypatch):
+    """... before the supernet is loaded, the unaries measured or the reference timed."""
     from widthnas.latency import check
+    from widthnas.nas import train
+    from widthnas.nas.commands import search as search_cmd
 
-    def timed(*a, **k):
-        raise AssertionError("a bad budget must be refused before the reference is timed")
+    def late(*a, **k):
+        raise AssertionError("a bad budget must be refused first")
 
-    monkeypatch.setattr(check, "reference_speed", timed)
+    for mod, name in ((check, "reference_speed"), (search_cmd, "check_if_another_machine"), (train, "load_run")):
+        monkeypatch.setattr(mod, name, late)
     _, out, run, _ = finished_run
     prof, un = run.state["profile"]["path"], str(out / "supernet" / "unaries.json")
     for b in ("-10%", "0ms", "0", "-0.2"):
-        assert main(["search", "--profile", prof, "--unaries", un, f"--budget={b}", "--out", str(tmp_path / "c.json")]) == 2
-        assert "not a positive latency" in capsys.readouterr().err
+        for src in (["--unaries", un], ["--run", str(out / "supernet")]):
+            assert main(["search", "--profile", prof, *src, f"--budget={b}", "--out", str(tmp_path / "c.json")]) == 2
+            assert "not a positive latency" in capsys.readouterr().err
     assert not (tmp_path / "c.json").exists()
 
 
