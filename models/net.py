@@ -65,7 +65,9 @@ def _run(space: GraphSpace, last: Mapping[str, int], x: torch.Tensor, step, a: M
     for k, op in enumerate(space.graph.ops):
         xs = [t[i] for i in op.inputs]
         if reuse is not None and not any(fresh[i] for i in op.inputs) and reuse.reusable(op, a):
-            y, fresh[op.name] = reuse.out[op.name], False
+            y, fresh[op.name] = reuse.out.get(op.name), False  # None: not kept, and no op computed here reads it
+        elif any(v is None for v in xs):
+            raise RuntimeError(f"{op.name}: an input taken from the kept pass was not kept (models/net.py frontier)")
         elif op.kind == "add":
             y = sum(xs[1:], xs[0])
         elif op.kind == "mul":
@@ -77,7 +79,7 @@ def _run(space: GraphSpace, last: Mapping[str, int], x: torch.Tensor, step, a: M
         else:
             y = step(op, xs[0])
         fresh.setdefault(op.name, True)
-        if keep is not None:
+        if keep is not None and op.name in keep.needed:
             keep.out[op.name] = y
         for i in dict.fromkeys(op.inputs):  # once each: cat(x, x) and add(x, x) read x twice
             if last[i] == k:
@@ -86,23 +88,41 @@ def _run(space: GraphSpace, last: Mapping[str, int], x: torch.Tensor, step, a: M
     return y
 
 
+def _groups(space: GraphSpace, op: Op) -> tuple[str, ...]:
+    """The channel groups an op's computation depends on: its output's and its inputs' segments."""
+    lay = space.graph.layout
+    return tuple(s for t in (op.name, *op.inputs) if t != INPUT for s in lay[t])
+
+
+def frontier(space: GraphSpace) -> frozenset[str]:
+    """The ops whose outputs a reusing pass may read: the last, and those read by an op of several inputs or
+    of a channel group of its own. An op read only by ops of its own groups (a conv's BN, the BN's activation)
+    is reused whenever they are, so its output need not be kept (a third of a conv-BN-act chain's)."""
+    ops = space.graph.ops
+    mine = {op.name: set(_groups(space, op)) for op in ops}
+    need = {ops[-1].name}
+    for op in ops:
+        for i in op.inputs:
+            if i != INPUT and (len(set(op.inputs)) > 1 or not mine[op.name] <= mine[i]):
+                need.add(i)
+    return frozenset(need)
+
+
 class Activations:
-    """Every op's output of one network (assignment a) on one batch x, kept so that a network differing from
-    it only in later layers (greedy slimming's next step) is computed from its first changed op on. Filled by
-    a pass (forward's keep=); valid while the weights and the train/eval mode stay as they were."""
+    """The outputs (on the frontier) of one network (assignment a) on one batch x, kept so that a network
+    differing from it only in later layers (greedy slimming's next step) is computed from its first changed
+    op on. Filled by a pass (forward's keep=); valid while the weights and the train/eval mode stay as they were."""
 
     def __init__(self, space: GraphSpace, training: bool):
         self.space, self.training = space, training
+        self.needed = frontier(space)
         self.x: torch.Tensor | None = None
         self.a: dict[str, int] = {}
         self.out: dict[str, torch.Tensor] = {}
 
-    def _channels(self, op: Op, a: Mapping[str, int]) -> tuple:
-        lay = self.space.graph.layout
-        return tuple(a[s] for t in (op.name, *op.inputs) if t != INPUT for s in lay[t])
-
     def reusable(self, op: Op, a: Mapping[str, int]) -> bool:
-        return op.name in self.out and self._channels(op, self.a) == self._channels(op, a)
+        g = _groups(self.space, op)
+        return bool(self.a) and all(self.a[s] == a[s] for s in g)
 
 
 class GraphNet(nn.Module):

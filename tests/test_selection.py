@@ -312,6 +312,10 @@ def test_greedy_reusing_the_network_it_stands_on_takes_the_same_steps_and_comput
     path, fewer = run(reusing)
     ref, full = run(lambda w: plain(w))  # a plain function: greedy tells it nothing, every pass is whole
     assert reusing.keep and len(path) > 3 and path == ref  # the same networks and the same scores, exactly
+    from widthnas.models.net import frontier
+
+    kept = set(reusing.base.out)  # what is kept of a pass: the outputs a later pass may read, not a conv's BN's
+    assert kept == frontier(space) and len(kept) <= len(space.graph.ops) / 2
     if kind in ("chain", "densenet"):  # (in the toys with residuals the first group spans the stem and every block)
         assert fewer < 0.85 * full
     monkeypatch.setattr(selection.EstimationScorer, "KEEP_BYTES", 1)  # too little memory to keep a pass: as before
@@ -321,14 +325,14 @@ def test_greedy_reusing_the_network_it_stands_on_takes_the_same_steps_and_comput
 
 def test_reused_activations_are_refused_where_they_would_not_be_the_networks(tiny):
     from widthnas.models import SlimmableGraphNet
-    from widthnas.models.net import Activations
+    from widthnas.models.net import Activations, frontier
 
     sup = SlimmableGraphNet(tiny).train()
     x = torch.rand(4, *tiny.input_shape)
     kept = Activations(tiny, True)
     with torch.no_grad():
         sup(x, update_bn_stats=False, keep=kept)
-    assert kept.x is x and set(kept.out) == {op.name for op in tiny.graph.ops}
+    assert kept.x is x and set(kept.out) == frontier(tiny) and tiny.graph.ops[-1].name in kept.out
     with pytest.raises(ValueError, match="BN statistics"):  # the skipped ops would not update them
         sup(x, reuse=kept)
     with pytest.raises(ValueError, match="train/eval mode"):
