@@ -56,9 +56,11 @@ def _run(space: GraphSpace, last: Mapping[str, int], x: torch.Tensor, step, a: M
     muls, cats and global pools are the same in every network; step(op, x) computes the others on their one input.
     a: this network's assignment, with reuse: another network's outputs on the same x, taken for each op whose
     inputs were taken and whose channels are the same (exact: the same computation on the same tensors);
-    keep: filled with this run's x, assignment and outputs."""
+    keep: filled with this run's x, assignment and outputs on the frontier (`frontier`)."""
     if (reuse is not None or keep is not None) and a is None:
         raise ValueError("reusing or keeping activations needs the network's assignment (a)")
+    if reuse is not None and reuse is keep:
+        raise ValueError("a pass cannot keep its activations in the record it reuses: give a new Activations")
     if keep is not None:
         keep.x, keep.a, keep.out = x, dict(a), {}
     t, fresh = {INPUT: x}, {INPUT: reuse is None or reuse.x is not x}

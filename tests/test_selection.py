@@ -335,6 +335,8 @@ def test_reused_activations_are_refused_where_they_would_not_be_the_networks(tin
     assert kept.x is x and set(kept.out) == frontier(tiny) and tiny.graph.ops[-1].name in kept.out
     with pytest.raises(ValueError, match="BN statistics"):  # the skipped ops would not update them
         sup(x, reuse=kept)
+    with pytest.raises(ValueError, match="record it reuses"):  # it would be emptied before it is read
+        sup(x, update_bn_stats=False, reuse=kept, keep=kept)
     with pytest.raises(ValueError, match="train/eval mode"):
         sup.eval()(x, reuse=kept)
     with pytest.raises(ValueError, match="assignment"):
