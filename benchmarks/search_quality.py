@@ -39,7 +39,7 @@ from widthnas.nas.uniform8 import measured_multiplier, multiplier_candidates
 from widthnas.nas.data import load_dataset, split
 from widthnas.latency.verdict import budget_verdict
 from widthnas.nas.export import export_onnx, measure_exported, network_measurer
-from widthnas.nas.selection import GREEDY_STEP, cached_measured_unaries, estimation_scorer, propose, select
+from widthnas.nas.selection import GREEDY_STEP, EstimationScorer, cached_measured_unaries, propose, select
 from widthnas.nas.train import CKPT, TrainConfig, Trainer
 
 MODES = {
@@ -229,7 +229,7 @@ def main() -> int:
     def greedy_path():
         t0 = time.time()
         gsol = greedy(mrf_ows, lowest,
-                      score_fn=estimation_scorer(ows, sp, min(256, mode["unary_batch"])), step=GREEDY_STEP)
+                      score_fn=EstimationScorer(ows, sp, min(256, mode["unary_batch"])), step=GREEDY_STEP)
         log(f"greedy AutoSlim: {len(gsol.info['path'])} steps, {gsol.info['evals']} supernet evaluations, "
             f"{time.time() - t0:.0f} s")
         return [[w, lat] for w, lat, _ in gsol.info["path"]]

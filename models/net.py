@@ -115,9 +115,9 @@ class Activations:
     differing from it only in later layers (greedy slimming's next step) is computed from its first changed
     op on. Filled by a pass (forward's keep=); valid while the weights and the train/eval mode stay as they were."""
 
-    def __init__(self, space: GraphSpace, training: bool):
+    def __init__(self, space: GraphSpace, training: bool, needed: frozenset[str] | None = None):
         self.space, self.training = space, training
-        self.needed = frontier(space)
+        self.needed = frontier(space) if needed is None else needed  # (a caller making many: frontier once)
         self.x: torch.Tensor | None = None
         self.a: dict[str, int] = {}
         self.out: dict[str, torch.Tensor] = {}

@@ -88,8 +88,8 @@ class EstimationScorer:
         self.x = normalize(splits.val[0][:images], splits.mean, splits.std).to(dev)
         self.y = splits.val[1][:images].to(dev)
         self.base: Activations | None = None  # the pass of the network greedy stands on
-        g, widest, kept = supernet.space.graph, supernet.space.assignment(supernet.max_widths), frontier(supernet.space)
-        per_image = sum(g.channels(t, widest) * h * w for t in kept for h, w in [g.sizes[t]])
+        g, widest, self.frontier = supernet.space.graph, supernet.space.assignment(supernet.max_widths), frontier(supernet.space)
+        per_image = sum(g.channels(t, widest) * h * w for t in self.frontier for h, w in [g.sizes[t]])
         self.keep = 2 * per_image * len(self.x) * self.x.element_size() <= self.KEEP_BYTES
 
     @torch.no_grad()
@@ -100,7 +100,7 @@ class EstimationScorer:
     def rebase(self, widths: list[int]) -> None:
         """Keep the pass of `widths` for the candidates that follow (nothing, when it would not fit)."""
         if self.keep:
-            kept = Activations(self.net.space, True)
+            kept = Activations(self.net.space, True, self.frontier)
             self._pass(widths, kept)
             self.base = kept
 
@@ -109,11 +109,6 @@ class EstimationScorer:
         out = self.net(self.x, widths, update_bn_stats=False, reuse=self.base, keep=keep)
         y = self.y
         return float((out.argmax(1) == y).float().mean()) - 1e-3 * float(torch.nn.functional.cross_entropy(out, y))
-
-
-def estimation_scorer(supernet, splits, images: int | None = None) -> EstimationScorer:
-    """See EstimationScorer (greedy slimming's score)."""
-    return EstimationScorer(supernet, splits, images)
 
 
 def smoothness_weights(mrf: GraphMRF, ratios: Sequence[float] = SMOOTH_RATIOS) -> list[float]:
@@ -264,7 +259,7 @@ def default_search(supernet, splits, table, unaries, target_ms: float, unary_ima
     within the budget (select's `check`); when it measures well under its prediction, one more round aims
     at the corrected target (`reaim`), so a profile that over-predicts this machine leaves no budget unspent."""
     mrf = build_mrf(table, unaries)
-    slim = greedy(mrf, target_ms, score_fn=estimation_scorer(supernet, splits, slim_images), step=GREEDY_STEP)
+    slim = greedy(mrf, target_ms, score_fn=EstimationScorer(supernet, splits, slim_images), step=GREEDY_STEP)
     cands = propose(mrf, target_ms, greedy_widths=slim.widths)
     check = None if measure is None or budget_ms is None else lambda w: budget_verdict(lambda: measure(w), budget_ms)
     sel = select(supernet, mrf, cands, splits, unary_images, log, check)

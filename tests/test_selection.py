@@ -164,7 +164,7 @@ def test_greedy_scores_on_the_images_asked_for_and_never_on_the_selection_images
     """--slim-images n: greedy slimming's scorer sees the first n validation images; a larger n is cut to the
     images that estimate the unaries, so the held-out selection images stay unseen."""
     from widthnas.nas.data import normalize
-    from widthnas.nas.selection import estimation_scorer, unary_image_count
+    from widthnas.nas.selection import EstimationScorer, unary_image_count
 
     sup, sp = tiny_supernet_and_splits
     seen = []
@@ -178,7 +178,7 @@ def test_greedy_scores_on_the_images_asked_for_and_never_on_the_selection_images
     try:
         w = sup.space.max_widths
         for asked, expect in ((32, 32), (10 ** 6, unary_image_count(sp))):
-            score = estimation_scorer(sup, sp, asked)
+            score = EstimationScorer(sup, sp, asked)
             seen.clear()
             score(w)
             assert len(seen) == 1 and torch.equal(seen[0], normalize(sp.val[0][:expect], sp.mean, sp.std))
