@@ -110,6 +110,29 @@ def frontier(space: GraphSpace) -> frozenset[str]:
     return frozenset(need)
 
 
+KEEP_BYTES = 1 << 30  # memory for kept activations (mobilenet_v1_small's frontier, 256 images: 0.35 GB for two records)
+
+
+def records_fit(space: GraphSpace, images: int, needed: frozenset[str] | None = None, records: int = 2,
+                element_size: int = 4) -> bool:
+    """Whether `records` Activations of `images` images (at the widest) fit in KEEP_BYTES: a pass that reuses
+    one record while keeping another holds two."""
+    g, widest = space.graph, space.assignment(space.max_widths)
+    per_image = sum(g.channels(t, widest) * h * w for t in (frontier(space) if needed is None else needed)
+                    for h, w in [g.sizes[t]])
+    return records * per_image * images * element_size <= KEEP_BYTES
+
+
+def first_use(space: GraphSpace) -> list[int]:
+    """Per free group (free_groups order), the index of the first op whose computation depends on it: networks
+    sorted by their widths in this order share their longest prefixes of reusable ops."""
+    first: dict[str, int] = {}
+    for k, op in enumerate(space.graph.ops):
+        for s in _groups(space, op):
+            first.setdefault(s, k)
+    return [first.get(g.name, len(space.graph.ops)) for g in space.free_groups]
+
+
 class Activations:
     """The outputs (on the frontier) of one network (assignment a) on one batch x, kept so that a network
     differing from it only in later layers (greedy slimming's next step) is computed from its first changed

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from widthnas.latency.verdict import OVER, WITHIN, budget_verdict, describe
-from widthnas.models.net import Activations, frontier
+from widthnas.models.net import Activations, frontier, records_fit
 from widthnas.models.space import check_fingerprint
 from widthnas.mrf import GraphMRF, Solution, Unaries, build_mrf, exact, greedy, uniform
 from widthnas.mrf.smoothness import with_smoothness
@@ -77,9 +77,7 @@ class EstimationScorer:
     Greedy tells it each network it moves to (`rebase`); a step's candidates differ from that one in one
     channel group, so the ops before that group's first tensor are taken from the kept pass, not computed
     again (the same tensors: the same scores). Kept while two passes' activations (the old record and the
-    new) fit in KEEP_BYTES."""
-
-    KEEP_BYTES = 1 << 30  # (mobilenet_v1_small's frontier, 256 images: 0.35 GB for two records; all its outputs 2.5)
+    new) fit in models.net.KEEP_BYTES."""
 
     def __init__(self, supernet, splits, images: int | None = None):
         images = min(GREEDY_IMAGES if images is None else images, unary_image_count(splits))  # never selection's
@@ -88,9 +86,8 @@ class EstimationScorer:
         self.x = normalize(splits.val[0][:images], splits.mean, splits.std).to(dev)
         self.y = splits.val[1][:images].to(dev)
         self.base: Activations | None = None  # the pass of the network greedy stands on
-        g, widest, self.frontier = supernet.space.graph, supernet.space.assignment(supernet.max_widths), frontier(supernet.space)
-        per_image = sum(g.channels(t, widest) * h * w for t in self.frontier for h, w in [g.sizes[t]])
-        self.keep = 2 * per_image * len(self.x) * self.x.element_size() <= self.KEEP_BYTES
+        self.frontier = frontier(supernet.space)
+        self.keep = records_fit(supernet.space, len(self.x), self.frontier)  # (all its outputs: 2.5 GB)
 
     @torch.no_grad()
     def __call__(self, widths: list[int]) -> float:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from widthnas._cv import kfold
+from widthnas.models.net import Activations, first_use, frontier, records_fit
 from widthnas.mrf.unaries import from_arrays, isotonic_decreasing
 
 from .data import normalize
@@ -118,11 +119,18 @@ def sample_deltas(supernet, splits, n_configs: int, batch: int = 256, seed: int 
         raise ValueError(f"unary design {design!r}: choose 'random' or 'one-at-a-time'")
     from tqdm import tqdm
 
-    delta = np.empty(len(idx))
-    for r, row in enumerate(tqdm(idx, desc="unaries", unit="net", disable=not progress, dynamic_ncols=True,
-                                 leave=False)):
-        out = supernet(x, space.widths_from_indices(row), update_bn_stats=False)
+    # in the order of their widths, group by group as the graph first uses them: each network takes the ops
+    # before its first group of another width from the previous one's pass (the same tensors: the same losses)
+    use = np.argsort(first_use(space), kind="stable")
+    order = np.lexsort(idx[:, use].T[::-1]) if len(idx) else np.arange(0)
+    needed = frontier(space)
+    keep = records_fit(space, len(x), needed)
+    delta, prev = np.empty(len(idx)), None
+    for r in tqdm(order, desc="unaries", unit="net", disable=not progress, dynamic_ncols=True, leave=False):
+        rec = Activations(space, True, needed) if keep else None
+        out = supernet(x, space.widths_from_indices(idx[r]), update_bn_stats=False, reuse=prev, keep=rec)
         delta[r] = F.cross_entropy(out, y).item() - base
+        prev = rec
     supernet.train(was)
     return idx, delta
 

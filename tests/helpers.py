@@ -431,3 +431,20 @@ def read_curve(csv_path) -> list:
     with open(csv_path) as f:
         return [{"multiplier": float(r["multiplier"]), "widths": [int(v) for v in r["widths"].split()],
                  **{k: (float(r[k]) if r[k] else None) for k in FIELDS[2:]}} for r in csv.DictReader(f)]
+
+
+REUSE_SPACES = {  # name -> a space whose passes reuse one another's (None: the tiny chain fixture); built in the test
+    "chain": None,
+    "residual": lambda: make_graph_toy("toy", 16),
+    "densenet": lambda: traced_toy("TinyDenseNet", layers=(3, 2)),
+    "se": lambda: traced_toy("se_block_net"),
+    "grouped_se": lambda: traced_toy("resnext_se_tiny"),  # grouped convs (channel index tensors) and SE gates
+}
+
+
+def traced_toy(factory: str, **kw):
+    """A model of tests/trace_models.py traced at 1x16x16."""
+    import trace_models as tm
+    from widthnas.models.trace import trace_model
+
+    return trace_model(getattr(tm, factory)(**kw).eval(), (1, 16, 16))

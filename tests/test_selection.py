@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import enumerate_mrf
+from helpers import REUSE_SPACES, enumerate_mrf
 from widthnas.mrf import GraphMRF, PairFactor, exact
 from widthnas.mrf.smoothness import with_smoothness
 from widthnas.nas.data import Splits
@@ -261,23 +261,7 @@ def test_reaim_spends_the_budget_a_profile_over_predicts(tiny, tiny_supernet_and
     assert above and all(r["verdict"] == "over" for r in above)  # each more accurate one was timed and refused
 
 
-SPACES = {  # name -> a space to slim (None: the tiny chain fixture); built when its test runs
-    "chain": None,
-    "residual": lambda: __import__("helpers").make_graph_toy("toy", 16),
-    "densenet": lambda: _traced("TinyDenseNet", layers=(3, 2)),
-    "se": lambda: _traced("se_block_net"),
-    "grouped_se": lambda: _traced("resnext_se_tiny"),  # grouped convs (channel index tensors) and SE gates
-}
-
-
-def _traced(factory: str, **kw):
-    import trace_models as tm
-    from widthnas.models.trace import trace_model
-
-    return trace_model(getattr(tm, factory)(**kw).eval(), (1, 16, 16))
-
-
-@pytest.mark.parametrize("kind", list(SPACES))
+@pytest.mark.parametrize("kind", list(REUSE_SPACES))
 def test_greedy_reusing_the_network_it_stands_on_takes_the_same_steps_and_computes_less(kind, tiny, monkeypatch):
     """greedy slimming scored by the supernet: each candidate takes the ops before its narrowed group's first
     tensor from the network the descent stands on. Same path, same scores (bit for bit) as full passes; fewer
@@ -286,7 +270,7 @@ def test_greedy_reusing_the_network_it_stands_on_takes_the_same_steps_and_comput
     from widthnas.mrf import greedy
     from widthnas.nas import selection
 
-    space = SPACES[kind]() if SPACES[kind] else tiny
+    space = REUSE_SPACES[kind]() if REUSE_SPACES[kind] else tiny
     torch.manual_seed(0)
     sup = SlimmableGraphNet(space)
     n = 300
@@ -318,7 +302,7 @@ def test_greedy_reusing_the_network_it_stands_on_takes_the_same_steps_and_comput
     assert kept == frontier(space) and len(kept) <= len(space.graph.ops) / 2
     if kind in ("chain", "densenet"):  # (in the toys with residuals the first group spans the stem and every block)
         assert fewer < 0.85 * full
-    monkeypatch.setattr(selection.EstimationScorer, "KEEP_BYTES", 1)  # too little memory to keep a pass: as before
+    monkeypatch.setattr("widthnas.models.net.KEEP_BYTES", 1)  # too little memory to keep a pass: as before
     small = selection.EstimationScorer(sup, sp, 64)
     assert not small.keep and run(small) == (ref, full)  # and no pass more
 

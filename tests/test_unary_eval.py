@@ -1,6 +1,7 @@
 import itertools
 
 import numpy as np
+import pytest
 import torch
 
 from widthnas.mrf.unaries import isotonic_decreasing as _isotonic_decreasing
@@ -42,6 +43,36 @@ def test_measure_unaries_on_a_supernet(small):
     u = measure_unaries(SlimmableGraphNet(small), sp, n_configs=40, batch=32, log=lambda *_: None)
     assert len(u.loss) == len(small.free_groups) and all(l[-1] == 0 for l in u.loss)
     assert all(np.all(np.diff(l) <= 1e-12) for l in u.loss)  # monotone: narrower never loses less
+
+
+@pytest.mark.parametrize("kind", ["chain", "residual", "densenet", "grouped_se"])
+def test_unaries_taken_in_width_order_reuse_passes_and_lose_the_same(kind, tiny, monkeypatch):
+    """The measured configurations, sorted by their widths in the order the graph uses the groups, take each
+    network's ops before its first changed group from the previous pass: the same losses, bit for bit, as
+    whole passes, in the order drawn; fewer convolutions. (The demo's 300 on 512
+    images: 0.68 x the time of whole passes, 60 configurations measured side by side.)"""
+    from helpers import REUSE_SPACES
+    from widthnas.models.net import SlimmableGraphNet
+    from widthnas.nas.data import Splits
+    from widthnas.nas.unary_eval import sample_deltas
+
+    space = REUSE_SPACES[kind]() if REUSE_SPACES[kind] else tiny
+    torch.manual_seed(0)
+    sup = SlimmableGraphNet(space)
+    x = torch.randint(0, 255, (48, *space.input_shape), dtype=torch.uint8)
+    y = torch.randint(0, 10, (48,))
+    sp = Splits((x, y), (x, y), (x, y), torch.tensor([0.4]), torch.tensor([0.3]))
+    convs = []
+    conv2d = torch.nn.functional.conv2d
+    monkeypatch.setattr(torch.nn.functional, "conv2d", lambda *a, **k: convs.append(1) or conv2d(*a, **k))
+    idx, reused = sample_deltas(sup, sp, 60, batch=32, seed=3)
+    fewer = len(convs)
+    monkeypatch.setattr("widthnas.models.net.KEEP_BYTES", 1)  # no memory to keep a pass: every pass whole
+    convs.clear()
+    idx2, whole = sample_deltas(sup, sp, 60, batch=32, seed=3)
+    assert np.array_equal(idx, idx2) and np.array_equal(reused, whole) and np.ptp(whole) > 0
+    # (measured here: 0.17, 0.42, 0.74 and 0.50; in the order drawn, the chain's first group alone is shared)
+    assert fewer < {"chain": 0.3, "residual": 0.6, "densenet": 0.85, "grouped_se": 0.7}[kind] * len(convs)
 
 
 def _smooth_truth(sizes, rng):
