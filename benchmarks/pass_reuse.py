@@ -44,7 +44,7 @@ def main() -> int:
             mrf = build_mrf(load_profile(state["profile"]["path"]), unaries)
             target = float(state["search"]["target_ms"])
 
-            def once(reusing: bool):
+            def descend(reusing: bool):
                 scorer = EstimationScorer(sup, splits)
                 sol = greedy(mrf, target, score_fn=scorer if reusing else (lambda w, s=scorer: s(w)), step=GREEDY_STEP)
                 note = "" if not reusing or scorer.keep else "  (nothing kept: over KEEP_BYTES)"
@@ -52,11 +52,11 @@ def main() -> int:
         else:
             configs, images = int(unaries.meta["configs"]), int(unaries.meta["batch"])
 
-            def once(reusing: bool):
+            def measure(reusing: bool):
                 keep_bytes = net.KEEP_BYTES
                 net.KEEP_BYTES = keep_bytes if reusing else 0
                 try:
-                    idx, delta = sample_deltas(sup, splits, configs, images)
+                    idx, delta = sample_deltas(sup, splits, configs, images, design=unaries.meta.get("design", "random"))
                 finally:
                     net.KEEP_BYTES = keep_bytes
                 kept = net.records_fit(space, images)
@@ -67,14 +67,14 @@ def main() -> int:
         for _ in range(a.reps):
             for name in times:
                 t0 = time.perf_counter()
-                out[name], what = once(name == "reusing")
+                out[name], what = (descend if stage == "greedy" else measure)(name == "reusing")
                 times[name].append(time.perf_counter() - t0)
                 print(f"{stage} {name:12s} {times[name][-1]:7.1f} s  {what}", flush=True)
         r, f = min(times["reusing"]), min(times["whole passes"])
         agree = out["reusing"] == out["whole passes"]
         same &= agree
         print(f"space {space.name}, {stage}: reusing {r:.1f} s, whole passes {f:.1f} s, ratio {r / f:.2f}; "
-              f"the same {'networks' if stage == 'greedy' else 'losses'} and scores: {agree}", flush=True)
+              f"the same {'networks and scores' if stage == 'greedy' else 'losses'}: {agree}", flush=True)
     return 0 if same else 1
 
 

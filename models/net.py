@@ -110,7 +110,8 @@ def frontier(space: GraphSpace) -> frozenset[str]:
     return frozenset(need)
 
 
-KEEP_BYTES = 1 << 30  # memory for kept activations (mobilenet_v1_small's frontier, 256 images: 0.35 GB for two records)
+KEEP_BYTES = 1 << 30  # memory for kept activations (two records of mobilenet_v1_small's frontier: 0.35 GB on 256 images,
+# 0.7 on 512; resnet_small's on 512: 2.0, so its unaries take whole passes)
 
 
 def records_fit(space: GraphSpace, images: int, needed: frozenset[str] | None = None, records: int = 2,
@@ -123,20 +124,10 @@ def records_fit(space: GraphSpace, images: int, needed: frozenset[str] | None = 
     return records * per_image * images * element_size <= KEEP_BYTES
 
 
-def first_use(space: GraphSpace) -> list[int]:
-    """Per free group (free_groups order), the index of the first op whose computation depends on it: networks
-    sorted by their widths in this order share their longest prefixes of reusable ops."""
-    first: dict[str, int] = {}
-    for k, op in enumerate(space.graph.ops):
-        for s in _groups(space, op):
-            first.setdefault(s, k)
-    return [first.get(g.name, len(space.graph.ops)) for g in space.free_groups]
-
-
 class Activations:
     """The outputs (on the frontier) of one network (assignment a) on one batch x, kept so that a network
-    differing from it only in later layers (greedy slimming's next step) is computed from its first changed
-    op on. Filled by a pass (forward's keep=); valid while the weights and the train/eval mode stay as they were."""
+    differing from it only in later layers (greedy slimming's next step, the next measured unary configuration)
+    is computed from its first changed op on. Filled by a pass (forward's keep=); valid while the weights and the train/eval mode stay as they were."""
 
     def __init__(self, space: GraphSpace, training: bool, needed: frozenset[str] | None = None):
         self.space, self.training = space, training

@@ -87,7 +87,7 @@ class EstimationScorer:
         self.y = splits.val[1][:images].to(dev)
         self.base: Activations | None = None  # the pass of the network greedy stands on
         self.frontier = frontier(supernet.space)
-        self.keep = records_fit(supernet.space, len(self.x), self.frontier)  # (all its outputs: 2.5 GB)
+        self.keep = records_fit(supernet.space, len(self.x), self.frontier, element_size=self.x.element_size())
 
     @torch.no_grad()
     def __call__(self, widths: list[int]) -> float:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from widthnas._cv import kfold
-from widthnas.models.net import Activations, first_use, frontier, records_fit
+from widthnas.models.net import Activations, frontier, records_fit
 from widthnas.mrf.unaries import from_arrays, isotonic_decreasing
 
 from .data import normalize
@@ -102,7 +102,8 @@ def sample_deltas(supernet, splits, n_configs: int, batch: int = 256, seed: int 
     """(idx (n, layers), delta (n,) nats): configurations' loss increase over the widest network,
     every one on the same first `batch` validation images. design "random": n_configs configurations
     drawn uniformly; "one-at-a-time" (the source article's measurement; n_configs is ignored): every
-    non-widest width of every layer, all other layers at their widest."""
+    non-widest width of every layer, all other layers at their widest. Measured in width order, each pass
+    reusing the previous one's first ops (models.net.Activations); returned in the order drawn."""
     space = supernet.space
     dev = device_of(supernet)
     x, y = normalize(splits.val[0][:batch], splits.mean, splits.std).to(dev), splits.val[1][:batch].to(dev)
@@ -119,15 +120,15 @@ def sample_deltas(supernet, splits, n_configs: int, batch: int = 256, seed: int 
         raise ValueError(f"unary design {design!r}: choose 'random' or 'one-at-a-time'")
     from tqdm import tqdm
 
-    # in the order of their widths, group by group as the graph first uses them: each network takes the ops
-    # before its first group of another width from the previous one's pass (the same tensors: the same losses)
-    use = np.argsort(first_use(space), kind="stable")
-    order = np.lexsort(idx[:, use].T[::-1]) if len(idx) else np.arange(0)
+    # sorted by their widths (free_groups are in graph order): each network takes the ops before its first group
+    # of another width from the previous one's pass (the same tensors: the same losses), and two records at most
+    # are alive (the previous and this one). (An empty idx: one-at-a-time with nothing narrower to vary.)
+    order = np.lexsort(idx.T[::-1]) if idx.size else np.arange(len(idx))
     needed = frontier(space)
-    keep = records_fit(space, len(x), needed)
+    keep = records_fit(space, len(x), needed, element_size=x.element_size())
     delta, prev = np.empty(len(idx)), None
     for r in tqdm(order, desc="unaries", unit="net", disable=not progress, dynamic_ncols=True, leave=False):
-        rec = Activations(space, True, needed) if keep else None
+        rec = Activations(space, supernet.training, needed) if keep else None
         out = supernet(x, space.widths_from_indices(idx[r]), update_bn_stats=False, reuse=prev, keep=rec)
         delta[r] = F.cross_entropy(out, y).item() - base
         prev = rec
@@ -152,7 +153,9 @@ def measure_unaries(supernet, splits, n_configs: int = 400, batch: int = 256, se
             smooth, cv = choose_smooth(idx, delta, sizes, ridge=ridge, monotone=monotone, seed=seed)
         loss, count, r2 = fit_additive(idx, delta, sizes, ridge, monotone, smooth)
     log(f"unaries ({design}) from {len(idx)} configurations on {batch} validation images: smoothing {smooth:g}"
-        f"{' (cross-validated)' if cv else ''}, additive model R² {r2:.3f}")
+        f"{' (cross-validated)' if cv else ''}, additive model R² {r2:.3f}"
+        + ("" if records_fit(space, min(batch, len(splits.val[1]))) else
+           "; every pass whole (two passes' activations would not fit in models.net.KEEP_BYTES)"))
     return from_arrays(space, loss, count, {"method": f"post-training, {design}", "configs": int(len(idx)),
                                             "batch": batch, "r2": float(r2), "monotone": monotone, "design": design,
                                             "smooth": float(smooth), "cv_mse": {str(k): v for k, v in cv.items()}})
