@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import shutil
@@ -27,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from widthnas._io import atomic_write_text
+from widthnas._io import atomic_write_text, read_json
 from widthnas.benchmarks.retrain_pool import Protocol, retrain_many
 from widthnas.benchmarks.stats import paired_diff
 from widthnas.latency.backends import OrtBackend
-from widthnas.latency.registry import find_profile, load_profile
+from widthnas.latency.registry import find_profile, load_profile, profile_path
 from widthnas.models import SlimmableGraphNet, build_network, get_space
 from widthnas.mrf import build_mrf, exact, greedy, uniform, with_margin
 from widthnas.mrf.unaries import Unaries
@@ -109,6 +110,24 @@ def wait_for_quiet(log, busy: float = 0.3, max_minutes: float = 60.0) -> bool:
     log(f"latency measured {'on a quiet machine' if quiet else 'UNDER LOAD'} ({now:.2f} cores busy"
         f"{f', after waiting {(time.time() - t0) / 60:.1f} min' if said else ''})")
     return quiet
+
+
+SETUP = "setup.json"
+RESUMABLE = ("budgets", "seeds")  # a resumed run may add budgets (each has its own supernet) and seeds
+
+
+def check_setup(out: Path, setup: dict) -> None:
+    """A directory's cached supernets, greedy path, selections and latencies hold for one space, profile and
+    protocol: a resume with another (a profile of this machine instead of the shipped one) would mix two runs."""
+    p = out / SETUP
+    if not p.exists():
+        atomic_write_text(p, json.dumps(setup, indent=1))
+        return
+    old = read_json(p, "benchmark setup", "choose another --out")
+    diff = {k: (old.get(k), v) for k, v in setup.items() if k not in RESUMABLE and old.get(k) != v}
+    if diff:
+        raise SystemExit(f"{out} holds a run made with other settings {diff} (saved vs now): resume it with its own, "
+                         "or choose another --out")
 
 
 def cached_json(path: Path, make):
@@ -195,6 +214,9 @@ def main() -> int:
     widest = table.predict(space.max_widths)
     budgets = mode["budgets"]
     log(f"mode {mode_name} {mode}; profile {table.name}; widest {widest:.4f} ms; torch threads {torch.get_num_threads()}")
+    check_setup(out, {"mode": mode_name, **mode, "space": space.fingerprint,
+                      "profile": table.name, "profile_sha256": hashlib.sha256(profile_path(prof_path).read_bytes()).hexdigest(),
+                      "dataset": a.dataset, "data": a.data, "seed": a.seed, "channels_last": not a.contiguous})
     sp = split(ds, 0.1, a.seed, mode["limit"])
     base = dict(space=space_name, input_shape=input_shape, dataset=a.dataset, data=a.data, limit=mode["limit"],
                 epochs=mode["epochs"], seed=a.seed)
