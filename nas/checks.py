@@ -145,7 +145,7 @@ def check_plot_path(path: str | None) -> None:
     """A plot path matplotlib can write, checked before the fit or the measurements it would follow."""
     if path is None:
         return
-    import matplotlib
+    import matplotlib.figure  # (not loaded by `import matplotlib` alone)
 
     ok = matplotlib.figure.Figure().canvas.get_supported_filetypes()
     ext = Path(path).suffix.lower().lstrip(".")

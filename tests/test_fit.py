@@ -201,3 +201,17 @@ def test_nonnegative_least_squares_on_an_underdetermined_ridge_fit(lam):
     assert cost(z) <= cost(ref) * (1 + 1e-6) + 1e-12
     entries, c = sys_.solve(A, y, lam, 0.0, 1)  # and through the fit: its own networks fit closely
     assert np.median(np.abs((A @ entries + c) / y - 1)) < 0.05 and c > 0
+
+
+def test_a_plot_path_is_checked_in_a_fresh_interpreter():
+    """`widthnas fit --plot fit.png` crashed in a new process: `import matplotlib` does not load matplotlib.figure
+    (in the suite another test had loaded it)."""
+    import subprocess
+    import sys
+
+    code = ("from widthnas.nas.checks import UserError, check_plot_path\n"
+            "check_plot_path('fit.png')\n"
+            "try:\n    check_plot_path('fit.txt')\nexcept UserError as e:\n    print('refused:', e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "refused: --plot fit.txt" in r.stdout and ".png" in r.stdout
