@@ -21,6 +21,12 @@ Reported: per variant, the chosen network's test accuracy after fine-tuning and 
 uniform8 network's accuracy and the seconds per stage; per other variant, its paired difference against
 "base" in chosen test accuracy (95 % t-interval over the seeds: a faster demo must not be worse, so the
 interval's lower end is what to read) and its total time as a ratio to base's, measured in the same run.
+
+--retrain EPOCHS: the chosen network's accuracy after a demo's fine-tuning mixes the network with the compute
+the demo spent on it (a shorter supernet training leaves every network less trained). The decisive benchmark's
+protocol separates them: every run's chosen network, and its uniform8, is retrained from scratch (EPOCHS epochs
+on --retrain-limit images, learning rate 0.1; benchmarks/retrain_pool.py), retrain seed = the run's seed, and
+the paired differences are those of the retrained networks. Its records go to <keep or out>/retrain_<key>/.
 """
 from __future__ import annotations
 
@@ -121,13 +127,17 @@ def row(variant: str, seed: int, st: dict) -> dict:
     """What one finished run says: accuracies (fractions), latency (ms), seconds per stage."""
     f, v = st["finetune"], st["verify"]
     secs = {k: float(st[k]["seconds"]) for k in STAGES if isinstance(st.get(k, {}).get("seconds"), (int, float))}
+    uni = st["search"].get("uniform") or {}
     return {"variant": variant, "seed": seed, "chosen_acc": f["chosen"]["test_acc"],
             "uniform_acc": f.get("uniform", {}).get("test_acc"), "chosen_ms": v["chosen"]["normalised_ms"],
-            "budget_ms": st["search"]["budget_ms"], "total_s": sum(secs.values()), **{f"{k}_s": s for k, s in secs.items()}}
+            "budget_ms": st["search"]["budget_ms"], "total_s": sum(secs.values()), **{f"{k}_s": s for k, s in secs.items()},
+            "chosen_widths": " ".join(map(str, st["search"]["chosen"]["widths"])),
+            "uniform_widths": " ".join(map(str, uni.get("widths") or []))}
 
 
-def compare(rows: list[dict]) -> list[dict]:
-    """Per variant other than base: paired chosen-accuracy difference against base, and the time ratio."""
+def compare(rows: list[dict], key: str = "chosen_acc") -> list[dict]:
+    """Per variant other than base: paired difference of `key` (chosen_acc: after the run's fine-tuning;
+    retrained_acc: retrained from scratch) against base, and the time ratio."""
     by = {}
     for r in rows:
         by.setdefault(r["variant"], {})[r["seed"]] = r
@@ -135,13 +145,49 @@ def compare(rows: list[dict]) -> list[dict]:
     for name, runs in by.items():
         if name == BASE:
             continue
-        seeds = sorted(set(runs) & set(by.get(BASE, {})))
+        seeds = sorted(s for s in set(runs) & set(by.get(BASE, {}))
+                       if runs[s].get(key) is not None and by[BASE][s].get(key) is not None)
         if len(seeds) < 2:
             continue
-        d = paired_diff([runs[s]["chosen_acc"] for s in seeds], [by[BASE][s]["chosen_acc"] for s in seeds])
+        d = paired_diff([runs[s][key] for s in seeds], [by[BASE][s][key] for s in seeds])
         ratio = sum(runs[s]["total_s"] for s in seeds) / sum(by[BASE][s]["total_s"] for s in seeds)
         out.append({"variant": name, "seeds": len(seeds), "time_ratio": ratio, **d})
     return out
+
+
+def retrain_rows(rows: list[dict], out: Path, space: str, epochs: int, limit: int, workers: int = 2,
+                 log=print) -> None:
+    """Add retrained_acc (the chosen network) and retrained_uniform_acc (its uniform8) to every row: each
+    network retrained from scratch with the row's seed; a network two rows share is trained once."""
+    from widthnas.benchmarks.retrain_pool import Protocol, retrain_many
+
+    proto = Protocol(space=space, limit=limit, epochs=epochs, lr=0.1, split_seed=0)
+
+    def widths(r: dict, k: str) -> tuple[int, ...]:
+        return tuple(int(w) for w in r[k].split())
+
+    jobs = sorted({(widths(r, k), r["seed"]) for r in rows for k in ("chosen_widths", "uniform_widths") if r[k]})
+    done = retrain_many(out, proto, [(list(w), s) for w, s in jobs], workers=workers, log=log)
+    for r in rows:
+        r["retrained_acc"] = done[(widths(r, "chosen_widths"), r["seed"])]["test_acc"]
+        r["retrained_uniform_acc"] = (done[(widths(r, "uniform_widths"), r["seed"])]["test_acc"]
+                                      if r["uniform_widths"] else None)
+
+
+def _print_comparisons(rows: list[dict]) -> None:
+    what = {"chosen_acc": "chosen test accuracy after the run's fine-tuning",
+            "retrained_acc": "chosen network retrained from scratch"}
+    for key, text in what.items():
+        for c in compare(rows, key):
+            print(f"{c['variant']} - {BASE}: {text} {100 * c['diff']:+.2f} [{100 * c['ci_low']:+.2f}, "
+                  f"{100 * c['ci_high']:+.2f}] points over {c['seeds']} paired seeds; total time x{c['time_ratio']:.2f}")
+    if rows and "retrained_acc" in rows[0]:
+        for name in dict.fromkeys(r["variant"] for r in rows):
+            rs = [r for r in rows if r["variant"] == name and r.get("retrained_uniform_acc") is not None]
+            if len(rs) >= 2:
+                d = paired_diff([r["retrained_acc"] for r in rs], [r["retrained_uniform_acc"] for r in rs])
+                print(f"{name}: chosen - uniform8, both retrained: {100 * d['diff']:+.2f} [{100 * d['ci_low']:+.2f}, "
+                      f"{100 * d['ci_high']:+.2f}] points over {d['n']} seeds")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -154,9 +200,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--share-supernet", action="store_true",
                    help=f"variants of {', '.join(SHAREABLE)} alone start from base's trained supernet")
     p.add_argument("--keep", help="copy each finished run's run_state.json here and read runs back from it")
+    p.add_argument("--retrain", type=int, default=0, metavar="EPOCHS",
+                   help="also retrain every chosen network and its uniform8 from scratch, EPOCHS epochs, paired "
+                        "seeds (the decisive benchmark's protocol: 4)")
+    p.add_argument("--retrain-limit", type=int, default=20000, help="training images per retraining")
+    p.add_argument("--workers", type=int, default=2, help="single-thread retraining processes")
     a = p.parse_args(argv)
     if a.seeds < 2:
         p.error(f"--seeds {a.seeds}: a paired difference needs at least 2")
+    for name in ("retrain", "retrain_limit", "workers"):
+        low = 0 if name == "retrain" else 1
+        if getattr(a, name) < low:
+            p.error(f"--{name.replace('_', '-')} {getattr(a, name)}: must be at least {low}")
     try:
         variants = [(BASE, [])] + [parse_variant(v) for v in a.variant]
         common = parse_variant(f"common:{a.common}")[1]
@@ -178,15 +233,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             if a.share_supernet and name != BASE and not (keep and (keep / f"{run_dir.name}.json").exists()):
                 share_supernet(out / f"{BASE}_s{seed}", run_dir, flags)
             rows.append(row(name, seed, run_one(run_dir, seed, [*common, *flags], keep=keep)))
+    if a.retrain:
+        from widthnas.nas.run_config import RunConfig
+
+        space = next((v for k, v in zip(common[::2], common[1::2]) if k == "--space"), RunConfig().space)
+        retrain_rows(rows, keep or out, space, a.retrain, a.retrain_limit, a.workers)
     keys = list(rows[0])
     text = ",".join(keys) + "\n" + "\n".join(",".join("" if r.get(k) is None else str(r.get(k)) for k in keys)
                                              for r in rows) + "\n"
     atomic_write_text(out / "rows.csv", text)
     if a.csv:
         atomic_write_text(Path(a.csv), text)
-    for c in compare(rows):
-        print(f"{c['variant']} - {BASE}: chosen test accuracy {100 * c['diff']:+.2f} [{100 * c['ci_low']:+.2f}, "
-              f"{100 * c['ci_high']:+.2f}] points over {c['seeds']} paired seeds; total time x{c['time_ratio']:.2f}")
+    _print_comparisons(rows)
     return 0
 
 

@@ -12,11 +12,11 @@ def test_a_variant_is_a_name_and_widthnas_run_flags():
             dl.parse_variant(bad)
 
 
-def _state(acc: float, secs: float) -> dict:
+def _state(acc: float, secs: float, chosen=(16, 32), uniform=(8, 24)) -> dict:
     st = {k: {"seconds": secs} for k in dl.STAGES}
     st["finetune"].update(chosen={"test_acc": acc}, uniform={"test_acc": acc - 0.01})
     st["verify"]["chosen"] = {"normalised_ms": 0.1}
-    st["search"]["budget_ms"] = 0.11
+    st["search"].update(budget_ms=0.11, chosen={"widths": list(chosen)}, uniform={"widths": list(uniform)})
     return st
 
 
@@ -66,3 +66,30 @@ def test_a_shared_run_starts_from_bases_profile_and_supernet_with_its_own_settin
     (base / "run_state.json").write_text(json.dumps(state))
     with pytest.raises(RuntimeError, match="not trained"):
         dl.share_supernet(base, tmp_path / "other", [])
+
+
+def test_retraining_pairs_each_runs_networks_by_its_seed_and_trains_a_shared_network_once(monkeypatch, tmp_path):
+    """--retrain: the jobs handed to retrain_pool, and the accuracies read back into the rows and compared."""
+    import widthnas.benchmarks.retrain_pool as rp
+
+    acc = {((16, 32), 0): .85, ((16, 32), 1): .86, ((16, 32), 2): .84,  # base's chosen network, every seed
+           ((24, 24), 0): .84, ((24, 24), 2): .83,  # fast's, where it chose otherwise
+           ((8, 24), 0): .80, ((8, 24), 1): .81, ((8, 24), 2): .79}
+    seen = {}
+
+    def fake(out, proto, jobs, workers=2, log=print):
+        seen.update(out=out, proto=proto, jobs=jobs, workers=workers)
+        return {(tuple(w), s): {"test_acc": acc[(tuple(w), s)]} for w, s in jobs}
+
+    monkeypatch.setattr(rp, "retrain_many", fake)
+    rows = [dl.row("base", s, _state(.8, 10)) for s in range(3)]
+    rows += [dl.row("fast", s, _state(.8, 5, chosen=(16, 32) if s == 1 else (24, 24))) for s in range(3)]
+    dl.retrain_rows(rows, tmp_path, "mobilenet_v1_small", epochs=4, limit=20000, workers=2)
+    # 3 seeds x {(16,32), (8,24)} for base, fast adds (24,24) at seeds 0 and 2: 8 networks, none twice
+    assert sorted((tuple(w), s) for w, s in seen["jobs"]) == sorted(
+        {((16, 32), s) for s in range(3)} | {((8, 24), s) for s in range(3)} | {((24, 24), 0), ((24, 24), 2)})
+    assert seen["proto"].epochs == 4 and seen["proto"].limit == 20000 and seen["proto"].space == "mobilenet_v1_small"
+    assert [r["retrained_acc"] for r in rows] == [.85, .86, .84, .84, .86, .83]
+    assert all(r["retrained_uniform_acc"] == acc[((8, 24), r["seed"])] for r in rows)
+    (c,) = dl.compare(rows, "retrained_acc")
+    assert c["diff"] == pytest.approx((-.01 + 0 - .01) / 3) and c["seeds"] == 3
