@@ -60,7 +60,8 @@ from .verify import verify_exported
 # What a run writes in its directory (the stages below), and in its supernet/ (nas/train.py's RUN_FILES)
 RUN_WRITES = ("run_config.json", "run_state.json", "samples.jsonl", "heldout.jsonl", "heldout_remeasure.jsonl",
               "profile.json", "latency_check.jsonl", "latency_fit.png", "config.json", "pareto.csv", "pareto.png",
-              "final_chosen.pt", "final_uniform.pt", "model.onnx", "model.json", "uniform.onnx", "uniform.json",
+              "final_chosen.pt", "final_uniform.pt", "final_chosen_test_pred.pt", "final_uniform_test_pred.pt",
+              "model.onnx", "model.json", "uniform.onnx", "uniform.json",
               "widths.png", "training.png", "narrowing.png", "curve.csv", "curve.png", "report.json", "report.md", "run.log")
 
 
@@ -344,9 +345,12 @@ class Run:
             hist = train_plain(net, sp, epochs, lr=lr, seed=c.seed, log=self.log, desc=f"{name} {verb}",
                                progress=self.progress, **kw) if epochs else []
             val_acc = accuracy(net, *sp.val, sp.mean, sp.std)[0]
-            test_acc = accuracy(net, *sp.test, sp.mean, sp.std)[0]  # reported, never used for decisions
+            pred = torch_predictions(net, sp.test[0], sp.mean, sp.std)  # (test images,) classes
+            test_acc = float((pred == sp.test[1]).double().mean())  # reported, never used for decisions
             with atomic_path(self.dir / f"final_{name}.pt") as tmp:
                 torch.save(net.state_dict(), tmp)
+            with atomic_path(self.dir / f"final_{name}_test_pred.pt") as tmp:  # the report's flips reuse them
+                torch.save(pred.to(torch.uint8 if self.space.num_classes <= 256 else torch.int64), tmp)
             out[name] = {"widths": widths, "val_acc": val_acc, "test_acc": test_acc, "history": hist}
             self.log(f"{name}: val acc {val_acc:.4f}, test acc {test_acc:.4f}")
         return out
@@ -363,6 +367,16 @@ class Run:
         self.log(f"{name}: val acc {accuracy(net, *sp.val, sp.mean, sp.std)[0]:.4f} from "
                  f"{'the supernet' if user_sd is None else Path(self.cfg.weights).name} after BN recalibration")
         return net
+
+    def _test_predictions(self, name: str) -> torch.Tensor:
+        """The fine-tuned network's test-set classes: those its fine-tuning saved (evaluating 10 000 images
+        again took most of the demo's report stage), else computed (a run fine-tuned before they were saved)."""
+        path, n = self.dir / f"final_{name}_test_pred.pt", len(self.splits.test[1])
+        if path.exists():
+            pred = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(pred, torch.Tensor) and pred.shape == (n,):
+                return pred.long()
+        return torch_predictions(self._final_net(name), self.splits.test[0], self.splits.mean, self.splits.std)
 
     def _final_net(self, name: str):
         net = build_plain_network(self._space_of(name), self.state["finetune"][name]["widths"])
@@ -432,7 +446,7 @@ class Run:
         """(flip records, report lines) of the chosen network against the uniform one (and --previous), test set."""
         sp = self.splits
         x, y = sp.test
-        pred = {k: torch_predictions(self._final_net(k), x, sp.mean, sp.std) for k in networks(self.state)}
+        pred = {k: self._test_predictions(k) for k in networks(self.state)}
         old = {"uniform network": pred["uniform"]} if "uniform" in pred else {}
         if self.cfg.previous:
             prev = load_previous(self.cfg.previous, sp, self.space)

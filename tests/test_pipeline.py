@@ -683,6 +683,21 @@ def test_report_has_negative_flips_and_the_width_error_curve(finished_run):
     fin = run.state["finetune"]
     assert flips["new_accuracy"] == pytest.approx(fin["chosen"]["test_acc"])
     assert flips["old_accuracy"] == pytest.approx(fin["uniform"]["test_acc"])
+    import torch
+
+    from widthnas.nas.flips import torch_predictions
+
+    sp = run.splits  # the flips read the predictions fine-tuning saved: those of the saved networks
+    for k in ("chosen", "uniform"):
+        fresh = torch_predictions(run._final_net(k), sp.test[0], sp.mean, sp.std)
+        saved = out / f"final_{k}_test_pred.pt"
+        assert torch.equal(torch.load(saved, weights_only=True).long(), fresh)
+        assert (fresh == sp.test[1]).double().mean().item() == pytest.approx(fin[k]["test_acc"])
+        moved = saved.rename(saved.with_suffix(".away"))  # a run fine-tuned before they were saved
+        try:
+            assert torch.equal(run._test_predictions(k), fresh)
+        finally:
+            moved.rename(saved)
     # --previous: the exported uniform.onnx (own normalisation from its sidecar) gives the same flips
     run.cfg.previous = str(out / "uniform.onnx")
     try:
