@@ -454,7 +454,8 @@ class Run:
         return flips_markdown(y, old, pred["chosen"], self.space.num_classes)
 
     def summary(self) -> str:
-        return summary_text(self.state, self.space, self.dir)
+        c = self.cfg
+        return summary_text(self.state, self.space, self.dir, (c.epochs, c.limit) if c.limit else None)
 
 
 def _record(sol) -> dict | None:

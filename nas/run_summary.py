@@ -49,8 +49,10 @@ def label(state: dict, name: str) -> str:
     return name if name != "uniform" else uniform_name(state["search"]["uniform"])
 
 
-def summary_text(state: dict, space, run_dir: Path) -> str:
-    """The terminal's closing lines: widths, accuracies, latencies against the budget, the time table."""
+def summary_text(state: dict, space, run_dir: Path, subset: tuple[int, int] | None = None) -> str:
+    """The terminal's closing lines: widths, accuracies, latencies against the budget, the time table.
+    subset: (supernet epochs, training images) of a run on part of the data, which the accuracy line names
+    (the demo's accuracies are those of a few minutes' training, not what the network can reach)."""
     s, f, v = state["search"], state["finetune"], state["verify"]
     uni = s.get("uniform")
     vs = variables(space)
@@ -64,7 +66,9 @@ def summary_text(state: dict, space, run_dir: Path) -> str:
                 else "the largest multiplier of the search grid within budget")
     rows.append(f"uniform: {un} ({what})" if uni else "uniform: no width multiplier fits the budget")
     rows.append(f"test accuracy: chosen {f['chosen']['test_acc']:.2%}"
-                + (f", {un} {f['uniform']['test_acc']:.2%}" if uni else "") + f" ({f['mode']})")
+                + (f", {un} {f['uniform']['test_acc']:.2%}" if uni else "") + f" ({f['mode']}"
+                + (f"; a quick run: supernet {subset[0]} epochs on {subset[1]} images, --full trains on all"
+                   if subset else "") + ")")
     for name in networks(state):
         vn = v[name]
         pred = "" if vn["predicted_ms"] is None else f"predicted {vn['predicted_ms']:.4f} ms, "

@@ -81,7 +81,14 @@ def test_run_goes_from_data_to_verified_onnx(finished_run):
     assert f"| within budget on measurement (95 % interval of repeated timings, ms) | {bv['verdict']} [" in report
     for png in ("latency_fit.png", "pareto.png", "widths.png", "training.png", "narrowing.png"):
         assert (out / png).stat().st_size > 1000
-    assert "test accuracy" in run.summary()
+    assert "test accuracy" in run.summary() and "a quick run" not in run.summary()  # all the training images
+    limit, epochs = run.cfg.limit, run.cfg.epochs
+    run.cfg.limit, run.cfg.epochs = 6000, 2  # a run on part of the data says so beside its accuracies
+    try:
+        acc_line = next(l for l in run.summary().splitlines() if l.startswith("test accuracy"))
+    finally:
+        run.cfg.limit, run.cfg.epochs = limit, epochs
+    assert "a quick run: supernet 2 epochs on 6000 images, --full trains on all)" in acc_line
     lines = run.summary().splitlines()
     head = next(i for i, l in enumerate(lines) if l.startswith("time  "))  # stages over their times, then the total
     assert lines[head].split()[1:] == [*STAGES, "total"]
