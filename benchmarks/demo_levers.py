@@ -208,8 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.seeds < 2:
         p.error(f"--seeds {a.seeds}: a paired difference needs at least 2")
-    for name in ("retrain", "retrain_limit", "workers"):
-        low = 0 if name == "retrain" else 1
+    for name, low in (("retrain", 0), ("retrain_limit", 1), ("workers", 1)):
         if getattr(a, name) < low:
             p.error(f"--{name.replace('_', '-')} {getattr(a, name)}: must be at least {low}")
     try:
@@ -236,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.retrain:
         from widthnas.nas.run_config import RunConfig
 
-        space = next((v for k, v in zip(common[::2], common[1::2]) if k == "--space"), RunConfig().space)
+        space = common[common.index("--space") + 1] if "--space" in common else RunConfig().space  # switches unpaired
         retrain_rows(rows, keep or out, space, a.retrain, a.retrain_limit, a.workers)
     keys = list(rows[0])
     text = ",".join(keys) + "\n" + "\n".join(",".join("" if r.get(k) is None else str(r.get(k)) for k in keys)

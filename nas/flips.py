@@ -93,7 +93,8 @@ def load_previous(path: str | Path, splits, space=None) -> PreviousModel:
 
 @torch.no_grad()
 def torch_predictions(net: torch.nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                      batch: int = 512) -> torch.Tensor:
+                      batch: int = 128) -> torch.Tensor:
+    """Class indices (int64). batch 128, as nas.evaluate.accuracy: fine-tuning's test accuracy comes from these."""
     was = net.training
     net.eval()
     dev = device_of(net)

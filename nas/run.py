@@ -350,7 +350,7 @@ class Run:
             with atomic_path(self.dir / f"final_{name}.pt") as tmp:
                 torch.save(net.state_dict(), tmp)
             with atomic_path(self.dir / f"final_{name}_test_pred.pt") as tmp:  # the report's flips reuse them
-                torch.save(pred.to(torch.uint8 if self.space.num_classes <= 256 else torch.int64), tmp)
+                torch.save(pred, tmp)
             out[name] = {"widths": widths, "val_acc": val_acc, "test_acc": test_acc, "history": hist}
             self.log(f"{name}: val acc {val_acc:.4f}, test acc {test_acc:.4f}")
         return out
@@ -375,7 +375,7 @@ class Run:
         if path.exists():
             pred = torch.load(path, map_location="cpu", weights_only=True)
             if isinstance(pred, torch.Tensor) and pred.shape == (n,):
-                return pred.long()
+                return pred
         return torch_predictions(self._final_net(name), self.splits.test[0], self.splits.mean, self.splits.std)
 
     def _final_net(self, name: str):
